@@ -1,0 +1,517 @@
+/* call.c - eng_call objects and the host service table given to plugins.
+ *
+ * A call is one attempt of an action (or a Lua function a plugin offers, or
+ * a run-end hook). It owns the processes, HTTP transfers, timers and socket
+ * watches started for it; cancelling the call kills and aborts them.
+ * Completion (host->done) is delivered to the owner on a later loop turn, so
+ * an action may call done() from inside start(). */
+#include "registry.h"
+#include "scheduler.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Process-wide: the loop and the HTTP multi handle, owned here. */
+static uv_loop_t *host_loop;
+static eng__http_multi *host_multi;
+static eng__redactor *host_redact;
+
+struct eng_timer {
+  uv_timer_t h;
+  eng_call *call;
+  void (*cb)(void *);
+  void *ud;
+  struct eng_timer *next;
+  bool closing;
+};
+
+struct eng_watch {
+  uv_poll_t h;
+  eng_call *call;
+  void (*cb)(void *, int, int);
+  void *ud;
+  struct eng_watch *next;
+  bool closing;
+};
+
+struct eng_call {
+  eng__run *run;
+  char *step;
+  const eng_action *action;
+  eng_call *parent;
+  int refs;
+  bool started, done, cancelled, delivered;
+  int rc;
+  json_t *args;
+  json_t *outputs;
+  eng__buf error;
+  eng__proc_group *procs; /* heap: outlives the call if a process does */
+  eng__http_group http;
+  struct eng_timer *timers;
+  struct eng_watch *watches;
+  void (*cancel_cb)(void *);
+  void *cancel_ud;
+  void *data;
+  eng__call_done_cb cb;
+  void *cb_ud;
+  uv_timer_t deliver;
+  bool deliver_init;
+};
+
+static void call_ref(eng_call *c) { c->refs++; }
+
+static void deliver_close_cb(uv_handle_t *h) {
+  eng_call *c = h->data;
+  json_decref(c->args);
+  json_decref(c->outputs);
+  eng__buf_free(&c->error);
+  free(c->step);
+  free(c);
+}
+
+static void call_unref(eng_call *c) {
+  if (--c->refs > 0) return;
+  eng__http_group_cancel(&c->http);
+  if (eng__proc_group_empty(c->procs)) free(c->procs);
+  else eng__proc_group_kill(c->procs, 1000); /* dying: the group stays */
+  for (struct eng_timer *t = c->timers; t; t = t->next) t->call = NULL;
+  for (struct eng_watch *w = c->watches; w; w = w->next) w->call = NULL;
+  if (c->deliver_init) uv_close((uv_handle_t *)&c->deliver, deliver_close_cb);
+  else deliver_close_cb((uv_handle_t *)&(uv_timer_t){.data = c});
+}
+
+void eng__host_init(uv_loop_t *loop, eng__redactor *redact) {
+  host_loop = loop;
+  host_redact = redact;
+  if (!host_multi) host_multi = eng__http_multi_create(loop);
+}
+
+void eng__host_shutdown(void) {
+  if (host_multi) eng__http_multi_destroy(host_multi);
+  host_multi = NULL;
+}
+
+eng__redactor *eng__host_redactor(void) { return host_redact; }
+
+static eng_call *call_alloc(eng__run *r, const char *step,
+                            const eng_action *a, eng__call_done_cb cb,
+                            void *ud) {
+  eng_call *c = eng__xcalloc(1, sizeof *c);
+  c->run = r;
+  c->step = eng__xstrdup(step);
+  c->action = a;
+  c->refs = 1;
+  c->procs = eng__xcalloc(1, sizeof *c->procs);
+  c->outputs = json_object();
+  c->cb = cb;
+  c->cb_ud = ud;
+  uv_timer_init(host_loop, &c->deliver);
+  c->deliver.data = c;
+  c->deliver_init = true;
+  return c;
+}
+
+eng_call *eng__call_new(eng__run *r, const char *step_id,
+                        const eng_action *action, eng__call_done_cb cb,
+                        void *ud) {
+  return call_alloc(r, step_id, action, cb, ud);
+}
+
+eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud) {
+  eng_call *c = call_alloc(parent ? parent->run : NULL,
+                           parent ? parent->step : NULL, NULL, cb, ud);
+  c->parent = parent;
+  return c;
+}
+
+int eng__call_start(eng_call *c, int (*fn)(eng_call *, const json_t *),
+                    const json_t *args) {
+  c->args = args ? json_incref((json_t *)args) : json_object();
+  c->started = true;
+  if (!fn) return ENG_OK; /* run-end hook: the hook itself drives it */
+  call_ref(c);
+  int rc = fn(c, c->args);
+  if (rc != ENG_OK) {
+    /* start failed: the callback never runs; the message goes to the log */
+    c->done = true;
+    c->delivered = true;
+    if (c->error.len && c->run)
+      eng__run_log(c->run, c->step, ENG_LOG_ERROR, c->error.data);
+    call_unref(c);
+    call_unref(c); /* the creator's reference: freed */
+    return rc;
+  }
+  call_unref(c);
+  return ENG_OK;
+}
+
+void eng__call_release(eng_call *c) { call_unref(c); }
+
+uv_loop_t *eng__call_loop(eng_call *c) {
+  (void)c;
+  return host_loop;
+}
+
+eng__run *eng__call_run(eng_call *c) { return c ? c->run : NULL; }
+
+eng__lua *eng__call_lua(eng_call *c) { return c && c->run ? c->run->L : NULL; }
+
+static void deliver_cb(uv_timer_t *t) {
+  eng_call *c = t->data;
+  if (c->delivered) return;
+  c->delivered = true;
+  json_t *out = c->outputs;
+  c->outputs = NULL;
+  char *err = NULL;
+  if (c->rc != ENG_OK) {
+    err = c->error.len ? eng__xstrdup(c->error.data)
+                       : eng__xstrdup(eng_strerror(c->rc));
+  }
+  eng__call_done_cb cb = c->cb;
+  void *ud = c->cb_ud;
+  int rc = c->rc;
+  /* Kill leftovers the action forgot (it reported done). */
+  if (!eng__proc_group_empty(c->procs)) eng__proc_group_kill(c->procs, 2000);
+  /* Sub-calls and run-end hooks hold no owner reference beyond this. */
+  bool auto_release = c->parent != NULL || c->action == NULL;
+  call_ref(c);
+  if (cb) cb(ud, rc, out, err);
+  else json_decref(out);
+  free(err);
+  if (auto_release) call_unref(c);
+  call_unref(c);
+}
+
+/* ---- the host table ----------------------------------------------------- */
+
+static void h_log(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
+  eng__buf b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  eng__buf_vaddf(&b, fmt, ap);
+  va_end(ap);
+  if (c && c->run) eng__run_log(c->run, c->step, lvl, b.data ? b.data : "");
+  else {
+    char *red = eng__redact(host_redact, b.data ? b.data : "");
+    fprintf(stderr, "%s\n", red);
+    free(red);
+  }
+  eng__buf_free(&b);
+}
+
+void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
+  eng__buf b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  eng__buf_vaddf(&b, fmt, ap);
+  va_end(ap);
+  h_log(c, lvl, "%s", b.data ? b.data : "");
+  eng__buf_free(&b);
+}
+
+static void h_output(eng_call *c, const char *name, json_t *value) {
+  if (!c->outputs) c->outputs = json_object();
+  json_object_set_new(c->outputs, name, value ? value : json_null());
+}
+
+static void h_progress(eng_call *c, int64_t done, int64_t total) {
+  if (c->run) eng__run_progress(c->run, c->step, done, total);
+}
+
+static void h_secret(eng_call *c, const char *value) {
+  (void)c;
+  if (host_redact && value) eng__redactor_add(host_redact, value);
+}
+
+static void h_fail(eng_call *c, const char *fmt, ...) {
+  eng__buf b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  eng__buf_vaddf(&b, fmt, ap);
+  va_end(ap);
+  char *red = eng__redact(host_redact, b.data ? b.data : "");
+  eng__buf_free(&c->error);
+  eng__buf_adds(&c->error, red);
+  free(red);
+  eng__buf_free(&b);
+}
+
+static void h_done(eng_call *c, int rc) {
+  if (c->done) return;
+  c->done = true;
+  c->rc = rc;
+  if (c->cancelled && rc == ENG_OK) c->rc = ENG_OK; /* finished anyway */
+  uv_timer_start(&c->deliver, deliver_cb, 0, 0);
+}
+
+static int h_cancelled(eng_call *c) { return c->cancelled; }
+
+static void h_on_cancel(eng_call *c, void (*cb)(void *), void *ud) {
+  c->cancel_cb = cb;
+  c->cancel_ud = ud;
+}
+
+static void h_set_data(eng_call *c, void *d) { c->data = d; }
+static void *h_get_data(eng_call *c) { return c->data; }
+static const char *h_run_dir(eng_call *c) {
+  return c->run && c->run->dir ? c->run->dir : ".";
+}
+static const char *h_step_id(eng_call *c) { return c->step ? c->step : ""; }
+
+static void proc_log_line(void *ctx, const char *line) {
+  eng_call *c = ctx;
+  if (c->run) eng__run_log(c->run, c->step, ENG_LOG_INFO, line);
+}
+
+static int h_spawn(eng_call *c, const eng_spawn_opts *o, eng_proc **out) {
+  eng__proc_hooks hooks = {proc_log_line, c, host_redact};
+  char err[512];
+  int rc = eng__proc_spawn(host_loop, c->procs, o, &hooks, out, err,
+                           sizeof err);
+  if (rc != ENG_OK) h_fail(c, "%s", err);
+  return rc;
+}
+
+static void h_proc_kill(eng_proc *p, int sig) { eng__proc_kill(p, sig); }
+static int h_proc_write(eng_proc *p, const void *buf, size_t len,
+                        void (*cb)(void *, int), void *ud) {
+  return eng__proc_write(p, buf, len, cb, ud);
+}
+static void h_proc_pause(eng_proc *p, int paused) { eng__proc_pause(p, paused); }
+static const char *h_proc_tail(eng_proc *p) { return eng__proc_stderr_tail(p); }
+
+static int h_http_start(eng_call *c, void *easy, eng_http_cb cb, void *ud,
+                        eng_http **out) {
+  return eng__http_start(host_multi, &c->http, easy, cb, ud, out);
+}
+static void h_http_cancel(eng_http *r) { eng__http_cancel(r); }
+static void h_http_unpause(eng_http *r) { eng__http_unpause(r); }
+
+typedef struct work_req {
+  uv_work_t w;
+  eng_call *call;
+  void (*fn)(void *);
+  void (*after)(void *, int);
+  void *ud;
+} work_req;
+
+static void work_fn(uv_work_t *w) {
+  work_req *r = w->data;
+  r->fn(r->ud);
+}
+
+static void work_after(uv_work_t *w, int status) {
+  work_req *r = w->data;
+  if (r->after) r->after(r->ud, status);
+  call_unref(r->call);
+  free(r);
+}
+
+static int h_work(eng_call *c, void (*fn)(void *), void (*after)(void *, int),
+                  void *ud) {
+  work_req *r = eng__xcalloc(1, sizeof *r);
+  r->w.data = r;
+  r->call = c;
+  r->fn = fn;
+  r->after = after;
+  r->ud = ud;
+  call_ref(c);
+  int rc = uv_queue_work(host_loop, &r->w, work_fn, work_after);
+  if (rc != 0) {
+    call_unref(c);
+    free(r);
+    return ENG_ERR_IO;
+  }
+  return ENG_OK;
+}
+
+static void unlink_timer(struct eng_timer *t) {
+  if (!t->call) return;
+  struct eng_timer **pp = &t->call->timers;
+  while (*pp && *pp != t) pp = &(*pp)->next;
+  if (*pp) *pp = t->next;
+  t->call = NULL;
+}
+
+static void timer_close(uv_handle_t *h) { free(h->data); }
+
+static void timer_fire(uv_timer_t *h) {
+  struct eng_timer *t = h->data;
+  unlink_timer(t);
+  t->closing = true;
+  uv_close((uv_handle_t *)&t->h, timer_close);
+  t->cb(t->ud);
+}
+
+static eng_timer *h_timer_start(eng_call *c, uint64_t ms, void (*cb)(void *),
+                                void *ud) {
+  struct eng_timer *t = eng__xcalloc(1, sizeof *t);
+  uv_timer_init(host_loop, &t->h);
+  t->h.data = t;
+  t->call = c;
+  t->cb = cb;
+  t->ud = ud;
+  t->next = c ? c->timers : NULL;
+  if (c) c->timers = t;
+  uv_timer_start(&t->h, timer_fire, ms, 0);
+  return t;
+}
+
+static void h_timer_stop(eng_timer *t) {
+  if (!t || t->closing) return;
+  unlink_timer(t);
+  t->closing = true;
+  uv_timer_stop(&t->h);
+  uv_close((uv_handle_t *)&t->h, timer_close);
+}
+
+static void watch_cb(uv_poll_t *h, int status, int events) {
+  struct eng_watch *w = h->data;
+  int ev = 0;
+  if (events & UV_READABLE) ev |= ENG_READABLE;
+  if (events & UV_WRITABLE) ev |= ENG_WRITABLE;
+  w->cb(w->ud, ev, status < 0 ? ENG_ERR_IO : 0);
+}
+
+static int uv_events(int events) {
+  int e = 0;
+  if (events & ENG_READABLE) e |= UV_READABLE;
+  if (events & ENG_WRITABLE) e |= UV_WRITABLE;
+  return e;
+}
+
+static eng_watch *h_watch_start(eng_call *c, int fd, int events,
+                                void (*cb)(void *, int, int), void *ud) {
+  struct eng_watch *w = eng__xcalloc(1, sizeof *w);
+  if (uv_poll_init_socket(host_loop, &w->h, fd) != 0) {
+    free(w);
+    return NULL;
+  }
+  w->h.data = w;
+  w->call = c;
+  w->cb = cb;
+  w->ud = ud;
+  w->next = c ? c->watches : NULL;
+  if (c) c->watches = w;
+  if (events) uv_poll_start(&w->h, uv_events(events), watch_cb);
+  return w;
+}
+
+static void h_watch_update(eng_watch *w, int events) {
+  if (!w || w->closing) return;
+  if (events) uv_poll_start(&w->h, uv_events(events), watch_cb);
+  else uv_poll_stop(&w->h);
+}
+
+static void watch_close(uv_handle_t *h) { free(h->data); }
+
+static void h_watch_stop(eng_watch *w) {
+  if (!w || w->closing) return;
+  if (w->call) {
+    struct eng_watch **pp = &w->call->watches;
+    while (*pp && *pp != w) pp = &(*pp)->next;
+    if (*pp) *pp = w->next;
+  }
+  w->closing = true;
+  uv_poll_stop(&w->h);
+  uv_close((uv_handle_t *)&w->h, watch_close);
+}
+
+static eng_side_effect call_side(eng_call *c) {
+  if (!c->action) return ENG_SIDE_READ_ONLY;
+  return c->action->classify ? c->action->classify(c->args)
+                             : c->action->side_effect;
+}
+
+static int h_guard_target(eng_call *c, eng_target kind, const char *value,
+                          const char *evidence) {
+  if (!c->run) return ENG_OK;
+  int rc = eng__run_guard_target(c->run, c->step, kind, value, evidence,
+                                 call_side(c));
+  if (rc != ENG_OK)
+    h_fail(c, "refused by a guard: '%s'%s%s is protected or not owned by "
+              "this run",
+           value, evidence ? " " : "", evidence ? evidence : "");
+  return rc;
+}
+
+static int64_t h_journal_intent(eng_call *c, const char *kind, const char *id,
+                                const json_t *detail) {
+  return c->run ? eng__run_journal(c->run, "intent", c->step, kind, id, detail)
+                : -1;
+}
+
+static void h_journal_confirm(eng_call *c, int64_t token) {
+  if (!c->run) return;
+  json_t *d = json_pack("{s:I}", "intent", (json_int_t)token);
+  eng__run_journal(c->run, "confirm", c->step, NULL, NULL, d);
+  json_decref(d);
+}
+
+static void h_journal_removed(eng_call *c, const char *kind, const char *id) {
+  if (c->run) eng__run_journal(c->run, "removed", c->step, kind, id, NULL);
+}
+
+static int h_journal_owned(eng_call *c, const char *kind, const char *id) {
+  return c->run ? eng__run_journal_owned(c->run, kind, id) : 0;
+}
+
+static int h_at_run_end(eng_call *c, int (*cb)(eng_call *, void *), void *ud) {
+  if (!c->run) return ENG_ERR_INVALID;
+  return eng__run_add_end_hook(c->run, cb, ud);
+}
+
+static const eng_host host_table = {
+    .size = sizeof(eng_host),
+    .abi_major = ENG_ABI_MAJOR,
+    .abi_minor = ENG_ABI_MINOR,
+    .log = h_log,
+    .output = h_output,
+    .progress = h_progress,
+    .secret = h_secret,
+    .fail = h_fail,
+    .done = h_done,
+    .cancelled = h_cancelled,
+    .on_cancel = h_on_cancel,
+    .set_data = h_set_data,
+    .get_data = h_get_data,
+    .run_dir = h_run_dir,
+    .step_id = h_step_id,
+    .spawn = h_spawn,
+    .proc_kill = h_proc_kill,
+    .proc_write = h_proc_write,
+    .proc_pause = h_proc_pause,
+    .proc_stderr_tail = h_proc_tail,
+    .http_start = h_http_start,
+    .http_cancel = h_http_cancel,
+    .http_unpause = h_http_unpause,
+    .work = h_work,
+    .timer_start = h_timer_start,
+    .timer_stop = h_timer_stop,
+    .watch_start = h_watch_start,
+    .watch_update = h_watch_update,
+    .watch_stop = h_watch_stop,
+    .guard_target = h_guard_target,
+    .journal_intent = h_journal_intent,
+    .journal_confirm = h_journal_confirm,
+    .journal_removed = h_journal_removed,
+    .journal_owned = h_journal_owned,
+    .at_run_end = h_at_run_end,
+};
+
+const eng_host *eng__host(void) { return &host_table; }
+
+/* Cancel: kill processes, abort transfers, tell the plugin; it still calls
+ * done(). */
+void eng__call_cancel(eng_call *c) {
+  if (c->cancelled || c->done) return;
+  c->cancelled = true;
+  call_ref(c);
+  eng__proc_group_kill(c->procs, 3000);
+  eng__http_group_cancel(&c->http);
+  if (c->cancel_cb) c->cancel_cb(c->cancel_ud);
+  call_unref(c);
+}

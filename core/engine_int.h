@@ -1,0 +1,200 @@
+/*
+ * engine_int.h - declarations shared between core files (eng__ prefix).
+ * Nothing here is part of the plugin SDK; plugins include only
+ * <engine/plugin.h>.
+ */
+#ifndef ENGINE_INT_H
+#define ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <jansson.h>
+#include "engine/plugin.h"
+
+/* ---- util.c ------------------------------------------------------------ */
+
+typedef struct eng__buf {
+  char *data; /* always NUL-terminated once anything was appended */
+  size_t len, cap;
+} eng__buf;
+
+void eng__buf_add(eng__buf *b, const void *p, size_t n);
+void eng__buf_adds(eng__buf *b, const char *s);
+void eng__buf_addf(eng__buf *b, const char *fmt, ...) ENG_PRINTF(2, 3);
+void eng__buf_vaddf(eng__buf *b, const char *fmt, va_list ap);
+char *eng__buf_steal(eng__buf *b); /* returns "" (malloc'd) when empty */
+void eng__buf_free(eng__buf *b);
+
+void *eng__xmalloc(size_t n);   /* aborts on OOM */
+void *eng__xcalloc(size_t n, size_t m);
+void *eng__xrealloc(void *p, size_t n);
+char *eng__xstrdup(const char *s); /* NULL -> NULL */
+char *eng__xstrndup(const char *s, size_t n);
+char *eng__asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
+
+/* "500ms", "30s", "5m", "1h", "1h30m", "2d", or a plain number of seconds.
+ * Returns 0 and milliseconds, or -1. */
+int eng__parse_duration(const char *s, int64_t *ms);
+/* "1.2s", "340ms", "2m05s" into buf. */
+const char *eng__fmt_duration(int64_t ms, char *buf, size_t n);
+/* "12.3 MB" */
+const char *eng__fmt_bytes(int64_t bytes, char *buf, size_t n);
+/* Nearest candidate within a small edit distance, or NULL. */
+const char *eng__suggest(const char *word, const char *const *cands,
+                         size_t n);
+size_t eng__edit_distance(const char *a, const char *b);
+/* Wall clock in ms since the epoch, and RFC 3339 UTC with ms. Both go
+ * through an injectable clock (tests). */
+int64_t eng__now_ms(void);
+void eng__set_clock(int64_t (*fn)(void));
+const char *eng__fmt_time(int64_t epoch_ms, char *buf, size_t n);
+/* Read a whole file (max bytes); NULL and errno on failure. */
+char *eng__read_file(const char *path, size_t max, size_t *len);
+int eng__mkdir_p(const char *path, int mode);
+/* Shell-style glob match (fnmatch without flags). */
+bool eng__glob(const char *pattern, const char *s);
+/* SHA-256 hex (65 bytes incl. NUL) of a buffer. */
+void eng__sha256_hex(const void *p, size_t n, char out[65]);
+
+/* ---- diag.c: compiler-style diagnostics ---------------------------------- */
+
+typedef struct eng__diags {
+  size_t errors, warnings;
+  bool quiet;       /* collect only */
+  bool color;
+  eng__buf text;    /* everything reported, in order */
+} eng__diags;
+
+void eng__diag_error(eng__diags *d, const char *file, int line, int col,
+                     const char *fmt, ...) ENG_PRINTF(5, 6);
+void eng__diag_warn(eng__diags *d, const char *file, int line, int col,
+                    const char *fmt, ...) ENG_PRINTF(5, 6);
+void eng__diags_free(eng__diags *d);
+
+/* ---- redact.c: secrets ------------------------------------------------ */
+
+typedef struct eng__redactor eng__redactor;
+eng__redactor *eng__redactor_create(void);
+void eng__redactor_destroy(eng__redactor *r);
+/* Register a secret value (copied). Values shorter than 3 bytes are
+ * ignored (they would mask everything). Also registers the password part of
+ * a URL given whole. */
+void eng__redactor_add(eng__redactor *r, const char *value);
+/* New malloc'd string with every secret replaced by "***" and URL
+ * passwords ("scheme://user:PASS@") masked. */
+char *eng__redact(const eng__redactor *r, const char *in);
+/* Redact a JSON value in place (strings only). */
+void eng__redact_json(const eng__redactor *r, json_t *v);
+
+/* ---- process.c: child processes on the loop -------------------------- */
+
+/* A set of processes owned by one call; killed together on cancel. */
+typedef struct eng__proc_group {
+  struct eng__proc_link *head;
+} eng__proc_group;
+
+typedef struct eng__proc_hooks {
+  /* stderr lines when opts->on_stderr is NULL (already redacted) */
+  void (*log_line)(void *ctx, const char *line);
+  void *ctx;
+  const eng__redactor *redact; /* may be NULL */
+} eng__proc_hooks;
+
+int eng__proc_spawn(uv_loop_t *loop, eng__proc_group *group,
+                    const eng_spawn_opts *opts, const eng__proc_hooks *hooks,
+                    eng_proc **out, char *err, size_t errlen);
+void eng__proc_kill(eng_proc *p, int signum);
+/* SIGTERM every process of the group now, SIGKILL those left after
+ * grace_ms. */
+void eng__proc_group_kill(eng__proc_group *g, uint64_t grace_ms);
+int eng__proc_group_empty(const eng__proc_group *g);
+int eng__proc_write(eng_proc *p, const void *buf, size_t len,
+                    void (*cb)(void *ud, int rc), void *ud);
+void eng__proc_pause(eng_proc *p, int paused);
+const char *eng__proc_stderr_tail(eng_proc *p);
+
+/* ---- http.c: libcurl multi on the loop ------------------------------- */
+
+typedef struct eng__http_multi eng__http_multi;
+typedef struct eng__http_group {
+  struct eng__http_link *head;
+} eng__http_group;
+
+eng__http_multi *eng__http_multi_create(uv_loop_t *loop);
+/* Close handles; runs cbs of still-running requests with CANCELLED. */
+void eng__http_multi_destroy(eng__http_multi *m);
+int eng__http_start(eng__http_multi *m, eng__http_group *g, void *curl_easy,
+                    eng_http_cb cb, void *ud, eng_http **out);
+void eng__http_cancel(eng_http *req); /* cb runs with ENG_ERR_CANCELLED */
+void eng__http_unpause(eng_http *req);
+void eng__http_group_cancel(eng__http_group *g);
+
+/* ---- lua_host.c: the sandbox ------------------------------------------ */
+
+typedef struct eng__lua eng__lua;
+
+typedef struct eng__lua_opts {
+  size_t mem_limit;        /* bytes; 0 = 64 MiB */
+  uint64_t budget_ms;      /* execution time per evaluation; 0 = 10000 */
+  const char *runbook_dir; /* require() looks in RUNBOOK_DIR/lua/ */
+  const char *lib_dir;     /* installed library: LIB_DIR/engine/checks.lua */
+} eng__lua_opts;
+
+enum { ENG__LUA_EXPR = 0, ENG__LUA_CHUNK = 1 };
+
+int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
+                    size_t errlen);
+void eng__lua_destroy(eng__lua *L);
+/* Compile; syntax errors come back as "FILE:LINE: message". EXPR compiles
+ * "return (code)"; CHUNK compiles statements. *ref names it later. */
+int eng__lua_compile(eng__lua *L, const char *code, int kind,
+                     const char *file, int line, int *ref, char *err,
+                     size_t errlen);
+/* Replace a global context table (params, env, run, runbook). */
+void eng__lua_set_global(eng__lua *L, const char *name, const json_t *v);
+/* Set steps[id] = {status=..., outputs=...} (and the underscore alias). */
+void eng__lua_set_step(eng__lua *L, const char *id, const char *status,
+                       const json_t *outputs);
+/* Names visible in helpers success()/failure() for the next evaluations:
+ * statuses of the dependencies of the step being decided. */
+void eng__lua_set_deps(eng__lua *L, const char *const *statuses, size_t n);
+/* Evaluate synchronously. `locals` (object or NULL) become globals for
+ * this evaluation only (e.g. outputs). *results: a JSON array of the
+ * returned values (caller frees). Yielding I/O is an error here. */
+int eng__lua_eval(eng__lua *L, int ref, const json_t *locals,
+                  json_t **results, char *err, size_t errlen);
+/* Evaluate in a coroutine; functions offered by plugins (pg.query) and
+ * http.get yield to the loop. cb runs exactly once, on the loop thread;
+ * it owns results. `call` is the step's call (for logs and sub-calls). */
+typedef void (*eng__lua_done_cb)(void *ud, int rc, json_t *results,
+                                 const char *err);
+int eng__lua_run(eng__lua *L, int ref, const json_t *locals, eng_call *call,
+                 eng__lua_done_cb cb, void *ud);
+/* Offer a plugin's function to hooks. */
+void eng__lua_add_func(eng__lua *L, const eng_lua_func *f);
+/* Run a hook's chunk with args (the lua action's `file`, `script`). */
+
+/* ---- call.c: call objects (eng_call) and the host table --------------- */
+
+typedef void (*eng__call_done_cb)(void *ud, int rc, json_t *outputs,
+                                  const char *error);
+
+typedef struct eng__run eng__run; /* sched.c */
+
+/* The host table handed to plugins. */
+const eng_host *eng__host(void);
+/* A sub-call under `parent` (a Lua function a plugin offers). done() of
+ * the sub-call runs cb with its outputs (owned by cb) and error text. */
+eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud);
+/* Start fn on the call with args (borrowed; kept alive by the call). On a
+ * non-OK return cb has not run and never will; the call is freed. */
+int eng__call_start(eng_call *call, int (*fn)(eng_call *, const json_t *),
+                    const json_t *args);
+uv_loop_t *eng__call_loop(eng_call *call);
+eng__run *eng__call_run(eng_call *call);
+void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...)
+    ENG_PRINTF(3, 4);
+
+#endif /* ENGINE_INT_H */

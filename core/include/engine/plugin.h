@@ -1,0 +1,370 @@
+/*
+ * engine/plugin.h - the plugin SDK of the runbook engine.
+ *
+ * A plugin is a shared module that exports one function,
+ * ENG_PLUGIN_ENTRY_SYMBOL, returning a pointer to a constant eng_plugin
+ * descriptor. The host checks the descriptor's `size`, `abi_major` and
+ * `abi_minor` before it reads anything else, and refuses the plugin naming
+ * the field that does not fit.
+ *
+ * Values (action parameters and outputs) are jansson values: the host
+ * validates and converts every parameter against the action's declaration
+ * before the action starts, so an action sees exactly the declared types.
+ *
+ * Actions never block the engine's event loop. They start work, return, and
+ * complete later through host->done(). Every service the host offers reaches
+ * the plugin through the eng_host table passed to init() and to each call;
+ * the engine executable exports no symbols.
+ *
+ * Compatibility rules (as Redis modules and GStreamer do it):
+ *  - a new minor version only appends fields at the end of structs and
+ *    tables; a plugin built against minor N runs on a host with minor >= N;
+ *  - a published error code or enum value is never renumbered.
+ */
+#ifndef ENGINE_PLUGIN_H
+#define ENGINE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ENG_ABI_MAJOR 1
+#define ENG_ABI_MINOR 0
+
+#if defined(__GNUC__)
+#define ENG_EXPORT __attribute__((visibility("default")))
+#define ENG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define ENG_EXPORT
+#define ENG_PRINTF(f, a)
+#endif
+
+/* ---- error codes ------------------------------------------------------ */
+
+/* X(NAME, value, text). Codes are negative; 0 is success. Never renumber. */
+#define ENG_ERRNO_MAP(X)                                                   \
+  X(INVALID, -1, "invalid argument")                                       \
+  X(NOMEM, -2, "out of memory")                                            \
+  X(IO, -3, "input/output error")                                          \
+  X(CANCELLED, -4, "cancelled")                                            \
+  X(TIMEOUT, -5, "timed out")                                              \
+  X(REFUSED, -6, "refused by a guard")                                     \
+  X(FAILED, -7, "action failed")                                           \
+  X(NOTFOUND, -8, "not found")                                             \
+  X(EXISTS, -9, "already exists")                                          \
+  X(ABI, -10, "plugin ABI mismatch")                                       \
+  X(PROTOCOL, -11, "protocol error")                                       \
+  X(AUTH, -12, "authentication failed")                                    \
+  X(UNSUPPORTED, -13, "not supported")                                     \
+  X(CHECKSUM, -14, "checksum mismatch")                                    \
+  X(CONNECT, -15, "connection failed")
+
+typedef enum eng_err {
+  ENG_OK = 0,
+#define ENG_ERR_ENUM_(n, v, t) ENG_ERR_##n = (v),
+  ENG_ERRNO_MAP(ENG_ERR_ENUM_)
+#undef ENG_ERR_ENUM_
+} eng_err;
+
+/* Human text of an error code; never NULL. */
+static inline const char *eng_strerror(int code) {
+  switch (code) {
+  case ENG_OK: return "success";
+#define ENG_ERR_STR_(n, v, t) case (v): return t;
+  ENG_ERRNO_MAP(ENG_ERR_STR_)
+#undef ENG_ERR_STR_
+  default: return "unknown error";
+  }
+}
+
+/* Symbolic name of an error code ("ENG_ERR_TIMEOUT"); never NULL. */
+static inline const char *eng_err_name(int code) {
+  switch (code) {
+  case ENG_OK: return "ENG_OK";
+#define ENG_ERR_NAME_(n, v, t) case (v): return "ENG_ERR_" #n;
+  ENG_ERRNO_MAP(ENG_ERR_NAME_)
+#undef ENG_ERR_NAME_
+  default: return "ENG_ERR_UNKNOWN";
+  }
+}
+
+/* ---- declarations: parameters, outputs, actions ----------------------- */
+
+typedef enum eng_type {
+  ENG_T_STRING = 0,
+  ENG_T_INT = 1,
+  ENG_T_NUMBER = 2,
+  ENG_T_BOOL = 3,
+  ENG_T_DURATION = 4, /* given as "30s"/"1h30m" or a number of seconds;
+                         the action receives integer milliseconds */
+  ENG_T_LIST = 5,
+  ENG_T_MAP = 6,
+  ENG_T_ANY = 7
+} eng_type;
+
+/* What a parameter names, for guards (SPEC section 5.1). */
+typedef enum eng_target {
+  ENG_TARGET_NONE = 0,
+  ENG_TARGET_DATABASE = 1, /* a connection URL or a database name */
+  ENG_TARGET_VOLUME = 2,
+  ENG_TARGET_CONTAINER = 3,
+  ENG_TARGET_BUCKET = 4, /* s3://bucket/key */
+  ENG_TARGET_INSTANCE = 5,
+  ENG_TARGET_COMMAND = 6, /* a command line (string or argv list) */
+  ENG_TARGET_FILE = 7     /* a local path or stream URL */
+} eng_target;
+
+typedef enum eng_side_effect {
+  ENG_SIDE_READ_ONLY = 0,
+  ENG_SIDE_CREATES = 1,
+  ENG_SIDE_DESTRUCTIVE = 2,
+  ENG_SIDE_DISRUPTIVE = 3,
+  ENG_SIDE_EXTERNAL = 4
+} eng_side_effect;
+
+/* eng_param.flags */
+#define ENG_P_REQUIRED 0x1u
+#define ENG_P_SECRET 0x2u /* value is redacted everywhere */
+
+typedef struct eng_param {
+  const char *name;
+  eng_type type;
+  unsigned flags;       /* ENG_P_* */
+  const char *def;      /* default as JSON text ("true", "2", "\"custom\""),
+                           or NULL for none */
+  eng_target target;    /* what the value names, for guards */
+  const char *choices;  /* "a|b|c" for enumerated strings, or NULL */
+  const char *doc;
+} eng_param;
+
+typedef struct eng_output {
+  const char *name;
+  eng_type type;
+  const char *doc;
+} eng_output;
+
+typedef struct eng_call eng_call; /* one running attempt of an action */
+typedef struct eng_host eng_host;
+
+/* eng_action.flags */
+#define ENG_A_REPEAT_SAFE 0x1u /* running it again after an interruption
+                                  cannot lose data */
+#define ENG_A_LUA_IO 0x2u      /* (Lua functions) may be used by hooks */
+
+typedef struct eng_action {
+  const char *name; /* "dump": reachable as PLUGIN.dump */
+  const char *doc;
+  eng_side_effect side_effect;
+  unsigned flags;            /* ENG_A_* */
+  const eng_param *params;   /* array ended by an entry whose name is NULL */
+  const eng_output *outputs; /* array ended by an entry whose name is NULL;
+                                an action may also set undeclared outputs */
+  /* Start one attempt. `params` is an object with every declared parameter
+   * that was given or has a default, converted to the declared type; it is
+   * owned by the host and valid until host->done() is called. Return ENG_OK
+   * and complete later with host->done(), or return an error code (after
+   * host->fail() for a message) and then done() must not be called. */
+  int (*start)(eng_call *call, const json_t *params);
+  /* Optional: the side-effect class for these parameters when it depends on
+   * them (postgres.restore with clean: true is destructive). NULL: use
+   * side_effect. */
+  eng_side_effect (*classify)(const json_t *params);
+} eng_action;
+
+/* A Lua function a plugin offers to hooks (`pg.query(url, sql, ...)`).
+ * `start` receives the Lua arguments as a JSON array and completes like an
+ * action: host->output(call, "result", value) then host->done(). The hook's
+ * coroutine yields meanwhile, so the loop goes on with other steps. */
+typedef struct eng_lua_func {
+  const char *table; /* global table in the sandbox: "pg" */
+  const char *name;  /* function name: "query" */
+  const char *doc;
+  int (*start)(eng_call *call, const json_t *args);
+} eng_lua_func;
+
+typedef struct eng_plugin {
+  /* Checked first, in this order. */
+  uint32_t size; /* sizeof(eng_plugin) the plugin was built with */
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  /* ABI 1.0 */
+  const char *name; /* [a-z][a-z0-9_]*, the PLUGIN of PLUGIN.ACTION */
+  const char *version;
+  const char *doc;
+  const eng_action *actions; /* array of n_actions */
+  size_t n_actions;
+  const eng_lua_func *lua_funcs; /* may be NULL */
+  size_t n_lua_funcs;
+  /* Optional; called once on the loop thread before any action. A non-zero
+   * return makes the host refuse the plugin. */
+  int (*init)(const eng_host *host);
+} eng_plugin;
+
+typedef const eng_plugin *(*eng_plugin_entry_fn)(void);
+
+#define ENG_PLUGIN_ENTRY_SYMBOL "eng_plugin_entry"
+
+/* Use once in a plugin: ENG_PLUGIN_DEFINE(my_descriptor); */
+#define ENG_PLUGIN_DEFINE(desc)                                            \
+  ENG_EXPORT const eng_plugin *eng_plugin_entry(void);                     \
+  ENG_EXPORT const eng_plugin *eng_plugin_entry(void) { return &(desc); }
+
+#define ENG_PLUGIN_HEADER                                                  \
+  .size = sizeof(eng_plugin), .abi_major = ENG_ABI_MAJOR,                  \
+  .abi_minor = ENG_ABI_MINOR
+
+/* ---- host services ---------------------------------------------------- */
+
+typedef enum eng_log_level {
+  ENG_LOG_DEBUG = 0,
+  ENG_LOG_INFO = 1,
+  ENG_LOG_WARN = 2,
+  ENG_LOG_ERROR = 3
+} eng_log_level;
+
+typedef struct eng_proc eng_proc;
+typedef struct eng_http eng_http;
+typedef struct eng_timer eng_timer;
+typedef struct eng_watch eng_watch;
+
+/* stdin_fd / stdout_fd special values */
+#define ENG_STDIO_NULL (-1) /* /dev/null */
+#define ENG_STDIO_PIPE (-2) /* a pipe: callbacks / proc_write */
+
+typedef struct eng_spawn_opts {
+  size_t size;                /* sizeof(eng_spawn_opts) */
+  const char *const *argv;    /* argv[0] is looked up in PATH */
+  const char *const *env;     /* extra "K=V" entries, NULL-terminated; the
+                                 child also inherits the engine's env */
+  const char *cwd;            /* NULL: the engine's */
+  int stdin_fd;               /* an fd (dup'ed), ENG_STDIO_NULL or _PIPE */
+  int stdout_fd;              /* an fd (dup'ed), ENG_STDIO_NULL or _PIPE */
+  const char *run_as;         /* when the engine is root: run as this user
+                                 (setuid/setgid); NULL: unchanged */
+  /* Called on the loop thread. on_stdout only with stdout_fd == PIPE.
+   * on_stderr NULL: the host logs stderr lines to the step log, redacted,
+   * and keeps the last lines for proc_stderr_tail(). */
+  void (*on_stdout)(void *ud, const char *buf, size_t len);
+  void (*on_stderr)(void *ud, const char *buf, size_t len);
+  /* After the process exited and its output pipes are drained. */
+  void (*on_exit)(void *ud, int64_t exit_status, int term_signal);
+  void *ud;
+} eng_spawn_opts;
+
+typedef void (*eng_http_cb)(void *ud, int rc, long http_status,
+                            const char *error);
+
+struct eng_host {
+  uint32_t size; /* sizeof(eng_host) of the host: check before using a
+                    member added in a later minor */
+  uint16_t abi_major;
+  uint16_t abi_minor;
+
+  /* -- call context ------------------------------------------------------ */
+  void (*log)(eng_call *call, eng_log_level level, const char *fmt, ...)
+      ENG_PRINTF(3, 4);
+  /* Set an output; steals the reference to `value`. */
+  void (*output)(eng_call *call, const char *name, json_t *value);
+  /* Progress of a transfer: bytes so far, total or -1 when unknown. */
+  void (*progress)(eng_call *call, int64_t done, int64_t total);
+  /* Register a value that must never appear in any log or report. */
+  void (*secret)(eng_call *call, const char *value);
+  /* Record the failure message of the attempt (redacted by the host). */
+  void (*fail)(eng_call *call, const char *fmt, ...) ENG_PRINTF(2, 3);
+  /* Finish the attempt: ENG_OK or an error code. Call exactly once after
+   * start() returned ENG_OK. After a cancellation too. */
+  void (*done)(eng_call *call, int rc);
+  /* Non-zero once the attempt was cancelled (timeout, SIGINT). */
+  int (*cancelled)(eng_call *call);
+  /* Called on the loop thread when the attempt is cancelled. The host also
+   * kills the call's processes and aborts its HTTP transfers itself. */
+  void (*on_cancel)(eng_call *call, void (*cb)(void *ud), void *ud);
+  /* Per-call plugin data. */
+  void (*set_data)(eng_call *call, void *data);
+  void *(*get_data)(eng_call *call);
+  /* The run directory (absolute path) and the step id. */
+  const char *(*run_dir)(eng_call *call);
+  const char *(*step_id)(eng_call *call);
+
+  /* -- processes --------------------------------------------------------- */
+  int (*spawn)(eng_call *call, const eng_spawn_opts *opts, eng_proc **out);
+  /* Signal the process group. */
+  void (*proc_kill)(eng_proc *proc, int signum);
+  /* Write to a piped stdin; `cb` runs when the bytes were written (the
+   * buffer must stay valid until then). len 0 closes stdin. */
+  int (*proc_write)(eng_proc *proc, const void *buf, size_t len,
+                    void (*cb)(void *ud, int rc), void *ud);
+  /* Stop / restart reading a piped stdout (backpressure). */
+  void (*proc_pause)(eng_proc *proc, int paused);
+  /* Last lines of stderr (redacted), valid until on_exit returns. */
+  const char *(*proc_stderr_tail)(eng_proc *proc);
+
+  /* -- HTTP (libcurl multi, driven by the loop) ---------------------------- */
+  /* The plugin configures `easy` (owned by the plugin; free it in cb or
+   * later, never before). cb runs once: rc ENG_OK with the HTTP status, or
+   * an error code with curl's message. */
+  int (*http_start)(eng_call *call, void *curl_easy, eng_http_cb cb,
+                    void *ud, eng_http **out);
+  void (*http_cancel)(eng_http *req);
+  void (*http_unpause)(eng_http *req);
+
+  /* -- loop services ------------------------------------------------------- */
+  /* Run fn on a worker thread, then after() on the loop thread. */
+  int (*work)(eng_call *call, void (*fn)(void *ud),
+              void (*after)(void *ud, int status), void *ud);
+  /* One-shot timer; the handle is invalid after cb ran or timer_stop(). */
+  eng_timer *(*timer_start)(eng_call *call, uint64_t ms, void (*cb)(void *ud),
+                            void *ud);
+  void (*timer_stop)(eng_timer *t);
+  /* Watch a socket: events ENG_READABLE|ENG_WRITABLE; cb(ud, events,
+   * status<0 on error). */
+  eng_watch *(*watch_start)(eng_call *call, int fd, int events,
+                            void (*cb)(void *ud, int events, int status),
+                            void *ud);
+  void (*watch_update)(eng_watch *w, int events);
+  void (*watch_stop)(eng_watch *w);
+
+  /* -- guards and journal (SPEC sections 5 and 6) ------------------------- */
+  /* Check a resolved target against the run's guards just before acting.
+   * For ENG_TARGET_DATABASE, `value` is "HOST:PORT/DBNAME" (or a bare
+   * DBNAME) and `evidence` is "sysid:N" read from the server (or NULL):
+   * protected patterns match the database name, HOST:PORT/DBNAME and the
+   * sysid. Other kinds: `evidence` (may be NULL) explains how the value was
+   * obtained. Destructive actions on targets the run did not create are
+   * refused here unless --allow-destructive was given. Returns
+   * ENG_OK or ENG_ERR_REFUSED (the host records why; the action must then
+   * call done(call, ENG_ERR_REFUSED) without acting). */
+  int (*guard_target)(eng_call *call, eng_target kind, const char *value,
+                      const char *evidence);
+  /* Before creating a resource: record the intent (synced). kind is
+   * "database", "container", "object", "instance", "sandbox", ...; id
+   * identifies it; `detail` (borrowed) holds what cleanup needs, with
+   * secrets given as references. By convention detail has "undo":
+   * {"action": "PLUGIN.ACTION", "with": {...}}: what `finally`-time and
+   * `engine cleanup` run to remove it. Returns a token for
+   * journal_confirm. */
+  int64_t (*journal_intent)(eng_call *call, const char *kind, const char *id,
+                            const json_t *detail);
+  void (*journal_confirm)(eng_call *call, int64_t token);
+  /* Record that the resource was removed. */
+  void (*journal_removed)(eng_call *call, const char *kind, const char *id);
+  /* Non-zero when this run created the resource. */
+  int (*journal_owned)(eng_call *call, const char *kind, const char *id);
+  /* Run cb(ud) on the loop when the run ends (after `finally`), before the
+   * engine exits; cb completes by calling done(cb_call) like an action. */
+  int (*at_run_end)(eng_call *call, int (*cb)(eng_call *end_call, void *ud),
+                    void *ud);
+};
+
+#define ENG_READABLE 1
+#define ENG_WRITABLE 2
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ENGINE_PLUGIN_H */

@@ -1,0 +1,565 @@
+/* main.c - the command line (SPEC section 2). */
+#include "registry.h"
+#include "scheduler.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef ENG_VERSION
+#define ENG_VERSION "0.0.0"
+#endif
+#ifndef ENG_BUILD_ROOT
+#define ENG_BUILD_ROOT ""
+#endif
+#ifndef ENG_SOURCE_LUA_DIR
+#define ENG_SOURCE_LUA_DIR ""
+#endif
+#ifndef ENG_INSTALL_LUA_DIR
+#define ENG_INSTALL_LUA_DIR "/usr/local/share/engine/lua"
+#endif
+
+static const char usage_text[] =
+    "usage: engine COMMAND [ARGS]\n"
+    "\n"
+    "  run RUNBOOK [options]      run it\n"
+    "  plan RUNBOOK [options]     resolve and print what would run; no side "
+    "effects\n"
+    "  validate RUNBOOK...        check syntax, schema, plugin params, "
+    "references\n"
+    "  plugins [PLUGIN[.ACTION]]  list plugins, actions, params and outputs\n"
+    "  schema                     print a JSON Schema for runbook files\n"
+    "  version                    print the version\n"
+    "\n"
+    "'engine COMMAND --help' explains a command. Exit codes: 0 ok, 1 a step\n"
+    "failed, 2 usage error or invalid runbook, 3 refused by a guard, 4 SLO\n"
+    "missed, 5 interrupted.\n";
+
+static const char run_help[] =
+    "usage: engine run RUNBOOK [options]\n"
+    "       engine plan RUNBOOK [options]\n"
+    "\n"
+    "  -p, --set NAME=VALUE     set a runbook parameter (repeatable)\n"
+    "      --params-file FILE   YAML/JSON file of parameters\n"
+    "      --dry-run            same as 'plan'\n"
+    "      --allow-destructive  permit destructive actions on targets this run\n"
+    "                           did not create (never on protected targets)\n"
+    "      --approve STEP       pre-approve an 'approve' step (repeatable)\n"
+    "      --resume RUN_ID      continue a failed or interrupted run\n"
+    "      --only STEP          run only STEP (with what it needs)\n"
+    "      --from STEP          run STEP and every step after it\n"
+    "      --jobs N             most steps running at once (default 4)\n"
+    "      --state-dir DIR      where runs are recorded (default .engine/,\n"
+    "                           env ENGINE_STATE_DIR)\n"
+    "      --report FILE        JSON report\n"
+    "      --junit FILE         JUnit XML report\n"
+    "      --evidence FILE      drill evidence (Markdown)\n"
+    "      --plugin-path DIR    extra plugin directory (env ENGINE_PLUGIN_PATH)\n"
+    "      --log-format FMT     text (default) or json\n"
+    "  -q, --quiet              only failures and the summary\n"
+    "  -v, --verbose            debug lines too\n"
+    "      --no-color           no colours (env NO_COLOR too)\n";
+
+typedef struct cli {
+  eng__run_opts o;
+  const char **plugin_dirs;
+  size_t n_plugin_dirs;
+  const char **approve;
+  size_t n_approve;
+  char **positional;
+  size_t n_positional;
+  bool help;
+} cli;
+
+enum {
+  OPT_PARAMS_FILE = 256,
+  OPT_DRY_RUN,
+  OPT_ALLOW_DESTRUCTIVE,
+  OPT_APPROVE,
+  OPT_RESUME,
+  OPT_ONLY,
+  OPT_FROM,
+  OPT_JOBS,
+  OPT_STATE_DIR,
+  OPT_REPORT,
+  OPT_JUNIT,
+  OPT_EVIDENCE,
+  OPT_PLUGIN_PATH,
+  OPT_LOG_FORMAT,
+  OPT_NO_COLOR
+};
+
+static const struct option long_opts[] = {
+    {"set", required_argument, NULL, 'p'},
+    {"params-file", required_argument, NULL, OPT_PARAMS_FILE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"allow-destructive", no_argument, NULL, OPT_ALLOW_DESTRUCTIVE},
+    {"approve", required_argument, NULL, OPT_APPROVE},
+    {"resume", required_argument, NULL, OPT_RESUME},
+    {"only", required_argument, NULL, OPT_ONLY},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"junit", required_argument, NULL, OPT_JUNIT},
+    {"evidence", required_argument, NULL, OPT_EVIDENCE},
+    {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "engine: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see 'engine --help')\n");
+  return ENG_EXIT_USAGE;
+}
+
+static bool running_from_build(void) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0 || !ENG_BUILD_ROOT[0]) return false;
+  exe[n] = '\0';
+  size_t bl = strlen(ENG_BUILD_ROOT);
+  return strncmp(exe, ENG_BUILD_ROOT, bl) == 0 && exe[bl] == '/';
+}
+
+static int parse_args(cli *c, int argc, char **argv) {
+  c->o.jobs = 4;
+  c->o.state_dir = getenv("ENGINE_STATE_DIR") ? getenv("ENGINE_STATE_DIR")
+                                              : ".engine";
+  c->o.color = !getenv("NO_COLOR");
+  c->o.sets = json_object();
+  optind = 1;
+  opterr = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, ":p:qvh", long_opts, NULL)) != -1) {
+    switch (ch) {
+    case 'p': {
+      const char *eq = strchr(optarg, '=');
+      if (!eq || eq == optarg)
+        return usage_error("--set needs NAME=VALUE, got '%s'", optarg);
+      char *k = eng__xstrndup(optarg, (size_t)(eq - optarg));
+      json_object_set_new(c->o.sets, k, json_string(eq + 1));
+      free(k);
+      break;
+    }
+    case OPT_PARAMS_FILE: {
+      eng__diags d = {0};
+      size_t len;
+      char *text = eng__read_file(optarg, 8u << 20, &len);
+      if (!text) return usage_error("cannot read --params-file '%s'", optarg);
+      eng__node *n = eng__yaml_parse(optarg, text, len, &d);
+      free(text);
+      eng__diags_free(&d);
+      if (!n) return ENG_EXIT_USAGE;
+      if (n->kind != ENG__N_MAP) {
+        eng__node_free(n);
+        return usage_error("--params-file '%s' must hold a mapping of "
+                           "parameter names to values",
+                           optarg);
+      }
+      json_decref(c->o.params_file);
+      c->o.params_file = eng__node_to_json(n);
+      eng__node_free(n);
+      break;
+    }
+    case OPT_DRY_RUN: c->o.plan_only = true; break;
+    case OPT_ALLOW_DESTRUCTIVE: c->o.allow_destructive = true; break;
+    case OPT_APPROVE:
+      c->approve = eng__xrealloc(c->approve, (c->n_approve + 1) * sizeof *c->approve);
+      c->approve[c->n_approve++] = optarg;
+      break;
+    case OPT_RESUME: c->o.resume = optarg; break;
+    case OPT_ONLY: c->o.only = optarg; break;
+    case OPT_FROM: c->o.from = optarg; break;
+    case OPT_JOBS: {
+      char *end;
+      long j = strtol(optarg, &end, 10);
+      if (*end || j < 1 || j > 256)
+        return usage_error("--jobs needs a number from 1 to 256, got '%s'", optarg);
+      c->o.jobs = (int)j;
+      break;
+    }
+    case OPT_STATE_DIR: c->o.state_dir = optarg; break;
+    case OPT_REPORT: c->o.report = optarg; break;
+    case OPT_JUNIT: c->o.junit = optarg; break;
+    case OPT_EVIDENCE: c->o.evidence = optarg; break;
+    case OPT_PLUGIN_PATH:
+      c->plugin_dirs = eng__xrealloc(c->plugin_dirs, (c->n_plugin_dirs + 1) * sizeof *c->plugin_dirs);
+      c->plugin_dirs[c->n_plugin_dirs++] = optarg;
+      break;
+    case OPT_LOG_FORMAT:
+      if (!strcmp(optarg, "json")) c->o.log_json = true;
+      else if (strcmp(optarg, "text"))
+        return usage_error("--log-format is text or json, not '%s'", optarg);
+      break;
+    case 'q': c->o.verbosity = -1; break;
+    case 'v': c->o.verbosity = 1; break;
+    case OPT_NO_COLOR: c->o.color = false; break;
+    case 'h': c->help = true; break;
+    case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+    default: return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  c->positional = argv + optind;
+  c->n_positional = (size_t)(argc - optind);
+  c->o.approve = c->approve;
+  c->o.n_approve = c->n_approve;
+  c->o.lua_lib_dir = running_from_build() ? ENG_SOURCE_LUA_DIR : ENG_INSTALL_LUA_DIR;
+  return 0;
+}
+
+static void load_plugins(cli *c, eng__diags *d) {
+  char **dirs;
+  size_t n = eng__plugin_search_path(c->plugin_dirs, c->n_plugin_dirs, &dirs);
+  eng__registry_load((const char *const *)dirs, n, d);
+  for (size_t i = 0; i < n; i++) free(dirs[i]);
+  free(dirs);
+}
+
+static eng__lua *make_lua(const eng__runbook *rb, const char *lib_dir) {
+  eng__lua_opts lo = {0};
+  lo.runbook_dir = rb ? rb->dir : ".";
+  lo.lib_dir = lib_dir;
+  eng__lua *L = NULL;
+  char err[256];
+  if (eng__lua_create(&lo, &L, err, sizeof err) != ENG_OK) {
+    fprintf(stderr, "engine: cannot create the Lua state: %s\n", err);
+    return NULL;
+  }
+  return L;
+}
+
+/* Load + validate; NULL on error (diagnostics printed). */
+static eng__runbook *load_valid(const char *file, eng__lua **L,
+                                const char *lib_dir, eng__diags *d) {
+  eng__runbook *rb = eng__runbook_load(file, d);
+  if (!rb) return NULL;
+  *L = make_lua(rb, lib_dir);
+  if (!*L || eng__runbook_validate(rb, *L, d) != ENG_OK) {
+    if (*L) eng__lua_destroy(*L);
+    *L = NULL;
+    eng__runbook_free(rb);
+    return NULL;
+  }
+  return rb;
+}
+
+static int cmd_run(cli *c, bool plan) {
+  if (c->help) {
+    fputs(run_help, stdout);
+    return 0;
+  }
+  if (c->n_positional != 1)
+    return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
+  if (plan) c->o.plan_only = true;
+  if (c->o.resume)
+    return usage_error("--resume %s: resuming runs is not supported by this "
+                       "build",
+                       c->o.resume);
+  eng__diags d = {0};
+  d.color = c->o.color && isatty(2);
+  load_plugins(c, &d);
+  eng__lua *L = NULL;
+  eng__runbook *rb = load_valid(c->positional[0], &L, c->o.lua_lib_dir, &d);
+  if (!rb) {
+    fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing ran\n",
+            c->positional[0], d.errors, d.errors == 1 ? "" : "s");
+    eng__diags_free(&d);
+    return ENG_EXIT_USAGE;
+  }
+  eng__console_setup(c->o.log_json, c->o.verbosity, c->o.color);
+  int code = eng__run_main(rb, L, &c->o);
+  eng__lua_destroy(L);
+  eng__runbook_free(rb);
+  eng__diags_free(&d);
+  return code;
+}
+
+static int cmd_validate(cli *c) {
+  if (c->help || c->n_positional == 0) {
+    fputs("usage: engine validate RUNBOOK...\n\nChecks syntax, keys, step "
+          "ids, needs, cycles, actions and their parameters, durations and "
+          "Lua code. Exit 0 when every file is valid, 2 otherwise.\n",
+          c->help ? stdout : stderr);
+    return c->help ? 0 : ENG_EXIT_USAGE;
+  }
+  eng__diags d = {0};
+  d.color = c->o.color && isatty(2);
+  load_plugins(c, &d);
+  int code = 0;
+  for (size_t i = 0; i < c->n_positional; i++) {
+    size_t before = d.errors;
+    eng__lua *L = NULL;
+    eng__runbook *rb = load_valid(c->positional[i], &L, c->o.lua_lib_dir, &d);
+    if (rb) {
+      printf("%s: ok (%zu steps, %zu in finally)\n", c->positional[i],
+             rb->n_main, rb->n_steps - rb->n_main);
+      eng__lua_destroy(L);
+      eng__runbook_free(rb);
+    } else {
+      printf("%s: %zu error%s\n", c->positional[i], d.errors - before,
+             d.errors - before == 1 ? "" : "s");
+      code = ENG_EXIT_USAGE;
+    }
+  }
+  eng__diags_free(&d);
+  return code;
+}
+
+static const char *const side_names[] = {"read_only", "creates",
+                                         "destructive", "disruptive",
+                                         "external"};
+static const char *const target_names[] = {"",         "database", "volume",
+                                           "container", "bucket",   "instance",
+                                           "command",  "file"};
+
+static void print_action(const eng__action_ref *a, bool full) {
+  const eng_action *act = a->action;
+  printf("  %-26s %-11s %s%s\n", a->full, side_names[act->side_effect],
+         act->doc ? act->doc : "",
+         (act->flags & ENG_A_REPEAT_SAFE) ? " [repeat-safe]" : "");
+  if (!full) return;
+  printf("    params:\n");
+  for (const eng_param *p = act->params; p && p->name; p++) {
+    printf("      %-18s %-8s", p->name, eng__type_name(p->type));
+    if (p->flags & ENG_P_REQUIRED) printf(" required");
+    if (p->flags & ENG_P_SECRET) printf(" secret");
+    if (p->def) printf(" default=%s", p->def);
+    if (p->target) printf(" target=%s", target_names[p->target]);
+    if (p->choices) printf(" choices=%s", p->choices);
+    printf("  %s\n", p->doc ? p->doc : "");
+  }
+  printf("    outputs:\n");
+  for (const eng_output *o = act->outputs; o && o->name; o++)
+    printf("      %-18s %-8s  %s\n", o->name, eng__type_name(o->type),
+           o->doc ? o->doc : "");
+}
+
+static int cmd_plugins(cli *c) {
+  if (c->help) {
+    fputs("usage: engine plugins [PLUGIN[.ACTION]]\n\nLists loaded plugins "
+          "and their actions; with a name, the parameters and outputs too.\n",
+          stdout);
+    return 0;
+  }
+  eng__diags d = {0};
+  load_plugins(c, &d);
+  const char *want = c->n_positional ? c->positional[0] : NULL;
+  const eng__plugin_entry *pl;
+  size_t np = eng__registry_plugins(&pl);
+  const eng__action_ref **acts;
+  size_t na = eng__registry_actions(&acts);
+  bool found = false;
+  for (size_t i = 0; i < np; i++) {
+    const eng_plugin *p = pl[i].desc;
+    bool builtin = pl[i].path == NULL;
+    size_t plen = strlen(p->name);
+    bool whole = want && !strcmp(want, p->name);
+    bool prefix = want && !strncmp(want, p->name, plen) && want[plen] == '.';
+    if (want && !whole && !prefix && !(builtin && eng__registry_find(want) &&
+                                       eng__registry_find(want)->builtin))
+      continue;
+    printf("%s %s (ABI %u.%u)%s%s\n", p->name, p->version ? p->version : "",
+           (unsigned)p->abi_major, (unsigned)p->abi_minor,
+           pl[i].path ? "  " : "", pl[i].path ? pl[i].path : "");
+    if (p->doc) printf("  %s\n", p->doc);
+    for (size_t k = 0; k < na; k++) {
+      if (acts[k]->plugin != p) continue;
+      if (want && !whole && strcmp(want, acts[k]->full)) continue;
+      print_action(acts[k], want != NULL);
+      found = true;
+    }
+    for (size_t k = 0; k < p->n_lua_funcs; k++)
+      printf("  lua: %s.%s  %s\n", p->lua_funcs[k].table, p->lua_funcs[k].name,
+             p->lua_funcs[k].doc ? p->lua_funcs[k].doc : "");
+  }
+  const eng__plugin_failure *f;
+  size_t nf = eng__registry_failures(&f);
+  eng__diags_free(&d);
+  if (want && !found) {
+    const char *const *names;
+    size_t n = eng__registry_names(&names);
+    const char *hint = eng__suggest(want, names, n);
+    fprintf(stderr, "engine: no plugin or action '%s'%s%s%s\n", want,
+            hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+    return ENG_EXIT_USAGE;
+  }
+  return nf ? ENG_EXIT_USAGE : 0;
+}
+
+static json_t *type_schema(eng_type t, const char *choices) {
+  switch (t) {
+  case ENG_T_STRING: {
+    json_t *s = json_pack("{s:s}", "type", "string");
+    if (choices) {
+      json_t *e = json_array();
+      char *cp = eng__xstrdup(choices), *save = NULL;
+      for (char *x = strtok_r(cp, "|", &save); x; x = strtok_r(NULL, "|", &save))
+        json_array_append_new(e, json_string(x));
+      free(cp);
+      json_object_set_new(s, "enum", e);
+    }
+    return s;
+  }
+  case ENG_T_INT: return json_pack("{s:[s,s]}", "type", "integer", "string");
+  case ENG_T_NUMBER: return json_pack("{s:[s,s]}", "type", "number", "string");
+  case ENG_T_BOOL: return json_pack("{s:[s,s]}", "type", "boolean", "string");
+  case ENG_T_DURATION:
+    return json_pack("{s:[s,s], s:s}", "type", "string", "number",
+                     "description", "duration: 500ms, 30s, 5m, 1h30m");
+  case ENG_T_LIST: return json_pack("{s:[s,s]}", "type", "array", "string");
+  case ENG_T_MAP: return json_pack("{s:[s,s]}", "type", "object", "string");
+  default: return json_object();
+  }
+}
+
+static int cmd_schema(cli *c) {
+  if (c->help) {
+    fputs("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
+          "runbook files, generated from the loaded plugins.\n", stdout);
+    return 0;
+  }
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
+  const eng__action_ref **acts;
+  size_t na = eng__registry_actions(&acts);
+  json_t *variants = json_array();
+  json_t *uses_enum = json_array();
+  for (size_t i = 0; i < na; i++) {
+    const eng_action *a = acts[i]->action;
+    json_t *props = json_object();
+    json_t *req = json_array();
+    for (const eng_param *p = a->params; p && p->name; p++) {
+      json_t *ps = type_schema(p->type, p->choices);
+      if (p->doc) json_object_set_new(ps, "description", json_string(p->doc));
+      json_object_set_new(props, p->name, ps);
+      if ((p->flags & ENG_P_REQUIRED) && !p->def)
+        json_array_append_new(req, json_string(p->name));
+    }
+    json_t *with = json_pack("{s:s, s:o, s:b}", "type", "object", "properties",
+                             props, "additionalProperties", 0);
+    if (json_array_size(req)) json_object_set_new(with, "required", req);
+    else json_decref(req);
+    json_array_append_new(
+        variants,
+        json_pack("{s:{s:{s:{s:s}}}, s:{s:{s:o}}}", "if", "properties", "uses",
+                  "const", acts[i]->full, "then", "properties", "with", with));
+    json_array_append_new(uses_enum, json_string(acts[i]->full));
+  }
+  json_t *dur = json_pack("{s:[s,s], s:s}", "type", "string", "number",
+                          "pattern", "^([0-9.]+(ms|s|m|h|d))+$|^[0-9.]+$");
+  json_t *retry = json_pack(
+      "{s:s, s:{s:{s:s, s:i}, s:O, s:{s:s, s:i}, s:O}, s:b}", "type",
+      "object", "properties", "attempts", "type", "integer", "minimum", 1,
+      "delay", dur, "backoff", "type", "number", "minimum", 1, "max_delay",
+      dur, "additionalProperties", 0);
+  json_t *step = json_pack(
+      "{s:s, s:[s,s], s:{s:{s:s, s:s}, s:{s:s}, s:{s:s, s:o}, s:{s:s}, "
+      "s:{s:[s,s]}, s:{s:[s,s]}, s:O, s:O, s:{s:s}, s:{s:s}, s:{s:s}, "
+      "s:{s:s}, s:{s:s}}, s:b, s:o}",
+      "type", "object", "required", "id", "uses", "properties", "id", "type",
+      "string", "pattern", "^[a-z0-9_-]+$", "name", "type", "string", "uses",
+      "type", "string", "enum", uses_enum, "with", "type", "object", "needs",
+      "type", "array", "string", "if", "type", "string", "boolean", "timeout",
+      dur, "retry", retry, "continue_on_error", "type", "boolean", "check",
+      "type", "string", "outputs", "type", "object", "recovered", "type",
+      "boolean", "description", "type", "string", "additionalProperties", 0,
+      "allOf", variants);
+  json_t *param = json_pack(
+      "{s:[s,s,s,s,s,s], s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{}, s:{s:s, s:[s,s,s,s,s,s,s]}, "
+      "s:{s:s}, s:{s:s}, s:{s:s}}}",
+      "type", "object", "string", "number", "boolean", "array", "null",
+      "properties", "env", "type", "string", "secret", "type", "boolean",
+      "required", "type", "boolean", "default", "type", "type", "string",
+      "enum", "string", "int", "number", "bool", "duration", "list", "map",
+      "choices", "type", "array", "description", "type", "string", "doc",
+      "type", "string");
+  json_t *strlist = json_pack("{s:s, s:{s:s}}", "type", "array", "items",
+                              "type", "string");
+  json_t *schema = json_pack(
+      "{s:s, s:s, s:s, s:[s,s,s], s:{s:{s:i}, s:{s:s, s:s}, s:{s:s}, "
+      "s:{s:s, s:o}, s:{s:s, s:{s:O, s:O, s:{s:s}}}, "
+      "s:{s:s, s:{s:O, s:O, s:O, s:O, s:O, s:{s:s}, s:{s:s}}}, "
+      "s:{s:s, s:{s:O, s:O}}, s:{s:s, s:O}, s:{s:s, s:O}}, s:b}",
+      "$schema", "https://json-schema.org/draft/2020-12/schema", "title",
+      "engine runbook (version 1)", "type", "object", "required", "version",
+      "name", "steps", "properties", "version", "const", 1, "name", "type",
+      "string", "pattern", "^[a-z0-9][a-z0-9-]*$", "description", "type",
+      "string", "params", "type", "object", "additionalProperties", param,
+      "slo", "type", "object", "properties", "rto", dur, "rpo", dur,
+      "backup_time", "type", "string", "guards", "type", "object",
+      "properties", "protected_databases", strlist, "protected_volumes",
+      strlist, "protected_buckets", strlist, "protected_instances", strlist,
+      "forbidden_commands", strlist, "require", "type", "array", "checks",
+      "type", "array", "defaults", "type", "object", "properties", "timeout",
+      dur, "retry", retry, "steps", "type", "array", "items", step, "finally",
+      "type", "array", "items", step, "additionalProperties", 0);
+  json_decref(dur);
+  json_decref(retry);
+  json_decref(step);
+  json_decref(strlist);
+  if (!schema) {
+    fprintf(stderr, "engine: internal error building the schema\n");
+    return 1;
+  }
+  char *s = json_dumps(schema, JSON_INDENT(2));
+  puts(s);
+  free(s);
+  json_decref(schema);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage_text, stderr);
+    return ENG_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    printf("engine %s (plugin ABI %d.%d)\n", ENG_VERSION, ENG_ABI_MAJOR,
+           ENG_ABI_MINOR);
+    return 0;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  cli c;
+  memset(&c, 0, sizeof c);
+  int code = parse_args(&c, argc - 1, argv + 1);
+  if (code == 0) {
+    if (!strcmp(cmd, "run")) code = cmd_run(&c, false);
+    else if (!strcmp(cmd, "plan")) code = cmd_run(&c, true);
+    else if (!strcmp(cmd, "validate")) code = cmd_validate(&c);
+    else if (!strcmp(cmd, "plugins")) code = cmd_plugins(&c);
+    else if (!strcmp(cmd, "schema")) code = cmd_schema(&c);
+    else {
+      static const char *const cmds[] = {"run", "plan", "validate",
+                                         "plugins", "schema", "version"};
+      const char *hint = eng__suggest(cmd, cmds, 6);
+      fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",
+              cmd, hint ? " (did you mean '" : "", hint ? hint : "",
+              hint ? "'?)" : "");
+      code = ENG_EXIT_USAGE;
+    }
+  }
+  json_decref(c.o.sets);
+  json_decref(c.o.params_file);
+  free(c.plugin_dirs);
+  free(c.approve);
+  eng__registry_unload();
+  curl_global_cleanup();
+  return code;
+}

@@ -1,0 +1,309 @@
+/* registry.c - plugin loader (dlopen) and the action registry. */
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef ENG_BUILD_ROOT
+#define ENG_BUILD_ROOT ""
+#endif
+#ifndef ENG_INSTALL_PLUGIN_DIR
+#define ENG_INSTALL_PLUGIN_DIR "/usr/local/lib/engine/plugins"
+#endif
+
+/* The registry: process-wide, filled once at start-up. */
+static eng__plugin_entry *plugins;
+static size_t n_plugins;
+static eng__action_ref **actions;
+static size_t n_actions;
+static const char **names;
+static eng__plugin_failure *failures;
+static size_t n_failures;
+
+static bool valid_name(const char *s) {
+  if (!s || !*s || !(*s >= 'a' && *s <= 'z')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+      return false;
+  return true;
+}
+
+static int check_params(const eng_action *a, char *err, size_t errlen) {
+  for (const eng_param *p = a->params; p && p->name; p++) {
+    if ((unsigned)p->type > ENG_T_ANY) {
+      snprintf(err, errlen, "action '%s' parameter '%s': unknown type %d",
+               a->name, p->name, (int)p->type);
+      return ENG_ERR_ABI;
+    }
+    if (p->def) {
+      json_error_t je;
+      json_t *v = json_loads(p->def, JSON_DECODE_ANY, &je);
+      if (!v) {
+        snprintf(err, errlen,
+                 "action '%s' parameter '%s': default is not JSON: %s",
+                 a->name, p->name, je.text);
+        return ENG_ERR_ABI;
+      }
+      json_decref(v);
+    }
+  }
+  return ENG_OK;
+}
+
+int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen) {
+  if (!p) {
+    snprintf(err, errlen, "entry point returned NULL");
+    return ENG_ERR_ABI;
+  }
+  size_t min = offsetof(eng_plugin, abi_minor) + sizeof p->abi_minor;
+  if (p->size < min) {
+    snprintf(err, errlen, "field 'size' is %u, smaller than any descriptor",
+             (unsigned)p->size);
+    return ENG_ERR_ABI;
+  }
+  if (p->abi_major != ENG_ABI_MAJOR) {
+    snprintf(err, errlen,
+             "field 'abi_major' is %u but this engine speaks ABI %d.%d: "
+             "rebuild the plugin against this engine's <engine/plugin.h>",
+             (unsigned)p->abi_major, ENG_ABI_MAJOR, ENG_ABI_MINOR);
+    return ENG_ERR_ABI;
+  }
+  if (p->abi_minor > ENG_ABI_MINOR) {
+    snprintf(err, errlen,
+             "field 'abi_minor' is %u, newer than this engine's ABI %d.%d: "
+             "upgrade the engine or build the plugin against the older SDK",
+             (unsigned)p->abi_minor, ENG_ABI_MAJOR, ENG_ABI_MINOR);
+    return ENG_ERR_ABI;
+  }
+  if (p->size < offsetof(eng_plugin, init) + sizeof p->init) {
+    snprintf(err, errlen, "field 'size' is %u, too small for ABI %u.%u",
+             (unsigned)p->size, (unsigned)p->abi_major,
+             (unsigned)p->abi_minor);
+    return ENG_ERR_ABI;
+  }
+  if (!valid_name(p->name)) {
+    snprintf(err, errlen, "field 'name' must match [a-z][a-z0-9_]*");
+    return ENG_ERR_ABI;
+  }
+  if (p->n_actions && !p->actions) {
+    snprintf(err, errlen, "field 'actions' is NULL with n_actions %zu",
+             p->n_actions);
+    return ENG_ERR_ABI;
+  }
+  for (size_t i = 0; i < p->n_actions; i++) {
+    const eng_action *a = &p->actions[i];
+    if (!valid_name(a->name) || !a->start) {
+      snprintf(err, errlen, "action %zu: needs a valid 'name' and 'start'", i);
+      return ENG_ERR_ABI;
+    }
+    if (check_params(a, err, errlen) != ENG_OK) return ENG_ERR_ABI;
+  }
+  for (size_t i = 0; i < p->n_lua_funcs; i++) {
+    const eng_lua_func *f = &p->lua_funcs[i];
+    if (!valid_name(f->table) || !valid_name(f->name) || !f->start) {
+      snprintf(err, errlen, "lua function %zu: needs table, name and start",
+               i);
+      return ENG_ERR_ABI;
+    }
+  }
+  return ENG_OK;
+}
+
+static const eng_plugin *find_plugin(const char *name) {
+  for (size_t i = 0; i < n_plugins; i++)
+    if (strcmp(plugins[i].desc->name, name) == 0) return plugins[i].desc;
+  return NULL;
+}
+
+static void add_failure(const char *path, const char *msg, eng__diags *d) {
+  failures = eng__xrealloc(failures, (n_failures + 1) * sizeof *failures);
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  char *stem = eng__xstrdup(base);
+  char *dot = strchr(stem, '.');
+  if (dot) *dot = '\0';
+  failures[n_failures].path = eng__xstrdup(path);
+  failures[n_failures].stem = stem;
+  failures[n_failures].message = eng__xstrdup(msg);
+  n_failures++;
+  eng__diag_warn(d, path, 0, 0, "plugin refused: %s", msg);
+}
+
+static void add_plugin(const eng_plugin *p, const char *path) {
+  plugins = eng__xrealloc(plugins, (n_plugins + 1) * sizeof *plugins);
+  plugins[n_plugins].desc = p;
+  plugins[n_plugins].path = eng__xstrdup(path);
+  n_plugins++;
+  for (size_t i = 0; i < p->n_actions; i++) {
+    eng__action_ref *r = eng__xcalloc(1, sizeof *r);
+    r->plugin = p;
+    r->action = &p->actions[i];
+    r->builtin = path == NULL;
+    r->full = r->builtin ? eng__xstrdup(p->actions[i].name)
+                         : eng__asprintf("%s.%s", p->name, p->actions[i].name);
+    actions = eng__xrealloc(actions, (n_actions + 1) * sizeof *actions);
+    actions[n_actions++] = r;
+  }
+}
+
+static void load_file(const char *path, eng__diags *d) {
+  dlerror();
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *e = dlerror();
+    add_failure(path, e ? e : "dlopen failed", d);
+    return;
+  }
+  void *sym = dlsym(h, ENG_PLUGIN_ENTRY_SYMBOL);
+  if (!sym) {
+    add_failure(path,
+                "not an engine plugin: it does not export '" ENG_PLUGIN_ENTRY_SYMBOL
+                "' (use ENG_PLUGIN_DEFINE)",
+                d);
+    return; /* never dlclose: simplest safe rule */
+  }
+  eng_plugin_entry_fn fn;
+  memcpy(&fn, &sym, sizeof fn);
+  const eng_plugin *p = fn();
+  char err[512];
+  if (eng__plugin_check(p, err, sizeof err) != ENG_OK) {
+    add_failure(path, err, d);
+    return;
+  }
+  if (find_plugin(p->name)) return; /* an earlier directory wins */
+  if (p->init && p->init(eng__host()) != 0) {
+    snprintf(err, sizeof err, "plugin '%s' init() failed", p->name);
+    add_failure(path, err, d);
+    return;
+  }
+  add_plugin(p, path);
+}
+
+static bool is_so(const char *name) {
+  size_t n = strlen(name);
+  return n > 3 && strcmp(name + n - 3, ".so") == 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void scan_dir(const char *dir, int depth, eng__diags *d) {
+  DIR *dp = opendir(dir);
+  if (!dp) return;
+  char **ents = NULL;
+  size_t n = 0;
+  struct dirent *de;
+  while ((de = readdir(dp)) != NULL) {
+    if (de->d_name[0] == '.') continue;
+    ents = eng__xrealloc(ents, (n + 1) * sizeof *ents);
+    ents[n++] = eng__asprintf("%s/%s", dir, de->d_name);
+  }
+  closedir(dp);
+  qsort(ents, n, sizeof *ents, cmp_str);
+  for (size_t i = 0; i < n; i++) {
+    struct stat st;
+    if (stat(ents[i], &st) == 0) {
+      if (S_ISREG(st.st_mode) && is_so(ents[i])) load_file(ents[i], d);
+      else if (S_ISDIR(st.st_mode) && depth == 0) scan_dir(ents[i], 1, d);
+    }
+    free(ents[i]);
+  }
+  free(ents);
+}
+
+size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,
+                               char ***out) {
+  char **v = NULL;
+  size_t n = 0;
+#define PUSH(s)                                                            \
+  do {                                                                     \
+    v = eng__xrealloc(v, (n + 1) * sizeof *v);                             \
+    v[n++] = (s);                                                          \
+  } while (0)
+  for (size_t i = 0; i < n_extra; i++) PUSH(eng__xstrdup(extra[i]));
+  const char *envp = getenv("ENGINE_PLUGIN_PATH");
+  if (envp && *envp) {
+    char *copy = eng__xstrdup(envp), *save = NULL;
+    for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+      if (*t) PUSH(eng__xstrdup(t));
+    free(copy);
+  }
+  /* Running from the build directory: use the plugins built next to us. */
+  char exe[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len > 0 && ENG_BUILD_ROOT[0]) {
+    exe[len] = '\0';
+    size_t bl = strlen(ENG_BUILD_ROOT);
+    if (strncmp(exe, ENG_BUILD_ROOT, bl) == 0 && exe[bl] == '/')
+      PUSH(eng__asprintf("%s/plugins", ENG_BUILD_ROOT));
+  }
+  PUSH(eng__xstrdup(ENG_INSTALL_PLUGIN_DIR));
+#undef PUSH
+  *out = v;
+  return n;
+}
+
+size_t eng__registry_load(const char *const *dirs, size_t n, eng__diags *d) {
+  if (!find_plugin("builtin")) add_plugin(eng__builtins(), NULL);
+  for (size_t i = 0; i < n; i++) scan_dir(dirs[i], 0, d);
+  free(names);
+  names = eng__xcalloc(n_actions + 1, sizeof *names);
+  for (size_t i = 0; i < n_actions; i++) names[i] = actions[i]->full;
+  return n_failures;
+}
+
+void eng__registry_unload(void) {
+  for (size_t i = 0; i < n_actions; i++) {
+    free(actions[i]->full);
+    free(actions[i]);
+  }
+  for (size_t i = 0; i < n_plugins; i++) free(plugins[i].path);
+  for (size_t i = 0; i < n_failures; i++) {
+    free(failures[i].path);
+    free(failures[i].stem);
+    free(failures[i].message);
+  }
+  free(actions);
+  free(plugins);
+  free(failures);
+  free(names);
+  actions = NULL;
+  plugins = NULL;
+  failures = NULL;
+  names = NULL;
+  n_actions = n_plugins = n_failures = 0;
+}
+
+const eng__action_ref *eng__registry_find(const char *uses) {
+  for (size_t i = 0; i < n_actions; i++)
+    if (strcmp(actions[i]->full, uses) == 0) return actions[i];
+  return NULL;
+}
+
+size_t eng__registry_actions(const eng__action_ref ***out) {
+  *out = (const eng__action_ref **)actions;
+  return n_actions;
+}
+
+size_t eng__registry_plugins(const eng__plugin_entry **out) {
+  *out = plugins;
+  return n_plugins;
+}
+
+size_t eng__registry_failures(const eng__plugin_failure **out) {
+  *out = failures;
+  return n_failures;
+}
+
+size_t eng__registry_names(const char *const **out) {
+  *out = names;
+  return n_actions;
+}

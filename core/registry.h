@@ -1,0 +1,45 @@
+/* registry.h - loaded plugins and their actions (the process-wide registry,
+ * owned by registry.c). */
+#ifndef ENGINE_REGISTRY_H
+#define ENGINE_REGISTRY_H
+
+#include "runbook.h"
+
+struct eng__action_ref {
+  const eng_plugin *plugin;
+  const eng_action *action;
+  char *full; /* "postgres.dump", or "shell" for built-ins */
+  bool builtin;
+};
+
+typedef struct eng__plugin_entry {
+  const eng_plugin *desc;
+  char *path; /* NULL for built-ins */
+} eng__plugin_entry;
+
+typedef struct eng__plugin_failure {
+  char *path, *stem, *message;
+} eng__plugin_failure;
+
+/* Load built-ins and every plugin found in dirs (in order; the first plugin
+ * of a name wins). Failures are kept (eng__registry_failures) and printed
+ * as warnings in d. Returns the number of failures. */
+size_t eng__registry_load(const char *const *dirs, size_t n, eng__diags *d);
+void eng__registry_unload(void); /* frees the tables; never dlcloses */
+const eng__action_ref *eng__registry_find(const char *uses);
+size_t eng__registry_actions(const eng__action_ref ***out);
+size_t eng__registry_plugins(const eng__plugin_entry **out);
+size_t eng__registry_failures(const eng__plugin_failure **out);
+/* Candidate names for "did you mean" (NULL-free array, static storage). */
+size_t eng__registry_names(const char *const **out);
+/* Check a descriptor; message in err. Exposed for tests. */
+int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen);
+
+/* builtins.c */
+const eng_plugin *eng__builtins(void);
+
+/* Search path of SPEC section 9 (malloc'd strings; free with free()). */
+size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,
+                               char ***out);
+
+#endif

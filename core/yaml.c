@@ -1,0 +1,233 @@
+/* yaml.c - YAML text -> eng__node tree, every node with its line:col. */
+#include "runbook.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+typedef struct conv {
+  yaml_document_t *doc;
+  const char *file;
+  eng__diags *d;
+  size_t count;
+  bool failed;
+} conv;
+
+static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
+  if (c->failed) return NULL;
+  if (depth > ENG__YAML_MAX_DEPTH) {
+    eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
+                    (int)yn->start_mark.column + 1,
+                    "nesting deeper than %d levels; a runbook never needs "
+                    "this: flatten the structure",
+                    ENG__YAML_MAX_DEPTH);
+    c->failed = true;
+    return NULL;
+  }
+  if (++c->count > ENG__YAML_MAX_NODES) {
+    eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
+                    (int)yn->start_mark.column + 1,
+                    "more than %d YAML nodes (aliases expanding without "
+                    "bound?); split the runbook",
+                    ENG__YAML_MAX_NODES);
+    c->failed = true;
+    return NULL;
+  }
+  eng__node *n = eng__xcalloc(1, sizeof *n);
+  n->line = (int)yn->start_mark.line + 1;
+  n->col = (int)yn->start_mark.column + 1;
+  switch (yn->type) {
+  case YAML_SCALAR_NODE:
+    n->kind = ENG__N_SCALAR;
+    n->str = eng__xstrndup((const char *)yn->data.scalar.value,
+                           yn->data.scalar.length);
+    n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    break;
+  case YAML_SEQUENCE_NODE: {
+    n->kind = ENG__N_SEQ;
+    size_t cnt = (size_t)(yn->data.sequence.items.top -
+                          yn->data.sequence.items.start);
+    n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
+    for (size_t i = 0; i < cnt; i++) {
+      yaml_node_t *item =
+          yaml_document_get_node(c->doc, yn->data.sequence.items.start[i]);
+      eng__node *v = item ? convert(c, item, depth + 1) : NULL;
+      if (!v) break;
+      n->vals[n->n++] = v;
+    }
+    break;
+  }
+  case YAML_MAPPING_NODE: {
+    n->kind = ENG__N_MAP;
+    size_t cnt = (size_t)(yn->data.mapping.pairs.top -
+                          yn->data.mapping.pairs.start);
+    n->keys = eng__xcalloc(cnt ? cnt : 1, sizeof *n->keys);
+    n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
+    for (size_t i = 0; i < cnt; i++) {
+      yaml_node_pair_t *p = &yn->data.mapping.pairs.start[i];
+      yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+      yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+      if (!kn || !vn) break;
+      if (kn->type != YAML_SCALAR_NODE) {
+        eng__diag_error(c->d, c->file, (int)kn->start_mark.line + 1,
+                        (int)kn->start_mark.column + 1,
+                        "a mapping key must be a plain string");
+        c->failed = true;
+        break;
+      }
+      eng__node *k = convert(c, kn, depth + 1);
+      if (!k) break;
+      for (size_t j = 0; j < n->n; j++) {
+        if (strcmp(n->keys[j]->str, k->str) == 0) {
+          eng__diag_error(c->d, c->file, k->line, k->col,
+                          "duplicate key '%s' (first at line %d); remove "
+                          "one of them",
+                          k->str, n->keys[j]->line);
+          c->failed = true;
+        }
+      }
+      eng__node *v = convert(c, vn, depth + 1);
+      if (!v) {
+        eng__node_free(k);
+        break;
+      }
+      n->keys[n->n] = k;
+      n->vals[n->n++] = v;
+    }
+    break;
+  }
+  default:
+    n->kind = ENG__N_SCALAR;
+    n->str = eng__xstrdup("");
+    n->plain = true;
+    break;
+  }
+  return n;
+}
+
+eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
+                           eng__diags *d) {
+  if (len > ENG__YAML_MAX_BYTES) {
+    char a[32], b[32];
+    eng__diag_error(d, file, 0, 0,
+                    "file is %s; a runbook may be at most %s (is this the "
+                    "right file?)",
+                    eng__fmt_bytes((int64_t)len, a, sizeof a),
+                    eng__fmt_bytes(ENG__YAML_MAX_BYTES, b, sizeof b));
+    return NULL;
+  }
+  if (memchr(text, '\0', len)) {
+    eng__diag_error(d, file, 0, 0,
+                    "file contains NUL bytes: this is not a YAML text file");
+    return NULL;
+  }
+  yaml_parser_t p;
+  yaml_document_t doc;
+  if (!yaml_parser_initialize(&p)) {
+    eng__diag_error(d, file, 0, 0, "cannot initialise the YAML parser");
+    return NULL;
+  }
+  yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+  if (!yaml_parser_load(&p, &doc)) {
+    yaml_mark_t m = p.problem_mark;
+    eng__diag_error(d, file, (int)m.line + 1, (int)m.column + 1,
+                    "invalid YAML: %s%s%s", p.problem ? p.problem : "error",
+                    p.context ? " " : "", p.context ? p.context : "");
+    yaml_parser_delete(&p);
+    return NULL;
+  }
+  yaml_node_t *root = yaml_document_get_root_node(&doc);
+  eng__node *out = NULL;
+  if (!root) {
+    eng__diag_error(d, file, 1, 1, "the file is empty; a runbook starts "
+                                   "with 'version: 1'");
+  } else {
+    conv c = {&doc, file, d, 0, false};
+    out = convert(&c, root, 0);
+    if (c.failed) {
+      eng__node_free(out);
+      out = NULL;
+    }
+  }
+  yaml_document_delete(&doc);
+  yaml_parser_delete(&p);
+  return out;
+}
+
+void eng__node_free(eng__node *n) {
+  if (!n) return;
+  for (size_t i = 0; i < n->n; i++) {
+    if (n->keys) eng__node_free(n->keys[i]);
+    eng__node_free(n->vals[i]);
+  }
+  free(n->keys);
+  free(n->vals);
+  free(n->str);
+  eng__tpl_free(n->tpl);
+  free(n);
+}
+
+eng__node *eng__node_get(const eng__node *map, const char *key) {
+  if (!map || map->kind != ENG__N_MAP) return NULL;
+  for (size_t i = 0; i < map->n; i++)
+    if (strcmp(map->keys[i]->str, key) == 0) return map->vals[i];
+  return NULL;
+}
+
+const char *eng__node_kind_name(const eng__node *n) {
+  if (!n) return "nothing";
+  switch (n->kind) {
+  case ENG__N_MAP: return "a mapping";
+  case ENG__N_SEQ: return "a list";
+  default: return "a scalar";
+  }
+}
+
+static json_t *scalar_to_json(const eng__node *n) {
+  const char *s = n->str;
+  if (!n->plain) return json_string(s);
+  if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+      !strcmp(s, "NULL"))
+    return json_null();
+  if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+    return json_true();
+  if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+    return json_false();
+  char *end;
+  errno = 0;
+  long long i = strtoll(s, &end, 10);
+  if (*end == '\0' && errno == 0 && end != s) return json_integer(i);
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+    errno = 0;
+    i = strtoll(s + 2, &end, s[1] == 'x' ? 16 : 8);
+    if (*end == '\0' && errno == 0) return json_integer(i);
+  }
+  errno = 0;
+  double v = strtod(s, &end);
+  if (*end == '\0' && errno == 0 && end != s && isfinite(v) &&
+      strpbrk(s, "0123456789") && !strpbrk(s, "xXpP"))
+    return json_real(v);
+  return json_string(s);
+}
+
+json_t *eng__node_to_json(const eng__node *n) {
+  if (!n) return json_null();
+  switch (n->kind) {
+  case ENG__N_SCALAR: return scalar_to_json(n);
+  case ENG__N_SEQ: {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n->n; i++)
+      json_array_append_new(a, eng__node_to_json(n->vals[i]));
+    return a;
+  }
+  case ENG__N_MAP: {
+    json_t *o = json_object();
+    for (size_t i = 0; i < n->n; i++)
+      json_object_set_new(o, n->keys[i]->str, eng__node_to_json(n->vals[i]));
+    return o;
+  }
+  }
+  return json_null();
+}
