@@ -229,6 +229,11 @@ static eng__lua *make_lua(const eng__runbook *rb, const char *lib_dir) {
   eng__lua_opts lo = {0};
   lo.runbook_dir = rb ? rb->dir : ".";
   lo.lib_dir = lib_dir;
+  /* Operators (and tests) may tighten or loosen the sandbox limits. */
+  const char *b = getenv("ENGINE_LUA_BUDGET_MS");
+  const char *m = getenv("ENGINE_LUA_MEMORY_MB");
+  if (b && atoll(b) > 0) lo.budget_ms = (uint64_t)atoll(b);
+  if (m && atoll(m) > 0) lo.mem_limit = (size_t)atoll(m) << 20;
   eng__lua *L = NULL;
   char err[256];
   if (eng__lua_create(&lo, &L, err, sizeof err) != ENG_OK) {
@@ -241,10 +246,12 @@ static eng__lua *make_lua(const eng__runbook *rb, const char *lib_dir) {
 /* Load + validate; NULL on error (diagnostics printed). */
 static eng__runbook *load_valid(const char *file, eng__lua **L,
                                 const char *lib_dir, eng__diags *d) {
+  size_t before = d->errors;
   eng__runbook *rb = eng__runbook_load(file, d);
   if (!rb) return NULL;
   *L = make_lua(rb, lib_dir);
-  if (!*L || eng__runbook_validate(rb, *L, d) != ENG_OK) {
+  if (!*L || eng__runbook_validate(rb, *L, d) != ENG_OK ||
+      d->errors > before) {
     if (*L) eng__lua_destroy(*L);
     *L = NULL;
     eng__runbook_free(rb);

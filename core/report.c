@@ -60,6 +60,9 @@ json_t *eng__report_json(eng__run *r) {
   eng__redact_json(r->redact, pcopy);
   json_object_set_new(rep, "params", pcopy);
   eng__redact_json(r->redact, json_object_get(rep, "steps"));
+  json_t *guards = json_deep_copy(r->guard_log);
+  eng__redact_json(r->redact, guards);
+  json_object_set_new(rep, "guards", guards);
   return rep;
 }
 

@@ -3,6 +3,7 @@
 #include "runbook.h"
 #include "registry.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,11 +514,14 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
   if ((v = eng__node_get(root, "guards"))) load_guards(&ld, v);
 out:
   free(text);
-  if (d->errors > errors0) {
+  if (d->errors > errors0 && (!rb || !rb->root || rb->root->kind != ENG__N_MAP)) {
+    /* nothing more can be checked: give up now */
     if (rb) eng__runbook_free(rb);
     else eng__node_free(root);
     return NULL;
   }
+  /* With shape errors the caller still validates (to report every problem
+   * at once) and then refuses to run: see eng__runbook_load's contract. */
   return rb;
 }
 

@@ -124,7 +124,9 @@ typedef struct eng__runbook {
 } eng__runbook;
 
 /* Load and check the shape (keys, types, ids, needs, cycles, durations).
- * Plugin params and Lua are checked by eng__runbook_validate. */
+ * Plugin params and Lua are checked by eng__runbook_validate. Returns NULL
+ * when the file is not a YAML mapping; otherwise the model, which is only
+ * runnable when d->errors did not grow (callers compare before/after). */
 eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
 /* Resolve actions against the registry, check params, compile Lua. */

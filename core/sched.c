@@ -758,6 +758,19 @@ static bool deps_done(eng__run *r, size_t i) {
 static void run_end_hooks(eng__run *r);
 static void finish_run(eng__run *r);
 
+/* The outcome of the main steps, as `run.status` shows it to finally. */
+static const char *main_status(eng__run *r) {
+  if (r->interrupted) return "cancelled";
+  if (r->refused) return "refused";
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    eng__status s = r->st[i].status;
+    if ((s == ENG__S_FAILED || s == ENG__S_TIMED_OUT) &&
+        !r->rb->steps[i].continue_on_error)
+      return "failed";
+  }
+  return "ok";
+}
+
 static void schedule_finally(eng__run *r) {
   eng__runbook *rb = r->rb;
   if (r->running) return;
@@ -767,9 +780,7 @@ static void schedule_finally(eng__run *r) {
       finish_step(r, i, ENG__S_CANCELLED);
       return;
     }
-    set_run_global(r, r->interrupted ? "cancelled"
-                      : r->refused   ? "refused"
-                                     : "running");
+    set_run_global(r, main_status(r));
     if (!decide(r, i)) return; /* finish_step re-entered schedule() */
     start_step(r, i);
     return;

@@ -157,28 +157,26 @@ const char *eng__fmt_bytes(int64_t bytes, char *buf, size_t n) {
 }
 
 size_t eng__edit_distance(const char *a, const char *b) {
+  /* Damerau-Levenshtein (optimal string alignment), case-insensitive. */
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64) return (size_t)-1;
-  size_t prev[65], cur[65];
-  for (size_t j = 0; j <= lb; j++) prev[j] = j;
+  size_t d[65][65];
+  for (size_t i = 0; i <= la; i++) d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = j;
   for (size_t i = 1; i <= la; i++) {
-    cur[0] = i;
     for (size_t j = 1; j <= lb; j++) {
-      size_t cost = tolower((unsigned char)a[i - 1]) ==
-                            tolower((unsigned char)b[j - 1]) ? 0 : 1;
-      size_t v = prev[j - 1] + cost;
-      if (prev[j] + 1 < v) v = prev[j] + 1;
-      if (cur[j - 1] + 1 < v) v = cur[j - 1] + 1;
-      /* transposition */
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        /* approximated with prev (not prev-prev): good enough for hints */
-        if (prev[j - 1] < v) v = prev[j - 1] + (cost ? 1 : 0);
-      }
-      cur[j] = v;
+      int ca = tolower((unsigned char)a[i - 1]);
+      int cb = tolower((unsigned char)b[j - 1]);
+      size_t v = d[i - 1][j - 1] + (ca == cb ? 0 : 1);
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+          tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
     }
-    memcpy(prev, cur, (lb + 1) * sizeof(size_t));
   }
-  return prev[lb];
+  return d[la][lb];
 }
 
 const char *eng__suggest(const char *word, const char *const *cands,

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what the engine needs on Debian (only the missing packages), then
+# build it. Usage: scripts/setup.sh [BUILD_DIR] [meson setup options...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(meson ninja-build pkg-config gcc python3 libpq-dev liblua5.4-dev
+      libyaml-dev libssl-dev libuv1-dev libcurl4-openssl-dev libcmocka-dev
+      libjansson-dev libzstd-dev libexpat1-dev postgresql postgresql-client
+      postgresql-contrib)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD=${1:-build}
+shift || true
+if [ ! -f "$BUILD/build.ninja" ]; then
+  meson setup "$BUILD" "$@" >/dev/null
+else
+  [ $# -eq 0 ] || meson configure "$BUILD" "$@" >/dev/null
+fi
+ninja -C "$BUILD" >/dev/null || ninja -C "$BUILD"
+echo "setup: built $BUILD/core/engine"

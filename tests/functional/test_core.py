@@ -1,0 +1,382 @@
+"""The engine binary on built-in-only runbooks: exit codes, outputs between
+steps, ordering, timeouts, retries, conditions, finally, signals, secrets,
+bad input."""
+import glob
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import Suite, ROOT
+
+suite = Suite(__file__)
+
+
+def run_dir(h):
+    runs = glob.glob(str(h.tmp / 'state' / 'runs' / '*'))
+    assert len(runs) == 1, runs
+    return pathlib.Path(runs[0])
+
+
+def run(h, name, *extra, **kw):
+    return h.engine('run', h.fixture('core/' + name), '--state-dir',
+                    h.tmp / 'state', '--report', h.tmp / 'report.json',
+                    *extra, **kw)
+
+
+@suite.test
+def test_outputs_between_steps(h):
+    r = run(h, 'outputs.yaml')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    out = (run_dir(h) / 'out.txt').read_text()
+    h.check(out == 'hello-6 4 3\n', repr(out))
+    rep = h.report(h.tmp / 'report.json')
+    h.check(rep['steps']['typed']['outputs']['n'] == 4)
+    h.check(rep['steps']['check-types']['outputs']['doubled'] == 8, rep)
+    h.check(rep['exit_code'] == 0 and rep['status'] == 'ok')
+
+
+@suite.test
+def test_set_and_params_file(h):
+    pf = h.write('p.yaml', 'greeting: hi\n')
+    r = run(h, 'outputs.yaml', '--params-file', pf, '--set', 'count=5')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check((run_dir(h) / 'out.txt').read_text() == 'hi-10 6 3\n')
+    r = run(h, 'outputs.yaml', '--set', 'count=many')
+    h.check(r.returncode == 2, r.stdout + r.stderr)
+    h.check("parameter 'count'" in r.stderr and 'integer' in r.stderr, r.stderr)
+    r = run(h, 'outputs.yaml', '--set', 'cuont=5')
+    h.check(r.returncode == 2 and "did you mean 'count'" in r.stderr, r.stderr)
+
+
+@suite.test
+def test_ordering_and_jobs(h):
+    r = run(h, 'order.yaml', '--jobs', '2')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    lines = (run_dir(h) / 'order').read_text().split()
+    h.check(lines[:3] == ['a', 'a-end', 'b'], lines)
+    h.check(lines[-1] == 'd', lines)
+    # with --jobs 2, never more than two c-steps at once
+    running = peak = 0
+    for l in lines:
+        if l == 'c-start':
+            running += 1
+            peak = max(peak, running)
+        elif l == 'c-end':
+            running -= 1
+    h.check(peak == 2, f'peak concurrency {peak} with --jobs 2: {lines}')
+    h.tmp.joinpath('state').rename(h.tmp / 'state1')
+    r = run(h, 'order.yaml', '--jobs', '4')
+    lines = (run_dir(h) / 'order').read_text().split()
+    h.check(lines[3:6] == ['c-start'] * 3, f'--jobs 4 runs the c steps at once: {lines}')
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split()[2] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+@suite.test
+def test_timeout_kills_process_group(h):
+    t0 = time.time()
+    r = run(h, 'timeout.yaml')
+    took = time.time() - t0
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    h.check(took < 10, f'took {took:.1f}s')
+    rd = run_dir(h)
+    rep = h.report(h.tmp / 'report.json')
+    h.check(rep['steps']['slow']['status'] == 'timed_out', rep['steps']['slow'])
+    h.check(rep['steps']['never']['status'] == 'skipped')
+    h.check(not (rd / 'never').exists())
+    h.check((rd / 'finally-ran').exists(), 'finally ran after the failure')
+    time.sleep(0.5)
+    for f in ('child.pid', 'sub.pid'):
+        pid = int((rd / f).read_text())
+        h.check(not alive(pid), f'{f} {pid} still alive after the timeout')
+
+
+@suite.test
+def test_retry_backoff(h):
+    r = run(h, 'retry.yaml')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    rd = run_dir(h)
+    stamps = [int(x) for x in (rd / 'attempts').read_text().split()]
+    h.check(len(stamps) == 3, f'flaky ran {len(stamps)} times, expected 3')
+    gaps = [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])]
+    h.check(180 <= gaps[0] < 1500, gaps)   # delay 200ms
+    h.check(380 <= gaps[1] < 1800, gaps)   # 200ms * backoff 2
+    rep = h.report(h.tmp / 'report.json')
+    h.check(rep['steps']['flaky']['status'] == 'ok' and rep['steps']['flaky']['attempts'] == 3)
+    # timeouts count as failed attempts: two attempts, then timed_out
+    h.check(len((rd / 'timeouts').read_text().split()) == 2)
+    h.check(rep['steps']['always-fails']['status'] == 'timed_out')
+    h.check(rep['steps']['always-fails']['attempts'] == 2)
+
+
+@suite.test
+def test_conditions_and_finally(h):
+    r = run(h, 'conditions.yaml')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    rd = run_dir(h)
+    rep = h.report(h.tmp / 'report.json')
+    st = {k: v['status'] for k, v in rep['steps'].items()}
+    h.check(st['fails'] == 'failed' and st['after-tolerated'] == 'ok', st)
+    h.check(st['hard-fail'] == 'failed', st)
+    h.check(st['skipped-by-default'] == 'skipped' and st['chained-skip'] == 'skipped', st)
+    h.check(not (rd / 'should-not-exist').exists() and not (rd / 'should-not-exist-2').exists())
+    h.check(st['on-failure'] == 'ok' and (rd / 'on-failure').exists(), st)
+    h.check(st['independent'] == 'ok', st)
+    h.check((rd / 'final').read_text().split() == ['failed', 'failed'],
+            (rd / 'final').read_text())
+    h.check((rd / 'finally-failure').exists())
+
+
+@suite.test
+def test_sigint_cancels_and_runs_finally(h):
+    p = h.popen('run', h.fixture('core/sigint.yaml'), '--state-dir', h.tmp / 'state')
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        runs = glob.glob(str(h.tmp / 'state/runs/*/started'))
+        if runs:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    h.check(p.returncode == 5, f'exit {p.returncode}: {out} {err}')
+    rd = run_dir(h)
+    h.check((rd / 'finally-ran').read_text().strip() == 'cancelled')
+    h.check(not (rd / 'after').exists())
+    rep = json.loads((rd / 'report.json').read_text())
+    h.check(rep['steps']['long']['status'] == 'cancelled', rep['steps']['long'])
+    h.check(rep['steps']['after']['status'] == 'cancelled', rep['steps']['after'])
+
+
+@suite.test
+def test_secrets_never_printed(h):
+    secret = 'tok-9f8e7d6c5b'
+    r = run(h, 'secrets.yaml', env={'TEST_TOKEN': secret})
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    everything = r.stdout + r.stderr
+    for f in glob.glob(str(h.tmp / '**' / '*'), recursive=True):
+        if os.path.isfile(f):
+            everything += pathlib.Path(f).read_text(errors='replace')
+    h.check(secret not in everything, 'the secret leaked')
+    h.check('pw-in-url-123' not in everything, 'the URL password leaked')
+    h.check('***' in r.stdout, r.stdout)
+    r = run(h, 'secrets.yaml')
+    h.check(r.returncode == 2 and "missing required parameter 'token'" in r.stderr
+            and 'TEST_TOKEN' in r.stderr, r.stderr)
+
+
+@suite.test
+def test_lua_limits(h):
+    t0 = time.time()
+    r = run(h, 'lua-limits.yaml', env={'ENGINE_LUA_BUDGET_MS': '500', 'ENGINE_LUA_MEMORY_MB': '32'})
+    h.check(time.time() - t0 < 30, 'limits took too long')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    h.check(rep['steps']['spin']['status'] == 'failed')
+    h.check('budget' in rep['steps']['spin']['error'], rep['steps']['spin'])
+    h.check(rep['steps']['bomb']['status'] == 'failed')
+    h.check('memory' in rep['steps']['bomb']['error'], rep['steps']['bomb'])
+    h.check(rep['steps']['sandbox-ok']['status'] == 'ok', rep['steps'])
+
+
+@suite.test
+def test_missing_reference_names_step_and_path(h):
+    r = run(h, 'missing-ref.yaml')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    err = rep['steps']['second']['error']
+    h.check('steps.first.outputs.stdot' in err, err)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/health':
+            body = b'{"status": "ok", "db": "up"}'
+            self.send_response(200)
+        else:
+            body = b'not found'
+            self.send_response(404)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@suite.test
+def test_http_builtin(h):
+    srv = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        r = run(h, 'http.yaml', '--set', f'base=http://127.0.0.1:{srv.server_port}')
+    finally:
+        srv.shutdown()
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    h.check(rep['steps']['missing']['outputs']['status'] == 404)
+    h.check(rep['steps']['wrong']['status'] == 'failed')
+    h.check('404' in rep['steps']['wrong']['error'])
+
+
+@suite.test
+def test_only_and_from(h):
+    r = run(h, 'only-from.yaml', '--only', 'two')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rd = run_dir(h)
+    # 'two' runs with what it needs (implicitly 'one'), not 'three'
+    h.check((rd / 'one').exists() and (rd / 'two').exists() and not (rd / 'three').exists())
+    (h.tmp / 'state').rename(h.tmp / 'state-1')
+    r = run(h, 'only-from.yaml', '--from', 'two')
+    rd = run_dir(h)
+    h.check(not (rd / 'one').exists() and (rd / 'two').exists() and (rd / 'three').exists())
+    r = run(h, 'only-from.yaml', '--only', 'tow')
+    h.check(r.returncode == 2 and "did you mean 'two'" in r.stderr, r.stderr)
+
+
+@suite.test
+def test_json_log_format(h):
+    r = run(h, 'only-from.yaml', '--log-format', 'json')
+    h.check(r.returncode == 0, r.stderr)
+    events = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    kinds = [e['event'] for e in events]
+    h.check(kinds[0] == 'run.start' and kinds[-1] == 'run.end', kinds)
+    h.check(kinds.count('step.start') == 3 and kinds.count('step.end') == 3, kinds)
+
+
+ERRORS = [
+    ('unknown key', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: shell\n    wiht: {command: x}\n',
+     '6:5', "unknown key 'wiht' (did you mean 'with'?)"),
+    ('wrong type', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: shell\n    with: [1]\n',
+     '6:11', "must be a mapping"),
+    ('duplicate id', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: shell\n    with: {command: x}\n  - id: a\n    uses: shell\n    with: {command: x}\n',
+     '7:9', "duplicate step id 'a'"),
+    ('unknown needs', 'version: 1\nname: x\nsteps:\n  - id: abc\n    uses: shell\n    with: {command: x}\n  - id: b\n    needs: [abd]\n    uses: shell\n    with: {command: x}\n',
+     '8:13', "needs unknown step 'abd' (did you mean 'abc'?)"),
+    ('cycle', 'version: 1\nname: x\nsteps:\n  - id: a\n    needs: [b]\n    uses: shell\n    with: {command: x}\n  - id: b\n    needs: [a]\n    uses: shell\n    with: {command: x}\n',
+     '', 'dependency cycle'),
+    ('unknown action', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: postgres.dumpp\n',
+     '5:11', "unknown action 'postgres.dumpp'"),
+    ('unknown param', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: sleep\n    with: {fro: 1s}\n',
+     '6:12', "unknown parameter 'fro' for sleep (did you mean 'for'?)"),
+    ('missing param', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: sleep\n',
+     '4:5', "missing required parameter 'for' for sleep"),
+    ('bad duration', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    timeout: 10 mins\n',
+     '7:14', "bad duration '10 mins'"),
+    ('lua syntax in if', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    if: success( and\n',
+     '7:9', "'if': Lua error"),
+    ('lua syntax in check', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    check: return ==\n',
+     '7:12', "'check': Lua error"),
+    ('lua syntax in ${}', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: shell\n    with:\n      command: echo ${1 +}\n',
+     '7:16', "parameter 'command'"),
+    ('malformed yaml', 'version: 1\nname: x\nsteps: [\n', '4:1', 'invalid YAML'),
+    ('not a mapping', '- a\n- b\n', '1:1', 'a runbook is a mapping'),
+]
+
+
+@suite.test
+def test_validation_errors_have_positions(h):
+    for label, text, pos, msg in ERRORS:
+        f = h.write('bad.yaml', text)
+        marker = h.tmp / 'ran'
+        r = h.engine('run', f, '--state-dir', h.tmp / 'state')
+        h.check(r.returncode == 2, f'{label}: exit {r.returncode}: {r.stderr}')
+        want = f'bad.yaml:{pos}: error:' if pos else 'bad.yaml:'
+        h.check(want in r.stderr, f'{label}: expected {want!r} in {r.stderr!r}')
+        h.check(msg in r.stderr, f'{label}: expected {msg!r} in {r.stderr!r}')
+        h.check(not (h.tmp / 'state').exists(), f'{label}: something ran')
+        r = h.engine('validate', f)
+        h.check(r.returncode == 2, f'validate {label}: {r.returncode}')
+
+
+@suite.test
+def test_bad_input_files(h):
+    garbage = h.tmp / 'garbage.yaml'
+    garbage.write_bytes(os.urandom(4096))
+    big = h.tmp / 'big.yaml'
+    with open(big, 'w') as f:
+        f.write('version: 1\nname: big\nsteps:\n')
+        line = '  - {id: s%d, uses: sleep, with: {for: 1ms}}\n'
+        i = 0
+        while f.tell() < 50 * 1024 * 1024:
+            f.write(line % i)
+            i += 1
+    deep = h.write('deep.yaml', 'version: 1\nname: deep\nsteps: []\nx: ' + '{a: ' * 5000 + '1' + '}' * 5000 + '\n')
+    bomb = h.write('alias.yaml', 'version: 1\nname: bomb\n' + 'a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n' +
+                   ''.join(f'a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]\n' for i in range(1, 9)) +
+                   'steps: []\n')
+    for f in (garbage, big, deep, bomb):
+        t0 = time.time()
+        r = h.engine('validate', f, timeout=60)
+        h.check(r.returncode == 2, f'{f.name}: exit {r.returncode} {r.stderr[:300]}')
+        h.check('error:' in r.stderr, f'{f.name}: {r.stderr[:300]}')
+        h.check(time.time() - t0 < 20, f'{f.name} took too long')
+
+
+@suite.test
+def test_plugin_abi_and_bad_plugins(h):
+    build = pathlib.Path(os.environ.get('ENGINE_BIN', ROOT / 'build/core/engine')).parent.parent
+    tp = build / 'tests' / 'plugins'
+    d = h.tmp / 'plugins'
+    d.mkdir()
+    for name in ('test_abi_major.so', 'test_abi_minor.so', 'test_not_plugin.so'):
+        (d / name).symlink_to(tp / name)
+    (d / 'junk.so').write_bytes(b'this is not an ELF file')
+    r = h.engine('plugins', '--plugin-path', d)
+    h.check(r.returncode == 2, r.stdout + r.stderr)
+    h.check("field 'abi_major' is 2" in r.stderr, r.stderr)
+    h.check("field 'abi_minor' is 1, newer" in r.stderr, r.stderr)
+    h.check("does not export 'eng_plugin_entry'" in r.stderr, r.stderr)
+    h.check('junk.so' in r.stderr, r.stderr)
+    # a runbook using the refused plugin says why
+    f = h.write('use.yaml', 'version: 1\nname: x\nsteps:\n  - id: a\n    uses: test_abi_major.nop\n')
+    r = h.engine('validate', f, '--plugin-path', d)
+    h.check(r.returncode == 2 and "plugin 'test_abi_major' could not be loaded" in r.stderr, r.stderr)
+    # a good plugin is loaded, validated and run
+    g = h.tmp / 'good'
+    g.mkdir()
+    (g / 'test_good.so').symlink_to(tp / 'test_good.so')
+    r = h.engine('run', h.fixture('core/plugin-echo.yaml'), '--plugin-path', g,
+                 '--state-dir', h.tmp / 'state')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    r = h.engine('plugins', 'testgood.echo', '--plugin-path', g)
+    h.check(r.returncode == 0 and 'value' in r.stdout and 'required' in r.stdout, r.stdout)
+
+
+@suite.test
+def test_plan_schema_version(h):
+    r = h.engine('plan', h.fixture('core/order.yaml'), '--state-dir', h.tmp / 'state')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check('nothing was run' in r.stdout and 'c1' in r.stdout, r.stdout)
+    h.check(not (h.tmp / 'state').exists(), 'plan created state')
+    r = h.engine('schema')
+    h.check(r.returncode == 0, r.stderr)
+    schema = json.loads(r.stdout)
+    h.check('shell' in schema['properties']['steps']['items']['properties']['uses']['enum'])
+    r = h.engine('version')
+    h.check(r.returncode == 0 and r.stdout.startswith('engine '), r.stdout)
+    r = h.engine('frobnicate')
+    h.check(r.returncode == 2 and 'unknown command' in r.stderr)
+    r = h.engine('run', '--help')
+    h.check(r.returncode == 0 and '--allow-destructive' in r.stdout)
+
+
+if __name__ == '__main__':
+    suite.main()
