@@ -1,0 +1,217 @@
+/* Unit tests for core/yaml.c, core/runbook.c and core/template.c: every
+ * loader error class with its exact file:line:col, and expression typing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "registry.h"
+#include "runbook.h"
+
+static char *write_tmp(const char *text) {
+  char *path = strdup("/tmp/engine-test-XXXXXX.yaml");
+  int fd = mkstemps(path, 5);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  return path;
+}
+
+/* Load + validate; returns the diagnostics text (caller frees). */
+static char *diagnose(const char *text, size_t *errors) {
+  char *path = write_tmp(text);
+  eng__diags d = {0};
+  d.quiet = true;
+  eng__runbook *rb = eng__runbook_load(path, &d);
+  if (rb) {
+    eng__lua_opts o = {0};
+    eng__lua *L = NULL;
+    char err[256];
+    assert_int_equal(eng__lua_create(&o, &L, err, sizeof err), ENG_OK);
+    eng__runbook_validate(rb, L, &d);
+    eng__runbook_free(rb);
+    eng__lua_destroy(L);
+  }
+  *errors = d.errors;
+  /* strip the temp path so expectations read "F:line:col" */
+  eng__buf out = {0};
+  const char *s = d.text.data ? d.text.data : "";
+  size_t pl = strlen(path);
+  while (*s) {
+    if (!strncmp(s, path, pl)) {
+      eng__buf_adds(&out, "F");
+      s += pl;
+    } else {
+      eng__buf_add(&out, s, 1);
+      s++;
+    }
+  }
+  eng__diags_free(&d);
+  unlink(path);
+  free(path);
+  return eng__buf_steal(&out);
+}
+
+static void expect(const char *text, const char *needle) {
+  size_t n;
+  char *got = diagnose(text, &n);
+  if (!strstr(got, needle) || n == 0) {
+    print_error("expected %s\n got: %s\n", needle, got);
+    free(got);
+    fail();
+  }
+  free(got);
+}
+
+static int setup(void **state) {
+  (void)state;
+  eng__diags d = {0};
+  d.quiet = true;
+  eng__registry_load(NULL, 0, &d);
+  eng__diags_free(&d);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  eng__registry_unload();
+  return 0;
+}
+
+#define HDR "version: 1\nname: t\n"
+
+static void test_valid(void **state) {
+  (void)state;
+  size_t n;
+  char *got = diagnose(HDR "params:\n  x: {default: 1, type: int}\nsteps:\n"
+                           "  - id: a\n    uses: sleep\n    with: {for: 1s}\n"
+                           "  - id: b\n    uses: shell\n    with:\n"
+                           "      command: echo ${params.x + 1}\n"
+                           "finally:\n  - id: c\n    uses: sleep\n    with: {for: 1ms}\n",
+                       &n);
+  assert_int_equal(n, 0);
+  free(got);
+}
+
+static void test_positions(void **state) {
+  (void)state;
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    wiht: {command: x}\n",
+         "F:6:5: error: step 'a': unknown key 'wiht' (did you mean 'with'?)");
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with: [x]\n",
+         "F:6:11: error: step 'a': 'with' must be a mapping, not a list");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "F:7:9: error: duplicate step id 'a' (first at line 4)");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n"
+             "  - id: b\n    needs: [x]\n    uses: sleep\n    with: {for: 1s}\n",
+         "F:8:13: error: step 'b': needs unknown step 'x'");
+  expect(HDR "steps:\n  - id: a\n    needs: [b]\n    uses: sleep\n    with: {for: 1s}\n"
+             "  - id: b\n    needs: [a]\n    uses: sleep\n    with: {for: 1s}\n",
+         "dependency cycle: a -> b -> a");
+  expect(HDR "steps:\n  - id: a\n    uses: shel\n",
+         "F:5:11: error: step 'a': unknown action 'shel' (did you mean 'shell'?)");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {fro: 1s}\n",
+         "F:6:12: error: step 'a': unknown parameter 'fro' for sleep (did you mean 'for'?)");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n",
+         "F:4:5: error: step 'a': missing required parameter 'for' for sleep");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: soon}\n",
+         "F:6:17: error: step 'a': parameter 'for' of sleep: expected a duration");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    timeout: 1 hour\n",
+         "F:7:14: error: timeout: bad duration '1 hour'");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    if: x ==\n",
+         "F:7:9: error: step 'a': 'if': Lua error: ");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1s}\n    check: return +\n",
+         "F:7:12: error: step 'a': 'check': Lua error: ");
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n      command: x ${a +} y\n",
+         "F:7:16: error: step 'a': parameter 'command': ");
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n      command: x ${a y\n",
+         "unterminated '${'");
+  expect("version: 2\nname: t\nsteps: []\n", "F:1:10: error: unsupported version '2'");
+  expect("version: 1\nname: T\nsteps: []\n", "F:2:7: error: name 'T' must match");
+  expect("version: 1\nname: t\nsteps: [\n", "F:4:1: error: invalid YAML");
+  expect("version: 1\nname: t\nname: u\nsteps: []\n", "F:3:1: error: duplicate key 'name'");
+  expect(HDR "steps: []\nparams:\n  p: {typ: int}\n", "F:5:7: error: parameter 'p': unknown key 'typ' (did you mean 'type'?)");
+}
+
+static void test_template_typing(void **state) {
+  (void)state;
+  eng__lua_opts o = {0};
+  eng__lua *L = NULL;
+  char err[512];
+  assert_int_equal(eng__lua_create(&o, &L, err, sizeof err), ENG_OK);
+  json_t *params = json_pack("{s:i, s:s}", "n", 41, "s", "x");
+  eng__lua_set_global(L, "params", params);
+  json_decref(params);
+  struct {
+    const char *text;
+    const char *json;
+  } cases[] = {
+      {"${params.n + 1}", "42"},
+      {"${params.n > 1}", "true"},
+      {"${ {1, 2} }", "[1, 2]"},
+      {"n=${params.n}!", "\"n=41!\""},
+      {"$${literal}", "\"${literal}\""},
+      {"${params.s .. '}'}", "\"x}\""},
+      {"${1.5}", "1.5"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    eng__node n = {0};
+    n.kind = ENG__N_SCALAR;
+    n.str = (char *)cases[i].text;
+    n.plain = true;
+    assert_int_equal(eng__tpl_compile(L, n.str, "t.yaml", 1, &n.tpl, err, sizeof err), ENG_OK);
+    json_t *v = eng__tpl_render(L, &n, err, sizeof err);
+    assert_non_null(v);
+    json_t *want = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+    if (!json_equal(v, want)) {
+      char *g = json_dumps(v, JSON_ENCODE_ANY);
+      print_error("%s -> %s, expected %s\n", cases[i].text, g, cases[i].json);
+      free(g);
+      fail();
+    }
+    json_decref(v);
+    json_decref(want);
+    eng__tpl_free(n.tpl);
+  }
+  /* a missing reference is an error naming the path */
+  eng__node n = {0};
+  n.kind = ENG__N_SCALAR;
+  n.str = (char *)"${params.nope}";
+  assert_int_equal(eng__tpl_compile(L, n.str, "t.yaml", 1, &n.tpl, err, sizeof err), ENG_OK);
+  assert_null(eng__tpl_render(L, &n, err, sizeof err));
+  assert_non_null(strstr(err, "params.nope"));
+  eng__tpl_free(n.tpl);
+  eng__lua_destroy(L);
+}
+
+static void test_yaml_scalars(void **state) {
+  (void)state;
+  eng__diags d = {0};
+  d.quiet = true;
+  const char *t = "a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: x\n";
+  eng__node *n = eng__yaml_parse("t", t, strlen(t), &d);
+  assert_non_null(n);
+  json_t *j = eng__node_to_json(n);
+  json_t *want = json_loads("{\"a\":1,\"b\":\"1\",\"c\":true,\"d\":1.5,\"e\":null,\"f\":\"x\"}", 0, NULL);
+  assert_true(json_equal(j, want));
+  json_decref(j);
+  json_decref(want);
+  assert_int_equal(n->vals[1]->line, 2);
+  assert_int_equal(n->vals[1]->col, 4);
+  eng__node_free(n);
+  eng__diags_free(&d);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_valid),
+      cmocka_unit_test(test_positions),
+      cmocka_unit_test(test_template_typing),
+      cmocka_unit_test(test_yaml_scalars),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
