@@ -187,6 +187,48 @@ typedef struct eng_lua_func {
   int (*start)(eng_call *call, const json_t *args);
 } eng_lua_func;
 
+/* ---- streams (SPEC section 10.0) -----------------------------------------
+ * Any `file` parameter accepts a local path, file://..., or a URL whose
+ * scheme a loaded plugin serves (s3://bucket/key). Plugins move bytes
+ * through host->stream_* (below); the host computes SHA-256 (and zstd when
+ * asked) in the middle and dispatches to local files or to the plugin that
+ * declared the scheme with an eng_stream_scheme. */
+
+typedef struct eng_stream eng_stream;
+
+/* A finished stream. info (owned by the callback) holds at least "url",
+ * "bytes" (bytes stored) and "sha256" (hex of the bytes stored); a scheme
+ * may add "etag", "version_id", "last_modified", and on reads
+ * "expected_sha256" (what the store says the object's SHA-256 is). */
+typedef void (*eng_stream_done_cb)(void *ud, int rc, json_t *info);
+typedef void (*eng_stream_data_cb)(void *ud, const char *buf, size_t len);
+typedef void (*eng_stream_write_cb)(void *ud, int rc);
+
+/* What a plugin implements to serve a URL scheme. Calls arrive on the loop
+ * thread. A writer's object must not become visible before finish()
+ * succeeded; abort() (also after a failed write) leaves nothing behind and
+ * frees impl; finish() frees impl after calling cb. */
+typedef struct eng_stream_scheme {
+  const char *scheme; /* "s3" (without "://") */
+  int (*open_write)(eng_call *call, const char *url, const json_t *opts,
+                    void **impl);
+  /* Accept len bytes; cb(ud, rc) once they were taken (the buffer may be
+   * reused then). At most one write is outstanding at a time. */
+  int (*write)(void *impl, const void *buf, size_t len,
+               eng_stream_write_cb cb, void *ud);
+  /* `sha256` is the hex SHA-256 of everything written (stored bytes), so
+   * the store can keep it with the object. */
+  int (*finish)(void *impl, const char *sha256, eng_stream_done_cb cb,
+                void *ud);
+  void (*abort)(void *impl);
+  int (*open_read)(eng_call *call, const char *url, const json_t *opts,
+                   eng_stream_data_cb on_data, eng_stream_done_cb on_end,
+                   void *ud, void **impl);
+  void (*pause)(void *impl, int paused);
+  /* Cancel a read; on_end runs with ENG_ERR_CANCELLED. */
+  void (*cancel)(void *impl);
+} eng_stream_scheme;
+
 typedef struct eng_plugin {
   /* Checked first, in this order. */
   uint32_t size; /* sizeof(eng_plugin) the plugin was built with */
@@ -203,6 +245,9 @@ typedef struct eng_plugin {
   /* Optional; called once on the loop thread before any action. A non-zero
    * return makes the host refuse the plugin. */
   int (*init)(const eng_host *host);
+  /* URL schemes this plugin serves for streams; may be NULL. */
+  const eng_stream_scheme *schemes;
+  size_t n_schemes;
 } eng_plugin;
 
 typedef const eng_plugin *(*eng_plugin_entry_fn)(void);
@@ -359,6 +404,30 @@ struct eng_host {
    * engine exits; cb completes by calling done(cb_call) like an action. */
   int (*at_run_end)(eng_call *call, int (*cb)(eng_call *end_call, void *ud),
                     void *ud);
+
+  /* -- streams (section 10.0) ----------------------------------------------
+   * opts (borrowed, may be NULL):
+   *   writes: "compress": "zstd" or "zstd:LEVEL" (the host compresses);
+   *   reads:  "decompress": true to undo zstd when the bytes start with the
+   *           zstd magic; "expect_sha256": hex the stored bytes must hash to;
+   *           "verify": false to skip the store's own checksum.
+   * A reader's on_end gets ENG_ERR_CHECKSUM when the bytes do not match
+   * expect_sha256 or the store's recorded SHA-256. */
+  int (*stream_open_write)(eng_call *call, const char *url,
+                           const json_t *opts, eng_stream **out);
+  int (*stream_write)(eng_stream *s, const void *buf, size_t len,
+                      eng_stream_write_cb cb, void *ud);
+  /* Commit; cb once with the info. The stream is freed after cb. */
+  int (*stream_finish)(eng_stream *s, eng_stream_done_cb cb, void *ud);
+  /* Discard everything written; the stream is freed. */
+  void (*stream_abort)(eng_stream *s);
+  int (*stream_open_read)(eng_call *call, const char *url, const json_t *opts,
+                          eng_stream_data_cb on_data, eng_stream_done_cb on_end,
+                          void *ud, eng_stream **out);
+  void (*stream_pause)(eng_stream *s, int paused);
+  /* Non-zero when url is a remote stream URL a plugin serves (not a local
+   * path): actions use it to pick a pipe instead of a local file. */
+  int (*stream_is_remote)(const char *url);
 };
 
 #define ENG_READABLE 1
