@@ -378,5 +378,13 @@ def test_plan_schema_version(h):
     h.check(r.returncode == 0 and '--allow-destructive' in r.stdout)
 
 
+@suite.test
+def test_lua_library_require(h):
+    r = run(h, 'lua-lib.yaml')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    h.check('public.Order: missing' in rep['steps']['same']['outputs']['why'], rep['steps']['same'])
+
+
 if __name__ == '__main__':
     suite.main()
