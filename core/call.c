@@ -500,6 +500,13 @@ static const eng_host host_table = {
     .journal_removed = h_journal_removed,
     .journal_owned = h_journal_owned,
     .at_run_end = h_at_run_end,
+    .stream_open_write = eng__stream_open_write,
+    .stream_write = eng__stream_write,
+    .stream_finish = eng__stream_finish,
+    .stream_abort = eng__stream_abort,
+    .stream_open_read = eng__stream_open_read,
+    .stream_pause = eng__stream_pause,
+    .stream_is_remote = eng__stream_is_remote,
 };
 
 const eng_host *eng__host(void) { return &host_table; }

@@ -197,4 +197,18 @@ eng__run *eng__call_run(eng_call *call);
 void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...)
     ENG_PRINTF(3, 4);
 
+/* ---- stream.c: byte streams (SPEC 10.0) -------------------------------- */
+
+int eng__stream_is_remote(const char *url);
+int eng__stream_open_write(eng_call *call, const char *url, const json_t *opts,
+                           eng_stream **out);
+int eng__stream_write(eng_stream *s, const void *buf, size_t len,
+                      eng_stream_write_cb cb, void *ud);
+int eng__stream_finish(eng_stream *s, eng_stream_done_cb cb, void *ud);
+void eng__stream_abort(eng_stream *s);
+int eng__stream_open_read(eng_call *call, const char *url, const json_t *opts,
+                          eng_stream_data_cb on_data, eng_stream_done_cb on_end,
+                          void *ud, eng_stream **out);
+void eng__stream_pause(eng_stream *s, int paused);
+
 #endif /* ENGINE_INT_H */

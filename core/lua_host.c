@@ -2,7 +2,8 @@
  * lua_host.c - the Lua sandbox (SPEC section 8).
  *
  * One lua_State per run, on the loop thread. Only base (without dofile,
- * loadfile, warn and binary chunks), string (without dump), table, math and
+ * loadfile, warn, binary chunks and __gc finalizers, which Lua runs with
+ * hooks off), string (without dump), table, math and
  * utf8 are open; require() reads only RUNBOOK_DIR/lua/ and the installed
  * library. A custom allocator enforces the memory cap and a count hook the
  * execution-time budget of one evaluation.
@@ -159,12 +160,8 @@ static void lh_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   eng__lua *h = lh_get(L);
   eng__lua_clock *c = h->cur;
-  if (c == NULL) {
-    /* Only a finalizer (__gc) runs outside an evaluation: stop it rather
-     * than let it loop unbounded. Lua turns this into a warning. */
-    luaL_error(L, "Lua code outside an evaluation (a __gc metamethod?)");
+  if (c == NULL)
     return;
-  }
   uint64_t used = c->used + (uv_hrtime() - c->since);
   if (used <= h->budget_ns)
     return;
@@ -550,6 +547,24 @@ static int lh_load(lua_State *L) {
     if (!lua_setupvalue(L, -2, 1))
       lua_pop(L, 1);
   }
+  return 1;
+}
+
+/* setmetatable without finalizers: Lua runs __gc with hooks off, so a
+ * looping finalizer would escape the budget. */
+static int lh_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  if (t == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_error(L, "__gc metamethods are not allowed in the sandbox");
+  }
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
   return 1;
 }
 
@@ -939,6 +954,7 @@ static int lh_setup(lua_State *L) {
 
   static const luaL_Reg globals[] = {
       {"load", lh_load},       {"print", lh_print},     {"require", lh_require},
+      {"setmetatable", lh_setmetatable},
       {"success", lh_success}, {"failure", lh_failure}, {"always", lh_always},
       {NULL, NULL}};
   lua_pushglobaltable(L);

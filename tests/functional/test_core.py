@@ -361,6 +361,33 @@ def test_plugin_abi_and_bad_plugins(h):
 
 
 @suite.test
+def test_streams_zstd_and_checksum(h):
+    import hashlib
+    build = pathlib.Path(os.environ.get('ENGINE_BIN', ROOT / 'build/core/engine')).parent.parent
+    src = h.tmp / 'src.bin'
+    data = b''.join(b'row %d some text that compresses\n' % i for i in range(300000))
+    src.write_bytes(data)
+    r = h.engine('run', h.fixture('core/stream-copy.yaml'), '--plugin-path',
+                 build / 'tests' / 'plugins', '--state-dir', h.tmp / 'state',
+                 '--report', h.tmp / 'r.json', '--set', f'src={src}')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rd = run_dir(h)
+    packed = (rd / 'packed.zst')
+    rep = h.report(h.tmp / 'r.json')
+    w = rep['steps']['pack']['outputs']['written']
+    h.check(w['plain_bytes'] == len(data), w)
+    h.check(w['bytes'] < len(data) / 5, f'zstd did not compress: {w}')
+    h.check((rd / 'unpacked').read_bytes() == data, 'round trip changed the bytes')
+    un = rep['steps']['unpack']['outputs']['read']
+    h.check(un['sha256'] == w['sha256'], (un, w))
+    v = rep['steps']['verify-fails']
+    h.check(v['status'] == 'failed' and 'checksum mismatch' in v['error'], v)
+    h.check(not (rd / 'never').exists() and not (rd / 'never.partial').exists(),
+            'a failed stream left a file')
+    h.check(hashlib.sha256(packed.read_bytes()).hexdigest() != w['sha256'])
+
+
+@suite.test
 def test_plan_schema_version(h):
     r = h.engine('plan', h.fixture('core/order.yaml'), '--state-dir', h.tmp / 'state')
     h.check(r.returncode == 0, r.stdout + r.stderr)

@@ -1,0 +1,680 @@
+/* stream.c - byte streams of SPEC section 10.0.
+ *
+ * Plugins move backup bytes through host->stream_*: the host hashes the
+ * stored bytes with SHA-256, compresses with zstd when asked (or
+ * decompresses on reads), and hands the bytes to a local file (async
+ * uv_fs, written as PATH.partial and renamed on finish) or to the plugin
+ * that serves the URL's scheme (s3://). Memory stays bounded: one write is
+ * outstanding at a time and compression output goes out in one buffer. */
+#include "registry.h"
+#include "scheduler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#define READ_CHUNK (256u * 1024u)
+
+typedef enum { ST_LOCAL, ST_SCHEME } st_kind;
+
+struct eng_stream {
+  st_kind kind;
+  bool writing;
+  eng_call *call;
+  char *url, *path, *tmp;
+  /* scheme */
+  const eng_stream_scheme *ops;
+  void *impl;
+  /* local */
+  uv_file fd;
+  uv_fs_t req;
+  int64_t offset;
+  /* data path */
+  EVP_MD_CTX *md;
+  ZSTD_CStream *zc;
+  ZSTD_DStream *zd;
+  bool decompress, sniffed;
+  eng__buf out; /* compressed / decompressed bytes in flight */
+  int64_t bytes;  /* stored bytes */
+  int64_t plain;  /* bytes before compression / after decompression */
+  char sha[65];
+  char *expect;
+  bool verify;
+  /* callbacks */
+  eng_stream_write_cb wcb;
+  void *wud;
+  eng_stream_done_cb dcb;
+  void *dud;
+  eng_stream_data_cb on_data;
+  bool paused, reading, eof, failed, finishing;
+  char *rbuf;
+  int err;
+  /* reads with decompression: compressed input not yet turned into plain
+   * bytes (the consumer paused in the middle of a chunk) */
+  eng__buf pend;
+  size_t pend_pos;
+  bool out_full;
+  bool end_pending;
+  int end_rc;
+  json_t *end_info;
+};
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static const eng_stream_scheme *find_scheme(const char *url) {
+  const char *sep = strstr(url, "://");
+  if (!sep) return NULL;
+  size_t n = (size_t)(sep - url);
+  const eng__plugin_entry *pl;
+  size_t np = eng__registry_plugins(&pl);
+  for (size_t i = 0; i < np; i++) {
+    const eng_plugin *p = pl[i].desc;
+    if (p->size < offsetof(eng_plugin, n_schemes) + sizeof p->n_schemes)
+      continue;
+    for (size_t k = 0; k < p->n_schemes; k++)
+      if (strlen(p->schemes[k].scheme) == n &&
+          !strncmp(p->schemes[k].scheme, url, n))
+        return &p->schemes[k];
+  }
+  return NULL;
+}
+
+static const char *local_path(const char *url) {
+  if (!strncmp(url, "file://", 7)) return url + 7;
+  return url;
+}
+
+int eng__stream_is_remote(const char *url) {
+  return url && strstr(url, "://") && strncmp(url, "file://", 7) != 0;
+}
+
+static void hex(EVP_MD_CTX *md, char out[65]) {
+  unsigned char d[32];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(md, d, &n);
+  for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void stream_free(eng_stream *s) {
+  if (s->md) EVP_MD_CTX_free(s->md);
+  if (s->zc) ZSTD_freeCStream(s->zc);
+  if (s->zd) ZSTD_freeDStream(s->zd);
+  eng__buf_free(&s->out);
+  eng__buf_free(&s->pend);
+  json_decref(s->end_info);
+  free(s->url);
+  free(s->path);
+  free(s->tmp);
+  free(s->expect);
+  free(s->rbuf);
+  free(s);
+}
+
+static json_t *info_of(eng_stream *s) {
+  return json_pack("{s:s, s:I, s:s, s:I}", "url", s->url, "bytes",
+                   (json_int_t)s->bytes, "sha256", s->sha, "plain_bytes",
+                   (json_int_t)s->plain);
+}
+
+static eng_stream *stream_new(eng_call *call, const char *url) {
+  eng_stream *s = eng__xcalloc(1, sizeof *s);
+  s->call = call;
+  s->url = eng__xstrdup(url);
+  s->fd = -1;
+  s->md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
+  s->req.data = s;
+  return s;
+}
+
+static int parse_compress(const json_t *opts, int *level) {
+  const char *c = json_string_value(json_object_get(opts, "compress"));
+  if (!c || !*c || !strcmp(c, "none")) return 0;
+  if (strncmp(c, "zstd", 4) != 0) return -1;
+  *level = 3;
+  if (c[4] == ':') *level = atoi(c + 5);
+  else if (c[4]) return -1;
+  if (*level < 1 || *level > 19) return -1;
+  return 1;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+static void local_write_cb(uv_fs_t *req);
+
+/* Send s->out to the sink; s->wcb runs when it was taken. */
+static int sink_out(eng_stream *s);
+
+static void scheme_write_cb(void *ud, int rc) {
+  eng_stream *s = ud;
+  eng_stream_write_cb cb = s->wcb;
+  s->wcb = NULL;
+  s->out.len = 0;
+  if (rc != ENG_OK) s->failed = true;
+  if (cb) cb(s->wud, rc);
+}
+
+static int sink_out(eng_stream *s) {
+  if (s->out.len == 0) {
+    eng_stream_write_cb cb = s->wcb;
+    s->wcb = NULL;
+    if (cb) cb(s->wud, ENG_OK);
+    return ENG_OK;
+  }
+  EVP_DigestUpdate(s->md, s->out.data, s->out.len);
+  s->bytes += (int64_t)s->out.len;
+  if (s->kind == ST_SCHEME)
+    return s->ops->write(s->impl, s->out.data, s->out.len, scheme_write_cb, s);
+  uv_buf_t b = uv_buf_init(s->out.data, (unsigned)s->out.len);
+  int rc = uv_fs_write(eng__call_loop(s->call), &s->req, s->fd, &b, 1,
+                       s->offset, local_write_cb);
+  if (rc < 0) {
+    s->err = rc;
+    return ENG_ERR_IO;
+  }
+  s->offset += (int64_t)s->out.len;
+  return ENG_OK;
+}
+
+static void local_write_cb(uv_fs_t *req) {
+  eng_stream *s = req->data;
+  ssize_t res = req->result;
+  uv_fs_req_cleanup(req);
+  int rc = ENG_OK;
+  if (res < 0 || (size_t)res != s->out.len) {
+    s->err = res < 0 ? (int)res : UV_EIO;
+    s->failed = true;
+    rc = ENG_ERR_IO;
+  }
+  s->out.len = 0;
+  eng_stream_write_cb cb = s->wcb;
+  s->wcb = NULL;
+  if (cb) cb(s->wud, rc);
+}
+
+/* Put plain bytes through the compressor into s->out. */
+static int compress_into(eng_stream *s, const void *buf, size_t len,
+                         ZSTD_EndDirective mode) {
+  ZSTD_inBuffer in = {buf, len, 0};
+  size_t chunk = ZSTD_CStreamOutSize();
+  for (;;) {
+    if (s->out.cap < s->out.len + chunk + 1) {
+      s->out.data = eng__xrealloc(s->out.data, s->out.len + chunk + 1);
+      s->out.cap = s->out.len + chunk + 1;
+    }
+    ZSTD_outBuffer o = {s->out.data + s->out.len, chunk, 0};
+    size_t r = ZSTD_compressStream2(s->zc, &o, &in, mode);
+    if (ZSTD_isError(r)) return ENG_ERR_IO;
+    s->out.len += o.pos;
+    if (mode == ZSTD_e_continue ? in.pos == in.size : r == 0) break;
+  }
+  return ENG_OK;
+}
+
+static int h_open_write(eng_call *call, const char *url, const json_t *opts,
+                        eng_stream **out) {
+  int level = 0;
+  int comp = parse_compress(opts, &level);
+  if (comp < 0) {
+    eng__host()->fail(call, "compress must be 'zstd' or 'zstd:LEVEL' (1-19)");
+    return ENG_ERR_INVALID;
+  }
+  eng_stream *s = stream_new(call, url);
+  s->writing = true;
+  if (comp) {
+    s->zc = ZSTD_createCStream();
+    ZSTD_CCtx_setParameter(s->zc, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(s->zc, ZSTD_c_nbWorkers, 0);
+  }
+  if (eng__stream_is_remote(url)) {
+    s->ops = find_scheme(url);
+    if (!s->ops) {
+      eng__host()->fail(call, "no loaded plugin serves '%.*s://' URLs (is the "
+                              "plugin installed? see 'engine plugins')",
+                        (int)(strstr(url, "://") - url), url);
+      stream_free(s);
+      return ENG_ERR_UNSUPPORTED;
+    }
+    s->kind = ST_SCHEME;
+    int rc = s->ops->open_write(call, url, opts, &s->impl);
+    if (rc != ENG_OK) {
+      stream_free(s);
+      return rc;
+    }
+  } else {
+    s->kind = ST_LOCAL;
+    s->path = eng__xstrdup(local_path(url));
+    s->tmp = eng__asprintf("%s.partial", s->path);
+    char *slash = strrchr(s->path, '/');
+    if (slash && slash != s->path) {
+      char *dir = eng__xstrndup(s->path, (size_t)(slash - s->path));
+      eng__mkdir_p(dir, 0755);
+      free(dir);
+    }
+    s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (s->fd < 0) {
+      eng__host()->fail(call, "cannot create %s: %s", s->tmp, strerror(errno));
+      stream_free(s);
+      return ENG_ERR_IO;
+    }
+  }
+  *out = s;
+  return ENG_OK;
+}
+
+static int h_write(eng_stream *s, const void *buf, size_t len,
+                   eng_stream_write_cb cb, void *ud) {
+  if (s->failed) return ENG_ERR_IO;
+  if (s->wcb) return ENG_ERR_INVALID; /* one write at a time */
+  s->wcb = cb;
+  s->wud = ud;
+  s->plain += (int64_t)len;
+  s->out.len = 0;
+  if (s->zc) {
+    if (compress_into(s, buf, len, ZSTD_e_continue) != ENG_OK) {
+      s->wcb = NULL;
+      return ENG_ERR_IO;
+    }
+  } else {
+    eng__buf_add(&s->out, buf, len);
+  }
+  int rc = sink_out(s);
+  if (rc != ENG_OK) s->wcb = NULL;
+  return rc;
+}
+
+/* finish: flush the compressor, then commit */
+static void local_after_fsync(uv_fs_t *req);
+
+static void finish_done(eng_stream *s, int rc) {
+  eng_stream_done_cb cb = s->dcb;
+  json_t *info = rc == ENG_OK ? info_of(s) : NULL;
+  void *ud = s->dud;
+  stream_free(s);
+  if (cb) cb(ud, rc, info);
+  else json_decref(info);
+}
+
+static void scheme_finish_cb(void *ud, int rc, json_t *info) {
+  eng_stream *s = ud;
+  s->impl = NULL; /* the scheme freed it */
+  if (rc != ENG_OK) {
+    json_decref(info);
+    finish_done(s, rc);
+    return;
+  }
+  json_t *mine = info_of(s);
+  if (info) json_object_update_missing(info, mine);
+  json_decref(mine);
+  eng_stream_done_cb cb = s->dcb;
+  void *dud = s->dud;
+  stream_free(s);
+  if (cb) cb(dud, ENG_OK, info ? info : json_object());
+  else json_decref(info);
+}
+
+static void commit(eng_stream *s) {
+  hex(s->md, s->sha);
+  if (s->kind == ST_SCHEME) {
+    int rc = s->ops->finish(s->impl, s->sha, scheme_finish_cb, s);
+    if (rc != ENG_OK) {
+      s->ops->abort(s->impl);
+      finish_done(s, rc);
+    }
+    return;
+  }
+  uv_fs_fsync(eng__call_loop(s->call), &s->req, s->fd, local_after_fsync);
+}
+
+static void local_after_fsync(uv_fs_t *req) {
+  eng_stream *s = req->data;
+  int res = (int)req->result;
+  uv_fs_req_cleanup(req);
+  close(s->fd);
+  s->fd = -1;
+  if (res < 0 || rename(s->tmp, s->path) != 0) {
+    unlink(s->tmp);
+    eng__host()->fail(s->call, "cannot commit %s: %s", s->path,
+                      res < 0 ? uv_strerror(res) : strerror(errno));
+    finish_done(s, ENG_ERR_IO);
+    return;
+  }
+  finish_done(s, ENG_OK);
+}
+
+static void flushed_cb(void *ud, int rc) {
+  eng_stream *s = ud;
+  if (rc != ENG_OK) {
+    eng__host()->stream_abort(s);
+    return;
+  }
+  commit(s);
+}
+
+static void local_flush_cb(uv_fs_t *req) {
+  eng_stream *s = req->data;
+  ssize_t res = req->result;
+  uv_fs_req_cleanup(req);
+  if (res < 0 || (size_t)res != s->out.len) {
+    eng_stream_done_cb cb = s->dcb;
+    void *ud = s->dud;
+    s->dcb = NULL;
+    eng__host()->fail(s->call, "cannot write %s: %s", s->tmp,
+                      res < 0 ? uv_strerror((int)res) : "short write");
+    eng__host()->stream_abort(s);
+    if (cb) cb(ud, ENG_ERR_IO, NULL);
+    return;
+  }
+  s->out.len = 0;
+  commit(s);
+}
+
+static void h_abort(eng_stream *s);
+
+static int h_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
+  if (s->wcb) return ENG_ERR_INVALID;
+  s->dcb = cb;
+  s->dud = ud;
+  s->finishing = true;
+  s->out.len = 0;
+  if (s->zc && compress_into(s, NULL, 0, ZSTD_e_end) != ENG_OK) {
+    s->dcb = NULL;
+    return ENG_ERR_IO;
+  }
+  if (s->out.len == 0) {
+    commit(s);
+    return ENG_OK;
+  }
+  EVP_DigestUpdate(s->md, s->out.data, s->out.len);
+  s->bytes += (int64_t)s->out.len;
+  if (s->kind == ST_SCHEME) {
+    s->wcb = NULL;
+    int rc = s->ops->write(s->impl, s->out.data, s->out.len, flushed_cb, s);
+    return rc;
+  }
+  uv_buf_t b = uv_buf_init(s->out.data, (unsigned)s->out.len);
+  int rc = uv_fs_write(eng__call_loop(s->call), &s->req, s->fd, &b, 1,
+                       s->offset, local_flush_cb);
+  return rc < 0 ? ENG_ERR_IO : ENG_OK;
+}
+
+static void h_abort(eng_stream *s) {
+  if (s->kind == ST_SCHEME) {
+    if (s->impl) s->ops->abort(s->impl);
+    s->impl = NULL;
+  } else if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+    unlink(s->tmp);
+  }
+  stream_free(s);
+}
+
+/* ---- reading ----------------------------------------------------------------- */
+
+static const unsigned char zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+
+static void read_end(eng_stream *s, int rc, json_t *info);
+
+/* Turn pending compressed input into plain bytes while the consumer is
+ * not paused. */
+static int pump(eng_stream *s) {
+  size_t chunk = ZSTD_DStreamOutSize();
+  if (s->out.cap < chunk + 1) {
+    s->out.data = eng__xrealloc(s->out.data, chunk + 1);
+    s->out.cap = chunk + 1;
+  }
+  while (!s->paused && (s->pend_pos < s->pend.len || s->out_full)) {
+    ZSTD_inBuffer in = {s->pend.data + s->pend_pos, s->pend.len - s->pend_pos, 0};
+    ZSTD_outBuffer o = {s->out.data, chunk, 0};
+    size_t r = ZSTD_decompressStream(s->zd, &o, &in);
+    if (ZSTD_isError(r)) {
+      eng__host()->fail(s->call, "%s: corrupt zstd data: %s", s->url,
+                        ZSTD_getErrorName(r));
+      return ENG_ERR_CHECKSUM;
+    }
+    s->pend_pos += in.pos;
+    s->out_full = o.pos == o.size;
+    if (o.pos) {
+      s->plain += (int64_t)o.pos;
+      s->on_data(s->dud, s->out.data, o.pos);
+    } else if (in.pos == 0) {
+      break;
+    }
+  }
+  if (s->pend_pos >= s->pend.len && !s->out_full) {
+    s->pend.len = 0;
+    s->pend_pos = 0;
+  }
+  return ENG_OK;
+}
+
+static bool drained(const eng_stream *s) {
+  return s->pend.len == 0 && !s->out_full;
+}
+
+/* Hash stored bytes; decompress when asked; pass plain bytes on. */
+static int consume(eng_stream *s, const char *buf, size_t len) {
+  EVP_DigestUpdate(s->md, buf, len);
+  s->bytes += (int64_t)len;
+  if (!s->sniffed) {
+    s->sniffed = true;
+    if (s->decompress && len >= 4 && !memcmp(buf, zstd_magic, 4))
+      s->zd = ZSTD_createDStream();
+  }
+  if (!s->zd) {
+    s->plain += (int64_t)len;
+    s->on_data(s->dud, buf, len);
+    return ENG_OK;
+  }
+  eng__buf_add(&s->pend, buf, len);
+  return pump(s);
+}
+
+static void finish_read(eng_stream *s, int rc, json_t *info);
+
+/* The source ended: deliver what is pending first. */
+static void read_end(eng_stream *s, int rc, json_t *info) {
+  if (rc == ENG_OK && s->zd && !drained(s)) {
+    s->end_pending = true;
+    s->end_rc = rc;
+    s->end_info = info;
+    return;
+  }
+  finish_read(s, rc, info);
+}
+
+static void finish_read(eng_stream *s, int rc, json_t *info) {
+  if (s->eof) {
+    json_decref(info);
+    return;
+  }
+  s->eof = true;
+  hex(s->md, s->sha);
+  if (!info) info = json_object();
+  json_t *mine = info_of(s);
+  json_object_update(info, mine);
+  json_decref(mine);
+  if (rc == ENG_OK) {
+    const char *want = s->expect;
+    const char *store = json_string_value(json_object_get(info, "expected_sha256"));
+    if (!want && s->verify) want = store;
+    if (want && strcasecmp(want, s->sha) != 0) {
+      eng__host()->fail(s->call,
+                        "checksum mismatch for %s: stored bytes hash to %s, "
+                        "expected %s (the backup is corrupt or was changed "
+                        "after it was written)",
+                        s->url, s->sha, want);
+      rc = ENG_ERR_CHECKSUM;
+    }
+  }
+  eng_stream_done_cb cb = s->dcb;
+  void *ud = s->dud;
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  stream_free(s);
+  if (cb) cb(ud, rc, info);
+  else json_decref(info);
+}
+
+static void local_read_cb(uv_fs_t *req);
+
+static void local_read_next(eng_stream *s) {
+  if (s->paused || s->reading || s->eof || s->end_pending || !drained(s))
+    return;
+  s->reading = true;
+  uv_buf_t b = uv_buf_init(s->rbuf, READ_CHUNK);
+  int rc = uv_fs_read(eng__call_loop(s->call), &s->req, s->fd, &b, 1,
+                      s->offset, local_read_cb);
+  if (rc < 0) {
+    s->reading = false;
+    eng__host()->fail(s->call, "cannot read %s: %s", s->path, uv_strerror(rc));
+    read_end(s, ENG_ERR_IO, NULL);
+  }
+}
+
+static void local_read_cb(uv_fs_t *req) {
+  eng_stream *s = req->data;
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  s->reading = false;
+  if (n < 0) {
+    eng__host()->fail(s->call, "cannot read %s: %s", s->path,
+                      uv_strerror((int)n));
+    read_end(s, ENG_ERR_IO, NULL);
+    return;
+  }
+  if (n == 0) {
+    read_end(s, ENG_OK, NULL);
+    return;
+  }
+  s->offset += n;
+  int rc = consume(s, s->rbuf, (size_t)n);
+  if (rc != ENG_OK) {
+    read_end(s, rc, NULL);
+    return;
+  }
+  local_read_next(s);
+}
+
+static void scheme_data(void *ud, const char *buf, size_t len) {
+  eng_stream *s = ud;
+  if (s->failed) return;
+  int rc = consume(s, buf, len);
+  if (rc != ENG_OK) {
+    s->failed = true;
+    s->err = rc;
+    if (s->ops->cancel) s->ops->cancel(s->impl);
+  }
+}
+
+static void scheme_end(void *ud, int rc, json_t *info) {
+  eng_stream *s = ud;
+  s->impl = NULL;
+  read_end(s, s->failed ? s->err : rc, info);
+}
+
+static int h_open_read(eng_call *call, const char *url, const json_t *opts,
+                       eng_stream_data_cb on_data, eng_stream_done_cb on_end,
+                       void *ud, eng_stream **out) {
+  eng_stream *s = stream_new(call, url);
+  s->on_data = on_data;
+  s->dcb = on_end;
+  s->dud = ud;
+  s->decompress = json_is_true(json_object_get(opts, "decompress"));
+  const char *exp = json_string_value(json_object_get(opts, "expect_sha256"));
+  if (exp && *exp) s->expect = eng__xstrdup(exp);
+  s->verify = !json_is_false(json_object_get(opts, "verify"));
+  if (eng__stream_is_remote(url)) {
+    s->ops = find_scheme(url);
+    if (!s->ops) {
+      eng__host()->fail(call, "no loaded plugin serves '%.*s://' URLs",
+                        (int)(strstr(url, "://") - url), url);
+      stream_free(s);
+      return ENG_ERR_UNSUPPORTED;
+    }
+    s->kind = ST_SCHEME;
+    *out = s;
+    int rc = s->ops->open_read(call, url, opts, scheme_data, scheme_end, s,
+                               &s->impl);
+    if (rc != ENG_OK) {
+      *out = NULL;
+      stream_free(s);
+    }
+    return rc;
+  }
+  s->kind = ST_LOCAL;
+  s->path = eng__xstrdup(local_path(url));
+  s->fd = open(s->path, O_RDONLY | O_CLOEXEC);
+  if (s->fd < 0) {
+    eng__host()->fail(call, "cannot open %s: %s", s->path, strerror(errno));
+    int rc = errno == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_IO;
+    stream_free(s);
+    return rc;
+  }
+  s->rbuf = eng__xmalloc(READ_CHUNK);
+  *out = s;
+  local_read_next(s);
+  return ENG_OK;
+}
+
+static void h_pause(eng_stream *s, int paused) {
+  s->paused = paused != 0;
+  if (s->paused) {
+    if (s->kind == ST_SCHEME && s->ops->pause && s->impl)
+      s->ops->pause(s->impl, 1);
+    return;
+  }
+  if (s->zd && !drained(s)) {
+    int rc = pump(s);
+    if (rc != ENG_OK) {
+      if (s->kind == ST_SCHEME && s->impl && s->ops->cancel) {
+        s->failed = true;
+        s->err = rc;
+        s->ops->cancel(s->impl);
+      } else {
+        finish_read(s, rc, NULL);
+      }
+      return;
+    }
+    if (s->paused || !drained(s)) return;
+  }
+  if (s->end_pending) {
+    json_t *info = s->end_info;
+    s->end_info = NULL;
+    s->end_pending = false;
+    finish_read(s, s->end_rc, info);
+    return;
+  }
+  if (s->kind == ST_SCHEME) {
+    if (s->ops->pause && s->impl) s->ops->pause(s->impl, 0);
+    return;
+  }
+  local_read_next(s);
+}
+
+/* ---- table entries (referenced by call.c) -------------------------------- */
+
+int eng__stream_open_write(eng_call *call, const char *url, const json_t *opts,
+                           eng_stream **out) {
+  return h_open_write(call, url, opts, out);
+}
+int eng__stream_write(eng_stream *s, const void *buf, size_t len,
+                      eng_stream_write_cb cb, void *ud) {
+  return h_write(s, buf, len, cb, ud);
+}
+int eng__stream_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
+  return h_finish(s, cb, ud);
+}
+void eng__stream_abort(eng_stream *s) { h_abort(s); }
+int eng__stream_open_read(eng_call *call, const char *url, const json_t *opts,
+                          eng_stream_data_cb on_data, eng_stream_done_cb on_end,
+                          void *ud, eng_stream **out) {
+  return h_open_read(call, url, opts, on_data, on_end, ud, out);
+}
+void eng__stream_pause(eng_stream *s, int paused) { h_pause(s, paused); }
