@@ -1,0 +1,835 @@
+/*
+ * test_lua_host.c - the Lua sandbox (core/lua_host.c).
+ *
+ * Built from lua_host.c alone: the few functions it uses from call.c are
+ * replaced below by test doubles that complete sub-calls synchronously or
+ * from a libuv timer on a test loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine_int.h"
+
+/* ======================================================================
+ * TEST DOUBLES of other internal modules (call.c). Not the real thing:
+ * a sub-call is a small struct whose done() hands its outputs to the
+ * creator's callback and frees itself.
+ * ====================================================================== */
+
+struct eng_call {
+  eng__call_done_cb cb;
+  void *ud;
+  json_t *outputs;
+  char *error;
+};
+
+static uv_loop_t *t_loop;     /* the loop the fake plugin functions use */
+static char t_last_log[512];  /* last eng__call_logf() text */
+static int t_subs_live;       /* sub-calls created and not yet done */
+
+static void t_output(eng_call *c, const char *name, json_t *v) {
+  json_object_set_new(c->outputs, name, v);
+}
+
+static void t_fail(eng_call *c, const char *fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  free(c->error);
+  c->error = strdup(buf);
+}
+
+static void t_done(eng_call *c, int rc) {
+  eng__call_done_cb cb = c->cb;
+  void *ud = c->ud;
+  json_t *out = c->outputs;
+  char *err = c->error;
+  if (rc != ENG_OK && err == NULL)
+    err = strdup(eng_strerror(rc));
+  free(c);
+  t_subs_live--;
+  cb(ud, rc, out, err);
+  free(err);
+}
+
+static void t_log(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
+  (void)c;
+  (void)lvl;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t_last_log, sizeof t_last_log, fmt, ap);
+  va_end(ap);
+}
+
+static int t_http_start(eng_call *c, void *easy, eng_http_cb cb, void *ud,
+                        eng_http **out) {
+  (void)c;
+  (void)easy;
+  (void)cb;
+  (void)ud;
+  (void)out;
+  return ENG_ERR_UNSUPPORTED;
+}
+
+static const eng_host t_host = {
+    .size = sizeof(eng_host),
+    .abi_major = ENG_ABI_MAJOR,
+    .abi_minor = ENG_ABI_MINOR,
+    .log = t_log,
+    .output = t_output,
+    .fail = t_fail,
+    .done = t_done,
+    .http_start = t_http_start,
+};
+
+const eng_host *eng__host(void) { return &t_host; }
+
+eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud) {
+  assert_non_null(parent);
+  eng_call *c = calloc(1, sizeof *c);
+  c->cb = cb;
+  c->ud = ud;
+  c->outputs = json_object();
+  t_subs_live++;
+  return c;
+}
+
+int eng__call_start(eng_call *call, int (*fn)(eng_call *, const json_t *),
+                    const json_t *args) {
+  int rc = fn(call, args);
+  if (rc != ENG_OK) {
+    json_decref(call->outputs);
+    free(call->error);
+    free(call);
+    t_subs_live--;
+  }
+  return rc;
+}
+
+void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...) {
+  (void)call;
+  (void)lvl;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t_last_log, sizeof t_last_log, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- fake plugin functions ---------------------------------------------- */
+
+typedef struct t_timer {
+  uv_timer_t t;
+  eng_call *call;
+  json_t *result; /* NULL: fail */
+} t_timer;
+
+static void t_timer_closed(uv_handle_t *h) { free(h); }
+
+static void t_timer_fired(uv_timer_t *t) {
+  t_timer *tt = (t_timer *)t;
+  eng_call *call = tt->call;
+  json_t *r = tt->result;
+  uv_close((uv_handle_t *)t, t_timer_closed);
+  if (r == NULL) {
+    (eng__host()->fail)(call, "boom"); /* cmocka defines fail() */
+    eng__host()->done(call, ENG_ERR_FAILED);
+    return;
+  }
+  eng__host()->output(call, "result", r);
+  eng__host()->done(call, ENG_OK);
+}
+
+static void t_later(eng_call *call, json_t *result, uint64_t ms) {
+  t_timer *tt = calloc(1, sizeof *tt);
+  tt->call = call;
+  tt->result = result;
+  uv_timer_init(t_loop, &tt->t);
+  uv_timer_start(&tt->t, t_timer_fired, ms, 0);
+}
+
+/* fake.add(a, b) -> a + b, from a timer */
+static int t_add_start(eng_call *call, const json_t *args) {
+  json_int_t a = json_integer_value(json_array_get(args, 0));
+  json_int_t b = json_integer_value(json_array_get(args, 1));
+  t_later(call, json_integer(a + b), 5);
+  return ENG_OK;
+}
+
+/* fake.now(v) -> v, completes inside start */
+static int t_now_start(eng_call *call, const json_t *args) {
+  eng__host()->output(call, "result", json_deep_copy(json_array_get(args, 0)));
+  eng__host()->done(call, ENG_OK);
+  return ENG_OK;
+}
+
+/* fake.err() fails from a timer */
+static int t_err_start(eng_call *call, const json_t *args) {
+  (void)args;
+  t_later(call, NULL, 5);
+  return ENG_OK;
+}
+
+/* fake.slow() -> "late" after 250 ms */
+static int t_slow_start(eng_call *call, const json_t *args) {
+  (void)args;
+  t_later(call, json_string("late"), 250);
+  return ENG_OK;
+}
+
+/* fake.refuse() fails to start */
+static int t_refuse_start(eng_call *call, const json_t *args) {
+  (void)call;
+  (void)args;
+  return ENG_ERR_UNSUPPORTED;
+}
+
+static const eng_lua_func t_funcs[] = {
+    {"fake", "add", "", t_add_start},   {"fake", "now", "", t_now_start},
+    {"fake", "err", "", t_err_start},   {"fake", "slow", "", t_slow_start},
+    {"fake", "refuse", "", t_refuse_start},
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static eng__lua *t_new(size_t mem, uint64_t budget, const char *rbdir,
+                       const char *libdir) {
+  eng__lua_opts o = {mem, budget, rbdir, libdir};
+  eng__lua *h = NULL;
+  char err[256] = "";
+  assert_int_equal(eng__lua_create(&o, &h, err, sizeof err), ENG_OK);
+  assert_non_null(h);
+  for (size_t i = 0; i < sizeof t_funcs / sizeof t_funcs[0]; i++)
+    eng__lua_add_func(h, &t_funcs[i]);
+  return h;
+}
+
+/* Compile EXPR code at runbooks/t.yaml:7 and evaluate; returns rc. */
+static int t_eval(eng__lua *h, const char *code, int kind,
+                  const json_t *locals, json_t **res, char *err,
+                  size_t errlen) {
+  int ref = -1;
+  int rc = eng__lua_compile(h, code, kind, "runbooks/t.yaml", 7, &ref, err,
+                            errlen);
+  if (rc != ENG_OK)
+    return rc;
+  return eng__lua_eval(h, ref, locals, res, err, errlen);
+}
+
+/* Evaluate an expression that must succeed with one value; returns it. */
+static json_t *t_value(eng__lua *h, const char *code) {
+  json_t *res = NULL;
+  char err[1024] = "";
+  int rc = t_eval(h, code, ENG__LUA_EXPR, NULL, &res, err, sizeof err);
+  if (rc != ENG_OK)
+    fail_msg("%s: %s", code, err);
+  assert_int_equal(json_array_size(res), 1);
+  json_t *v = json_incref(json_array_get(res, 0));
+  json_decref(res);
+  return v;
+}
+
+static void t_true(eng__lua *h, const char *code) {
+  json_t *v = t_value(h, code);
+  if (!json_is_true(v))
+    fail_msg("expected true: %s", code);
+  json_decref(v);
+}
+
+/* Evaluate code that must fail; err receives the message. */
+static void t_error(eng__lua *h, const char *code, int kind, char *err,
+                    size_t errlen) {
+  json_t *res = NULL;
+  int rc = t_eval(h, code, kind, NULL, &res, err, errlen);
+  if (rc == ENG_OK)
+    fail_msg("expected an error: %s", code);
+  assert_null(res);
+}
+
+static void t_contains(const char *hay, const char *needle) {
+  if (strstr(hay, needle) == NULL)
+    fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_expression_types(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  json_t *params = json_pack("{s:i, s:s}", "n", 3, "name", "drill");
+  eng__lua_set_global(h, "params", params);
+  json_decref(params);
+
+  json_t *v = t_value(h, "1 + 2");
+  assert_true(json_is_integer(v));
+  assert_int_equal(json_integer_value(v), 3);
+  json_decref(v);
+  v = t_value(h, "params.n / 2");
+  assert_true(json_is_real(v));
+  assert_true(json_real_value(v) == 1.5);
+  json_decref(v);
+  v = t_value(h, "params.n > 1");
+  assert_true(json_is_true(v));
+  json_decref(v);
+  v = t_value(h, "'db_' .. params.name");
+  assert_string_equal(json_string_value(v), "db_drill");
+  json_decref(v);
+  v = t_value(h, "{a = 1, b = {2, 3}, c = {}}");
+  assert_true(json_is_object(v));
+  assert_int_equal(json_integer_value(json_object_get(v, "a")), 1);
+  assert_true(json_is_array(json_object_get(v, "b")));
+  assert_int_equal(json_array_size(json_object_get(v, "b")), 2);
+  assert_true(json_is_object(json_object_get(v, "c")));
+  json_decref(v);
+  v = t_value(h, "json.null");
+  assert_true(json_is_null(v));
+  json_decref(v);
+
+  /* a chunk returns every value */
+  json_t *res = NULL;
+  char err[256] = "";
+  assert_int_equal(t_eval(h, "return 1, 'two', true", ENG__LUA_CHUNK, NULL,
+                          &res, err, sizeof err), ENG_OK);
+  assert_int_equal(json_array_size(res), 3);
+  json_decref(res);
+
+  /* results that cannot be JSON */
+  t_error(h, "function() end", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "cannot convert a function to JSON");
+  eng__lua_destroy(h);
+}
+
+static void test_missing_reference(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  json_t *o = json_pack("{s:s, s:{s:[{s:i}]}}", "file", "a.dump", "meta",
+                        "rows", "n", 1);
+  eng__lua_set_step(h, "backup", "ok", o);
+  json_decref(o);
+  json_t *p = json_pack("{s:{s:s}, s:n}", "db", "host", "h1", "nothing");
+  eng__lua_set_global(h, "params", p);
+  json_decref(p);
+  json_t *env = json_pack("{s:s}", "HOME", "/root");
+  eng__lua_set_global(h, "env", env);
+  json_decref(env);
+  char err[1024];
+
+  t_true(h, "steps.backup.outputs.file == 'a.dump'");
+  t_true(h, "steps.backup.status == 'ok'");
+  t_true(h, "steps.backup.outputs.meta.rows[1].n == 1");
+  t_true(h, "params.nothing == json.null");
+
+  t_error(h, "steps.backup.outputs.fiel", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "runbooks/t.yaml:7: reference to steps.backup.outputs.fiel "
+                  "does not exist");
+  t_contains(err, "stack traceback");
+  t_error(h, "steps.nope.status", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "reference to steps.nope does not exist (no such step, or "
+                  "it has not run)");
+  t_error(h, "steps.backup.outputs.meta.rows[1].x", ENG__LUA_EXPR, err,
+          sizeof err);
+  t_contains(err, "reference to steps.backup.outputs.meta.rows[1].x does not "
+                  "exist");
+  t_error(h, "params.db.hots", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "reference to params.db.hots does not exist");
+  t_error(h, "run.id", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "attempt to index a nil value");
+
+  /* env: missing reads nil; read-only */
+  t_true(h, "env.HOME == '/root' and env.NOPE_NOT_SET == nil");
+  t_error(h, "env.HOME = 'x'", ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "env is read-only");
+  t_true(h, "(function() local n = 0 for k in pairs(env) do n = n + 1 end "
+            "return n end)() == 1");
+  eng__lua_destroy(h);
+}
+
+static void test_dashed_step_ids(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  json_t *o = json_pack("{s:i}", "n", 42);
+  eng__lua_set_step(h, "drop-drill-db", "ok", o);
+  json_decref(o);
+  t_true(h, "steps.drop_drill_db.outputs.n == 42");
+  t_true(h, "rawequal(steps['drop-drill-db'], steps.drop_drill_db)");
+  eng__lua_set_step(h, "drop-drill-db", "failed", NULL);
+  t_true(h, "steps.drop_drill_db.status == 'failed'");
+  char err[512];
+  t_error(h, "steps.drop_drill_db.outputs.n", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "reference to steps.drop-drill-db.outputs.n does not exist");
+  eng__lua_destroy(h);
+}
+
+static void test_success_failure(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  t_true(h, "success() and not failure() and always()");
+  const char *good[] = {"ok", "skipped"};
+  eng__lua_set_deps(h, good, 2);
+  t_true(h, "success() and not failure()");
+  const char *bad[] = {"ok", "failed"};
+  eng__lua_set_deps(h, bad, 2);
+  t_true(h, "not success() and failure() and always()");
+  const char *to[] = {"timed_out"};
+  eng__lua_set_deps(h, to, 1);
+  t_true(h, "failure()");
+  const char *refused[] = {"refused", "cancelled"};
+  eng__lua_set_deps(h, refused, 2);
+  t_true(h, "failure() and not success()");
+  eng__lua_destroy(h);
+}
+
+static void test_syntax_error(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  char err[256] = "";
+  int ref = -1;
+  assert_int_equal(eng__lua_compile(h, "1 + + 2 )", ENG__LUA_EXPR,
+                                    "runbooks/x.yaml", 12, &ref, err,
+                                    sizeof err), ENG_ERR_INVALID);
+  t_contains(err, "runbooks/x.yaml:12:");
+  t_contains(err, "unexpected symbol near '+'");
+  assert_int_equal(eng__lua_compile(h, "local a = 1\nlocal = 2\n",
+                                    ENG__LUA_CHUNK, "runbooks/x.yaml", 30,
+                                    &ref, err, sizeof err), ENG_ERR_INVALID);
+  t_contains(err, "runbooks/x.yaml:31:");
+  /* runtime errors carry the runbook line too */
+  assert_int_equal(eng__lua_compile(h, "local a = 1\nerror('bad')",
+                                    ENG__LUA_CHUNK, "runbooks/x.yaml", 40,
+                                    &ref, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, NULL, err, sizeof err),
+                   ENG_ERR_FAILED);
+  t_contains(err, "runbooks/x.yaml:41: bad");
+  /* an expression ending in a comment */
+  json_t *v = t_value(h, "1 -- one");
+  assert_int_equal(json_integer_value(v), 1);
+  json_decref(v);
+  /* identical compiles are cached */
+  int r1 = -1, r2 = -2;
+  assert_int_equal(eng__lua_compile(h, "2 * 3", ENG__LUA_EXPR, "f", 1, &r1,
+                                    err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_compile(h, "2 * 3", ENG__LUA_EXPR, "f", 1, &r2,
+                                    err, sizeof err), ENG_OK);
+  assert_int_equal(r1, r2);
+  assert_int_equal(eng__lua_compile(h, "2 * 3", ENG__LUA_EXPR, "f", 2, &r2,
+                                    err, sizeof err), ENG_OK);
+  assert_int_not_equal(r1, r2);
+  eng__lua_destroy(h);
+}
+
+static void test_budget(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 200, NULL, NULL);
+  char err[1024] = "";
+  uint64_t t0 = uv_hrtime();
+  t_error(h, "while true do end", ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "instruction budget exceeded (0.2 s of execution)");
+  assert_true(uv_hrtime() - t0 < 5000000000ull);
+  /* a pcall in the script cannot swallow it */
+  t_error(h, "while true do pcall(function() while true do end end) end",
+          ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "instruction budget exceeded");
+  /* finalizers run with hooks off: refused */
+  t_error(h, "setmetatable({}, {__gc = function() while true do end end})",
+          ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "__gc metamethods are not allowed");
+  t_true(h, "getmetatable(setmetatable({}, {__index = {a = 1}})).__index.a "
+            "== 1");
+  /* the budget is per evaluation */
+  json_t *v = t_value(h, "1 + 1");
+  assert_int_equal(json_integer_value(v), 2);
+  json_decref(v);
+  eng__lua_destroy(h);
+
+  /* default budget message */
+  h = t_new(0, 0, NULL, NULL);
+  eng__lua_destroy(h);
+}
+
+static void test_memory_bomb(void **state) {
+  (void)state;
+  eng__lua *h = t_new((size_t)32 << 20, 0, NULL, NULL);
+  char err[1024] = "";
+  t_error(h, "local t={} for i=1,1e9 do t[i]=string.rep('x',1000) end",
+          ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "not enough memory");
+  /* one huge allocation too */
+  t_error(h, "string.rep('x', 1 << 30)", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "not enough memory");
+  /* still usable, memory was given back */
+  t_true(h, "#string.rep('y', 8 * 1024 * 1024) == 8 * 1024 * 1024");
+  json_t *v = t_value(h, "1 + 1");
+  assert_int_equal(json_integer_value(v), 2);
+  json_decref(v);
+  eng__lua_destroy(h);
+}
+
+static void test_sandbox(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  t_true(h, "io == nil and os == nil and debug == nil and package == nil");
+  t_true(h, "dofile == nil and loadfile == nil and coroutine == nil");
+  t_true(h, "string.dump == nil and warn == nil");
+  t_true(h, "type(string) == 'table' and type(table) == 'table' and "
+            "type(math) == 'table' and type(utf8) == 'table'");
+  t_true(h, "load('return 1 + 1')() == 2");
+  t_true(h, "load('return x', 'c', 't', {x = 5})() == 5");
+  json_t *v = t_value(h, "select(2, load('\\27Lua\\x54\\0junk'))");
+  assert_true(json_is_string(v));
+  t_contains(json_string_value(v), "binary");
+  json_decref(v);
+  t_true(h, "load('\\27Lua\\x54\\0junk') == nil");
+  t_true(h, "(function() print('hello from the sandbox') return true end)()");
+  eng__lua_destroy(h);
+}
+
+static void t_write(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void test_require(void **state) {
+  (void)state;
+  char root[] = "/tmp/test_lua_host_XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char rb[256], lib[256], p[512];
+  snprintf(rb, sizeof rb, "%s/rb", root);
+  snprintf(lib, sizeof lib, "%s/lib", root);
+  mkdir(rb, 0700);
+  snprintf(p, sizeof p, "%s/lua", rb);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/lua/mymod", rb);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/lua/mymod/util.lua", rb);
+  t_write(p, "loads = (loads or 0) + 1\nreturn {x = 42}\n");
+  snprintf(p, sizeof p, "%s/lua/broken.lua", rb);
+  t_write(p, "return {\n");
+  mkdir(lib, 0700);
+  snprintf(p, sizeof p, "%s/engine", lib);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/engine/checks.lua", lib);
+  t_write(p, "return {name = 'lib', util = require('mymod.util')}\n");
+  /* a file outside both directories */
+  snprintf(p, sizeof p, "%s/x.lua", root);
+  t_write(p, "return 1\n");
+
+  eng__lua *h = t_new(0, 0, rb, lib);
+  char err[1024];
+  t_true(h, "require('mymod.util').x == 42");
+  t_true(h, "require('engine.checks').name == 'lib'");
+  t_true(h, "rawequal(require('mymod.util'), require('engine.checks').util)");
+  t_true(h, "loads == 1");
+  t_error(h, "require('../x')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "invalid module name '../x'");
+  t_error(h, "require('a/b')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "invalid module name");
+  t_error(h, "require('.x')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "invalid module name");
+  t_error(h, "require('nope')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "module 'nope' not found");
+  t_error(h, "require('broken')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "broken.lua:");
+  eng__lua_destroy(h);
+
+  snprintf(p, sizeof p, "rm -rf '%s'", root);
+  assert_int_equal(system(p), 0);
+}
+
+static void test_json(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  json_t *v = t_value(h,
+                      "json.encode(json.decode('{\"c\":1.5,\"a\":[1,2,{\"b\":"
+                      "null}],\"s\":\"\\\\u00e9\"}'))");
+  assert_string_equal(json_string_value(v),
+                      "{\"a\":[1,2,{\"b\":null}],\"c\":1.5,\"s\":\"\xc3\xa9\"}");
+  json_decref(v);
+  t_true(h, "json.encode({}) == '{}' and json.encode({1, 2}) == '[1,2]'");
+  t_true(h, "json.encode({[1] = 'a', [3] = 'c'}) == '{\"1\":\"a\",\"3\":\"c\"}'");
+  t_true(h, "json.decode('null') == json.null");
+  t_true(h, "json.decode('[true, 3]')[2] == 3 and "
+            "math.type(json.decode('3')) == 'integer'");
+  /* decoded objects are plain tables: a missing key is nil */
+  t_true(h, "json.decode('{}').missing == nil");
+  char err[512];
+  t_error(h, "json.encode(print)", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "cannot convert a function to JSON");
+  t_error(h, "json.encode({[true] = 1})", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "boolean key");
+  t_error(h, "local t = {} t.t = t return json.encode(t)", ENG__LUA_CHUNK,
+          err, sizeof err);
+  t_contains(err, "nesting deeper than 64");
+  t_error(h, "json.decode('{bad')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "json.decode:");
+  /* a cyclic result of an evaluation */
+  t_error(h, "local t = {} t[1] = t return t", ENG__LUA_CHUNK, err,
+          sizeof err);
+  t_contains(err, "nesting deeper than 64");
+  eng__lua_destroy(h);
+}
+
+static void test_locals_restored(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  json_t *run = json_pack("{s:s}", "id", "20240101-000000-abcd");
+  eng__lua_set_global(h, "run", run);
+  json_decref(run);
+  json_t *locals = json_pack("{s:{s:i}, s:{s:s}}", "outputs", "rows", 5,
+                             "run", "id", "tmp");
+  json_t *res = NULL;
+  char err[512] = "";
+  assert_int_equal(t_eval(h, "outputs.rows * 2 .. run.id", ENG__LUA_EXPR,
+                          locals, &res, err, sizeof err), ENG_OK);
+  assert_string_equal(json_string_value(json_array_get(res, 0)), "10tmp");
+  json_decref(res);
+  /* restored even after an error */
+  assert_int_equal(t_eval(h, "outputs.nope", ENG__LUA_EXPR, locals, &res, err,
+                          sizeof err), ENG_ERR_FAILED);
+  t_contains(err, "reference to outputs.nope does not exist");
+  json_decref(locals);
+  t_true(h, "rawget(_G, 'outputs') == nil");
+  t_true(h, "run.id == '20240101-000000-abcd'");
+  eng__lua_destroy(h);
+}
+
+/* ---- eng__lua_run ----------------------------------------------------------- */
+
+typedef struct t_result {
+  int calls;
+  int rc;
+  json_t *results;
+  char err[2048];
+} t_result;
+
+static void t_done_cb(void *ud, int rc, json_t *results, const char *err) {
+  t_result *r = ud;
+  r->calls++;
+  r->rc = rc;
+  json_decref(r->results);
+  r->results = results;
+  snprintf(r->err, sizeof r->err, "%s", err ? err : "");
+}
+
+static void t_loop_close(void) {
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(t_loop), 0);
+  free(t_loop);
+  t_loop = NULL;
+}
+
+static void t_loop_open(void) {
+  t_loop = malloc(sizeof *t_loop);
+  assert_int_equal(uv_loop_init(t_loop), 0);
+}
+
+static int t_run(eng__lua *h, const char *code, const json_t *locals,
+                 t_result *r) {
+  static struct eng_call step; /* the step's call (only its address) */
+  char err[512] = "";
+  int ref = -1;
+  int rc = eng__lua_compile(h, code, ENG__LUA_CHUNK, "runbooks/r.yaml", 20,
+                            &ref, err, sizeof err);
+  if (rc != ENG_OK)
+    fail_msg("%s", err);
+  return eng__lua_run(h, ref, locals, &step, t_done_cb, r);
+}
+
+static void test_run_yields(void **state) {
+  (void)state;
+  t_loop_open();
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  t_result r = {0};
+  assert_int_equal(t_run(h,
+                         "local a = fake.add(1, 2)\n"
+                         "local b = fake.add(a, 10)\n"
+                         "engine.log('sum ' .. b)\n"
+                         "return a, b, fake.now(5)\n",
+                         NULL, &r), ENG_OK);
+  assert_int_equal(r.calls, 0); /* yielded: waiting for the timer */
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.rc, ENG_OK);
+  assert_int_equal(json_array_size(r.results), 3);
+  assert_int_equal(json_integer_value(json_array_get(r.results, 0)), 3);
+  assert_int_equal(json_integer_value(json_array_get(r.results, 1)), 13);
+  assert_int_equal(json_integer_value(json_array_get(r.results, 2)), 5);
+  assert_string_equal(t_last_log, "sum 13");
+  json_decref(r.results);
+
+  /* two coroutines interleave, each with its own locals */
+  t_result r1 = {0}, r2 = {0};
+  json_t *l1 = json_pack("{s:{s:i}}", "outputs", "x", 1);
+  json_t *l2 = json_pack("{s:{s:i}}", "outputs", "x", 2);
+  assert_int_equal(t_run(h, "g = outputs.x local v = fake.add(outputs.x, 0)\n"
+                            "return v, g, outputs.x", l1, &r1), ENG_OK);
+  assert_int_equal(t_run(h, "g = outputs.x local v = fake.add(outputs.x, 0)\n"
+                            "return v, g, outputs.x", l2, &r2), ENG_OK);
+  json_decref(l1);
+  json_decref(l2);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r1.rc, ENG_OK);
+  assert_int_equal(r2.rc, ENG_OK);
+  for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(json_integer_value(json_array_get(r1.results, i)), 1);
+    assert_int_equal(json_integer_value(json_array_get(r2.results, i)), 2);
+  }
+  json_decref(r1.results);
+  json_decref(r2.results);
+  t_true(h, "rawget(_G, 'outputs') == nil and rawget(_G, 'g') == nil");
+
+  /* without a yield the callback runs before eng__lua_run returns */
+  t_result r3 = {0};
+  assert_int_equal(t_run(h, "return fake.now({a = {1, 2}})", NULL, &r3),
+                   ENG_OK);
+  assert_int_equal(r3.calls, 1);
+  assert_int_equal(json_integer_value(json_array_get(
+                       json_object_get(json_array_get(r3.results, 0), "a"), 1)),
+                   2);
+  json_decref(r3.results);
+
+  /* pcall around a yielding call works */
+  t_result r4 = {0};
+  assert_int_equal(t_run(h, "local ok, v = pcall(fake.add, 2, 2) return ok, v",
+                         NULL, &r4), ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r4.rc, ENG_OK);
+  assert_true(json_is_true(json_array_get(r4.results, 0)));
+  assert_int_equal(json_integer_value(json_array_get(r4.results, 1)), 4);
+  json_decref(r4.results);
+
+  assert_int_equal(t_subs_live, 0);
+  eng__lua_destroy(h);
+  t_loop_close();
+}
+
+static void test_run_errors(void **state) {
+  (void)state;
+  t_loop_open();
+  eng__lua *h = t_new(0, 200, NULL, NULL);
+  t_result r = {0};
+
+  assert_int_equal(t_run(h, "local x = 1\nfake.err()\nreturn x", NULL, &r),
+                   ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.rc, ENG_ERR_FAILED);
+  assert_null(r.results);
+  t_contains(r.err, "runbooks/r.yaml:21: fake.err: boom");
+  t_contains(r.err, "stack traceback");
+
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "fake.add(1, 1)\nengine.fail('the backup is too "
+                            "old')", NULL, &r), ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.rc, ENG_ERR_FAILED);
+  assert_string_equal(r.err, "the backup is too old");
+
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "fake.refuse()", NULL, &r), ENG_OK);
+  assert_int_equal(r.calls, 1);
+  t_contains(r.err, "fake.refuse: not supported");
+
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "return fake.add(print, 1)", NULL, &r), ENG_OK);
+  assert_int_equal(r.calls, 1);
+  t_contains(r.err, "cannot convert a function to JSON");
+
+  /* a yielding call where a yield is impossible */
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "local t = {3, 1, 2}\n"
+                            "table.sort(t, function(a, b) fake.add(1, 1) "
+                            "return a < b end)", NULL, &r), ENG_OK);
+  assert_int_equal(r.calls, 1);
+  t_contains(r.err, "fake.add cannot be called here");
+
+  /* budget: an infinite loop in a coroutine */
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "fake.add(1, 1) while true do end", NULL, &r),
+                   ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.rc, ENG_ERR_FAILED);
+  t_contains(r.err, "instruction budget exceeded (0.2 s of execution)");
+
+  /* waiting while yielded does not count against the budget */
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h, "return fake.slow() .. fake.slow()", NULL, &r),
+                   ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.rc, ENG_OK);
+  assert_string_equal(json_string_value(json_array_get(r.results, 0)),
+                      "latelate");
+  json_decref(r.results);
+
+  /* a bad reference: error, the callback never runs */
+  memset(&r, 0, sizeof r);
+  static struct eng_call step;
+  assert_int_equal(eng__lua_run(h, 999999, NULL, &step, t_done_cb, &r),
+                   ENG_ERR_INVALID);
+  assert_int_equal(r.calls, 0);
+
+  assert_int_equal(t_subs_live, 0);
+  eng__lua_destroy(h);
+  t_loop_close();
+}
+
+static void test_destroy_pending(void **state) {
+  (void)state;
+  t_loop_open();
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  t_result r = {0};
+  assert_int_equal(t_run(h, "return fake.add(1, 2)", NULL, &r), ENG_OK);
+  assert_int_equal(r.calls, 0);
+  eng__lua_destroy(h);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.rc, ENG_ERR_CANCELLED);
+  uv_run(t_loop, UV_RUN_DEFAULT); /* the sub-call completes afterwards */
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(t_subs_live, 0);
+  t_loop_close();
+}
+
+static void test_io_in_eval(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  char err[512];
+  t_error(h, "fake.add(1, 2)", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "fake.add needs I/O: use it in a check hook or a lua step, "
+                  "not in an expression");
+  t_error(h, "http.get('http://localhost/')", ENG__LUA_EXPR, err, sizeof err);
+  t_contains(err, "http.get needs I/O");
+  assert_int_equal(t_subs_live, 0);
+  eng__lua_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_expression_types),
+      cmocka_unit_test(test_missing_reference),
+      cmocka_unit_test(test_dashed_step_ids),
+      cmocka_unit_test(test_success_failure),
+      cmocka_unit_test(test_syntax_error),
+      cmocka_unit_test(test_budget),
+      cmocka_unit_test(test_memory_bomb),
+      cmocka_unit_test(test_sandbox),
+      cmocka_unit_test(test_require),
+      cmocka_unit_test(test_json),
+      cmocka_unit_test(test_locals_restored),
+      cmocka_unit_test(test_run_yields),
+      cmocka_unit_test(test_run_errors),
+      cmocka_unit_test(test_destroy_pending),
+      cmocka_unit_test(test_io_in_eval),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
