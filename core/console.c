@@ -2,6 +2,7 @@
  * a summary table; or JSON lines with --log-format json. */
 #include "registry.h"
 #include "scheduler.h"
+#include "audit.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -244,6 +245,9 @@ void eng__con_summary(eng__run *r) {
              eng__fmt_duration(rb->slo_rpo_ms, e, sizeof e),
              r->rpo_met ? GREEN : RED, r->rpo_met ? "met" : "MISSED", RESET);
   }
+  if (r->audit)
+    printf("%saudit log %s/audit.jsonl, chain head %s%s\n", DIM, r->dir,
+           eng__audit_head(r->audit), RESET);
   printf("%s%s%s in %s (exit %d)  run %s\n",
          r->exit_code == 0 ? GREEN : RED, verdict, RESET,
          eng__fmt_duration(r->ended_ms - r->started_ms, d, sizeof d),

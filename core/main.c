@@ -1,4 +1,5 @@
 /* main.c - the command line (SPEC section 2). */
+#include "audit.h"
 #include "registry.h"
 #include "scheduler.h"
 
@@ -33,6 +34,10 @@ static const char usage_text[] =
     "references\n"
     "  plugins [PLUGIN[.ACTION]]  list plugins, actions, params and outputs\n"
     "  schema                     print a JSON Schema for runbook files\n"
+    "  audit verify FILE          verify an audit log's hash chain (and HMAC)\n"
+    "  audit show FILE            print an audit log as a readable timeline\n"
+    "  cleanup RUN_ID             undo what a crashed/cancelled run created\n"
+    "  runs                       list recorded runs with status\n"
     "  version                    print the version\n"
     "\n"
     "'engine COMMAND --help' explains a command. Exit codes: 0 ok, 1 a step\n"
@@ -268,10 +273,6 @@ static int cmd_run(cli *c, bool plan) {
   if (c->n_positional != 1)
     return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
   if (plan) c->o.plan_only = true;
-  if (c->o.resume)
-    return usage_error("--resume %s: resuming runs is not supported by this "
-                       "build",
-                       c->o.resume);
   eng__diags d = {0};
   d.color = c->o.color && isatty(2);
   load_plugins(c, &d);
@@ -527,6 +528,74 @@ static int cmd_schema(cli *c) {
   return 0;
 }
 
+static int cmd_audit(cli *c) {
+  if (c->help || c->n_positional != 2 ||
+      (strcmp(c->positional[0], "verify") && strcmp(c->positional[0], "show"))) {
+    fputs("usage: engine audit verify FILE   exit 0 when intact, 1 naming the "
+          "first bad line\n       engine audit show FILE     readable "
+          "timeline\nWith ENGINE_AUDIT_KEY set, verify checks every record's "
+          "HMAC too.\n",
+          c->help ? stdout : stderr);
+    return c->help ? 0 : ENG_EXIT_USAGE;
+  }
+  if (!strcmp(c->positional[0], "show")) return eng__audit_show(c->positional[1], stdout);
+  return eng__audit_verify(c->positional[1], stdout);
+}
+
+static int cmd_runs(cli *c) {
+  if (c->help) {
+    fputs("usage: engine runs [--state-dir DIR]\nLists recorded runs, their "
+          "status and how many created resources were not removed.\n", stdout);
+    return 0;
+  }
+  return eng__runs_list(c->o.state_dir, stdout);
+}
+
+static int cmd_cleanup(cli *c) {
+  if (c->help || c->n_positional != 1) {
+    fputs("usage: engine cleanup RUN_ID [--state-dir DIR] [--set NAME=VALUE]\n"
+          "Removes what the run's journal says it created and did not remove\n"
+          "(newest first), e.g. after the engine was killed. Secrets come from\n"
+          "the same environment variables as the run's.\n",
+          c->help ? stdout : stderr);
+    return c->help ? 0 : ENG_EXIT_USAGE;
+  }
+  const char *id = c->positional[0];
+  char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
+  size_t n = 0;
+  char *text = eng__cleanup_runbook(dir, &n);
+  if (!text) {
+    fprintf(stderr, "engine: no journal for run %s in %s (check the id and "
+                    "--state-dir; 'engine runs' lists them)\n", id, dir);
+    free(dir);
+    return ENG_EXIT_USAGE;
+  }
+  if (n == 0) {
+    printf("run %s: nothing to clean up (every resource it created was "
+           "removed)\n", id);
+    free(text);
+    free(dir);
+    return 0;
+  }
+  char *path = eng__asprintf("%s/cleanup.yaml", dir);
+  FILE *f = fopen(path, "w");
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "engine: cannot write %s\n", path);
+    free(text);
+    free(path);
+    free(dir);
+    return 1;
+  }
+  free(text);
+  printf("run %s: removing %zu resource%s it left behind\n", id, n, n == 1 ? "" : "s");
+  c->o.cleanup_run = id;
+  c->positional[0] = path;
+  int code = cmd_run(c, false);
+  free(path);
+  free(dir);
+  return code;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_text, stderr);
@@ -552,10 +621,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "validate")) code = cmd_validate(&c);
     else if (!strcmp(cmd, "plugins")) code = cmd_plugins(&c);
     else if (!strcmp(cmd, "schema")) code = cmd_schema(&c);
+    else if (!strcmp(cmd, "audit")) code = cmd_audit(&c);
+    else if (!strcmp(cmd, "runs")) code = cmd_runs(&c);
+    else if (!strcmp(cmd, "cleanup")) code = cmd_cleanup(&c);
     else {
-      static const char *const cmds[] = {"run", "plan", "validate",
-                                         "plugins", "schema", "version"};
-      const char *hint = eng__suggest(cmd, cmds, 6);
+      static const char *const cmds[] = {"run", "plan", "validate", "plugins",
+                                         "schema", "version", "audit", "runs",
+                                         "cleanup"};
+      const char *hint = eng__suggest(cmd, cmds, 9);
       fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",
               cmd, hint ? " (did you mean '" : "", hint ? hint : "",
               hint ? "'?)" : "");

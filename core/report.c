@@ -2,11 +2,13 @@
  * directory and to --report. */
 #include "registry.h"
 #include "scheduler.h"
+#include "audit.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
@@ -55,6 +57,8 @@ json_t *eng__report_json(eng__run *r) {
       (json_int_t)(r->ended_ms - r->started_ms), "order", order, "steps",
       steps, "slo", slo, "guards", r->guard_log, "params",
       r->params ? r->params : json_object());
+  if (r->audit)
+    json_object_set_new(rep, "audit_head", json_string(eng__audit_head(r->audit)));
   json_t *params = json_object_get(rep, "params");
   json_t *pcopy = json_deep_copy(params);
   eng__redact_json(r->redact, pcopy);
@@ -75,15 +79,218 @@ static int write_json(const char *path, json_t *v) {
   return 0;
 }
 
+/* ---- JUnit XML ------------------------------------------------------------ */
+
+static void xml_esc(eng__buf *b, const char *s) {
+  for (; s && *s; s++) {
+    switch (*s) {
+    case '<': eng__buf_adds(b, "&lt;"); break;
+    case '>': eng__buf_adds(b, "&gt;"); break;
+    case '&': eng__buf_adds(b, "&amp;"); break;
+    case '"': eng__buf_adds(b, "&quot;"); break;
+    default:
+      if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') eng__buf_adds(b, "?");
+      else eng__buf_add(b, s, 1);
+    }
+  }
+}
+
+static char *junit_xml(eng__run *r) {
+  eng__runbook *rb = r->rb;
+  eng__buf cases = {0};
+  int tests = 0, failures = 0, skipped = 0;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step *s = &rb->steps[i];
+    eng__step_state *st = &r->st[i];
+    double secs = st->started_ms ? (double)(st->ended_ms - st->started_ms) / 1000.0 : 0;
+    tests++;
+    eng__buf_adds(&cases, "    <testcase classname=\"");
+    xml_esc(&cases, rb->name);
+    eng__buf_adds(&cases, s->is_finally ? ".finally\" name=\"" : ".steps\" name=\"");
+    xml_esc(&cases, s->id);
+    eng__buf_addf(&cases, "\" time=\"%.3f\">", secs);
+    if (st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) {
+      skipped++;
+      eng__buf_adds(&cases, "<skipped/>");
+    } else if (st->status != ENG__S_OK &&
+               !(st->status == ENG__S_FAILED && s->continue_on_error)) {
+      failures++;
+      eng__buf_addf(&cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
+      xml_esc(&cases, st->error ? st->error : eng__status_name(st->status));
+      eng__buf_adds(&cases, "\">");
+      xml_esc(&cases, st->error ? st->error : "");
+      eng__buf_adds(&cases, "</failure>");
+    }
+    eng__buf_adds(&cases, "</testcase>\n");
+    if (s->check_ref >= 0) {
+      tests++;
+      eng__buf_adds(&cases, "    <testcase classname=\"");
+      xml_esc(&cases, rb->name);
+      eng__buf_adds(&cases, ".checks\" name=\"");
+      xml_esc(&cases, s->id);
+      eng__buf_adds(&cases, " check\" time=\"0\">");
+      if (!st->check_ran) {
+        skipped++;
+        eng__buf_adds(&cases, "<skipped/>");
+      } else if (!st->check_ok) {
+        failures++;
+        eng__buf_adds(&cases, "<failure type=\"check\" message=\"");
+        xml_esc(&cases, st->check_error ? st->check_error : "check failed");
+        eng__buf_adds(&cases, "\"/>");
+      }
+      eng__buf_adds(&cases, "</testcase>\n");
+    }
+  }
+  char t[40];
+  eng__buf b = {0};
+  eng__buf_adds(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"");
+  xml_esc(&b, rb->name);
+  eng__buf_addf(&b, "\" id=\"%s\" tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" "
+                    "time=\"%.3f\" timestamp=\"%s\">\n",
+                r->id, tests, failures, skipped,
+                (double)(r->ended_ms - r->started_ms) / 1000.0,
+                eng__fmt_time(r->started_ms, t, sizeof t));
+  eng__buf_add(&b, cases.data ? cases.data : "", cases.len);
+  eng__buf_adds(&b, "  </testsuite>\n</testsuites>\n");
+  eng__buf_free(&cases);
+  char *xml = eng__buf_steal(&b);
+  char *red = eng__redact(r->redact, xml);
+  free(xml);
+  return red;
+}
+
+/* ---- evidence (Markdown) ----------------------------------------------------- */
+
+/* The step whose outputs look like the backup that was restored. */
+static const json_t *find_backup(eng__run *r, const char **id) {
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    const json_t *o = r->st[i].outputs;
+    if (json_object_get(o, "sha256") &&
+        (json_object_get(o, "file") || json_object_get(o, "url")) &&
+        json_object_get(o, "bytes")) {
+      *id = r->rb->steps[i].id;
+      return o;
+    }
+  }
+  return NULL;
+}
+
+static char *evidence_md(eng__run *r) {
+  eng__runbook *rb = r->rb;
+  char t[40], d1[32], d2[32];
+  eng__buf b = {0};
+  eng__buf_addf(&b, "# Drill evidence: %s\n\n", rb->name);
+  eng__buf_addf(&b, "| | |\n|---|---|\n| Date | %s |\n", eng__fmt_time(r->started_ms, t, sizeof t));
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  eng__buf_addf(&b, "| Environment | host `%s` |\n", host);
+  eng__buf_addf(&b, "| Runbook | `%s` (sha256 `%s`) |\n", rb->file, rb->sha256);
+  eng__buf_addf(&b, "| Run | `%s` |\n", r->id);
+  eng__buf_addf(&b, "| Outcome | %s (exit %d) |\n\n",
+                r->exit_code == 0 ? "succeeded" : r->exit_code == 4 ? "SLO missed" :
+                r->exit_code == 3 ? "refused by a guard" : r->exit_code == 5 ? "interrupted" : "FAILED",
+                r->exit_code);
+  const char *bid = NULL;
+  const json_t *bk = find_backup(r, &bid);
+  eng__buf_adds(&b, "## Backup chosen\n\n");
+  if (bk) {
+    const char *name = json_string_value(json_object_get(bk, "file"));
+    if (!name) name = json_string_value(json_object_get(bk, "url"));
+    eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", name ? name : "?", bid);
+    eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(json_integer_value(json_object_get(bk, "bytes")), d1, sizeof d1));
+    eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", json_string_value(json_object_get(bk, "sha256")));
+    if (r->rpo_ms >= 0) eng__buf_addf(&b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
+  } else {
+    eng__buf_adds(&b, "- no step produced a backup with a checksum\n");
+  }
+  eng__buf_adds(&b, "\n## Restore target\n\n");
+  bool any = false;
+  for (size_t i = 0; i < rb->n_main; i++)
+    if (rb->steps[i].recovered || (rb->steps[i].action && strstr(rb->steps[i].action->full, "restore"))) {
+      const json_t *o = r->st[i].outputs;
+      const char *db = json_string_value(json_object_get(o, "database"));
+      const char *inst = json_string_value(json_object_get(o, "instance"));
+      eng__buf_addf(&b, "- step `%s`: %s `%s` (%s)\n", rb->steps[i].id,
+                    db ? "database" : inst ? "instance" : "target",
+                    db ? db : inst ? inst : "-", eng__status_name(r->st[i].status));
+      any = true;
+    }
+  if (!any) eng__buf_adds(&b, "- none\n");
+  eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check |\n|---|---|---|---|\n");
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step *s = &rb->steps[i];
+    eng__step_state *st = &r->st[i];
+    eng__buf_addf(&b, "| %s | %s | %s | %s |\n", s->id, s->action ? s->action->full : "",
+                  eng__status_name(st->status),
+                  s->check_ref < 0 ? "-" : !st->check_ran ? "not run" : st->check_ok ? "passed" : "FAILED");
+  }
+  int64_t restore_ms = -1, verify_ms = 0;
+  for (size_t i = 0; i < rb->n_main; i++) {
+    eng__step_state *st = &r->st[i];
+    if (!st->started_ms) continue;
+    int64_t dur = st->ended_ms - st->started_ms;
+    if (rb->steps[i].recovered) restore_ms = dur;
+    else if (restore_ms >= 0) verify_ms += dur;
+  }
+  eng__buf_adds(&b, "\n## Metrics\n\n| metric | value | target | result |\n|---|---|---|---|\n");
+  eng__buf_adds(&b, "| detection time | 0 (scheduled drill) | - | - |\n");
+  eng__buf_adds(&b, "| decision time | 0 (runbook) | - | - |\n");
+  eng__buf_addf(&b, "| restore time | %s | - | - |\n", restore_ms >= 0 ? eng__fmt_duration(restore_ms, d1, sizeof d1) : "-");
+  eng__buf_addf(&b, "| verification time | %s | - | - |\n", eng__fmt_duration(verify_ms, d1, sizeof d1));
+  eng__buf_addf(&b, "| total RTO | %s | %s | %s |\n", eng__fmt_duration(r->rto_ms, d1, sizeof d1),
+                rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, d2, sizeof d2) : "-",
+                rb->slo_rto_ms < 0 ? "-" : r->rto_met ? "met" : "MISSED");
+  eng__buf_addf(&b, "| data loss (RPO) | %s | %s | %s |\n",
+                r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d1, sizeof d1) : "unknown",
+                rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, d2, sizeof d2) : "-",
+                rb->slo_rpo_ms < 0 ? "-" : r->rpo_met ? "met" : "MISSED");
+  eng__buf_adds(&b, "\n## Failures\n\n");
+  any = false;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    if (st->status == ENG__S_OK || st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) continue;
+    eng__buf_addf(&b, "- `%s` %s: %s\n", rb->steps[i].id, eng__status_name(st->status), st->error ? st->error : "");
+    any = true;
+  }
+  if (!any) eng__buf_adds(&b, "- none\n");
+  eng__buf_addf(&b, "\n## Audit\n\nAudit log `%s/audit.jsonl`, chain head `%s` (check with `engine audit verify`).\n",
+                r->dir, r->audit ? eng__audit_head(r->audit) : "-");
+  char *md = eng__buf_steal(&b);
+  char *red = eng__redact(r->redact, md);
+  free(md);
+  return red;
+}
+
+static int write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "engine: cannot write %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 int eng__report_write(eng__run *r) {
   json_t *rep = eng__report_json(r);
+  char *xml = junit_xml(r);
+  char *md = evidence_md(r);
   int rc = 0;
   if (r->dir) {
     char *p = eng__asprintf("%s/report.json", r->dir);
     rc |= write_json(p, rep);
     free(p);
+    p = eng__asprintf("%s/junit.xml", r->dir);
+    rc |= write_text(p, xml);
+    free(p);
+    p = eng__asprintf("%s/evidence.md", r->dir);
+    rc |= write_text(p, md);
+    free(p);
   }
   if (r->opts->report) rc |= write_json(r->opts->report, rep);
+  if (r->opts->junit) rc |= write_text(r->opts->junit, xml);
+  if (r->opts->evidence) rc |= write_text(r->opts->evidence, md);
   json_decref(rep);
+  free(xml);
+  free(md);
   return rc;
 }

@@ -3,6 +3,7 @@
  * the exit code. Nothing here blocks: every action completes through its
  * call's callback. */
 #include "scheduler.h"
+#include "audit.h"
 #include "registry.h"
 
 #include <errno.h>
@@ -14,6 +15,11 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef ENG_VERSION
+#define ENG_VERSION "0.0.0"
+#endif
+#define ENG_VERSION_STR ENG_VERSION
 
 extern char **environ;
 
@@ -121,8 +127,14 @@ int eng__run_params(eng__run *r, eng__diags *d) {
       json_decref(v);
       continue;
     }
-    if (p->secret && json_is_string(c))
+    if (p->secret && json_is_string(c)) {
       eng__redactor_add(r->redact, json_string_value(c));
+      char *ref = !strcmp(source, "--set") || !strcmp(source, "default")
+                      ? eng__asprintf("${params.%s}", p->name)
+                      : eng__asprintf("${env.%s}", source);
+      eng__journal_add_ref(r, json_string_value(c), ref);
+      free(ref);
+    }
     json_object_set_new(r->params, p->name, c);
     json_decref(v);
     eng__lua_set_global(r->L, "params", r->params);
@@ -161,6 +173,14 @@ static void set_env_global(eng__run *r) {
   for (size_t i = 0; i < sizeof secret_env / sizeof *secret_env; i++)
     if (getenv(secret_env[i])) eng__redactor_add(r->redact, getenv(secret_env[i]));
   if (getenv("DATABASE_URL")) eng__redactor_add(r->redact, getenv("DATABASE_URL"));
+  for (size_t i = 0; i < sizeof secret_env / sizeof *secret_env; i++)
+    if (getenv(secret_env[i])) {
+      char *ref = eng__asprintf("${env.%s}", secret_env[i]);
+      eng__journal_add_ref(r, getenv(secret_env[i]), ref);
+      free(ref);
+    }
+  if (getenv("DATABASE_URL"))
+    eng__journal_add_ref(r, getenv("DATABASE_URL"), "${env.DATABASE_URL}");
 }
 
 static void set_runbook_global(eng__run *r) {
@@ -213,136 +233,29 @@ static int make_run_dir(eng__run *r, eng__diags *d) {
   return 0;
 }
 
+void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
+  if (!r->audit) {
+    json_decref(fields);
+    return;
+  }
+  eng__audit_event(r->audit, type, fields);
+}
+
 /* ---- services used by call.c --------------------------------------------- */
 
 void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
                   const char *msg) {
+  static const char *const lv[] = {"debug", "info", "warn", "error"};
   char *red = eng__redact(r->redact, msg);
   eng__con_log(r, step, lvl, red);
+  eng__run_audit(r, "step.log", json_pack("{s:s?, s:s, s:s}", "step", step,
+                                          "level", lv[lvl], "message", red));
   free(red);
 }
 
 void eng__run_progress(eng__run *r, const char *step, int64_t done,
                        int64_t total) {
   eng__con_progress(r, step, done, total);
-}
-
-int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
-                         const char *kind, const char *id,
-                         const json_t *detail) {
-  static int64_t seq;
-  if (!r->journal) return -1;
-  char t[40];
-  json_t *rec = json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:s?}", "seq",
-                          (json_int_t)++seq, "time",
-                          eng__fmt_time(eng__now_ms(), t, sizeof t), "event",
-                          event, "step", step, "kind", kind, "id", id);
-  if (detail) {
-    json_t *copy = json_deep_copy(detail);
-    eng__redact_json(r->redact, copy);
-    json_object_set_new(rec, "detail", copy);
-  }
-  char *line = json_dumps(rec, JSON_COMPACT);
-  json_decref(rec);
-  fprintf(r->journal, "%s\n", line);
-  free(line);
-  fflush(r->journal);
-  fdatasync(fileno(r->journal));
-  return seq;
-}
-
-int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
-  char *jp = eng__asprintf("%s/journal", r->dir);
-  size_t len;
-  char *text = eng__read_file(jp, 64u << 20, &len);
-  free(jp);
-  if (!text) return 0;
-  int owned = 0;
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-    json_t *j = json_loads(line, 0, NULL);
-    if (!j) continue;
-    const char *ev = json_string_value(json_object_get(j, "event"));
-    const char *k = json_string_value(json_object_get(j, "kind"));
-    const char *i = json_string_value(json_object_get(j, "id"));
-    if (ev && k && i && !strcmp(k, kind) && !strcmp(i, id)) {
-      if (!strcmp(ev, "intent") || !strcmp(ev, "confirm")) owned = 1;
-      else if (!strcmp(ev, "removed")) owned = 0;
-    }
-    json_decref(j);
-  }
-  free(text);
-  return owned;
-}
-
-int eng__run_guard_target(eng__run *r, const char *step, eng_target kind,
-                          const char *value, const char *evidence,
-                          eng_side_effect side) {
-  static const char *const lists[] = {
-      [ENG_TARGET_DATABASE] = "protected_databases",
-      [ENG_TARGET_VOLUME] = "protected_volumes",
-      [ENG_TARGET_CONTAINER] = "protected_volumes",
-      [ENG_TARGET_BUCKET] = "protected_buckets",
-      [ENG_TARGET_INSTANCE] = "protected_instances"};
-  if (!value) return ENG_OK;
-  const char *list = (unsigned)kind < sizeof lists / sizeof *lists
-                         ? lists[kind] : NULL;
-  eng__node *g = r->rb->guards;
-  eng__node *pl = list ? eng__node_get(g, list) : NULL;
-  const char *name = value;
-  if (kind == ENG_TARGET_DATABASE && strrchr(value, '/'))
-    name = strrchr(value, '/') + 1;
-  for (size_t i = 0; pl && pl->kind == ENG__N_SEQ && i < pl->n; i++) {
-    char err[512];
-    json_t *pv = eng__tpl_render(r->L, pl->vals[i], err, sizeof err);
-    const char *pat = json_is_string(pv) ? json_string_value(pv) : NULL;
-    bool hit = pat && (eng__glob(pat, value) || eng__glob(pat, name) ||
-                       (evidence && eng__glob(pat, evidence)));
-    if (hit) {
-      char *msg = eng__asprintf(
-          "refused: %s '%s' is protected by guards.%s pattern '%s'%s%s",
-          list, value, list, pat, evidence ? " (evidence: " : "",
-          evidence ? evidence : "");
-      char *m2 = msg;
-      if (evidence) {
-        m2 = eng__asprintf("%s)", msg);
-        free(msg);
-      }
-      eng__run_log(r, step, ENG_LOG_ERROR, m2);
-      json_array_append_new(r->guard_log,
-                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "step",
-                                      step ? step : "", "decision", "refuse",
-                                      "rule", list, "pattern", pat, "target",
-                                      value));
-      free(m2);
-      json_decref(pv);
-      return ENG_ERR_REFUSED;
-    }
-    json_decref(pv);
-  }
-  if (side == ENG_SIDE_DESTRUCTIVE && !r->opts->allow_destructive &&
-      (kind == ENG_TARGET_DATABASE || kind == ENG_TARGET_BUCKET ||
-       kind == ENG_TARGET_INSTANCE || kind == ENG_TARGET_VOLUME)) {
-    static const char *const kinds[] = {
-        [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
-        [ENG_TARGET_BUCKET] = "object", [ENG_TARGET_INSTANCE] = "instance"};
-    if (!eng__run_journal_owned(r, kinds[kind], value)) {
-      char *msg = eng__asprintf(
-          "refused: destructive action on '%s', which this run did not "
-          "create; pass --allow-destructive if that is intended",
-          value);
-      eng__run_log(r, step, ENG_LOG_ERROR, msg);
-      free(msg);
-      json_array_append_new(r->guard_log,
-                            json_pack("{s:s, s:s, s:s, s:s}", "step",
-                                      step ? step : "", "decision", "refuse",
-                                      "rule", "ownership", "target", value));
-      return ENG_ERR_REFUSED;
-    }
-  }
-  json_array_append_new(r->guard_log,
-                        json_pack("{s:s, s:s, s:s}", "step", step ? step : "",
-                                  "decision", "pass", "target", value));
-  return ENG_OK;
 }
 
 int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),
@@ -389,6 +302,17 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   if (!st->outputs) st->outputs = json_object();
   eng__lua_set_step(r->L, s->id, eng__status_name(status), st->outputs);
   if (st->started_ms) eng__con_step_end(r, i);
+  if (!st->resumed) {
+    eng__journal_step(r, "step.end", s->id, st->inputs[0] ? st->inputs : NULL,
+                      eng__status_name(status), st->outputs);
+    json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "step", s->id, "status",
+                          eng__status_name(status), "attempts", st->attempts,
+                          "duration_ms",
+                          (json_int_t)(st->started_ms ? st->ended_ms - st->started_ms : 0));
+    if (st->error) json_object_set_new(a, "error", json_string(st->error));
+    eng__run_audit(r, "step.end", a);
+    eng__audit_sync(r->audit);
+  }
   if (status == ENG__S_REFUSED) {
     r->refused = true;
     r->stopping = true;
@@ -448,6 +372,8 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
   if (rc != ENG_OK) {
     st->check_ok = false;
     char *m = eng__asprintf("check failed: %s", err ? err : "error");
+    free(st->check_error);
+    st->check_error = eng__redact(r->redact, m);
     after_attempt(r, i, ENG_ERR_FAILED, m);
     free(m);
     json_decref(results);
@@ -460,6 +386,8 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
         "check failed: %s",
         json_is_string(msg) ? json_string_value(msg) : "the check returned false");
     st->check_ok = false;
+    free(st->check_error);
+    st->check_error = eng__redact(r->redact, m);
     after_attempt(r, i, ENG_ERR_FAILED, m);
     free(m);
   } else {
@@ -658,9 +586,61 @@ static void start_step(eng__run *r, size_t i) {
   json_decref(st->params);
   st->params = json_deep_copy(params);
   eng__redact_json(r->redact, st->params);
+  char *canon = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+  char *hashed = eng__asprintf("%s\n%s", s->uses, canon ? canon : "");
+  eng__sha256_hex(hashed, strlen(hashed), st->inputs);
+  free(hashed);
+  free(canon);
+  if (st->attempts == 1 && r->prev_steps) {
+    json_t *prev = json_object_get(r->prev_steps, s->id);
+    const char *pin = json_string_value(json_object_get(prev, "inputs"));
+    const char *pst = json_string_value(json_object_get(prev, "status"));
+    if (pin && pst && !strcmp(pst, "ok") && !strcmp(pin, st->inputs)) {
+      json_decref(st->outputs);
+      st->outputs = eng__journal_deref(r, json_object_get(prev, "outputs"));
+      st->resumed = true;
+      json_decref(params);
+      eng__run_log(r, s->id, ENG_LOG_INFO,
+                   "ended ok in the resumed run with the same inputs: not run again");
+      r->running--;
+      finish_step(r, i, ENG__S_OK);
+      return;
+    }
+    json_t *unf = json_object_get(r->unfinished, s->id);
+    if (unf && !(s->action->action->flags & ENG_A_REPEAT_SAFE) &&
+        !r->opts->allow_destructive) {
+      bool approved = false;
+      for (size_t k = 0; k < r->opts->n_approve; k++)
+        if (!strcmp(r->opts->approve[k], s->id)) approved = true;
+      if (!approved) {
+        json_decref(params);
+        after_attempt(r, i, ENG_ERR_REFUSED,
+                      "refused: this step started in the resumed run and did "
+                      "not finish, and its action is not safe to repeat; "
+                      "check its target, then pass --allow-destructive or "
+                      "--approve STEP");
+        return;
+      }
+    }
+  }
+  if (st->attempts == 1) {
+    eng__journal_step(r, "step.start", s->id, st->inputs, NULL, NULL);
+    json_t *a = json_pack("{s:s, s:s, s:s, s:O}", "step", s->id, "uses",
+                          s->action->full, "inputs", st->inputs, "params",
+                          st->params);
+    eng__run_audit(r, "step.start", a);
+    eng__audit_sync(r->audit);
+    if (eng__guards_before_step(r, i) != ENG_OK) {
+      json_decref(params);
+      after_attempt(r, i, ENG_ERR_REFUSED, r->last_refusal);
+      return;
+    }
+  }
+  eng__run_audit(r, "step.attempt", json_pack("{s:s, s:i}", "step", s->id,
+                                              "attempt", st->attempts));
   if (guard_params(r, i, params) != ENG_OK) {
     json_decref(params);
-    after_attempt(r, i, ENG_ERR_REFUSED, "refused by a guard");
+    after_attempt(r, i, ENG_ERR_REFUSED, r->last_refusal);
     return;
   }
   attempt *a = eng__xmalloc(sizeof *a);
@@ -964,6 +944,19 @@ static void finish_run(eng__run *r) {
   else if (!r->rto_met || !r->rpo_met) r->exit_code = ENG_EXIT_SLO;
   else r->exit_code = ENG_EXIT_OK;
   set_run_global(r, r->exit_code == 0 ? "ok" : "failed");
+  json_t *end = json_pack("{s:i, s:s, s:I}", "exit_code", r->exit_code,
+                          "status", r->exit_code == 0 ? "ok" : "failed",
+                          "duration_ms", (json_int_t)(r->ended_ms - r->started_ms));
+  if (rb->slo_rto_ms >= 0) json_object_set_new(end, "rto_ms", json_integer(r->rto_ms));
+  if (r->rpo_ms >= 0) json_object_set_new(end, "rpo_ms", json_integer(r->rpo_ms));
+  if (r->audit) {
+    /* the head covers every record before run.end */
+    json_object_set_new(end, "head", json_string(eng__audit_head(r->audit)));
+    eng__run_audit(r, "run.end", end);
+    eng__audit_sync(r->audit);
+  } else {
+    json_decref(end);
+  }
   eng__report_write(r);
   eng__con_summary(r);
   close_signals(r);
@@ -1044,7 +1037,16 @@ static int plan(eng__run *r) {
           p->target != ENG_TARGET_COMMAND) {
         if (eng__run_guard_target(r, s->id, p->target, json_string_value(v),
                                   NULL, ENG_SIDE_READ_ONLY) != ENG_OK) {
-          decision = "REFUSED";
+          decision = "REFUSED: protected";
+          code = ENG_EXIT_REFUSED;
+        } else {
+          decision = "pass";
+        }
+      }
+      if (json_is_string(v) && p->target == ENG_TARGET_COMMAND) {
+        if (eng__run_guard_target(r, s->id, p->target, json_string_value(v),
+                                  NULL, side) != ENG_OK) {
+          decision = "REFUSED: forbidden command";
           code = ENG_EXIT_REFUSED;
         } else {
           decision = "pass";
@@ -1056,6 +1058,7 @@ static int plan(eng__run *r) {
       free(shown);
     }
     json_decref(params);
+    if (eng__guards_static(r, i, stdout) != ENG_OK) code = ENG_EXIT_REFUSED;
   }
   if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
     char a[32], b[32];
@@ -1072,6 +1075,91 @@ static int plan(eng__run *r) {
 
 /* ---- main entry --------------------------------------------------------------- */
 
+/* --resume: the previous results of the run, from its journal. */
+static int load_resume(eng__run *r, eng__diags *d) {
+  json_t *all = eng__journal_read(r->dir);
+  if (!all) {
+    eng__diag_error(d, NULL, 0, 0,
+                    "--resume %s: no journal in %s (wrong run id or "
+                    "--state-dir?)",
+                    r->id, r->dir);
+    return -1;
+  }
+  r->prev_steps = json_object();
+  r->unfinished = json_object();
+  size_t i;
+  json_t *j;
+  json_array_foreach(all, i, j) {
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *step = json_string_value(json_object_get(j, "step"));
+    if (!ev || !step) continue;
+    if (!strcmp(ev, "step.start")) json_object_set(r->unfinished, step, json_true());
+    if (!strcmp(ev, "step.end")) {
+      json_object_del(r->unfinished, step);
+      json_object_set(r->prev_steps, step, j);
+    }
+    if (!strcmp(ev, "intent") || !strcmp(ev, "removed") || !strcmp(ev, "confirm")) {
+      int64_t seq = json_integer_value(json_object_get(j, "seq"));
+      if (seq > r->journal_seq) r->journal_seq = seq;
+    }
+    int64_t seq = json_integer_value(json_object_get(j, "seq"));
+    if (seq > r->journal_seq) r->journal_seq = seq;
+  }
+  json_decref(all);
+  return 0;
+}
+
+/* Static guards at run start: a refusal found now stops everything before
+ * any side effect (finally steps still run, each guarded again). */
+static void static_guards(eng__run *r) {
+  eng__runbook *rb = r->rb;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step *s = &rb->steps[i];
+    if (!r->st[i].selected) continue;
+    int refused = eng__guards_static(r, i, NULL);
+    if (refused != ENG_OK && !r->last_refusal) {
+      eng__node *req = eng__node_get(rb->guards, "require");
+      (void)req;
+      r->last_refusal = eng__asprintf(
+          "refused: a guards.require rule names '%s', but '%s' does not depend "
+          "on the required step: add it to 'needs'",
+          s->id, s->id);
+      json_array_append_new(r->guard_log,
+                            json_pack("{s:s, s:s, s:s}", "step", s->id,
+                                      "decision", "refuse", "rule", "require"));
+      eng__run_audit(r, "guard.refuse",
+                     json_pack("{s:s, s:s, s:s}", "step", s->id, "rule",
+                               "require", "message", r->last_refusal));
+    }
+    if (refused == ENG_OK && s->with && eng__tpl_static(s->with)) {
+      char err[1024];
+      json_t *params = build_params(r, i, err, sizeof err);
+      for (const eng_param *p = s->action->action->params;
+           params && p && p->name && refused == ENG_OK; p++) {
+        if (p->target == ENG_TARGET_NONE || p->target == ENG_TARGET_FILE)
+          continue;
+        json_t *v = json_object_get(params, p->name);
+        if (!json_is_string(v)) continue;
+        refused = eng__run_guard_target(r, s->id, p->target, json_string_value(v),
+                                        NULL, ENG_SIDE_READ_ONLY);
+      }
+      json_decref(params);
+    }
+    if (refused == ENG_OK) continue;
+    eng__step_state *st = &r->st[i];
+    st->started_ms = st->ended_ms = eng__now_ms();
+    free(st->error);
+    st->error = eng__xstrdup(r->last_refusal ? r->last_refusal : "refused");
+    st->status = ENG__S_REFUSED;
+    eng__lua_set_step(r->L, s->id, "refused", NULL);
+    eng__con_step_start(r, i);
+    eng__con_step_end(r, i);
+    r->refused = true;
+    r->stopping = true;
+    return;
+  }
+}
+
 int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   eng__run r;
   memset(&r, 0, sizeof r);
@@ -1084,13 +1172,20 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   r.guard_log = json_array();
   r.st = eng__xcalloc(rb->n_steps + 1, sizeof *r.st);
   eng__host_init(r.loop, r.redact);
-  make_run_id(&r);
+  const char *reuse = o->resume ? o->resume : o->cleanup_run;
+  if (reuse) snprintf(r.id, sizeof r.id, "%s", reuse);
+  else make_run_id(&r);
+  r.cleanup_mode = o->cleanup_run != NULL;
   eng__diags d = {0};
   d.color = o->color;
   int code = ENG_EXIT_OK;
   set_env_global(&r);
   set_runbook_global(&r);
   if (!o->plan_only && make_run_dir(&r, &d) != 0) {
+    code = ENG_EXIT_USAGE;
+    goto out;
+  }
+  if (o->resume && load_resume(&r, &d) != 0) {
     code = ENG_EXIT_USAGE;
     goto out;
   }
@@ -1106,6 +1201,36 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
     goto out;
   }
   {
+    char *ap = eng__asprintf("%s/audit.jsonl", r.dir);
+    r.audit = eng__audit_open(ap, r.id);
+    free(ap);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    const char *user = getenv("USER") ? getenv("USER") : getenv("LOGNAME");
+    json_t *params = json_deep_copy(r.params);
+    eng__redact_json(r.redact, params);
+    eng__run_audit(&r, o->cleanup_run ? "run.start" : "run.start",
+                   json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?}",
+                             "engine", ENG_VERSION_STR, "runbook", rb->file,
+                             "runbook_sha256", rb->sha256, "name", rb->name,
+                             "user", user ? user : "unknown", "host", host,
+                             "params", params, "mode",
+                             o->resume ? "resume" : o->cleanup_run ? "cleanup" : NULL));
+    json_t *steps = json_array();
+    for (size_t i = 0; i < rb->n_steps; i++) {
+      const eng_action *a = rb->steps[i].action->action;
+      static const char *const sides[] = {"read_only", "creates", "destructive",
+                                          "disruptive", "external"};
+      json_array_append_new(steps, json_pack("{s:s, s:s, s:s, s:b}", "step",
+                                             rb->steps[i].id, "uses",
+                                             rb->steps[i].action->full, "class",
+                                             sides[a->side_effect], "selected",
+                                             r.st[i].selected));
+    }
+    eng__run_audit(&r, "plan", json_pack("{s:o}", "steps", steps));
+    eng__audit_sync(r.audit);
+  }
+  {
     const eng__plugin_entry *pl;
     size_t np = eng__registry_plugins(&pl);
     for (size_t i = 0; i < np; i++)
@@ -1118,6 +1243,7 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   uv_signal_start(&r.sigint, on_signal, SIGINT);
   uv_signal_start(&r.sigterm, on_signal, SIGTERM);
   eng__con_run_start(&r);
+  static_guards(&r);
   schedule(&r);
   uv_run(r.loop, UV_RUN_DEFAULT);
   if (!r.finished) { /* the loop ran dry: a call never completed */
@@ -1135,11 +1261,17 @@ out:
     json_decref(r.st[i].outputs);
     json_decref(r.st[i].params);
     free(r.st[i].error);
+    free(r.st[i].check_error);
   }
   free(r.st);
   free(r.end_hooks);
   json_decref(r.params);
   json_decref(r.guard_log);
+  json_decref(r.secret_refs);
+  json_decref(r.prev_steps);
+  json_decref(r.unfinished);
+  free(r.last_refusal);
+  eng__audit_close(r.audit);
   if (r.journal) fclose(r.journal);
   free(r.dir);
   eng__redactor_destroy(r.redact);

@@ -43,6 +43,7 @@ typedef struct eng__run_opts {
   int verbosity; /* -1 quiet, 0 normal, 1 verbose */
   bool color;
   const char *lua_lib_dir;
+  const char *cleanup_run; /* engine cleanup RUN_ID */
 } eng__run_opts;
 
 typedef struct eng__step_state {
@@ -58,6 +59,9 @@ typedef struct eng__step_state {
   bool timer_is_retry;
   bool check_ran;
   bool check_ok;
+  bool resumed;     /* reused from the run being resumed */
+  char inputs[65];  /* SHA-256 of the resolved params */
+  char *check_error;
 } eng__step_state;
 
 struct eng__run {
@@ -83,13 +87,39 @@ struct eng__run {
   struct eng__end_hook *end_hooks;
   size_t end_hook_next;
   FILE *journal;
-  json_t *guard_log; /* guard decisions (array) */
+  int64_t journal_seq;
+  json_t *guard_log;   /* guard decisions (array) */
+  json_t *secret_refs; /* secret value -> "${env.X}" / "${params.x}" */
+  struct eng__audit *audit;
+  json_t *prev_steps;  /* --resume: step id -> {status, inputs, outputs} */
+  json_t *unfinished;  /* --resume: step ids started and never ended */
+  bool cleanup_mode;   /* engine cleanup: destructive undo of own resources */
+  char *last_refusal;  /* the message of the latest guard refusal */
 };
 
 /* Resolve params (exit code on error, message printed). */
 int eng__run_params(eng__run *r, eng__diags *d);
 /* Execute or plan; returns the process exit code. */
 int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o);
+
+/* guards.c */
+int eng__guards_before_step(eng__run *r, size_t i);
+int eng__guards_static(eng__run *r, size_t i, FILE *out);
+
+/* journal.c */
+void eng__journal_add_ref(eng__run *r, const char *value, const char *ref);
+json_t *eng__journal_refs(eng__run *r, const json_t *v);
+json_t *eng__journal_deref(eng__run *r, const json_t *v);
+void eng__journal_step(eng__run *r, const char *event, const char *step,
+                       const char *inputs, const char *status,
+                       const json_t *outputs);
+json_t *eng__journal_read(const char *dir);
+json_t *eng__journal_leftovers(const json_t *all);
+int eng__runs_list(const char *state_dir, FILE *out);
+char *eng__cleanup_runbook(const char *run_dir, size_t *count);
+
+/* sched.c: an audit record (fields stolen) */
+void eng__run_audit(eng__run *r, const char *type, json_t *fields);
 
 /* Called by call.c */
 void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,

@@ -1,0 +1,255 @@
+/* audit.c - the tamper-evident audit log (SPEC section 6).
+ *
+ * JSON Lines; every record has seq, time, run, type and prev: the SHA-256
+ * of the previous line (64 zeros for the first). With ENGINE_AUDIT_KEY set,
+ * each record also carries mac: HMAC-SHA256 over the record without mac,
+ * serialized compactly with sorted keys. Records are appended with O_APPEND
+ * and synced at step boundaries. */
+#include "audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+struct eng__audit {
+  int fd;
+  char *run;
+  int64_t seq;
+  char prev[65];
+  char *key;
+};
+
+static void hex(const unsigned char *d, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static char *canonical(json_t *rec) {
+  return json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+}
+
+static void mac_of(const char *key, const char *text, char out[65]) {
+  unsigned char d[32];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)text,
+       strlen(text), d, &n);
+  hex(d, 32, out);
+}
+
+/* The last line of an existing log: continue its chain (resume). */
+static void load_tail(eng__audit *a, const char *path) {
+  size_t len = 0;
+  char *text = eng__read_file(path, 256u << 20, &len);
+  if (!text || !len) {
+    free(text);
+    return;
+  }
+  char *end = text + len;
+  while (end > text && end[-1] == '\n') end--;
+  char *start = end;
+  while (start > text && start[-1] != '\n') start--;
+  eng__sha256_hex(start, (size_t)(end - start), a->prev);
+  char *line = eng__xstrndup(start, (size_t)(end - start));
+  json_t *j = json_loads(line, 0, NULL);
+  a->seq = json_integer_value(json_object_get(j, "seq"));
+  json_decref(j);
+  free(line);
+  free(text);
+}
+
+eng__audit *eng__audit_open(const char *path, const char *run_id) {
+  eng__audit *a = eng__xcalloc(1, sizeof *a);
+  strcpy(a->prev, ZERO_HASH);
+  load_tail(a, path);
+  a->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (a->fd < 0) {
+    free(a);
+    return NULL;
+  }
+  a->run = eng__xstrdup(run_id);
+  const char *k = getenv("ENGINE_AUDIT_KEY");
+  if (k && *k) a->key = eng__xstrdup(k);
+  return a;
+}
+
+const char *eng__audit_head(const eng__audit *a) { return a->prev; }
+
+void eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
+  if (!a) {
+    json_decref(fields);
+    return;
+  }
+  char t[40];
+  json_t *rec = fields ? fields : json_object();
+  json_object_set_new(rec, "seq", json_integer(++a->seq));
+  json_object_set_new(rec, "time", json_string(eng__fmt_time(eng__now_ms(), t, sizeof t)));
+  json_object_set_new(rec, "run", json_string(a->run));
+  json_object_set_new(rec, "type", json_string(type));
+  json_object_set_new(rec, "prev", json_string(a->prev));
+  if (a->key) {
+    char *c = canonical(rec);
+    char mac[65];
+    mac_of(a->key, c, mac);
+    free(c);
+    json_object_set_new(rec, "mac", json_string(mac));
+  }
+  char *line = canonical(rec);
+  json_decref(rec);
+  eng__sha256_hex(line, strlen(line), a->prev);
+  size_t n = strlen(line);
+  eng__buf b = {0};
+  eng__buf_add(&b, line, n);
+  eng__buf_add(&b, "\n", 1);
+  free(line);
+  ssize_t w = write(a->fd, b.data, b.len);
+  (void)w;
+  eng__buf_free(&b);
+}
+
+void eng__audit_sync(eng__audit *a) {
+  if (a) fdatasync(a->fd);
+}
+
+void eng__audit_close(eng__audit *a) {
+  if (!a) return;
+  fdatasync(a->fd);
+  close(a->fd);
+  free(a->run);
+  free(a->key);
+  free(a);
+}
+
+/* ---- verify and show ------------------------------------------------------ */
+
+static const char *str_of(const json_t *j, const char *k) {
+  const char *s = json_string_value(json_object_get(j, k));
+  return s ? s : "";
+}
+
+int eng__audit_verify(const char *path, FILE *out) {
+  size_t len = 0;
+  char *text = eng__read_file(path, 1u << 30, &len);
+  if (!text) {
+    fprintf(out, "%s: cannot read: %s\n", path, strerror(errno));
+    return 2;
+  }
+  const char *key = getenv("ENGINE_AUDIT_KEY");
+  if (key && !*key) key = NULL;
+  char prev[65] = ZERO_HASH;
+  int64_t seq = 0;
+  int lineno = 0;
+  int bad = 0;
+  bool ended = false;
+  const char *last_type = NULL;
+  char *p = text;
+  json_t *j = NULL;
+  while (p < text + len) {
+    char *nl = memchr(p, '\n', (size_t)(text + len - p));
+    if (!nl) {
+      fprintf(out, "%s:%d: line is not terminated (truncated or appended "
+                   "to)\n", path, lineno + 1);
+      bad = 1;
+      break;
+    }
+    *nl = '\0';
+    lineno++;
+    json_decref(j);
+    j = json_loads(p, 0, NULL);
+    const char *why = NULL;
+    char whybuf[160];
+    if (!j) why = "not valid JSON";
+    else if (strcmp(str_of(j, "prev"), prev))
+      why = "its 'prev' does not match the SHA-256 of the line before "
+            "(a line was changed, removed or reordered)";
+    else if (json_integer_value(json_object_get(j, "seq")) != seq + 1)
+      why = "its 'seq' is out of order";
+    else if (ended && strcmp(str_of(j, "type"), "run.start"))
+      why = "a record after run.end (appended later)";
+    else if (key) {
+      const char *mac = json_string_value(json_object_get(j, "mac"));
+      if (!mac) why = "no 'mac' although ENGINE_AUDIT_KEY is set (appended without the key?)";
+      else {
+        json_t *copy = json_deep_copy(j);
+        json_object_del(copy, "mac");
+        char *c = canonical(copy);
+        char want[65];
+        mac_of(key, c, want);
+        free(c);
+        json_decref(copy);
+        if (strcmp(want, mac)) {
+          snprintf(whybuf, sizeof whybuf, "its 'mac' does not match (changed, "
+                                          "or written with another key)");
+          why = whybuf;
+        }
+      }
+    }
+    if (why) {
+      fprintf(out, "%s:%d: bad record: %s\n", path, lineno, why);
+      bad = 1;
+      break;
+    }
+    eng__sha256_hex(p, strlen(p), prev);
+    seq = json_integer_value(json_object_get(j, "seq"));
+    last_type = json_string_value(json_object_get(j, "type"));
+    ended = last_type && !strcmp(last_type, "run.end");
+    p = nl + 1;
+  }
+  if (!bad && lineno == 0) {
+    fprintf(out, "%s: empty log\n", path);
+    bad = 1;
+  }
+  if (!bad && !ended) {
+    fprintf(out, "%s:%d: the log ends without run.end: lines were removed "
+                 "at the end, or the run is still going or crashed\n",
+            path, lineno);
+    bad = 1;
+  }
+  if (!bad)
+    fprintf(out, "%s: ok, %d records, chain head %s%s\n", path, lineno, prev,
+            key ? ", every mac verified" : "");
+  json_decref(j);
+  free(text);
+  return bad;
+}
+
+int eng__audit_show(const char *path, FILE *out) {
+  size_t len = 0;
+  char *text = eng__read_file(path, 1u << 30, &len);
+  if (!text) {
+    fprintf(stderr, "engine: cannot read %s: %s\n", path, strerror(errno));
+    return 2;
+  }
+  for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    json_t *j = json_loads(line, 0, NULL);
+    if (!j) {
+      fprintf(out, "?? unreadable line\n");
+      continue;
+    }
+    const char *time = json_string_value(json_object_get(j, "time"));
+    const char *type = json_string_value(json_object_get(j, "type"));
+    const char *step = json_string_value(json_object_get(j, "step"));
+    fprintf(out, "%s  %-15s %-20s", time ? time + 11 : "", type ? type : "?",
+            step ? step : "");
+    static const char *const keys[] = {"status", "uses", "message", "rule",
+                                       "target", "error", "duration_ms",
+                                       "kind", "id", "head", "runbook",
+                                       "attempt", "decision"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+      json_t *v = json_object_get(j, keys[k]);
+      if (json_is_string(v)) fprintf(out, " %s=%s", keys[k], json_string_value(v));
+      else if (json_is_integer(v))
+        fprintf(out, " %s=%lld", keys[k], (long long)json_integer_value(v));
+    }
+    fputc('\n', out);
+    json_decref(j);
+  }
+  free(text);
+  return 0;
+}

@@ -1,0 +1,297 @@
+/* journal.c - what a run created and how its steps ended (SPEC section 6).
+ *
+ * One JSON record per line in RUN_DIR/journal, synced after each write:
+ *   intent / confirm / removed   resources (database, object, sandbox...)
+ *   step.start / step.end        step results, for --resume
+ * Secret values never reach the journal: a string holding one is stored
+ * with a reference instead (${env.DATABASE_URL}, ${params.source_url}),
+ * resolved again from the environment on resume and cleanup. */
+#include "audit.h"
+#include "scheduler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void eng__journal_add_ref(eng__run *r, const char *value, const char *ref) {
+  if (!value || strlen(value) < 3) return;
+  if (!r->secret_refs) r->secret_refs = json_object();
+  json_object_set_new(r->secret_refs, value, json_string(ref));
+}
+
+/* Replace secret values inside strings by their references. */
+static void to_refs(eng__run *r, json_t *v) {
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    const char *key;
+    json_t *ref;
+    bool any = false;
+    json_object_foreach(r->secret_refs, key, ref) if (strstr(s, key)) any = true;
+    if (!any) return;
+    /* escape literal ${ first, then substitute */
+    eng__buf b = {0};
+    for (const char *p = s; *p; p++) {
+      if (p[0] == '$' && p[1] == '{') eng__buf_adds(&b, "$");
+      eng__buf_add(&b, p, 1);
+    }
+    char *cur = eng__buf_steal(&b);
+    json_object_foreach(r->secret_refs, key, ref) {
+      const char *rs = json_string_value(ref);
+      eng__buf o = {0};
+      size_t kl = strlen(key);
+      for (const char *p = cur; *p;) {
+        const char *h = strstr(p, key);
+        if (!h) {
+          eng__buf_adds(&o, p);
+          break;
+        }
+        eng__buf_add(&o, p, (size_t)(h - p));
+        eng__buf_adds(&o, rs);
+        p = h + kl;
+      }
+      free(cur);
+      cur = eng__buf_steal(&o);
+    }
+    json_string_set(v, cur);
+    free(cur);
+    return;
+  }
+  if (json_is_array(v)) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) to_refs(r, e);
+  } else if (json_is_object(v)) {
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e) to_refs(r, e);
+  }
+}
+
+json_t *eng__journal_refs(eng__run *r, const json_t *v) {
+  json_t *copy = json_deep_copy(v);
+  if (r->secret_refs) to_refs(r, copy);
+  eng__redact_json(r->redact, copy); /* anything else secret: masked */
+  return copy;
+}
+
+/* Resolve references written by eng__journal_refs. */
+json_t *eng__journal_deref(eng__run *r, const json_t *v) {
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    if (!strstr(s, "${")) return json_incref((json_t *)v);
+    eng__node n = {0};
+    n.kind = ENG__N_SCALAR;
+    n.str = (char *)s;
+    char err[512];
+    if (eng__tpl_compile(r->L, s, "journal", 1, &n.tpl, err, sizeof err) != ENG_OK)
+      return json_incref((json_t *)v);
+    json_t *out = eng__tpl_render(r->L, &n, err, sizeof err);
+    eng__tpl_free(n.tpl);
+    return out ? out : json_incref((json_t *)v);
+  }
+  if (json_is_array(v)) {
+    json_t *a = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) json_array_append_new(a, eng__journal_deref(r, e));
+    return a;
+  }
+  if (json_is_object(v)) {
+    json_t *o = json_object();
+    const char *k;
+    json_t *e;
+    json_object_foreach((json_t *)v, k, e) json_object_set_new(o, k, eng__journal_deref(r, e));
+    return o;
+  }
+  return json_incref((json_t *)v);
+}
+
+static int64_t write_rec(eng__run *r, json_t *rec) {
+  if (!r->journal) {
+    json_decref(rec);
+    return -1;
+  }
+  char t[40];
+  json_object_set_new(rec, "seq", json_integer(++r->journal_seq));
+  json_object_set_new(rec, "time", json_string(eng__fmt_time(eng__now_ms(), t, sizeof t)));
+  char *line = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(rec);
+  fprintf(r->journal, "%s\n", line);
+  free(line);
+  fflush(r->journal);
+  fdatasync(fileno(r->journal));
+  return r->journal_seq;
+}
+
+int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
+                         const char *kind, const char *id,
+                         const json_t *detail) {
+  json_t *rec = json_pack("{s:s, s:s?, s:s?, s:s?}", "event", event, "step",
+                          step, "kind", kind, "id", id);
+  if (detail) json_object_set_new(rec, "detail", eng__journal_refs(r, detail));
+  int64_t seq = write_rec(r, rec);
+  if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
+    json_t *a = json_pack("{s:s?, s:s?, s:s?}", "step", step, "kind", kind,
+                          "id", id);
+    eng__redact_json(r->redact, a);
+    eng__run_audit(r, !strcmp(event, "intent") ? "resource.create"
+                                               : "resource.delete", a);
+  }
+  return seq;
+}
+
+void eng__journal_step(eng__run *r, const char *event, const char *step,
+                       const char *inputs, const char *status,
+                       const json_t *outputs) {
+  json_t *rec = json_pack("{s:s, s:s, s:s?, s:s?}", "event", event, "step",
+                          step, "inputs", inputs, "status", status);
+  if (outputs) json_object_set_new(rec, "outputs", eng__journal_refs(r, outputs));
+  write_rec(r, rec);
+}
+
+/* Every record of a journal file (array); NULL when absent. */
+json_t *eng__journal_read(const char *dir) {
+  char *path = eng__asprintf("%s/journal", dir);
+  size_t len;
+  char *text = eng__read_file(path, 256u << 20, &len);
+  free(path);
+  if (!text) return NULL;
+  json_t *all = json_array();
+  for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    json_t *j = json_loads(line, 0, NULL);
+    if (j) json_array_append_new(all, j);
+  }
+  free(text);
+  return all;
+}
+
+int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
+  json_t *all = eng__journal_read(r->dir);
+  int owned = 0;
+  size_t i;
+  json_t *j;
+  json_array_foreach(all, i, j) {
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *k = json_string_value(json_object_get(j, "kind"));
+    const char *d = json_string_value(json_object_get(j, "id"));
+    if (!ev || !k || !d || strcmp(k, kind)) continue;
+    /* a database id is HOST:PORT/NAME; the bare NAME matches too */
+    const char *slash = strrchr(d, '/');
+    bool same = !strcmp(d, id) || (slash && !strcmp(slash + 1, id)) ||
+                (strrchr(id, '/') && !strcmp(strrchr(id, '/') + 1, d));
+    if (!same) continue;
+    if (!strcmp(ev, "intent")) owned = 1;
+    else if (!strcmp(ev, "removed")) owned = 0;
+  }
+  json_decref(all);
+  return owned;
+}
+
+/* Resources created and not removed, newest first: [{kind,id,detail}]. */
+json_t *eng__journal_leftovers(const json_t *all) {
+  json_t *live = json_array();
+  size_t i;
+  json_t *j;
+  json_array_foreach(all, i, j) {
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *k = json_string_value(json_object_get(j, "kind"));
+    const char *d = json_string_value(json_object_get(j, "id"));
+    if (!ev || !k || !d) continue;
+    if (!strcmp(ev, "removed")) {
+      for (size_t q = json_array_size(live); q-- > 0;) {
+        json_t *e = json_array_get(live, q);
+        if (!strcmp(json_string_value(json_object_get(e, "kind")), k) &&
+            !strcmp(json_string_value(json_object_get(e, "id")), d))
+          json_array_remove(live, q);
+      }
+    } else if (!strcmp(ev, "intent")) {
+      json_array_insert(live, 0, j);
+    }
+  }
+  return live;
+}
+
+/* ---- engine runs ----------------------------------------------------------- */
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int eng__runs_list(const char *state_dir, FILE *out) {
+  char *dir = eng__asprintf("%s/runs", state_dir);
+  DIR *d = opendir(dir);
+  if (!d) {
+    fprintf(out, "no runs recorded in %s\n", dir);
+    free(dir);
+    return 0;
+  }
+  char **names = NULL;
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    names = eng__xrealloc(names, (n + 1) * sizeof *names);
+    names[n++] = eng__xstrdup(e->d_name);
+  }
+  closedir(d);
+  qsort(names, n, sizeof *names, cmp_name);
+  fprintf(out, "%-26s %-24s %-12s %s\n", "run", "runbook", "status", "leftovers");
+  for (size_t i = 0; i < n; i++) {
+    char *rd = eng__asprintf("%s/%s", dir, names[i]);
+    char *rp = eng__asprintf("%s/report.json", rd);
+    json_t *rep = json_load_file(rp, 0, NULL);
+    json_t *all = eng__journal_read(rd);
+    json_t *left = all ? eng__journal_leftovers(all) : json_array();
+    const char *status = rep ? json_string_value(json_object_get(rep, "status"))
+                             : "incomplete";
+    const char *name = rep ? json_string_value(json_object_get(rep, "name")) : "?";
+    fprintf(out, "%-26s %-24s %-12s %zu\n", names[i], name ? name : "?",
+            status ? status : "?", json_array_size(left));
+    json_decref(rep);
+    json_decref(all);
+    json_decref(left);
+    free(rp);
+    free(rd);
+    free(names[i]);
+  }
+  free(names);
+  free(dir);
+  return 0;
+}
+
+/* ---- engine cleanup: a runbook of the undo actions -------------------------- */
+
+char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
+  json_t *all = eng__journal_read(run_dir);
+  if (!all) return NULL;
+  json_t *left = eng__journal_leftovers(all);
+  eng__buf b = {0};
+  size_t n = 0, i;
+  json_t *e;
+  json_array_foreach(left, i, e) {
+    json_t *undo = json_object_get(json_object_get(e, "detail"), "undo");
+    const char *action = json_string_value(json_object_get(undo, "action"));
+    if (!action) continue;
+    json_t *w = json_object_get(undo, "with");
+    char *with = json_dumps(w ? w : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    /* newest first, one after the other, each whatever the others did */
+    eng__buf_addf(&b,
+                  "  - id: undo-%zu\n    name: remove %s %s\n    if: always()\n"
+                  "    uses: %s\n    with: %s\n",
+                  ++n, json_string_value(json_object_get(e, "kind")),
+                  json_string_value(json_object_get(e, "id")), action, with);
+    free(with);
+  }
+  json_decref(left);
+  json_decref(all);
+  *count = n;
+  char *steps = eng__buf_steal(&b);
+  char *text = eng__asprintf("version: 1\nname: cleanup\nsteps:%s\n%s",
+                             n ? "" : " []", steps);
+  free(steps);
+  return text;
+}
