@@ -164,9 +164,13 @@ int eng__audit_verify(const char *path, FILE *out) {
     const char *why = NULL;
     char whybuf[160];
     if (!j) why = "not valid JSON";
-    else if (strcmp(str_of(j, "prev"), prev))
-      why = "its 'prev' does not match the SHA-256 of the line before "
-            "(a line was changed, removed or reordered)";
+    else if (strcmp(str_of(j, "prev"), prev)) {
+      snprintf(whybuf, sizeof whybuf,
+               "its 'prev' does not match the SHA-256 of line %d: line %d "
+               "was changed, or lines were removed or reordered here",
+               lineno - 1, lineno - 1);
+      why = lineno > 1 ? whybuf : "the first record's 'prev' is not 64 zeros";
+    }
     else if (json_integer_value(json_object_get(j, "seq")) != seq + 1)
       why = "its 'seq' is out of order";
     else if (ended && strcmp(str_of(j, "type"), "run.start"))
