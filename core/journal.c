@@ -238,7 +238,7 @@ int eng__runs_list(const char *state_dir, FILE *out) {
     names[n++] = eng__xstrdup(e->d_name);
   }
   closedir(d);
-  qsort(names, n, sizeof *names, cmp_name);
+  if (n) qsort(names, n, sizeof *names, cmp_name);
   fprintf(out, "%-26s %-24s %-12s %s\n", "run", "runbook", "status", "leftovers");
   for (size_t i = 0; i < n; i++) {
     char *rd = eng__asprintf("%s/%s", dir, names[i]);

@@ -207,7 +207,7 @@ static void scan_dir(const char *dir, int depth, eng__diags *d) {
     ents[n++] = eng__asprintf("%s/%s", dir, de->d_name);
   }
   closedir(dp);
-  qsort(ents, n, sizeof *ents, cmp_str);
+  if (n) qsort(ents, n, sizeof *ents, cmp_str);
   for (size_t i = 0; i < n; i++) {
     struct stat st;
     if (stat(ents[i], &st) == 0) {

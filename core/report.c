@@ -19,11 +19,11 @@ json_t *eng__report_json(eng__run *r) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
     json_t *o = json_pack(
-        "{s:s, s:s, s:i, s:b, s:O, s:O?}", "status",
+        "{s:s, s:s, s:i, s:b, s:o, s:O?}", "status",
         eng__status_name(st->status), "uses",
         s->action ? s->action->full : (s->uses ? s->uses : ""), "attempts",
         st->attempts, "finally", s->is_finally, "outputs",
-        st->outputs ? st->outputs : json_object(), "params", st->params);
+        st->outputs ? json_incref(st->outputs) : json_object(), "params", st->params);
     if (st->started_ms) {
       json_object_set_new(o, "started_at", json_string(eng__fmt_time(st->started_ms, t1, sizeof t1)));
       json_object_set_new(o, "ended_at", json_string(eng__fmt_time(st->ended_ms, t2, sizeof t2)));
