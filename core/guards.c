@@ -213,6 +213,25 @@ int eng__run_guard_target(eng__run *r, const char *step, eng_target kind,
   const char *name = value;
   if (kind == ENG_TARGET_DATABASE && strrchr(value, '/'))
     name = strrchr(value, '/') + 1;
+  /* Protection is about losing data or service: reading a protected
+   * database (a backup of production) is allowed; creating is checked for a
+   * named object (restore into "prod" by mistake), not for the server
+   * connection it goes through. */
+  bool conn = kind == ENG_TARGET_DATABASE &&
+              (strstr(value, "://") || strchr(value, '='));
+  if (conn) {
+    /* a connection names a server, not the object acted on: the action
+     * checks its real target with the server's identity at run time */
+    record(r, step, "pass", list, value, evidence,
+           "connection; the action checks its target with the server identity");
+    return ENG_OK;
+  }
+  bool applies = side == ENG_SIDE_DESTRUCTIVE || side == ENG_SIDE_DISRUPTIVE ||
+                 side == ENG_SIDE_CREATES;
+  if (!applies) {
+    record(r, step, "pass", list, value, evidence, "read-only use");
+    return ENG_OK;
+  }
   json_t *pats = patterns(r, list);
   const char *cands[] = {value, name, evidence, NULL};
   const char *hit = match_any(pats, cands);
@@ -229,6 +248,7 @@ int eng__run_guard_target(eng__run *r, const char *step, eng_target kind,
   }
   json_decref(pats);
   if (side == ENG_SIDE_DESTRUCTIVE && !r->opts->allow_destructive &&
+      !r->static_check &&
       !eng__run_journal_owned(r, kind_of[kind], value) &&
       !(kind == ENG_TARGET_DATABASE && eng__run_journal_owned(r, kind_of[kind], name))) {
     char *msg = eng__asprintf(

@@ -555,9 +555,8 @@ static int guard_params(eng__run *r, size_t i, const json_t *params) {
   eng_side_effect side = side_of(s, params);
   for (const eng_param *p = s->action->action->params; p && p->name; p++) {
     if (p->target == ENG_TARGET_NONE || p->target == ENG_TARGET_FILE ||
-        p->target == ENG_TARGET_COMMAND || p->target == ENG_TARGET_DATABASE)
-      continue; /* databases are checked by the plugin with the server's
-                   identity; commands by the command guard */
+        p->target == ENG_TARGET_COMMAND)
+      continue; /* commands: checked by the action with the whole line */
     json_t *v = json_object_get(params, p->name);
     if (!json_is_string(v)) continue;
     if (eng__run_guard_target(r, s->id, p->target, json_string_value(v), NULL,
@@ -1035,8 +1034,11 @@ static int plan(eng__run *r) {
       const char *decision = "resolved at run time";
       if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
           p->target != ENG_TARGET_COMMAND) {
-        if (eng__run_guard_target(r, s->id, p->target, json_string_value(v),
-                                  NULL, ENG_SIDE_READ_ONLY) != ENG_OK) {
+        r->static_check = true;
+        int g = eng__run_guard_target(r, s->id, p->target, json_string_value(v),
+                                      NULL, side);
+        r->static_check = false;
+        if (g != ENG_OK) {
           decision = "REFUSED: protected";
           code = ENG_EXIT_REFUSED;
         } else {
@@ -1140,8 +1142,10 @@ static void static_guards(eng__run *r) {
           continue;
         json_t *v = json_object_get(params, p->name);
         if (!json_is_string(v)) continue;
+        r->static_check = true;
         refused = eng__run_guard_target(r, s->id, p->target, json_string_value(v),
-                                        NULL, ENG_SIDE_READ_ONLY);
+                                        NULL, side_of(s, params));
+        r->static_check = false;
       }
       json_decref(params);
     }

@@ -95,6 +95,7 @@ struct eng__run {
   json_t *unfinished;  /* --resume: step ids started and never ended */
   bool cleanup_mode;   /* engine cleanup: destructive undo of own resources */
   char *last_refusal;  /* the message of the latest guard refusal */
+  bool static_check;   /* plan-time: ownership is decided at run time */
 };
 
 /* Resolve params (exit code on error, message printed). */
