@@ -184,8 +184,9 @@ int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
     bool same = !strcmp(d, id) || (slash && !strcmp(slash + 1, id)) ||
                 (strrchr(id, '/') && !strcmp(strrchr(id, '/') + 1, d));
     if (!same) continue;
+    /* created by this run, even if already removed: dropping it again
+     * (if_exists) is this run's business */
     if (!strcmp(ev, "intent")) owned = 1;
-    else if (!strcmp(ev, "removed")) owned = 0;
   }
   json_decref(all);
   return owned;
