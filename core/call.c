@@ -519,6 +519,7 @@ void eng__call_cancel(eng_call *c) {
   call_ref(c);
   eng__proc_group_kill(c->procs, 3000);
   eng__http_group_cancel(&c->http);
-  if (c->cancel_cb) c->cancel_cb(c->cancel_ud);
+  /* the action may have finished from a cancelled transfer's callback */
+  if (c->cancel_cb && !c->done) c->cancel_cb(c->cancel_ud);
   call_unref(c);
 }
