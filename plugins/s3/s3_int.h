@@ -1,0 +1,235 @@
+/*
+ * s3_int.h - internals shared by the files of the s3 plugin.
+ *
+ * Layers, bottom up:
+ *   s3_cfg.c    where to talk to and as whom: endpoint, region, credentials
+ *               (params, AWS_* variables, ~/.aws/credentials), s3:// URLs,
+ *               key encoding;
+ *   s3_xml.c    S3's XML answers, parsed with expat into a small tree;
+ *   s3_req.c    one signed S3 request on the engine's curl multi: SigV4 by
+ *               libcurl (CURLOPT_AWS_SIGV4), payload hash, retries with
+ *               backoff, response headers, error texts a person can act on;
+ *   s3_write.c  the multipart writer (the "s3" stream scheme's write side,
+ *               also used by s3.put);
+ *   s3_read.c   the reader (the scheme's read side, also used by s3.get);
+ *   s3_actions.c put, get, list, head, delete, abort_upload;
+ *   s3_plugin.c the descriptor.
+ *
+ * Checksum storage (SPEC 10.2): the object's SHA-256 (lowercase hex) lives
+ * in the user metadata `x-amz-meta-sha256`. When it is known before the
+ * upload starts (s3.put hashes the file first; small streams fit in one
+ * PutObject) it is sent with the object. A streamed multipart upload only
+ * knows it at the end: the completed object is copied onto itself with
+ * `x-amz-metadata-directive: REPLACE` (CopyObject, up to 5 GiB). Larger
+ * objects, or a copy that fails, get a sidecar object `KEY.sha256` holding
+ * "HEX  BASENAME\n" (sha256sum's format). Readers look at the metadata
+ * first, then at the sidecar.
+ *
+ * Everything runs on the engine's loop thread; file I/O and hashing of
+ * whole parts go to host->work.
+ */
+#ifndef S3_INT_H
+#define S3_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <engine/plugin.h>
+
+extern const eng_host *s3_host;
+
+#define S3_MIN_PART ((size_t)5 * 1024 * 1024)
+#define S3_DEF_PART ((size_t)8 * 1024 * 1024)
+#define S3_MAX_PART ((size_t)5 * 1024 * 1024 * 1024)
+#define S3_MAX_COPY ((uint64_t)5 * 1024 * 1024 * 1024) /* CopyObject limit */
+#define S3_MAX_PARTS 10000
+#define S3_EMPTY_SHA                                                         \
+  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/* ---- small helpers (s3_cfg.c) ------------------------------------------ */
+
+typedef struct s3_buf {
+  char *data;
+  size_t len, cap;
+} s3_buf;
+
+void s3_buf_add(s3_buf *b, const void *p, size_t n);
+void s3_buf_adds(s3_buf *b, const char *s);
+void s3_buf_addf(s3_buf *b, const char *fmt, ...) ENG_PRINTF(2, 3);
+void s3_buf_free(s3_buf *b);
+
+void *s3_xmalloc(size_t n);
+void *s3_xcalloc(size_t n, size_t m);
+char *s3_xstrdup(const char *s);
+char *s3_asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
+
+/* RFC 3986 encoding as SigV4 wants it: unreserved characters stay, every
+ * other byte becomes %XX; '/' stays when keep_slash. Caller frees. */
+char *s3_uri_encode(const char *s, int keep_slash);
+/* Hex SHA-256 of a buffer into out[65]. */
+void s3_sha256_hex(const void *p, size_t n, char out[65]);
+/* Lowercase hex of 32 bytes. */
+void s3_hex(const unsigned char *d, size_t n, char *out);
+/* Non-zero when s is 64 hex digits (case-insensitive). */
+int s3_is_sha256(const char *s);
+/* RFC 3339 / RFC 1123 date -> Unix time; -1 when unparsable. */
+int64_t s3_parse_time(const char *s);
+/* Unix time -> "YYYY-MM-DDTHH:MM:SSZ". */
+void s3_format_time(int64_t t, char out[32]);
+
+/* ---- configuration (s3_cfg.c) ------------------------------------------ */
+
+typedef struct s3_cfg {
+  char *endpoint; /* "scheme://host[:port]" without a trailing '/' */
+  int path_style; /* custom endpoints: /bucket/key; AWS: bucket.host/key */
+  int aws;        /* endpoint is AWS's own (virtual-host style) */
+  char *region;
+  char *akid;
+  char *secret;
+  char *token; /* may be NULL */
+  char *ca_bundle; /* AWS_CA_BUNDLE, may be NULL */
+} s3_cfg;
+
+/* Fill cfg from `params` (borrowed; keys "endpoint", "region" may be
+ * absent) and the environment. Registers the secret and token with
+ * host->secret. On error, returns an eng_err and writes a message. */
+int s3_cfg_load(eng_call *call, const json_t *params, s3_cfg *cfg,
+                char *err, size_t errlen);
+void s3_cfg_copy(s3_cfg *dst, const s3_cfg *src);
+void s3_cfg_free(s3_cfg *cfg);
+
+/* Split "s3://bucket/key" (key may be empty when allow_empty_key). */
+int s3_url_parse(const char *url, char **bucket, char **key,
+                 int allow_empty_key, char *err, size_t errlen);
+
+/* ---- XML (s3_xml.c) ---------------------------------------------------- */
+
+typedef struct s3_xml {
+  char *name; /* local name (namespace prefix dropped) */
+  char *text; /* concatenated character data, never NULL */
+  struct s3_xml *child, *last, *next;
+} s3_xml;
+
+s3_xml *s3_xml_parse(const char *buf, size_t len);
+void s3_xml_free(s3_xml *x);
+s3_xml *s3_xml_child(const s3_xml *x, const char *name);
+/* Text of the named child, or NULL. */
+const char *s3_xml_text(const s3_xml *x, const char *name);
+
+/* ---- requests (s3_req.c) ----------------------------------------------- */
+
+typedef struct s3_req s3_req;
+typedef void (*s3_req_cb)(void *ud, s3_req *r);
+/* Receives the body of a 2xx response; returns len, or
+ * CURL_WRITEFUNC_PAUSE (0x10000001) to pause (the same bytes come again
+ * after s3_req_pause(r, 0)). Non-2xx bodies are kept in r->body instead. */
+typedef size_t (*s3_req_sink)(void *ud, const char *buf, size_t len);
+
+struct s3_req {
+  /* result, valid in the callback */
+  int rc;             /* transport: ENG_OK or curl's error mapped */
+  long status;        /* HTTP status (0 without an answer) */
+  char curl_err[256]; /* curl's message when rc != ENG_OK */
+  s3_buf body;        /* response body (capped) unless a sink took it */
+  char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
+  int64_t content_length; /* -1 when not given */
+  uint64_t delivered;     /* bytes given to the sink */
+  int tries;
+
+  /* request, private to s3_req.c */
+  eng_call *call;
+  const s3_cfg *cfg; /* borrowed: must outlive the request */
+  char *method, *bucket, *key, *query;
+  char *url;
+  struct curl_slist *extra; /* user headers */
+  struct curl_slist *hdrs;  /* sent headers (rebuilt per try) */
+  const char *req_body;
+  size_t req_len;
+  char req_sha[65];
+  int max_tries;
+  s3_req_sink sink;
+  void *sink_ud;
+  s3_req_cb cb;
+  void *ud;
+  void *easy;
+  eng_http *http;
+  eng_timer *retry_timer;
+  int paused, running, cancelled, lenient;
+};
+
+/* A request for METHOD on bucket/key (key may be "" or NULL) with an
+ * already canonical query (sorted, "uploads=" rather than "uploads") or
+ * NULL. cfg is borrowed. */
+s3_req *s3_req_new(eng_call *call, const s3_cfg *cfg, const char *method,
+                   const char *bucket, const char *key, const char *query);
+void s3_req_header(s3_req *r, const char *fmt, ...) ENG_PRINTF(2, 3);
+/* Body (borrowed: must stay valid until cb) and its hex SHA-256 (NULL:
+ * computed here). */
+void s3_req_body(s3_req *r, const char *body, size_t len, const char *sha);
+void s3_req_set_sink(s3_req *r, s3_req_sink sink, void *ud);
+/* Start; cb runs exactly once unless this returns an error. Transient
+ * failures (5xx, timeouts, connection errors, before any byte reached the
+ * sink) are retried up to max_tries (3) with backoff. */
+int s3_req_start(s3_req *r, s3_req_cb cb, void *ud);
+/* Cancel a running request: cb runs with rc ENG_ERR_CANCELLED (at once,
+ * or soon when called from inside a sink). */
+void s3_req_cancel(s3_req *r);
+void s3_req_pause(s3_req *r, int paused);
+void s3_req_free(s3_req *r);
+/* Classify the finished request: ENG_OK for 2xx without an <Error> body;
+ * otherwise an eng_err with a message that says what to do. */
+int s3_req_check(s3_req *r, char *msg, size_t msglen);
+/* The S3 error code of the answer ("NoSuchKey"), or "" */
+const char *s3_req_error_code(s3_req *r);
+
+/* ---- writer (s3_write.c) ----------------------------------------------- */
+
+typedef struct s3_writer s3_writer;
+
+typedef struct s3_write_opts {
+  size_t part_size;          /* 0: default */
+  int concurrency;           /* 0: default */
+  const char *storage_class; /* NULL: the bucket's default */
+  const char *sha256;        /* known up front: stored with the object */
+} s3_write_opts;
+
+int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
+                   const s3_write_opts *o, s3_writer **out, char *err,
+                   size_t errlen);
+int s3_writer_write(s3_writer *w, const void *buf, size_t len,
+                    eng_stream_write_cb cb, void *ud);
+int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
+                     void *ud);
+void s3_writer_abort(s3_writer *w);
+/* The message of the first failure (valid until the writer is freed). */
+const char *s3_writer_error(s3_writer *w);
+
+/* ---- reader (s3_read.c) ------------------------------------------------ */
+
+typedef struct s3_reader s3_reader;
+
+int s3_reader_open(eng_call *call, const s3_cfg *cfg, const char *url,
+                   int want_expected, eng_stream_data_cb on_data,
+                   eng_stream_done_cb on_end, void *ud, s3_reader **out,
+                   char *err, size_t errlen);
+void s3_reader_pause(s3_reader *r, int paused);
+void s3_reader_cancel(s3_reader *r);
+/* The message of the failure given to on_end (valid inside on_end). */
+const char *s3_reader_error(s3_reader *r);
+
+/* Look for "KEY.sha256" (sidecar); cb(ud, rc, hex or NULL). rc ENG_OK with
+ * hex NULL: there is none. */
+typedef void (*s3_sidecar_cb)(void *ud, int rc, const char *hex,
+                              const char *err);
+int s3_sidecar_fetch(eng_call *call, const s3_cfg *cfg, const char *bucket,
+                     const char *key, s3_sidecar_cb cb, void *ud);
+/* Parse a sidecar body ("HEX  name" or "HEX"); returns 1 and fills hex. */
+int s3_sidecar_parse(const char *body, size_t len, char hex[65]);
+
+/* ---- the scheme and actions -------------------------------------------- */
+
+extern const eng_stream_scheme s3_scheme;
+#define S3_N_ACTIONS 6
+extern const eng_action s3_actions[S3_N_ACTIONS];
+
+#endif /* S3_INT_H */

@@ -1,0 +1,952 @@
+/*
+ * s3_write.c - the multipart writer: the write side of the "s3" stream
+ * scheme, and what s3.put uploads with.
+ *
+ * Bytes are copied into a part buffer of part_size; a full part is hashed
+ * on a worker thread (its real SHA-256 goes out as x-amz-content-sha256)
+ * and uploaded, up to `concurrency` parts at once. While that many parts
+ * are in flight, a write's callback waits: that is the backpressure, and
+ * memory stays at about (concurrency + 1) x part_size.
+ *
+ * The multipart upload is created lazily, with the first full part; a
+ * stream that ends before filling one part becomes a single PutObject
+ * carrying x-amz-meta-sha256. Otherwise finish() uploads the last part,
+ * completes (checking a 200 answer for an <Error> body), then stores the
+ * SHA-256: already in the metadata when it was known at open (s3.put), else
+ * by copying the object onto itself with REPLACEd metadata (<= 5 GiB), else
+ * (or when the copy fails) as the sidecar KEY.sha256.
+ *
+ * Failure and abort: each request retries transient errors (s3_req.c);
+ * after that the writer fails: the pending write's (or finish's) callback
+ * gets the error, the other parts are cancelled and AbortMultipartUpload
+ * is sent, so no partial object ever becomes visible. Because the call may
+ * end (and its transfers be cancelled) before that abort is answered, each
+ * created upload is also registered with host->at_run_end: at the end of
+ * the run, an upload that was neither completed nor aborted is aborted
+ * then. A SIGKILLed engine leaves the upload pending (invisible, but
+ * billed) until `s3.abort_upload` runs (its journal entry names it) or a
+ * bucket lifecycle rule removes it.
+ */
+#include "s3_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct wpart {
+  struct s3_writer *w;
+  int num;
+  char *buf;
+  size_t len;
+  char sha[65];
+  s3_req *req;
+  int hashing;
+  struct wpart *next;
+} wpart;
+
+/* What the run-end hook needs to abort an upload the writer could not. */
+typedef struct s3_pending {
+  int refs;
+  int open; /* created, neither completed nor known aborted */
+  s3_cfg cfg;
+  char *bucket, *key, *upload_id;
+  eng_call *end_call;
+} s3_pending;
+
+enum { PH_OPEN, PH_COMPLETING, PH_COMPLETED, PH_DONE };
+
+struct s3_writer {
+  eng_call *call;
+  s3_cfg cfg;
+  char *url, *bucket, *key, *storage_class, *meta_sha;
+  size_t part_size;
+  int concurrency;
+  int64_t size_hint;
+
+  char *upload_id;
+  int creating;
+  s3_req *ctl;       /* create, put, complete, copy, sidecar */
+  s3_buf ctl_body;   /* complete's XML, the sidecar's text */
+  s3_req *abort_req; /* AbortMultipartUpload or the object's delete */
+
+  char *cur;
+  size_t cur_len;
+  int next_num;
+  wpart *parts; /* submitted, not yet uploaded */
+  int in_flight;
+  char **etags;
+  int n_etags;
+  uint64_t bytes;    /* accepted */
+  uint64_t uploaded; /* acknowledged by S3 */
+
+  const char *wbuf;
+  size_t wlen;
+  eng_stream_write_cb wcb;
+  void *wud;
+  eng_timer *wtimer;
+  int wtimer_rc;
+  int in_write;
+
+  int phase;
+  int finishing;
+  char sha[65];
+  eng_stream_done_cb fcb;
+  void *fud;
+  eng_timer *ftimer;
+  char *final_etag, *final_version;
+  const char *checksum_where;
+
+  int rc;
+  char err[1024];
+  int aborting;
+  int async; /* worker items outstanding */
+  int holds; /* entry points on the stack */
+  int64_t obj_token;
+  s3_pending *pend;
+};
+
+static void pump(s3_writer *w);
+static void complete(s3_writer *w);
+static void start_abort(s3_writer *w);
+static void send_part(wpart *p);
+
+/* ---- lifetime -------------------------------------------------------------- */
+
+static void pend_unref(s3_pending *p) {
+  if (!p || --p->refs > 0) return;
+  s3_cfg_free(&p->cfg);
+  free(p->bucket);
+  free(p->key);
+  free(p->upload_id);
+  free(p);
+}
+
+static int busy(const s3_writer *w) {
+  return w->holds > 0 || w->async > 0 || w->parts || w->ctl || w->abort_req ||
+         w->creating || w->wtimer || w->ftimer;
+}
+
+static void writer_free(s3_writer *w) {
+  free(w->cur);
+  for (int i = 0; i < w->n_etags; i++) free(w->etags[i]);
+  free(w->etags);
+  s3_buf_free(&w->ctl_body);
+  s3_cfg_free(&w->cfg);
+  free(w->url);
+  free(w->bucket);
+  free(w->key);
+  free(w->storage_class);
+  free(w->meta_sha);
+  free(w->upload_id);
+  free(w->final_etag);
+  free(w->final_version);
+  pend_unref(w->pend);
+  free(w);
+}
+
+/* Free once nothing refers to w any more (after finish's cb or abort). */
+static void maybe_free(s3_writer *w) {
+  if ((w->aborting || w->phase == PH_DONE) && !busy(w)) writer_free(w);
+}
+
+static void hold(s3_writer *w) { w->holds++; }
+static void release(s3_writer *w) {
+  w->holds--;
+  maybe_free(w);
+}
+
+const char *s3_writer_error(s3_writer *w) { return w->err; }
+
+/* ---- the pending write ----------------------------------------------------- */
+
+static void on_wtimer(void *ud) {
+  s3_writer *w = ud;
+  w->wtimer = NULL;
+  eng_stream_write_cb cb = w->wcb;
+  w->wcb = NULL;
+  hold(w);
+  if (cb && !w->aborting) cb(w->wud, w->wtimer_rc);
+  release(w);
+}
+
+/* The write's callback; never from inside write() itself. */
+static void release_write(s3_writer *w, int rc) {
+  if (!w->wcb) return;
+  if (w->in_write) {
+    w->wtimer_rc = rc;
+    w->wtimer = s3_host->timer_start(w->call, 0, on_wtimer, w);
+    if (w->wtimer) return;
+  }
+  eng_stream_write_cb cb = w->wcb;
+  w->wcb = NULL;
+  cb(w->wud, rc);
+}
+
+/* ---- finishing --------------------------------------------------------------- */
+
+static void call_finish_cb(s3_writer *w, int rc, json_t *info) {
+  eng_stream_done_cb cb = w->fcb;
+  w->fcb = NULL;
+  if (cb)
+    cb(w->fud, rc, info);
+  else
+    json_decref(info);
+}
+
+static void on_ftimer(void *ud) {
+  s3_writer *w = ud;
+  w->ftimer = NULL;
+  hold(w);
+  call_finish_cb(w, w->rc,
+                 json_pack("{s:s, s:s}", "url", w->url, "error", w->err));
+  start_abort(w);
+  release(w);
+}
+
+/* ---- failure ---------------------------------------------------------------- */
+
+static void drop_part(wpart *p);
+
+/* Cancel the parts' requests; free parts that wait for nothing else. */
+static void stop_parts(s3_writer *w) {
+  for (wpart *p = w->parts, *next; p; p = next) {
+    next = p->next;
+    if (p->req)
+      s3_req_cancel(p->req); /* on_part drops it */
+    else if (!p->hashing)
+      drop_part(p);
+  }
+}
+
+static void fail(s3_writer *w, int rc, const char *msg) {
+  if (w->rc) return;
+  w->rc = rc ? rc : ENG_ERR_FAILED;
+  if (w->rc == ENG_ERR_CANCELLED)
+    snprintf(w->err, sizeof w->err,
+             "upload to %s cancelled: the multipart upload is aborted, no "
+             "object was made", w->url);
+  else
+    snprintf(w->err, sizeof w->err, "%s", msg);
+  hold(w);
+  /* The call's failure message: the stream callbacks only carry codes. */
+  s3_host->fail(w->call, "%s", w->err);
+  stop_parts(w);
+  if (w->wcb) release_write(w, w->rc);
+  if (w->finishing && w->phase != PH_DONE) {
+    /* finish's cb gets the error; the writer then cleans up itself */
+    call_finish_cb(w, w->rc,
+                   json_pack("{s:s, s:s}", "url", w->url, "error", w->err));
+    start_abort(w);
+  }
+  release(w);
+}
+
+/* ---- parts ------------------------------------------------------------------------ */
+
+static void drop_part(wpart *p) {
+  s3_writer *w = p->w;
+  wpart **pp = &w->parts;
+  while (*pp && *pp != p) pp = &(*pp)->next;
+  if (*pp) *pp = p->next;
+  w->in_flight--;
+  s3_req_free(p->req);
+  free(p->buf);
+  free(p);
+}
+
+static void hash_fn(void *ud) {
+  wpart *p = ud;
+  s3_sha256_hex(p->buf, p->len, p->sha);
+}
+
+static void hash_after(void *ud, int status) {
+  wpart *p = ud;
+  s3_writer *w = p->w;
+  (void)status;
+  w->async--;
+  p->hashing = 0;
+  hold(w);
+  if (w->aborting || w->rc)
+    drop_part(p);
+  else if (w->upload_id)
+    send_part(p);
+  release(w);
+}
+
+static void on_part(void *ud, s3_req *r) {
+  wpart *p = ud;
+  s3_writer *w = p->w;
+  char msg[1024];
+  hold(w);
+  int rc = s3_req_check(r, msg, sizeof msg);
+  if (w->aborting || w->rc) {
+    drop_part(p);
+    release(w);
+    return;
+  }
+  if (rc != ENG_OK) {
+    char m2[1200];
+    snprintf(m2, sizeof m2, "uploading part %d of %s: %s", p->num, w->url, msg);
+    drop_part(p);
+    fail(w, rc, m2);
+    release(w);
+    return;
+  }
+  if (p->num > w->n_etags) {
+    char **e = realloc(w->etags, (size_t)p->num * sizeof *e);
+    if (!e) abort();
+    for (int i = w->n_etags; i < p->num; i++) e[i] = NULL;
+    w->etags = e;
+    w->n_etags = p->num;
+  }
+  free(w->etags[p->num - 1]);
+  w->etags[p->num - 1] = s3_xstrdup(r->etag ? r->etag : "");
+  w->uploaded += p->len;
+  s3_host->progress(w->call, (int64_t)w->uploaded, w->size_hint);
+  drop_part(p);
+  pump(w);
+  if (w->finishing && !w->rc && !w->aborting && w->in_flight == 0 &&
+      w->phase == PH_OPEN)
+    complete(w);
+  release(w);
+}
+
+static void send_part(wpart *p) {
+  s3_writer *w = p->w;
+  char *uid = s3_uri_encode(w->upload_id, 0);
+  char *q = s3_asprintf("partNumber=%d&uploadId=%s", p->num, uid);
+  free(uid);
+  p->req = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, q);
+  free(q);
+  s3_req_header(p->req, "Content-Type: application/octet-stream");
+  s3_req_body(p->req, p->buf, p->len, p->sha);
+  int rc = s3_req_start(p->req, on_part, p);
+  if (rc != ENG_OK) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot start the upload of part %d: %s", p->num,
+             eng_strerror(rc));
+    drop_part(p);
+    fail(w, rc, msg);
+  }
+}
+
+/* ---- the upload ------------------------------------------------------------------- */
+
+static void on_pend_abort(void *ud, s3_req *r) {
+  s3_pending *p = ud;
+  char msg[1024];
+  int rc = s3_req_check(r, msg, sizeof msg);
+  if (rc == ENG_ERR_NOTFOUND) rc = ENG_OK; /* gone already */
+  if (rc != ENG_OK)
+    s3_host->fail(p->end_call, "aborting the multipart upload of s3://%s/%s: %s",
+                  p->bucket, p->key, msg);
+  else
+    s3_host->log(p->end_call, ENG_LOG_INFO,
+                 "aborted the unfinished multipart upload of s3://%s/%s",
+                 p->bucket, p->key);
+  s3_req_free(r);
+  eng_call *c = p->end_call;
+  pend_unref(p);
+  s3_host->done(c, rc);
+}
+
+/* Run end: abort an upload nobody completed or aborted. */
+static int pend_hook(eng_call *end_call, void *ud) {
+  s3_pending *p = ud;
+  if (!p->open) {
+    pend_unref(p);
+    s3_host->done(end_call, ENG_OK);
+    return ENG_OK;
+  }
+  p->end_call = end_call;
+  char *uid = s3_uri_encode(p->upload_id, 0);
+  char *q = s3_asprintf("uploadId=%s", uid);
+  free(uid);
+  s3_req *r = s3_req_new(end_call, &p->cfg, "DELETE", p->bucket, p->key, q);
+  free(q);
+  int rc = s3_req_start(r, on_pend_abort, p);
+  if (rc != ENG_OK) {
+    s3_req_free(r);
+    pend_unref(p);
+    return rc;
+  }
+  return ENG_OK;
+}
+
+static void journal_upload(s3_writer *w) {
+  char *id = s3_asprintf("%s?uploadId=%s", w->url, w->upload_id);
+  json_t *d = json_pack("{s:{s:s, s:{s:s, s:s}}}", "undo", "action",
+                        "s3.abort_upload", "with", "url", w->url, "upload_id",
+                        w->upload_id);
+  int64_t t = s3_host->journal_intent(w->call, "multipart_upload", id, d);
+  s3_host->journal_confirm(w->call, t);
+  json_decref(d);
+  free(id);
+}
+
+static void journal_upload_gone(s3_writer *w) {
+  if (!w->upload_id) return;
+  char *id = s3_asprintf("%s?uploadId=%s", w->url, w->upload_id);
+  s3_host->journal_removed(w->call, "multipart_upload", id);
+  free(id);
+  if (w->pend) w->pend->open = 0;
+}
+
+static void on_created(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->creating = 0;
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  const char *uid = NULL;
+  s3_xml *x = NULL;
+  if (rc == ENG_OK) {
+    x = s3_xml_parse(r->body.data, r->body.len);
+    uid = x ? s3_xml_text(x, "UploadId") : NULL;
+    if (!uid || !*uid) {
+      rc = ENG_ERR_PROTOCOL;
+      snprintf(msg, sizeof msg,
+               "CreateMultipartUpload of %s: no UploadId in S3's answer",
+               w->url);
+    }
+  }
+  if (rc == ENG_OK) {
+    w->upload_id = s3_xstrdup(uid);
+    journal_upload(w);
+    s3_pending *p = s3_xcalloc(1, sizeof *p);
+    p->refs = 1;
+    p->open = 1;
+    s3_cfg_copy(&p->cfg, &w->cfg);
+    p->bucket = s3_xstrdup(w->bucket);
+    p->key = s3_xstrdup(w->key);
+    p->upload_id = s3_xstrdup(uid);
+    w->pend = p;
+    if (s3_host->at_run_end(w->call, pend_hook, p) == ENG_OK) p->refs++;
+  }
+  s3_xml_free(x);
+  s3_req_free(r);
+  if (rc != ENG_OK) {
+    fail(w, rc, msg);
+  } else if (w->aborting) {
+    start_abort(w);
+  } else if (!w->rc) {
+    for (wpart *p = w->parts, *next; p; p = next) {
+      next = p->next;
+      if (!p->hashing && !p->req) send_part(p);
+      if (w->rc) break;
+    }
+  }
+  release(w);
+}
+
+static void add_common_headers(s3_writer *w, s3_req *r, const char *sha) {
+  s3_req_header(r, "Content-Type: application/octet-stream");
+  if (sha) s3_req_header(r, "x-amz-meta-sha256: %s", sha);
+  if (w->storage_class) s3_req_header(r, "x-amz-storage-class: %s",
+                                      w->storage_class);
+}
+
+static void ensure_upload(s3_writer *w) {
+  if (w->upload_id || w->creating || w->rc) return;
+  w->creating = 1;
+  w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key,
+                      "uploads=");
+  add_common_headers(w, w->ctl, w->meta_sha);
+  s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
+  int rc = s3_req_start(w->ctl, on_created, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+    w->creating = 0;
+    fail(w, rc, "cannot start CreateMultipartUpload");
+  }
+}
+
+static void submit_cur(s3_writer *w) {
+  if (w->next_num >= S3_MAX_PARTS) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "%s: more than %d parts of %zu bytes: raise part_size",
+             w->url, S3_MAX_PARTS, w->part_size);
+    fail(w, ENG_ERR_INVALID, msg);
+    return;
+  }
+  wpart *p = s3_xcalloc(1, sizeof *p);
+  p->w = w;
+  p->num = ++w->next_num;
+  p->buf = w->cur;
+  p->len = w->cur_len;
+  w->cur = NULL;
+  w->cur_len = 0;
+  p->next = w->parts;
+  w->parts = p;
+  w->in_flight++;
+  ensure_upload(w);
+  if (w->rc) return; /* fail() dropped p with the other idle parts */
+  p->hashing = 1;
+  w->async++;
+  if (s3_host->work(w->call, hash_fn, hash_after, p) != ENG_OK) {
+    hash_fn(p);
+    hash_after(p, 0);
+  }
+}
+
+/* Move the pending write's bytes into parts while there is room. */
+static void pump(s3_writer *w) {
+  while (w->wlen > 0 && !w->rc && !w->aborting) {
+    if (!w->cur) {
+      w->cur = s3_xmalloc(w->part_size);
+      w->cur_len = 0;
+    }
+    size_t space = w->part_size - w->cur_len;
+    if (space == 0) {
+      if (w->in_flight >= w->concurrency) return; /* backpressure */
+      submit_cur(w);
+      continue;
+    }
+    size_t k = w->wlen < space ? w->wlen : space;
+    memcpy(w->cur + w->cur_len, w->wbuf, k);
+    w->cur_len += k;
+    w->wbuf += k;
+    w->wlen -= k;
+    w->bytes += k;
+  }
+  if (w->rc || w->aborting) return;
+  if (w->cur && w->cur_len == w->part_size && w->in_flight < w->concurrency)
+    submit_cur(w);
+  if (w->wlen == 0 && !w->rc) release_write(w, ENG_OK);
+}
+
+/* ---- completion ------------------------------------------------------------------------ */
+
+static void done_ok(s3_writer *w) {
+  w->phase = PH_DONE;
+  s3_host->journal_confirm(w->call, w->obj_token);
+  json_t *info = json_object();
+  json_object_set_new(info, "url", json_string(w->url));
+  json_object_set_new(info, "bytes", json_integer((json_int_t)w->bytes));
+  json_object_set_new(info, "sha256", json_string(w->sha));
+  json_object_set_new(info, "etag",
+                      json_string(w->final_etag ? w->final_etag : ""));
+  if (w->final_version)
+    json_object_set_new(info, "version_id", json_string(w->final_version));
+  json_object_set_new(info, "checksum_stored",
+                      json_string(w->checksum_where ? w->checksum_where
+                                                    : "none"));
+  if (w->upload_id)
+    json_object_set_new(info, "parts", json_integer(w->next_num));
+  call_finish_cb(w, ENG_OK, info);
+}
+
+static char *strip_quotes(const char *s) {
+  if (!s) return s3_xstrdup("");
+  size_t n = strlen(s);
+  if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+    char *d = s3_xmalloc(n - 1);
+    memcpy(d, s + 1, n - 2);
+    d[n - 2] = '\0';
+    return d;
+  }
+  return s3_xstrdup(s);
+}
+
+static void set_final(s3_writer *w, const char *etag, const char *version) {
+  if (etag) {
+    free(w->final_etag);
+    w->final_etag = strip_quotes(etag);
+  }
+  if (version && strcmp(version, "null") != 0) {
+    free(w->final_version);
+    w->final_version = s3_xstrdup(version);
+  }
+}
+
+static void on_sidecar(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  s3_req_free(r);
+  if (w->aborting) {
+    release(w);
+    return;
+  }
+  if (rc != ENG_OK) {
+    s3_host->log(w->call, ENG_LOG_WARN,
+                 "%s was stored, but its SHA-256 could not be (%s): s3.get "
+                 "cannot verify it",
+                 w->url, msg);
+  } else {
+    w->checksum_where = "sidecar";
+  }
+  done_ok(w);
+  release(w);
+}
+
+static void write_sidecar(s3_writer *w) {
+  const char *base = strrchr(w->key, '/');
+  base = base ? base + 1 : w->key;
+  s3_buf_free(&w->ctl_body);
+  s3_buf_addf(&w->ctl_body, "%s  %s\n", w->sha, base);
+  char *skey = s3_asprintf("%s.sha256", w->key);
+  char *surl = s3_asprintf("%s.sha256", w->url);
+  json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
+                        "with", "url", surl);
+  int64_t t = s3_host->journal_intent(w->call, "object", surl, d);
+  json_decref(d);
+  w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, skey, NULL);
+  s3_req_header(w->ctl, "Content-Type: text/plain");
+  s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, NULL);
+  free(skey);
+  int rc = s3_req_start(w->ctl, on_sidecar, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+    s3_host->log(w->call, ENG_LOG_WARN, "%s: cannot write %s: %s", w->url,
+                 surl, eng_strerror(rc));
+    done_ok(w);
+  } else {
+    s3_host->journal_confirm(w->call, t);
+  }
+  free(surl);
+}
+
+static void on_copied(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  if (w->aborting) {
+    s3_req_free(r);
+    release(w);
+    return;
+  }
+  if (rc == ENG_OK) {
+    s3_xml *x = s3_xml_parse(r->body.data, r->body.len);
+    set_final(w, x ? s3_xml_text(x, "ETag") : NULL, r->version_id);
+    s3_xml_free(x);
+    w->checksum_where = "metadata";
+    s3_req_free(r);
+    done_ok(w);
+  } else {
+    s3_req_free(r);
+    s3_host->log(w->call, ENG_LOG_WARN,
+                 "storing the SHA-256 of %s as metadata failed (%s); writing "
+                 "the sidecar %s.sha256",
+                 w->url, msg, w->key);
+    write_sidecar(w);
+  }
+  release(w);
+}
+
+static void store_checksum(s3_writer *w) {
+  if (!s3_is_sha256(w->sha)) { /* nobody told us: nothing to store */
+    done_ok(w);
+    return;
+  }
+  if (w->meta_sha) {
+    w->checksum_where = "metadata";
+    done_ok(w);
+    return;
+  }
+  uint64_t limit = S3_MAX_COPY;
+  const char *tl = getenv("ENGINE_S3_TEST_COPY_LIMIT"); /* tests: sidecar */
+  if (tl && *tl) limit = strtoull(tl, NULL, 10);
+  if (w->bytes > limit) {
+    write_sidecar(w);
+    return;
+  }
+  char *src = s3_uri_encode(w->key, 1);
+  w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
+  s3_req_header(w->ctl, "x-amz-copy-source: /%s/%s", w->bucket, src);
+  s3_req_header(w->ctl, "x-amz-metadata-directive: REPLACE");
+  add_common_headers(w, w->ctl, w->sha);
+  s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
+  free(src);
+  int rc = s3_req_start(w->ctl, on_copied, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+    write_sidecar(w);
+  }
+}
+
+static void on_completed(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  s3_xml *x = rc == ENG_OK ? s3_xml_parse(r->body.data, r->body.len) : NULL;
+  if (rc == ENG_OK) {
+    w->phase = PH_COMPLETED;
+    journal_upload_gone(w);
+    set_final(w, x ? s3_xml_text(x, "ETag") : r->etag, r->version_id);
+  }
+  s3_xml_free(x);
+  s3_req_free(r);
+  if (w->aborting) {
+    start_abort(w); /* completed meanwhile: remove the object again */
+  } else if (rc != ENG_OK) {
+    char m2[1200];
+    snprintf(m2, sizeof m2, "completing the multipart upload: %s", msg);
+    fail(w, rc, m2);
+  } else {
+    store_checksum(w);
+  }
+  release(w);
+}
+
+static void journal_object(s3_writer *w) {
+  json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
+                        "with", "url", w->url);
+  w->obj_token = s3_host->journal_intent(w->call, "object", w->url, d);
+  json_decref(d);
+}
+
+static void complete(s3_writer *w) {
+  w->phase = PH_COMPLETING;
+  s3_buf *b = &w->ctl_body;
+  s3_buf_free(b);
+  s3_buf_adds(b, "<CompleteMultipartUpload "
+                 "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+  for (int i = 0; i < w->next_num; i++) {
+    const char *e = i < w->n_etags && w->etags[i] ? w->etags[i] : "";
+    s3_buf_addf(b, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
+    for (const char *c = e; *c; c++) { /* ETags are quoted: escape */
+      if (*c == '"')
+        s3_buf_adds(b, "&quot;");
+      else if (*c == '&')
+        s3_buf_adds(b, "&amp;");
+      else if (*c == '<')
+        s3_buf_adds(b, "&lt;");
+      else
+        s3_buf_add(b, c, 1);
+    }
+    s3_buf_adds(b, "</ETag></Part>");
+  }
+  s3_buf_adds(b, "</CompleteMultipartUpload>");
+  journal_object(w);
+  char *uid = s3_uri_encode(w->upload_id, 0);
+  char *q = s3_asprintf("uploadId=%s", uid);
+  free(uid);
+  w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key, q);
+  free(q);
+  s3_req_header(w->ctl, "Content-Type: application/xml");
+  s3_req_body(w->ctl, b->data, b->len, NULL);
+  int rc = s3_req_start(w->ctl, on_completed, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+    fail(w, rc, "cannot start CompleteMultipartUpload");
+  }
+}
+
+static void on_put(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  if (rc == ENG_OK) {
+    w->phase = PH_COMPLETED;
+    set_final(w, r->etag, r->version_id);
+  } else if (!strcmp(s3_req_error_code(r), "XAmzContentSHA256Mismatch")) {
+    rc = ENG_ERR_CHECKSUM;
+    snprintf(msg, sizeof msg,
+             "PUT %s: S3 computed another SHA-256 than the one given for "
+             "the bytes (XAmzContentSHA256Mismatch)",
+             w->url);
+  }
+  s3_req_free(r);
+  if (w->aborting) {
+    if (rc == ENG_OK) start_abort(w);
+  } else if (rc != ENG_OK) {
+    fail(w, rc, msg);
+  } else {
+    w->checksum_where = "metadata";
+    done_ok(w);
+  }
+  release(w);
+}
+
+static void put_single(s3_writer *w) {
+  w->phase = PH_COMPLETING;
+  journal_object(w);
+  w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
+  add_common_headers(w, w->ctl, w->meta_sha ? w->meta_sha : w->sha);
+  /* The SHA-256 of the stored bytes is the payload hash: S3 checks it. */
+  s3_req_body(w->ctl, w->cur ? w->cur : "", w->cur_len, w->sha);
+  int rc = s3_req_start(w->ctl, on_put, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+    fail(w, rc, "cannot start PutObject");
+  }
+}
+
+/* ---- abort ---------------------------------------------------------------------------- */
+
+static void on_aborted(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024];
+  hold(w);
+  w->abort_req = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  int was_delete = r->query == NULL;
+  s3_req_free(r);
+  if (rc == ENG_OK || rc == ENG_ERR_NOTFOUND) {
+    if (was_delete) {
+      s3_host->journal_removed(w->call, "object", w->url);
+    } else {
+      journal_upload_gone(w);
+      s3_host->log(w->call, ENG_LOG_INFO,
+                   "aborted the multipart upload of %s: no object was made",
+                   w->url);
+    }
+  } else if (rc != ENG_ERR_CANCELLED) {
+    s3_host->log(w->call, ENG_LOG_WARN,
+                 "could not abort the multipart upload of %s (%s): it is "
+                 "retried at the end of the run",
+                 w->url, msg);
+  }
+  release(w);
+}
+
+static void start_abort(s3_writer *w) {
+  w->aborting = 1;
+  if (w->wtimer) {
+    s3_host->timer_stop(w->wtimer);
+    w->wtimer = NULL;
+  }
+  w->wcb = NULL;
+  stop_parts(w);
+  if (w->creating || w->abort_req) return; /* on_created calls us again */
+  if (w->ctl) {
+    s3_req_cancel(w->ctl); /* its cb calls us again when it matters */
+    return;
+  }
+  if (w->phase == PH_COMPLETED) {
+    /* The object became visible but the write did not succeed. */
+    w->abort_req = s3_req_new(w->call, &w->cfg, "DELETE", w->bucket, w->key,
+                              NULL);
+  } else if (w->upload_id && (!w->pend || w->pend->open)) {
+    char *uid = s3_uri_encode(w->upload_id, 0);
+    char *q = s3_asprintf("uploadId=%s", uid);
+    free(uid);
+    w->abort_req = s3_req_new(w->call, &w->cfg, "DELETE", w->bucket, w->key,
+                              q);
+    free(q);
+  } else {
+    return;
+  }
+  if (s3_req_start(w->abort_req, on_aborted, w) != ENG_OK) {
+    s3_req_free(w->abort_req);
+    w->abort_req = NULL;
+  }
+}
+
+/* ---- API -------------------------------------------------------------------------------- */
+
+int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
+                   const s3_write_opts *o, s3_writer **out, char *err,
+                   size_t errlen) {
+  *out = NULL;
+  char *bucket, *key;
+  int rc = s3_url_parse(url, &bucket, &key, 0, err, errlen);
+  if (rc != ENG_OK) return rc;
+  size_t ps = o && o->part_size ? o->part_size : S3_DEF_PART;
+  if (ps < S3_MIN_PART || ps > S3_MAX_PART) {
+    snprintf(err, errlen,
+             "part_size %zu is out of range: S3 parts are 5 MiB to 5 GiB", ps);
+    free(bucket);
+    free(key);
+    return ENG_ERR_INVALID;
+  }
+  int conc = o && o->concurrency ? o->concurrency : 4;
+  if (conc < 1 || conc > 64) {
+    snprintf(err, errlen, "concurrency %d is out of range (1 to 64)", conc);
+    free(bucket);
+    free(key);
+    return ENG_ERR_INVALID;
+  }
+  s3_writer *w = s3_xcalloc(1, sizeof *w);
+  w->call = call;
+  s3_cfg_copy(&w->cfg, cfg);
+  w->url = s3_asprintf("s3://%s/%s", bucket, key);
+  w->bucket = bucket;
+  w->key = key;
+  w->part_size = ps;
+  w->concurrency = conc;
+  w->size_hint = -1;
+  if (o && o->storage_class && *o->storage_class)
+    w->storage_class = s3_xstrdup(o->storage_class);
+  if (o && o->sha256 && s3_is_sha256(o->sha256))
+    w->meta_sha = s3_xstrdup(o->sha256);
+  w->obj_token = -1;
+  *out = w;
+  return ENG_OK;
+}
+
+void s3_writer_set_size(s3_writer *w, int64_t size);
+void s3_writer_set_size(s3_writer *w, int64_t size) { w->size_hint = size; }
+
+int s3_writer_write(s3_writer *w, const void *buf, size_t len,
+                    eng_stream_write_cb cb, void *ud) {
+  if (w->rc) return w->rc;
+  if (w->finishing || w->aborting || w->wcb) return ENG_ERR_INVALID;
+  hold(w);
+  w->wbuf = buf;
+  w->wlen = len;
+  w->wcb = cb;
+  w->wud = ud;
+  w->in_write = 1;
+  pump(w);
+  w->in_write = 0;
+  release(w);
+  return ENG_OK;
+}
+
+int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
+                     void *ud) {
+  if (w->finishing || w->aborting) return ENG_ERR_INVALID;
+  hold(w);
+  w->finishing = 1;
+  w->fcb = cb;
+  w->fud = ud;
+  if (sha256 && s3_is_sha256(sha256)) {
+    for (int i = 0; i < 64; i++)
+      w->sha[i] = (char)(sha256[i] | 0x20); /* lowercase hex */
+    w->sha[64] = '\0';
+  } else if (w->meta_sha) {
+    memcpy(w->sha, w->meta_sha, 65);
+  } else if (!w->upload_id && !w->creating && w->next_num == 0) {
+    s3_sha256_hex(w->cur ? w->cur : "", w->cur_len, w->sha);
+  }
+  if (w->rc) {
+    w->ftimer = s3_host->timer_start(w->call, 0, on_ftimer, w);
+  } else if (!w->upload_id && !w->creating && w->next_num == 0) {
+    put_single(w);
+  } else {
+    if (w->cur_len > 0) submit_cur(w);
+    if (!w->rc && w->in_flight == 0 && w->upload_id && w->phase == PH_OPEN)
+      complete(w);
+  }
+  release(w);
+  return ENG_OK;
+}
+
+void s3_writer_abort(s3_writer *w) {
+  if (!w || w->aborting) return;
+  hold(w);
+  w->fcb = NULL;
+  if (w->ftimer) {
+    s3_host->timer_stop(w->ftimer);
+    w->ftimer = NULL;
+  }
+  start_abort(w);
+  release(w);
+}
