@@ -119,6 +119,12 @@ int eng__run_params(eng__run *r, eng__diags *d) {
       }
       c = eng__convert(v, p->type, p->choices ? choices : NULL, err,
                        sizeof err);
+      /* A duration parameter keeps the text it was given ("90s"), checked:
+       * actions convert it themselves, so it never changes unit twice. */
+      if (c && p->type == ENG_T_DURATION && json_is_string(v)) {
+        json_decref(c);
+        c = json_incref(v);
+      }
     }
     if (!c) {
       eng__diag_error(d, rb->file, p->node->line, p->node->col,
@@ -1181,7 +1187,7 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   else make_run_id(&r);
   r.cleanup_mode = o->cleanup_run != NULL;
   eng__diags d = {0};
-  d.color = o->color;
+  d.color = o->color && isatty(2);
   int code = ENG_EXIT_OK;
   set_env_global(&r);
   set_runbook_global(&r);

@@ -1,0 +1,140 @@
+/*
+ * prisma_int.h - declarations shared between the files of the prisma
+ * plugin.
+ *
+ * Layout:
+ *   prisma_plugin.c  descriptor: actions, parameters, outputs, init
+ *   prisma_files.c   the migrations folder (names, bytes, checksums,
+ *                    migration_lock.toml), Prisma-style URLs, UUIDs, the
+ *                    comparison of folder and _prisma_migrations rows
+ *   prisma_status.c  status
+ *   prisma_deploy.c  deploy (native and cli)
+ *
+ * The libpq session, the action life cycle (pg_op) and the connection
+ * string helpers come from the postgres plugin's sources (pg_int.h),
+ * compiled into this module.
+ *
+ * Compatibility facts (Prisma 6, schema engine): table _prisma_migrations
+ * in the schema of the URL's `schema` parameter (default public); checksum
+ * = lowercase hex SHA-256 of migration.sql; advisory lock 72707369; a row
+ * with finished_at and rolled_back_at both NULL is a failed migration and
+ * blocks deploy (P3009).
+ */
+#ifndef PRISMA_INT_H
+#define PRISMA_INT_H
+
+#include "pg_int.h"
+
+#define PRISMA_LOCK_KEY "72707369"
+#define PRISMA_TABLE "_prisma_migrations"
+
+/* ---- the migrations folder (prisma_files.c) ------------------------------ */
+
+typedef struct prisma_mig {
+  char *name; /* folder name */
+  char *sql;  /* migration.sql bytes, NUL-terminated */
+  size_t len;
+  /* SHA-256 (hex) of the bytes, of the bytes with CRLF -> LF and with
+   * LF -> CRLF: a stored checksum matches any of them. */
+  char sha[3][65];
+} prisma_mig;
+
+typedef struct prisma_dir {
+  /* in */
+  char *path;
+  /* out */
+  int rc;    /* ENG_OK or an error code with err */
+  char *err; /* malloc'd message */
+  prisma_mig *migs; /* sorted by name (byte order), as Prisma sorts */
+  size_t n;
+  char *provider; /* of migration_lock.toml, NULL when the file is absent */
+  char **skipped; /* folders without migration.sql */
+  size_t nskipped;
+} prisma_dir;
+
+/* Worker function: read the folder d->path. */
+void prisma_dir_read(void *ud);
+void prisma_dir_free(prisma_dir *d);
+/* Non-zero when the stored checksum matches the file (CRLF/LF tolerant). */
+int prisma_mig_matches(const prisma_mig *m, const char *checksum);
+
+/* ---- connection strings -------------------------------------------------- */
+
+/* A Prisma DATABASE_URL may carry parameters libpq refuses (schema,
+ * connection_limit, pool_timeout, pgbouncer, ...). Split it into a URL for
+ * libpq (those removed) and the schema (default "public"). Both malloc'd.
+ * Returns ENG_OK, or an error after host->fail(). Registers the password
+ * as a secret. */
+int prisma_url_prepare(eng_call *call, const char *url, char **libpq_url,
+                       char **schema);
+/* "schema"."_prisma_migrations", quoted. malloc'd. */
+char *prisma_table_ref(const char *schema);
+/* A quoted SQL identifier. malloc'd. */
+char *prisma_quote_ident(const char *s);
+/* Random UUID v4, lowercase. */
+void prisma_uuid4(char out[37]);
+
+/* ---- rows of _prisma_migrations vs. the folder --------------------------- */
+
+typedef struct prisma_row {
+  char *name;
+  char *checksum;
+  char *started_at;
+  int finished;
+  int rolled_back;
+} prisma_row;
+
+typedef struct prisma_rows {
+  int table_exists;
+  prisma_row *v;
+  size_t n;
+} prisma_rows;
+
+void prisma_rows_free(prisma_rows *r);
+/* Fill from SELECT migration_name, checksum, finished_at IS NOT NULL,
+ * rolled_back_at IS NOT NULL, started_at ORDER BY started_at. */
+void prisma_rows_load(prisma_rows *r, const PGresult *res);
+/* The SELECT above for a table reference. malloc'd. */
+char *prisma_rows_sql(const char *table_ref);
+
+typedef struct prisma_state {
+  json_t *applied;  /* finished, not rolled back (database order) */
+  json_t *pending;  /* in the folder, never finished, not failed */
+  json_t *failed;   /* started, not finished, not rolled back */
+  json_t *modified; /* applied, but the file's checksum differs */
+  json_t *missing;  /* applied, no folder any more */
+  char *failed_detail; /* "`NAME` started at TIME" lines, or NULL */
+} prisma_state;
+
+void prisma_state_build(prisma_state *st, const prisma_dir *d,
+                        const prisma_rows *rows);
+void prisma_state_free(prisma_state *st);
+int prisma_json_has(const json_t *list, const char *name);
+/* "a, b, c" of a string list (malloc'd). */
+char *prisma_json_join(const json_t *list);
+/* The P3009 message for st (st->failed not empty). malloc'd. */
+char *prisma_failed_message(const prisma_state *st);
+/* Log the folders without migration.sql and the lock file's absence. */
+void prisma_dir_warn(eng_call *call, const prisma_dir *d);
+
+/* ---- loading the table's state (prisma_status.c) ------------------------- */
+
+typedef struct prisma_load {
+  const char *schema; /* borrowed */
+  char *table;        /* quoted reference */
+  int schema_exists;
+  long long objects; /* tables, views, sequences, enums in the schema */
+  prisma_rows rows;  /* rows.table_exists tells whether the table exists */
+} prisma_load;
+
+/* Queue the queries that fill ld (the rows only when the table exists). */
+void prisma_load_add(pg_sess *s, prisma_load *ld, const char *schema);
+void prisma_load_free(prisma_load *ld);
+/* Fail the op after a session error, naming what was being done. */
+void prisma_fail_sess(pg_op *op, pg_sess *s, int rc, const char *what);
+
+/* ---- actions ------------------------------------------------------------- */
+int prisma_act_status(eng_call *call, const json_t *params);
+int prisma_act_deploy(eng_call *call, const json_t *params);
+
+#endif /* PRISMA_INT_H */

@@ -1,0 +1,106 @@
+/*
+ * prisma_plugin.c - the prisma plugin's descriptor: Prisma Migrate's
+ * status and deploy, native (libpq, no Node) or through the Prisma CLI.
+ */
+#include "prisma_int.h"
+
+/* The postgres sources compiled into this module use this host table. */
+const eng_host *pg_host;
+
+static int prisma_init(const eng_host *host) {
+  if (host->abi_major != ENG_ABI_MAJOR ||
+      host->size < offsetof(eng_host, at_run_end) + sizeof host->at_run_end)
+    return -1;
+  pg_host = host;
+  return 0;
+}
+
+#define P_URL                                                              \
+  {"url", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,                \
+   "the target database: postgresql://USER:PASSWORD@HOST:PORT/DBNAME, "    \
+   "as in Prisma's DATABASE_URL (?schema=NAME selects the schema of "      \
+   "_prisma_migrations, default public); default $DATABASE_URL"}
+#define P_MIGRATIONS                                                       \
+  {"migrations", ENG_T_STRING, 0, "\"prisma/migrations\"", ENG_TARGET_NONE, \
+   NULL,                                                                   \
+   "the migrations folder (one folder per migration holding "              \
+   "migration.sql, and migration_lock.toml), relative to the working "     \
+   "directory"}
+#define P_END {NULL, 0, 0, NULL, 0, NULL, NULL}
+#define O_END {NULL, 0, NULL}
+
+static const eng_param status_params[] = {
+    P_URL,
+    P_MIGRATIONS,
+    {"require_up_to_date", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "fail the step unless every migration is applied, none failed and no "
+     "applied migration.sql was edited"},
+    P_END};
+
+static const eng_output status_outputs[] = {
+    {"applied", ENG_T_LIST, "migrations applied (finished, not rolled back)"},
+    {"pending", ENG_T_LIST, "migrations of the folder not applied yet"},
+    {"failed", ENG_T_LIST,
+     "migrations started but neither finished nor rolled back: they block "
+     "deploy (Prisma's P3009)"},
+    {"modified", ENG_T_LIST,
+     "applied migrations whose migration.sql changed since (checksum "
+     "differs; Prisma itself does not report this)"},
+    {"missing_locally", ENG_T_LIST,
+     "applied migrations that have no folder in `migrations`"},
+    {"up_to_date", ENG_T_BOOL, "nothing pending, failed or modified"},
+    O_END};
+
+static const eng_param deploy_params[] = {
+    P_URL,
+    P_MIGRATIONS,
+    {"mode", ENG_T_STRING, 0, "\"native\"", ENG_TARGET_NONE, "native|cli",
+     "native: apply the pending migrations here, exactly as Prisma does; "
+     "cli: run `npx prisma migrate deploy` (needs Node and the project)"},
+    {"lock_timeout", ENG_T_DURATION, 0, "\"10s\"", ENG_TARGET_NONE, NULL,
+     "(native) how long to wait for the migration advisory lock "
+     "(pg_advisory_lock(72707369)) that another deploy holds"},
+    {"cwd", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
+     "(cli) directory to run Prisma in (the project's root); default the "
+     "working directory"},
+    {"cli", ENG_T_LIST, 0, "[\"npx\", \"--no\", \"prisma\"]",
+     ENG_TARGET_COMMAND, NULL,
+     "(cli) the Prisma command; `migrate deploy` is appended. npx --no "
+     "never downloads a Prisma that the project does not have"},
+    P_END};
+
+static const eng_output deploy_outputs[] = {
+    {"applied_now", ENG_T_LIST, "migrations this step applied, in order"},
+    {"up_to_date", ENG_T_BOOL,
+     "every migration of the folder is applied (none failed or modified)"},
+    {"modified", ENG_T_LIST,
+     "(native) applied migrations whose migration.sql changed since"},
+    O_END};
+
+static const eng_action prisma_actions[] = {
+    {"status",
+     "Compare the migrations folder with the database's _prisma_migrations "
+     "table: applied, pending, failed and edited migrations",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, status_params, status_outputs,
+     prisma_act_status, NULL},
+    {"deploy",
+     "Apply the pending migrations (prisma migrate deploy) under Prisma's "
+     "advisory lock; refuses while a failed migration is recorded",
+     ENG_SIDE_CREATES, ENG_A_REPEAT_SAFE, deploy_params, deploy_outputs,
+     prisma_act_deploy, NULL},
+};
+
+static const eng_plugin prisma_plugin = {
+    ENG_PLUGIN_HEADER,
+    .name = "prisma",
+    .version = "1.0.0",
+    .doc = "Prisma Migrate: status and deploy of prisma/migrations, natively "
+           "over libpq (no Node needed) and compatible with the Prisma CLI",
+    .actions = prisma_actions,
+    .n_actions = sizeof prisma_actions / sizeof prisma_actions[0],
+    .lua_funcs = NULL,
+    .n_lua_funcs = 0,
+    .init = prisma_init,
+};
+
+ENG_PLUGIN_DEFINE(prisma_plugin)
