@@ -1,0 +1,395 @@
+/*
+ * pg_actions_dump.c - dump and dump_globals.
+ *
+ * 1. connect and read the server's identity (version, system_identifier);
+ * 2. find a pg_dump (pg_dumpall) at least as new as the server (worker);
+ * 3. run it with the connection as -h/-p/-U/-d and the password in
+ *    PGPASSWORD; custom/plain/tar come out of its stdout into a pg_sink
+ *    (SHA-256 while writing, FILE.partial renamed at the end); directory
+ *    format is written by pg_dump itself into DIR.partial, then hashed
+ *    (the SHA-256 of its files' bytes concatenated in byte-wise name order:
+ *    `cd DIR && LC_ALL=C ls | xargs cat | sha256sum`) and renamed.
+ */
+#include "pg_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct pg_dump_op {
+  pg_op op;
+  int globals; /* dump_globals */
+  char *url;
+  char *file;
+  char *partial; /* directory format: DIR.partial */
+  char fmt;      /* c, d, p, t */
+  int jobs;
+  int compress; /* -1: pg_dump's default */
+  int schema_only, no_owner, no_acl, no_role_passwords, checksum_file;
+  json_t *tables, *exclude;
+  char *bin_dir;
+  pg_sess *s;
+  pg_ident id;
+  pg_bin bin;
+  pg_child child;
+  pg_sink *sink;
+  int64_t received;
+  int64_t last_progress;
+  char started[32], finished[32];
+  /* directory hashing (worker) */
+  char sha[65];
+  int64_t bytes;
+  int work_rc;
+  char work_err[512];
+} pg_dump_op;
+
+static void pg_dump_destroy(pg_op *op) {
+  pg_dump_op *d = (pg_dump_op *)op;
+  pg_sink_free(d->sink);
+  json_decref(d->tables);
+  json_decref(d->exclude);
+  free(d->url);
+  free(d->file);
+  free(d->partial);
+  free(d->bin_dir);
+  free(d);
+}
+
+static const char *pg_dump_tool(const pg_dump_op *d) {
+  return d->globals ? "pg_dumpall" : "pg_dump";
+}
+
+static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes) {
+  eng_call *call = d->op.call;
+  pg_host->output(call, "file", json_string(d->file));
+  pg_host->output(call, "bytes", json_integer(bytes));
+  pg_host->output(call, "sha256", json_string(sha));
+  pg_host->output(call, "started_at", json_string(d->started));
+  pg_host->output(call, "finished_at", json_string(d->finished));
+  pg_host->output(call, "database", json_string(d->id.database));
+  pg_host->output(call, "server_version", json_string(d->id.version));
+  pg_host->output(call, "system_identifier", json_string(d->id.sysid));
+  pg_host->output(call, "tool_version", json_string(d->bin.version));
+  if (!d->globals) {
+    const char *f = d->fmt == 'c'   ? "custom"
+                    : d->fmt == 'd' ? "directory"
+                    : d->fmt == 'p' ? "plain"
+                                    : "tar";
+    pg_host->output(call, "format", json_string(f));
+  }
+  if (d->checksum_file) {
+    char *path = pg_asprintf("%s.sha256", d->file);
+    const char *base = strrchr(d->file, '/');
+    base = base ? base + 1 : d->file;
+    FILE *f = fopen(path, "w");
+    int ok = f && fprintf(f, "%s  %s\n", sha, base) > 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) {
+      pg_op_fail(&d->op, ENG_ERR_IO,
+                 "the dump %s was written but its checksum file %s could not "
+                 "be: %s; check the directory's permissions and free space",
+                 d->file, path, strerror(errno));
+      free(path);
+      return;
+    }
+    pg_host->output(call, "checksum_file", json_string(path));
+    free(path);
+  }
+  pg_host->log(call, ENG_LOG_INFO, "%s of %s: %lld bytes, sha256 %s",
+               pg_dump_tool(d), d->id.database, (long long)bytes, sha);
+  pg_op_finish(&d->op, ENG_OK);
+}
+
+/* ---- end of the child --------------------------------------------------- */
+
+static void pg_dump_sink_done(void *ud, int rc) {
+  pg_dump_op *d = ud;
+  if (rc != ENG_OK) {
+    pg_op_fail(&d->op, rc,
+               "%s of %s succeeded but writing %s failed: %s; check free "
+               "space and permissions of the target directory",
+               pg_dump_tool(d), d->id.database, d->file,
+               pg_sink_error(d->sink));
+    return;
+  }
+  pg_dump_outputs(d, pg_sink_sha256(d->sink), pg_sink_bytes(d->sink));
+}
+
+static void pg_dump_dir_hash(void *ud) {
+  pg_dump_op *d = ud;
+  d->work_rc = pg_sha256_dir(d->partial, d->sha, &d->bytes, d->work_err,
+                             sizeof d->work_err);
+  if (!d->work_rc && rename(d->partial, d->file) != 0) {
+    d->work_rc = errno;
+    snprintf(d->work_err, sizeof d->work_err, "renaming %s to %s failed: %s",
+             d->partial, d->file, strerror(errno));
+  }
+  if (d->work_rc) pg_rmtree(d->partial);
+}
+
+static void pg_dump_dir_hashed(void *ud) {
+  pg_dump_op *d = ud;
+  if (d->work_rc) {
+    pg_op_fail(&d->op, ENG_ERR_IO,
+               "pg_dump wrote %s but %s; check the disk and run again",
+               d->partial, d->work_err);
+    return;
+  }
+  pg_dump_outputs(d, d->sha, d->bytes);
+}
+
+static void pg_dump_rm_partial(void *ud) {
+  pg_dump_op *d = ud;
+  pg_rmtree(d->partial);
+}
+
+static void pg_dump_exit(pg_child *c) {
+  pg_dump_op *d = c->ud;
+  pg_now_rfc3339(d->finished);
+  if (c->status != 0 || c->sig) {
+    char how[96];
+    pg_child_how(c, how, sizeof how);
+    if (d->sink) pg_sink_abort(d->sink);
+    if (d->partial) pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
+    if (d->sink && pg_sink_failed(d->sink) && pg_sink_error(d->sink)[0])
+      pg_op_fail(&d->op, ENG_ERR_IO,
+                 "dump of %s to %s failed: %s; check free space and "
+                 "permissions",
+                 d->id.database, d->file, pg_sink_error(d->sink));
+    else
+      pg_op_fail(&d->op, ENG_ERR_FAILED,
+                 "%s of database %s on %s:%s failed (%s): %s; %s",
+                 pg_dump_tool(d), d->id.database, d->id.host, d->id.port, how,
+                 c->tail[0] ? c->tail : "(no error output)",
+                 pg_tool_hint(c->tail, 0));
+    return;
+  }
+  if (d->fmt == 'd') {
+    if (pg_op_work(&d->op, pg_dump_dir_hash, pg_dump_dir_hashed, d) != ENG_OK)
+      pg_op_fail(&d->op, ENG_ERR_NOMEM, "could not queue hashing of %s",
+                 d->partial);
+    return;
+  }
+  pg_sink_end(d->sink, pg_dump_sink_done, d);
+}
+
+static void pg_dump_stdout(pg_child *c, const char *buf, size_t len) {
+  pg_dump_op *d = c->ud;
+  pg_sink_data(d->sink, buf, len);
+  d->received += (int64_t)len;
+  if (d->received - d->last_progress >= (1 << 22)) {
+    d->last_progress = d->received;
+    pg_host->progress(d->op.call, d->received, -1);
+  }
+}
+
+/* ---- start the child ---------------------------------------------------- */
+
+static void pg_dump_spawn(pg_dump_op *d) {
+  pg_argv argv = {0}, env = {0};
+  pg_argv_add(&argv, d->bin.path);
+  if (d->globals) {
+    pg_argv_add(&argv, "--globals-only");
+    if (d->no_role_passwords) pg_argv_add(&argv, "--no-role-passwords");
+  } else {
+    pg_argv_addf(&argv, "--format=%c", d->fmt);
+    if (d->compress >= 0) pg_argv_addf(&argv, "--compress=%d", d->compress);
+    if (d->jobs > 1) pg_argv_addf(&argv, "--jobs=%d", d->jobs);
+    if (d->schema_only) pg_argv_add(&argv, "--schema-only");
+    if (d->no_owner) pg_argv_add(&argv, "--no-owner");
+    if (d->no_acl) pg_argv_add(&argv, "--no-acl");
+    size_t i;
+    json_t *t;
+    json_array_foreach(d->tables, i, t) {
+      if (json_is_string(t))
+        pg_argv_addf(&argv, "--table=%s", json_string_value(t));
+    }
+    json_array_foreach(d->exclude, i, t) {
+      if (json_is_string(t))
+        pg_argv_addf(&argv, "--exclude-table=%s", json_string_value(t));
+    }
+    if (d->fmt == 'd') pg_argv_addf(&argv, "--file=%s", d->partial);
+  }
+  pg_argv_add(&argv, "--no-password");
+  char *err = NULL;
+  /* -d takes the connection's database as a conninfo string; connect to
+   * the database the identity query saw (the URL's, or libpq's default). */
+  if (pg_ci_client_args(d->op.call, d->url, d->id.database, "-d", &argv, &env,
+                        &err) != ENG_OK) {
+    pg_op_fail(&d->op, ENG_ERR_INVALID,
+               "bad connection string (%s); use "
+               "postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+               err ? err : "?");
+    free(err);
+    pg_argv_free(&argv);
+    pg_argv_free(&env);
+    return;
+  }
+  if (d->fmt != 'd') {
+    char e[512];
+    if (pg_mkdir_parent(d->file) != 0) {
+      pg_op_fail(&d->op, ENG_ERR_IO,
+                 "cannot create the directory of %s: %s; check the path and "
+                 "permissions",
+                 d->file, strerror(errno));
+      goto out;
+    }
+    d->sink = pg_sink_open(&d->op, d->file, e, sizeof e);
+    if (!d->sink) {
+      pg_op_fail(&d->op, ENG_ERR_IO, "%s; check the path and permissions", e);
+      goto out;
+    }
+    pg_sink_source(d->sink, &d->child);
+  }
+  eng_spawn_opts o = {0};
+  o.size = sizeof o;
+  o.argv = (const char *const *)argv.v;
+  o.env = (const char *const *)env.v;
+  o.stdin_fd = ENG_STDIO_NULL;
+  o.stdout_fd = d->fmt == 'd' ? ENG_STDIO_NULL : ENG_STDIO_PIPE;
+  d->child.ud = d;
+  d->child.on_exit = pg_dump_exit;
+  d->child.on_stdout = d->fmt == 'd' ? NULL : pg_dump_stdout;
+  pg_now_rfc3339(d->started);
+  char e[512];
+  int rc = pg_child_spawn(&d->child, &d->op, pg_dump_tool(d), &o, e, sizeof e);
+  if (rc != ENG_OK) {
+    if (d->sink) pg_sink_abort(d->sink);
+    pg_op_fail(&d->op, rc, "%s; check that %s is executable", e, d->bin.path);
+  }
+out:
+  pg_argv_free(&argv);
+  pg_argv_free(&env);
+}
+
+static void pg_dump_found(void *ud) {
+  pg_dump_op *d = ud;
+  if (d->bin.rc != ENG_OK) {
+    pg_op_fail(&d->op, d->bin.rc, "%s", d->bin.err);
+    return;
+  }
+  pg_host->log(d->op.call, ENG_LOG_INFO, "using %s %s (%s) for server %s",
+               pg_dump_tool(d), d->bin.version, d->bin.path, d->id.version);
+  pg_host->log(d->op.call, ENG_LOG_DEBUG, "%s candidates: %s", pg_dump_tool(d),
+               d->bin.found);
+  pg_dump_spawn(d);
+}
+
+static void pg_dump_find(void *ud) {
+  pg_dump_op *d = ud;
+  pg_bin_find(&d->bin);
+}
+
+static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
+  pg_dump_op *d = ud;
+  if (rc != ENG_OK) {
+    pg_op_fail(&d->op, rc, "connecting to %s for a dump failed: %s; %s",
+               pg_sess_display(s), pg_sess_errmsg(s), pg_conn_hint(rc));
+    return;
+  }
+  pg_sess_close(s);
+  d->s = NULL;
+  if (d->fmt == 'd') {
+    struct stat st;
+    if (stat(d->file, &st) == 0) {
+      pg_op_fail(&d->op, ENG_ERR_EXISTS,
+                 "%s already exists; a directory-format dump needs a new "
+                 "directory: choose another path or remove it",
+                 d->file);
+      return;
+    }
+    if (pg_mkdir_parent(d->file) != 0) {
+      pg_op_fail(&d->op, ENG_ERR_IO,
+                 "cannot create the parent directory of %s: %s", d->file,
+                 strerror(errno));
+      return;
+    }
+    d->partial = pg_asprintf("%s.partial", d->file);
+    pg_rmtree(d->partial); /* a leftover of an interrupted run */
+  }
+  pg_bin_init(&d->bin, pg_dump_tool(d), d->id.version_num, d->bin_dir);
+  if (pg_op_work(&d->op, pg_dump_find, pg_dump_found, d) != ENG_OK)
+    pg_op_fail(&d->op, ENG_ERR_NOMEM, "could not queue the %s lookup",
+               pg_dump_tool(d));
+}
+
+static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
+  const char *url = pg_url_param(params, "url");
+  const char *file = pg_pstr(params, "file");
+  int rc = pg_ci_check(call, url, "url");
+  if (rc != ENG_OK) return rc;
+  if (!file || !*file) {
+    pg_host->fail(call, "parameter 'file' is empty; give the path to write "
+                        "the dump to");
+    return ENG_ERR_INVALID;
+  }
+  if (!strncmp(file, "file://", 7)) file += 7;
+  if (strstr(file, "://")) {
+    pg_host->fail(call,
+                  "file %s: only local paths (or file://) are "
+                  "supported by postgres.%s in this version; dump to a "
+                  "local file and upload it with s3.put",
+                  file, globals ? "dump_globals" : "dump");
+    return ENG_ERR_UNSUPPORTED;
+  }
+  const char *format = pg_pstr(params, "format");
+  char fmt = 'c';
+  if (!globals && format) {
+    if (!strcmp(format, "custom"))
+      fmt = 'c';
+    else if (!strcmp(format, "directory"))
+      fmt = 'd';
+    else if (!strcmp(format, "plain"))
+      fmt = 'p';
+    else if (!strcmp(format, "tar"))
+      fmt = 't';
+    else {
+      pg_host->fail(call,
+                    "unknown format '%s'; use custom, directory, plain "
+                    "or tar",
+                    format);
+      return ENG_ERR_INVALID;
+    }
+  }
+  if (globals) fmt = 'p';
+  int jobs = (int)pg_pint(params, "jobs", 1);
+  if (jobs > 1 && fmt != 'd') {
+    pg_host->fail(call,
+                  "jobs: %d needs format: directory (pg_dump can only "
+                  "dump in parallel into a directory)",
+                  jobs);
+    return ENG_ERR_INVALID;
+  }
+  pg_dump_op *d = pg_xcalloc(1, sizeof *d);
+  pg_op_init(&d->op, call, pg_dump_destroy);
+  d->globals = globals;
+  d->url = pg_strdup(url);
+  d->file = pg_strdup(file);
+  d->fmt = fmt;
+  d->jobs = jobs;
+  d->compress = (int)pg_pint(params, "compress", -1);
+  d->schema_only = pg_pbool(params, "schema_only", 0);
+  d->no_owner = pg_pbool(params, "no_owner", 0);
+  d->no_acl = pg_pbool(params, "no_acl", 0);
+  d->no_role_passwords = pg_pbool(params, "no_role_passwords", 0);
+  d->checksum_file = pg_pbool(params, "checksum_file", 0);
+  d->tables = json_incref(json_object_get(params, "tables"));
+  d->exclude = json_incref(json_object_get(params, "exclude_tables"));
+  d->bin_dir = pg_strdup(pg_pstr(params, "bin_dir"));
+  d->s = pg_sess_open(&d->op, d->url);
+  pg_ident_add(d->s, &d->id);
+  pg_sess_run(d->s, pg_dump_ident_end, d);
+  return ENG_OK;
+}
+
+int pg_act_dump(eng_call *call, const json_t *params) {
+  return pg_dump_start(call, params, 0);
+}
+
+int pg_act_dump_globals(eng_call *call, const json_t *params) {
+  return pg_dump_start(call, params, 1);
+}

@@ -1,0 +1,762 @@
+/*
+ * pg_actions_restore.c - restore a backup into a (new) database.
+ *
+ *  1. inspect the backup on a worker thread: format by magic ("PGDMP"
+ *     custom, ustar header tar, directory with toc.dat, gzip 1f8b, zstd,
+ *     otherwise plain SQL), size, and SHA-256 when `sha256` is expected.
+ *     A mismatch, a plain pg_dump file without its end marker, or binary
+ *     junk fails here: nothing was created.
+ *  2. connect to the server (an admin database), read its identity, check
+ *     the target with the guards, refuse an existing database unless
+ *     clean: true (then drop it: destructive), and create it from
+ *     template0, recording it in the journal (intent before, confirm after).
+ *  3. run pg_restore (custom, tar, directory) or psql -v ON_ERROR_STOP=1
+ *     --single-transaction (plain SQL). Compressed files are decompressed
+ *     by gzip/zstd into the consumer's stdin; the consumer (psql or
+ *     pg_restore) is chosen from the first decompressed bytes.
+ *  4. on any failure (or cancellation) drop the database this attempt
+ *     created, so nothing that looks restored remains; on success count the
+ *     user tables of the new database.
+ */
+#include "pg_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_PIPE_HIGH (4u << 20)
+#define PG_PIPE_LOW (1u << 20)
+
+/* Writes to the consumer's stdin may complete after the op is gone: their
+ * callbacks share this small refcounted block instead of the op. */
+typedef struct pg_pipe {
+  int refs;
+  int op_gone;
+  struct pg_restore_op *r;
+} pg_pipe;
+
+typedef struct pg_wchunk {
+  pg_pipe *pipe;
+  size_t len;
+  char data[];
+} pg_wchunk;
+
+typedef struct pg_restore_op {
+  pg_op op;
+  char *file;
+  char *url;   /* as given: journal undo and the derived output URL */
+  char *admin; /* where CREATE/DROP DATABASE run */
+  char *db;
+  char *expect_sha;
+  char *bin_dir;
+  int create, clean, jobs, no_owner, no_acl;
+  pg_inspect insp;
+  pg_sess *s;
+  pg_ident id;
+  int exists;
+  char *target;
+  char *drop_sql; /* DROP DATABASE of what this attempt created */
+  int created;
+  int killed_consumer;
+  int64_t token;
+  pg_bin restore_bin, psql_bin;
+  /* children */
+  pg_child decomp, child;
+  int decomp_done, child_done;
+  pg_fmt inner; /* format inside a compressed stream */
+  int consumer_started;
+  pg_pipe *pipe;
+  size_t inflight;
+  int paused;
+  int stdin_closed;
+  int write_failed;
+  char head[4096];
+  size_t headlen;
+  char tail[512];
+  size_t taillen;
+  int64_t streamed;
+  int truncated;
+  /* failure being cleaned up */
+  int cleaning;
+  int fail_rc;
+  char *fail_msg;
+  long long tables;
+} pg_restore_op;
+
+static void pg_restore_destroy(pg_op *op) {
+  pg_restore_op *r = (pg_restore_op *)op;
+  if (r->pipe) {
+    r->pipe->op_gone = 1;
+    if (--r->pipe->refs == 0) free(r->pipe);
+  }
+  free(r->insp.path);
+  free(r->file);
+  free(r->url);
+  free(r->admin);
+  free(r->db);
+  free(r->expect_sha);
+  free(r->bin_dir);
+  free(r->target);
+  free(r->drop_sql);
+  free(r->fail_msg);
+  free(r);
+}
+
+/* ---- failure with cleanup ----------------------------------------------- */
+
+static void pg_restore_fail_now(pg_restore_op *r, const char *extra) {
+  if (r->fail_rc == ENG_ERR_CANCELLED && !r->fail_msg) {
+    pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+    return;
+  }
+  pg_op_fail(&r->op, r->fail_rc, "%s%s", r->fail_msg ? r->fail_msg : "",
+             extra ? extra : "");
+}
+
+static void pg_restore_dropped(pg_sess *s, void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "; dropping the partially restored database %s also failed "
+             "(%s): drop it by hand or run `engine cleanup RUN_ID`",
+             r->db, pg_sess_errmsg(s));
+    pg_restore_fail_now(r, extra);
+    return;
+  }
+  r->created = 0;
+  pg_host->journal_removed(r->op.call, "database", r->target);
+  pg_restore_fail_now(r, r->fail_rc == ENG_ERR_CANCELLED
+                             ? NULL
+                             : "; the database created for it was dropped "
+                               "again (nothing restored remains)");
+}
+
+/* Fail the attempt; first drop the database it created. */
+static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...)
+    ENG_PRINTF(3, 4);
+static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...) {
+  if (r->cleaning || r->op.finished) return;
+  r->cleaning = 1;
+  r->fail_rc = rc;
+  if (fmt) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->fail_msg = pg_strdup(msg);
+  }
+  if (!r->created) {
+    pg_restore_fail_now(r, NULL);
+    return;
+  }
+  /* a fresh admin session: the old one may be mid-query or broken */
+  if (r->s) pg_sess_close(r->s);
+  r->s = pg_sess_open(&r->op, r->admin);
+  pg_sess_quiet(r->s, 1);
+  pg_sess_set_connect_timeout(r->s, 10000);
+  if (r->id.version_num < 130000) pg_add_terminate(r->s, r->db);
+  pg_sess_add(r->s, "drop the partially restored database", r->drop_sql, 0,
+              NULL, NULL, NULL);
+  pg_sess_run(r->s, pg_restore_dropped, r);
+}
+
+static void pg_restore_cancel(pg_op *op) {
+  pg_restore_op *r = (pg_restore_op *)op;
+  if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+  if (r->child.running) pg_host->proc_kill(r->child.proc, SIGTERM);
+  if (r->decomp.running || r->child.running) {
+    r->fail_rc = ENG_ERR_CANCELLED; /* the exit handlers clean up */
+    return;
+  }
+  if (r->cleaning) return; /* already dropping */
+  pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
+}
+
+/* ---- success ------------------------------------------------------------ */
+
+static int pg_restore_count_res(pg_sess *s, void *ud, PGresult *res) {
+  pg_restore_op *r = ud;
+  (void)s;
+  r->tables = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+  return ENG_OK;
+}
+
+static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_restore_fail(r, rc,
+                    "restore into %s finished but the restored database "
+                    "cannot be read (%s); check the server log",
+                    r->db, pg_sess_errmsg(s));
+    return;
+  }
+  eng_call *call = r->op.call;
+  char *url = pg_url_with_db(r->url, r->db);
+  pg_host->output(call, "database", json_string(r->db));
+  pg_host->output(call, "url", json_string(url ? url : ""));
+  pg_host->output(call, "bytes", json_integer(r->insp.bytes));
+  pg_host->output(call, "tables", json_integer(r->tables));
+  pg_host->output(call, "format",
+                  json_string(pg_fmt_name(r->inner ? r->inner : r->insp.fmt)));
+  if (r->insp.sha256[0])
+    pg_host->output(call, "sha256", json_string(r->insp.sha256));
+  pg_host->log(call, ENG_LOG_INFO,
+               "restored %s (%s, %lld bytes) into database %s on %s:%s: %lld "
+               "tables",
+               r->file, pg_fmt_name(r->inner ? r->inner : r->insp.fmt),
+               (long long)r->insp.bytes, r->db, r->id.host, r->id.port,
+               r->tables);
+  free(url);
+  pg_op_finish(&r->op, ENG_OK);
+}
+
+static void pg_restore_success(pg_restore_op *r) {
+  char *url = pg_url_with_db(r->url, r->db);
+  if (r->s) pg_sess_close(r->s);
+  r->s = pg_sess_open(&r->op, url ? url : "");
+  free(url);
+  pg_sess_add(r->s, "count restored tables",
+              "SELECT count(*) FROM pg_catalog.pg_class c "
+              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND "
+              "n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+              "n.nspname NOT LIKE 'pg\\_toast%'",
+              0, NULL, pg_restore_count_res, r);
+  pg_sess_run(r->s, pg_restore_counted, r);
+}
+
+/* ---- children ----------------------------------------------------------- */
+
+static void pg_restore_both_done(pg_restore_op *r) {
+  if (r->decomp.op && !r->decomp_done) return;
+  if (r->child.op && !r->child_done) return;
+  if (r->fail_rc == ENG_ERR_CANCELLED || r->op.cancelled) {
+    pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
+    return;
+  }
+  char how[96];
+  int decomp_failed = r->decomp.op && (r->decomp.status != 0 || r->decomp.sig);
+  int child_failed = r->child.op && (r->child.status != 0 || r->child.sig);
+  if (decomp_failed && (r->killed_consumer || !r->consumer_started)) {
+    pg_restore_fail(r, ENG_ERR_FAILED,
+                    "decompressing %s failed (%s): %s; the file is truncated "
+                    "or corrupted: restore another backup",
+                    r->file, pg_child_how(&r->decomp, how, sizeof how),
+                    r->decomp.tail[0] ? r->decomp.tail : "(no message)");
+    return;
+  }
+  if (r->truncated) {
+    pg_restore_fail(r, ENG_ERR_FAILED,
+                    "%s holds a plain pg_dump without its end marker ('%s'): "
+                    "the backup is truncated; restore another backup",
+                    r->file, PG_PLAIN_END);
+    return;
+  }
+  if (r->decomp.op && !r->consumer_started) {
+    pg_restore_fail(r, ENG_ERR_INVALID,
+                    "%s decompressed to %s: not a PostgreSQL backup; check "
+                    "the file",
+                    r->file, r->headlen ? "unrecognised data" : "nothing");
+    return;
+  }
+  if (child_failed) {
+    pg_restore_fail(r, ENG_ERR_FAILED,
+                    "restoring %s into database %s on %s:%s failed (%s): %s; "
+                    "%s",
+                    r->file, r->db, r->id.host, r->id.port,
+                    pg_child_how(&r->child, how, sizeof how),
+                    r->child.tail[0] ? r->child.tail : "(no error output)",
+                    pg_tool_hint(r->child.tail, 1));
+    return;
+  }
+  if (decomp_failed) {
+    pg_restore_fail(r, ENG_ERR_FAILED, "decompressing %s failed (%s): %s",
+                    r->file, pg_child_how(&r->decomp, how, sizeof how),
+                    r->decomp.tail[0] ? r->decomp.tail : "(no message)");
+    return;
+  }
+  pg_restore_success(r);
+}
+
+static void pg_restore_child_exit(pg_child *c) {
+  pg_restore_op *r = c->ud;
+  r->child_done = 1;
+  /* the consumer is gone: a decompressor still writing would block */
+  if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+  pg_restore_both_done(r);
+}
+
+static void pg_restore_close_stdin(pg_restore_op *r) {
+  if (r->stdin_closed || !r->child.running) return;
+  r->stdin_closed = 1;
+  pg_host->proc_write(r->child.proc, NULL, 0, NULL, NULL);
+}
+
+static void pg_restore_wrote(void *ud, int rc) {
+  pg_wchunk *w = ud;
+  pg_pipe *p = w->pipe;
+  size_t len = w->len;
+  free(w);
+  if (p->op_gone) {
+    if (--p->refs == 0) free(p);
+    return;
+  }
+  p->refs--;
+  pg_restore_op *r = p->r;
+  r->inflight -= len;
+  if (rc != 0 && !r->write_failed) {
+    r->write_failed = 1; /* the consumer exited: its exit reports why */
+    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+  }
+  if (r->paused && r->inflight < PG_PIPE_LOW && r->decomp.running) {
+    pg_host->proc_pause(r->decomp.proc, 0);
+    r->paused = 0;
+  }
+  if (r->decomp_done && r->inflight == 0) pg_restore_close_stdin(r);
+}
+
+static void pg_restore_feed(pg_restore_op *r, const char *buf, size_t len) {
+  if (!len || r->write_failed || !r->child.running || r->stdin_closed) return;
+  pg_wchunk *w = pg_xmalloc(sizeof *w + len);
+  w->pipe = r->pipe;
+  w->len = len;
+  memcpy(w->data, buf, len);
+  r->pipe->refs++;
+  r->inflight += len;
+  int rc =
+      pg_host->proc_write(r->child.proc, w->data, len, pg_restore_wrote, w);
+  if (rc != ENG_OK) {
+    r->pipe->refs--;
+    r->inflight -= len;
+    free(w);
+    r->write_failed = 1;
+    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    return;
+  }
+  if (r->inflight > PG_PIPE_HIGH && !r->paused && r->decomp.running) {
+    pg_host->proc_pause(r->decomp.proc, 1);
+    r->paused = 1;
+  }
+}
+
+static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin);
+
+/* Enough decompressed bytes to tell the format: start the consumer. */
+static void pg_restore_detect_inner(pg_restore_op *r) {
+  if (r->headlen >= 5 && !memcmp(r->head, "PGDMP", 5))
+    r->inner = PG_FMT_CUSTOM;
+  else if (r->headlen >= 262 && !memcmp(r->head + 257, "ustar", 5))
+    r->inner = PG_FMT_TAR;
+  else if (memchr(r->head, '\0', r->headlen))
+    r->inner = PG_FMT_UNKNOWN;
+  else
+    r->inner = PG_FMT_PLAIN;
+  if (r->inner == PG_FMT_UNKNOWN) {
+    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    return;
+  }
+  if (pg_restore_spawn_consumer(r, 1) != ENG_OK) {
+    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    return;
+  }
+  r->consumer_started = 1;
+  pg_restore_feed(r, r->head, r->headlen);
+}
+
+static void pg_restore_decomp_out(pg_child *c, const char *buf, size_t len) {
+  pg_restore_op *r = c->ud;
+  r->streamed += (int64_t)len;
+  /* remember the end of the stream for the plain-dump marker check */
+  if (len >= sizeof r->tail) {
+    memcpy(r->tail, buf + len - sizeof r->tail, sizeof r->tail);
+    r->taillen = sizeof r->tail;
+  } else {
+    size_t keep = sizeof r->tail - len;
+    if (keep > r->taillen) keep = r->taillen;
+    memmove(r->tail, r->tail + r->taillen - keep, keep);
+    memcpy(r->tail + keep, buf, len);
+    r->taillen = keep + len;
+  }
+  if (!r->consumer_started) {
+    if (r->inner == PG_FMT_UNKNOWN && r->headlen >= sizeof r->head) return;
+    size_t take = sizeof r->head - r->headlen;
+    if (take > len) take = len;
+    memcpy(r->head + r->headlen, buf, take);
+    r->headlen += take;
+    if (r->headlen < sizeof r->head) return; /* wait for more */
+    pg_restore_detect_inner(r);
+    if (r->consumer_started) pg_restore_feed(r, buf + take, len - take);
+    return;
+  }
+  pg_restore_feed(r, buf, len);
+}
+
+static void pg_restore_decomp_exit(pg_child *c) {
+  pg_restore_op *r = c->ud;
+  r->decomp_done = 1;
+  int ok = c->status == 0 && !c->sig;
+  if (ok && !r->consumer_started && r->headlen > 0 && !r->op.cancelled &&
+      r->fail_rc != ENG_ERR_CANCELLED)
+    pg_restore_detect_inner(r); /* a stream shorter than the head buffer */
+  if (ok && r->inner == PG_FMT_PLAIN &&
+      memmem(r->head, r->headlen, PG_PLAIN_HEAD, strlen(PG_PLAIN_HEAD)) &&
+      !memmem(r->tail, r->taillen, PG_PLAIN_END, strlen(PG_PLAIN_END)))
+    r->truncated = 1;
+  if (!ok || r->truncated || r->op.cancelled) {
+    /* never let psql commit a partial script: kill it before EOF */
+    if (r->child.running) {
+      r->killed_consumer = 1;
+      pg_host->proc_kill(r->child.proc, SIGTERM);
+    }
+  } else if (r->inflight == 0) {
+    pg_restore_close_stdin(r);
+  }
+  pg_restore_both_done(r);
+}
+
+static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin) {
+  pg_fmt f = from_stdin ? r->inner : r->insp.fmt;
+  int plain = f == PG_FMT_PLAIN;
+  pg_bin *bin = plain ? &r->psql_bin : &r->restore_bin;
+  if (bin->rc != ENG_OK) {
+    pg_restore_fail(r, bin->rc, "%s", bin->err);
+    return bin->rc;
+  }
+  pg_argv argv = {0}, env = {0};
+  pg_argv_add(&argv, bin->path);
+  pg_argv_add(&argv, "--no-password");
+  if (plain) {
+    pg_argv_add(&argv, "-X");
+    pg_argv_add(&argv, "-q");
+    pg_argv_add(&argv, "-v");
+    pg_argv_add(&argv, "ON_ERROR_STOP=1");
+    pg_argv_add(&argv, "--single-transaction");
+  } else {
+    pg_argv_add(&argv, "--exit-on-error");
+    if (r->no_owner) pg_argv_add(&argv, "--no-owner");
+    if (r->no_acl) pg_argv_add(&argv, "--no-acl");
+    int parallel = r->jobs > 1 && !from_stdin && f != PG_FMT_TAR;
+    if (parallel)
+      pg_argv_addf(&argv, "--jobs=%d", r->jobs);
+    else
+      pg_argv_add(&argv, "--single-transaction");
+  }
+  char *err = NULL;
+  if (pg_ci_client_args(r->op.call, r->admin, r->db, "-d", &argv, &env, &err) !=
+      ENG_OK) {
+    pg_restore_fail(r, ENG_ERR_INVALID,
+                    "bad connection string (%s); use "
+                    "postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+                    err ? err : "?");
+    free(err);
+    pg_argv_free(&argv);
+    pg_argv_free(&env);
+    return ENG_ERR_INVALID;
+  }
+  if (plain) {
+    pg_argv_add(&argv, "-f");
+    pg_argv_add(&argv, from_stdin ? "-" : r->insp.path);
+  } else if (!from_stdin) {
+    pg_argv_add(&argv, r->insp.path);
+  }
+  eng_spawn_opts o = {0};
+  o.size = sizeof o;
+  o.argv = (const char *const *)argv.v;
+  o.env = (const char *const *)env.v;
+  o.stdin_fd = from_stdin ? ENG_STDIO_PIPE : ENG_STDIO_NULL;
+  o.stdout_fd = ENG_STDIO_NULL;
+  r->child.ud = r;
+  r->child.on_exit = pg_restore_child_exit;
+  char e[512];
+  int rc = pg_child_spawn(&r->child, &r->op, plain ? "psql" : "pg_restore", &o,
+                          e, sizeof e);
+  pg_argv_free(&argv);
+  pg_argv_free(&env);
+  if (rc != ENG_OK) {
+    r->child.op = NULL;
+    pg_restore_fail(r, rc, "%s; check the PostgreSQL client installation", e);
+    return rc;
+  }
+  pg_host->log(r->op.call, ENG_LOG_INFO, "restoring with %s %s (%s)",
+               plain ? "psql" : "pg_restore", bin->version, bin->path);
+  return ENG_OK;
+}
+
+static void pg_restore_spawn(pg_restore_op *r) {
+  if (r->insp.fmt != PG_FMT_GZIP && r->insp.fmt != PG_FMT_ZSTD) {
+    pg_restore_spawn_consumer(r, 0);
+    return;
+  }
+  r->pipe = pg_xcalloc(1, sizeof *r->pipe);
+  r->pipe->refs = 1;
+  r->pipe->r = r;
+  const char *tool = r->insp.fmt == PG_FMT_GZIP ? "gzip" : "zstd";
+  const char *argv[] = {tool, "-dc", "--", r->insp.path, NULL};
+  if (r->insp.fmt == PG_FMT_ZSTD) argv[1] = "-dcq";
+  eng_spawn_opts o = {0};
+  o.size = sizeof o;
+  o.argv = argv;
+  o.stdin_fd = ENG_STDIO_NULL;
+  o.stdout_fd = ENG_STDIO_PIPE;
+  r->decomp.ud = r;
+  r->decomp.on_exit = pg_restore_decomp_exit;
+  r->decomp.on_stdout = pg_restore_decomp_out;
+  char e[512];
+  int rc = pg_child_spawn(&r->decomp, &r->op, tool, &o, e, sizeof e);
+  if (rc != ENG_OK) {
+    r->decomp.op = NULL;
+    pg_restore_fail(r, rc, "%s; install %s to restore %s files", e, tool,
+                    pg_fmt_name(r->insp.fmt));
+  }
+}
+
+/* ---- binaries ----------------------------------------------------------- */
+
+static void pg_restore_find(void *ud) {
+  pg_restore_op *r = ud;
+  pg_bin_find(&r->restore_bin);
+  pg_bin_find(&r->psql_bin);
+}
+
+static void pg_restore_found(void *ud) {
+  pg_restore_op *r = ud;
+  pg_fmt f = r->insp.fmt;
+  int need_psql = f == PG_FMT_PLAIN || f == PG_FMT_GZIP || f == PG_FMT_ZSTD;
+  int need_restore = f != PG_FMT_PLAIN;
+  if (need_restore && r->restore_bin.rc != ENG_OK && f != PG_FMT_GZIP &&
+      f != PG_FMT_ZSTD) {
+    pg_restore_fail(r, r->restore_bin.rc, "%s", r->restore_bin.err);
+    return;
+  }
+  if (need_psql && r->psql_bin.rc != ENG_OK && f == PG_FMT_PLAIN) {
+    pg_restore_fail(r, r->psql_bin.rc, "%s", r->psql_bin.err);
+    return;
+  }
+  pg_restore_spawn(r);
+}
+
+static void pg_restore_created(pg_sess *s, void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_host->journal_removed(r->op.call, "database", r->target);
+    pg_restore_fail(r, rc, "creating database %s on %s:%s failed: %s; %s",
+                    r->db, r->id.host, r->id.port, pg_sess_errmsg(s),
+                    "check that the user may create databases (CREATEDB)");
+    return;
+  }
+  r->created = 1;
+  pg_host->journal_confirm(r->op.call, r->token);
+  pg_sess_close(s);
+  r->s = NULL;
+  if (r->op.cancelled) {
+    pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
+    return;
+  }
+  pg_bin_init(&r->restore_bin, "pg_restore", r->id.version_num, r->bin_dir);
+  pg_bin_init(&r->psql_bin, "psql", r->id.version_num, r->bin_dir);
+  if (pg_op_work(&r->op, pg_restore_find, pg_restore_found, r) != ENG_OK)
+    pg_restore_fail(r, ENG_ERR_NOMEM, "could not queue the pg_restore lookup");
+}
+
+static void pg_restore_create(pg_restore_op *r) {
+  char *sql = pg_create_db_sql(pg_sess_conn(r->s), r->db, "template0", NULL);
+  free(r->drop_sql);
+  r->drop_sql =
+      pg_drop_db_sql(pg_sess_conn(r->s), r->db, 1, 1, r->id.version_num);
+  if (!sql || !r->drop_sql) {
+    free(sql);
+    pg_restore_fail(r, ENG_ERR_INVALID,
+                    "cannot quote database name %s (not valid in the "
+                    "server's encoding); choose another name",
+                    r->db);
+    return;
+  }
+  json_t *detail = pg_undo_detail(r->url, r->db);
+  r->token = pg_host->journal_intent(r->op.call, "database", r->target, detail);
+  json_decref(detail);
+  pg_sess_add(r->s, "create database", sql, 0, NULL, NULL, NULL);
+  free(sql);
+  pg_sess_run(r->s, pg_restore_created, r);
+}
+
+static void pg_restore_dropped_old(pg_sess *s, void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_restore_fail(r, rc,
+                    "clean: dropping the existing database %s on %s:%s "
+                    "failed: %s; nothing was restored",
+                    r->db, r->id.host, r->id.port, pg_sess_errmsg(s));
+    return;
+  }
+  pg_host->journal_removed(r->op.call, "database", r->target);
+  pg_host->log(r->op.call, ENG_LOG_WARN,
+               "clean: dropped the existing database %s on %s:%s", r->db,
+               r->id.host, r->id.port);
+  pg_restore_create(r);
+}
+
+static void pg_restore_checked(pg_sess *s, void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_restore_fail(r, rc, "connecting to %s for the restore failed: %s; %s",
+                    pg_sess_display(s), pg_sess_errmsg(s), pg_conn_hint(rc));
+    return;
+  }
+  r->target = pg_ident_target(&r->id, r->db);
+  if (pg_guard_db(&r->op, &r->id, r->db) != ENG_OK) {
+    pg_op_finish(&r->op, ENG_ERR_REFUSED);
+    return;
+  }
+  if (r->exists && r->create && !r->clean) {
+    pg_restore_fail(r, ENG_ERR_EXISTS,
+                    "database %s already exists on %s:%s and restore will not "
+                    "touch it; choose a new name (database:), or set clean: "
+                    "true to drop and recreate it (destructive)",
+                    r->db, r->id.host, r->id.port);
+    return;
+  }
+  if (!r->exists && !r->create) {
+    pg_restore_fail(r, ENG_ERR_NOTFOUND,
+                    "database %s does not exist on %s:%s and create is false; "
+                    "set create: true or create it first",
+                    r->db, r->id.host, r->id.port);
+    return;
+  }
+  if (r->exists && r->clean) {
+    char *sql = pg_drop_db_sql(pg_sess_conn(s), r->db, 0, 1, r->id.version_num);
+    if (!sql) {
+      pg_restore_fail(r, ENG_ERR_INVALID,
+                      "cannot quote database name %s (not valid in the "
+                      "server's encoding); choose another name",
+                      r->db);
+      return;
+    }
+    if (r->id.version_num < 130000) pg_add_terminate(s, r->db);
+    pg_sess_add(s, "drop the existing database (clean)", sql, 0, NULL, NULL,
+                NULL);
+    free(sql);
+    pg_sess_run(s, pg_restore_dropped_old, r);
+    return;
+  }
+  if (r->exists) { /* create: false, restore into what is there */
+    r->create = 0;
+    pg_sess_close(s);
+    r->s = NULL;
+    pg_bin_init(&r->restore_bin, "pg_restore", r->id.version_num, r->bin_dir);
+    pg_bin_init(&r->psql_bin, "psql", r->id.version_num, r->bin_dir);
+    if (pg_op_work(&r->op, pg_restore_find, pg_restore_found, r) != ENG_OK)
+      pg_restore_fail(r, ENG_ERR_NOMEM, "could not queue the lookup");
+    return;
+  }
+  pg_restore_create(r);
+}
+
+/* ---- inspection --------------------------------------------------------- */
+
+static void pg_restore_inspect(void *ud) {
+  pg_restore_op *r = ud;
+  pg_inspect_run(&r->insp);
+}
+
+static void pg_restore_inspected(void *ud) {
+  pg_restore_op *r = ud;
+  pg_inspect *in = &r->insp;
+  if (in->err) {
+    pg_op_fail(&r->op, in->err == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_INVALID,
+               "%s; nothing was restored", in->errmsg);
+    return;
+  }
+  if (r->expect_sha && strcasecmp(r->expect_sha, in->sha256) != 0) {
+    pg_op_fail(&r->op, ENG_ERR_CHECKSUM,
+               "sha256 of %s is %s but %s was expected: the backup is "
+               "corrupted or not the one meant; nothing was restored",
+               r->file, in->sha256, r->expect_sha);
+    return;
+  }
+  if (in->fmt == PG_FMT_PLAIN && in->plain_truncated) {
+    pg_op_fail(&r->op, ENG_ERR_INVALID,
+               "%s is a plain pg_dump file without its end marker ('%s'): the "
+               "backup is truncated; nothing was restored",
+               r->file, PG_PLAIN_END);
+    return;
+  }
+  if (in->fmt == PG_FMT_PLAIN && (r->jobs > 1))
+    pg_host->log(r->op.call, ENG_LOG_INFO,
+                 "plain SQL restores run in one psql session: jobs ignored");
+  pg_host->log(r->op.call, ENG_LOG_INFO, "%s: %s format, %lld bytes%s%s",
+               r->file, pg_fmt_name(in->fmt), (long long)in->bytes,
+               in->sha256[0] ? ", sha256 " : "", in->sha256);
+  r->s = pg_sess_open(&r->op, r->admin);
+  pg_ident_add(r->s, &r->id);
+  pg_add_exists(r->s, r->db, &r->exists);
+  pg_sess_run(r->s, pg_restore_checked, r);
+}
+
+int pg_act_restore(eng_call *call, const json_t *params) {
+  const char *url = pg_url_param(params, "url");
+  const char *file = pg_pstr(params, "file");
+  const char *db = pg_pstr(params, "database");
+  const char *sha = pg_pstr(params, "sha256");
+  int rc = pg_ci_check(call, url, "url");
+  if (rc != ENG_OK) return rc;
+  if (!file || !*file) {
+    pg_host->fail(call, "parameter 'file' is empty; give the backup to "
+                        "restore");
+    return ENG_ERR_INVALID;
+  }
+  if (!strncmp(file, "file://", 7)) file += 7;
+  if (strstr(file, "://")) {
+    pg_host->fail(call,
+                  "file %s: only local paths (or file://) are supported "
+                  "by postgres.restore in this version; download it "
+                  "first (s3.get)",
+                  file);
+    return ENG_ERR_UNSUPPORTED;
+  }
+  if (sha && *sha && strlen(sha) != 64) {
+    pg_host->fail(call,
+                  "parameter 'sha256' must be 64 hex digits (got %zu "
+                  "characters)",
+                  strlen(sha));
+    return ENG_ERR_INVALID;
+  }
+  char *urldb = pg_url_dbname(url);
+  if ((!db || !*db) && !urldb) {
+    free(urldb);
+    pg_host->fail(call, "no target database: set 'database' (a new name, "
+                        "e.g. drill_restore) or put it in the URL");
+    return ENG_ERR_INVALID;
+  }
+  pg_restore_op *r = pg_xcalloc(1, sizeof *r);
+  pg_op_init(&r->op, call, pg_restore_destroy);
+  r->op.cancel = pg_restore_cancel;
+  r->file = pg_strdup(file);
+  r->url = pg_strdup(url);
+  r->db = pg_strdup(db && *db ? db : urldb);
+  /* CREATE/DROP DATABASE run from another database than the target. */
+  if (urldb && !strcmp(urldb, r->db))
+    r->admin = pg_url_with_db(url, strcmp(r->db, "postgres") ? "postgres"
+                                                             : "template1");
+  else
+    r->admin = pg_strdup(url);
+  free(urldb);
+  r->expect_sha = sha && *sha ? pg_strdup(sha) : NULL;
+  r->bin_dir = pg_strdup(pg_pstr(params, "bin_dir"));
+  r->create = pg_pbool(params, "create", 1);
+  r->clean = pg_pbool(params, "clean", 0);
+  r->jobs = (int)pg_pint(params, "jobs", 1);
+  r->no_owner = pg_pbool(params, "no_owner", 1);
+  r->no_acl = pg_pbool(params, "no_acl", 1);
+  r->insp.path = pg_strdup(file);
+  r->insp.want_sha = r->expect_sha != NULL;
+  if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) !=
+      ENG_OK) {
+    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+               file);
+  }
+  return ENG_OK;
+}

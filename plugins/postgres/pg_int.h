@@ -1,0 +1,352 @@
+/*
+ * pg_int.h - declarations shared between the files of the postgres plugin.
+ *
+ * Layout:
+ *   pg_plugin.c          descriptor: actions, parameters, outputs, init
+ *   pg_op.c              one running action: cancellation, child processes,
+ *                        worker jobs, failure messages, parameter access
+ *   pg_conn.c            asynchronous libpq session: connect + a queue of
+ *                        queries, driven by the host's socket watches
+ *   pg_url.c             connection strings: parse, display, derive URLs,
+ *                        argv/env for client programs
+ *   pg_proc.c            finding client/server binaries by version
+ *   pg_stream.c          streaming sink (pipe -> SHA-256 -> file) and file
+ *                        hashing/format detection on worker threads
+ *   pg_actions_sql.c     ping, query, row_counts, compare, verify,
+ *                        connections, create_database, drop_database, pg.query
+ *   pg_actions_dump.c    dump, dump_globals
+ *   pg_actions_restore.c restore
+ *   pg_sandbox.c         sandbox (throwaway cluster)
+ *
+ * Everything runs on the loop thread except the functions documented as
+ * worker functions (pg_stream.c, pg_proc.c lookups).
+ */
+#ifndef PG_INT_H
+#define PG_INT_H
+
+#include <engine/plugin.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The host table, set once by init() before any action runs. */
+extern const eng_host *pg_host;
+
+/* ---- small utilities (pg_op.c) ------------------------------------------ */
+
+/* Parameter access. pg_pstr returns NULL when absent or JSON null. */
+const char *pg_pstr(const json_t *p, const char *name);
+long long pg_pint(const json_t *p, const char *name, long long def);
+double pg_pnum(const json_t *p, const char *name, double def);
+int pg_pbool(const json_t *p, const char *name, int def);
+
+/* malloc'd printf; aborts on out-of-memory like the rest of the plugin. */
+char *pg_strdup(const char *s); /* NULL -> NULL */
+char *pg_asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
+void *pg_xmalloc(size_t n);
+void *pg_xcalloc(size_t n, size_t m);
+/* RFC 3339 UTC with milliseconds: "2025-11-21T19:42:00.123Z". */
+void pg_now_rfc3339(char buf[32]);
+int64_t pg_now_ms(void); /* monotonic clock, ms */
+/* Strip trailing newlines/spaces in place; returns s. */
+char *pg_chomp(char *s);
+
+/* Growable string. */
+typedef struct pg_buf {
+  char *data;
+  size_t len, cap;
+} pg_buf;
+void pg_buf_add(pg_buf *b, const char *s, size_t n);
+void pg_buf_adds(pg_buf *b, const char *s);
+void pg_buf_addf(pg_buf *b, const char *fmt, ...) ENG_PRINTF(2, 3);
+void pg_buf_free(pg_buf *b);
+
+/* ---- one running action ------------------------------------------------- */
+
+typedef struct pg_sess pg_sess;
+typedef struct pg_op pg_op;
+typedef struct pg_child pg_child;
+
+#define PG_OP_MAX_SESS 4
+#define PG_OP_MAX_KIDS 4
+
+struct pg_op {
+  eng_call *call;
+  int finished;  /* pg_op_finish() was called */
+  int completed; /* host->done() was called; *op is gone right after */
+  int cancelled; /* the host cancelled the attempt */
+  int rc;
+  int nprocs; /* children still running */
+  int nwork;  /* worker jobs whose after() has not run */
+  pg_sess *sess[PG_OP_MAX_SESS];
+  pg_child *kids[PG_OP_MAX_KIDS]; /* running children */
+  eng_timer *timer; /* one optional timer (retries), stopped at finish */
+  void (*timer_cb)(pg_op *op);
+  /* Optional: called on cancellation instead of pg_op_finish(CANCELLED)
+   * (restore uses it to drop the database it created first). */
+  void (*cancel)(pg_op *op);
+  /* Frees the action's state (the struct that embeds this op). */
+  void (*destroy)(pg_op *op);
+};
+
+/* Set up the op at the start of an action; registers on_cancel. */
+void pg_op_init(pg_op *op, eng_call *call, void (*destroy)(pg_op *op));
+/* Finish: closes sessions, stops the timer, kills children still running
+ * and calls host->done(rc) once nothing is outstanding. Idempotent. */
+void pg_op_finish(pg_op *op, int rc);
+/* host->fail(msg) then pg_op_finish(rc). */
+void pg_op_fail(pg_op *op, int rc, const char *fmt, ...) ENG_PRINTF(3, 4);
+/* Run fn on a worker thread, then after() on the loop unless the op
+ * finished meanwhile. Returns ENG_OK or an error (after nothing ran). */
+int pg_op_work(pg_op *op, void (*fn)(void *ud), void (*after)(void *ud),
+               void *ud);
+/* One-shot timer owned by the op (replaces a running one). */
+void pg_op_timer(pg_op *op, uint64_t ms, void (*cb)(pg_op *op));
+
+/* A child process of an op. Embed it in the action's state: it must stay
+ * valid until the process exited. */
+struct pg_child {
+  pg_op *op;
+  eng_proc *proc;
+  const char *name; /* "pg_dump", for messages */
+  int running;
+  int64_t status;
+  int sig;
+  char tail[2048]; /* last stderr lines, copied at exit */
+  void (*on_exit)(pg_child *c);
+  void (*on_stdout)(pg_child *c, const char *buf, size_t len);
+  void *ud;
+};
+
+/* Spawn with opts (argv/env/cwd/stdio/run_as are used; callbacks are set
+ * here). Returns ENG_OK or an error after logging nothing: the caller
+ * fails with a message. */
+int pg_child_spawn(pg_child *c, pg_op *op, const char *name,
+                   const eng_spawn_opts *opts, char *err, size_t errlen);
+/* "exited with status 3" / "killed by signal 9" */
+const char *pg_child_how(const pg_child *c, char *buf, size_t n);
+
+/* ---- asynchronous libpq session (pg_conn.c) ----------------------------- */
+
+/* Result handler of one queued query: return ENG_OK to go on, or an error
+ * code (after pg_sess_seterr for the message) to stop the sequence. The
+ * result is freed after the handler returns. */
+typedef int (*pg_res_fn)(pg_sess *s, void *ud, PGresult *res);
+/* End of the sequence: rc ENG_OK when every queued query succeeded. The
+ * session stays connected: the handler may queue more and run again, or
+ * close it. */
+typedef void (*pg_end_fn)(pg_sess *s, void *ud, int rc);
+
+/* A session on `conninfo` (URL or key=value, "" = libpq's environment);
+ * connects at the first pg_sess_run. Owned by op (closed at finish). */
+pg_sess *pg_sess_open(pg_op *op, const char *conninfo);
+/* Queue a query. `label` names it in messages ("row counts"). params are
+ * copied; n may be 0. */
+void pg_sess_add(pg_sess *s, const char *label, const char *sql, int n,
+                 const char *const *params, pg_res_fn fn, void *ud);
+/* Queue a multi-statement script (simple protocol, no parameters). */
+void pg_sess_add_script(pg_sess *s, const char *label, const char *sql,
+                        pg_res_fn fn, void *ud);
+/* Connect if needed and run the queue; `end` runs once: usually later from
+ * the loop, but before pg_sess_run returns when libpq fails at once (a
+ * malformed option): touch nothing after calling pg_sess_run. */
+void pg_sess_run(pg_sess *s, pg_end_fn end, void *ud);
+/* Close now (stop watches, PQfinish); no callback runs afterwards. */
+void pg_sess_close(pg_sess *s);
+/* Error text of the last failure (libpq's, one line, no password). */
+const char *pg_sess_errmsg(const pg_sess *s);
+/* SQLSTATE of the last failed query, or "". */
+const char *pg_sess_sqlstate(const pg_sess *s);
+void pg_sess_seterr(pg_sess *s, const char *fmt, ...) ENG_PRINTF(2, 3);
+PGconn *pg_sess_conn(const pg_sess *s);
+/* "app@127.0.0.1:5432/shop": who/where, never the password. */
+const char *pg_sess_display(const pg_sess *s);
+/* Connect timeout in ms (default 10 s or connect_timeout of the URL). */
+void pg_sess_set_connect_timeout(pg_sess *s, int64_t ms);
+/* Stay quiet about notices (NOTICE from DROP ... IF EXISTS). */
+void pg_sess_quiet(pg_sess *s, int quiet);
+
+/* What a connection reports about its server. */
+typedef struct pg_ident {
+  int version_num;    /* server_version_num */
+  char version[96];   /* server_version: "15.20 (Debian ...)" */
+  char sysid[32];     /* system_identifier, or "" when not readable */
+  char database[256]; /* current_database() */
+  char user[256];
+  int in_recovery;
+  char host[512]; /* PQhost */
+  char port[16];  /* PQport */
+} pg_ident;
+
+/* Queue the identity query; *id is filled when it ran. */
+void pg_ident_add(pg_sess *s, pg_ident *id);
+/* "HOST:PORT/DBNAME" of a database on id's server (malloc'd). */
+char *pg_ident_target(const pg_ident *id, const char *dbname);
+/* Check a database target with the host's guards, with the sysid as
+ * evidence. Returns ENG_OK or ENG_ERR_REFUSED. */
+int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname);
+/* A hint for a connection error code, to complete a message. */
+const char *pg_conn_hint(int rc);
+/* Map a SQLSTATE to an engine error code. */
+int pg_sqlstate_rc(const char *sqlstate);
+
+/* ---- connection strings (pg_url.c) -------------------------------------- */
+
+/* The url parameter, or $DATABASE_URL, or "" (libpq environment). */
+const char *pg_url_param(const json_t *params, const char *name);
+/* Parse with PQconninfoParse; NULL and *err (malloc'd, no secrets) on a
+ * malformed string. Free with PQconninfoFree. */
+PQconninfoOption *pg_ci_parse(const char *conninfo, char **err);
+const char *pg_ci_get(const PQconninfoOption *o, const char *kw);
+/* Register the password (if any) of conninfo with host->secret. Returns
+ * ENG_OK or ENG_ERR_INVALID after host->fail() naming the problem. */
+int pg_ci_check(eng_call *call, const char *conninfo, const char *param);
+/* postgresql:// URL for the same server with another database (NULL keeps
+ * the original), percent-encoded. malloc'd. */
+char *pg_ci_url(const PQconninfoOption *o, const char *dbname);
+char *pg_url_with_db(const char *conninfo, const char *dbname);
+/* "user@host:port/db" for messages: never the password. malloc'd. */
+char *pg_ci_display(const PQconninfoOption *o);
+char *pg_url_display(const char *conninfo);
+/* The database name of a connection string, or NULL (malloc'd). */
+char *pg_url_dbname(const char *conninfo);
+
+/* argv/env for a client program (pg_dump, psql ...). */
+typedef struct pg_argv {
+  char **v;
+  size_t n, cap;
+} pg_argv;
+void pg_argv_add(pg_argv *a, const char *s);
+void pg_argv_addf(pg_argv *a, const char *fmt, ...) ENG_PRINTF(2, 3);
+void pg_argv_free(pg_argv *a);
+/* Adds -h/-p/-U and -d "dbname='...'" (dbname NULL: from conninfo) to
+ * argv, and PGPASSWORD / other PG* variables to env. The password is
+ * registered as a secret. dbflag is "-d" (or "-l" for pg_dumpall when
+ * it needs a database name instead of a conninfo). */
+int pg_ci_client_args(eng_call *call, const char *conninfo, const char *dbname,
+                      const char *dbflag, pg_argv *argv, pg_argv *env,
+                      char **err);
+/* Quote a value for a conninfo string: 'a\'b'. malloc'd. */
+char *pg_ci_quote(const char *v);
+
+/* ---- binaries (pg_proc.c) ----------------------------------------------- */
+
+/* Worker-side lookup of a PostgreSQL program. */
+typedef struct pg_bin {
+  /* in */
+  char tool[32];       /* "pg_dump" */
+  int server_num;      /* server_version_num, or 0 for "newest" */
+  char override[4096]; /* bin_dir parameter, or "" */
+  /* out */
+  int rc;
+  char path[4096];
+  char version[64]; /* "15.20" */
+  int version_num;  /* 150020 */
+  char found[2048]; /* "15.20 (/usr/lib/postgresql/15/bin), ..." */
+  char err[8192];
+} pg_bin;
+
+void pg_bin_init(pg_bin *b, const char *tool, int server_num,
+                 const char *override);
+/* Blocking: run on a worker thread. */
+void pg_bin_find(pg_bin *b);
+/* What to do about a failed pg_dump/pg_restore/psql, from its stderr. */
+const char *pg_tool_hint(const char *stderr_tail, int restoring);
+/* "15" or "9.6" of a version number. */
+void pg_version_major(int num, char *buf, size_t n);
+
+/* ---- streams and files (pg_stream.c) ------------------------------------ */
+
+typedef struct pg_sink pg_sink;
+/* Write path via path.partial; renamed into place by pg_sink_end. */
+pg_sink *pg_sink_open(pg_op *op, const char *path, char *err, size_t n);
+/* Pause/resume this child's stdout for backpressure. */
+void pg_sink_source(pg_sink *k, pg_child *src);
+void pg_sink_data(pg_sink *k, const char *buf, size_t len);
+/* Flush, fsync, close, rename; cb(ud, rc) then (rc != OK: message in
+ * pg_sink_error). */
+void pg_sink_end(pg_sink *k, void (*cb)(void *ud, int rc), void *ud);
+/* Stop writing; remove the partial file. Safe to call more than once. */
+void pg_sink_abort(pg_sink *k);
+void pg_sink_free(pg_sink *k);
+int64_t pg_sink_bytes(const pg_sink *k);
+const char *pg_sink_sha256(const pg_sink *k); /* hex, after end */
+const char *pg_sink_error(const pg_sink *k);
+/* Set when a write failed: the op should fail (checked by the source). */
+int pg_sink_failed(const pg_sink *k);
+
+/* Archive formats that restore recognises. */
+typedef enum pg_fmt {
+  PG_FMT_UNKNOWN = 0,
+  PG_FMT_CUSTOM,
+  PG_FMT_TAR,
+  PG_FMT_DIRECTORY,
+  PG_FMT_PLAIN,
+  PG_FMT_GZIP, /* gzip'd plain SQL or custom */
+  PG_FMT_ZSTD
+} pg_fmt;
+const char *pg_fmt_name(pg_fmt f);
+
+/* Worker job: inspect a backup (format, size, optional SHA-256). */
+typedef struct pg_inspect {
+  char *path;
+  int want_sha;
+  /* out */
+  pg_fmt fmt;
+  int64_t bytes;
+  char sha256[65];
+  int plain_truncated; /* pg_dump plain output without its end marker */
+  int err;             /* errno, or 0 */
+  char errmsg[512];
+} pg_inspect;
+void pg_inspect_run(void *ud); /* worker */
+/* SHA-256 over a directory's regular files, in byte-wise name order,
+ * concatenated (what dump reports for the directory format). Worker. */
+int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
+                  size_t n);
+int pg_sha256_file(const char *path, char hex[65], int64_t *bytes);
+/* mkdir -p of the parent directory of path. */
+int pg_mkdir_parent(const char *path);
+int pg_mkdir_p(const char *dir, int mode);
+/* rm -rf (worker). */
+int pg_rmtree(const char *dir);
+
+/* Plain pg_dump/pg_dumpall output markers. */
+#define PG_PLAIN_HEAD "-- PostgreSQL database"
+#define PG_PLAIN_END "dump complete"
+
+/* ---- typed rows (pg_actions_sql.c) -------------------------------------- */
+json_t *pg_value_json(const PGresult *res, int row, int col);
+json_t *pg_rows_json(const PGresult *res, size_t max_rows);
+
+/* ---- shared SQL helpers (pg_actions_sql.c) ------------------------------ */
+/* {"undo": {"action": "postgres.drop_database", "with": {...}}, ...} */
+json_t *pg_undo_detail(const char *admin_url, const char *db);
+char *pg_create_db_sql(PGconn *conn, const char *db, const char *tmpl,
+                       const char *owner);
+char *pg_drop_db_sql(PGconn *conn, const char *db, int if_exists, int force,
+                     int version_num);
+void pg_add_terminate(pg_sess *s, const char *db);
+/* Queue "does this database exist" into *exists. */
+void pg_add_exists(pg_sess *s, const char *db, int *exists);
+
+/* ---- actions ------------------------------------------------------------ */
+int pg_act_sandbox(eng_call *call, const json_t *params);
+int pg_act_ping(eng_call *call, const json_t *params);
+int pg_act_dump(eng_call *call, const json_t *params);
+int pg_act_dump_globals(eng_call *call, const json_t *params);
+int pg_act_restore(eng_call *call, const json_t *params);
+int pg_act_create_database(eng_call *call, const json_t *params);
+int pg_act_drop_database(eng_call *call, const json_t *params);
+int pg_act_query(eng_call *call, const json_t *params);
+int pg_act_row_counts(eng_call *call, const json_t *params);
+int pg_act_compare(eng_call *call, const json_t *params);
+int pg_act_verify(eng_call *call, const json_t *params);
+int pg_act_connections(eng_call *call, const json_t *params);
+int pg_lua_query(eng_call *call, const json_t *args);
+
+/* The embedded demo schema (generated from demo.sql at build time). */
+extern const char pg_demo_sql[];
+
+#endif /* PG_INT_H */

@@ -1,0 +1,381 @@
+/*
+ * pg_plugin.c - the postgres plugin's descriptor: actions, their
+ * parameters (declared as data: the host validates and converts them
+ * before an action starts), outputs and side-effect classes.
+ */
+#include "pg_int.h"
+
+#include <string.h>
+
+const eng_host *pg_host;
+
+static int pg_init(const eng_host *host) {
+  if (host->abi_major != ENG_ABI_MAJOR ||
+      host->size < offsetof(eng_host, at_run_end) + sizeof host->at_run_end)
+    return -1;
+  pg_host = host;
+  return 0;
+}
+
+/* ---- shared parameter texts --------------------------------------------- */
+
+#define P_URL                                                                  \
+  {                                                                            \
+    "url", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,                   \
+        "connection URL (postgresql://USER:PASSWORD@HOST:PORT/DBNAME) or "     \
+        "key=value string; default $DATABASE_URL, then libpq's PG* variables"  \
+  }
+#define P_BIN_DIR                                                              \
+  {                                                                            \
+    "bin_dir", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,                   \
+        "directory of the PostgreSQL programs to use; default: the newest "    \
+        "installed version that fits the server (pg_config --bindir, "         \
+        "/usr/lib/postgresql/*/bin, PATH)"                                     \
+  }
+#define P_END                                                                  \
+  { NULL, 0, 0, NULL, 0, NULL, NULL }
+#define O_END                                                                  \
+  { NULL, 0, NULL }
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+static const eng_param sandbox_params[] = {
+    {"port", ENG_T_INT, 0, "0", ENG_TARGET_NONE, NULL,
+     "TCP port on 127.0.0.1; 0 picks a free one"},
+    {"sample_data", ENG_T_STRING, 0, "\"none\"", ENG_TARGET_NONE, "none|demo",
+     "demo loads a small shop schema (enum, JSONB, foreign keys, a \"User\" "
+     "table, thousands of rows)"},
+    {"database", ENG_T_STRING, 0, "\"postgres\"", ENG_TARGET_NONE, NULL,
+     "database to create (and load the sample data into)"},
+    {"keep", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "keep the (stopped) data directory when the run ends"},
+    P_BIN_DIR,
+    P_END};
+static const eng_output sandbox_outputs[] = {
+    {"url", ENG_T_STRING, "URL of the sandbox database (with its password)"},
+    {"admin_url", ENG_T_STRING, "URL of the postgres database"},
+    {"data_dir", ENG_T_STRING, "the cluster's data directory"},
+    {"port", ENG_T_INT, "TCP port"},
+    {"version", ENG_T_STRING, "server version, e.g. 15.20"},
+    {"database", ENG_T_STRING, "the database of url"},
+    O_END};
+
+/* ---- ping --------------------------------------------------------------- */
+
+static const eng_param ping_params[] = {
+    P_URL,
+    {"wait", ENG_T_DURATION, 0, "0", ENG_TARGET_NONE, NULL,
+     "keep retrying while the server is down or starting, up to this long"},
+    P_END};
+static const eng_output ping_outputs[] = {
+    {"server_version", ENG_T_STRING, "server_version, e.g. 15.20 (Debian ...)"},
+    {"server_version_num", ENG_T_INT, "server_version_num, e.g. 150020"},
+    {"system_identifier", ENG_T_STRING,
+     "the cluster's system_identifier (string: 64-bit), empty if not "
+     "readable"},
+    {"database", ENG_T_STRING, "current_database()"},
+    {"user", ENG_T_STRING, "current_user"},
+    {"in_recovery", ENG_T_BOOL, "pg_is_in_recovery(): a standby"},
+    {"attempts", ENG_T_INT, "connection attempts made"},
+    O_END};
+
+/* ---- dump --------------------------------------------------------------- */
+
+static const eng_param dump_params[] = {
+    P_URL,
+    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
+     "where to write (relative to the current directory; parent "
+     "directories are created); a directory for format: directory"},
+    {"format", ENG_T_STRING, 0, "\"custom\"", ENG_TARGET_NONE,
+     "custom|directory|plain|tar", "pg_dump --format"},
+    {"jobs", ENG_T_INT, 0, "1", ENG_TARGET_NONE, NULL,
+     "parallel jobs (format: directory only)"},
+    {"compress", ENG_T_INT, 0, NULL, ENG_TARGET_NONE, NULL,
+     "compression level 0-9 (pg_dump --compress); default pg_dump's"},
+    {"schema_only", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "dump only the schema, no data"},
+    {"tables", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
+     "only these tables (pg_dump --table patterns; quote mixed case: "
+     "'\"User\"')"},
+    {"exclude_tables", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
+     "skip these tables (pg_dump --exclude-table patterns)"},
+    {"no_owner", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "omit ownership commands (pg_dump --no-owner)"},
+    {"no_acl", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "omit GRANT/REVOKE (pg_dump --no-acl)"},
+    {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "also write FILE.sha256 (sha256sum -c format)"},
+    P_BIN_DIR,
+    P_END};
+static const eng_output dump_outputs[] = {
+    {"file", ENG_T_STRING, "the path written"},
+    {"bytes", ENG_T_INT, "bytes written"},
+    {"sha256", ENG_T_STRING,
+     "SHA-256 of the bytes written; for format: directory, of the "
+     "directory's files concatenated in byte-wise name order"},
+    {"started_at", ENG_T_STRING, "RFC 3339 UTC time pg_dump started"},
+    {"finished_at", ENG_T_STRING, "RFC 3339 UTC time pg_dump finished"},
+    {"database", ENG_T_STRING, "the database dumped"},
+    {"server_version", ENG_T_STRING, "server_version"},
+    {"system_identifier", ENG_T_STRING, "the cluster's system_identifier"},
+    {"format", ENG_T_STRING, "custom, directory, plain or tar"},
+    {"tool_version", ENG_T_STRING, "version of the pg_dump used"},
+    O_END};
+
+static const eng_param dump_globals_params[] = {
+    P_URL,
+    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
+     "where to write the SQL of roles and tablespaces"},
+    {"no_role_passwords", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "omit role passwords (needed on managed servers without access to "
+     "pg_authid)"},
+    {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "also write FILE.sha256"},
+    P_BIN_DIR,
+    P_END};
+static const eng_output dump_globals_outputs[] = {
+    {"file", ENG_T_STRING, "the path written"},
+    {"bytes", ENG_T_INT, "bytes written"},
+    {"sha256", ENG_T_STRING, "SHA-256 of the bytes written"},
+    {"started_at", ENG_T_STRING, "RFC 3339 UTC"},
+    {"finished_at", ENG_T_STRING, "RFC 3339 UTC"},
+    O_END};
+
+/* ---- restore ------------------------------------------------------------ */
+
+static const eng_param restore_params[] = {
+    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
+     "the backup: custom, tar or directory archive, plain SQL, or gzip/zstd "
+     "compressed SQL (detected from the content)"},
+    P_URL,
+    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
+     "database to restore into; default the URL's database (then the "
+     "server's postgres database is used to create it)"},
+    {"create", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "create the database (from template0); an existing one is refused "
+     "unless clean: true"},
+    {"clean", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "drop and recreate an existing database first (destructive)"},
+    {"jobs", ENG_T_INT, 0, "1", ENG_TARGET_NONE, NULL,
+     "parallel pg_restore jobs (custom and directory archives)"},
+    {"no_owner", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "pg_restore --no-owner: objects belong to the connecting user"},
+    {"no_acl", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "pg_restore --no-acl: skip GRANT/REVOKE"},
+    {"sha256", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
+     "expected SHA-256 of the backup; checked before anything is created"},
+    P_BIN_DIR,
+    P_END};
+static const eng_output restore_outputs[] = {
+    {"database", ENG_T_STRING, "the restored database"},
+    {"url", ENG_T_STRING, "URL of the restored database (same server)"},
+    {"bytes", ENG_T_INT, "size of the backup"},
+    {"tables", ENG_T_INT, "user tables in the restored database"},
+    {"format", ENG_T_STRING, "detected format"},
+    {"sha256", ENG_T_STRING, "SHA-256 of the backup (when checked)"},
+    O_END};
+
+/* ---- databases ---------------------------------------------------------- */
+
+static const eng_param create_params[] = {
+    P_URL,
+    {"database", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_DATABASE, NULL,
+     "name of the new database"},
+    {"template", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
+     "template database (default template1)"},
+    {"owner", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL, "owner role"},
+    P_END};
+static const eng_output create_outputs[] = {
+    {"database", ENG_T_STRING, "the new database"},
+    {"url", ENG_T_STRING, "URL of the new database"},
+    O_END};
+
+static const eng_param drop_params[] = {
+    P_URL,
+    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
+     "database to drop; default the URL's database"},
+    {"if_exists", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "succeed when it does not exist"},
+    {"force", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "terminate its connections first (DROP DATABASE ... WITH (FORCE))"},
+    P_END};
+static const eng_output drop_outputs[] = {
+    {"dropped", ENG_T_BOOL, "false when it did not exist"}, O_END};
+
+/* ---- query -------------------------------------------------------------- */
+
+static const eng_param query_params[] = {
+    P_URL,
+    {"sql", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_COMMAND, NULL,
+     "one SQL statement; $1..$n take `args`"},
+    {"args", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
+     "parameters $1..$n (null stays NULL)"},
+    {"write", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "allow writes (default: a READ ONLY transaction); without args the "
+     "sql may hold several statements"},
+    {"max_rows", ENG_T_INT, 0, "10000", ENG_TARGET_NONE, NULL,
+     "rows kept in the `rows` output"},
+    P_END};
+static const eng_output query_outputs[] = {
+    {"rows", ENG_T_LIST,
+     "rows as objects, typed by column type (int, float, bool, numeric as "
+     "number when exact else string, json/jsonb parsed, NULL as null)"},
+    {"row_count", ENG_T_INT, "rows returned or affected"},
+    {"columns", ENG_T_LIST, "column names"},
+    {"command", ENG_T_STRING, "command tag, e.g. SELECT 3"},
+    O_END};
+
+/* ---- row counts, compare, verify, connections --------------------------- */
+
+static const eng_param counts_params[] = {
+    P_URL,
+    {"exact", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "count(*) every table (false: pg_class.reltuples estimates)"},
+    {"schemas", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
+     "only these schemas (default: all user schemas)"},
+    P_END};
+static const eng_output counts_outputs[] = {
+    {"tables", ENG_T_MAP, "\"schema.table\" -> rows (names unquoted)"},
+    {"total", ENG_T_INT, "sum of all tables"},
+    {"table_count", ENG_T_INT, "number of tables"},
+    {"estimated", ENG_T_INT, "tables whose count is an estimate"},
+    O_END};
+
+static const eng_param compare_params[] = {
+    {"source", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
+     "URL of the original database (default $DATABASE_URL)"},
+    {"target", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_DATABASE, NULL,
+     "URL of the restored database"},
+    {"exact", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "exact counts (false: estimates)"},
+    {"checksums", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "also compare each table's content (an order-independent sum of row "
+     "hashes, computed by the servers)"},
+    {"tolerance", ENG_T_NUMBER, 0, "0", ENG_TARGET_NONE, NULL,
+     "allowed relative row count difference (0.01 = 1%) for a live source"},
+    {"schemas", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
+     "only these schemas"},
+    {"fail_on_mismatch", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "fail the step when they differ (false: only report)"},
+    P_END};
+static const eng_output compare_outputs[] = {
+    {"match", ENG_T_BOOL, "no differences"},
+    {"differences", ENG_T_LIST,
+     "{table, kind: missing_in_target|extra_in_target|row_count|checksum, "
+     "source, target}"},
+    {"tables", ENG_T_INT, "tables present on both sides"},
+    {"source_total", ENG_T_INT, "rows in the source"},
+    {"target_total", ENG_T_INT, "rows in the target"},
+    O_END};
+
+static const eng_param verify_params[] = {
+    P_URL,
+    {"fail_on_issues", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
+     "fail the step when issues are found (false: only report)"},
+    P_END};
+static const eng_output verify_outputs[] = {
+    {"ok", ENG_T_BOOL, "no issues"},
+    {"issues", ENG_T_LIST,
+     "{kind: invalid_index|not_validated_constraint|fk_violation, table, "
+     "name, ...}"},
+    {"foreign_keys_checked", ENG_T_INT, "foreign keys checked for orphans"},
+    O_END};
+
+static const eng_param conns_params[] = {
+    P_URL,
+    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
+     "database whose connections to list (default the URL's)"},
+    {"terminate", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "terminate them (pg_terminate_backend), except this one (disruptive)"},
+    P_END};
+static const eng_output conns_outputs[] = {
+    {"connections", ENG_T_LIST,
+     "{pid, user, application_name, client_addr, state, backend_start, "
+     "query_start, query[, terminated]}"},
+    {"count", ENG_T_INT, "connections found"},
+    {"terminated", ENG_T_INT, "connections terminated"},
+    O_END};
+
+/* ---- classification ----------------------------------------------------- */
+
+static eng_side_effect pg_restore_classify(const json_t *p) {
+  return pg_pbool(p, "clean", 0) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES;
+}
+static eng_side_effect pg_query_classify(const json_t *p) {
+  return pg_pbool(p, "write", 0) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_READ_ONLY;
+}
+static eng_side_effect pg_conns_classify(const json_t *p) {
+  return pg_pbool(p, "terminate", 0) ? ENG_SIDE_DISRUPTIVE : ENG_SIDE_READ_ONLY;
+}
+
+/* ---- the descriptor ----------------------------------------------------- */
+
+static const eng_action pg_actions[] = {
+    {"sandbox",
+     "start a throwaway PostgreSQL cluster (initdb, 127.0.0.1, free port); "
+     "stopped and removed when the run ends",
+     ENG_SIDE_CREATES, 0, sandbox_params, sandbox_outputs, pg_act_sandbox,
+     NULL},
+    {"ping", "connect and report the server's version and identity",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, ping_params, ping_outputs,
+     pg_act_ping, NULL},
+    {"dump", "pg_dump a database to a file, with its SHA-256",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, dump_params, dump_outputs,
+     pg_act_dump, NULL},
+    {"dump_globals", "pg_dumpall --globals-only (roles, tablespaces)",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, dump_globals_params,
+     dump_globals_outputs, pg_act_dump_globals, NULL},
+    {"restore",
+     "restore a backup into a new database (refuses an existing one unless "
+     "clean); a failed restore drops what it created",
+     ENG_SIDE_CREATES, 0, restore_params, restore_outputs, pg_act_restore,
+     pg_restore_classify},
+    {"create_database", "CREATE DATABASE (recorded for cleanup)",
+     ENG_SIDE_CREATES, 0, create_params, create_outputs, pg_act_create_database,
+     NULL},
+    {"drop_database", "DROP DATABASE (guarded)", ENG_SIDE_DESTRUCTIVE, 0,
+     drop_params, drop_outputs, pg_act_drop_database, NULL},
+    {"query",
+     "run one SQL statement (in a READ ONLY transaction unless write: true)",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, query_params, query_outputs,
+     pg_act_query, pg_query_classify},
+    {"row_counts", "count the rows of every user table (one snapshot)",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, counts_params, counts_outputs,
+     pg_act_row_counts, NULL},
+    {"compare",
+     "compare two databases table by table: row counts and optionally "
+     "content checksums",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, compare_params, compare_outputs,
+     pg_act_compare, NULL},
+    {"verify",
+     "integrity checks: invalid indexes, constraints not validated, "
+     "foreign key orphans",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, verify_params, verify_outputs,
+     pg_act_verify, NULL},
+    {"connections",
+     "list the connections to a database; terminate: true ends them",
+     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, conns_params, conns_outputs,
+     pg_act_connections, pg_conns_classify},
+};
+
+static const eng_lua_func pg_lua[] = {
+    {"pg", "query",
+     "pg.query(url, sql, ...): rows of one statement run in a READ ONLY "
+     "transaction; extra arguments are $1..$n",
+     pg_lua_query},
+};
+
+static const eng_plugin pg_plugin = {
+    ENG_PLUGIN_HEADER,
+    .name = "postgres",
+    .version = "1.0.0",
+    .doc = "PostgreSQL: sandbox, dump/restore (pg_dump, pg_restore, psql), "
+           "row counts, compare, integrity checks, guarded database drops",
+    .actions = pg_actions,
+    .n_actions = sizeof pg_actions / sizeof pg_actions[0],
+    .lua_funcs = pg_lua,
+    .n_lua_funcs = sizeof pg_lua / sizeof pg_lua[0],
+    .init = pg_init,
+};
+
+ENG_PLUGIN_DEFINE(pg_plugin)
