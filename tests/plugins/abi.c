@@ -17,5 +17,5 @@ static const eng_plugin desc = {
 #else
     .abi_major = ENG_ABI_MAJOR, .abi_minor = ENG_ABI_MINOR + 1,
 #endif
-    .name = "test_abi_major", .version = "1", .actions = actions, .n_actions = 1};
+    .name = TEST_PLUGIN_NAME, .version = "1", .actions = actions, .n_actions = 1};
 ENG_PLUGIN_DEFINE(desc)
