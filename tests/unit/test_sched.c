@@ -1,0 +1,208 @@
+/* Unit tests for core/sched.c: the scheduler driven through eng__run_main
+ * on small runbooks (ordering, --jobs, timeout killing a process group,
+ * retry counts, finally after a failure and after SIGINT). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "registry.h"
+#include "scheduler.h"
+
+static char dir[] = "/tmp/engine-sched-XXXXXX";
+
+static int run_text(const char *text, int jobs, json_t **report) {
+  char *path = eng__asprintf("%s/rb.yaml", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  eng__diags d = {0};
+  d.quiet = true;
+  eng__runbook *rb = eng__runbook_load(path, &d);
+  assert_non_null(rb);
+  eng__lua_opts lo = {0};
+  eng__lua *L = NULL;
+  char err[256];
+  assert_int_equal(eng__lua_create(&lo, &L, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__runbook_validate(rb, L, &d), ENG_OK);
+  assert_int_equal(d.errors, 0);
+  eng__run_opts o = {0};
+  o.jobs = jobs;
+  char *state = eng__asprintf("%s/state", dir);
+  char *rep = eng__asprintf("%s/report.json", dir);
+  o.state_dir = state;
+  o.report = rep;
+  o.verbosity = -1;
+  eng__console_setup(false, -1, false);
+  int code = eng__run_main(rb, L, &o);
+  *report = json_load_file(rep, 0, NULL);
+  assert_non_null(*report);
+  eng__lua_destroy(L);
+  eng__runbook_free(rb);
+  eng__diags_free(&d);
+  free(state);
+  free(rep);
+  free(path);
+  return code;
+}
+
+/* The runbook text with @D@ replaced by the test directory and @P@ by our
+ * pid (ISO C has no positional printf arguments). */
+static char *fill(const char *t) {
+  eng__buf b = {0};
+  char pid[32];
+  snprintf(pid, sizeof pid, "%d", (int)getpid());
+  for (const char *p = t; *p;) {
+    if (!strncmp(p, "@D@", 3)) { eng__buf_adds(&b, dir); p += 3; }
+    else if (!strncmp(p, "@P@", 3)) { eng__buf_adds(&b, pid); p += 3; }
+    else eng__buf_add(&b, p++, 1);
+  }
+  return eng__buf_steal(&b);
+}
+
+static const char *status(json_t *rep, const char *step) {
+  return json_string_value(json_object_get(json_object_get(json_object_get(rep, "steps"), step), "status"));
+}
+
+static int attempts(json_t *rep, const char *step) {
+  return (int)json_integer_value(json_object_get(json_object_get(json_object_get(rep, "steps"), step), "attempts"));
+}
+
+static char *slurp(const char *name) {
+  char *p = eng__asprintf("%s/%s", dir, name);
+  char *t = eng__read_file(p, 1 << 20, NULL);
+  free(p);
+  return t;
+}
+
+static void test_order_and_jobs(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nsteps:\n"
+      "  - {id: a, uses: shell, with: {command: 'echo a >> @D@/log'}}\n"
+      "  - {id: p1, needs: [a], uses: shell, with: {command: 'echo s >> @D@/log; sleep 0.3; echo e >> @D@/log'}}\n"
+      "  - {id: p2, needs: [a], uses: shell, with: {command: 'echo s >> @D@/log; sleep 0.3; echo e >> @D@/log'}}\n"
+      "  - {id: z, needs: [p1, p2], uses: shell, with: {command: 'echo z >> @D@/log'}}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 1, &rep), ENG_EXIT_OK);
+  char *log = slurp("log");
+  assert_string_equal(log, "a\ns\ne\ns\ne\nz\n"); /* --jobs 1: one at a time */
+  free(log);
+  json_decref(rep);
+  char *p = eng__asprintf("%s/log", dir);
+  unlink(p);
+  free(p);
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_OK);
+  log = slurp("log");
+  assert_string_equal(log, "a\ns\ns\ne\ne\nz\n"); /* both at once */
+  free(log);
+  json_decref(rep);
+  free(text);
+}
+
+/* Running (a zombie waiting for its reaper counts as gone). */
+static bool alive(int pid) {
+  if (kill(pid, 0) != 0) return false;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  char *st = eng__read_file(path, 4096, NULL);
+  if (!st) return false;
+  char *close = strrchr(st, ')');
+  bool zombie = close && close[1] == ' ' && close[2] == 'Z';
+  free(st);
+  return !zombie;
+}
+
+static void test_timeout_kills_group_and_finally(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nsteps:\n"
+      "  - id: slow\n    uses: shell\n    timeout: 300ms\n"
+      "    with: {command: 'sleep 30 & echo $! > @D@/pid; wait'}\n"
+      "  - {id: next, uses: shell, with: {command: 'touch @D@/next'}}\n"
+      "finally:\n  - {id: fin, uses: shell, with: {command: 'touch @D@/fin'}}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  assert_string_equal(status(rep, "slow"), "timed_out");
+  assert_string_equal(status(rep, "next"), "skipped");
+  assert_string_equal(status(rep, "fin"), "ok");
+  char *pid = slurp("pid");
+  assert_non_null(pid);
+  usleep(300000);
+  assert_false(alive(atoi(pid))); /* the grandchild is gone */
+  free(pid);
+  json_decref(rep);
+  free(text);
+}
+
+static void test_retry_counts(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nsteps:\n"
+      "  - id: flaky\n    uses: shell\n    retry: {attempts: 5, delay: 10ms, backoff: 2}\n"
+      "    with: {command: 'echo x >> @D@/n; [ $(wc -l < @D@/n) -ge 3 ]'}\n"
+      "  - id: never\n    uses: shell\n    needs: []\n    retry: {attempts: 3}\n"
+      "    with: {command: 'exit 1'}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  assert_int_equal(attempts(rep, "flaky"), 3);
+  assert_string_equal(status(rep, "flaky"), "ok");
+  assert_int_equal(attempts(rep, "never"), 3);
+  assert_string_equal(status(rep, "never"), "failed");
+  json_decref(rep);
+  free(text);
+}
+
+static void test_sigint_runs_finally(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nsteps:\n"
+      "  - {id: interrupt, uses: shell, with: {command: 'kill -INT @P@; sleep 20'}}\n"
+      "  - {id: after, uses: shell, with: {command: 'touch @D@/after'}}\n"
+      "finally:\n  - {id: fin, uses: shell, with: {command: 'echo ${run.status} > @D@/fin'}}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_INTERRUPTED);
+  assert_string_equal(status(rep, "interrupt"), "cancelled");
+  assert_string_equal(status(rep, "after"), "cancelled");
+  char *fin = slurp("fin");
+  assert_string_equal(fin, "cancelled\n");
+  free(fin);
+  json_decref(rep);
+  free(text);
+}
+
+static int setup(void **state) {
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  eng__diags d = {0};
+  d.quiet = true;
+  eng__registry_load(NULL, 0, &d);
+  eng__diags_free(&d);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  eng__registry_unload();
+  char *cmd = eng__asprintf("rm -rf '%s'", dir);
+  int rc = system(cmd);
+  (void)rc;
+  free(cmd);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_order_and_jobs),
+      cmocka_unit_test(test_timeout_kills_group_and_finally),
+      cmocka_unit_test(test_retry_counts),
+      cmocka_unit_test(test_sigint_runs_finally),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
