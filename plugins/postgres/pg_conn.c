@@ -103,7 +103,19 @@ void pg_sess_add_script(pg_sess *s, const char *label, const char *sql,
 
 /* ---- open close --------------------------------------------------------- */
 
+static pg_sess *pg_sess_new(pg_op *op, const char *conninfo);
+
 pg_sess *pg_sess_open(pg_op *op, const char *conninfo) {
+  pg_sess *s = pg_sess_new(op, conninfo);
+  for (int i = 0; i < PG_OP_MAX_SESS; i++)
+    if (!op->sess[i]) {
+      op->sess[i] = s;
+      break;
+    }
+  return s;
+}
+
+static pg_sess *pg_sess_new(pg_op *op, const char *conninfo) {
   pg_sess *s = pg_xcalloc(1, sizeof *s);
   s->op = op;
   s->conninfo = pg_strdup(conninfo ? conninfo : "");
@@ -122,11 +134,6 @@ pg_sess *pg_sess_open(pg_op *op, const char *conninfo) {
       s->connect_timeout_ms = (v < 2 ? 2 : v) * 1000;
   }
   if (o) PQconninfoFree(o);
-  for (int i = 0; i < PG_OP_MAX_SESS; i++)
-    if (!op->sess[i]) {
-      op->sess[i] = s;
-      break;
-    }
   return s;
 }
 
@@ -626,4 +633,33 @@ int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname) {
                                  id->sysid[0] ? evidence : NULL);
   free(target);
   return rc == ENG_OK ? ENG_OK : ENG_ERR_REFUSED;
+}
+
+/* ---- server-side cancel ------------------------------------------------ */
+
+static void pg_sess_cancelled(pg_sess *c, void *ud, int rc) {
+  pg_op *op = ud;
+  if (rc != ENG_OK)
+    pg_host->log(op->call, ENG_LOG_DEBUG,
+                 "could not cancel the running query on %s: %s", c->display,
+                 pg_sess_errmsg(c));
+  pg_sess_close(c);
+  pg_op_release(op);
+}
+
+void pg_sess_cancel_remote(pg_sess *s) {
+  if (s->closed || s->state != PG_S_BUSY || !s->conn) return;
+  int pid = PQbackendPID(s->conn);
+  if (pid <= 0) return;
+  char spid[16];
+  snprintf(spid, sizeof spid, "%d", pid);
+  const char *p[1] = {spid};
+  /* not registered in op->sess: finishing the op must not close it */
+  pg_sess *c = pg_sess_new(s->op, s->conninfo);
+  pg_sess_quiet(c, 1);
+  pg_sess_set_connect_timeout(c, 3000);
+  pg_sess_add(c, "cancel the running query",
+              "SELECT pg_catalog.pg_cancel_backend($1::int)", 1, p, NULL, NULL);
+  pg_op_hold(s->op);
+  pg_sess_run(c, pg_sess_cancelled, s->op);
 }

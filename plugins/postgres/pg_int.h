@@ -79,6 +79,7 @@ struct pg_op {
   int rc;
   int nprocs; /* children still running */
   int nwork;  /* worker jobs whose after() has not run */
+  int nhold;  /* other pending callbacks (server-side query cancels) */
   pg_sess *sess[PG_OP_MAX_SESS];
   pg_child *kids[PG_OP_MAX_KIDS]; /* running children */
   eng_timer *timer; /* one optional timer (retries), stopped at finish */
@@ -101,6 +102,10 @@ void pg_op_fail(pg_op *op, int rc, const char *fmt, ...) ENG_PRINTF(3, 4);
  * finished meanwhile. Returns ENG_OK or an error (after nothing ran). */
 int pg_op_work(pg_op *op, void (*fn)(void *ud), void (*after)(void *ud),
                void *ud);
+/* Keep the op from completing until pg_op_release (the call stays valid
+ * for the work that holds it). */
+void pg_op_hold(pg_op *op);
+void pg_op_release(pg_op *op);
 /* One-shot timer owned by the op (replaces a running one). */
 void pg_op_timer(pg_op *op, uint64_t ms, void (*cb)(pg_op *op));
 
@@ -162,6 +167,11 @@ void pg_sess_seterr(pg_sess *s, const char *fmt, ...) ENG_PRINTF(2, 3);
 PGconn *pg_sess_conn(const pg_sess *s);
 /* "app@127.0.0.1:5432/shop": who/where, never the password. */
 const char *pg_sess_display(const pg_sess *s);
+/* The session runs a query: ask the server to cancel it from a second
+ * connection (pg_cancel_backend), holding op until that is done (at most
+ * a few seconds). Closing the connection alone leaves the query running
+ * on the server until it next tries to send. No-op when idle. */
+void pg_sess_cancel_remote(pg_sess *s);
 /* Connect timeout in ms (default 10 s or connect_timeout of the URL). */
 void pg_sess_set_connect_timeout(pg_sess *s, int64_t ms);
 /* Stay quiet about notices (NOTICE from DROP ... IF EXISTS). */

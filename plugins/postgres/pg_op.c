@@ -138,7 +138,9 @@ int pg_pbool(const json_t *p, const char *name, int def) {
 /* ---- the op ------------------------------------------------------------- */
 
 static void pg_op_complete_if_idle(pg_op *op) {
-  if (!op->finished || op->completed || op->nprocs > 0 || op->nwork > 0) return;
+  if (!op->finished || op->completed || op->nprocs > 0 || op->nwork > 0 ||
+      op->nhold > 0)
+    return;
   op->completed = 1;
   eng_call *call = op->call;
   int rc = op->rc;
@@ -147,11 +149,21 @@ static void pg_op_complete_if_idle(pg_op *op) {
   if (destroy) destroy(op);
 }
 
+void pg_op_hold(pg_op *op) { op->nhold++; }
+
+void pg_op_release(pg_op *op) {
+  op->nhold--;
+  pg_op_complete_if_idle(op);
+}
+
 static void pg_op_on_cancel(void *ud) {
   pg_op *op = ud;
   if (op->completed) return;
   op->cancelled = 1;
   if (op->finished) return;
+  /* stop the server's work too, not only our side of it */
+  for (int i = 0; i < PG_OP_MAX_SESS; i++)
+    if (op->sess[i]) pg_sess_cancel_remote(op->sess[i]);
   if (op->cancel) {
     op->cancel(op);
     return;

@@ -543,6 +543,29 @@ def test_query_types_readonly_and_lua(h):
 
 
 @suite.test
+def test_query_timeout_cancels_on_server(h):
+    marker = f'slowq-{os.getpid()}-{time.time_ns()}'
+    rb = h.write('slowq.yaml', f'''
+version: 1
+name: slowq
+steps:
+  - id: slow
+    uses: postgres.query
+    timeout: 1s
+    with: {{ url: "{h.pg.url()}", sql: "SELECT pg_sleep(45), '{marker}'" }}
+''')
+    t0 = time.time()
+    r, rep = run(h, rb)
+    h.check(r.returncode == 1, out(r))
+    h.check(step(rep, 'slow')['status'] == 'timed_out', rep)
+    h.check(time.time() - t0 < 20, 'the timeout did not end the step')
+    # the server stopped running it too (pg_cancel_backend), not only us
+    busy = h.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                     f"AND query LIKE '%{marker}%' AND pid <> pg_backend_pid()").strip()
+    h.check(busy == '0', 'the query still runs on the server')
+
+
+@suite.test
 def test_query_write_needs_flag(h):
     db = demo_db(h, uniq(h, 'qw'))
     rb = h.write('w.yaml', '''
