@@ -130,10 +130,11 @@ static int usage_error(const char *fmt, const char *arg) {
 static bool running_from_build(void) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0 || !ENG_BUILD_ROOT[0]) return false;
+  static const char build_root[] = ENG_BUILD_ROOT;
+  if (n <= 0 || build_root[0] == '\0') return false;
   exe[n] = '\0';
-  size_t bl = strlen(ENG_BUILD_ROOT);
-  return strncmp(exe, ENG_BUILD_ROOT, bl) == 0 && exe[bl] == '/';
+  size_t bl = strlen(build_root);
+  return strncmp(exe, build_root, bl) == 0 && exe[bl] == '/';
 }
 
 static int parse_args(cli *c, int argc, char **argv) {

@@ -238,12 +238,13 @@ size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,
   }
   /* Running from the build directory: use the plugins built next to us. */
   char exe[PATH_MAX];
+  static const char build_root[] = ENG_BUILD_ROOT;
   ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (len > 0 && ENG_BUILD_ROOT[0]) {
+  if (len > 0 && build_root[0] != '\0') {
     exe[len] = '\0';
-    size_t bl = strlen(ENG_BUILD_ROOT);
-    if (strncmp(exe, ENG_BUILD_ROOT, bl) == 0 && exe[bl] == '/')
-      PUSH(eng__asprintf("%s/plugins", ENG_BUILD_ROOT));
+    size_t bl = strlen(build_root);
+    if (strncmp(exe, build_root, bl) == 0 && exe[bl] == '/')
+      PUSH(eng__asprintf("%s/plugins", build_root));
   }
   PUSH(eng__xstrdup(ENG_INSTALL_PLUGIN_DIR));
 #undef PUSH

@@ -565,9 +565,14 @@ static int guard_params(eng__run *r, size_t i, const json_t *params) {
       continue; /* commands: checked by the action with the whole line */
     json_t *v = json_object_get(params, p->name);
     if (!json_is_string(v)) continue;
-    if (eng__run_guard_target(r, s->id, p->target, json_string_value(v), NULL,
-                              side) != ENG_OK)
-      return ENG_ERR_REFUSED;
+    /* patterns only: ownership is decided by the action when it is about
+     * to act (a drop 'if_exists' of a database that is not there is no
+     * destructive act at all) */
+    r->static_check = true;
+    int g = eng__run_guard_target(r, s->id, p->target, json_string_value(v),
+                                  NULL, side);
+    r->static_check = false;
+    if (g != ENG_OK) return ENG_ERR_REFUSED;
   }
   return ENG_OK;
 }
@@ -676,7 +681,8 @@ static void start_step(eng__run *r, size_t i) {
 /* Effective status of a dependency for success()/failure(). */
 static const char *dep_status(eng__run *r, size_t d) {
   eng__step_state *st = &r->st[d];
-  if (st->status == ENG__S_FAILED && r->rb->steps[d].continue_on_error)
+  if ((st->status == ENG__S_FAILED || st->status == ENG__S_TIMED_OUT) &&
+      r->rb->steps[d].continue_on_error)
     return "ok";
   if (st->status == ENG__S_SKIPPED && st->upstream_failed) return "failed";
   return eng__status_name(st->status);
