@@ -423,8 +423,9 @@ static json_t *type_schema(eng_type t, const char *choices) {
   case ENG_T_NUMBER: return json_pack("{s:[s,s]}", "type", "number", "string");
   case ENG_T_BOOL: return json_pack("{s:[s,s]}", "type", "boolean", "string");
   case ENG_T_DURATION:
-    return json_pack("{s:[s,s], s:s}", "type", "string", "number",
-                     "description", "duration: 500ms, 30s, 5m, 1h30m");
+    return json_pack("{s:[s,s], s:s, s:s}", "type", "string", "number",
+                     "format", "duration", "description",
+                     "duration: 500ms, 30s, 5m, 1h30m");
   case ENG_T_LIST: return json_pack("{s:[s,s]}", "type", "array", "string");
   case ENG_T_MAP: return json_pack("{s:[s,s]}", "type", "object", "string");
   default: return json_object();

@@ -167,7 +167,9 @@ def test_sigint_cancels_and_runs_finally(h):
 @suite.test
 def test_secrets_never_printed(h):
     secret = 'tok-9f8e7d6c5b'
-    r = run(h, 'secrets.yaml', env={'TEST_TOKEN': secret})
+    hook = 'https://hooks.slack.com/services/T000/B000/hooksecret12345'
+    r = run(h, 'secrets.yaml', '--junit', h.tmp / 'j.xml', '--evidence', h.tmp / 'e.md',
+            env={'TEST_TOKEN': secret, 'SLACK_WEBHOOK_URL': hook})
     h.check(r.returncode == 1, r.stdout + r.stderr)
     everything = r.stdout + r.stderr
     for f in glob.glob(str(h.tmp / '**' / '*'), recursive=True):
@@ -175,6 +177,7 @@ def test_secrets_never_printed(h):
             everything += pathlib.Path(f).read_text(errors='replace')
     h.check(secret not in everything, 'the secret leaked')
     h.check('pw-in-url-123' not in everything, 'the URL password leaked')
+    h.check('hooksecret12345' not in everything, 'the webhook leaked')
     h.check('***' in r.stdout, r.stdout)
     r = run(h, 'secrets.yaml')
     h.check(r.returncode == 2 and "missing required parameter 'token'" in r.stderr
