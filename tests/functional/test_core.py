@@ -391,6 +391,26 @@ def test_streams_zstd_and_checksum(h):
 
 
 @suite.test
+def test_slo_measured_and_exit_4(h):
+    r = run(h, 'slo.yaml', '--evidence', h.tmp / 'e.md')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    h.check(300 <= rep['slo']['rto_ms'] < 5000, rep['slo'])
+    h.check(10000 <= rep['slo']['rpo_ms'] < 15000, rep['slo'])
+    h.check(rep['slo']['rto_met'] and rep['slo']['rpo_met'])
+    h.check('| total RTO |' in (h.tmp / 'e.md').read_text())
+    (h.tmp / 'state').rename(h.tmp / 'state0')
+    r = run(h, 'slo.yaml', '--set', 'pause=2500ms')
+    h.check(r.returncode == 4, r.stdout + r.stderr)
+    h.check('RTO' in r.stdout and 'MISSED' in r.stdout, r.stdout)
+    (h.tmp / 'state').rename(h.tmp / 'state1')
+    r = run(h, 'slo.yaml', '--set', 'backup_age_s=120')
+    h.check(r.returncode == 4, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'report.json')
+    h.check(not rep['slo']['rpo_met'] and rep['slo']['rto_met'], rep['slo'])
+
+
+@suite.test
 def test_plan_schema_version(h):
     r = h.engine('plan', h.fixture('core/order.yaml'), '--state-dir', h.tmp / 'state')
     h.check(r.returncode == 0, r.stdout + r.stderr)
