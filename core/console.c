@@ -13,6 +13,7 @@
 /* Process-wide console settings, owned here. */
 static eng__console con = {false, false, false, 0};
 static int64_t last_progress_ms;
+static int64_t rate_t0_ms, rate_bytes0; /* for the transfer rate */
 
 void eng__console_setup(bool json, int verbosity, bool color) {
   con.json = json;
@@ -166,20 +167,27 @@ void eng__con_progress(eng__run *r, const char *step, int64_t done,
                        int64_t total) {
   int64_t now = eng__now_ms();
   int64_t every = con.tty ? 1000 : 10000;
+  if (done < rate_bytes0 || !rate_t0_ms) {
+    rate_t0_ms = now;
+    rate_bytes0 = done;
+  }
   if (now - last_progress_ms < every && (total < 0 || done < total)) return;
   last_progress_ms = now;
-  char a[32], b[32];
+  char a[32], b[32], rb[32];
+  double secs = (double)(now - rate_t0_ms) / 1000.0;
+  int64_t rate = secs > 0.05 ? (int64_t)((double)(done - rate_bytes0) / secs) : 0;
   if (con.json) {
-    json_event("step.progress", json_pack("{s:s, s:s, s:I, s:I}", "run",
+    json_event("step.progress", json_pack("{s:s, s:s, s:I, s:I, s:I}", "run",
                                           r->id, "step", step, "bytes",
                                           (json_int_t)done, "total",
-                                          (json_int_t)total));
+                                          (json_int_t)total, "bytes_per_s",
+                                          (json_int_t)rate));
     return;
   }
   if (con.verbosity < 0) return;
-  printf("%s   %s: %s%s%s%s\n", DIM, step, eng__fmt_bytes(done, a, sizeof a),
+  printf("%s   %s: %s%s%s, %s/s%s\n", DIM, step, eng__fmt_bytes(done, a, sizeof a),
          total >= 0 ? " of " : "", total >= 0 ? eng__fmt_bytes(total, b, sizeof b) : "",
-         RESET);
+         eng__fmt_bytes(rate, rb, sizeof rb), RESET);
   fflush(stdout);
 }
 
