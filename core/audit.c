@@ -80,10 +80,10 @@ eng__audit *eng__audit_open(const char *path, const char *run_id) {
 
 const char *eng__audit_head(const eng__audit *a) { return a->prev; }
 
-void eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
+int eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
   if (!a) {
     json_decref(fields);
-    return;
+    return 0;
   }
   char t[40];
   json_t *rec = fields ? fields : json_object();
@@ -108,8 +108,9 @@ void eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
   eng__buf_add(&b, "\n", 1);
   free(line);
   ssize_t w = write(a->fd, b.data, b.len);
-  (void)w;
+  int rc = w == (ssize_t)b.len ? 0 : -1;
   eng__buf_free(&b);
+  return rc;
 }
 
 void eng__audit_sync(eng__audit *a) {

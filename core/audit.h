@@ -9,8 +9,9 @@ typedef struct eng__audit eng__audit;
 
 /* Open (append; continues the chain of an existing log). NULL on error. */
 eng__audit *eng__audit_open(const char *path, const char *run_id);
-/* Append a record of `type` with `fields` (stolen; may be NULL). */
-void eng__audit_event(eng__audit *a, const char *type, json_t *fields);
+/* Append a record of `type` with `fields` (stolen; may be NULL). Returns
+ * -1 (errno set) when the record could not be written whole. */
+int eng__audit_event(eng__audit *a, const char *type, json_t *fields);
 void eng__audit_sync(eng__audit *a);
 void eng__audit_close(eng__audit *a);
 /* SHA-256 of the last line written: the chain head. */

@@ -59,6 +59,9 @@ struct eng_call {
   void *cb_ud;
   uv_timer_t deliver;
   bool deliver_init;
+  bool is_sub;
+  eng_call **subs; /* live sub-calls (Lua functions), cancelled with us */
+  size_t n_subs;
 };
 
 static void call_ref(eng_call *c) { c->refs++; }
@@ -72,11 +75,29 @@ static void deliver_close_cb(uv_handle_t *h) {
   free(c);
 }
 
+static void unlink_sub(eng_call *c) {
+  eng_call *p = c->parent;
+  if (!p) return;
+  for (size_t i = 0; i < p->n_subs; i++)
+    if (p->subs[i] == c) {
+      p->subs[i] = p->subs[--p->n_subs];
+      break;
+    }
+  c->parent = NULL;
+}
+
 static void call_unref(eng_call *c) {
   if (--c->refs > 0) return;
+  unlink_sub(c);
+  for (size_t i = 0; i < c->n_subs; i++) c->subs[i]->parent = NULL;
+  free(c->subs);
   eng__http_group_cancel(&c->http);
-  if (eng__proc_group_empty(c->procs)) free(c->procs);
-  else eng__proc_group_kill(c->procs, 1000); /* dying: the group stays */
+  if (eng__proc_group_empty(c->procs)) {
+    free(c->procs);
+  } else { /* dying processes: the group outlives the call */
+    eng__proc_group_kill(c->procs, 1000);
+    eng__proc_group_detach(c->procs);
+  }
   for (struct eng_timer *t = c->timers; t; t = t->next) t->call = NULL;
   for (struct eng_watch *w = c->watches; w; w = w->next) w->call = NULL;
   if (c->deliver_init) uv_close((uv_handle_t *)&c->deliver, deliver_close_cb);
@@ -124,11 +145,21 @@ eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud) {
   eng_call *c = call_alloc(parent ? parent->run : NULL,
                            parent ? parent->step : NULL, NULL, cb, ud);
   c->parent = parent;
+  c->is_sub = true;
+  if (parent) {
+    parent->subs = eng__xrealloc(parent->subs, (parent->n_subs + 1) * sizeof *parent->subs);
+    parent->subs[parent->n_subs++] = c;
+  }
   return c;
 }
 
 int eng__call_start(eng_call *c, int (*fn)(eng_call *, const json_t *),
                     const json_t *args) {
+  return eng__call_start_err(c, fn, args, NULL);
+}
+
+int eng__call_start_err(eng_call *c, int (*fn)(eng_call *, const json_t *),
+                        const json_t *args, char **err) {
   c->args = args ? json_incref((json_t *)args) : json_object();
   c->started = true;
   if (!fn) return ENG_OK; /* run-end hook: the hook itself drives it */
@@ -138,7 +169,8 @@ int eng__call_start(eng_call *c, int (*fn)(eng_call *, const json_t *),
     /* start failed: the callback never runs; the message goes to the log */
     c->done = true;
     c->delivered = true;
-    if (c->error.len && c->run)
+    if (err) *err = c->error.len ? eng__xstrdup(c->error.data) : NULL;
+    else if (c->error.len && c->run)
       eng__run_log(c->run, c->step, ENG_LOG_ERROR, c->error.data);
     call_unref(c);
     call_unref(c); /* the creator's reference: freed */
@@ -176,7 +208,7 @@ static void deliver_cb(uv_timer_t *t) {
   /* Kill leftovers the action forgot (it reported done). */
   if (!eng__proc_group_empty(c->procs)) eng__proc_group_kill(c->procs, 2000);
   /* Sub-calls and run-end hooks hold no owner reference beyond this. */
-  bool auto_release = c->parent != NULL || c->action == NULL;
+  bool auto_release = c->is_sub || c->action == NULL;
   call_ref(c);
   if (cb) cb(ud, rc, out, err);
   else json_decref(out);
@@ -188,6 +220,7 @@ static void deliver_cb(uv_timer_t *t) {
 /* ---- the host table ----------------------------------------------------- */
 
 static void h_log(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
+  if ((unsigned)lvl > ENG_LOG_ERROR) lvl = ENG_LOG_ERROR;
   eng__buf b = {0};
   va_list ap;
   va_start(ap, fmt);
@@ -422,8 +455,10 @@ static void h_watch_stop(eng_watch *w) {
 
 static eng_side_effect call_side(eng_call *c) {
   if (!c->action) return ENG_SIDE_READ_ONLY;
-  return c->action->classify ? c->action->classify(c->args)
-                             : c->action->side_effect;
+  eng_side_effect e = c->action->classify ? c->action->classify(c->args)
+                                           : c->action->side_effect;
+  /* an unknown class from a plugin is treated as the most dangerous one */
+  return (unsigned)e > ENG_SIDE_EXTERNAL ? ENG_SIDE_DESTRUCTIVE : e;
 }
 
 static int h_guard_target(eng_call *c, eng_target kind, const char *value,
@@ -521,5 +556,8 @@ void eng__call_cancel(eng_call *c) {
   eng__http_group_cancel(&c->http);
   /* the action may have finished from a cancelled transfer's callback */
   if (c->cancel_cb && !c->done) c->cancel_cb(c->cancel_ud);
+  /* Lua functions a hook of this step is waiting for */
+  for (size_t i = c->n_subs; i-- > 0;)
+    if (i < c->n_subs) eng__call_cancel(c->subs[i]);
   call_unref(c);
 }

@@ -93,6 +93,7 @@ void eng__redact_json(const eng__redactor *r, json_t *v);
 /* A set of processes owned by one call; killed together on cancel. */
 typedef struct eng__proc_group {
   struct eng__proc_link *head;
+  int orphan; /* detached: freed with its last process */
 } eng__proc_group;
 
 typedef struct eng__proc_hooks {
@@ -110,6 +111,10 @@ void eng__proc_kill(eng_proc *p, int signum);
  * grace_ms. */
 void eng__proc_group_kill(eng__proc_group *g, uint64_t grace_ms);
 int eng__proc_group_empty(const eng__proc_group *g);
+/* The owner goes away while processes still run (they are being killed):
+ * no callback reaches the owner any more, and the group (heap-allocated)
+ * is freed with its last process. */
+void eng__proc_group_detach(eng__proc_group *g);
 int eng__proc_write(eng_proc *p, const void *buf, size_t len,
                     void (*cb)(void *ud, int rc), void *ud);
 void eng__proc_pause(eng_proc *p, int paused);
@@ -192,6 +197,10 @@ eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud);
  * non-OK return cb has not run and never will; the call is freed. */
 int eng__call_start(eng_call *call, int (*fn)(eng_call *, const json_t *),
                     const json_t *args);
+/* The same; on failure *err receives the action's message (malloc'd, or
+ * NULL) instead of it being logged. */
+int eng__call_start_err(eng_call *call, int (*fn)(eng_call *, const json_t *),
+                        const json_t *args, char **err);
 uv_loop_t *eng__call_loop(eng_call *call);
 eng__run *eng__call_run(eng_call *call);
 void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...)

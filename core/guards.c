@@ -37,9 +37,9 @@ static void record(eng__run *r, const char *step, const char *decision,
                         "target", target, "evidence", evidence, "message",
                         detail);
   eng__redact_json(r->redact, d);
-  json_array_append(r->guard_log, d);
   eng__run_audit(r, !strcmp(decision, "refuse") ? "guard.refuse" : "guard.pass",
-                 d);
+                 json_deep_copy(d));
+  json_array_append_new(r->guard_log, d);
 }
 
 static int refuse(eng__run *r, const char *step, const char *rule,
@@ -51,17 +51,36 @@ static int refuse(eng__run *r, const char *step, const char *rule,
   return ENG_ERR_REFUSED;
 }
 
-/* Patterns of a guards list, rendered (they may use ${params...}). */
-static json_t *patterns(eng__run *r, const char *list) {
+/* Patterns of a guards list, rendered (they may use ${params...}). NULL,
+ * with *why set (malloc'd), when an entry cannot be resolved: the caller
+ * refuses, since a protection that silently vanished is no protection. */
+static json_t *patterns(eng__run *r, const char *list, char **why) {
   json_t *out = json_array();
   eng__node *pl = eng__node_get(r->rb->guards, list);
   for (size_t i = 0; pl && pl->kind == ENG__N_SEQ && i < pl->n; i++) {
-    char err[512];
+    char err[512] = "";
     json_t *v = eng__tpl_render(r->L, pl->vals[i], err, sizeof err);
-    if (json_is_string(v)) json_array_append(out, v);
-    json_decref(v);
+    if (!json_is_string(v) || !*json_string_value(v)) {
+      *why = eng__asprintf("guards.%s[%zu] (line %d) could not be resolved%s%s",
+                           list, i, pl->vals[i]->line, *err ? ": " : " to a "
+                           "non-empty string", err);
+      json_decref(v);
+      json_decref(out);
+      return NULL;
+    }
+    json_array_append_new(out, v);
   }
   return out;
+}
+
+static int unresolved(eng__run *r, const char *step, const char *list,
+                      const char *target, char *why) {
+  char *msg = eng__asprintf("refused: %s; fix the guard (a protection that "
+                            "cannot be evaluated fails safe)", why);
+  int rc = refuse(r, step, list, target, NULL, msg);
+  free(msg);
+  free(why);
+  return rc;
 }
 
 static const char *match_any(json_t *pats, const char *const *cands) {
@@ -76,7 +95,12 @@ static const char *match_any(json_t *pats, const char *const *cands) {
 
 /* A database name is protected? (for dropdb / DROP DATABASE in commands) */
 static const char *db_protected(eng__run *r, const char *name) {
-  json_t *pats = patterns(r, "protected_databases");
+  char *why = NULL;
+  json_t *pats = patterns(r, "protected_databases", &why);
+  if (!pats) {
+    free(why);
+    return "(an entry that could not be resolved)";
+  }
   const char *cands[] = {name, NULL};
   const char *hit = match_any(pats, cands);
   char *copy = hit ? eng__xstrdup(hit) : NULL;
@@ -89,12 +113,20 @@ static const char *db_protected(eng__run *r, const char *name) {
   return buf;
 }
 
-/* Lowercase, whitespace collapsed, quotes removed: how commands compare. */
+/* How commands compare: lower-case, quotes and backslashes removed
+ * (a backslash-newline is a space), white space collapsed. */
 static char *normalize(const char *s) {
   eng__buf b = {0};
   bool space = false;
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
+    if (c == '\\') {
+      if (s[1] == '\n') {
+        space = b.len > 0;
+        s++;
+      }
+      continue;
+    }
     if (c == '"' || c == '\'' || c == '`') continue;
     if (isspace(c)) {
       space = b.len > 0;
@@ -108,36 +140,88 @@ static char *normalize(const char *s) {
   return eng__buf_steal(&b);
 }
 
-/* Find the database a `dropdb ...` or `drop database [if exists] X` names. */
-static void dropped_dbs(const char *norm, json_t *out) {
-  for (const char *p = norm; (p = strstr(p, "dropdb")) != NULL; p += 6) {
-    if (p != norm && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
-    const char *q = p + 6;
-    char *last = NULL;
-    while (*q == ' ') {
-      q++;
-      const char *e = q;
-      while (*e && *e != ' ' && *e != ';' && *e != '&' && *e != '|') e++;
-      if (e == q) break;
-      bool opt = *q == '-';
-      /* options that take a value */
-      if (opt && (!strncmp(q, "-u", 2) || !strncmp(q, "-h", 2) ||
-                  !strncmp(q, "-p", 2) || !strncmp(q, "--maintenance-db", 16)) &&
-          (size_t)(e - q) == 2) {
-        q = e;
-        while (*q == ' ') q++;
-        while (*q && *q != ' ') q++;
-        continue;
+/* Split a normalized command line into segments (; && || | & newline and
+ * parentheses end a command) of space-separated tokens. */
+static json_t *segments(const char *norm) {
+  json_t *segs = json_array();
+  json_t *cur = json_array();
+  eng__buf tok = {0};
+#define FLUSH_TOK()                                                        \
+  do {                                                                     \
+    if (tok.len) json_array_append_new(cur, json_string(tok.data));        \
+    eng__buf_free(&tok);                                                   \
+  } while (0)
+#define FLUSH_SEG()                                                        \
+  do {                                                                     \
+    FLUSH_TOK();                                                           \
+    if (json_array_size(cur)) json_array_append(segs, cur);                \
+    json_decref(cur);                                                      \
+    cur = json_array();                                                    \
+  } while (0)
+  for (const char *p = norm; *p; p++) {
+    if (*p == ';' || *p == '|' || *p == '&' || *p == '(' || *p == ')' ||
+        *p == '\n')
+      FLUSH_SEG();
+    else if (*p == ' ')
+      FLUSH_TOK();
+    else
+      eng__buf_add(&tok, p, 1);
+  }
+  FLUSH_SEG();
+  json_decref(cur);
+#undef FLUSH_TOK
+#undef FLUSH_SEG
+  return segs;
+}
+
+/* The rule's tokens appear in this order in the segment (other tokens,
+ * such as options and their values, may stand between them). */
+static bool rule_matches(json_t *seg, json_t *rule) {
+  size_t k = 0, n = json_array_size(rule);
+  if (!n) return false;
+  for (size_t i = 0; i < json_array_size(seg) && k < n; i++) {
+    const char *t = json_string_value(json_array_get(seg, i));
+    const char *want = json_string_value(json_array_get(rule, k));
+    /* a program may be named by path: /usr/bin/dropdb, npx prisma */
+    const char *base = strrchr(t, '/');
+    if (!strcmp(t, want) || (k == 0 && base && !strcmp(base + 1, want))) k++;
+  }
+  return k == n;
+}
+
+static bool is_redirect(const char *t) {
+  return strchr(t, '>') != NULL || t[0] == '<';
+}
+
+/* Databases named by `dropdb ...` and `drop database [if exists] X`. */
+static void dropped_dbs(const char *norm, json_t *segs, json_t *out) {
+  static const char *const with_value[] = {"-u", "-h", "-p", "--username",
+                                           "--host", "--port",
+                                           "--maintenance-db", NULL};
+  size_t si;
+  json_t *seg;
+  json_array_foreach(segs, si, seg) {
+    size_t n = json_array_size(seg);
+    for (size_t i = 0; i < n; i++) {
+      const char *t = json_string_value(json_array_get(seg, i));
+      const char *base = strrchr(t, '/');
+      if (strcmp(base ? base + 1 : t, "dropdb")) continue;
+      for (size_t k = i + 1; k < n; k++) {
+        const char *a = json_string_value(json_array_get(seg, k));
+        if (is_redirect(a)) {
+          if (!strcmp(a, ">") || !strcmp(a, ">>") || !strcmp(a, "<") ||
+              (strlen(a) == 2 && a[1] == '>'))
+            k++; /* its target */
+          continue;
+        }
+        if (a[0] == '-') {
+          for (size_t w = 0; with_value[w]; w++)
+            if (!strcmp(a, with_value[w])) k++;
+          continue;
+        }
+        json_array_append_new(out, json_string(a));
       }
-      if (!opt) {
-        free(last);
-        last = eng__xstrndup(q, (size_t)(e - q));
-      }
-      q = e;
-      if (*q != ' ') break;
     }
-    if (last) json_array_append_new(out, json_string(last));
-    free(last);
   }
   for (const char *p = norm; (p = strstr(p, "drop database")) != NULL; p += 13) {
     const char *q = p + 13;
@@ -145,7 +229,7 @@ static void dropped_dbs(const char *norm, json_t *out) {
     if (!strncmp(q, "if exists", 9)) q += 9;
     while (*q == ' ') q++;
     const char *e = q;
-    while (*e && *e != ' ' && *e != ';' && *e != ')') e++;
+    while (*e && *e != ' ' && *e != ';' && *e != ')' && *e != '(') e++;
     if (e > q) {
       char *name = eng__xstrndup(q, (size_t)(e - q));
       json_array_append_new(out, json_string(name));
@@ -154,19 +238,44 @@ static void dropped_dbs(const char *norm, json_t *out) {
   }
 }
 
+static json_t *tokens(const char *rule) {
+  char *nr = normalize(rule);
+  json_t *segs = segments(nr);
+  free(nr);
+  json_t *t = json_incref(json_array_get(segs, 0));
+  json_decref(segs);
+  return t ? t : json_array();
+}
+
 static int check_command(eng__run *r, const char *step, const char *cmd) {
   char *norm = normalize(cmd);
+  json_t *segs = segments(norm);
   int rc = ENG_OK;
-  json_t *extra = patterns(r, "forbidden_commands");
+  char *why = NULL;
+  json_t *extra = patterns(r, "forbidden_commands", &why);
+  if (!extra) {
+    free(norm);
+    json_decref(segs);
+    return unresolved(r, step, "forbidden_commands", cmd, why);
+  }
   size_t nb = 0;
   while (builtin_forbidden[nb]) nb++;
   size_t n = nb + json_array_size(extra);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && rc == ENG_OK; i++) {
     const char *f = i < nb ? builtin_forbidden[i]
                            : json_string_value(json_array_get(extra, i - nb));
-    if (!f) continue;
-    char *nf = normalize(f);
-    bool hit = *nf && strstr(norm, nf) != NULL;
+    json_t *rule = tokens(f);
+    size_t si;
+    json_t *seg;
+    bool hit = false;
+    json_array_foreach(segs, si, seg) if (rule_matches(seg, rule)) hit = true;
+    /* a rule given as a path or fragment also matches as plain text */
+    if (!hit && i >= nb) {
+      char *nf = normalize(f);
+      hit = *nf && strstr(norm, nf) != NULL;
+      free(nf);
+    }
+    json_decref(rule);
     if (hit) {
       char *msg = eng__asprintf(
           "refused: the command contains forbidden '%s' (%s); this rule "
@@ -175,13 +284,11 @@ static int check_command(eng__run *r, const char *step, const char *cmd) {
       rc = refuse(r, step, "forbidden_commands", cmd, NULL, msg);
       free(msg);
     }
-    free(nf);
-    if (rc != ENG_OK) break;
   }
   json_decref(extra);
   if (rc == ENG_OK) {
     json_t *dbs = json_array();
-    dropped_dbs(norm, dbs);
+    dropped_dbs(norm, segs, dbs);
     size_t i;
     json_t *d;
     json_array_foreach(dbs, i, d) {
@@ -197,6 +304,7 @@ static int check_command(eng__run *r, const char *step, const char *cmd) {
     }
     json_decref(dbs);
   }
+  json_decref(segs);
   free(norm);
   if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
   return rc;
@@ -232,7 +340,9 @@ int eng__run_guard_target(eng__run *r, const char *step, eng_target kind,
     record(r, step, "pass", list, value, evidence, "read-only use");
     return ENG_OK;
   }
-  json_t *pats = patterns(r, list);
+  char *why = NULL;
+  json_t *pats = patterns(r, list, &why);
+  if (!pats) return unresolved(r, step, list, value, why);
   const char *cands[] = {value, name, evidence, NULL};
   const char *hit = match_any(pats, cands);
   if (hit) {
@@ -290,7 +400,7 @@ int eng__guards_before_step(eng__run *r, size_t i) {
     int ref;
     char err[1024];
     json_t *res = NULL;
-    const char *code = that->str;
+    char *code = eng__cond_code(that->str);
     bool ok = false;
     char *why = NULL;
     if (eng__lua_compile(r->L, code, ENG__LUA_EXPR, r->rb->file, that->line,
@@ -310,8 +420,10 @@ int eng__guards_before_step(eng__run *r, size_t i) {
       int rc = refuse(r, s->id, "checks", code, NULL, msg);
       free(msg);
       free(why);
+      free(code);
       return rc;
     }
+    free(code);
   }
   return ENG_OK;
 }

@@ -28,7 +28,7 @@ static void to_refs(eng__run *r, json_t *v) {
     const char *s = json_string_value(v);
     const char *key;
     json_t *ref;
-    bool any = false;
+    bool any = strstr(s, "${") != NULL; /* literal ${ must stay literal */
     json_object_foreach(r->secret_refs, key, ref) if (strstr(s, key)) any = true;
     if (!any) return;
     /* escape literal ${ first, then substitute */
@@ -72,7 +72,7 @@ static void to_refs(eng__run *r, json_t *v) {
 
 json_t *eng__journal_refs(eng__run *r, const json_t *v) {
   json_t *copy = json_deep_copy(v);
-  if (r->secret_refs) to_refs(r, copy);
+  to_refs(r, copy);
   eng__redact_json(r->redact, copy); /* anything else secret: masked */
   return copy;
 }
@@ -266,11 +266,30 @@ int eng__runs_list(const char *state_dir, FILE *out) {
 
 /* ---- engine cleanup: a runbook of the undo actions -------------------------- */
 
+/* Names X of every ${params.X} in the text. */
+static void param_refs(const char *text, json_t *params) {
+  for (const char *p = text; (p = strstr(p, "${params.")) != NULL;) {
+    p += 9;
+    const char *e = p;
+    while ((*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9') || *e == '_') e++;
+    if (e > p) {
+      char *name = eng__xstrndup(p, (size_t)(e - p));
+      json_object_set_new(params, name,
+                          json_pack("{s:b, s:b}", "secret", 1, "required", 1));
+      free(name);
+    }
+  }
+}
+
+/* The runbook `engine cleanup` runs: one undo step per leftover resource,
+ * newest first, each whatever the others did. Written as JSON (which YAML
+ * reads), so no journal text can change its structure. */
 char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
   json_t *all = eng__journal_read(run_dir);
   if (!all) return NULL;
   json_t *left = eng__journal_leftovers(all);
-  eng__buf b = {0};
+  json_t *steps = json_array();
+  json_t *params = json_object();
   size_t n = 0, i;
   json_t *e;
   json_array_foreach(left, i, e) {
@@ -278,21 +297,26 @@ char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
     const char *action = json_string_value(json_object_get(undo, "action"));
     if (!action) continue;
     json_t *w = json_object_get(undo, "with");
-    char *with = json_dumps(w ? w : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
-    /* newest first, one after the other, each whatever the others did */
-    eng__buf_addf(&b,
-                  "  - id: undo-%zu\n    name: remove %s %s\n    if: always()\n"
-                  "    uses: %s\n    with: %s\n",
-                  ++n, json_string_value(json_object_get(e, "kind")),
-                  json_string_value(json_object_get(e, "id")), action, with);
-    free(with);
+    char *wtext = json_dumps(w ? w : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (wtext) param_refs(wtext, params);
+    free(wtext);
+    char *id = eng__asprintf("undo-%zu", ++n);
+    char *name = eng__asprintf("remove %s %s",
+                               json_string_value(json_object_get(e, "kind")),
+                               json_string_value(json_object_get(e, "id")));
+    json_array_append_new(steps, json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id,
+                                           "name", name, "if", "always()",
+                                           "uses", action, "with",
+                                           w ? json_incref(w) : json_object()));
+    free(id);
+    free(name);
   }
   json_decref(left);
   json_decref(all);
   *count = n;
-  char *steps = eng__buf_steal(&b);
-  char *text = eng__asprintf("version: 1\nname: cleanup\nsteps:%s\n%s",
-                             n ? "" : " []", steps);
-  free(steps);
+  json_t *rb = json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "name", "cleanup",
+                         "params", params, "steps", steps);
+  char *text = json_dumps(rb, JSON_INDENT(2));
+  json_decref(rb);
   return text;
 }

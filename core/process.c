@@ -125,10 +125,24 @@ int eng__proc_group_empty(const eng__proc_group *g) {
   return g == NULL || g->head == NULL;
 }
 
+void eng__proc_group_detach(eng__proc_group *g) {
+  g->orphan = 1;
+  for (struct eng__proc_link *l = g->head; l; l = l->next) {
+    eng_proc *p = (eng_proc *)l;
+    p->on_stdout = NULL;
+    p->on_stderr = NULL;
+    p->on_exit = NULL;
+    p->hooks.log_line = NULL;
+    p->hooks.ctx = NULL;
+  }
+}
+
 /* ---- freeing ----------------------------------------------------------------- */
 
 static void proc_free(eng_proc *p) {
+  eng__proc_group *g = p->link.group;
   group_unlink(p);
+  if (g && g->orphan && g->head == NULL) free(g);
   free(p->line);
   for (size_t i = 0; i < TAIL_LINES; i++) free(p->tail[i]);
   free(p->tail_text);

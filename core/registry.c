@@ -103,6 +103,11 @@ int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen) {
       snprintf(err, errlen, "action %zu: needs a valid 'name' and 'start'", i);
       return ENG_ERR_ABI;
     }
+    if ((unsigned)a->side_effect > ENG_SIDE_EXTERNAL) {
+      snprintf(err, errlen, "action '%s': field 'side_effect' is %d, not a "
+                            "known class", a->name, (int)a->side_effect);
+      return ENG_ERR_ABI;
+    }
     if (check_params(a, err, errlen) != ENG_OK) return ENG_ERR_ABI;
   }
   for (size_t i = 0; i < p->n_lua_funcs; i++) {

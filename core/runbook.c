@@ -206,7 +206,10 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   s->retry = ld->rb->default_retry;
   s->is_finally = fin;
   s->node = n;
-  if (!want(ld, n, ENG__N_MAP, fin ? "a 'finally' step" : "a step")) return;
+  if (!want(ld, n, ENG__N_MAP, fin ? "a 'finally' step" : "a step")) {
+    s->id = eng__asprintf("#%zu", s->idx + 1);
+    return;
+  }
   eng__node *idn = eng__node_get(n, "id");
   char where[200] = "";
   if (!idn || idn->kind != ENG__N_SCALAR || !valid_id(idn->str)) {
@@ -572,7 +575,7 @@ static int lua_param_kind(const eng__action_ref *a, const char *param) {
 }
 
 /* The Lua code of an `if:` written either bare or as one ${...}. */
-static char *cond_code(const char *s) {
+char *eng__cond_code(const char *s) {
   size_t n = strlen(s);
   while (n && (s[n - 1] == ' ' || s[n - 1] == '\n')) n--;
   while (*s == ' ') { s++; n--; }
@@ -681,7 +684,7 @@ static void validate_step(loader *ld, eng__step *s, eng__lua *L) {
   validate_with(ld, s, L);
   char err[1024];
   if (s->if_node) {
-    char *code = cond_code(s->if_node->str);
+    char *code = eng__cond_code(s->if_node->str);
     if (eng__lua_compile(L, code, ENG__LUA_EXPR, ld->file, s->if_node->line,
                          &s->if_ref, err, sizeof err) != ENG_OK)
       ERR(ld, s->if_node, "step '%s': 'if': Lua error: %s", s->id, err);
@@ -720,7 +723,7 @@ int eng__runbook_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
       if (!t || t->kind != ENG__N_SCALAR) continue;
       int ref;
       char err[1024];
-      char *code = cond_code(t->str);
+      char *code = eng__cond_code(t->str);
       if (eng__lua_compile(L, code, ENG__LUA_EXPR, rb->file, t->line, &ref,
                            err, sizeof err) != ENG_OK)
         ERR(&ld, t, "guards.checks: Lua error: %s", err);

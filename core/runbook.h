@@ -132,6 +132,8 @@ void eng__runbook_free(eng__runbook *rb);
 /* Resolve actions against the registry, check params, compile Lua. */
 int eng__runbook_validate(eng__runbook *rb, eng__lua *L, eng__diags *d);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
+/* The Lua code of a condition written bare or as one ${...} (malloc'd). */
+char *eng__cond_code(const char *s);
 
 /* ---- params.c: convert values to declared types ------------------------ */
 

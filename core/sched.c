@@ -234,9 +234,12 @@ static int make_run_dir(eng__run *r, eng__diags *d) {
     return -1;
   }
   char *jp = eng__asprintf("%s/journal", r->dir);
-  r->journal = fopen(jp, "a");
+  r->journal = fopen(jp, "ae");
+  if (!r->journal)
+    eng__diag_error(d, NULL, 0, 0, "cannot open the journal %s: %s", jp,
+                    strerror(errno));
   free(jp);
-  return 0;
+  return r->journal ? 0 : -1;
 }
 
 void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
@@ -244,7 +247,11 @@ void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
     json_decref(fields);
     return;
   }
-  eng__audit_event(r->audit, type, fields);
+  if (eng__audit_event(r->audit, type, fields) != 0 && !r->audit_broken) {
+    r->audit_broken = true;
+    fprintf(stderr, "engine: cannot write the audit log: %s; the run will "
+                    "end as failed\n", strerror(errno));
+  }
 }
 
 /* ---- services used by call.c --------------------------------------------- */
@@ -252,6 +259,7 @@ void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
 void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
                   const char *msg) {
   static const char *const lv[] = {"debug", "info", "warn", "error"};
+  if ((unsigned)lvl > ENG_LOG_ERROR) lvl = ENG_LOG_ERROR;
   char *red = eng__redact(r->redact, msg);
   eng__con_log(r, step, lvl, red);
   eng__run_audit(r, "step.log", json_pack("{s:s?, s:s, s:s}", "step", step,
@@ -491,9 +499,11 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
   bool cancelled = rc == ENG_ERR_CANCELLED || (r->interrupted && !s->is_finally);
   if (!cancelled && st->attempts < s->retry.attempts && !r->stopping) {
     double delay = (double)s->retry.delay_ms;
-    for (int k = 1; k < st->attempts; k++) delay *= s->retry.backoff;
+    for (int k = 1; k < st->attempts && delay < 8.64e7; k++)
+      delay *= s->retry.backoff;
     if (s->retry.max_delay_ms > 0 && delay > (double)s->retry.max_delay_ms)
       delay = (double)s->retry.max_delay_ms;
+    if (delay > 8.64e7) delay = 8.64e7; /* a day at most */
     eng__con_step_retry(r, i, (int64_t)delay, st->error);
     attempt *a = eng__xmalloc(sizeof *a);
     a->r = r;
@@ -552,7 +562,8 @@ static json_t *build_params(eng__run *r, size_t i, char *err, size_t errlen) {
 
 static eng_side_effect side_of(const eng__step *s, const json_t *params) {
   const eng_action *a = s->action->action;
-  return a->classify ? a->classify(params) : a->side_effect;
+  eng_side_effect e = a->classify ? a->classify(params) : a->side_effect;
+  return (unsigned)e > ENG_SIDE_EXTERNAL ? ENG_SIDE_DESTRUCTIVE : e;
 }
 
 /* Run-time guard of declared targets, with resolved values. */
@@ -667,14 +678,16 @@ static void start_step(eng__run *r, size_t i) {
     st->timer_is_retry = false;
     uv_timer_start(st->timer, timeout_cb, (uint64_t)s->timeout_ms, 0);
   }
-  int rc = eng__call_start(c, s->action->action->start, params);
+  char *start_err = NULL;
+  int rc = eng__call_start_err(c, s->action->action->start, params, &start_err);
   json_decref(params);
   if (rc != ENG_OK) {
     /* the call reported the failure through fail(); its callback won't run */
     st->call = NULL;
     free(a);
     stop_timer(st);
-    after_attempt(r, i, rc, NULL);
+    after_attempt(r, i, rc, start_err);
+    free(start_err);
   }
 }
 
@@ -692,12 +705,12 @@ static const char *dep_status(eng__run *r, size_t d) {
 static bool decide(eng__run *r, size_t i) {
   eng__step *s = &r->rb->steps[i];
   eng__step_state *st = &r->st[i];
-  const char *sts[256];
-  size_t n = 0;
   bool upstream_bad = false;
   /* A finally step's success()/failure() look at every main step. */
   size_t nd = s->is_finally ? r->rb->n_main : s->n_deps;
-  for (size_t k = 0; k < nd && n < 256; k++) {
+  const char **sts = eng__xcalloc(nd + 1, sizeof *sts);
+  size_t n = 0;
+  for (size_t k = 0; k < nd; k++) {
     sts[n] = dep_status(r, s->is_finally ? k : s->deps[k]);
     if (!strcmp(sts[n], "failed") || !strcmp(sts[n], "timed_out") ||
         !strcmp(sts[n], "refused") || !strcmp(sts[n], "cancelled"))
@@ -706,15 +719,17 @@ static bool decide(eng__run *r, size_t i) {
   }
   st->upstream_failed = upstream_bad;
   if (!st->selected) {
+    free(sts);
     finish_step(r, i, ENG__S_SKIPPED);
     return false;
   }
   eng__lua_set_deps(r->L, sts, n);
+  free(sts);
   bool run;
   if (s->if_ref >= 0) {
     json_t *res = NULL;
     char err[1024];
-    set_run_global(r, upstream_bad ? "failed" : "running");
+    if (!s->is_finally) set_run_global(r, upstream_bad ? "failed" : "running");
     if (eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err) != ENG_OK) {
       st->started_ms = eng__now_ms();
       eng__con_step_start(r, i);
@@ -764,7 +779,7 @@ static const char *main_status(eng__run *r) {
 
 static void schedule_finally(eng__run *r) {
   eng__runbook *rb = r->rb;
-  if (r->running) return;
+  if (r->running || r->hook_running || r->finished) return;
   while (r->next_finally < rb->n_steps) {
     size_t i = r->next_finally++;
     if (r->signals >= 3) {
@@ -779,7 +794,25 @@ static void schedule_finally(eng__run *r) {
   run_end_hooks(r);
 }
 
+static void schedule_once(eng__run *r);
+
+/* Not re-entrant: a step that ends while we decide (skipped, refused,
+ * failed at once) asks for another pass instead of recursing, so the stack
+ * stays flat whatever the number of steps. */
 static void schedule(eng__run *r) {
+  if (r->in_schedule) {
+    r->schedule_again = true;
+    return;
+  }
+  r->in_schedule = true;
+  do {
+    r->schedule_again = false;
+    schedule_once(r);
+  } while (r->schedule_again && !r->finished);
+  r->in_schedule = false;
+}
+
+static void schedule_once(eng__run *r) {
   eng__runbook *rb = r->rb;
   if (r->finished) return;
   if (r->in_finally) {
@@ -817,6 +850,7 @@ static void schedule(eng__run *r) {
 static void end_hook_done(void *ud, int rc, json_t *outputs,
                           const char *error) {
   eng__run *r = ud;
+  r->hook_running = false;
   json_decref(outputs);
   if (rc != ENG_OK) {
     char *m = eng__asprintf("cleanup at run end failed: %s",
@@ -833,8 +867,10 @@ static void run_end_hooks(eng__run *r) {
     eng_call *c = eng__call_new(r, NULL, NULL, end_hook_done, r);
     int rc = eng__call_start(c, NULL, NULL);
     (void)rc;
+    r->hook_running = true;
     rc = h->cb(c, h->ud);
     if (rc == ENG_OK) return; /* continues in end_hook_done */
+    r->hook_running = false;
     eng__call_release(c);
   }
   finish_run(r);
@@ -861,9 +897,16 @@ static void on_signal(uv_signal_t *h, int signum) {
   r->stopping = true;
   for (size_t i = 0; i < r->rb->n_main; i++) {
     eng__step_state *st = &r->st[i];
-    if (st->call) eng__call_cancel(st->call);
+    if (st->call) {
+      eng__call_cancel(st->call);
+    } else if (st->timer && st->status == ENG__S_RUNNING) {
+      /* waiting for a retry: give up now */
+      stop_timer(st);
+      r->running--;
+      finish_step(r, i, ENG__S_CANCELLED);
+    }
   }
-  schedule(r);
+  if (!r->hook_running) schedule(r);
 }
 
 static void close_signals(eng__run *r) {
@@ -898,12 +941,15 @@ static int64_t parse_time_value(const json_t *v) {
     while (digits < 3) { ms *= 10; digits++; }
   }
   int64_t t = (int64_t)timegm(&tm) * 1000 + ms;
-  if (*e == '+' || *e == '-') {
-    int hh = 0, mm = 0;
-    if (sscanf(e + 1, "%d:%d", &hh, &mm) >= 1) {
-      int64_t off = ((int64_t)hh * 60 + mm) * 60000;
-      t += *e == '+' ? -off : off;
-    }
+  if ((*e == '+' || *e == '-') && e[1] >= '0' && e[1] <= '9' && e[2] >= '0' &&
+      e[2] <= '9') {
+    /* +HH, +HH:MM or +HHMM */
+    int hh = (e[1] - '0') * 10 + (e[2] - '0'), mm = 0;
+    const char *m = e[3] == ':' ? e + 4 : e + 3;
+    if (m[0] >= '0' && m[0] <= '9' && m[1] >= '0' && m[1] <= '9')
+      mm = (m[0] - '0') * 10 + (m[1] - '0');
+    int64_t off = ((int64_t)hh * 60 + mm) * 60000;
+    t += *e == '+' ? -off : off;
   }
   return t;
 }
@@ -944,14 +990,15 @@ static void finish_run(eng__run *r) {
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
     if (st->status == ENG__S_REFUSED) r->refused = true;
-    if ((st->status == ENG__S_FAILED || st->status == ENG__S_TIMED_OUT) &&
+    if ((st->status == ENG__S_FAILED || st->status == ENG__S_TIMED_OUT ||
+         (st->status == ENG__S_CANCELLED && !r->interrupted)) &&
         !rb->steps[i].continue_on_error)
       failed = true;
   }
   measure_slo(r);
   if (r->interrupted) r->exit_code = ENG_EXIT_INTERRUPTED;
   else if (r->refused) r->exit_code = ENG_EXIT_REFUSED;
-  else if (failed) r->exit_code = ENG_EXIT_FAILED;
+  else if (failed || r->audit_broken) r->exit_code = ENG_EXIT_FAILED;
   else if (!r->rto_met || !r->rpo_met) r->exit_code = ENG_EXIT_SLO;
   else r->exit_code = ENG_EXIT_OK;
   set_run_global(r, r->exit_code == 0 ? "ok" : "failed");
@@ -1107,7 +1154,10 @@ static int load_resume(eng__run *r, eng__diags *d) {
     const char *ev = json_string_value(json_object_get(j, "event"));
     const char *step = json_string_value(json_object_get(j, "step"));
     if (!ev || !step) continue;
-    if (!strcmp(ev, "step.start")) json_object_set(r->unfinished, step, json_true());
+    if (!strcmp(ev, "step.start")) {
+      json_object_set(r->unfinished, step, json_true());
+      json_object_del(r->prev_steps, step); /* its old result no longer holds */
+    }
     if (!strcmp(ev, "step.end")) {
       json_object_del(r->unfinished, step);
       json_object_set(r->prev_steps, step, j);
@@ -1219,6 +1269,14 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   {
     char *ap = eng__asprintf("%s/audit.jsonl", r.dir);
     r.audit = eng__audit_open(ap, r.id);
+    if (!r.audit) {
+      eng__diag_error(&d, NULL, 0, 0,
+                      "cannot open the audit log %s: %s; nothing ran", ap,
+                      strerror(errno));
+      free(ap);
+      code = ENG_EXIT_USAGE;
+      goto out;
+    }
     free(ap);
     char host[256] = "";
     gethostname(host, sizeof host - 1);

@@ -96,6 +96,7 @@ struct eng__run {
   bool cleanup_mode;   /* engine cleanup: destructive undo of own resources */
   char *last_refusal;  /* the message of the latest guard refusal */
   bool static_check;   /* plan-time: ownership is decided at run time */
+  bool in_schedule, schedule_again, hook_running, audit_broken;
 };
 
 /* Resolve params (exit code on error, message printed). */

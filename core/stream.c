@@ -52,6 +52,9 @@ struct eng_stream {
   void *dud;
   eng_stream_data_cb on_data;
   bool paused, reading, eof, failed, finishing;
+  /* stream_abort() was called while a uv_fs request or a scheme read was
+   * still running: its callback frees the stream instead */
+  bool aborted, fs_busy;
   char *rbuf;
   int err;
   /* reads with decompression: compressed input not yet turned into plain
@@ -177,14 +180,30 @@ static int sink_out(eng_stream *s) {
     s->err = rc;
     return ENG_ERR_IO;
   }
+  s->fs_busy = true;
   s->offset += (int64_t)s->out.len;
   return ENG_OK;
+}
+
+/* Free an aborted local stream once no uv_fs request uses it. */
+static void local_discard(eng_stream *s) {
+  if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+    if (s->writing && s->tmp) unlink(s->tmp);
+  }
+  stream_free(s);
 }
 
 static void local_write_cb(uv_fs_t *req) {
   eng_stream *s = req->data;
   ssize_t res = req->result;
   uv_fs_req_cleanup(req);
+  s->fs_busy = false;
+  if (s->aborted) {
+    local_discard(s);
+    return;
+  }
   int rc = ENG_OK;
   if (res < 0 || (size_t)res != s->out.len) {
     s->err = res < 0 ? (int)res : UV_EIO;
@@ -328,13 +347,24 @@ static void commit(eng_stream *s) {
     }
     return;
   }
-  uv_fs_fsync(eng__call_loop(s->call), &s->req, s->fd, local_after_fsync);
+  if (uv_fs_fsync(eng__call_loop(s->call), &s->req, s->fd,
+                  local_after_fsync) == 0)
+    s->fs_busy = true;
+  else {
+    s->req.result = UV_EIO;
+    local_after_fsync(&s->req);
+  }
 }
 
 static void local_after_fsync(uv_fs_t *req) {
   eng_stream *s = req->data;
   int res = (int)req->result;
   uv_fs_req_cleanup(req);
+  s->fs_busy = false;
+  if (s->aborted) {
+    local_discard(s);
+    return;
+  }
   close(s->fd);
   s->fd = -1;
   if (res < 0 || rename(s->tmp, s->path) != 0) {
@@ -350,7 +380,12 @@ static void local_after_fsync(uv_fs_t *req) {
 static void flushed_cb(void *ud, int rc) {
   eng_stream *s = ud;
   if (rc != ENG_OK) {
+    /* finish's callback still runs, with the error */
+    eng_stream_done_cb cb = s->dcb;
+    void *dud = s->dud;
+    s->dcb = NULL;
     eng__host()->stream_abort(s);
+    if (cb) cb(dud, rc, NULL);
     return;
   }
   commit(s);
@@ -360,6 +395,11 @@ static void local_flush_cb(uv_fs_t *req) {
   eng_stream *s = req->data;
   ssize_t res = req->result;
   uv_fs_req_cleanup(req);
+  s->fs_busy = false;
+  if (s->aborted) {
+    local_discard(s);
+    return;
+  }
   if (res < 0 || (size_t)res != s->out.len) {
     eng_stream_done_cb cb = s->dcb;
     void *ud = s->dud;
@@ -400,19 +440,38 @@ static int h_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
   uv_buf_t b = uv_buf_init(s->out.data, (unsigned)s->out.len);
   int rc = uv_fs_write(eng__call_loop(s->call), &s->req, s->fd, &b, 1,
                        s->offset, local_flush_cb);
-  return rc < 0 ? ENG_ERR_IO : ENG_OK;
+  if (rc < 0) return ENG_ERR_IO;
+  s->fs_busy = true;
+  return ENG_OK;
 }
 
+/* Writers: discard what was written. Readers: stop reading. Either way no
+ * callback of the stream runs afterwards; the memory goes once nothing
+ * (a uv_fs request, the scheme's read) can call back into it. */
 static void h_abort(eng_stream *s) {
+  if (!s || s->aborted) return;
+  s->aborted = true;
+  s->wcb = NULL;
+  s->dcb = NULL;
   if (s->kind == ST_SCHEME) {
-    if (s->impl) s->ops->abort(s->impl);
-    s->impl = NULL;
-  } else if (s->fd >= 0) {
-    close(s->fd);
-    s->fd = -1;
-    unlink(s->tmp);
+    if (s->writing) {
+      if (s->impl) s->ops->abort(s->impl);
+      s->impl = NULL;
+      stream_free(s);
+      return;
+    }
+    if (!s->impl) { /* the source ended already */
+      stream_free(s);
+      return;
+    }
+    s->failed = true; /* scheme_data drops, scheme_end frees */
+    s->err = ENG_ERR_CANCELLED;
+    if (s->ops->cancel) s->ops->cancel(s->impl);
+    else if (s->ops->pause) s->ops->pause(s->impl, 0);
+    return;
   }
-  stream_free(s);
+  if (s->fs_busy || s->reading) return; /* the fs callback frees */
+  local_discard(s);
 }
 
 /* ---- reading ----------------------------------------------------------------- */
@@ -525,7 +584,8 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
 static void local_read_cb(uv_fs_t *req);
 
 static void local_read_next(eng_stream *s) {
-  if (s->paused || s->reading || s->eof || s->end_pending || !drained(s))
+  if (s->paused || s->reading || s->eof || s->end_pending || s->aborted ||
+      !drained(s))
     return;
   s->reading = true;
   uv_buf_t b = uv_buf_init(s->rbuf, READ_CHUNK);
@@ -543,6 +603,10 @@ static void local_read_cb(uv_fs_t *req) {
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
   s->reading = false;
+  if (s->aborted) {
+    local_discard(s);
+    return;
+  }
   if (n < 0) {
     eng__host()->fail(s->call, "cannot read %s: %s", s->path,
                       uv_strerror((int)n));
@@ -576,6 +640,11 @@ static void scheme_data(void *ud, const char *buf, size_t len) {
 static void scheme_end(void *ud, int rc, json_t *info) {
   eng_stream *s = ud;
   s->impl = NULL;
+  if (s->aborted) {
+    json_decref(info);
+    stream_free(s);
+    return;
+  }
   read_end(s, s->failed ? s->err : rc, info);
 }
 

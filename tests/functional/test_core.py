@@ -411,6 +411,39 @@ def test_slo_measured_and_exit_4(h):
 
 
 @suite.test
+def test_many_steps_and_edge_cases(h):
+    # thousands of steps skipped after a failure: no deep recursion
+    lines = ['version: 1', 'name: many', 'steps:', '  - {id: first, uses: shell, with: {command: "exit 1"}}']
+    lines += [f'  - {{id: s{i}, uses: sleep, with: {{for: 1ms}}}}' for i in range(6000)]
+    lines += ['finally:', '  - id: fin', '    uses: shell', '    if: run.status == "failed"',
+              '    with: {command: "touch $ENGINE_RUN_DIR/fin"}']
+    rb = h.write('many.yaml', '\n'.join(lines) + '\n')
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'state', '-q', timeout=120)
+    h.check(r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:])
+    h.check((run_dir(h) / 'fin').exists(), 'finally with if: run.status')
+    # a scalar where a step belongs is an error, not a crash
+    bad = h.write('scalar.yaml', 'version: 1\nname: s\nsteps:\n  - just-a-string\n')
+    r = h.engine('validate', bad)
+    h.check(r.returncode == 2 and 'must be a mapping' in r.stderr, r.stderr)
+
+
+@suite.test
+def test_sigint_during_retry_delay(h):
+    rb = h.write('r.yaml', 'version: 1\nname: r\nsteps:\n  - id: a\n    uses: shell\n'
+                 '    retry: {attempts: 3, delay: 60s}\n    with: {command: "touch $ENGINE_RUN_DIR/tried; exit 1"}\n')
+    p = h.popen('run', rb, '--state-dir', h.tmp / 'state')
+    deadline = time.time() + 20
+    while time.time() < deadline and not glob.glob(str(h.tmp / 'state/runs/*/tried')):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    t0 = time.time()
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=30)
+    h.check(p.returncode == 5, p.returncode)
+    h.check(time.time() - t0 < 5, 'SIGINT waited for the retry delay')
+
+
+@suite.test
 def test_plan_schema_version(h):
     r = h.engine('plan', h.fixture('core/order.yaml'), '--state-dir', h.tmp / 'state')
     h.check(r.returncode == 0, r.stdout + r.stderr)

@@ -26,6 +26,13 @@ FORBIDDEN = [
     'dropdb -U postgres prod_main',
     'psql -c "DROP DATABASE prod_main"',
     'psql -c "drop database if exists template1"',
+    'echo x; docker compose \\\n  down -v',
+    'docker compose -f prod.yml down -v',
+    'dropdb prod_main 2>&1',
+    'dropdb prod_main > /dev/null',
+    'prisma migrate re\\set',
+    'npx prisma db push --skip-generate --accept-data-loss',
+    '/usr/lib/postgresql/15/bin/dropdb -h db prod_main',
 ]
 
 
@@ -45,6 +52,25 @@ def test_forbidden_commands_refused(h):
     # a harmless command with similar words runs
     r = h.engine('run', h.fixture('guards/forbidden.yaml'), '--state-dir',
                  h.tmp / 'ok', '--set', 'cmd=echo prisma migrate status; dropdb --help >/dev/null || true')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+
+
+@suite.test
+def test_forbidden_argv_and_unresolvable_guard(h):
+    rb = h.write('argv.yaml', 'version: 1\nname: argv\nsteps:\n  - id: m\n    uses: shell\n'
+                 '    with:\n      command: [prisma, migrate, "--schema=x", reset]\n')
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's1')
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    # a protected list entry that cannot be resolved refuses (fail safe)
+    rb = h.write('unres.yaml', 'version: 1\nname: unres\nguards:\n'
+                 '  protected_databases: ["${env.ENGINE_TEST_UNSET_DB}"]\n'
+                 'steps:\n  - id: d\n    uses: shell\n    with: {command: "dropdb skymoney || true"}\n')
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's2')
+    h.check(r.returncode == 3 and 'could not be resolved' in r.stdout, r.stdout + r.stderr)
+    # guards.checks written as ${...} work too
+    rb = h.write('chk.yaml', 'version: 1\nname: chk\nguards:\n  checks:\n'
+                 '    - that: ${1 + 1 == 2}\nsteps:\n  - id: a\n    uses: shell\n    with: {command: "true"}\n')
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's3')
     h.check(r.returncode == 0, r.stdout + r.stderr)
 
 
