@@ -4,8 +4,12 @@
  * 1. connect and read the server's identity (version, system_identifier);
  * 2. find a pg_dump (pg_dumpall) at least as new as the server (worker);
  * 3. run it with the connection as -h/-p/-U/-d and the password in
- *    PGPASSWORD; custom/plain/tar come out of its stdout into a pg_sink
- *    (SHA-256 while writing, FILE.partial renamed at the end); directory
+ *    PGPASSWORD; custom/plain/tar come out of its stdout into a host
+ *    stream (pg_out): a local FILE.partial renamed at the end, or an
+ *    upload to s3://... while pg_dump runs (no temporary file), with the
+ *    SHA-256 of the stored bytes and, for compress: zstd[:LEVEL], zstd
+ *    compression by the engine (pg_dump's own then off: -Z0). Nothing is
+ *    visible unless pg_dump succeeded; the directory
  *    format is written by pg_dump itself into DIR.partial, then hashed
  *    (the SHA-256 of its files' bytes concatenated in byte-wise name order:
  *    `cd DIR && LC_ALL=C ls | xargs cat | sha256sum`) and renamed.
@@ -29,6 +33,9 @@ typedef struct pg_dump_op {
   char fmt;      /* c, d, p, t */
   int jobs;
   int compress; /* -1: pg_dump's default */
+  int zstd;     /* 0, or the zstd level the engine compresses with */
+  int remote;   /* file is a stream URL (s3://...) */
+  json_t *sopts; /* stream_opts */
   int schema_only, no_owner, no_acl, no_role_passwords, checksum_file;
   json_t *tables, *exclude;
   char *bin_dir;
@@ -36,7 +43,7 @@ typedef struct pg_dump_op {
   pg_ident id;
   pg_bin bin;
   pg_child child;
-  pg_sink *sink;
+  pg_out *out;
   int64_t received;
   int64_t last_progress;
   char started[32], finished[32];
@@ -49,7 +56,8 @@ typedef struct pg_dump_op {
 
 static void pg_dump_destroy(pg_op *op) {
   pg_dump_op *d = (pg_dump_op *)op;
-  pg_sink_free(d->sink);
+  pg_out_free(d->out);
+  json_decref(d->sopts);
   json_decref(d->tables);
   json_decref(d->exclude);
   free(d->url);
@@ -63,8 +71,22 @@ static const char *pg_dump_tool(const pg_dump_op *d) {
   return d->globals ? "pg_dumpall" : "pg_dump";
 }
 
-static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes) {
+static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
+                            json_t *info) {
   eng_call *call = d->op.call;
+  const char *keys[] = {"etag", "version_id", NULL};
+  for (int i = 0; info && keys[i]; i++) {
+    json_t *v = json_object_get(info, keys[i]);
+    if (json_is_string(v)) pg_host->output(call, keys[i], json_incref(v));
+  }
+  if (d->zstd) {
+    json_t *plain = json_object_get(info, "plain_bytes");
+    char comp[32];
+    snprintf(comp, sizeof comp, "zstd:%d", d->zstd);
+    pg_host->output(call, "compression", json_string(comp));
+    if (json_is_integer(plain)) pg_host->output(call, "plain_bytes",
+                                                json_incref(plain));
+  }
   pg_host->output(call, "file", json_string(d->file));
   pg_host->output(call, "bytes", json_integer(bytes));
   pg_host->output(call, "sha256", json_string(sha));
@@ -81,7 +103,12 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes) {
                                     : "tar";
     pg_host->output(call, "format", json_string(f));
   }
-  if (d->checksum_file) {
+  if (d->checksum_file && d->remote) {
+    pg_host->log(call, ENG_LOG_INFO,
+                 "checksum_file: not written next to %s: the store keeps the "
+                 "SHA-256 with the object",
+                 d->file);
+  } else if (d->checksum_file) {
     char *path = pg_asprintf("%s.sha256", d->file);
     const char *base = strrchr(d->file, '/');
     base = base ? base + 1 : d->file;
@@ -106,17 +133,23 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes) {
 
 /* ---- end of the child --------------------------------------------------- */
 
-static void pg_dump_sink_done(void *ud, int rc) {
+static void pg_dump_out_done(void *ud, int rc, json_t *info) {
   pg_dump_op *d = ud;
   if (rc != ENG_OK) {
-    pg_op_fail(&d->op, rc,
-               "%s of %s succeeded but writing %s failed: %s; check free "
-               "space and permissions of the target directory",
-               pg_dump_tool(d), d->id.database, d->file,
-               pg_sink_error(d->sink));
+    /* the stream recorded what failed (S3's answer, the file system's
+     * error): keep that message */
+    json_decref(info);
+    pg_host->log(d->op.call, ENG_LOG_ERROR,
+                 "%s of %s succeeded but storing it as %s failed; nothing "
+                 "was left there",
+                 pg_dump_tool(d), d->id.database, d->file);
+    pg_op_finish(&d->op, rc);
     return;
   }
-  pg_dump_outputs(d, pg_sink_sha256(d->sink), pg_sink_bytes(d->sink));
+  const char *sha = json_string_value(json_object_get(info, "sha256"));
+  json_int_t bytes = json_integer_value(json_object_get(info, "bytes"));
+  pg_dump_outputs(d, sha ? sha : "", (int64_t)bytes, info);
+  json_decref(info);
 }
 
 static void pg_dump_dir_hash(void *ud) {
@@ -139,7 +172,7 @@ static void pg_dump_dir_hashed(void *ud) {
                d->partial, d->work_err);
     return;
   }
-  pg_dump_outputs(d, d->sha, d->bytes);
+  pg_dump_outputs(d, d->sha, d->bytes, NULL);
 }
 
 static void pg_dump_rm_partial(void *ud) {
@@ -153,14 +186,20 @@ static void pg_dump_exit(pg_child *c) {
   if (c->status != 0 || c->sig) {
     char how[96];
     pg_child_how(c, how, sizeof how);
-    if (d->sink) pg_sink_abort(d->sink);
+    int out_rc = pg_out_failed(d->out);
+    pg_out_abort(d->out);
     if (d->partial) pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
-    if (d->sink && pg_sink_failed(d->sink) && pg_sink_error(d->sink)[0])
-      pg_op_fail(&d->op, ENG_ERR_IO,
-                 "dump of %s to %s failed: %s; check free space and "
-                 "permissions",
-                 d->id.database, d->file, pg_sink_error(d->sink));
-    else
+    if (out_rc && out_rc != ENG_ERR_CANCELLED) {
+      /* we stopped pg_dump because storing failed: the stream recorded
+       * why (S3's answer, the file system's error) */
+      pg_host->log(d->op.call, ENG_LOG_ERROR,
+                   "dump of %s stopped: storing it as %s failed; nothing was "
+                   "left there",
+                   d->id.database, d->file);
+      pg_op_finish(&d->op, out_rc);
+    } else if (d->op.cancelled) {
+      pg_op_finish(&d->op, ENG_ERR_CANCELLED);
+    } else
       pg_op_fail(&d->op, ENG_ERR_FAILED,
                  "%s of database %s on %s:%s failed (%s): %s; %s",
                  pg_dump_tool(d), d->id.database, d->id.host, d->id.port, how,
@@ -174,12 +213,22 @@ static void pg_dump_exit(pg_child *c) {
                  d->partial);
     return;
   }
-  pg_sink_end(d->sink, pg_dump_sink_done, d);
+  pg_out_end(d->out, pg_dump_out_done, d);
+}
+
+static void pg_dump_src_pause(void *ud, int paused) {
+  pg_dump_op *d = ud;
+  if (d->child.running) pg_host->proc_pause(d->child.proc, paused);
+}
+
+static void pg_dump_src_stop(void *ud) {
+  pg_dump_op *d = ud;
+  if (d->child.running) pg_host->proc_kill(d->child.proc, SIGTERM);
 }
 
 static void pg_dump_stdout(pg_child *c, const char *buf, size_t len) {
   pg_dump_op *d = c->ud;
-  pg_sink_data(d->sink, buf, len);
+  pg_out_data(d->out, buf, len);
   d->received += (int64_t)len;
   if (d->received - d->last_progress >= (1 << 22)) {
     d->last_progress = d->received;
@@ -197,7 +246,10 @@ static void pg_dump_spawn(pg_dump_op *d) {
     if (d->no_role_passwords) pg_argv_add(&argv, "--no-role-passwords");
   } else {
     pg_argv_addf(&argv, "--format=%c", d->fmt);
-    if (d->compress >= 0) pg_argv_addf(&argv, "--compress=%d", d->compress);
+    if (d->zstd && d->fmt == 'c')
+      pg_argv_add(&argv, "--compress=0"); /* the engine compresses */
+    else if (d->compress >= 0)
+      pg_argv_addf(&argv, "--compress=%d", d->compress);
     if (d->jobs > 1) pg_argv_addf(&argv, "--jobs=%d", d->jobs);
     if (d->schema_only) pg_argv_add(&argv, "--schema-only");
     if (d->no_owner) pg_argv_add(&argv, "--no-owner");
@@ -230,20 +282,22 @@ static void pg_dump_spawn(pg_dump_op *d) {
     return;
   }
   if (d->fmt != 'd') {
-    char e[512];
-    if (pg_mkdir_parent(d->file) != 0) {
-      pg_op_fail(&d->op, ENG_ERR_IO,
-                 "cannot create the directory of %s: %s; check the path and "
-                 "permissions",
-                 d->file, strerror(errno));
+    json_t *opts = json_is_object(d->sopts) ? json_deep_copy(d->sopts)
+                                            : json_object();
+    if (d->zstd) {
+      char comp[32];
+      snprintf(comp, sizeof comp, "zstd:%d", d->zstd);
+      json_object_set_new(opts, "compress", json_string(comp));
+    }
+    int orc = ENG_OK;
+    d->out = pg_out_open(&d->op, d->file, opts, &orc);
+    json_decref(opts);
+    if (!d->out) {
+      /* the host recorded why (path, permissions, unknown scheme) */
+      pg_op_finish(&d->op, orc);
       goto out;
     }
-    d->sink = pg_sink_open(&d->op, d->file, e, sizeof e);
-    if (!d->sink) {
-      pg_op_fail(&d->op, ENG_ERR_IO, "%s; check the path and permissions", e);
-      goto out;
-    }
-    pg_sink_source(d->sink, &d->child);
+    pg_out_source(d->out, pg_dump_src_pause, pg_dump_src_stop, d);
   }
   eng_spawn_opts o = {0};
   o.size = sizeof o;
@@ -258,7 +312,7 @@ static void pg_dump_spawn(pg_dump_op *d) {
   char e[512];
   int rc = pg_child_spawn(&d->child, &d->op, pg_dump_tool(d), &o, e, sizeof e);
   if (rc != ENG_OK) {
-    if (d->sink) pg_sink_abort(d->sink);
+    pg_out_abort(d->out);
     pg_op_fail(&d->op, rc, "%s; check that %s is executable", e, d->bin.path);
   }
 out:
@@ -328,14 +382,7 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
     return ENG_ERR_INVALID;
   }
   if (!strncmp(file, "file://", 7)) file += 7;
-  if (strstr(file, "://")) {
-    pg_host->fail(call,
-                  "file %s: only local paths (or file://) are "
-                  "supported by postgres.%s in this version; dump to a "
-                  "local file and upload it with s3.put",
-                  file, globals ? "dump_globals" : "dump");
-    return ENG_ERR_UNSUPPORTED;
-  }
+  int remote = pg_host->stream_is_remote(file);
   const char *format = pg_pstr(params, "format");
   char fmt = 'c';
   if (!globals && format) {
@@ -356,6 +403,25 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
     }
   }
   if (globals) fmt = 'p';
+  int level = -1, zstd = 0;
+  rc = pg_parse_compress(call, json_object_get(params, "compress"), &level,
+                         &zstd);
+  if (rc != ENG_OK) return rc;
+  if (globals && level >= 0) {
+    pg_host->fail(call, "compress: pg_dumpall writes plain SQL; use compress: "
+                        "zstd to have the engine compress it");
+    return ENG_ERR_INVALID;
+  }
+  if (fmt == 'd' && (remote || zstd)) {
+    pg_host->fail(call,
+                  "format: directory is written by pg_dump as a directory of "
+                  "files: it cannot be %s; use format: custom (one "
+                  "stream)%s",
+                  remote ? "streamed to a URL" : "compressed with zstd by the "
+                                                 "engine",
+                  remote ? "" : ", or compress: 0-9 for pg_dump's own");
+    return ENG_ERR_INVALID;
+  }
   int jobs = (int)pg_pint(params, "jobs", 1);
   if (jobs > 1 && fmt != 'd') {
     pg_host->fail(call,
@@ -371,7 +437,10 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
   d->file = pg_strdup(file);
   d->fmt = fmt;
   d->jobs = jobs;
-  d->compress = (int)pg_pint(params, "compress", -1);
+  d->compress = level;
+  d->zstd = zstd;
+  d->remote = remote;
+  d->sopts = json_incref(json_object_get(params, "stream_opts"));
   d->schema_only = pg_pbool(params, "schema_only", 0);
   d->no_owner = pg_pbool(params, "no_owner", 0);
   d->no_acl = pg_pbool(params, "no_acl", 0);

@@ -11,12 +11,27 @@
  *     clean: true (then drop it: destructive), and create it from
  *     template0, recording it in the journal (intent before, confirm after).
  *  3. run pg_restore (custom, tar, directory) or psql -v ON_ERROR_STOP=1
- *     --single-transaction (plain SQL). Compressed files are decompressed
- *     by gzip/zstd into the consumer's stdin; the consumer (psql or
- *     pg_restore) is chosen from the first decompressed bytes.
+ *     --single-transaction (plain SQL). gzip files are decompressed by
+ *     gzip into the consumer's stdin (zstd ones by the host stream, below);
+ *     the consumer (psql or pg_restore) is chosen from the first
+ *     decompressed bytes.
  *  4. on any failure (or cancellation) drop the database this attempt
  *     created, so nothing that looks restored remains; on success count the
  *     user tables of the new database.
+ *
+ * Streams (SPEC 10.0): a `file` that is a stream URL (s3://...) and a
+ * local zstd file are read through host->stream_open_read (zstd undone by
+ * the host, SHA-256 of the stored bytes compared by the host with the
+ * `sha256` parameter or the store's recorded one). The first bytes tell
+ * the format before anything is created (a missing object, a wrong secret
+ * or a non-backup fail there); then the database is created and the
+ * stream is fed into pg_restore/psql's stdin, pausing the stream while
+ * writes are pending. The last PG_HOLD bytes are held back until the
+ * stream ended with a matching checksum: the consumer cannot reach the
+ * end of its input (and commit) before that; on a mismatch it is killed
+ * and the database dropped. With jobs > 1 (pg_restore -j needs a
+ * seekable file) the object is downloaded into the run directory first,
+ * verified, restored from there and removed afterwards.
  */
 #include "pg_int.h"
 
@@ -28,6 +43,8 @@
 
 #define PG_PIPE_HIGH (4u << 20)
 #define PG_PIPE_LOW (1u << 20)
+#define PG_HOLD (1u << 20) /* held back until the checksum matched */
+#define PG_HEAD 4096
 
 /* Writes to the consumer's stdin may complete after the op is gone: their
  * callbacks share this small refcounted block instead of the op. */
@@ -83,6 +100,23 @@ typedef struct pg_restore_op {
   int fail_rc;
   char *fail_msg;
   long long tables;
+  /* streams */
+  int remote;      /* file is a stream URL */
+  int streaming;   /* fed from r->rs into the consumer */
+  int downloading; /* r->rs into r->dl (jobs > 1) */
+  json_t *sopts;   /* stream_opts */
+  eng_stream *rs;
+  int rs_done, rs_rc, rs_stopped, pre_paused, connecting, flowing;
+  eng_timer *rs_timer;
+  char *rs_msg;
+  pg_buf pre;  /* first bytes, before the consumer runs */
+  pg_buf hold; /* held back until the stream ended verified */
+  int src_eof_ok;
+  pg_out *dl;
+  char *dl_path;
+  int64_t src_bytes;
+  char src_sha[65];
+  int verified;
 } pg_restore_op;
 
 static void pg_restore_destroy(pg_op *op) {
@@ -101,7 +135,112 @@ static void pg_restore_destroy(pg_op *op) {
   free(r->target);
   free(r->drop_sql);
   free(r->fail_msg);
+  free(r->rs_msg);
+  pg_buf_free(&r->pre);
+  pg_buf_free(&r->hold);
+  json_decref(r->sopts);
+  pg_out_free(r->dl);
+  if (r->dl_path) unlink(r->dl_path); /* the downloaded copy */
+  free(r->dl_path);
   free(r);
+}
+
+/* ---- the read stream: pausing and stopping ------------------------------ */
+
+static void pg_restore_both_done(pg_restore_op *r);
+static void pg_restore_dl_stopped(pg_restore_op *r);
+
+static void pg_restore_rs_sync(pg_restore_op *r) {
+  if (r->rs && !r->rs_stopped)
+    pg_host->stream_pause(r->rs, r->pre_paused || r->paused);
+}
+
+static void pg_restore_rs_abort_cb(void *ud) {
+  pg_restore_op *r = ud;
+  r->rs_timer = NULL;
+  if (r->rs) {
+    pg_host->stream_abort(r->rs); /* no callback of it runs afterwards */
+    r->rs = NULL;
+    r->rs_done = 1;
+    if (!r->rs_rc) r->rs_rc = ENG_ERR_CANCELLED;
+  }
+  if (r->downloading)
+    pg_restore_dl_stopped(r);
+  else
+    pg_restore_both_done(r);
+  pg_op_release(&r->op);
+}
+
+/* Stop reading. Callers may be inside the stream's data callback, where
+ * the stream must not be freed: pause now, abort from a timer. */
+static void pg_restore_rs_stop(pg_restore_op *r) {
+  if (!r->rs || r->rs_stopped) return;
+  r->rs_stopped = 1;
+  pg_host->stream_pause(r->rs, 1);
+  pg_op_hold(&r->op);
+  r->rs_timer = pg_host->timer_start(r->op.call, 0, pg_restore_rs_abort_cb, r);
+  if (!r->rs_timer) pg_op_release(&r->op); /* the call is ending */
+}
+
+/* The producer of the consumer's stdin: a decompressor child or a stream. */
+static void pg_restore_src_pause(pg_restore_op *r, int on) {
+  if (r->decomp.running)
+    pg_host->proc_pause(r->decomp.proc, on);
+  else
+    pg_restore_rs_sync(r);
+}
+
+static void pg_restore_src_stop(pg_restore_op *r) {
+  if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+  pg_restore_rs_stop(r);
+}
+
+/* "checksum mismatch ..." / "reading ... failed: ..." from a stream's end */
+static char *pg_restore_rs_error(pg_restore_op *r, int rc, json_t *info) {
+  const char *got = json_string_value(json_object_get(info, "sha256"));
+  const char *want = r->expect_sha;
+  const char *whose = "the sha256 parameter";
+  if (!want) {
+    want = json_string_value(json_object_get(info, "expected_sha256"));
+    whose = "the SHA-256 recorded with the object";
+  }
+  if (rc == ENG_ERR_CHECKSUM && got && want)
+    return pg_asprintf("checksum mismatch for %s: its bytes hash to %s but %s "
+                       "says %s: the backup is corrupt or was changed after "
+                       "it was written; restore another backup",
+                       r->file, got, whose, want);
+  if (rc == ENG_ERR_CHECKSUM)
+    return pg_asprintf("%s is corrupt (its zstd data does not decode); "
+                       "restore another backup",
+                       r->file);
+  const char *err = json_string_value(json_object_get(info, "error"));
+  return pg_asprintf("reading %s failed: %s", r->file,
+                     err && *err ? err : eng_strerror(rc));
+}
+
+static void pg_restore_rs_info(pg_restore_op *r, int rc, json_t *info) {
+  r->rs = NULL;
+  r->rs_done = 1;
+  r->rs_rc = rc;
+  r->src_bytes = (int64_t)json_integer_value(json_object_get(info, "bytes"));
+  const char *sha = json_string_value(json_object_get(info, "sha256"));
+  if (sha) snprintf(r->src_sha, sizeof r->src_sha, "%s", sha);
+  r->verified = rc == ENG_OK &&
+                (r->expect_sha ||
+                 json_is_string(json_object_get(info, "expected_sha256")));
+  if (rc != ENG_OK && rc != ENG_ERR_CANCELLED) {
+    free(r->rs_msg);
+    r->rs_msg = pg_restore_rs_error(r, rc, info);
+  }
+}
+
+static json_t *pg_restore_rs_opts(pg_restore_op *r) {
+  json_t *o = json_is_object(r->sopts) ? json_deep_copy(r->sopts)
+                                       : json_object();
+  json_object_set_new(o, "decompress", json_true());
+  if (r->expect_sha && !r->insp.want_sha)
+    json_object_set_new(o, "expect_sha256", json_string(r->expect_sha));
+  return o;
 }
 
 /* ---- failure with cleanup ----------------------------------------------- */
@@ -168,6 +307,11 @@ static void pg_restore_cancel(pg_op *op) {
   pg_restore_op *r = (pg_restore_op *)op;
   if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
   if (r->child.running) pg_host->proc_kill(r->child.proc, SIGTERM);
+  if (r->rs && !r->rs_stopped) {
+    r->fail_rc = ENG_ERR_CANCELLED;
+    pg_restore_rs_stop(r); /* its end cleans up */
+    if (r->rs_stopped) return;
+  }
   if (r->decomp.running || r->child.running) {
     r->fail_rc = ENG_ERR_CANCELLED; /* the exit handlers clean up */
     return;
@@ -198,17 +342,23 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
   char *url = pg_url_with_db(r->url, r->db);
   pg_host->output(call, "database", json_string(r->db));
   pg_host->output(call, "url", json_string(url ? url : ""));
-  pg_host->output(call, "bytes", json_integer(r->insp.bytes));
+  pg_host->output(call, "bytes", json_integer(r->src_sha[0] ? r->src_bytes
+                                                            : r->insp.bytes));
   pg_host->output(call, "tables", json_integer(r->tables));
   pg_host->output(call, "format",
                   json_string(pg_fmt_name(r->inner ? r->inner : r->insp.fmt)));
-  if (r->insp.sha256[0])
+  if (r->src_sha[0])
+    pg_host->output(call, "sha256", json_string(r->src_sha));
+  else if (r->insp.sha256[0])
     pg_host->output(call, "sha256", json_string(r->insp.sha256));
+  pg_host->output(call, "verified",
+                  json_boolean(r->verified || r->insp.sha256[0]));
   pg_host->log(call, ENG_LOG_INFO,
                "restored %s (%s, %lld bytes) into database %s on %s:%s: %lld "
                "tables",
                r->file, pg_fmt_name(r->inner ? r->inner : r->insp.fmt),
-               (long long)r->insp.bytes, r->db, r->id.host, r->id.port,
+               (long long)(r->src_sha[0] ? r->src_bytes : r->insp.bytes), r->db,
+               r->id.host, r->id.port,
                r->tables);
   free(url);
   pg_op_finish(&r->op, ENG_OK);
@@ -233,9 +383,16 @@ static void pg_restore_success(pg_restore_op *r) {
 
 static void pg_restore_both_done(pg_restore_op *r) {
   if (r->decomp.op && !r->decomp_done) return;
+  if (r->streaming && !r->rs_done) return;
   if (r->child.op && !r->child_done) return;
   if (r->fail_rc == ENG_ERR_CANCELLED || r->op.cancelled) {
     pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
+    return;
+  }
+  if (r->streaming && r->rs_rc != ENG_OK && !r->rs_stopped) {
+    pg_restore_fail(r, r->rs_rc, "%s%s",
+                    r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc),
+                    r->consumer_started ? " (nothing was committed)" : "");
     return;
   }
   char how[96];
@@ -254,6 +411,12 @@ static void pg_restore_both_done(pg_restore_op *r) {
                     "%s holds a plain pg_dump without its end marker ('%s'): "
                     "the backup is truncated; restore another backup",
                     r->file, PG_PLAIN_END);
+    return;
+  }
+  if (r->streaming && !r->consumer_started) {
+    pg_restore_fail(r, r->rs_rc ? r->rs_rc : ENG_ERR_FAILED,
+                    "restoring %s stopped before it began%s%s", r->file,
+                    r->rs_msg ? ": " : "", r->rs_msg ? r->rs_msg : "");
     return;
   }
   if (r->decomp.op && !r->consumer_started) {
@@ -287,6 +450,7 @@ static void pg_restore_child_exit(pg_child *c) {
   r->child_done = 1;
   /* the consumer is gone: a decompressor still writing would block */
   if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+  if (r->rs) pg_restore_rs_stop(r); /* its end completes the op */
   pg_restore_both_done(r);
 }
 
@@ -307,16 +471,19 @@ static void pg_restore_wrote(void *ud, int rc) {
   }
   p->refs--;
   pg_restore_op *r = p->r;
+  pg_op_hold(&r->op); /* resuming a stream may deliver (and end) at once */
   r->inflight -= len;
   if (rc != 0 && !r->write_failed) {
     r->write_failed = 1; /* the consumer exited: its exit reports why */
-    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    pg_restore_src_stop(r);
   }
-  if (r->paused && r->inflight < PG_PIPE_LOW && r->decomp.running) {
-    pg_host->proc_pause(r->decomp.proc, 0);
+  if (r->paused && r->inflight < PG_PIPE_LOW) {
     r->paused = 0;
+    pg_restore_src_pause(r, 0);
   }
-  if (r->decomp_done && r->inflight == 0) pg_restore_close_stdin(r);
+  if ((r->decomp_done || r->src_eof_ok) && r->inflight == 0)
+    pg_restore_close_stdin(r);
+  pg_op_release(&r->op);
 }
 
 static void pg_restore_feed(pg_restore_op *r, const char *buf, size_t len) {
@@ -334,13 +501,72 @@ static void pg_restore_feed(pg_restore_op *r, const char *buf, size_t len) {
     r->inflight -= len;
     free(w);
     r->write_failed = 1;
-    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    pg_restore_src_stop(r);
     return;
   }
-  if (r->inflight > PG_PIPE_HIGH && !r->paused && r->decomp.running) {
-    pg_host->proc_pause(r->decomp.proc, 1);
+  if (r->inflight > PG_PIPE_HIGH && !r->paused) {
     r->paused = 1;
+    pg_restore_src_pause(r, 1);
   }
+}
+
+/* Remember the end of the stream for the plain-dump marker check. */
+static void pg_restore_track_tail(pg_restore_op *r, const char *buf,
+                                  size_t len) {
+  if (len >= sizeof r->tail) {
+    memcpy(r->tail, buf + len - sizeof r->tail, sizeof r->tail);
+    r->taillen = sizeof r->tail;
+  } else {
+    size_t keep = sizeof r->tail - len;
+    if (keep > r->taillen) keep = r->taillen;
+    memmove(r->tail, r->tail + r->taillen - keep, keep);
+    memcpy(r->tail + keep, buf, len);
+    r->taillen = keep + len;
+  }
+}
+
+/* Stream mode: everything but the last PG_HOLD bytes goes on at once. */
+static void pg_restore_stream_bytes(pg_restore_op *r, const char *buf,
+                                    size_t len) {
+  r->streamed += (int64_t)len;
+  pg_restore_track_tail(r, buf, len);
+  pg_buf_add(&r->hold, buf, len);
+  if (r->hold.len >= 2 * PG_HOLD) {
+    size_t n = r->hold.len - PG_HOLD;
+    pg_restore_feed(r, r->hold.data, n);
+    memmove(r->hold.data, r->hold.data + n, PG_HOLD);
+    r->hold.len = PG_HOLD;
+  }
+}
+
+static int pg_restore_plain_truncated(const pg_restore_op *r) {
+  return r->inner == PG_FMT_PLAIN &&
+         memmem(r->head, r->headlen, PG_PLAIN_HEAD, strlen(PG_PLAIN_HEAD)) &&
+         !memmem(r->tail, r->taillen, PG_PLAIN_END, strlen(PG_PLAIN_END));
+}
+
+/* Stream mode: the stream ended (r->rs_rc). Verified: hand over the held
+ * back bytes and end the consumer's input. Otherwise kill the consumer
+ * before it sees the end of its input: nothing commits. */
+static void pg_restore_stream_eof(pg_restore_op *r) {
+  int ok = r->rs_rc == ENG_OK && !r->op.cancelled &&
+           r->fail_rc != ENG_ERR_CANCELLED;
+  if (ok && pg_restore_plain_truncated(r)) {
+    r->truncated = 1;
+    ok = 0;
+  }
+  if (!ok) {
+    if (r->child.running) {
+      r->killed_consumer = 1;
+      pg_host->proc_kill(r->child.proc, SIGTERM);
+    }
+  } else {
+    pg_restore_feed(r, r->hold.data, r->hold.len);
+    r->hold.len = 0;
+    r->src_eof_ok = 1;
+    if (r->inflight == 0) pg_restore_close_stdin(r);
+  }
+  pg_restore_both_done(r);
 }
 
 static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin);
@@ -356,11 +582,11 @@ static void pg_restore_detect_inner(pg_restore_op *r) {
   else
     r->inner = PG_FMT_PLAIN;
   if (r->inner == PG_FMT_UNKNOWN) {
-    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    pg_restore_src_stop(r);
     return;
   }
   if (pg_restore_spawn_consumer(r, 1) != ENG_OK) {
-    if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
+    pg_restore_src_stop(r);
     return;
   }
   r->consumer_started = 1;
@@ -370,17 +596,7 @@ static void pg_restore_detect_inner(pg_restore_op *r) {
 static void pg_restore_decomp_out(pg_child *c, const char *buf, size_t len) {
   pg_restore_op *r = c->ud;
   r->streamed += (int64_t)len;
-  /* remember the end of the stream for the plain-dump marker check */
-  if (len >= sizeof r->tail) {
-    memcpy(r->tail, buf + len - sizeof r->tail, sizeof r->tail);
-    r->taillen = sizeof r->tail;
-  } else {
-    size_t keep = sizeof r->tail - len;
-    if (keep > r->taillen) keep = r->taillen;
-    memmove(r->tail, r->tail + r->taillen - keep, keep);
-    memcpy(r->tail + keep, buf, len);
-    r->taillen = keep + len;
-  }
+  pg_restore_track_tail(r, buf, len);
   if (!r->consumer_started) {
     if (r->inner == PG_FMT_UNKNOWN && r->headlen >= sizeof r->head) return;
     size_t take = sizeof r->head - r->headlen;
@@ -402,10 +618,7 @@ static void pg_restore_decomp_exit(pg_child *c) {
   if (ok && !r->consumer_started && r->headlen > 0 && !r->op.cancelled &&
       r->fail_rc != ENG_ERR_CANCELLED)
     pg_restore_detect_inner(r); /* a stream shorter than the head buffer */
-  if (ok && r->inner == PG_FMT_PLAIN &&
-      memmem(r->head, r->headlen, PG_PLAIN_HEAD, strlen(PG_PLAIN_HEAD)) &&
-      !memmem(r->tail, r->taillen, PG_PLAIN_END, strlen(PG_PLAIN_END)))
-    r->truncated = 1;
+  if (ok && pg_restore_plain_truncated(r)) r->truncated = 1;
   if (!ok || r->truncated || r->op.cancelled) {
     /* never let psql commit a partial script: kill it before EOF */
     if (r->child.running) {
@@ -522,8 +735,14 @@ static void pg_restore_find(void *ud) {
   pg_bin_find(&r->psql_bin);
 }
 
+static void pg_restore_stream_go(pg_restore_op *r);
+
 static void pg_restore_found(void *ud) {
   pg_restore_op *r = ud;
+  if (r->streaming) {
+    pg_restore_stream_go(r);
+    return;
+  }
   pg_fmt f = r->insp.fmt;
   int need_psql = f == PG_FMT_PLAIN || f == PG_FMT_GZIP || f == PG_FMT_ZSTD;
   int need_restore = f != PG_FMT_PLAIN;
@@ -607,6 +826,11 @@ static void pg_restore_checked(pg_sess *s, void *ud, int rc) {
     return;
   }
   r->target = pg_ident_target(&r->id, r->db);
+  if (r->streaming && r->rs_done && r->rs_rc != ENG_OK) {
+    pg_restore_fail(r, r->rs_rc, "%s; nothing was restored",
+                    r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc));
+    return;
+  }
   if (pg_guard_db(&r->op, &r->id, r->db) != ENG_OK) {
     pg_op_finish(&r->op, ENG_ERR_REFUSED);
     return;
@@ -655,6 +879,232 @@ static void pg_restore_checked(pg_sess *s, void *ud, int rc) {
   pg_restore_create(r);
 }
 
+static void pg_restore_connect(pg_restore_op *r) {
+  r->s = pg_sess_open(&r->op, r->admin);
+  pg_ident_add(r->s, &r->id);
+  pg_add_exists(r->s, r->db, &r->exists);
+  pg_sess_run(r->s, pg_restore_checked, r);
+}
+
+/* ---- stream mode ---------------------------------------------------------- */
+
+static pg_fmt pg_restore_sniff(const char *h, size_t n) {
+  if (n >= 5 && !memcmp(h, "PGDMP", 5)) return PG_FMT_CUSTOM;
+  if (n >= 262 && !memcmp(h + 257, "ustar", 5)) return PG_FMT_TAR;
+  if (n >= 2 && (unsigned char)h[0] == 0x1f && (unsigned char)h[1] == 0x8b)
+    return PG_FMT_GZIP;
+  if (memchr(h, '\0', n) || n == 0) return PG_FMT_UNKNOWN;
+  return PG_FMT_PLAIN;
+}
+
+/* Enough first bytes (or the whole object): tell the format, then create
+ * the database. Nothing exists yet when this fails. */
+static void pg_restore_stream_head(pg_restore_op *r) {
+  if (r->connecting) return;
+  r->connecting = 1;
+  r->headlen = r->pre.len < sizeof r->head ? r->pre.len : sizeof r->head;
+  memcpy(r->head, r->pre.data, r->headlen);
+  r->inner = pg_restore_sniff(r->head, r->headlen);
+  if (r->inner == PG_FMT_GZIP || r->inner == PG_FMT_UNKNOWN) {
+    r->rs_rc = ENG_ERR_INVALID;
+    free(r->rs_msg);
+    r->rs_msg = pg_asprintf(
+        r->inner == PG_FMT_GZIP
+            ? "%s is gzip-compressed: streamed restores undo zstd only "
+              "(dump with compress: zstd); set jobs: 2 to download it first"
+            : "%s is neither a pg_dump archive (custom, tar) nor SQL text "
+              "(binary data, no PGDMP header): the object is corrupted or not "
+              "a PostgreSQL backup",
+        r->file);
+    if (r->rs)
+      pg_restore_rs_stop(r); /* the abort completes the op (nothing made) */
+    else
+      pg_op_fail(&r->op, r->rs_rc, "%s; nothing was restored", r->rs_msg);
+    return;
+  }
+  pg_host->log(r->op.call, ENG_LOG_INFO, "%s: %s format, streamed%s", r->file,
+               pg_fmt_name(r->inner),
+               r->expect_sha ? ", sha256 checked at the end" : "");
+  pg_restore_connect(r);
+}
+
+static void pg_restore_rs_data(void *ud, const char *buf, size_t len) {
+  pg_restore_op *r = ud;
+  if (r->rs_stopped) return;
+  if (!r->flowing) {
+    pg_buf_add(&r->pre, buf, len);
+    if (r->pre.len >= PG_HEAD && !r->connecting) {
+      r->pre_paused = 1;
+      pg_restore_rs_sync(r);
+      pg_restore_stream_head(r);
+    }
+    return;
+  }
+  pg_restore_stream_bytes(r, buf, len);
+}
+
+static void pg_restore_rs_end(void *ud, int rc, json_t *info) {
+  pg_restore_op *r = ud;
+  pg_restore_rs_info(r, rc, info);
+  json_decref(info);
+  pg_op_hold(&r->op);
+  if (r->flowing) {
+    pg_restore_stream_eof(r);
+  } else if (!r->connecting) {
+    if (rc == ENG_OK) {
+      pg_restore_stream_head(r); /* a short object */
+    } else {
+      /* nothing was created yet */
+      if (rc == ENG_ERR_CANCELLED || r->op.cancelled)
+        pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+      else
+        pg_op_fail(&r->op, rc, "%s; nothing was restored",
+                   r->rs_msg ? r->rs_msg : eng_strerror(rc));
+    }
+  }
+  /* else: the database is being created; pg_restore_stream_go sees it */
+  pg_op_release(&r->op);
+}
+
+/* Binaries found, database created: start the consumer and let the bytes
+ * flow. */
+static void pg_restore_stream_go(pg_restore_op *r) {
+  if (r->rs_done && r->rs_rc != ENG_OK) {
+    pg_restore_fail(r, r->rs_rc, "%s",
+                    r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc));
+    return;
+  }
+  if (!r->pipe) {
+    r->pipe = pg_xcalloc(1, sizeof *r->pipe);
+    r->pipe->refs = 1;
+    r->pipe->r = r;
+  }
+  if (pg_restore_spawn_consumer(r, 1) != ENG_OK) {
+    pg_restore_rs_stop(r);
+    return;
+  }
+  r->consumer_started = 1;
+  r->flowing = 1;
+  pg_op_hold(&r->op);
+  pg_restore_stream_bytes(r, r->pre.data, r->pre.len);
+  pg_buf_free(&r->pre);
+  if (r->rs_done) {
+    pg_restore_stream_eof(r);
+  } else {
+    r->pre_paused = 0;
+    pg_restore_rs_sync(r);
+  }
+  pg_op_release(&r->op);
+}
+
+static void pg_restore_stream_open(pg_restore_op *r, const char *url) {
+  r->streaming = 1;
+  json_t *o = pg_restore_rs_opts(r);
+  int rc = pg_host->stream_open_read(r->op.call, url, o, pg_restore_rs_data,
+                                     pg_restore_rs_end, r, &r->rs);
+  json_decref(o);
+  if (rc != ENG_OK) {
+    r->rs = NULL;
+    pg_op_finish(&r->op, rc); /* the host recorded why */
+  }
+}
+
+/* ---- download mode (jobs > 1) ----------------------------------------------- */
+
+static void pg_restore_inspect(void *ud);
+static void pg_restore_inspected(void *ud);
+
+static void pg_restore_dl_pause(void *ud, int paused) {
+  pg_restore_op *r = ud;
+  r->paused = paused;
+  pg_restore_rs_sync(r);
+}
+
+static void pg_restore_dl_stop(void *ud) { pg_restore_rs_stop(ud); }
+
+static void pg_restore_dl_data(void *ud, const char *buf, size_t len) {
+  pg_restore_op *r = ud;
+  if (!r->rs_stopped) pg_out_data(r->dl, buf, len);
+}
+
+/* The read was stopped (cancel, or writing the copy failed). */
+static void pg_restore_dl_stopped(pg_restore_op *r) {
+  int out_rc = pg_out_failed(r->dl);
+  pg_out_abort(r->dl);
+  if (r->op.cancelled || r->fail_rc == ENG_ERR_CANCELLED)
+    pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+  else
+    pg_op_finish(&r->op, out_rc ? out_rc : ENG_ERR_IO); /* host's message */
+}
+
+static void pg_restore_dl_stored(void *ud, int rc, json_t *info) {
+  pg_restore_op *r = ud;
+  json_decref(info);
+  if (rc != ENG_OK) {
+    pg_op_finish(&r->op, rc); /* the host recorded why */
+    return;
+  }
+  pg_host->log(r->op.call, ENG_LOG_INFO,
+               "downloaded %s (%lld bytes, sha256 %s%s) to %s", r->file,
+               (long long)r->src_bytes, r->src_sha,
+               r->verified ? ", verified" : "", r->dl_path);
+  free(r->insp.path);
+  r->insp.path = pg_strdup(r->dl_path);
+  r->insp.want_sha = 0; /* checked on the way */
+  free(r->expect_sha);
+  r->expect_sha = NULL;
+  if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) !=
+      ENG_OK)
+    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+               r->dl_path);
+}
+
+static void pg_restore_dl_end(void *ud, int rc, json_t *info) {
+  pg_restore_op *r = ud;
+  pg_restore_rs_info(r, rc, info);
+  json_decref(info);
+  if (r->rs_stopped) return; /* pg_restore_rs_abort_cb goes on */
+  if (rc != ENG_OK) {
+    pg_out_abort(r->dl);
+    if (rc == ENG_ERR_CANCELLED || r->op.cancelled)
+      pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+    else
+      pg_op_fail(&r->op, rc, "%s; nothing was restored",
+                 r->rs_msg ? r->rs_msg : eng_strerror(rc));
+    return;
+  }
+  pg_out_end(r->dl, pg_restore_dl_stored, r);
+}
+
+static void pg_restore_download(pg_restore_op *r) {
+  r->downloading = 1;
+  r->dl_path = pg_asprintf("%s/restore-%s.download",
+                           pg_host->run_dir(r->op.call),
+                           pg_host->step_id(r->op.call));
+  int rc = ENG_OK;
+  r->dl = pg_out_open(&r->op, r->dl_path, NULL, &rc);
+  if (!r->dl) {
+    free(r->dl_path);
+    r->dl_path = NULL;
+    pg_op_finish(&r->op, rc);
+    return;
+  }
+  pg_out_source(r->dl, pg_restore_dl_pause, pg_restore_dl_stop, r);
+  json_t *o = pg_restore_rs_opts(r);
+  rc = pg_host->stream_open_read(r->op.call, r->file, o, pg_restore_dl_data,
+                                 pg_restore_dl_end, r, &r->rs);
+  json_decref(o);
+  if (rc != ENG_OK) {
+    r->rs = NULL;
+    pg_op_finish(&r->op, rc); /* the host recorded why */
+    return;
+  }
+  pg_host->log(r->op.call, ENG_LOG_INFO,
+               "jobs: %d needs a seekable file: downloading %s into the run "
+               "directory first",
+               r->jobs, r->file);
+}
+
 /* ---- inspection --------------------------------------------------------- */
 
 static void pg_restore_inspect(void *ud) {
@@ -690,10 +1140,11 @@ static void pg_restore_inspected(void *ud) {
   pg_host->log(r->op.call, ENG_LOG_INFO, "%s: %s format, %lld bytes%s%s",
                r->file, pg_fmt_name(in->fmt), (long long)in->bytes,
                in->sha256[0] ? ", sha256 " : "", in->sha256);
-  r->s = pg_sess_open(&r->op, r->admin);
-  pg_ident_add(r->s, &r->id);
-  pg_add_exists(r->s, r->db, &r->exists);
-  pg_sess_run(r->s, pg_restore_checked, r);
+  if (in->fmt == PG_FMT_ZSTD) { /* the host undoes zstd on the way */
+    pg_restore_stream_open(r, in->path);
+    return;
+  }
+  pg_restore_connect(r);
 }
 
 int pg_act_restore(eng_call *call, const json_t *params) {
@@ -709,14 +1160,7 @@ int pg_act_restore(eng_call *call, const json_t *params) {
     return ENG_ERR_INVALID;
   }
   if (!strncmp(file, "file://", 7)) file += 7;
-  if (strstr(file, "://")) {
-    pg_host->fail(call,
-                  "file %s: only local paths (or file://) are supported "
-                  "by postgres.restore in this version; download it "
-                  "first (s3.get)",
-                  file);
-    return ENG_ERR_UNSUPPORTED;
-  }
+  int remote = pg_host->stream_is_remote(file);
   if (sha && *sha && strlen(sha) != 64) {
     pg_host->fail(call,
                   "parameter 'sha256' must be 64 hex digits (got %zu "
@@ -753,6 +1197,16 @@ int pg_act_restore(eng_call *call, const json_t *params) {
   r->no_acl = pg_pbool(params, "no_acl", 1);
   r->insp.path = pg_strdup(file);
   r->insp.want_sha = r->expect_sha != NULL;
+  r->remote = remote;
+  r->sopts = json_incref(json_object_get(params, "stream_opts"));
+  if (remote) {
+    r->insp.want_sha = 0;
+    if (r->jobs > 1)
+      pg_restore_download(r);
+    else
+      pg_restore_stream_open(r, file);
+    return ENG_OK;
+  }
   if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) !=
       ENG_OK) {
     pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",

@@ -10,8 +10,9 @@
  *   pg_url.c             connection strings: parse, display, derive URLs,
  *                        argv/env for client programs
  *   pg_proc.c            finding client/server binaries by version
- *   pg_stream.c          streaming sink (pipe -> SHA-256 -> file) and file
- *                        hashing/format detection on worker threads
+ *   pg_stream.c          pg_out (a source -> a host stream: local file or
+ *                        s3://) and file hashing/format detection on
+ *                        worker threads
  *   pg_actions_sql.c     ping, query, row_counts, compare, verify,
  *                        connections, create_database, drop_database, pg.query
  *   pg_actions_dump.c    dump, dump_globals
@@ -40,6 +41,10 @@ const char *pg_pstr(const json_t *p, const char *name);
 long long pg_pint(const json_t *p, const char *name, long long def);
 double pg_pnum(const json_t *p, const char *name, double def);
 int pg_pbool(const json_t *p, const char *name, int def);
+
+/* The compress parameter: *level 0-9 for pg_dump (-1: its default) or
+ * *zstd 1-19 (the engine compresses). ENG_OK or an error after fail(). */
+int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd);
 
 /* malloc'd printf; aborts on out-of-memory like the rest of the plugin. */
 char *pg_strdup(const char *s); /* NULL -> NULL */
@@ -268,23 +273,26 @@ void pg_version_major(int num, char *buf, size_t n);
 
 /* ---- streams and files (pg_stream.c) ------------------------------------ */
 
-typedef struct pg_sink pg_sink;
-/* Write path via path.partial; renamed into place by pg_sink_end. */
-pg_sink *pg_sink_open(pg_op *op, const char *path, char *err, size_t n);
-/* Pause/resume this child's stdout for backpressure. */
-void pg_sink_source(pg_sink *k, pg_child *src);
-void pg_sink_data(pg_sink *k, const char *buf, size_t len);
-/* Flush, fsync, close, rename; cb(ud, rc) then (rc != OK: message in
- * pg_sink_error). */
-void pg_sink_end(pg_sink *k, void (*cb)(void *ud, int rc), void *ud);
-/* Stop writing; remove the partial file. Safe to call more than once. */
-void pg_sink_abort(pg_sink *k);
-void pg_sink_free(pg_sink *k);
-int64_t pg_sink_bytes(const pg_sink *k);
-const char *pg_sink_sha256(const pg_sink *k); /* hex, after end */
-const char *pg_sink_error(const pg_sink *k);
-/* Set when a write failed: the op should fail (checked by the source). */
-int pg_sink_failed(const pg_sink *k);
+typedef struct pg_out pg_out;
+/* Open a host stream writer for url (a local path, file://, s3://...);
+ * opts (borrowed) as host->stream_open_write takes them. NULL and *rc
+ * after the host recorded the failure. */
+pg_out *pg_out_open(pg_op *op, const char *url, const json_t *opts, int *rc);
+/* Backpressure and failure: pause(ud, 1/0) stops/restarts the source;
+ * stop(ud) is called once when a write failed (kill pg_dump). */
+void pg_out_source(pg_out *o, void (*pause)(void *ud, int paused),
+                   void (*stop)(void *ud), void *ud);
+/* Copy len bytes in (the source's buffer may be reused on return). */
+void pg_out_data(pg_out *o, const char *buf, size_t len);
+/* Flush and commit; cb(ud, rc, info) once (info: url, bytes, sha256 ...,
+ * owned by cb; NULL on failure). Holds the op until then. */
+void pg_out_end(pg_out *o, void (*cb)(void *ud, int rc, json_t *info),
+                void *ud);
+/* Discard everything (no partial object/file remains). Idempotent. */
+void pg_out_abort(pg_out *o);
+void pg_out_free(pg_out *o); /* aborts when not finished */
+int pg_out_failed(const pg_out *o); /* error code of a failed write, or 0 */
+int64_t pg_out_received(const pg_out *o);
 
 /* Archive formats that restore recognises. */
 typedef enum pg_fmt {
@@ -343,6 +351,7 @@ void pg_add_exists(pg_sess *s, const char *db, int *exists);
 
 /* ---- actions ------------------------------------------------------------ */
 int pg_act_sandbox(eng_call *call, const json_t *params);
+int pg_act_sandbox_stop(eng_call *call, const json_t *params);
 int pg_act_ping(eng_call *call, const json_t *params);
 int pg_act_dump(eng_call *call, const json_t *params);
 int pg_act_dump_globals(eng_call *call, const json_t *params);

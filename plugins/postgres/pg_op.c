@@ -135,6 +135,50 @@ int pg_pbool(const json_t *p, const char *name, int def) {
   return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
+/* compress: an integer 0-9 (pg_dump --compress), "0".."9", "none", or
+ * "zstd" / "zstd:LEVEL" (1-19: the engine compresses the stream). */
+int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd) {
+  *level = -1;
+  *zstd = 0;
+  if (!v || json_is_null(v)) return ENG_OK;
+  long long n = -1;
+  if (json_is_integer(v)) {
+    n = json_integer_value(v);
+  } else if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    char *end = NULL;
+    if (!*s) return ENG_OK;
+    if (!strcmp(s, "none")) {
+      n = 0;
+    } else if (!strncmp(s, "zstd", 4) && (s[4] == '\0' || s[4] == ':')) {
+      long lv = 3;
+      if (s[4] == ':') {
+        lv = strtol(s + 5, &end, 10);
+        if (end == s + 5 || *end || lv < 1 || lv > 19) lv = -1;
+      }
+      if (lv < 1) {
+        pg_host->fail(call, "compress '%s': the zstd level must be 1-19 "
+                            "(e.g. zstd:3)", s);
+        return ENG_ERR_INVALID;
+      }
+      *zstd = (int)lv;
+      return ENG_OK;
+    } else {
+      n = strtoll(s, &end, 10);
+      if (end == s || *end) n = -2;
+    }
+  } else {
+    n = -2;
+  }
+  if (n < 0 || n > 9) {
+    pg_host->fail(call, "compress must be 0-9 (pg_dump's own compression) or "
+                        "zstd[:LEVEL] (the engine compresses the stream)");
+    return ENG_ERR_INVALID;
+  }
+  *level = (int)n;
+  return ENG_OK;
+}
+
 /* ---- the op ------------------------------------------------------------- */
 
 static void pg_op_complete_if_idle(pg_op *op) {

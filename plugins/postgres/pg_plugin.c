@@ -11,7 +11,8 @@ const eng_host *pg_host;
 
 static int pg_init(const eng_host *host) {
   if (host->abi_major != ENG_ABI_MAJOR ||
-      host->size < offsetof(eng_host, at_run_end) + sizeof host->at_run_end)
+      host->size <
+          offsetof(eng_host, stream_is_remote) + sizeof host->stream_is_remote)
     return -1;
   pg_host = host;
   return 0;
@@ -31,6 +32,13 @@ static int pg_init(const eng_host *host) {
         "directory of the PostgreSQL programs to use; default: the newest "    \
         "installed version that fits the server (pg_config --bindir, "         \
         "/usr/lib/postgresql/*/bin, PATH)"                                     \
+  }
+#define P_STREAM_OPTS                                                          \
+  {                                                                            \
+    "stream_opts", ENG_T_MAP, 0, NULL, ENG_TARGET_NONE, NULL,                  \
+        "options for a stream URL file (s3://: endpoint, region, part_size, "  \
+        "concurrency, storage_class); credentials come from AWS_* or the "     \
+        "profile, never from here"                                             \
   }
 #define P_END                                                                  \
   { NULL, 0, 0, NULL, 0, NULL, NULL }
@@ -84,14 +92,17 @@ static const eng_output ping_outputs[] = {
 static const eng_param dump_params[] = {
     P_URL,
     {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "where to write (relative to the current directory; parent "
-     "directories are created); a directory for format: directory"},
+     "where to write: a local path (parent directories are created; a "
+     "directory for format: directory) or a stream URL such as "
+     "s3://bucket/key (uploaded while pg_dump runs, no temporary file)"},
     {"format", ENG_T_STRING, 0, "\"custom\"", ENG_TARGET_NONE,
      "custom|directory|plain|tar", "pg_dump --format"},
     {"jobs", ENG_T_INT, 0, "1", ENG_TARGET_NONE, NULL,
      "parallel jobs (format: directory only)"},
-    {"compress", ENG_T_INT, 0, NULL, ENG_TARGET_NONE, NULL,
-     "compression level 0-9 (pg_dump --compress); default pg_dump's"},
+    {"compress", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
+     "0-9: pg_dump --compress (default pg_dump's); zstd or zstd:LEVEL "
+     "(1-19): the engine compresses the stream with zstd and pg_dump's own "
+     "compression is off (custom, plain, tar)"},
     {"schema_only", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
      "dump only the schema, no data"},
     {"tables", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
@@ -104,7 +115,8 @@ static const eng_param dump_params[] = {
     {"no_acl", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
      "omit GRANT/REVOKE (pg_dump --no-acl)"},
     {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "also write FILE.sha256 (sha256sum -c format)"},
+     "also write FILE.sha256 (sha256sum -c format; local files)"},
+    P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
 static const eng_output dump_outputs[] = {
@@ -120,17 +132,24 @@ static const eng_output dump_outputs[] = {
     {"system_identifier", ENG_T_STRING, "the cluster's system_identifier"},
     {"format", ENG_T_STRING, "custom, directory, plain or tar"},
     {"tool_version", ENG_T_STRING, "version of the pg_dump used"},
+    {"compression", ENG_T_STRING, "zstd:LEVEL when the engine compressed"},
+    {"plain_bytes", ENG_T_INT, "bytes before the engine's compression"},
+    {"etag", ENG_T_STRING, "the stored object's ETag (s3://)"},
     O_END};
 
 static const eng_param dump_globals_params[] = {
     P_URL,
     {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "where to write the SQL of roles and tablespaces"},
+     "where to write the SQL of roles and tablespaces: a local path or a "
+     "stream URL (s3://bucket/key)"},
+    {"compress", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
+     "zstd or zstd:LEVEL: the engine compresses the SQL"},
     {"no_role_passwords", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
      "omit role passwords (needed on managed servers without access to "
      "pg_authid)"},
     {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
      "also write FILE.sha256"},
+    P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
 static const eng_output dump_globals_outputs[] = {
@@ -146,7 +165,10 @@ static const eng_output dump_globals_outputs[] = {
 static const eng_param restore_params[] = {
     {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
      "the backup: custom, tar or directory archive, plain SQL, or gzip/zstd "
-     "compressed SQL (detected from the content)"},
+     "compressed SQL or archive (detected from the content); a local path "
+     "or a stream URL (s3://bucket/key: streamed into pg_restore/psql and "
+     "its SHA-256 checked before the restore commits; with jobs > 1 "
+     "downloaded into the run directory first)"},
     P_URL,
     {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
      "database to restore into; default the URL's database (then the "
@@ -163,7 +185,10 @@ static const eng_param restore_params[] = {
     {"no_acl", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
      "pg_restore --no-acl: skip GRANT/REVOKE"},
     {"sha256", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "expected SHA-256 of the backup; checked before anything is created"},
+     "expected SHA-256 of the backup (of the stored bytes); checked before "
+     "anything is created (local files, jobs > 1) or before the restore "
+     "commits (streamed)"},
+    P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
 static const eng_output restore_outputs[] = {
@@ -173,6 +198,25 @@ static const eng_output restore_outputs[] = {
     {"tables", ENG_T_INT, "user tables in the restored database"},
     {"format", ENG_T_STRING, "detected format"},
     {"sha256", ENG_T_STRING, "SHA-256 of the backup (when checked)"},
+    {"verified", ENG_T_BOOL,
+     "the SHA-256 was compared with an expected one (sha256 or the store's)"},
+    O_END};
+/* ---- sandbox_stop ------------------------------------------------------- */
+static const eng_param sandbox_stop_params[] = {
+    {"dir", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
+     "the sandbox directory (as the sandbox's journal entry records it)"},
+    {"data_dir", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
+     "its data directory (DIR/data)"},
+    {"pg_ctl", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
+     "pg_ctl to stop it with (default: found like the other programs)"},
+    {"run_as", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
+     "user the server runs as (when the engine is root)"},
+    {"keep", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
+     "only stop it; keep the data directory"},
+    P_END};
+static const eng_output sandbox_stop_outputs[] = {
+    {"stopped", ENG_T_BOOL, "a running server was stopped"},
+    {"removed", ENG_T_BOOL, "the directory was removed"},
     O_END};
 
 /* ---- databases ---------------------------------------------------------- */
@@ -316,10 +360,17 @@ static const eng_action pg_actions[] = {
      "stopped and removed when the run ends",
      ENG_SIDE_CREATES, 0, sandbox_params, sandbox_outputs, pg_act_sandbox,
      NULL},
+    {"sandbox_stop",
+     "stop a sandbox cluster this run (or the run being cleaned up) "
+     "created and remove its directory; the undo of sandbox",
+     ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE, sandbox_stop_params,
+     sandbox_stop_outputs, pg_act_sandbox_stop, NULL},
     {"ping", "connect and report the server's version and identity",
      ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, ping_params, ping_outputs,
      pg_act_ping, NULL},
-    {"dump", "pg_dump a database to a file, with its SHA-256",
+    {"dump",
+     "pg_dump a database to a file or a stream URL (s3://), with the "
+     "SHA-256 of the stored bytes",
      ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, dump_params, dump_outputs,
      pg_act_dump, NULL},
     {"dump_globals", "pg_dumpall --globals-only (roles, tablespaces)",

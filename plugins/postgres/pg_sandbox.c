@@ -10,9 +10,14 @@
  * `nobody`): PostgreSQL refuses to run as root.
  *
  * The cluster is recorded in the journal (kind "sandbox") before initdb,
- * and host->at_run_end stops it (pg_ctl stop -m fast) and removes its
+ * with {"undo": {"action": "postgres.sandbox_stop", ...}}, and
+ * host->at_run_end stops it (pg_ctl stop -m fast) and removes its
  * directory when the run ends (keep: true keeps the stopped data
- * directory for inspection).
+ * directory for inspection). A SIGKILLed engine leaves the server
+ * running: `engine cleanup RUN_ID` runs sandbox_stop from the journal.
+ * sandbox_stop removes only a directory that carries the marker file
+ * SANDBOX_MARK and that this run's journal (or the cleaned-up run's)
+ * records as its sandbox.
  */
 #include "pg_int.h"
 
@@ -28,6 +33,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define SANDBOX_MARK ".engine-sandbox"
 
 /* What the end-of-run callback needs; outlives the step. */
 typedef struct pg_sbx_rec {
@@ -92,6 +99,9 @@ typedef struct pg_sbx_end {
   pg_op op;
   pg_sbx_rec *rec;
   pg_child child;
+  int action; /* postgres.sandbox_stop (outputs), not the run-end hook */
+  int stopped, removed;
+  char pidfile[4096];
 } pg_sbx_end;
 
 static void pg_sbx_end_destroy(pg_op *op) {
@@ -102,12 +112,22 @@ static void pg_sbx_end_destroy(pg_op *op) {
 
 static void pg_sbx_end_rm(void *ud) {
   pg_sbx_end *e = ud;
-  pg_rmtree(e->rec->dir);
+  e->removed = pg_rmtree(e->rec->dir) == 0;
+}
+
+static void pg_sbx_end_outputs(pg_sbx_end *e) {
+  if (!e->action) return;
+  pg_host->output(e->op.call, "stopped", json_boolean(e->stopped));
+  pg_host->output(e->op.call, "removed", json_boolean(e->removed));
 }
 
 static void pg_sbx_end_removed(void *ud) {
   pg_sbx_end *e = ud;
   pg_host->journal_removed(e->op.call, "sandbox", e->rec->dir);
+  if (e->action)
+    pg_host->log(e->op.call, ENG_LOG_INFO, "sandbox %s %sremoved",
+                 e->rec->dir, e->stopped ? "stopped and " : "");
+  pg_sbx_end_outputs(e);
   pg_op_finish(&e->op, ENG_OK);
 }
 
@@ -117,7 +137,21 @@ static void pg_sbx_end_stopped(pg_child *c) {
     pg_host->log(e->op.call, ENG_LOG_DEBUG,
                  "pg_ctl stop for the sandbox in %s: %s", e->rec->data,
                  c->tail[0] ? c->tail : "not running");
+  else
+    e->stopped = c->op != NULL;
+  if ((c->status != 0 || c->sig) && c->op &&
+      access(e->pidfile, F_OK) == 0) {
+    /* pg_ctl failed and the server still looks alive: never remove the
+     * data directory under a running server */
+    pg_op_fail(&e->op, ENG_ERR_FAILED,
+               "could not stop the sandbox server in %s: %s; stop it with "
+               "pg_ctl stop -D %s -m immediate, then remove %s",
+               e->rec->data, c->tail[0] ? c->tail : "pg_ctl failed",
+               e->rec->data, e->rec->dir);
+    return;
+  }
   if (e->rec->keep) {
+    pg_sbx_end_outputs(e);
     pg_host->log(e->op.call, ENG_LOG_INFO,
                  "sandbox kept (stopped) in %s; start it again with: %s%s%s "
                  "-D %s -l %s/server.log start",
@@ -131,10 +165,9 @@ static void pg_sbx_end_stopped(pg_child *c) {
     pg_op_finish(&e->op, ENG_ERR_NOMEM);
 }
 
-static int pg_sbx_at_end(eng_call *end_call, void *ud) {
-  pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
-  e->rec = ud;
-  pg_op_init(&e->op, end_call, pg_sbx_end_destroy);
+/* Stop (pg_ctl stop -m fast) and remove; completes e->op. */
+static void pg_sbx_stop(pg_sbx_end *e) {
+  snprintf(e->pidfile, sizeof e->pidfile, "%s/postmaster.pid", e->rec->data);
   const char *argv[] = {e->rec->pg_ctl, "stop", "-D", e->rec->data, "-m",
                         "fast",         "-w",   "-t", "30",         NULL};
   eng_spawn_opts o = {0};
@@ -146,13 +179,84 @@ static int pg_sbx_at_end(eng_call *end_call, void *ud) {
   e->child.ud = e;
   e->child.on_exit = pg_sbx_end_stopped;
   char err[512];
-  if (access(e->rec->data, F_OK) != 0 ||
+  if (access(e->pidfile, F_OK) != 0 || !e->rec->pg_ctl ||
       pg_child_spawn(&e->child, &e->op, "pg_ctl", &o, err, sizeof err) !=
           ENG_OK) {
-    /* nothing to stop: just remove */
+    /* nothing to stop (or no pg_ctl): just remove */
+    e->child.op = NULL;
     e->child.status = 1;
     pg_sbx_end_stopped(&e->child);
   }
+}
+
+static int pg_sbx_at_end(eng_call *end_call, void *ud) {
+  pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
+  e->rec = ud;
+  pg_op_init(&e->op, end_call, pg_sbx_end_destroy);
+  pg_sbx_stop(e);
+  return ENG_OK;
+}
+
+/* ---- postgres.sandbox_stop: the journal's undo ---------------------------- */
+
+static void pg_sbx_stop_found(void *ud) {
+  pg_sbx_end *e = ud;
+  pg_sbx_stop(e);
+}
+
+int pg_act_sandbox_stop(eng_call *call, const json_t *params) {
+  const char *dir = pg_pstr(params, "dir");
+  const char *data = pg_pstr(params, "data_dir");
+  const char *pg_ctl = pg_pstr(params, "pg_ctl");
+  const char *run_as = pg_pstr(params, "run_as");
+  if (!dir || !*dir || dir[0] != '/' || !data || !*data) {
+    pg_host->fail(call, "dir and data_dir must be the absolute paths the "
+                        "sandbox's journal entry records");
+    return ENG_ERR_INVALID;
+  }
+  char *want = pg_asprintf("%s/data", dir);
+  int same = !strcmp(want, data);
+  free(want);
+  if (!same) {
+    pg_host->fail(call, "data_dir %s is not DIR/data of dir %s: not a "
+                        "sandbox this engine made; nothing was done",
+                  data, dir);
+    return ENG_ERR_INVALID;
+  }
+  if (!pg_host->journal_owned(call, "sandbox", dir)) {
+    pg_host->fail(call, "refused: %s is not a sandbox this run (or the run "
+                        "being cleaned up) created; nothing was done",
+                  dir);
+    return ENG_ERR_REFUSED;
+  }
+  char *mark = pg_asprintf("%s/" SANDBOX_MARK, dir);
+  int gone = access(dir, F_OK) != 0;
+  int marked = access(mark, F_OK) == 0;
+  free(mark);
+  if (!gone && !marked) {
+    pg_host->fail(call, "refused: %s has no %s marker: not a sandbox "
+                        "directory this engine made; nothing was done",
+                  dir, SANDBOX_MARK);
+    return ENG_ERR_REFUSED;
+  }
+  pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
+  e->rec = pg_xcalloc(1, sizeof *e->rec);
+  e->rec->dir = pg_strdup(dir);
+  e->rec->data = pg_strdup(data);
+  e->rec->pg_ctl = pg_ctl && *pg_ctl ? pg_strdup(pg_ctl) : NULL;
+  e->rec->run_as = run_as && *run_as ? pg_strdup(run_as) : NULL;
+  e->rec->keep = pg_pbool(params, "keep", 0);
+  e->action = 1;
+  pg_op_init(&e->op, call, pg_sbx_end_destroy);
+  if (gone) {
+    pg_host->journal_removed(call, "sandbox", dir);
+    pg_host->log(call, ENG_LOG_INFO, "sandbox %s is already gone", dir);
+    pg_sbx_end_outputs(e);
+    pg_op_finish(&e->op, ENG_OK);
+    return ENG_OK;
+  }
+  if (!e->rec->pg_ctl) e->rec->pg_ctl = pg_strdup("pg_ctl");
+  pg_sbx_stop_found(e);
   return ENG_OK;
 }
 
@@ -236,6 +340,16 @@ static void pg_sandbox_prepare(void *ud) {
   }
   b->rec->dir = dir;
   b->rec->data = pg_asprintf("%s/data", dir);
+  char *mark = pg_asprintf("%s/" SANDBOX_MARK, dir);
+  int mfd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  free(mark);
+  if (mfd < 0) {
+    b->werr = errno;
+    snprintf(b->werrmsg, sizeof b->werrmsg, "cannot write the marker in %s: %s",
+             dir, strerror(errno));
+    return;
+  }
+  close(mfd);
   if (b->rec->run_as && chown(dir, b->uid, b->gid) != 0) {
     b->werr = errno;
     snprintf(b->werrmsg, sizeof b->werrmsg, "cannot give %s to user %s: %s",
@@ -483,10 +597,15 @@ static void pg_sandbox_prepared(void *ud) {
   b->url = pg_url_with_db(b->admin_url, b->database);
   /* journal first, then register the cleanup: whatever happens next, the
    * run end (or `engine cleanup`) finds the cluster */
+  json_t *with = json_pack("{s:s, s:s, s:s}", "dir", b->rec->dir, "data_dir",
+                           b->rec->data, "pg_ctl", b->rec->pg_ctl);
+  if (b->rec->run_as)
+    json_object_set_new(with, "run_as", json_string(b->rec->run_as));
   json_t *detail =
-      json_pack("{s:s, s:s, s:i, s:s?, s:s}", "data_dir", b->rec->data, "dir",
-                b->rec->dir, "port", b->port, "run_as", b->rec->run_as,
-                "pg_ctl", b->rec->pg_ctl);
+      json_pack("{s:s, s:s, s:i, s:s?, s:s, s:{s:s, s:o}}", "data_dir",
+                b->rec->data, "dir", b->rec->dir, "port", b->port, "run_as",
+                b->rec->run_as, "pg_ctl", b->rec->pg_ctl, "undo", "action",
+                "postgres.sandbox_stop", "with", with);
   b->token =
       pg_host->journal_intent(b->op.call, "sandbox", b->rec->dir, detail);
   json_decref(detail);

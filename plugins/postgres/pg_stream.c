@@ -1,15 +1,15 @@
 /*
  * pg_stream.c - moving backup bytes without blocking the loop.
  *
- * pg_sink: a child's stdout (pg_dump writing to a pipe) goes to a file
- * through SHA-256. Chunks are copied into a queue on the loop thread; one
- * worker job at a time writes and hashes the whole queue. When more than
- * PG_SINK_HIGH bytes wait, the child's stdout is paused (the pipe fills and
- * pg_dump blocks), and resumed below PG_SINK_LOW: memory stays bounded
- * whatever the dump size. The file is written as FILE.partial and renamed
- * into place only after pg_dump succeeded and the data was fsync'ed, so a
- * failed dump never leaves a file that looks complete. This is the shape a
- * remote stream (s3://) takes later: the queue feeds an upload instead.
+ * pg_out: a source (pg_dump's stdout, a download) goes into a host stream
+ * (section 10.0 of the SPEC): a local file (written as FILE.partial,
+ * fsync'ed and renamed by the host on finish), or any URL a plugin serves
+ * (s3://, uploaded while pg_dump runs). The host hashes the stored bytes
+ * and compresses with zstd when asked. Bytes gather in one buffer while
+ * the previous write is outstanding (double buffering); above PG_OUT_HIGH
+ * the source is paused (the pipe fills and pg_dump blocks) and resumed
+ * below PG_OUT_LOW: memory stays bounded whatever the dump size. Nothing
+ * becomes visible unless pg_out_end succeeded; pg_out_abort discards.
  *
  * Also worker-side helpers: format detection of a backup, SHA-256 of files
  * and directories, mkdir -p and rm -rf.
@@ -28,257 +28,157 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PG_SINK_HIGH (4u << 20)
-#define PG_SINK_LOW (1u << 20)
+#define PG_OUT_HIGH (1u << 20)
+#define PG_OUT_LOW (256u << 10)
 
-typedef struct pg_chunk {
-  struct pg_chunk *next;
-  size_t len;
-  char data[];
-} pg_chunk;
+/* ---- pg_out: bytes -> a host stream (local file, s3://, ...) ------------ */
 
-struct pg_sink {
+struct pg_out {
   pg_op *op;
-  char *path;
-  char *tmp;
-  int fd;
-  EVP_MD_CTX *md;
-  pg_chunk *head, *tail; /* waiting */
-  size_t queued;
-  pg_chunk *batch; /* being written by the worker */
-  int busy;
-  int ending; /* pg_sink_end was called */
-  int closed; /* file closed (renamed or removed) */
-  int paused;
-  int failed;
-  int werr; /* errno of the worker */
-  const char *wstage;
-  int64_t bytes;
-  char sha[65];
-  char err[512];
-  pg_child *src;
-  void (*end_cb)(void *ud, int rc);
+  eng_stream *st; /* NULL once finished or aborted */
+  pg_buf fill;    /* bytes waiting for the next write */
+  pg_buf flight;  /* the bytes of the outstanding write */
+  int busy;       /* a stream_write is outstanding */
+  int paused;     /* the source is paused */
+  int ending, finishing, done;
+  int rc;         /* first failure */
+  int64_t in;     /* bytes received */
+  void (*src_pause)(void *ud, int paused);
+  void (*src_stop)(void *ud);
+  void *src_ud;
+  void (*end_cb)(void *ud, int rc, json_t *info);
   void *end_ud;
 };
 
-static void pg_sink_kick(pg_sink *k);
-
-pg_sink *pg_sink_open(pg_op *op, const char *path, char *err, size_t n) {
-  pg_sink *k = pg_xcalloc(1, sizeof *k);
-  k->op = op;
-  k->path = pg_strdup(path);
-  k->tmp = pg_asprintf("%s.partial", path);
-  k->fd = open(k->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (k->fd < 0) {
-    snprintf(err, n, "cannot create %s: %s", k->tmp, strerror(errno));
-    free(k->path);
-    free(k->tmp);
-    free(k);
+pg_out *pg_out_open(pg_op *op, const char *url, const json_t *opts, int *rc) {
+  pg_out *o = pg_xcalloc(1, sizeof *o);
+  o->op = op;
+  *rc = pg_host->stream_open_write(op->call, url, opts, &o->st);
+  if (*rc != ENG_OK) {
+    free(o);
     return NULL;
   }
-  k->md = EVP_MD_CTX_new();
-  if (!k->md || EVP_DigestInit_ex(k->md, EVP_sha256(), NULL) != 1) abort();
-  return k;
+  return o;
 }
 
-void pg_sink_source(pg_sink *k, pg_child *src) { k->src = src; }
-int64_t pg_sink_bytes(const pg_sink *k) { return k->bytes; }
-const char *pg_sink_sha256(const pg_sink *k) { return k->sha; }
-const char *pg_sink_error(const pg_sink *k) { return k->err; }
-int pg_sink_failed(const pg_sink *k) { return k->failed; }
-
-static void pg_chunks_free(pg_chunk *c) {
-  while (c) {
-    pg_chunk *n = c->next;
-    free(c);
-    c = n;
-  }
+void pg_out_source(pg_out *o, void (*pause)(void *ud, int paused),
+                   void (*stop)(void *ud), void *ud) {
+  o->src_pause = pause;
+  o->src_stop = stop;
+  o->src_ud = ud;
 }
 
-void pg_sink_data(pg_sink *k, const char *buf, size_t len) {
-  if (k->failed || k->closed || !len) return;
-  pg_chunk *c = pg_xmalloc(sizeof *c + len);
-  c->next = NULL;
-  c->len = len;
-  memcpy(c->data, buf, len);
-  if (k->tail)
-    k->tail->next = c;
+int pg_out_failed(const pg_out *o) { return o ? o->rc : 0; }
+int64_t pg_out_received(const pg_out *o) { return o->in; }
+
+static void pg_out_kick(pg_out *o);
+
+static void pg_out_finished(void *ud, int rc, json_t *info) {
+  pg_out *o = ud;
+  o->st = NULL; /* the host freed it */
+  o->done = 1;
+  if (rc != ENG_OK && !o->rc) o->rc = rc;
+  void (*cb)(void *, int, json_t *) = o->end_cb;
+  o->end_cb = NULL;
+  pg_op *op = o->op;
+  if (cb)
+    cb(o->end_ud, o->rc, info);
   else
-    k->head = c;
-  k->tail = c;
-  k->queued += len;
-  if (k->queued > PG_SINK_HIGH && !k->paused && k->src && k->src->proc) {
-    pg_host->proc_pause(k->src->proc, 1);
-    k->paused = 1;
-  }
-  pg_sink_kick(k);
+    json_decref(info);
+  pg_op_release(op);
 }
 
-/* ---- worker side -------------------------------------------------------- */
-
-static int pg_write_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += w;
-    n -= (size_t)w;
+static void pg_out_wrote(void *ud, int rc) {
+  pg_out *o = ud;
+  o->busy = 0;
+  o->flight.len = 0;
+  if (rc != ENG_OK && !o->rc) {
+    o->rc = rc;
+    o->fill.len = 0;
+    if (o->src_stop) o->src_stop(o->src_ud);
   }
-  return 0;
+  if (o->paused && o->fill.len < PG_OUT_LOW && !o->rc) {
+    o->paused = 0;
+    if (o->src_pause) o->src_pause(o->src_ud, 0);
+  }
+  pg_out_kick(o);
 }
 
-static void pg_sink_work(void *ud) {
-  pg_sink *k = ud;
-  for (pg_chunk *c = k->batch; c && !k->werr; c = c->next) {
-    k->werr = pg_write_all(k->fd, c->data, c->len);
-    if (k->werr) {
-      k->wstage = "write";
-      break;
+static void pg_out_kick(pg_out *o) {
+  if (o->busy || !o->st || o->finishing) return;
+  if (o->rc) {
+    if (o->ending) { /* report the failure through the end callback */
+      pg_host->stream_abort(o->st);
+      o->st = NULL;
+      o->finishing = 1;
+      pg_op_hold(o->op);
+      pg_out_finished(o, o->rc, NULL);
     }
-    EVP_DigestUpdate(k->md, c->data, c->len);
-    k->bytes += (int64_t)c->len;
-  }
-  if (!k->werr && k->ending && !k->head) {
-    /* final job: make it durable, then move it into place */
-    if (fsync(k->fd) != 0) {
-      k->werr = errno;
-      k->wstage = "fsync";
-    }
-  }
-}
-
-static void pg_sink_finish_file(pg_sink *k);
-
-static void pg_sink_after(void *ud) {
-  pg_sink *k = ud;
-  k->busy = 0;
-  pg_chunks_free(k->batch);
-  k->batch = NULL;
-  if (k->werr && !k->failed) {
-    k->failed = 1;
-    snprintf(k->err, sizeof k->err, "%s to %s failed: %s", k->wstage, k->tmp,
-             strerror(k->werr));
-    pg_chunks_free(k->head);
-    k->head = k->tail = NULL;
-    k->queued = 0;
-    if (k->src && k->src->proc) pg_host->proc_kill(k->src->proc, SIGTERM);
-  }
-  if (k->paused && k->queued < PG_SINK_LOW && k->src && k->src->proc) {
-    pg_host->proc_pause(k->src->proc, 0);
-    k->paused = 0;
-  }
-  if (k->failed) {
-    if (k->ending) pg_sink_finish_file(k);
     return;
   }
-  if (k->head) {
-    pg_sink_kick(k);
-    return;
-  }
-  if (k->ending) pg_sink_finish_file(k);
-}
-
-static void pg_sink_kick(pg_sink *k) {
-  if (k->busy || (!k->head && !k->ending) || k->closed) return;
-  k->batch = k->head;
-  k->head = k->tail = NULL;
-  k->queued = 0;
-  k->busy = 1;
-  if (pg_op_work(k->op, pg_sink_work, pg_sink_after, k) != ENG_OK) {
-    k->busy = 0;
-    k->failed = 1;
-    snprintf(k->err, sizeof k->err, "could not queue a write to %s", k->tmp);
-    pg_chunks_free(k->batch);
-    k->batch = NULL;
-  }
-}
-
-static void pg_sink_finish_file(pg_sink *k) {
-  if (k->closed) return;
-  int rc = ENG_OK;
-  if (!k->failed) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(k->md, md, &mdlen);
-    for (unsigned i = 0; i < mdlen && i < 32; i++)
-      snprintf(k->sha + 2 * i, 3, "%02x", md[i]);
-    if (close(k->fd) != 0) {
-      snprintf(k->err, sizeof k->err, "closing %s failed: %s", k->tmp,
-               strerror(errno));
-      rc = ENG_ERR_IO;
-    } else if (rename(k->tmp, k->path) != 0) {
-      snprintf(k->err, sizeof k->err, "renaming %s to %s failed: %s", k->tmp,
-               k->path, strerror(errno));
-      rc = ENG_ERR_IO;
-      unlink(k->tmp);
+  if (o->fill.len) {
+    pg_buf t = o->flight;
+    o->flight = o->fill;
+    o->fill = t;
+    o->fill.len = 0;
+    o->busy = 1;
+    int rc = pg_host->stream_write(o->st, o->flight.data, o->flight.len,
+                                   pg_out_wrote, o);
+    if (rc != ENG_OK) {
+      o->busy = 0;
+      o->flight.len = 0;
+      o->rc = rc;
+      if (o->src_stop) o->src_stop(o->src_ud);
+      pg_out_kick(o);
     }
-    k->fd = -1;
-  } else {
-    rc = ENG_ERR_IO;
-    close(k->fd);
-    k->fd = -1;
-    unlink(k->tmp);
-  }
-  k->closed = 1;
-  void (*cb)(void *, int) = k->end_cb;
-  k->end_cb = NULL;
-  if (cb) cb(k->end_ud, rc);
-}
-
-void pg_sink_end(pg_sink *k, void (*cb)(void *ud, int rc), void *ud) {
-  k->ending = 1;
-  k->end_cb = cb;
-  k->end_ud = ud;
-  if (k->busy) return; /* pg_sink_after continues */
-  if (k->failed) {
-    pg_sink_finish_file(k);
     return;
   }
-  /* one last job (possibly without data) does the fsync */
-  {
-    k->batch = k->head;
-    k->head = k->tail = NULL;
-    k->queued = 0;
-    k->busy = 1;
-    if (pg_op_work(k->op, pg_sink_work, pg_sink_after, k) != ENG_OK) {
-      k->busy = 0;
-      k->failed = 1;
-      snprintf(k->err, sizeof k->err, "could not queue a write to %s", k->tmp);
-      pg_sink_finish_file(k);
+  if (o->ending) {
+    o->finishing = 1;
+    pg_op_hold(o->op);
+    int rc = pg_host->stream_finish(o->st, pg_out_finished, o);
+    if (rc != ENG_OK) {
+      pg_host->stream_abort(o->st);
+      o->st = NULL;
+      if (!o->rc) o->rc = rc;
+      pg_out_finished(o, rc, NULL);
     }
   }
 }
 
-void pg_sink_abort(pg_sink *k) {
-  if (!k || k->closed) return;
-  /* A worker job may still hold the fd: the op waits for it before the
-   * sink is freed, so only mark here; pg_sink_free closes and unlinks. */
-  k->failed = 1;
-  pg_chunks_free(k->head);
-  k->head = k->tail = NULL;
-  k->queued = 0;
-  if (!k->busy) {
-    close(k->fd);
-    k->fd = -1;
-    unlink(k->tmp);
-    k->closed = 1;
+void pg_out_data(pg_out *o, const char *buf, size_t len) {
+  if (!len || o->rc || o->ending || !o->st) return;
+  o->in += (int64_t)len;
+  pg_buf_add(&o->fill, buf, len);
+  if (o->fill.len > PG_OUT_HIGH && !o->paused && o->src_pause) {
+    o->paused = 1;
+    o->src_pause(o->src_ud, 1);
   }
+  pg_out_kick(o);
 }
 
-void pg_sink_free(pg_sink *k) {
-  if (!k) return;
-  if (!k->closed) {
-    if (k->fd >= 0) close(k->fd);
-    unlink(k->tmp);
-  }
-  pg_chunks_free(k->head);
-  pg_chunks_free(k->batch);
-  EVP_MD_CTX_free(k->md);
-  free(k->path);
-  free(k->tmp);
-  free(k);
+void pg_out_end(pg_out *o, void (*cb)(void *ud, int rc, json_t *info),
+                void *ud) {
+  o->ending = 1;
+  o->end_cb = cb;
+  o->end_ud = ud;
+  pg_out_kick(o);
+}
+
+void pg_out_abort(pg_out *o) {
+  if (!o || !o->st) return;
+  pg_host->stream_abort(o->st); /* no callback of it runs afterwards */
+  o->st = NULL;
+  o->busy = 0;
+  if (!o->rc) o->rc = ENG_ERR_CANCELLED;
+}
+
+void pg_out_free(pg_out *o) {
+  if (!o) return;
+  pg_out_abort(o);
+  pg_buf_free(&o->fill);
+  pg_buf_free(&o->flight);
+  free(o);
 }
 
 /* ---- files -------------------------------------------------------------- */
