@@ -463,7 +463,10 @@ static eng_side_effect call_side(eng_call *c) {
 
 static int h_guard_target(eng_call *c, eng_target kind, const char *value,
                           const char *evidence) {
-  if (!c->run) return ENG_OK;
+  if (!c->run) { /* no run to decide: fail closed */
+    h_fail(c, "refused: no guard context for '%s' (internal)", value ? value : "");
+    return ENG_ERR_REFUSED;
+  }
   int rc = eng__run_guard_target(c->run, c->step, kind, value, evidence,
                                  call_side(c));
   if (rc != ENG_OK)

@@ -362,13 +362,14 @@ static void timeout_cb(uv_timer_t *t) {
   t->data = NULL;
   st->timer = NULL;
   uv_close((uv_handle_t *)t, timer_close_cb);
-  if (!st->call) return;
+  eng_call *c = st->call ? st->call : st->check_call;
+  if (!c) return;
   char d[32];
   eng__con_note(r, "step '%s': attempt %d timed out after %s; cancelling",
                 r->rb->steps[i].id, st->attempts,
                 eng__fmt_duration(r->rb->steps[i].timeout_ms, d, sizeof d));
   st->timer_is_retry = true; /* marks "this attempt timed out" */
-  eng__call_cancel(st->call);
+  eng__call_cancel(c);
 }
 
 typedef struct check_ctx {
@@ -383,6 +384,15 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
   free(c);
   eng__step_state *st = &r->st[i];
   st->check_ran = true;
+  if (st->check_call) eng__call_release(st->check_call);
+  st->check_call = NULL;
+  if (st->timer_is_retry) { /* the attempt's timeout ran out in the check */
+    st->timer_is_retry = false;
+    st->check_ok = false;
+    json_decref(results);
+    after_attempt(r, i, ENG_ERR_TIMEOUT, NULL);
+    return;
+  }
   if (rc != ENG_OK) {
     st->check_ok = false;
     char *m = eng__asprintf("check failed: %s", err ? err : "error");
@@ -440,10 +450,15 @@ static void action_ok(eng__run *r, size_t i) {
   c->r = r;
   c->i = i;
   locals = json_pack("{s:O}", "outputs", st->outputs);
-  int rc = eng__lua_run(r->L, s->check_ref, locals, NULL, check_done, c);
+  /* a context for what the hook calls (pg.query...): logs, guards, and
+   * cancellation by the step's timeout or an interrupt */
+  st->check_call = eng__call_new(r, s->id, NULL, NULL, NULL);
+  int rc = eng__lua_run(r->L, s->check_ref, locals, st->check_call, check_done, c);
   json_decref(locals);
   if (rc != ENG_OK) {
     free(c);
+    if (st->check_call) eng__call_release(st->check_call);
+    st->check_call = NULL;
     after_attempt(r, i, ENG_ERR_FAILED, "check could not start");
   }
 }
@@ -456,7 +471,8 @@ static void call_done(void *ud, int rc, json_t *outputs, const char *error) {
   eng__step_state *st = &r->st[i];
   bool timed_out = st->timer_is_retry;
   st->timer_is_retry = false;
-  stop_timer(st);
+  /* the timeout keeps running through the check hook, if any */
+  if (rc != ENG_OK || timed_out || r->rb->steps[i].check_ref < 0) stop_timer(st);
   if (st->call) eng__call_release(st->call);
   st->call = NULL;
   json_decref(st->outputs);
@@ -505,6 +521,7 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
       delay = (double)s->retry.max_delay_ms;
     if (delay > 8.64e7) delay = 8.64e7; /* a day at most */
     eng__con_step_retry(r, i, (int64_t)delay, st->error);
+    stop_timer(st); /* the attempt's timeout, if still armed */
     attempt *a = eng__xmalloc(sizeof *a);
     a->r = r;
     a->i = i;
@@ -897,8 +914,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   r->stopping = true;
   for (size_t i = 0; i < r->rb->n_main; i++) {
     eng__step_state *st = &r->st[i];
-    if (st->call) {
-      eng__call_cancel(st->call);
+    if (st->call || st->check_call) {
+      eng__call_cancel(st->call ? st->call : st->check_call);
     } else if (st->timer && st->status == ENG__S_RUNNING) {
       /* waiting for a retry: give up now */
       stop_timer(st);

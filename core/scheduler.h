@@ -55,6 +55,7 @@ typedef struct eng__step_state {
   char *error;
   bool upstream_failed, selected, check_failed;
   eng_call *call;
+  eng_call *check_call; /* context of a running check hook */
   uv_timer_t *timer; /* timeout or retry delay */
   bool timer_is_retry;
   bool check_ran;

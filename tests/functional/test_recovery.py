@@ -158,5 +158,21 @@ def test_protected_database_refused_even_with_flag(h):
     h.check(r.returncode == 3 and db_exists(h, 'template1'), r.stdout)
 
 
+@suite.test
+def test_timeout_covers_check_hooks(h):
+    rb = h.write('c.yaml', 'version: 1\nname: chk\nparams:\n  url: {required: true}\n'
+                 'steps:\n  - id: slow-check\n    uses: sleep\n    timeout: 1s\n'
+                 '    with: {for: 10ms}\n'
+                 '    check: |\n      local rows = pg.query(params.url, "SELECT pg_sleep(8)")\n'
+                 '      return true\n')
+    t0 = time.time()
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's', '--set', f'url={h.pg.url("postgres")}',
+                 '--report', h.tmp / 'r.json')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    h.check(time.time() - t0 < 6, f'the check outlived the timeout: {time.time() - t0:.1f}s')
+    rep = h.report(h.tmp / 'r.json')
+    h.check(rep['steps']['slow-check']['status'] == 'timed_out', rep['steps']['slow-check'])
+
+
 if __name__ == '__main__':
     suite.main()
