@@ -195,15 +195,25 @@ static void local_discard(eng_stream *s) {
   stream_free(s);
 }
 
-static void local_write_cb(uv_fs_t *req) {
+/* A file operation ended: its stream, or NULL when the stream was aborted
+ * meanwhile (then it is freed here). */
+static eng_stream *fs_settle(uv_fs_t *req, ssize_t *res) {
   eng_stream *s = req->data;
-  ssize_t res = req->result;
+  *res = req->result;
   uv_fs_req_cleanup(req);
   s->fs_busy = false;
+  s->reading = false;
   if (s->aborted) {
     local_discard(s);
-    return;
+    return NULL;
   }
+  return s;
+}
+
+static void local_write_cb(uv_fs_t *req) {
+  ssize_t res;
+  eng_stream *s = fs_settle(req, &res);
+  if (!s) return;
   int rc = ENG_OK;
   if (res < 0 || (size_t)res != s->out.len) {
     s->err = res < 0 ? (int)res : UV_EIO;
@@ -357,14 +367,10 @@ static void commit(eng_stream *s) {
 }
 
 static void local_after_fsync(uv_fs_t *req) {
-  eng_stream *s = req->data;
-  int res = (int)req->result;
-  uv_fs_req_cleanup(req);
-  s->fs_busy = false;
-  if (s->aborted) {
-    local_discard(s);
-    return;
-  }
+  ssize_t sres;
+  eng_stream *s = fs_settle(req, &sres);
+  if (!s) return;
+  int res = (int)sres;
   close(s->fd);
   s->fd = -1;
   if (res < 0 || rename(s->tmp, s->path) != 0) {
@@ -392,14 +398,9 @@ static void flushed_cb(void *ud, int rc) {
 }
 
 static void local_flush_cb(uv_fs_t *req) {
-  eng_stream *s = req->data;
-  ssize_t res = req->result;
-  uv_fs_req_cleanup(req);
-  s->fs_busy = false;
-  if (s->aborted) {
-    local_discard(s);
-    return;
-  }
+  ssize_t res;
+  eng_stream *s = fs_settle(req, &res);
+  if (!s) return;
   if (res < 0 || (size_t)res != s->out.len) {
     eng_stream_done_cb cb = s->dcb;
     void *ud = s->dud;
@@ -599,14 +600,9 @@ static void local_read_next(eng_stream *s) {
 }
 
 static void local_read_cb(uv_fs_t *req) {
-  eng_stream *s = req->data;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  s->reading = false;
-  if (s->aborted) {
-    local_discard(s);
-    return;
-  }
+  ssize_t n;
+  eng_stream *s = fs_settle(req, &n);
+  if (!s) return;
   if (n < 0) {
     eng__host()->fail(s->call, "cannot read %s: %s", s->path,
                       uv_strerror((int)n));
