@@ -20,6 +20,9 @@
 
 struct eng__audit {
   int fd;
+  uv_loop_t *loop;    /* set: syncs run on the thread pool */
+  uv_fs_t sync_req;
+  bool syncing, sync_again, closing;
   char *run;
   int64_t seq;
   char prev[65];
@@ -113,12 +116,50 @@ int eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
   return rc;
 }
 
+static void sync_done(uv_fs_t *req) {
+  eng__audit *a = req->data;
+  uv_fs_req_cleanup(req);
+  a->syncing = false;
+  if (a->closing) {
+    eng__audit_close(a);
+    return;
+  }
+  if (a->sync_again) {
+    a->sync_again = false;
+    eng__audit_sync(a);
+  }
+}
+
+/* Sync what was appended. With a loop the fdatasync runs on the thread
+ * pool (the loop never waits for the disk); syncs asked for meanwhile are
+ * folded into one more. */
 void eng__audit_sync(eng__audit *a) {
-  if (a) fdatasync(a->fd);
+  if (!a) return;
+  if (!a->loop) {
+    fdatasync(a->fd);
+    return;
+  }
+  if (a->syncing) {
+    a->sync_again = true;
+    return;
+  }
+  a->sync_req.data = a;
+  if (uv_fs_fdatasync(a->loop, &a->sync_req, a->fd, sync_done) == 0)
+    a->syncing = true;
+  else
+    fdatasync(a->fd);
+}
+
+void eng__audit_use_loop(eng__audit *a, uv_loop_t *loop) {
+  if (a) a->loop = loop;
 }
 
 void eng__audit_close(eng__audit *a) {
   if (!a) return;
+  if (a->syncing) { /* freed when the sync in flight ends */
+    a->closing = true;
+    return;
+  }
   fdatasync(a->fd);
   close(a->fd);
   free(a->run);

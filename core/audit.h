@@ -13,6 +13,8 @@ eng__audit *eng__audit_open(const char *path, const char *run_id);
  * -1 (errno set) when the record could not be written whole. */
 int eng__audit_event(eng__audit *a, const char *type, json_t *fields);
 void eng__audit_sync(eng__audit *a);
+/* From now on, syncs are issued on the loop's thread pool. */
+void eng__audit_use_loop(eng__audit *a, uv_loop_t *loop);
 void eng__audit_close(eng__audit *a);
 /* SHA-256 of the last line written: the chain head. */
 const char *eng__audit_head(const eng__audit *a);

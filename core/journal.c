@@ -109,7 +109,7 @@ json_t *eng__journal_deref(eng__run *r, const json_t *v) {
   return json_incref((json_t *)v);
 }
 
-static int64_t write_rec(eng__run *r, json_t *rec) {
+static int64_t write_rec(eng__run *r, json_t *rec, bool sync) {
   if (!r->journal) {
     json_decref(rec);
     return -1;
@@ -122,7 +122,8 @@ static int64_t write_rec(eng__run *r, json_t *rec) {
   fprintf(r->journal, "%s\n", line);
   free(line);
   fflush(r->journal);
-  fdatasync(fileno(r->journal));
+  /* a resource intent is on disk before the resource exists */
+  if (sync) fdatasync(fileno(r->journal));
   return r->journal_seq;
 }
 
@@ -132,7 +133,7 @@ int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
   json_t *rec = json_pack("{s:s, s:s?, s:s?, s:s?}", "event", event, "step",
                           step, "kind", kind, "id", id);
   if (detail) json_object_set_new(rec, "detail", eng__journal_refs(r, detail));
-  int64_t seq = write_rec(r, rec);
+  int64_t seq = write_rec(r, rec, true);
   if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
     json_t *a = json_pack("{s:s?, s:s?, s:s?}", "step", step, "kind", kind,
                           "id", id);
@@ -149,7 +150,7 @@ void eng__journal_step(eng__run *r, const char *event, const char *step,
   json_t *rec = json_pack("{s:s, s:s, s:s?, s:s?}", "event", event, "step",
                           step, "inputs", inputs, "status", status);
   if (outputs) json_object_set_new(rec, "outputs", eng__journal_refs(r, outputs));
-  write_rec(r, rec);
+  write_rec(r, rec, false);
 }
 
 /* Every record of a journal file (array); NULL when absent. */

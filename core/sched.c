@@ -1320,6 +1320,7 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
     }
     eng__run_audit(&r, "plan", json_pack("{s:o}", "steps", steps));
     eng__audit_sync(r.audit);
+    eng__audit_use_loop(r.audit, r.loop);
   }
   {
     const eng__plugin_entry *pl;
