@@ -373,15 +373,11 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
 
 static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
   const char *url = pg_url_param(params, "url");
-  const char *file = pg_pstr(params, "file");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  if (!file || !*file) {
-    pg_host->fail(call, "parameter 'file' is empty; give the path to write "
-                        "the dump to");
-    return ENG_ERR_INVALID;
-  }
-  if (!strncmp(file, "file://", 7)) file += 7;
+  const char *file =
+      pg_file_param(call, params, "give the path to write the dump to");
+  if (!file) return ENG_ERR_INVALID;
   int remote = pg_host->stream_is_remote(file);
   const char *format = pg_pstr(params, "format");
   char fmt = 'c';

@@ -1149,17 +1149,12 @@ static void pg_restore_inspected(void *ud) {
 
 int pg_act_restore(eng_call *call, const json_t *params) {
   const char *url = pg_url_param(params, "url");
-  const char *file = pg_pstr(params, "file");
   const char *db = pg_pstr(params, "database");
   const char *sha = pg_pstr(params, "sha256");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  if (!file || !*file) {
-    pg_host->fail(call, "parameter 'file' is empty; give the backup to "
-                        "restore");
-    return ENG_ERR_INVALID;
-  }
-  if (!strncmp(file, "file://", 7)) file += 7;
+  const char *file = pg_file_param(call, params, "give the backup to restore");
+  if (!file) return ENG_ERR_INVALID;
   int remote = pg_host->stream_is_remote(file);
   if (sha && *sha && strlen(sha) != 64) {
     pg_host->fail(call,

@@ -919,6 +919,27 @@ static void pg_verify_done(pg_sess *s, void *ud, int rc) {
   pg_op_finish(&v->op, ENG_OK);
 }
 
+/* The user schemas' foreign keys with their columns in order; FILTER, a
+ * string literal ending in "AND ", narrows the constraints (on 11+,
+ * "con.conparentid = 0 AND " leaves out the partitions' copies). */
+#define PG_FK_LIST_SQL(FILTER)                                                 \
+  "SELECT con.conname, n.nspname, cc.relname, fn.nspname, "                    \
+  "fc.relname, con.confmatchtype, "                                            \
+  "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "                           \
+  "unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) JOIN "                 \
+  "pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND "                \
+  "a.attnum = k.attnum)::text, "                                               \
+  "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "                           \
+  "unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord) JOIN "                \
+  "pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND "               \
+  "a.attnum = k.attnum)::text "                                                \
+  "FROM pg_catalog.pg_constraint con "                                         \
+  "JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid "                      \
+  "JOIN pg_catalog.pg_namespace n ON n.oid = cc.relnamespace "                 \
+  "JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid "                     \
+  "JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace "               \
+  "WHERE con.contype = 'f' AND " FILTER PG_USER_SCHEMAS "ORDER BY 2, 3, 1"
+
 static void pg_verify_ident_end(pg_sess *s, void *ud, int rc) {
   pg_verify_op *v = ud;
   if (rc != ENG_OK) {
@@ -945,43 +966,11 @@ static void pg_verify_ident_end(pg_sess *s, void *ud, int rc) {
               "JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace "
               "WHERE NOT con.convalidated AND " PG_USER_SCHEMAS "ORDER BY 1, 2",
               0, NULL, pg_verify_not_valid, v);
-  pg_sess_add(
-      s, "list foreign keys",
-      v->id.version_num >= 110000
-          ? "SELECT con.conname, n.nspname, cc.relname, fn.nspname, "
-            "fc.relname, con.confmatchtype, "
-            "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "
-            "unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
-            "pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND "
-            "a.attnum = k.attnum)::text, "
-            "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "
-            "unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
-            "pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND "
-            "a.attnum = k.attnum)::text "
-            "FROM pg_catalog.pg_constraint con "
-            "JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = cc.relnamespace "
-            "JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid "
-            "JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace "
-            "WHERE con.contype = 'f' AND con.conparentid = 0 "
-            "AND " PG_USER_SCHEMAS "ORDER BY 2, 3, 1"
-          : "SELECT con.conname, n.nspname, cc.relname, fn.nspname, "
-            "fc.relname, con.confmatchtype, "
-            "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "
-            "unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
-            "pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND "
-            "a.attnum = k.attnum)::text, "
-            "(SELECT json_agg(a.attname ORDER BY k.ord) FROM "
-            "unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
-            "pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND "
-            "a.attnum = k.attnum)::text "
-            "FROM pg_catalog.pg_constraint con "
-            "JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = cc.relnamespace "
-            "JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid "
-            "JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace "
-            "WHERE con.contype = 'f' AND " PG_USER_SCHEMAS "ORDER BY 2, 3, 1",
-      0, NULL, pg_verify_fk_list, v);
+  pg_sess_add(s, "list foreign keys",
+              v->id.version_num >= 110000
+                  ? PG_FK_LIST_SQL("con.conparentid = 0 AND ")
+                  : PG_FK_LIST_SQL(""),
+              0, NULL, pg_verify_fk_list, v);
   pg_sess_run(s, pg_verify_done, v);
 }
 

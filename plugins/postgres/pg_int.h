@@ -324,6 +324,10 @@ void pg_inspect_run(void *ud); /* worker */
 int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
                   size_t n);
 int pg_sha256_file(const char *path, char hex[65], int64_t *bytes);
+/* The 'file' parameter without a leading file://. When it is empty, fails
+ * call with "parameter 'file' is empty; HINT" and returns NULL. */
+const char *pg_file_param(eng_call *call, const json_t *params,
+                          const char *hint);
 /* mkdir -p of the parent directory of path. */
 int pg_mkdir_parent(const char *path);
 int pg_mkdir_p(const char *dir, int mode);

@@ -481,6 +481,24 @@ static void pg_sandbox_connected(pg_sess *s, void *ud, int rc) {
 
 static void pg_sandbox_start_server(pg_sandbox_op *b);
 
+/* Runs argv (NAME in messages) as the sandbox's user in b->child, with
+ * on_exit when it ends; a failure to start fails b->op. */
+static void pg_sandbox_spawn(pg_sandbox_op *b, const char *name,
+                             const char *const *argv,
+                             void (*on_exit)(pg_child *c)) {
+  eng_spawn_opts o = {0};
+  o.size = sizeof o;
+  o.argv = argv;
+  o.stdin_fd = ENG_STDIO_NULL;
+  o.stdout_fd = ENG_STDIO_NULL;
+  o.run_as = b->rec->run_as;
+  b->child.ud = b;
+  b->child.on_exit = on_exit;
+  char err[512];
+  int rc = pg_child_spawn(&b->child, &b->op, name, &o, err, sizeof err);
+  if (rc != ENG_OK) pg_op_fail(&b->op, rc, "sandbox: %s", err);
+}
+
 /* Did the server fail because its port was taken meanwhile? */
 static int pg_sandbox_port_taken(pg_sandbox_op *b) {
   char buf[4096] = "";
@@ -553,18 +571,8 @@ static void pg_sandbox_start_server(pg_sandbox_op *b) {
   char *log = pg_asprintf("%s/server.log", b->rec->dir);
   const char *argv[] = {b->rec->pg_ctl, "start", "-D", b->rec->data, "-l", log,
                         "-w",           "-t",    "60", NULL};
-  eng_spawn_opts o = {0};
-  o.size = sizeof o;
-  o.argv = argv;
-  o.stdin_fd = ENG_STDIO_NULL;
-  o.stdout_fd = ENG_STDIO_NULL;
-  o.run_as = b->rec->run_as;
-  b->child.ud = b;
-  b->child.on_exit = pg_sandbox_started;
-  char err[512];
-  int rc = pg_child_spawn(&b->child, &b->op, "pg_ctl", &o, err, sizeof err);
+  pg_sandbox_spawn(b, "pg_ctl", argv, pg_sandbox_started);
   free(log);
-  if (rc != ENG_OK) pg_op_fail(&b->op, rc, "sandbox: %s", err);
 }
 
 static void pg_sandbox_initdb_done(pg_child *c) {
@@ -626,19 +634,9 @@ static void pg_sandbox_prepared(void *ud) {
       "postgres",  pwopt,  "--auth-local=trust", "--auth-host=scram-sha-256",
       "-E",        "UTF8", "--locale=C",         "--no-sync",
       NULL};
-  eng_spawn_opts o = {0};
-  o.size = sizeof o;
-  o.argv = argv;
-  o.stdin_fd = ENG_STDIO_NULL;
-  o.stdout_fd = ENG_STDIO_NULL;
-  o.run_as = b->rec->run_as;
-  b->child.ud = b;
-  b->child.on_exit = pg_sandbox_initdb_done;
-  char err[512];
-  int rc = pg_child_spawn(&b->child, &b->op, "initdb", &o, err, sizeof err);
+  pg_sandbox_spawn(b, "initdb", argv, pg_sandbox_initdb_done);
   free(pwopt);
   free(bindir);
-  if (rc != ENG_OK) pg_op_fail(&b->op, rc, "sandbox: %s", err);
 }
 
 int pg_act_sandbox(eng_call *call, const json_t *params) {

@@ -207,6 +207,27 @@ static int pg_hash_fd(EVP_MD_CTX *md, int fd, int64_t *bytes) {
   return rc;
 }
 
+/* Frees md; the digest goes to hex only when rc (an errno) is 0. */
+static int pg_sha256_end(EVP_MD_CTX *md, int rc, char hex[65]) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(md, out, &n);
+  EVP_MD_CTX_free(md);
+  if (!rc) pg_hex(out, n, hex);
+  return rc;
+}
+
+const char *pg_file_param(eng_call *call, const json_t *params,
+                          const char *hint) {
+  const char *file = pg_pstr(params, "file");
+  if (!file || !*file) {
+    pg_host->fail(call, "parameter 'file' is empty; %s", hint);
+    return NULL;
+  }
+  if (!strncmp(file, "file://", 7)) file += 7;
+  return file;
+}
+
 int pg_sha256_file(const char *path, char hex[65], int64_t *bytes) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno;
@@ -215,12 +236,7 @@ int pg_sha256_file(const char *path, char hex[65], int64_t *bytes) {
   *bytes = 0;
   int rc = pg_hash_fd(md, fd, bytes);
   close(fd);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(md, out, &n);
-  EVP_MD_CTX_free(md);
-  if (!rc) pg_hex(out, n, hex);
-  return rc;
+  return pg_sha256_end(md, rc, hex);
 }
 
 static int pg_cmp_names(const void *a, const void *b) {
@@ -270,12 +286,7 @@ int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
   }
   for (size_t i = 0; i < cnt; i++) free(names[i]);
   free(names);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(md, out, &len);
-  EVP_MD_CTX_free(md);
-  if (!rc) pg_hex(out, len, hex);
-  return rc;
+  return pg_sha256_end(md, rc, hex);
 }
 
 const char *pg_fmt_name(pg_fmt f) {

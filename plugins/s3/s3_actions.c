@@ -205,19 +205,26 @@ static void put_written(void *ud, int rc) {
   put_read_next(j);
 }
 
-static void put_read_after(void *ud, int status) {
-  put_job *j = ud;
-  (void)status;
+/* A worker's after(): 1 when the job is over (freed, or failed on a read
+ * error) and the caller must stop. */
+static int put_work_ended(put_job *j) {
   j->working = 0;
   if (j->done) {
     put_free(j);
-    return;
+    return 1;
   }
   if (j->io_err) {
     H->fail(j->call, "reading %s: %s", j->file, strerror(j->io_err));
     put_end(j, ENG_ERR_IO);
-    return;
+    return 1;
   }
+  return 0;
+}
+
+static void put_read_after(void *ud, int status) {
+  put_job *j = ud;
+  (void)status;
+  if (put_work_ended(j)) return;
   if (j->rlen == 0) {
     unsigned char md[32];
     unsigned int mdlen = 0;
@@ -253,16 +260,7 @@ static void put_read_next(put_job *j) {
 static void put_hash_after(void *ud, int status) {
   put_job *j = ud;
   (void)status;
-  j->working = 0;
-  if (j->done) {
-    put_free(j);
-    return;
-  }
-  if (j->io_err) {
-    H->fail(j->call, "reading %s: %s", j->file, strerror(j->io_err));
-    put_end(j, ENG_ERR_IO);
-    return;
-  }
+  if (put_work_ended(j)) return;
   s3_write_opts o = {j->part_size, j->concurrency, j->storage_class,
                      j->stream_mode ? NULL : j->sha};
   char err[512];
@@ -1136,9 +1134,7 @@ static void ab_next(ab_job *j) {
     ab_end(j, ENG_OK);
     return;
   }
-  char *uid = s3_uri_encode(j->ids[j->next++], 0);
-  char *q = s3_asprintf("uploadId=%s", uid);
-  free(uid);
+  char *q = s3_upload_query(j->ids[j->next++]);
   s3_req *r = s3_req_new(j->call, &j->cfg, "DELETE", j->bucket, j->key, q);
   free(q);
   int rc = s3_req_start(r, ab_done, j);

@@ -117,6 +117,13 @@ char *s3_uri_encode(const char *s, int keep_slash) {
   return o;
 }
 
+char *s3_upload_query(const char *upload_id) {
+  char *uid = s3_uri_encode(upload_id, 0);
+  char *q = s3_asprintf("uploadId=%s", uid);
+  free(uid);
+  return q;
+}
+
 void s3_hex(const unsigned char *d, size_t n, char *out) {
   static const char hex[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {

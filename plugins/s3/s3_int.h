@@ -66,6 +66,9 @@ char *s3_asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
 /* RFC 3986 encoding as SigV4 wants it: unreserved characters stay, every
  * other byte becomes %XX; '/' stays when keep_slash. Caller frees. */
 char *s3_uri_encode(const char *s, int keep_slash);
+/* "uploadId=ID" with ID encoded, the query naming a multipart upload.
+ * Caller frees. */
+char *s3_upload_query(const char *upload_id);
 /* Hex SHA-256 of a buffer into out[65]. */
 void s3_sha256_hex(const void *p, size_t n, char out[65]);
 /* Lowercase hex of 32 bytes. */

@@ -73,8 +73,8 @@ void s3_req_set_sink(s3_req *r, s3_req_sink sink, void *ud) {
   r->sink_ud = ud;
 }
 
-static void clear_response(s3_req *r) {
-  s3_buf_free(&r->body);
+/* Forgets the response headers kept so far. */
+static void clear_headers(s3_req *r) {
   free(r->etag);
   free(r->version_id);
   free(r->meta_sha256);
@@ -83,6 +83,11 @@ static void clear_response(s3_req *r) {
   r->etag = r->version_id = r->meta_sha256 = r->last_modified = NULL;
   r->content_type = NULL;
   r->content_length = -1;
+}
+
+static void clear_response(s3_req *r) {
+  s3_buf_free(&r->body);
+  clear_headers(r);
   r->status = 0;
   r->curl_err[0] = '\0';
 }
@@ -211,14 +216,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
   size_t len = sz * n;
   if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
     /* a new response (100 Continue, a redirect): forget the last one */
-    free(r->etag);
-    free(r->version_id);
-    free(r->meta_sha256);
-    free(r->last_modified);
-    free(r->content_type);
-    r->etag = r->version_id = r->meta_sha256 = r->last_modified = NULL;
-    r->content_type = NULL;
-    r->content_length = -1;
+    clear_headers(r);
     return len;
   }
   const char *colon = memchr(p, ':', len);

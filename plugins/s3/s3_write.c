@@ -359,9 +359,7 @@ static int pend_hook(eng_call *end_call, void *ud) {
     return ENG_OK;
   }
   p->end_call = end_call;
-  char *uid = s3_uri_encode(p->upload_id, 0);
-  char *q = s3_asprintf("uploadId=%s", uid);
-  free(uid);
+  char *q = s3_upload_query(p->upload_id);
   s3_req *r = s3_req_new(end_call, &p->cfg, "DELETE", p->bucket, p->key, q);
   free(q);
   int rc = s3_req_start(r, on_pend_abort, p);
@@ -447,6 +445,17 @@ static void add_common_headers(s3_writer *w, s3_req *r, const char *sha) {
                                       w->storage_class);
 }
 
+/* Starts w->ctl; when that fails, frees it (w->ctl is NULL) and returns
+ * the code: cb never runs. */
+static int start_ctl(s3_writer *w, s3_req_cb cb) {
+  int rc = s3_req_start(w->ctl, cb, w);
+  if (rc != ENG_OK) {
+    s3_req_free(w->ctl);
+    w->ctl = NULL;
+  }
+  return rc;
+}
+
 static void ensure_upload(s3_writer *w) {
   if (w->upload_id || w->creating || w->rc) return;
   w->creating = 1;
@@ -454,10 +463,8 @@ static void ensure_upload(s3_writer *w) {
                       "uploads=");
   add_common_headers(w, w->ctl, w->meta_sha);
   s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
-  int rc = s3_req_start(w->ctl, on_created, w);
+  int rc = start_ctl(w, on_created);
   if (rc != ENG_OK) {
-    s3_req_free(w->ctl);
-    w->ctl = NULL;
     w->creating = 0;
     fail(w, rc, "cannot start CreateMultipartUpload");
   }
@@ -600,10 +607,8 @@ static void write_sidecar(s3_writer *w) {
   s3_req_header(w->ctl, "Content-Type: text/plain");
   s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, NULL);
   free(skey);
-  int rc = s3_req_start(w->ctl, on_sidecar, w);
+  int rc = start_ctl(w, on_sidecar);
   if (rc != ENG_OK) {
-    s3_req_free(w->ctl);
-    w->ctl = NULL;
     s3_host->log(w->call, ENG_LOG_WARN, "%s: cannot write %s: %s", w->url,
                  surl, eng_strerror(rc));
     done_ok(w);
@@ -671,12 +676,7 @@ static void store_checksum(s3_writer *w) {
   add_common_headers(w, w->ctl, w->sha);
   s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
   free(src);
-  int rc = s3_req_start(w->ctl, on_copied, w);
-  if (rc != ENG_OK) {
-    s3_req_free(w->ctl);
-    w->ctl = NULL;
-    write_sidecar(w);
-  }
+  if (start_ctl(w, on_copied) != ENG_OK) write_sidecar(w);
 }
 
 static void on_completed(void *ud, s3_req *r) {
@@ -735,19 +735,13 @@ static void complete(s3_writer *w) {
   }
   s3_buf_adds(b, "</CompleteMultipartUpload>");
   journal_object(w);
-  char *uid = s3_uri_encode(w->upload_id, 0);
-  char *q = s3_asprintf("uploadId=%s", uid);
-  free(uid);
+  char *q = s3_upload_query(w->upload_id);
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key, q);
   free(q);
   s3_req_header(w->ctl, "Content-Type: application/xml");
   s3_req_body(w->ctl, b->data, b->len, NULL);
-  int rc = s3_req_start(w->ctl, on_completed, w);
-  if (rc != ENG_OK) {
-    s3_req_free(w->ctl);
-    w->ctl = NULL;
-    fail(w, rc, "cannot start CompleteMultipartUpload");
-  }
+  int rc = start_ctl(w, on_completed);
+  if (rc != ENG_OK) fail(w, rc, "cannot start CompleteMultipartUpload");
 }
 
 static void on_put(void *ud, s3_req *r) {
@@ -785,12 +779,8 @@ static void put_single(s3_writer *w) {
   add_common_headers(w, w->ctl, w->meta_sha ? w->meta_sha : w->sha);
   /* The SHA-256 of the stored bytes is the payload hash: S3 checks it. */
   s3_req_body(w->ctl, w->cur ? w->cur : "", w->cur_len, w->sha);
-  int rc = s3_req_start(w->ctl, on_put, w);
-  if (rc != ENG_OK) {
-    s3_req_free(w->ctl);
-    w->ctl = NULL;
-    fail(w, rc, "cannot start PutObject");
-  }
+  int rc = start_ctl(w, on_put);
+  if (rc != ENG_OK) fail(w, rc, "cannot start PutObject");
 }
 
 /* ---- abort ---------------------------------------------------------------------------- */
@@ -839,9 +829,7 @@ static void start_abort(s3_writer *w) {
     w->abort_req = s3_req_new(w->call, &w->cfg, "DELETE", w->bucket, w->key,
                               NULL);
   } else if (w->upload_id && (!w->pend || w->pend->open)) {
-    char *uid = s3_uri_encode(w->upload_id, 0);
-    char *q = s3_asprintf("uploadId=%s", uid);
-    free(uid);
+    char *q = s3_upload_query(w->upload_id);
     w->abort_req = s3_req_new(w->call, &w->cfg, "DELETE", w->bucket, w->key,
                               q);
     free(q);
