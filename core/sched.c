@@ -1103,11 +1103,19 @@ static int plan(eng__run *r) {
       json_t *v = params ? json_object_get(params, p->name) : NULL;
       eng__node *vn = eng__node_get(s->with, p->name);
       if (!v && !vn) continue;
+      json_t *own = NULL; /* this value alone, when it is known now */
+      if (!v && vn && eng__tpl_static(vn)) {
+        char e2[512];
+        json_t *raw = eng__tpl_render(r->L, vn, e2, sizeof e2);
+        own = raw ? eng__convert(raw, p->type, p->choices, e2, sizeof e2) : NULL;
+        json_decref(raw);
+        v = own;
+      }
       char *shown;
       if (json_is_string(v)) shown = eng__redact(r->redact, json_string_value(v));
       else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
                                                                 : "(at run time)");
-      const char *decision = "resolved at run time";
+      const char *decision = p->target == ENG_TARGET_FILE && v ? "file" : "resolved at run time";
       if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
           p->target != ENG_TARGET_COMMAND) {
         r->static_check = true;
@@ -1131,6 +1139,7 @@ static int plan(eng__run *r) {
         }
       }
       char *sh2 = eng__redact(r->redact, shown);
+      json_decref(own);
       printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
       free(sh2);
       free(shown);
@@ -1268,6 +1277,8 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
     code = ENG_EXIT_USAGE;
     goto out;
   }
+  if (o->plan_only) /* shown, never created */
+    r.dir = eng__asprintf("%s/runs/%s", o->state_dir, r.id);
   if (o->resume && load_resume(&r, &d) != 0) {
     code = ENG_EXIT_USAGE;
     goto out;
