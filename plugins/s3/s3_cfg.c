@@ -140,6 +140,15 @@ void s3_sha256_hex(const void *p, size_t n, char out[65]) {
   s3_hex(md, 32, out);
 }
 
+void s3_hex_to_b64(const char hex[65], char out[45]) {
+  unsigned char md[32];
+  for (int i = 0; i < 32; i++) {
+    char b[3] = {hex[2 * i], hex[2 * i + 1], '\0'};
+    md[i] = (unsigned char)strtoul(b, NULL, 16);
+  }
+  EVP_EncodeBlock((unsigned char *)out, md, 32); /* 44 characters + NUL */
+}
+
 int s3_is_sha256(const char *s) {
   if (!s) return 0;
   size_t i = 0;

@@ -23,7 +23,11 @@
  * `x-amz-metadata-directive: REPLACE` (CopyObject, up to 5 GiB). Larger
  * objects, or a copy that fails, get a sidecar object `KEY.sha256` holding
  * "HEX  BASENAME\n" (sha256sum's format). Readers look at the metadata
- * first, then at the sidecar.
+ * first, then at the sidecar. Multipart uploads are created with
+ * x-amz-checksum-algorithm SHA256 and each part sends its SHA-256 (which
+ * x-amz-content-sha256 needs anyway), so the store keeps a composite
+ * checksum rather than computing a full-object CRC64NVME at completion;
+ * the copy onto itself asks for a full-object SHA-256 (= ours).
  *
  * Everything runs on the engine's loop thread; file I/O and hashing of
  * whole parts go to host->work.
@@ -71,6 +75,9 @@ char *s3_uri_encode(const char *s, int keep_slash);
 char *s3_upload_query(const char *upload_id);
 /* Hex SHA-256 of a buffer into out[65]. */
 void s3_sha256_hex(const void *p, size_t n, char out[65]);
+/* The 64 hex digits of a SHA-256 as base64 (44 characters), the form of
+ * x-amz-checksum-sha256. */
+void s3_hex_to_b64(const char hex[65], char out[45]);
 /* Lowercase hex of 32 bytes. */
 void s3_hex(const unsigned char *d, size_t n, char *out);
 /* Non-zero when s is 64 hex digits (case-insensitive). */

@@ -3,10 +3,13 @@
  * scheme, and what s3.put uploads with.
  *
  * Bytes are copied into a part buffer of part_size; a full part is hashed
- * on a worker thread (its real SHA-256 goes out as x-amz-content-sha256)
- * and uploaded, up to `concurrency` parts at once. While that many parts
- * are in flight, a write's callback waits: that is the backpressure, and
- * memory stays at about (concurrency + 1) x part_size.
+ * on a worker thread (its real SHA-256 goes out as x-amz-content-sha256,
+ * and in base64 as the part's x-amz-checksum-sha256: the upload is
+ * created with x-amz-checksum-algorithm SHA256) and uploaded, up to
+ * `concurrency` parts at once. While that many parts are in flight, a
+ * write's callback waits: that is the backpressure, and memory stays at
+ * about (concurrency + 1) x part_size (uploaded parts' buffers are
+ * reused).
  *
  * The multipart upload is created lazily, with the first full part; a
  * stream that ends before filling one part becomes a single PutObject
@@ -39,6 +42,7 @@ typedef struct wpart {
   char *buf;
   size_t len;
   char sha[65];
+  char sum[45]; /* the same digest in base64: x-amz-checksum-sha256 */
   s3_req *req;
   int hashing;
   struct wpart *next;
@@ -71,10 +75,16 @@ struct s3_writer {
 
   char *cur;
   size_t cur_len;
+  /* Uploaded parts' buffers, kept for the next parts: a fresh 8 MiB
+   * buffer costs 2048 page faults (and zeroed pages) each time. Never
+   * more buffers in all than were in use at once (concurrency + 1). */
+  char **spare;
+  int n_spare;
   int next_num;
   wpart *parts; /* submitted, not yet uploaded */
   int in_flight;
   char **etags;
+  char **sums; /* per part, base64 SHA-256, for CompleteMultipartUpload */
   int n_etags;
   uint64_t bytes;    /* accepted */
   uint64_t uploaded; /* acknowledged by S3 */
@@ -128,8 +138,14 @@ static int busy(const s3_writer *w) {
 
 static void writer_free(s3_writer *w) {
   free(w->cur);
-  for (int i = 0; i < w->n_etags; i++) free(w->etags[i]);
+  for (int i = 0; i < w->n_spare; i++) free(w->spare[i]);
+  free(w->spare);
+  for (int i = 0; i < w->n_etags; i++) {
+    free(w->etags[i]);
+    free(w->sums[i]);
+  }
   free(w->etags);
+  free(w->sums);
   s3_buf_free(&w->ctl_body);
   s3_cfg_free(&w->cfg);
   free(w->url);
@@ -250,13 +266,17 @@ static void drop_part(wpart *p) {
   if (*pp) *pp = p->next;
   w->in_flight--;
   s3_req_free(p->req);
-  free(p->buf);
+  if (p->buf && w->n_spare <= w->concurrency && !w->aborting && !w->rc)
+    w->spare[w->n_spare++] = p->buf;
+  else
+    free(p->buf);
   free(p);
 }
 
 static void hash_fn(void *ud) {
   wpart *p = ud;
   s3_sha256_hex(p->buf, p->len, p->sha);
+  s3_hex_to_b64(p->sha, p->sum);
 }
 
 static void hash_after(void *ud, int status) {
@@ -295,12 +315,17 @@ static void on_part(void *ud, s3_req *r) {
   if (p->num > w->n_etags) {
     char **e = realloc(w->etags, (size_t)p->num * sizeof *e);
     if (!e) abort();
-    for (int i = w->n_etags; i < p->num; i++) e[i] = NULL;
     w->etags = e;
+    e = realloc(w->sums, (size_t)p->num * sizeof *e);
+    if (!e) abort();
+    w->sums = e;
+    for (int i = w->n_etags; i < p->num; i++) w->etags[i] = w->sums[i] = NULL;
     w->n_etags = p->num;
   }
   free(w->etags[p->num - 1]);
   w->etags[p->num - 1] = s3_xstrdup(r->etag ? r->etag : "");
+  free(w->sums[p->num - 1]);
+  w->sums[p->num - 1] = s3_xstrdup(p->sum);
   w->uploaded += p->len;
   s3_host->progress(w->call, (int64_t)w->uploaded, w->size_hint);
   drop_part(p);
@@ -319,6 +344,7 @@ static void send_part(wpart *p) {
   p->req = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, q);
   free(q);
   s3_req_header(p->req, "Content-Type: application/octet-stream");
+  s3_req_header(p->req, "x-amz-checksum-sha256: %s", p->sum);
   s3_req_body(p->req, p->buf, p->len, p->sha);
   int rc = s3_req_start(p->req, on_part, p);
   if (rc != ENG_OK) {
@@ -462,6 +488,12 @@ static void ensure_upload(s3_writer *w) {
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key,
                       "uploads=");
   add_common_headers(w, w->ctl, w->meta_sha);
+  /* Each part carries its SHA-256 (which we compute anyway for
+   * x-amz-content-sha256), so the object gets a composite SHA-256
+   * checksum. Without an algorithm, S3 (and moto) compute a full-object
+   * CRC64NVME at completion instead: a second pass over every byte that
+   * made CompleteMultipartUpload of a 200 MB dump cost moto ~1 s more. */
+  s3_req_header(w->ctl, "x-amz-checksum-algorithm: SHA256");
   s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
   int rc = start_ctl(w, on_created);
   if (rc != ENG_OK) {
@@ -503,7 +535,7 @@ static void submit_cur(s3_writer *w) {
 static void pump(s3_writer *w) {
   while (w->wlen > 0 && !w->rc && !w->aborting) {
     if (!w->cur) {
-      w->cur = s3_xmalloc(w->part_size);
+      w->cur = w->n_spare ? w->spare[--w->n_spare] : s3_xmalloc(w->part_size);
       w->cur_len = 0;
     }
     size_t space = w->part_size - w->cur_len;
@@ -673,6 +705,10 @@ static void store_checksum(s3_writer *w) {
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
   s3_req_header(w->ctl, "x-amz-copy-source: /%s/%s", w->bucket, src);
   s3_req_header(w->ctl, "x-amz-metadata-directive: REPLACE");
+  /* The copy gets a full-object SHA-256 computed by S3 (the parts'
+   * composite one does not describe a copy): then the store's own
+   * checksum is the one we keep in the metadata. */
+  s3_req_header(w->ctl, "x-amz-checksum-algorithm: SHA256");
   add_common_headers(w, w->ctl, w->sha);
   s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
   free(src);
@@ -731,7 +767,10 @@ static void complete(s3_writer *w) {
       else
         s3_buf_add(b, c, 1);
     }
-    s3_buf_adds(b, "</ETag></Part>");
+    s3_buf_adds(b, "</ETag>");
+    if (i < w->n_etags && w->sums[i])
+      s3_buf_addf(b, "<ChecksumSHA256>%s</ChecksumSHA256>", w->sums[i]);
+    s3_buf_adds(b, "</Part>");
   }
   s3_buf_adds(b, "</CompleteMultipartUpload>");
   journal_object(w);
@@ -874,6 +913,7 @@ int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
   w->key = key;
   w->part_size = ps;
   w->concurrency = conc;
+  w->spare = s3_xcalloc((size_t)conc + 1, sizeof *w->spare);
   w->size_hint = -1;
   if (o && o->storage_class && *o->storage_class)
     w->storage_class = s3_xstrdup(o->storage_class);

@@ -2,6 +2,7 @@
 cross-checked with boto3 as an independent client: round trips, multipart
 both ways, awkward keys, wrong secrets, listing and picking, guards on
 delete, corruption detection, interrupted uploads."""
+import base64
 import glob
 import hashlib
 import json
@@ -110,6 +111,17 @@ def test_put_multipart_read_back_by_boto3(h):
     h.check(obj['Metadata'].get('sha256') == sha(data), obj['Metadata'])
     h.check(sha((h.tmp / 'big.out').read_bytes()) == sha(data))
     h.check(pending_uploads('multi/big.bin') == [], 'upload left pending')
+    # parts carry their SHA-256 (x-amz-checksum-algorithm: SHA256), so the
+    # store keeps a composite checksum instead of a full-object CRC64NVME
+    # it would compute at completion (a second pass over every byte)
+    ps = 5242880
+    comp = hashlib.sha256(b''.join(hashlib.sha256(data[i:i + ps]).digest()
+                                   for i in range(0, len(data), ps))).digest()
+    head = srv().client().head_object(Bucket=BUCKET, Key='multi/big.bin',
+                                      ChecksumMode='ENABLED')
+    got = head.get('ChecksumSHA256', '').split('-')[0]
+    h.check(got == base64.b64encode(comp).decode(),
+            {k: v for k, v in head.items() if 'Checksum' in k})
     # the journal records the object with its undo
     jr = glob.glob(str(h.tmp / 'state' / 'runs' / '*' / 'journal'))
     text = pathlib.Path(jr[0]).read_text()
@@ -130,6 +142,13 @@ def test_stream_mode_checksum_by_copy_and_sidecar(h):
     meta = srv().client().head_object(Bucket=BUCKET, Key='stream/copy.bin')
     h.check(meta['Metadata'].get('sha256') == sha(data), meta['Metadata'])
     h.check(meta['ContentLength'] == len(data))
+    # the copy's own checksum (x-amz-checksum-algorithm on CopyObject) is a
+    # full-object SHA-256: the same as ours
+    full = srv().client().head_object(Bucket=BUCKET, Key='stream/copy.bin',
+                                      ChecksumMode='ENABLED')
+    h.check(full.get('ChecksumSHA256') ==
+            base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            {k: v for k, v in full.items() if 'Checksum' in k})
     h.check(outputs(h, 'get')['verified'] is True)
     # over the copy limit: a sha256sum-style sidecar
     (h.tmp / 'report.json').unlink()
