@@ -1,7 +1,7 @@
 /* builtins.c - the built-in actions (shell, http, lua, assert, approve,
  * sleep), declared through the same descriptor as plugin actions. */
 #include "registry.h"
-#include "scheduler.h"
+#include "run.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -5,8 +5,7 @@
  * watches started for it; cancelling the call kills and aborts them.
  * Completion (host->done) is delivered to the owner on a later loop turn, so
  * an action may call done() from inside start(). */
-#include "registry.h"
-#include "scheduler.h"
+#include "run.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -219,7 +218,7 @@ static void deliver_cb(uv_timer_t *t) {
 
 /* ---- the host table ----------------------------------------------------- */
 
-static void h_log(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
+void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
   if ((unsigned)lvl > ENG_LOG_ERROR) lvl = ENG_LOG_ERROR;
   eng__buf b = {0};
   va_list ap;
@@ -235,31 +234,21 @@ static void h_log(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
   eng__buf_free(&b);
 }
 
-void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
-  eng__buf b = {0};
-  va_list ap;
-  va_start(ap, fmt);
-  eng__buf_vaddf(&b, fmt, ap);
-  va_end(ap);
-  h_log(c, lvl, "%s", b.data ? b.data : "");
-  eng__buf_free(&b);
-}
-
-static void h_output(eng_call *c, const char *name, json_t *value) {
+void eng__call_output(eng_call *c, const char *name, json_t *value) {
   if (!c->outputs) c->outputs = json_object();
   json_object_set_new(c->outputs, name, value ? value : json_null());
 }
 
-static void h_progress(eng_call *c, int64_t done, int64_t total) {
+void eng__call_progress(eng_call *c, int64_t done, int64_t total) {
   if (c->run) eng__run_progress(c->run, c->step, done, total);
 }
 
-static void h_secret(eng_call *c, const char *value) {
+void eng__call_secret(eng_call *c, const char *value) {
   (void)c;
   if (host_redact && value) eng__redactor_add(host_redact, value);
 }
 
-static void h_fail(eng_call *c, const char *fmt, ...) {
+void eng__call_fail(eng_call *c, const char *fmt, ...) {
   eng__buf b = {0};
   va_list ap;
   va_start(ap, fmt);
@@ -272,7 +261,7 @@ static void h_fail(eng_call *c, const char *fmt, ...) {
   eng__buf_free(&b);
 }
 
-static void h_done(eng_call *c, int rc) {
+void eng__call_done(eng_call *c, int rc) {
   if (c->done) return;
   c->done = true;
   c->rc = rc;
@@ -280,48 +269,39 @@ static void h_done(eng_call *c, int rc) {
   uv_timer_start(&c->deliver, deliver_cb, 0, 0);
 }
 
-static int h_cancelled(eng_call *c) { return c->cancelled; }
+int eng__call_cancelled(eng_call *c) { return c->cancelled; }
 
-static void h_on_cancel(eng_call *c, void (*cb)(void *), void *ud) {
+void eng__call_on_cancel(eng_call *c, void (*cb)(void *), void *ud) {
   c->cancel_cb = cb;
   c->cancel_ud = ud;
 }
 
-static void h_set_data(eng_call *c, void *d) { c->data = d; }
-static void *h_get_data(eng_call *c) { return c->data; }
-static const char *h_run_dir(eng_call *c) {
+void eng__call_set_data(eng_call *c, void *d) { c->data = d; }
+void *eng__call_get_data(eng_call *c) { return c->data; }
+const char *eng__call_run_dir(eng_call *c) {
   return c->run && c->run->dir ? c->run->dir : ".";
 }
-static const char *h_step_id(eng_call *c) { return c->step ? c->step : ""; }
+const char *eng__call_step_id(eng_call *c) { return c->step ? c->step : ""; }
 
 static void proc_log_line(void *ctx, const char *line) {
   eng_call *c = ctx;
   if (c->run) eng__run_log(c->run, c->step, ENG_LOG_INFO, line);
 }
 
-static int h_spawn(eng_call *c, const eng_spawn_opts *o, eng_proc **out) {
+int eng__call_spawn(eng_call *c, const eng_spawn_opts *o, eng_proc **out) {
   eng__proc_hooks hooks = {proc_log_line, c, host_redact};
   char err[512];
   int rc = eng__proc_spawn(host_loop, c->procs, o, &hooks, out, err,
                            sizeof err);
-  if (rc != ENG_OK) h_fail(c, "%s", err);
+  if (rc != ENG_OK) eng__call_fail(c, "%s", err);
   return rc;
 }
 
-static void h_proc_kill(eng_proc *p, int sig) { eng__proc_kill(p, sig); }
-static int h_proc_write(eng_proc *p, const void *buf, size_t len,
-                        void (*cb)(void *, int), void *ud) {
-  return eng__proc_write(p, buf, len, cb, ud);
-}
-static void h_proc_pause(eng_proc *p, int paused) { eng__proc_pause(p, paused); }
-static const char *h_proc_tail(eng_proc *p) { return eng__proc_stderr_tail(p); }
 
-static int h_http_start(eng_call *c, void *easy, eng_http_cb cb, void *ud,
+int eng__call_http_start(eng_call *c, void *easy, eng_http_cb cb, void *ud,
                         eng_http **out) {
   return eng__http_start(host_multi, &c->http, easy, cb, ud, out);
 }
-static void h_http_cancel(eng_http *r) { eng__http_cancel(r); }
-static void h_http_unpause(eng_http *r) { eng__http_unpause(r); }
 
 typedef struct work_req {
   uv_work_t w;
@@ -343,8 +323,8 @@ static void work_after(uv_work_t *w, int status) {
   free(r);
 }
 
-static int h_work(eng_call *c, void (*fn)(void *), void (*after)(void *, int),
-                  void *ud) {
+int eng__call_work(eng_call *c, void (*fn)(void *),
+                   void (*after)(void *, int), void *ud) {
   work_req *r = eng__xcalloc(1, sizeof *r);
   r->w.data = r;
   r->call = c;
@@ -379,8 +359,8 @@ static void timer_fire(uv_timer_t *h) {
   t->cb(t->ud);
 }
 
-static eng_timer *h_timer_start(eng_call *c, uint64_t ms, void (*cb)(void *),
-                                void *ud) {
+eng_timer *eng__call_timer_start(eng_call *c, uint64_t ms,
+                                 void (*cb)(void *), void *ud) {
   struct eng_timer *t = eng__xcalloc(1, sizeof *t);
   uv_timer_init(host_loop, &t->h);
   t->h.data = t;
@@ -393,7 +373,7 @@ static eng_timer *h_timer_start(eng_call *c, uint64_t ms, void (*cb)(void *),
   return t;
 }
 
-static void h_timer_stop(eng_timer *t) {
+void eng__call_timer_stop(eng_timer *t) {
   if (!t || t->closing) return;
   unlink_timer(t);
   t->closing = true;
@@ -416,8 +396,8 @@ static int uv_events(int events) {
   return e;
 }
 
-static eng_watch *h_watch_start(eng_call *c, int fd, int events,
-                                void (*cb)(void *, int, int), void *ud) {
+eng_watch *eng__call_watch_start(eng_call *c, int fd, int events,
+                                 void (*cb)(void *, int, int), void *ud) {
   struct eng_watch *w = eng__xcalloc(1, sizeof *w);
   if (uv_poll_init_socket(host_loop, &w->h, fd) != 0) {
     free(w);
@@ -433,7 +413,7 @@ static eng_watch *h_watch_start(eng_call *c, int fd, int events,
   return w;
 }
 
-static void h_watch_update(eng_watch *w, int events) {
+void eng__call_watch_update(eng_watch *w, int events) {
   if (!w || w->closing) return;
   if (events) uv_poll_start(&w->h, uv_events(events), watch_cb);
   else uv_poll_stop(&w->h);
@@ -441,7 +421,7 @@ static void h_watch_update(eng_watch *w, int events) {
 
 static void watch_close(uv_handle_t *h) { free(h->data); }
 
-static void h_watch_stop(eng_watch *w) {
+void eng__call_watch_stop(eng_watch *w) {
   if (!w || w->closing) return;
   if (w->call) {
     struct eng_watch **pp = &w->call->watches;
@@ -461,93 +441,49 @@ static eng_side_effect call_side(eng_call *c) {
   return (unsigned)e > ENG_SIDE_EXTERNAL ? ENG_SIDE_DESTRUCTIVE : e;
 }
 
-static int h_guard_target(eng_call *c, eng_target kind, const char *value,
+int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
                           const char *evidence) {
   if (!c->run) { /* no run to decide: fail closed */
-    h_fail(c, "refused: no guard context for '%s' (internal)", value ? value : "");
+    eng__call_fail(c, "refused: no guard context for '%s' (internal)", value ? value : "");
     return ENG_ERR_REFUSED;
   }
-  int rc = eng__run_guard_target(c->run, c->step, kind, value, evidence,
-                                 call_side(c));
+  int rc = eng__policy_check(c->run, c->step, kind, value, evidence,
+                             call_side(c));
   if (rc != ENG_OK)
-    h_fail(c, "refused by a guard: '%s'%s%s is protected or not owned by "
+    eng__call_fail(c, "refused by a guard: '%s'%s%s is protected or not owned by "
               "this run",
            value, evidence ? " " : "", evidence ? evidence : "");
   return rc;
 }
 
-static int64_t h_journal_intent(eng_call *c, const char *kind, const char *id,
+int64_t eng__call_journal_intent(eng_call *c, const char *kind, const char *id,
                                 const json_t *detail) {
   return c->run ? eng__run_journal(c->run, "intent", c->step, kind, id, detail)
                 : -1;
 }
 
-static void h_journal_confirm(eng_call *c, int64_t token) {
+void eng__call_journal_confirm(eng_call *c, int64_t token) {
   if (!c->run) return;
   json_t *d = json_pack("{s:I}", "intent", (json_int_t)token);
   eng__run_journal(c->run, "confirm", c->step, NULL, NULL, d);
   json_decref(d);
 }
 
-static void h_journal_removed(eng_call *c, const char *kind, const char *id) {
+void eng__call_journal_removed(eng_call *c, const char *kind, const char *id) {
   if (c->run) eng__run_journal(c->run, "removed", c->step, kind, id, NULL);
 }
 
-static int h_journal_owned(eng_call *c, const char *kind, const char *id) {
+int eng__call_journal_owned(eng_call *c, const char *kind, const char *id) {
   return c->run ? eng__run_journal_owned(c->run, kind, id) : 0;
 }
 
-static int h_at_run_end(eng_call *c, int (*cb)(eng_call *, void *), void *ud) {
+int eng__call_at_run_end(eng_call *c, int (*cb)(eng_call *, void *),
+                         void *ud) {
   if (!c->run) return ENG_ERR_INVALID;
   return eng__run_add_end_hook(c->run, cb, ud);
 }
 
-static const eng_host host_table = {
-    .size = sizeof(eng_host),
-    .abi_major = ENG_ABI_MAJOR,
-    .abi_minor = ENG_ABI_MINOR,
-    .log = h_log,
-    .output = h_output,
-    .progress = h_progress,
-    .secret = h_secret,
-    .fail = h_fail,
-    .done = h_done,
-    .cancelled = h_cancelled,
-    .on_cancel = h_on_cancel,
-    .set_data = h_set_data,
-    .get_data = h_get_data,
-    .run_dir = h_run_dir,
-    .step_id = h_step_id,
-    .spawn = h_spawn,
-    .proc_kill = h_proc_kill,
-    .proc_write = h_proc_write,
-    .proc_pause = h_proc_pause,
-    .proc_stderr_tail = h_proc_tail,
-    .http_start = h_http_start,
-    .http_cancel = h_http_cancel,
-    .http_unpause = h_http_unpause,
-    .work = h_work,
-    .timer_start = h_timer_start,
-    .timer_stop = h_timer_stop,
-    .watch_start = h_watch_start,
-    .watch_update = h_watch_update,
-    .watch_stop = h_watch_stop,
-    .guard_target = h_guard_target,
-    .journal_intent = h_journal_intent,
-    .journal_confirm = h_journal_confirm,
-    .journal_removed = h_journal_removed,
-    .journal_owned = h_journal_owned,
-    .at_run_end = h_at_run_end,
-    .stream_open_write = eng__stream_open_write,
-    .stream_write = eng__stream_write,
-    .stream_finish = eng__stream_finish,
-    .stream_abort = eng__stream_abort,
-    .stream_open_read = eng__stream_open_read,
-    .stream_pause = eng__stream_pause,
-    .stream_is_remote = eng__stream_is_remote,
-};
 
-const eng_host *eng__host(void) { return &host_table; }
 
 /* Cancel: kill processes, abort transfers, tell the plugin; it still calls
  * done(). */

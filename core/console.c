@@ -1,7 +1,7 @@
 /* console.c - what a person sees: a line per step start/end, progress,
  * a summary table; or JSON lines with --log-format json. */
 #include "registry.h"
-#include "scheduler.h"
+#include "run.h"
 #include "audit.h"
 
 #include <stdarg.h>
@@ -11,6 +11,11 @@
 #include <unistd.h>
 
 /* Process-wide console settings, owned here. */
+typedef struct eng__console {
+  bool json, color, tty;
+  int verbosity;
+} eng__console;
+
 static eng__console con = {false, false, false, 0};
 static int64_t last_progress_ms;
 static int64_t rate_t0_ms, rate_bytes0; /* for the transfer rate */

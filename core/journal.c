@@ -6,8 +6,7 @@
  * Secret values never reach the journal: a string holding one is stored
  * with a reference instead (${env.DATABASE_URL}, ${params.source_url}),
  * resolved again from the environment on resume and cleanup. */
-#include "audit.h"
-#include "scheduler.h"
+#include "run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,20 +15,36 @@
 #include <string.h>
 #include <unistd.h>
 
-void eng__journal_add_ref(eng__run *r, const char *value, const char *ref) {
+int eng__journal_open(eng__journal *j, const char *dir,
+                      const eng__redactor *redact) {
+  char *path = eng__asprintf("%s/journal", dir);
+  j->f = fopen(path, "ae");
+  free(path);
+  j->redact = redact;
+  return j->f ? 0 : -1;
+}
+
+void eng__journal_close(eng__journal *j) {
+  if (j->f) fclose(j->f);
+  j->f = NULL;
+  json_decref(j->refs);
+  j->refs = NULL;
+}
+
+void eng__journal_add_ref(eng__journal *j, const char *value, const char *ref) {
   if (!value || strlen(value) < 3) return;
-  if (!r->secret_refs) r->secret_refs = json_object();
-  json_object_set_new(r->secret_refs, value, json_string(ref));
+  if (!j->refs) j->refs = json_object();
+  json_object_set_new(j->refs, value, json_string(ref));
 }
 
 /* Replace secret values inside strings by their references. */
-static void to_refs(eng__run *r, json_t *v) {
+static void to_refs(const eng__journal *j, json_t *v) {
   if (json_is_string(v)) {
     const char *s = json_string_value(v);
     const char *key;
     json_t *ref;
     bool any = strstr(s, "${") != NULL; /* literal ${ must stay literal */
-    json_object_foreach(r->secret_refs, key, ref) if (strstr(s, key)) any = true;
+    json_object_foreach(j->refs, key, ref) if (strstr(s, key)) any = true;
     if (!any) return;
     /* escape literal ${ first, then substitute */
     eng__buf b = {0};
@@ -38,7 +53,7 @@ static void to_refs(eng__run *r, json_t *v) {
       eng__buf_add(&b, p, 1);
     }
     char *cur = eng__buf_steal(&b);
-    json_object_foreach(r->secret_refs, key, ref) {
+    json_object_foreach(j->refs, key, ref) {
       const char *rs = json_string_value(ref);
       eng__buf o = {0};
       size_t kl = strlen(key);
@@ -62,95 +77,55 @@ static void to_refs(eng__run *r, json_t *v) {
   if (json_is_array(v)) {
     size_t i;
     json_t *e;
-    json_array_foreach(v, i, e) to_refs(r, e);
+    json_array_foreach(v, i, e) to_refs(j, e);
   } else if (json_is_object(v)) {
     const char *k;
     json_t *e;
-    json_object_foreach(v, k, e) to_refs(r, e);
+    json_object_foreach(v, k, e) to_refs(j, e);
   }
 }
 
-json_t *eng__journal_refs(eng__run *r, const json_t *v) {
+json_t *eng__journal_refs(const eng__journal *j, const json_t *v) {
   json_t *copy = json_deep_copy(v);
-  to_refs(r, copy);
-  eng__redact_json(r->redact, copy); /* anything else secret: masked */
+  to_refs(j, copy);
+  if (j->redact) eng__redact_json(j->redact, copy); /* anything else secret */
   return copy;
 }
 
-/* Resolve references written by eng__journal_refs. */
-json_t *eng__journal_deref(eng__run *r, const json_t *v) {
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    if (!strstr(s, "${")) return json_incref((json_t *)v);
-    eng__node n = {0};
-    n.kind = ENG__N_SCALAR;
-    n.str = (char *)s;
-    char err[512];
-    if (eng__tpl_compile(r->L, s, "journal", 1, &n.tpl, err, sizeof err) != ENG_OK)
-      return json_incref((json_t *)v);
-    json_t *out = eng__tpl_render(r->L, &n, err, sizeof err);
-    eng__tpl_free(n.tpl);
-    return out ? out : json_incref((json_t *)v);
-  }
-  if (json_is_array(v)) {
-    json_t *a = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(v, i, e) json_array_append_new(a, eng__journal_deref(r, e));
-    return a;
-  }
-  if (json_is_object(v)) {
-    json_t *o = json_object();
-    const char *k;
-    json_t *e;
-    json_object_foreach((json_t *)v, k, e) json_object_set_new(o, k, eng__journal_deref(r, e));
-    return o;
-  }
-  return json_incref((json_t *)v);
-}
-
-static int64_t write_rec(eng__run *r, json_t *rec, bool sync) {
-  if (!r->journal) {
+static int64_t write_rec(eng__journal *j, json_t *rec, bool sync) {
+  if (!j->f) {
     json_decref(rec);
     return -1;
   }
   char t[40];
-  json_object_set_new(rec, "seq", json_integer(++r->journal_seq));
+  json_object_set_new(rec, "seq", json_integer(++j->seq));
   json_object_set_new(rec, "time", json_string(eng__fmt_time(eng__now_ms(), t, sizeof t)));
   char *line = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(rec);
-  fprintf(r->journal, "%s\n", line);
+  fprintf(j->f, "%s\n", line);
   free(line);
-  fflush(r->journal);
+  fflush(j->f);
   /* a resource intent is on disk before the resource exists */
-  if (sync) fdatasync(fileno(r->journal));
-  return r->journal_seq;
+  if (sync) fdatasync(fileno(j->f));
+  return j->seq;
 }
 
-int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
-                         const char *kind, const char *id,
-                         const json_t *detail) {
+int64_t eng__journal_resource(eng__journal *j, const char *event,
+                              const char *step, const char *kind,
+                              const char *id, const json_t *detail) {
   json_t *rec = json_pack("{s:s, s:s?, s:s?, s:s?}", "event", event, "step",
                           step, "kind", kind, "id", id);
-  if (detail) json_object_set_new(rec, "detail", eng__journal_refs(r, detail));
-  int64_t seq = write_rec(r, rec, true);
-  if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
-    json_t *a = json_pack("{s:s?, s:s?, s:s?}", "step", step, "kind", kind,
-                          "id", id);
-    eng__redact_json(r->redact, a);
-    eng__run_audit(r, !strcmp(event, "intent") ? "resource.create"
-                                               : "resource.delete", a);
-  }
-  return seq;
+  if (detail) json_object_set_new(rec, "detail", eng__journal_refs(j, detail));
+  return write_rec(j, rec, true);
 }
 
-void eng__journal_step(eng__run *r, const char *event, const char *step,
+void eng__journal_step(eng__journal *j, const char *event, const char *step,
                        const char *inputs, const char *status,
                        const json_t *outputs) {
   json_t *rec = json_pack("{s:s, s:s, s:s?, s:s?}", "event", event, "step",
                           step, "inputs", inputs, "status", status);
-  if (outputs) json_object_set_new(rec, "outputs", eng__journal_refs(r, outputs));
-  write_rec(r, rec, false);
+  if (outputs) json_object_set_new(rec, "outputs", eng__journal_refs(j, outputs));
+  write_rec(j, rec, false);
 }
 
 /* Every record of a journal file (array); NULL when absent. */
@@ -170,8 +145,8 @@ json_t *eng__journal_read(const char *dir) {
   return all;
 }
 
-int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
-  json_t *all = eng__journal_read(r->dir);
+int eng__journal_owned(const char *dir, const char *kind, const char *id) {
+  json_t *all = eng__journal_read(dir);
   int owned = 0;
   size_t i;
   json_t *j;
@@ -191,6 +166,33 @@ int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
   }
   json_decref(all);
   return owned;
+}
+
+int eng__journal_load_resume(const char *dir, json_t **ended,
+                             json_t **unfinished, int64_t *last_seq) {
+  json_t *all = eng__journal_read(dir);
+  if (!all) return -1;
+  *ended = json_object();
+  *unfinished = json_object();
+  size_t i;
+  json_t *j;
+  json_array_foreach(all, i, j) {
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *step = json_string_value(json_object_get(j, "step"));
+    int64_t seq = json_integer_value(json_object_get(j, "seq"));
+    if (seq > *last_seq) *last_seq = seq;
+    if (!ev || !step) continue;
+    if (!strcmp(ev, "step.start")) {
+      json_object_set(*unfinished, step, json_true());
+      json_object_del(*ended, step); /* its old result no longer holds */
+    }
+    if (!strcmp(ev, "step.end")) {
+      json_object_del(*unfinished, step);
+      json_object_set(*ended, step, j);
+    }
+  }
+  json_decref(all);
+  return 0;
 }
 
 /* Resources created and not removed, newest first: [{kind,id,detail}]. */

@@ -1,7 +1,7 @@
 /* main.c - the command line (SPEC section 2). */
 #include "audit.h"
 #include "registry.h"
-#include "scheduler.h"
+#include "plan.h"
 
 #include <curl/curl.h>
 #include <getopt.h>
@@ -256,7 +256,7 @@ static eng__runbook *load_valid(const char *file, eng__lua **L,
   eng__runbook *rb = eng__runbook_load(file, d);
   if (!rb) return NULL;
   *L = make_lua(rb, lib_dir);
-  if (!*L || eng__runbook_validate(rb, *L, d) != ENG_OK ||
+  if (!*L || eng__plan_validate(rb, *L, d) != ENG_OK ||
       d->errors > before) {
     if (*L) eng__lua_destroy(*L);
     *L = NULL;

@@ -156,6 +156,10 @@ static void add_plugin(const eng_plugin *p, const char *path) {
     actions = eng__xrealloc(actions, (n_actions + 1) * sizeof *actions);
     actions[n_actions++] = r;
   }
+  /* streams find the plugin serving a URL scheme through this list */
+  if (p->size >= offsetof(eng_plugin, n_schemes) + sizeof p->n_schemes)
+    for (size_t k = 0; k < p->n_schemes; k++)
+      eng__stream_add_scheme(&p->schemes[k]);
 }
 
 static void load_file(const char *path, eng__diags *d) {
@@ -286,6 +290,7 @@ void eng__registry_unload(void) {
   failures = NULL;
   names = NULL;
   n_actions = n_plugins = n_failures = 0;
+  eng__stream_clear_schemes();
 }
 
 const eng__action_ref *eng__registry_find(const char *uses) {

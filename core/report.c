@@ -1,7 +1,7 @@
 /* report.c - the machine-readable run report (JSON), written into the run
  * directory and to --report. */
 #include "registry.h"
-#include "scheduler.h"
+#include "run.h"
 #include "audit.h"
 
 #include <errno.h>

@@ -32,7 +32,8 @@ typedef struct eng__node {
 /* Parse; NULL with a diagnostic on error. */
 eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
                            eng__diags *d);
-void eng__node_free(eng__node *n);
+void eng__node_free(eng__node *n); /* and the templates it owns */
+void eng__tpl_free(eng__tpl *t);
 eng__node *eng__node_get(const eng__node *map, const char *key);
 /* A scalar converted by the YAML core schema (null/bool/int/float/str);
  * maps/seqs recursively. Templates are left as strings. */
@@ -58,7 +59,6 @@ bool eng__tpl_has_expr(const char *s);
 /* Split and compile; error text in err. */
 int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
                      eng__tpl **out, char *err, size_t errlen);
-void eng__tpl_free(eng__tpl *t);
 /* Compile every template scalar below node (stores node->tpl). */
 int eng__tpl_compile_tree(eng__lua *L, eng__node *n, const char *file,
                           eng__diags *d, const char *what);
@@ -69,6 +69,12 @@ json_t *eng__tpl_render(eng__lua *L, const eng__node *n, char *err,
 /* Is every template of the tree free of references to steps (so it can be
  * resolved at plan time)? */
 bool eng__tpl_static(const eng__node *n);
+/* The Lua code of an `if:` or check written bare or as one ${...}
+ * (malloc'd). */
+char *eng__cond_code(const char *s);
+/* A copy of a JSON value with the ${...} references inside its strings
+ * rendered (the journal stores secrets as references). */
+json_t *eng__tpl_deref(eng__lua *L, const json_t *v);
 
 /* ---- runbook.c: the model ------------------------------------------------ */
 
@@ -129,11 +135,7 @@ typedef struct eng__runbook {
  * runnable when d->errors did not grow (callers compare before/after). */
 eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
-/* Resolve actions against the registry, check params, compile Lua. */
-int eng__runbook_validate(eng__runbook *rb, eng__lua *L, eng__diags *d);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
-/* The Lua code of a condition written bare or as one ${...} (malloc'd). */
-char *eng__cond_code(const char *s);
 
 /* ---- params.c: convert values to declared types ------------------------ */
 

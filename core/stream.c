@@ -6,8 +6,7 @@
  * uv_fs, written as PATH.partial and renamed on finish) or to the plugin
  * that serves the URL's scheme (s3://). Memory stays bounded: one write is
  * outstanding at a time and compression output goes out in one buffer. */
-#include "registry.h"
-#include "scheduler.h"
+#include "engine_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,21 +68,30 @@ struct eng_stream {
 
 /* ---- helpers -------------------------------------------------------------- */
 
+/* Schemes of loaded plugins (process-wide, filled by the registry). */
+static const eng_stream_scheme **schemes;
+static size_t n_schemes;
+
+void eng__stream_add_scheme(const eng_stream_scheme *sc) {
+  for (size_t i = 0; i < n_schemes; i++)
+    if (!strcmp(schemes[i]->scheme, sc->scheme)) return;
+  schemes = eng__xrealloc(schemes, (n_schemes + 1) * sizeof *schemes);
+  schemes[n_schemes++] = sc;
+}
+
+void eng__stream_clear_schemes(void) {
+  free(schemes);
+  schemes = NULL;
+  n_schemes = 0;
+}
+
 static const eng_stream_scheme *find_scheme(const char *url) {
   const char *sep = strstr(url, "://");
   if (!sep) return NULL;
   size_t n = (size_t)(sep - url);
-  const eng__plugin_entry *pl;
-  size_t np = eng__registry_plugins(&pl);
-  for (size_t i = 0; i < np; i++) {
-    const eng_plugin *p = pl[i].desc;
-    if (p->size < offsetof(eng_plugin, n_schemes) + sizeof p->n_schemes)
-      continue;
-    for (size_t k = 0; k < p->n_schemes; k++)
-      if (strlen(p->schemes[k].scheme) == n &&
-          !strncmp(p->schemes[k].scheme, url, n))
-        return &p->schemes[k];
-  }
+  for (size_t i = 0; i < n_schemes; i++)
+    if (strlen(schemes[i]->scheme) == n && !strncmp(schemes[i]->scheme, url, n))
+      return schemes[i];
   return NULL;
 }
 
@@ -250,7 +258,7 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
   int level = 0;
   int comp = parse_compress(opts, &level);
   if (comp < 0) {
-    eng__host()->fail(call, "compress must be 'zstd' or 'zstd:LEVEL' (1-19)");
+    eng__call_fail(call, "compress must be 'zstd' or 'zstd:LEVEL' (1-19)");
     return ENG_ERR_INVALID;
   }
   eng_stream *s = stream_new(call, url);
@@ -263,7 +271,7 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
   if (eng__stream_is_remote(url)) {
     s->ops = find_scheme(url);
     if (!s->ops) {
-      eng__host()->fail(call, "no loaded plugin serves '%.*s://' URLs (is the "
+      eng__call_fail(call, "no loaded plugin serves '%.*s://' URLs (is the "
                               "plugin installed? see 'engine plugins')",
                         (int)(strstr(url, "://") - url), url);
       stream_free(s);
@@ -287,7 +295,7 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
     }
     s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s->fd < 0) {
-      eng__host()->fail(call, "cannot create %s: %s", s->tmp, strerror(errno));
+      eng__call_fail(call, "cannot create %s: %s", s->tmp, strerror(errno));
       stream_free(s);
       return ENG_ERR_IO;
     }
@@ -375,7 +383,7 @@ static void local_after_fsync(uv_fs_t *req) {
   s->fd = -1;
   if (res < 0 || rename(s->tmp, s->path) != 0) {
     unlink(s->tmp);
-    eng__host()->fail(s->call, "cannot commit %s: %s", s->path,
+    eng__call_fail(s->call, "cannot commit %s: %s", s->path,
                       res < 0 ? uv_strerror(res) : strerror(errno));
     finish_done(s, ENG_ERR_IO);
     return;
@@ -390,7 +398,7 @@ static void flushed_cb(void *ud, int rc) {
     eng_stream_done_cb cb = s->dcb;
     void *dud = s->dud;
     s->dcb = NULL;
-    eng__host()->stream_abort(s);
+    eng__stream_abort(s);
     if (cb) cb(dud, rc, NULL);
     return;
   }
@@ -405,9 +413,9 @@ static void local_flush_cb(uv_fs_t *req) {
     eng_stream_done_cb cb = s->dcb;
     void *ud = s->dud;
     s->dcb = NULL;
-    eng__host()->fail(s->call, "cannot write %s: %s", s->tmp,
+    eng__call_fail(s->call, "cannot write %s: %s", s->tmp,
                       res < 0 ? uv_strerror((int)res) : "short write");
-    eng__host()->stream_abort(s);
+    eng__stream_abort(s);
     if (cb) cb(ud, ENG_ERR_IO, NULL);
     return;
   }
@@ -494,7 +502,7 @@ static int pump(eng_stream *s) {
     ZSTD_outBuffer o = {s->out.data, chunk, 0};
     size_t r = ZSTD_decompressStream(s->zd, &o, &in);
     if (ZSTD_isError(r)) {
-      eng__host()->fail(s->call, "%s: corrupt zstd data: %s", s->url,
+      eng__call_fail(s->call, "%s: corrupt zstd data: %s", s->url,
                         ZSTD_getErrorName(r));
       return ENG_ERR_CHECKSUM;
     }
@@ -565,7 +573,7 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
     const char *store = json_string_value(json_object_get(info, "expected_sha256"));
     if (!want && s->verify) want = store;
     if (want && strcasecmp(want, s->sha) != 0) {
-      eng__host()->fail(s->call,
+      eng__call_fail(s->call,
                         "checksum mismatch for %s: stored bytes hash to %s, "
                         "expected %s (the backup is corrupt or was changed "
                         "after it was written)",
@@ -594,7 +602,7 @@ static void local_read_next(eng_stream *s) {
                       s->offset, local_read_cb);
   if (rc < 0) {
     s->reading = false;
-    eng__host()->fail(s->call, "cannot read %s: %s", s->path, uv_strerror(rc));
+    eng__call_fail(s->call, "cannot read %s: %s", s->path, uv_strerror(rc));
     read_end(s, ENG_ERR_IO, NULL);
   }
 }
@@ -604,7 +612,7 @@ static void local_read_cb(uv_fs_t *req) {
   eng_stream *s = fs_settle(req, &n);
   if (!s) return;
   if (n < 0) {
-    eng__host()->fail(s->call, "cannot read %s: %s", s->path,
+    eng__call_fail(s->call, "cannot read %s: %s", s->path,
                       uv_strerror((int)n));
     read_end(s, ENG_ERR_IO, NULL);
     return;
@@ -658,7 +666,7 @@ static int h_open_read(eng_call *call, const char *url, const json_t *opts,
   if (eng__stream_is_remote(url)) {
     s->ops = find_scheme(url);
     if (!s->ops) {
-      eng__host()->fail(call, "no loaded plugin serves '%.*s://' URLs",
+      eng__call_fail(call, "no loaded plugin serves '%.*s://' URLs",
                         (int)(strstr(url, "://") - url), url);
       stream_free(s);
       return ENG_ERR_UNSUPPORTED;
@@ -677,7 +685,7 @@ static int h_open_read(eng_call *call, const char *url, const json_t *opts,
   s->path = eng__xstrdup(local_path(url));
   s->fd = open(s->path, O_RDONLY | O_CLOEXEC);
   if (s->fd < 0) {
-    eng__host()->fail(call, "cannot open %s: %s", s->path, strerror(errno));
+    eng__call_fail(call, "cannot open %s: %s", s->path, strerror(errno));
     int rc = errno == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_IO;
     stream_free(s);
     return rc;

@@ -42,13 +42,6 @@ static void add_part(eng__tpl *t, const char *s, size_t n, bool expr) {
   t->n++;
 }
 
-void eng__tpl_free(eng__tpl *t) {
-  if (!t) return;
-  for (size_t i = 0; i < t->n; i++) free(t->parts[i].text);
-  free(t->parts);
-  free(t);
-}
-
 int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
                      eng__tpl **out, char *err, size_t errlen) {
   eng__tpl *t = eng__xcalloc(1, sizeof *t);
@@ -215,4 +208,53 @@ bool eng__tpl_static(const eng__node *n) {
   for (size_t i = 0; i < n->n; i++)
     if (!eng__tpl_static(n->vals[i])) return false;
   return true;
+}
+
+/* The Lua code of a condition written bare or as one ${...}. Blank text
+ * gives "" (which does not compile: the caller reports it). */
+char *eng__cond_code(const char *s) {
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\n')) n--;
+  while (n && *s == ' ') {
+    s++;
+    n--;
+  }
+  if (n >= 3 && s[0] == '$' && s[1] == '{' && s[n - 1] == '}' &&
+      !memchr(s + 2, '$', n - 3))
+    return eng__xstrndup(s + 2, n - 3);
+  return eng__xstrndup(s, n);
+}
+
+/* Strings of a JSON value holding ${...} rendered (references the journal
+ * wrote in place of secrets); anything that does not render stays as is. */
+json_t *eng__tpl_deref(eng__lua *L, const json_t *v) {
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    if (!strstr(s, "${")) return json_incref((json_t *)v);
+    eng__node n = {0};
+    n.kind = ENG__N_SCALAR;
+    n.str = (char *)s;
+    char err[512];
+    if (eng__tpl_compile(L, s, "journal", 1, &n.tpl, err, sizeof err) != ENG_OK)
+      return json_incref((json_t *)v);
+    json_t *out = eng__tpl_render(L, &n, err, sizeof err);
+    eng__tpl_free(n.tpl);
+    return out ? out : json_incref((json_t *)v);
+  }
+  if (json_is_array(v)) {
+    json_t *a = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) json_array_append_new(a, eng__tpl_deref(L, e));
+    return a;
+  }
+  if (json_is_object(v)) {
+    json_t *o = json_object();
+    const char *k;
+    json_t *e;
+    json_object_foreach((json_t *)v, k, e)
+        json_object_set_new(o, k, eng__tpl_deref(L, e));
+    return o;
+  }
+  return json_incref((json_t *)v);
 }

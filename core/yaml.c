@@ -156,6 +156,14 @@ eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
   return out;
 }
 
+/* A node owns the template compiled from its text (template.c fills it). */
+void eng__tpl_free(eng__tpl *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++) free(t->parts[i].text);
+  free(t->parts);
+  free(t);
+}
+
 void eng__node_free(eng__node *n) {
   if (!n) return;
   for (size_t i = 0; i < n->n; i++) {

@@ -109,7 +109,10 @@ pg_sess *pg_sess_open(pg_op *op, const char *conninfo) {
   pg_sess *s = pg_sess_new(op, conninfo);
   for (int i = 0; i < PG_OP_MAX_SESS; i++)
     if (!op->sess[i]) {
+      /* the op reaches its sessions only through these two */
       op->sess[i] = s;
+      op->sess_cancel = pg_sess_cancel_remote;
+      op->sess_close = pg_sess_close;
       break;
     }
   return s;

@@ -3,8 +3,10 @@
  *
  * Layout:
  *   pg_plugin.c          descriptor: actions, parameters, outputs, init
+ *   pg_util.c            the host table, allocation, strings, buffers,
+ *                        parameter access (the bottom: calls nothing here)
  *   pg_op.c              one running action: cancellation, child processes,
- *                        worker jobs, failure messages, parameter access
+ *                        worker jobs, failure messages
  *   pg_conn.c            asynchronous libpq session: connect + a queue of
  *                        queries, driven by the host's socket watches
  *   pg_url.c             connection strings: parse, display, derive URLs,
@@ -34,7 +36,7 @@
 /* The host table, set once by init() before any action runs. */
 extern const eng_host *pg_host;
 
-/* ---- small utilities (pg_op.c) ------------------------------------------ */
+/* ---- small utilities (pg_util.c) ------------------------------------------ */
 
 /* Parameter access. pg_pstr returns NULL when absent or JSON null. */
 const char *pg_pstr(const json_t *p, const char *name);
@@ -86,6 +88,9 @@ struct pg_op {
   int nwork;  /* worker jobs whose after() has not run */
   int nhold;  /* other pending callbacks (server-side query cancels) */
   pg_sess *sess[PG_OP_MAX_SESS];
+  /* set by pg_conn.c when it registers a session */
+  void (*sess_cancel)(pg_sess *s);
+  void (*sess_close)(pg_sess *s);
   pg_child *kids[PG_OP_MAX_KIDS]; /* running children */
   eng_timer *timer; /* one optional timer (retries), stopped at finish */
   void (*timer_cb)(pg_op *op);

@@ -7,7 +7,6 @@
 
 #include <string.h>
 
-const eng_host *pg_host;
 
 static int pg_init(const eng_host *host) {
   if (host->abi_major != ENG_ABI_MAJOR ||

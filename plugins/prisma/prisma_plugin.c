@@ -5,7 +5,6 @@
 #include "prisma_int.h"
 
 /* The postgres sources compiled into this module use this host table. */
-const eng_host *pg_host;
 
 static int prisma_init(const eng_host *host) {
   if (host->abi_major != ENG_ABI_MAJOR ||

@@ -23,6 +23,9 @@
 
 #include <openssl/evp.h>
 
+/* The host's services, set by the plugin's init(). */
+const eng_host *s3_host;
+
 /* ---- memory and buffers ------------------------------------------------- */
 
 void *s3_xmalloc(size_t n) {

@@ -6,7 +6,6 @@
 
 #include <curl/curl.h>
 
-const eng_host *s3_host;
 
 static int s3_init(const eng_host *host) {
   if (host->abi_major != ENG_ABI_MAJOR ||

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "registry.h"
-#include "runbook.h"
+#include "plan.h"
 
 static char *write_tmp(const char *text) {
   char *path = strdup("/tmp/engine-test-XXXXXX.yaml");
@@ -32,7 +32,7 @@ static char *diagnose(const char *text, size_t *errors) {
     eng__lua *L = NULL;
     char err[256];
     assert_int_equal(eng__lua_create(&o, &L, err, sizeof err), ENG_OK);
-    eng__runbook_validate(rb, L, &d);
+    eng__plan_validate(rb, L, &d);
     eng__runbook_free(rb);
     eng__lua_destroy(L);
   }
@@ -206,12 +206,25 @@ static void test_yaml_scalars(void **state) {
   eng__diags_free(&d);
 }
 
+/* A condition made only of blanks used to make the condition's length
+ * negative (a heap overflow in validate and plan). */
+static void test_blank_conditions(void **state) {
+  (void)state;
+  expect("version: 1\nname: t\nsteps:\n  - id: a\n    uses: sleep\n"
+         "    if: \" \"\n    with: {for: 1ms}\n",
+         "F:6:9: error: step 'a': 'if'");
+  expect("version: 1\nname: t\nguards:\n  checks:\n    - that: \"   \"\n"
+         "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n",
+         "F:5:");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid),
       cmocka_unit_test(test_positions),
       cmocka_unit_test(test_template_typing),
       cmocka_unit_test(test_yaml_scalars),
+      cmocka_unit_test(test_blank_conditions),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

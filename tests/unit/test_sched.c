@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "registry.h"
-#include "scheduler.h"
+#include "plan.h"
 
 static char dir[] = "/tmp/engine-sched-XXXXXX";
 
@@ -30,7 +30,7 @@ static int run_text(const char *text, int jobs, json_t **report) {
   eng__lua *L = NULL;
   char err[256];
   assert_int_equal(eng__lua_create(&lo, &L, err, sizeof err), ENG_OK);
-  assert_int_equal(eng__runbook_validate(rb, L, &d), ENG_OK);
+  assert_int_equal(eng__plan_validate(rb, L, &d), ENG_OK);
   assert_int_equal(d.errors, 0);
   eng__run_opts o = {0};
   o.jobs = jobs;

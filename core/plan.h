@@ -1,0 +1,63 @@
+/* plan.h - from a loaded runbook to a run: values of parameters (params.c),
+ * guards (guards.c), the validated plan (plan.c), the scheduler (sched.c)
+ * and the stages of one run in order (runner.c). */
+#ifndef ENGINE_PLAN_H
+#define ENGINE_PLAN_H
+
+#include "run.h"
+#include "registry.h"
+
+/* ---- params.c: values of a run ----------------------------------------- */
+
+/* Resolve the runbook's parameters (--set, --params-file, env, defaults)
+ * into r->params; ENG_EXIT_USAGE with diagnostics on error. */
+int eng__run_params(eng__run *r, eng__diags *d);
+/* Lua's `env` and `runbook` tables (env secrets registered), and `run`
+ * with a status. */
+void eng__run_set_globals(eng__run *r);
+void eng__run_set_status(eng__run *r, const char *status);
+/* Render step i's `with`, convert every declared parameter, apply
+ * defaults. NULL with err on failure. */
+json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen);
+/* The side-effect class of step i with these params (NULL: declared). */
+eng_side_effect eng__step_side(const eng__step *s, const json_t *params);
+
+/* ---- guards.c ------------------------------------------------------------ */
+
+void eng__guards_compile(eng__run *r);
+/* Before step i starts: `require` and Lua `checks`. */
+int eng__guards_before_step(eng__run *r, size_t i);
+/* `require` rules the DAG cannot guarantee for step i (printed to out when
+ * not NULL). */
+int eng__guards_static(eng__run *r, size_t i, FILE *out);
+/* At run start: the first selected step refused by a static rule or by a
+ * target known now is marked refused, and the run stops before any side
+ * effect. */
+void eng__guards_run_start(eng__run *r);
+
+/* ---- plan.c -------------------------------------------------------------- */
+
+/* Resolve actions against the registry, check params, compile Lua. */
+int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d);
+/* Mark the steps --only / --from select; -1 with a diagnostic. */
+int eng__plan_select(eng__run *r, eng__diags *d);
+/* `engine plan`: print what would run; the exit code. */
+int eng__plan_print(eng__run *r);
+
+/* ---- sched.c: the DAG on the loop ----------------------------------------- */
+
+/* Schedule every step of the run on r->loop; when the last step, `finally`
+ * and the run-end hooks are done, on_end runs once (on the loop thread). */
+void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r));
+/* The loop ran dry with steps pending: fail them. */
+void eng__sched_abandon(eng__run *r);
+void eng__sched_free(eng__run *r);
+/* The outcome of the main steps, as `run.status` shows it to `finally`. */
+const char *eng__sched_main_status(eng__run *r);
+
+/* ---- runner.c: one run, plan to reports ----------------------------------- */
+
+/* Execute or plan; returns the process exit code. */
+int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o);
+
+#endif
