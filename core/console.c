@@ -1,7 +1,7 @@
 /* console.c - what a person sees: a line per step start/end, progress,
  * a summary table; or JSON lines with --log-format json. */
 #include "registry.h"
-#include "run.h"
+#include "run_data.h"
 #include "audit.h"
 
 #include <stdarg.h>

@@ -6,7 +6,7 @@
  * Secret values never reach the journal: a string holding one is stored
  * with a reference instead (${env.DATABASE_URL}, ${params.source_url}),
  * resolved again from the environment on resume and cleanup. */
-#include "run.h"
+#include "run_data.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* report.c - the machine-readable run report (JSON), written into the run
  * directory and to --report. */
 #include "registry.h"
-#include "run.h"
+#include "run_data.h"
 #include "audit.h"
 
 #include <errno.h>

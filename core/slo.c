@@ -1,7 +1,7 @@
 /* slo.c - RTO and RPO of a run against the runbook's targets: RTO from the
  * run's start to the end of the step marked `recovered` (or of the run),
  * RPO from slo.backup_time to the start of that step. */
-#include "run.h"
+#include "run_data.h"
 
 #include <stdlib.h>
 #include <string.h>
