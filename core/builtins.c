@@ -302,7 +302,8 @@ static int http_start(eng_call *call, const json_t *p) {
   }
   const json_t *body = json_object_get(p, "body");
   if (body && !json_is_null(body)) {
-    if (json_is_string(body)) j->req_body = eng__xstrdup(json_string_value(body));
+    if (json_is_string(body))
+      j->req_body = eng__xstrdup(json_string_value(body));
     else {
       j->req_body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
       if (!has_ct)
@@ -327,7 +328,8 @@ static int http_start(eng_call *call, const json_t *p) {
   return ENG_OK;
 }
 
-/* ---- lua / assert ------------------------------------------------------------ */
+/* ---- lua / assert
+ * ------------------------------------------------------------ */
 
 static void lua_action_done(void *ud, int rc, json_t *results,
                             const char *err) {
@@ -363,8 +365,9 @@ static int lua_start(eng_call *call, const json_t *p) {
   const char *name = "script";
   if (file) {
     eng__run *r = eng__call_run(call);
-    char *path = file[0] == '/' || !r ? eng__xstrdup(file)
-                                      : eng__asprintf("%s/%s", r->rb->dir, file);
+    char *path = file[0] == '/' || !r
+                     ? eng__xstrdup(file)
+                     : eng__asprintf("%s/%s", r->rb->dir, file);
     text = eng__read_file(path, 4u << 20, NULL);
     if (!text) {
       H->fail(call, "cannot read Lua file '%s': %s", path, strerror(errno));
@@ -383,9 +386,9 @@ static int lua_start(eng_call *call, const json_t *p) {
     H->fail(call, "%s", err);
     return rc;
   }
-  json_t *locals = json_pack("{s:O}", "args",
-                             json_object_get(p, "args") ? json_object_get(p, "args")
-                                                        : json_null());
+  json_t *locals = json_pack(
+      "{s:O}", "args",
+      json_object_get(p, "args") ? json_object_get(p, "args") : json_null());
   rc = eng__lua_run(L, ref, locals, call, lua_action_done, call);
   json_decref(locals);
   if (rc != ENG_OK) H->fail(call, "cannot start the Lua script");
@@ -408,7 +411,8 @@ static int assert_start(eng_call *call, const json_t *p) {
         eng__lua_compile(L, that, ENG__LUA_EXPR, "assert", 1, &ref, err,
                          sizeof err) != ENG_OK ||
         eng__lua_eval(L, ref, NULL, &res, err, sizeof err) != ENG_OK) {
-      H->fail(call, "assert: %s", that ? err : "'that' must be a Lua expression");
+      H->fail(call, "assert: %s",
+              that ? err : "'that' must be a Lua expression");
       return ENG_ERR_FAILED;
     }
     json_t *v = json_array_get(res, 0);
@@ -424,7 +428,8 @@ static int assert_start(eng_call *call, const json_t *p) {
   return ENG_OK;
 }
 
-/* ---- sleep --------------------------------------------------------------------- */
+/* ---- sleep
+ * --------------------------------------------------------------------- */
 
 static void sleep_fire(void *ud) {
   eng_call *call = ud;
@@ -448,7 +453,8 @@ static int sleep_start(eng_call *call, const json_t *p) {
   return ENG_OK;
 }
 
-/* ---- approve -------------------------------------------------------------------- */
+/* ---- approve
+ * -------------------------------------------------------------------- */
 
 typedef struct approve_job {
   eng_call *call;
@@ -550,17 +556,28 @@ static int approve_start(eng_call *call, const json_t *p) {
   return ENG_OK;
 }
 
-/* ---- declarations ---------------------------------------------------------------- */
+/* ---- declarations
+ * ---------------------------------------------------------------- */
 
 static const eng_param shell_params[] = {
-    {"command", ENG_T_ANY, ENG_P_REQUIRED, NULL, ENG_TARGET_COMMAND, NULL,
-     "command line (run by /bin/sh -c) or argv list"},
-    {"env", ENG_T_MAP, 0, NULL, ENG_TARGET_NONE, NULL,
-     "extra environment variables"},
-    {"cwd", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL, "working directory"},
-    {"stdout_file", ENG_T_STRING, 0, NULL, ENG_TARGET_FILE, NULL,
-     "write standard output to this file"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+    {.name = "command",
+     .type = ENG_T_ANY,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_COMMAND,
+     .doc = "command line (run by /bin/sh -c) or argv list"},
+    {.name = "env",
+     .type = ENG_T_MAP,
+     .target = ENG_TARGET_NONE,
+     .doc = "extra environment variables"},
+    {.name = "cwd",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "working directory"},
+    {.name = "stdout_file",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_FILE,
+     .doc = "write standard output to this file"},
+    {0}};
 static const eng_output shell_outputs[] = {
     {"exit_code", ENG_T_INT, "exit status (128+N when killed by signal N)"},
     {"stdout", ENG_T_STRING, "standard output (first 64 KiB)"},
@@ -568,18 +585,34 @@ static const eng_output shell_outputs[] = {
     {NULL, 0, NULL}};
 
 static const eng_param http_params[] = {
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "URL to request"},
-    {"method", ENG_T_STRING, 0, "\"GET\"", ENG_TARGET_NONE,
-     "GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS", "HTTP method"},
-    {"headers", ENG_T_MAP, 0, NULL, ENG_TARGET_NONE, NULL, "request headers"},
-    {"body", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
-     "request body (a map is sent as JSON)"},
-    {"expect_status", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
-     "expected status: 200, \"2xx\" or a list (default 2xx)"},
-    {"expect_json", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "Lua expression on `json` that must be true"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "URL to request"},
+    {.name = "method",
+     .type = ENG_T_STRING,
+     .def = "\"GET\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS",
+     .doc = "HTTP method"},
+    {.name = "headers",
+     .type = ENG_T_MAP,
+     .target = ENG_TARGET_NONE,
+     .doc = "request headers"},
+    {.name = "body",
+     .type = ENG_T_ANY,
+     .target = ENG_TARGET_NONE,
+     .doc = "request body (a map is sent as JSON)"},
+    {.name = "expect_status",
+     .type = ENG_T_ANY,
+     .target = ENG_TARGET_NONE,
+     .doc = "expected status: 200, \"2xx\" or a list (default 2xx)"},
+    {.name = "expect_json",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "Lua expression on `json` that must be true"},
+    {0}};
 static const eng_output http_outputs[] = {
     {"status", ENG_T_INT, "HTTP status"},
     {"body", ENG_T_STRING, "response body"},
@@ -588,52 +621,94 @@ static const eng_output http_outputs[] = {
     {NULL, 0, NULL}};
 
 static const eng_param lua_params[] = {
-    {"script", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "Lua chunk; its returned table becomes the outputs"},
-    {"file", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "Lua file, relative to the runbook"},
-    {"args", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
-     "value visible as `args`"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+    {.name = "script",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "Lua chunk; its returned table becomes the outputs"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "Lua file, relative to the runbook"},
+    {.name = "args",
+     .type = ENG_T_ANY,
+     .target = ENG_TARGET_NONE,
+     .doc = "value visible as `args`"},
+    {0}};
 
 static const eng_param assert_params[] = {
-    {"that", ENG_T_ANY, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "Lua expression that must be true"},
-    {"message", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "failure message"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+    {.name = "that",
+     .type = ENG_T_ANY,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "Lua expression that must be true"},
+    {.name = "message",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "failure message"},
+    {0}};
 
 static const eng_param approve_params[] = {
-    {"message", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "what the approver is asked"},
-    {"timeout", ENG_T_DURATION, 0, NULL, ENG_TARGET_NONE, NULL,
-     "how long to wait for an answer"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+    {.name = "message",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "what the approver is asked"},
+    {.name = "timeout",
+     .type = ENG_T_DURATION,
+     .target = ENG_TARGET_NONE,
+     .doc = "how long to wait for an answer"},
+    {0}};
 static const eng_output approve_outputs[] = {
     {"approved_by", ENG_T_STRING, "who approved, and how"}, {NULL, 0, NULL}};
 
-static const eng_param sleep_params[] = {
-    {"for", ENG_T_DURATION, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "how long"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+static const eng_param sleep_params[] = {{.name = "for",
+                                          .type = ENG_T_DURATION,
+                                          .flags = ENG_P_REQUIRED,
+                                          .target = ENG_TARGET_NONE,
+                                          .doc = "how long"},
+                                         {0}};
 
 static const eng_output no_outputs[] = {{NULL, 0, NULL}};
 
 static const eng_action builtin_actions[] = {
-    {"shell", "run a command", ENG_SIDE_EXTERNAL, 0, shell_params,
-     shell_outputs, shell_start, NULL},
-    {"http", "HTTP request; health checks", ENG_SIDE_EXTERNAL, 0, http_params,
-     http_outputs, http_start, NULL},
-    {"lua", "run a Lua script; its returned table becomes outputs",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, lua_params, no_outputs, lua_start,
-     NULL},
-    {"assert", "fail unless a Lua expression is true", ENG_SIDE_READ_ONLY,
-     ENG_A_REPEAT_SAFE, assert_params, no_outputs, assert_start, NULL},
-    {"approve", "manual gate: prompt on a TTY, else needs --approve ID",
-     ENG_SIDE_READ_ONLY, 0, approve_params, approve_outputs, approve_start,
-     NULL},
-    {"sleep", "wait", ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, sleep_params,
-     no_outputs, sleep_start, NULL},
+    {.name = "shell",
+     .doc = "run a command",
+     .side_effect = ENG_SIDE_EXTERNAL,
+     .params = shell_params,
+     .outputs = shell_outputs,
+     .start = shell_start},
+    {.name = "http",
+     .doc = "HTTP request; health checks",
+     .side_effect = ENG_SIDE_EXTERNAL,
+     .params = http_params,
+     .outputs = http_outputs,
+     .start = http_start},
+    {.name = "lua",
+     .doc = "run a Lua script; its returned table becomes outputs",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = lua_params,
+     .outputs = no_outputs,
+     .start = lua_start},
+    {.name = "assert",
+     .doc = "fail unless a Lua expression is true",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = assert_params,
+     .outputs = no_outputs,
+     .start = assert_start},
+    {.name = "approve",
+     .doc = "manual gate: prompt on a TTY, else needs --approve ID",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .params = approve_params,
+     .outputs = approve_outputs,
+     .start = approve_start},
+    {.name = "sleep",
+     .doc = "wait",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = sleep_params,
+     .outputs = no_outputs,
+     .start = sleep_start},
 };
 
 static const eng_plugin builtin_plugin = {

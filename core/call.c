@@ -61,7 +61,27 @@ struct eng_call {
   bool is_sub;
   eng_call **subs; /* live sub-calls (Lua functions), cancelled with us */
   size_t n_subs;
+  struct owned *owned; /* streams and other objects released at done() */
+  int cancel_reason;   /* ENG_CANCEL_* */
+  uv_timer_t *grace;   /* a cancelled call that must call done() by then */
+  bool abandoned;      /* the grace ran out: ended by the host */
+  bool plugin_started; /* a plugin's start() ran: it owes a done() */
+  struct eng_call *next_abandoned;
 };
+
+/* Something a call started that the host releases if the plugin did not
+ * before done(): release() must not call back into the plugin. */
+typedef struct owned {
+  void *obj;
+  void (*release)(void *obj);
+  struct owned *next;
+} owned;
+
+/* How long a cancelled call may take to call done(). */
+static uint64_t cancel_grace_ms = 10000;
+/* Calls ended by the host after the grace: kept (the plugin may still hold
+ * them) until the host shuts down. */
+static eng_call *abandoned_calls;
 
 static void call_ref(eng_call *c) { c->refs++; }
 
@@ -85,8 +105,12 @@ static void unlink_sub(eng_call *c) {
   c->parent = NULL;
 }
 
+static void stop_grace(eng_call *c);
+static void close_owned(eng_call *c);
+
 static void call_unref(eng_call *c) {
   if (--c->refs > 0) return;
+  stop_grace(c);
   unlink_sub(c);
   for (size_t i = 0; i < c->n_subs; i++) c->subs[i]->parent = NULL;
   free(c->subs);
@@ -110,9 +134,16 @@ void eng__host_init(uv_loop_t *loop, eng__redactor *redact) {
 }
 
 void eng__host_shutdown(void) {
+  while (abandoned_calls) {
+    eng_call *c = abandoned_calls;
+    abandoned_calls = c->next_abandoned;
+    call_unref(c);
+  }
   if (host_multi) eng__http_multi_destroy(host_multi);
   host_multi = NULL;
 }
+
+void eng__host_set_cancel_grace(uint64_t ms) { cancel_grace_ms = ms; }
 
 eng__redactor *eng__host_redactor(void) { return host_redact; }
 
@@ -146,7 +177,8 @@ eng_call *eng__call_sub(eng_call *parent, eng__call_done_cb cb, void *ud) {
   c->parent = parent;
   c->is_sub = true;
   if (parent) {
-    parent->subs = eng__xrealloc(parent->subs, (parent->n_subs + 1) * sizeof *parent->subs);
+    parent->subs = eng__xrealloc(parent->subs,
+                                 (parent->n_subs + 1) * sizeof *parent->subs);
     parent->subs[parent->n_subs++] = c;
   }
   return c;
@@ -162,12 +194,14 @@ int eng__call_start_err(eng_call *c, int (*fn)(eng_call *, const json_t *),
   c->args = args ? json_incref((json_t *)args) : json_object();
   c->started = true;
   if (!fn) return ENG_OK; /* run-end hook: the hook itself drives it */
+  c->plugin_started = true;
   call_ref(c);
   int rc = fn(c, c->args);
   if (rc != ENG_OK) {
     /* start failed: the callback never runs; the message goes to the log */
     c->done = true;
     c->delivered = true;
+    close_owned(c);
     if (err) *err = c->error.len ? eng__xstrdup(c->error.data) : NULL;
     else if (c->error.len && c->run)
       eng__run_log(c->run, c->step, ENG_LOG_ERROR, c->error.data);
@@ -190,6 +224,58 @@ eng__run *eng__call_run(eng_call *c) { return c ? c->run : NULL; }
 
 eng__lua *eng__call_lua(eng_call *c) { return c && c->run ? c->run->L : NULL; }
 
+/* ---- what a call owns -----------------------------------------------------
+ */
+
+void eng__call_own(eng_call *c, void *obj, void (*release)(void *obj)) {
+  owned *o = eng__xcalloc(1, sizeof *o);
+  o->obj = obj;
+  o->release = release;
+  o->next = c->owned;
+  c->owned = o;
+}
+
+void eng__call_disown(eng_call *c, void *obj) {
+  for (owned **pp = &c->owned; *pp; pp = &(*pp)->next)
+    if ((*pp)->obj == obj) {
+      owned *o = *pp;
+      *pp = o->next;
+      free(o);
+      return;
+    }
+}
+
+static void grace_closed(uv_handle_t *h) { free(h); }
+
+static void stop_grace(eng_call *c) {
+  if (!c->grace) return;
+  uv_timer_stop(c->grace);
+  uv_close((uv_handle_t *)c->grace, grace_closed);
+  c->grace = NULL;
+}
+
+/* The call ended (done(), a failed start, or abandoned): stop and close
+ * everything it started that is still open, so that no callback of the
+ * call runs any more. Processes still running are killed (TERM, then KILL
+ * after 2 s) without telling the plugin. */
+static void close_owned(eng_call *c) {
+  stop_grace(c);
+  while (c->owned) {
+    owned *o = c->owned;
+    c->owned = o->next;
+    o->release(o->obj);
+    free(o);
+  }
+  while (c->timers) eng__call_timer_stop(c->timers);
+  while (c->watches) eng__call_watch_stop(c->watches);
+  eng__http_group_abort(&c->http);
+  if (!eng__proc_group_empty(c->procs)) {
+    eng__proc_group_kill(c->procs, 2000);
+    eng__proc_group_detach(c->procs);
+    c->procs = eng__xcalloc(1, sizeof *c->procs);
+  }
+}
+
 static void deliver_cb(uv_timer_t *t) {
   eng_call *c = t->data;
   if (c->delivered) return;
@@ -204,8 +290,6 @@ static void deliver_cb(uv_timer_t *t) {
   eng__call_done_cb cb = c->cb;
   void *ud = c->cb_ud;
   int rc = c->rc;
-  /* Kill leftovers the action forgot (it reported done). */
-  if (!eng__proc_group_empty(c->procs)) eng__proc_group_kill(c->procs, 2000);
   /* Sub-calls and run-end hooks hold no owner reference beyond this. */
   bool auto_release = c->is_sub || c->action == NULL;
   call_ref(c);
@@ -262,12 +346,14 @@ void eng__call_fail(eng_call *c, const char *fmt, ...) {
 }
 
 void eng__call_done(eng_call *c, int rc) {
-  if (c->done) return;
+  if (c->done) return; /* twice, or after the host abandoned the call */
   c->done = true;
   c->rc = rc;
-  if (c->cancelled && rc == ENG_OK) c->rc = ENG_OK; /* finished anyway */
+  close_owned(c);
   uv_timer_start(&c->deliver, deliver_cb, 0, 0);
 }
+
+int eng__call_cancel_reason(eng_call *c) { return c->cancel_reason; }
 
 int eng__call_cancelled(eng_call *c) { return c->cancelled; }
 
@@ -289,6 +375,7 @@ static void proc_log_line(void *ctx, const char *line) {
 }
 
 int eng__call_spawn(eng_call *c, const eng_spawn_opts *o, eng_proc **out) {
+  if (c->done) return ENG_ERR_CANCELLED;
   eng__proc_hooks hooks = {proc_log_line, c, host_redact};
   char err[512];
   int rc = eng__proc_spawn(host_loop, c->procs, o, &hooks, out, err,
@@ -299,7 +386,8 @@ int eng__call_spawn(eng_call *c, const eng_spawn_opts *o, eng_proc **out) {
 
 
 int eng__call_http_start(eng_call *c, void *easy, eng_http_cb cb, void *ud,
-                        eng_http **out) {
+                         eng_http **out) {
+  if (c->done) return ENG_ERR_CANCELLED;
   return eng__http_start(host_multi, &c->http, easy, cb, ud, out);
 }
 
@@ -318,13 +406,15 @@ static void work_fn(uv_work_t *w) {
 
 static void work_after(uv_work_t *w, int status) {
   work_req *r = w->data;
-  if (r->after) r->after(r->ud, status);
+  /* after done() the plugin hears nothing more of the call */
+  if (r->after && !r->call->done) r->after(r->ud, status);
   call_unref(r->call);
   free(r);
 }
 
 int eng__call_work(eng_call *c, void (*fn)(void *),
                    void (*after)(void *, int), void *ud) {
+  if (c->done) return ENG_ERR_CANCELLED;
   work_req *r = eng__xcalloc(1, sizeof *r);
   r->w.data = r;
   r->call = c;
@@ -361,6 +451,7 @@ static void timer_fire(uv_timer_t *h) {
 
 eng_timer *eng__call_timer_start(eng_call *c, uint64_t ms,
                                  void (*cb)(void *), void *ud) {
+  if (c && c->done) return NULL;
   struct eng_timer *t = eng__xcalloc(1, sizeof *t);
   uv_timer_init(host_loop, &t->h);
   t->h.data = t;
@@ -398,6 +489,7 @@ static int uv_events(int events) {
 
 eng_watch *eng__call_watch_start(eng_call *c, int fd, int events,
                                  void (*cb)(void *, int, int), void *ud) {
+  if (c && c->done) return NULL;
   struct eng_watch *w = eng__xcalloc(1, sizeof *w);
   if (uv_poll_init_socket(host_loop, &w->h, fd) != 0) {
     free(w);
@@ -444,15 +536,17 @@ static eng_side_effect call_side(eng_call *c) {
 int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
                           const char *evidence) {
   if (!c->run) { /* no run to decide: fail closed */
-    eng__call_fail(c, "refused: no guard context for '%s' (internal)", value ? value : "");
+    eng__call_fail(c, "refused: no guard context for '%s' (internal)",
+                   value ? value : "");
     return ENG_ERR_REFUSED;
   }
   int rc = eng__policy_check(c->run, c->step, kind, value, evidence,
                              call_side(c));
   if (rc != ENG_OK)
-    eng__call_fail(c, "refused by a guard: '%s'%s%s is protected or not owned by "
-              "this run",
-           value, evidence ? " " : "", evidence ? evidence : "");
+    eng__call_fail(c,
+                   "refused by a guard: '%s'%s%s is protected or not owned by "
+                   "this run",
+                   value, evidence ? " " : "", evidence ? evidence : "");
   return rc;
 }
 
@@ -487,9 +581,47 @@ int eng__call_at_run_end(eng_call *c, int (*cb)(eng_call *, void *),
 
 /* Cancel: kill processes, abort transfers, tell the plugin; it still calls
  * done(). */
-void eng__call_cancel(eng_call *c) {
+static const char *reason_name(int reason) {
+  return reason == ENG_CANCEL_TIMEOUT     ? "its step timed out"
+         : reason == ENG_CANCEL_INTERRUPT ? "the run was interrupted"
+                                          : "the engine is shutting down";
+}
+
+/* The grace ran out and the plugin has not called done(): end the call
+ * here so the run goes on. Its memory stays (the plugin may still hold
+ * it); nothing it started calls back any more. */
+static void grace_fire(uv_timer_t *t) {
+  eng_call *c = t->data;
+  stop_grace(c);
+  if (c->done) return;
+  char d[32];
+  const char *who =
+      c->action && c->action->name ? c->action->name : "a plugin function";
+  eng__buf_free(&c->error);
+  eng__buf_addf(&c->error,
+                "%s did not honour the cancel (%s) within %s: the engine "
+                "ended the step; whatever it started may still be running "
+                "(a plugin bug: report it to the plugin's authors)",
+                who, reason_name(c->cancel_reason),
+                eng__fmt_duration((int64_t)cancel_grace_ms, d, sizeof d));
+  eng__call_logf(c, ENG_LOG_WARN, "%s", c->error.data);
+  c->abandoned = true;
+  call_ref(c);
+  c->next_abandoned = abandoned_calls;
+  abandoned_calls = c;
+  c->done = true;
+  c->rc = c->cancel_reason == ENG_CANCEL_TIMEOUT ? ENG_ERR_TIMEOUT
+                                                 : ENG_ERR_CANCELLED;
+  close_owned(c);
+  uv_timer_start(&c->deliver, deliver_cb, 0, 0);
+}
+
+/* Cancel: kill processes, abort transfers, tell the plugin (with the
+ * reason); it still calls done(), within the grace. */
+void eng__call_cancel(eng_call *c, int reason) {
   if (c->cancelled || c->done) return;
   c->cancelled = true;
+  c->cancel_reason = reason;
   call_ref(c);
   eng__proc_group_kill(c->procs, 3000);
   eng__http_group_cancel(&c->http);
@@ -497,6 +629,12 @@ void eng__call_cancel(eng_call *c) {
   if (c->cancel_cb && !c->done) c->cancel_cb(c->cancel_ud);
   /* Lua functions a hook of this step is waiting for */
   for (size_t i = c->n_subs; i-- > 0;)
-    if (i < c->n_subs) eng__call_cancel(c->subs[i]);
+    if (i < c->n_subs) eng__call_cancel(c->subs[i], reason);
+  if (!c->done && c->plugin_started && cancel_grace_ms > 0) {
+    c->grace = eng__xmalloc(sizeof *c->grace);
+    uv_timer_init(host_loop, c->grace);
+    c->grace->data = c;
+    uv_timer_start(c->grace, grace_fire, cancel_grace_ms, 0);
+  }
   call_unref(c);
 }

@@ -135,6 +135,9 @@ int eng__http_start(eng__http_multi *m, eng__http_group *g, void *curl_easy,
 void eng__http_cancel(eng_http *req); /* cb runs with ENG_ERR_CANCELLED */
 void eng__http_unpause(eng_http *req);
 void eng__http_group_cancel(eng__http_group *g);
+/* Stop every request of the group without running its callback (the
+ * owner is gone); the easy handles stay the owner's. */
+void eng__http_group_abort(eng__http_group *g);
 
 /* ---- lua_host.c: the sandbox ------------------------------------------ */
 
@@ -204,7 +207,16 @@ int eng__call_start(eng_call *call, int (*fn)(eng_call *, const json_t *),
  * NULL) instead of it being logged. */
 int eng__call_start_err(eng_call *call, int (*fn)(eng_call *, const json_t *),
                         const json_t *args, char **err);
-void eng__call_cancel(eng_call *c);
+/* Cancel with a reason (ENG_CANCEL_*): processes killed, transfers
+ * aborted, the plugin told; a plugin that has not called done() when the
+ * grace runs out is abandoned: the host ends the call itself. */
+void eng__call_cancel(eng_call *c, int reason);
+int eng__call_cancel_reason(eng_call *c);
+void eng__host_set_cancel_grace(uint64_t ms);
+/* Objects a call started (streams) that done() releases when the plugin
+ * left them open; release() must not call back into the plugin. */
+void eng__call_own(eng_call *c, void *obj, void (*release)(void *obj));
+void eng__call_disown(eng_call *c, void *obj);
 void eng__call_release(eng_call *c);
 uv_loop_t *eng__call_loop(eng_call *call);
 eng__run *eng__call_run(eng_call *call);

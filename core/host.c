@@ -46,6 +46,7 @@ static const eng_host host_table = {
     .stream_open_read = eng__stream_open_read,
     .stream_pause = eng__stream_pause,
     .stream_is_remote = eng__stream_is_remote,
+    .cancel_reason = eng__call_cancel_reason,
 };
 
 

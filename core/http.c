@@ -44,6 +44,7 @@ struct eng_http {
   void *ud;
   int cancel_pending; /* cancelled from inside a curl callback */
   int doomed;         /* selected by group_cancel */
+  int silent;         /* the owner is gone: finish without the callback */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -138,8 +139,9 @@ static void finish(eng_http *r, int rc, const char *msg) {
   snprintf(err, sizeof err, "%s", msg ? msg : "");
   eng_http_cb cb = r->cb;
   void *ud = r->ud;
+  int silent = r->silent;
   free(r);
-  cb(ud, rc, status, rc == ENG_OK ? NULL : err);
+  if (!silent) cb(ud, rc, status, rc == ENG_OK ? NULL : err);
 }
 
 static void finish_done(eng_http *r, CURLcode res) {
@@ -364,6 +366,13 @@ void eng__http_unpause(eng_http *r) {
   curl_easy_pause(r->easy, CURLPAUSE_CONT);
   m->in_curl--;
   if (m->in_curl == 0) check_multi_info(m);
+}
+
+void eng__http_group_abort(eng__http_group *g) {
+  if (!g) return;
+  for (struct eng__http_link *l = g->head; l; l = l->next)
+    ((eng_http *)l)->silent = 1;
+  eng__http_group_cancel(g);
 }
 
 void eng__http_group_cancel(eng__http_group *g) {

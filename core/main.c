@@ -44,6 +44,27 @@ static const char usage_text[] =
     "failed, 2 usage error or invalid runbook, 3 refused by a guard, 4 SLO\n"
     "missed, 5 interrupted.\n";
 
+/* Options every command takes, before or after the command name. */
+static const char global_help[] =
+    "\nglobal options (before or after the command):\n"
+    "      --plugin-path DIR    extra plugin directory, searched first\n"
+    "                           (repeatable; env ENGINE_PLUGIN_PATH)\n"
+    "      --state-dir DIR      where runs are recorded (default .engine/,\n"
+    "                           env ENGINE_STATE_DIR)\n"
+    "      --cancel-grace DUR   how long a cancelled action may take to stop\n"
+    "                           before the engine ends its step anyway\n"
+    "                           (default 10s, env ENGINE_CANCEL_GRACE)\n"
+    "  -q, --quiet              only failures and the summary\n"
+    "  -v, --verbose            debug lines too\n"
+    "      --no-color           no colours (env NO_COLOR too)\n";
+
+/* A command's help, then the global options. */
+static int print_help(const char *text, FILE *out, int code) {
+  fputs(text, out);
+  fputs(global_help, out);
+  return code;
+}
+
 static const char run_help[] =
     "usage: engine run RUNBOOK [options]\n"
     "       engine plan RUNBOOK [options]\n"
@@ -58,16 +79,10 @@ static const char run_help[] =
     "      --only STEP          run only STEP (with what it needs)\n"
     "      --from STEP          run STEP and every step after it\n"
     "      --jobs N             most steps running at once (default 4)\n"
-    "      --state-dir DIR      where runs are recorded (default .engine/,\n"
-    "                           env ENGINE_STATE_DIR)\n"
     "      --report FILE        JSON report\n"
     "      --junit FILE         JUnit XML report\n"
     "      --evidence FILE      drill evidence (Markdown)\n"
-    "      --plugin-path DIR    extra plugin directory (env ENGINE_PLUGIN_PATH)\n"
-    "      --log-format FMT     text (default) or json\n"
-    "  -q, --quiet              only failures and the summary\n"
-    "  -v, --verbose            debug lines too\n"
-    "      --no-color           no colours (env NO_COLOR too)\n";
+    "      --log-format FMT     text (default) or json\n";
 
 typedef struct cli {
   eng__run_opts o;
@@ -95,7 +110,8 @@ enum {
   OPT_EVIDENCE,
   OPT_PLUGIN_PATH,
   OPT_LOG_FORMAT,
-  OPT_NO_COLOR
+  OPT_NO_COLOR,
+  OPT_CANCEL_GRACE
 };
 
 static const struct option long_opts[] = {
@@ -117,6 +133,7 @@ static const struct option long_opts[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"cancel-grace", required_argument, NULL, OPT_CANCEL_GRACE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -137,8 +154,19 @@ static bool running_from_build(void) {
   return strncmp(exe, build_root, bl) == 0 && exe[bl] == '/';
 }
 
+static int set_cancel_grace(const char *text) {
+  int64_t ms;
+  if (eng__parse_duration(text, &ms) != 0 || ms < 0 || ms > 3600000) return -1;
+  eng__host_set_cancel_grace((uint64_t)ms);
+  return 0;
+}
+
 static int parse_args(cli *c, int argc, char **argv) {
   c->o.jobs = 4;
+  const char *grace = getenv("ENGINE_CANCEL_GRACE");
+  if (grace && *grace && set_cancel_grace(grace) != 0)
+    return usage_error("ENGINE_CANCEL_GRACE needs a duration such as 10s "
+                       "(at most 1h), got '%s'", grace);
   c->o.state_dir = getenv("ENGINE_STATE_DIR") ? getenv("ENGINE_STATE_DIR")
                                               : ".engine";
   c->o.color = !getenv("NO_COLOR");
@@ -210,6 +238,11 @@ static int parse_args(cli *c, int argc, char **argv) {
     case 'q': c->o.verbosity = -1; break;
     case 'v': c->o.verbosity = 1; break;
     case OPT_NO_COLOR: c->o.color = false; break;
+    case OPT_CANCEL_GRACE:
+      if (set_cancel_grace(optarg) != 0)
+        return usage_error("--cancel-grace needs a duration such as 10s or "
+                           "500ms (at most 1h), got '%s'", optarg);
+      break;
     case 'h': c->help = true; break;
     case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
     default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -267,10 +300,7 @@ static eng__runbook *load_valid(const char *file, eng__lua **L,
 }
 
 static int cmd_run(cli *c, bool plan) {
-  if (c->help) {
-    fputs(run_help, stdout);
-    return 0;
-  }
+  if (c->help) return print_help(run_help, stdout, 0);
   if (c->n_positional != 1)
     return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
   if (plan) c->o.plan_only = true;
@@ -295,11 +325,10 @@ static int cmd_run(cli *c, bool plan) {
 
 static int cmd_validate(cli *c) {
   if (c->help || c->n_positional == 0) {
-    fputs("usage: engine validate RUNBOOK...\n\nChecks syntax, keys, step "
+    return print_help("usage: engine validate RUNBOOK...\n\nChecks syntax, keys, step "
           "ids, needs, cycles, actions and their parameters, durations and "
-          "Lua code. Exit 0 when every file is valid, 2 otherwise.\n",
-          c->help ? stdout : stderr);
-    return c->help ? 0 : ENG_EXIT_USAGE;
+          "Lua code. Exit 0 when every file is valid, 2 otherwise.\n", c->help ? stdout : stderr,
+                      c->help ? 0 : ENG_EXIT_USAGE);
   }
   eng__diags d = {0};
   d.color = c->o.color && isatty(2);
@@ -355,10 +384,8 @@ static void print_action(const eng__action_ref *a, bool full) {
 
 static int cmd_plugins(cli *c) {
   if (c->help) {
-    fputs("usage: engine plugins [PLUGIN[.ACTION]]\n\nLists loaded plugins "
-          "and their actions; with a name, the parameters and outputs too.\n",
-          stdout);
-    return 0;
+    return print_help("usage: engine plugins [PLUGIN[.ACTION]]\n\nLists loaded plugins "
+          "and their actions; with a name, the parameters and outputs too.\n", stdout, 0);
   }
   eng__diags d = {0};
   load_plugins(c, &d);
@@ -394,6 +421,15 @@ static int cmd_plugins(cli *c) {
   const eng__plugin_failure *f;
   size_t nf = eng__registry_failures(&f);
   eng__diags_free(&d);
+  /* refused plugins were warnings; one the user asked for is an error */
+  for (size_t i = 0; want && !found && i < nf; i++) {
+    size_t sl = strlen(f[i].stem);
+    if (!strncmp(want, f[i].stem, sl) && (want[sl] == '\0' || want[sl] == '.')) {
+      fprintf(stderr, "engine: plugin '%s' (%s) was refused: %s\n",
+              f[i].stem, f[i].path, f[i].message);
+      return ENG_EXIT_USAGE;
+    }
+  }
   if (want && !found) {
     const char *const *names;
     size_t n = eng__registry_names(&names);
@@ -402,20 +438,22 @@ static int cmd_plugins(cli *c) {
             hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
     return ENG_EXIT_USAGE;
   }
-  return nf ? ENG_EXIT_USAGE : 0;
+  return 0;
 }
 
 static json_t *type_schema(eng_type t, const char *choices) {
   switch (t) {
   case ENG_T_STRING: {
     json_t *s = json_pack("{s:s}", "type", "string");
-    if (choices) {
+    if (choices) { /* one of them, or a ${...} decided at run time */
       json_t *e = json_array();
       char *cp = eng__xstrdup(choices), *save = NULL;
       for (char *x = strtok_r(cp, "|", &save); x; x = strtok_r(NULL, "|", &save))
         json_array_append_new(e, json_string(x));
       free(cp);
-      json_object_set_new(s, "enum", e);
+      json_object_set(s, "examples", e);
+      json_object_set_new(s, "if", json_pack("{s:s}", "pattern", "\\$\\{"));
+      json_object_set_new(s, "else", json_pack("{s:o}", "enum", e));
     }
     return s;
   }
@@ -423,20 +461,77 @@ static json_t *type_schema(eng_type t, const char *choices) {
   case ENG_T_NUMBER: return json_pack("{s:[s,s]}", "type", "number", "string");
   case ENG_T_BOOL: return json_pack("{s:[s,s]}", "type", "boolean", "string");
   case ENG_T_DURATION:
-    return json_pack("{s:[s,s], s:s, s:s}", "type", "string", "number",
-                     "format", "duration", "description",
-                     "duration: 500ms, 30s, 5m, 1h30m");
+    return json_pack("{s:[s,s], s:s}", "type", "string", "number", "format",
+                     "duration");
   case ENG_T_LIST: return json_pack("{s:[s,s]}", "type", "array", "string");
   case ENG_T_MAP: return json_pack("{s:[s,s]}", "type", "object", "string");
   default: return json_object();
   }
 }
 
+/* A parameter for editors: type, enum, range, default, and the help text
+ * as plain and Markdown descriptions. */
+static json_t *param_schema(const eng_param *p) {
+  json_t *ps = type_schema(p->type, p->choices);
+  eng__buf md = {0};
+  eng__buf_addf(&md, "**%s**%s", eng__type_name(p->type),
+                (p->flags & ENG_P_REQUIRED) && !p->def ? ", required" : "");
+  if (p->def) {
+    json_t *d = json_loads(p->def, JSON_DECODE_ANY, NULL);
+    if (d) json_object_set_new(ps, "default", d);
+    eng__buf_addf(&md, ", default `%s`", p->def);
+  }
+  bool ms = p->type == ENG_T_DURATION;
+  char a[32], b[32];
+  if (p->flags & ENG_P_MIN) {
+    if (!ms) json_object_set_new(ps, "minimum", json_real(p->min));
+    if (ms) eng__fmt_duration((int64_t)p->min, a, sizeof a);
+    else snprintf(a, sizeof a, "%g", p->min);
+    eng__buf_addf(&md, ", at least %s", a);
+  }
+  if (p->flags & ENG_P_MAX) {
+    if (!ms) json_object_set_new(ps, "maximum", json_real(p->max));
+    if (ms) eng__fmt_duration((int64_t)p->max, b, sizeof b);
+    else snprintf(b, sizeof b, "%g", p->max);
+    eng__buf_addf(&md, ", at most %s", b);
+  }
+  if (p->choices) eng__buf_addf(&md, ", one of `%s`", p->choices);
+  if (p->flags & ENG_P_SECRET) eng__buf_adds(&md, ", secret");
+  if (p->target) eng__buf_addf(&md, ", names a %s", target_names[p->target]);
+  if (p->doc) {
+    json_object_set_new(ps, "description", json_string(p->doc));
+    eng__buf_addf(&md, "\n\n%s", p->doc);
+  }
+  if (p->type == ENG_T_DURATION)
+    eng__buf_adds(&md, "\n\nA duration: 500ms, 30s, 5m, 1h30m, or seconds.");
+  json_object_set_new(ps, "markdownDescription", json_string(md.data));
+  eng__buf_free(&md);
+  return ps;
+}
+
+static json_t *action_doc(const eng__action_ref *r, bool markdown) {
+  const eng_action *a = r->action;
+  if (!markdown) return json_string(a->doc ? a->doc : r->full);
+  eng__buf md = {0};
+  eng__buf_addf(&md, "**%s** (%s)%s\n\n%s", r->full,
+                side_names[a->side_effect],
+                (a->flags & ENG_A_REPEAT_SAFE) ? ", repeat-safe" : "",
+                a->doc ? a->doc : "");
+  if (a->outputs && a->outputs->name) {
+    eng__buf_adds(&md, "\n\nOutputs:");
+    for (const eng_output *o = a->outputs; o->name; o++)
+      eng__buf_addf(&md, "\n- `%s` (%s) %s", o->name, eng__type_name(o->type),
+                    o->doc ? o->doc : "");
+  }
+  json_t *s = json_string(md.data);
+  eng__buf_free(&md);
+  return s;
+}
+
 static int cmd_schema(cli *c) {
   if (c->help) {
-    fputs("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
-          "runbook files, generated from the loaded plugins.\n", stdout);
-    return 0;
+    return print_help("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
+          "runbook files, generated from the loaded plugins.\n", stdout, 0);
   }
   eng__diags d = {0};
   d.quiet = true;
@@ -451,21 +546,25 @@ static int cmd_schema(cli *c) {
     json_t *props = json_object();
     json_t *req = json_array();
     for (const eng_param *p = a->params; p && p->name; p++) {
-      json_t *ps = type_schema(p->type, p->choices);
-      if (p->doc) json_object_set_new(ps, "description", json_string(p->doc));
-      json_object_set_new(props, p->name, ps);
+      json_object_set_new(props, p->name, param_schema(p));
       if ((p->flags & ENG_P_REQUIRED) && !p->def)
         json_array_append_new(req, json_string(p->name));
     }
-    json_t *with = json_pack("{s:s, s:o, s:b}", "type", "object", "properties",
-                             props, "additionalProperties", 0);
+    json_t *with = json_pack("{s:s, s:o, s:b, s:o, s:o}", "type", "object",
+                             "properties", props, "additionalProperties", 0,
+                             "description", action_doc(acts[i], false),
+                             "markdownDescription", action_doc(acts[i], true));
     if (json_array_size(req)) json_object_set_new(with, "required", req);
     else json_decref(req);
     json_array_append_new(
         variants,
         json_pack("{s:{s:{s:{s:s}}}, s:{s:{s:o}}}", "if", "properties", "uses",
                   "const", acts[i]->full, "then", "properties", "with", with));
-    json_array_append_new(uses_enum, json_string(acts[i]->full));
+    json_array_append_new(uses_enum,
+                          json_pack("{s:s, s:o, s:o}", "const", acts[i]->full,
+                                    "description", action_doc(acts[i], false),
+                                    "markdownDescription",
+                                    action_doc(acts[i], true)));
   }
   json_t *dur = json_pack("{s:[s,s], s:s}", "type", "string", "number",
                           "pattern", "^([0-9.]+(ms|s|m|h|d))+$|^[0-9.]+$");
@@ -480,7 +579,7 @@ static int cmd_schema(cli *c) {
       "s:{s:s}, s:{s:s}}, s:b, s:o}",
       "type", "object", "required", "id", "uses", "properties", "id", "type",
       "string", "pattern", "^[a-z0-9_-]+$", "name", "type", "string", "uses",
-      "type", "string", "enum", uses_enum, "with", "type", "object", "needs",
+      "type", "string", "anyOf", uses_enum, "with", "type", "object", "needs",
       "type", "array", "string", "if", "type", "string", "boolean", "timeout",
       dur, "retry", retry, "continue_on_error", "type", "boolean", "check",
       "type", "string", "outputs", "type", "object", "recovered", "type",
@@ -533,12 +632,11 @@ static int cmd_schema(cli *c) {
 static int cmd_audit(cli *c) {
   if (c->help || c->n_positional != 2 ||
       (strcmp(c->positional[0], "verify") && strcmp(c->positional[0], "show"))) {
-    fputs("usage: engine audit verify FILE   exit 0 when intact, 1 naming the "
+    return print_help("usage: engine audit verify FILE   exit 0 when intact, 1 naming the "
           "first bad line\n       engine audit show FILE     readable "
           "timeline\nWith ENGINE_AUDIT_KEY set, verify checks every record's "
-          "HMAC too.\n",
-          c->help ? stdout : stderr);
-    return c->help ? 0 : ENG_EXIT_USAGE;
+          "HMAC too.\n", c->help ? stdout : stderr,
+                      c->help ? 0 : ENG_EXIT_USAGE);
   }
   if (!strcmp(c->positional[0], "show")) return eng__audit_show(c->positional[1], stdout);
   return eng__audit_verify(c->positional[1], stdout);
@@ -546,21 +644,19 @@ static int cmd_audit(cli *c) {
 
 static int cmd_runs(cli *c) {
   if (c->help) {
-    fputs("usage: engine runs [--state-dir DIR]\nLists recorded runs, their "
-          "status and how many created resources were not removed.\n", stdout);
-    return 0;
+    return print_help("usage: engine runs [--state-dir DIR]\nLists recorded runs, their "
+          "status and how many created resources were not removed.\n", stdout, 0);
   }
   return eng__runs_list(c->o.state_dir, stdout);
 }
 
 static int cmd_cleanup(cli *c) {
   if (c->help || c->n_positional != 1) {
-    fputs("usage: engine cleanup RUN_ID [--state-dir DIR] [--set NAME=VALUE]\n"
+    return print_help("usage: engine cleanup RUN_ID [--state-dir DIR] [--set NAME=VALUE]\n"
           "Removes what the run's journal says it created and did not remove\n"
           "(newest first), e.g. after the engine was killed. Secrets come from\n"
-          "the same environment variables as the run's.\n",
-          c->help ? stdout : stderr);
-    return c->help ? 0 : ENG_EXIT_USAGE;
+          "the same environment variables as the run's.\n", c->help ? stdout : stderr,
+                      c->help ? 0 : ENG_EXIT_USAGE);
   }
   const char *id = c->positional[0];
   char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
@@ -598,16 +694,43 @@ static int cmd_cleanup(cli *c) {
   return code;
 }
 
+/* Does option `a` take the next argument as its value? */
+static bool takes_value(const char *a) {
+  if (!strcmp(a, "-p")) return true;
+  if (strncmp(a, "--", 2) != 0 || strchr(a, '=')) return false;
+  for (const struct option *o = long_opts; o->name; o++)
+    if (!strcmp(a + 2, o->name)) return o->has_arg == required_argument;
+  return false;
+}
+
+/* The command: the first argument that is neither an option nor an
+ * option's value (global options may come before it). -1 when none. */
+static int find_command(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) return i + 1 < argc ? i + 1 : -1;
+    if (a[0] != '-' || !a[1]) return i;
+    if (takes_value(a)) i++;
+  }
+  return -1;
+}
+
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fputs(usage_text, stderr);
-    return ENG_EXIT_USAGE;
+  int ci = find_command(argc, argv);
+  if (ci < 0) {
+    for (int i = 1; i < argc; i++)
+      if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+        return print_help(usage_text, stdout, 0);
+    if (argc >= 2 && !strcmp(argv[1], "--version")) ci = 1;
+    else return print_help(usage_text, stderr, ENG_EXIT_USAGE);
   }
-  const char *cmd = argv[1];
-  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-    fputs(usage_text, stdout);
-    return 0;
-  }
+  const char *cmd = argv[ci];
+  if (!strcmp(cmd, "help")) return print_help(usage_text, stdout, 0);
+  /* argv for getopt: the command first, then every other argument */
+  char **args = eng__xcalloc((size_t)argc + 1, sizeof *args);
+  args[0] = argv[ci];
+  for (int i = 1, k = 1; i < argc; i++)
+    if (i != ci) args[k++] = argv[i];
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
     printf("engine %s (plugin ABI %d.%d)\n", ENG_VERSION, ENG_ABI_MAJOR,
            ENG_ABI_MINOR);
@@ -616,7 +739,7 @@ int main(int argc, char **argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   cli c;
   memset(&c, 0, sizeof c);
-  int code = parse_args(&c, argc - 1, argv + 1);
+  int code = parse_args(&c, argc - 1, args);
   if (code == 0) {
     if (!strcmp(cmd, "run")) code = cmd_run(&c, false);
     else if (!strcmp(cmd, "plan")) code = cmd_run(&c, true);
@@ -641,6 +764,7 @@ int main(int argc, char **argv) {
   json_decref(c.o.params_file);
   free(c.plugin_dirs);
   free(c.approve);
+  free(args);
   eng__registry_unload();
   curl_global_cleanup();
   return code;

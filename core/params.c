@@ -1,6 +1,6 @@
-/* params.c - values: conversion to the types parameters declare, the
- * runbook's parameters of a run, the context tables expressions see (env,
- * run, runbook) and each step's parameters rendered and converted. */
+/* params.c - the values of a run: the runbook's parameters, the context
+ * tables expressions see (env, run, runbook) and each step's parameters
+ * rendered and converted (convert.c converts). */
 #include "plan.h"
 
 #include <errno.h>
@@ -11,143 +11,6 @@
 #include <strings.h>
 
 extern char **environ;
-
-static const char *const type_names[] = {"string", "int",  "number", "bool",
-                                         "duration", "list", "map",  "any"};
-
-const char *eng__type_name(eng_type t) {
-  return (unsigned)t <= ENG_T_ANY ? type_names[t] : "?";
-}
-
-int eng__type_parse(const char *s, eng_type *t) {
-  for (unsigned i = 0; i <= ENG_T_ANY; i++)
-    if (strcmp(s, type_names[i]) == 0) {
-      *t = (eng_type)i;
-      return 0;
-    }
-  if (!strcmp(s, "integer")) { *t = ENG_T_INT; return 0; }
-  if (!strcmp(s, "boolean")) { *t = ENG_T_BOOL; return 0; }
-  return -1;
-}
-
-static const char *json_kind(const json_t *v) {
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "a map";
-  case JSON_ARRAY: return "a list";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "a boolean";
-  default: return "null";
-  }
-}
-
-static bool in_choices(const char *s, const char *choices) {
-  size_t n = strlen(s);
-  for (const char *p = choices; p && *p;) {
-    const char *e = strchr(p, '|');
-    size_t l = e ? (size_t)(e - p) : strlen(p);
-    if (l == n && strncmp(p, s, n) == 0) return true;
-    if (!e) break;
-    p = e + 1;
-  }
-  return false;
-}
-
-json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
-                     char *err, size_t errlen) {
-  const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-  char *end;
-  switch (type) {
-  case ENG_T_ANY: return json_incref((json_t *)v);
-  case ENG_T_STRING: {
-    json_t *out = NULL;
-    if (s) out = json_string(s);
-    else if (json_is_integer(v))
-      out = json_sprintf("%lld", (long long)json_integer_value(v));
-    else if (json_is_real(v)) out = json_sprintf("%g", json_real_value(v));
-    else if (json_is_boolean(v))
-      out = json_string(json_is_true(v) ? "true" : "false");
-    else {
-      snprintf(err, errlen, "expected a string, got %s", json_kind(v));
-      return NULL;
-    }
-    if (choices && !in_choices(json_string_value(out), choices)) {
-      snprintf(err, errlen, "'%s' is not one of %s", json_string_value(out),
-               choices);
-      json_decref(out);
-      return NULL;
-    }
-    return out;
-  }
-  case ENG_T_INT:
-    if (json_is_integer(v)) return json_incref((json_t *)v);
-    if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
-        fabs(json_real_value(v)) < 9e15)
-      return json_integer((json_int_t)json_real_value(v));
-    if (s && *s) {
-      errno = 0;
-      long long i = strtoll(s, &end, 10);
-      if (!*end && !errno) return json_integer(i);
-    }
-    snprintf(err, errlen, "expected an integer, got %s%s%s%s", json_kind(v),
-             s ? " '" : "", s ? s : "", s ? "'" : "");
-    return NULL;
-  case ENG_T_NUMBER:
-    if (json_is_number(v)) return json_incref((json_t *)v);
-    if (s && *s) {
-      errno = 0;
-      double d = strtod(s, &end);
-      if (!*end && !errno && isfinite(d)) return json_real(d);
-    }
-    snprintf(err, errlen, "expected a number, got %s", json_kind(v));
-    return NULL;
-  case ENG_T_BOOL:
-    if (json_is_boolean(v)) return json_incref((json_t *)v);
-    if (json_is_integer(v) &&
-        (json_integer_value(v) == 0 || json_integer_value(v) == 1))
-      return json_boolean(json_integer_value(v));
-    if (s) {
-      if (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcmp(s, "1") ||
-          !strcasecmp(s, "on"))
-        return json_true();
-      if (!strcasecmp(s, "false") || !strcasecmp(s, "no") ||
-          !strcmp(s, "0") || !strcasecmp(s, "off") || !*s)
-        return json_false();
-    }
-    snprintf(err, errlen, "expected true or false, got %s%s%s%s",
-             json_kind(v), s ? " '" : "", s ? s : "", s ? "'" : "");
-    return NULL;
-  case ENG_T_DURATION: {
-    int64_t ms;
-    if (json_is_number(v) && json_number_value(v) >= 0)
-      return json_integer((json_int_t)(json_number_value(v) * 1000.0 + 0.5));
-    if (s && eng__parse_duration(s, &ms) == 0) return json_integer(ms);
-    snprintf(err, errlen,
-             "expected a duration like 500ms, 30s, 5m, 1h30m; got %s%s%s%s",
-             json_kind(v), s ? " '" : "", s ? s : "", s ? "'" : "");
-    return NULL;
-  }
-  case ENG_T_LIST:
-    if (json_is_array(v)) return json_incref((json_t *)v);
-    if (json_is_null(v)) return json_array();
-    if (!json_is_object(v)) {
-      json_t *a = json_array();
-      json_array_append(a, (json_t *)v);
-      return a;
-    }
-    snprintf(err, errlen, "expected a list, got %s", json_kind(v));
-    return NULL;
-  case ENG_T_MAP:
-    if (json_is_object(v)) return json_incref((json_t *)v);
-    if (json_is_null(v)) return json_object();
-    snprintf(err, errlen, "expected a map, got %s", json_kind(v));
-    return NULL;
-  }
-  snprintf(err, errlen, "unknown type");
-  return NULL;
-}
 
 /* ---- the runbook's parameters of a run ------------------------------------ */
 
@@ -334,7 +197,7 @@ json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
       } else continue;
     }
     char cerr[512];
-    json_t *c = eng__convert(v, p->type, p->choices, cerr, sizeof cerr);
+    json_t *c = eng__convert_param(v, p, cerr, sizeof cerr);
     json_decref(def);
     if (!c) {
       snprintf(err, errlen, "parameter '%s' of %s: %s", p->name,

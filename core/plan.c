@@ -78,7 +78,7 @@ static void validate_with(plan_ctx *ld, eng__step *s, eng__lua *L) {
     }
     json_t *j = eng__node_to_json(v);
     char err[512];
-    json_t *c = eng__convert(j, p->type, p->choices, err, sizeof err);
+    json_t *c = eng__convert_param(j, p, err, sizeof err);
     if (!c)
       ERR(ld, v, "step '%s': parameter '%s' of %s: %s", s->id, k, a->full,
           err);
@@ -244,7 +244,7 @@ int eng__plan_print(eng__run *r) {
       if (!v && vn && eng__tpl_static(vn)) {
         char e2[512];
         json_t *raw = eng__tpl_render(r->L, vn, e2, sizeof e2);
-        own = raw ? eng__convert(raw, p->type, p->choices, e2, sizeof e2) : NULL;
+        own = raw ? eng__convert_param(raw, p, e2, sizeof e2) : NULL;
         json_decref(raw);
         v = own;
       }

@@ -13,8 +13,9 @@ struct eng__action_ref {
 };
 
 typedef struct eng__plugin_entry {
-  const eng_plugin *desc;
-  char *path; /* NULL for built-ins */
+  const eng_plugin *desc; /* declarations in the current ABI's layout */
+  char *path;             /* NULL for built-ins */
+  struct norm *decls;     /* what the loader allocated for desc */
 } eng__plugin_entry;
 
 typedef struct eng__plugin_failure {
@@ -32,7 +33,8 @@ size_t eng__registry_plugins(const eng__plugin_entry **out);
 size_t eng__registry_failures(const eng__plugin_failure **out);
 /* Candidate names for "did you mean" (NULL-free array, static storage). */
 size_t eng__registry_names(const char *const **out);
-/* Check a descriptor; message in err. Exposed for tests. */
+/* Check a descriptor (header, names, declarations of its ABI minor,
+ * defaults against their types); message in err. Exposed for tests. */
 int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen);
 
 /* builtins.c */

@@ -137,12 +137,15 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
 
-/* ---- params.c: convert values to declared types ------------------------ */
+/* ---- convert.c: values into declared types --------------------------------- */
 
 /* Convert v (borrowed) to type; NULL with err on failure. */
 json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
                      char *err, size_t errlen);
 const char *eng__type_name(eng_type t);
+/* v converted to what parameter p accepts: type, choices, min/max, check. */
+json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
+                           size_t errlen);
 int eng__type_parse(const char *s, eng_type *t);
 
 #endif

@@ -114,7 +114,7 @@ static void timeout_cb(uv_timer_t *t) {
                 r->rb->steps[i].id, st->attempts,
                 eng__fmt_duration(r->rb->steps[i].timeout_ms, d, sizeof d));
   st->timer_is_retry = true; /* marks "this attempt timed out" */
-  eng__call_cancel(c);
+  eng__call_cancel(c, ENG_CANCEL_TIMEOUT);
 }
 
 typedef struct check_ctx {
@@ -615,7 +615,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   for (size_t i = 0; i < r->rb->n_main; i++) {
     eng__step_state *st = &r->st[i];
     if (st->call || st->check_call) {
-      eng__call_cancel(st->call ? st->call : st->check_call);
+      eng__call_cancel(st->call ? st->call : st->check_call,
+                      ENG_CANCEL_INTERRUPT);
     } else if (st->timer && st->status == ENG__S_RUNNING) {
       /* waiting for a retry: give up now */
       stop_timer(st);

@@ -111,7 +111,17 @@ static void hex(EVP_MD_CTX *md, char out[65]) {
   for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+static void h_abort(eng_stream *s);
+
+/* done() of the owning call with the stream still open. */
+static void release_cb(void *obj) {
+  eng_stream *s = obj;
+  s->call = NULL; /* already disowned */
+  h_abort(s);
+}
+
 static void stream_free(eng_stream *s) {
+  if (s->call) eng__call_disown(s->call, s);
   if (s->md) EVP_MD_CTX_free(s->md);
   if (s->zc) ZSTD_freeCStream(s->zc);
   if (s->zd) ZSTD_freeDStream(s->zd);
@@ -135,6 +145,7 @@ static json_t *info_of(eng_stream *s) {
 static eng_stream *stream_new(eng_call *call, const char *url) {
   eng_stream *s = eng__xcalloc(1, sizeof *s);
   s->call = call;
+  eng__call_own(call, s, release_cb);
   s->url = eng__xstrdup(url);
   s->fd = -1;
   s->md = EVP_MD_CTX_new();
@@ -460,6 +471,8 @@ static int h_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
 static void h_abort(eng_stream *s) {
   if (!s || s->aborted) return;
   s->aborted = true;
+  if (s->call) eng__call_disown(s->call, s);
+  s->call = NULL; /* from now on only the memory remains */
   s->wcb = NULL;
   s->dcb = NULL;
   if (s->kind == ST_SCHEME) {

@@ -73,7 +73,7 @@ static const char *pg_dump_tool(const pg_dump_op *d) {
 
 static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
                             json_t *info) {
-  eng_call *call = d->op.call;
+  eng_call *call = d->op.e.call;
   const char *keys[] = {"etag", "version_id", NULL};
   for (int i = 0; info && keys[i]; i++) {
     json_t *v = json_object_get(info, keys[i]);
@@ -139,7 +139,7 @@ static void pg_dump_out_done(void *ud, int rc, json_t *info) {
     /* the stream recorded what failed (S3's answer, the file system's
      * error): keep that message */
     json_decref(info);
-    pg_host->log(d->op.call, ENG_LOG_ERROR,
+    pg_host->log(d->op.e.call, ENG_LOG_ERROR,
                  "%s of %s succeeded but storing it as %s failed; nothing "
                  "was left there",
                  pg_dump_tool(d), d->id.database, d->file);
@@ -192,12 +192,12 @@ static void pg_dump_exit(pg_child *c) {
     if (out_rc && out_rc != ENG_ERR_CANCELLED) {
       /* we stopped pg_dump because storing failed: the stream recorded
        * why (S3's answer, the file system's error) */
-      pg_host->log(d->op.call, ENG_LOG_ERROR,
+      pg_host->log(d->op.e.call, ENG_LOG_ERROR,
                    "dump of %s stopped: storing it as %s failed; nothing was "
                    "left there",
                    d->id.database, d->file);
       pg_op_finish(&d->op, out_rc);
-    } else if (d->op.cancelled) {
+    } else if (d->op.e.cancelled) {
       pg_op_finish(&d->op, ENG_ERR_CANCELLED);
     } else
       pg_op_fail(&d->op, ENG_ERR_FAILED,
@@ -232,7 +232,7 @@ static void pg_dump_stdout(pg_child *c, const char *buf, size_t len) {
   d->received += (int64_t)len;
   if (d->received - d->last_progress >= (1 << 22)) {
     d->last_progress = d->received;
-    pg_host->progress(d->op.call, d->received, -1);
+    pg_host->progress(d->op.e.call, d->received, -1);
   }
 }
 
@@ -270,7 +270,7 @@ static void pg_dump_spawn(pg_dump_op *d) {
   char *err = NULL;
   /* -d takes the connection's database as a conninfo string; connect to
    * the database the identity query saw (the URL's, or libpq's default). */
-  if (pg_ci_client_args(d->op.call, d->url, d->id.database, "-d", &argv, &env,
+  if (pg_ci_client_args(d->op.e.call, d->url, d->id.database, "-d", &argv, &env,
                         &err) != ENG_OK) {
     pg_op_fail(&d->op, ENG_ERR_INVALID,
                "bad connection string (%s); use "
@@ -326,9 +326,9 @@ static void pg_dump_found(void *ud) {
     pg_op_fail(&d->op, d->bin.rc, "%s", d->bin.err);
     return;
   }
-  pg_host->log(d->op.call, ENG_LOG_INFO, "using %s %s (%s) for server %s",
+  pg_host->log(d->op.e.call, ENG_LOG_INFO, "using %s %s (%s) for server %s",
                pg_dump_tool(d), d->bin.version, d->bin.path, d->id.version);
-  pg_host->log(d->op.call, ENG_LOG_DEBUG, "%s candidates: %s", pg_dump_tool(d),
+  pg_host->log(d->op.e.call, ENG_LOG_DEBUG, "%s candidates: %s", pg_dump_tool(d),
                d->bin.found);
   pg_dump_spawn(d);
 }

@@ -178,7 +178,7 @@ static void pg_restore_rs_stop(pg_restore_op *r) {
   r->rs_stopped = 1;
   pg_host->stream_pause(r->rs, 1);
   pg_op_hold(&r->op);
-  r->rs_timer = pg_host->timer_start(r->op.call, 0, pg_restore_rs_abort_cb, r);
+  r->rs_timer = pg_host->timer_start(r->op.e.call, 0, pg_restore_rs_abort_cb, r);
   if (!r->rs_timer) pg_op_release(&r->op); /* the call is ending */
 }
 
@@ -266,7 +266,7 @@ static void pg_restore_dropped(pg_sess *s, void *ud, int rc) {
     return;
   }
   r->created = 0;
-  pg_host->journal_removed(r->op.call, "database", r->target);
+  pg_host->journal_removed(r->op.e.call, "database", r->target);
   pg_restore_fail_now(r, r->fail_rc == ENG_ERR_CANCELLED
                              ? NULL
                              : "; the database created for it was dropped "
@@ -277,7 +277,7 @@ static void pg_restore_dropped(pg_sess *s, void *ud, int rc) {
 static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...)
     ENG_PRINTF(3, 4);
 static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...) {
-  if (r->cleaning || r->op.finished) return;
+  if (r->cleaning || r->op.e.finished) return;
   r->cleaning = 1;
   r->fail_rc = rc;
   if (fmt) {
@@ -338,7 +338,7 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
                     r->db, pg_sess_errmsg(s));
     return;
   }
-  eng_call *call = r->op.call;
+  eng_call *call = r->op.e.call;
   char *url = pg_url_with_db(r->url, r->db);
   pg_host->output(call, "database", json_string(r->db));
   pg_host->output(call, "url", json_string(url ? url : ""));
@@ -385,7 +385,7 @@ static void pg_restore_both_done(pg_restore_op *r) {
   if (r->decomp.op && !r->decomp_done) return;
   if (r->streaming && !r->rs_done) return;
   if (r->child.op && !r->child_done) return;
-  if (r->fail_rc == ENG_ERR_CANCELLED || r->op.cancelled) {
+  if (r->fail_rc == ENG_ERR_CANCELLED || r->op.e.cancelled) {
     pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
     return;
   }
@@ -549,7 +549,7 @@ static int pg_restore_plain_truncated(const pg_restore_op *r) {
  * back bytes and end the consumer's input. Otherwise kill the consumer
  * before it sees the end of its input: nothing commits. */
 static void pg_restore_stream_eof(pg_restore_op *r) {
-  int ok = r->rs_rc == ENG_OK && !r->op.cancelled &&
+  int ok = r->rs_rc == ENG_OK && !r->op.e.cancelled &&
            r->fail_rc != ENG_ERR_CANCELLED;
   if (ok && pg_restore_plain_truncated(r)) {
     r->truncated = 1;
@@ -615,11 +615,11 @@ static void pg_restore_decomp_exit(pg_child *c) {
   pg_restore_op *r = c->ud;
   r->decomp_done = 1;
   int ok = c->status == 0 && !c->sig;
-  if (ok && !r->consumer_started && r->headlen > 0 && !r->op.cancelled &&
+  if (ok && !r->consumer_started && r->headlen > 0 && !r->op.e.cancelled &&
       r->fail_rc != ENG_ERR_CANCELLED)
     pg_restore_detect_inner(r); /* a stream shorter than the head buffer */
   if (ok && pg_restore_plain_truncated(r)) r->truncated = 1;
-  if (!ok || r->truncated || r->op.cancelled) {
+  if (!ok || r->truncated || r->op.e.cancelled) {
     /* never let psql commit a partial script: kill it before EOF */
     if (r->child.running) {
       r->killed_consumer = 1;
@@ -659,7 +659,7 @@ static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin) {
       pg_argv_add(&argv, "--single-transaction");
   }
   char *err = NULL;
-  if (pg_ci_client_args(r->op.call, r->admin, r->db, "-d", &argv, &env, &err) !=
+  if (pg_ci_client_args(r->op.e.call, r->admin, r->db, "-d", &argv, &env, &err) !=
       ENG_OK) {
     pg_restore_fail(r, ENG_ERR_INVALID,
                     "bad connection string (%s); use "
@@ -694,7 +694,7 @@ static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin) {
     pg_restore_fail(r, rc, "%s; check the PostgreSQL client installation", e);
     return rc;
   }
-  pg_host->log(r->op.call, ENG_LOG_INFO, "restoring with %s %s (%s)",
+  pg_host->log(r->op.e.call, ENG_LOG_INFO, "restoring with %s %s (%s)",
                plain ? "psql" : "pg_restore", bin->version, bin->path);
   return ENG_OK;
 }
@@ -761,17 +761,17 @@ static void pg_restore_found(void *ud) {
 static void pg_restore_created(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
   if (rc != ENG_OK) {
-    pg_host->journal_removed(r->op.call, "database", r->target);
+    pg_host->journal_removed(r->op.e.call, "database", r->target);
     pg_restore_fail(r, rc, "creating database %s on %s:%s failed: %s; %s",
                     r->db, r->id.host, r->id.port, pg_sess_errmsg(s),
                     "check that the user may create databases (CREATEDB)");
     return;
   }
   r->created = 1;
-  pg_host->journal_confirm(r->op.call, r->token);
+  pg_host->journal_confirm(r->op.e.call, r->token);
   pg_sess_close(s);
   r->s = NULL;
-  if (r->op.cancelled) {
+  if (r->op.e.cancelled) {
     pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
     return;
   }
@@ -795,7 +795,7 @@ static void pg_restore_create(pg_restore_op *r) {
     return;
   }
   json_t *detail = pg_undo_detail(r->url, r->db);
-  r->token = pg_host->journal_intent(r->op.call, "database", r->target, detail);
+  r->token = pg_host->journal_intent(r->op.e.call, "database", r->target, detail);
   json_decref(detail);
   pg_sess_add(r->s, "create database", sql, 0, NULL, NULL, NULL);
   free(sql);
@@ -811,8 +811,8 @@ static void pg_restore_dropped_old(pg_sess *s, void *ud, int rc) {
                     r->db, r->id.host, r->id.port, pg_sess_errmsg(s));
     return;
   }
-  pg_host->journal_removed(r->op.call, "database", r->target);
-  pg_host->log(r->op.call, ENG_LOG_WARN,
+  pg_host->journal_removed(r->op.e.call, "database", r->target);
+  pg_host->log(r->op.e.call, ENG_LOG_WARN,
                "clean: dropped the existing database %s on %s:%s", r->db,
                r->id.host, r->id.port);
   pg_restore_create(r);
@@ -922,7 +922,7 @@ static void pg_restore_stream_head(pg_restore_op *r) {
       pg_op_fail(&r->op, r->rs_rc, "%s; nothing was restored", r->rs_msg);
     return;
   }
-  pg_host->log(r->op.call, ENG_LOG_INFO, "%s: %s format, streamed%s", r->file,
+  pg_host->log(r->op.e.call, ENG_LOG_INFO, "%s: %s format, streamed%s", r->file,
                pg_fmt_name(r->inner),
                r->expect_sha ? ", sha256 checked at the end" : "");
   pg_restore_connect(r);
@@ -955,7 +955,7 @@ static void pg_restore_rs_end(void *ud, int rc, json_t *info) {
       pg_restore_stream_head(r); /* a short object */
     } else {
       /* nothing was created yet */
-      if (rc == ENG_ERR_CANCELLED || r->op.cancelled)
+      if (rc == ENG_ERR_CANCELLED || r->op.e.cancelled)
         pg_op_finish(&r->op, ENG_ERR_CANCELLED);
       else
         pg_op_fail(&r->op, rc, "%s; nothing was restored",
@@ -1000,7 +1000,7 @@ static void pg_restore_stream_go(pg_restore_op *r) {
 static void pg_restore_stream_open(pg_restore_op *r, const char *url) {
   r->streaming = 1;
   json_t *o = pg_restore_rs_opts(r);
-  int rc = pg_host->stream_open_read(r->op.call, url, o, pg_restore_rs_data,
+  int rc = pg_host->stream_open_read(r->op.e.call, url, o, pg_restore_rs_data,
                                      pg_restore_rs_end, r, &r->rs);
   json_decref(o);
   if (rc != ENG_OK) {
@@ -1031,7 +1031,7 @@ static void pg_restore_dl_data(void *ud, const char *buf, size_t len) {
 static void pg_restore_dl_stopped(pg_restore_op *r) {
   int out_rc = pg_out_failed(r->dl);
   pg_out_abort(r->dl);
-  if (r->op.cancelled || r->fail_rc == ENG_ERR_CANCELLED)
+  if (r->op.e.cancelled || r->fail_rc == ENG_ERR_CANCELLED)
     pg_op_finish(&r->op, ENG_ERR_CANCELLED);
   else
     pg_op_finish(&r->op, out_rc ? out_rc : ENG_ERR_IO); /* host's message */
@@ -1044,7 +1044,7 @@ static void pg_restore_dl_stored(void *ud, int rc, json_t *info) {
     pg_op_finish(&r->op, rc); /* the host recorded why */
     return;
   }
-  pg_host->log(r->op.call, ENG_LOG_INFO,
+  pg_host->log(r->op.e.call, ENG_LOG_INFO,
                "downloaded %s (%lld bytes, sha256 %s%s) to %s", r->file,
                (long long)r->src_bytes, r->src_sha,
                r->verified ? ", verified" : "", r->dl_path);
@@ -1066,7 +1066,7 @@ static void pg_restore_dl_end(void *ud, int rc, json_t *info) {
   if (r->rs_stopped) return; /* pg_restore_rs_abort_cb goes on */
   if (rc != ENG_OK) {
     pg_out_abort(r->dl);
-    if (rc == ENG_ERR_CANCELLED || r->op.cancelled)
+    if (rc == ENG_ERR_CANCELLED || r->op.e.cancelled)
       pg_op_finish(&r->op, ENG_ERR_CANCELLED);
     else
       pg_op_fail(&r->op, rc, "%s; nothing was restored",
@@ -1079,8 +1079,8 @@ static void pg_restore_dl_end(void *ud, int rc, json_t *info) {
 static void pg_restore_download(pg_restore_op *r) {
   r->downloading = 1;
   r->dl_path = pg_asprintf("%s/restore-%s.download",
-                           pg_host->run_dir(r->op.call),
-                           pg_host->step_id(r->op.call));
+                           pg_host->run_dir(r->op.e.call),
+                           pg_host->step_id(r->op.e.call));
   int rc = ENG_OK;
   r->dl = pg_out_open(&r->op, r->dl_path, NULL, &rc);
   if (!r->dl) {
@@ -1091,7 +1091,7 @@ static void pg_restore_download(pg_restore_op *r) {
   }
   pg_out_source(r->dl, pg_restore_dl_pause, pg_restore_dl_stop, r);
   json_t *o = pg_restore_rs_opts(r);
-  rc = pg_host->stream_open_read(r->op.call, r->file, o, pg_restore_dl_data,
+  rc = pg_host->stream_open_read(r->op.e.call, r->file, o, pg_restore_dl_data,
                                  pg_restore_dl_end, r, &r->rs);
   json_decref(o);
   if (rc != ENG_OK) {
@@ -1099,7 +1099,7 @@ static void pg_restore_download(pg_restore_op *r) {
     pg_op_finish(&r->op, rc); /* the host recorded why */
     return;
   }
-  pg_host->log(r->op.call, ENG_LOG_INFO,
+  pg_host->log(r->op.e.call, ENG_LOG_INFO,
                "jobs: %d needs a seekable file: downloading %s into the run "
                "directory first",
                r->jobs, r->file);
@@ -1135,9 +1135,9 @@ static void pg_restore_inspected(void *ud) {
     return;
   }
   if (in->fmt == PG_FMT_PLAIN && (r->jobs > 1))
-    pg_host->log(r->op.call, ENG_LOG_INFO,
+    pg_host->log(r->op.e.call, ENG_LOG_INFO,
                  "plain SQL restores run in one psql session: jobs ignored");
-  pg_host->log(r->op.call, ENG_LOG_INFO, "%s: %s format, %lld bytes%s%s",
+  pg_host->log(r->op.e.call, ENG_LOG_INFO, "%s: %s format, %lld bytes%s%s",
                r->file, pg_fmt_name(in->fmt), (long long)in->bytes,
                in->sha256[0] ? ", sha256 " : "", in->sha256);
   if (in->fmt == PG_FMT_ZSTD) { /* the host undoes zstd on the way */

@@ -149,7 +149,7 @@ static void pg_ping_attempt(pg_op *op);
 static void pg_ping_end(pg_sess *s, void *ud, int rc) {
   pg_ping *p = ud;
   if (rc == ENG_OK) {
-    eng_call *call = p->op.call;
+    eng_call *call = p->op.e.call;
     pg_host->output(call, "server_version", json_string(p->id.version));
     pg_host->output(call, "server_version_num",
                     json_integer(p->id.version_num));
@@ -165,7 +165,7 @@ static void pg_ping_end(pg_sess *s, void *ud, int rc) {
   int retry = (rc == ENG_ERR_CONNECT || rc == ENG_ERR_TIMEOUT) &&
               p->wait_ms > 0 && elapsed < p->wait_ms;
   if (retry) {
-    pg_host->log(p->op.call, ENG_LOG_DEBUG, "%s not ready (%s); retrying",
+    pg_host->log(p->op.e.call, ENG_LOG_DEBUG, "%s not ready (%s); retrying",
                  pg_sess_display(s), pg_sess_errmsg(s));
     pg_sess_close(s);
     p->s = NULL;
@@ -252,7 +252,7 @@ static int pg_query_res(pg_sess *s, void *ud, PGresult *res) {
   if (PQresultStatus(res) == PGRES_TUPLES_OK) {
     q->row_count = PQntuples(res);
     if ((size_t)q->row_count > q->max_rows)
-      pg_host->log(q->op.call, ENG_LOG_WARN,
+      pg_host->log(q->op.e.call, ENG_LOG_WARN,
                    "query returned %lld rows; outputs keep the first %zu "
                    "(raise max_rows to keep more)",
                    q->row_count, q->max_rows);
@@ -270,7 +270,7 @@ static void pg_query_done(pg_sess *s, void *ud, int rc) {
     pg_fail_sess(&q->op, s, rc, "query");
     return;
   }
-  eng_call *call = q->op.call;
+  eng_call *call = q->op.e.call;
   if (!q->rows) q->rows = json_array();
   if (!q->columns) q->columns = json_array();
   if (q->lua) {
@@ -577,12 +577,12 @@ static void pg_rowcount_done(pg_counter *c, int rc) {
   }
   long long total;
   json_t *tables = pg_counter_tables(c, &total);
-  pg_host->output(r->op.call, "tables", tables);
-  pg_host->output(r->op.call, "total", json_integer(total));
-  pg_host->output(r->op.call, "table_count",
+  pg_host->output(r->op.e.call, "tables", tables);
+  pg_host->output(r->op.e.call, "total", json_integer(total));
+  pg_host->output(r->op.e.call, "table_count",
                   json_integer((json_int_t)c->ntables));
-  pg_host->output(r->op.call, "estimated", json_integer(c->estimated));
-  pg_host->log(r->op.call, ENG_LOG_INFO, "%zu tables, %lld rows%s on %s",
+  pg_host->output(r->op.e.call, "estimated", json_integer(c->estimated));
+  pg_host->log(r->op.e.call, ENG_LOG_INFO, "%zu tables, %lld rows%s on %s",
                c->ntables, total, c->estimated ? " (some estimated)" : "",
                pg_sess_display(c->s));
   pg_op_finish(&r->op, ENG_OK);
@@ -663,7 +663,7 @@ static void pg_compare_finish(pg_compare_op *c) {
   long long st, tt;
   json_decref(pg_counter_tables(&c->src, &st));
   json_decref(pg_counter_tables(&c->dst, &tt));
-  eng_call *call = c->op.call;
+  eng_call *call = c->op.e.call;
   size_t nd = json_array_size(diffs);
   pg_host->output(call, "match", json_boolean(nd == 0));
   pg_host->output(call, "tables", json_integer((json_int_t)compared));
@@ -728,7 +728,7 @@ int pg_act_compare(eng_call *call, const json_t *params) {
   const json_t *schemas = json_object_get(params, "schemas");
   pg_counter_start(&c->src, &c->op, src, exact, c->checksums, schemas,
                    pg_compare_side_done, c);
-  if (!c->op.finished)
+  if (!c->op.e.finished)
     pg_counter_start(&c->dst, &c->op, dst, exact, c->checksums, schemas,
                      pg_compare_side_done, c);
   return ENG_OK;
@@ -875,7 +875,7 @@ static int pg_verify_fk_list(pg_sess *s, void *ud, PGresult *res) {
       pg_sess_add(s, "foreign key check", b.data, 0, NULL, pg_verify_fk_count,
                   fk);
     } else {
-      pg_host->log(v->op.call, ENG_LOG_WARN,
+      pg_host->log(v->op.e.call, ENG_LOG_WARN,
                    "cannot check foreign key %s on %s.%s (unexpected catalog "
                    "data); skipped",
                    PQgetvalue(res, row, 0), cn, ct);
@@ -898,7 +898,7 @@ static void pg_verify_done(pg_sess *s, void *ud, int rc) {
     pg_fail_sess(&v->op, s, rc, "verify");
     return;
   }
-  eng_call *call = v->op.call;
+  eng_call *call = v->op.e.call;
   size_t n = json_array_size(v->issues);
   pg_host->output(call, "ok", json_boolean(n == 0));
   pg_host->output(call, "foreign_keys_checked",
@@ -1030,7 +1030,7 @@ static void pg_conns_done(pg_sess *s, void *ud, int rc) {
   json_array_foreach(c->list, i, row) {
     if (json_is_true(json_object_get(row, "terminated"))) terminated++;
   }
-  eng_call *call = c->op.call;
+  eng_call *call = c->op.e.call;
   if (c->terminate)
     pg_host->log(call, ENG_LOG_INFO,
                  "terminated %zu of %zu connection(s) to database %s on %s:%s",
@@ -1177,7 +1177,7 @@ static void pg_dbop_destroy(pg_op *op) {
 
 static void pg_create_done(pg_sess *s, void *ud, int rc) {
   pg_dbop *d = ud;
-  eng_call *call = d->op.call;
+  eng_call *call = d->op.e.call;
   if (rc != ENG_OK) {
     pg_host->journal_removed(call, "database", d->target);
     pg_op_fail(&d->op, rc, "creating database %s on %s:%s failed: %s; %s",
@@ -1225,7 +1225,7 @@ static void pg_create_checked(pg_sess *s, void *ud, int rc) {
   }
   d->target = pg_ident_target(&d->id, d->db);
   json_t *detail = pg_undo_detail(d->url, d->db);
-  d->token = pg_host->journal_intent(d->op.call, "database", d->target, detail);
+  d->token = pg_host->journal_intent(d->op.e.call, "database", d->target, detail);
   json_decref(detail);
   pg_sess_add(s, "create database", sql, 0, NULL, NULL, NULL);
   free(sql);
@@ -1257,7 +1257,7 @@ int pg_act_create_database(eng_call *call, const json_t *params) {
 
 static void pg_drop_done(pg_sess *s, void *ud, int rc) {
   pg_dbop *d = ud;
-  eng_call *call = d->op.call;
+  eng_call *call = d->op.e.call;
   if (rc != ENG_OK) {
     int busy = !strcmp(pg_sess_sqlstate(s), "55006");
     pg_op_fail(&d->op, rc, "dropping database %s on %s:%s failed: %s; %s",
@@ -1288,10 +1288,10 @@ static void pg_drop_checked(pg_sess *s, void *ud, int rc) {
   }
   if (!d->exists) {
     if (d->if_exists) {
-      pg_host->log(d->op.call, ENG_LOG_INFO,
+      pg_host->log(d->op.e.call, ENG_LOG_INFO,
                    "database %s does not exist on %s:%s; nothing to drop",
                    d->db, d->id.host, d->id.port);
-      pg_host->output(d->op.call, "dropped", json_false());
+      pg_host->output(d->op.e.call, "dropped", json_false());
       pg_op_finish(&d->op, ENG_OK);
       return;
     }

@@ -318,7 +318,7 @@ static int pg_sess_watch(pg_sess *s, int events, int force_new) {
   }
   if (s->watch && (force_new || fd != s->watch_fd)) pg_sess_unwatch(s);
   if (!s->watch) {
-    s->watch = pg_host->watch_start(s->op->call, fd, events, pg_sess_io, s);
+    s->watch = pg_host->watch_start(s->op->e.call, fd, events, pg_sess_io, s);
     if (!s->watch) {
       pg_sess_seterr(s, "could not watch the connection's socket");
       return ENG_ERR_IO;
@@ -338,7 +338,7 @@ static void pg_sess_notice(void *arg, const char *message) {
   pg_sess *s = arg;
   if (s->quiet || s->closed) return;
   char *m = pg_strdup(message);
-  pg_host->log(s->op->call, ENG_LOG_INFO, "server: %s", pg_chomp(m));
+  pg_host->log(s->op->e.call, ENG_LOG_INFO, "server: %s", pg_chomp(m));
   free(m);
 }
 
@@ -554,7 +554,7 @@ static void pg_sess_connect(pg_sess *s) {
   }
   if (s->connect_timeout_ms > 0)
     s->timer = pg_host->timer_start(
-        s->op->call, (uint64_t)s->connect_timeout_ms, pg_sess_timeout, s);
+        s->op->e.call, (uint64_t)s->connect_timeout_ms, pg_sess_timeout, s);
   /* As if PQconnectPoll had returned PGRES_POLLING_WRITING. */
   int rc = pg_sess_watch(s, ENG_WRITABLE, 1);
   if (rc != ENG_OK) pg_sess_end(s, rc);
@@ -600,7 +600,7 @@ static int pg_ident_res(pg_sess *s, void *ud, PGresult *res) {
   snprintf(id->host, sizeof id->host, "%s", h && *h ? h : "localhost");
   snprintf(id->port, sizeof id->port, "%s", p && *p ? p : "5432");
   if (!id->sysid[0])
-    pg_host->log(s->op->call, ENG_LOG_WARN,
+    pg_host->log(s->op->e.call, ENG_LOG_WARN,
                  "cannot read system_identifier on %s (pg_control_system() "
                  "not permitted): guards can match this server only by "
                  "host:port and database name",
@@ -632,7 +632,7 @@ int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname) {
   char *target = pg_ident_target(id, dbname);
   char evidence[48];
   snprintf(evidence, sizeof evidence, "sysid:%s", id->sysid);
-  int rc = pg_host->guard_target(op->call, ENG_TARGET_DATABASE, target,
+  int rc = pg_host->guard_target(op->e.call, ENG_TARGET_DATABASE, target,
                                  id->sysid[0] ? evidence : NULL);
   free(target);
   return rc == ENG_OK ? ENG_OK : ENG_ERR_REFUSED;
@@ -643,7 +643,7 @@ int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname) {
 static void pg_sess_cancelled(pg_sess *c, void *ud, int rc) {
   pg_op *op = ud;
   if (rc != ENG_OK)
-    pg_host->log(op->call, ENG_LOG_DEBUG,
+    pg_host->log(op->e.call, ENG_LOG_DEBUG,
                  "could not cancel the running query on %s: %s", c->display,
                  pg_sess_errmsg(c));
   pg_sess_close(c);

@@ -28,6 +28,7 @@
 #define PG_INT_H
 
 #include <engine/plugin.h>
+#include <engine/op.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,10 @@ int pg_pbool(const json_t *p, const char *name, int def);
 /* The compress parameter: *level 0-9 for pg_dump (-1: its default) or
  * *zstd 1-19 (the engine compresses). ENG_OK or an error after fail(). */
 int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd);
+int pg_compress_parse(const json_t *v, int *level, int *zstd, char *err,
+                      size_t errlen);
+/* `compress`'s check (eng_param_check_fn) */
+int pg_check_compress(const json_t *v, char *err, size_t errlen);
 
 /* malloc'd printf; aborts on out-of-memory like the rest of the plugin. */
 char *pg_strdup(const char *s); /* NULL -> NULL */
@@ -79,20 +84,12 @@ typedef struct pg_child pg_child;
 #define PG_OP_MAX_KIDS 4
 
 struct pg_op {
-  eng_call *call;
-  int finished;  /* pg_op_finish() was called */
-  int completed; /* host->done() was called; *op is gone right after */
-  int cancelled; /* the host cancelled the attempt */
-  int rc;
-  int nprocs; /* children still running */
-  int nwork;  /* worker jobs whose after() has not run */
-  int nhold;  /* other pending callbacks (server-side query cancels) */
+  eng_op e; /* the life cycle (<engine/op.h>): call, finished, cancelled */
   pg_sess *sess[PG_OP_MAX_SESS];
   /* set by pg_conn.c when it registers a session */
   void (*sess_cancel)(pg_sess *s);
   void (*sess_close)(pg_sess *s);
   pg_child *kids[PG_OP_MAX_KIDS]; /* running children */
-  eng_timer *timer; /* one optional timer (retries), stopped at finish */
   void (*timer_cb)(pg_op *op);
   /* Optional: called on cancellation instead of pg_op_finish(CANCELLED)
    * (restore uses it to drop the database it created first). */

@@ -16,66 +16,47 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- the op ------------------------------------------------------------- */
+/* ---- the op: <engine/op.h> with sessions and children ----------------- */
 
-static void pg_op_complete_if_idle(pg_op *op) {
-  if (!op->finished || op->completed || op->nprocs > 0 || op->nwork > 0 ||
-      op->nhold > 0)
-    return;
-  op->completed = 1;
-  eng_call *call = op->call;
-  int rc = op->rc;
-  void (*destroy)(pg_op *) = op->destroy;
-  pg_host->done(call, rc);
-  if (destroy) destroy(op);
-}
+static pg_op *pg_op_of(eng_op *e) { return (pg_op *)(void *)e; }
 
-void pg_op_hold(pg_op *op) { op->nhold++; }
-
-void pg_op_release(pg_op *op) {
-  op->nhold--;
-  pg_op_complete_if_idle(op);
-}
-
-static void pg_op_on_cancel(void *ud) {
-  pg_op *op = ud;
-  if (op->completed) return;
-  op->cancelled = 1;
-  if (op->finished) return;
-  /* stop the server's work too, not only our side of it */
+/* Cancelled: stop the server's work too, not only our side of it. */
+static void pg_op_on_cancel(eng_op *e) {
+  pg_op *op = pg_op_of(e);
   for (int i = 0; i < PG_OP_MAX_SESS; i++)
     if (op->sess[i]) op->sess_cancel(op->sess[i]);
   if (op->cancel) {
     op->cancel(op);
     return;
   }
-  pg_op_finish(op, ENG_ERR_CANCELLED);
+  eng_op_finish(e, ENG_ERR_CANCELLED);
+}
+
+/* Finished: close the sessions; children still running are abandoned
+ * work (failure elsewhere): stop them; their exit completes the op. */
+static void pg_op_on_finish(eng_op *e) {
+  pg_op *op = pg_op_of(e);
+  for (int i = 0; i < PG_OP_MAX_SESS; i++)
+    if (op->sess[i]) op->sess_close(op->sess[i]); /* clears op->sess[i] */
+  for (int i = 0; i < PG_OP_MAX_KIDS; i++)
+    if (op->kids[i] && op->kids[i]->proc)
+      pg_host->proc_kill(op->kids[i]->proc, SIGTERM);
+}
+
+static void pg_op_destroy(eng_op *e) {
+  pg_op *op = pg_op_of(e);
+  if (op->destroy) op->destroy(op);
 }
 
 void pg_op_init(pg_op *op, eng_call *call, void (*destroy)(pg_op *op)) {
   memset(op, 0, sizeof *op);
-  op->call = call;
+  eng_op_init(&op->e, pg_host, call, pg_op_destroy);
+  op->e.on_cancel = pg_op_on_cancel;
+  op->e.on_finish = pg_op_on_finish;
   op->destroy = destroy;
-  pg_host->on_cancel(call, pg_op_on_cancel, op);
 }
 
-void pg_op_finish(pg_op *op, int rc) {
-  if (op->finished) return;
-  op->finished = 1;
-  op->rc = rc;
-  for (int i = 0; i < PG_OP_MAX_SESS; i++)
-    if (op->sess[i]) op->sess_close(op->sess[i]); /* clears op->sess[i] */
-  if (op->timer) {
-    pg_host->timer_stop(op->timer);
-    op->timer = NULL;
-  }
-  /* Children still running here are abandoned work (failure elsewhere):
-   * stop them; their exit completes the op. */
-  for (int i = 0; i < PG_OP_MAX_KIDS; i++)
-    if (op->kids[i] && op->kids[i]->proc)
-      pg_host->proc_kill(op->kids[i]->proc, SIGTERM);
-  pg_op_complete_if_idle(op);
-}
+void pg_op_finish(pg_op *op, int rc) { eng_op_finish(&op->e, rc); }
 
 void pg_op_fail(pg_op *op, int rc, const char *fmt, ...) {
   char msg[4096];
@@ -83,77 +64,35 @@ void pg_op_fail(pg_op *op, int rc, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (!op->finished) pg_host->fail(op->call, "%s", msg);
-  pg_op_finish(op, rc);
+  eng_op_fail(&op->e, rc, "%s", msg);
 }
 
-/* ---- worker jobs -------------------------------------------------------- */
-
-typedef struct pg_work {
-  pg_op *op;
-  void (*fn)(void *ud);
-  void (*after)(void *ud);
-  void *ud;
-} pg_work;
-
-static void pg_work_fn(void *ud) {
-  pg_work *w = ud;
-  w->fn(w->ud);
-}
-
-static void pg_work_after(void *ud, int status) {
-  pg_work *w = ud;
-  pg_op *op = w->op;
-  void (*after)(void *) = w->after;
-  void *aud = w->ud;
-  free(w);
-  (void)status;
-  op->nwork--;
-  if (op->finished) {
-    pg_op_complete_if_idle(op);
-    return;
-  }
-  if (after) after(aud);
-}
+void pg_op_hold(pg_op *op) { eng_op_hold(&op->e); }
+void pg_op_release(pg_op *op) { eng_op_release(&op->e); }
 
 int pg_op_work(pg_op *op, void (*fn)(void *ud), void (*after)(void *ud),
                void *ud) {
-  pg_work *w = pg_xcalloc(1, sizeof *w);
-  w->op = op;
-  w->fn = fn;
-  w->after = after;
-  w->ud = ud;
-  int rc = pg_host->work(op->call, pg_work_fn, pg_work_after, w);
-  if (rc != ENG_OK) {
-    free(w);
-    return rc;
-  }
-  op->nwork++;
-  return ENG_OK;
+  return eng_op_work(&op->e, fn, after, ud);
 }
 
-/* ---- timer -------------------------------------------------------------- */
-
-static void pg_op_timer_cb(void *ud) {
-  pg_op *op = ud;
+static void pg_op_timer_cb(eng_op *e) {
+  pg_op *op = pg_op_of(e);
   void (*cb)(pg_op *) = op->timer_cb;
-  op->timer = NULL;
   op->timer_cb = NULL;
-  if (!op->finished && cb) cb(op);
+  if (cb) cb(op);
 }
 
 void pg_op_timer(pg_op *op, uint64_t ms, void (*cb)(pg_op *op)) {
-  if (op->timer) pg_host->timer_stop(op->timer);
   op->timer_cb = cb;
-  op->timer = pg_host->timer_start(op->call, ms, pg_op_timer_cb, op);
-  if (!op->timer) pg_op_fail(op, ENG_ERR_NOMEM, "could not start a timer");
+  if (eng_op_timer(&op->e, ms, pg_op_timer_cb) != ENG_OK)
+    pg_op_fail(op, ENG_ERR_NOMEM, "could not start a timer");
 }
 
 /* ---- children ----------------------------------------------------------- */
 
 static void pg_child_stdout(void *ud, const char *buf, size_t len) {
   pg_child *c = ud;
-  if (c->op->finished || !c->on_stdout) return;
+  if (c->op->e.finished || !c->on_stdout) return;
   c->on_stdout(c, buf, len);
 }
 
@@ -185,12 +124,9 @@ static void pg_child_exit(void *ud, int64_t status, int sig) {
   c->proc = NULL;
   for (int i = 0; i < PG_OP_MAX_KIDS; i++)
     if (op->kids[i] == c) op->kids[i] = NULL;
-  op->nprocs--;
-  if (op->finished) {
-    pg_op_complete_if_idle(op);
-    return;
-  }
-  if (c->on_exit) c->on_exit(c);
+  /* the child's hold lasts through on_exit() */
+  if (!op->e.finished && c->on_exit) c->on_exit(c);
+  eng_op_release(&op->e);
 }
 
 int pg_child_spawn(pg_child *c, pg_op *op, const char *name,
@@ -205,7 +141,7 @@ int pg_child_spawn(pg_child *c, pg_op *op, const char *name,
   c->tail[0] = '\0';
   c->status = 0;
   c->sig = 0;
-  int rc = pg_host->spawn(op->call, &o, &c->proc);
+  int rc = pg_host->spawn(op->e.call, &o, &c->proc);
   if (rc != ENG_OK) {
     snprintf(err, errlen, "could not start %s (%s): %s", name, opts->argv[0],
              eng_strerror(rc));
@@ -213,7 +149,7 @@ int pg_child_spawn(pg_child *c, pg_op *op, const char *name,
     return rc;
   }
   c->running = 1;
-  op->nprocs++;
+  eng_op_hold(&op->e);
   for (int i = 0; i < PG_OP_MAX_KIDS; i++)
     if (!op->kids[i]) {
       op->kids[i] = c;

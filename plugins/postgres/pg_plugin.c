@@ -21,41 +21,59 @@ static int pg_init(const eng_host *host) {
 
 #define P_URL                                                                  \
   {                                                                            \
-    "url", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,                   \
+    .name = "url", .type = ENG_T_STRING, .target = ENG_TARGET_DATABASE,        \
+    .doc =                                                                     \
         "connection URL (postgresql://USER:PASSWORD@HOST:PORT/DBNAME) or "     \
         "key=value string; default $DATABASE_URL, then libpq's PG* variables"  \
   }
 #define P_BIN_DIR                                                              \
   {                                                                            \
-    "bin_dir", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,                   \
-        "directory of the PostgreSQL programs to use; default: the newest "    \
-        "installed version that fits the server (pg_config --bindir, "         \
-        "/usr/lib/postgresql/*/bin, PATH)"                                     \
+    .name = "bin_dir", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,        \
+    .doc = "directory of the PostgreSQL programs to use; default: the newest " \
+           "installed version that fits the server (pg_config --bindir, "      \
+           "/usr/lib/postgresql/*/bin, PATH)"                                  \
   }
 #define P_STREAM_OPTS                                                          \
   {                                                                            \
-    "stream_opts", ENG_T_MAP, 0, NULL, ENG_TARGET_NONE, NULL,                  \
+    .name = "stream_opts", .type = ENG_T_MAP, .target = ENG_TARGET_NONE,       \
+    .doc =                                                                     \
         "options for a stream URL file (s3://: endpoint, region, part_size, "  \
         "concurrency, storage_class); credentials come from AWS_* or the "     \
         "profile, never from here"                                             \
   }
-#define P_END                                                                  \
-  { NULL, 0, 0, NULL, 0, NULL, NULL }
+#define P_END {0}
 #define O_END                                                                  \
   { NULL, 0, NULL }
 
 /* ---- sandbox ------------------------------------------------------------ */
 
 static const eng_param sandbox_params[] = {
-    {"port", ENG_T_INT, 0, "0", ENG_TARGET_NONE, NULL,
-     "TCP port on 127.0.0.1; 0 picks a free one"},
-    {"sample_data", ENG_T_STRING, 0, "\"none\"", ENG_TARGET_NONE, "none|demo",
-     "demo loads a small shop schema (enum, JSONB, foreign keys, a \"User\" "
-     "table, thousands of rows)"},
-    {"database", ENG_T_STRING, 0, "\"postgres\"", ENG_TARGET_NONE, NULL,
-     "database to create (and load the sample data into)"},
-    {"keep", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "keep the (stopped) data directory when the run ends"},
+    {.name = "port",
+     .type = ENG_T_INT,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 0,
+     .max = 65535,
+     .def = "0",
+     .target = ENG_TARGET_NONE,
+     .doc = "TCP port on 127.0.0.1; 0 picks a free one"},
+    {.name = "sample_data",
+     .type = ENG_T_STRING,
+     .def = "\"none\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "none|demo",
+     .doc = "demo loads a small shop schema (enum, JSONB, foreign keys, a "
+            "\"User\" "
+            "table, thousands of rows)"},
+    {.name = "database",
+     .type = ENG_T_STRING,
+     .def = "\"postgres\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "database to create (and load the sample data into)"},
+    {.name = "keep",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "keep the (stopped) data directory when the run ends"},
     P_BIN_DIR,
     P_END};
 static const eng_output sandbox_outputs[] = {
@@ -71,8 +89,12 @@ static const eng_output sandbox_outputs[] = {
 
 static const eng_param ping_params[] = {
     P_URL,
-    {"wait", ENG_T_DURATION, 0, "0", ENG_TARGET_NONE, NULL,
-     "keep retrying while the server is down or starting, up to this long"},
+    {.name = "wait",
+     .type = ENG_T_DURATION,
+     .def = "0",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "keep retrying while the server is down or starting, up to this long"},
     P_END};
 static const eng_output ping_outputs[] = {
     {"server_version", ENG_T_STRING, "server_version, e.g. 15.20 (Debian ...)"},
@@ -90,31 +112,64 @@ static const eng_output ping_outputs[] = {
 
 static const eng_param dump_params[] = {
     P_URL,
-    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "where to write: a local path (parent directories are created; a "
-     "directory for format: directory) or a stream URL such as "
-     "s3://bucket/key (uploaded while pg_dump runs, no temporary file)"},
-    {"format", ENG_T_STRING, 0, "\"custom\"", ENG_TARGET_NONE,
-     "custom|directory|plain|tar", "pg_dump --format"},
-    {"jobs", ENG_T_INT, 0, "1", ENG_TARGET_NONE, NULL,
-     "parallel jobs (format: directory only)"},
-    {"compress", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
-     "0-9: pg_dump --compress (default pg_dump's); zstd or zstd:LEVEL "
-     "(1-19): the engine compresses the stream with zstd and pg_dump's own "
-     "compression is off (custom, plain, tar)"},
-    {"schema_only", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "dump only the schema, no data"},
-    {"tables", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
-     "only these tables (pg_dump --table patterns; quote mixed case: "
-     "'\"User\"')"},
-    {"exclude_tables", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
-     "skip these tables (pg_dump --exclude-table patterns)"},
-    {"no_owner", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "omit ownership commands (pg_dump --no-owner)"},
-    {"no_acl", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "omit GRANT/REVOKE (pg_dump --no-acl)"},
-    {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "also write FILE.sha256 (sha256sum -c format; local files)"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc = "where to write: a local path (parent directories are created; a "
+            "directory for format: directory) or a stream URL such as "
+            "s3://bucket/key (uploaded while pg_dump runs, no temporary file)"},
+    {.name = "format",
+     .type = ENG_T_STRING,
+     .def = "\"custom\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "custom|directory|plain|tar",
+     .doc = "pg_dump --format"},
+    {.name = "jobs",
+     .type = ENG_T_INT,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 1,
+     .max = 64,
+     .def = "1",
+     .target = ENG_TARGET_NONE,
+     .doc = "parallel jobs (format: directory only)"},
+    {.name = "compress",
+     .type = ENG_T_ANY,
+     .target = ENG_TARGET_NONE,
+     .check = pg_check_compress,
+     .doc =
+         "0-9: pg_dump --compress (default pg_dump's); zstd or zstd:LEVEL "
+         "(1-19): the engine compresses the stream with zstd and pg_dump's own "
+         "compression is off (custom, plain, tar)"},
+    {.name = "schema_only",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "dump only the schema, no data"},
+    {.name = "tables",
+     .type = ENG_T_LIST,
+     .target = ENG_TARGET_NONE,
+     .doc = "only these tables (pg_dump --table patterns; quote mixed case: "
+            "'\"User\"')"},
+    {.name = "exclude_tables",
+     .type = ENG_T_LIST,
+     .target = ENG_TARGET_NONE,
+     .doc = "skip these tables (pg_dump --exclude-table patterns)"},
+    {.name = "no_owner",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "omit ownership commands (pg_dump --no-owner)"},
+    {.name = "no_acl",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "omit GRANT/REVOKE (pg_dump --no-acl)"},
+    {.name = "checksum_file",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "also write FILE.sha256 (sha256sum -c format; local files)"},
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -138,16 +193,29 @@ static const eng_output dump_outputs[] = {
 
 static const eng_param dump_globals_params[] = {
     P_URL,
-    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "where to write the SQL of roles and tablespaces: a local path or a "
-     "stream URL (s3://bucket/key)"},
-    {"compress", ENG_T_ANY, 0, NULL, ENG_TARGET_NONE, NULL,
-     "zstd or zstd:LEVEL: the engine compresses the SQL"},
-    {"no_role_passwords", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "omit role passwords (needed on managed servers without access to "
-     "pg_authid)"},
-    {"checksum_file", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "also write FILE.sha256"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc =
+         "where to write the SQL of roles and tablespaces: a local path or a "
+         "stream URL (s3://bucket/key)"},
+    {.name = "compress",
+     .type = ENG_T_ANY,
+     .target = ENG_TARGET_NONE,
+     .check = pg_check_compress,
+     .doc = "zstd or zstd:LEVEL: the engine compresses the SQL"},
+    {.name = "no_role_passwords",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "omit role passwords (needed on managed servers without access to "
+            "pg_authid)"},
+    {.name = "checksum_file",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "also write FILE.sha256"},
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -162,31 +230,59 @@ static const eng_output dump_globals_outputs[] = {
 /* ---- restore ------------------------------------------------------------ */
 
 static const eng_param restore_params[] = {
-    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "the backup: custom, tar or directory archive, plain SQL, or gzip/zstd "
-     "compressed SQL or archive (detected from the content); a local path "
-     "or a stream URL (s3://bucket/key: streamed into pg_restore/psql and "
-     "its SHA-256 checked before the restore commits; with jobs > 1 "
-     "downloaded into the run directory first)"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc =
+         "the backup: custom, tar or directory archive, plain SQL, or "
+         "gzip/zstd "
+         "compressed SQL or archive (detected from the content); a local path "
+         "or a stream URL (s3://bucket/key: streamed into pg_restore/psql and "
+         "its SHA-256 checked before the restore commits; with jobs > 1 "
+         "downloaded into the run directory first)"},
     P_URL,
-    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
-     "database to restore into; default the URL's database (then the "
-     "server's postgres database is used to create it)"},
-    {"create", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "create the database (from template0); an existing one is refused "
-     "unless clean: true"},
-    {"clean", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "drop and recreate an existing database first (destructive)"},
-    {"jobs", ENG_T_INT, 0, "1", ENG_TARGET_NONE, NULL,
-     "parallel pg_restore jobs (custom and directory archives)"},
-    {"no_owner", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "pg_restore --no-owner: objects belong to the connecting user"},
-    {"no_acl", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "pg_restore --no-acl: skip GRANT/REVOKE"},
-    {"sha256", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "expected SHA-256 of the backup (of the stored bytes); checked before "
-     "anything is created (local files, jobs > 1) or before the restore "
-     "commits (streamed)"},
+    {.name = "database",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "database to restore into; default the URL's database (then the "
+            "server's postgres database is used to create it)"},
+    {.name = "create",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "create the database (from template0); an existing one is refused "
+            "unless clean: true"},
+    {.name = "clean",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "drop and recreate an existing database first (destructive)"},
+    {.name = "jobs",
+     .type = ENG_T_INT,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 1,
+     .max = 64,
+     .def = "1",
+     .target = ENG_TARGET_NONE,
+     .doc = "parallel pg_restore jobs (custom and directory archives)"},
+    {.name = "no_owner",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "pg_restore --no-owner: objects belong to the connecting user"},
+    {.name = "no_acl",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "pg_restore --no-acl: skip GRANT/REVOKE"},
+    {.name = "sha256",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "expected SHA-256 of the backup (of the stored bytes); checked before "
+         "anything is created (local files, jobs > 1) or before the restore "
+         "commits (streamed)"},
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -202,16 +298,30 @@ static const eng_output restore_outputs[] = {
     O_END};
 /* ---- sandbox_stop ------------------------------------------------------- */
 static const eng_param sandbox_stop_params[] = {
-    {"dir", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "the sandbox directory (as the sandbox's journal entry records it)"},
-    {"data_dir", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "its data directory (DIR/data)"},
-    {"pg_ctl", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "pg_ctl to stop it with (default: found like the other programs)"},
-    {"run_as", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "user the server runs as (when the engine is root)"},
-    {"keep", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "only stop it; keep the data directory"},
+    {.name = "dir",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "the sandbox directory (as the sandbox's journal entry records it)"},
+    {.name = "data_dir",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "its data directory (DIR/data)"},
+    {.name = "pg_ctl",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "pg_ctl to stop it with (default: found like the other programs)"},
+    {.name = "run_as",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "user the server runs as (when the engine is root)"},
+    {.name = "keep",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "only stop it; keep the data directory"},
     P_END};
 static const eng_output sandbox_stop_outputs[] = {
     {"stopped", ENG_T_BOOL, "a running server was stopped"},
@@ -222,11 +332,19 @@ static const eng_output sandbox_stop_outputs[] = {
 
 static const eng_param create_params[] = {
     P_URL,
-    {"database", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_DATABASE, NULL,
-     "name of the new database"},
-    {"template", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "template database (default template1)"},
-    {"owner", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL, "owner role"},
+    {.name = "database",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "name of the new database"},
+    {.name = "template",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "template database (default template1)"},
+    {.name = "owner",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "owner role"},
     P_END};
 static const eng_output create_outputs[] = {
     {"database", ENG_T_STRING, "the new database"},
@@ -235,12 +353,20 @@ static const eng_output create_outputs[] = {
 
 static const eng_param drop_params[] = {
     P_URL,
-    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
-     "database to drop; default the URL's database"},
-    {"if_exists", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "succeed when it does not exist"},
-    {"force", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "terminate its connections first (DROP DATABASE ... WITH (FORCE))"},
+    {.name = "database",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "database to drop; default the URL's database"},
+    {.name = "if_exists",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "succeed when it does not exist"},
+    {.name = "force",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "terminate its connections first (DROP DATABASE ... WITH (FORCE))"},
     P_END};
 static const eng_output drop_outputs[] = {
     {"dropped", ENG_T_BOOL, "false when it did not exist"}, O_END};
@@ -249,15 +375,26 @@ static const eng_output drop_outputs[] = {
 
 static const eng_param query_params[] = {
     P_URL,
-    {"sql", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_COMMAND, NULL,
-     "one SQL statement; $1..$n take `args`"},
-    {"args", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
-     "parameters $1..$n (null stays NULL)"},
-    {"write", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "allow writes (default: a READ ONLY transaction); without args the "
-     "sql may hold several statements"},
-    {"max_rows", ENG_T_INT, 0, "10000", ENG_TARGET_NONE, NULL,
-     "rows kept in the `rows` output"},
+    {.name = "sql",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_COMMAND,
+     .doc = "one SQL statement; $1..$n take `args`"},
+    {.name = "args",
+     .type = ENG_T_LIST,
+     .target = ENG_TARGET_NONE,
+     .doc = "parameters $1..$n (null stays NULL)"},
+    {.name = "write",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "allow writes (default: a READ ONLY transaction); without args the "
+            "sql may hold several statements"},
+    {.name = "max_rows",
+     .type = ENG_T_INT,
+     .def = "10000",
+     .target = ENG_TARGET_NONE,
+     .doc = "rows kept in the `rows` output"},
     P_END};
 static const eng_output query_outputs[] = {
     {"rows", ENG_T_LIST,
@@ -272,10 +409,15 @@ static const eng_output query_outputs[] = {
 
 static const eng_param counts_params[] = {
     P_URL,
-    {"exact", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "count(*) every table (false: pg_class.reltuples estimates)"},
-    {"schemas", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
-     "only these schemas (default: all user schemas)"},
+    {.name = "exact",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "count(*) every table (false: pg_class.reltuples estimates)"},
+    {.name = "schemas",
+     .type = ENG_T_LIST,
+     .target = ENG_TARGET_NONE,
+     .doc = "only these schemas (default: all user schemas)"},
     P_END};
 static const eng_output counts_outputs[] = {
     {"tables", ENG_T_MAP, "\"schema.table\" -> rows (names unquoted)"},
@@ -285,21 +427,42 @@ static const eng_output counts_outputs[] = {
     O_END};
 
 static const eng_param compare_params[] = {
-    {"source", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
-     "URL of the original database (default $DATABASE_URL)"},
-    {"target", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_DATABASE, NULL,
-     "URL of the restored database"},
-    {"exact", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "exact counts (false: estimates)"},
-    {"checksums", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "also compare each table's content (an order-independent sum of row "
-     "hashes, computed by the servers)"},
-    {"tolerance", ENG_T_NUMBER, 0, "0", ENG_TARGET_NONE, NULL,
-     "allowed relative row count difference (0.01 = 1%) for a live source"},
-    {"schemas", ENG_T_LIST, 0, NULL, ENG_TARGET_NONE, NULL,
-     "only these schemas"},
-    {"fail_on_mismatch", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "fail the step when they differ (false: only report)"},
+    {.name = "source",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "URL of the original database (default $DATABASE_URL)"},
+    {.name = "target",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "URL of the restored database"},
+    {.name = "exact",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "exact counts (false: estimates)"},
+    {.name = "checksums",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "also compare each table's content (an order-independent sum of row "
+         "hashes, computed by the servers)"},
+    {.name = "tolerance",
+     .type = ENG_T_NUMBER,
+     .def = "0",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "allowed relative row count difference (0.01 = 1%) for a live source"},
+    {.name = "schemas",
+     .type = ENG_T_LIST,
+     .target = ENG_TARGET_NONE,
+     .doc = "only these schemas"},
+    {.name = "fail_on_mismatch",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "fail the step when they differ (false: only report)"},
     P_END};
 static const eng_output compare_outputs[] = {
     {"match", ENG_T_BOOL, "no differences"},
@@ -313,8 +476,11 @@ static const eng_output compare_outputs[] = {
 
 static const eng_param verify_params[] = {
     P_URL,
-    {"fail_on_issues", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "fail the step when issues are found (false: only report)"},
+    {.name = "fail_on_issues",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "fail the step when issues are found (false: only report)"},
     P_END};
 static const eng_output verify_outputs[] = {
     {"ok", ENG_T_BOOL, "no issues"},
@@ -326,10 +492,16 @@ static const eng_output verify_outputs[] = {
 
 static const eng_param conns_params[] = {
     P_URL,
-    {"database", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,
-     "database whose connections to list (default the URL's)"},
-    {"terminate", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "terminate them (pg_terminate_backend), except this one (disruptive)"},
+    {.name = "database",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "database whose connections to list (default the URL's)"},
+    {.name = "terminate",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "terminate them (pg_terminate_backend), except this one (disruptive)"},
     P_END};
 static const eng_output conns_outputs[] = {
     {"connections", ENG_T_LIST,
@@ -354,58 +526,105 @@ static eng_side_effect pg_conns_classify(const json_t *p) {
 /* ---- the descriptor ----------------------------------------------------- */
 
 static const eng_action pg_actions[] = {
-    {"sandbox",
-     "start a throwaway PostgreSQL cluster (initdb, 127.0.0.1, free port); "
-     "stopped and removed when the run ends",
-     ENG_SIDE_CREATES, 0, sandbox_params, sandbox_outputs, pg_act_sandbox,
-     NULL},
-    {"sandbox_stop",
-     "stop a sandbox cluster this run (or the run being cleaned up) "
-     "created and remove its directory; the undo of sandbox",
-     ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE, sandbox_stop_params,
-     sandbox_stop_outputs, pg_act_sandbox_stop, NULL},
-    {"ping", "connect and report the server's version and identity",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, ping_params, ping_outputs,
-     pg_act_ping, NULL},
-    {"dump",
-     "pg_dump a database to a file or a stream URL (s3://), with the "
-     "SHA-256 of the stored bytes",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, dump_params, dump_outputs,
-     pg_act_dump, NULL},
-    {"dump_globals", "pg_dumpall --globals-only (roles, tablespaces)",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, dump_globals_params,
-     dump_globals_outputs, pg_act_dump_globals, NULL},
-    {"restore",
-     "restore a backup into a new database (refuses an existing one unless "
-     "clean); a failed restore drops what it created",
-     ENG_SIDE_CREATES, 0, restore_params, restore_outputs, pg_act_restore,
-     pg_restore_classify},
-    {"create_database", "CREATE DATABASE (recorded for cleanup)",
-     ENG_SIDE_CREATES, 0, create_params, create_outputs, pg_act_create_database,
-     NULL},
-    {"drop_database", "DROP DATABASE (guarded)", ENG_SIDE_DESTRUCTIVE, 0,
-     drop_params, drop_outputs, pg_act_drop_database, NULL},
-    {"query",
-     "run one SQL statement (in a READ ONLY transaction unless write: true)",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, query_params, query_outputs,
-     pg_act_query, pg_query_classify},
-    {"row_counts", "count the rows of every user table (one snapshot)",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, counts_params, counts_outputs,
-     pg_act_row_counts, NULL},
-    {"compare",
-     "compare two databases table by table: row counts and optionally "
-     "content checksums",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, compare_params, compare_outputs,
-     pg_act_compare, NULL},
-    {"verify",
-     "integrity checks: invalid indexes, constraints not validated, "
-     "foreign key orphans",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, verify_params, verify_outputs,
-     pg_act_verify, NULL},
-    {"connections",
-     "list the connections to a database; terminate: true ends them",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, conns_params, conns_outputs,
-     pg_act_connections, pg_conns_classify},
+    {.name = "sandbox",
+     .doc =
+         "start a throwaway PostgreSQL cluster (initdb, 127.0.0.1, free port); "
+         "stopped and removed when the run ends",
+     .side_effect = ENG_SIDE_CREATES,
+     .params = sandbox_params,
+     .outputs = sandbox_outputs,
+     .start = pg_act_sandbox},
+    {.name = "sandbox_stop",
+     .doc = "stop a sandbox cluster this run (or the run being cleaned up) "
+            "created and remove its directory; the undo of sandbox",
+     .side_effect = ENG_SIDE_DISRUPTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = sandbox_stop_params,
+     .outputs = sandbox_stop_outputs,
+     .start = pg_act_sandbox_stop},
+    {.name = "ping",
+     .doc = "connect and report the server's version and identity",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = ping_params,
+     .outputs = ping_outputs,
+     .start = pg_act_ping},
+    {.name = "dump",
+     .doc = "pg_dump a database to a file or a stream URL (s3://), with the "
+            "SHA-256 of the stored bytes",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = dump_params,
+     .outputs = dump_outputs,
+     .start = pg_act_dump},
+    {.name = "dump_globals",
+     .doc = "pg_dumpall --globals-only (roles, tablespaces)",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = dump_globals_params,
+     .outputs = dump_globals_outputs,
+     .start = pg_act_dump_globals},
+    {.name = "restore",
+     .doc =
+         "restore a backup into a new database (refuses an existing one unless "
+         "clean); a failed restore drops what it created",
+     .side_effect = ENG_SIDE_CREATES,
+     .params = restore_params,
+     .outputs = restore_outputs,
+     .start = pg_act_restore,
+     .classify = pg_restore_classify},
+    {.name = "create_database",
+     .doc = "CREATE DATABASE (recorded for cleanup)",
+     .side_effect = ENG_SIDE_CREATES,
+     .params = create_params,
+     .outputs = create_outputs,
+     .start = pg_act_create_database},
+    {.name = "drop_database",
+     .doc = "DROP DATABASE (guarded)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .params = drop_params,
+     .outputs = drop_outputs,
+     .start = pg_act_drop_database},
+    {.name = "query",
+     .doc = "run one SQL statement (in a READ ONLY transaction unless write: "
+            "true)",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = query_params,
+     .outputs = query_outputs,
+     .start = pg_act_query,
+     .classify = pg_query_classify},
+    {.name = "row_counts",
+     .doc = "count the rows of every user table (one snapshot)",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = counts_params,
+     .outputs = counts_outputs,
+     .start = pg_act_row_counts},
+    {.name = "compare",
+     .doc = "compare two databases table by table: row counts and optionally "
+            "content checksums",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = compare_params,
+     .outputs = compare_outputs,
+     .start = pg_act_compare},
+    {.name = "verify",
+     .doc = "integrity checks: invalid indexes, constraints not validated, "
+            "foreign key orphans",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = verify_params,
+     .outputs = verify_outputs,
+     .start = pg_act_verify},
+    {.name = "connections",
+     .doc = "list the connections to a database; terminate: true ends them",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = conns_params,
+     .outputs = conns_outputs,
+     .start = pg_act_connections,
+     .classify = pg_conns_classify},
 };
 
 static const eng_lua_func pg_lua[] = {

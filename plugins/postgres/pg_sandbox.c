@@ -117,15 +117,15 @@ static void pg_sbx_end_rm(void *ud) {
 
 static void pg_sbx_end_outputs(pg_sbx_end *e) {
   if (!e->action) return;
-  pg_host->output(e->op.call, "stopped", json_boolean(e->stopped));
-  pg_host->output(e->op.call, "removed", json_boolean(e->removed));
+  pg_host->output(e->op.e.call, "stopped", json_boolean(e->stopped));
+  pg_host->output(e->op.e.call, "removed", json_boolean(e->removed));
 }
 
 static void pg_sbx_end_removed(void *ud) {
   pg_sbx_end *e = ud;
-  pg_host->journal_removed(e->op.call, "sandbox", e->rec->dir);
+  pg_host->journal_removed(e->op.e.call, "sandbox", e->rec->dir);
   if (e->action)
-    pg_host->log(e->op.call, ENG_LOG_INFO, "sandbox %s %sremoved",
+    pg_host->log(e->op.e.call, ENG_LOG_INFO, "sandbox %s %sremoved",
                  e->rec->dir, e->stopped ? "stopped and " : "");
   pg_sbx_end_outputs(e);
   pg_op_finish(&e->op, ENG_OK);
@@ -134,7 +134,7 @@ static void pg_sbx_end_removed(void *ud) {
 static void pg_sbx_end_stopped(pg_child *c) {
   pg_sbx_end *e = c->ud;
   if (c->status != 0 || c->sig)
-    pg_host->log(e->op.call, ENG_LOG_DEBUG,
+    pg_host->log(e->op.e.call, ENG_LOG_DEBUG,
                  "pg_ctl stop for the sandbox in %s: %s", e->rec->data,
                  c->tail[0] ? c->tail : "not running");
   else
@@ -152,7 +152,7 @@ static void pg_sbx_end_stopped(pg_child *c) {
   }
   if (e->rec->keep) {
     pg_sbx_end_outputs(e);
-    pg_host->log(e->op.call, ENG_LOG_INFO,
+    pg_host->log(e->op.e.call, ENG_LOG_INFO,
                  "sandbox kept (stopped) in %s; start it again with: %s%s%s "
                  "-D %s -l %s/server.log start",
                  e->rec->data, e->rec->run_as ? "runuser -u " : "",
@@ -417,8 +417,8 @@ static void pg_sandbox_ready(pg_sess *s, void *ud, int rc) {
                pg_sess_errmsg(s));
     return;
   }
-  pg_host->journal_confirm(b->op.call, b->token);
-  eng_call *call = b->op.call;
+  pg_host->journal_confirm(b->op.e.call, b->token);
+  eng_call *call = b->op.e.call;
   char version[96];
   snprintf(version, sizeof version, "%s", b->id.version);
   char *sp = strchr(version, ' ');
@@ -522,7 +522,7 @@ static void pg_sandbox_started(pg_child *c) {
     /* the free port found earlier was taken before the server bound it */
     int port = pg_free_port();
     if (port > 0) {
-      pg_host->log(b->op.call, ENG_LOG_INFO,
+      pg_host->log(b->op.e.call, ENG_LOG_INFO,
                    "port %d was taken meanwhile; trying port %d", b->port,
                    port);
       b->port = port;
@@ -595,7 +595,7 @@ static void pg_sandbox_prepared(void *ud) {
     pg_op_fail(&b->op, ENG_ERR_IO, "sandbox: %s", b->werrmsg);
     return;
   }
-  pg_host->secret(b->op.call, b->password);
+  pg_host->secret(b->op.e.call, b->password);
   char *bindir = pg_strdup(b->bin.path);
   char *slash = strrchr(bindir, '/');
   if (slash) *slash = '\0';
@@ -615,16 +615,16 @@ static void pg_sandbox_prepared(void *ud) {
                 b->rec->run_as, "pg_ctl", b->rec->pg_ctl, "undo", "action",
                 "postgres.sandbox_stop", "with", with);
   b->token =
-      pg_host->journal_intent(b->op.call, "sandbox", b->rec->dir, detail);
+      pg_host->journal_intent(b->op.e.call, "sandbox", b->rec->dir, detail);
   json_decref(detail);
-  if (pg_host->at_run_end(b->op.call, pg_sbx_at_end, b->rec) == ENG_OK)
+  if (pg_host->at_run_end(b->op.e.call, pg_sbx_at_end, b->rec) == ENG_OK)
     b->rec_owned_by_end = 1;
   else
-    pg_host->log(b->op.call, ENG_LOG_WARN,
+    pg_host->log(b->op.e.call, ENG_LOG_WARN,
                  "cannot register the sandbox's cleanup at run end; stop it "
                  "with pg_ctl stop -D %s",
                  b->rec->data);
-  pg_host->log(b->op.call, ENG_LOG_INFO, "initdb %s (%s) in %s%s%s",
+  pg_host->log(b->op.e.call, ENG_LOG_INFO, "initdb %s (%s) in %s%s%s",
                b->bin.version, b->bin.path, b->rec->data,
                b->rec->run_as ? " as user " : "",
                b->rec->run_as ? b->rec->run_as : "");

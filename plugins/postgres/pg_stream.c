@@ -53,7 +53,7 @@ struct pg_out {
 pg_out *pg_out_open(pg_op *op, const char *url, const json_t *opts, int *rc) {
   pg_out *o = pg_xcalloc(1, sizeof *o);
   o->op = op;
-  *rc = pg_host->stream_open_write(op->call, url, opts, &o->st);
+  *rc = pg_host->stream_open_write(op->e.call, url, opts, &o->st);
   if (*rc != ENG_OK) {
     free(o);
     return NULL;

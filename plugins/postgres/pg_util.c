@@ -6,6 +6,7 @@
 #include "pg_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,17 +136,21 @@ int pg_pbool(const json_t *p, const char *name, int def) {
 
 /* compress: an integer 0-9 (pg_dump --compress), "0".."9", "none", or
  * "zstd" / "zstd:LEVEL" (1-19: the engine compresses the stream). */
-int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd) {
+/* The forms of `compress`: 0-9 (pg_dump's own), "none", "zstd" or
+ * "zstd:LEVEL" (1-19). Pure: the parameter's check and the action share
+ * it. -1 with the accepted forms in err. */
+int pg_compress_parse(const json_t *v, int *level, int *zstd, char *err,
+                      size_t errlen) {
   *level = -1;
   *zstd = 0;
-  if (!v || json_is_null(v)) return ENG_OK;
+  if (!v || json_is_null(v)) return 0;
   long long n = -1;
+  const char *s = json_is_string(v) ? json_string_value(v) : NULL;
   if (json_is_integer(v)) {
     n = json_integer_value(v);
-  } else if (json_is_string(v)) {
-    const char *s = json_string_value(v);
+  } else if (s) {
     char *end = NULL;
-    if (!*s) return ENG_OK;
+    if (!*s) return 0;
     if (!strcmp(s, "none")) {
       n = 0;
     } else if (!strncmp(s, "zstd", 4) && (s[4] == '\0' || s[4] == ':')) {
@@ -155,12 +160,12 @@ int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd) {
         if (end == s + 5 || *end || lv < 1 || lv > 19) lv = -1;
       }
       if (lv < 1) {
-        pg_host->fail(call, "compress '%s': the zstd level must be 1-19 "
-                            "(e.g. zstd:3)", s);
-        return ENG_ERR_INVALID;
+        snprintf(err, errlen, "compress '%s': the zstd level must be 1-19 "
+                              "(e.g. zstd:3)", s);
+        return -1;
       }
       *zstd = (int)lv;
-      return ENG_OK;
+      return 0;
     } else {
       n = strtoll(s, &end, 10);
       if (end == s || *end) n = -2;
@@ -169,11 +174,30 @@ int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd) {
     n = -2;
   }
   if (n < 0 || n > 9) {
-    pg_host->fail(call, "compress must be 0-9 (pg_dump's own compression) or "
-                        "zstd[:LEVEL] (the engine compresses the stream)");
-    return ENG_ERR_INVALID;
+    char got[64] = "";
+    if (s) snprintf(got, sizeof got, "'%.40s'", s);
+    else if (json_is_integer(v)) snprintf(got, sizeof got, "%lld", n);
+    else snprintf(got, sizeof got, "a value of another type");
+    snprintf(err, errlen,
+             "compress must be 0-9 (pg_dump's own compression), none, zstd "
+             "or zstd:LEVEL with LEVEL 1-19 (the engine compresses the "
+             "stream); got %s%s", got,
+             s && !strncmp(s, "gz", 2) ? " (gzip is not supported: use zstd)" : "");
+    return -1;
   }
   *level = (int)n;
-  return ENG_OK;
+  return 0;
+}
+
+int pg_check_compress(const json_t *v, char *err, size_t errlen) {
+  int level, zstd;
+  return pg_compress_parse(v, &level, &zstd, err, errlen) == 0 ? 0 : 1;
+}
+
+int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd) {
+  char err[256];
+  if (pg_compress_parse(v, level, zstd, err, sizeof err) == 0) return ENG_OK;
+  pg_host->fail(call, "%s", err);
+  return ENG_ERR_INVALID;
 }
 

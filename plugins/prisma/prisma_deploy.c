@@ -68,8 +68,8 @@ static void prisma_deploy_destroy(pg_op *op) {
 }
 
 static void prisma_deploy_outputs(prisma_deploy_op *d, int up) {
-  pg_host->output(d->op.call, "applied_now", json_incref(d->applied_now));
-  pg_host->output(d->op.call, "up_to_date", json_boolean(up));
+  pg_host->output(d->op.e.call, "applied_now", json_incref(d->applied_now));
+  pg_host->output(d->op.e.call, "up_to_date", json_boolean(up));
 }
 
 /* ---- end ----------------------------------------------------------------- */
@@ -77,7 +77,7 @@ static void prisma_deploy_outputs(prisma_deploy_op *d, int up) {
 static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
   prisma_deploy_op *d = ud;
   if (rc != ENG_OK)
-    pg_host->log(d->op.call, ENG_LOG_WARN,
+    pg_host->log(d->op.e.call, ENG_LOG_WARN,
                  "could not release the migration lock (%s); it is released "
                  "when the connection closes",
                  pg_sess_errmsg(s));
@@ -85,12 +85,12 @@ static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
            json_array_size(d->st.modified) == 0 &&
            d->next >= json_array_size(d->st.pending);
   prisma_deploy_outputs(d, up);
-  pg_host->output(d->op.call, "modified", json_incref(d->st.modified));
+  pg_host->output(d->op.e.call, "modified", json_incref(d->st.modified));
   size_t n = json_array_size(d->applied_now);
   if (n == 0)
-    pg_host->log(d->op.call, ENG_LOG_INFO, "no pending migrations to apply");
+    pg_host->log(d->op.e.call, ENG_LOG_INFO, "no pending migrations to apply");
   else
-    pg_host->log(d->op.call, ENG_LOG_INFO,
+    pg_host->log(d->op.e.call, ENG_LOG_INFO,
                  "%zu migration(s) applied; all migrations have been "
                  "successfully applied",
                  n);
@@ -111,7 +111,7 @@ static void prisma_apply_next(prisma_deploy_op *d);
 static void prisma_logged_end(pg_sess *s, void *ud, int rc) {
   prisma_deploy_op *d = ud;
   if (rc != ENG_OK)
-    pg_host->log(d->op.call, ENG_LOG_WARN,
+    pg_host->log(d->op.e.call, ENG_LOG_WARN,
                  "could not record the error in %s.logs: %s", PRISMA_TABLE,
                  pg_sess_errmsg(s));
   pg_op_fail(&d->op, ENG_ERR_FAILED,
@@ -131,7 +131,7 @@ static void prisma_finished_end(pg_sess *s, void *ud, int rc) {
     return;
   }
   json_array_append_new(d->applied_now, json_string(d->cur->name));
-  pg_host->log(d->op.call, ENG_LOG_INFO, "applied %s", d->cur->name);
+  pg_host->log(d->op.e.call, ENG_LOG_INFO, "applied %s", d->cur->name);
   d->next++;
   prisma_apply_next(d);
 }
@@ -152,7 +152,7 @@ static void prisma_script_end(pg_sess *s, void *ud, int rc) {
   free(d->script_err);
   d->script_err = pg_strdup(pg_sess_errmsg(s));
   PGconn *conn = pg_sess_conn(s);
-  if (!conn || PQstatus(conn) != CONNECTION_OK || d->op.cancelled) {
+  if (!conn || PQstatus(conn) != CONNECTION_OK || d->op.e.cancelled) {
     pg_op_fail(&d->op, rc == ENG_ERR_CANCELLED ? rc : ENG_ERR_FAILED,
                "migration `%s` failed to apply: %s; it stays recorded as "
                "started and not finished (failed) in %s: check the "
@@ -205,7 +205,7 @@ static void prisma_apply_next(prisma_deploy_op *d) {
   const char *name = json_string_value(json_array_get(d->st.pending, d->next));
   d->cur = prisma_find(&d->dir, name);
   prisma_uuid4(d->cur_id);
-  pg_host->log(d->op.call, ENG_LOG_INFO, "applying %s", name);
+  pg_host->log(d->op.e.call, ENG_LOG_INFO, "applying %s", name);
   const char *p[3] = {d->cur_id, d->cur->sha[0], name};
   char *sql = pg_asprintf("INSERT INTO %s (id, checksum, started_at, "
                           "migration_name, applied_steps_count) "
@@ -229,13 +229,13 @@ static void prisma_deploy_check(prisma_deploy_op *d) {
   }
   if (json_array_size(d->st.modified)) {
     char *m = prisma_json_join(d->st.modified);
-    pg_host->log(d->op.call, ENG_LOG_WARN,
+    pg_host->log(d->op.e.call, ENG_LOG_WARN,
                  "migration.sql edited after it was applied (not applied "
                  "again): %s",
                  m);
     free(m);
   }
-  pg_host->log(d->op.call, ENG_LOG_INFO,
+  pg_host->log(d->op.e.call, ENG_LOG_INFO,
                "%zu migration(s) found in %s, %zu pending", d->dir.n,
                d->dir.path, json_array_size(d->st.pending));
   prisma_apply_next(d);
@@ -272,7 +272,7 @@ static void prisma_loaded_end(pg_sess *s, void *ud, int rc) {
                d->schema, pg_sess_display(s), d->ld.objects, PRISMA_TABLE);
     return;
   }
-  pg_host->log(d->op.call, ENG_LOG_INFO, "creating %s in schema \"%s\"",
+  pg_host->log(d->op.e.call, ENG_LOG_INFO, "creating %s in schema \"%s\"",
                PRISMA_TABLE, d->schema);
   if (!d->ld.schema_exists) {
     char *q = prisma_quote_ident(d->schema);
@@ -335,7 +335,7 @@ static void prisma_lock_end(pg_sess *s, void *ud, int rc) {
   }
   if (d->locked) {
     if (d->lock_logged)
-      pg_host->log(d->op.call, ENG_LOG_INFO,
+      pg_host->log(d->op.e.call, ENG_LOG_INFO,
                    "migration lock taken after %.1f s",
                    (double)(pg_now_ms() - d->t0) / 1000.0);
     prisma_deploy_load(d);
@@ -355,7 +355,7 @@ static void prisma_lock_end(pg_sess *s, void *ud, int rc) {
   }
   if (!d->lock_logged) {
     d->lock_logged = 1;
-    pg_host->log(d->op.call, ENG_LOG_INFO,
+    pg_host->log(d->op.e.call, ENG_LOG_INFO,
                  "waiting for the migration lock (another deploy holds "
                  "advisory lock %s)",
                  PRISMA_LOCK_KEY);
@@ -383,7 +383,7 @@ static void prisma_cli_lines(prisma_deploy_op *d, int all) {
     if (!nl && !all) return;
     size_t n = nl ? (size_t)(nl - start) : d->out.len - d->out_logged;
     if (n > 0)
-      pg_host->log(d->op.call, ENG_LOG_INFO, "prisma: %.*s", (int)n, start);
+      pg_host->log(d->op.e.call, ENG_LOG_INFO, "prisma: %.*s", (int)n, start);
     d->out_logged += n + (nl ? 1 : 0);
   }
 }
@@ -505,7 +505,7 @@ static void prisma_deploy_dir(void *ud) {
     pg_op_fail(&d->op, d->dir.rc, "%s", d->dir.err);
     return;
   }
-  prisma_dir_warn(d->op.call, &d->dir);
+  prisma_dir_warn(d->op.e.call, &d->dir);
   prisma_deploy_connect(d);
 }
 

@@ -14,26 +14,36 @@ static int prisma_init(const eng_host *host) {
   return 0;
 }
 
-#define P_URL                                                              \
-  {"url", ENG_T_STRING, 0, NULL, ENG_TARGET_DATABASE, NULL,                \
-   "the target database: postgresql://USER:PASSWORD@HOST:PORT/DBNAME, "    \
-   "as in Prisma's DATABASE_URL (?schema=NAME selects the schema of "      \
-   "_prisma_migrations, default public); default $DATABASE_URL"}
-#define P_MIGRATIONS                                                       \
-  {"migrations", ENG_T_STRING, 0, "\"prisma/migrations\"", ENG_TARGET_NONE, \
-   NULL,                                                                   \
-   "the migrations folder (one folder per migration holding "              \
-   "migration.sql, and migration_lock.toml), relative to the working "     \
-   "directory"}
-#define P_END {NULL, 0, 0, NULL, 0, NULL, NULL}
+#define P_URL                                                                  \
+  {                                                                            \
+    .name = "url", .type = ENG_T_STRING, .target = ENG_TARGET_DATABASE,        \
+    .doc =                                                                     \
+        "the target database: postgresql://USER:PASSWORD@HOST:PORT/DBNAME, "   \
+        "as in Prisma's DATABASE_URL (?schema=NAME selects the schema of "     \
+        "_prisma_migrations, default public); default $DATABASE_URL"           \
+  }
+#define P_MIGRATIONS                                                           \
+  {                                                                            \
+    .name = "migrations", .type = ENG_T_STRING,                                \
+    .def = "\"prisma/migrations\"", .target = ENG_TARGET_NONE,                 \
+    .choices = NULL,                                                           \
+    .doc = "the migrations folder (one folder per migration holding "          \
+           "migration.sql, and migration_lock.toml), relative to the working " \
+           "directory"                                                         \
+  }
+#define P_END {0}
 #define O_END {NULL, 0, NULL}
 
 static const eng_param status_params[] = {
     P_URL,
     P_MIGRATIONS,
-    {"require_up_to_date", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL,
-     "fail the step unless every migration is applied, none failed and no "
-     "applied migration.sql was edited"},
+    {.name = "require_up_to_date",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "fail the step unless every migration is applied, none failed and no "
+         "applied migration.sql was edited"},
     P_END};
 
 static const eng_output status_outputs[] = {
@@ -53,19 +63,32 @@ static const eng_output status_outputs[] = {
 static const eng_param deploy_params[] = {
     P_URL,
     P_MIGRATIONS,
-    {"mode", ENG_T_STRING, 0, "\"native\"", ENG_TARGET_NONE, "native|cli",
-     "native: apply the pending migrations here, exactly as Prisma does; "
-     "cli: run `npx prisma migrate deploy` (needs Node and the project)"},
-    {"lock_timeout", ENG_T_DURATION, 0, "\"10s\"", ENG_TARGET_NONE, NULL,
-     "(native) how long to wait for the migration advisory lock "
-     "(pg_advisory_lock(72707369)) that another deploy holds"},
-    {"cwd", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "(cli) directory to run Prisma in (the project's root); default the "
-     "working directory"},
-    {"cli", ENG_T_LIST, 0, "[\"npx\", \"--no\", \"prisma\"]",
-     ENG_TARGET_COMMAND, NULL,
-     "(cli) the Prisma command; `migrate deploy` is appended. npx --no "
-     "never downloads a Prisma that the project does not have"},
+    {.name = "mode",
+     .type = ENG_T_STRING,
+     .def = "\"native\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "native|cli",
+     .doc =
+         "native: apply the pending migrations here, exactly as Prisma does; "
+         "cli: run `npx prisma migrate deploy` (needs Node and the project)"},
+    {.name = "lock_timeout",
+     .type = ENG_T_DURATION,
+     .def = "\"10s\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "(native) how long to wait for the migration advisory lock "
+            "(pg_advisory_lock(72707369)) that another deploy holds"},
+    {.name = "cwd",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "(cli) directory to run Prisma in (the project's root); default the "
+         "working directory"},
+    {.name = "cli",
+     .type = ENG_T_LIST,
+     .def = "[\"npx\", \"--no\", \"prisma\"]",
+     .target = ENG_TARGET_COMMAND,
+     .doc = "(cli) the Prisma command; `migrate deploy` is appended. npx --no "
+            "never downloads a Prisma that the project does not have"},
     P_END};
 
 static const eng_output deploy_outputs[] = {
@@ -77,16 +100,24 @@ static const eng_output deploy_outputs[] = {
     O_END};
 
 static const eng_action prisma_actions[] = {
-    {"status",
-     "Compare the migrations folder with the database's _prisma_migrations "
-     "table: applied, pending, failed and edited migrations",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, status_params, status_outputs,
-     prisma_act_status, NULL},
-    {"deploy",
-     "Apply the pending migrations (prisma migrate deploy) under Prisma's "
-     "advisory lock; refuses while a failed migration is recorded",
-     ENG_SIDE_CREATES, ENG_A_REPEAT_SAFE, deploy_params, deploy_outputs,
-     prisma_act_deploy, NULL},
+    {.name = "status",
+     .doc =
+         "Compare the migrations folder with the database's _prisma_migrations "
+         "table: applied, pending, failed and edited migrations",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = status_params,
+     .outputs = status_outputs,
+     .start = prisma_act_status},
+    {.name = "deploy",
+     .doc =
+         "Apply the pending migrations (prisma migrate deploy) under Prisma's "
+         "advisory lock; refuses while a failed migration is recorded",
+     .side_effect = ENG_SIDE_CREATES,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = deploy_params,
+     .outputs = deploy_outputs,
+     .start = prisma_act_deploy},
 };
 
 static const eng_plugin prisma_plugin = {

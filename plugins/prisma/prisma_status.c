@@ -96,7 +96,7 @@ static void prisma_status_end(pg_sess *s, void *ud, int rc) {
     prisma_fail_sess(&t->op, s, rc, "reading " PRISMA_TABLE);
     return;
   }
-  eng_call *call = t->op.call;
+  eng_call *call = t->op.e.call;
   if (!t->ld.rows.table_exists)
     pg_host->log(call, ENG_LOG_INFO,
                  "no %s table in schema \"%s\": every migration is pending",
@@ -174,7 +174,7 @@ static void prisma_status_dir(void *ud) {
     pg_op_fail(&t->op, t->dir.rc, "%s", t->dir.err);
     return;
   }
-  prisma_dir_warn(t->op.call, &t->dir);
+  prisma_dir_warn(t->op.e.call, &t->dir);
   pg_sess *s = pg_sess_open(&t->op, t->url);
   prisma_load_add(s, &t->ld, t->schema);
   pg_sess_run(s, prisma_status_end, t);

@@ -872,6 +872,27 @@ static int64_t parse_duration(const char *s) {
   return total;
 }
 
+/* The forms of `pick` (shared by its check and list_start). */
+static int pick_parse(const char *s, int64_t *within_s, char *err,
+                      size_t errlen) {
+  if (!strcmp(s, "latest") || !strcmp(s, "none")) return 0;
+  if (!strncmp(s, "random_within:", 14) &&
+      (*within_s = parse_duration(s + 14)) >= 0)
+    return 0;
+  snprintf(err, errlen,
+           "pick '%s' is not latest, none or random_within:DURATION (e.g. "
+           "random_within:7d)%s",
+           s, !strncmp(s, "random", 6) && !strchr(s, ':')
+                  ? " (did you mean 'random_within:7d'?)" : "");
+  return -1;
+}
+
+static int check_pick(const json_t *v, char *err, size_t errlen) {
+  int64_t within;
+  return pick_parse(json_string_value(v), &within, err, errlen) ? 1 : 0;
+}
+
+
 static int ends_with(const char *s, const char *suf) {
   size_t n = strlen(s), m = strlen(suf);
   return n >= m && strcmp(s + n - m, suf) == 0;
@@ -934,7 +955,8 @@ static void list_report(list_job *j) {
   if (!strcmp(j->pick, "latest")) {
     for (size_t i = 0; i < nk; i++)
       if (!best || keep[i]->mtime > best->mtime ||
-          (keep[i]->mtime == best->mtime && strcmp(keep[i]->key, best->key) > 0))
+          (keep[i]->mtime == best->mtime &&
+           strcmp(keep[i]->key, best->key) > 0))
         best = keep[i];
   } else { /* random_within */
     size_t m = 0;
@@ -1059,16 +1081,8 @@ static int list_start(eng_call *call, const json_t *p) {
   j->suffix = *suf ? s3_xstrdup(suf) : NULL;
   int rc = s3_url_parse(pstr(p, "url"), &j->bucket, &j->prefix, 1, err,
                         sizeof err);
-  if (rc == ENG_OK && strcmp(j->pick, "latest") && strcmp(j->pick, "none")) {
-    if (strncmp(j->pick, "random_within:", 14) != 0 ||
-        (j->within_s = parse_duration(j->pick + 14)) < 0) {
-      snprintf(err, sizeof err,
-               "pick '%s' is not latest, none or random_within:DURATION "
-               "(e.g. random_within:7d)",
-               j->pick);
-      rc = ENG_ERR_INVALID;
-    }
-  }
+  if (rc == ENG_OK && pick_parse(j->pick, &j->within_s, err, sizeof err) != 0)
+    rc = ENG_ERR_INVALID;
   if (rc == ENG_OK) rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
@@ -1292,33 +1306,53 @@ const eng_stream_scheme s3_scheme = {
 /* declarations                                                              */
 /* ======================================================================== */
 
-#define P_ENDPOINT                                                          \
-  {"endpoint", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,                \
-   "S3 endpoint URL for S3-compatible stores (path-style); default "      \
-   "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's endpoint_url, "  \
-   "else AWS (virtual-host style)"}
-#define P_REGION                                                            \
-  {"region", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,                  \
-   "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "       \
-   "profile's region, else us-east-1"}
-#define P_END {NULL, 0, 0, NULL, 0, NULL, NULL}
+#define P_ENDPOINT                                                             \
+  {                                                                            \
+    .name = "endpoint", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
+    .doc = "S3 endpoint URL for S3-compatible stores (path-style); default "   \
+           "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's "           \
+           "endpoint_url, "                                                    \
+           "else AWS (virtual-host style)"                                     \
+  }
+#define P_REGION                                                               \
+  {                                                                            \
+    .name = "region", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,         \
+    .doc = "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "    \
+           "profile's region, else us-east-1"                                  \
+  }
+#define P_END {0}
 #define O_END {NULL, 0, NULL}
 
 static const eng_param put_params[] = {
-    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "local file to upload"},
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_BUCKET, NULL,
-     "destination s3://BUCKET/KEY (an existing object is replaced)"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc = "local file to upload"},
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_BUCKET,
+     .doc = "destination s3://BUCKET/KEY (an existing object is replaced)"},
     P_ENDPOINT,
     P_REGION,
-    {"storage_class", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "x-amz-storage-class (STANDARD, STANDARD_IA, GLACIER_IR, ...)"},
-    {"part_size", ENG_T_INT, 0, "8388608", ENG_TARGET_NONE, NULL,
-     "multipart part size in bytes (5 MiB to 5 GiB); files up to one part "
-     "go up in a single PutObject"},
-    {"concurrency", ENG_T_INT, 0, "4", ENG_TARGET_NONE, NULL,
-     "parts uploaded at once (1 to 64); memory is about concurrency x "
-     "part_size"},
+    {.name = "storage_class",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "x-amz-storage-class (STANDARD, STANDARD_IA, GLACIER_IR, ...)"},
+    {.name = "part_size",
+     .type = ENG_T_INT,
+     .def = "8388608",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "multipart part size in bytes (5 MiB to 5 GiB); files up to one part "
+         "go up in a single PutObject"},
+    {.name = "concurrency",
+     .type = ENG_T_INT,
+     .def = "4",
+     .target = ENG_TARGET_NONE,
+     .doc = "parts uploaded at once (1 to 64); memory is about concurrency x "
+            "part_size"},
     P_END};
 static const eng_output put_outputs[] = {
     {"url", ENG_T_STRING, "s3://BUCKET/KEY"},
@@ -1330,15 +1364,26 @@ static const eng_output put_outputs[] = {
     O_END};
 
 static const eng_param get_params[] = {
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_BUCKET, NULL,
-     "object to download, s3://BUCKET/KEY"},
-    {"file", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL,
-     "local path to write (written as FILE.partial, renamed when complete "
-     "and verified)"},
-    {"verify", ENG_T_BOOL, 0, "true", ENG_TARGET_NONE, NULL,
-     "check the bytes against the object's recorded SHA-256 "
-     "(x-amz-meta-sha256 or the KEY.sha256 sidecar); a mismatch fails and "
-     "leaves no file"},
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_BUCKET,
+     .doc = "object to download, s3://BUCKET/KEY"},
+    {.name = "file",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc =
+         "local path to write (written as FILE.partial, renamed when complete "
+         "and verified)"},
+    {.name = "verify",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "check the bytes against the object's recorded SHA-256 "
+         "(x-amz-meta-sha256 or the KEY.sha256 sidecar); a mismatch fails and "
+         "leaves no file"},
     P_ENDPOINT,
     P_REGION,
     P_END};
@@ -1353,14 +1398,23 @@ static const eng_output get_outputs[] = {
     O_END};
 
 static const eng_param list_params[] = {
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_BUCKET, NULL,
-     "s3://BUCKET/PREFIX to list (every key starting with PREFIX)"},
-    {"pick", ENG_T_STRING, 0, "\"latest\"", ENG_TARGET_NONE, NULL,
-     "latest (newest Last-Modified), random_within:DURATION (a random "
-     "object younger than DURATION, e.g. random_within:7d) or none; "
-     "picking from nothing fails"},
-    {"suffix", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "only keys ending with this (e.g. .dump)"},
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_BUCKET,
+     .doc = "s3://BUCKET/PREFIX to list (every key starting with PREFIX)"},
+    {.name = "pick",
+     .type = ENG_T_STRING,
+     .def = "\"latest\"",
+     .target = ENG_TARGET_NONE,
+     .check = check_pick,
+     .doc = "latest (newest Last-Modified), random_within:DURATION (a random "
+            "object younger than DURATION, e.g. random_within:7d) or none; "
+            "picking from nothing fails"},
+    {.name = "suffix",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "only keys ending with this (e.g. .dump)"},
     P_ENDPOINT,
     P_REGION,
     P_END};
@@ -1373,12 +1427,14 @@ static const eng_output list_outputs[] = {
      "{url, key, bytes, last_modified, age_s, etag} or null (pick: none)"},
     O_END};
 
-static const eng_param head_params[] = {
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_BUCKET, NULL,
-     "s3://BUCKET/KEY"},
-    P_ENDPOINT,
-    P_REGION,
-    P_END};
+static const eng_param head_params[] = {{.name = "url",
+                                         .type = ENG_T_STRING,
+                                         .flags = ENG_P_REQUIRED,
+                                         .target = ENG_TARGET_BUCKET,
+                                         .doc = "s3://BUCKET/KEY"},
+                                        P_ENDPOINT,
+                                        P_REGION,
+                                        P_END};
 static const eng_output head_outputs[] = {
     {"exists", ENG_T_BOOL, "false when there is no such key (not an error)"},
     {"bytes", ENG_T_INT, "size (when it exists)"},
@@ -1390,8 +1446,11 @@ static const eng_output head_outputs[] = {
     O_END};
 
 static const eng_param delete_params[] = {
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_BUCKET, NULL,
-     "s3://BUCKET/KEY to delete (with its KEY.sha256 sidecar)"},
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_BUCKET,
+     .doc = "s3://BUCKET/KEY to delete (with its KEY.sha256 sidecar)"},
     P_ENDPOINT,
     P_REGION,
     P_END};
@@ -1401,10 +1460,16 @@ static const eng_output delete_outputs[] = {
 static const eng_param abort_params[] = {
     /* No guard target: aborting an unfinished upload cannot touch stored
      * objects, and cleanup must work in protected backup buckets too. */
-    {"url", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL,
-     "s3://BUCKET/KEY whose unfinished multipart upload(s) to abort"},
-    {"upload_id", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL,
-     "the upload to abort; default: every pending upload of exactly KEY"},
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "s3://BUCKET/KEY whose unfinished multipart upload(s) to abort"},
+    {.name = "upload_id",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc =
+         "the upload to abort; default: every pending upload of exactly KEY"},
     P_ENDPOINT,
     P_REGION,
     P_END};
@@ -1412,26 +1477,50 @@ static const eng_output abort_outputs[] = {
     {"aborted", ENG_T_INT, "uploads aborted"}, O_END};
 
 const eng_action s3_actions[S3_N_ACTIONS] = {
-    {"put", "upload a local file (multipart for large files) with its "
+    {.name = "put",
+     .doc = "upload a local file (multipart for large files) with its "
             "SHA-256 as x-amz-meta-sha256",
-     ENG_SIDE_CREATES, ENG_A_REPEAT_SAFE, put_params, put_outputs, put_start,
-     NULL},
-    {"get", "download an object to a local file, verifying its recorded "
+     .side_effect = ENG_SIDE_CREATES,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = put_params,
+     .outputs = put_outputs,
+     .start = put_start},
+    {.name = "get",
+     .doc = "download an object to a local file, verifying its recorded "
             "SHA-256",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, get_params, get_outputs, get_start,
-     NULL},
-    {"list", "list objects under a prefix and pick one (latest, random "
-             "within an age)",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, list_params, list_outputs,
-     list_start, NULL},
-    {"head", "metadata of an object; a missing key is exists: false",
-     ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, head_params, head_outputs,
-     head_start, NULL},
-    {"delete", "delete an object (guarded: protected_buckets, ownership)",
-     ENG_SIDE_DESTRUCTIVE, ENG_A_REPEAT_SAFE, delete_params, delete_outputs,
-     del_start, NULL},
-    {"abort_upload", "abort unfinished multipart uploads of a key (cleanup "
-                     "after a killed run)",
-     ENG_SIDE_EXTERNAL, ENG_A_REPEAT_SAFE, abort_params, abort_outputs,
-     ab_start, NULL},
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = get_params,
+     .outputs = get_outputs,
+     .start = get_start},
+    {.name = "list",
+     .doc = "list objects under a prefix and pick one (latest, random "
+            "within an age)",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = list_params,
+     .outputs = list_outputs,
+     .start = list_start},
+    {.name = "head",
+     .doc = "metadata of an object; a missing key is exists: false",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = head_params,
+     .outputs = head_outputs,
+     .start = head_start},
+    {.name = "delete",
+     .doc = "delete an object (guarded: protected_buckets, ownership)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = delete_params,
+     .outputs = delete_outputs,
+     .start = del_start},
+    {.name = "abort_upload",
+     .doc = "abort unfinished multipart uploads of a key (cleanup "
+            "after a killed run)",
+     .side_effect = ENG_SIDE_EXTERNAL,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = abort_params,
+     .outputs = abort_outputs,
+     .start = ab_start},
 };

@@ -24,8 +24,8 @@ def actions(h):
 
 
 def value_for(prop):
-    if 'enum' in prop:
-        return json.dumps(prop['enum'][0])
+    if 'enum' in prop.get('else', {}):
+        return json.dumps(prop['else']['enum'][0])
     t = prop.get('type', 'string')
     if isinstance(t, list):
         t = t[0]
@@ -76,8 +76,80 @@ def test_every_action_validates_good_and_bad_params(h):
             h.check(r.returncode == 2 and f"parameter '{k}'" in r.stderr, f'{uses}.{k}: {r.stderr}')
         r = h.engine('plugins', uses)
         h.check(r.returncode == 0 and 'outputs:' in r.stdout, f'{uses}: {r.stdout}')
+        # the declarations of ABI 1.1, as editors and validate see them
+        h.check(w.get('description') and w.get('markdownDescription'),
+                f'{uses}: no action description in the schema')
+        for k, v in props.items():
+            h.check(v.get('description') and v.get('markdownDescription'),
+                    f'{uses}.{k}: no description in the schema')
+            if 'enum' in v.get('else', {}):
+                off = dict(good)
+                off[k] = '"zz-not-a-choice"'
+                r = h.engine('validate', h.write('enum.yaml', runbook(uses, off)))
+                h.check(r.returncode == 2 and 'is not one of' in r.stderr,
+                        f'{uses}.{k} enum: {r.stderr}')
+            for bound, delta, word in (('minimum', -1, 'at least'),
+                                       ('maximum', 1, 'at most')):
+                if bound not in v:
+                    continue
+                off = dict(good)
+                off[k] = str(int(v[bound]) + delta)
+                r = h.engine('validate', h.write('range.yaml', runbook(uses, off)))
+                h.check(r.returncode == 2 and f"parameter '{k}'" in r.stderr and
+                        ('out of range' in r.stderr or word in r.stderr),
+                        f'{uses}.{k} {bound}: {r.stderr}')
         checked += 1
     h.check(checked >= 26, f"only {checked} actions")
+
+
+# Debian's python3 with python3-jsonschema and python3-yaml (scripts/setup.sh
+# installs them): the validator is a real one, not ours.
+VALIDATE = r'''
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+cls = jsonschema.validators.validator_for(schema)
+cls.check_schema(schema)
+bad = 0
+for f in sys.argv[2:]:
+    errs = list(cls(schema).iter_errors(yaml.safe_load(open(f))))
+    for e in errs:
+        print('%s: %s at %s' % (f, e.message, '/'.join(map(str, e.absolute_path))))
+    bad += bool(errs)
+print('checked %d files, %d invalid' % (len(sys.argv) - 2, bad))
+sys.exit(1 if bad else 0)
+'''
+
+
+@suite.test
+def test_schema_accepts_shipped_runbooks_and_rejects_typos(h):
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[2]
+    r = h.engine('schema')
+    h.check(r.returncode == 0, r.stderr)
+    schema = h.write('schema.json', r.stdout)
+    script = h.write('validate.py', VALIDATE)
+    books = sorted(str(p) for p in (root / 'runbooks').glob('*.yaml'))
+    h.check(len(books) >= 5, books)
+    v = subprocess.run(['/usr/bin/python3', str(script), str(schema), *books],
+                       text=True, capture_output=True)
+    h.check(v.returncode == 0 and f'checked {len(books)} files, 0 invalid' in v.stdout,
+            v.stdout + v.stderr)
+    # a misspelled parameter and a wrong choice are rejected by the validator
+    typo = h.write('typo.yaml', 'version: 1\nname: typo\nsteps:\n'
+                   '  - id: d\n    uses: postgres.dump\n'
+                   '    with: {file: /tmp/x.dump, fromat: custom}\n')
+    v = subprocess.run(['/usr/bin/python3', str(script), str(schema), str(typo)],
+                       text=True, capture_output=True)
+    h.check(v.returncode == 1 and "'fromat' was unexpected" in v.stdout,
+            v.stdout + v.stderr)
+    choice = h.write('choice.yaml', 'version: 1\nname: choice\nsteps:\n'
+                     '  - id: d\n    uses: postgres.dump\n'
+                     '    with: {file: /tmp/x.dump, format: zip}\n')
+    v = subprocess.run(['/usr/bin/python3', str(script), str(schema), str(choice)],
+                       text=True, capture_output=True)
+    h.check(v.returncode == 1 and "'zip' is not one of" in v.stdout,
+            v.stdout + v.stderr)
 
 
 if __name__ == '__main__':

@@ -7,15 +7,21 @@ static int nop_start(eng_call *call, const json_t *params) {
   return ENG_ERR_FAILED;
 }
 
-static const eng_action actions[] = {
-    {"nop", "nothing", ENG_SIDE_READ_ONLY, 0, NULL, NULL, nop_start, NULL}};
+static const eng_action actions[] = {{.name = "nop",
+                                      .doc = "nothing",
+                                      .side_effect = ENG_SIDE_READ_ONLY,
+                                      .start = nop_start}};
 
-static const eng_plugin desc = {
-    .size = sizeof(eng_plugin),
+static const eng_plugin desc = {.size = sizeof(eng_plugin),
 #ifdef TEST_PLUGIN_ABI_MAJOR
-    .abi_major = ENG_ABI_MAJOR + 1, .abi_minor = 0,
+                                .abi_major = ENG_ABI_MAJOR + 1,
+                                .abi_minor = 0,
 #else
-    .abi_major = ENG_ABI_MAJOR, .abi_minor = ENG_ABI_MINOR + 1,
+                                 .abi_major = ENG_ABI_MAJOR,
+                                 .abi_minor = ENG_ABI_MINOR + 1,
 #endif
-    .name = TEST_PLUGIN_NAME, .version = "1", .actions = actions, .n_actions = 1};
+                                .name = TEST_PLUGIN_NAME,
+                                .version = "1",
+                                .actions = actions,
+                                .n_actions = 1};
 ENG_PLUGIN_DEFINE(desc)

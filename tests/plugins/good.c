@@ -1,6 +1,7 @@
 /* A well-formed test plugin: one action that echoes its parameter. */
 #include <engine/plugin.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,17 +76,22 @@ static void copy_read_end(void *ud, int rc, json_t *info) {
 static int copy_start(eng_call *call, const json_t *p) {
   copy_job *j = calloc(1, sizeof *j);
   j->call = call;
-  json_t *wopts = json_pack("{s:s?}", "compress", json_string_value(json_object_get(p, "compress")));
-  int rc = host->stream_open_write(call, json_string_value(json_object_get(p, "to")), wopts, &j->out);
+  json_t *wopts = json_pack("{s:s?}", "compress",
+                            json_string_value(json_object_get(p, "compress")));
+  int rc = host->stream_open_write(
+      call, json_string_value(json_object_get(p, "to")), wopts, &j->out);
   json_decref(wopts);
   if (rc != ENG_OK) {
     free(j);
     return rc;
   }
-  json_t *ropts = json_pack("{s:b, s:s?}", "decompress", json_is_true(json_object_get(p, "decompress")),
-                            "expect_sha256", json_string_value(json_object_get(p, "expect_sha256")));
-  rc = host->stream_open_read(call, json_string_value(json_object_get(p, "from")), ropts,
-                              copy_data, copy_read_end, j, &j->in);
+  json_t *ropts =
+      json_pack("{s:b, s:s?}", "decompress",
+                json_is_true(json_object_get(p, "decompress")), "expect_sha256",
+                json_string_value(json_object_get(p, "expect_sha256")));
+  rc = host->stream_open_read(call,
+                              json_string_value(json_object_get(p, "from")),
+                              ropts, copy_data, copy_read_end, j, &j->in);
   json_decref(ropts);
   if (rc != ENG_OK) {
     host->stream_abort(j->out);
@@ -94,34 +100,97 @@ static int copy_start(eng_call *call, const json_t *p) {
   return rc;
 }
 
+/* checked: declarations of ABI 1.1 (values, range, a check) */
+static int even(const json_t *v, char *err, size_t n) {
+  if (json_integer_value(v) % 2 == 0) return 0;
+  snprintf(err, n, "level must be even (2, 4, ...), got %lld",
+           (long long)json_integer_value(v));
+  return 1;
+}
+
+static int checked_start(eng_call *call, const json_t *params) {
+  host->output(call, "value", json_deep_copy(params));
+  host->done(call, ENG_OK);
+  return ENG_OK;
+}
+
 static int init(const eng_host *h) {
   host = h;
   return 0;
 }
 
-static const eng_param echo_params[] = {
-    {"value", ENG_T_ANY, ENG_P_REQUIRED, NULL, ENG_TARGET_NONE, NULL, "value to echo"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+static const eng_param echo_params[] = {{.name = "value",
+                                         .type = ENG_T_ANY,
+                                         .flags = ENG_P_REQUIRED,
+                                         .target = ENG_TARGET_NONE,
+                                         .doc = "value to echo"},
+                                        {0}};
 static const eng_output echo_outputs[] = {{"value", ENG_T_ANY, "the value"},
                                           {NULL, 0, NULL}};
-static const eng_param copy_params[] = {
-    {"from", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL, "source stream URL"},
-    {"to", ENG_T_STRING, ENG_P_REQUIRED, NULL, ENG_TARGET_FILE, NULL, "target stream URL"},
-    {"compress", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL, "zstd[:LEVEL]"},
-    {"decompress", ENG_T_BOOL, 0, "false", ENG_TARGET_NONE, NULL, "undo zstd on read"},
-    {"expect_sha256", ENG_T_STRING, 0, NULL, ENG_TARGET_NONE, NULL, "checksum of the source"},
-    {NULL, 0, 0, NULL, 0, NULL, NULL}};
+static const eng_param copy_params[] = {{.name = "from",
+                                         .type = ENG_T_STRING,
+                                         .flags = ENG_P_REQUIRED,
+                                         .target = ENG_TARGET_FILE,
+                                         .doc = "source stream URL"},
+                                        {.name = "to",
+                                         .type = ENG_T_STRING,
+                                         .flags = ENG_P_REQUIRED,
+                                         .target = ENG_TARGET_FILE,
+                                         .doc = "target stream URL"},
+                                        {.name = "compress",
+                                         .type = ENG_T_STRING,
+                                         .target = ENG_TARGET_NONE,
+                                         .doc = "zstd[:LEVEL]"},
+                                        {.name = "decompress",
+                                         .type = ENG_T_BOOL,
+                                         .def = "false",
+                                         .target = ENG_TARGET_NONE,
+                                         .doc = "undo zstd on read"},
+                                        {.name = "expect_sha256",
+                                         .type = ENG_T_STRING,
+                                         .target = ENG_TARGET_NONE,
+                                         .doc = "checksum of the source"},
+                                        {0}};
 static const eng_output copy_outputs[] = {{"written", ENG_T_MAP, "stream info"},
                                           {"read", ENG_T_MAP, "stream info"},
                                           {NULL, 0, NULL}};
-static const eng_action actions[] = {
-    {"echo", "echo a value", ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, echo_params,
-     echo_outputs, echo_start, NULL},
-    {"copy", "copy a stream", ENG_SIDE_CREATES, 0, copy_params, copy_outputs,
-     copy_start, NULL}};
+static const char *const modes[] = {"fast", "safe", NULL};
+static const eng_param checked_params[] = {
+    {.name = "level", .type = ENG_T_INT, .def = "2", .check = even,
+     .doc = "an even level"},
+    {.name = "mode", .type = ENG_T_STRING, .def = "\"safe\"", .values = modes,
+     .doc = "fast or safe"},
+    {.name = "port", .type = ENG_T_INT, .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 1, .max = 65535, .doc = "a TCP port"},
+    {.name = "wait", .type = ENG_T_DURATION, .flags = ENG_P_MAX,
+     .max = 60000, .doc = "at most a minute"}};
+static const eng_output checked_outputs[] = {
+    {"value", ENG_T_MAP, "the parameters as the action saw them"}};
+static const eng_action actions[] = {{.name = "echo",
+                                      .doc = "echo a value",
+                                      .side_effect = ENG_SIDE_READ_ONLY,
+                                      .flags = ENG_A_REPEAT_SAFE,
+                                      .params = echo_params,
+                                      .outputs = echo_outputs,
+                                      .start = echo_start},
+                                     {.name = "copy",
+                                      .doc = "copy a stream",
+                                      .side_effect = ENG_SIDE_CREATES,
+                                      .params = copy_params,
+                                      .outputs = copy_outputs,
+                                      .start = copy_start},
+    {.name = "checked",
+     .doc = "parameters with values, a range and a check",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = checked_params,
+     .n_params = ENG_COUNT(checked_params),
+     .outputs = checked_outputs,
+     .n_outputs = ENG_COUNT(checked_outputs),
+     .start = checked_start}};
 
 static const eng_plugin desc = {ENG_PLUGIN_HEADER, .name = "testgood",
                                 .version = "1", .doc = "test plugin",
-                                .actions = actions, .n_actions = 2,
+                                .actions = actions, .n_actions = 3,
                                 .init = init};
 ENG_PLUGIN_DEFINE(desc)

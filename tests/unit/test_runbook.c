@@ -71,7 +71,8 @@ static int setup(void **state) {
   (void)state;
   eng__diags d = {0};
   d.quiet = true;
-  eng__registry_load(NULL, 0, &d);
+  const char *dirs[] = {TEST_PLUGIN_DIR};
+  eng__registry_load(dirs, 1, &d);
   eng__diags_free(&d);
   return 0;
 }
@@ -218,6 +219,36 @@ static void test_blank_conditions(void **state) {
          "F:5:");
 }
 
+/* A plugin's declared values, range and check reject literal values at
+ * validate time, with file:line:col and a suggestion; templated values
+ * wait for the run. */
+static void test_declared_checks(void **state) {
+  (void)state;
+  expect(HDR "steps:\n  - id: a\n    uses: testgood.checked\n"
+             "    with: {level: 3}\n",
+         "F:6:19: error: step 'a': parameter 'level' of testgood.checked: "
+         "level must be even (2, 4, ...), got 3");
+  expect(HDR "steps:\n  - id: a\n    uses: testgood.checked\n"
+             "    with:\n      mode: fsat\n",
+         "F:7:13: error: step 'a': parameter 'mode' of testgood.checked: "
+         "'fsat' is not one of fast|safe (did you mean 'fast'?)");
+  expect(HDR "steps:\n  - id: a\n    uses: testgood.checked\n"
+             "    with: {port: 70000}\n",
+         "F:6:18: error: step 'a': parameter 'port' of testgood.checked: "
+         "70000 is out of range: it must be from 1 to 65535");
+  expect(HDR "steps:\n  - id: a\n    uses: testgood.checked\n"
+             "    with: {wait: 2m}\n",
+         "parameter 'wait' of testgood.checked: 2m00s is too large: it must be "
+         "at most 1m00s");
+  size_t n;
+  char *got = diagnose(HDR "params:\n  l: {default: 3, type: int}\nsteps:\n"
+                           "  - id: a\n    uses: testgood.checked\n"
+                           "    with: {level: '${params.l}', mode: fast, port: 5432}\n",
+                       &n);
+  assert_int_equal(n, 0);
+  free(got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid),
@@ -225,6 +256,7 @@ int main(void) {
       cmocka_unit_test(test_template_typing),
       cmocka_unit_test(test_yaml_scalars),
       cmocka_unit_test(test_blank_conditions),
+      cmocka_unit_test(test_declared_checks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,8 @@
 /* Unit tests for core/sched.c: the scheduler driven through eng__run_main
  * on small runbooks (ordering, --jobs, timeout killing a process group,
- * retry counts, finally after a failure and after SIGINT). */
+ * retry counts, finally after a failure and after SIGINT), and the host's
+ * guarantees over a call's life cycle (call.c) with the test plugin
+ * tests/plugins/lifecycle.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,12 +179,81 @@ static void test_sigint_runs_finally(void **state) {
   free(text);
 }
 
+/* A timer and a socket watch left running when the action called done()
+ * are closed by the host: their callbacks never run. */
+static void test_done_closes_timers_and_watches(void **state) {
+  (void)state;
+  char *text = fill("version: 1\nname: t\nsteps:\n"
+                    "  - {id: leak, uses: testlife.leak, with: {mark: '@D@/fired'}}\n"
+                    "  - {id: later, needs: [leak], uses: sleep, with: {for: 200ms}}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_OK);
+  assert_string_equal(status(rep, "leak"), "ok");
+  char *fired = slurp("fired");
+  if (fired) print_error("a callback ran after done(): %s\n", fired);
+  assert_null(fired);
+  json_decref(rep);
+  free(text);
+}
+
+/* A plugin that ignores a cancel is abandoned after the grace: the step
+ * ends timed out with a message naming the fault, `finally` runs and the
+ * run ends. */
+static void test_ignored_cancel_abandoned_after_grace(void **state) {
+  (void)state;
+  eng__host_set_cancel_grace(300);
+  char *text = fill("version: 1\nname: t\nsteps:\n"
+                    "  - {id: stuck, uses: testlife.stubborn, timeout: 100ms}\n"
+                    "finally:\n  - {id: fin, uses: shell, with: {command: 'touch @D@/fin2'}}\n");
+  json_t *rep;
+  int64_t t0 = eng__now_ms();
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  int64_t took = eng__now_ms() - t0;
+  assert_string_equal(status(rep, "stuck"), "timed_out");
+  assert_string_equal(status(rep, "fin"), "ok");
+  const char *err = json_string_value(json_object_get(
+      json_object_get(json_object_get(rep, "steps"), "stuck"), "error"));
+  assert_non_null(err);
+  assert_non_null(strstr(err, "did not honour the cancel"));
+  assert_true(took >= 350 && took < 5000); /* timeout + grace, not forever */
+  json_decref(rep);
+  free(text);
+  eng__host_set_cancel_grace(10000);
+}
+
+/* on_cancel can tell a timeout from an interrupt. */
+static void test_cancel_reason(void **state) {
+  (void)state;
+  char *text = fill("version: 1\nname: t\nsteps:\n"
+                    "  - {id: wait, uses: testlife.polite, timeout: 100ms,"
+                    " with: {reason_file: '@D@/reason1'}}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  assert_string_equal(status(rep, "wait"), "timed_out");
+  char *r = slurp("reason1");
+  assert_string_equal(r, "timeout");
+  free(r);
+  json_decref(rep);
+  free(text);
+  text = fill("version: 1\nname: t\nsteps:\n"
+              "  - {id: wait, uses: testlife.polite, with: {reason_file: '@D@/reason2'}}\n"
+              "  - {id: kick, needs: [], uses: shell, with: {command: 'sleep 0.2; kill -INT @P@'}}\n");
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_INTERRUPTED);
+  assert_string_equal(status(rep, "wait"), "cancelled");
+  r = slurp("reason2");
+  assert_string_equal(r, "interrupt");
+  free(r);
+  json_decref(rep);
+  free(text);
+}
+
 static int setup(void **state) {
   (void)state;
   assert_non_null(mkdtemp(dir));
   eng__diags d = {0};
   d.quiet = true;
-  eng__registry_load(NULL, 0, &d);
+  const char *dirs[] = {TEST_PLUGIN_DIR};
+  eng__registry_load(dirs, 1, &d);
   eng__diags_free(&d);
   return 0;
 }
@@ -203,6 +274,9 @@ int main(void) {
       cmocka_unit_test(test_timeout_kills_group_and_finally),
       cmocka_unit_test(test_retry_counts),
       cmocka_unit_test(test_sigint_runs_finally),
+      cmocka_unit_test(test_done_closes_timers_and_watches),
+      cmocka_unit_test(test_ignored_cancel_abandoned_after_grace),
+      cmocka_unit_test(test_cancel_reason),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

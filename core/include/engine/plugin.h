@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 0
+#define ENG_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -130,16 +130,39 @@ typedef enum eng_side_effect {
 /* eng_param.flags */
 #define ENG_P_REQUIRED 0x1u
 #define ENG_P_SECRET 0x2u /* value is redacted everywhere */
+#define ENG_P_MIN 0x4u    /* (1.1) `min` applies */
+#define ENG_P_MAX 0x8u    /* (1.1) `max` applies */
+
+/* A value's check (1.1): return 0 when `value` (already converted to the
+ * parameter's type) is accepted; otherwise non-zero with a message in err
+ * that names the accepted forms ("compress is 'zstd' or 'zstd:LEVEL' with
+ * LEVEL 1-19, got 'gzip'"). Pure: no I/O, no host services; it may run on
+ * any thread and before the plugin's init(). */
+typedef int (*eng_param_check_fn)(const json_t *value, char *err,
+                                  size_t errlen);
 
 typedef struct eng_param {
   const char *name;
   eng_type type;
   unsigned flags;       /* ENG_P_* */
   const char *def;      /* default as JSON text ("true", "2", "\"custom\""),
-                           or NULL for none */
+                           or NULL for none; checked against the type, the
+                           choices, the range and the check when the plugin
+                           loads (a wrong default refuses the plugin) */
   eng_target target;    /* what the value names, for guards */
-  const char *choices;  /* "a|b|c" for enumerated strings, or NULL */
+  const char *choices;  /* "a|b|c" for enumerated strings, or NULL (1.0;
+                           prefer `values`) */
   const char *doc;
+  /* ABI 1.1: zero in a 1.0 plugin ------------------------------------------ */
+  /* Range of an int, number or duration (durations in milliseconds), used
+   * with ENG_P_MIN / ENG_P_MAX. */
+  double min, max;
+  /* Accepted strings, NULL-terminated; shown by `engine plugins` and in
+   * `engine schema` as an enum. */
+  const char *const *values;
+  /* Accepted forms a list cannot say; called by `engine validate` on a
+   * literal value, and before start() on the rendered one. */
+  eng_param_check_fn check;
 } eng_param;
 
 typedef struct eng_output {
@@ -161,9 +184,11 @@ typedef struct eng_action {
   const char *doc;
   eng_side_effect side_effect;
   unsigned flags;            /* ENG_A_* */
-  const eng_param *params;   /* array ended by an entry whose name is NULL */
-  const eng_output *outputs; /* array ended by an entry whose name is NULL;
-                                an action may also set undeclared outputs */
+  const eng_param *params;   /* n_params entries, or (1.0) an array ended by
+                                an entry whose name is NULL */
+  const eng_output *outputs; /* n_outputs entries, or (1.0) ended by a NULL
+                                name; an action may also set undeclared
+                                outputs */
   /* Start one attempt. `params` is an object with every declared parameter
    * that was given or has a default, converted to the declared type; it is
    * owned by the host and valid until host->done() is called. Return ENG_OK
@@ -174,7 +199,14 @@ typedef struct eng_action {
    * them (postgres.restore with clean: true is destructive). NULL: use
    * side_effect. */
   eng_side_effect (*classify)(const json_t *params);
+  /* ABI 1.1: counts of params and outputs (ENG_COUNT(array)); 0 means the
+   * array ends with a NULL name, as in 1.0. */
+  size_t n_params;
+  size_t n_outputs;
 } eng_action;
+
+/* Number of entries of a static array: .n_params = ENG_COUNT(my_params). */
+#define ENG_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A Lua function a plugin offers to hooks (`pg.query(url, sql, ...)`).
  * `start` receives the Lua arguments as a JSON array and completes like an
@@ -428,10 +460,21 @@ struct eng_host {
   /* Non-zero when url is a remote stream URL a plugin serves (not a local
    * path): actions use it to pick a pipe instead of a local file. */
   int (*stream_is_remote)(const char *url);
+
+  /* ABI 1.1 ----------------------------------------------------------------
+   * Check host->size (offsetof) before using these on an older host. */
+  /* Why the call was cancelled: ENG_CANCEL_NONE while it was not. */
+  int (*cancel_reason)(eng_call *call);
 };
 
 #define ENG_READABLE 1
 #define ENG_WRITABLE 2
+
+/* host->cancel_reason() */
+#define ENG_CANCEL_NONE 0
+#define ENG_CANCEL_TIMEOUT 1   /* the step's timeout ran out */
+#define ENG_CANCEL_INTERRUPT 2 /* SIGINT / SIGTERM: the run is stopping */
+#define ENG_CANCEL_SHUTDOWN 3  /* the engine is ending the run */
 
 #ifdef __cplusplus
 }
