@@ -71,7 +71,7 @@ static json_t *jstr_or_empty(const char *s) { return json_string(s ? s : ""); }
 /* ======================================================================== */
 
 typedef struct put_job {
-  eng_call *call;
+  eng_op op; /* first: the life cycle (<engine/op.h>) */
   s3_cfg cfg;
   char *url, *file;
   int fd;
@@ -86,7 +86,7 @@ typedef struct put_job {
   size_t rlen;
   int64_t off;
   int io_err;
-  int working, cancelled, finishing, done;
+  int finishing;
   int stream_mode; /* ENGINE_S3_TEST_STREAM: no SHA-256 up front */
 } put_job;
 
@@ -101,29 +101,28 @@ static void put_free(put_job *j) {
   free(j);
 }
 
-static void put_end(put_job *j, int rc) {
-  if (j->done) return;
-  j->done = 1;
-  if (j->w) {
-    s3_writer_abort(j->w);
-    j->w = NULL;
-  }
-  eng_call *c = j->call;
-  /* The host may still call a cancel callback after done() when done()
-   * ran from inside the cancellation of our transfers: unregister. */
-  H->on_cancel(c, NULL, NULL);
-  if (!j->working) put_free(j); /* else the worker's after() frees it */
-  H->done(c, rc);
+static void put_destroy(eng_op *op) { put_free((put_job *)(void *)op); }
+
+static void put_end(put_job *j, int rc) { eng_op_finish(&j->op, rc); }
+
+static void put_writer_gone(void *ud) { eng_op_release(ud); }
+
+/* Finished: a writer still open is aborted (no partial object, no pending
+ * upload), and done() waits until its abort request is over. */
+static void put_on_finish(eng_op *op) {
+  put_job *j = (put_job *)(void *)op;
+  if (!j->w) return;
+  s3_writer *w = j->w;
+  j->w = NULL;
+  eng_op_hold(op);
+  s3_writer_abort_then(w, put_writer_gone, op);
 }
 
-static void put_on_cancel(void *ud) {
-  put_job *j = ud;
-  j->cancelled = 1;
-  if (!j->done) {
-    H->fail(j->call, "upload of %s to %s cancelled: the multipart upload "
-                     "was aborted", j->file, j->url);
-    put_end(j, ENG_ERR_CANCELLED);
-  }
+static void put_on_cancel(eng_op *op) {
+  put_job *j = (put_job *)(void *)op;
+  eng_op_fail(op, ENG_ERR_CANCELLED,
+              "upload of %s to %s cancelled: the multipart upload was aborted",
+              j->file, j->url);
 }
 
 static void put_hash_fn(void *ud) {
@@ -175,20 +174,20 @@ static void put_finished(void *ud, int rc, json_t *info) {
   put_job *j = ud;
   j->w = NULL; /* the writer frees itself after this */
   if (rc == ENG_OK) {
-    H->output(j->call, "url", json_string(j->url));
-    H->output(j->call, "etag",
+    H->output(j->op.call, "url", json_string(j->url));
+    H->output(j->op.call, "etag",
               jstr_or_empty(json_string_value(json_object_get(info, "etag"))));
-    H->output(j->call, "bytes", json_integer((json_int_t)j->size));
-    H->output(j->call, "sha256", json_string(j->sha));
-    H->output(j->call, "version_id",
+    H->output(j->op.call, "bytes", json_integer((json_int_t)j->size));
+    H->output(j->op.call, "sha256", json_string(j->sha));
+    H->output(j->op.call, "version_id",
               jstr_or_empty(json_string_value(
                   json_object_get(info, "version_id"))));
-    H->output(j->call, "parts",
+    H->output(j->op.call, "parts",
               json_integer(json_integer_value(json_object_get(info, "parts"))));
-    H->output(j->call, "checksum_stored",
+    H->output(j->op.call, "checksum_stored",
               jstr_or_empty(json_string_value(
                   json_object_get(info, "checksum_stored"))));
-    H->log(j->call, ENG_LOG_INFO, "uploaded %s to %s (%lld bytes, sha256 %s)",
+    H->log(j->op.call, ENG_LOG_INFO, "uploaded %s to %s (%lld bytes, sha256 %s)",
            j->file, j->url, (long long)j->size, j->sha);
   }
   json_decref(info);
@@ -197,7 +196,7 @@ static void put_finished(void *ud, int rc, json_t *info) {
 
 static void put_written(void *ud, int rc) {
   put_job *j = ud;
-  if (j->done) return;
+  if (j->op.finished) return;
   if (rc != ENG_OK) {
     put_end(j, rc); /* the writer recorded the message */
     return;
@@ -205,25 +204,17 @@ static void put_written(void *ud, int rc) {
   put_read_next(j);
 }
 
-/* A worker's after(): 1 when the job is over (freed, or failed on a read
- * error) and the caller must stop. */
+/* A worker's after(): 1 when the job failed on a read error and the
+ * caller must stop. (eng_op skips after() once the op finished.) */
 static int put_work_ended(put_job *j) {
-  j->working = 0;
-  if (j->done) {
-    put_free(j);
-    return 1;
-  }
-  if (j->io_err) {
-    H->fail(j->call, "reading %s: %s", j->file, strerror(j->io_err));
-    put_end(j, ENG_ERR_IO);
-    return 1;
-  }
-  return 0;
+  if (!j->io_err) return 0;
+  eng_op_fail(&j->op, ENG_ERR_IO, "reading %s: %s", j->file,
+              strerror(j->io_err));
+  return 1;
 }
 
-static void put_read_after(void *ud, int status) {
+static void put_read_after(void *ud) {
   put_job *j = ud;
-  (void)status;
   if (put_work_ended(j)) return;
   if (j->rlen == 0) {
     unsigned char md[32];
@@ -233,7 +224,7 @@ static void put_read_after(void *ud, int status) {
     s3_hex(md, 32, hex);
     if (j->stream_mode) memcpy(j->sha, hex, 65);
     if (strcmp(hex, j->sha) != 0 || j->off != j->size) {
-      H->fail(j->call,
+      H->fail(j->op.call,
               "%s changed while it was uploaded (SHA-256 %s before, %s "
               "after): the upload was aborted",
               j->file, j->sha, hex);
@@ -250,24 +241,22 @@ static void put_read_after(void *ud, int status) {
 }
 
 static void put_read_next(put_job *j) {
-  j->working = 1;
-  if (H->work(j->call, put_read_fn, put_read_after, j) != ENG_OK) {
+  if (eng_op_work(&j->op, put_read_fn, put_read_after, j) != ENG_OK) {
     put_read_fn(j);
-    put_read_after(j, 0);
+    put_read_after(j);
   }
 }
 
-static void put_hash_after(void *ud, int status) {
+static void put_hash_after(void *ud) {
   put_job *j = ud;
-  (void)status;
   if (put_work_ended(j)) return;
   s3_write_opts o = {j->part_size, j->concurrency, j->storage_class,
                      j->stream_mode ? NULL : j->sha};
   char err[512];
-  int rc = s3_writer_open(j->call, &j->cfg, j->url, &o, &j->w, err,
+  int rc = s3_writer_open(j->op.call, &j->cfg, j->url, &o, &j->w, err,
                           sizeof err);
   if (rc != ENG_OK) {
-    H->fail(j->call, "%s", err);
+    H->fail(j->op.call, "%s", err);
     put_end(j, rc);
     return;
   }
@@ -281,7 +270,6 @@ static void put_hash_after(void *ud, int status) {
 static int put_start(eng_call *call, const json_t *p) {
   char err[512];
   put_job *j = s3_xcalloc(1, sizeof *j);
-  j->call = call;
   j->fd = -1;
   j->url = s3_xstrdup(pstr(p, "url"));
   j->file = s3_xstrdup(pstr(p, "file"));
@@ -328,17 +316,18 @@ static int put_start(eng_call *call, const json_t *p) {
   }
   j->part_size = (size_t)ps;
   j->concurrency = (int)cc;
-  H->on_cancel(call, put_on_cancel, j);
+  eng_op_init(&j->op, H, call, put_destroy);
+  j->op.on_finish = put_on_finish;
+  j->op.on_cancel = put_on_cancel;
   const char *sm = getenv("ENGINE_S3_TEST_STREAM");
   j->stream_mode = sm && !strcmp(sm, "1");
-  j->working = 1;
   if (j->stream_mode) {
-    put_hash_after(j, 0);
+    put_hash_after(j);
     return ENG_OK;
   }
-  if (H->work(call, put_hash_fn, put_hash_after, j) != ENG_OK) {
+  if (eng_op_work(&j->op, put_hash_fn, put_hash_after, j) != ENG_OK) {
     put_hash_fn(j);
-    put_hash_after(j, 0);
+    put_hash_after(j);
   }
   return ENG_OK;
 }
@@ -473,7 +462,6 @@ static void get_conclude(get_job *j) {
     H->output(j->call, "expected_sha256", jstr_or_empty(exp));
   }
   eng_call *c = j->call;
-  H->on_cancel(c, NULL, NULL); /* see put_end */
   get_free(j);
   H->done(c, rc);
 }

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include <engine/plugin.h>
+#include <engine/op.h>
 
 extern const eng_host *s3_host;
 
@@ -211,6 +212,9 @@ int s3_writer_write(s3_writer *w, const void *buf, size_t len,
 int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
                      void *ud);
 void s3_writer_abort(s3_writer *w);
+/* Abort, and call gone(ud) once the writer is freed (its abort request
+ * done): an owner that must not finish before that holds until then. */
+void s3_writer_abort_then(s3_writer *w, void (*gone)(void *ud), void *ud);
 /* The message of the first failure (valid until the writer is freed). */
 const char *s3_writer_error(s3_writer *w);
 

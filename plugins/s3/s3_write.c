@@ -61,6 +61,8 @@ enum { PH_OPEN, PH_COMPLETING, PH_COMPLETED, PH_DONE };
 
 struct s3_writer {
   eng_call *call;
+  void (*gone_cb)(void *ud); /* s3_writer_abort_then(): told when freed */
+  void *gone_ud;
   s3_cfg cfg;
   char *url, *bucket, *key, *storage_class, *meta_sha;
   size_t part_size;
@@ -157,7 +159,10 @@ static void writer_free(s3_writer *w) {
   free(w->final_etag);
   free(w->final_version);
   pend_unref(w->pend);
+  void (*gone)(void *) = w->gone_cb;
+  void *gone_ud = w->gone_ud;
   free(w);
+  if (gone) gone(gone_ud);
 }
 
 /* Free once nothing refers to w any more (after finish's cb or abort). */
@@ -970,6 +975,12 @@ int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
   }
   release(w);
   return ENG_OK;
+}
+
+void s3_writer_abort_then(s3_writer *w, void (*gone)(void *ud), void *ud) {
+  w->gone_cb = gone;
+  w->gone_ud = ud;
+  s3_writer_abort(w);
 }
 
 void s3_writer_abort(s3_writer *w) {
