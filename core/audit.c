@@ -1,4 +1,4 @@
-/* audit.c - the tamper-evident audit log (SPEC section 6).
+/* audit.c - the tamper-evident audit log.
  *
  * JSON Lines; every record has seq, time, run, type and prev: the SHA-256
  * of the previous line (64 zeros for the first). With ENGINE_AUDIT_KEY set,

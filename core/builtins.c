@@ -89,7 +89,7 @@ static int shell_start(eng_call *call, const json_t *p) {
     shell_free(j);
     return ENG_ERR_INVALID;
   }
-  /* Forbidden commands (SPEC 5.3) are checked on the whole command line. */
+  /* Forbidden commands are checked on the whole command line. */
   char *line = join_argv(json_is_string(cmd) ? j->argv + 2 : j->argv);
   int g = H->guard_target(call, ENG_TARGET_COMMAND, line, NULL);
   free(line);

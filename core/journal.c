@@ -1,4 +1,4 @@
-/* journal.c - what a run created and how its steps ended (SPEC section 6).
+/* journal.c - what a run created and how its steps ended.
  *
  * One JSON record per line in RUN_DIR/journal, synced after each write:
  *   intent / confirm / removed   resources (database, object, sandbox...)

@@ -1,5 +1,5 @@
 /*
- * lua_host.c - the Lua sandbox (SPEC section 8).
+ * lua_host.c - the Lua sandbox.
  *
  * One lua_State per run, on the loop thread. Only base (without dofile,
  * loadfile, warn, binary chunks and __gc finalizers, which Lua runs with

@@ -1,4 +1,4 @@
-/* main.c - the command line (SPEC section 2). */
+/* main.c - the command line. */
 #include "audit.h"
 #include "registry.h"
 #include "plan.h"

@@ -1,7 +1,7 @@
 /*
  * redact.c - secrets never reach a log, a report or an error message.
  *
- * Two layers (SPEC section 5.5):
+ * Two layers:
  *  - registered values (secret params, what plugins register): every
  *    occurrence is replaced by "***", longest value first so that a secret
  *    containing another one is masked whole;

@@ -40,7 +40,7 @@ int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen);
 /* builtins.c */
 const eng_plugin *eng__builtins(void);
 
-/* Search path of SPEC section 9 (malloc'd strings; free with free()). */
+/* The plugin search path (docs/plugins.md) (malloc'd strings; free with free()). */
 size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,
                                char ***out);
 

@@ -1,4 +1,4 @@
-/* stream.c - byte streams of SPEC section 10.0.
+/* stream.c - byte streams (docs/plugins.md).
  *
  * Plugins move backup bytes through host->stream_*: the host hashes the
  * stored bytes with SHA-256, compresses with zstd when asked (or

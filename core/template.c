@@ -1,4 +1,4 @@
-/* template.c - "${expr}" interpolation in runbook strings (SPEC section 4).
+/* template.c - "${expr}" interpolation in runbook strings.
  *
  * A scalar that is exactly one ${...} keeps the value's type; otherwise the
  * pieces are converted to strings and joined. "$${" is a literal "${". */

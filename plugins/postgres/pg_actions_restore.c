@@ -19,7 +19,7 @@
  *     created, so nothing that looks restored remains; on success count the
  *     user tables of the new database.
  *
- * Streams (SPEC 10.0): a `file` that is a stream URL (s3://...) and a
+ * Streams: a `file` that is a stream URL (s3://...) and a
  * local zstd file are read through host->stream_open_read (zstd undone by
  * the host, SHA-256 of the stored bytes compared by the host with the
  * `sha256` parameter or the store's recorded one). The first bytes tell

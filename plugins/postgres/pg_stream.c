@@ -2,7 +2,7 @@
  * pg_stream.c - moving backup bytes without blocking the loop.
  *
  * pg_out: a source (pg_dump's stdout, a download) goes into a host stream
- * (section 10.0 of the SPEC): a local file (written as FILE.partial,
+ *: a local file (written as FILE.partial,
  * fsync'ed and renamed by the host on finish), or any URL a plugin serves
  * (s3://, uploaded while pg_dump runs). The host hashes the stored bytes
  * and compresses with zstd when asked. Bytes gather in one buffer while

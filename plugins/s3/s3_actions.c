@@ -767,7 +767,7 @@ static int del_start(eng_call *call, const json_t *p) {
     del_free(j);
     return rc;
   }
-  /* The resolved target, just before acting (SPEC 5.1). */
+  /* The resolved target, just before acting. */
   char *canon = s3_asprintf("s3://%s/%s", j->bucket, j->key);
   rc = H->guard_target(call, ENG_TARGET_BUCKET, canon, NULL);
   free(canon);

@@ -15,7 +15,7 @@
  *   s3_actions.c put, get, list, head, delete, abort_upload;
  *   s3_plugin.c the descriptor.
  *
- * Checksum storage (SPEC 10.2): the object's SHA-256 (lowercase hex) lives
+ * Checksum storage: the object's SHA-256 (lowercase hex) lives
  * in the user metadata `x-amz-meta-sha256`. When it is known before the
  * upload starts (s3.put hashes the file first; small streams fit in one
  * PutObject) it is sent with the object. A streamed multipart upload only

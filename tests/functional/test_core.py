@@ -11,7 +11,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import Suite, ROOT
+from harness import Suite, ROOT, engine_bin
 
 suite = Suite(__file__)
 
@@ -367,6 +367,58 @@ def test_plugin_abi_and_bad_plugins(h):
     h.check(r.returncode == 0, r.stdout + r.stderr)
     r = h.engine('plugins', 'testgood.echo', '--plugin-path', g)
     h.check(r.returncode == 0 and 'value' in r.stdout and 'required' in r.stdout, r.stdout)
+    # the same plugin name in two directories: the first wins, with a word
+    g2 = h.tmp / 'good2'
+    g2.mkdir()
+    import shutil
+    shutil.copy(tp / 'test_good.so', g2 / 'test_good.so')
+    r = h.engine('plugins', 'testgood', '--plugin-path', g, '--plugin-path', g2)
+    h.check(r.returncode == 0 and str(g / 'test_good.so') in r.stdout, r.stdout)
+    h.check(f"plugin 'testgood' is also in {g / 'test_good.so'}" in r.stderr and
+            str(g2 / 'test_good.so') in r.stderr and 'ignoring this one' in r.stderr,
+            r.stderr)
+
+
+@suite.test
+def test_plugin_ignoring_cancel_is_abandoned(h):
+    """A plugin that never calls done() after a cancel cannot hang the
+    engine: after --cancel-grace the step ends, finally runs, the run ends,
+    for a timeout and for SIGINT."""
+    build = pathlib.Path(os.environ.get('ENGINE_BIN', ROOT / 'build/core/engine')).parent.parent
+    d = h.tmp / 'p'
+    d.mkdir()
+    (d / 'test_lifecycle.so').symlink_to(build / 'tests' / 'plugins' / 'test_lifecycle.so')
+    f = h.write('stuck.yaml', 'version: 1\nname: stuck\nsteps:\n'
+                '  - {id: stuck, uses: testlife.stubborn, timeout: 200ms}\n'
+                'finally:\n  - {id: fin, uses: shell, with: {command: "echo fin > fin.txt"}}\n')
+    t0 = time.time()
+    r = h.engine('run', f, '--plugin-path', d, '--cancel-grace', '300ms',
+                 '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json')
+    took = time.time() - t0
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    rep = json.loads((h.tmp / 'r.json').read_text())
+    h.check(rep['steps']['stuck']['status'] == 'timed_out', rep['steps']['stuck'])
+    h.check('did not honour the cancel' in rep['steps']['stuck']['error'], rep['steps']['stuck'])
+    h.check(rep['steps']['fin']['status'] == 'ok' and (h.tmp / 'fin.txt').exists(), rep['steps'])
+    h.check(took < 8, f'took {took:.1f}s')
+    # SIGINT: the same, with the grace from the environment
+    f = h.write('stuck2.yaml', 'version: 1\nname: stuck\nsteps:\n'
+                '  - {id: stuck, uses: testlife.stubborn}\n'
+                'finally:\n  - {id: fin, uses: shell, with: {command: "echo fin > fin2.txt"}}\n')
+    e = dict(os.environ, NO_COLOR='1', ENGINE_CANCEL_GRACE='300ms')
+    p = subprocess.Popen([engine_bin(), 'run', str(f), '--plugin-path', str(d),
+                          '--state-dir', str(h.tmp / 'state'), '--report', str(h.tmp / 'r2.json')],
+                         cwd=str(h.tmp), env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    h.check(p.returncode == 5, out + err)
+    rep = json.loads((h.tmp / 'r2.json').read_text())
+    h.check(rep['steps']['stuck']['status'] == 'cancelled', rep['steps']['stuck'])
+    h.check((h.tmp / 'fin2.txt').exists(), out + err)
+    r = h.engine('run', f, '--cancel-grace', 'soon')
+    h.check(r.returncode == 2 and '--cancel-grace needs a duration' in r.stderr, r.stderr)
 
 
 @suite.test
@@ -458,13 +510,20 @@ def test_plan_schema_version(h):
     r = h.engine('schema')
     h.check(r.returncode == 0, r.stderr)
     schema = json.loads(r.stdout)
-    h.check('shell' in schema['properties']['steps']['items']['properties']['uses']['enum'])
+    uses = schema['properties']['steps']['items']['properties']['uses']['anyOf']
+    shell = [u for u in uses if u['const'] == 'shell']
+    h.check(shell and shell[0]['description'] and 'markdownDescription' in shell[0], uses[:2])
     r = h.engine('version')
     h.check(r.returncode == 0 and r.stdout.startswith('engine '), r.stdout)
     r = h.engine('frobnicate')
     h.check(r.returncode == 2 and 'unknown command' in r.stderr)
     r = h.engine('run', '--help')
     h.check(r.returncode == 0 and '--allow-destructive' in r.stdout)
+    # global options are listed by every command's --help
+    for cmd in ('run', 'plan', 'validate', 'plugins', 'schema', 'audit', 'runs', 'cleanup'):
+        r = h.engine(cmd, '--help')
+        h.check(r.returncode == 0 and '--plugin-path' in r.stdout and
+                '--cancel-grace' in r.stdout and '--state-dir' in r.stdout, cmd + r.stdout)
 
 
 @suite.test

@@ -1,4 +1,4 @@
-"""Streams (SPEC 10.0) end to end: postgres.dump to s3:// uploads while
+"""Streams end to end: postgres.dump to s3:// uploads while
 pg_dump runs, postgres.restore from s3:// verifies the SHA-256 before the
 restore commits, zstd compression by the engine, interrupted uploads leave
 nothing visible, and sandbox_stop through `engine cleanup`. Real

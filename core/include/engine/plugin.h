@@ -12,7 +12,8 @@
  * before the action starts, so an action sees exactly the declared types.
  *
  * Actions never block the engine's event loop. They start work, return, and
- * complete later through host->done(). Every service the host offers reaches
+ * complete later through host->done(). The host owns everything a call
+ * starts and closes it when the call ends (docs: engine-plugin(7)). Every service the host offers reaches
  * the plugin through the eng_host table passed to init() and to each call;
  * the engine executable exports no symbols.
  *
@@ -107,7 +108,7 @@ typedef enum eng_type {
   ENG_T_ANY = 7
 } eng_type;
 
-/* What a parameter names, for guards (SPEC section 5.1). */
+/* What a parameter names, for guards. */
 typedef enum eng_target {
   ENG_TARGET_NONE = 0,
   ENG_TARGET_DATABASE = 1, /* a connection URL or a database name */
@@ -219,7 +220,7 @@ typedef struct eng_lua_func {
   int (*start)(eng_call *call, const json_t *args);
 } eng_lua_func;
 
-/* ---- streams (SPEC section 10.0) -----------------------------------------
+/* ---- streams ----------------------------------------------------------
  * Any `file` parameter accepts a local path, file://..., or a URL whose
  * scheme a loaded plugin serves (s3://bucket/key). Plugins move bytes
  * through host->stream_* (below); the host computes SHA-256 (and zstd when
@@ -354,14 +355,21 @@ struct eng_host {
   /* Record the failure message of the attempt (redacted by the host). */
   void (*fail)(eng_call *call, const char *fmt, ...) ENG_PRINTF(2, 3);
   /* Finish the attempt: ENG_OK or an error code. Call exactly once after
-   * start() returned ENG_OK. After a cancellation too. */
+   * start() returned ENG_OK; after a cancellation too (within the grace,
+   * default 10 s, or the host ends the call itself). The host then closes
+   * whatever the call still owns (timers, watches, worker jobs' after(),
+   * transfers, streams; processes are killed) and no callback of the call
+   * runs after done() returned. A second done() is ignored. */
   void (*done)(eng_call *call, int rc);
   /* Non-zero once the attempt was cancelled (timeout, SIGINT). */
   int (*cancelled)(eng_call *call);
-  /* Called on the loop thread when the attempt is cancelled. The host also
-   * kills the call's processes and aborts its HTTP transfers itself. */
+  /* cb(ud) runs once on the loop thread when the attempt is cancelled
+   * (cancel_reason() says why), never after done(); NULL unregisters. The
+   * host also kills the call's processes and aborts its HTTP transfers
+   * itself. */
   void (*on_cancel)(eng_call *call, void (*cb)(void *ud), void *ud);
-  /* Per-call plugin data. */
+  /* One pointer of the plugin's, kept with the call (never freed or read
+   * by the host). */
   void (*set_data)(eng_call *call, void *data);
   void *(*get_data)(eng_call *call);
   /* The run directory (absolute path) and the step id. */
@@ -369,6 +377,9 @@ struct eng_host {
   const char *(*step_id)(eng_call *call);
 
   /* -- processes --------------------------------------------------------- */
+  /* Owned by the call: killed (TERM, then KILL after 2 s) when it ends,
+   * and no callback reaches the plugin after done(). ENG_ERR_CANCELLED
+   * after done(). */
   int (*spawn)(eng_call *call, const eng_spawn_opts *opts, eng_proc **out);
   /* Signal the process group. */
   void (*proc_kill)(eng_proc *proc, int signum);
@@ -384,29 +395,36 @@ struct eng_host {
   /* -- HTTP (libcurl multi, driven by the loop) ---------------------------- */
   /* The plugin configures `easy` (owned by the plugin; free it in cb or
    * later, never before). cb runs once: rc ENG_OK with the HTTP status, or
-   * an error code with curl's message. */
+   * an error code with curl's message. Owned by the call: aborted when it
+   * ends, without cb (the easy handle stays the plugin's). */
   int (*http_start)(eng_call *call, void *curl_easy, eng_http_cb cb,
                     void *ud, eng_http **out);
   void (*http_cancel)(eng_http *req);
   void (*http_unpause)(eng_http *req);
 
   /* -- loop services ------------------------------------------------------- */
-  /* Run fn on a worker thread, then after() on the loop thread. */
+  /* Run fn on a worker thread, then after(ud, status) on the loop thread;
+   * status is 0, or negative when the job was cancelled before it ran.
+   * The call stays valid in after(), also after a cancellation; after()
+   * does not run once the call ended (done()). */
   int (*work)(eng_call *call, void (*fn)(void *ud),
               void (*after)(void *ud, int status), void *ud);
-  /* One-shot timer; the handle is invalid after cb ran or timer_stop(). */
+  /* One-shot timer; the handle is invalid after cb ran or timer_stop().
+   * Owned by the call: closed when it ends. NULL after done(). */
   eng_timer *(*timer_start)(eng_call *call, uint64_t ms, void (*cb)(void *ud),
                             void *ud);
   void (*timer_stop)(eng_timer *t);
   /* Watch a socket: events ENG_READABLE|ENG_WRITABLE; cb(ud, events,
-   * status<0 on error). */
+   * status): status is ENG_ERR_IO when polling failed (read the socket's
+   * own error with getsockopt(SO_ERROR)). Owned by the call: closed when
+   * it ends; the socket stays the plugin's. NULL after done(). */
   eng_watch *(*watch_start)(eng_call *call, int fd, int events,
                             void (*cb)(void *ud, int events, int status),
                             void *ud);
   void (*watch_update)(eng_watch *w, int events);
   void (*watch_stop)(eng_watch *w);
 
-  /* -- guards and journal (SPEC sections 5 and 6) ------------------------- */
+  /* -- guards and journal ------------------------------------------------- */
   /* Check a resolved target against the run's guards just before acting.
    * For ENG_TARGET_DATABASE, `value` is "HOST:PORT/DBNAME" (or a bare
    * DBNAME) and `evidence` is "sysid:N" read from the server (or NULL):
