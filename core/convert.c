@@ -175,17 +175,17 @@ json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
     char lo[32] = "", hi[32] = "";
     if (p->flags & ENG_P_MIN) {
       if (ms) eng__fmt_duration((int64_t)p->min, lo, sizeof lo);
-      else snprintf(lo, sizeof lo, "%g", p->min);
+      else snprintf(lo, sizeof lo, "%.15g", p->min);
     }
     if (p->flags & ENG_P_MAX) {
       if (ms) eng__fmt_duration((int64_t)p->max, hi, sizeof hi);
-      else snprintf(hi, sizeof hi, "%g", p->max);
+      else snprintf(hi, sizeof hi, "%.15g", p->max);
     }
     if (((p->flags & ENG_P_MIN) && x < p->min) ||
         ((p->flags & ENG_P_MAX) && x > p->max)) {
       char got[40];
       if (ms) eng__fmt_duration((int64_t)x, got, sizeof got);
-      else snprintf(got, sizeof got, "%g", x);
+      else snprintf(got, sizeof got, "%.15g", x);
       if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX))
         snprintf(err, errlen, "%s is out of range: it must be from %s to %s",
                  got, lo, hi);

@@ -486,13 +486,13 @@ static json_t *param_schema(const eng_param *p) {
   if (p->flags & ENG_P_MIN) {
     if (!ms) json_object_set_new(ps, "minimum", json_real(p->min));
     if (ms) eng__fmt_duration((int64_t)p->min, a, sizeof a);
-    else snprintf(a, sizeof a, "%g", p->min);
+    else snprintf(a, sizeof a, "%.15g", p->min);
     eng__buf_addf(&md, ", at least %s", a);
   }
   if (p->flags & ENG_P_MAX) {
     if (!ms) json_object_set_new(ps, "maximum", json_real(p->max));
     if (ms) eng__fmt_duration((int64_t)p->max, b, sizeof b);
-    else snprintf(b, sizeof b, "%g", p->max);
+    else snprintf(b, sizeof b, "%.15g", p->max);
     eng__buf_addf(&md, ", at most %s", b);
   }
   if (p->choices) eng__buf_addf(&md, ", one of `%s`", p->choices);

@@ -49,8 +49,9 @@ int eng__plan_print(eng__run *r);
 /* Schedule every step of the run on r->loop; when the last step, `finally`
  * and the run-end hooks are done, on_end runs once (on the loop thread). */
 void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r));
-/* The loop ran dry with steps pending: fail them. */
-void eng__sched_abandon(eng__run *r);
+/* The loop ran dry with steps pending: cancel their calls (the run goes
+ * on: 1), or, when none can be cancelled, fail them and end the run (0). */
+int eng__sched_abandon(eng__run *r);
 void eng__sched_free(eng__run *r);
 /* The outcome of the main steps, as `run.status` shows it to `finally`. */
 const char *eng__sched_main_status(eng__run *r);

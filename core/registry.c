@@ -165,8 +165,8 @@ static int check_param(const char *plugin, const eng_action *a,
     return ENG_ERR_ABI;
   }
   if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX) && p->min > p->max) {
-    snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': min %g is "
-                          "above max %g", plugin, a->name, p->name, p->min,
+    snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': min %.15g is "
+                          "above max %.15g", plugin, a->name, p->name, p->min,
              p->max);
     return ENG_ERR_ABI;
   }

@@ -81,6 +81,7 @@ typedef struct eng__step_state {
   eng_call *check_call; /* context of a running check hook */
   uv_timer_t *timer;    /* timeout or retry delay */
   bool timer_is_retry;
+  bool shut_down;       /* cancelled because nothing could complete it */
 } eng__step_state;
 
 /* ---- journal.c: what a run created and how its steps ended ------------ */

@@ -149,7 +149,7 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   eng__guards_run_start(&r);
   eng__sched_start(&r, on_end);
   uv_run(r.loop, UV_RUN_DEFAULT);
-  if (!r.finished) { /* the loop ran dry: a call never completed */
+  while (!r.finished) { /* the loop ran dry: a call never completed */
     eng__sched_abandon(&r);
     uv_run(r.loop, UV_RUN_DEFAULT);
   }

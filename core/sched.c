@@ -652,14 +652,35 @@ void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r)) {
   r->sched->sigint.data = r->sched->sigterm.data = r;
   uv_signal_start(&r->sched->sigint, on_signal, SIGINT);
   uv_signal_start(&r->sched->sigterm, on_signal, SIGTERM);
+  /* Signals alone do not keep the loop running: when nothing else can
+   * call back, uv_run returns and eng__sched_abandon() ends what waits. */
+  uv_unref((uv_handle_t *)&r->sched->sigint);
+  uv_unref((uv_handle_t *)&r->sched->sigterm);
   schedule(r);
 }
 
-void eng__sched_abandon(eng__run *r) {
+int eng__sched_abandon(eng__run *r) {
+  /* Calls still waiting, with nothing left that could call them back: the
+   * engine ends them (ENG_CANCEL_SHUTDOWN); the grace bounds how long
+   * their plugin may take, and the run then ends as usual. */
+  bool cancelled = false;
+  for (size_t i = 0; i < r->rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    eng_call *c = st->call ? st->call : st->check_call;
+    if (!c || eng__status_terminal(st->status) || st->shut_down) continue;
+    st->shut_down = true;
+    if (!cancelled)
+      eng__con_note(r, "steps are waiting on actions that can no longer "
+                       "complete: cancelling them");
+    cancelled = true;
+    eng__call_cancel(c, ENG_CANCEL_SHUTDOWN);
+  }
+  if (cancelled) return 1;
   eng__con_note(r, "internal: the event loop stopped with steps pending");
   for (size_t i = 0; i < r->rb->n_steps; i++)
     if (!eng__status_terminal(r->st[i].status)) r->st[i].status = ENG__S_FAILED;
   finish_run(r);
+  return 0;
 }
 
 void eng__sched_free(eng__run *r) {

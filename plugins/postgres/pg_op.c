@@ -4,8 +4,8 @@
  *
  * An action embeds a pg_op in its state. pg_op_finish() may be called from
  * any callback; host->done() runs only once nothing the op started can
- * call back any more (children exited, worker jobs returned), and the
- * action's state is freed right after it.
+ * call back any more (children exited, worker jobs returned), right after
+ * the action's state was freed (<engine/op.h>).
  */
 #include "pg_int.h"
 

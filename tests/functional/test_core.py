@@ -404,6 +404,7 @@ def test_plugin_ignoring_cancel_is_abandoned(h):
     # SIGINT: the same, with the grace from the environment
     f = h.write('stuck2.yaml', 'version: 1\nname: stuck\nsteps:\n'
                 '  - {id: stuck, uses: testlife.stubborn}\n'
+                '  - {id: busy, needs: [], uses: sleep, with: {for: 30s}}\n'
                 'finally:\n  - {id: fin, uses: shell, with: {command: "echo fin > fin2.txt"}}\n')
     e = dict(os.environ, NO_COLOR='1', ENGINE_CANCEL_GRACE='300ms')
     p = subprocess.Popen([engine_bin(), 'run', str(f), '--plugin-path', str(d),

@@ -245,6 +245,27 @@ static void test_cancel_reason(void **state) {
   free(r);
   json_decref(rep);
   free(text);
+  /* nothing can complete it (no timeout, no handle): the engine shuts it
+   * down instead of stopping with the step pending */
+  text = fill("version: 1\nname: t\nsteps:\n"
+              "  - {id: wait, uses: testlife.polite, with: {reason_file: '@D@/reason3'}}\n");
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  assert_string_equal(status(rep, "wait"), "cancelled");
+  r = slurp("reason3");
+  assert_string_equal(r, "shutdown");
+  free(r);
+  json_decref(rep);
+  free(text);
+  /* and one that ignores it too is abandoned after the grace */
+  eng__host_set_cancel_grace(200);
+  text = fill("version: 1\nname: t\nsteps:\n  - {id: stuck, uses: testlife.stubborn}\n"
+              "finally:\n  - {id: fin, uses: shell, with: {command: 'true'}}\n");
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
+  assert_string_equal(status(rep, "stuck"), "cancelled");
+  assert_string_equal(status(rep, "fin"), "ok");
+  json_decref(rep);
+  free(text);
+  eng__host_set_cancel_grace(10000);
 }
 
 static int setup(void **state) {

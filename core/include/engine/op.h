@@ -14,15 +14,15 @@
  *                     is skipped once the op finished
  *   eng_op_timer()    one timer (a retry or a deadline), stopped at finish
  *   eng_op_finish()   the result is known: on_finish() releases what is
- *                     still open; done() runs once nothing is pending,
- *                     then destroy() frees the state
+ *                     still open; once nothing is pending, destroy() frees
+ *                     the state, then done() ends the call
  *   eng_op_fail()     host->fail(message) then eng_op_finish(rc)
  *
  * Cancellation: the host's cancel callback calls op->on_cancel when set
  * (it must lead to eng_op_finish()), else finishes with ENG_ERR_CANCELLED;
  * host->cancel_reason() says why. Everything runs on the loop thread.
  * Ownership: the op lives inside the caller's state; destroy() frees that
- * state and is the last thing the op does.
+ * state, and done() is the last thing the op does.
  */
 #ifndef ENGINE_OP_H
 #define ENGINE_OP_H
@@ -52,10 +52,13 @@ struct eng_op {
   void (*on_finish)(eng_op *op);
   /* Optional: called on cancellation instead of finishing at once. */
   void (*on_cancel)(eng_op *op);
-  /* Frees the state that embeds the op; called right after done(). */
+  /* Frees the state that embeds the op (the call is still live: streams
+   * and sessions may be closed here); done() follows at once. */
   void (*destroy)(eng_op *op);
 };
 
+/* Nothing is pending: free the state (which may still abort a stream or
+ * close a session of the call), then end the call. */
 static inline void eng_op_complete_if_idle_(eng_op *op) {
   if (!op->finished || op->completed || op->pending > 0) return;
   op->completed = 1;
@@ -63,8 +66,8 @@ static inline void eng_op_complete_if_idle_(eng_op *op) {
   const eng_host *h = op->host;
   int rc = op->rc;
   void (*destroy)(eng_op *) = op->destroy;
-  h->done(call, rc);
   if (destroy) destroy(op);
+  h->done(call, rc);
 }
 
 static inline void eng_op_finish(eng_op *op, int rc) {
