@@ -355,6 +355,10 @@ void eng__call_done(eng_call *c, int rc) {
 
 int eng__call_cancel_reason(eng_call *c) { return c->cancel_reason; }
 
+json_t *eng__call_run_state(eng_call *c) {
+  return c && c->run ? eng__run_state(c->run) : NULL;
+}
+
 int eng__call_cancelled(eng_call *c) { return c->cancelled; }
 
 void eng__call_on_cancel(eng_call *c, void (*cb)(void *), void *ud) {

@@ -212,6 +212,7 @@ int eng__call_start_err(eng_call *call, int (*fn)(eng_call *, const json_t *),
  * grace runs out is abandoned: the host ends the call itself. */
 void eng__call_cancel(eng_call *c, int reason);
 int eng__call_cancel_reason(eng_call *c);
+json_t *eng__call_run_state(eng_call *c);
 void eng__host_set_cancel_grace(uint64_t ms);
 /* Objects a call started (streams) that done() releases when the plugin
  * left them open; release() must not call back into the plugin. */

@@ -47,6 +47,7 @@ static const eng_host host_table = {
     .stream_pause = eng__stream_pause,
     .stream_is_remote = eng__stream_is_remote,
     .cancel_reason = eng__call_cancel_reason,
+    .run_state = eng__call_run_state,
 };
 
 

@@ -147,6 +147,7 @@ static void set_env_global(eng__run *r) {
   static const char *const secret_env[] = {"AWS_SECRET_ACCESS_KEY",
                                            "AWS_SESSION_TOKEN",
                                            "SLACK_WEBHOOK_URL", "SLACK_TOKEN",
+                                           "SLACK_BOT_TOKEN", "PAGERDUTY_ROUTING_KEY",
                                            "PGPASSWORD", "ENGINE_AUDIT_KEY"};
   for (size_t i = 0; i < sizeof secret_env / sizeof *secret_env; i++)
     if (getenv(secret_env[i])) {

@@ -175,6 +175,103 @@ static const json_t *find_backup(eng__run *r, const char **id) {
   return NULL;
 }
 
+/* ---- the run so far (host->run_state) ------------------------------------- */
+
+static bool counts_as_failed(eng__run *r, size_t i) {
+  eng__status s = r->st[i].status;
+  return (s == ENG__S_FAILED || s == ENG__S_TIMED_OUT ||
+          (s == ENG__S_CANCELLED && !r->interrupted)) &&
+         !r->rb->steps[i].continue_on_error;
+}
+
+/* ok, failed, refused, interrupted, slo_missed, or running while main
+ * steps are still to end. */
+static const char *outcome(eng__run *r) {
+  if (r->interrupted) return "interrupted";
+  bool running = false, failed = false;
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    if (r->st[i].status == ENG__S_REFUSED) return "refused";
+    if (counts_as_failed(r, i)) failed = true;
+    if (!eng__status_terminal(r->st[i].status) && r->st[i].selected)
+      running = true;
+  }
+  if (r->refused) return "refused";
+  if (failed || r->audit_broken) return "failed";
+  if (running) return "running";
+  if (r->slo_measured && (!r->rto_met || !r->rpo_met)) return "slo_missed";
+  return "ok";
+}
+
+json_t *eng__run_state(eng__run *r) {
+  eng__runbook *rb = r->rb;
+  char t[40];
+  int64_t now = r->ended_ms ? r->ended_ms : eng__now_ms();
+  json_t *steps = json_array(), *counts = json_object();
+  json_t *failed = json_null();
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    const char *status = eng__status_name(st->status);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "id", rb->steps[i].id,
+                          "uses", rb->steps[i].uses ? rb->steps[i].uses : "",
+                          "status", status, "finally", rb->steps[i].is_finally);
+    if (st->started_ms && st->ended_ms)
+      json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
+    if (st->error) json_object_set_new(o, "error", json_string(st->error));
+    json_array_append_new(steps, o);
+    json_object_set_new(counts, status,
+                        json_integer(json_integer_value(json_object_get(counts, status)) + 1));
+    if (json_is_null(failed) && i < rb->n_main &&
+        (st->status == ENG__S_REFUSED || counts_as_failed(r, i)))
+      failed = json_pack("{s:s, s:s, s:s}", "id", rb->steps[i].id, "status",
+                         status, "error", st->error ? st->error : "");
+  }
+  json_t *slo = json_object();
+  if (r->slo_measured) {
+    json_object_set_new(slo, "rto_ms", json_integer(r->rto_ms));
+    json_object_set_new(slo, "rto_met", json_boolean(r->rto_met));
+    json_object_set_new(slo, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms) : json_null());
+    json_object_set_new(slo, "rpo_met", json_boolean(r->rpo_met));
+  }
+  json_object_set_new(slo, "rto_target_ms", rb->slo_rto_ms >= 0 ? json_integer(rb->slo_rto_ms) : json_null());
+  json_object_set_new(slo, "rpo_target_ms", rb->slo_rpo_ms >= 0 ? json_integer(rb->slo_rpo_ms) : json_null());
+  const char *bid = NULL;
+  const json_t *bk = find_backup(r, &bid);
+  json_t *backup = json_null();
+  if (bk) {
+    const char *name = json_string_value(json_object_get(bk, "file"));
+    if (!name) name = json_string_value(json_object_get(bk, "url"));
+    backup = json_pack("{s:s, s:s, s:I, s:s?}", "step", bid, "name", name ? name : "",
+                       "bytes", json_integer_value(json_object_get(bk, "bytes")),
+                       "sha256", json_string_value(json_object_get(bk, "sha256")));
+    if (r->slo_measured && r->rpo_ms >= 0)
+      json_object_set_new(backup, "age_ms", json_integer(r->rpo_ms));
+  }
+  json_t *refusal = json_null();
+  for (size_t i = json_array_size(r->guard_log); i-- > 0;) {
+    json_t *g = json_array_get(r->guard_log, i);
+    const char *d = json_string_value(json_object_get(g, "decision"));
+    if (d && !strcmp(d, "refuse")) {
+      refusal = json_pack("{s:O?, s:O?, s:O?}", "step", json_object_get(g, "step"),
+                          "rule", json_object_get(g, "rule"), "message",
+                          json_object_get(g, "message"));
+      break;
+    }
+  }
+  if (json_is_null(refusal) && r->last_refusal)
+    refusal = json_pack("{s:s}", "message", r->last_refusal);
+  char *audit = r->dir ? eng__asprintf("%s/audit.jsonl", r->dir) : NULL;
+  json_t *state = json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:s?, s:s?, s:s?}",
+      "run_id", r->id, "runbook", rb->file, "name", rb->name ? rb->name : "",
+      "outcome", outcome(r), "started_at", eng__fmt_time(r->started_ms, t, sizeof t),
+      "duration_ms", (json_int_t)(now - r->started_ms), "steps", steps, "counts",
+      counts, "failed_step", failed, "refusal", refusal, "slo", slo, "backup",
+      backup, "run_dir", r->dir, "audit_log", audit, "evidence", r->opts->evidence);
+  free(audit);
+  eng__redact_json(r->redact, state);
+  return state;
+}
+
 static char *evidence_md(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t[40], d1[32], d2[32];

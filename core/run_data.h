@@ -171,6 +171,7 @@ struct eng__run {
   int exit_code;
   int64_t rto_ms, rpo_ms;
   bool rto_met, rpo_met;
+  bool slo_measured; /* rto/rpo hold a measurement (from `finally` on) */
   /* cleanup registered by actions (at_run_end), run after `finally` */
   struct eng__end_hook *end_hooks;
   size_t n_end_hooks;
@@ -194,12 +195,17 @@ void eng__con_note(eng__run *r, const char *fmt, ...) ENG_PRINTF(2, 3);
 
 /* ---- slo.c: RTO and RPO ------------------------------------------------ */
 
-/* Measure the run's RTO and RPO against the runbook's targets. */
-void eng__slo_measure(eng__run *r);
+/* Measure the run's RTO and RPO against the runbook's targets, with
+ * end_ms as the end when no step is marked `recovered`. */
+void eng__slo_measure(eng__run *r, int64_t end_ms);
 
 /* ---- report.c ---------------------------------------------------------- */
 
 json_t *eng__report_json(eng__run *r);
+/* The run so far, for notifications (host->run_state): outcome, steps by
+ * status, the failed or refused step, SLO, the backup chosen, where the
+ * evidence is. Secrets masked; caller owns the result. */
+json_t *eng__run_state(eng__run *r);
 int eng__report_write(eng__run *r);
 
 #endif

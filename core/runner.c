@@ -77,7 +77,7 @@ static void on_end(eng__run *r) {
         !rb->steps[i].continue_on_error)
       failed = true;
   }
-  eng__slo_measure(r);
+  eng__slo_measure(r, r->ended_ms);
   if (r->interrupted) r->exit_code = ENG_EXIT_INTERRUPTED;
   else if (r->refused) r->exit_code = ENG_EXIT_REFUSED;
   else if (failed || r->audit_broken) r->exit_code = ENG_EXIT_FAILED;

@@ -558,6 +558,8 @@ static void schedule_once(eng__run *r) {
   for (size_t i = 0; i < rb->n_main; i++)
     if (!eng__status_terminal(r->st[i].status)) return;
   r->sched->in_finally = true;
+  /* `finally` (a notification) sees the RTO/RPO measured so far */
+  eng__slo_measure(r, eng__now_ms());
   r->sched->next_finally = rb->n_main;
   schedule_finally(r);
 }

@@ -43,7 +43,8 @@ static int64_t parse_time_value(const json_t *v) {
   return t;
 }
 
-void eng__slo_measure(eng__run *r) {
+void eng__slo_measure(eng__run *r, int64_t end_ms) {
+  r->slo_measured = true;
   eng__runbook *rb = r->rb;
   int64_t recovered_end = -1, recovered_start = -1;
   for (size_t i = 0; i < rb->n_main; i++)
@@ -51,7 +52,7 @@ void eng__slo_measure(eng__run *r) {
       recovered_end = r->st[i].ended_ms;
       recovered_start = r->st[i].started_ms;
     }
-  r->rto_ms = (recovered_end > 0 ? recovered_end : r->ended_ms) - r->started_ms;
+  r->rto_ms = (recovered_end > 0 ? recovered_end : end_ms) - r->started_ms;
   r->rto_met = rb->slo_rto_ms < 0 || r->rto_ms <= rb->slo_rto_ms;
   r->rpo_ms = -1;
   r->rpo_met = true;
@@ -61,7 +62,7 @@ void eng__slo_measure(eng__run *r) {
     int64_t bt = v ? parse_time_value(v) : -1;
     json_decref(v);
     if (bt > 0) {
-      int64_t at = recovered_start > 0 ? recovered_start : r->ended_ms;
+      int64_t at = recovered_start > 0 ? recovered_start : end_ms;
       r->rpo_ms = at - bt;
       if (r->rpo_ms < 0) r->rpo_ms = 0;
     }

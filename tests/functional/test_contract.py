@@ -43,7 +43,7 @@ def runbook(uses, with_):
 def test_every_action_validates_good_and_bad_params(h):
     acts = actions(h)
     plugins = {a.split('.')[0] for a in acts if '.' in a}
-    for p in ('postgres', 's3', 'prisma'):
+    for p in ('postgres', 's3', 'prisma', 'slack', 'pagerduty'):
         h.check(p in plugins, f'plugin {p} not built: {sorted(plugins)}')
     checked = 0
     for uses, w in sorted(acts.items()):

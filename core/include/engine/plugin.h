@@ -483,6 +483,17 @@ struct eng_host {
    * Check host->size (offsetof) before using these on an older host. */
   /* Why the call was cancelled: ENG_CANCEL_NONE while it was not. */
   int (*cancel_reason)(eng_call *call);
+  /* The run so far, for notifications; the caller owns the result (NULL
+   * outside a run). Secrets are masked. Fields: run_id, runbook, name,
+   * outcome ("running", "ok", "failed", "refused", "interrupted",
+   * "slo_missed"), started_at, duration_ms, steps [{id, uses, status,
+   * finally, duration_ms, error}], counts {status: n}, failed_step {id,
+   * status, error} or null, refusal {step, rule, message} or null, slo
+   * {rto_ms, rto_met, rpo_ms, rpo_met, rto_target_ms, rpo_target_ms},
+   * backup {step, name, bytes, sha256, age_ms} or null, run_dir,
+   * audit_log, evidence. In `finally` the outcome and SLO are those of the
+   * main steps. */
+  json_t *(*run_state)(eng_call *call);
 };
 
 #define ENG_READABLE 1
