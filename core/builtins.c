@@ -56,15 +56,6 @@ static void shell_stdout(void *ud, const char *buf, size_t len) {
 
 static void shell_exit(void *ud, int64_t status, int sig);
 
-static char *join_argv(char **argv) {
-  eng__buf b = {0};
-  for (size_t i = 0; argv[i]; i++) {
-    if (i) eng__buf_adds(&b, " ");
-    eng__buf_adds(&b, argv[i]);
-  }
-  return eng__buf_steal(&b);
-}
-
 static int shell_start(eng_call *call, const json_t *p) {
   const json_t *cmd = json_object_get(p, "command");
   shell_job *j = eng__xcalloc(1, sizeof *j);
@@ -89,10 +80,13 @@ static int shell_start(eng_call *call, const json_t *p) {
     shell_free(j);
     return ENG_ERR_INVALID;
   }
-  /* Forbidden commands are checked on the whole command line. */
-  char *line = join_argv(json_is_string(cmd) ? j->argv + 2 : j->argv);
-  int g = H->guard_target(call, ENG_TARGET_COMMAND, line, NULL);
+  /* Guards read the whole line (forbidden commands, and the targets of the
+   * tools they know), with the step's environment and directory. */
+  char *line = eng__command_line(cmd);
+  char *env_text = eng__command_env(p);
+  int g = H->guard_target(call, ENG_TARGET_COMMAND, line, env_text);
   free(line);
+  free(env_text);
   if (g != ENG_OK) {
     shell_free(j);
     return ENG_ERR_REFUSED;

@@ -10,7 +10,7 @@
 
 static const char *const policy_lists[] = {
     "protected_databases", "protected_volumes", "protected_buckets",
-    "protected_instances", "forbidden_commands", NULL};
+    "protected_instances", "protected_paths", "forbidden_commands", NULL};
 
 /* Resolve the lists (entries may use ${params...}) once the parameters are
  * known. An entry that cannot be resolved marks its list broken: every
@@ -39,6 +39,9 @@ void eng__guards_compile(eng__run *r) {
     }
     json_object_set_new(r->policy.lists, list, out);
   }
+  eng__node *u = eng__node_get(r->rb->guards, "unverified_commands");
+  r->policy.refuse_unverified =
+      u && u->kind == ENG__N_SCALAR && !strcmp(u->str, "refuse");
 }
 
 /* Before a step starts: `require` and Lua `checks`. */
@@ -155,11 +158,17 @@ void eng__guards_run_start(eng__run *r) {
         if (p->target == ENG_TARGET_NONE || p->target == ENG_TARGET_FILE)
           continue;
         json_t *v = json_object_get(params, p->name);
-        if (!json_is_string(v)) continue;
+        char *line = p->target == ENG_TARGET_COMMAND ? eng__command_line(v)
+                     : json_is_string(v) ? eng__xstrdup(json_string_value(v))
+                                         : NULL;
+        if (!line) continue;
+        char *env_text = p->target == ENG_TARGET_COMMAND ? eng__command_env(params) : NULL;
         r->static_check = true;
-        refused = eng__policy_check(r, s->id, p->target, json_string_value(v),
-                                    NULL, eng__step_side(s, params));
+        refused = eng__policy_check(r, s->id, p->target, line, env_text,
+                                    eng__step_side(s, params));
         r->static_check = false;
+        free(line);
+        free(env_text);
       }
       json_decref(params);
     }

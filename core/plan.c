@@ -215,6 +215,29 @@ int eng__plan_select(eng__run *r, eng__diags *d) {
 
 /* ---- plan -------------------------------------------------------------------- */
 
+/* What the guards understood of a command line, one line per target. */
+static void print_command(eng__run *r, const char *line, const char *env_text) {
+  static const char *const kinds[] = {
+      [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
+      [ENG_TARGET_CONTAINER] = "container", [ENG_TARGET_FILE] = "path"};
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(line, env_text, &a);
+  for (size_t k = 0; k < a.n; k++) {
+    eng__cmd_finding *f = &a.f[k];
+    char *t = eng__redact(r->redact, f->target ? f->target : "(not known)");
+    printf("        %s -> %s %s: %s (%s)\n", f->tool,
+           (unsigned)f->kind < sizeof kinds / sizeof *kinds && kinds[f->kind]
+               ? kinds[f->kind] : "target",
+           t, f->side == ENG_SIDE_READ_ONLY ? "read" : eng__side_names[f->side],
+           f->what);
+    free(t);
+  }
+  if (a.unverified)
+    printf("        unverified: %s (allowed unless guards.unverified_commands: "
+           "refuse)\n", a.unverified);
+  eng__cmd_analysis_free(&a);
+}
+
 int eng__plan_print(eng__run *r) {
   eng__runbook *rb = r->rb;
   int code = ENG_EXIT_OK;
@@ -266,18 +289,24 @@ int eng__plan_print(eng__run *r) {
           decision = "pass";
         }
       }
-      if (json_is_string(v) && p->target == ENG_TARGET_COMMAND) {
-        if (eng__policy_check(r, s->id, p->target, json_string_value(v), NULL,
-                              side) != ENG_OK) {
-          decision = "REFUSED: forbidden command";
+      char *line = p->target == ENG_TARGET_COMMAND ? eng__command_line(v) : NULL;
+      char *env_text = line ? eng__command_env(params) : NULL;
+      if (line) {
+        r->static_check = true; /* ownership is decided when it runs */
+        if (eng__policy_check(r, s->id, p->target, line, env_text, side) != ENG_OK) {
+          decision = "REFUSED";
           code = ENG_EXIT_REFUSED;
         } else {
           decision = "pass";
         }
+        r->static_check = false;
       }
       char *sh2 = eng__redact(r->redact, shown);
       json_decref(own);
       printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
+      if (line) print_command(r, line, env_text);
+      free(line);
+      free(env_text);
       free(sh2);
       free(shown);
     }

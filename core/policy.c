@@ -19,6 +19,7 @@ static const char *const builtin_forbidden[] = {
     "docker-compose down --volumes", NULL};
 
 static const char *const list_of[] = {
+    [ENG_TARGET_FILE] = "protected_paths",
     [ENG_TARGET_DATABASE] = "protected_databases",
     [ENG_TARGET_VOLUME] = "protected_volumes",
     [ENG_TARGET_CONTAINER] = "protected_volumes",
@@ -26,6 +27,7 @@ static const char *const list_of[] = {
     [ENG_TARGET_INSTANCE] = "protected_instances"};
 
 static const char *const kind_of[] = {
+    [ENG_TARGET_FILE] = "path",
     [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
     [ENG_TARGET_CONTAINER] = "container", [ENG_TARGET_BUCKET] = "object",
     [ENG_TARGET_INSTANCE] = "instance"};
@@ -88,26 +90,6 @@ static const char *match_any(json_t *pats, const char *const *cands) {
       if (eng__glob(json_string_value(p), cands[k])) return json_string_value(p);
   }
   return NULL;
-}
-
-/* A database name is protected? (for dropdb / DROP DATABASE in commands) */
-static const char *db_protected(eng__run *r, const char *name) {
-  char *why = NULL;
-  json_t *pats = patterns(r, "protected_databases", &why);
-  if (!pats) {
-    free(why);
-    return "(an entry that could not be resolved)";
-  }
-  const char *cands[] = {name, NULL};
-  const char *hit = match_any(pats, cands);
-  char *copy = hit ? eng__xstrdup(hit) : NULL;
-  json_decref(pats);
-  if (!copy) return NULL;
-  /* keep the pattern alive for the caller */
-  static char buf[256];
-  snprintf(buf, sizeof buf, "%s", copy);
-  free(copy);
-  return buf;
 }
 
 /* How commands compare: lower-case, quotes and backslashes removed
@@ -186,55 +168,6 @@ static bool rule_matches(json_t *seg, json_t *rule) {
   return k == n;
 }
 
-static bool is_redirect(const char *t) {
-  return strchr(t, '>') != NULL || t[0] == '<';
-}
-
-/* Databases named by `dropdb ...` and `drop database [if exists] X`. */
-static void dropped_dbs(const char *norm, json_t *segs, json_t *out) {
-  static const char *const with_value[] = {"-u", "-h", "-p", "--username",
-                                           "--host", "--port",
-                                           "--maintenance-db", NULL};
-  size_t si;
-  json_t *seg;
-  json_array_foreach(segs, si, seg) {
-    size_t n = json_array_size(seg);
-    for (size_t i = 0; i < n; i++) {
-      const char *t = json_string_value(json_array_get(seg, i));
-      const char *base = strrchr(t, '/');
-      if (strcmp(base ? base + 1 : t, "dropdb")) continue;
-      for (size_t k = i + 1; k < n; k++) {
-        const char *a = json_string_value(json_array_get(seg, k));
-        if (is_redirect(a)) {
-          if (!strcmp(a, ">") || !strcmp(a, ">>") || !strcmp(a, "<") ||
-              (strlen(a) == 2 && a[1] == '>'))
-            k++; /* its target */
-          continue;
-        }
-        if (a[0] == '-') {
-          for (size_t w = 0; with_value[w]; w++)
-            if (!strcmp(a, with_value[w])) k++;
-          continue;
-        }
-        json_array_append_new(out, json_string(a));
-      }
-    }
-  }
-  for (const char *p = norm; (p = strstr(p, "drop database")) != NULL; p += 13) {
-    const char *q = p + 13;
-    while (*q == ' ') q++;
-    if (!strncmp(q, "if exists", 9)) q += 9;
-    while (*q == ' ') q++;
-    const char *e = q;
-    while (*e && *e != ' ' && *e != ';' && *e != ')' && *e != '(') e++;
-    if (e > q) {
-      char *name = eng__xstrndup(q, (size_t)(e - q));
-      json_array_append_new(out, json_string(name));
-      free(name);
-    }
-  }
-}
-
 static json_t *tokens(const char *rule) {
   char *nr = normalize(rule);
   json_t *segs = segments(nr);
@@ -244,7 +177,97 @@ static json_t *tokens(const char *rule) {
   return t ? t : json_array();
 }
 
-static int check_command(eng__run *r, const char *step, const char *cmd) {
+static bool path_protected(const char *pat, const char *path) {
+  if (eng__glob(pat, path)) return true;
+  size_t pl = strlen(pat), ql = strlen(path);
+  while (pl > 1 && (pat[pl - 1] == '/' || pat[pl - 1] == '*')) pl--;
+  /* a path under a protected directory, or a directory holding one */
+  if (ql > pl && !strncmp(path, pat, pl) && path[pl] == '/') return true;
+  while (ql > 1 && path[ql - 1] == '/') ql--;
+  return pl > ql && !strncmp(pat, path, ql) && pat[ql] == '/';
+}
+
+static const char *const side_word[] = {"reads", "creates", "destroys",
+                                        "disrupts", "calls out to"};
+
+/* What the analyser understood of a command, held to the policy. */
+static int check_findings(eng__run *r, const char *step, const char *cmd,
+                          const char *env_text, eng_side_effect step_side) {
+  (void)step_side;
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(cmd, env_text, &a);
+  int rc = ENG_OK;
+  for (size_t i = 0; i < a.n && rc == ENG_OK; i++) {
+    eng__cmd_finding *f = &a.f[i];
+    char *ev = eng__asprintf("%s: %s", f->tool, f->what);
+    if (f->side == ENG_SIDE_READ_ONLY) {
+      record(r, step, "pass", "commands", f->target ? f->target : cmd, ev,
+             "read-only use");
+    } else if (f->kind == ENG_TARGET_FILE) {
+      char *why = NULL;
+      json_t *pats = patterns(r, "protected_paths", &why);
+      if (!pats) {
+        rc = unresolved(r, step, "protected_paths", f->target, why);
+      } else {
+        size_t k;
+        json_t *pt;
+        const char *hit = NULL;
+        json_array_foreach(pats, k, pt) if (!hit && path_protected(json_string_value(pt), f->target))
+            hit = json_string_value(pt);
+        if (hit) {
+          char *msg = eng__asprintf(
+              "refused: %s %s path '%s', protected by guards.protected_paths "
+              "pattern '%s'; nothing was run",
+              f->tool, side_word[f->side], f->target, hit);
+          rc = refuse(r, step, "protected_paths", f->target, ev, msg);
+          free(msg);
+        }
+        json_decref(pats);
+      }
+    } else if (!f->target || !strcmp(f->target, "*")) {
+      const char *list = list_of[f->kind];
+      char *why = NULL;
+      json_t *pats = patterns(r, list, &why);
+      if (!pats) {
+        rc = unresolved(r, step, list, cmd, why);
+      } else if (json_array_size(pats)) {
+        char *msg = eng__asprintf(
+            "refused: %s %s %s, and guards.%s protects some: %s; %s",
+            f->tool, side_word[f->side],
+            f->target ? "every one of them" : "a target the guards cannot tell",
+            list, f->what,
+            f->kind == ENG_TARGET_DATABASE
+                ? "name the database (-d NAME or a URL) so it can be checked"
+                : "remove volumes by name (docker volume rm NAME) so they can "
+                  "be checked");
+        rc = refuse(r, step, list, cmd, ev, msg);
+        free(msg);
+        json_decref(pats);
+      } else {
+        json_decref(pats);
+      }
+    } else {
+      rc = eng__policy_check(r, step, f->kind, f->target, ev, f->side);
+    }
+    free(ev);
+  }
+  if (rc == ENG_OK && a.unverified) {
+    if (r->policy.refuse_unverified) {
+      char *msg = eng__asprintf(
+          "refused: the guards cannot see what this command does (%s) and "
+          "guards.unverified_commands is 'refuse'", a.unverified);
+      rc = refuse(r, step, "unverified_commands", cmd, NULL, msg);
+      free(msg);
+    } else {
+      record(r, step, "pass", "unverified_commands", cmd, NULL, a.unverified);
+    }
+  }
+  eng__cmd_analysis_free(&a);
+  return rc;
+}
+
+static int check_command(eng__run *r, const char *step, const char *cmd,
+                         const char *env_text, eng_side_effect side) {
   char *norm = normalize(cmd);
   json_t *segs = segments(norm);
   int rc = ENG_OK;
@@ -283,27 +306,10 @@ static int check_command(eng__run *r, const char *step, const char *cmd) {
     }
   }
   json_decref(extra);
-  if (rc == ENG_OK) {
-    json_t *dbs = json_array();
-    dropped_dbs(norm, segs, dbs);
-    size_t i;
-    json_t *d;
-    json_array_foreach(dbs, i, d) {
-      const char *pat = db_protected(r, json_string_value(d));
-      if (!pat) continue;
-      char *msg = eng__asprintf(
-          "refused: the command drops database '%s', protected by "
-          "guards.protected_databases pattern '%s'",
-          json_string_value(d), pat);
-      rc = refuse(r, step, "forbidden_commands", cmd, json_string_value(d), msg);
-      free(msg);
-      break;
-    }
-    json_decref(dbs);
-  }
   json_decref(segs);
   free(norm);
   if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
+  if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text, side);
   return rc;
 }
 
@@ -311,7 +317,8 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
                       const char *value, const char *evidence,
                       eng_side_effect side) {
   if (!value) return ENG_OK;
-  if (kind == ENG_TARGET_COMMAND) return check_command(r, step, value);
+  if (kind == ENG_TARGET_COMMAND)
+    return check_command(r, step, value, evidence, side);
   const char *list = (unsigned)kind < sizeof list_of / sizeof *list_of
                          ? list_of[kind] : NULL;
   if (!list) return ENG_OK;
@@ -346,7 +353,8 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
     char *msg = eng__asprintf(
         "refused: %s '%s' is protected by guards.%s pattern '%s'%s%s%s; "
         "nothing was done (protection cannot be overridden by flags)",
-        kind_of[kind], value, list, hit, evidence ? " (server identity " : "",
+        kind_of[kind], value, list, hit,
+        !evidence ? "" : !strncmp(evidence, "sysid:", 6) ? " (server identity " : " (",
         evidence ? evidence : "", evidence ? ")" : "");
     int rc = refuse(r, step, list, value, evidence, msg);
     free(msg);
@@ -370,3 +378,41 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
   return ENG_OK;
 }
 
+
+/* ---- command lines as the guards read them ---------------------------- */
+
+char *eng__command_line(const json_t *cmd) {
+  if (json_is_string(cmd)) return eng__xstrdup(json_string_value(cmd));
+  if (!json_is_array(cmd)) return NULL;
+  eng__buf b = {0};
+  size_t i;
+  json_t *a;
+  json_array_foreach(cmd, i, a) {
+    char *s = json_is_string(a) ? eng__xstrdup(json_string_value(a))
+                                : json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (i) eng__buf_adds(&b, " ");
+    eng__buf_adds(&b, "'");
+    for (const char *p = s ? s : ""; *p; p++) { /* argv word, quoted */
+      if (*p == '\'') eng__buf_adds(&b, "'\\''");
+      else eng__buf_add(&b, p, 1);
+    }
+    eng__buf_adds(&b, "'");
+    free(s);
+  }
+  return eng__buf_steal(&b);
+}
+
+char *eng__command_env(const json_t *params) {
+  eng__buf b = {0};
+  const char *k;
+  json_t *v;
+  json_object_foreach(json_object_get(params, "env"), k, v) {
+    char *s = json_is_string(v) ? eng__xstrdup(json_string_value(v))
+                                : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    eng__buf_addf(&b, "%s=%s\n", k, s ? s : "");
+    free(s);
+  }
+  const char *cwd = json_string_value(json_object_get(params, "cwd"));
+  if (cwd && *cwd) eng__buf_addf(&b, "ENGINE_CWD=%s\n", cwd);
+  return eng__buf_steal(&b);
+}

@@ -48,6 +48,12 @@ int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),
 int eng__policy_check(eng__run *r, const char *step, eng_target kind,
                       const char *value, const char *evidence,
                       eng_side_effect side);
+/* The shell line of a command parameter (a string, or an argv list quoted
+ * word by word), and the environment it runs with for the guards'
+ * analysis ("NAME=VALUE\n"..., ENGINE_CWD= for params.cwd); malloc'd. For
+ * ENG_TARGET_COMMAND, eng__policy_check takes the latter as `evidence`. */
+char *eng__command_line(const json_t *cmd);
+char *eng__command_env(const json_t *params);
 /* A refusal decided elsewhere (require, checks): logged and recorded. */
 int eng__policy_refuse(eng__run *r, const char *step, const char *rule,
                        const char *target, const char *msg);

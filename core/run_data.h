@@ -130,6 +130,7 @@ char *eng__cleanup_runbook(const char *run_dir, size_t *count);
 typedef struct eng__policy {
   json_t *lists;  /* "protected_databases" -> ["pattern", ...], ... */
   json_t *broken; /* list name -> why an entry could not be resolved */
+  bool refuse_unverified; /* guards.unverified_commands: refuse */
 } eng__policy;
 
 /* ---- the run ----------------------------------------------------------- */

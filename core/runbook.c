@@ -35,7 +35,8 @@ static const char *const slo_keys[] = {"rto", "rpo", "backup_time", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
 static const char *const guard_keys[] = {
     "protected_databases", "protected_volumes", "protected_buckets",
-    "protected_instances", "forbidden_commands", "require", "checks", NULL};
+    "protected_instances", "protected_paths", "forbidden_commands",
+    "unverified_commands", "require", "checks", NULL};
 
 static size_t count(const char *const *v) {
   size_t n = 0;
@@ -423,6 +424,12 @@ static void load_guards(loader *ld, eng__node *g) {
           }
         }
       }
+    } else if (!strcmp(k, "unverified_commands")) {
+      if (want(ld, v, ENG__N_SCALAR, "guards.unverified_commands") &&
+          strcmp(v->str, "allow") && strcmp(v->str, "refuse"))
+        ERR(ld, v, "guards.unverified_commands is 'allow' (the default: a "
+                   "command line the guards cannot see through runs) or "
+                   "'refuse', not '%s'", v->str);
     } else if (!strcmp(k, "checks")) {
       if (!want(ld, v, ENG__N_SEQ, "guards.checks")) continue;
       static const char *const ck[] = {"that", "message", NULL};
