@@ -205,7 +205,9 @@ int eng__audit_verify(const char *path, FILE *out) {
     j = json_loads(p, 0, NULL);
     const char *why = NULL;
     char whybuf[160];
-    if (!j) why = "not valid JSON";
+    if (strlen(p) != (size_t)(nl - p))
+      why = "it holds a NUL byte: bytes were inserted into the log";
+    else if (!j) why = "not valid JSON";
     else if (strcmp(str_of(j, "prev"), prev)) {
       snprintf(whybuf, sizeof whybuf,
                "its 'prev' does not match the SHA-256 of line %d: line %d "
@@ -281,7 +283,10 @@ int eng__audit_show(const char *path, FILE *out) {
     const char *time = json_string_value(json_object_get(j, "time"));
     const char *type = json_string_value(json_object_get(j, "type"));
     const char *step = json_string_value(json_object_get(j, "step"));
-    fprintf(out, "%s  %-15s %-20s", time ? time + 11 : "", type ? type : "?",
+    /* the clock part of an RFC 3339 time, when it has one */
+    const char *clock = time && strlen(time) > 11 && time[10] == 'T' ? time + 11
+                        : time ? time : "";
+    fprintf(out, "%s  %-15s %-20s", clock, type ? type : "?",
             step ? step : "");
     static const char *const keys[] = {"status", "uses", "message", "rule",
                                        "target", "error", "duration_ms",

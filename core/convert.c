@@ -135,7 +135,8 @@ json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
     return NULL;
   case ENG_T_DURATION: {
     int64_t ms;
-    if (json_is_number(v) && json_number_value(v) >= 0)
+    if (json_is_number(v) && json_number_value(v) >= 0 &&
+        json_number_value(v) * 1000.0 <= (double)ENG__DURATION_MAX_MS)
       return json_integer((json_int_t)(json_number_value(v) * 1000.0 + 0.5));
     if (s && eng__parse_duration(s, &ms) == 0) return json_integer(ms);
     snprintf(err, errlen,

@@ -34,8 +34,11 @@ char *eng__xstrdup(const char *s); /* NULL -> NULL */
 char *eng__xstrndup(const char *s, size_t n);
 char *eng__asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
 
-/* "500ms", "30s", "5m", "1h", "1h30m", "2d", or a plain number of seconds.
- * Returns 0 and milliseconds, or -1. */
+/* The longest duration anywhere (timeouts, delays, sleeps): 100 years. */
+#define ENG__DURATION_MAX_MS ((int64_t)3153600000000)
+
+/* "500ms", "30s", "5m", "1h", "1h30m", "2d", or a plain number of seconds,
+ * at most ENG__DURATION_MAX_MS. Returns 0 and milliseconds, or -1. */
 int eng__parse_duration(const char *s, int64_t *ms);
 /* "1.2s", "340ms", "2m05s" into buf. */
 const char *eng__fmt_duration(int64_t ms, char *buf, size_t n);

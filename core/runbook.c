@@ -371,20 +371,32 @@ static void load_steps(loader *ld, eng__node *steps, eng__node *fin) {
   eng__runbook *rb = ld->rb;
   size_t n1 = steps && steps->kind == ENG__N_SEQ ? steps->n : 0;
   size_t n2 = fin && fin->kind == ENG__N_SEQ ? fin->n : 0;
+  if (n1 + n2 > ENG__MAX_STEPS) {
+    ERR(ld, steps, "%zu steps: a runbook may have at most %d; split it into "
+                   "several runbooks", n1 + n2, ENG__MAX_STEPS);
+    n1 = n1 > ENG__MAX_STEPS ? ENG__MAX_STEPS : n1;
+    n2 = n1 + n2 > ENG__MAX_STEPS ? ENG__MAX_STEPS - n1 : n2;
+  }
   rb->steps = eng__xcalloc(n1 + n2 + 1, sizeof *rb->steps);
+  json_t *ids = json_object(); /* id -> index: unique ids in linear time */
   for (size_t i = 0; i < n1 + n2; i++) {
     eng__step *s = &rb->steps[i];
     s->idx = i;
     load_step(ld, i < n1 ? steps->vals[i] : fin->vals[i - n1], s, i >= n1);
     rb->n_steps++;
-    for (size_t j = 0; j < i; j++)
-      if (s->id && rb->steps[j].id && strcmp(s->id, rb->steps[j].id) == 0) {
-        eng__node *idn = eng__node_get(s->node, "id");
-        ERR(ld, idn ? idn : s->node,
-            "duplicate step id '%s' (first at line %d); ids must be unique",
-            s->id, rb->steps[j].node ? rb->steps[j].node->line : 0);
-      }
+    if (!s->id) continue;
+    json_t *first = json_object_get(ids, s->id);
+    if (first) {
+      eng__step *f = &rb->steps[json_integer_value(first)];
+      eng__node *idn = eng__node_get(s->node, "id");
+      ERR(ld, idn ? idn : s->node,
+          "duplicate step id '%s' (first at line %d); ids must be unique",
+          s->id, f->node ? f->node->line : 0);
+    } else {
+      json_object_set_new(ids, s->id, json_integer((json_int_t)i));
+    }
   }
+  json_decref(ids);
   rb->n_main = n1;
   resolve_needs(ld);
   check_cycles(ld);

@@ -28,6 +28,7 @@ typedef struct eng__node {
 #define ENG__YAML_MAX_BYTES (8u << 20)
 #define ENG__YAML_MAX_DEPTH 64
 #define ENG__YAML_MAX_NODES 200000
+#define ENG__MAX_STEPS 10000
 
 /* Parse; NULL with a diagnostic on error. */
 eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,

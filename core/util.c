@@ -127,7 +127,10 @@ int eng__parse_duration(const char *s, int64_t *ms) {
     else if (*p == 'd') { mult = 86400000; p++; }
     else return -1;
     double add = v * mult;
-    if (add > 9.0e15) return -1;
+    /* at most ENG__DURATION_MAX_MS in all: beyond, int64 would wrap */
+    if (add > (double)ENG__DURATION_MAX_MS ||
+        (double)total + add > (double)ENG__DURATION_MAX_MS)
+      return -1;
     total += (int64_t)(add + 0.5);
     parts++;
   }

@@ -29,8 +29,8 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
   if (++c->count > ENG__YAML_MAX_NODES) {
     eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
                     (int)yn->start_mark.column + 1,
-                    "more than %d YAML nodes (aliases expanding without "
-                    "bound?); split the runbook",
+                    "more than %d YAML nodes: the runbook is too large (or "
+                    "aliases expand without bound); split it",
                     ENG__YAML_MAX_NODES);
     c->failed = true;
     return NULL;
@@ -41,6 +41,15 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
   switch (yn->type) {
   case YAML_SCALAR_NODE:
     n->kind = ENG__N_SCALAR;
+    if (memchr(yn->data.scalar.value, '\0', yn->data.scalar.length)) {
+      /* a "\0" escape would cut the value short wherever C reads it */
+      eng__diag_error(c->d, c->file, n->line, n->col,
+                      "a NUL character (\\0) in a value is not allowed: "
+                      "remove it");
+      c->failed = true;
+      free(n);
+      return NULL;
+    }
     n->str = eng__xstrndup((const char *)yn->data.scalar.value,
                            yn->data.scalar.length);
     n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
@@ -65,6 +74,7 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
                           yn->data.mapping.pairs.start);
     n->keys = eng__xcalloc(cnt ? cnt : 1, sizeof *n->keys);
     n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
+    json_t *seen = json_object();
     for (size_t i = 0; i < cnt; i++) {
       yaml_node_pair_t *p = &yn->data.mapping.pairs.start[i];
       yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
@@ -79,14 +89,16 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
       }
       eng__node *k = convert(c, kn, depth + 1);
       if (!k) break;
-      for (size_t j = 0; j < n->n; j++) {
-        if (strcmp(n->keys[j]->str, k->str) == 0) {
-          eng__diag_error(c->d, c->file, k->line, k->col,
-                          "duplicate key '%s' (first at line %d); remove "
-                          "one of them",
-                          k->str, n->keys[j]->line);
-          c->failed = true;
-        }
+      /* keys seen so far, hashed: a map of many keys stays linear */
+      json_t *first = json_object_get(seen, k->str);
+      if (first) {
+        eng__diag_error(c->d, c->file, k->line, k->col,
+                        "duplicate key '%s' (first at line %d); remove "
+                        "one of them",
+                        k->str, (int)json_integer_value(first));
+        c->failed = true;
+      } else {
+        json_object_set_new(seen, k->str, json_integer(k->line));
       }
       eng__node *v = convert(c, vn, depth + 1);
       if (!v) {
@@ -96,6 +108,7 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
       n->keys[n->n] = k;
       n->vals[n->n++] = v;
     }
+    json_decref(seen);
     break;
   }
   default:
@@ -105,6 +118,43 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
     break;
   }
   return n;
+}
+
+/* libyaml's time grows with the square of flow nesting ([[[[...): refuse
+ * deep nesting before it parses. Quotes and comments are skipped; a
+ * bracket inside a plain or block scalar counts too, which only matters
+ * past the limit. */
+static bool flow_too_deep(const char *file, const char *text, size_t len,
+                          eng__diags *d) {
+  int depth = 0, line = 1;
+  char quote = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (ch == '\n') line++;
+    if (quote) {
+      if (ch == '\\' && quote == '"') i++;
+      else if (ch == quote) quote = 0;
+      continue;
+    }
+    if (ch == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\n')) {
+      while (i < len && text[i] != '\n') i++;
+      line++;
+      continue;
+    }
+    if ((ch == '"' || ch == '\'') && depth > 0) quote = ch;
+    else if (ch == '[' || ch == '{') {
+      if (++depth > ENG__YAML_MAX_DEPTH) {
+        eng__diag_error(d, file, line, 0,
+                        "more than %d nested [ or { (flow collections); "
+                        "write the structure with indentation instead",
+                        ENG__YAML_MAX_DEPTH);
+        return true;
+      }
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
@@ -123,6 +173,7 @@ eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
                     "file contains NUL bytes: this is not a YAML text file");
     return NULL;
   }
+  if (flow_too_deep(file, text, len, d)) return NULL;
   yaml_parser_t p;
   yaml_document_t doc;
   if (!yaml_parser_initialize(&p)) {

@@ -167,6 +167,18 @@ def test_audit_hmac(h):
     h.check(v.returncode == 1 and f':{len(lines) + 1}:' in v.stdout and 'mac' in v.stdout, v.stdout)
     r = h.engine('audit', 'show', path)
     h.check(r.returncode == 0 and 'run.start' in r.stdout and 'step.end' in r.stdout, r.stdout)
+    # bytes after a NUL inside a line are not ignored: the line is tampered
+    raw = path.read_bytes().split(b'\n')
+    raw[1] = raw[1] + b'\x00{"injected":true}'
+    nul = h.tmp / 'nul.jsonl'
+    nul.write_bytes(b'\n'.join(raw))
+    v = verify(h, nul, env=env)
+    h.check(v.returncode == 1 and ':2:' in v.stdout and 'NUL byte' in v.stdout, v.stdout)
+    # a record with a short or missing time is shown, not read past its end
+    short = h.tmp / 'short.jsonl'
+    short.write_text('{"time":""}\n{"time":"2026"}\n{"type":"x"}\n')
+    r = h.engine('audit', 'show', short)
+    h.check(r.returncode == 0 and r.stdout.count('\n') == 3, r.stdout + r.stderr)
 
 
 @suite.test

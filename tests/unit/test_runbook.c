@@ -209,6 +209,37 @@ static void test_yaml_scalars(void **state) {
 
 /* A condition made only of blanks used to make the condition's length
  * negative (a heap overflow in validate and plan). */
+/* A "\0" escape used to cut a value short (an id "a\0../../x" read as
+ * "a"); a duration of 1e300 seconds wrapped to a negative number. */
+static void test_nul_and_huge_values(void **state) {
+  (void)state;
+  expect("version: 1\nname: t\nsteps:\n  - id: \"a\\0../../x\"\n"
+         "    uses: sleep\n    with: {for: 1ms}\n",
+         "F:4:9: error: a NUL character");
+  expect("version: 1\nname: t\nsteps:\n  - id: a\n    uses: sleep\n"
+         "    with: {for: 1e300}\n",
+         "F:6:17: error: step 'a': parameter 'for' of sleep: expected a duration");
+  expect("version: 1\nname: t\nsteps:\n  - id: a\n    uses: sleep\n"
+         "    timeout: 9e15ms9e15ms9e15ms\n    with: {for: 1s}\n",
+         "F:6:14: error: timeout: bad duration");
+}
+
+/* Limits that refuse before the quadratic work, naming the limit. */
+static void test_input_limits(void **state) {
+  (void)state;
+  eng__buf b = {0};
+  eng__buf_adds(&b, "version: 1\nname: t\nsteps: ");
+  for (int i = 0; i < 100; i++) eng__buf_adds(&b, "[");
+  for (int i = 0; i < 100; i++) eng__buf_adds(&b, "]");
+  eng__buf_adds(&b, "\n");
+  expect(b.data, "F:3:1: error: more than 64 nested [ or {");
+  eng__buf_free(&b);
+  eng__buf_adds(&b, "version: 1\nname: t\nsteps:\n");
+  for (int i = 0; i < 10001; i++) eng__buf_addf(&b, "  - {id: s%d, uses: shell}\n", i);
+  expect(b.data, "10001 steps: a runbook may have at most 10000");
+  eng__buf_free(&b);
+}
+
 static void test_blank_conditions(void **state) {
   (void)state;
   expect("version: 1\nname: t\nsteps:\n  - id: a\n    uses: sleep\n"
@@ -256,6 +287,8 @@ int main(void) {
       cmocka_unit_test(test_template_typing),
       cmocka_unit_test(test_yaml_scalars),
       cmocka_unit_test(test_blank_conditions),
+      cmocka_unit_test(test_nul_and_huge_values),
+      cmocka_unit_test(test_input_limits),
       cmocka_unit_test(test_declared_checks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

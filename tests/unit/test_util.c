@@ -16,6 +16,11 @@ static void test_durations(void **state) {
   assert_int_equal(ms, 30000);
   assert_int_equal(eng__parse_duration("1h30m", &ms), 0);
   assert_int_equal(ms, 5400000);
+  /* no wrap-around: a huge value or a long sum is refused, not negative */
+  assert_int_equal(eng__parse_duration("1e300", &ms), -1);
+  assert_int_equal(eng__parse_duration("9e15ms9e15ms9e15ms9e15ms9e15ms", &ms), -1);
+  assert_int_equal(eng__parse_duration("36500d", &ms), 0);
+  assert_int_equal(eng__parse_duration("36501d", &ms), -1);
   assert_int_equal(eng__parse_duration("2", &ms), 0);
   assert_int_equal(ms, 2000);
   assert_int_equal(eng__parse_duration("1.5s", &ms), 0);
