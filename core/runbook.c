@@ -471,6 +471,13 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
       eng__diag_error(d, file, 0, 0, "cannot read: %s", strerror(errno));
     return NULL;
   }
+  eng__runbook *rb = eng__runbook_parse(file, text, len, d);
+  free(text);
+  return rb;
+}
+
+eng__runbook *eng__runbook_parse(const char *file, const char *text,
+                                 size_t len, eng__diags *d) {
   size_t errors0 = d->errors;
   eng__node *root = eng__yaml_parse(file, text, len, d);
   eng__runbook *rb = NULL;
@@ -535,7 +542,6 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
   load_steps(&ld, steps, fin);
   if ((v = eng__node_get(root, "guards"))) load_guards(&ld, v);
 out:
-  free(text);
   if (d->errors > errors0 && (!rb || !rb->root || rb->root->kind != ENG__N_MAP)) {
     /* nothing more can be checked: give up now */
     if (rb) eng__runbook_free(rb);

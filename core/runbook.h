@@ -135,6 +135,9 @@ typedef struct eng__runbook {
  * when the file is not a YAML mapping; otherwise the model, which is only
  * runnable when d->errors did not grow (callers compare before/after). */
 eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
+/* The same from text in memory (file names it in diagnostics). */
+eng__runbook *eng__runbook_parse(const char *file, const char *text,
+                                 size_t len, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
 

@@ -107,7 +107,7 @@ finally:
     h.check(r.returncode == 3, r.stdout + r.stderr)
     msg = posts('/hooks/ok')[0]['json']
     blocks = json.dumps(msg['blocks'])
-    h.check('REFUSED' in blocks and 'forbidden_commands' in blocks and 'prod' in blocks, blocks)
+    h.check('REFUSED' in blocks and 'protected_databases' in blocks and 'prod' in blocks, blocks)
     h.check('REFUSED' in msg['text'], msg['text'])
 
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build the libFuzzer harnesses (tests/fuzz, clang) and run each for
+# SECONDS (default 30) from its seed corpus; any crash, leak or sanitizer
+# report fails. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
+# Long runs: docs/fuzzing.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-30}
+shift || true
+harnesses=("$@")
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(runbook expr audit convert cmdline)
+BUILD=build-fuzz
+if [ ! -f "$BUILD/build.ninja" ]; then
+  CC=clang meson setup "$BUILD" -Dfuzz=true -Dtests=disabled \
+    -Dbuildtype=debugoptimized -Dpostgres=disabled -Ds3=disabled \
+    -Dprisma=disabled -Dslack=disabled -Dpagerduty=disabled -Dman=disabled >/dev/null ||
+    { echo "fuzz: cannot configure (is clang installed?)"; exit 1; }
+fi
+ninja -C "$BUILD" >/dev/null || { ninja -C "$BUILD"; exit 1; }
+rc=0
+for h in "${harnesses[@]}"; do
+  work=$(mktemp -d)
+  cp tests/fuzz/corpus/"$h"/* "$work"/ 2>/dev/null
+  dict=()
+  [ -f tests/fuzz/"$h".dict ] && dict=(-dict=tests/fuzz/"$h".dict)
+  log=$(mktemp)
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$BUILD"/tests/fuzz/fuzz_"$h" "$work" "${dict[@]}" -max_total_time="$secs" \
+    -rss_limit_mb=2048 -max_len=65536 -timeout=10 -artifact_prefix="$work"/ >"$log" 2>&1
+  st=$?
+  runs=$(grep -oE 'Done [0-9]+ runs' "$log" | tail -1)
+  if [ $st -ne 0 ]; then
+    echo "fuzz $h: FAILED (exit $st); the input is kept in $work:"
+    grep -E 'ERROR|SUMMARY|runtime error|crash-|leak-|timeout-' "$log" | head -20
+    rc=1
+  else
+    echo "fuzz $h: ok (${runs:-no runs} in ${secs}s)"
+    rm -rf "$work"
+  fi
+  rm -f "$log"
+done
+exit $rc

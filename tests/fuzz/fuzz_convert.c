@@ -1,0 +1,30 @@
+/* libFuzzer: values into declared types (every type, with choices, a
+ * range), durations, and suggestions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runbook.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
+  char *s = eng__xstrndup((const char *)data, size);
+  int64_t ms;
+  eng__parse_duration(s, &ms);
+  json_t *in[2] = {json_string(s), json_loads(s, JSON_DECODE_ANY, NULL)};
+  static const char *const cands[] = {"custom", "directory", "plain", "tar"};
+  eng__suggest(s, cands, 4);
+  for (int k = 0; k < 2; k++) {
+    if (!in[k]) continue;
+    for (int t = ENG_T_STRING; t <= ENG_T_ANY; t++) {
+      char err[512];
+      eng_param p = {.name = "p", .type = (eng_type)t,
+                     .flags = ENG_P_MIN | ENG_P_MAX, .min = 1, .max = 1e6,
+                     .choices = t == ENG_T_STRING ? "custom|plain" : NULL};
+      json_decref(eng__convert_param(in[k], &p, err, sizeof err));
+      json_decref(eng__convert(in[k], (eng_type)t, NULL, err, sizeof err));
+    }
+    json_decref(in[k]);
+  }
+  free(s);
+  return 0;
+}
