@@ -32,6 +32,7 @@
 #include "engine_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -935,6 +936,85 @@ static void lh_open(lua_State *L, const char *name, lua_CFunction fn) {
   lua_pop(L, 1);
 }
 
+/* ---- pattern matching with bounded work ---------------------------------
+ * Lua's pattern matcher runs in C, where neither the instruction budget
+ * nor a step's timeout can stop it, and backtracking makes it polynomial
+ * in the subject's length with the number of quantifiers ("a.-.-.-b" on a
+ * long string runs for hours). Before a match, the worst case is
+ * estimated: (subject length + 1) raised to the number of backtracking
+ * items (`*`, `+`, `-`, `%b`), plus one for an unanchored search. Above
+ * LH_PATTERN_WORK the call fails with a message instead of blocking the
+ * engine. */
+#define LH_PATTERN_WORK 1e9
+
+static int lh_pattern_items(const char *p, size_t n) {
+  int q = 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = p[i];
+    bool single = true;
+    if (ch == '%') {
+      if (i + 1 < n && p[i + 1] == 'b') { /* %bxy scans to the balance */
+        q++;
+        i += 3;
+        continue;
+      }
+      if (i + 1 < n && p[i + 1] == 'f') { /* %f[set] */
+        i += 2;
+        while (i < n && p[i] != ']') i += p[i] == '%' ? 2 : 1;
+        continue;
+      }
+      i++;
+    } else if (ch == '[') {
+      i++;
+      if (i < n && p[i] == '^') i++;
+      if (i < n && p[i] == ']') i++;
+      while (i < n && p[i] != ']') i += p[i] == '%' ? 2 : 1;
+    } else if (ch == '(' || ch == ')' || (ch == '^' && i == 0) ||
+               (ch == '$' && i + 1 == n)) {
+      single = false;
+    }
+    if (single && i + 1 < n &&
+        (p[i + 1] == '*' || p[i + 1] == '+' || p[i + 1] == '-')) {
+      q++;
+      i++;
+    }
+  }
+  return q;
+}
+
+static int lh_pattern_guard(lua_State *L) {
+  size_t ls, lp;
+  luaL_checklstring(L, 1, &ls);
+  const char *p = luaL_checklstring(L, 2, &lp);
+  lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+  bool plain = lua_toboolean(L, 4) && lua_tointeger(L, lua_upvalueindex(2)) == 1;
+  if (!plain) {
+    int items = lh_pattern_items(p, lp);
+    int q = items + (lp > 0 && p[0] == '^' ? 0 : 1);
+    double work = pow((double)ls + 1.0, (double)q);
+    if (work > LH_PATTERN_WORK)
+      return luaL_error(L,
+                        "pattern '%s' on a string of %d bytes could take too "
+                        "long (%d backtracking items); use a simpler pattern, "
+                        "an anchor (^), plain find, or a shorter string",
+                        lp > 60 ? "(long pattern)" : p, (int)ls, items);
+  }
+  return orig(L);
+}
+
+/* Put the guard in front of string.find/match/gmatch/gsub. */
+static void lh_guard_patterns(lua_State *L) {
+  static const char *const fns[] = {"find", "match", "gmatch", "gsub"};
+  lua_getglobal(L, LUA_STRLIBNAME);
+  for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
+    lua_getfield(L, -1, fns[i]);
+    lua_pushinteger(L, i == 0 ? 1 : 0); /* find has a `plain` argument */
+    lua_pushcclosure(L, lh_pattern_guard, 2);
+    lua_setfield(L, -2, fns[i]);
+  }
+  lua_pop(L, 1);
+}
+
 static int lh_setup(lua_State *L) {
   lh_open(L, LUA_GNAME, luaopen_base);
   lh_open(L, LUA_STRLIBNAME, luaopen_string);
@@ -951,6 +1031,7 @@ static int lh_setup(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
   lua_pop(L, 1);
+  lh_guard_patterns(L);
 
   static const luaL_Reg globals[] = {
       {"load", lh_load},       {"print", lh_print},     {"require", lh_require},

@@ -456,6 +456,28 @@ static void test_budget(void **state) {
   eng__lua_destroy(h);
 }
 
+/* Pattern matching runs in C, out of the budget's reach: a match whose
+ * worst case is too long fails at once instead of blocking the loop. */
+static void test_costly_patterns(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 200, NULL, NULL);
+  char err[1024] = "";
+  uint64_t t0 = uv_hrtime();
+  t_error(h, "return string.rep('a', 1e5):find('.-.-.-.-b')", ENG__LUA_CHUNK,
+          err, sizeof err);
+  t_contains(err, "could take too long (4 backtracking items)");
+  t_error(h, "return string.gsub(string.rep('a', 1e5), 'a*b', '')",
+          ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "could take too long");
+  assert_true(uv_hrtime() - t0 < 1000000000ull);
+  /* everyday patterns are untouched */
+  t_true(h, "('v15.2'):match('^v(%d+)%.(%d+)') == '15'");
+  t_true(h, "select(2, string.rep('ab ', 1000):gsub('%s+', '')) == 1000");
+  t_true(h, "string.rep('a', 1e5):find('.-.-b', 1, true) == nil");
+  t_true(h, "string.find(string.rep('x', 1e6) .. 'y', 'y', 1, true) == 1000001");
+  eng__lua_destroy(h);
+}
+
 static void test_memory_bomb(void **state) {
   (void)state;
   eng__lua *h = t_new((size_t)32 << 20, 0, NULL, NULL);
@@ -821,6 +843,7 @@ int main(void) {
       cmocka_unit_test(test_success_failure),
       cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_budget),
+      cmocka_unit_test(test_costly_patterns),
       cmocka_unit_test(test_memory_bomb),
       cmocka_unit_test(test_sandbox),
       cmocka_unit_test(test_require),
