@@ -32,6 +32,7 @@
 #include "engine_int.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,9 +116,42 @@ static char *lh_strdup(const char *s) {
   return p;
 }
 
+/* A chunk compiled for runbook line L is named "@FILE:+(L-1)" instead of
+ * being padded with L-1 newlines (which cost time and memory for every
+ * expression deep in a large file); Lua then writes "FILE:+OFF:N:". Turn
+ * that into "FILE:(OFF+N):" in place (it only gets shorter). */
+static void lh_fix_lines(char *msg) {
+  if (msg == NULL) return;
+  char *w = msg;
+  for (const char *r = msg; *r;) {
+    if (r[0] == ':' && r[1] == '+' && isdigit((unsigned char)r[2])) {
+      char *end;
+      long off = strtol(r + 2, &end, 10);
+      if (*end == ':' && isdigit((unsigned char)end[1])) {
+        char *end2;
+        long n = strtol(end + 1, &end2, 10);
+        if (*end2 == ':') {
+          w += sprintf(w, ":%ld", off + n);
+          r = end2;
+          continue;
+        }
+      }
+      /* "FILE:+OFF" alone (a chunk name): drop the offset */
+      if (*end != ':') {
+        r = end;
+        continue;
+      }
+    }
+    *w++ = *r++;
+  }
+  *w = '\0';
+}
+
 static void lh_copy(char *dst, size_t n, const char *src) {
-  if (dst != NULL && n > 0)
+  if (dst != NULL && n > 0) {
     snprintf(dst, n, "%s", src != NULL ? src : "unknown error");
+    lh_fix_lines(dst);
+  }
 }
 
 /* Run fn(ud) protected on the main thread; the error text goes to err. */
@@ -1223,19 +1257,16 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
   if (line < 1)
     line = 1;
   size_t code_len = strlen(code), file_len = strlen(file);
-  /* Padding newlines make Lua's messages say FILE:LINE. A comment in an
-   * expression must not swallow the closing parenthesis. */
+  /* The chunk's name carries the line offset (lh_fix_lines). A comment in
+   * an expression must not swallow the closing parenthesis. */
   int comment = kind == ENG__LUA_EXPR && strstr(code, "--") != NULL;
-  size_t src_len = (size_t)(line - 1) + code_len +
-                   (kind == ENG__LUA_EXPR ? 9 + (comment ? 1 : 0) : 0);
+  size_t src_len = code_len + (kind == ENG__LUA_EXPR ? 9 + (comment ? 1 : 0) : 0);
   char *src = malloc(src_len + 1);
-  char *chunkname = malloc(file_len + 2);
+  char *chunkname = malloc(file_len + 32);
   char *key = malloc(code_len + file_len + 32);
   if (src == NULL || chunkname == NULL || key == NULL)
     abort();
   char *p = src;
-  memset(p, '\n', (size_t)(line - 1));
-  p += line - 1;
   if (kind == ENG__LUA_EXPR) {
     memcpy(p, "return (", 8);
     p += 8;
@@ -1248,8 +1279,10 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
     *p++ = ')';
   }
   *p = '\0';
-  chunkname[0] = '@';
-  memcpy(chunkname + 1, file, file_len + 1);
+  if (line > 1)
+    snprintf(chunkname, file_len + 32, "@%s:+%d", file, line - 1);
+  else
+    snprintf(chunkname, file_len + 32, "@%s", file);
   int klen = snprintf(key, code_len + file_len + 32, "%d:%d:%s", kind, line,
                       file);
   memcpy(key + klen + 1, code, code_len); /* key: "K:L:FILE\0CODE" */
@@ -1471,6 +1504,8 @@ int eng__lua_eval(eng__lua *h, int ref, const json_t *locals,
   }
   if (e.errmem)
     lua_gc(L, LUA_GCCOLLECT);
+  if (e.rc != ENG_OK && err != NULL)
+    lh_fix_lines(err);
   if (e.rc == ENG_OK && results != NULL)
     *results = e.results;
   else
@@ -1609,6 +1644,7 @@ static void lh_job_finish(eng__lua_job *j, int status, int nres) {
   /* Nothing touches h or j after cb: it may destroy the state. */
   if (f.err != NULL) {
     json_decref(f.results);
+    lh_fix_lines(f.err);
     cb(ud, ENG_ERR_FAILED, NULL, f.err);
     free(f.err);
   } else {

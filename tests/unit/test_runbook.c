@@ -234,6 +234,15 @@ static void test_input_limits(void **state) {
   eng__buf_adds(&b, "\n");
   expect(b.data, "F:3:1: error: more than 64 nested [ or {");
   eng__buf_free(&b);
+  /* expressions deep in a large file: compiled without padding, their
+   * messages still name the right line */
+  eng__buf_adds(&b, "version: 1\nname: t\n");
+  for (int i = 0; i < 200000; i++) eng__buf_adds(&b, "\n");
+  eng__buf_adds(&b, "steps:\n  - id: a\n    uses: sleep\n    if: \"1 +\"\n"
+                    "    with: {for: 1ms}\n");
+  expect(b.data, "F:200006:9: error: step 'a': 'if': Lua error: F:200006: "
+                 "unexpected symbol");
+  eng__buf_free(&b);
   eng__buf_adds(&b, "version: 1\nname: t\nsteps:\n");
   for (int i = 0; i < 10001; i++) eng__buf_addf(&b, "  - {id: s%d, uses: shell}\n", i);
   expect(b.data, "10001 steps: a runbook may have at most 10000");
