@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <uv.h>
 #include <jansson.h>
 #include "engine/plugin.h"
@@ -171,6 +172,10 @@ void eng__http_group_abort(eng__http_group *g);
 /* ---- lua_host.c: the sandbox ------------------------------------------ */
 
 typedef struct eng__lua eng__lua;
+
+/* Non-zero (set from a signal handler): evaluations stop at their next
+ * instruction-count hook with "interrupted". */
+extern volatile sig_atomic_t eng__lua_interrupt;
 
 typedef struct eng__lua_opts {
   size_t mem_limit;        /* bytes; 0 = 64 MiB */

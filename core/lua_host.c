@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <ctype.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,12 +192,23 @@ static void *lh_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+/* Set from a signal handler (sched.c) while the loop may be busy in Lua:
+ * the running evaluation stops at its next hook, so SIGINT and SIGTERM
+ * are answered within milliseconds, not after the budget. */
+volatile sig_atomic_t eng__lua_interrupt;
+
 static void lh_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   eng__lua *h = lh_get(L);
   eng__lua_clock *c = h->cur;
   if (c == NULL)
     return;
+  if (eng__lua_interrupt) {
+    luaL_where(L, 0);
+    lua_pushliteral(L, "interrupted (SIGINT or SIGTERM)");
+    lua_concat(L, 2);
+    lua_error(L);
+  }
   uint64_t used = c->used + (uv_hrtime() - c->since);
   if (used <= h->budget_ns)
     return;
@@ -979,41 +991,120 @@ static void lh_open(lua_State *L, const char *name, lua_CFunction fn) {
  * items (`*`, `+`, `-`, `%b`), plus one for an unanchored search. Above
  * LH_PATTERN_WORK the call fails with a message instead of blocking the
  * engine. */
-#define LH_PATTERN_WORK 1e9
+#define LH_PATTERN_WORK 1e8
 
-static int lh_pattern_items(const char *p, size_t n) {
-  int q = 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = p[i];
-    bool single = true;
-    if (ch == '%') {
-      if (i + 1 < n && p[i + 1] == 'b') { /* %bxy scans to the balance */
-        q++;
-        i += 3;
-        continue;
-      }
-      if (i + 1 < n && p[i + 1] == 'f') { /* %f[set] */
-        i += 2;
-        while (i < n && p[i] != ']') i += p[i] == '%' ? 2 : 1;
-        continue;
-      }
-      i++;
-    } else if (ch == '[') {
-      i++;
-      if (i < n && p[i] == '^') i++;
-      if (i < n && p[i] == ']') i++;
-      while (i < n && p[i] != ']') i += p[i] == '%' ? 2 : 1;
-    } else if (ch == '(' || ch == ')' || (ch == '^' && i == 0) ||
-               (ch == '$' && i + 1 == n)) {
-      single = false;
-    }
-    if (single && i + 1 < n &&
-        (p[i + 1] == '*' || p[i + 1] == '+' || p[i + 1] == '-')) {
-      q++;
-      i++;
-    }
+/* The characters a pattern class matches, as a 256-bit set. */
+typedef struct lh_cset {
+  uint64_t w[4];
+} lh_cset;
+
+static void lh_cset_add(lh_cset *c, unsigned char ch) { c->w[ch >> 6] |= 1ull << (ch & 63); }
+
+static void lh_cset_class(lh_cset *c, unsigned char k) {
+  lh_cset t = {{0}};
+  int (*is)(int) = NULL;
+  switch (tolower(k)) {
+  case 'a': is = isalpha; break;
+  case 'd': is = isdigit; break;
+  case 'l': is = islower; break;
+  case 's': is = isspace; break;
+  case 'u': is = isupper; break;
+  case 'w': is = isalnum; break;
+  case 'x': is = isxdigit; break;
+  case 'p': is = ispunct; break;
+  case 'c': is = iscntrl; break;
+  case 'g': is = isgraph; break;
+  default: lh_cset_add(c, k); return;
   }
-  return q;
+  for (int ch = 0; ch < 256; ch++)
+    if (is(ch)) lh_cset_add(&t, (unsigned char)ch);
+  for (int i = 0; i < 4; i++) c->w[i] |= isupper(k) ? ~t.w[i] : t.w[i];
+}
+
+/* One item of the pattern at p[*i]: its set; *i moves past it. Returns 0
+ * for a capture or anchor (no character), 2 for %b (always ambiguous). */
+static int lh_item(const char *p, size_t n, size_t *i, lh_cset *c) {
+  memset(c, 0, sizeof *c);
+  char ch = p[*i];
+  if (ch == '(' || ch == ')' || ch == '^' || (ch == '$' && *i + 1 == n)) {
+    (*i)++;
+    return 0;
+  }
+  if (ch == '.') {
+    memset(c, 0xff, sizeof *c);
+    (*i)++;
+    return 1;
+  }
+  if (ch == '%' && *i + 1 < n) {
+    char k = p[*i + 1];
+    if (k == 'b') { *i += 4; memset(c, 0xff, sizeof *c); return 2; }
+    if (k == 'f') { /* frontier: matches no character */
+      *i += 2;
+      while (*i < n && p[*i] != ']') *i += p[*i] == '%' ? 2 : 1;
+      (*i)++;
+      return 0;
+    }
+    lh_cset_class(c, (unsigned char)k);
+    *i += 2;
+    return 1;
+  }
+  if (ch == '[') {
+    size_t j = *i + 1;
+    bool neg = j < n && p[j] == '^';
+    if (neg) j++;
+    bool first = true;
+    while (j < n && (first || p[j] != ']')) {
+      first = false;
+      if (p[j] == '%' && j + 1 < n) {
+        lh_cset_class(c, (unsigned char)p[j + 1]);
+        j += 2;
+      } else if (j + 2 < n && p[j + 1] == '-' && p[j + 2] != ']') {
+        for (int x = (unsigned char)p[j]; x <= (unsigned char)p[j + 2]; x++)
+          lh_cset_add(c, (unsigned char)x);
+        j += 3;
+      } else {
+        lh_cset_add(c, (unsigned char)p[j]);
+        j++;
+      }
+    }
+    if (neg)
+      for (int w = 0; w < 4; w++) c->w[w] = ~c->w[w];
+    *i = j + 1;
+    return 1;
+  }
+  lh_cset_add(c, (unsigned char)ch);
+  (*i)++;
+  return 1;
+}
+
+/* How many quantified items (`*`, `+`, `-`) may backtrack against what
+ * follows them; *any says whether there is a quantified item at all. */
+static int lh_pattern_items(const char *p, size_t n, bool *any) {
+  typedef struct { lh_cset set; int kind; char q; } item;
+  item its[256];
+  size_t m = 0;
+  for (size_t i = 0; i < n && m < 256;) {
+    item it;
+    it.kind = lh_item(p, n, &i, &it.set);
+    it.q = 0;
+    if (it.kind && i < n && strchr("*+-?", p[i])) it.q = p[i++];
+    if (it.kind) its[m++] = it;
+  }
+  int amb = 0;
+  *any = false;
+  for (size_t k = 0; k < m; k++) {
+    if (its[k].kind == 2) { amb++; *any = true; continue; }
+    if (!its[k].q || its[k].q == '?') continue;
+    *any = true;
+    lh_cset next = {{0}}; /* what may come right after: one or two items */
+    for (size_t j = k + 1; j < m; j++) {
+      for (int w = 0; w < 4; w++) next.w[w] |= its[j].set.w[w];
+      if (its[j].q != '*' && its[j].q != '-' && its[j].q != '?') break;
+    }
+    for (int w = 0; w < 4; w++)
+      if (its[k].set.w[w] & next.w[w]) { amb++; break; }
+  }
+  return amb;
 }
 
 static int lh_pattern_guard(lua_State *L) {
@@ -1023,13 +1114,17 @@ static int lh_pattern_guard(lua_State *L) {
   lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
   bool plain = lua_toboolean(L, 4) && lua_tointeger(L, lua_upvalueindex(2)) == 1;
   if (!plain) {
-    int items = lh_pattern_items(p, lp);
-    int q = items + (lp > 0 && p[0] == '^' ? 0 : 1);
+    bool any;
+    int items = lh_pattern_items(p, lp, &any);
+    /* each ambiguous item multiplies by the length; a plain scan costs one
+     * length per start, and an unanchored search tries every start */
+    int q = (items > (any ? 1 : 0) ? items : (any ? 1 : 0)) +
+            (lp > 0 && p[0] == '^' ? 0 : 1);
     double work = pow((double)ls + 1.0, (double)q);
     if (work > LH_PATTERN_WORK)
       return luaL_error(L,
                         "pattern '%s' on a string of %d bytes could take too "
-                        "long (%d backtracking items); use a simpler pattern, "
+                        "long (%d ambiguous repetitions); use a simpler pattern, "
                         "an anchor (^), plain find, or a shorter string",
                         lp > 60 ? "(long pattern)" : p, (int)ls, items);
   }

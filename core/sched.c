@@ -19,7 +19,8 @@ struct eng__sched {
   size_t next_finally; /* index into rb->steps */
   bool in_finally, in_schedule, schedule_again, hook_running;
   size_t end_hook_next;
-  int signals;
+  int signals;         /* handled */
+  int signals_before;  /* signals_seen when the run started */
   uv_signal_t sigint, sigterm;
   bool closing_signals;
   void (*on_end)(eng__run *r);
@@ -27,6 +28,10 @@ struct eng__sched {
 
 static void schedule(eng__run *r);
 static void start_step(eng__run *r, size_t i);
+static void poll_signals(eng__run *r);
+/* Signals received, counted in signal context (chain_signal); the
+ * scheduler handles each once. */
+static volatile sig_atomic_t signals_seen, last_signal;
 
 /* ---- step execution -------------------------------------------------------- */
 
@@ -231,6 +236,9 @@ static void call_done(void *ud, int rc, json_t *outputs, const char *error) {
 }
 
 static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
+  /* a signal not handled yet (it stopped this step's hook): the step was
+   * interrupted; schedule() handles the signal right after */
+  bool signalled = r->sched->signals < signals_seen - r->sched->signals_before;
   eng__step *s = &r->rb->steps[i];
   eng__step_state *st = &r->st[i];
   if (rc == ENG_OK) {
@@ -257,7 +265,8 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
     finish_step(r, i, ENG__S_REFUSED);
     return;
   }
-  bool cancelled = rc == ENG_ERR_CANCELLED || (r->interrupted && !s->is_finally);
+  bool cancelled = rc == ENG_ERR_CANCELLED ||
+                   ((r->interrupted || signalled) && !s->is_finally);
   if (!cancelled && st->attempts < s->retry.attempts && !r->stopping) {
     double delay = (double)s->retry.delay_ms;
     for (int k = 1; k < st->attempts && delay < 8.64e7; k++)
@@ -517,6 +526,7 @@ static void schedule_once(eng__run *r);
  * failed at once) asks for another pass instead of recursing, so the stack
  * stays flat whatever the number of steps. */
 static void schedule(eng__run *r) {
+  poll_signals(r);
   if (r->sched->in_schedule) {
     r->sched->schedule_again = true;
     return;
@@ -597,8 +607,62 @@ static void run_end_hooks(eng__run *r) {
 
 /* ---- signals ---------------------------------------------------------------- */
 
+/* libuv's own handlers, chained after ours (process-wide, like them). */
+static struct sigaction uv_sigint, uv_sigterm;
+static bool chained;
+
+/* Runs in signal context: it only raises the flag Lua's hook checks (an
+ * evaluation busy on the loop thread stops), then lets libuv queue the
+ * signal for on_signal(). */
+static void chain_signal(int signum, siginfo_t *info, void *uctx) {
+  signals_seen++;
+  last_signal = signum;
+  eng__lua_interrupt = 1;
+  struct sigaction *next = signum == SIGINT ? &uv_sigint : &uv_sigterm;
+  if (next->sa_flags & SA_SIGINFO) {
+    if (next->sa_sigaction) next->sa_sigaction(signum, info, uctx);
+  } else if (next->sa_handler != SIG_DFL && next->sa_handler != SIG_IGN &&
+             next->sa_handler) {
+    next->sa_handler(signum);
+  }
+}
+
+static void chain_signals(bool on) {
+  if (on && !chained) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = chain_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &uv_sigint);
+    sigaction(SIGTERM, &sa, &uv_sigterm);
+    chained = true;
+  } else if (!on && chained) {
+    sigaction(SIGINT, &uv_sigint, NULL);
+    sigaction(SIGTERM, &uv_sigterm, NULL);
+    chained = false;
+  }
+}
+
+static void handle_signal(eng__run *r, int signum);
+
+/* Handle the signals received and not handled yet. */
+static void poll_signals(eng__run *r) {
+  while (r->sched && r->sched->signals < signals_seen - r->sched->signals_before)
+    handle_signal(r, last_signal);
+  eng__lua_interrupt = 0; /* handled: `finally` evaluates normally */
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   eng__run *r = h->data;
+  if (!chained) { /* not through our handler: count it here */
+    signals_seen++;
+    last_signal = signum;
+  }
+  poll_signals(r);
+}
+
+static void handle_signal(eng__run *r, int signum) {
   r->sched->signals++;
   if (r->sched->signals >= 3) {
     fprintf(stderr, "engine: third signal, exiting now without cleanup\n");
@@ -632,6 +696,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void close_signals(eng__run *r) {
   if (r->sched->closing_signals) return;
   r->sched->closing_signals = true;
+  chain_signals(false);
   uv_close((uv_handle_t *)&r->sched->sigint, NULL);
   uv_close((uv_handle_t *)&r->sched->sigterm, NULL);
 }
@@ -649,6 +714,8 @@ static void finish_run(eng__run *r) {
 void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r)) {
   r->sched = eng__xcalloc(1, sizeof *r->sched);
   r->sched->on_end = on_end;
+  r->sched->signals_before = signals_seen;
+  eng__lua_interrupt = 0;
   uv_signal_init(r->loop, &r->sched->sigint);
   uv_signal_init(r->loop, &r->sched->sigterm);
   r->sched->sigint.data = r->sched->sigterm.data = r;
@@ -658,6 +725,7 @@ void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r)) {
    * call back, uv_run returns and eng__sched_abandon() ends what waits. */
   uv_unref((uv_handle_t *)&r->sched->sigint);
   uv_unref((uv_handle_t *)&r->sched->sigterm);
+  chain_signals(true);
   schedule(r);
 }
 

@@ -465,13 +465,16 @@ static void test_costly_patterns(void **state) {
   uint64_t t0 = uv_hrtime();
   t_error(h, "return string.rep('a', 1e5):find('.-.-.-.-b')", ENG__LUA_CHUNK,
           err, sizeof err);
-  t_contains(err, "could take too long (4 backtracking items)");
+  t_contains(err, "could take too long (4 ambiguous repetitions)");
   t_error(h, "return string.gsub(string.rep('a', 1e5), 'a*b', '')",
           ENG__LUA_CHUNK, err, sizeof err);
   t_contains(err, "could take too long");
   assert_true(uv_hrtime() - t0 < 1000000000ull);
   /* everyday patterns are untouched */
   t_true(h, "('v15.2'):match('^v(%d+)%.(%d+)') == '15'");
+  t_true(h, "('2026-11-29T22:20:01.5Z'):match("
+            "'^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)') == '2026'");
+  t_true(h, "select(2, string.rep('ab ', 3000):gsub('[^a-z0-9]', '_')) == 3000");
   t_true(h, "select(2, string.rep('ab ', 1000):gsub('%s+', '')) == 1000");
   t_true(h, "string.rep('a', 1e5):find('.-.-b', 1, true) == nil");
   t_true(h, "string.find(string.rep('x', 1e6) .. 'y', 'y', 1, true) == 1000001");

@@ -179,6 +179,25 @@ static void test_sigint_runs_finally(void **state) {
   free(text);
 }
 
+/* A hook that computes forever holds the loop thread: SIGINT still stops
+ * it at once (not after the 10 s budget), the step is cancelled and
+ * `finally` runs. */
+static void test_sigint_stops_a_busy_hook(void **state) {
+  (void)state;
+  char *text = fill("version: 1\nname: t\nsteps:\n"
+                    "  - {id: kick, uses: shell, with: {command: 'sleep 0.3; kill -INT @P@'}}\n"
+                    "  - {id: spin, needs: [], uses: lua, with: {script: 'while true do end'}}\n"
+                    "finally:\n  - {id: fin, uses: lua, with: {script: 'return 1 + 1'}}\n");
+  json_t *rep;
+  int64_t t0 = eng__now_ms();
+  assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_INTERRUPTED);
+  assert_true(eng__now_ms() - t0 < 3000);
+  assert_string_equal(status(rep, "spin"), "cancelled");
+  assert_string_equal(status(rep, "fin"), "ok");
+  json_decref(rep);
+  free(text);
+}
+
 /* A timer and a socket watch left running when the action called done()
  * are closed by the host: their callbacks never run. */
 static void test_done_closes_timers_and_watches(void **state) {
@@ -295,6 +314,7 @@ int main(void) {
       cmocka_unit_test(test_timeout_kills_group_and_finally),
       cmocka_unit_test(test_retry_counts),
       cmocka_unit_test(test_sigint_runs_finally),
+      cmocka_unit_test(test_sigint_stops_a_busy_hook),
       cmocka_unit_test(test_done_closes_timers_and_watches),
       cmocka_unit_test(test_ignored_cancel_abandoned_after_grace),
       cmocka_unit_test(test_cancel_reason),
