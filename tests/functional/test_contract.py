@@ -43,7 +43,7 @@ def runbook(uses, with_):
 def test_every_action_validates_good_and_bad_params(h):
     acts = actions(h)
     plugins = {a.split('.')[0] for a in acts if '.' in a}
-    for p in ('postgres', 's3', 'prisma', 'slack', 'pagerduty'):
+    for p in ('postgres', 's3', 'prisma', 'slack', 'pagerduty', 'docker'):
         h.check(p in plugins, f'plugin {p} not built: {sorted(plugins)}')
     checked = 0
     for uses, w in sorted(acts.items()):
@@ -99,7 +99,7 @@ def test_every_action_validates_good_and_bad_params(h):
                         ('out of range' in r.stderr or word in r.stderr),
                         f'{uses}.{k} {bound}: {r.stderr}')
         checked += 1
-    h.check(checked >= 26, f"only {checked} actions")
+    h.check(checked >= 36, f"only {checked} actions")
 
 
 # Debian's python3 with python3-jsonschema and python3-yaml (scripts/setup.sh

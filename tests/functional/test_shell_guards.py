@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 
 from harness import Suite
+from podman import Podman
 
 suite = Suite(__file__)
 
@@ -169,30 +170,6 @@ def test_protected_paths(h):
     h.check(r.returncode == 0, r.stdout + r.stderr)
 
 
-class Podman:
-    """Podman run as the TESTING notes say (runc, no ulimits), with a busybox
-    image imported from the host's busybox-static (no registry here)."""
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix='engine-podman-')
-        conf = pathlib.Path(self.dir) / 'containers.conf'
-        conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n')
-        self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
-        root = pathlib.Path(self.dir) / 'root'
-        (root / 'bin').mkdir(parents=True)
-        (root / 'd').mkdir()
-        shutil.copy('/bin/busybox', root / 'bin' / 'busybox')
-        for x in ('sh', 'ls', 'cat', 'touch', 'rm'):
-            os.symlink('busybox', root / 'bin' / x)
-        tar = pathlib.Path(self.dir) / 'bb.tar'
-        subprocess.run(['tar', '-C', str(root), '-cf', str(tar), '.'], check=True)
-        self.image = 'localhost/engine-test-busybox:1'
-        self.run('import', str(tar), self.image)
-
-    def run(self, *args, check=True):
-        return subprocess.run(['podman', *args], env=self.env, capture_output=True,
-                              text=True, check=check)
-
-
 @suite.test
 def test_protected_volumes_against_podman(h):
     pm = Podman()
@@ -221,7 +198,7 @@ def test_protected_volumes_against_podman(h):
         h.check((h.tmp / 'seen.txt').read_text().strip() == 'data', 'the volume kept its data')
     finally:
         pm.run('volume', 'rm', '-f', vol, check=False)
-        shutil.rmtree(pm.dir, ignore_errors=True)
+        pm.stop()
 
 
 if __name__ == '__main__':

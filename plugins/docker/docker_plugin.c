@@ -1,0 +1,1023 @@
+/*
+ * docker_plugin.c - the docker plugin: containers, inspect, volumes,
+ * volume_check, exec, stop/start/restart, run and remove through the
+ * Docker Engine API (any engine that speaks it, e.g. Podman's service).
+ *
+ * Containers are named by name, id, or compose:PROJECT/SERVICE (the
+ * com.docker.compose.* labels). Command lines of exec and run go through
+ * the guards like a shell step's; a read-write mount of a protected volume
+ * is refused before anything is created.
+ */
+#include "docker_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fnmatch.h>
+#include <regex.h>
+
+#define H dk_host
+
+typedef struct job job;
+typedef void (*job_step)(job *j);
+
+struct job {
+  eng_op op; /* first */
+  json_t *p; /* params (a copy) */
+  char *id;  /* the container, once resolved */
+  char *name;
+  json_t *info; /* inspect of the container */
+  job_step next;
+  /* exec / run */
+  char *exec_id;
+  eng_stream *out;
+  dk_req *stream_req;
+  dk_demux demux;
+  char *stdout_buf;
+  size_t stdout_len;
+  char *pend; /* stdout not yet written to the stream */
+  size_t pend_len;
+  char err_tail[2048];
+  size_t tail_len;
+  bool write_pending, body_done;
+  int polls;
+  int64_t deadline_ms;
+  int exit_code;
+};
+
+static void job_destroy(eng_op *op) {
+  job *j = (job *)(void *)op;
+  json_decref(j->p);
+  json_decref(j->info);
+  free(j->id);
+  free(j->name);
+  free(j->exec_id);
+  free(j->stdout_buf);
+  free(j->pend);
+  free(j);
+}
+
+static void job_on_finish(eng_op *op) {
+  job *j = (job *)(void *)op;
+  if (j->out) {
+    H->stream_abort(j->out);
+    j->out = NULL;
+  }
+}
+
+static job *job_new(eng_call *call, const json_t *p) {
+  job *j = calloc(1, sizeof *j);
+  eng_op_init(&j->op, H, call, job_destroy);
+  j->op.on_finish = job_on_finish;
+  j->p = json_deep_copy(p);
+  return j;
+}
+
+static const char *pstr(const job *j, const char *k) {
+  const char *v = json_string_value(json_object_get(j->p, k));
+  return v && *v ? v : NULL;
+}
+
+static bool failed(job *j, const dk_answer *a, const char *what) {
+  if (!a->error) return false;
+  eng_op_fail(&j->op, a->status == 404 ? ENG_ERR_NOTFOUND : ENG_ERR_FAILED,
+              "%s: %s", what, a->error);
+  return true;
+}
+
+static const char *cname(const json_t *c) { /* "/name" in inspect, Names[0] in lists */
+  const char *n = json_string_value(json_object_get(c, "Name"));
+  if (!n || !*n) n = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+  return n ? (n[0] == '/' ? n + 1 : n) : "";
+}
+
+static const char *label(const json_t *c, const char *k) {
+  json_t *l = json_object_get(c, "Labels");
+  if (!l) l = json_object_get(json_object_get(c, "Config"), "Labels");
+  return json_string_value(json_object_get(l, k));
+}
+
+/* ---- naming a container ------------------------------------------------------ */
+
+/* GET /containers/json?all=1 with the API's filters (stolen). */
+static void list_filtered(job *j, json_t *filters, dk_cb cb) {
+  char *fs = json_dumps(filters, JSON_COMPACT);
+  char *e = dk_escape(fs);
+  char *path = malloc(strlen(e) + 64);
+  sprintf(path, "/containers/json?all=1&filters=%s", e);
+  dk_request(&j->op, "GET", path, NULL, NULL, cb, j, NULL);
+  free(path);
+  free(e);
+  free(fs);
+  json_decref(filters);
+}
+
+static void resolved(void *ud, const dk_answer *a);
+
+static void listed_for_hint(void *ud, const dk_answer *a) {
+  job *j = ud;
+  const char *want = pstr(j, "container");
+  const char *names[256];
+  size_t n = 0;
+  size_t i;
+  json_t *c;
+  json_array_foreach(a->json, i, c) if (n < 256) names[n++] = cname(c);
+  /* nearest by edit distance, cheaply: a shared prefix or substring */
+  const char *hint = NULL;
+  for (size_t k = 0; k < n && !hint; k++)
+    if (strstr(names[k], want) || strstr(want, names[k])) hint = names[k];
+  char list[600] = "";
+  for (size_t k = 0; k < n && strlen(list) < 500; k++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", names[k]);
+  eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "no container '%s'%s%s%s; containers: %s", want,
+              hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "",
+              n ? list : "none");
+}
+
+static void compose_found(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "listing containers")) return;
+  json_t *c = json_array_get(a->json, 0);
+  if (!c) {
+    eng_op_fail(&j->op, ENG_ERR_NOTFOUND,
+                "no container with labels com.docker.compose.project/service "
+                "= %s (is the compose project up?)", pstr(j, "container") + 8);
+    return;
+  }
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/json",
+           json_string_value(json_object_get(c, "Id")));
+  dk_request(&j->op, "GET", path, NULL, NULL, resolved, j, NULL);
+}
+
+static void resolved(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status == 404) {
+    dk_request(&j->op, "GET", "/containers/json?all=1", NULL, NULL, listed_for_hint, j, NULL);
+    return;
+  }
+  if (failed(j, a, "inspecting the container")) return;
+  json_decref(j->info);
+  j->info = json_incref(a->json);
+  free(j->id);
+  j->id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  free(j->name);
+  j->name = strdup(cname(a->json));
+  j->next(j);
+}
+
+/* Resolve params.container, then run next. */
+static void resolve(job *j, job_step next) {
+  j->next = next;
+  const char *ref = pstr(j, "container");
+  if (!strncmp(ref, "compose:", 8)) {
+    const char *ps = ref + 8, *slash = strchr(ps, '/');
+    if (!slash) {
+      eng_op_fail(&j->op, ENG_ERR_INVALID, "compose:PROJECT/SERVICE, got '%s'", ref);
+      return;
+    }
+    char *proj = strndup(ps, (size_t)(slash - ps));
+    json_t *filters = json_object();
+    json_t *labels = json_array();
+    char buf[512];
+    snprintf(buf, sizeof buf, "com.docker.compose.project=%s", proj);
+    json_array_append_new(labels, json_string(buf));
+    snprintf(buf, sizeof buf, "com.docker.compose.service=%s", slash + 1);
+    json_array_append_new(labels, json_string(buf));
+    json_object_set_new(filters, "label", labels);
+    list_filtered(j, filters, compose_found);
+    free(proj);
+    return;
+  }
+  char *e = dk_escape(ref);
+  char *path = malloc(strlen(e) + 32);
+  sprintf(path, "/containers/%s/json", e);
+  dk_request(&j->op, "GET", path, NULL, NULL, resolved, j, NULL);
+  free(path);
+  free(e);
+}
+
+/* ---- inspect ---------------------------------------------------------------- */
+
+static json_t *mounts_of(const json_t *info) {
+  json_t *out = json_array();
+  size_t i;
+  json_t *m;
+  json_array_foreach(json_object_get(info, "Mounts"), i, m) {
+    json_array_append_new(out, json_pack(
+        "{s:s?, s:s?, s:s?, s:s?, s:b}", "type", json_string_value(json_object_get(m, "Type")),
+        "name", json_string_value(json_object_get(m, "Name")), "source",
+        json_string_value(json_object_get(m, "Source")), "destination",
+        json_string_value(json_object_get(m, "Destination")), "rw",
+        json_is_true(json_object_get(m, "RW"))));
+  }
+  return out;
+}
+
+static const char *health_of(const json_t *info) {
+  const char *h = json_string_value(json_object_get(
+      json_object_get(json_object_get(info, "State"), "Health"), "Status"));
+  return h && *h ? h : "none";
+}
+
+static void inspect_done(job *j) {
+  json_t *st = json_object_get(j->info, "State");
+  H->output(j->op.call, "id", json_string(j->id));
+  H->output(j->op.call, "name", json_string(j->name));
+  H->output(j->op.call, "state", json_string(json_string_value(json_object_get(st, "Status")) ? json_string_value(json_object_get(st, "Status")) : ""));
+  H->output(j->op.call, "health", json_string(health_of(j->info)));
+  H->output(j->op.call, "mounts", mounts_of(j->info));
+  const char *img = json_string_value(json_object_get(json_object_get(j->info, "Config"), "Image"));
+  H->output(j->op.call, "image", json_string(img ? img : ""));
+  json_t *keys = json_array(); /* env keys only: values may be secrets */
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(json_object_get(j->info, "Config"), "Env"), i, e) {
+    const char *s = json_string_value(e);
+    if (s) {
+      char *k = strndup(s, strcspn(s, "="));
+      json_array_append_new(keys, json_string(k));
+      free(k);
+    }
+  }
+  H->output(j->op.call, "env_keys", keys);
+  H->output(j->op.call, "api_version", json_string(dk_api_version()));
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static int inspect_start(eng_call *call, const json_t *p) {
+  resolve(job_new(call, p), inspect_done);
+  return ENG_OK;
+}
+
+/* ---- containers ---------------------------------------------------------------- */
+
+static void containers_listed(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "listing containers")) return;
+  const char *name = pstr(j, "name"), *lab = pstr(j, "label");
+  const char *proj = pstr(j, "compose_project"), *svc = pstr(j, "compose_service");
+  json_t *out = json_array();
+  size_t i;
+  json_t *c;
+  json_array_foreach(a->json, i, c) {
+    const char *n = cname(c);
+    if (name && fnmatch(name, n, 0) != 0) continue;
+    if (proj && (!label(c, "com.docker.compose.project") ||
+                 strcmp(label(c, "com.docker.compose.project"), proj)))
+      continue;
+    if (svc && (!label(c, "com.docker.compose.service") ||
+                strcmp(label(c, "com.docker.compose.service"), svc)))
+      continue;
+    if (lab) {
+      const char *eq = strchr(lab, '=');
+      char *k = strndup(lab, eq ? (size_t)(eq - lab) : strlen(lab));
+      const char *v = label(c, k);
+      bool ok = v && (!eq || !strcmp(v, eq + 1));
+      free(k);
+      if (!ok) continue;
+    }
+    json_t *mounts = json_array();
+    size_t mi;
+    json_t *m;
+    json_array_foreach(json_object_get(c, "Mounts"), mi, m)
+        json_array_append_new(mounts, json_pack("{s:s?, s:s?, s:s?}", "name",
+                                                json_string_value(json_object_get(m, "Name")),
+                                                "source", json_string_value(json_object_get(m, "Source")),
+                                                "destination", json_string_value(json_object_get(m, "Destination"))));
+    json_array_append_new(out, json_pack(
+        "{s:s?, s:s, s:s?, s:s?, s:s?, s:o}", "id", json_string_value(json_object_get(c, "Id")),
+        "name", n, "image", json_string_value(json_object_get(c, "Image")), "state",
+        json_string_value(json_object_get(c, "State")), "status",
+        json_string_value(json_object_get(c, "Status")), "mounts", mounts));
+  }
+  H->output(j->op.call, "count", json_integer((json_int_t)json_array_size(out)));
+  H->output(j->op.call, "containers", out);
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static int containers_start(eng_call *call, const json_t *p) {
+  job *j = job_new(call, p);
+  bool all = json_is_true(json_object_get(p, "all"));
+  dk_request(&j->op, "GET", all ? "/containers/json?all=1" : "/containers/json",
+             NULL, NULL, containers_listed, j, NULL);
+  return ENG_OK;
+}
+
+/* ---- volumes ---------------------------------------------------------------------- */
+
+static void volumes_listed(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "listing volumes")) return;
+  const char *m = pstr(j, "match");
+  regex_t re;
+  bool rx = m && m[0] == '/' && strlen(m) > 2 && m[strlen(m) - 1] == '/';
+  if (rx) {
+    char *pat = strndup(m + 1, strlen(m) - 2);
+    int rc = regcomp(&re, pat, REG_EXTENDED | REG_NOSUB);
+    free(pat);
+    if (rc != 0) {
+      eng_op_fail(&j->op, ENG_ERR_INVALID, "match %s is not a valid regular expression", m);
+      return;
+    }
+  }
+  json_t *out = json_array();
+  size_t i;
+  json_t *v;
+  json_array_foreach(json_object_get(a->json, "Volumes"), i, v) {
+    const char *n = json_string_value(json_object_get(v, "Name"));
+    if (!n) continue;
+    if (m && (rx ? regexec(&re, n, 0, NULL, 0) != 0 : fnmatch(m, n, 0) != 0)) continue;
+    json_array_append_new(out, json_pack("{s:s, s:s?, s:s?}", "name", n, "driver",
+                                         json_string_value(json_object_get(v, "Driver")),
+                                         "mountpoint", json_string_value(json_object_get(v, "Mountpoint"))));
+  }
+  if (rx) regfree(&re);
+  H->output(j->op.call, "count", json_integer((json_int_t)json_array_size(out)));
+  H->output(j->op.call, "volumes", out);
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static int volumes_start(eng_call *call, const json_t *p) {
+  job *j = job_new(call, p);
+  dk_request(&j->op, "GET", "/volumes", NULL, NULL, volumes_listed, j, NULL);
+  return ENG_OK;
+}
+
+/* ---- a throwaway container: create, start, wait, logs, remove --------------------- */
+
+static void run_logs(void *ud, const dk_answer *a);
+
+static void emit_buf(void *ud, int stream, const char *b, size_t n) {
+  job *j = ud;
+  if (stream == 1) {
+    if (j->stdout_len + n > (16u << 20)) n = (16u << 20) - j->stdout_len;
+    j->stdout_buf = realloc(j->stdout_buf, j->stdout_len + n + 1);
+    memcpy(j->stdout_buf + j->stdout_len, b, n);
+    j->stdout_len += n;
+    j->stdout_buf[j->stdout_len] = '\0';
+  } else {
+    size_t keep = sizeof j->err_tail - 1;
+    for (size_t i = 0; i < n; i++) { /* the last bytes of stderr */
+      if (j->tail_len == keep) {
+        memmove(j->err_tail, j->err_tail + 1, keep - 1);
+        j->tail_len--;
+      }
+      j->err_tail[j->tail_len++] = b[i];
+    }
+    j->err_tail[j->tail_len] = '\0';
+  }
+}
+
+static void run_waited(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "waiting for the container")) return;
+  j->exit_code = (int)json_integer_value(json_object_get(a->json, "StatusCode"));
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/logs?stdout=1&stderr=1", j->id);
+  dk_request(&j->op, "GET", path, NULL, NULL, run_logs, j, NULL);
+}
+
+static void run_logs(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "reading the container's output")) return;
+  dk_demux d = {0};
+  if (dk_demux_feed(&d, a->body, a->len, emit_buf, j) != 0) /* a TTY: raw */
+    emit_buf(j, 1, a->body, a->len);
+  j->next(j);
+}
+
+static void run_started(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "starting the container")) return;
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/wait", j->id);
+  dk_request(&j->op, "POST", path, NULL, NULL, run_waited, j, NULL);
+}
+
+static void run_created(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status == 404 && a->error && strstr(a->error, "image")) {
+    eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "%s: image not present; pull or import it first",
+                a->error);
+    return;
+  }
+  if (failed(j, a, "creating the container")) return;
+  j->id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/start", j->id);
+  dk_request(&j->op, "POST", path, NULL, NULL, run_started, j, NULL);
+}
+
+static void remove_container(job *j, dk_cb cb) {
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s?force=1&v=0", j->id);
+  dk_request(&j->op, "DELETE", path, NULL, NULL, cb, j, NULL);
+}
+
+/* ---- volume_check -------------------------------------------------------------------- */
+
+static void check_removed(void *ud, const dk_answer *a) {
+  job *j = ud;
+  (void)a;
+  const char *out = j->stdout_buf ? j->stdout_buf : "";
+  /* the script prints "PG=<version>" then the top-level names */
+  const char *pg = strstr(out, "PG=");
+  char ver[32] = "";
+  if (pg) sscanf(pg + 3, "%31[^\n]", ver);
+  json_t *files = json_array();
+  bool base = false, global = false, wal = false;
+  char *copy = strdup(out), *save = NULL;
+  for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+    if (!strncmp(l, "PG=", 3)) continue;
+    json_array_append_new(files, json_string(l));
+    if (!strcmp(l, "base")) base = true;
+    if (!strcmp(l, "global")) global = true;
+    if (!strcmp(l, "pg_wal")) wal = true;
+  }
+  free(copy);
+  bool empty = json_array_size(files) == 0;
+  H->output(j->op.call, "exists", json_true());
+  H->output(j->op.call, "empty", json_boolean(empty));
+  H->output(j->op.call, "pg_version", json_string(ver));
+  H->output(j->op.call, "files", files);
+  bool cluster = *ver && base && global;
+  H->output(j->op.call, "postgres_cluster", json_boolean(cluster));
+  H->output(j->op.call, "pg_wal", json_boolean(wal));
+  const char *expect = pstr(j, "expect");
+  if (expect && !strcmp(expect, "postgres_cluster") && !cluster) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED,
+                "volume '%s' does not hold a PostgreSQL cluster (%s%s%s)", pstr(j, "volume"),
+                empty ? "it is empty" : !*ver ? "no PG_VERSION" : "",
+                !empty && *ver && !base ? "no base/" : "", !empty && *ver && base && !global ? "no global/" : "");
+    return;
+  }
+  if (expect && !strcmp(expect, "non_empty") && empty) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "volume '%s' is empty", pstr(j, "volume"));
+    return;
+  }
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static void check_ran(job *j) { remove_container(j, check_removed); }
+
+static void check_with_image(job *j, const char *image) {
+  char bind[600];
+  snprintf(bind, sizeof bind, "%s:/engine-volume:ro", pstr(j, "volume"));
+  json_t *body = json_pack(
+      "{s:s, s:[s,s,s], s:[s], s:{s:[s], s:s}, s:{s:s}}", "Image", image, "Cmd", "sh", "-c",
+      "cat /engine-volume/PG_VERSION 2>/dev/null | sed 's/^/PG=/'; ls -A /engine-volume",
+      "Entrypoint", "", "HostConfig", "Binds", bind, "NetworkMode", "none", "Labels",
+      "engine.run", H->step_id(j->op.call));
+  j->next = check_ran;
+  dk_request(&j->op, "POST", "/containers/create", body, NULL, run_created, j, NULL);
+}
+
+static void check_users(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "listing containers")) return;
+  const char *img = json_string_value(json_object_get(json_array_get(a->json, 0), "Image"));
+  if (!img) {
+    eng_op_fail(&j->op, ENG_ERR_INVALID,
+                "no container uses volume '%s': give `image` (one with sh and ls) "
+                "to mount it read-only", pstr(j, "volume"));
+    return;
+  }
+  check_with_image(j, img);
+}
+
+static void check_volume(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status == 404) {
+    H->output(j->op.call, "exists", json_false());
+    H->output(j->op.call, "empty", json_true());
+    H->output(j->op.call, "pg_version", json_string(""));
+    H->output(j->op.call, "files", json_array());
+    H->output(j->op.call, "postgres_cluster", json_false());
+    if (pstr(j, "expect")) {
+      eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "volume '%s' does not exist", pstr(j, "volume"));
+      return;
+    }
+    eng_op_finish(&j->op, ENG_OK);
+    return;
+  }
+  if (failed(j, a, "inspecting the volume")) return;
+  if (pstr(j, "image")) {
+    check_with_image(j, pstr(j, "image"));
+    return;
+  }
+  list_filtered(j, json_pack("{s:[s]}", "volume", pstr(j, "volume")), check_users);
+}
+
+static int volume_check_start(eng_call *call, const json_t *p) {
+  job *j = job_new(call, p);
+  char *e = dk_escape(pstr(j, "volume"));
+  char *path = malloc(strlen(e) + 16);
+  sprintf(path, "/volumes/%s", e);
+  dk_request(&j->op, "GET", path, NULL, NULL, check_volume, j, NULL);
+  free(path);
+  free(e);
+  return ENG_OK;
+}
+
+/* ---- exec ---------------------------------------------------------------------------- */
+
+static void exec_inspected(void *ud, const dk_answer *a);
+static void out_flush(job *j);
+
+static void exec_poll(eng_op *op) {
+  job *j = (job *)(void *)op;
+  char path[256];
+  snprintf(path, sizeof path, "/exec/%s/json", j->exec_id);
+  dk_request(&j->op, "GET", path, NULL, NULL, exec_inspected, j, NULL);
+}
+
+static void exec_finish(job *j) {
+  H->output(j->op.call, "exit_code", json_integer(j->exit_code));
+  H->output(j->op.call, "stdout", json_string(j->stdout_buf && !pstr(j, "stdout_file")
+                                                  ? j->stdout_buf : ""));
+  H->output(j->op.call, "stderr_tail", json_string(j->err_tail));
+  if (j->exit_code != 0) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "the command exited with %d in container %s%s%s%s",
+                j->exit_code, j->name,
+                j->exit_code == 126 || j->exit_code == 127 ? " (not found or not executable)" : "",
+                *j->err_tail ? ": " : "", j->err_tail);
+    return;
+  }
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static void exec_stored(void *ud, int rc, json_t *info) {
+  job *j = ud;
+  j->out = NULL;
+  if (rc != ENG_OK) {
+    json_decref(info);
+    eng_op_finish(&j->op, rc);
+    return;
+  }
+  H->output(j->op.call, "stdout_file", info);
+  exec_finish(j);
+}
+
+static void exec_inspected(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "inspecting the exec")) return;
+  if (json_is_true(json_object_get(a->json, "Running")) && j->polls++ < 600) {
+    eng_op_timer(&j->op, 100, exec_poll);
+    return;
+  }
+  j->exit_code = (int)json_integer_value(json_object_get(a->json, "ExitCode"));
+  if (j->out) {
+    if (j->exit_code != 0) {
+      H->stream_abort(j->out);
+      j->out = NULL;
+      exec_finish(j);
+      return;
+    }
+    if (j->write_pending || j->pend_len) { /* the last bytes first */
+      out_flush(j);
+      eng_op_timer(&j->op, 20, exec_poll);
+      return;
+    }
+    if (H->stream_finish(j->out, exec_stored, j) != ENG_OK) {
+      j->out = NULL;
+      eng_op_fail(&j->op, ENG_ERR_IO, "cannot commit stdout_file");
+    }
+    return;
+  }
+  exec_finish(j);
+}
+
+/* stdout to a stream: demultiplexed bytes gather in `pend` while one write
+ * is under way; past 4 MB the transfer pauses until the write is taken. */
+static void out_flush(job *j);
+
+static void out_written(void *ud, int rc) {
+  job *j = ud;
+  j->write_pending = false;
+  if (rc != ENG_OK) {
+    eng_op_finish(&j->op, rc);
+    return;
+  }
+  out_flush(j);
+  dk_resume(j->stream_req);
+}
+
+static void out_flush(job *j) {
+  if (j->write_pending || !j->pend_len || !j->out) return;
+  char *t = j->stdout_buf; /* in flight <- pending */
+  j->stdout_buf = j->pend;
+  j->stdout_len = j->pend_len;
+  j->pend = t;
+  j->pend_len = 0;
+  j->write_pending = true;
+  if (H->stream_write(j->out, j->stdout_buf, j->stdout_len, out_written, j) != ENG_OK) {
+    j->write_pending = false;
+    eng_op_fail(&j->op, ENG_ERR_IO, "cannot write stdout_file");
+  }
+}
+
+static void emit_stream(void *ud, int stream, const char *b, size_t n) {
+  job *j = ud;
+  if (stream != 1) {
+    emit_buf(ud, stream, b, n);
+    return;
+  }
+  j->pend = realloc(j->pend, j->pend_len + n + 1);
+  memcpy(j->pend + j->pend_len, b, n);
+  j->pend_len += n;
+}
+
+static int exec_data(void *ud, const char *buf, size_t len) {
+  job *j = ud;
+  if (j->op.finished) return 0;
+  if (dk_demux_feed(&j->demux, buf, len, j->out ? emit_stream : emit_buf, j) != 0) {
+    eng_op_fail(&j->op, ENG_ERR_PROTOCOL, "the exec output is not a framed stream");
+    return 0;
+  }
+  if (!j->out) return 0;
+  out_flush(j);
+  return j->pend_len > (4u << 20) ? 1 : 0;
+}
+
+static void exec_streamed(void *ud, const dk_answer *a) {
+  job *j = ud;
+  j->stream_req = NULL;
+  if (failed(j, a, "running the exec")) return;
+  exec_poll(&j->op);
+}
+
+static void exec_created(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status == 409) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is not running: %s", j->name, a->error);
+    return;
+  }
+  if (failed(j, a, "creating the exec")) return;
+  j->exec_id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  char path[256];
+  snprintf(path, sizeof path, "/exec/%s/start", j->exec_id);
+  dk_request(&j->op, "POST", path, json_pack("{s:b, s:b}", "Detach", 0, "Tty", 0),
+             exec_data, exec_streamed, j, &j->stream_req);
+}
+
+static json_t *argv_of(const json_t *cmd) {
+  if (json_is_array(cmd)) return json_deep_copy(cmd);
+  return json_pack("[s,s,s]", "sh", "-c", json_string_value(cmd) ? json_string_value(cmd) : "");
+}
+
+static json_t *env_of(const json_t *env) {
+  json_t *out = json_array();
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)env, k, v) {
+    char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+    json_array_append_new(out, json_sprintf("%s=%s", k, s));
+    free(s);
+  }
+  return out;
+}
+
+static void exec_go(job *j) {
+  if (pstr(j, "stdout_file") &&
+      H->stream_open_write(j->op.call, pstr(j, "stdout_file"), NULL, &j->out) != ENG_OK) {
+    eng_op_finish(&j->op, ENG_ERR_IO);
+    return;
+  }
+  json_t *body = json_pack("{s:b, s:b, s:o, s:o}", "AttachStdout", 1, "AttachStderr", 1, "Cmd",
+                           argv_of(json_object_get(j->p, "command")), "Env",
+                           env_of(json_object_get(j->p, "env")));
+  if (pstr(j, "user")) json_object_set_new(body, "User", json_string(pstr(j, "user")));
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/exec", j->id);
+  dk_request(&j->op, "POST", path, body, NULL, exec_created, j, NULL);
+}
+
+/* The command line of exec/run goes through the guards like a shell's. */
+static char *command_line(const json_t *cmd) {
+  if (json_is_string(cmd)) return strdup(json_string_value(cmd));
+  size_t cap = 16, len = 0;
+  char *s = calloc(1, cap);
+  size_t i;
+  json_t *a;
+  json_array_foreach(cmd, i, a) {
+    const char *w = json_string_value(a) ? json_string_value(a) : "";
+    size_t need = len + strlen(w) * 4 + 4;
+    if (need > cap) s = realloc(s, cap = need * 2);
+    if (i) s[len++] = ' ';
+    s[len++] = '\'';
+    for (const char *p = w; *p; p++) {
+      if (*p == '\'') { memcpy(s + len, "'\\''", 4); len += 4; }
+      else s[len++] = *p;
+    }
+    s[len++] = '\'';
+    s[len] = '\0';
+  }
+  return s;
+}
+
+static int guard_command(eng_call *call, const json_t *cmd) {
+  char *line = command_line(cmd);
+  int g = H->guard_target(call, ENG_TARGET_COMMAND, line, NULL);
+  free(line);
+  return g;
+}
+
+static int exec_start(eng_call *call, const json_t *p) {
+  if (guard_command(call, json_object_get(p, "command")) != ENG_OK) return ENG_ERR_REFUSED;
+  resolve(job_new(call, p), exec_go);
+  return ENG_OK;
+}
+
+/* ---- stop / start / restart ------------------------------------------------------------ */
+
+static void lifecycle_check(void *ud, const dk_answer *a);
+
+static void lifecycle_poll(eng_op *op) {
+  job *j = (job *)(void *)op;
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/json", j->id);
+  dk_request(&j->op, "GET", path, NULL, NULL, lifecycle_check, j, NULL);
+}
+
+static void lifecycle_check(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (failed(j, a, "inspecting the container")) return;
+  const char *state = json_string_value(json_object_get(json_object_get(a->json, "State"), "Status"));
+  const char *health = health_of(a->json);
+  bool want_health = json_is_true(json_object_get(j->p, "wait_healthy"));
+  bool ready = state && !strcmp(state, "running") &&
+               (!strcmp(health, "none") || !strcmp(health, "healthy"));
+  if (want_health && !ready && !(state && !strcmp(state, "exited")) &&
+      j->polls++ < 1200) { /* the step's timeout bounds the wait */
+    eng_op_timer(&j->op, 250, lifecycle_poll);
+    return;
+  }
+  H->output(j->op.call, "state", json_string(state ? state : ""));
+  H->output(j->op.call, "health", json_string(health));
+  if (want_health && !ready) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is %s (health %s), not running and healthy",
+                j->name, state ? state : "?", health);
+    return;
+  }
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static void lifecycle_done(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status != 304 && failed(j, a, "changing the container's state")) return;
+  lifecycle_poll(&j->op);
+}
+
+static void lifecycle_go(job *j) {
+  const char *what = json_string_value(json_object_get(j->p, "_action"));
+  char path[256];
+  /* always send t: Podman's restart without it kills at once */
+  snprintf(path, sizeof path, "/containers/%s/%s%s%lld", j->id, what,
+           strcmp(what, "start") ? "?t=" : "",
+           strcmp(what, "start") ? (long long)(json_integer_value(json_object_get(j->p, "timeout")) / 1000) : 0LL);
+  if (!strcmp(what, "start")) snprintf(path, sizeof path, "/containers/%s/start", j->id);
+  dk_request(&j->op, "POST", path, NULL, NULL, lifecycle_done, j, NULL);
+}
+
+static int lifecycle(eng_call *call, const json_t *p, const char *what) {
+  json_t *q = json_deep_copy(p);
+  json_object_set_new(q, "_action", json_string(what));
+  job *j = job_new(call, q);
+  json_decref(q);
+  resolve(j, lifecycle_go);
+  return ENG_OK;
+}
+
+static int stop_start(eng_call *c, const json_t *p) { return lifecycle(c, p, "stop"); }
+static int start_start(eng_call *c, const json_t *p) { return lifecycle(c, p, "start"); }
+static int restart_start(eng_call *c, const json_t *p) { return lifecycle(c, p, "restart"); }
+
+/* ---- run and remove --------------------------------------------------------------------- */
+
+static void run_gone(void *ud, const dk_answer *a) {
+  job *j = ud;
+  (void)a;
+  H->journal_removed(j->op.call, "container", j->id);
+  H->output(j->op.call, "exit_code", json_integer(j->exit_code));
+  H->output(j->op.call, "stdout", json_string(j->stdout_buf ? j->stdout_buf : ""));
+  H->output(j->op.call, "stderr_tail", json_string(j->err_tail));
+  if (j->exit_code != 0) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "the container exited with %d%s%s", j->exit_code,
+                *j->err_tail ? ": " : "", j->err_tail);
+    return;
+  }
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static void run_done(job *j) {
+  if (json_is_false(json_object_get(j->p, "remove"))) {
+    H->output(j->op.call, "container", json_string(j->id));
+    H->output(j->op.call, "exit_code", json_integer(j->exit_code));
+    H->output(j->op.call, "stdout", json_string(j->stdout_buf ? j->stdout_buf : ""));
+    eng_op_finish(&j->op, j->exit_code ? ENG_ERR_FAILED : ENG_OK);
+    return;
+  }
+  remove_container(j, run_gone);
+}
+
+static void run_created_journaled(void *ud, const dk_answer *a) {
+  job *j = ud;
+  run_created(ud, a);
+  if (j->id) { /* the run owns it now: finally / engine cleanup remove it */
+    json_t *d = json_pack("{s:{s:s, s:{s:s, s:b}}}", "undo", "action", "docker.remove", "with",
+                          "container", j->id, "force", 1);
+    int64_t t = H->journal_intent(j->op.call, "container", j->id, d);
+    H->journal_confirm(j->op.call, t);
+    json_decref(d);
+  }
+}
+
+static int run_start(eng_call *call, const json_t *p) {
+  json_t *binds = json_array();
+  size_t i;
+  json_t *v;
+  json_array_foreach(json_object_get(p, "volumes"), i, v) {
+    const char *spec = json_string_value(v);
+    if (!spec) continue;
+    /* NAME:/path[:ro|rw]: read-only unless asked */
+    const char *c1 = strchr(spec, ':');
+    const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    bool rw = c2 && !strcmp(c2 + 1, "rw");
+    char *name = strndup(spec, c1 ? (size_t)(c1 - spec) : strlen(spec));
+    if (rw && name[0] != '/' &&
+        H->guard_target(call, ENG_TARGET_VOLUME, name, "mounted read-write by docker.run") != ENG_OK) {
+      free(name);
+      json_decref(binds);
+      return ENG_ERR_REFUSED;
+    }
+    char *bind = c2 ? strndup(spec, (size_t)(c2 - spec)) : strdup(spec);
+    json_array_append_new(binds, json_sprintf("%s:%s", bind, rw ? "rw" : "ro"));
+    free(bind);
+    free(name);
+  }
+  const json_t *cmd = json_object_get(p, "command");
+  if (cmd && !json_is_null(cmd) && guard_command(call, cmd) != ENG_OK) {
+    json_decref(binds);
+    return ENG_ERR_REFUSED;
+  }
+  job *j = job_new(call, p);
+  json_t *body = json_pack("{s:s, s:{s:o, s:s}, s:o, s:{s:s}}", "Image", pstr(j, "image"),
+                           "HostConfig", "Binds", binds, "NetworkMode",
+                           pstr(j, "network") ? pstr(j, "network") : "bridge", "Env",
+                           env_of(json_object_get(p, "env")), "Labels", "engine.step",
+                           H->step_id(call));
+  if (cmd && !json_is_null(cmd)) json_object_set_new(body, "Cmd", argv_of(cmd));
+  j->next = run_done;
+  dk_request(&j->op, "POST", "/containers/create", body, NULL, run_created_journaled, j, NULL);
+  return ENG_OK;
+}
+
+static void removed(void *ud, const dk_answer *a) {
+  job *j = ud;
+  if (a->status != 404 && failed(j, a, "removing the container")) return;
+  H->journal_removed(j->op.call, "container", pstr(j, "container"));
+  H->output(j->op.call, "removed", json_boolean(a->status != 404));
+  eng_op_finish(&j->op, ENG_OK);
+}
+
+static int remove_start(eng_call *call, const json_t *p) {
+  const char *c = json_string_value(json_object_get(p, "container"));
+  /* ownership and protection: a container this run created needs no flag */
+  if (H->guard_target(call, ENG_TARGET_CONTAINER, c, NULL) != ENG_OK) return ENG_ERR_REFUSED;
+  job *j = job_new(call, p);
+  char *e = dk_escape(c);
+  char *path = malloc(strlen(e) + 64);
+  sprintf(path, "/containers/%s?force=%d&v=%d", e,
+          json_is_true(json_object_get(p, "force")), json_is_true(json_object_get(p, "volumes")));
+  dk_request(&j->op, "DELETE", path, NULL, NULL, removed, j, NULL);
+  free(path);
+  free(e);
+  return ENG_OK;
+}
+
+/* ---- declarations ------------------------------------------------------------------------ */
+
+static int init(const eng_host *h) {
+  dk_host = h;
+  return 0;
+}
+
+static eng_side_effect remove_class(const json_t *p) {
+  return json_is_true(json_object_get(p, "volumes")) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_DISRUPTIVE;
+}
+
+#define P_CONTAINER                                                            \
+  {.name = "container", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED,         \
+   .target = ENG_TARGET_CONTAINER,                                             \
+   .doc = "name, id, or compose:PROJECT/SERVICE"}
+
+static const char *const expects[] = {"postgres_cluster", "non_empty", NULL};
+
+static const eng_param containers_params[] = {
+    {.name = "name", .type = ENG_T_STRING, .doc = "glob on the container's name"},
+    {.name = "label", .type = ENG_T_STRING, .doc = "KEY or KEY=VALUE"},
+    {.name = "compose_project", .type = ENG_T_STRING, .doc = "com.docker.compose.project"},
+    {.name = "compose_service", .type = ENG_T_STRING, .doc = "com.docker.compose.service"},
+    {.name = "all", .type = ENG_T_BOOL, .def = "false", .doc = "stopped ones too"}};
+static const eng_output containers_outputs[] = {
+    {"containers", ENG_T_LIST, "id, name, image, state, status, mounts"},
+    {"count", ENG_T_INT, "how many"}};
+static const eng_param inspect_params[] = {P_CONTAINER};
+static const eng_output inspect_outputs[] = {
+    {"id", ENG_T_STRING, "container id"}, {"name", ENG_T_STRING, "name"},
+    {"state", ENG_T_STRING, "running, exited..."}, {"health", ENG_T_STRING, "healthy, unhealthy, starting or none"},
+    {"mounts", ENG_T_LIST, "type, name (volume), source, destination, rw"},
+    {"image", ENG_T_STRING, "image"}, {"env_keys", ENG_T_LIST, "environment variable names (never values)"},
+    {"api_version", ENG_T_STRING, "Docker API version used"}};
+static const eng_param volumes_params[] = {
+    {.name = "match", .type = ENG_T_STRING, .doc = "glob, or /regex/"}};
+static const eng_output volumes_outputs[] = {
+    {"volumes", ENG_T_LIST, "name, driver, mountpoint"}, {"count", ENG_T_INT, "how many"}};
+static const eng_param volume_check_params[] = {
+    {.name = "volume", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED, .target = ENG_TARGET_VOLUME,
+     .doc = "the volume (mounted read-only in a throwaway container)"},
+    {.name = "expect", .type = ENG_T_STRING, .values = expects,
+     .doc = "fail unless it holds a PostgreSQL cluster / is not empty"},
+    {.name = "image", .type = ENG_T_STRING,
+     .doc = "image with sh and ls; default: that of a container using the volume"}};
+static const eng_output volume_check_outputs[] = {
+    {"exists", ENG_T_BOOL, "the volume exists"}, {"empty", ENG_T_BOOL, "it holds nothing"},
+    {"pg_version", ENG_T_STRING, "PG_VERSION's content"}, {"files", ENG_T_LIST, "top-level names"},
+    {"postgres_cluster", ENG_T_BOOL, "PG_VERSION, base/ and global/ are there"},
+    {"pg_wal", ENG_T_BOOL, "pg_wal/ is there"}};
+static const eng_param exec_params[] = {
+    P_CONTAINER,
+    {.name = "command", .type = ENG_T_ANY, .flags = ENG_P_REQUIRED, .target = ENG_TARGET_COMMAND,
+     .doc = "a string (run by sh -c) or an argv list; guarded like a shell step"},
+    {.name = "user", .type = ENG_T_STRING, .doc = "user inside the container"},
+    {.name = "env", .type = ENG_T_MAP, .doc = "extra environment"},
+    {.name = "stdout_file", .type = ENG_T_STRING, .target = ENG_TARGET_FILE,
+     .doc = "where stdout goes: a local path or a stream URL (s3://...)"}};
+static const eng_output exec_outputs[] = {
+    {"exit_code", ENG_T_INT, "the command's exit code"},
+    {"stdout", ENG_T_STRING, "stdout (without stdout_file; first 16 MB)"},
+    {"stderr_tail", ENG_T_STRING, "the end of stderr"},
+    {"stdout_file", ENG_T_MAP, "stream info (url, bytes, sha256)"}};
+static const eng_param lifecycle_params[] = {
+    P_CONTAINER,
+    {.name = "timeout", .type = ENG_T_DURATION, .def = "\"10s\"", .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 0, .max = 3600000, .doc = "grace before the kill (always sent)"},
+    {.name = "wait_healthy", .type = ENG_T_BOOL, .def = "false",
+     .doc = "wait until healthy (or running, without a healthcheck)"}};
+static const eng_output lifecycle_outputs[] = {
+    {"state", ENG_T_STRING, "state afterwards"}, {"health", ENG_T_STRING, "health afterwards"}};
+static const eng_param run_params[] = {
+    {.name = "image", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED, .doc = "image (present locally)"},
+    {.name = "command", .type = ENG_T_ANY, .target = ENG_TARGET_COMMAND,
+     .doc = "a string (sh -c) or argv; default the image's; guarded like a shell step"},
+    {.name = "volumes", .type = ENG_T_LIST,
+     .doc = "NAME:/path (read-only) or NAME:/path:rw; rw of a protected volume is refused"},
+    {.name = "env", .type = ENG_T_MAP, .doc = "environment"},
+    {.name = "network", .type = ENG_T_STRING, .doc = "network mode (default bridge)"},
+    {.name = "remove", .type = ENG_T_BOOL, .def = "true", .doc = "remove the container when it ended"}};
+static const eng_output run_outputs[] = {
+    {"exit_code", ENG_T_INT, "exit code"}, {"stdout", ENG_T_STRING, "output (first 16 MB)"},
+    {"stderr_tail", ENG_T_STRING, "end of stderr"}, {"container", ENG_T_STRING, "id (remove: false)"}};
+static const eng_param remove_params[] = {
+    P_CONTAINER,
+    {.name = "force", .type = ENG_T_BOOL, .def = "false", .doc = "remove a running container"},
+    {.name = "volumes", .type = ENG_T_BOOL, .def = "false", .doc = "its anonymous volumes too"}};
+static const eng_output remove_outputs[] = {{"removed", ENG_T_BOOL, "it existed and was removed"}};
+
+#define ACTION(n, d, side, fl, prm, out, fn)                                   \
+  {.name = n, .doc = d, .side_effect = side, .flags = fl, .params = prm,       \
+   .n_params = ENG_COUNT(prm), .outputs = out, .n_outputs = ENG_COUNT(out),    \
+   .start = fn}
+
+static const eng_action actions[] = {
+    ACTION("containers", "list containers (by name, label, compose project/service)",
+           ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, containers_params, containers_outputs, containers_start),
+    ACTION("inspect", "a container's state, health, mounts, image and env keys",
+           ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, inspect_params, inspect_outputs, inspect_start),
+    ACTION("volumes", "list volumes (glob or /regex/)", ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE,
+           volumes_params, volumes_outputs, volumes_start),
+    ACTION("volume_check", "what a volume holds (mounted read-only in a throwaway container)",
+           ENG_SIDE_READ_ONLY, ENG_A_REPEAT_SAFE, volume_check_params, volume_check_outputs,
+           volume_check_start),
+    ACTION("exec", "run a command in a running container", ENG_SIDE_EXTERNAL, 0, exec_params,
+           exec_outputs, exec_start),
+    ACTION("stop", "stop a container", ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE, lifecycle_params,
+           lifecycle_outputs, stop_start),
+    ACTION("start", "start a container", ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE, lifecycle_params,
+           lifecycle_outputs, start_start),
+    ACTION("restart", "restart a container", ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE,
+           lifecycle_params, lifecycle_outputs, restart_start),
+    ACTION("run", "run a throwaway container (journaled; removed by finally or engine cleanup)",
+           ENG_SIDE_CREATES, 0, run_params, run_outputs, run_start),
+    {.name = "remove", .doc = "remove a container (one this run created needs no flag)",
+     .side_effect = ENG_SIDE_DISRUPTIVE, .flags = ENG_A_REPEAT_SAFE, .params = remove_params,
+     .n_params = ENG_COUNT(remove_params), .outputs = remove_outputs,
+     .n_outputs = ENG_COUNT(remove_outputs), .start = remove_start, .classify = remove_class},
+};
+
+static const eng_plugin desc = {ENG_PLUGIN_HEADER, .name = "docker", .version = "1",
+                                .doc = "containers, volumes and exec through the Docker Engine API",
+                                .actions = actions, .n_actions = ENG_COUNT(actions),
+                                .init = init};
+ENG_PLUGIN_DEFINE(desc)

@@ -1,0 +1,275 @@
+"""The docker plugin against a real engine: Podman's Docker-compatible
+service on a Unix socket (started once for this file), with a busybox
+image imported from the host. What the plugin reports is cross-checked
+with the podman CLI against the same engine."""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import Suite
+from podman import Podman
+
+suite = Suite(__file__)
+PM = Podman(service=True)
+PID = os.getpid()
+
+
+def env(extra=None):
+    e = {'DOCKER_HOST': PM.env['DOCKER_HOST'], 'CONTAINERS_CONF': PM.env['CONTAINERS_CONF']}
+    e.update(extra or {})
+    return e
+
+
+def run(h, text, *args, name='rb.yaml', extra_env=None):
+    f = h.write(name, text)
+    rep = h.tmp / (name + '.json')
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', rep, *args,
+                 env=env(extra_env))
+    return r, (json.loads(rep.read_text()) if rep.exists() else None)
+
+
+def fixture():
+    """A compose-labelled container whose volume holds a cluster's files, an
+    empty volume and a missing one."""
+    vol, empty = f'dkdata_{PID}', f'dkempty_{PID}'
+    name = f'shop-db-{PID}'
+    PM.run('rm', '-f', name, check=False)
+    for v in (vol, empty):
+        PM.run('volume', 'rm', '-f', v, check=False)
+        PM.run('volume', 'create', v)
+    PM.run('run', '-d', '--name', name, '--network', 'none',
+           '--label', f'com.docker.compose.project=shop{PID}',
+           '--label', 'com.docker.compose.service=db', '-e', 'POSTGRES_PASSWORD=s3cret-pw',
+           '-v', f'{vol}:/var/lib/postgresql/data', PM.image, 'sh', '-c',
+           'cd /var/lib/postgresql/data && echo 15 > PG_VERSION && mkdir -p base global pg_wal '
+           '&& sleep 3600')
+    time.sleep(0.3)
+    return name, vol, empty
+
+
+@suite.test
+def test_find_inspect_and_check_volumes(h):
+    name, vol, empty = fixture()
+    r, rep = run(h, f'''version: 1
+name: dk
+steps:
+  - id: list
+    uses: docker.containers
+    with: {{compose_project: shop{PID}, compose_service: db}}
+  - id: insp
+    uses: docker.inspect
+    with: {{container: "compose:shop{PID}/db"}}
+  - id: vols
+    uses: docker.volumes
+    with: {{match: "/^dk(data|empty)_{PID}$/"}}
+  - id: cluster
+    uses: docker.volume_check
+    with: {{volume: {vol}, expect: postgres_cluster}}
+  - id: empty
+    uses: docker.volume_check
+    with: {{volume: {empty}, image: "{PM.image}"}}
+  - id: missing
+    uses: docker.volume_check
+    with: {{volume: nosuch_{PID}}}
+''')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    s = rep['steps']
+    h.check(s['list']['outputs']['count'] == 1 and
+            s['list']['outputs']['containers'][0]['name'] == name, s['list'])
+    o = s['insp']['outputs']
+    cli = json.loads(PM.run('inspect', name).stdout)[0]
+    h.check(o['id'] == cli['Id'] and o['state'] == 'running' and o['health'] == 'none', o)
+    h.check(any(m['name'] == vol and m['destination'] == '/var/lib/postgresql/data' and m['rw']
+                for m in o['mounts']), o['mounts'])
+    h.check('POSTGRES_PASSWORD' in o['env_keys'], o['env_keys'])
+    h.check('s3cret-pw' not in json.dumps(rep) + r.stdout, 'an env value leaked')
+    h.check(o['api_version'] == '1.41', o)
+    h.check(sorted(v['name'] for v in s['vols']['outputs']['volumes']) == sorted([vol, empty]),
+            s['vols'])
+    c = s['cluster']['outputs']
+    h.check(c['exists'] and c['postgres_cluster'] and c['pg_version'] == '15' and c['pg_wal'], c)
+    h.check(s['empty']['outputs']['exists'] and s['empty']['outputs']['empty'], s['empty'])
+    h.check(not s['missing']['outputs']['exists'], s['missing'])
+    # the throwaway containers are gone
+    left = PM.run('ps', '-a', '--filter', 'label=engine.run', '--format', '{{.ID}}').stdout
+    h.check(left.strip() == '', left)
+    # expect: postgres_cluster on the empty volume fails, naming it
+    r, rep = run(h, f'version: 1\nname: dk\nsteps:\n  - id: c\n    uses: docker.volume_check\n'
+                    f'    with: {{volume: {empty}, image: "{PM.image}", expect: postgres_cluster}}\n',
+                 name='exp.yaml')
+    h.check(r.returncode == 1 and f"volume '{empty}' does not hold a PostgreSQL cluster (it is empty)"
+            in rep['steps']['c']['error'], rep['steps']['c'])
+
+
+@suite.test
+def test_exec_output_exit_codes_and_streams(h):
+    name, vol, _ = fixture()
+    out = h.tmp / 'seq.txt'
+    r, rep = run(h, f'''version: 1
+name: dkexec
+steps:
+  - id: cat
+    uses: docker.exec
+    with: {{container: {name}, command: "cat /var/lib/postgresql/data/PG_VERSION; echo warn >&2"}}
+  - id: big
+    uses: docker.exec
+    with: {{container: {name}, command: [seq, "1", "300000"], stdout_file: "{out}"}}
+  - id: missing
+    needs: []
+    uses: docker.exec
+    continue_on_error: true
+    with: {{container: {name}, command: [no-such-binary]}}
+  - id: fails
+    needs: []
+    uses: docker.exec
+    continue_on_error: true
+    with: {{container: {name}, command: "echo broken >&2; exit 3"}}
+''')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    s = rep['steps']
+    h.check(s['cat']['outputs']['stdout'] == '15\n' and s['cat']['outputs']['stderr_tail'] == 'warn\n',
+            s['cat'])
+    lines = out.read_text().splitlines()
+    h.check(len(lines) == 300000 and lines[-1] == '300000', len(lines))
+    h.check(s['big']['outputs']['stdout_file']['bytes'] == out.stat().st_size, s['big'])
+    h.check(s['missing']['status'] == 'failed' and
+            s['missing']['outputs'].get('exit_code') in (126, 127) or
+            'no-such-binary' in s['missing'].get('error', ''), s['missing'])
+    h.check(s['fails']['outputs']['exit_code'] == 3 and 'broken' in s['fails']['error'], s['fails'])
+    # a container that is not there: named, with what exists
+    r, rep = run(h, f'version: 1\nname: t\nsteps:\n  - id: x\n    uses: docker.exec\n'
+                    f'    with: {{container: shop-db-{PID}x, command: "true"}}\n', name='nf.yaml')
+    h.check(r.returncode == 1 and f"no container 'shop-db-{PID}x'" in rep['steps']['x']['error']
+            and 'did you mean' in rep['steps']['x']['error'], rep['steps']['x'])
+
+
+@suite.test
+def test_stop_start_restart(h):
+    name, _, _ = fixture()
+    r, rep = run(h, f'''version: 1
+name: dklife
+steps:
+  - id: stop
+    uses: docker.stop
+    with: {{container: {name}, timeout: 1s}}
+  - id: start
+    uses: docker.start
+    with: {{container: {name}, wait_healthy: true}}
+  - id: restart
+    uses: docker.restart
+    with: {{container: {name}, timeout: 1s, wait_healthy: true}}
+''')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    s = rep['steps']
+    h.check(s['stop']['outputs']['state'] == 'exited', s['stop'])
+    h.check(s['restart']['outputs']['state'] == 'running', s['restart'])
+    state = json.loads(PM.run('inspect', name).stdout)[0]['State']['Status']
+    h.check(state == 'running', state)
+    r = h.engine('plan', h.tmp / 'rb.yaml', env=env())
+    h.check('disruptive' in r.stdout, r.stdout)
+    audit = glob.glob(str(h.tmp / 'state' / 'runs' / '*' / 'audit.jsonl'))[0]
+    h.check('"class":"disruptive"' in open(audit).read(), 'the audit log records the class')
+
+
+@suite.test
+def test_run_guards_and_cleanup(h):
+    _, vol, _ = fixture()
+    g = f'guards:\n  protected_volumes: [{vol}]\n  protected_databases: [prod]\n'
+    before = PM.run('ps', '-a', '--format', '{{.ID}}').stdout
+    r, rep = run(h, f'version: 1\nname: rw\n{g}steps:\n  - id: wipe\n    uses: docker.run\n'
+                    f'    with: {{image: "{PM.image}", command: "rm -rf /v/base", volumes: ["{vol}:/v:rw"]}}\n',
+                 name='rw.yaml')
+    h.check(r.returncode == 3 and 'protected_volumes' in r.stdout + r.stderr, r.stdout + r.stderr)
+    h.check(PM.run('ps', '-a', '--format', '{{.ID}}').stdout == before, 'a container was created')
+    # read-only by default: it reads and leaves the files
+    r, rep = run(h, f'version: 1\nname: ro\n{g}steps:\n  - id: look\n    uses: docker.run\n'
+                    f'    with: {{image: "{PM.image}", command: "ls /v", volumes: ["{vol}:/v"]}}\n',
+                 name='ro.yaml')
+    h.check(r.returncode == 0 and 'base' in rep['steps']['look']['outputs']['stdout'], r.stdout + r.stderr)
+    # a forbidden command in exec is refused like in a shell step
+    r, rep = run(h, f'version: 1\nname: fx\n{g}steps:\n  - id: x\n    uses: docker.exec\n'
+                    f'    with: {{container: shop-db-{PID}, command: "dropdb prod"}}\n', name='fx.yaml')
+    h.check(r.returncode == 3 and "'prod' is protected" in r.stdout + r.stderr, r.stdout + r.stderr)
+    # SIGKILL while a run's container lives: engine cleanup removes it
+    f = h.write('kill.yaml', f'version: 1\nname: kill\nsteps:\n  - id: long\n    uses: docker.run\n'
+                             f'    with: {{image: "{PM.image}", command: "sleep 60"}}\n')
+    p = h.popen('run', f, '--state-dir', h.tmp / 'kst', env=env())
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if PM.run('ps', '--filter', 'label=engine.step=long', '--format', '{{.ID}}').stdout.strip():
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    h.check(PM.run('ps', '-a', '--filter', 'label=engine.step=long', '--format', '{{.ID}}').stdout.strip(),
+            'no container to clean up')
+    run_id = os.path.basename(glob.glob(str(h.tmp / 'kst' / 'runs' / '*'))[0])
+    r = h.engine('cleanup', run_id, '--state-dir', h.tmp / 'kst', env=env())
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    left = PM.run('ps', '-a', '--filter', 'label=engine.step=long', '--format', '{{.ID}}').stdout
+    h.check(left.strip() == '', f'left behind: {left}')
+
+
+@suite.test
+def test_check_prod_volume_runbook(h):
+    """runbooks/check-prod-volume.yaml: a deploy gate on the production
+    volume (ok with a cluster; exit 1 naming the volume otherwise)."""
+    from harness import ROOT
+    _, vol, empty = fixture()
+    f = ROOT / 'runbooks' / 'check-prod-volume.yaml'
+    r = h.engine('run', f, '--set', f'volume={vol}', '--state-dir', h.tmp / 's1', env=env())
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    r = h.engine('run', f, '--set', f'volume={empty}', '--set', f'image={PM.image}',
+                 '--state-dir', h.tmp / 's2', env=env())
+    h.check(r.returncode == 1 and f"volume '{empty}' does not hold a PostgreSQL cluster (it is empty)"
+            in r.stdout, r.stdout + r.stderr)
+    r = h.engine('run', f, '--set', f'volume=gone_{PID}', '--state-dir', h.tmp / 's3', env=env())
+    h.check(r.returncode == 1 and f"volume 'gone_{PID}' does not exist" in r.stdout,
+            r.stdout + r.stderr)
+
+
+@suite.test
+def test_bad_engines_are_named(h):
+    rb = 'version: 1\nname: t\nsteps:\n  - id: l\n    uses: docker.containers\n'
+    r, rep = run(h, rb, extra_env={'DOCKER_HOST': f'unix://{h.tmp}/nothing.sock'})
+    h.check(r.returncode == 1 and 'no Docker socket' in rep['steps']['l']['error'] and
+            'does not exist' in rep['steps']['l']['error'], rep['steps']['l'])
+    notsock = h.write('file.sock', 'x')
+    r, rep = run(h, rb, name='b.yaml', extra_env={'DOCKER_HOST': f'unix://{notsock}'})
+    h.check(r.returncode == 1 and 'not a socket' in rep['steps']['l']['error'], rep['steps']['l'])
+    # something answering HTML on the socket
+    path = str(h.tmp / 'html.sock')
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            body = b'<html><body>hello</body></html>'
+            c.sendall(b'HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: '
+                      + str(len(body)).encode() + b'\r\n\r\n' + body)
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    r, rep = run(h, rb, name='c.yaml', extra_env={'DOCKER_HOST': f'unix://{path}'})
+    srv.close()
+    h.check(r.returncode == 1 and 'not a Docker API' in rep['steps']['l']['error'], rep['steps']['l'])
+
+
+if __name__ == '__main__':
+    try:
+        suite.main()
+    finally:
+        for n in PM.run('ps', '-a', '--format', '{{.Names}}').stdout.split():
+            if n.endswith(str(PID)):
+                PM.run('rm', '-f', n, check=False)
+        PM.stop()
