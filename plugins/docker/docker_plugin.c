@@ -644,13 +644,23 @@ static void exec_streamed(void *ud, const dk_answer *a) {
   job *j = ud;
   j->stream_req = NULL;
   if (failed(j, a, "running the exec")) return;
+  if (j->demux.have || j->demux.left) {
+    eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
+                "the output of the command in %s was cut in the middle of a "
+                "frame (%zu bytes missing): the connection to the Docker API "
+                "broke; nothing was written", j->name,
+                j->demux.left ? j->demux.left : 8 - j->demux.have);
+    return;
+  }
   exec_poll(&j->op);
 }
 
 static void exec_created(void *ud, const dk_answer *a) {
   job *j = ud;
-  if (a->status == 409) {
-    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is not running: %s", j->name, a->error);
+  if (a->status == 409 || (a->error && strstr(a->error, "running"))) {
+    /* it stopped (or vanished) since it was inspected */
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is not running any more: %s", j->name,
+                a->error);
     return;
   }
   if (failed(j, a, "creating the exec")) return;
@@ -679,6 +689,13 @@ static json_t *env_of(const json_t *env) {
 }
 
 static void exec_go(job *j) {
+  json_t *state = json_object_get(j->info, "State");
+  if (!json_is_true(json_object_get(state, "Running"))) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is not running (%s): start it first",
+                j->name, json_string_value(json_object_get(state, "Status"))
+                             ? json_string_value(json_object_get(state, "Status")) : "?");
+    return;
+  }
   if (pstr(j, "stdout_file") &&
       H->stream_open_write(j->op.call, pstr(j, "stdout_file"), NULL, &j->out) != ENG_OK) {
     eng_op_finish(&j->op, ENG_ERR_IO);
@@ -876,23 +893,27 @@ static int run_start(eng_call *call, const json_t *p) {
 static void removed(void *ud, const dk_answer *a) {
   job *j = ud;
   if (a->status != 404 && failed(j, a, "removing the container")) return;
-  H->journal_removed(j->op.call, "container", pstr(j, "container"));
+  H->journal_removed(j->op.call, "container", j->id);
   H->output(j->op.call, "removed", json_boolean(a->status != 404));
   eng_op_finish(&j->op, ENG_OK);
 }
 
-static int remove_start(eng_call *call, const json_t *p) {
-  const char *c = json_string_value(json_object_get(p, "container"));
-  /* ownership and protection: a container this run created needs no flag */
-  if (H->guard_target(call, ENG_TARGET_CONTAINER, c, NULL) != ENG_OK) return ENG_ERR_REFUSED;
-  job *j = job_new(call, p);
-  char *e = dk_escape(c);
-  char *path = malloc(strlen(e) + 64);
-  sprintf(path, "/containers/%s?force=%d&v=%d", e,
-          json_is_true(json_object_get(p, "force")), json_is_true(json_object_get(p, "volumes")));
+/* Resolved: the guards decide on the id (ownership is journaled by id)
+ * with the name as evidence, before anything is removed. */
+static void remove_go(job *j) {
+  if (H->guard_target(j->op.call, ENG_TARGET_CONTAINER, j->id, j->name) != ENG_OK) {
+    eng_op_finish(&j->op, ENG_ERR_REFUSED);
+    return;
+  }
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s?force=%d&v=%d", j->id,
+           json_is_true(json_object_get(j->p, "force")),
+           json_is_true(json_object_get(j->p, "volumes")));
   dk_request(&j->op, "DELETE", path, NULL, NULL, removed, j, NULL);
-  free(path);
-  free(e);
+}
+
+static int remove_start(eng_call *call, const json_t *p) {
+  resolve(job_new(call, p), remove_go);
   return ENG_OK;
 }
 
@@ -903,9 +924,6 @@ static int init(const eng_host *h) {
   return 0;
 }
 
-static eng_side_effect remove_class(const json_t *p) {
-  return json_is_true(json_object_get(p, "volumes")) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_DISRUPTIVE;
-}
 
 #define P_CONTAINER                                                            \
   {.name = "container", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED,         \
@@ -1010,10 +1028,9 @@ static const eng_action actions[] = {
            lifecycle_params, lifecycle_outputs, restart_start),
     ACTION("run", "run a throwaway container (journaled; removed by finally or engine cleanup)",
            ENG_SIDE_CREATES, 0, run_params, run_outputs, run_start),
-    {.name = "remove", .doc = "remove a container (one this run created needs no flag)",
-     .side_effect = ENG_SIDE_DISRUPTIVE, .flags = ENG_A_REPEAT_SAFE, .params = remove_params,
-     .n_params = ENG_COUNT(remove_params), .outputs = remove_outputs,
-     .n_outputs = ENG_COUNT(remove_outputs), .start = remove_start, .classify = remove_class},
+    ACTION("remove", "remove a container (one this run created needs no flag; any other "
+           "--allow-destructive)", ENG_SIDE_DESTRUCTIVE, ENG_A_REPEAT_SAFE, remove_params,
+           remove_outputs, remove_start),
 };
 
 static const eng_plugin desc = {ENG_PLUGIN_HEADER, .name = "docker", .version = "1",

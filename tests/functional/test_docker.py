@@ -38,7 +38,7 @@ def fixture():
     empty volume and a missing one."""
     vol, empty = f'dkdata_{PID}', f'dkempty_{PID}'
     name = f'shop-db-{PID}'
-    PM.run('rm', '-f', name, check=False)
+    PM.run('rm', '-f', '-t', '0', name, check=False)
     for v in (vol, empty):
         PM.run('volume', 'rm', '-f', v, check=False)
         PM.run('volume', 'create', v)
@@ -208,6 +208,19 @@ def test_run_guards_and_cleanup(h):
     p.wait()
     h.check(PM.run('ps', '-a', '--filter', 'label=engine.step=long', '--format', '{{.ID}}').stdout.strip(),
             'no container to clean up')
+    # removing a container this run did not create needs the flag
+    other = f'other-{PID}'
+    PM.run('rm', '-f', '-t', '0', other, check=False)
+    PM.run('create', '--name', other, PM.image, 'true')
+    rm = h.write('rm.yaml', f'version: 1\nname: rm\nsteps:\n  - id: rm\n    uses: docker.remove\n'
+                            f'    with: {{container: {other}}}\n')
+    r = h.engine('run', rm, '--state-dir', h.tmp / 'rm1', env=env())
+    h.check(r.returncode == 3 and 'which this run did not create' in r.stdout + r.stderr,
+            r.stdout + r.stderr)
+    h.check(PM.run('container', 'exists', other, check=False).returncode == 0, 'removed anyway')
+    r = h.engine('run', rm, '--state-dir', h.tmp / 'rm2', '--allow-destructive', env=env())
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(PM.run('container', 'exists', other, check=False).returncode != 0, 'not removed')
     run_id = os.path.basename(glob.glob(str(h.tmp / 'kst' / 'runs' / '*'))[0])
     r = h.engine('cleanup', run_id, '--state-dir', h.tmp / 'kst', env=env())
     h.check(r.returncode == 0, r.stdout + r.stderr)
@@ -231,6 +244,134 @@ def test_check_prod_volume_runbook(h):
     r = h.engine('run', f, '--set', f'volume=gone_{PID}', '--state-dir', h.tmp / 's3', env=env())
     h.check(r.returncode == 1 and f"volume 'gone_{PID}' does not exist" in r.stdout,
             r.stdout + r.stderr)
+
+
+@suite.test
+def test_recover_from_volume_runbook(h):
+    """runbooks/recover-from-volume.yaml against a real PostgreSQL in a
+    container: the compose container and its volume are found, the volume
+    is proven to hold a cluster, pg_dump runs inside the container, and the
+    dump is restored into an isolated database on the host's server with
+    the same rows."""
+    from harness import ROOT
+    image = PM.pg_image()
+    name, vol, port = f'skyrec-postgres-{PID}', f'skyrec_pgdata_{PID}', 20000 + PID % 20000
+    db = f'skyrec_{PID}'
+    PM.run('rm', '-f', '-t', '0', name, check=False)
+    PM.run('volume', 'rm', '-f', vol, check=False)
+    PM.run('run', '-d', '--name', name, '--network', 'host', '-e', f'PGPORT={port}',
+           '--label', f'com.docker.compose.project=skyrec{PID}',
+           '--label', 'com.docker.compose.service=postgres',
+           '-v', f'{vol}:/var/lib/postgresql/data', image)
+    try:
+        for _ in range(100):
+            if PM.run('exec', name, 'psql', '-U', 'postgres', '-c', 'select 1',
+                      check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        PM.run('exec', name, 'psql', '-U', 'postgres', '-c', f'CREATE DATABASE {db}')
+        PM.run('exec', name, 'psql', '-U', 'postgres', '-d', db, '-c',
+               'CREATE TABLE "User" (id int primary key, email text); '
+               'INSERT INTO "User" SELECT g, \'u\' || g FROM generate_series(1, 321) g')
+        rec = f'{db}_recovery'
+        h.pg.psql(f'DROP DATABASE IF EXISTS "{rec}" WITH (FORCE)')
+        r = h.engine('run', ROOT / 'runbooks' / 'recover-from-volume.yaml',
+                     '--set', f'compose_project=skyrec{PID}', '--set', f'database={db}',
+                     '--set', f'volume_match=skyrec_*_{PID}', '--set', f'recovery_db={rec}',
+                     '--set', 'recovery_url=' + h.pg.url('postgres'),
+                     '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json', env=env(),
+                     timeout=300)
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+        rep = json.loads((h.tmp / 'r.json').read_text())
+        h.check(rep['steps']['live-volume']['outputs']['pg_version'] == '15', rep['steps']['live-volume'])
+        h.check([v['name'] for v in rep['steps']['candidates']['outputs']['volumes']] == [vol],
+                rep['steps']['candidates'])
+        h.check(rep['steps']['counts']['outputs']['total'] == 321, rep['steps']['counts'])
+        h.check(h.pg.psql('SELECT count(*) FROM "User"', db=rec).strip() == '321', 'restored rows')
+        h.pg.psql(f'DROP DATABASE IF EXISTS "{rec}" WITH (FORCE)')
+    finally:
+        PM.run('rm', '-f', '-t', '0', name, check=False)
+        PM.run('volume', 'rm', '-f', vol, check=False)
+
+
+class CuttingProxy:
+    """A Unix-socket proxy in front of the real engine that cuts the answer
+    to an exec start after a few bytes of its body (a broken connection
+    mid-frame); everything else passes through untouched."""
+    def __init__(self, target, path):
+        self.target, self.path = target, path
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(16)
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        u = socket.socket(socket.AF_UNIX)
+        u.connect(self.target)
+        state = {'cut': False}
+
+        def up():
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    if b'/exec/' in d and b'/start' in d:
+                        state['cut'] = True
+                    u.sendall(d)
+                u.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the other side was cut on purpose
+        threading.Thread(target=up, daemon=True).start()
+        buf = b''
+        while True:
+            d = u.recv(65536)
+            if not d:
+                break
+            if state['cut']:
+                buf += d
+                end = buf.find(b'\r\n\r\n')
+                if end >= 0 and len(buf) >= end + 4 + 12:
+                    c.sendall(buf[:end + 4 + 12])
+                    c.shutdown(socket.SHUT_RDWR)  # the connection breaks here
+                    break
+                continue
+            c.sendall(d)
+        c.close()
+        u.shutdown(socket.SHUT_RDWR)
+        u.close()
+
+    def close(self):
+        self.srv.close()
+
+
+@suite.test
+def test_broken_streams_and_vanished_containers(h):
+    name, _, _ = fixture()
+    proxy = CuttingProxy(PM.sock, str(h.tmp / 'cut.sock'))
+    try:
+        r, rep = run(h, f'version: 1\nname: cut\nsteps:\n  - id: x\n    uses: docker.exec\n'
+                        f'    with: {{container: {name}, command: [seq, "1", "100000"], '
+                        f'stdout_file: "{h.tmp}/out.txt"}}\n',
+                     extra_env={'DOCKER_HOST': f'unix://{h.tmp}/cut.sock'}, name='cut.yaml')
+    finally:
+        proxy.close()
+    h.check(r.returncode == 1 and 'cut in the middle of a frame' in rep['steps']['x']['error'],
+            r.stdout + r.stderr)
+    h.check(not (h.tmp / 'out.txt').exists(), 'a partial stdout_file was committed')
+    # the container stops between the inspect and the exec
+    PM.run('stop', '-t', '0', name)
+    r, rep = run(h, f'version: 1\nname: gone\nsteps:\n  - id: x\n    uses: docker.exec\n'
+                    f'    with: {{container: {name}, command: "true"}}\n', name='gone.yaml')
+    h.check(r.returncode == 1 and 'is not running' in rep['steps']['x']['error'], rep['steps']['x'])
 
 
 @suite.test
@@ -271,5 +412,5 @@ if __name__ == '__main__':
     finally:
         for n in PM.run('ps', '-a', '--format', '{{.Names}}').stdout.split():
             if n.endswith(str(PID)):
-                PM.run('rm', '-f', n, check=False)
+                PM.run('rm', '-f', '-t', '0', n, check=False)
         PM.stop()
