@@ -175,6 +175,7 @@ int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
       free(code);
     }
   }
+  if (d->errors == errors0) eng__refs_check(rb, d); /* once it all compiled */
   return d->errors > errors0 ? ENG_ERR_INVALID : ENG_OK;
 }
 

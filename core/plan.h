@@ -35,6 +35,11 @@ int eng__guards_static(eng__run *r, size_t i, FILE *out);
  * effect. */
 void eng__guards_run_start(eng__run *r);
 
+/* ---- refs.c: references in expressions ------------------------------------ */
+
+/* Errors for every params/steps/outputs reference that names nothing. */
+void eng__refs_check(eng__runbook *rb, eng__diags *d);
+
 /* ---- plan.c -------------------------------------------------------------- */
 
 /* Resolve actions against the registry, check params, compile Lua. */

@@ -189,6 +189,7 @@ static const eng_output dump_outputs[] = {
     {"compression", ENG_T_STRING, "zstd:LEVEL when the engine compressed"},
     {"plain_bytes", ENG_T_INT, "bytes before the engine's compression"},
     {"etag", ENG_T_STRING, "the stored object's ETag (s3://)"},
+    {"checksum_file", ENG_T_STRING, "FILE.sha256 when checksum_file: true"},
     O_END};
 
 static const eng_param dump_globals_params[] = {
@@ -225,6 +226,7 @@ static const eng_output dump_globals_outputs[] = {
     {"sha256", ENG_T_STRING, "SHA-256 of the bytes written"},
     {"started_at", ENG_T_STRING, "RFC 3339 UTC"},
     {"finished_at", ENG_T_STRING, "RFC 3339 UTC"},
+    {"checksum_file", ENG_T_STRING, "FILE.sha256 when checksum_file: true"},
     O_END};
 
 /* ---- restore ------------------------------------------------------------ */

@@ -1355,6 +1355,9 @@ static const eng_output put_outputs[] = {
     {"sha256", ENG_T_STRING,
      "hex SHA-256 of the file, stored as x-amz-meta-sha256"},
     {"version_id", ENG_T_STRING, "version ID on versioned buckets, else \"\""},
+    {"parts", ENG_T_INT, "multipart parts uploaded (0 for a single PUT)"},
+    {"checksum_stored", ENG_T_STRING,
+     "where the SHA-256 was recorded: metadata or sidecar"},
     O_END};
 
 static const eng_param get_params[] = {
@@ -1437,6 +1440,10 @@ static const eng_output head_outputs[] = {
     {"last_modified", ENG_T_STRING, "Last-Modified (RFC 3339)"},
     {"age_s", ENG_T_INT, "seconds since Last-Modified"},
     {"etag", ENG_T_STRING, "ETag without quotes"},
+    {"version_id", ENG_T_STRING, "version ID on versioned buckets, else \"\""},
+    {"content_type", ENG_T_STRING, "Content-Type, or \"\""},
+    {"sha256_source", ENG_T_STRING,
+     "where sha256 came from: metadata, sidecar or none"},
     O_END};
 
 static const eng_param delete_params[] = {

@@ -200,11 +200,87 @@ def test_lua_limits(h):
 
 @suite.test
 def test_missing_reference_names_step_and_path(h):
+    # a misspelt output of an action that declares its outputs is caught
+    # before anything runs, with the position and the right spelling
     r = run(h, 'missing-ref.yaml')
+    h.check(r.returncode == 2, r.stdout + r.stderr)
+    h.check('missing-ref.yaml:9:' in r.stderr, r.stderr)
+    h.check('steps.first.outputs.stdot' in r.stderr, r.stderr)
+    h.check("did you mean 'stdout'" in r.stderr, r.stderr)
+    # an output nobody can know before the run (a Lua step's) is left to
+    # the run, which names the step and the path
+    f = h.write('dyn.yaml', """version: 1
+name: dyn
+steps:
+  - id: first
+    uses: lua
+    with: { script: "return { a = 1 }" }
+  - id: second
+    uses: shell
+    with: { command: "echo ${steps.first.outputs.b}" }
+""")
+    r = h.engine('run', f, '--report', h.tmp / 'report.json')
     h.check(r.returncode == 1, r.stdout + r.stderr)
     rep = h.report(h.tmp / 'report.json')
     err = rep['steps']['second']['error']
-    h.check('steps.first.outputs.stdot' in err, err)
+    h.check('steps.first.outputs.b' in err, err)
+
+
+@suite.test
+def test_references_checked_before_anything_runs(h):
+    marker = h.tmp / 'ran'
+    bad = h.write('bad.yaml', f"""version: 1
+name: refs
+params:
+  restore_db: {{ type: string, default: drill }}
+steps:
+  - id: safety-backup
+    uses: shell
+    with: {{ command: "touch {marker}" }}
+  - id: count
+    uses: shell
+    if: params.restore_bd ~= ""
+    with: {{ command: "echo ${{steps.safety-backup.outputs.stdout}}" }}
+  - id: again
+    uses: shell
+    with: {{ command: "echo ${{steps.cuont.outputs.stdout}} ${{steps.count.stauts}}" }}
+    check: return outputs.exit_cod == 0
+""")
+    r = h.engine('run', bad)
+    h.check(r.returncode == 2, r.stdout + r.stderr)
+    h.check(not marker.exists(), 'a step ran although the runbook is wrong')
+    e = r.stderr
+    h.check("params.restore_bd: no such parameter (did you mean 'restore_db'?)" in e, e)
+    h.check("bad.yaml:11:" in e, e)
+    h.check("steps.safety: no such step" in e and "safety_backup" in e, e)
+    h.check("steps.cuont: no such step (did you mean 'count'?)" in e, e)
+    h.check("steps.count.stauts" in e and "did you mean 'status'" in e, e)
+    h.check("outputs.exit_cod" in e and "did you mean 'exit_code'" in e, e)
+    # the same runbook spelt right validates; a local named like a root is
+    # the code's own, and step outputs the runbook declares are known
+    good = h.write('good.yaml', f"""version: 1
+name: refs
+params:
+  restore_db: {{ type: string, default: drill }}
+steps:
+  - id: safety-backup
+    uses: shell
+    with: {{ command: "echo 7" }}
+    outputs: {{ n: "${{outputs.stdout}}" }}
+  - id: count
+    uses: shell
+    if: params.restore_db ~= ""
+    with: {{ command: "echo ${{steps.safety_backup.outputs.stdout}} ${{steps['safety-backup'].outputs.n}}" }}
+  - id: again
+    uses: lua
+    with:
+      script: |
+        local steps = {{ x = 1 }}
+        return {{ v = steps.nothing_here }}
+    check: return outputs.v == nil and steps.count.status == "ok"
+""")
+    r = h.engine('validate', good)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -395,10 +395,24 @@ def test_bad_engines_are_named(h):
                 c, _ = srv.accept()
             except OSError:
                 return
-            c.recv(65536)
+            # read the whole request first: closing with unread bytes
+            # resets the connection before the client reads the answer
+            req = b''
+            while b'\r\n\r\n' not in req:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                req += chunk
             body = b'<html><body>hello</body></html>'
             c.sendall(b'HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: '
-                      + str(len(body)).encode() + b'\r\n\r\n' + body)
+                      + str(len(body)).encode() + b'\r\nConnection: close\r\n\r\n' + body)
+            c.shutdown(socket.SHUT_WR)
+            c.settimeout(2)
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
             c.close()
     threading.Thread(target=serve, daemon=True).start()
     r, rep = run(h, rb, name='c.yaml', extra_env={'DOCKER_HOST': f'unix://{path}'})
