@@ -113,7 +113,9 @@ static char *junit_xml(eng__run *r) {
       skipped++;
       eng__buf_adds(&cases, "<skipped/>");
     } else if (st->status != ENG__S_OK &&
-               !(st->status == ENG__S_FAILED && s->continue_on_error)) {
+               !(st->status == ENG__S_FAILED && s->continue_on_error) &&
+               /* a failed check is counted once, in its testcase below */
+               !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
       failures++;
       eng__buf_addf(&cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
       xml_esc(&cases, st->error ? st->error : eng__status_name(st->status));
@@ -161,18 +163,61 @@ static char *junit_xml(eng__run *r) {
 
 /* ---- evidence (Markdown) ----------------------------------------------------- */
 
-/* The step whose outputs look like the backup that was restored. */
-static const json_t *find_backup(eng__run *r, const char **id) {
+/* The backup that was restored: what the first restore step (marked
+ * `recovered`, or a restore action) that ran read, named by the step
+ * that produced it when one did; without a restore, the first step whose
+ * outputs describe a backup (sha256, file or url, bytes). */
+typedef struct backup_info {
+  const char *step, *name, *sha256;
+  json_int_t bytes;
+} backup_info;
+
+static bool backup_like(const json_t *o) {
+  return json_object_get(o, "sha256") &&
+         (json_object_get(o, "file") || json_object_get(o, "url")) &&
+         json_object_get(o, "bytes");
+}
+
+static const char *backup_name(const json_t *o) {
+  const char *n = json_string_value(json_object_get(o, "file"));
+  return n ? n : json_string_value(json_object_get(o, "url"));
+}
+
+static bool is_restore(const eng__step *s) {
+  return s->recovered || (s->action && strstr(s->action->full, "restore"));
+}
+
+static bool find_backup(eng__run *r, backup_info *b) {
+  memset(b, 0, sizeof *b);
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    const char *in = json_string_value(json_object_get(r->st[i].params, "file"));
+    if (!is_restore(&r->rb->steps[i]) || !in || !r->st[i].started_ms) continue;
+    const json_t *o = r->st[i].outputs;
+    b->step = r->rb->steps[i].id;
+    b->name = in;
+    b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->bytes = json_integer_value(json_object_get(o, "bytes"));
+    for (size_t k = 0; k < r->rb->n_main; k++) {
+      const json_t *p = r->st[k].outputs;
+      const char *n = backup_name(p);
+      if (k == i || !backup_like(p) || !n || strcmp(n, in)) continue;
+      b->step = r->rb->steps[k].id;
+      if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
+      if (!b->bytes) b->bytes = json_integer_value(json_object_get(p, "bytes"));
+      break;
+    }
+    return true;
+  }
   for (size_t i = 0; i < r->rb->n_main; i++) {
     const json_t *o = r->st[i].outputs;
-    if (json_object_get(o, "sha256") &&
-        (json_object_get(o, "file") || json_object_get(o, "url")) &&
-        json_object_get(o, "bytes")) {
-      *id = r->rb->steps[i].id;
-      return o;
-    }
+    if (!backup_like(o) || is_restore(&r->rb->steps[i])) continue;
+    b->step = r->rb->steps[i].id;
+    b->name = backup_name(o);
+    b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->bytes = json_integer_value(json_object_get(o, "bytes"));
+    return true;
   }
-  return NULL;
+  return false;
 }
 
 /* ---- the run so far (host->run_state) ------------------------------------- */
@@ -234,15 +279,12 @@ json_t *eng__run_state(eng__run *r) {
   }
   json_object_set_new(slo, "rto_target_ms", rb->slo_rto_ms >= 0 ? json_integer(rb->slo_rto_ms) : json_null());
   json_object_set_new(slo, "rpo_target_ms", rb->slo_rpo_ms >= 0 ? json_integer(rb->slo_rpo_ms) : json_null());
-  const char *bid = NULL;
-  const json_t *bk = find_backup(r, &bid);
+  backup_info bk;
   json_t *backup = json_null();
-  if (bk) {
-    const char *name = json_string_value(json_object_get(bk, "file"));
-    if (!name) name = json_string_value(json_object_get(bk, "url"));
-    backup = json_pack("{s:s, s:s, s:I, s:s?}", "step", bid, "name", name ? name : "",
-                       "bytes", json_integer_value(json_object_get(bk, "bytes")),
-                       "sha256", json_string_value(json_object_get(bk, "sha256")));
+  if (find_backup(r, &bk)) {
+    backup = json_pack("{s:s, s:s, s:I, s:s?}", "step", bk.step, "name",
+                       bk.name ? bk.name : "", "bytes", bk.bytes, "sha256",
+                       bk.sha256);
     if (r->slo_measured && r->rpo_ms >= 0)
       json_object_set_new(backup, "age_ms", json_integer(r->rpo_ms));
   }
@@ -287,15 +329,12 @@ static char *evidence_md(eng__run *r) {
                 r->exit_code == 0 ? "succeeded" : r->exit_code == 4 ? "SLO missed" :
                 r->exit_code == 3 ? "refused by a guard" : r->exit_code == 5 ? "interrupted" : "FAILED",
                 r->exit_code);
-  const char *bid = NULL;
-  const json_t *bk = find_backup(r, &bid);
+  backup_info bk;
   eng__buf_adds(&b, "## Backup chosen\n\n");
-  if (bk) {
-    const char *name = json_string_value(json_object_get(bk, "file"));
-    if (!name) name = json_string_value(json_object_get(bk, "url"));
-    eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", name ? name : "?", bid);
-    eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(json_integer_value(json_object_get(bk, "bytes")), d1, sizeof d1));
-    eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", json_string_value(json_object_get(bk, "sha256")));
+  if (find_backup(r, &bk)) {
+    eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
+    eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
+    eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
     if (r->rpo_ms >= 0) eng__buf_addf(&b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
   } else {
     eng__buf_adds(&b, "- no step produced a backup with a checksum\n");
@@ -303,7 +342,7 @@ static char *evidence_md(eng__run *r) {
   eng__buf_adds(&b, "\n## Restore target\n\n");
   bool any = false;
   for (size_t i = 0; i < rb->n_main; i++)
-    if (rb->steps[i].recovered || (rb->steps[i].action && strstr(rb->steps[i].action->full, "restore"))) {
+    if (is_restore(&rb->steps[i])) {
       const json_t *o = r->st[i].outputs;
       const char *db = json_string_value(json_object_get(o, "database"));
       const char *inst = json_string_value(json_object_get(o, "instance"));

@@ -319,6 +319,7 @@ static void start_step(eng__run *r, size_t i) {
   eng__step_state *st = &r->st[i];
   r->sched->running++;
   st->attempts++;
+  st->check_ran = st->check_ok = false; /* the check of this attempt */
   if (st->attempts == 1) {
     st->status = ENG__S_RUNNING;
     st->started_ms = eng__now_ms();

@@ -207,5 +207,39 @@ def test_runs_listing(h):
     h.check(r.returncode == 0 and 'audited' in r.stdout and 'ok' in r.stdout, r.stdout)
 
 
+
+@suite.test
+def test_junit_counts_a_failed_check_once(h):
+    marker = h.tmp / 'attempted'
+    f = h.write('checks.yaml', f"""version: 1
+name: checks
+steps:
+  - id: counted
+    uses: shell
+    with: {{ command: "echo 3" }}
+    check: return tonumber(outputs.stdout) > 5, "too few rows"
+  - id: flaky
+    needs: []
+    uses: shell
+    retry: {{ attempts: 2, delay: 10ms }}
+    with: {{ command: "test -f {marker} && exit 7; touch {marker}" }}
+    check: return false, "the first attempt's check"
+""")
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--junit', h.tmp / 'j.xml')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    root = ET.parse(h.tmp / 'j.xml').getroot()
+    cases = {c.get('name'): c for c in root.findall('.//testcase')}
+    # the action of 'counted' worked; its check failed: one failure
+    h.check(cases['counted'].find('failure') is None, ET.tostring(cases['counted']))
+    fail = cases['counted check'].find('failure')
+    h.check(fail is not None and 'too few rows' in fail.get('message'),
+            ET.tostring(cases['counted check']))
+    # 'flaky' failed its check, then its action on the last attempt: the
+    # step fails and its check did not run in the attempt that counted
+    h.check(cases['flaky'].find('failure') is not None, ET.tostring(cases['flaky']))
+    h.check(cases['flaky check'].find('skipped') is not None, ET.tostring(cases['flaky check']))
+    h.check(root.find('testsuite').get('failures') == '2',
+            root.find('testsuite').attrib)
+
 if __name__ == '__main__':
     suite.main()

@@ -929,6 +929,49 @@ def test_restore_drill_runbook_on_server(h):
 
 
 @suite.test
+def test_evidence_names_the_backup_that_was_restored(h):
+    # a safety backup is taken first; the evidence and the report must
+    # name the backup the restore read, with its own checksum and size
+    src = demo_db(h, uniq(h, 'evsrc'))
+    drill = uniq(h, 'evdrill')
+    url = h.pg.url(db=src, user='app', password=APP_PASSWORD)
+    rb = h.write('ev.yaml', f"""version: 1
+name: evidence
+steps:
+  - id: safety
+    uses: postgres.dump
+    with: {{ url: "${{env.DATABASE_URL}}", file: "{h.tmp}/safety.sql", format: plain }}
+  - id: chosen
+    uses: postgres.dump
+    with: {{ url: "${{env.DATABASE_URL}}", file: "{h.tmp}/chosen.dump" }}
+  - id: restore
+    uses: postgres.restore
+    recovered: true
+    with:
+      url: ${{env.DATABASE_URL}}
+      file: ${{steps.chosen.outputs.file}}
+      database: {drill}
+finally:
+  - id: drop
+    if: steps.restore.status == "ok"
+    uses: postgres.drop_database
+    with: {{ url: "${{env.DATABASE_URL}}", database: {drill} }}
+""")
+    try:
+        r, rep = run(h, rb, '--evidence', h.tmp / 'ev.md', env={'DATABASE_URL': url})
+        h.check(r.returncode == 0, out(r))
+        chosen = h.tmp / 'chosen.dump'
+        ev = (h.tmp / 'ev.md').read_text()
+        section = ev.split('## Backup chosen', 1)[1].split('\n## ', 1)[0]
+        h.check(f'`{chosen}` (step `chosen`)' in section, section)
+        h.check(sha256_file(chosen) in section, section)
+        h.check('safety' not in section, section)
+    finally:
+        drop_db(h, drill)
+        drop_db(h, src)
+
+
+@suite.test
 def test_restore_drill_runbook_fails_cleanly(h):
     # the app role may not read this database: the backup fails, the drill
     # stops with exit 1 (not a guard refusal) and leaves nothing behind
