@@ -59,8 +59,11 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
   }
   if (r->len + len > (64u << 20)) return 0; /* an API answer is small */
   if (r->len + len + 1 > r->cap) {
-    r->cap = (r->len + len + 1) * 2;
-    r->resp = realloc(r->resp, r->cap);
+    size_t cap = (r->len + len + 1) * 2;
+    char *b = realloc(r->resp, cap);
+    if (!b) return 0; /* curl fails the transfer */
+    r->resp = b;
+    r->cap = cap;
   }
   memcpy(r->resp + r->len, d, len);
   r->len += len;

@@ -465,7 +465,7 @@ def test_plugin_ignoring_cancel_is_abandoned(h):
     d.mkdir()
     (d / 'test_lifecycle.so').symlink_to(build / 'tests' / 'plugins' / 'test_lifecycle.so')
     f = h.write('stuck.yaml', 'version: 1\nname: stuck\nsteps:\n'
-                '  - {id: stuck, uses: testlife.stubborn, timeout: 200ms}\n'
+                '  - {id: stuck, uses: testlife.deaf, timeout: 200ms}\n'
                 'finally:\n  - {id: fin, uses: shell, with: {command: "echo fin > fin.txt"}}\n')
     t0 = time.time()
     r = h.engine('run', f, '--plugin-path', d, '--cancel-grace', '300ms',
@@ -479,7 +479,7 @@ def test_plugin_ignoring_cancel_is_abandoned(h):
     h.check(took < 8, f'took {took:.1f}s')
     # SIGINT: the same, with the grace from the environment
     f = h.write('stuck2.yaml', 'version: 1\nname: stuck\nsteps:\n'
-                '  - {id: stuck, uses: testlife.stubborn}\n'
+                '  - {id: stuck, uses: testlife.deaf}\n'
                 '  - {id: busy, needs: [], uses: sleep, with: {for: 30s}}\n'
                 'finally:\n  - {id: fin, uses: shell, with: {command: "echo fin > fin2.txt"}}\n')
     e = dict(os.environ, NO_COLOR='1', ENGINE_CANCEL_GRACE='300ms')

@@ -1,7 +1,7 @@
 /* A test plugin for the host's guarantees over a call's life cycle:
  *   leak    starts a timer and a socket watch, then calls done() at once:
  *           neither may ever call back (they would touch `mark`);
- *   stubborn ignores cancellation and never calls done(): the host must
+ *   deaf ignores cancellation and never calls done(): the host must
  *           abandon it after the grace;
  *   polite  waits; on cancel writes the reason to `reason_file`, then
  *           calls done(). */
@@ -60,11 +60,11 @@ static int leak_start(eng_call *call, const json_t *p) {
   return ENG_OK;
 }
 
-static void stubborn_cancel(void *ud) { (void)ud; /* and does nothing */ }
+static void deaf_cancel(void *ud) { (void)ud; /* and does nothing */ }
 
-static int stubborn_start(eng_call *call, const json_t *p) {
+static int deaf_start(eng_call *call, const json_t *p) {
   (void)p;
-  host->on_cancel(call, stubborn_cancel, NULL);
+  host->on_cancel(call, deaf_cancel, NULL);
   return ENG_OK; /* never calls done() */
 }
 
@@ -135,13 +135,13 @@ static const eng_action actions[] = {
      .params = leak_params,
      .outputs = no_outputs,
      .start = leak_start},
-    {.name = "stubborn",
+    {.name = "deaf",
      .doc = "ignore cancellation",
      .side_effect = ENG_SIDE_READ_ONLY,
      .flags = ENG_A_REPEAT_SAFE,
      .params = no_params,
      .outputs = no_outputs,
-     .start = stubborn_start},
+     .start = deaf_start},
     {.name = "polite",
      .doc = "wait; honour cancellation",
      .side_effect = ENG_SIDE_READ_ONLY,

@@ -222,7 +222,7 @@ static void test_ignored_cancel_abandoned_after_grace(void **state) {
   (void)state;
   eng__host_set_cancel_grace(300);
   char *text = fill("version: 1\nname: t\nsteps:\n"
-                    "  - {id: stuck, uses: testlife.stubborn, timeout: 100ms}\n"
+                    "  - {id: stuck, uses: testlife.deaf, timeout: 100ms}\n"
                     "finally:\n  - {id: fin, uses: shell, with: {command: 'touch @D@/fin2'}}\n");
   json_t *rep;
   int64_t t0 = eng__now_ms();
@@ -277,7 +277,7 @@ static void test_cancel_reason(void **state) {
   free(text);
   /* and one that ignores it too is abandoned after the grace */
   eng__host_set_cancel_grace(200);
-  text = fill("version: 1\nname: t\nsteps:\n  - {id: stuck, uses: testlife.stubborn}\n"
+  text = fill("version: 1\nname: t\nsteps:\n  - {id: stuck, uses: testlife.deaf}\n"
               "finally:\n  - {id: fin, uses: shell, with: {command: 'true'}}\n");
   assert_int_equal(run_text(text, 4, &rep), ENG_EXIT_FAILED);
   assert_string_equal(status(rep, "stuck"), "cancelled");
