@@ -546,7 +546,9 @@ int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
   }
   int rc = eng__policy_check(c->run, c->step, kind, value, evidence,
                              call_side(c));
-  if (rc != ENG_OK)
+  if (rc != ENG_OK && c->run->last_refusal) /* the rule and what to do */
+    eng__call_fail(c, "%s", c->run->last_refusal);
+  else if (rc != ENG_OK)
     eng__call_fail(c,
                    "refused by a guard: '%s'%s%s is protected or not owned by "
                    "this run",

@@ -85,24 +85,6 @@ void eng__con_step_start(eng__run *r, size_t i) {
 }
 
 /* A short figure from the outputs: bytes or row counts. */
-static void output_hint(const json_t *o, char *buf, size_t n) {
-  buf[0] = '\0';
-  json_t *b = json_object_get(o, "bytes");
-  if (json_is_integer(b)) {
-    char t[32];
-    snprintf(buf, n, "%s", eng__fmt_bytes(json_integer_value(b), t, sizeof t));
-    return;
-  }
-  json_t *tot = json_object_get(o, "total");
-  if (json_is_integer(tot)) {
-    snprintf(buf, n, "%lld rows", (long long)json_integer_value(tot));
-    return;
-  }
-  json_t *ec = json_object_get(o, "exit_code");
-  if (json_is_integer(ec) && json_integer_value(ec) != 0)
-    snprintf(buf, n, "exit %lld", (long long)json_integer_value(ec));
-}
-
 void eng__con_step_end(eng__run *r, size_t i) {
   eng__step *s = &r->rb->steps[i];
   eng__step_state *st = &r->st[i];
@@ -113,12 +95,13 @@ void eng__con_step_end(eng__run *r, size_t i) {
                           "duration_ms", (json_int_t)dur, "attempts",
                           st->attempts);
     if (st->error) json_object_set_new(f, "error", json_string(st->error));
+    if (st->summary) json_object_set_new(f, "summary", json_string(st->summary));
     json_event("step.end", f);
     return;
   }
   if (con.verbosity < 0 && st->status == ENG__S_OK) return;
-  char d[32], hint[64];
-  output_hint(st->outputs, hint, sizeof hint);
+  char d[32];
+  const char *hint = st->summary ? st->summary : "";
   const char *mark = st->status == ENG__S_OK        ? "ok"
                      : st->status == ENG__S_SKIPPED ? "--"
                                                     : "!!";
@@ -257,6 +240,7 @@ void eng__con_summary(eng__run *r) {
                             : "unknown",
              eng__fmt_duration(rb->slo_rpo_ms, e, sizeof e),
              r->rpo_met ? GREEN : RED, r->rpo_met ? "met" : "MISSED", RESET);
+    if (r->rpo_why) printf("RPO unknown because %s\n", r->rpo_why);
   }
   if (r->audit)
     printf("%saudit log %s/audit.jsonl, chain head %s%s\n", DIM, r->dir,

@@ -9,22 +9,35 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const type_names[] = {"string", "int",  "number", "bool",
-                                         "duration", "list", "map",  "any"};
+static const char *const type_names[] = {
+    "string", "int", "number", "bool", "duration", "list", "map", "any",
+    "timestamp"};
+#define N_TYPES (sizeof type_names / sizeof *type_names)
 
 const char *eng__type_name(eng_type t) {
-  return (unsigned)t <= ENG_T_ANY ? type_names[t] : "?";
+  return (unsigned)t < N_TYPES ? type_names[t] : "?";
 }
 
+/* Only the names above: "integer" or "boolean" would be read by a user as
+ * a different type, so they get a suggestion instead. */
 int eng__type_parse(const char *s, eng_type *t) {
-  for (unsigned i = 0; i <= ENG_T_ANY; i++)
+  for (unsigned i = 0; i < N_TYPES; i++)
     if (strcmp(s, type_names[i]) == 0) {
       *t = (eng_type)i;
       return 0;
     }
-  if (!strcmp(s, "integer")) { *t = ENG_T_INT; return 0; }
-  if (!strcmp(s, "boolean")) { *t = ENG_T_BOOL; return 0; }
   return -1;
+}
+
+const char *eng__type_suggest(const char *s) {
+  static const char *const long_names[][2] = {
+      {"integer", "int"}, {"boolean", "bool"}, {"float", "number"},
+      {"str", "string"},  {"array", "list"},   {"object", "map"},
+      {"dict", "map"},    {"datetime", "timestamp"}, {"time", "timestamp"},
+      {"date", "timestamp"}};
+  for (size_t i = 0; i < sizeof long_names / sizeof *long_names; i++)
+    if (!strcasecmp(s, long_names[i][0])) return long_names[i][1];
+  return eng__suggest(s, type_names, N_TYPES);
 }
 
 static const char *json_kind(const json_t *v) {
@@ -117,22 +130,49 @@ json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
     }
     snprintf(err, errlen, "expected a number, got %s", json_kind(v));
     return NULL;
-  case ENG_T_BOOL:
+  case ENG_T_BOOL: {
+    /* Strict: only true and false (as text too: --set and environment
+     * values are text). 1, yes or on are refused with the spelling meant,
+     * so a typo never flips a safety switch silently. */
     if (json_is_boolean(v)) return json_incref((json_t *)v);
-    if (json_is_integer(v) &&
-        (json_integer_value(v) == 0 || json_integer_value(v) == 1))
-      return json_boolean(json_integer_value(v));
-    if (s) {
-      if (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcmp(s, "1") ||
-          !strcasecmp(s, "on"))
-        return json_true();
-      if (!strcasecmp(s, "false") || !strcasecmp(s, "no") ||
-          !strcmp(s, "0") || !strcasecmp(s, "off") || !*s)
-        return json_false();
-    }
-    snprintf(err, errlen, "expected true or false, got %s%s%s%s",
-             json_kind(v), s ? " '" : "", s ? s : "", s ? "'" : "");
+    if (s && !strcasecmp(s, "true")) return json_true();
+    if (s && !strcasecmp(s, "false")) return json_false();
+    const char *meant = NULL;
+    if (json_is_integer(v))
+      meant = json_integer_value(v) == 0 ? "false"
+              : json_integer_value(v) == 1 ? "true" : NULL;
+    else if (s && (!strcmp(s, "1") || !strcasecmp(s, "yes") ||
+                   !strcasecmp(s, "on") || !strcasecmp(s, "y")))
+      meant = "true";
+    else if (s && (!strcmp(s, "0") || !strcasecmp(s, "no") ||
+                   !strcasecmp(s, "off") || !strcasecmp(s, "n")))
+      meant = "false";
+    char got[64];
+    if (json_is_integer(v))
+      snprintf(got, sizeof got, "%lld", (long long)json_integer_value(v));
+    else snprintf(got, sizeof got, "%s%s%s", s ? "'" : "", s ? s : json_kind(v),
+                  s ? "'" : "");
+    snprintf(err, errlen, "expected true or false, got %s%s%s%s", got,
+             meant ? " (write " : "", meant ? meant : "", meant ? ")" : "");
     return NULL;
+  }
+  case ENG_T_TIMESTAMP: {
+    int64_t ms;
+    char why[160], buf[40];
+    if (json_is_number(v) && json_number_value(v) >= 0 &&
+        json_number_value(v) < 1e15) { /* seconds since the epoch */
+      double x = json_number_value(v);
+      ms = (int64_t)(x > 1e11 ? x : x * 1000.0);
+      return json_string(eng__fmt_time(ms, buf, sizeof buf));
+    }
+    if (s && eng__parse_timestamp(s, &ms, why, sizeof why) == 0)
+      return json_string(eng__fmt_time(ms, buf, sizeof buf));
+    if (!s) snprintf(why, sizeof why, "it is %s", json_kind(v));
+    snprintf(err, errlen, "%s%s%s is not a timestamp (%s); write "
+             ENG__TIMESTAMP_FORMS, s ? "'" : "", s ? s : "the value",
+             s ? "'" : "", why);
+    return NULL;
+  }
   case ENG_T_DURATION: {
     int64_t ms;
     if (json_is_number(v) && json_number_value(v) >= 0 &&
@@ -162,6 +202,67 @@ json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
   }
   snprintf(err, errlen, "unknown type");
   return NULL;
+}
+
+static void add_scalar(char *buf, size_t n, const char *name, const json_t *v) {
+  char val[64];
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    size_t l = strlen(s);
+    while (l && (s[l - 1] == '\n' || s[l - 1] == ' ' || s[l - 1] == '\r')) l--;
+    if (!l) return;
+    snprintf(val, sizeof val, "%.*s%s", (int)(l > 40 ? 40 : l), s,
+             l > 40 ? "..." : "");
+  } else if (json_is_integer(v)) {
+    snprintf(val, sizeof val, "%lld", (long long)json_integer_value(v));
+  } else if (json_is_real(v)) {
+    snprintf(val, sizeof val, "%g", json_real_value(v));
+  } else if (json_is_boolean(v)) {
+    snprintf(val, sizeof val, "%s", json_is_true(v) ? "true" : "false");
+  } else {
+    return;
+  }
+  size_t len = strlen(buf);
+  if (len + 2 < n) snprintf(buf + len, n - len, "%s%s=%s", len ? " " : "", name, val);
+}
+
+void eng__outputs_summary(const json_t *o, const eng_output *decl, char *buf,
+                          size_t n) {
+  buf[0] = '\0';
+  const char *s = json_string_value(json_object_get(o, "summary"));
+  json_t *b = json_object_get(o, "bytes"), *tot = json_object_get(o, "total"),
+         *ec = json_object_get(o, "exit_code");
+  char t[32];
+  if (s) snprintf(buf, n, "%s", s);
+  else if (json_is_integer(b))
+    snprintf(buf, n, "%s", eng__fmt_bytes(json_integer_value(b), t, sizeof t));
+  else if (json_is_integer(tot))
+    snprintf(buf, n, "%lld rows", (long long)json_integer_value(tot));
+  else if (json_is_integer(ec) && json_integer_value(ec) != 0)
+    snprintf(buf, n, "exit %lld", (long long)json_integer_value(ec));
+  else {
+    int k = 0; /* exit_code 0 says nothing: the step is ok */
+    if (decl && decl->name)
+      for (const eng_output *d = decl; d->name && k < 3; d++) {
+        size_t before = strlen(buf);
+        if (strcmp(d->name, "exit_code"))
+          add_scalar(buf, n, d->name, json_object_get(o, d->name));
+        k += strlen(buf) > before;
+      }
+    else {
+      const char *key;
+      json_t *v;
+      json_object_foreach((json_t *)o, key, v) {
+        if (k >= 3) break;
+        size_t before = strlen(buf);
+        if (strcmp(key, "exit_code")) add_scalar(buf, n, key, v);
+        k += strlen(buf) > before;
+      }
+    }
+  }
+  /* one line */
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
 }
 
 /* Convert v to what parameter p accepts (its type, its choices, its range,

@@ -41,6 +41,14 @@ char *eng__asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
 /* "500ms", "30s", "5m", "1h", "1h30m", "2d", or a plain number of seconds,
  * at most ENG__DURATION_MAX_MS. Returns 0 and milliseconds, or -1. */
 int eng__parse_duration(const char *s, int64_t *ms);
+/* A point in time: RFC 3339 ("2026-11-29T22:20:00Z", fraction and offset
+ * optional) or "YYYY-MM-DD HH:MM[:SS][Z|+HH:MM]"; without an offset it is
+ * UTC. A bare date is midnight UTC. Returns 0 and milliseconds since the
+ * epoch, or -1 with the reason in why. */
+int eng__parse_timestamp(const char *s, int64_t *ms, char *why, size_t n);
+#define ENG__TIMESTAMP_FORMS \
+  "RFC 3339 like 2026-11-29T22:20:00Z, or 2026-11-29 22:20 (UTC), " \
+  "2026-11-29 22:20:00+01:00"
 /* "1.2s", "340ms", "2m05s" into buf. */
 const char *eng__fmt_duration(int64_t ms, char *buf, size_t n);
 /* "12.3 MB" */

@@ -130,13 +130,37 @@ int eng__guards_static(eng__run *r, size_t i, FILE *out) {
   return ENG_OK;
 }
 
+eng__cond_now eng__guards_cond_now(eng__run *r, size_t i) {
+  eng__step *s = &r->rb->steps[i];
+  if (s->if_ref < 0 || !s->if_node) return ENG__COND_RUNS;
+  /* what a condition reads that only exists once steps ran */
+  static const char *const later[] = {"steps", "outputs", "success",
+                                      "failure", "always", "cancelled",
+                                      "status", "deps", NULL};
+  for (size_t k = 0; later[k]; k++)
+    if (strstr(s->if_node->str, later[k])) return ENG__COND_LATER;
+  json_t *res = NULL;
+  char err[512];
+  eng__lua_set_deps(r->L, NULL, 0);
+  if (eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err) != ENG_OK)
+    return ENG__COND_LATER; /* the step reports the error when reached */
+  json_t *v = json_array_get(res, 0);
+  bool run = v && !json_is_false(v) && !json_is_null(v);
+  json_decref(res);
+  return run ? ENG__COND_RUNS : ENG__COND_FALSE;
+}
+
 /* Static guards at run start: a refusal found now stops everything before
- * any side effect (finally steps still run, each guarded again). */
+ * any side effect (finally steps still run, each guarded again). A step
+ * whose condition is false now is not held to them (it will not run); one
+ * whose condition is known only later is checked when it is reached. */
 void eng__guards_run_start(eng__run *r) {
   eng__runbook *rb = r->rb;
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     if (!r->st[i].selected) continue;
+    eng__cond_now cond = eng__guards_cond_now(r, i);
+    if (cond == ENG__COND_FALSE) continue;
     int refused = eng__guards_static(r, i, NULL);
     if (refused != ENG_OK && !r->last_refusal) {
       r->last_refusal = eng__asprintf(
@@ -150,7 +174,8 @@ void eng__guards_run_start(eng__run *r) {
                      json_pack("{s:s, s:s, s:s}", "step", s->id, "rule",
                                "require", "message", r->last_refusal));
     }
-    if (refused == ENG_OK && s->with && eng__tpl_static(s->with)) {
+    if (refused == ENG_OK && cond == ENG__COND_RUNS && s->with &&
+        eng__tpl_static(s->with)) {
       char err[1024];
       json_t *params = eng__step_params(r, i, err, sizeof err);
       for (const eng_param *p = s->action->action->params;

@@ -221,6 +221,29 @@ json_t *eng__journal_leftovers(const json_t *all) {
 
 /* ---- engine runs ----------------------------------------------------------- */
 
+/* The runbook's name from the audit log's first record (run.start), for
+ * a run that ended without a report (killed). */
+static json_t *started_as(const char *run_dir) {
+  char *path = eng__asprintf("%s/audit.jsonl", run_dir);
+  FILE *f = fopen(path, "r");
+  free(path);
+  if (!f) return NULL;
+  char *line = NULL;
+  size_t cap = 0;
+  json_t *j = NULL;
+  if (getline(&line, &cap, f) > 0) {
+    j = json_loads(line, 0, NULL);
+    const char *t = json_string_value(json_object_get(j, "type"));
+    if (!t || strcmp(t, "run.start")) {
+      json_decref(j);
+      j = NULL;
+    }
+  }
+  free(line);
+  fclose(f);
+  return j;
+}
+
 static int cmp_name(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -252,10 +275,12 @@ int eng__runs_list(const char *state_dir, FILE *out) {
     json_t *left = all ? eng__journal_leftovers(all) : json_array();
     const char *status = rep ? json_string_value(json_object_get(rep, "status"))
                              : "incomplete";
-    const char *name = rep ? json_string_value(json_object_get(rep, "name")) : "?";
+    json_t *start = rep ? NULL : started_as(rd);
+    const char *name = json_string_value(json_object_get(rep ? rep : start, "name"));
     fprintf(out, "%-26s %-24s %-12s %zu\n", names[i], name ? name : "?",
             status ? status : "?", json_array_size(left));
     json_decref(rep);
+    json_decref(start);
     json_decref(all);
     json_decref(left);
     free(rp);

@@ -239,9 +239,23 @@ static void print_command(eng__run *r, const char *line, const char *env_text) {
   eng__cmd_analysis_free(&a);
 }
 
+/* How plan shows a refusal: a step that will not run is not refused; one
+ * whose condition is known only when reached is refused then, if it runs
+ * (exit 3 at that point), so plan itself does not fail on it. */
+static const char *refused_as(eng__cond_now cond, const char *now, int *code,
+                              bool *later) {
+  if (cond == ENG__COND_LATER) {
+    *later = true;
+    return "REFUSED if it runs";
+  }
+  *code = ENG_EXIT_REFUSED;
+  return now;
+}
+
 int eng__plan_print(eng__run *r) {
   eng__runbook *rb = r->rb;
   int code = ENG_EXIT_OK;
+  bool later_refusals = false;
   printf("plan: %s (%s), %zu steps, %zu in finally\n", rb->name, rb->file,
          rb->n_main, rb->n_steps - rb->n_main);
   for (size_t i = 0; i < rb->n_steps; i++) {
@@ -255,9 +269,13 @@ int eng__plan_print(eng__run *r) {
     eng__buf deps = {0};
     for (size_t k = 0; k < s->n_deps; k++)
       eng__buf_addf(&deps, "%s%s", k ? "," : "", rb->steps[s->deps[k]].id);
-    printf("  %-24s %-24s %-11s%s%s%s\n", s->id, s->action->full,
+    eng__cond_now cond = eng__guards_cond_now(r, i);
+    printf("  %-24s %-24s %-11s%s%s%s%s\n", s->id, s->action->full,
            eng__side_names[side], deps.len ? " needs " : "",
-           deps.len ? deps.data : "", r->st[i].selected ? "" : " (not selected)");
+           deps.len ? deps.data : "", r->st[i].selected ? "" : " (not selected)",
+           cond == ENG__COND_FALSE   ? " (its condition is false: not run)"
+           : cond == ENG__COND_LATER ? " (runs if its condition holds then)"
+                                     : "");
     eng__buf_free(&deps);
     for (const eng_param *p = s->action->action->params; p && p->name; p++) {
       if (p->target == ENG_TARGET_NONE) continue;
@@ -277,26 +295,26 @@ int eng__plan_print(eng__run *r) {
       else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
                                                                 : "(at run time)");
       const char *decision = p->target == ENG_TARGET_FILE && v ? "file" : "resolved at run time";
-      if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
-          p->target != ENG_TARGET_COMMAND) {
+      if (cond == ENG__COND_FALSE) {
+        decision = "not run";
+      } else if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
+                 p->target != ENG_TARGET_COMMAND) {
         r->static_check = true;
         int g = eng__policy_check(r, s->id, p->target, json_string_value(v),
                                   NULL, side);
         r->static_check = false;
         if (g != ENG_OK) {
-          decision = "REFUSED: protected";
-          code = ENG_EXIT_REFUSED;
+          decision = refused_as(cond, "REFUSED: protected", &code, &later_refusals);
         } else {
           decision = "pass";
         }
       }
       char *line = p->target == ENG_TARGET_COMMAND ? eng__command_line(v) : NULL;
       char *env_text = line ? eng__command_env(params) : NULL;
-      if (line) {
+      if (line && cond != ENG__COND_FALSE) {
         r->static_check = true; /* ownership is decided when it runs */
         if (eng__policy_check(r, s->id, p->target, line, env_text, side) != ENG_OK) {
-          decision = "REFUSED";
-          code = ENG_EXIT_REFUSED;
+          decision = refused_as(cond, "REFUSED", &code, &later_refusals);
         } else {
           decision = "pass";
         }
@@ -312,7 +330,8 @@ int eng__plan_print(eng__run *r) {
       free(shown);
     }
     json_decref(params);
-    if (eng__guards_static(r, i, stdout) != ENG_OK) code = ENG_EXIT_REFUSED;
+    if (cond != ENG__COND_FALSE && eng__guards_static(r, i, stdout) != ENG_OK)
+      code = ENG_EXIT_REFUSED;
   }
   if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
     char a[32], b[32];
@@ -322,7 +341,10 @@ int eng__plan_print(eng__run *r) {
            rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, b, sizeof b)
                                : "-");
   }
-  printf("plan: nothing was run%s\n",
-         code == ENG_EXIT_REFUSED ? "; some steps would be refused" : "");
+  printf("plan: nothing was run%s%s\n",
+         code == ENG_EXIT_REFUSED ? "; some steps would be refused" : "",
+         later_refusals ? "; some steps would be refused if they run (their "
+                          "conditions are known only then)"
+                        : "");
   return code;
 }

@@ -34,6 +34,12 @@ int eng__guards_static(eng__run *r, size_t i, FILE *out);
  * target known now is marked refused, and the run stops before any side
  * effect. */
 void eng__guards_run_start(eng__run *r);
+/* Whether step i's `if:` is decided before anything runs: it runs (no
+ * condition, or one that reads only params, env and the run's fixed
+ * fields and is true), it does not (such a condition is false), or it is
+ * known only when the step is reached (the condition reads step results). */
+typedef enum { ENG__COND_RUNS, ENG__COND_FALSE, ENG__COND_LATER } eng__cond_now;
+eng__cond_now eng__guards_cond_now(eng__run *r, size_t i);
 
 /* ---- refs.c: references in expressions ------------------------------------ */
 

@@ -170,10 +170,22 @@ static int url_password(const char *s, size_t i, size_t *ps, size_t *pe) {
   return 1;
 }
 
+/* A PostgreSQL connection URL: what it names (user, server, port,
+ * database) is what an operator must see to know what a step touches; only
+ * its password is secret (and password-like query values, which the
+ * generic pass masks). */
+static int is_connection_url(const char *v) {
+  static const char *const schemes[] = {"postgresql://", "postgres://", NULL};
+  for (size_t i = 0; schemes[i]; i++)
+    if (!strncasecmp(v, schemes[i], strlen(schemes[i])) && !strpbrk(v, " \t\n"))
+      return 1;
+  return 0;
+}
+
 void eng__redactor_add(eng__redactor *r, const char *value) {
   if (!r || !value) return;
   size_t n = strlen(value);
-  add_value(r, value, n);
+  if (!is_connection_url(value)) add_value(r, value, n);
   /* The password of every URL inside the value, raw and decoded. */
   for (const char *p = strstr(value, "://"); p; p = strstr(p + 3, "://")) {
     size_t ps, pe;

@@ -159,7 +159,7 @@ static size_t count_of(const void *arr, size_t size, size_t count) {
 
 static int check_param(const char *plugin, const eng_action *a,
                        const eng_param *p, char *err, size_t errlen) {
-  if ((unsigned)p->type > ENG_T_ANY) {
+  if ((unsigned)p->type > ENG_T_TIMESTAMP) {
     snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': unknown "
                           "type %d", plugin, a->name, p->name, (int)p->type);
     return ENG_ERR_ABI;

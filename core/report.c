@@ -10,6 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The drill's phases (see eng__run): preparation + restore = RTO. */
+static bool slo_phases(const eng__run *r, json_t *slo) {
+  if (!r->slo_measured || r->restore_ms < 0) return false;
+  json_object_set_new(slo, "preparation_ms", json_integer(r->prep_ms));
+  json_object_set_new(slo, "restore_ms", json_integer(r->restore_ms));
+  json_object_set_new(slo, "verification_ms", json_integer(r->verify_ms));
+  return true;
+}
+
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t1[40], t2[40];
@@ -30,6 +39,7 @@ json_t *eng__report_json(eng__run *r) {
       json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
     }
     if (st->error) json_object_set_new(o, "error", json_string(st->error));
+    if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
     if (s->check_ref >= 0 && st->check_ran)
       json_object_set_new(o, "check", json_string(st->check_ok ? "passed" : "failed"));
     json_object_set_new(steps, s->id, o);
@@ -43,7 +53,10 @@ json_t *eng__report_json(eng__run *r) {
     json_object_set_new(slo, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms) : json_null());
     json_object_set_new(slo, "rpo_target_ms", rb->slo_rpo_ms >= 0 ? json_integer(rb->slo_rpo_ms) : json_null());
     json_object_set_new(slo, "rpo_met", json_boolean(r->rpo_met));
+    if (r->rpo_why) json_object_set_new(slo, "rpo_error", json_string(r->rpo_why));
   }
+  if (slo_phases(r, slo)) /* a drill without targets still has its RTO */
+    json_object_set_new(slo, "rto_ms", json_integer(r->rto_ms));
   json_t *rep = json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I, s:o, s:o, s:o, s:O, s:O}",
       "runbook", rb->file, "runbook_sha256", rb->sha256, "name", rb->name,
@@ -262,6 +275,7 @@ json_t *eng__run_state(eng__run *r) {
     if (st->started_ms && st->ended_ms)
       json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
     if (st->error) json_object_set_new(o, "error", json_string(st->error));
+    if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
     json_array_append_new(steps, o);
     json_object_set_new(counts, status,
                         json_integer(json_integer_value(json_object_get(counts, status)) + 1));
@@ -276,6 +290,8 @@ json_t *eng__run_state(eng__run *r) {
     json_object_set_new(slo, "rto_met", json_boolean(r->rto_met));
     json_object_set_new(slo, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms) : json_null());
     json_object_set_new(slo, "rpo_met", json_boolean(r->rpo_met));
+    if (r->rpo_why) json_object_set_new(slo, "rpo_error", json_string(r->rpo_why));
+    slo_phases(r, slo);
   }
   json_object_set_new(slo, "rto_target_ms", rb->slo_rto_ms >= 0 ? json_integer(rb->slo_rto_ms) : json_null());
   json_object_set_new(slo, "rpo_target_ms", rb->slo_rpo_ms >= 0 ? json_integer(rb->slo_rpo_ms) : json_null());
@@ -352,34 +368,43 @@ static char *evidence_md(eng__run *r) {
       any = true;
     }
   if (!any) eng__buf_adds(&b, "- none\n");
-  eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check |\n|---|---|---|---|\n");
+  eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check | result |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
-    eng__buf_addf(&b, "| %s | %s | %s | %s |\n", s->id, s->action ? s->action->full : "",
+    eng__buf_addf(&b, "| %s | %s | %s | %s | ", s->id, s->action ? s->action->full : "",
                   eng__status_name(st->status),
                   s->check_ref < 0 ? "-" : !st->check_ran ? "not run" : st->check_ok ? "passed" : "FAILED");
-  }
-  int64_t restore_ms = -1, verify_ms = 0;
-  for (size_t i = 0; i < rb->n_main; i++) {
-    eng__step_state *st = &r->st[i];
-    if (!st->started_ms) continue;
-    int64_t dur = st->ended_ms - st->started_ms;
-    if (rb->steps[i].recovered) restore_ms = dur;
-    else if (restore_ms >= 0) verify_ms += dur;
+    for (const char *c = st->summary ? st->summary : "-"; *c; c++) {
+      if (*c == '|') eng__buf_adds(&b, "\\|"); /* a table cell */
+      else eng__buf_addf(&b, "%c", *c);
+    }
+    eng__buf_adds(&b, " |\n");
   }
   eng__buf_adds(&b, "\n## Metrics\n\n| metric | value | target | result |\n|---|---|---|---|\n");
   eng__buf_adds(&b, "| detection time | 0 (scheduled drill) | - | - |\n");
   eng__buf_adds(&b, "| decision time | 0 (runbook) | - | - |\n");
-  eng__buf_addf(&b, "| restore time | %s | - | - |\n", restore_ms >= 0 ? eng__fmt_duration(restore_ms, d1, sizeof d1) : "-");
-  eng__buf_addf(&b, "| verification time | %s | - | - |\n", eng__fmt_duration(verify_ms, d1, sizeof d1));
+  bool phases = r->slo_measured && r->restore_ms >= 0;
+  eng__buf_addf(&b, "| preparation time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->prep_ms, d1, sizeof d1) : "-");
+  eng__buf_addf(&b, "| restore time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->restore_ms, d1, sizeof d1) : "-");
   eng__buf_addf(&b, "| total RTO | %s | %s | %s |\n", eng__fmt_duration(r->rto_ms, d1, sizeof d1),
                 rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, d2, sizeof d2) : "-",
                 rb->slo_rto_ms < 0 ? "-" : r->rto_met ? "met" : "MISSED");
+  eng__buf_addf(&b, "| verification time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->verify_ms, d1, sizeof d1) : "-");
   eng__buf_addf(&b, "| data loss (RPO) | %s | %s | %s |\n",
                 r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d1, sizeof d1) : "unknown",
                 rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, d2, sizeof d2) : "-",
                 rb->slo_rpo_ms < 0 ? "-" : r->rpo_met ? "met" : "MISSED");
+  if (r->rpo_why) eng__buf_addf(&b, "\nRPO unknown because %s\n", r->rpo_why);
+  eng__buf_adds(&b,
+                "\nTotal RTO runs from the start of the run to the end of the "
+                "step marked `recovered` (preparation + restore time). "
+                "Verification runs from the end of that step to the end of "
+                "the last step after it, and is not part of the RTO. Without "
+                "a recovered step that ended ok, the RTO is the whole run.\n");
   eng__buf_adds(&b, "\n## Failures\n\n");
   any = false;
   for (size_t i = 0; i < rb->n_steps; i++) {

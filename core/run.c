@@ -58,6 +58,7 @@ void eng__run_free(eng__run *r) {
     json_decref(r->st[i].params);
     free(r->st[i].error);
     free(r->st[i].check_error);
+    free(r->st[i].summary);
   }
   free(r->st);
   free(r->end_hooks);
@@ -67,6 +68,7 @@ void eng__run_free(eng__run *r) {
   json_decref(r->unfinished);
   eng__policy_free(&r->policy);
   free(r->last_refusal);
+  free(r->rpo_why);
   eng__audit_close(r->audit);
   eng__journal_close(&r->journal);
   free(r->dir);

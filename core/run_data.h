@@ -76,6 +76,7 @@ typedef struct eng__step_state {
   bool resumed;     /* reused from the run being resumed */
   char inputs[65];  /* SHA-256 of the resolved params */
   char *check_error;
+  char *summary; /* one line on what an ok step produced (redacted) */
   /* the scheduler's handles for the attempt under way */
   eng_call *call;
   eng_call *check_call; /* context of a running check hook */
@@ -171,6 +172,12 @@ struct eng__run {
   bool stopping, refused, interrupted, finished;
   int exit_code;
   int64_t rto_ms, rpo_ms;
+  char *rpo_why; /* why the RPO is unknown, when slo.backup_time is set */
+  /* the phases of a drill (-1: no recovered step ended ok): preparation
+   * (run start to the recovered step's start) + restore (that step) = RTO;
+   * verification (its end to the end of the last main step after it) is
+   * not part of the RTO */
+  int64_t prep_ms, restore_ms, verify_ms;
   bool rto_met, rpo_met;
   bool slo_measured; /* rto/rpo hold a measurement (from `finally` on) */
   /* cleanup registered by actions (at_run_end), run after `finally` */

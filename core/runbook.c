@@ -186,11 +186,14 @@ static void load_params(loader *ld, eng__node *n) {
     if ((v = eng__node_get(pn, "required")))
       parse_bool(ld, v, "required", &p->required);
     if ((v = eng__node_get(pn, "type")) && want(ld, v, ENG__N_SCALAR, "type") &&
-        eng__type_parse(v->str, &p->type) != 0)
+        eng__type_parse(v->str, &p->type) != 0) {
+      const char *meant = eng__type_suggest(v->str);
       ERR(ld, v,
-          "%sunknown type '%s' (string, int, number, bool, duration, list, "
-          "map)",
-          where, v->str);
+          "%sunknown type '%s'%s%s%s (the types: string, int, number, bool, "
+          "duration, timestamp, list, map, any)",
+          where, v->str, meant ? "; did you mean '" : "", meant ? meant : "",
+          meant ? "'?" : "");
+    }
     if ((v = eng__node_get(pn, "choices")) &&
         want(ld, v, ENG__N_SEQ, "choices"))
       p->choices = eng__node_to_json(v);
@@ -198,6 +201,15 @@ static void load_params(loader *ld, eng__node *n) {
         (v = eng__node_get(pn, "doc")))
       p->doc = eng__xstrdup(v->kind == ENG__N_SCALAR ? v->str : "");
     p->def = eng__node_get(pn, "default");
+    if (p->def && p->def->kind == ENG__N_SCALAR && !strstr(p->def->str, "${")) {
+      /* a literal default must be of the declared type */
+      json_t *j = eng__node_to_json(p->def);
+      char err[400];
+      json_t *c = eng__convert(j, p->type, NULL, err, sizeof err);
+      if (!c) ERR(ld, p->def, "%sdefault: %s", where, err);
+      json_decref(c);
+      json_decref(j);
+    }
   }
 }
 
@@ -530,8 +542,17 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
     if ((x = eng__node_get(v, "rpo")))
       parse_duration(&ld, x, "slo.rpo", &rb->slo_rpo_ms);
     if ((x = eng__node_get(v, "backup_time")) &&
-        want(&ld, x, ENG__N_SCALAR, "slo.backup_time"))
+        want(&ld, x, ENG__N_SCALAR, "slo.backup_time")) {
       rb->slo_backup_time = x;
+      int64_t ms;
+      char why[160];
+      if (!strstr(x->str, "${") &&
+          eng__parse_timestamp(x->str, &ms, why, sizeof why) != 0)
+        ERR(&ld, x,
+            "slo.backup_time '%s' is not a timestamp (%s); write "
+            ENG__TIMESTAMP_FORMS,
+            x->str, why);
+    }
   }
   if ((v = eng__node_get(root, "params"))) load_params(&ld, v);
   eng__node *steps = eng__node_get(root, "steps");

@@ -151,5 +151,13 @@ const char *eng__type_name(eng_type t);
 json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
                            size_t errlen);
 int eng__type_parse(const char *s, eng_type *t);
+/* The type name meant by an unknown one ("integer" -> "int"), or NULL. */
+const char *eng__type_suggest(const char *s);
+/* One line (at most n - 1 bytes) saying what a step produced: its
+ * `summary` output when the action sets one, else the size, rows or
+ * failing exit code, else its first scalar outputs in declared order
+ * ("name=value"). Empty when there is nothing to say. */
+void eng__outputs_summary(const json_t *outputs, const eng_output *decl,
+                          char *buf, size_t n);
 
 #endif

@@ -65,6 +65,19 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   st->ended_ms = eng__now_ms();
   if (!st->outputs) st->outputs = json_object();
   eng__lua_set_step(r->L, s->id, eng__status_name(status), st->outputs);
+  free(st->summary);
+  st->summary = NULL;
+  if (status == ENG__S_OK) {
+    /* from masked values: a summary cuts long ones, and a cut secret
+     * would no longer be recognised */
+    json_t *shown = json_deep_copy(st->outputs);
+    eng__redact_json(r->redact, shown);
+    char sum[160];
+    eng__outputs_summary(shown, s->action ? s->action->action->outputs : NULL,
+                         sum, sizeof sum);
+    json_decref(shown);
+    if (sum[0]) st->summary = eng__xstrdup(sum);
+  }
   if (st->started_ms) eng__con_step_end(r, i);
   if (!st->resumed) {
     eng__journal_step(&r->journal, "step.end", s->id, st->inputs[0] ? st->inputs : NULL,
@@ -74,6 +87,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
                           "duration_ms",
                           (json_int_t)(st->started_ms ? st->ended_ms - st->started_ms : 0));
     if (st->error) json_object_set_new(a, "error", json_string(st->error));
+    if (st->summary) json_object_set_new(a, "summary", json_string(st->summary));
     eng__run_audit(r, "step.end", a);
     eng__audit_sync(r->audit);
   }

@@ -138,6 +138,73 @@ int eng__parse_duration(const char *s, int64_t *ms) {
   return 0;
 }
 
+/* n decimal digits at *p, advancing it; -1 when they are not there. */
+static int digits(const char **p, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++, (*p)++) {
+    if (!isdigit((unsigned char)**p)) return -1;
+    v = v * 10 + (**p - '0');
+  }
+  return v;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+int eng__parse_timestamp(const char *s, int64_t *ms, char *why, size_t n) {
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const char *p = s;
+  int y, mo, d, h = 0, mi = 0, se = 0, frac = 0;
+#define BAD(...) do { snprintf(why, n, __VA_ARGS__); return -1; } while (0)
+  if (!s || !*s) BAD("it is empty");
+  if ((y = digits(&p, 4)) < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 0 ||
+      *p++ != '-' || (d = digits(&p, 2)) < 0)
+    BAD("it does not start with a date YYYY-MM-DD");
+  if (mo < 1 || mo > 12) BAD("month %02d does not exist", mo);
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+    BAD("day %04d-%02d-%02d does not exist", y, mo, d);
+  if (*p == 'T' || *p == 't' || (*p == ' ' && isdigit((unsigned char)p[1]))) {
+    p++;
+    if ((h = digits(&p, 2)) < 0 || *p++ != ':' || (mi = digits(&p, 2)) < 0)
+      BAD("the time after the date is not HH:MM");
+    if (*p == ':') {
+      p++;
+      if ((se = digits(&p, 2)) < 0) BAD("the seconds are not two digits");
+      if (*p == '.' || *p == ',') {
+        p++;
+        if (!isdigit((unsigned char)*p)) BAD("a fraction of a second has no digits");
+        int k = 0;
+        for (; isdigit((unsigned char)*p); k++, p++)
+          if (k < 3) frac = frac * 10 + (*p - '0');
+        for (; k < 3; k++) frac *= 10; /* to milliseconds */
+      }
+    }
+    if (h > 23 || mi > 59 || se > 60) BAD("%02d:%02d:%02d is not a time of day", h, mi, se);
+  }
+  int64_t off = 0;
+  if (*p == 'Z' || *p == 'z') p++;
+  else if (*p == '+' || *p == '-') {
+    int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+    if ((oh = digits(&p, 2)) < 0) BAD("the offset is not +HH:MM");
+    if (*p == ':') p++;
+    if (isdigit((unsigned char)*p) && (om = digits(&p, 2)) < 0) BAD("the offset is not +HH:MM");
+    if (oh > 23 || om > 59) BAD("offset %02d:%02d is out of range", oh, om);
+    off = sign * ((int64_t)oh * 60 + om) * 60000;
+  }
+  if (*p) BAD("'%s' after the time is not understood", p);
+#undef BAD
+  *ms = (days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + se) * 1000 + frac - off;
+  return 0;
+}
+
 const char *eng__fmt_duration(int64_t ms, char *buf, size_t n) {
   if (ms < 0) ms = 0;
   if (ms < 1000) snprintf(buf, n, "%dms", (int)ms);

@@ -157,7 +157,18 @@ static void pg_ping_end(pg_sess *s, void *ud, int rc) {
     pg_host->output(call, "database", json_string(p->id.database));
     pg_host->output(call, "user", json_string(p->id.user));
     pg_host->output(call, "in_recovery", json_boolean(p->id.in_recovery));
+    pg_host->output(call, "database_size", json_integer(p->id.db_bytes));
     pg_host->output(call, "attempts", json_integer(p->attempts));
+    /* "PostgreSQL 15.18, ledger 7.9 MB" */
+    char ver[32];
+    snprintf(ver, sizeof ver, "%.*s", (int)strcspn(p->id.version, " "),
+             p->id.version);
+    double mb = (double)p->id.db_bytes / 1e6;
+    pg_host->output(call, "summary",
+                    json_sprintf("PostgreSQL %s%s, %s %.1f %s", ver,
+                                 p->id.in_recovery ? " (standby)" : "",
+                                 p->id.database, mb >= 1000 ? mb / 1000 : mb,
+                                 mb >= 1000 ? "GB" : "MB"));
     pg_op_finish(&p->op, ENG_OK);
     return;
   }
@@ -281,6 +292,16 @@ static void pg_query_done(pg_sess *s, void *ud, int rc) {
     q->columns = NULL;
     pg_host->output(call, "row_count", json_integer(q->row_count));
     pg_host->output(call, "command", json_string(q->command));
+    /* "3 rows: {"id":1,...}, ..." : the first rows, cut to a line */
+    char *first = json_array_size(q->rows)
+                      ? json_dumps(q->rows, JSON_COMPACT | JSON_ENCODE_ANY)
+                      : NULL;
+    if (first && strlen(first) > 100) strcpy(first + 97, "...");
+    pg_host->output(call, "summary",
+                    first ? json_sprintf("%lld row%s: %s", (long long)q->row_count,
+                                         q->row_count == 1 ? "" : "s", first)
+                          : json_string(q->command));
+    free(first);
   }
   q->rows = NULL;
   pg_op_finish(&q->op, ENG_OK);
@@ -582,6 +603,9 @@ static void pg_rowcount_done(pg_counter *c, int rc) {
   pg_host->output(r->op.e.call, "table_count",
                   json_integer((json_int_t)c->ntables));
   pg_host->output(r->op.e.call, "estimated", json_integer(c->estimated));
+  pg_host->output(r->op.e.call, "summary",
+                  json_sprintf("%lld rows in %zu tables%s", total, c->ntables,
+                               c->estimated ? " (some estimated)" : ""));
   pg_host->log(r->op.e.call, ENG_LOG_INFO, "%zu tables, %lld rows%s on %s",
                c->ntables, total, c->estimated ? " (some estimated)" : "",
                pg_sess_display(c->s));

@@ -595,6 +595,7 @@ static int pg_ident_res(pg_sess *s, void *ud, PGresult *res) {
   snprintf(id->user, sizeof id->user, "%s", PQgetvalue(res, 0, 3));
   id->in_recovery = PQgetvalue(res, 0, 4)[0] == 't';
   snprintf(id->sysid, sizeof id->sysid, "%s", PQgetvalue(res, 0, 5));
+  id->db_bytes = atoll(PQgetvalue(res, 0, 6));
   const char *h = PQhost(s->conn);
   const char *p = PQport(s->conn);
   snprintf(id->host, sizeof id->host, "%s", h && *h ? h : "localhost");
@@ -620,7 +621,7 @@ void pg_ident_add(pg_sess *s, pg_ident *id) {
       "CASE WHEN current_setting('server_version_num')::int >= 90600 AND "
       "has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
       "THEN (SELECT system_identifier::text FROM pg_control_system()) "
-      "ELSE '' END",
+      "ELSE '' END, pg_database_size(current_database())",
       0, NULL, pg_ident_res, id);
 }
 

@@ -192,6 +192,7 @@ typedef struct pg_ident {
   char database[256]; /* current_database() */
   char user[256];
   int in_recovery;
+  long long db_bytes; /* pg_database_size(current_database()) */
   char host[512]; /* PQhost */
   char port[16];  /* PQport */
 } pg_ident;

@@ -105,6 +105,8 @@ static const eng_output ping_outputs[] = {
     {"database", ENG_T_STRING, "current_database()"},
     {"user", ENG_T_STRING, "current_user"},
     {"in_recovery", ENG_T_BOOL, "pg_is_in_recovery(): a standby"},
+    {"database_size", ENG_T_INT, "pg_database_size() of the database, bytes"},
+    {"summary", ENG_T_STRING, "\"PostgreSQL 15.18, ledger 7.9 MB\""},
     {"attempts", ENG_T_INT, "connection attempts made"},
     O_END};
 
@@ -405,6 +407,7 @@ static const eng_output query_outputs[] = {
     {"row_count", ENG_T_INT, "rows returned or affected"},
     {"columns", ENG_T_LIST, "column names"},
     {"command", ENG_T_STRING, "command tag, e.g. SELECT 3"},
+    {"summary", ENG_T_STRING, "the row count and the first rows, on one line"},
     O_END};
 
 /* ---- row counts, compare, verify, connections --------------------------- */
@@ -426,6 +429,7 @@ static const eng_output counts_outputs[] = {
     {"total", ENG_T_INT, "sum of all tables"},
     {"table_count", ENG_T_INT, "number of tables"},
     {"estimated", ENG_T_INT, "tables whose count is an estimate"},
+    {"summary", ENG_T_STRING, "\"12000 rows in 2 tables\""},
     O_END};
 
 static const eng_param compare_params[] = {

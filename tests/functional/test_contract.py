@@ -3,7 +3,7 @@ validation with good and bad parameters, from its own declaration
 (`engine schema`)."""
 import json
 
-from harness import Suite
+from harness import Suite, ROOT
 
 suite = Suite(__file__)
 
@@ -151,6 +151,23 @@ def test_schema_accepts_shipped_runbooks_and_rejects_typos(h):
     h.check(v.returncode == 1 and "'zip' is not one of" in v.stdout,
             v.stdout + v.stderr)
 
+
+
+@suite.test
+def test_action_reference_is_current(h):
+    """docs/actions.md is what `engine docs` prints for the built plugins:
+    a declaration changed without the reference fails here."""
+    r = h.engine('docs')
+    h.check(r.returncode == 0 and r.stdout.startswith('# Actions'), r.stderr)
+    doc = (ROOT / 'docs' / 'actions.md').read_text()
+    if doc != r.stdout:
+        import difflib
+        diff = ''.join(list(difflib.unified_diff(doc.splitlines(True), r.stdout.splitlines(True),
+                                                 'docs/actions.md', 'engine docs'))[:40])
+        h.check(False, 'docs/actions.md is out of date: run `engine docs > docs/actions.md`\n'
+                + diff)
+    for name in ('postgres.restore', 'postgres.ping', 's3.put', 'docker.exec', 'slack.post'):
+        h.check(f'\n### {name}\n' in doc, name)
 
 if __name__ == '__main__':
     suite.main()

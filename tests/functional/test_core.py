@@ -168,17 +168,27 @@ def test_sigint_cancels_and_runs_finally(h):
 def test_secrets_never_printed(h):
     secret = 'tok-9f8e7d6c5b'
     hook = 'https://hooks.slack.com/services/T000/B000/hooksecret12345'
+    ledger = 'postgresql://ops:ledger-pw-77@db.internal:5432/ledger'
+    env = {'TEST_TOKEN': secret, 'SLACK_WEBHOOK_URL': hook, 'LEDGER_URL': ledger}
+    plan = h.engine('plan', h.fixture('core/secrets.yaml'), env=env)
     r = run(h, 'secrets.yaml', '--junit', h.tmp / 'j.xml', '--evidence', h.tmp / 'e.md',
-            env={'TEST_TOKEN': secret, 'SLACK_WEBHOOK_URL': hook})
+            env=env)
     h.check(r.returncode == 1, r.stdout + r.stderr)
-    everything = r.stdout + r.stderr
+    everything = plan.stdout + plan.stderr + r.stdout + r.stderr
+    files = ''
     for f in glob.glob(str(h.tmp / '**' / '*'), recursive=True):
         if os.path.isfile(f):
-            everything += pathlib.Path(f).read_text(errors='replace')
+            files += pathlib.Path(f).read_text(errors='replace')
+    everything += files
     h.check(secret not in everything, 'the secret leaked')
     h.check('pw-in-url-123' not in everything, 'the URL password leaked')
+    h.check('ledger-pw-77' not in everything, 'the secret URL password leaked')
     h.check('hooksecret12345' not in everything, 'the webhook leaked')
     h.check('***' in r.stdout, r.stdout)
+    # a secret connection URL still says which server and database it names
+    shown = 'postgresql://ops:***@db.internal:5432/ledger'
+    h.check(shown in plan.stdout, plan.stdout)
+    h.check(shown in files, 'the audit log and reports name the server')
     r = run(h, 'secrets.yaml')
     h.check(r.returncode == 2 and "missing required parameter 'token'" in r.stderr
             and 'TEST_TOKEN' in r.stderr, r.stderr)

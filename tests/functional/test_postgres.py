@@ -951,6 +951,18 @@ steps:
       url: ${{env.DATABASE_URL}}
       file: ${{steps.chosen.outputs.file}}
       database: {drill}
+  - id: ping
+    uses: postgres.ping
+    needs: [restore]
+    with: {{ url: "${{steps.restore.outputs.url}}" }}
+  - id: counts
+    uses: postgres.row_counts
+    needs: [restore]
+    with: {{ url: "${{steps.restore.outputs.url}}" }}
+  - id: newest
+    uses: postgres.query
+    needs: [restore]
+    with: {{ url: "${{steps.restore.outputs.url}}", sql: 'SELECT id FROM "User" ORDER BY id LIMIT 2' }}
 finally:
   - id: drop
     if: steps.restore.status == "ok"
@@ -966,6 +978,24 @@ finally:
         h.check(f'`{chosen}` (step `chosen`)' in section, section)
         h.check(sha256_file(chosen) in section, section)
         h.check('safety' not in section, section)
+        # each step says what it produced: on its end line, in the report
+        # and in the evidence, from values read back with psql
+        version = h.pg.psql("SHOW server_version").strip().split()[0]
+        total = sum(DEMO_COUNTS.values())
+        lines = {l.split()[1]: l for l in r.stdout.splitlines() if l.startswith('ok ')}
+        h.check(f'PostgreSQL {version}, {drill} ' in lines['ping'] and ' MB' in lines['ping'],
+                lines['ping'])
+        h.check(f'{total} rows in {len(DEMO_COUNTS)} tables' in lines['counts'], lines['counts'])
+        h.check('2 rows: [{"id":1},{"id":2}]' in lines['newest'], lines['newest'])
+        h.check(step(rep, 'counts')['summary'] == f'{total} rows in {len(DEMO_COUNTS)} tables', rep)
+        h.check(f'| counts | postgres.row_counts | ok | - | {total} rows in' in ev, ev)
+        # the phases add up: preparation + restore = RTO; verification after
+        slo = rep['slo']
+        h.check(slo['preparation_ms'] + slo['restore_ms'] == slo['rto_ms'], slo)
+        rs, ps = step(rep, 'restore'), step(rep, 'ping')
+        h.check(slo['restore_ms'] == rs['duration_ms'], (slo, rs))
+        h.check(0 < slo['verification_ms'] and slo['verification_ms'] >= ps['duration_ms'], slo)
+        h.check('not part of the RTO' in ev and '| preparation time |' in ev, ev)
     finally:
         drop_db(h, drill)
         drop_db(h, src)

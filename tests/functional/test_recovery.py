@@ -70,7 +70,8 @@ def test_kill9_then_cleanup_drops_drill_database(h):
     p.wait(timeout=30)
     h.check(db_exists(h, name), 'SIGKILL cannot run finally: the database is still there')
     r = h.engine('runs', '--state-dir', h.tmp / 'state')
-    h.check(rd.name in r.stdout and 'incomplete' in r.stdout, r.stdout)
+    line = next((l for l in r.stdout.splitlines() if l.startswith(rd.name)), '')
+    h.check('recovery-drill' in line and 'incomplete' in line, r.stdout)
     r = h.engine('cleanup', rd.name, '--state-dir', h.tmp / 'state',
                  env={'DATABASE_URL': src})
     h.check(r.returncode == 0, r.stdout + r.stderr)

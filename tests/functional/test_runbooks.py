@@ -65,5 +65,53 @@ def test_restore_from_s3_rehearsal(h):
         srv.stop()
 
 
+
+# Where each shipped runbook runs end to end: here with its defaults (only
+# what it requires is given), or in the file named (scenarios that need
+# Podman or a Prisma project around them). A runbook missing from this
+# table fails the test below.
+ELSEWHERE = {
+    'check-prod-volume.yaml': 'test_docker.py',
+    'recover-from-volume.yaml': 'test_docker.py',
+    'migrate-deploy.yaml': 'test_prisma.py',
+}
+
+
+@suite.test
+def test_shipped_runbooks_run_with_their_defaults(h):
+    here = {'backup-with-checksum.yaml', 'backup-verify.yaml', 'restore-drill.yaml',
+            'restore-from-s3.yaml'}
+    shipped = {f.name for f in RUNBOOKS.glob('*.yaml')}
+    h.check(shipped == here | set(ELSEWHERE), f'not run end to end: {shipped - here - set(ELSEWHERE)}')
+    for f, where in ELSEWHERE.items():
+        h.check(f in (ROOT / 'tests' / 'functional' / where).read_text(), f'{f} not in {where}')
+    make_db(h.pg, 'dflt_src')
+    env = {'DATABASE_URL': h.pg.url('dflt_src')}
+    app = h.tmp / 'app'
+    app.mkdir()
+    # backups/ relative to where the operator runs it, with a .sha256 file
+    # that sha256sum accepts from that folder
+    r = h.engine('run', RUNBOOKS / 'backup-with-checksum.yaml', '--state-dir', h.tmp / 's1',
+                 '--report', h.tmp / 'b.json', env=env, cwd=app)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'b.json')
+    h.check(rep['steps']['recheck']['status'] == 'ok', rep['steps']['recheck'])
+    dumps = list((app / 'backups').glob('db-backup-*.dump'))
+    h.check(len(dumps) == 1, list(app.rglob('*')))
+    import subprocess
+    chk = subprocess.run(['sha256sum', '-c', dumps[0].name + '.sha256'], cwd=app / 'backups',
+                         capture_output=True, text=True)
+    h.check(chk.returncode == 0, chk.stdout + chk.stderr)
+    before = h.pg.databases()
+    r = h.engine('run', RUNBOOKS / 'backup-verify.yaml', '--state-dir', h.tmp / 's2',
+                 '--set', f'backup_file={dumps[0]}', env=env, cwd=app)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(h.pg.databases() == before, 'the verify database was left')
+    # the main job: a drill against an embedded throwaway PostgreSQL
+    r = h.engine('run', RUNBOOKS / 'restore-drill.yaml', '--state-dir', h.tmp / 's3',
+                 '--report', h.tmp / 'd.json', env={'DATABASE_URL': ''}, cwd=app, timeout=300)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(h.pg.databases() == before, 'the drill left a database on the suite server')
+
 if __name__ == '__main__':
     suite.main()

@@ -84,6 +84,52 @@ def test_refused_commands_leave_the_database_untouched(h):
 
 
 @suite.test
+def test_conditions_decide_when_a_command_is_refused(h):
+    """A forbidden command in a step whose condition is false does not stop
+    the run; one whose condition is known only later is refused when it is
+    reached (exit 3), after the steps before it ran, and `finally` runs."""
+    db = protected_db(h, 'skycond')
+    guards = f'  protected_databases: ["{db}"]\n'
+    drop = f'dropdb {db}'
+    rb = h.write('cond.yaml', 'version: 1\nname: cond\nparams:\n'
+                 '  wipe: {type: bool, default: false}\n'
+                 'guards:\n' + guards + 'steps:\n'
+                 f'  - id: before\n    uses: shell\n    with: {{command: "touch {h.tmp}/before"}}\n'
+                 f'  - id: wipe\n    uses: shell\n    if: params.wipe\n    with: {{command: "{drop}"}}\n'
+                 f'  - id: later\n    uses: shell\n    if: steps.before.status == "ok"\n'
+                 f'    with: {{command: "{drop}"}}\n'
+                 f'  - id: after\n    uses: shell\n    needs: [later]\n'
+                 f'    with: {{command: "touch {h.tmp}/after"}}\n'
+                 f'finally:\n  - id: tidy\n    uses: shell\n    with: {{command: "touch {h.tmp}/tidy"}}\n')
+    r = h.engine('plan', rb, env=pg_env(h))
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    lines = r.stdout.splitlines()
+    wipe = next(i for i, l in enumerate(lines) if l.strip().startswith('wipe '))
+    later = next(i for i, l in enumerate(lines) if l.strip().startswith('later '))
+    h.check('condition is false' in lines[wipe] and '[not run]' in lines[wipe + 1], r.stdout)
+    h.check('[REFUSED if it runs]' in r.stdout[r.stdout.index(lines[later]):], r.stdout)
+    h.check('refused if they run' in lines[-1], lines[-1])
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's1', '--report', h.tmp / 'r.json',
+                 env=pg_env(h))
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'r.json')
+    st = {k: v['status'] for k, v in rep['steps'].items()}
+    h.check(st == {'before': 'ok', 'wipe': 'skipped', 'later': 'refused', 'after': 'skipped',
+                   'tidy': 'ok'}, st)
+    h.check("'" + db + "' is protected" in rep['steps']['later']['error'], rep['steps']['later'])
+    h.check((h.tmp / 'before').exists() and (h.tmp / 'tidy').exists()
+            and not (h.tmp / 'after').exists(), 'steps ran out of order')
+    h.check(db in h.pg.databases() and rows(h, db) == ROWS, 'the database was touched')
+    # when the condition is true at the start, nothing runs at all
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's2', '--set', 'wipe=true', env=pg_env(h))
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    h.check(db in h.pg.databases() and rows(h, db) == ROWS, 'the database was touched')
+    # a boolean written as 1 is refused with the spelling meant
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's3', '--set', 'wipe=1', env=pg_env(h))
+    h.check(r.returncode == 2 and '(write true)' in r.stdout + r.stderr, r.stdout + r.stderr)
+
+
+@suite.test
 def test_reads_of_a_protected_database_still_work(h):
     db = protected_db(h, 'skyread')
     guards = f'  protected_databases: ["{db}"]\n'

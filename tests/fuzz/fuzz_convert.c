@@ -1,5 +1,5 @@
 /* libFuzzer: values into declared types (every type, with choices, a
- * range), durations, and suggestions. */
+ * range), durations, timestamps, summaries and suggestions. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,12 +10,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   char *s = eng__xstrndup((const char *)data, size);
   int64_t ms;
   eng__parse_duration(s, &ms);
+  char why[160];
+  eng__parse_timestamp(s, &ms, why, sizeof why);
+  eng__type_suggest(s);
   json_t *in[2] = {json_string(s), json_loads(s, JSON_DECODE_ANY, NULL)};
   static const char *const cands[] = {"custom", "directory", "plain", "tar"};
   eng__suggest(s, cands, 4);
   for (int k = 0; k < 2; k++) {
     if (!in[k]) continue;
-    for (int t = ENG_T_STRING; t <= ENG_T_ANY; t++) {
+    for (int t = ENG_T_STRING; t <= ENG_T_TIMESTAMP; t++) {
       char err[512];
       eng_param p = {.name = "p", .type = (eng_type)t,
                      .flags = ENG_P_MIN | ENG_P_MAX, .min = 1, .max = 1e6,
@@ -23,6 +26,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       json_decref(eng__convert_param(in[k], &p, err, sizeof err));
       json_decref(eng__convert(in[k], (eng_type)t, NULL, err, sizeof err));
     }
+    char sum[160];
+    if (json_is_object(in[k])) eng__outputs_summary(in[k], NULL, sum, sizeof sum);
     json_decref(in[k]);
   }
   free(s);

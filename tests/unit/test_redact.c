@@ -106,8 +106,14 @@ static void test_add_url_registers_password(void **state) {
   check(r, "error: password p@ss!word rejected",
         "error: password *** rejected");
   check(r, "raw p%40ss%21word here", "raw *** here");
-  /* The whole URL too. */
-  check(r, "url postgres://app:p%40ss%21word@db/x", "url ***");
+  /* A connection URL keeps what it names: only the password goes. */
+  check(r, "url postgres://app:p%40ss%21word@db/x", "url postgres://app:***@db/x");
+  eng__redactor_add(r, "postgresql://ops@db.internal:5432/ledger?sslmode=require");
+  check(r, "to postgresql://ops@db.internal:5432/ledger?sslmode=require",
+        "to postgresql://ops@db.internal:5432/ledger?sslmode=require");
+  /* a secret that is not a connection URL stays whole */
+  eng__redactor_add(r, "https://hooks.example.com/h/T0K3N");
+  check(r, "post https://hooks.example.com/h/T0K3N", "post ***");
   eng__redactor_add(r, "host=h password='a b c' user=u");
   check(r, "saw a b c", "saw ***");
   eng__redactor_destroy(r);

@@ -98,6 +98,48 @@ static void test_valid(void **state) {
   free(got);
 }
 
+/* Types: only the documented names, strict booleans, timestamps. */
+static void test_types(void **state) {
+  (void)state;
+  expect(HDR "params:\n  n: {type: integer, default: 3}\nsteps:\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "F:4:13: error: parameter 'n': unknown type 'integer'; did you mean 'int'?");
+  expect(HDR "params:\n  f: {type: bool, default: 1}\nsteps:\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "F:4:28: error: parameter 'f': default: expected true or false, got 1 (write true)");
+  expect(HDR "params:\n  f: {type: bool, default: \"yes\"}\nsteps:\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "got 'yes' (write true)");
+  expect(HDR "params:\n  t: {type: timestamp, default: \"29 Nov 2026 22:20\"}\nsteps:\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "'29 Nov 2026 22:20' is not a timestamp (it does not start with a date YYYY-MM-DD)");
+  expect(HDR "slo:\n  rpo: 15m\n  backup_time: \"29 Nov 2026 22:20\"\nsteps:\n"
+             "  - id: a\n    uses: sleep\n    with: {for: 1s}\n",
+         "F:5:16: error: slo.backup_time '29 Nov 2026 22:20' is not a timestamp");
+  size_t n;
+  char *got = diagnose(HDR "params:\n  t: {type: timestamp, default: \"2026-11-29 22:20\"}\n"
+                           "  f: {type: bool, default: FALSE}\n"
+                           "slo:\n  rpo: 15m\n  backup_time: \"${params.t}\"\nsteps:\n"
+                           "  - id: a\n    uses: sleep\n    with: {for: 1s}\n", &n);
+  assert_int_equal(n, 0);
+  free(got);
+  char err[300];
+  json_t *v = json_string("2026-11-29 23:20+01:00");
+  json_t *c = eng__convert(v, ENG_T_TIMESTAMP, NULL, err, sizeof err);
+  assert_non_null(c);
+  assert_string_equal(json_string_value(c), "2026-11-29T22:20:00.000Z");
+  json_decref(c);
+  json_decref(v);
+  v = json_integer(1);
+  assert_null(eng__convert(v, ENG_T_BOOL, NULL, err, sizeof err));
+  json_decref(v);
+  v = json_string("True");
+  c = eng__convert(v, ENG_T_BOOL, NULL, err, sizeof err);
+  assert_true(json_is_true(c));
+  json_decref(c);
+  json_decref(v);
+}
+
 static void test_positions(void **state) {
   (void)state;
   expect(HDR "steps:\n  - id: a\n    uses: shell\n    wiht: {command: x}\n",
@@ -293,6 +335,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid),
       cmocka_unit_test(test_positions),
+      cmocka_unit_test(test_types),
       cmocka_unit_test(test_template_typing),
       cmocka_unit_test(test_yaml_scalars),
       cmocka_unit_test(test_blank_conditions),

@@ -76,9 +76,44 @@ static void test_clock_injectable(void **state) {
   assert_true(eng__now_ms() > 1600000000000);
 }
 
+static void test_timestamps(void **state) {
+  (void)state;
+  int64_t ms;
+  char why[160];
+  /* RFC 3339 and the space-separated form; no offset is UTC */
+  assert_int_equal(eng__parse_timestamp("2026-11-29T22:20:00Z", &ms, why, sizeof why), 0);
+  assert_true(ms == INT64_C(1795990800000));
+  int64_t z = ms;
+  assert_int_equal(eng__parse_timestamp("2026-11-29 22:20", &ms, why, sizeof why), 0);
+  assert_true(ms == z);
+  assert_int_equal(eng__parse_timestamp("2026-11-29 23:20:00+01:00", &ms, why, sizeof why), 0);
+  assert_true(ms == z);
+  assert_int_equal(eng__parse_timestamp("2026-11-29T17:20:00.250-05:00", &ms, why, sizeof why), 0);
+  assert_true(ms == z + 250);
+  assert_int_equal(eng__parse_timestamp("2026-11-29T22:20:00.5Z", &ms, why, sizeof why), 0);
+  assert_true(ms == z + 500);
+  assert_int_equal(eng__parse_timestamp("1970-01-01", &ms, why, sizeof why), 0);
+  assert_true(ms == 0);
+  char buf[40];
+  assert_string_equal(eng__fmt_time(z, buf, sizeof buf), "2026-11-29T22:20:00.000Z");
+  /* refused, with the reason */
+  assert_int_equal(eng__parse_timestamp("29 Nov 2026 22:20", &ms, why, sizeof why), -1);
+  assert_non_null(strstr(why, "YYYY-MM-DD"));
+  assert_int_equal(eng__parse_timestamp("2026-02-29 10:00", &ms, why, sizeof why), -1);
+  assert_non_null(strstr(why, "does not exist"));
+  assert_int_equal(eng__parse_timestamp("2028-02-29 10:00", &ms, why, sizeof why), 0);
+  assert_int_equal(eng__parse_timestamp("2026-13-01", &ms, why, sizeof why), -1);
+  assert_int_equal(eng__parse_timestamp("2026-11-29 24:00", &ms, why, sizeof why), -1);
+  assert_int_equal(eng__parse_timestamp("2026-11-29 22:20 CET", &ms, why, sizeof why), -1);
+  assert_non_null(strstr(why, "CET"));
+  assert_int_equal(eng__parse_timestamp("2026-11-29T22:20:00.Z", &ms, why, sizeof why), -1);
+  assert_int_equal(eng__parse_timestamp("", &ms, why, sizeof why), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_durations),
+      cmocka_unit_test(test_timestamps),
       cmocka_unit_test(test_suggest),
       cmocka_unit_test(test_buf_and_format),
       cmocka_unit_test(test_clock_injectable),

@@ -105,7 +105,9 @@ typedef enum eng_type {
                          the action receives integer milliseconds */
   ENG_T_LIST = 5,
   ENG_T_MAP = 6,
-  ENG_T_ANY = 7
+  ENG_T_ANY = 7,
+  ENG_T_TIMESTAMP = 8 /* RFC 3339 or "YYYY-MM-DD HH:MM[:SS][offset]"; the
+                         action receives RFC 3339 UTC with milliseconds */
 } eng_type;
 
 /* What a parameter names, for guards. */
