@@ -4,9 +4,11 @@
  * Lua is resolved against the declared parameters, the step ids (and
  * their underscore spellings), the actions' declared outputs and the
  * step's own `outputs:`. Unknown names are errors with file:line:col and
- * "did you mean"; a step a reference may not have seen run is left to the
- * run (it reads as missing then). Code that declares a local named like a
- * root is not checked (the name is its own there). */
+ * "did you mean". Reading the outputs of a step that may not have run is
+ * a warning: from a main step, one that is not among its (transitive)
+ * `needs`; from a `finally` step, a main step its `if:` does not look at.
+ * Code that declares a local named like a root is not checked (the name is
+ * its own there). */
 #include "plan.h"
 
 #include <ctype.h>
@@ -20,6 +22,8 @@ typedef struct refctx {
   const eng__step *self; /* the step whose `outputs` the code sees, or NULL */
   const eng__node *node; /* where the code is, for the position */
   const char *what;      /* "if", "check", "parameter 'x'"... */
+  const eng__step *user; /* the step the code belongs to, or NULL */
+  bool in_if;            /* the code is that step's condition */
 } refctx;
 
 static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
@@ -75,6 +79,57 @@ static void err(refctx *c, const char *fmt, const char *a, const char *b,
                   c->node ? c->node->col : 0, "%s: %s%s%s%s", c->what, msg,
                   hint ? " (did you mean '" : "", hint ? hint : "",
                   hint ? "'?)" : "");
+}
+
+/* Is `target` among the transitive dependencies of `from`? */
+static bool depends_on(const eng__runbook *rb, size_t from, size_t target,
+                       unsigned char *seen) {
+  if (seen[from]) return false;
+  seen[from] = 1;
+  const eng__step *s = &rb->steps[from];
+  for (size_t k = 0; k < s->n_deps; k++)
+    if (s->deps[k] == target || depends_on(rb, s->deps[k], target, seen))
+      return true;
+  return false;
+}
+
+/* Warn when the code of c->user reads the outputs of a step that may not
+ * have run by then. */
+static void check_ran(refctx *c, const eng__step *st, const char *shown) {
+  const eng__step *u = c->user;
+  if (!u || u == st || c->in_if || st->is_finally) return;
+  const char *why = NULL;
+  if (!u->is_finally) {
+    unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
+    bool dep = depends_on(c->rb, u->idx, st->idx, seen);
+    free(seen);
+    if (!dep) why = "is not among the steps it needs (add it to 'needs')";
+  } else {
+    /* fine when the condition looks at it, or at a step that needs it */
+    const char *cond = u->if_node ? u->if_node->str : "";
+    bool looked = false;
+    for (size_t y = 0; y < c->rb->n_main && !looked; y++) {
+      const eng__step *ys = &c->rb->steps[y];
+      char *us = eng__xstrdup(ys->id);
+      for (char *x = us; *x; x++)
+        if (*x == '-') *x = '_';
+      if (strstr(cond, ys->id) || strstr(cond, us)) {
+        unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
+        looked = y == st->idx || depends_on(c->rb, y, st->idx, seen);
+        free(seen);
+      }
+      free(us);
+    }
+    if (!looked)
+      why = "may have been skipped or failed, and this finally step's 'if:' "
+            "does not look at it (add e.g. steps.ID.status == \"ok\")";
+  }
+  if (why)
+    eng__diag_warn(c->d, c->rb->file, c->node ? c->node->line : 0,
+                   c->node ? c->node->col : 0,
+                   "%s: %s: step '%s' %s; it may not have run when '%s' "
+                   "starts",
+                   c->what, shown, st->id, why, u->id);
 }
 
 /* Are the outputs of this step a closed set (declared by its action)? */
@@ -192,6 +247,7 @@ static void check_code(refctx *c, const char *code) {
             if (out) {
               char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
               check_output(c, st, out, shown);
+              check_ran(c, st, shown);
               free(shown);
             }
             free(out);
@@ -244,7 +300,7 @@ static bool is_code_param(const eng__step *s, const char *k) {
 }
 
 void eng__refs_check(eng__runbook *rb, eng__diags *d) {
-  refctx c = {rb, d, NULL, NULL, NULL};
+  refctx c = {rb, d, NULL, NULL, NULL, NULL, false};
   for (size_t i = 0; i < rb->n_params; i++) {
     c.what = "parameter default";
     check_tree(&c, rb->params[i].def, false);
@@ -253,6 +309,7 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
     eng__step *s = &rb->steps[i];
     char what[160];
     c.self = NULL;
+    c.user = s;
     for (size_t k = 0; s->with && k < s->with->n; k++) {
       const char *key = s->with->keys[k]->str;
       snprintf(what, sizeof what, "step '%s': parameter '%s'", s->id, key);
@@ -266,7 +323,9 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
     if (s->if_node) {
       char *code = eng__cond_code(s->if_node->str);
       c.node = s->if_node;
+      c.in_if = true;
       check_code(&c, code);
+      c.in_if = false;
       c.node = NULL;
       free(code);
     }
@@ -277,6 +336,7 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
     check_tree(&c, s->outputs, false);
   }
   c.self = NULL;
+  c.user = NULL;
   c.what = "slo.backup_time";
   check_tree(&c, rb->slo_backup_time, false);
   eng__node *checks = eng__node_get(rb->guards, "checks");

@@ -140,6 +140,62 @@ static void test_types(void **state) {
   json_decref(v);
 }
 
+/* References in expressions: every form, with positions and suggestions,
+ * and the valid forms that must pass. */
+static void test_references(void **state) {
+  (void)state;
+#define RB(body) HDR "params:\n  restore_db: {default: x}\nsteps:\n" \
+  "  - id: safety-backup\n    uses: shell\n" \
+  "    with: {command: \"echo backup\"}\n" \
+  "  - id: restore\n    uses: shell\n" \
+  "    with: {command: \"echo restore\"}\n" body
+  expect(RB("  - id: c\n    uses: shell\n    with: {command: \"echo ${steps.restore.outputs.stdot}\"}\n"),
+         "F:14:21: error: step 'c': parameter 'command': steps.restore.outputs.stdot: "
+         "shell has no such output (did you mean 'stdout'?)");
+  expect(RB("  - id: c\n    uses: shell\n    with: {command: \"echo ${params.restore_bd}\"}\n"),
+         "params.restore_bd: no such parameter (did you mean 'restore_db'?)");
+  expect(RB("  - id: c\n    uses: shell\n    with: {command: \"echo ${steps.restroe.status}\"}\n"),
+         "steps.restroe: no such step (did you mean 'restore'?)");
+  expect(RB("  - id: c\n    uses: shell\n    if: steps.safety-backup.status == \"ok\"\n"
+            "    with: {command: echo}\n"),
+         "F:14:9: error: step 'c': 'if': steps.safety: no such step (Lua reads a dash as a "
+         "minus: use the underscore spelling or steps[\"...\"]) (did you mean 'safety_backup'?)");
+  expect(RB("  - id: c\n    uses: shell\n    with: {command: echo}\n"
+            "    check: return outputs.exit_cod == 0\n"),
+         "outputs.exit_cod: shell has no such output (did you mean 'exit_code'?)");
+  expect(RB("  - id: c\n    uses: shell\n    with: {command: \"${steps.restore.stauts}\"}\n"),
+         "steps.restore.stauts: a step has 'status' and 'outputs' (did you mean 'status'?)");
+  /* valid: brackets, underscore spelling, concatenation, a local named
+   * like a root, the step's own outputs, lua outputs (open) */
+  size_t n;
+  char *got = diagnose(RB("  - id: c\n    uses: lua\n    with:\n      script: |\n"
+                          "        local steps = {x = 1}\n        return {v = steps.x}\n"
+                          "  - id: d\n    uses: shell\n"
+                          "    if: steps[\"safety-backup\"].status == \"ok\" and steps.safety_backup.outputs.stdout ~= nil\n"
+                          "    with: {command: \"echo ${'db=' .. steps.restore.outputs.stdout .. params.restore_db} ${steps.c.outputs.anything}\"}\n"
+                          "    outputs: {mine: \"${outputs.stdout}\"}\n"),
+                       &n);
+  assert_int_equal(n, 0);
+  assert_null(strstr(got, "warning"));
+  free(got);
+  /* a step that may not have run: a warning, not an error */
+  got = diagnose(RB("  - id: c\n    uses: shell\n    needs: []\n"
+                    "    with: {command: \"echo ${steps.restore.outputs.stdout}\"}\n"
+                    "finally:\n  - id: f\n    uses: shell\n"
+                    "    with: {command: \"echo ${steps.restore.outputs.stdout}\"}\n"
+                    "  - id: g\n    uses: shell\n    if: steps.restore.status == \"ok\"\n"
+                    "    with: {command: \"echo ${steps.safety_backup.outputs.stdout}\"}\n"),
+                 &n);
+  assert_int_equal(n, 0);
+  assert_non_null(strstr(got, "F:15:21: warning: step 'c': parameter 'command': "
+                              "steps.restore.outputs.stdout: step 'restore' is not among "
+                              "the steps it needs"));
+  assert_non_null(strstr(got, "F:19:21: warning: step 'f'"));
+  assert_null(strstr(got, "step 'g'"));
+  free(got);
+#undef RB
+}
+
 static void test_positions(void **state) {
   (void)state;
   expect(HDR "steps:\n  - id: a\n    uses: shell\n    wiht: {command: x}\n",
@@ -336,6 +392,7 @@ int main(void) {
       cmocka_unit_test(test_valid),
       cmocka_unit_test(test_positions),
       cmocka_unit_test(test_types),
+      cmocka_unit_test(test_references),
       cmocka_unit_test(test_template_typing),
       cmocka_unit_test(test_yaml_scalars),
       cmocka_unit_test(test_blank_conditions),
