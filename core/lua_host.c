@@ -128,10 +128,12 @@ static void lh_fix_lines(char *msg) {
     if (r[0] == ':' && r[1] == '+' && isdigit((unsigned char)r[2])) {
       char *end;
       long off = strtol(r + 2, &end, 10);
-      if (*end == ':' && isdigit((unsigned char)end[1])) {
+      /* line numbers only: text that merely looks like one (an error
+       * quoting its input) may hold any number */
+      if (*end == ':' && isdigit((unsigned char)end[1]) && off < 100000000) {
         char *end2;
         long n = strtol(end + 1, &end2, 10);
-        if (*end2 == ':') {
+        if (*end2 == ':' && n < 100000000) {
           w += sprintf(w, ":%ld", off + n);
           r = end2;
           continue;

@@ -92,9 +92,10 @@ int eng__run_params(eng__run *r, eng__diags *d) {
       }
       c = eng__convert(v, p->type, p->choices ? choices : NULL, err,
                        sizeof err);
-      /* A duration parameter keeps the text it was given ("90s"), checked:
-       * actions convert it themselves, so it never changes unit twice. */
-      if (c && p->type == ENG_T_DURATION && json_is_string(v)) {
+      /* A duration parameter keeps what it was given ("90s", or a number
+       * of seconds), checked: actions convert it themselves, so it never
+       * changes unit twice. */
+      if (c && p->type == ENG_T_DURATION && (json_is_string(v) || json_is_number(v))) {
         json_decref(c);
         c = json_incref(v);
       }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,6 +90,19 @@ int eng__run_open_dir(eng__run *r, eng__diags *d) {
   }
   r->dir = eng__asprintf("%s/runs/%s", abs, r->id);
   free(abs);
+  if (r->opts->resume) { /* never a new run under a mistyped id */
+    char *j = eng__asprintf("%s/journal", r->dir);
+    struct stat sb;
+    int missing = stat(j, &sb) != 0;
+    free(j);
+    if (missing) {
+      eng__diag_error(d, NULL, 0, 0,
+                      "--resume %s: no such run in %s (see 'engine runs'; "
+                      "wrong run id or --state-dir?)",
+                      r->id, r->opts->state_dir);
+      return -1;
+    }
+  }
   if (eng__mkdir_p(r->dir, 0700) != 0) {
     eng__diag_error(d, NULL, 0, 0,
                     "cannot create the run directory %s: %s (check "

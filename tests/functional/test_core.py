@@ -621,5 +621,20 @@ def test_lua_library_require(h):
     h.check('public.Order: missing' in rep['steps']['same']['outputs']['why'], rep['steps']['same'])
 
 
+
+@suite.test
+def test_resume_of_an_unknown_run_and_duration_numbers(h):
+    rb = h.write('d.yaml', 'version: 1\nname: d\nparams:\n'
+                 '  pause: {type: duration, default: 1}\nsteps:\n'
+                 '  - id: wait\n    uses: sleep\n    with: {for: "${params.pause}"}\n')
+    # a mistyped run id never starts a new run under that id
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'st', '--resume', '20991231-000000-dead')
+    h.check(r.returncode == 2 and 'no such run' in r.stderr, r.stdout + r.stderr)
+    h.check(not (h.tmp / 'st' / 'runs' / '20991231-000000-dead').exists(), 'a run was created')
+    # a duration given as a number is seconds, converted once
+    t0 = time.time()
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'st', timeout=60)
+    h.check(r.returncode == 0 and 0.9 < time.time() - t0 < 20, (time.time() - t0, r.stdout))
+
 if __name__ == '__main__':
     suite.main()
