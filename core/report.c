@@ -183,6 +183,7 @@ static char *junit_xml(eng__run *r) {
 typedef struct backup_info {
   const char *step, *name, *sha256;
   json_int_t bytes;
+  bool external; /* restored, and made by no step of this run */
 } backup_info;
 
 static bool backup_like(const json_t *o) {
@@ -210,11 +211,13 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->name = in;
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
+    b->external = true;
     for (size_t k = 0; k < r->rb->n_main; k++) {
       const json_t *p = r->st[k].outputs;
       const char *n = backup_name(p);
       if (k == i || !backup_like(p) || !n || strcmp(n, in)) continue;
       b->step = r->rb->steps[k].id;
+      b->external = false;
       if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
       if (!b->bytes) b->bytes = json_integer_value(json_object_get(p, "bytes"));
       break;
@@ -298,9 +301,9 @@ json_t *eng__run_state(eng__run *r) {
   backup_info bk;
   json_t *backup = json_null();
   if (find_backup(r, &bk)) {
-    backup = json_pack("{s:s, s:s, s:I, s:s?}", "step", bk.step, "name",
+    backup = json_pack("{s:s, s:s, s:I, s:s?, s:b}", "step", bk.step, "name",
                        bk.name ? bk.name : "", "bytes", bk.bytes, "sha256",
-                       bk.sha256);
+                       bk.sha256, "external", bk.external);
     if (r->slo_measured && r->rpo_ms >= 0)
       json_object_set_new(backup, "age_ms", json_integer(r->rpo_ms));
   }
@@ -348,7 +351,11 @@ static char *evidence_md(eng__run *r) {
   backup_info bk;
   eng__buf_adds(&b, "## Backup chosen\n\n");
   if (find_backup(r, &bk)) {
-    eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
+    if (bk.external)
+      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; restored by step `%s`)\n",
+                    bk.name ? bk.name : "?", bk.step);
+    else
+      eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
     eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
     eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
     if (r->rpo_ms >= 0) eng__buf_addf(&b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));

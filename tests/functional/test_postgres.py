@@ -996,6 +996,26 @@ finally:
         h.check(slo['restore_ms'] == rs['duration_ms'], (slo, rs))
         h.check(0 < slo['verification_ms'] and slo['verification_ms'] >= ps['duration_ms'], slo)
         h.check('not part of the RTO' in ev and '| preparation time |' in ev, ev)
+        # a backup no step of the run made is named as external
+        rb2 = h.write('ev2.yaml', f"""version: 1
+name: evidence-external
+steps:
+  - id: restore
+    uses: postgres.restore
+    recovered: true
+    with: {{ url: "${{env.DATABASE_URL}}", file: "{chosen}", database: {drill}_x,
+             sha256: {sha256_file(chosen)} }}
+finally:
+  - id: drop
+    uses: postgres.drop_database
+    with: {{ url: "${{env.DATABASE_URL}}", database: {drill}_x, if_exists: true }}
+""")
+        r, rep = run(h, rb2, '--evidence', h.tmp / 'ev2.md', env={'DATABASE_URL': url})
+        h.check(r.returncode == 0, out(r))
+        ev2 = (h.tmp / 'ev2.md').read_text()
+        section = ev2.split('## Backup chosen', 1)[1].split('\n## ', 1)[0]
+        h.check(f'`{chosen}` (external: not made by this run; restored by step `restore`)' in section
+                and sha256_file(chosen) in section, section)
     finally:
         drop_db(h, drill)
         drop_db(h, src)
