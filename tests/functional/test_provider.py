@@ -122,11 +122,12 @@ class FaultProxy(Listener):
     """Forwards each request to moto and, for requests whose body holds
     `match`, changes moto's answer: 'truncate' cuts the body in half (and
     says so in Content-Length), 'status200' turns an error status into
-    200 OK with moto's error body."""
+    200 OK with moto's error body, 'unavailable' answers the first `limit`
+    of them with an empty 503 (moto never saw them)."""
 
     def __init__(self, upstream_port):
         self.up = upstream_port
-        self.match, self.mode, self.hits = None, None, 0
+        self.match, self.mode, self.hits, self.limit = None, None, 0, 0
         super().__init__()
 
     def _serve(self, c):
@@ -155,6 +156,12 @@ class FaultProxy(Listener):
     def _forward(self, c):
         try:
             req = self._read_request(c)
+            if (self.mode == 'unavailable' and self.match.encode() in req
+                    and self.hits < self.limit):
+                self.hits += 1
+                c.sendall(b'HTTP/1.1 503 Service Unavailable\r\n'
+                          b'Content-Length: 0\r\nConnection: close\r\n\r\n')
+                return
             u = socket.create_connection(('127.0.0.1', self.up))
             u.sendall(req)
             resp = b''
@@ -164,7 +171,8 @@ class FaultProxy(Listener):
                     break
                 resp += chunk
             u.close()
-            if self.match and self.match.encode() in req:
+            if (self.mode in ('truncate', 'status200') and self.match
+                    and self.match.encode() in req):
                 self.hits += 1
                 resp = self._fault(resp)
             c.sendall(resp)
@@ -423,12 +431,80 @@ def test_truncated_answer_and_error_in_200(h):
         h.check(proxy.hits >= 1, 'the fault was not injected')
         h.check(r.returncode == 1 and 'HTTP 200 with an error' in out
                 and 'DBInstanceNotFound' in out, out)
+        # a read answered 503 twice: retried with backoff, then it works
+        proxy.hits, proxy.limit = 0, 2
+        proxy.match, proxy.mode = 'Action=DescribeDBInstances', 'unavailable'
+        r = run(h, 'describe.yaml', f'instance={SOURCE}', env=dict(env, ENGINE_TEST_SEED='7'))
+        out = r.stdout + r.stderr
+        h.check(r.returncode == 0 and proxy.hits == 2, out)
+        h.check(out.count('retrying in') == 2, out)
+        proxy.match, proxy.mode = 'Action=DescribeDBInstances', 'status200'
         # a restore whose existence check gets an error under 200: nothing made
         r = run(h, 'drill.yaml', f'source={SOURCE}', 'copy=odd-copy', env=env)
         h.check(r.returncode == 1, r.stdout + r.stderr)
         h.check(instances() == before, (instances(), before))
     finally:
         proxy.close()
+
+
+# ---- the shipped runbook ---------------------------------------------------------
+
+RUNBOOK = pathlib.Path(__file__).resolve().parents[2] / 'runbooks' / 'managed-restore-test.yaml'
+
+
+def restore_test(h, *sets, env=None):
+    args = ['run', RUNBOOK, '--state-dir', h.tmp / 'state', '--report',
+            h.tmp / 'report.json', '--evidence', h.tmp / 'evidence.md']
+    for s in sets:
+        args += ['--set', s]
+    e = srv().env()
+    e.update(env or {})
+    return h.engine(*args, env=e, timeout=180)
+
+
+@suite.test
+def test_managed_restore_test_runbook(h):
+    r = h.engine('validate', RUNBOOK)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    before = instances()
+    # the newest automated snapshot (moto takes one when an instance is made)
+    r = restore_test(h, f'source_instance={SOURCE}')
+    out = r.stdout + r.stderr
+    h.check(r.returncode == 0, out)
+    rep = report(h)
+    picked = rep['steps']['pick']['outputs']['picked']
+    h.check(picked['type'] == 'automated' and picked['instance'] == SOURCE, picked)
+    rest = rep['steps']['restore']['outputs']
+    h.check(rest['instance'] == 'drill-' + rep['run_id'].lower(), rest)
+    h.check(rest['source'] == picked['snapshot_id'], (rest, picked))
+    slo = rep['slo']
+    h.check(slo['rto_met'] and slo['rto_ms'] >= rest['restore_ms'], slo)
+    h.check(slo['rpo_ms'] is not None and slo['rpo_met'], slo)
+    ev = (h.tmp / 'evidence.md').read_text()
+    h.check('total RTO' in ev and 'met' in ev, ev)
+    h.check(f"name: `{picked['snapshot_id']}` (step `pick`)" in ev, ev)
+    h.check(rep['steps']['evidence']['outputs']['recovery_point'] == picked['snapshot_id'],
+            rep['steps']['evidence'])
+    h.check(rep['steps']['delete-copy']['status'] == 'ok', rep['steps']['delete-copy'])
+    h.check(instances() == before, (instances(), before))
+    # a fresh snapshot, and the data checks asked for: the copy's endpoint
+    # does not answer here, which is reported, and the restore still counts
+    r = restore_test(h, f'source_instance={SOURCE}', 'fresh_snapshot=true',
+                     'validate_data=true', 'reach_timeout=1s')
+    out = r.stdout + r.stderr
+    h.check(r.returncode == 0, out)
+    rep = report(h)
+    fresh = rep['steps']['fresh']['outputs']['snapshot_id']
+    h.check(snapshot_exists(fresh), fresh)
+    h.check(rep['steps']['reach']['status'] == 'failed', rep['steps']['reach'])
+    h.check(rep['steps']['counts']['status'] == 'skipped', rep['steps']['counts'])
+    h.check(rep['steps']['evidence']['outputs']['data_checked'] is False,
+            rep['steps']['evidence'])
+    h.check(instances() == before, (instances(), before))
+    # the source is protected: a restore onto it is refused before anything
+    r = restore_test(h, f'source_instance={SOURCE}', f'restore_instance={SOURCE}')
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    h.check(instances() == before, (instances(), before))
 
 
 if __name__ == '__main__':
