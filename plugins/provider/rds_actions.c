@@ -616,8 +616,9 @@ static void snapshots_report(job *j) {
   size_t *idx = aws_xcalloc(n, sizeof *idx);
   for (size_t i = 0; i < n; i++) { /* only what a restore can use */
     json_t *s = json_array_get(j->acc, i);
-    if (strcmp(json_string_value(json_object_get(s, "status")), "available"))
-      continue;
+    if (strcmp(json_string_value(json_object_get(s, "status")), "available") ||
+        json_integer_value(json_object_get(s, "age_s")) < 0)
+      continue; /* not restorable now, or of unknown age */
     times[m] = now - json_integer_value(json_object_get(s, "age_s"));
     names[m] = json_string_value(json_object_get(s, "snapshot_id"));
     idx[m++] = i;

@@ -213,6 +213,8 @@ def test_snapshot_restore_describe_delete(h):
     # boto3: the copy is gone, the source is there, the snapshot was kept
     h.check(instances() == before, (instances(), before))
     h.check(snapshot_exists(snap['snapshot_id']), snap['snapshot_id'])
+    h.check(outputs(h, 'drop')['status'] == 'deleted', outputs(h, 'drop'))
+    h.check('(gone)' in r.stdout, r.stdout)
     # the journal says what was created and removed
     j = (h.tmp / 'state' / 'runs' / run_id(h) / 'journal').read_text()
     h.check('"kind":"instance"' in j.replace(' ', '') and '"removed"' in j, j)
@@ -369,6 +371,35 @@ def test_wrong_secret_clear_message_without_secret(h):
     h.check(r.returncode == 1, out)
     h.check('signature does not match' in out and 'AWS_SECRET_ACCESS_KEY' in out, out)
     h.check(bad not in out, 'the secret leaked')
+
+
+@suite.test
+def test_profile_credentials_and_rds_endpoint(h):
+    """AWS_ENDPOINT_URL_RDS wins over AWS_ENDPOINT_URL; credentials and
+    region from a profile of the shared files."""
+    lst = Listener()
+    try:
+        creds = h.write('aws/credentials',
+                        f'[default]\naws_access_key_id = AKIDNOTKNOWN\naws_secret_access_key = whatever-secret-123\n'
+                        f'[drill]\naws_access_key_id = {srv().key}\n'
+                        f'aws_secret_access_key = {srv().secret}\n')
+        conf = h.write('aws/config', '[profile drill]\nregion = us-east-1\n')
+        env = {'AWS_ACCESS_KEY_ID': '', 'AWS_SECRET_ACCESS_KEY': '', 'AWS_REGION': '',
+               'AWS_PROFILE': 'drill', 'AWS_SHARED_CREDENTIALS_FILE': str(creds),
+               'AWS_CONFIG_FILE': str(conf),
+               'AWS_ENDPOINT_URL': f'http://127.0.0.1:{lst.port}',
+               'AWS_ENDPOINT_URL_RDS': srv().endpoint}
+        r = run(h, 'describe.yaml', f'instance={SOURCE}', env=env)
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+        h.check(outputs(h, 'look')['instance'] == SOURCE, outputs(h, 'look'))
+        h.check(lst.accepted == 0, 'AWS_ENDPOINT_URL was used instead of _RDS')
+        # the default profile's key is not known to the server
+        r = run(h, 'describe.yaml', f'instance={SOURCE}', env=dict(env, AWS_PROFILE='default'))
+        out = r.stdout + r.stderr
+        h.check(r.returncode == 1 and "'AKIDNOTKNOWN'" in out and 'InvalidClientTokenId' in out, out)
+        h.check('whatever-secret-123' not in out, out)
+    finally:
+        lst.close()
 
 
 @suite.test
