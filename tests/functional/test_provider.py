@@ -123,7 +123,8 @@ class FaultProxy(Listener):
     `match`, changes moto's answer: 'truncate' cuts the body in half (and
     says so in Content-Length), 'status200' turns an error status into
     200 OK with moto's error body, 'unavailable' answers the first `limit`
-    of them with an empty 503 (moto never saw them)."""
+    of them with an empty 503 (moto never saw them), 'delay' holds moto's
+    answer for 5 s."""
 
     def __init__(self, upstream_port):
         self.up = upstream_port
@@ -175,6 +176,9 @@ class FaultProxy(Listener):
                     and self.match.encode() in req):
                 self.hits += 1
                 resp = self._fault(resp)
+            elif self.mode == 'delay' and self.match.encode() in req:
+                self.hits += 1
+                time.sleep(5)
             c.sendall(resp)
         finally:
             c.close()
@@ -234,7 +238,9 @@ def test_point_in_time_restore(h):
 
 
 @suite.test
-def test_snapshots_paged_and_picked(h):
+def test_snapshots_listed_and_picked(h):
+    # (moto answers DescribeDBSnapshots in one page whatever MaxRecords
+    # says; the Marker loop's parsing is in tests/unit/test_rds_wait.c)
     inst = 'pick-src'
     make_instance(inst)
     for i in range(23):
@@ -474,6 +480,47 @@ def test_truncated_answer_and_error_in_200(h):
         r = run(h, 'drill.yaml', f'source={SOURCE}', 'copy=odd-copy', env=env)
         h.check(r.returncode == 1, r.stdout + r.stderr)
         h.check(instances() == before, (instances(), before))
+    finally:
+        proxy.close()
+
+
+TIMED_OUT = """version: 1
+name: provider-timeout
+params:
+  snapshot: {required: true}
+steps:
+  - id: restore
+    uses: provider.restore
+    timeout: 1500ms
+    with: {snapshot_id: "${params.snapshot}", instance: slow-copy}
+finally:
+  - id: drop
+    uses: provider.delete_instance
+    with: {instance: slow-copy, skip_final_snapshot: true, if_exists: true}
+"""
+
+
+@suite.test
+def test_step_timeout_during_restore_leaves_nothing(h):
+    """The answer to the restore never arrives in time: the step times out,
+    and the copy moto did create is removed by finally (it was journaled
+    before the request went out)."""
+    snap = 'slow-snap'
+    rds().create_db_snapshot(DBInstanceIdentifier=SOURCE, DBSnapshotIdentifier=snap)
+    before = instances()
+    proxy = FaultProxy(srv().port)
+    try:
+        proxy.match, proxy.mode = 'Action=RestoreDBInstanceFromDBSnapshot', 'delay'
+        w = h.write('timeout.yaml', TIMED_OUT)
+        r = h.engine('run', w, '--state-dir', h.tmp / 'state', '--report',
+                     h.tmp / 'report.json', '--set', f'snapshot={snap}',
+                     env=dict(srv().env(), AWS_ENDPOINT_URL=f'http://127.0.0.1:{proxy.port}'))
+        out = r.stdout + r.stderr
+        h.check(proxy.hits == 1, out)
+        h.check(r.returncode == 1, out)
+        h.check(report(h)['steps']['restore']['status'] == 'timed_out', out)
+        h.check(report(h)['steps']['drop']['status'] == 'ok', out)
+        h.check(instances() == before, (instances(), before, out))
     finally:
         proxy.close()
 
