@@ -359,7 +359,12 @@ static const char *const side_names[] = {"read_only", "creates",
                                          "external"};
 static const char *const target_names[] = {"",         "database", "volume",
                                            "container", "bucket",   "instance",
-                                           "command",  "file"};
+                                           "command",  "file",     "snapshot"};
+
+static const char *target_name(eng_target t) {
+  return (unsigned)t < sizeof target_names / sizeof *target_names
+             ? target_names[t] : "target";
+}
 
 static void print_action(const eng__action_ref *a, bool full) {
   const eng_action *act = a->action;
@@ -373,7 +378,7 @@ static void print_action(const eng__action_ref *a, bool full) {
     if (p->flags & ENG_P_REQUIRED) printf(" required");
     if (p->flags & ENG_P_SECRET) printf(" secret");
     if (p->def) printf(" default=%s", p->def);
-    if (p->target) printf(" target=%s", target_names[p->target]);
+    if (p->target) printf(" target=%s", target_name(p->target));
     if (p->choices) printf(" choices=%s", p->choices);
     printf("  %s\n", p->doc ? p->doc : "");
   }
@@ -501,7 +506,7 @@ static json_t *param_schema(const eng_param *p) {
   }
   if (p->choices) eng__buf_addf(&md, ", one of `%s`", p->choices);
   if (p->flags & ENG_P_SECRET) eng__buf_adds(&md, ", secret");
-  if (p->target) eng__buf_addf(&md, ", names a %s", target_names[p->target]);
+  if (p->target) eng__buf_addf(&md, ", names a %s", target_name(p->target));
   if (p->doc) {
     json_object_set_new(ps, "description", json_string(p->doc));
     eng__buf_addf(&md, "\n\n%s", p->doc);

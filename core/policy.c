@@ -24,13 +24,15 @@ static const char *const list_of[] = {
     [ENG_TARGET_VOLUME] = "protected_volumes",
     [ENG_TARGET_CONTAINER] = "protected_volumes",
     [ENG_TARGET_BUCKET] = "protected_buckets",
-    [ENG_TARGET_INSTANCE] = "protected_instances"};
+    [ENG_TARGET_INSTANCE] = "protected_instances",
+    /* a snapshot is protected by its id or by its instance's (evidence) */
+    [ENG_TARGET_SNAPSHOT] = "protected_instances"};
 
 static const char *const kind_of[] = {
     [ENG_TARGET_FILE] = "path",
     [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
     [ENG_TARGET_CONTAINER] = "container", [ENG_TARGET_BUCKET] = "object",
-    [ENG_TARGET_INSTANCE] = "instance"};
+    [ENG_TARGET_INSTANCE] = "instance", [ENG_TARGET_SNAPSHOT] = "snapshot"};
 
 static void record(eng__run *r, const char *step, const char *decision,
                    const char *rule, const char *target, const char *evidence,

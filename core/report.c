@@ -197,6 +197,13 @@ static const char *backup_name(const json_t *o) {
   return n ? n : json_string_value(json_object_get(o, "url"));
 }
 
+/* A snapshot a step took or picked (provider.snapshot, .snapshots). */
+static const char *snapshot_name(const json_t *o) {
+  const char *n = json_string_value(json_object_get(o, "snapshot_id"));
+  return n ? n : json_string_value(
+                     json_object_get(json_object_get(o, "picked"), "snapshot_id"));
+}
+
 static bool is_restore(const eng__step *s) {
   return s->recovered || (s->action && strstr(s->action->full, "restore"));
 }
@@ -205,6 +212,9 @@ static bool find_backup(eng__run *r, backup_info *b) {
   memset(b, 0, sizeof *b);
   for (size_t i = 0; i < r->rb->n_main; i++) {
     const char *in = json_string_value(json_object_get(r->st[i].params, "file"));
+    /* a managed database restores a snapshot rather than a file */
+    bool snap = !in;
+    if (snap) in = json_string_value(json_object_get(r->st[i].params, "snapshot_id"));
     if (!is_restore(&r->rb->steps[i]) || !in || !r->st[i].started_ms) continue;
     const json_t *o = r->st[i].outputs;
     b->step = r->rb->steps[i].id;
@@ -214,8 +224,8 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->external = true;
     for (size_t k = 0; k < r->rb->n_main; k++) {
       const json_t *p = r->st[k].outputs;
-      const char *n = backup_name(p);
-      if (k == i || !backup_like(p) || !n || strcmp(n, in)) continue;
+      const char *n = snap ? snapshot_name(p) : backup_name(p);
+      if (k == i || (!snap && !backup_like(p)) || !n || strcmp(n, in)) continue;
       b->step = r->rb->steps[k].id;
       b->external = false;
       if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
@@ -356,7 +366,8 @@ static char *evidence_md(eng__run *r) {
                     bk.name ? bk.name : "?", bk.step);
     else
       eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
-    eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
+    if (bk.bytes > 0 || bk.sha256)
+      eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
     eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
     if (r->rpo_ms >= 0) eng__buf_addf(&b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
   } else {

@@ -47,7 +47,7 @@ static int64_t pint(const json_t *p, const char *name, int64_t def) {
 
 /* mkdir -p of path's parent directory; 0 or an errno. */
 static int mkdir_parent(const char *path) {
-  char *d = s3_xstrdup(path);
+  char *d = aws_xstrdup(path);
   char *slash = strrchr(d, '/');
   int rc = 0;
   if (slash && slash != d) {
@@ -72,7 +72,7 @@ static json_t *jstr_or_empty(const char *s) { return json_string(s ? s : ""); }
 
 typedef struct put_job {
   eng_op op; /* first: the life cycle (<engine/op.h>) */
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *file;
   int fd;
   int64_t size;
@@ -92,7 +92,7 @@ typedef struct put_job {
 
 static void put_free(put_job *j) {
   if (j->fd >= 0) close(j->fd);
-  s3_cfg_free(&j->cfg);
+  aws_cfg_free(&j->cfg);
   EVP_MD_CTX_free(j->check);
   free(j->url);
   free(j->file);
@@ -130,7 +130,7 @@ static void put_hash_fn(void *ud) {
   EVP_MD_CTX *m = EVP_MD_CTX_new();
   unsigned char md[32];
   unsigned int mdlen = 0;
-  char *buf = s3_xmalloc(1 << 20);
+  char *buf = aws_xmalloc(1 << 20);
   EVP_DigestInit_ex(m, EVP_sha256(), NULL);
   int64_t off = 0;
   for (;;) {
@@ -147,7 +147,7 @@ static void put_hash_fn(void *ud) {
   EVP_DigestFinal_ex(m, md, &mdlen);
   EVP_MD_CTX_free(m);
   free(buf);
-  s3_hex(md, 32, j->sha);
+  aws_hex(md, 32, j->sha);
 }
 
 static void put_read_fn(void *ud) {
@@ -221,7 +221,7 @@ static void put_read_after(void *ud) {
     unsigned int mdlen = 0;
     char hex[65];
     EVP_DigestFinal_ex(j->check, md, &mdlen);
-    s3_hex(md, 32, hex);
+    aws_hex(md, 32, hex);
     if (j->stream_mode) memcpy(j->sha, hex, 65);
     if (strcmp(hex, j->sha) != 0 || j->off != j->size) {
       H->fail(j->op.call,
@@ -263,20 +263,20 @@ static void put_hash_after(void *ud) {
   s3_writer_set_size(j->w, j->size);
   j->check = EVP_MD_CTX_new();
   EVP_DigestInit_ex(j->check, EVP_sha256(), NULL);
-  j->rbuf = s3_xmalloc(j->part_size);
+  j->rbuf = aws_xmalloc(j->part_size);
   put_read_next(j);
 }
 
 static int put_start(eng_call *call, const json_t *p) {
   char err[512];
-  put_job *j = s3_xcalloc(1, sizeof *j);
+  put_job *j = aws_xcalloc(1, sizeof *j);
   j->fd = -1;
-  j->url = s3_xstrdup(pstr(p, "url"));
-  j->file = s3_xstrdup(pstr(p, "file"));
+  j->url = aws_xstrdup(pstr(p, "url"));
+  j->file = aws_xstrdup(pstr(p, "file"));
   int64_t ps = pint(p, "part_size", (int64_t)S3_DEF_PART);
   int64_t cc = pint(p, "concurrency", 4);
   const char *sc = pstr(p, "storage_class");
-  j->storage_class = *sc ? s3_xstrdup(sc) : NULL;
+  j->storage_class = *sc ? aws_xstrdup(sc) : NULL;
   char *b, *k;
   int rc = s3_url_parse(j->url, &b, &k, 0, err, sizeof err);
   if (rc == ENG_OK) {
@@ -294,7 +294,7 @@ static int put_start(eng_call *call, const json_t *p) {
       rc = ENG_ERR_INVALID;
     }
   }
-  if (rc == ENG_OK) rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc == ENG_OK) {
     j->fd = open(j->file, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -341,12 +341,12 @@ static int put_start(eng_call *call, const json_t *p) {
 
 typedef struct get_job {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *file, *partial;
   int verify;
   int fd;
   s3_reader *r;
-  s3_buf buf, fbuf;
+  aws_buf buf, fbuf;
   int flushing, paused, ended, closing, cancelled, finished;
   int io_err;
   int64_t got;
@@ -357,9 +357,9 @@ typedef struct get_job {
 
 static void get_free(get_job *j) {
   if (j->fd >= 0) close(j->fd);
-  s3_cfg_free(&j->cfg);
-  s3_buf_free(&j->buf);
-  s3_buf_free(&j->fbuf);
+  aws_cfg_free(&j->cfg);
+  aws_buf_free(&j->buf);
+  aws_buf_free(&j->fbuf);
   json_decref(j->info);
   free(j->url);
   free(j->file);
@@ -488,7 +488,7 @@ static void get_flush_after(void *ud, int status) {
 }
 
 static void get_start_flush(get_job *j) {
-  s3_buf t = j->fbuf;
+  aws_buf t = j->fbuf;
   j->fbuf = j->buf;
   j->buf = t;
   j->buf.len = 0;
@@ -501,7 +501,7 @@ static void get_start_flush(get_job *j) {
 
 static void get_on_data(void *ud, const char *buf, size_t len) {
   get_job *j = ud;
-  s3_buf_add(&j->buf, buf, len);
+  aws_buf_add(&j->buf, buf, len);
   if (!j->flushing && j->buf.len >= GET_FLUSH) {
     get_start_flush(j);
   } else if (j->flushing && j->buf.len >= GET_HIGH && !j->paused && j->r) {
@@ -531,15 +531,15 @@ static void get_on_cancel(void *ud) {
 
 static int get_start(eng_call *call, const json_t *p) {
   char err[1024];
-  get_job *j = s3_xcalloc(1, sizeof *j);
+  get_job *j = aws_xcalloc(1, sizeof *j);
   j->call = call;
   j->fd = -1;
-  j->url = s3_xstrdup(pstr(p, "url"));
-  j->file = s3_xstrdup(pstr(p, "file"));
-  j->partial = s3_asprintf("%s.partial", j->file);
+  j->url = aws_xstrdup(pstr(p, "url"));
+  j->file = aws_xstrdup(pstr(p, "file"));
+  j->partial = aws_asprintf("%s.partial", j->file);
   json_t *v = json_object_get(p, "verify");
   j->verify = v ? json_is_true(v) : 1;
-  int rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  int rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc == ENG_OK) {
     int e = mkdir_parent(j->file);
     j->fd = e ? -1 : open(j->partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -569,14 +569,14 @@ static int get_start(eng_call *call, const json_t *p) {
 
 typedef struct head_job {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *bucket, *key;
   s3_req *req;
 } head_job;
 
 static void head_free(head_job *j) {
   s3_req_free(j->req);
-  s3_cfg_free(&j->cfg);
+  aws_cfg_free(&j->cfg);
   free(j->url);
   free(j->bucket);
   free(j->key);
@@ -637,22 +637,22 @@ static void head_done(void *ud, s3_req *r) {
     head_end(j, rc);
     return;
   }
-  int64_t t = s3_parse_time(r->last_modified);
+  int64_t t = aws_parse_time(r->last_modified);
   char iso[32] = "";
-  if (t >= 0) s3_format_time(t, iso);
+  if (t >= 0) aws_format_time(t, iso);
   H->output(j->call, "exists", json_true());
   H->output(j->call, "bytes", json_integer(r->content_length));
   H->output(j->call, "last_modified", json_string(iso));
   H->output(j->call, "age_s", json_integer(t >= 0 ? now_s() - t : -1));
   const char *etag = r->etag ? r->etag : "";
-  char *e = s3_xstrdup(etag[0] == '"' ? etag + 1 : etag);
+  char *e = aws_xstrdup(etag[0] == '"' ? etag + 1 : etag);
   size_t n = strlen(e);
   if (n && e[n - 1] == '"') e[n - 1] = '\0';
   H->output(j->call, "etag", json_string(e));
   free(e);
   H->output(j->call, "version_id", jstr_or_empty(r->version_id));
   H->output(j->call, "content_type", jstr_or_empty(r->content_type));
-  if (r->meta_sha256 && s3_is_sha256(r->meta_sha256)) {
+  if (r->meta_sha256 && aws_is_sha256(r->meta_sha256)) {
     H->output(j->call, "sha256", json_string(r->meta_sha256));
     H->output(j->call, "sha256_source", json_string("metadata"));
     head_end(j, ENG_OK);
@@ -669,11 +669,11 @@ static void head_done(void *ud, s3_req *r) {
 
 static int head_start(eng_call *call, const json_t *p) {
   char err[1024];
-  head_job *j = s3_xcalloc(1, sizeof *j);
+  head_job *j = aws_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = s3_xstrdup(pstr(p, "url"));
+  j->url = aws_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
-  if (rc == ENG_OK) rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc == ENG_OK) {
     j->req = s3_req_new(call, &j->cfg, "HEAD", j->bucket, j->key, NULL);
     rc = s3_req_start(j->req, head_done, j);
@@ -694,14 +694,14 @@ static int head_start(eng_call *call, const json_t *p) {
 
 typedef struct del_job {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *bucket, *key;
   int existed;
   int stage; /* 0 head, 1 delete, 2 sidecar */
 } del_job;
 
 static void del_free(del_job *j) {
-  s3_cfg_free(&j->cfg);
+  aws_cfg_free(&j->cfg);
   free(j->url);
   free(j->bucket);
   free(j->key);
@@ -748,7 +748,7 @@ static void del_step(void *ud, s3_req *r) {
     H->log(j->call, ENG_LOG_INFO, "%s %s", j->url,
            j->existed ? "deleted" : "did not exist");
     j->stage = 2;
-    char *sk = s3_asprintf("%s.sha256", j->key);
+    char *sk = aws_asprintf("%s.sha256", j->key);
     del_next(j, "DELETE", sk);
     free(sk);
   } else {
@@ -758,9 +758,9 @@ static void del_step(void *ud, s3_req *r) {
 
 static int del_start(eng_call *call, const json_t *p) {
   char err[1024];
-  del_job *j = s3_xcalloc(1, sizeof *j);
+  del_job *j = aws_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = s3_xstrdup(pstr(p, "url"));
+  j->url = aws_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
@@ -768,7 +768,7 @@ static int del_start(eng_call *call, const json_t *p) {
     return rc;
   }
   /* The resolved target, just before acting. */
-  char *canon = s3_asprintf("s3://%s/%s", j->bucket, j->key);
+  char *canon = aws_asprintf("s3://%s/%s", j->bucket, j->key);
   rc = H->guard_target(call, ENG_TARGET_BUCKET, canon, NULL);
   free(canon);
   if (rc != ENG_OK) {
@@ -776,7 +776,7 @@ static int del_start(eng_call *call, const json_t *p) {
     H->done(call, ENG_ERR_REFUSED);
     return ENG_OK;
   }
-  rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     del_free(j);
@@ -799,7 +799,7 @@ typedef struct obj {
 
 typedef struct list_job {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *bucket, *prefix, *suffix, *pick;
   int64_t within_s;
   obj *objs;
@@ -813,7 +813,7 @@ static void list_free(list_job *j) {
     free(j->objs[i].etag);
   }
   free(j->objs);
-  s3_cfg_free(&j->cfg);
+  aws_cfg_free(&j->cfg);
   free(j->bucket);
   free(j->prefix);
   free(j->suffix);
@@ -827,57 +827,9 @@ static void list_end(list_job *j, int rc) {
   H->done(c, rc);
 }
 
-/* "7d", "36h", "1h30m", "90s", "2w" or seconds; -1 when invalid. */
-static int64_t parse_duration(const char *s) {
-  int64_t total = 0;
-  if (!*s) return -1;
-  while (*s) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return -1;
-    int64_t mult = 1;
-    if (!*end) {
-      total += (int64_t)v;
-      break;
-    }
-    if (*end == 'm' && end[1] == 's') {
-      mult = 0; /* milliseconds round down */
-      end += 2;
-    } else {
-      switch (*end) {
-      case 's': mult = 1; break;
-      case 'm': mult = 60; break;
-      case 'h': mult = 3600; break;
-      case 'd': mult = 86400; break;
-      case 'w': mult = 7 * 86400; break;
-      default: return -1;
-      }
-      end++;
-    }
-    total += (int64_t)(v * (double)mult);
-    s = end;
-  }
-  return total;
-}
-
-/* The forms of `pick` (shared by its check and list_start). */
-static int pick_parse(const char *s, int64_t *within_s, char *err,
-                      size_t errlen) {
-  if (!strcmp(s, "latest") || !strcmp(s, "none")) return 0;
-  if (!strncmp(s, "random_within:", 14) &&
-      (*within_s = parse_duration(s + 14)) >= 0)
-    return 0;
-  snprintf(err, errlen,
-           "pick '%s' is not latest, none or random_within:DURATION (e.g. "
-           "random_within:7d)%s",
-           s, !strncmp(s, "random", 6) && !strchr(s, ':')
-                  ? " (did you mean 'random_within:7d'?)" : "");
-  return -1;
-}
-
 static int check_pick(const json_t *v, char *err, size_t errlen) {
   int64_t within;
-  return pick_parse(json_string_value(v), &within, err, errlen) ? 1 : 0;
+  return aws_pick_parse(json_string_value(v), &within, err, errlen) ? 1 : 0;
 }
 
 
@@ -892,8 +844,8 @@ static int obj_cmp_key(const void *a, const void *b) {
 
 static json_t *obj_json(const list_job *j, const obj *o, int64_t now) {
   char iso[32];
-  s3_format_time(o->mtime, iso);
-  char *url = s3_asprintf("s3://%s/%s", j->bucket, o->key);
+  aws_format_time(o->mtime, iso);
+  char *url = aws_asprintf("s3://%s/%s", j->bucket, o->key);
   json_t *v = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s}", "key", o->key,
                         "url", url, "bytes", (json_int_t)o->bytes,
                         "last_modified", iso, "age_s",
@@ -908,14 +860,14 @@ static void list_report(list_job *j) {
   if (j->n) qsort(j->objs, j->n, sizeof *j->objs, obj_cmp_key);
   /* Our sidecars (KEY.sha256 next to KEY) are not backups of their own. */
   json_t *arr = json_array();
-  obj **keep = s3_xcalloc(j->n, sizeof *keep);
+  obj **keep = aws_xcalloc(j->n, sizeof *keep);
   size_t nk = 0;
   for (size_t i = 0; i < j->n; i++) {
     obj *o = &j->objs[i];
     if (ends_with(o->key, ".sha256")) {
       size_t bl = strlen(o->key) - 7;
       obj probe = {0};
-      char *base = s3_xmalloc(bl + 1);
+      char *base = aws_xmalloc(bl + 1);
       memcpy(base, o->key, bl);
       base[bl] = '\0';
       probe.key = base;
@@ -939,25 +891,16 @@ static void list_report(list_job *j) {
     list_end(j, ENG_OK);
     return;
   }
-  obj *best = NULL;
-  if (!strcmp(j->pick, "latest")) {
-    for (size_t i = 0; i < nk; i++)
-      if (!best || keep[i]->mtime > best->mtime ||
-          (keep[i]->mtime == best->mtime &&
-           strcmp(keep[i]->key, best->key) > 0))
-        best = keep[i];
-  } else { /* random_within */
-    size_t m = 0;
-    for (size_t i = 0; i < nk; i++)
-      if (now - keep[i]->mtime <= j->within_s) keep[m++] = keep[i];
-    if (m) {
-      const char *seed = getenv("ENGINE_TEST_SEED");
-      unsigned s = seed && *seed ? (unsigned)strtoul(seed, NULL, 10)
-                                 : (unsigned)time(NULL) ^ (unsigned)getpid();
-      srand(s);
-      best = keep[(size_t)rand() % m];
-    }
+  int64_t *times = aws_xcalloc(nk, sizeof *times);
+  const char **names = aws_xcalloc(nk, sizeof *names);
+  for (size_t i = 0; i < nk; i++) {
+    times[i] = keep[i]->mtime;
+    names[i] = keep[i]->key;
   }
+  long k = aws_pick(j->pick, j->within_s, times, names, nk, now);
+  obj *best = k >= 0 ? keep[k] : NULL;
+  free(times);
+  free(names);
   free(keep);
   if (!best) {
     H->fail(j->call,
@@ -985,18 +928,18 @@ static void list_done(void *ud, s3_req *r) {
     list_end(j, rc);
     return;
   }
-  s3_xml *x = s3_xml_parse(r->body.data, r->body.len);
+  aws_xml *x = aws_xml_parse(r->body.data, r->body.len);
   s3_req_free(r);
   if (!x || strcmp(x->name, "ListBucketResult") != 0) {
-    s3_xml_free(x);
+    aws_xml_free(x);
     H->fail(j->call, "listing s3://%s/%s: S3's answer is not a "
                      "ListBucketResult", j->bucket, j->prefix);
     list_end(j, ENG_ERR_PROTOCOL);
     return;
   }
-  for (s3_xml *c = x->child; c; c = c->next) {
+  for (aws_xml *c = x->child; c; c = c->next) {
     if (strcmp(c->name, "Contents") != 0) continue;
-    const char *k = s3_xml_text(c, "Key");
+    const char *k = aws_xml_text(c, "Key");
     if (!k) continue;
     if (j->n == j->cap) {
       j->cap = j->cap ? j->cap * 2 : 64;
@@ -1005,28 +948,28 @@ static void list_done(void *ud, s3_req *r) {
       j->objs = o;
     }
     obj *o = &j->objs[j->n++];
-    o->key = s3_xstrdup(k);
-    const char *sz = s3_xml_text(c, "Size");
+    o->key = aws_xstrdup(k);
+    const char *sz = aws_xml_text(c, "Size");
     o->bytes = sz ? strtoll(sz, NULL, 10) : 0;
-    o->mtime = s3_parse_time(s3_xml_text(c, "LastModified"));
-    const char *e = s3_xml_text(c, "ETag");
+    o->mtime = aws_parse_time(aws_xml_text(c, "LastModified"));
+    const char *e = aws_xml_text(c, "ETag");
     o->etag = NULL;
     if (e) {
       size_t n = strlen(e);
       if (n >= 2 && e[0] == '"' && e[n - 1] == '"') {
-        o->etag = s3_xmalloc(n - 1);
+        o->etag = aws_xmalloc(n - 1);
         memcpy(o->etag, e + 1, n - 2);
         o->etag[n - 2] = '\0';
       } else {
-        o->etag = s3_xstrdup(e);
+        o->etag = aws_xstrdup(e);
       }
     }
   }
-  const char *trunc = s3_xml_text(x, "IsTruncated");
-  const char *next = s3_xml_text(x, "NextContinuationToken");
+  const char *trunc = aws_xml_text(x, "IsTruncated");
+  const char *next = aws_xml_text(x, "NextContinuationToken");
   char *tok = trunc && !strcmp(trunc, "true") && next && *next
-                  ? s3_xstrdup(next) : NULL;
-  s3_xml_free(x);
+                  ? aws_xstrdup(next) : NULL;
+  aws_xml_free(x);
   if (tok) {
     list_page(j, tok);
     free(tok);
@@ -1036,21 +979,21 @@ static void list_done(void *ud, s3_req *r) {
 }
 
 static void list_page(list_job *j, const char *token) {
-  s3_buf q = {0};
+  aws_buf q = {0};
   if (token) {
-    char *t = s3_uri_encode(token, 0);
-    s3_buf_addf(&q, "continuation-token=%s&", t);
+    char *t = aws_uri_encode(token, 0);
+    aws_buf_addf(&q, "continuation-token=%s&", t);
     free(t);
   }
-  char *pfx = s3_uri_encode(j->prefix, 0);
-  s3_buf_adds(&q, "list-type=2&");
+  char *pfx = aws_uri_encode(j->prefix, 0);
+  aws_buf_adds(&q, "list-type=2&");
   const char *mk = getenv("ENGINE_S3_TEST_PAGE_SIZE"); /* tests: paging */
-  if (mk && *mk) s3_buf_addf(&q, "max-keys=%d&", atoi(mk));
-  s3_buf_addf(&q, "prefix=%s", pfx);
+  if (mk && *mk) aws_buf_addf(&q, "max-keys=%d&", atoi(mk));
+  aws_buf_addf(&q, "prefix=%s", pfx);
   free(pfx);
   j->pages++;
   s3_req *r = s3_req_new(j->call, &j->cfg, "GET", j->bucket, "", q.data);
-  s3_buf_free(&q);
+  aws_buf_free(&q);
   int rc = s3_req_start(r, list_done, j);
   if (rc != ENG_OK) {
     s3_req_free(r);
@@ -1062,16 +1005,16 @@ static void list_page(list_job *j, const char *token) {
 
 static int list_start(eng_call *call, const json_t *p) {
   char err[1024];
-  list_job *j = s3_xcalloc(1, sizeof *j);
+  list_job *j = aws_xcalloc(1, sizeof *j);
   j->call = call;
-  j->pick = s3_xstrdup(*pstr(p, "pick") ? pstr(p, "pick") : "latest");
+  j->pick = aws_xstrdup(*pstr(p, "pick") ? pstr(p, "pick") : "latest");
   const char *suf = pstr(p, "suffix");
-  j->suffix = *suf ? s3_xstrdup(suf) : NULL;
+  j->suffix = *suf ? aws_xstrdup(suf) : NULL;
   int rc = s3_url_parse(pstr(p, "url"), &j->bucket, &j->prefix, 1, err,
                         sizeof err);
-  if (rc == ENG_OK && pick_parse(j->pick, &j->within_s, err, sizeof err) != 0)
+  if (rc == ENG_OK && aws_pick_parse(j->pick, &j->within_s, err, sizeof err) != 0)
     rc = ENG_ERR_INVALID;
-  if (rc == ENG_OK) rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     list_free(j);
@@ -1087,7 +1030,7 @@ static int list_start(eng_call *call, const json_t *p) {
 
 typedef struct ab_job {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *bucket, *key;
   char **ids;
   size_t n, next;
@@ -1097,7 +1040,7 @@ typedef struct ab_job {
 static void ab_free(ab_job *j) {
   for (size_t i = 0; i < j->n; i++) free(j->ids[i]);
   free(j->ids);
-  s3_cfg_free(&j->cfg);
+  aws_cfg_free(&j->cfg);
   free(j->url);
   free(j->bucket);
   free(j->key);
@@ -1120,7 +1063,7 @@ static void ab_done(void *ud, s3_req *r) {
   s3_req_free(r);
   if (rc == ENG_OK) {
     j->aborted++;
-    char *id = s3_asprintf("%s?uploadId=%s", j->url, j->ids[j->next - 1]);
+    char *id = aws_asprintf("%s?uploadId=%s", j->url, j->ids[j->next - 1]);
     H->journal_removed(j->call, "multipart_upload", id);
     free(id);
   } else if (rc != ENG_ERR_NOTFOUND) {
@@ -1156,29 +1099,29 @@ static void ab_listed(void *ud, s3_req *r) {
     ab_end(j, rc);
     return;
   }
-  s3_xml *x = s3_xml_parse(r->body.data, r->body.len);
+  aws_xml *x = aws_xml_parse(r->body.data, r->body.len);
   s3_req_free(r);
-  for (s3_xml *c = x ? x->child : NULL; c; c = c->next) {
+  for (aws_xml *c = x ? x->child : NULL; c; c = c->next) {
     if (strcmp(c->name, "Upload") != 0) continue;
-    const char *k = s3_xml_text(c, "Key");
-    const char *id = s3_xml_text(c, "UploadId");
+    const char *k = aws_xml_text(c, "Key");
+    const char *id = aws_xml_text(c, "UploadId");
     if (!k || !id || strcmp(k, j->key) != 0) continue;
     char **ids = realloc(j->ids, (j->n + 1) * sizeof *ids);
     if (!ids) abort();
     j->ids = ids;
-    j->ids[j->n++] = s3_xstrdup(id);
+    j->ids[j->n++] = aws_xstrdup(id);
   }
-  s3_xml_free(x);
+  aws_xml_free(x);
   ab_next(j);
 }
 
 static int ab_start(eng_call *call, const json_t *p) {
   char err[1024];
-  ab_job *j = s3_xcalloc(1, sizeof *j);
+  ab_job *j = aws_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = s3_xstrdup(pstr(p, "url"));
+  j->url = aws_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
-  if (rc == ENG_OK) rc = s3_cfg_load(call, p, &j->cfg, err, sizeof err);
+  if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     ab_free(j);
@@ -1186,13 +1129,13 @@ static int ab_start(eng_call *call, const json_t *p) {
   }
   const char *id = pstr(p, "upload_id");
   if (*id) {
-    j->ids = s3_xcalloc(1, sizeof *j->ids);
-    j->ids[j->n++] = s3_xstrdup(id);
+    j->ids = aws_xcalloc(1, sizeof *j->ids);
+    j->ids[j->n++] = aws_xstrdup(id);
     ab_next(j);
     return ENG_OK;
   }
-  char *pfx = s3_uri_encode(j->key, 0);
-  char *q = s3_asprintf("prefix=%s&uploads=", pfx);
+  char *pfx = aws_uri_encode(j->key, 0);
+  char *q = aws_asprintf("prefix=%s&uploads=", pfx);
   free(pfx);
   s3_req *r = s3_req_new(call, &j->cfg, "GET", j->bucket, "", q);
   free(q);
@@ -1214,9 +1157,9 @@ static int ab_start(eng_call *call, const json_t *p) {
 static int sch_open_write(eng_call *call, const char *url, const json_t *opts,
                           void **impl) {
   char err[1024];
-  s3_cfg cfg;
+  aws_cfg cfg;
   *impl = NULL;
-  int rc = s3_cfg_load(call, opts, &cfg, err, sizeof err);
+  int rc = aws_cfg_load(s3_host, call, opts, "s3", &cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     return rc;
@@ -1230,7 +1173,7 @@ static int sch_open_write(eng_call *call, const char *url, const json_t *opts,
   o.storage_class = sc;
   s3_writer *w;
   rc = s3_writer_open(call, &cfg, url, &o, &w, err, sizeof err);
-  s3_cfg_free(&cfg);
+  aws_cfg_free(&cfg);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     return rc;
@@ -1255,9 +1198,9 @@ static int sch_open_read(eng_call *call, const char *url, const json_t *opts,
                          eng_stream_data_cb on_data, eng_stream_done_cb on_end,
                          void *ud, void **impl) {
   char err[1024];
-  s3_cfg cfg;
+  aws_cfg cfg;
   *impl = NULL;
-  int rc = s3_cfg_load(call, opts, &cfg, err, sizeof err);
+  int rc = aws_cfg_load(s3_host, call, opts, "s3", &cfg, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     return rc;
@@ -1267,7 +1210,7 @@ static int sch_open_read(eng_call *call, const char *url, const json_t *opts,
   s3_reader *r;
   rc = s3_reader_open(call, &cfg, url, want, on_data, on_end, ud, &r, err,
                       sizeof err);
-  s3_cfg_free(&cfg);
+  aws_cfg_free(&cfg);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
     return rc;

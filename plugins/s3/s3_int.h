@@ -2,13 +2,14 @@
  * s3_int.h - internals shared by the files of the s3 plugin.
  *
  * Layers, bottom up:
- *   s3_cfg.c    where to talk to and as whom: endpoint, region, credentials
- *               (params, AWS_* variables, ~/.aws/credentials), s3:// URLs,
- *               key encoding;
- *   s3_xml.c    S3's XML answers, parsed with expat into a small tree;
- *   s3_req.c    one signed S3 request on the engine's curl multi: SigV4 by
- *               libcurl (CURLOPT_AWS_SIGV4), payload hash, retries with
- *               backoff, response headers, error texts a person can act on;
+ *   plugins/aws the AWS layer shared with the provider plugin: endpoint,
+ *               region and credentials (aws_cfg), XML answers (aws_xml),
+ *               SigV4 and credential errors (aws_sign), buffers and
+ *               encodings (aws_util);
+ *   s3_url.c    s3:// URLs;
+ *   s3_req.c    one signed S3 request on the engine's curl multi: path and
+ *               query encoding, payload hash, retries with backoff,
+ *               response headers, error texts a person can act on;
  *   s3_write.c  the multipart writer (the "s3" stream scheme's write side,
  *               also used by s3.put);
  *   s3_read.c   the reader (the scheme's read side, also used by s3.get);
@@ -41,6 +42,8 @@
 #include <engine/plugin.h>
 #include <engine/op.h>
 
+#include "aws.h"
+
 extern const eng_host *s3_host;
 
 #define S3_MIN_PART ((size_t)5 * 1024 * 1024)
@@ -51,81 +54,15 @@ extern const eng_host *s3_host;
 #define S3_EMPTY_SHA                                                         \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-/* ---- small helpers (s3_cfg.c) ------------------------------------------ */
+/* ---- s3:// URLs (s3_url.c) ------------------------------------------- */
 
-typedef struct s3_buf {
-  char *data;
-  size_t len, cap;
-} s3_buf;
-
-void s3_buf_add(s3_buf *b, const void *p, size_t n);
-void s3_buf_adds(s3_buf *b, const char *s);
-void s3_buf_addf(s3_buf *b, const char *fmt, ...) ENG_PRINTF(2, 3);
-void s3_buf_free(s3_buf *b);
-
-void *s3_xmalloc(size_t n);
-void *s3_xcalloc(size_t n, size_t m);
-char *s3_xstrdup(const char *s);
-char *s3_asprintf(const char *fmt, ...) ENG_PRINTF(1, 2);
-
-/* RFC 3986 encoding as SigV4 wants it: unreserved characters stay, every
- * other byte becomes %XX; '/' stays when keep_slash. Caller frees. */
-char *s3_uri_encode(const char *s, int keep_slash);
 /* "uploadId=ID" with ID encoded, the query naming a multipart upload.
  * Caller frees. */
 char *s3_upload_query(const char *upload_id);
-/* Hex SHA-256 of a buffer into out[65]. */
-void s3_sha256_hex(const void *p, size_t n, char out[65]);
-/* The 64 hex digits of a SHA-256 as base64 (44 characters), the form of
- * x-amz-checksum-sha256. */
-void s3_hex_to_b64(const char hex[65], char out[45]);
-/* Lowercase hex of 32 bytes. */
-void s3_hex(const unsigned char *d, size_t n, char *out);
-/* Non-zero when s is 64 hex digits (case-insensitive). */
-int s3_is_sha256(const char *s);
-/* RFC 3339 / RFC 1123 date -> Unix time; -1 when unparsable. */
-int64_t s3_parse_time(const char *s);
-/* Unix time -> "YYYY-MM-DDTHH:MM:SSZ". */
-void s3_format_time(int64_t t, char out[32]);
-
-/* ---- configuration (s3_cfg.c) ------------------------------------------ */
-
-typedef struct s3_cfg {
-  char *endpoint; /* "scheme://host[:port]" without a trailing '/' */
-  int path_style; /* custom endpoints: /bucket/key; AWS: bucket.host/key */
-  int aws;        /* endpoint is AWS's own (virtual-host style) */
-  char *region;
-  char *akid;
-  char *secret;
-  char *token; /* may be NULL */
-  char *ca_bundle; /* AWS_CA_BUNDLE, may be NULL */
-} s3_cfg;
-
-/* Fill cfg from `params` (borrowed; keys "endpoint", "region" may be
- * absent) and the environment. Registers the secret and token with
- * host->secret. On error, returns an eng_err and writes a message. */
-int s3_cfg_load(eng_call *call, const json_t *params, s3_cfg *cfg,
-                char *err, size_t errlen);
-void s3_cfg_copy(s3_cfg *dst, const s3_cfg *src);
-void s3_cfg_free(s3_cfg *cfg);
 
 /* Split "s3://bucket/key" (key may be empty when allow_empty_key). */
 int s3_url_parse(const char *url, char **bucket, char **key,
                  int allow_empty_key, char *err, size_t errlen);
-
-/* ---- XML (s3_xml.c) ---------------------------------------------------- */
-
-typedef struct s3_xml {
-  char *name; /* local name (namespace prefix dropped) */
-  char *text; /* concatenated character data, never NULL */
-  struct s3_xml *child, *last, *next;
-} s3_xml;
-
-s3_xml *s3_xml_parse(const char *buf, size_t len);
-void s3_xml_free(s3_xml *x);
-s3_xml *s3_xml_child(const s3_xml *x, const char *name);
-/* Text of the named child, or NULL. */
-const char *s3_xml_text(const s3_xml *x, const char *name);
 
 /* ---- requests (s3_req.c) ----------------------------------------------- */
 
@@ -141,7 +78,7 @@ struct s3_req {
   int rc;             /* transport: ENG_OK or curl's error mapped */
   long status;        /* HTTP status (0 without an answer) */
   char curl_err[256]; /* curl's message when rc != ENG_OK */
-  s3_buf body;        /* response body (capped) unless a sink took it */
+  aws_buf body;        /* response body (capped) unless a sink took it */
   char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
   int64_t content_length; /* -1 when not given */
   uint64_t delivered;     /* bytes given to the sink */
@@ -149,7 +86,7 @@ struct s3_req {
 
   /* request, private to s3_req.c */
   eng_call *call;
-  const s3_cfg *cfg; /* borrowed: must outlive the request */
+  const aws_cfg *cfg; /* borrowed: must outlive the request */
   char *method, *bucket, *key, *query;
   char *url;
   struct curl_slist *extra; /* user headers */
@@ -171,7 +108,7 @@ struct s3_req {
 /* A request for METHOD on bucket/key (key may be "" or NULL) with an
  * already canonical query (sorted, "uploads=" rather than "uploads") or
  * NULL. cfg is borrowed. */
-s3_req *s3_req_new(eng_call *call, const s3_cfg *cfg, const char *method,
+s3_req *s3_req_new(eng_call *call, const aws_cfg *cfg, const char *method,
                    const char *bucket, const char *key, const char *query);
 void s3_req_header(s3_req *r, const char *fmt, ...) ENG_PRINTF(2, 3);
 /* Body (borrowed: must stay valid until cb) and its hex SHA-256 (NULL:
@@ -204,7 +141,7 @@ typedef struct s3_write_opts {
   const char *sha256;        /* known up front: stored with the object */
 } s3_write_opts;
 
-int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
+int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
                    const s3_write_opts *o, s3_writer **out, char *err,
                    size_t errlen);
 int s3_writer_write(s3_writer *w, const void *buf, size_t len,
@@ -222,7 +159,7 @@ const char *s3_writer_error(s3_writer *w);
 
 typedef struct s3_reader s3_reader;
 
-int s3_reader_open(eng_call *call, const s3_cfg *cfg, const char *url,
+int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
                    int want_expected, eng_stream_data_cb on_data,
                    eng_stream_done_cb on_end, void *ud, s3_reader **out,
                    char *err, size_t errlen);
@@ -235,7 +172,7 @@ const char *s3_reader_error(s3_reader *r);
  * hex NULL: there is none. */
 typedef void (*s3_sidecar_cb)(void *ud, int rc, const char *hex,
                               const char *err);
-int s3_sidecar_fetch(eng_call *call, const s3_cfg *cfg, const char *bucket,
+int s3_sidecar_fetch(eng_call *call, const aws_cfg *cfg, const char *bucket,
                      const char *key, s3_sidecar_cb cb, void *ud);
 /* Parse a sidecar body ("HEX  name" or "HEX"); returns 1 and fills hex. */
 int s3_sidecar_parse(const char *body, size_t len, char hex[65]);

@@ -23,7 +23,7 @@
 
 struct s3_reader {
   eng_call *call;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *bucket, *key;
   int want_expected;
   eng_stream_data_cb on_data;
@@ -54,9 +54,9 @@ int s3_sidecar_parse(const char *body, size_t len, char hex[65]) {
   return i + 64 == len || isspace((unsigned char)body[i + 64]);
 }
 
-static s3_req *sidecar_req(eng_call *call, const s3_cfg *cfg,
+static s3_req *sidecar_req(eng_call *call, const aws_cfg *cfg,
                            const char *bucket, const char *key) {
-  char *skey = s3_asprintf("%s.sha256", key);
+  char *skey = aws_asprintf("%s.sha256", key);
   s3_req *r = s3_req_new(call, cfg, "GET", bucket, skey, NULL);
   free(skey);
   return r;
@@ -92,9 +92,9 @@ static void on_sidecar_job(void *ud, s3_req *r) {
   free(j);
 }
 
-int s3_sidecar_fetch(eng_call *call, const s3_cfg *cfg, const char *bucket,
+int s3_sidecar_fetch(eng_call *call, const aws_cfg *cfg, const char *bucket,
                      const char *key, s3_sidecar_cb cb, void *ud) {
-  sidecar_job *j = s3_xcalloc(1, sizeof *j);
+  sidecar_job *j = aws_xcalloc(1, sizeof *j);
   j->cb = cb;
   j->ud = ud;
   s3_req *r = sidecar_req(call, cfg, bucket, key);
@@ -110,7 +110,7 @@ int s3_sidecar_fetch(eng_call *call, const s3_cfg *cfg, const char *bucket,
 
 static void reader_free(s3_reader *r) {
   EVP_MD_CTX_free(r->sha);
-  s3_cfg_free(&r->cfg);
+  aws_cfg_free(&r->cfg);
   free(r->url);
   free(r->bucket);
   free(r->key);
@@ -128,7 +128,7 @@ static void end(s3_reader *r, int rc) {
   unsigned int mdlen = 0;
   char hex[65];
   EVP_DigestFinal_ex(r->sha, md, &mdlen);
-  s3_hex(md, 32, hex);
+  aws_hex(md, 32, hex);
   json_t *info = json_object();
   json_object_set_new(info, "url", json_string(r->url));
   json_object_set_new(info, "bytes", json_integer((json_int_t)r->bytes));
@@ -161,7 +161,7 @@ static void on_sidecar(void *ud, s3_req *q) {
   int rc = sidecar_result(q, hex, r->err, sizeof r->err);
   if (r->cancelled) rc = ENG_ERR_CANCELLED;
   s3_req_free(q);
-  if (rc == ENG_OK && hex[0]) r->expected = s3_xstrdup(hex);
+  if (rc == ENG_OK && hex[0]) r->expected = aws_xstrdup(hex);
   end(r, rc);
 }
 
@@ -172,20 +172,20 @@ static void on_get(void *ud, s3_req *q) {
   if (rc == ENG_OK) {
     if (q->etag) {
       size_t n = strlen(q->etag);
-      r->etag = s3_xstrdup(q->etag[0] == '"' && n >= 2 ? q->etag + 1
+      r->etag = aws_xstrdup(q->etag[0] == '"' && n >= 2 ? q->etag + 1
                                                         : q->etag);
       n = strlen(r->etag);
       if (n && r->etag[n - 1] == '"') r->etag[n - 1] = '\0';
     }
-    r->version = s3_xstrdup(q->version_id);
-    int64_t t = s3_parse_time(q->last_modified);
+    r->version = aws_xstrdup(q->version_id);
+    int64_t t = aws_parse_time(q->last_modified);
     if (t >= 0) {
       char iso[32];
-      s3_format_time(t, iso);
-      r->last_modified = s3_xstrdup(iso);
+      aws_format_time(t, iso);
+      r->last_modified = aws_xstrdup(iso);
     }
-    if (q->meta_sha256 && s3_is_sha256(q->meta_sha256)) {
-      r->expected = s3_xstrdup(q->meta_sha256);
+    if (q->meta_sha256 && aws_is_sha256(q->meta_sha256)) {
+      r->expected = aws_xstrdup(q->meta_sha256);
       for (char *c = r->expected; *c; c++) *c = (char)tolower((unsigned char)*c);
     }
     if (q->content_length >= 0 && (uint64_t)q->content_length != r->bytes) {
@@ -207,7 +207,7 @@ static void on_get(void *ud, s3_req *q) {
   end(r, rc);
 }
 
-int s3_reader_open(eng_call *call, const s3_cfg *cfg, const char *url,
+int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
                    int want_expected, eng_stream_data_cb on_data,
                    eng_stream_done_cb on_end, void *ud, s3_reader **out,
                    char *err, size_t errlen) {
@@ -215,10 +215,10 @@ int s3_reader_open(eng_call *call, const s3_cfg *cfg, const char *url,
   char *bucket, *key;
   int rc = s3_url_parse(url, &bucket, &key, 0, err, errlen);
   if (rc != ENG_OK) return rc;
-  s3_reader *r = s3_xcalloc(1, sizeof *r);
+  s3_reader *r = aws_xcalloc(1, sizeof *r);
   r->call = call;
-  s3_cfg_copy(&r->cfg, cfg);
-  r->url = s3_asprintf("s3://%s/%s", bucket, key);
+  aws_cfg_copy(&r->cfg, cfg);
+  r->url = aws_asprintf("s3://%s/%s", bucket, key);
   r->bucket = bucket;
   r->key = key;
   r->want_expected = want_expected;

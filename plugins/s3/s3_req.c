@@ -1,15 +1,13 @@
 /*
  * s3_req.c - one signed S3 request on the engine's curl multi.
  *
- * Signing: libcurl's CURLOPT_AWS_SIGV4 ("aws:amz:REGION:s3") signs the
- * method, the path exactly as given (CURLOPT_PATH_AS_IS; keys are encoded
+ * Signing: the AWS layer's aws_sign() (libcurl's CURLOPT_AWS_SIGV4,
+ * "aws:amz:REGION:s3") signs the method, the path exactly as given (CURLOPT_PATH_AS_IS; keys are encoded
  * here once, '/' kept, as S3's canonical URI wants), the query exactly as
  * given (callers pass it canonical: sorted, "uploads="), host, x-amz-date
- * and the headers set here. libcurl 7.88 does not hash request bodies
- * itself: we send x-amz-content-sha256 with the real hex SHA-256 of the
- * payload, which it then signs, so S3 also checks the bytes it received
- * (XAmzContentSHA256Mismatch otherwise). A session token goes out as
- * x-amz-security-token.
+ * and the headers set here, with x-amz-content-sha256 the real hex
+ * SHA-256 of the payload, so S3 also checks the bytes it received
+ * (XAmzContentSHA256Mismatch otherwise).
  *
  * Bodies go out with CURLOPT_POSTFIELDS (a borrowed buffer, so a retry
  * needs no rewinding). An "Expect:" header to suppress 100-continue would
@@ -35,15 +33,15 @@
 
 static const char *retry_reason(s3_req *r, char *buf, size_t n);
 
-s3_req *s3_req_new(eng_call *call, const s3_cfg *cfg, const char *method,
+s3_req *s3_req_new(eng_call *call, const aws_cfg *cfg, const char *method,
                    const char *bucket, const char *key, const char *query) {
-  s3_req *r = s3_xcalloc(1, sizeof *r);
+  s3_req *r = aws_xcalloc(1, sizeof *r);
   r->call = call;
   r->cfg = cfg;
-  r->method = s3_xstrdup(method);
-  r->bucket = s3_xstrdup(bucket);
-  r->key = s3_xstrdup(key ? key : "");
-  r->query = query && *query ? s3_xstrdup(query) : NULL;
+  r->method = aws_xstrdup(method);
+  r->bucket = aws_xstrdup(bucket);
+  r->key = aws_xstrdup(key ? key : "");
+  r->query = query && *query ? aws_xstrdup(query) : NULL;
   r->max_tries = 3;
   r->content_length = -1;
   memcpy(r->req_sha, S3_EMPTY_SHA, 65);
@@ -62,10 +60,10 @@ void s3_req_header(s3_req *r, const char *fmt, ...) {
 void s3_req_body(s3_req *r, const char *body, size_t len, const char *sha) {
   r->req_body = body ? body : "";
   r->req_len = len;
-  if (sha && s3_is_sha256(sha))
+  if (sha && aws_is_sha256(sha))
     memcpy(r->req_sha, sha, 65);
   else
-    s3_sha256_hex(r->req_body, len, r->req_sha);
+    aws_sha256_hex(r->req_body, len, r->req_sha);
 }
 
 void s3_req_set_sink(s3_req *r, s3_req_sink sink, void *ud) {
@@ -86,7 +84,7 @@ static void clear_headers(s3_req *r) {
 }
 
 static void clear_response(s3_req *r) {
-  s3_buf_free(&r->body);
+  aws_buf_free(&r->body);
   clear_headers(r);
   r->status = 0;
   r->curl_err[0] = '\0';
@@ -117,26 +115,26 @@ static const char QUERY_RAW[] = "/!$'()*,;:@";
 
 /* Decode the %XX escapes of the characters in `set`. Caller frees. */
 static char *unescape_set(const char *s, const char *set) {
-  s3_buf b = {0};
-  s3_buf_adds(&b, "");
+  aws_buf b = {0};
+  aws_buf_adds(&b, "");
   for (const char *p = s; *p; p++) {
     if (p[0] == '%' && p[1] && p[2]) {
       char hex[3] = {p[1], p[2], 0};
       char c = (char)strtol(hex, NULL, 16);
       if (c && strchr(set, c)) {
-        s3_buf_add(&b, &c, 1);
+        aws_buf_add(&b, &c, 1);
         p += 2;
         continue;
       }
     }
-    s3_buf_add(&b, p, 1);
+    aws_buf_add(&b, p, 1);
   }
   return b.data;
 }
 
 /* Would the lenient form differ from the strict one? */
 static int lenient_differs(const s3_req *r) {
-  char *k = s3_uri_encode(r->key, 1);
+  char *k = aws_uri_encode(r->key, 1);
   char *a = unescape_set(k, PATH_RAW);
   int d = strcmp(a, k) != 0;
   free(a);
@@ -152,7 +150,7 @@ static int lenient_differs(const s3_req *r) {
 /* The key for the path: strict (every byte but unreserved ones and '/'
  * %-encoded, as AWS canonicalizes), or lenient (as moto canonicalizes). */
 static char *encode_key(const char *key, int lenient) {
-  char *strict = s3_uri_encode(key, 1);
+  char *strict = aws_uri_encode(key, 1);
   if (!lenient) return strict;
   char *l = unescape_set(strict, PATH_RAW);
   free(strict);
@@ -160,24 +158,24 @@ static char *encode_key(const char *key, int lenient) {
 }
 
 static char *build_url(const s3_req *r) {
-  const s3_cfg *c = r->cfg;
+  const aws_cfg *c = r->cfg;
   char *key = encode_key(r->key, r->lenient);
-  s3_buf u = {0};
-  int vhost = c->aws && !c->path_style && !strchr(r->bucket, '.');
+  aws_buf u = {0};
+  int vhost = !c->custom && !strchr(r->bucket, '.');
   if (vhost) {
     const char *p = strstr(c->endpoint, "://");
-    s3_buf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
-    s3_buf_addf(&u, "%s.%s/%s", r->bucket, p + 3, key);
+    aws_buf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
+    aws_buf_addf(&u, "%s.%s/%s", r->bucket, p + 3, key);
   } else {
-    s3_buf_addf(&u, "%s/%s", c->endpoint, r->bucket);
-    if (*key) s3_buf_addf(&u, "/%s", key);
+    aws_buf_addf(&u, "%s/%s", c->endpoint, r->bucket);
+    if (*key) aws_buf_addf(&u, "/%s", key);
   }
   if (r->query && r->lenient) {
     char *q = unescape_set(r->query, QUERY_RAW);
-    s3_buf_addf(&u, "?%s", q);
+    aws_buf_addf(&u, "?%s", q);
     free(q);
   } else if (r->query) {
-    s3_buf_addf(&u, "?%s", r->query);
+    aws_buf_addf(&u, "?%s", r->query);
   }
   free(key);
   return u.data;
@@ -200,13 +198,13 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
     r->delivered += len;
     return len;
   }
-  if (r->body.len < S3_BODY_CAP) s3_buf_add(&r->body, p, len);
+  if (r->body.len < S3_BODY_CAP) aws_buf_add(&r->body, p, len);
   return len;
 }
 
 static void set_hdr(char **dst, const char *v, size_t n) {
   free(*dst);
-  *dst = s3_xmalloc(n + 1);
+  *dst = aws_xmalloc(n + 1);
   memcpy(*dst, v, n);
   (*dst)[n] = '\0';
 }
@@ -296,7 +294,7 @@ static void on_http(void *ud, int rc, long status, const char *error) {
                              error ? error : eng_strerror(rc));
   if (r->cancelled) r->rc = ENG_ERR_CANCELLED;
   if (r->rc == ENG_OK && r->status == 403 && !r->lenient &&
-      !r->cfg->aws && lenient_differs(r) &&
+      r->cfg->custom && lenient_differs(r) &&
       (!strcmp(s3_req_error_code(r), "SignatureDoesNotMatch") ||
        (r->body.len == 0 && !strcmp(r->method, "HEAD")))) {
     /* Some S3-compatible servers (moto) canonicalize paths and queries
@@ -325,7 +323,7 @@ static void on_http(void *ud, int rc, long status, const char *error) {
 }
 
 static int try_start(s3_req *r) {
-  const s3_cfg *c = r->cfg;
+  const aws_cfg *c = r->cfg;
   clear_response(r);
   r->delivered = 0;
   r->paused = 0;
@@ -340,23 +338,9 @@ static int try_start(s3_req *r) {
   r->hdrs = NULL;
   for (struct curl_slist *s = r->extra; s; s = s->next)
     r->hdrs = curl_slist_append(r->hdrs, s->data);
-  char line[128];
-  snprintf(line, sizeof line, "x-amz-content-sha256: %s", r->req_sha);
-  r->hdrs = curl_slist_append(r->hdrs, line);
-  if (c->token) {
-    s3_buf t = {0};
-    s3_buf_addf(&t, "x-amz-security-token: %s", c->token);
-    r->hdrs = curl_slist_append(r->hdrs, t.data);
-    s3_buf_free(&t);
-  }
-
-  char sigv4[128];
-  snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", c->region);
+  aws_sign(e, c, r->req_sha, &r->hdrs);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4);
-  curl_easy_setopt(e, CURLOPT_USERNAME, c->akid);
-  curl_easy_setopt(e, CURLOPT_PASSWORD, c->secret);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -365,9 +349,6 @@ static int try_start(s3_req *r) {
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 300L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (c->ca_bundle) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_bundle);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "engine-s3/" "0.1");
   if (!r->sink) { /* a stalled answer: 60 s below 1 byte/s */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -434,31 +415,16 @@ static const char *retry_reason(s3_req *r, char *buf, size_t n) {
   return buf;
 }
 
-static s3_xml *error_xml(s3_req *r) {
-  if (!r->body.len || r->body.data[0] != '<') {
-    /* tolerate an XML declaration after whitespace */
-    size_t i = 0;
-    while (i < r->body.len && (r->body.data[i] == ' ' ||
-                               r->body.data[i] == '\n' ||
-                               r->body.data[i] == '\r'))
-      i++;
-    if (i >= r->body.len || r->body.data[i] != '<') return NULL;
-  }
-  s3_xml *x = s3_xml_parse(r->body.data, r->body.len);
-  if (x && strcmp(x->name, "Error") != 0) {
-    s3_xml_free(x);
-    return NULL;
-  }
-  return x;
+/* S3's <Error> document of the answer: 1 with code and text, else 0. */
+static int error_of(s3_req *r, char *code, size_t cn, char *text, size_t tn) {
+  return aws_error_parse(r->body.data ? r->body.data : "", r->body.len, code,
+                         cn, text, tn);
 }
 
 const char *s3_req_error_code(s3_req *r) {
   static char code[128];
-  code[0] = '\0';
-  s3_xml *x = error_xml(r);
-  const char *c = x ? s3_xml_text(x, "Code") : NULL;
-  if (c) snprintf(code, sizeof code, "%s", c);
-  s3_xml_free(x);
+  char text[8];
+  error_of(r, code, sizeof code, text, sizeof text);
   return code;
 }
 
@@ -486,36 +452,18 @@ int s3_req_check(s3_req *r, char *msg, size_t n) {
     snprintf(msg, n, "%s %s failed: %s", r->method, target, r->curl_err);
     return r->rc;
   }
-  s3_xml *x = error_xml(r);
-  const char *code = x ? s3_xml_text(x, "Code") : NULL;
-  const char *text = x ? s3_xml_text(x, "Message") : NULL;
-  if (!code) code = "";
-  if (!text) text = "";
+  char code[128], text[512];
+  int has_err = error_of(r, code, sizeof code, text, sizeof text);
   int rc = ENG_OK;
   if (r->status >= 200 && r->status < 300) {
-    if (x) { /* CompleteMultipartUpload and CopyObject can do this */
+    if (has_err) { /* CompleteMultipartUpload and CopyObject can do this */
       snprintf(msg, n,
                "%s %s: S3 answered HTTP %ld with an error: %s: %s", r->method,
                target, r->status, code, text);
       rc = ENG_ERR_PROTOCOL;
     }
-  } else if (!strcmp(code, "SignatureDoesNotMatch")) {
-    snprintf(msg, n,
-             "signature does not match: check AWS_SECRET_ACCESS_KEY (the "
-             "secret of access key %s) and the region '%s'",
-             r->cfg->akid, r->cfg->region);
-    rc = ENG_ERR_AUTH;
-  } else if (!strcmp(code, "InvalidAccessKeyId")) {
-    snprintf(msg, n,
-             "the access key ID '%s' is not known to S3: check "
-             "AWS_ACCESS_KEY_ID (or the profile)",
-             r->cfg->akid);
-    rc = ENG_ERR_AUTH;
-  } else if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
-             !strcmp(code, "TokenRefreshRequired")) {
-    snprintf(msg, n, "the session token was refused (%s): refresh "
-                     "AWS_SESSION_TOKEN", code);
-    rc = ENG_ERR_AUTH;
+  } else if ((rc = aws_auth_error(code, r->cfg, msg, n)) != ENG_OK) {
+    /* the message names what to check */
   } else if (!strcmp(code, "AccessDenied") ||
              (r->status == 403 && !*code)) {
     snprintf(msg, n,
@@ -551,6 +499,5 @@ int s3_req_check(s3_req *r, char *msg, size_t n) {
              *code ? " " : "", code, *text ? ": " : "", text);
     rc = r->status == 404 ? ENG_ERR_NOTFOUND : ENG_ERR_FAILED;
   }
-  s3_xml_free(x);
   return rc;
 }

@@ -52,7 +52,7 @@ typedef struct wpart {
 typedef struct s3_pending {
   int refs;
   int open; /* created, neither completed nor known aborted */
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *bucket, *key, *upload_id;
   eng_call *end_call;
 } s3_pending;
@@ -63,7 +63,7 @@ struct s3_writer {
   eng_call *call;
   void (*gone_cb)(void *ud); /* s3_writer_abort_then(): told when freed */
   void *gone_ud;
-  s3_cfg cfg;
+  aws_cfg cfg;
   char *url, *bucket, *key, *storage_class, *meta_sha;
   size_t part_size;
   int concurrency;
@@ -72,7 +72,7 @@ struct s3_writer {
   char *upload_id;
   int creating;
   s3_req *ctl;       /* create, put, complete, copy, sidecar */
-  s3_buf ctl_body;   /* complete's XML, the sidecar's text */
+  aws_buf ctl_body;   /* complete's XML, the sidecar's text */
   s3_req *abort_req; /* AbortMultipartUpload or the object's delete */
 
   char *cur;
@@ -126,7 +126,7 @@ static void send_part(wpart *p);
 
 static void pend_unref(s3_pending *p) {
   if (!p || --p->refs > 0) return;
-  s3_cfg_free(&p->cfg);
+  aws_cfg_free(&p->cfg);
   free(p->bucket);
   free(p->key);
   free(p->upload_id);
@@ -148,8 +148,8 @@ static void writer_free(s3_writer *w) {
   }
   free(w->etags);
   free(w->sums);
-  s3_buf_free(&w->ctl_body);
-  s3_cfg_free(&w->cfg);
+  aws_buf_free(&w->ctl_body);
+  aws_cfg_free(&w->cfg);
   free(w->url);
   free(w->bucket);
   free(w->key);
@@ -280,8 +280,8 @@ static void drop_part(wpart *p) {
 
 static void hash_fn(void *ud) {
   wpart *p = ud;
-  s3_sha256_hex(p->buf, p->len, p->sha);
-  s3_hex_to_b64(p->sha, p->sum);
+  aws_sha256_hex(p->buf, p->len, p->sha);
+  aws_hex_to_b64(p->sha, p->sum);
 }
 
 static void hash_after(void *ud, int status) {
@@ -328,9 +328,9 @@ static void on_part(void *ud, s3_req *r) {
     w->n_etags = p->num;
   }
   free(w->etags[p->num - 1]);
-  w->etags[p->num - 1] = s3_xstrdup(r->etag ? r->etag : "");
+  w->etags[p->num - 1] = aws_xstrdup(r->etag ? r->etag : "");
   free(w->sums[p->num - 1]);
-  w->sums[p->num - 1] = s3_xstrdup(p->sum);
+  w->sums[p->num - 1] = aws_xstrdup(p->sum);
   w->uploaded += p->len;
   s3_host->progress(w->call, (int64_t)w->uploaded, w->size_hint);
   drop_part(p);
@@ -343,8 +343,8 @@ static void on_part(void *ud, s3_req *r) {
 
 static void send_part(wpart *p) {
   s3_writer *w = p->w;
-  char *uid = s3_uri_encode(w->upload_id, 0);
-  char *q = s3_asprintf("partNumber=%d&uploadId=%s", p->num, uid);
+  char *uid = aws_uri_encode(w->upload_id, 0);
+  char *q = aws_asprintf("partNumber=%d&uploadId=%s", p->num, uid);
   free(uid);
   p->req = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, q);
   free(q);
@@ -403,7 +403,7 @@ static int pend_hook(eng_call *end_call, void *ud) {
 }
 
 static void journal_upload(s3_writer *w) {
-  char *id = s3_asprintf("%s?uploadId=%s", w->url, w->upload_id);
+  char *id = aws_asprintf("%s?uploadId=%s", w->url, w->upload_id);
   json_t *d = json_pack("{s:{s:s, s:{s:s, s:s}}}", "undo", "action",
                         "s3.abort_upload", "with", "url", w->url, "upload_id",
                         w->upload_id);
@@ -415,7 +415,7 @@ static void journal_upload(s3_writer *w) {
 
 static void journal_upload_gone(s3_writer *w) {
   if (!w->upload_id) return;
-  char *id = s3_asprintf("%s?uploadId=%s", w->url, w->upload_id);
+  char *id = aws_asprintf("%s?uploadId=%s", w->url, w->upload_id);
   s3_host->journal_removed(w->call, "multipart_upload", id);
   free(id);
   if (w->pend) w->pend->open = 0;
@@ -429,10 +429,10 @@ static void on_created(void *ud, s3_req *r) {
   w->ctl = NULL;
   int rc = s3_req_check(r, msg, sizeof msg);
   const char *uid = NULL;
-  s3_xml *x = NULL;
+  aws_xml *x = NULL;
   if (rc == ENG_OK) {
-    x = s3_xml_parse(r->body.data, r->body.len);
-    uid = x ? s3_xml_text(x, "UploadId") : NULL;
+    x = aws_xml_parse(r->body.data, r->body.len);
+    uid = x ? aws_xml_text(x, "UploadId") : NULL;
     if (!uid || !*uid) {
       rc = ENG_ERR_PROTOCOL;
       snprintf(msg, sizeof msg,
@@ -441,19 +441,19 @@ static void on_created(void *ud, s3_req *r) {
     }
   }
   if (rc == ENG_OK) {
-    w->upload_id = s3_xstrdup(uid);
+    w->upload_id = aws_xstrdup(uid);
     journal_upload(w);
-    s3_pending *p = s3_xcalloc(1, sizeof *p);
+    s3_pending *p = aws_xcalloc(1, sizeof *p);
     p->refs = 1;
     p->open = 1;
-    s3_cfg_copy(&p->cfg, &w->cfg);
-    p->bucket = s3_xstrdup(w->bucket);
-    p->key = s3_xstrdup(w->key);
-    p->upload_id = s3_xstrdup(uid);
+    aws_cfg_copy(&p->cfg, &w->cfg);
+    p->bucket = aws_xstrdup(w->bucket);
+    p->key = aws_xstrdup(w->key);
+    p->upload_id = aws_xstrdup(uid);
     w->pend = p;
     if (s3_host->at_run_end(w->call, pend_hook, p) == ENG_OK) p->refs++;
   }
-  s3_xml_free(x);
+  aws_xml_free(x);
   s3_req_free(r);
   if (rc != ENG_OK) {
     fail(w, rc, msg);
@@ -516,7 +516,7 @@ static void submit_cur(s3_writer *w) {
     fail(w, ENG_ERR_INVALID, msg);
     return;
   }
-  wpart *p = s3_xcalloc(1, sizeof *p);
+  wpart *p = aws_xcalloc(1, sizeof *p);
   p->w = w;
   p->num = ++w->next_num;
   p->buf = w->cur;
@@ -540,7 +540,7 @@ static void submit_cur(s3_writer *w) {
 static void pump(s3_writer *w) {
   while (w->wlen > 0 && !w->rc && !w->aborting) {
     if (!w->cur) {
-      w->cur = w->n_spare ? w->spare[--w->n_spare] : s3_xmalloc(w->part_size);
+      w->cur = w->n_spare ? w->spare[--w->n_spare] : aws_xmalloc(w->part_size);
       w->cur_len = 0;
     }
     size_t space = w->part_size - w->cur_len;
@@ -584,15 +584,15 @@ static void done_ok(s3_writer *w) {
 }
 
 static char *strip_quotes(const char *s) {
-  if (!s) return s3_xstrdup("");
+  if (!s) return aws_xstrdup("");
   size_t n = strlen(s);
   if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-    char *d = s3_xmalloc(n - 1);
+    char *d = aws_xmalloc(n - 1);
     memcpy(d, s + 1, n - 2);
     d[n - 2] = '\0';
     return d;
   }
-  return s3_xstrdup(s);
+  return aws_xstrdup(s);
 }
 
 static void set_final(s3_writer *w, const char *etag, const char *version) {
@@ -602,7 +602,7 @@ static void set_final(s3_writer *w, const char *etag, const char *version) {
   }
   if (version && strcmp(version, "null") != 0) {
     free(w->final_version);
-    w->final_version = s3_xstrdup(version);
+    w->final_version = aws_xstrdup(version);
   }
 }
 
@@ -632,10 +632,10 @@ static void on_sidecar(void *ud, s3_req *r) {
 static void write_sidecar(s3_writer *w) {
   const char *base = strrchr(w->key, '/');
   base = base ? base + 1 : w->key;
-  s3_buf_free(&w->ctl_body);
-  s3_buf_addf(&w->ctl_body, "%s  %s\n", w->sha, base);
-  char *skey = s3_asprintf("%s.sha256", w->key);
-  char *surl = s3_asprintf("%s.sha256", w->url);
+  aws_buf_free(&w->ctl_body);
+  aws_buf_addf(&w->ctl_body, "%s  %s\n", w->sha, base);
+  char *skey = aws_asprintf("%s.sha256", w->key);
+  char *surl = aws_asprintf("%s.sha256", w->url);
   json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
                         "with", "url", surl);
   int64_t t = s3_host->journal_intent(w->call, "object", surl, d);
@@ -667,9 +667,9 @@ static void on_copied(void *ud, s3_req *r) {
     return;
   }
   if (rc == ENG_OK) {
-    s3_xml *x = s3_xml_parse(r->body.data, r->body.len);
-    set_final(w, x ? s3_xml_text(x, "ETag") : NULL, r->version_id);
-    s3_xml_free(x);
+    aws_xml *x = aws_xml_parse(r->body.data, r->body.len);
+    set_final(w, x ? aws_xml_text(x, "ETag") : NULL, r->version_id);
+    aws_xml_free(x);
     w->checksum_where = "metadata";
     s3_req_free(r);
     done_ok(w);
@@ -687,7 +687,7 @@ static void on_copied(void *ud, s3_req *r) {
 #define S3_STREAM_COPY_LIMIT ((uint64_t)64 << 20)
 
 static void store_checksum(s3_writer *w) {
-  if (!s3_is_sha256(w->sha)) { /* nobody told us: nothing to store */
+  if (!aws_is_sha256(w->sha)) { /* nobody told us: nothing to store */
     done_ok(w);
     return;
   }
@@ -706,7 +706,7 @@ static void store_checksum(s3_writer *w) {
     write_sidecar(w);
     return;
   }
-  char *src = s3_uri_encode(w->key, 1);
+  char *src = aws_uri_encode(w->key, 1);
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
   s3_req_header(w->ctl, "x-amz-copy-source: /%s/%s", w->bucket, src);
   s3_req_header(w->ctl, "x-amz-metadata-directive: REPLACE");
@@ -726,13 +726,13 @@ static void on_completed(void *ud, s3_req *r) {
   hold(w);
   w->ctl = NULL;
   int rc = s3_req_check(r, msg, sizeof msg);
-  s3_xml *x = rc == ENG_OK ? s3_xml_parse(r->body.data, r->body.len) : NULL;
+  aws_xml *x = rc == ENG_OK ? aws_xml_parse(r->body.data, r->body.len) : NULL;
   if (rc == ENG_OK) {
     w->phase = PH_COMPLETED;
     journal_upload_gone(w);
-    set_final(w, x ? s3_xml_text(x, "ETag") : r->etag, r->version_id);
+    set_final(w, x ? aws_xml_text(x, "ETag") : r->etag, r->version_id);
   }
-  s3_xml_free(x);
+  aws_xml_free(x);
   s3_req_free(r);
   if (w->aborting) {
     start_abort(w); /* completed meanwhile: remove the object again */
@@ -755,29 +755,29 @@ static void journal_object(s3_writer *w) {
 
 static void complete(s3_writer *w) {
   w->phase = PH_COMPLETING;
-  s3_buf *b = &w->ctl_body;
-  s3_buf_free(b);
-  s3_buf_adds(b, "<CompleteMultipartUpload "
+  aws_buf *b = &w->ctl_body;
+  aws_buf_free(b);
+  aws_buf_adds(b, "<CompleteMultipartUpload "
                  "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
   for (int i = 0; i < w->next_num; i++) {
     const char *e = i < w->n_etags && w->etags[i] ? w->etags[i] : "";
-    s3_buf_addf(b, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
+    aws_buf_addf(b, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
     for (const char *c = e; *c; c++) { /* ETags are quoted: escape */
       if (*c == '"')
-        s3_buf_adds(b, "&quot;");
+        aws_buf_adds(b, "&quot;");
       else if (*c == '&')
-        s3_buf_adds(b, "&amp;");
+        aws_buf_adds(b, "&amp;");
       else if (*c == '<')
-        s3_buf_adds(b, "&lt;");
+        aws_buf_adds(b, "&lt;");
       else
-        s3_buf_add(b, c, 1);
+        aws_buf_add(b, c, 1);
     }
-    s3_buf_adds(b, "</ETag>");
+    aws_buf_adds(b, "</ETag>");
     if (i < w->n_etags && w->sums[i])
-      s3_buf_addf(b, "<ChecksumSHA256>%s</ChecksumSHA256>", w->sums[i]);
-    s3_buf_adds(b, "</Part>");
+      aws_buf_addf(b, "<ChecksumSHA256>%s</ChecksumSHA256>", w->sums[i]);
+    aws_buf_adds(b, "</Part>");
   }
-  s3_buf_adds(b, "</CompleteMultipartUpload>");
+  aws_buf_adds(b, "</CompleteMultipartUpload>");
   journal_object(w);
   char *q = s3_upload_query(w->upload_id);
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key, q);
@@ -888,7 +888,7 @@ static void start_abort(s3_writer *w) {
 
 /* ---- API -------------------------------------------------------------------------------- */
 
-int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
+int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
                    const s3_write_opts *o, s3_writer **out, char *err,
                    size_t errlen) {
   *out = NULL;
@@ -910,20 +910,20 @@ int s3_writer_open(eng_call *call, const s3_cfg *cfg, const char *url,
     free(key);
     return ENG_ERR_INVALID;
   }
-  s3_writer *w = s3_xcalloc(1, sizeof *w);
+  s3_writer *w = aws_xcalloc(1, sizeof *w);
   w->call = call;
-  s3_cfg_copy(&w->cfg, cfg);
-  w->url = s3_asprintf("s3://%s/%s", bucket, key);
+  aws_cfg_copy(&w->cfg, cfg);
+  w->url = aws_asprintf("s3://%s/%s", bucket, key);
   w->bucket = bucket;
   w->key = key;
   w->part_size = ps;
   w->concurrency = conc;
-  w->spare = s3_xcalloc((size_t)conc + 1, sizeof *w->spare);
+  w->spare = aws_xcalloc((size_t)conc + 1, sizeof *w->spare);
   w->size_hint = -1;
   if (o && o->storage_class && *o->storage_class)
-    w->storage_class = s3_xstrdup(o->storage_class);
-  if (o && o->sha256 && s3_is_sha256(o->sha256))
-    w->meta_sha = s3_xstrdup(o->sha256);
+    w->storage_class = aws_xstrdup(o->storage_class);
+  if (o && o->sha256 && aws_is_sha256(o->sha256))
+    w->meta_sha = aws_xstrdup(o->sha256);
   w->obj_token = -1;
   *out = w;
   return ENG_OK;
@@ -955,14 +955,14 @@ int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
   w->finishing = 1;
   w->fcb = cb;
   w->fud = ud;
-  if (sha256 && s3_is_sha256(sha256)) {
+  if (sha256 && aws_is_sha256(sha256)) {
     for (int i = 0; i < 64; i++)
       w->sha[i] = (char)(sha256[i] | 0x20); /* lowercase hex */
     w->sha[64] = '\0';
   } else if (w->meta_sha) {
     memcpy(w->sha, w->meta_sha, 65);
   } else if (!w->upload_id && !w->creating && w->next_num == 0) {
-    s3_sha256_hex(w->cur ? w->cur : "", w->cur_len, w->sha);
+    aws_sha256_hex(w->cur ? w->cur : "", w->cur_len, w->sha);
   }
   if (w->rc) {
     w->ftimer = s3_host->timer_start(w->call, 0, on_ftimer, w);

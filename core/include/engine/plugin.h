@@ -119,7 +119,11 @@ typedef enum eng_target {
   ENG_TARGET_BUCKET = 4, /* s3://bucket/key */
   ENG_TARGET_INSTANCE = 5,
   ENG_TARGET_COMMAND = 6, /* a command line (string or argv list) */
-  ENG_TARGET_FILE = 7     /* a local path or stream URL */
+  ENG_TARGET_FILE = 7,    /* a local path or stream URL */
+  ENG_TARGET_SNAPSHOT = 8 /* (1.1) a snapshot of a managed instance: held to
+                             protected_instances by its id, and by the
+                             instance it was taken from (the evidence
+                             given to guard_target) */
 } eng_target;
 
 typedef enum eng_side_effect {
