@@ -80,6 +80,7 @@ typedef struct eng__step_state {
   eng_call *call;
   eng_call *check_call; /* context of a running check hook */
   uv_timer_t *timer;    /* timeout or retry delay */
+  uint64_t deadline_ns; /* uv_hrtime() when the attempt's timeout ends */
   bool timer_is_retry;
   bool shut_down;       /* cancelled because nothing could complete it */
 } eng__step_state;

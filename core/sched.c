@@ -136,9 +136,11 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
   st->check_ran = true;
   if (st->check_call) eng__call_release(st->check_call);
   st->check_call = NULL;
-  if (st->timer_is_retry) { /* the attempt's timeout ran out in the check */
+  if (st->timer_is_retry || rc == ENG_ERR_TIMEOUT) {
+    /* the attempt's timeout ran out in the check */
     st->timer_is_retry = false;
     st->check_ok = false;
+    stop_timer(st);
     json_decref(results);
     after_attempt(r, i, ENG_ERR_TIMEOUT, NULL);
     return;
@@ -203,6 +205,8 @@ static void action_ok(eng__run *r, size_t i) {
   /* a context for what the hook calls (pg.query...): logs, guards, and
    * cancellation by the step's timeout or an interrupt */
   st->check_call = eng__call_new(r, s->id, NULL, NULL, NULL);
+  if (st->timer && !st->timer_is_retry)
+    eng__call_set_deadline(st->check_call, st->deadline_ns);
   int rc = eng__lua_run(r->L, s->check_ref, locals, st->check_call, check_done, c);
   json_decref(locals);
   if (rc != ENG_OK) {
@@ -249,9 +253,9 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
   }
   if (rc == ENG_ERR_TIMEOUT && (!error || !*error)) {
     char d[32];
-    char *m = eng__asprintf("timed out after %s (timeout: %s)",
-                            eng__fmt_duration(s->timeout_ms, d, sizeof d),
-                            "raise the step's 'timeout' if that is expected");
+    char *m = eng__asprintf("timed out after %s (the step's timeout); raise "
+                            "'timeout' if that is expected",
+                            eng__fmt_duration(s->timeout_ms, d, sizeof d));
     set_error(r, st, m);
     free(m);
   } else {
@@ -282,6 +286,7 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
     st->timer = eng__xmalloc(sizeof *st->timer);
     uv_timer_init(r->loop, st->timer);
     st->timer->data = a;
+    uv_update_time(r->loop);
     uv_timer_start(st->timer, retry_timer_cb, (uint64_t)delay, 0);
     return; /* still counted as running */
   }
@@ -403,7 +408,13 @@ static void start_step(eng__run *r, size_t i) {
     uv_timer_init(r->loop, st->timer);
     st->timer->data = ta;
     st->timer_is_retry = false;
+    /* the loop's clock stops while Lua holds the thread: read it again,
+     * or the timeout would count from before an earlier busy hook */
+    uv_update_time(r->loop);
     uv_timer_start(st->timer, timeout_cb, (uint64_t)s->timeout_ms, 0);
+    /* Lua on the loop thread cannot see the timer fire: it checks this */
+    st->deadline_ns = uv_hrtime() + (uint64_t)s->timeout_ms * 1000000u;
+    eng__call_set_deadline(c, st->deadline_ns);
   }
   char *start_err = NULL;
   int rc = eng__call_start_err(c, s->action->action->start, params, &start_err);
@@ -619,6 +630,7 @@ static void chain_signal(int signum, siginfo_t *info, void *uctx) {
   signals_seen++;
   last_signal = signum;
   eng__lua_interrupt = 1;
+  eng__lua_poke();
   struct sigaction *next = signum == SIGINT ? &uv_sigint : &uv_sigterm;
   if (next->sa_flags & SA_SIGINFO) {
     if (next->sa_sigaction) next->sa_sigaction(signum, info, uctx);
