@@ -7,6 +7,7 @@
  * an action may call done() from inside start(). */
 #include "run.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -569,8 +570,15 @@ int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
 
 int64_t eng__call_journal_intent(eng_call *c, const char *kind, const char *id,
                                 const json_t *detail) {
-  return c->run ? eng__run_journal(c->run, "intent", c->step, kind, id, detail)
-                : -1;
+  if (!c->run) return -1;
+  int64_t t = eng__run_journal(c->run, "intent", c->step, kind, id, detail);
+  if (t < 0)
+    eng__call_fail(c, "cannot record the %s %s in the run's journal (%s): it "
+                      "was not created, since nothing could clean it up; "
+                      "free space in %s and run again",
+                   kind, id, strerror(c->run->journal.err ? c->run->journal.err : EIO),
+                   c->run->dir);
+  return t;
 }
 
 void eng__call_journal_confirm(eng_call *c, int64_t token) {

@@ -69,6 +69,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   if (!st->resumed) {
     eng__journal_step(&r->journal, "step.end", s->id, st->inputs[0] ? st->inputs : NULL,
                       eng__status_name(status), st->outputs);
+    eng__run_check_journal(r);
     json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "step", s->id, "status",
                           eng__status_name(status), "attempts", st->attempts,
                           "duration_ms",
@@ -258,6 +259,14 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
                             eng__fmt_duration(s->timeout_ms, d, sizeof d));
     set_error(r, st, m);
     free(m);
+  } else if (rc == ENG_ERR_TIMEOUT && !strstr(error, "timed out") &&
+             !strstr(error, "timeout")) {
+    /* the action's own account of being stopped, said to be a timeout */
+    char d[32];
+    char *m = eng__asprintf("timed out after %s (the step's timeout): %s",
+                            eng__fmt_duration(s->timeout_ms, d, sizeof d), error);
+    set_error(r, st, m);
+    free(m);
   } else {
     char *m = error && *error ? eng__xstrdup(error)
                               : eng__asprintf("%s", eng_strerror(rc));
@@ -378,6 +387,7 @@ static void start_step(eng__run *r, size_t i) {
   }
   if (st->attempts == 1) {
     eng__journal_step(&r->journal, "step.start", s->id, st->inputs, NULL, NULL);
+    eng__run_check_journal(r);
     json_t *a = json_pack("{s:s, s:s, s:s, s:O}", "step", s->id, "uses",
                           s->action->full, "inputs", st->inputs, "params",
                           st->params);

@@ -215,8 +215,9 @@ def test_step_timeout_stops_busy_lua(h):
     for sid in ('spin', 'sort', 'pattern', 'hook'):
         st = rep['steps'][sid]
         h.check(st['status'] == 'timed_out', (sid, st))
-        # within a second of the deadline (a little more under sanitizers)
-        h.check(st['duration_ms'] < 3300, (sid, st['duration_ms']))
+        # within a second of the deadline; more room for sanitizers on a
+        # busy machine (without the deadline they run to the 10 s budget)
+        h.check(st['duration_ms'] < 4500, (sid, st['duration_ms']))
     for sid in ('spin', 'sort', 'pattern'):
         h.check("the step's timeout ran out while Lua was running"
                 in rep['steps'][sid]['error'], rep['steps'][sid])
