@@ -54,7 +54,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     PQconninfoFree(o2);
     const char *pw = pg_ci_get(o, "password");
     char *d = pg_ci_display(o);
-    if (pw && *pw && !elsewhere(o, pw) && strstr(d, pw)) abort();
+    /* (short ones may be part of the defaults shown: localhost:5432) */
+    if (pw && strlen(pw) >= 3 && !elsewhere(o, pw) &&
+        !strstr("localhost:5432", pw) && strstr(d, pw))
+      abort();
     free(d);
     /* the core's generic masking, on the URL the plugin would log */
     char *m = eng__redact(NULL, u);
