@@ -61,8 +61,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     free(d);
     /* the core's generic masking, on the URL the plugin would log */
     char *m = eng__redact(NULL, u);
+    /* (a password that is part of the URL's own words, "password=", is
+     * found there after masking too) */
     if (pw && strlen(pw) >= 3 && !elsewhere(o, pw) && count(u, pw) > 0 &&
-        count(m, pw) >= count(u, pw))
+        !strstr("postgresql://?password=&", pw) && count(m, pw) >= count(u, pw))
       abort(); /* the password in the URL's user part was not masked */
     free(m);
     free(u);
