@@ -4,7 +4,8 @@
  * of the previous line (64 zeros for the first). With ENGINE_AUDIT_KEY set,
  * each record also carries mac: HMAC-SHA256 over the record without mac,
  * serialized compactly with sorted keys. Records are appended with O_APPEND
- * and synced at step boundaries. */
+ * and synced at step boundaries. A record is on disk whole or not at all,
+ * and room is kept allocated ahead of the end (see reserve()). */
 #include "audit.h"
 
 #include <errno.h>
@@ -27,7 +28,26 @@ struct eng__audit {
   int64_t seq;
   char prev[65];
   char *key;
+  off_t reserved;     /* the file's blocks are allocated up to here */
 };
+
+/* Room kept allocated ahead of the log's end, so that when the disk fills
+ * the run can still record how it ended (its steps' ends and run.end):
+ * running low on it fails the run, writing stays possible. */
+#define AUDIT_RESERVE ((off_t)256 * 1024)
+#define AUDIT_LOW ((off_t)64 * 1024)
+
+/* 0, or -1 with errno when the reserve could not be extended. */
+static int reserve(eng__audit *a, off_t end) {
+  if (a->reserved - end >= AUDIT_LOW) return 0;
+  /* blocks past the end, the size unchanged: the log reads the same */
+  if (fallocate(a->fd, FALLOC_FL_KEEP_SIZE, end, AUDIT_RESERVE) == 0 ||
+      errno == EOPNOTSUPP || errno == ENOSYS) {
+    a->reserved = end + AUDIT_RESERVE;
+    return 0;
+  }
+  return -1;
+}
 
 static void hex(const unsigned char *d, size_t n, char *out) {
   for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
@@ -76,6 +96,15 @@ eng__audit *eng__audit_open(const char *path, const char *run_id) {
     return NULL;
   }
   a->run = eng__xstrdup(run_id);
+  off_t end = lseek(a->fd, 0, SEEK_END);
+  if (end >= 0 && reserve(a, end) != 0) {
+    int e = errno;
+    close(a->fd);
+    free(a->run);
+    free(a);
+    errno = e;
+    return NULL; /* not even room for the run's first records */
+  }
   const char *k = getenv("ENGINE_AUDIT_KEY");
   if (k && *k) a->key = eng__xstrdup(k);
   return a;
@@ -104,14 +133,31 @@ int eng__audit_event(eng__audit *a, const char *type, json_t *fields) {
   }
   char *line = canonical(rec);
   json_decref(rec);
-  eng__sha256_hex(line, strlen(line), a->prev);
   size_t n = strlen(line);
   eng__buf b = {0};
   eng__buf_add(&b, line, n);
   eng__buf_add(&b, "\n", 1);
-  free(line);
+  /* A record is on disk whole or not at all: a short write (disk full) is
+   * cut off again, and the chain goes on from the last record written, so
+   * what the file holds always verifies. */
+  off_t end = lseek(a->fd, 0, SEEK_END);
   ssize_t w = write(a->fd, b.data, b.len);
-  int rc = w == (ssize_t)b.len ? 0 : -1;
+  int rc = 0;
+  if (w == (ssize_t)b.len) {
+    eng__sha256_hex(line, n, a->prev);
+    /* written, but the disk is filling up: say so (the run fails) */
+    if (reserve(a, end + w) != 0) rc = -1;
+  } else {
+    int e = w < 0 ? errno : ENOSPC;
+    if (w > 0 && end >= 0) {
+      int t = ftruncate(a->fd, end); /* if even that fails, verify names the line */
+      (void)t;
+    }
+    a->seq--;
+    errno = e;
+    rc = -1;
+  }
+  free(line);
   eng__buf_free(&b);
   return rc;
 }

@@ -7,6 +7,7 @@
  * an action may call done() from inside start(). */
 #include "run.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,6 +68,7 @@ struct eng_call {
   bool abandoned;      /* the grace ran out: ended by the host */
   bool plugin_started; /* a plugin's start() ran: it owes a done() */
   struct eng_call *next_abandoned;
+  uint64_t deadline_ns; /* uv_hrtime() when the step's timeout ends; 0 none */
 };
 
 /* Something a call started that the host releases if the plugin did not
@@ -218,6 +220,17 @@ void eng__call_release(eng_call *c) { call_unref(c); }
 uv_loop_t *eng__call_loop(eng_call *c) {
   (void)c;
   return host_loop;
+}
+
+void eng__call_set_deadline(eng_call *c, uint64_t at_ns) {
+  if (c) c->deadline_ns = at_ns;
+}
+
+uint64_t eng__call_deadline(const eng_call *c) {
+  uint64_t d = 0;
+  for (; c; c = c->parent)
+    if (c->deadline_ns && (!d || c->deadline_ns < d)) d = c->deadline_ns;
+  return d;
 }
 
 eng__run *eng__call_run(eng_call *c) { return c ? c->run : NULL; }
@@ -464,6 +477,7 @@ eng_timer *eng__call_timer_start(eng_call *c, uint64_t ms,
   t->ud = ud;
   t->next = c ? c->timers : NULL;
   if (c) c->timers = t;
+  uv_update_time(host_loop); /* Lua may have held the loop since it last looked */
   uv_timer_start(&t->h, timer_fire, ms, 0);
   return t;
 }
@@ -558,8 +572,15 @@ int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
 
 int64_t eng__call_journal_intent(eng_call *c, const char *kind, const char *id,
                                 const json_t *detail) {
-  return c->run ? eng__run_journal(c->run, "intent", c->step, kind, id, detail)
-                : -1;
+  if (!c->run) return -1;
+  int64_t t = eng__run_journal(c->run, "intent", c->step, kind, id, detail);
+  if (t < 0)
+    eng__call_fail(c, "cannot record the %s %s in the run's journal (%s): it "
+                      "was not created, since nothing could clean it up; "
+                      "free space in %s and run again",
+                   kind, id, strerror(c->run->journal.err ? c->run->journal.err : EIO),
+                   c->run->dir);
+  return t;
 }
 
 void eng__call_journal_confirm(eng_call *c, int64_t token) {
@@ -640,6 +661,7 @@ void eng__call_cancel(eng_call *c, int reason) {
     c->grace = eng__xmalloc(sizeof *c->grace);
     uv_timer_init(host_loop, c->grace);
     c->grace->data = c;
+    uv_update_time(host_loop);
     uv_timer_start(c->grace, grace_fire, cancel_grace_ms, 0);
   }
   call_unref(c);

@@ -184,6 +184,9 @@ typedef struct eng__lua eng__lua;
 /* Non-zero (set from a signal handler): evaluations stop at their next
  * instruction-count hook with "interrupted". */
 extern volatile sig_atomic_t eng__lua_interrupt;
+/* Async-signal-safe: make the running evaluation's hook run at its next
+ * instruction (after raising eng__lua_interrupt). */
+void eng__lua_poke(void);
 
 typedef struct eng__lua_opts {
   size_t mem_limit;        /* bytes; 0 = 64 MiB */
@@ -262,6 +265,10 @@ void eng__call_own(eng_call *c, void *obj, void (*release)(void *obj));
 void eng__call_disown(eng_call *c, void *obj);
 void eng__call_release(eng_call *c);
 uv_loop_t *eng__call_loop(eng_call *call);
+/* The step's deadline (uv_hrtime() ns) for work the loop cannot preempt
+ * (Lua): the earliest of the call's and its parents'; 0 = none. */
+void eng__call_set_deadline(eng_call *c, uint64_t at_ns);
+uint64_t eng__call_deadline(const eng_call *c);
 eng__run *eng__call_run(eng_call *call);
 eng__lua *eng__call_lua(eng_call *c);
 /* The process-wide loop, HTTP multi handle and redactor of call services. */

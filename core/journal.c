@@ -102,12 +102,23 @@ static int64_t write_rec(eng__journal *j, json_t *rec, bool sync) {
   json_object_set_new(rec, "time", json_string(eng__fmt_time(eng__now_ms(), t, sizeof t)));
   char *line = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(rec);
-  fprintf(j->f, "%s\n", line);
+  size_t n = strlen(line);
+  line[n] = '\n'; /* json_dumps' NUL becomes the newline; n + 1 bytes */
+  int fd = fileno(j->f);
+  off_t end = lseek(fd, 0, SEEK_END);
+  ssize_t w = write(fd, line, n + 1);
   free(line);
-  fflush(j->f);
   /* a resource intent is on disk before the resource exists */
-  if (sync) fdatasync(fileno(j->f));
-  return j->seq;
+  if (w == (ssize_t)(n + 1) && (!sync || fdatasync(fd) == 0)) return j->seq;
+  int e = w < 0 ? errno : ENOSPC;
+  if (w > 0 && end >= 0) {
+    int t = ftruncate(fd, end); /* no half record for resume or cleanup */
+    (void)t;
+  }
+  j->seq--;
+  if (!j->err) j->err = e;
+  errno = e;
+  return -1;
 }
 
 int64_t eng__journal_resource(eng__journal *j, const char *event,

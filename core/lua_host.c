@@ -24,6 +24,16 @@
  *    RETURNS when the code finishes without yielding. When eng__lua_run
  *    returns an error the callback never runs.
  *
+ * Limits: the count hook runs every ENG_LUA_HOOK_COUNT instructions and
+ * stops an evaluation that used its budget, passed its step's deadline
+ * (the step's `timeout`) or was interrupted by a signal. Between two hooks
+ * C functions may each run for a while (string.rep, table.sort, pattern
+ * matching under its work bound), so a watchdog thread wakes when the
+ * running evaluation's limit falls due, and signal handlers when they
+ * raise the interrupt flag, and make the hook run at the next instruction
+ * (lua_sethook may be called asynchronously). Lua itself only ever runs on
+ * the loop thread.
+ *
  * Lua errors longjmp: every entry point touches the state only inside a
  * protected call, C functions check their arguments before allocating C
  * memory, and JSON values handed to Lua are pushed under lua_pcall so they
@@ -34,6 +44,7 @@
 #include <errno.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +92,7 @@ struct eng__lua_job {
   eng__lua_done_cb cb;
   void *ud;
   eng__lua_clock clock;
+  int timed_out;        /* stopped by its call's deadline */
   int yielded;          /* suspended in lua_yieldk, waiting for a sub-call */
   int waiting;          /* a sub-call is outstanding */
   json_t *result;       /* the sub-call's outputs["result"] */
@@ -98,6 +110,7 @@ struct eng__lua {
   size_t n_deps;
   eng__lua_clock *cur; /* the evaluation running now, or NULL */
   eng__lua_job *jobs;  /* running coroutines */
+  bool watched;        /* counted by the watchdog */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -199,32 +212,164 @@ static void *lh_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
  * are answered within milliseconds, not after the budget. */
 volatile sig_atomic_t eng__lua_interrupt;
 
-static void lh_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
+static void lh_hook(lua_State *L, lua_Debug *ar);
+
+static void lh_arm(lua_State *L) {
+  lua_sethook(L, lh_hook, LUA_MASKCOUNT, ENG_LUA_HOOK_COUNT);
+}
+
+/* Raise msg at the current position; from now on the hook runs at every
+ * instruction, so a pcall() in the script catching the error cannot keep
+ * the loop going. */
+static int lh_stop(lua_State *L, const char *msg) {
+  lua_sethook(L, lh_hook, LUA_MASKCOUNT, 1);
+  luaL_where(L, 0);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* The step deadline of the evaluation c (0: none). */
+static uint64_t lh_deadline(const eng__lua_clock *c) {
+  return c->job != NULL && c->job->call != NULL
+             ? eng__call_deadline(c->job->call)
+             : 0;
+}
+
+/* Stop the running evaluation if it was interrupted, passed its step's
+ * deadline or used its budget; called by the hook and before work done in
+ * C (pattern matching). */
+static void lh_check_limits(lua_State *L) {
   eng__lua *h = lh_get(L);
   eng__lua_clock *c = h->cur;
   if (c == NULL)
     return;
-  if (eng__lua_interrupt) {
-    luaL_where(L, 0);
-    lua_pushliteral(L, "interrupted (SIGINT or SIGTERM)");
-    lua_concat(L, 2);
-    lua_error(L);
+  if (eng__lua_interrupt)
+    lh_stop(L, "interrupted (SIGINT or SIGTERM)");
+  uint64_t now = uv_hrtime();
+  uint64_t deadline = lh_deadline(c);
+  if (deadline != 0 && now >= deadline) {
+    c->job->timed_out = 1;
+    lh_stop(L, "the step's timeout ran out while Lua was running");
   }
-  uint64_t used = c->used + (uv_hrtime() - c->since);
-  if (used <= h->budget_ns)
-    return;
-  /* From now on check every instruction, so that a pcall() in the script
-   * catching this error cannot keep the loop going. */
-  lua_sethook(L, lh_hook, LUA_MASKCOUNT, 1);
-  luaL_where(L, 0);
-  lua_pushstring(L, h->budget_msg);
-  lua_concat(L, 2);
-  lua_error(L);
+  if (c->used + (now - c->since) > h->budget_ns)
+    lh_stop(L, h->budget_msg);
 }
 
-static void lh_arm(lua_State *L) {
-  lua_sethook(L, lh_hook, LUA_MASKCOUNT, ENG_LUA_HOOK_COUNT);
+static void lh_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lh_check_limits(L);
+}
+
+/* ---- watchdog ----------------------------------------------------------
+ * One thread per process while a state exists. The loop thread tells it
+ * which lua_State runs and when its limit falls due; at that time it makes
+ * the state's hook run at the next instruction. It never touches Lua
+ * otherwise. */
+static struct {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  uv_thread_t thread;
+  int users;           /* live eng__lua states */
+  bool quit;
+  lua_State *L;        /* running now, or NULL */
+  uint64_t due;        /* uv_hrtime() when its limit falls due; 0 fired */
+} lh_wd;
+static uv_once_t lh_wd_once = UV_ONCE_INIT;
+/* The running state for signal handlers (the loop thread writes it). */
+static lua_State *volatile lh_running;
+
+static void lh_wd_init(void) {
+  if (uv_mutex_init(&lh_wd.mu) != 0 || uv_cond_init(&lh_wd.cv) != 0)
+    abort();
+}
+
+static void lh_wd_main(void *arg) {
+  (void)arg;
+  uv_mutex_lock(&lh_wd.mu);
+  while (!lh_wd.quit) {
+    if (lh_wd.L == NULL || lh_wd.due == 0) {
+      uv_cond_wait(&lh_wd.cv, &lh_wd.mu);
+      continue;
+    }
+    uint64_t now = uv_hrtime();
+    if (now >= lh_wd.due) {
+      lua_sethook(lh_wd.L, lh_hook, LUA_MASKCOUNT, 1);
+      lh_wd.due = 0;
+      continue;
+    }
+    (void)uv_cond_timedwait(&lh_wd.cv, &lh_wd.mu, lh_wd.due - now);
+  }
+  uv_mutex_unlock(&lh_wd.mu);
+}
+
+/* Start the thread with the first state; it blocks every signal, so that
+ * signals reach the loop thread. */
+static int lh_wd_start(void) {
+  uv_once(&lh_wd_once, lh_wd_init);
+  uv_mutex_lock(&lh_wd.mu);
+  int rc = 0;
+  if (lh_wd.users++ == 0) {
+    lh_wd.quit = false;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = uv_thread_create(&lh_wd.thread, lh_wd_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+      lh_wd.users--;
+  }
+  uv_mutex_unlock(&lh_wd.mu);
+  return rc;
+}
+
+static void lh_wd_stop(void) {
+  uv_mutex_lock(&lh_wd.mu);
+  bool last = --lh_wd.users == 0;
+  if (last) {
+    lh_wd.quit = true;
+    uv_cond_signal(&lh_wd.cv);
+  }
+  uv_mutex_unlock(&lh_wd.mu);
+  if (last)
+    uv_thread_join(&lh_wd.thread);
+}
+
+typedef struct lh_watch {
+  lua_State *L;
+  uint64_t due;
+} lh_watch;
+
+/* L starts running the evaluation c: watch it until lh_watch_end(). */
+static lh_watch lh_watch_start(eng__lua *h, lua_State *L,
+                               const eng__lua_clock *c) {
+  uint64_t due = c->since + (h->budget_ns > c->used ? h->budget_ns - c->used : 0);
+  uint64_t deadline = lh_deadline(c);
+  if (deadline != 0 && deadline < due)
+    due = deadline;
+  lh_arm(L);
+  uv_mutex_lock(&lh_wd.mu);
+  lh_watch prev = {lh_wd.L, lh_wd.due};
+  lh_wd.L = L;
+  lh_wd.due = due != 0 ? due : 1;
+  lh_running = L;
+  uv_cond_signal(&lh_wd.cv);
+  uv_mutex_unlock(&lh_wd.mu);
+  return prev;
+}
+
+static void lh_watch_end(lh_watch prev) {
+  uv_mutex_lock(&lh_wd.mu);
+  lh_wd.L = prev.L;
+  lh_wd.due = prev.due;
+  lh_running = prev.L;
+  uv_mutex_unlock(&lh_wd.mu);
+}
+
+void eng__lua_poke(void) {
+  lua_State *L = lh_running;
+  if (L != NULL)
+    lua_sethook(L, lh_hook, LUA_MASKCOUNT, 1);
 }
 
 /* ---- JSON -> Lua ------------------------------------------------------------ */
@@ -1115,6 +1260,8 @@ static int lh_pattern_guard(lua_State *L) {
   const char *p = luaL_checklstring(L, 2, &lp);
   lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
   bool plain = lua_toboolean(L, 4) && lua_tointeger(L, lua_upvalueindex(2)) == 1;
+  /* a loop of costly matches runs few instructions: check here too */
+  lh_check_limits(L);
   if (!plain) {
     bool any;
     int items = lh_pattern_items(p, lp, &any);
@@ -1245,6 +1392,12 @@ int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
            (double)budget_ms / 1000.0);
   h->runbook_dir = o && o->runbook_dir ? lh_strdup(o->runbook_dir) : NULL;
   h->lib_dir = o && o->lib_dir ? lh_strdup(o->lib_dir) : NULL;
+  if (lh_wd_start() != 0) {
+    lh_copy(err, errlen, "cannot start the Lua watchdog thread");
+    eng__lua_destroy(h);
+    return ENG_ERR_NOMEM;
+  }
+  h->watched = true;
   h->L = lua_newstate(lh_alloc, h);
   if (h->L == NULL) {
     lh_copy(err, errlen, "cannot create the Lua state: out of memory");
@@ -1299,6 +1452,8 @@ void eng__lua_destroy(eng__lua *h) {
   free(h->deps);
   free(h->runbook_dir);
   free(h->lib_dir);
+  if (h->watched)
+    lh_wd_stop();
   free(h);
 }
 
@@ -1541,8 +1696,9 @@ static int lh_eval_body(lua_State *L) {
   eng__lua_clock clock = {0, uv_hrtime(), NULL};
   eng__lua_clock *prev = h->cur;
   h->cur = &clock;
-  lh_arm(L);
+  lh_watch w = lh_watch_start(h, L, &clock);
   int st = lua_pcall(L, 0, LUA_MULTRET, 3);
+  lh_watch_end(w);
   lh_arm(L);
   h->cur = prev;
   int top = lua_gettop(L);
@@ -1735,6 +1891,7 @@ static void lh_job_finish(eng__lua_job *j, int status, int nres) {
     lua_gc(h->L, LUA_GCCOLLECT);
   eng__lua_done_cb cb = j->cb;
   void *ud = j->ud;
+  bool timed_out = j->timed_out && status != LUA_OK;
   json_decref(j->result);
   free(j->error);
   free(j);
@@ -1742,7 +1899,7 @@ static void lh_job_finish(eng__lua_job *j, int status, int nres) {
   if (f.err != NULL) {
     json_decref(f.results);
     lh_fix_lines(f.err);
-    cb(ud, ENG_ERR_FAILED, NULL, f.err);
+    cb(ud, timed_out ? ENG_ERR_TIMEOUT : ENG_ERR_FAILED, NULL, f.err);
     free(f.err);
   } else {
     cb(ud, ENG_OK, f.results, NULL);
@@ -1754,9 +1911,10 @@ static void lh_job_resume(eng__lua_job *j) {
   eng__lua_clock *prev = h->cur;
   h->cur = &j->clock;
   j->clock.since = uv_hrtime();
-  lh_arm(j->co);
+  lh_watch w = lh_watch_start(h, j->co, &j->clock);
   int nres = 0;
   int st = lua_resume(j->co, NULL, 0, &nres);
+  lh_watch_end(w);
   j->clock.used += uv_hrtime() - j->clock.since;
   h->cur = prev;
   if (st == LUA_YIELD) {

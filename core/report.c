@@ -267,7 +267,7 @@ static const char *outcome(eng__run *r) {
       running = true;
   }
   if (r->refused) return "refused";
-  if (failed || r->audit_broken) return "failed";
+  if (failed || r->audit_broken || r->journal_broken) return "failed";
   if (running) return "running";
   if (r->slo_measured && (!r->rto_met || !r->rpo_met)) return "slo_missed";
   return "ok";

@@ -126,14 +126,17 @@ int eng__run_open_audit(eng__run *r) {
 }
 
 void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
-  if (!r->audit) {
+  /* once the disk is full, the room left is kept for the records that say
+   * how the run went (steps, resources, run.end), not for log lines */
+  if (!r->audit || (r->audit_broken && !strcmp(type, "step.log"))) {
     json_decref(fields);
     return;
   }
   if (eng__audit_event(r->audit, type, fields) != 0 && !r->audit_broken) {
     r->audit_broken = true;
     fprintf(stderr, "engine: cannot write the audit log: %s; the run will "
-                    "end as failed\n", strerror(errno));
+                    "end as failed (log lines are no longer recorded)\n",
+            strerror(errno));
   }
 }
 
@@ -159,10 +162,20 @@ void eng__run_secret(eng__run *r, const char *value, const char *ref) {
   if (ref) eng__journal_add_ref(&r->journal, value, ref);
 }
 
+void eng__run_check_journal(eng__run *r) {
+  if (!r->journal.err || r->journal_broken) return;
+  r->journal_broken = true;
+  fprintf(stderr, "engine: cannot write the journal in %s: %s; what the run "
+                  "creates cannot be recorded for cleanup or resume, so "
+                  "nothing more is created and the run will end as failed\n",
+          r->dir, strerror(r->journal.err));
+}
+
 int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
                          const char *kind, const char *id,
                          const json_t *detail) {
   int64_t seq = eng__journal_resource(&r->journal, event, step, kind, id, detail);
+  eng__run_check_journal(r);
   if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
     json_t *a = json_pack("{s:s?, s:s?, s:s?}", "step", step, "kind", kind,
                           "id", id);

@@ -23,6 +23,9 @@ int eng__run_open_audit(eng__run *r);
 /* An audit record (fields stolen). A failed write marks the run broken:
  * it ends as failed. */
 void eng__run_audit(eng__run *r, const char *type, json_t *fields);
+/* After a journal write: the first failure is said (stderr) and fails the
+ * run. */
+void eng__run_check_journal(eng__run *r);
 /* A log line of a step (or of the run when step is NULL), redacted, to
  * the console and the audit log. */
 void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,

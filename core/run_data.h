@@ -81,6 +81,7 @@ typedef struct eng__step_state {
   eng_call *call;
   eng_call *check_call; /* context of a running check hook */
   uv_timer_t *timer;    /* timeout or retry delay */
+  uint64_t deadline_ns; /* uv_hrtime() when the attempt's timeout ends */
   bool timer_is_retry;
   bool shut_down;       /* cancelled because nothing could complete it */
 } eng__step_state;
@@ -92,6 +93,7 @@ typedef struct eng__journal {
   int64_t seq;
   json_t *refs; /* secret value -> "${env.X}" / "${params.x}" */
   const eng__redactor *redact;
+  int err;   /* errno of the first record that could not be written */
 } eng__journal;
 
 /* Open RUN_DIR/journal for appending; -1 with errno. */
@@ -104,7 +106,9 @@ void eng__journal_add_ref(eng__journal *j, const char *value, const char *ref);
  * else secret masked). */
 json_t *eng__journal_refs(const eng__journal *j, const json_t *v);
 /* Append a resource record (intent / confirm / removed), synced; returns
- * its sequence number, or -1 when no journal is open. */
+ * its sequence number, or -1 (errno set, j->err recorded) when it could
+ * not be written whole: no journal open, or the disk is full. A record
+ * is on disk whole or not at all. */
 int64_t eng__journal_resource(eng__journal *j, const char *event,
                               const char *step, const char *kind,
                               const char *id, const json_t *detail);
@@ -155,6 +159,7 @@ struct eng__run {
   eng__redactor *redact;
   struct eng__audit *audit;
   bool audit_broken;
+  bool journal_broken; /* said so; the run ends as failed */
   eng__journal journal;
   /* guards (policy.c, guards.c) */
   eng__policy policy;

@@ -80,7 +80,8 @@ static void on_end(eng__run *r) {
   eng__slo_measure(r, r->ended_ms);
   if (r->interrupted) r->exit_code = ENG_EXIT_INTERRUPTED;
   else if (r->refused) r->exit_code = ENG_EXIT_REFUSED;
-  else if (failed || r->audit_broken) r->exit_code = ENG_EXIT_FAILED;
+  else if (failed || r->audit_broken || r->journal_broken)
+    r->exit_code = ENG_EXIT_FAILED;
   else if (!r->rto_met || !r->rpo_met) r->exit_code = ENG_EXIT_SLO;
   else r->exit_code = ENG_EXIT_OK;
   eng__run_set_status(r, r->exit_code == 0 ? "ok" : "failed");

@@ -82,6 +82,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   if (!st->resumed) {
     eng__journal_step(&r->journal, "step.end", s->id, st->inputs[0] ? st->inputs : NULL,
                       eng__status_name(status), st->outputs);
+    eng__run_check_journal(r);
     json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "step", s->id, "status",
                           eng__status_name(status), "attempts", st->attempts,
                           "duration_ms",
@@ -150,9 +151,11 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
   st->check_ran = true;
   if (st->check_call) eng__call_release(st->check_call);
   st->check_call = NULL;
-  if (st->timer_is_retry) { /* the attempt's timeout ran out in the check */
+  if (st->timer_is_retry || rc == ENG_ERR_TIMEOUT) {
+    /* the attempt's timeout ran out in the check */
     st->timer_is_retry = false;
     st->check_ok = false;
+    stop_timer(st);
     json_decref(results);
     after_attempt(r, i, ENG_ERR_TIMEOUT, NULL);
     return;
@@ -217,6 +220,8 @@ static void action_ok(eng__run *r, size_t i) {
   /* a context for what the hook calls (pg.query...): logs, guards, and
    * cancellation by the step's timeout or an interrupt */
   st->check_call = eng__call_new(r, s->id, NULL, NULL, NULL);
+  if (st->timer && !st->timer_is_retry)
+    eng__call_set_deadline(st->check_call, st->deadline_ns);
   int rc = eng__lua_run(r->L, s->check_ref, locals, st->check_call, check_done, c);
   json_decref(locals);
   if (rc != ENG_OK) {
@@ -263,9 +268,17 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
   }
   if (rc == ENG_ERR_TIMEOUT && (!error || !*error)) {
     char d[32];
-    char *m = eng__asprintf("timed out after %s (timeout: %s)",
-                            eng__fmt_duration(s->timeout_ms, d, sizeof d),
-                            "raise the step's 'timeout' if that is expected");
+    char *m = eng__asprintf("timed out after %s (the step's timeout); raise "
+                            "'timeout' if that is expected",
+                            eng__fmt_duration(s->timeout_ms, d, sizeof d));
+    set_error(r, st, m);
+    free(m);
+  } else if (rc == ENG_ERR_TIMEOUT && !strstr(error, "timed out") &&
+             !strstr(error, "timeout")) {
+    /* the action's own account of being stopped, said to be a timeout */
+    char d[32];
+    char *m = eng__asprintf("timed out after %s (the step's timeout): %s",
+                            eng__fmt_duration(s->timeout_ms, d, sizeof d), error);
     set_error(r, st, m);
     free(m);
   } else {
@@ -296,6 +309,7 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
     st->timer = eng__xmalloc(sizeof *st->timer);
     uv_timer_init(r->loop, st->timer);
     st->timer->data = a;
+    uv_update_time(r->loop);
     uv_timer_start(st->timer, retry_timer_cb, (uint64_t)delay, 0);
     return; /* still counted as running */
   }
@@ -387,6 +401,7 @@ static void start_step(eng__run *r, size_t i) {
   }
   if (st->attempts == 1) {
     eng__journal_step(&r->journal, "step.start", s->id, st->inputs, NULL, NULL);
+    eng__run_check_journal(r);
     json_t *a = json_pack("{s:s, s:s, s:s, s:O}", "step", s->id, "uses",
                           s->action->full, "inputs", st->inputs, "params",
                           st->params);
@@ -417,7 +432,13 @@ static void start_step(eng__run *r, size_t i) {
     uv_timer_init(r->loop, st->timer);
     st->timer->data = ta;
     st->timer_is_retry = false;
+    /* the loop's clock stops while Lua holds the thread: read it again,
+     * or the timeout would count from before an earlier busy hook */
+    uv_update_time(r->loop);
     uv_timer_start(st->timer, timeout_cb, (uint64_t)s->timeout_ms, 0);
+    /* Lua on the loop thread cannot see the timer fire: it checks this */
+    st->deadline_ns = uv_hrtime() + (uint64_t)s->timeout_ms * 1000000u;
+    eng__call_set_deadline(c, st->deadline_ns);
   }
   char *start_err = NULL;
   int rc = eng__call_start_err(c, s->action->action->start, params, &start_err);
@@ -633,6 +654,7 @@ static void chain_signal(int signum, siginfo_t *info, void *uctx) {
   signals_seen++;
   last_signal = signum;
   eng__lua_interrupt = 1;
+  eng__lua_poke();
   struct sigaction *next = signum == SIGINT ? &uv_sigint : &uv_sigterm;
   if (next->sa_flags & SA_SIGINFO) {
     if (next->sa_sigaction) next->sa_sigaction(signum, info, uctx);

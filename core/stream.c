@@ -229,6 +229,16 @@ static eng_stream *fs_settle(uv_fs_t *req, ssize_t *res) {
   return s;
 }
 
+/* Why a write of len bytes at offset came back short (res >= 0): the
+ * rest, written again, names the error (ENOSPC when the disk is full). */
+static const char *short_write_why(eng_stream *s, ssize_t res, size_t len,
+                                   int64_t offset) {
+  if (res < 0) return uv_strerror((int)res);
+  ssize_t w = pwrite(s->fd, s->out.data + res, len - (size_t)res,
+                     (off_t)(offset + res));
+  return w < 0 ? strerror(errno) : "short write";
+}
+
 static void local_write_cb(uv_fs_t *req) {
   ssize_t res;
   eng_stream *s = fs_settle(req, &res);
@@ -238,6 +248,11 @@ static void local_write_cb(uv_fs_t *req) {
     s->err = res < 0 ? (int)res : UV_EIO;
     s->failed = true;
     rc = ENG_ERR_IO;
+    /* the writer keeps this message (the file system's own words) */
+    eng__call_fail(s->call, "cannot write %s: %s; check the free space and "
+                            "permissions there",
+                   s->tmp, short_write_why(s, res, s->out.len,
+                                           s->offset - (int64_t)s->out.len));
   }
   s->out.len = 0;
   eng_stream_write_cb cb = s->wcb;
@@ -424,8 +439,9 @@ static void local_flush_cb(uv_fs_t *req) {
     eng_stream_done_cb cb = s->dcb;
     void *ud = s->dud;
     s->dcb = NULL;
-    eng__call_fail(s->call, "cannot write %s: %s", s->tmp,
-                      res < 0 ? uv_strerror((int)res) : "short write");
+    eng__call_fail(s->call, "cannot write %s: %s; check the free space and "
+                            "permissions there",
+                   s->tmp, short_write_why(s, res, s->out.len, s->offset));
     eng__stream_abort(s);
     if (cb) cb(ud, ENG_ERR_IO, NULL);
     return;

@@ -256,36 +256,6 @@ const char *dk_message(const dk_answer *a, char *buf, size_t n) {
   return buf;
 }
 
-int dk_demux_feed(dk_demux *d, const char *buf, size_t len,
-                  void (*emit)(void *ud, int stream, const char *b, size_t n),
-                  void *ud) {
-  while (len > 0) {
-    if (d->left == 0) {
-      size_t take = 8 - d->have < len ? 8 - d->have : len;
-      memcpy(d->head + d->have, buf, take);
-      d->have += take;
-      buf += take;
-      len -= take;
-      if (d->have < 8) return 0;
-      d->have = 0;
-      if (d->head[0] > 2 || d->head[1] || d->head[2] || d->head[3]) {
-        d->bad = true;
-        return -1;
-      }
-      d->stream = d->head[0];
-      d->left = ((size_t)d->head[4] << 24) | ((size_t)d->head[5] << 16) |
-                ((size_t)d->head[6] << 8) | d->head[7];
-      continue;
-    }
-    size_t take = d->left < len ? d->left : len;
-    emit(ud, d->stream, buf, take);
-    d->left -= take;
-    buf += take;
-    len -= take;
-  }
-  return 0;
-}
-
 char *dk_escape(const char *s) {
   CURL *c = curl_easy_init();
   char *e = curl_easy_escape(c, s, 0);

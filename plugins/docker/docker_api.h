@@ -47,20 +47,7 @@ const char *dk_api_version(void);
 /* The API's own `message` of an error answer, or a description. */
 const char *dk_message(const dk_answer *a, char *buf, size_t n);
 
-/* Demultiplexer of the 8-byte framed stream (stream 1 stdout, 2 stderr). */
-typedef struct dk_demux {
-  unsigned char head[8];
-  size_t have;     /* header bytes held */
-  size_t left;     /* payload bytes left in the current frame */
-  int stream;
-  bool bad;        /* not a framed stream */
-} dk_demux;
-
-/* Feed bytes; emit(ud, stream, buf, len) for each payload piece. Returns
- * -1 when the bytes are not a framed stream. */
-int dk_demux_feed(dk_demux *d, const char *buf, size_t len,
-                  void (*emit)(void *ud, int stream, const char *b, size_t n),
-                  void *ud);
+#include "docker_demux.h"
 
 /* URL-encode s into a new string. */
 char *dk_escape(const char *s);

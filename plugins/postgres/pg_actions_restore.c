@@ -797,6 +797,11 @@ static void pg_restore_create(pg_restore_op *r) {
   json_t *detail = pg_undo_detail(r->url, r->db);
   r->token = pg_host->journal_intent(r->op.e.call, "database", r->target, detail);
   json_decref(detail);
+  if (r->token < 0) { /* unrecorded: nothing could clean it up (the host said why) */
+    free(sql);
+    pg_op_finish(&r->op, ENG_ERR_IO);
+    return;
+  }
   pg_sess_add(r->s, "create database", sql, 0, NULL, NULL, NULL);
   free(sql);
   pg_sess_run(r->s, pg_restore_created, r);

@@ -1251,6 +1251,11 @@ static void pg_create_checked(pg_sess *s, void *ud, int rc) {
   json_t *detail = pg_undo_detail(d->url, d->db);
   d->token = pg_host->journal_intent(d->op.e.call, "database", d->target, detail);
   json_decref(detail);
+  if (d->token < 0) { /* unrecorded: nothing could clean it up (the host said why) */
+    free(sql);
+    pg_op_finish(&d->op, ENG_ERR_IO);
+    return;
+  }
   pg_sess_add(s, "create database", sql, 0, NULL, NULL, NULL);
   free(sql);
   pg_sess_run(s, pg_create_done, d);

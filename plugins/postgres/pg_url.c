@@ -76,6 +76,16 @@ static void pg_pct(pg_buf *b, const char *s) {
   }
 }
 
+/* An IPv6 literal, written in brackets as it is: hex digits, ':' and '.'
+ * only. Any other host with a ':' (or a ']') would change the URL's shape
+ * and goes to the query string instead. */
+static int pg_ipv6_literal(const char *h) {
+  if (!strchr(h, ':')) return 0;
+  for (const char *p = h; *p; p++)
+    if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.') return 0;
+  return 1;
+}
+
 /* The i-th element of a comma-separated list, or NULL. */
 static char *pg_list_item(const char *list, int i) {
   if (!list) return NULL;
@@ -124,7 +134,9 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
   int in_query = 0;
   for (int i = 0; i < nh && !in_query; i++) {
     char *h = pg_list_item(host, i);
-    if (!*h || h[0] == '/' || h[0] == '@') in_query = 1;
+    if (!*h || h[0] == '/' || h[0] == '@' ||
+        (strchr(h, ':') && !pg_ipv6_literal(h)))
+      in_query = 1;
     free(h);
   }
   if (np > 1 && np != nh) in_query = 1;
@@ -135,7 +147,7 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
       char *p =
           np > 1 ? pg_list_item(port, i) : (port ? pg_strdup(port) : NULL);
       if (i) pg_buf_adds(&b, ",");
-      if (strchr(h, ':')) { /* IPv6 literal */
+      if (pg_ipv6_literal(h)) {
         pg_buf_adds(&b, "[");
         pg_buf_adds(&b, h);
         pg_buf_adds(&b, "]");
@@ -172,6 +184,11 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
     pg_pct(&q, p->keyword);
     pg_buf_adds(&q, "=");
     pg_pct(&q, p->val);
+  }
+  if (pw && !user) { /* no user part to carry it: the query string does */
+    if (q.len) pg_buf_adds(&q, "&");
+    pg_buf_adds(&q, "password=");
+    pg_pct(&q, pw);
   }
   if (q.len) {
     pg_buf_adds(&b, "?");

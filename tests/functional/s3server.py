@@ -134,6 +134,16 @@ class S3Server:
     def make_bucket(self, name):
         self.client().create_bucket(Bucket=name)
 
+    def exists(self, bucket, key):
+        """True when HEAD finds the object, False on 404."""
+        try:
+            self.client().head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as e:  # botocore ClientError 404
+            if '404' in str(e) or 'Not Found' in str(e):
+                return False
+            raise
+
     def env(self, **extra):
         e = {'AWS_ACCESS_KEY_ID': self.key,
              'AWS_SECRET_ACCESS_KEY': self.secret,

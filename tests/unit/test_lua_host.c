@@ -30,6 +30,7 @@ struct eng_call {
   void *ud;
   json_t *outputs;
   char *error;
+  uint64_t deadline; /* uv_hrtime() ns; 0 none */
 };
 
 static uv_loop_t *t_loop;     /* the loop the fake plugin functions use */
@@ -116,6 +117,8 @@ int eng__call_start(eng_call *call, int (*fn)(eng_call *, const json_t *),
   }
   return rc;
 }
+
+uint64_t eng__call_deadline(const eng_call *c) { return c->deadline; }
 
 void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...) {
   (void)call;
@@ -659,16 +662,60 @@ static void t_loop_open(void) {
   assert_int_equal(uv_loop_init(t_loop), 0);
 }
 
+static struct eng_call t_step; /* the step's call (address and deadline) */
+
 static int t_run(eng__lua *h, const char *code, const json_t *locals,
                  t_result *r) {
-  static struct eng_call step; /* the step's call (only its address) */
+  struct eng_call *step = &t_step;
   char err[512] = "";
   int ref = -1;
   int rc = eng__lua_compile(h, code, ENG__LUA_CHUNK, "runbooks/r.yaml", 20,
                             &ref, err, sizeof err);
   if (rc != ENG_OK)
     fail_msg("%s", err);
-  return eng__lua_run(h, ref, locals, &step, t_done_cb, r);
+  return eng__lua_run(h, ref, locals, step, t_done_cb, r);
+}
+
+/* The step's deadline stops a busy coroutine within moments of falling
+ * due, with ENG_ERR_TIMEOUT, also when each instruction is a long call
+ * into C (the count hook alone would wait for 1000 of them) and when a
+ * pcall in the script catches the error; the budget is not involved. */
+static void test_run_deadline(void **state) {
+  (void)state;
+  t_loop_open();
+  eng__lua *h = t_new(0, 60000, NULL, NULL);
+  static const char *const busy[] = {
+      "while true do end",
+      "local t = {} for i = 1, 3e5 do t[i] = (i * 7919) % 300007 end\n"
+      "while true do table.sort(t) end",
+      "local s = string.rep('a', 4000)\n"
+      "while true do s:find('.-b') end",
+      "while true do pcall(function() while true do end end) end",
+  };
+  for (size_t i = 0; i < sizeof busy / sizeof *busy; i++) {
+    t_result r = {0};
+    uint64_t t0 = uv_hrtime();
+    t_step.deadline = t0 + 300000000ull;
+    assert_int_equal(t_run(h, busy[i], NULL, &r), ENG_OK);
+    uint64_t took = uv_hrtime() - t0;
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.rc, ENG_ERR_TIMEOUT);
+    t_contains(r.err, "the step's timeout ran out while Lua was running");
+    if (took > 2000000000ull)
+      fail_msg("case %zu stopped %.2f s after its 0.3 s deadline", i,
+               (double)took / 1e9);
+    json_decref(r.results);
+  }
+  /* an error before the deadline stays an ordinary failure */
+  t_step.deadline = uv_hrtime() + 60000000000ull;
+  t_result r = {0};
+  assert_int_equal(t_run(h, "error('plain')", NULL, &r), ENG_OK);
+  assert_int_equal(r.rc, ENG_ERR_FAILED);
+  t_step.deadline = 0;
+  /* the state is usable afterwards */
+  t_true(h, "1 + 1 == 2");
+  eng__lua_destroy(h);
+  t_loop_close();
 }
 
 static void test_run_yields(void **state) {
@@ -853,6 +900,7 @@ int main(void) {
       cmocka_unit_test(test_json),
       cmocka_unit_test(test_locals_restored),
       cmocka_unit_test(test_run_yields),
+      cmocka_unit_test(test_run_deadline),
       cmocka_unit_test(test_run_errors),
       cmocka_unit_test(test_destroy_pending),
       cmocka_unit_test(test_io_in_eval),

@@ -448,7 +448,10 @@ struct eng_host {
    * secrets given as references. By convention detail has "undo":
    * {"action": "PLUGIN.ACTION", "with": {...}}: what `finally`-time and
    * `engine cleanup` run to remove it. Returns a token for
-   * journal_confirm. */
+   * journal_confirm, or a negative value when the intent could not be
+   * written (the disk is full): the action must then not create the
+   * resource and end with done(call, ENG_ERR_IO); the host has already
+   * set the message with fail(). */
   int64_t (*journal_intent)(eng_call *call, const char *kind, const char *id,
                             const json_t *detail);
   void (*journal_confirm)(eng_call *call, int64_t token);
