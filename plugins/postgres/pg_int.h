@@ -220,6 +220,8 @@ const char *pg_ci_get(const PQconninfoOption *o, const char *kw);
 /* Register the password (if any) of conninfo with host->secret. Returns
  * ENG_OK or ENG_ERR_INVALID after host->fail() naming the problem. */
 int pg_ci_check(eng_call *call, const char *conninfo, const char *param);
+/* Ports are numbers (a comma-separated list, one per host): 1, else 0. */
+int pg_ci_ports_ok(const PQconninfoOption *o);
 /* postgresql:// URL for the same server with another database (NULL keeps
  * the original), percent-encoded. malloc'd. */
 char *pg_ci_url(const PQconninfoOption *o, const char *dbname);

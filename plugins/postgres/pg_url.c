@@ -44,9 +44,27 @@ const char *pg_ci_get(const PQconninfoOption *o, const char *kw) {
   return NULL;
 }
 
+int pg_ci_ports_ok(const PQconninfoOption *o) {
+  const char *p = pg_ci_get(o, "port");
+  for (long v = 0; p && *p; p++) { /* "5432", "5432,5433", ",," */
+    if (*p == ',') v = 0;
+    else if (!isdigit((unsigned char)*p) || (v = v * 10 + (*p - '0')) > 65535)
+      return 0;
+  }
+  return 1;
+}
+
 int pg_ci_check(eng_call *call, const char *conninfo, const char *param) {
   char *err = NULL;
   PQconninfoOption *o = pg_ci_parse(conninfo, &err);
+  if (o && !pg_ci_ports_ok(o)) {
+    pg_host->fail(call,
+                  "parameter '%s': the port is not a number from 0 to 65535 "
+                  "(or a comma-separated list of them, one per host)",
+                  param);
+    PQconninfoFree(o);
+    return ENG_ERR_INVALID;
+  }
   if (!o) {
     pg_host->fail(call,
                   "parameter '%s' is not a valid PostgreSQL connection string "
