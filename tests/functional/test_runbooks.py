@@ -68,12 +68,13 @@ def test_restore_from_s3_rehearsal(h):
 
 # Where each shipped runbook runs end to end: here with its defaults (only
 # what it requires is given), or in the file named (scenarios that need
-# Podman or a Prisma project around them). A runbook missing from this
+# Podman, a Prisma project or a managed instance in moto around them). A runbook missing from this
 # table fails the test below.
 ELSEWHERE = {
     'check-prod-volume.yaml': 'test_docker.py',
     'recover-from-volume.yaml': 'test_docker.py',
     'migrate-deploy.yaml': 'test_prisma.py',
+    'managed-restore-test.yaml': 'test_provider.py',
 }
 
 
