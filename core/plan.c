@@ -239,6 +239,22 @@ static void print_command(eng__run *r, const char *line, const char *env_text) {
   eng__cmd_analysis_free(&a);
 }
 
+/* The parameters of a step that are known before it runs (literal or
+ * from params/env), converted; the others are left out. */
+static json_t *known_params(eng__run *r, const eng__step *s) {
+  json_t *out = json_object();
+  for (const eng_param *p = s->action->action->params; p && p->name; p++) {
+    eng__node *vn = eng__node_get(s->with, p->name);
+    if (!vn || !eng__tpl_static(vn)) continue;
+    char err[512];
+    json_t *raw = eng__tpl_render(r->L, vn, err, sizeof err);
+    json_t *c = raw ? eng__convert_param(raw, p, err, sizeof err) : NULL;
+    if (c) json_object_set_new(out, p->name, c);
+    json_decref(raw);
+  }
+  return out;
+}
+
 /* How plan shows a refusal: a step that will not run is not refused; one
  * whose condition is known only when reached is refused then, if it runs
  * (exit 3 at that point), so plan itself does not fail on it. */
@@ -277,6 +293,17 @@ int eng__plan_print(eng__run *r) {
            : cond == ENG__COND_LATER ? " (runs if its condition holds then)"
                                      : "");
     eng__buf_free(&deps);
+    if (s->action->action->describe && cond != ENG__COND_FALSE) {
+      json_t *known = params ? json_incref(params) : known_params(r, s);
+      char what[512] = "";
+      s->action->action->describe(known, what, sizeof what);
+      json_decref(known);
+      if (what[0]) {
+        char *shown = eng__redact(r->redact, what);
+        printf("      will %s\n", shown);
+        free(shown);
+      }
+    }
     for (const eng_param *p = s->action->action->params; p && p->name; p++) {
       if (p->target == ENG_TARGET_NONE) continue;
       json_t *v = params ? json_object_get(params, p->name) : NULL;

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,8 +119,20 @@ static size_t param_size(unsigned minor) {
   return minor == 0 ? sizeof(param_v10) : sizeof(eng_param);
 }
 
+/* eng_action of ABI 1.1: 1.0's fields, then the counts. */
+typedef struct action_v11 {
+  action_v10 v10;
+  size_t n_params;
+  size_t n_outputs;
+} action_v11;
+
+_Static_assert(offsetof(action_v11, n_outputs) == offsetof(eng_action, n_outputs),
+               "eng_action 1.1 is a prefix of eng_action");
+
 static size_t action_size(unsigned minor) {
-  return minor == 0 ? sizeof(action_v10) : sizeof(eng_action);
+  return minor == 0 ? sizeof(action_v10)
+         : minor == 1 ? sizeof(action_v11)
+                      : sizeof(eng_action);
 }
 
 /* What the loader allocated for one plugin's normalized declarations. */

@@ -1,8 +1,8 @@
 /* stream.c - byte streams (docs/plugins.md).
  *
  * Plugins move backup bytes through host->stream_*: the host hashes the
- * stored bytes with SHA-256, compresses with zstd when asked (or
- * decompresses on reads), and hands the bytes to a local file (async
+ * stored bytes with SHA-256, compresses with zstd or gzip (zlib) when
+ * asked (or decompresses either on reads), and hands the bytes to a local file (async
  * uv_fs, written as PATH.partial and renamed on finish) or to the plugin
  * that serves the URL's scheme (s3://). Memory stays bounded: one write is
  * outstanding at a time and compression output goes out in one buffer. */
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #define READ_CHUNK (256u * 1024u)
@@ -37,6 +38,8 @@ struct eng_stream {
   EVP_MD_CTX *md;
   ZSTD_CStream *zc;
   ZSTD_DStream *zd;
+  z_stream *gz;     /* gzip: deflate when writing, inflate when reading */
+  bool gz_mid;      /* inside a gzip member (its end not seen yet) */
   bool decompress, sniffed;
   eng__buf out; /* compressed / decompressed bytes in flight */
   int64_t bytes;  /* stored bytes */
@@ -125,6 +128,11 @@ static void stream_free(eng_stream *s) {
   if (s->md) EVP_MD_CTX_free(s->md);
   if (s->zc) ZSTD_freeCStream(s->zc);
   if (s->zd) ZSTD_freeDStream(s->zd);
+  if (s->gz) {
+    if (s->writing) deflateEnd(s->gz);
+    else inflateEnd(s->gz);
+    free(s->gz);
+  }
   eng__buf_free(&s->out);
   eng__buf_free(&s->pend);
   json_decref(s->end_info);
@@ -154,15 +162,23 @@ static eng_stream *stream_new(eng_call *call, const char *url) {
   return s;
 }
 
+/* "zstd[:1-19]" (1) or "gzip[:1-9]" (2), none (0), or -1. */
 static int parse_compress(const json_t *opts, int *level) {
   const char *c = json_string_value(json_object_get(opts, "compress"));
   if (!c || !*c || !strcmp(c, "none")) return 0;
-  if (strncmp(c, "zstd", 4) != 0) return -1;
-  *level = 3;
-  if (c[4] == ':') *level = atoi(c + 5);
-  else if (c[4]) return -1;
-  if (*level < 1 || *level > 19) return -1;
-  return 1;
+  int kind = !strncmp(c, "zstd", 4) ? 1 : !strncmp(c, "gzip", 4) ? 2 : -1;
+  if (kind < 0) return -1;
+  *level = kind == 1 ? 3 : 1; /* docs/performance.md */
+  if (c[4] == ':') {
+    char *end;
+    long l = strtol(c + 5, &end, 10);
+    if (*end || end == c + 5) return -1;
+    *level = (int)l;
+  } else if (c[4]) {
+    return -1;
+  }
+  if (*level < 1 || *level > (kind == 1 ? 19 : 9)) return -1;
+  return kind;
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -260,9 +276,31 @@ static void local_write_cb(uv_fs_t *req) {
   if (cb) cb(s->wud, rc);
 }
 
+/* Put plain bytes through deflate (gzip) into s->out. */
+static int gzip_into(eng_stream *s, const void *buf, size_t len, bool end) {
+  s->gz->next_in = (Bytef *)(uintptr_t)buf;
+  s->gz->avail_in = (uInt)len;
+  const size_t chunk = 128 * 1024;
+  for (;;) {
+    if (s->out.cap < s->out.len + chunk + 1) {
+      s->out.data = eng__xrealloc(s->out.data, s->out.len + chunk + 1);
+      s->out.cap = s->out.len + chunk + 1;
+    }
+    s->gz->next_out = (Bytef *)s->out.data + s->out.len;
+    s->gz->avail_out = (uInt)chunk;
+    int r = deflate(s->gz, end ? Z_FINISH : Z_NO_FLUSH);
+    if (r == Z_STREAM_ERROR) return ENG_ERR_IO;
+    s->out.len += chunk - s->gz->avail_out;
+    if (end ? r == Z_STREAM_END : s->gz->avail_in == 0 && s->gz->avail_out != 0)
+      break;
+  }
+  return ENG_OK;
+}
+
 /* Put plain bytes through the compressor into s->out. */
 static int compress_into(eng_stream *s, const void *buf, size_t len,
                          ZSTD_EndDirective mode) {
+  if (s->gz) return gzip_into(s, buf, len, mode == ZSTD_e_end);
   ZSTD_inBuffer in = {buf, len, 0};
   size_t chunk = ZSTD_CStreamOutSize();
   for (;;) {
@@ -284,15 +322,26 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
   int level = 0;
   int comp = parse_compress(opts, &level);
   if (comp < 0) {
-    eng__call_fail(call, "compress must be 'zstd' or 'zstd:LEVEL' (1-19)");
+    eng__call_fail(call, "compress must be 'zstd', 'zstd:LEVEL' (1-19), "
+                         "'gzip' or 'gzip:LEVEL' (1-9)");
     return ENG_ERR_INVALID;
   }
   eng_stream *s = stream_new(call, url);
   s->writing = true;
-  if (comp) {
+  if (comp == 1) {
     s->zc = ZSTD_createCStream();
     ZSTD_CCtx_setParameter(s->zc, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(s->zc, ZSTD_c_nbWorkers, 0);
+  } else if (comp == 2) {
+    s->gz = eng__xcalloc(1, sizeof *s->gz);
+    /* 15 + 16: a gzip member (what gzip -d and zcat read) */
+    if (deflateInit2(s->gz, level, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+      free(s->gz);
+      s->gz = NULL;
+      stream_free(s);
+      return ENG_ERR_IO;
+    }
   }
   if (eng__stream_is_remote(url)) {
     s->ops = find_scheme(url);
@@ -338,7 +387,7 @@ static int h_write(eng_stream *s, const void *buf, size_t len,
   s->wud = ud;
   s->plain += (int64_t)len;
   s->out.len = 0;
-  if (s->zc) {
+  if (s->zc || s->gz) {
     if (compress_into(s, buf, len, ZSTD_e_continue) != ENG_OK) {
       s->wcb = NULL;
       return ENG_ERR_IO;
@@ -458,7 +507,7 @@ static int h_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
   s->dud = ud;
   s->finishing = true;
   s->out.len = 0;
-  if (s->zc && compress_into(s, NULL, 0, ZSTD_e_end) != ENG_OK) {
+  if ((s->zc || s->gz) && compress_into(s, NULL, 0, ZSTD_e_end) != ENG_OK) {
     s->dcb = NULL;
     return ENG_ERR_IO;
   }
@@ -518,6 +567,44 @@ static const unsigned char zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
 
 static void read_end(eng_stream *s, int rc, json_t *info);
 
+static const unsigned char gzip_magic[2] = {0x1f, 0x8b};
+
+/* One step of the decompressor: consume from in[0..in_len) into
+ * out[0..out_len); *used and *made say how much. */
+static int decode(eng_stream *s, const char *in, size_t in_len, size_t *used,
+                  char *out, size_t out_len, size_t *made) {
+  if (s->zd) {
+    ZSTD_inBuffer i = {in, in_len, 0};
+    ZSTD_outBuffer o = {out, out_len, 0};
+    size_t r = ZSTD_decompressStream(s->zd, &o, &i);
+    if (ZSTD_isError(r)) {
+      eng__call_fail(s->call, "%s: corrupt zstd data: %s", s->url,
+                     ZSTD_getErrorName(r));
+      return ENG_ERR_CHECKSUM;
+    }
+    *used = i.pos;
+    *made = o.pos;
+    return ENG_OK;
+  }
+  s->gz->next_in = (Bytef *)(uintptr_t)in;
+  s->gz->avail_in = (uInt)in_len;
+  s->gz->next_out = (Bytef *)out;
+  s->gz->avail_out = (uInt)out_len;
+  int r = inflate(s->gz, Z_NO_FLUSH);
+  *used = in_len - s->gz->avail_in;
+  *made = out_len - s->gz->avail_out;
+  if (*used) s->gz_mid = true;
+  if (r == Z_STREAM_END) {
+    inflateReset(s->gz); /* gzip files may hold several members */
+    s->gz_mid = false;
+  } else if (r != Z_OK && r != Z_BUF_ERROR) { /* BUF: needs more input */
+    eng__call_fail(s->call, "%s: corrupt gzip data: %s", s->url,
+                   s->gz->msg ? s->gz->msg : "inflate failed");
+    return ENG_ERR_CHECKSUM;
+  }
+  return ENG_OK;
+}
+
 /* Turn pending compressed input into plain bytes while the consumer is
  * not paused. */
 static int pump(eng_stream *s) {
@@ -527,20 +614,16 @@ static int pump(eng_stream *s) {
     s->out.cap = chunk + 1;
   }
   while (!s->paused && (s->pend_pos < s->pend.len || s->out_full)) {
-    ZSTD_inBuffer in = {s->pend.data + s->pend_pos, s->pend.len - s->pend_pos, 0};
-    ZSTD_outBuffer o = {s->out.data, chunk, 0};
-    size_t r = ZSTD_decompressStream(s->zd, &o, &in);
-    if (ZSTD_isError(r)) {
-      eng__call_fail(s->call, "%s: corrupt zstd data: %s", s->url,
-                        ZSTD_getErrorName(r));
-      return ENG_ERR_CHECKSUM;
-    }
-    s->pend_pos += in.pos;
-    s->out_full = o.pos == o.size;
-    if (o.pos) {
-      s->plain += (int64_t)o.pos;
-      s->on_data(s->dud, s->out.data, o.pos);
-    } else if (in.pos == 0) {
+    size_t used = 0, made = 0;
+    int rc = decode(s, s->pend.data + s->pend_pos, s->pend.len - s->pend_pos,
+                    &used, s->out.data, chunk, &made);
+    if (rc != ENG_OK) return rc;
+    s->pend_pos += used;
+    s->out_full = made == chunk;
+    if (made) {
+      s->plain += (int64_t)made;
+      s->on_data(s->dud, s->out.data, made);
+    } else if (used == 0) {
       break;
     }
   }
@@ -561,10 +644,17 @@ static int consume(eng_stream *s, const char *buf, size_t len) {
   s->bytes += (int64_t)len;
   if (!s->sniffed) {
     s->sniffed = true;
-    if (s->decompress && len >= 4 && !memcmp(buf, zstd_magic, 4))
+    if (s->decompress && len >= 4 && !memcmp(buf, zstd_magic, 4)) {
       s->zd = ZSTD_createDStream();
+    } else if (s->decompress && len >= 2 && !memcmp(buf, gzip_magic, 2)) {
+      s->gz = eng__xcalloc(1, sizeof *s->gz);
+      if (inflateInit2(s->gz, 15 + 32) != Z_OK) {
+        free(s->gz);
+        s->gz = NULL;
+      }
+    }
   }
-  if (!s->zd) {
+  if (!s->zd && !s->gz) {
     s->plain += (int64_t)len;
     s->on_data(s->dud, buf, len);
     return ENG_OK;
@@ -577,7 +667,7 @@ static void finish_read(eng_stream *s, int rc, json_t *info);
 
 /* The source ended: deliver what is pending first. */
 static void read_end(eng_stream *s, int rc, json_t *info) {
-  if (rc == ENG_OK && s->zd && !drained(s)) {
+  if (rc == ENG_OK && (s->zd || s->gz) && !drained(s)) {
     s->end_pending = true;
     s->end_rc = rc;
     s->end_info = info;
@@ -597,6 +687,11 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
   json_t *mine = info_of(s);
   json_object_update(info, mine);
   json_decref(mine);
+  if (rc == ENG_OK && s->gz && s->gz_mid) {
+    eng__call_fail(s->call, "%s: the gzip data ends in the middle (the file "
+                            "is truncated)", s->url);
+    rc = ENG_ERR_CHECKSUM;
+  }
   if (rc == ENG_OK) {
     const char *want = s->expect;
     const char *store = json_string_value(json_object_get(info, "expected_sha256"));
@@ -607,6 +702,17 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
                         "expected %s (the backup is corrupt or was changed "
                         "after it was written)",
                         s->url, s->sha, want);
+      rc = ENG_ERR_CHECKSUM;
+    }
+    /* an md5 the store keeps with the object (written by other tools) */
+    const char *md5 = json_string_value(json_object_get(info, "md5"));
+    const char *want_md5 = json_string_value(json_object_get(info, "expected_md5"));
+    if (rc == ENG_OK && s->verify && md5 && want_md5 && strcasecmp(md5, want_md5)) {
+      eng__call_fail(s->call,
+                     "md5 mismatch for %s: its bytes hash to %s but the md5 "
+                     "recorded with it is %s (the backup is corrupt or was "
+                     "changed after it was written)",
+                     s->url, md5, want_md5);
       rc = ENG_ERR_CHECKSUM;
     }
   }
@@ -732,7 +838,7 @@ static void h_pause(eng_stream *s, int paused) {
       s->ops->pause(s->impl, 1);
     return;
   }
-  if (s->zd && !drained(s)) {
+  if ((s->zd || s->gz) && !drained(s)) {
     int rc = pump(s);
     if (rc != ENG_OK) {
       if (s->kind == ST_SCHEME && s->impl && s->ops->cancel) {

@@ -55,6 +55,9 @@ void aws_hex(const unsigned char *d, size_t n, char *out);
 void aws_sha256_hex(const void *p, size_t n, char out[65]);
 /* The 64 hex digits of a SHA-256 as base64 (44 characters). */
 void aws_hex_to_b64(const char hex[65], char out[45]);
+/* A SHA-256 in base64 (x-amz-checksum-sha256) as 64 hex digits; -1 when
+ * it is not one. */
+int aws_b64_to_hex(const char *b64, char hex[65]);
 /* Non-zero when s is 64 hex digits (case-insensitive). */
 int aws_is_sha256(const char *s);
 /* RFC 3339 (fractions and a Z or +HH:MM offset allowed) or RFC 1123 date

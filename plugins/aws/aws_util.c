@@ -129,6 +129,15 @@ void aws_hex_to_b64(const char hex[65], char out[45]) {
   EVP_EncodeBlock((unsigned char *)out, md, 32); /* 44 characters + NUL */
 }
 
+int aws_b64_to_hex(const char *b64, char hex[65]) {
+  unsigned char md[48];
+  size_t n = strlen(b64);
+  if (n != 44 || b64[43] != '=') return -1; /* 32 bytes: 43 chars + "=" */
+  if (EVP_DecodeBlock(md, (const unsigned char *)b64, 44) != 33) return -1;
+  aws_hex(md, 32, hex); /* 33: the padding's zero byte counted */
+  return 0;
+}
+
 int aws_is_sha256(const char *s) {
   if (!s) return 0;
   size_t i = 0;

@@ -32,8 +32,8 @@ typedef struct pg_dump_op {
   char *partial; /* directory format: DIR.partial */
   char fmt;      /* c, d, p, t */
   int jobs;
-  int compress; /* -1: pg_dump's default */
-  int zstd;     /* 0, or the zstd level the engine compresses with */
+  int compress;     /* pg_dump's --compress, -1: none given */
+  char ecomp[16];   /* the engine's codec ("zstd:3", "gzip:6") or "" */
   int remote;   /* file is a stream URL (s3://...) */
   json_t *sopts; /* stream_opts */
   int schema_only, no_owner, no_acl, no_role_passwords, checksum_file;
@@ -47,6 +47,8 @@ typedef struct pg_dump_op {
   int64_t received;
   int64_t last_progress;
   char started[32], finished[32];
+  eng_stream *side; /* the KEY.sha256 object being written */
+  char *side_text;
   /* directory hashing (worker) */
   char sha[65];
   int64_t bytes;
@@ -57,6 +59,8 @@ typedef struct pg_dump_op {
 static void pg_dump_destroy(pg_op *op) {
   pg_dump_op *d = (pg_dump_op *)op;
   pg_out_free(d->out);
+  if (d->side) pg_host->stream_abort(d->side);
+  free(d->side_text);
   json_decref(d->sopts);
   json_decref(d->tables);
   json_decref(d->exclude);
@@ -71,21 +75,81 @@ static const char *pg_dump_tool(const pg_dump_op *d) {
   return d->globals ? "pg_dumpall" : "pg_dump";
 }
 
+static void pg_dump_end_ok(pg_dump_op *d) {
+  pg_host->log(d->op.e.call, ENG_LOG_INFO, "%s of %s: %lld bytes, sha256 %s",
+               pg_dump_tool(d), d->id.database, (long long)d->bytes, d->sha);
+  pg_op_finish(&d->op, ENG_OK);
+}
+
+/* The sidecar object KEY.sha256 beside a streamed dump (checksum_file). */
+static void pg_dump_sidecar_done(void *ud, int rc, json_t *info) {
+  pg_dump_op *d = ud;
+  json_decref(info);
+  d->side = NULL;
+  free(d->side_text);
+  d->side_text = NULL;
+  char *url = pg_asprintf("%s.sha256", d->file);
+  if (rc != ENG_OK) {
+    pg_host->log(d->op.e.call, ENG_LOG_ERROR,
+                 "the dump %s was stored but its checksum object %s could not "
+                 "be", d->file, url);
+    free(url);
+    pg_op_finish(&d->op, rc);
+    return;
+  }
+  pg_host->output(d->op.e.call, "checksum_file", json_string(url));
+  free(url);
+  pg_dump_end_ok(d);
+}
+
+static void pg_dump_sidecar_written(void *ud, int rc) {
+  pg_dump_op *d = ud;
+  if (rc == ENG_OK)
+    rc = pg_host->stream_finish(d->side, pg_dump_sidecar_done, d);
+  if (rc != ENG_OK) {
+    pg_host->stream_abort(d->side);
+    d->side = NULL;
+    pg_op_finish(&d->op, rc);
+  }
+}
+
+static void pg_dump_sidecar(pg_dump_op *d) {
+  char *url = pg_asprintf("%s.sha256", d->file);
+  const char *base = strrchr(d->file, '/');
+  d->side_text = pg_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file);
+  int rc = pg_host->stream_open_write(d->op.e.call, url, d->sopts, &d->side);
+  free(url);
+  if (rc == ENG_OK)
+    rc = pg_host->stream_write(d->side, d->side_text, strlen(d->side_text),
+                               pg_dump_sidecar_written, d);
+  if (rc != ENG_OK) {
+    if (d->side) pg_host->stream_abort(d->side);
+    d->side = NULL;
+    pg_op_finish(&d->op, rc);
+  }
+}
+
 static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
                             json_t *info) {
+  if (sha != d->sha) snprintf(d->sha, sizeof d->sha, "%s", sha);
+  d->bytes = bytes;
   eng_call *call = d->op.e.call;
   const char *keys[] = {"etag", "version_id", NULL};
   for (int i = 0; info && keys[i]; i++) {
     json_t *v = json_object_get(info, keys[i]);
     if (json_is_string(v)) pg_host->output(call, keys[i], json_incref(v));
   }
-  if (d->zstd) {
+  if (d->ecomp[0]) {
     json_t *plain = json_object_get(info, "plain_bytes");
-    char comp[32];
-    snprintf(comp, sizeof comp, "zstd:%d", d->zstd);
-    pg_host->output(call, "compression", json_string(comp));
+    pg_host->output(call, "compression", json_string(d->ecomp));
     if (json_is_integer(plain)) pg_host->output(call, "plain_bytes",
                                                 json_incref(plain));
+  } else if (d->compress >= 0 && !d->globals && d->fmt != 'p' && d->fmt != 't') {
+    char comp[32];
+    snprintf(comp, sizeof comp, "pg_dump:%d", d->compress);
+    pg_host->output(call, "compression", json_string(comp));
+  } else {
+    pg_host->output(call, "compression", json_string("none"));
   }
   pg_host->output(call, "file", json_string(d->file));
   pg_host->output(call, "bytes", json_integer(bytes));
@@ -104,10 +168,8 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
     pg_host->output(call, "format", json_string(f));
   }
   if (d->checksum_file && d->remote) {
-    pg_host->log(call, ENG_LOG_INFO,
-                 "checksum_file: not written next to %s: the store keeps the "
-                 "SHA-256 with the object",
-                 d->file);
+    pg_dump_sidecar(d); /* KEY.sha256 beside the object, then the end */
+    return;
   } else if (d->checksum_file) {
     char *path = pg_asprintf("%s.sha256", d->file);
     const char *base = strrchr(d->file, '/');
@@ -126,9 +188,7 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
     pg_host->output(call, "checksum_file", json_string(path));
     free(path);
   }
-  pg_host->log(call, ENG_LOG_INFO, "%s of %s: %lld bytes, sha256 %s",
-               pg_dump_tool(d), d->id.database, (long long)bytes, sha);
-  pg_op_finish(&d->op, ENG_OK);
+  pg_dump_end_ok(d);
 }
 
 /* ---- end of the child --------------------------------------------------- */
@@ -246,7 +306,7 @@ static void pg_dump_spawn(pg_dump_op *d) {
     if (d->no_role_passwords) pg_argv_add(&argv, "--no-role-passwords");
   } else {
     pg_argv_addf(&argv, "--format=%c", d->fmt);
-    if (d->zstd && d->fmt == 'c')
+    if (d->ecomp[0] && d->fmt == 'c')
       pg_argv_add(&argv, "--compress=0"); /* the engine compresses */
     else if (d->compress >= 0)
       pg_argv_addf(&argv, "--compress=%d", d->compress);
@@ -284,11 +344,8 @@ static void pg_dump_spawn(pg_dump_op *d) {
   if (d->fmt != 'd') {
     json_t *opts = json_is_object(d->sopts) ? json_deep_copy(d->sopts)
                                             : json_object();
-    if (d->zstd) {
-      char comp[32];
-      snprintf(comp, sizeof comp, "zstd:%d", d->zstd);
-      json_object_set_new(opts, "compress", json_string(comp));
-    }
+    if (d->ecomp[0])
+      json_object_set_new(opts, "compress", json_string(d->ecomp));
     int orc = ENG_OK;
     d->out = pg_out_open(&d->op, d->file, opts, &orc);
     json_decref(opts);
@@ -379,45 +436,15 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
       pg_file_param(call, params, "give the path to write the dump to");
   if (!file) return ENG_ERR_INVALID;
   int remote = pg_host->stream_is_remote(file);
-  const char *format = pg_pstr(params, "format");
-  char fmt = 'c';
-  if (!globals && format) {
-    if (!strcmp(format, "custom"))
-      fmt = 'c';
-    else if (!strcmp(format, "directory"))
-      fmt = 'd';
-    else if (!strcmp(format, "plain"))
-      fmt = 'p';
-    else if (!strcmp(format, "tar"))
-      fmt = 't';
-    else {
-      pg_host->fail(call,
-                    "unknown format '%s'; use custom, directory, plain "
-                    "or tar",
-                    format);
-      return ENG_ERR_INVALID;
-    }
-  }
-  if (globals) fmt = 'p';
-  int level = -1, zstd = 0;
-  rc = pg_parse_compress(call, json_object_get(params, "compress"), &level,
-                         &zstd);
-  if (rc != ENG_OK) return rc;
-  if (globals && level >= 0) {
-    pg_host->fail(call, "compress: pg_dumpall writes plain SQL; use compress: "
-                        "zstd to have the engine compress it");
+  pg_dump_choice ch;
+  char why[512];
+  if (pg_dump_choose(params, file, globals, remote, &ch, why, sizeof why) != 0) {
+    pg_host->fail(call, "%s", why);
     return ENG_ERR_INVALID;
   }
-  if (fmt == 'd' && (remote || zstd)) {
-    pg_host->fail(call,
-                  "format: directory is written by pg_dump as a directory of "
-                  "files: it cannot be %s; use format: custom (one "
-                  "stream)%s",
-                  remote ? "streamed to a URL" : "compressed with zstd by the "
-                                                 "engine",
-                  remote ? "" : ", or compress: 0-9 for pg_dump's own");
-    return ENG_ERR_INVALID;
-  }
+  char fmt = ch.fmt;
+  int level = ch.level;
+  const char *ecomp = ch.ecomp;
   int jobs = (int)pg_pint(params, "jobs", 1);
   if (jobs > 1 && fmt != 'd') {
     pg_host->fail(call,
@@ -431,10 +458,12 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
   d->globals = globals;
   d->url = pg_strdup(url);
   d->file = pg_strdup(file);
+  for (size_t n = strlen(d->file); fmt == 'd' && n > 1 && d->file[n - 1] == '/';)
+    d->file[--n] = '\0'; /* "NAME/" asked for a directory: NAME */
   d->fmt = fmt;
   d->jobs = jobs;
   d->compress = level;
-  d->zstd = zstd;
+  snprintf(d->ecomp, sizeof d->ecomp, "%s", ecomp);
   d->remote = remote;
   d->sopts = json_incref(json_object_get(params, "stream_opts"));
   d->schema_only = pg_pbool(params, "schema_only", 0);

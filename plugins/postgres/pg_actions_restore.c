@@ -35,7 +35,9 @@
  */
 #include "pg_int.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -69,6 +71,8 @@ typedef struct pg_restore_op {
   char *expect_sha;
   char *bin_dir;
   int create, clean, jobs, no_owner, no_acl;
+  int jobs_given, jobs_used;
+  char verified_by[96]; /* what the checksum was compared with */
   pg_inspect insp;
   pg_sess *s;
   pg_ident id;
@@ -198,6 +202,14 @@ static void pg_restore_src_stop(pg_restore_op *r) {
 /* "checksum mismatch ..." / "reading ... failed: ..." from a stream's end */
 static char *pg_restore_rs_error(pg_restore_op *r, int rc, json_t *info) {
   const char *got = json_string_value(json_object_get(info, "sha256"));
+  const char *md5 = json_string_value(json_object_get(info, "md5"));
+  const char *want_md5 = json_string_value(json_object_get(info, "expected_md5"));
+  if (rc == ENG_ERR_CHECKSUM && md5 && want_md5 && strcasecmp(md5, want_md5))
+    return pg_asprintf("md5 mismatch for %s: its bytes hash to %s but the "
+                       "x-amz-meta-md5 recorded with it says %s: the backup is "
+                       "corrupt or was changed after it was written; restore "
+                       "another backup",
+                       r->file, md5, want_md5);
   const char *want = r->expect_sha;
   const char *whose = "the sha256 parameter";
   if (!want) {
@@ -225,9 +237,23 @@ static void pg_restore_rs_info(pg_restore_op *r, int rc, json_t *info) {
   r->src_bytes = (int64_t)json_integer_value(json_object_get(info, "bytes"));
   const char *sha = json_string_value(json_object_get(info, "sha256"));
   if (sha) snprintf(r->src_sha, sizeof r->src_sha, "%s", sha);
+  const char *from = json_string_value(json_object_get(info, "expected_from"));
+  int md5 = json_is_string(json_object_get(info, "expected_md5"));
   r->verified = rc == ENG_OK &&
-                (r->expect_sha ||
+                (r->expect_sha || md5 ||
                  json_is_string(json_object_get(info, "expected_sha256")));
+  if (r->verified && !r->verified_by[0]) {
+    const char *base = strrchr(r->file, '/');
+    base = base ? base + 1 : r->file;
+    if (r->expect_sha)
+      snprintf(r->verified_by, sizeof r->verified_by, "sha256 parameter");
+    else if (from && !strcmp(from, "sidecar"))
+      snprintf(r->verified_by, sizeof r->verified_by, "%.80s.sha256", base);
+    else if (from)
+      snprintf(r->verified_by, sizeof r->verified_by, "%s", from);
+    else
+      snprintf(r->verified_by, sizeof r->verified_by, "x-amz-meta-md5");
+  }
   if (rc != ENG_OK && rc != ENG_ERR_CANCELLED) {
     free(r->rs_msg);
     r->rs_msg = pg_restore_rs_error(r, rc, info);
@@ -345,6 +371,7 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
   pg_host->output(call, "bytes", json_integer(r->src_sha[0] ? r->src_bytes
                                                             : r->insp.bytes));
   pg_host->output(call, "tables", json_integer(r->tables));
+  pg_host->output(call, "jobs", json_integer(r->jobs_used ? r->jobs_used : 1));
   pg_host->output(call, "format",
                   json_string(pg_fmt_name(r->inner ? r->inner : r->insp.fmt)));
   if (r->src_sha[0])
@@ -353,6 +380,8 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
     pg_host->output(call, "sha256", json_string(r->insp.sha256));
   pg_host->output(call, "verified",
                   json_boolean(r->verified || r->insp.sha256[0]));
+  if (r->verified_by[0])
+    pg_host->output(call, "verified_by", json_string(r->verified_by));
   pg_host->log(call, ENG_LOG_INFO,
                "restored %s (%s, %lld bytes) into database %s on %s:%s: %lld "
                "tables",
@@ -653,6 +682,7 @@ static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin) {
     if (r->no_owner) pg_argv_add(&argv, "--no-owner");
     if (r->no_acl) pg_argv_add(&argv, "--no-acl");
     int parallel = r->jobs > 1 && !from_stdin && f != PG_FMT_TAR;
+    r->jobs_used = parallel ? r->jobs : 1;
     if (parallel)
       pg_argv_addf(&argv, "--jobs=%d", r->jobs);
     else
@@ -1112,8 +1142,32 @@ static void pg_restore_download(pg_restore_op *r) {
 
 /* ---- inspection --------------------------------------------------------- */
 
+/* Without a sha256 parameter, a FILE.sha256 beside a local file (the
+ * form sha256sum writes) is what the backup is checked against. */
+static void pg_restore_sidecar(pg_restore_op *r) {
+  char *path = pg_asprintf("%s.sha256", r->file);
+  FILE *f = fopen(path, "r");
+  free(path);
+  if (!f) return;
+  char line[512];
+  if (fgets(line, sizeof line, f)) {
+    size_t k = 0;
+    while (k < 64 && isxdigit((unsigned char)line[k])) k++;
+    if (k == 64 && (line[64] == ' ' || line[64] == '\n' || line[64] == '\0')) {
+      line[64] = '\0';
+      r->expect_sha = pg_strdup(line);
+      r->insp.want_sha = 1;
+      const char *base = strrchr(r->file, '/');
+      snprintf(r->verified_by, sizeof r->verified_by, "%.80s.sha256",
+               base ? base + 1 : r->file);
+    }
+  }
+  fclose(f);
+}
+
 static void pg_restore_inspect(void *ud) {
   pg_restore_op *r = ud;
+  if (!r->expect_sha) pg_restore_sidecar(r);
   pg_inspect_run(&r->insp);
 }
 
@@ -1125,13 +1179,17 @@ static void pg_restore_inspected(void *ud) {
                "%s; nothing was restored", in->errmsg);
     return;
   }
-  if (r->expect_sha && strcasecmp(r->expect_sha, in->sha256) != 0) {
+  if (r->expect_sha && in->sha256[0] && strcasecmp(r->expect_sha, in->sha256) != 0) {
     pg_op_fail(&r->op, ENG_ERR_CHECKSUM,
-               "sha256 of %s is %s but %s was expected: the backup is "
-               "corrupted or not the one meant; nothing was restored",
-               r->file, in->sha256, r->expect_sha);
+               "sha256 of %s is %s but %s says %s: the backup is corrupted "
+               "or not the one meant; nothing was restored",
+               r->file, in->sha256,
+               r->verified_by[0] ? r->verified_by : "the sha256 parameter",
+               r->expect_sha);
     return;
   }
+  if (r->expect_sha && in->sha256[0] && !r->verified_by[0])
+    snprintf(r->verified_by, sizeof r->verified_by, "sha256 parameter");
   if (in->fmt == PG_FMT_PLAIN && in->plain_truncated) {
     pg_op_fail(&r->op, ENG_ERR_INVALID,
                "%s is a plain pg_dump file without its end marker ('%s'): the "
@@ -1139,7 +1197,7 @@ static void pg_restore_inspected(void *ud) {
                r->file, PG_PLAIN_END);
     return;
   }
-  if (in->fmt == PG_FMT_PLAIN && (r->jobs > 1))
+  if (in->fmt == PG_FMT_PLAIN && r->jobs > 1 && r->jobs_given)
     pg_host->log(r->op.e.call, ENG_LOG_INFO,
                  "plain SQL restores run in one psql session: jobs ignored");
   pg_host->log(r->op.e.call, ENG_LOG_INFO, "%s: %s format, %lld bytes%s%s",
@@ -1192,7 +1250,11 @@ int pg_act_restore(eng_call *call, const json_t *params) {
   r->bin_dir = pg_strdup(pg_pstr(params, "bin_dir"));
   r->create = pg_pbool(params, "create", 1);
   r->clean = pg_pbool(params, "clean", 0);
-  r->jobs = (int)pg_pint(params, "jobs", 1);
+  /* pg_restore -j needs a seekable file: a local archive gets the cores
+   * (at most 4: more rarely helps a server on the same machine); a
+   * stream is restored while it downloads, unless jobs asks otherwise */
+  r->jobs = (int)pg_pint(params, "jobs", remote ? 1 : pg_default_jobs());
+  r->jobs_given = json_is_integer(json_object_get(params, "jobs"));
   r->no_owner = pg_pbool(params, "no_owner", 1);
   r->no_acl = pg_pbool(params, "no_acl", 1);
   r->insp.path = pg_strdup(file);

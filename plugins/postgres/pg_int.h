@@ -45,11 +45,38 @@ long long pg_pint(const json_t *p, const char *name, long long def);
 double pg_pnum(const json_t *p, const char *name, double def);
 int pg_pbool(const json_t *p, const char *name, int def);
 
-/* The compress parameter: *level 0-9 for pg_dump (-1: its default) or
- * *zstd 1-19 (the engine compresses). ENG_OK or an error after fail(). */
-int pg_parse_compress(eng_call *call, const json_t *v, int *level, int *zstd);
-int pg_compress_parse(const json_t *v, int *level, int *zstd, char *err,
-                      size_t errlen);
+/* The compress parameter: *level 0-9 for pg_dump (-1: not given) or the
+ * engine's codec in engine[] ("zstd:3", "gzip:6"). ENG_OK or an error
+ * after fail(). */
+int pg_parse_compress(eng_call *call, const json_t *v, int *level,
+                      char *engine, size_t elen);
+int pg_compress_parse(const json_t *v, int *level, char *engine, size_t elen,
+                      char *err, size_t errlen);
+/* What a dump will write: the format (c, d, p, t), pg_dump's level (-1:
+ * none given to it) and the engine's codec, from the parameters and the
+ * file's name, with why (the defaults' reasons). Pure: the action and
+ * `engine plan` share it. 0, or -1 with the message in err. */
+typedef struct pg_dump_choice {
+  char fmt;
+  int level;
+  char ecomp[16];
+  int from_name;    /* the format came from the file's name */
+  int default_comp; /* the compression is the default */
+} pg_dump_choice;
+int pg_dump_choose(const json_t *params, const char *file, int globals,
+                   int remote, pg_dump_choice *ch, char *err, size_t n);
+/* eng_action.describe of dump and restore: what `engine plan` shows. */
+void pg_describe_dump(const json_t *params, char *buf, size_t n);
+void pg_describe_restore(const json_t *params, char *buf, size_t n);
+/* Parallel jobs by default: the number of cores, 1 to 4. */
+int pg_default_jobs(void);
+/* pg_dump's compression of custom and directory archives when `compress`
+ * is not given (pg_dump's own default is 6; docs/performance.md). */
+#define PG_DEFAULT_ARCHIVE_LEVEL 1
+/* The format a file name asks for: "NAME/" directory, .sql plain,
+ * .sql.gz plain + gzip, .sql.zst plain + zstd, .tar (.tar.gz, .tar.zst)
+ * tar, anything else (.dump) custom; the engine's codec into comp. */
+char pg_format_by_name(const char *file, char *comp, size_t n);
 /* `compress`'s check (eng_param_check_fn) */
 int pg_check_compress(const json_t *v, char *err, size_t errlen);
 

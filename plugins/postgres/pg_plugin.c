@@ -123,10 +123,11 @@ static const eng_param dump_params[] = {
             "s3://bucket/key (uploaded while pg_dump runs, no temporary file)"},
     {.name = "format",
      .type = ENG_T_STRING,
-     .def = "\"custom\"",
      .target = ENG_TARGET_NONE,
      .choices = "custom|directory|plain|tar",
-     .doc = "pg_dump --format"},
+     .doc = "pg_dump --format; default from the file name: NAME/ directory, "
+            ".sql plain, .sql.gz and .sql.zst plain compressed by the engine, "
+            ".tar tar, anything else custom"},
     {.name = "jobs",
      .type = ENG_T_INT,
      .flags = ENG_P_MIN | ENG_P_MAX,
@@ -140,9 +141,10 @@ static const eng_param dump_params[] = {
      .target = ENG_TARGET_NONE,
      .check = pg_check_compress,
      .doc =
-         "0-9: pg_dump --compress (default pg_dump's); zstd or zstd:LEVEL "
-         "(1-19): the engine compresses the stream with zstd and pg_dump's own "
-         "compression is off (custom, plain, tar)"},
+         "0-9: pg_dump --compress (default 1 for custom and directory, "
+         "none for plain and tar unless the name ends .gz or .zst); none; "
+         "gzip or gzip:1-9 (plain, tar) and zstd or zstd:1-19: the engine "
+         "compresses the stream (pg_dump's own compression is then off)"},
     {.name = "schema_only",
      .type = ENG_T_BOOL,
      .def = "false",
@@ -171,7 +173,9 @@ static const eng_param dump_params[] = {
      .type = ENG_T_BOOL,
      .def = "false",
      .target = ENG_TARGET_NONE,
-     .doc = "also write FILE.sha256 (sha256sum -c format; local files)"},
+     .doc = "also write FILE.sha256 (sha256sum -c format, the bare file "
+            "name inside) beside the file, or a KEY.sha256 object beside a "
+            "streamed one"},
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -188,10 +192,12 @@ static const eng_output dump_outputs[] = {
     {"system_identifier", ENG_T_STRING, "the cluster's system_identifier"},
     {"format", ENG_T_STRING, "custom, directory, plain or tar"},
     {"tool_version", ENG_T_STRING, "version of the pg_dump used"},
-    {"compression", ENG_T_STRING, "zstd:LEVEL when the engine compressed"},
+    {"compression", ENG_T_STRING,
+     "what compressed it: pg_dump:LEVEL, gzip:LEVEL, zstd:LEVEL or none"},
     {"plain_bytes", ENG_T_INT, "bytes before the engine's compression"},
     {"etag", ENG_T_STRING, "the stored object's ETag (s3://)"},
-    {"checksum_file", ENG_T_STRING, "FILE.sha256 when checksum_file: true"},
+    {"checksum_file", ENG_T_STRING,
+     "FILE.sha256 (or s3://.../KEY.sha256) when checksum_file: true"},
     O_END};
 
 static const eng_param dump_globals_params[] = {
@@ -207,7 +213,8 @@ static const eng_param dump_globals_params[] = {
      .type = ENG_T_ANY,
      .target = ENG_TARGET_NONE,
      .check = pg_check_compress,
-     .doc = "zstd or zstd:LEVEL: the engine compresses the SQL"},
+     .doc = "gzip[:1-9] or zstd[:1-19]: the engine compresses the SQL "
+            "(default from the name: .gz, .zst)"},
     {.name = "no_role_passwords",
      .type = ENG_T_BOOL,
      .def = "false",
@@ -228,7 +235,8 @@ static const eng_output dump_globals_outputs[] = {
     {"sha256", ENG_T_STRING, "SHA-256 of the bytes written"},
     {"started_at", ENG_T_STRING, "RFC 3339 UTC"},
     {"finished_at", ENG_T_STRING, "RFC 3339 UTC"},
-    {"checksum_file", ENG_T_STRING, "FILE.sha256 when checksum_file: true"},
+    {"checksum_file", ENG_T_STRING,
+     "FILE.sha256 (or s3://.../KEY.sha256) when checksum_file: true"},
     O_END};
 
 /* ---- restore ------------------------------------------------------------ */
@@ -267,9 +275,11 @@ static const eng_param restore_params[] = {
      .flags = ENG_P_MIN | ENG_P_MAX,
      .min = 1,
      .max = 64,
-     .def = "1",
      .target = ENG_TARGET_NONE,
-     .doc = "parallel pg_restore jobs (custom and directory archives)"},
+     .doc = "parallel pg_restore jobs (custom and directory archives); "
+            "default: the number of cores, at most 4, for a local archive, "
+            "1 for a stream URL (restored while it downloads; more jobs "
+            "download it first)"},
     {.name = "no_owner",
      .type = ENG_T_BOOL,
      .def = "true",
@@ -298,7 +308,11 @@ static const eng_output restore_outputs[] = {
     {"format", ENG_T_STRING, "detected format"},
     {"sha256", ENG_T_STRING, "SHA-256 of the backup (when checked)"},
     {"verified", ENG_T_BOOL,
-     "the SHA-256 was compared with an expected one (sha256 or the store's)"},
+     "the backup's bytes were compared with a recorded checksum"},
+    {"verified_by", ENG_T_STRING,
+     "what they were compared with: sha256 parameter, FILE.sha256 (a "
+     "sidecar), x-amz-meta-sha256, x-amz-checksum-sha256 or x-amz-meta-md5"},
+    {"jobs", ENG_T_INT, "pg_restore jobs used"},
     O_END};
 /* ---- sandbox_stop ------------------------------------------------------- */
 static const eng_param sandbox_stop_params[] = {
@@ -562,7 +576,8 @@ static const eng_action pg_actions[] = {
      .flags = ENG_A_REPEAT_SAFE,
      .params = dump_params,
      .outputs = dump_outputs,
-     .start = pg_act_dump},
+     .start = pg_act_dump,
+     .describe = pg_describe_dump},
     {.name = "dump_globals",
      .doc = "pg_dumpall --globals-only (roles, tablespaces)",
      .side_effect = ENG_SIDE_READ_ONLY,
@@ -578,7 +593,8 @@ static const eng_action pg_actions[] = {
      .params = restore_params,
      .outputs = restore_outputs,
      .start = pg_act_restore,
-     .classify = pg_restore_classify},
+     .classify = pg_restore_classify,
+     .describe = pg_describe_restore},
     {.name = "create_database",
      .doc = "CREATE DATABASE (recorded for cleanup)",
      .side_effect = ENG_SIDE_CREATES,

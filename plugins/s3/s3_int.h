@@ -80,6 +80,7 @@ struct s3_req {
   char curl_err[256]; /* curl's message when rc != ENG_OK */
   aws_buf body;        /* response body (capped) unless a sink took it */
   char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
+  char *meta_md5, *checksum_sha256; /* x-amz-meta-md5, x-amz-checksum-sha256 */
   int64_t content_length; /* -1 when not given */
   uint64_t delivered;     /* bytes given to the sink */
   int tries;

@@ -8,9 +8,12 @@
  * the kept bytes at once, from inside pause(0). At the end, on_end gets
  * info with url, bytes, sha256 (of the bytes delivered), etag,
  * last_modified, version_id and expected_sha256: the object's
- * x-amz-meta-sha256, else the content of the sidecar KEY.sha256 (looked up
- * only when the metadata has none). The reader does not compare them: the
- * host (or s3.get) does.
+ * x-amz-meta-sha256, else its x-amz-checksum-sha256 (a whole-object one,
+ * not the checksum of a multipart upload's parts), else the content of the
+ * sidecar KEY.sha256 (looked up only when the object has none);
+ * expected_from names which. An object with x-amz-meta-md5 (written by
+ * other tools) also gets md5 and expected_md5. The reader does not compare
+ * them: the host (or s3.get) does.
  */
 #include "s3_int.h"
 
@@ -31,6 +34,9 @@ struct s3_reader {
   void *ud;
   s3_req *req;
   EVP_MD_CTX *sha;
+  EVP_MD_CTX *md5; /* only when the object carries x-amz-meta-md5 */
+  char *expected_md5;
+  const char *expected_from;
   uint64_t bytes;
   int64_t length;
   int paused, cancelled;
@@ -110,6 +116,8 @@ int s3_sidecar_fetch(eng_call *call, const aws_cfg *cfg, const char *bucket,
 
 static void reader_free(s3_reader *r) {
   EVP_MD_CTX_free(r->sha);
+  EVP_MD_CTX_free(r->md5);
+  free(r->expected_md5);
   aws_cfg_free(&r->cfg);
   free(r->url);
   free(r->bucket);
@@ -138,8 +146,18 @@ static void end(s3_reader *r, int rc) {
     json_object_set_new(info, "version_id", json_string(r->version));
   if (r->last_modified)
     json_object_set_new(info, "last_modified", json_string(r->last_modified));
-  if (r->expected)
+  if (r->expected) {
     json_object_set_new(info, "expected_sha256", json_string(r->expected));
+    json_object_set_new(info, "expected_from", json_string(r->expected_from));
+  }
+  if (r->md5 && r->expected_md5) {
+    unsigned char m[16];
+    char mh[33];
+    EVP_DigestFinal_ex(r->md5, m, &mdlen);
+    aws_hex(m, 16, mh);
+    json_object_set_new(info, "md5", json_string(mh));
+    json_object_set_new(info, "expected_md5", json_string(r->expected_md5));
+  }
   if (rc != ENG_OK) json_object_set_new(info, "error", json_string(r->err));
   r->req = NULL;
   r->on_end(r->ud, rc, info);
@@ -149,6 +167,19 @@ static void end(s3_reader *r, int rc) {
 static size_t sink(void *ud, const char *buf, size_t len) {
   s3_reader *r = ud;
   if (r->cancelled) return len;
+  if (r->bytes == 0 && !r->md5 && r->req && r->req->meta_md5) {
+    /* the headers are in before the body: an md5 to check */
+    const char *m = r->req->meta_md5;
+    size_t n = strlen(m), k = 0;
+    while (k < n && isxdigit((unsigned char)m[k])) k++;
+    if (n == 32 && k == 32) {
+      r->expected_md5 = aws_xstrdup(m);
+      for (char *c = r->expected_md5; *c; c++) *c = (char)tolower((unsigned char)*c);
+      r->md5 = EVP_MD_CTX_new();
+      if (!r->md5 || !EVP_DigestInit_ex(r->md5, EVP_md5(), NULL)) abort();
+    }
+  }
+  if (r->md5) EVP_DigestUpdate(r->md5, buf, len);
   EVP_DigestUpdate(r->sha, buf, len);
   r->bytes += len;
   r->on_data(r->ud, buf, len);
@@ -161,7 +192,10 @@ static void on_sidecar(void *ud, s3_req *q) {
   int rc = sidecar_result(q, hex, r->err, sizeof r->err);
   if (r->cancelled) rc = ENG_ERR_CANCELLED;
   s3_req_free(q);
-  if (rc == ENG_OK && hex[0]) r->expected = aws_xstrdup(hex);
+  if (rc == ENG_OK && hex[0]) {
+    r->expected = aws_xstrdup(hex);
+    r->expected_from = "sidecar";
+  }
   end(r, rc);
 }
 
@@ -184,9 +218,15 @@ static void on_get(void *ud, s3_req *q) {
       aws_format_time(t, iso);
       r->last_modified = aws_xstrdup(iso);
     }
+    char whole[65];
     if (q->meta_sha256 && aws_is_sha256(q->meta_sha256)) {
       r->expected = aws_xstrdup(q->meta_sha256);
       for (char *c = r->expected; *c; c++) *c = (char)tolower((unsigned char)*c);
+      r->expected_from = "x-amz-meta-sha256";
+    } else if (q->checksum_sha256 && !strchr(q->checksum_sha256, '-') &&
+               aws_b64_to_hex(q->checksum_sha256, whole) == 0) {
+      r->expected = aws_xstrdup(whole);
+      r->expected_from = "x-amz-checksum-sha256";
     }
     if (q->content_length >= 0 && (uint64_t)q->content_length != r->bytes) {
       snprintf(r->err, sizeof r->err,
@@ -229,6 +269,7 @@ int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
   r->sha = EVP_MD_CTX_new();
   if (!r->sha || !EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL)) abort();
   r->req = s3_req_new(call, &r->cfg, "GET", r->bucket, r->key, NULL);
+  s3_req_header(r->req, "x-amz-checksum-mode: ENABLED");
   s3_req_set_sink(r->req, sink, r);
   rc = s3_req_start(r->req, on_get, r);
   if (rc != ENG_OK) {

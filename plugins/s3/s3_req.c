@@ -78,8 +78,10 @@ static void clear_headers(s3_req *r) {
   free(r->meta_sha256);
   free(r->last_modified);
   free(r->content_type);
+  free(r->meta_md5);
+  free(r->checksum_sha256);
   r->etag = r->version_id = r->meta_sha256 = r->last_modified = NULL;
-  r->content_type = NULL;
+  r->content_type = r->meta_md5 = r->checksum_sha256 = NULL;
   r->content_length = -1;
 }
 
@@ -231,6 +233,10 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     set_hdr(&r->version_id, v, vlen);
   else if (IS("x-amz-meta-sha256"))
     set_hdr(&r->meta_sha256, v, vlen);
+  else if (IS("x-amz-meta-md5"))
+    set_hdr(&r->meta_md5, v, vlen);
+  else if (IS("x-amz-checksum-sha256"))
+    set_hdr(&r->checksum_sha256, v, vlen);
   else if (IS("last-modified"))
     set_hdr(&r->last_modified, v, vlen);
   else if (IS("content-type"))

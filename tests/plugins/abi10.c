@@ -1,41 +1,7 @@
 /* A plugin as a 1.0 SDK built it: eng_param and eng_action without the
  * fields 1.1 appended (declared here as 1.0 had them), abi_minor 0. The
  * loader must read its arrays with the 1.0 element sizes. */
-#include <engine/plugin.h>
-
-typedef struct param10 {
-  const char *name;
-  eng_type type;
-  unsigned flags;
-  const char *def;
-  eng_target target;
-  const char *choices;
-  const char *doc;
-} param10;
-
-typedef struct action10 {
-  const char *name;
-  const char *doc;
-  eng_side_effect side_effect;
-  unsigned flags;
-  const param10 *params;
-  const eng_output *outputs;
-  int (*start)(eng_call *call, const json_t *params);
-  eng_side_effect (*classify)(const json_t *params);
-} action10;
-
-typedef struct plugin10 {
-  uint32_t size;
-  uint16_t abi_major, abi_minor;
-  const char *name, *version, *doc;
-  const action10 *actions;
-  size_t n_actions;
-  const eng_lua_func *lua_funcs;
-  size_t n_lua_funcs;
-  int (*init)(const eng_host *host);
-  const eng_stream_scheme *schemes;
-  size_t n_schemes;
-} plugin10;
+#include "old_abi.h"
 
 static const eng_host *host;
 
@@ -67,7 +33,7 @@ static const action10 actions[] = {
     {"second", "the second action", ENG_SIDE_READ_ONLY, 0, second_params,
      outputs, first_start, NULL}};
 
-static const plugin10 desc = {sizeof(plugin10), 1, 0, "testold", "1",
+static const plugin_old desc = {sizeof(plugin_old), 1, 0, "testold", "1",
                               "a 1.0 plugin", actions, 2, NULL, 0, init,
                               NULL, 0};
 

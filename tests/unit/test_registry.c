@@ -131,6 +131,12 @@ static void test_load_test_plugins(void **state) {
   assert_string_equal(old->action->params[0].choices, "fast|slow");
   assert_null(old->action->params[2].name);
   assert_string_equal(old->action->outputs[1].name, "count");
+  /* a plugin built with the 1.1 SDK: its actions read with the 1.1 size */
+  const eng__action_ref *two = eng__registry_find("testeleven.two");
+  assert_non_null(two);
+  assert_string_equal(two->action->doc, "the second");
+  assert_string_equal(two->action->params[0].def, "7");
+  assert_null(two->action->describe);
   const eng__action_ref *second = eng__registry_find("testold.second");
   assert_non_null(second);
   assert_string_equal(second->action->params[0].name, "name");

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 1
+#define ENG_ABI_MINOR 2
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -210,6 +210,11 @@ typedef struct eng_action {
    * array ends with a NULL name, as in 1.0. */
   size_t n_params;
   size_t n_outputs;
+  /* ABI 1.2, optional: one line saying what the action will do with these
+   * parameters, choices it makes itself included (a format read from the
+   * file name, a default compression or job count), written into buf
+   * (n bytes). `engine plan` prints it. Pure: no I/O, no host calls. */
+  void (*describe)(const json_t *params, char *buf, size_t n);
 } eng_action;
 
 /* Number of entries of a static array: .n_params = ENG_COUNT(my_params). */

@@ -1,0 +1,51 @@
+/* The declarations of older SDKs, as plugins built with them laid them
+ * out: 1.0's eng_param and eng_action, 1.1's eng_action (1.0's fields and
+ * the counts) and the plugin descriptor they shared. */
+#ifndef TEST_OLD_ABI_H
+#define TEST_OLD_ABI_H
+#include <engine/plugin.h>
+
+typedef struct param10 {
+  const char *name;
+  eng_type type;
+  unsigned flags;
+  const char *def;
+  eng_target target;
+  const char *choices;
+  const char *doc;
+} param10;
+
+#define ACTION10_FIELDS(PARAM)                                               \
+  const char *name;                                                          \
+  const char *doc;                                                           \
+  eng_side_effect side_effect;                                               \
+  unsigned flags;                                                            \
+  const PARAM *params;                                                       \
+  const eng_output *outputs;                                                 \
+  int (*start)(eng_call *call, const json_t *params);                        \
+  eng_side_effect (*classify)(const json_t *params);
+
+typedef struct action10 {
+  ACTION10_FIELDS(param10)
+} action10;
+
+typedef struct action11 {
+  ACTION10_FIELDS(eng_param)
+  size_t n_params;
+  size_t n_outputs;
+} action11;
+
+typedef struct plugin_old {
+  uint32_t size;
+  uint16_t abi_major, abi_minor;
+  const char *name, *version, *doc;
+  const void *actions;
+  size_t n_actions;
+  const eng_lua_func *lua_funcs;
+  size_t n_lua_funcs;
+  int (*init)(const eng_host *host);
+  const eng_stream_scheme *schemes;
+  size_t n_schemes;
+} plugin_old;
+
+#endif
