@@ -37,13 +37,6 @@ static int same(const char *key, const char *a, const char *b) {
   return b && !strcmp(a, b);
 }
 
-/* s holds needle somewhere else than as its own password. */
-static int elsewhere(const PQconninfoOption *o, const char *needle) {
-  for (const PQconninfoOption *p = o; p && p->keyword; p++)
-    if (strcmp(p->keyword, "password") && p->val && strstr(p->val, needle))
-      return 1;
-  return 0;
-}
 
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
@@ -64,11 +57,18 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       if (!same(keys[i], pg_ci_get(o, keys[i]), pg_ci_get(o2, keys[i]))) abort();
     PQconninfoFree(o2);
     const char *pw = pg_ci_get(o, "password");
+    /* the display form does not depend on the password: it is the same
+     * with the password taken out */
     char *d = pg_ci_display(o);
-    /* (short ones may be part of the defaults shown: localhost:5432) */
-    if (pw && strlen(pw) >= 3 && !elsewhere(o, pw) &&
-        !strstr("localhost:5432", pw) && strstr(d, pw))
-      abort();
+    for (PQconninfoOption *p = o; p->keyword; p++)
+      if (!strcmp(p->keyword, "password") && p->val) {
+        char *saved = p->val;
+        p->val = NULL;
+        char *d2 = pg_ci_display(o);
+        p->val = saved;
+        if (strcmp(d, d2)) abort(); /* the password shows */
+        free(d2);
+      }
     free(d);
     /* the core's generic masking, on the URL the plugin would log */
     char *m = eng__redact(NULL, u);
