@@ -471,12 +471,15 @@ struct eng_host {
 
   /* -- streams (section 10.0) ----------------------------------------------
    * opts (borrowed, may be NULL):
-   *   writes: "compress": "zstd" or "zstd:LEVEL" (the host compresses);
-   *   reads:  "decompress": true to undo zstd when the bytes start with the
-   *           zstd magic; "expect_sha256": hex the stored bytes must hash to;
-   *           "verify": false to skip the store's own checksum.
+   *   writes: "compress": "zstd[:1-19]" or "gzip[:1-9]" (the host
+   *           compresses; gzip writes one gzip member);
+   *   reads:  "decompress": true to undo zstd or gzip when the bytes start
+   *           with their magic; "expect_sha256": hex the stored bytes must
+   *           hash to; "verify": false to skip the store's own checksum.
    * A reader's on_end gets ENG_ERR_CHECKSUM when the bytes do not match
-   * expect_sha256 or the store's recorded SHA-256. */
+   * expect_sha256, the store's recorded SHA-256 or its recorded md5 (info
+   * "md5" and "expected_md5" from the scheme), or when compressed data is
+   * corrupt or cut short. */
   int (*stream_open_write)(eng_call *call, const char *url,
                            const json_t *opts, eng_stream **out);
   int (*stream_write)(eng_stream *s, const void *buf, size_t len,
