@@ -16,6 +16,7 @@
  */
 #include "pg_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -47,8 +48,12 @@ typedef struct pg_dump_op {
   int64_t received;
   int64_t last_progress;
   char started[32], finished[32];
-  eng_stream *side; /* the KEY.sha256 object being written */
+  eng_stream *side; /* a small object being written (sidecar, manifest) */
   char *side_text;
+  void (*put_then)(struct pg_dump_op *d, int rc);
+  pg_xfer *xfer;    /* directory to a URL: the files being uploaded */
+  char **names;     /* their names (worker), n_names */
+  size_t n_names;
   /* directory hashing (worker) */
   char sha[65];
   int64_t bytes;
@@ -61,6 +66,9 @@ static void pg_dump_destroy(pg_op *op) {
   pg_out_free(d->out);
   if (d->side) pg_host->stream_abort(d->side);
   free(d->side_text);
+  pg_xfer_free(d->xfer);
+  for (size_t i = 0; i < d->n_names; i++) free(d->names[i]);
+  free(d->names);
   json_decref(d->sopts);
   json_decref(d->tables);
   json_decref(d->exclude);
@@ -81,13 +89,45 @@ static void pg_dump_end_ok(pg_dump_op *d) {
   pg_op_finish(&d->op, ENG_OK);
 }
 
-/* The sidecar object KEY.sha256 beside a streamed dump (checksum_file). */
-static void pg_dump_sidecar_done(void *ud, int rc, json_t *info) {
+/* ---- small objects: the KEY.sha256 sidecar, a directory's manifest ---- */
+
+static void pg_dump_put_done(void *ud, int rc, json_t *info) {
   pg_dump_op *d = ud;
   json_decref(info);
   d->side = NULL;
   free(d->side_text);
   d->side_text = NULL;
+  d->put_then(d, rc);
+}
+
+static void pg_dump_put_written(void *ud, int rc) {
+  pg_dump_op *d = ud;
+  if (rc == ENG_OK)
+    rc = pg_host->stream_finish(d->side, pg_dump_put_done, d);
+  if (rc != ENG_OK) {
+    pg_host->stream_abort(d->side);
+    d->side = NULL;
+    d->put_then(d, rc);
+  }
+}
+
+/* Write text as the object (or file) url; then(d, rc) afterwards. */
+static void pg_dump_put(pg_dump_op *d, const char *url, char *text,
+                        void (*then)(pg_dump_op *d, int rc)) {
+  d->side_text = text;
+  d->put_then = then;
+  int rc = pg_host->stream_open_write(d->op.e.call, url, d->sopts, &d->side);
+  if (rc == ENG_OK)
+    rc = pg_host->stream_write(d->side, d->side_text, strlen(d->side_text),
+                               pg_dump_put_written, d);
+  if (rc != ENG_OK) {
+    if (d->side) pg_host->stream_abort(d->side);
+    d->side = NULL;
+    then(d, rc);
+  }
+}
+
+static void pg_dump_sidecar_then(pg_dump_op *d, int rc) {
   char *url = pg_asprintf("%s.sha256", d->file);
   if (rc != ENG_OK) {
     pg_host->log(d->op.e.call, ENG_LOG_ERROR,
@@ -102,37 +142,20 @@ static void pg_dump_sidecar_done(void *ud, int rc, json_t *info) {
   pg_dump_end_ok(d);
 }
 
-static void pg_dump_sidecar_written(void *ud, int rc) {
-  pg_dump_op *d = ud;
-  if (rc == ENG_OK)
-    rc = pg_host->stream_finish(d->side, pg_dump_sidecar_done, d);
-  if (rc != ENG_OK) {
-    pg_host->stream_abort(d->side);
-    d->side = NULL;
-    pg_op_finish(&d->op, rc);
-  }
-}
-
+/* The sidecar object KEY.sha256 beside a streamed dump (checksum_file). */
 static void pg_dump_sidecar(pg_dump_op *d) {
   char *url = pg_asprintf("%s.sha256", d->file);
   const char *base = strrchr(d->file, '/');
-  d->side_text = pg_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file);
-  int rc = pg_host->stream_open_write(d->op.e.call, url, d->sopts, &d->side);
+  pg_dump_put(d, url, pg_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file),
+              pg_dump_sidecar_then);
   free(url);
-  if (rc == ENG_OK)
-    rc = pg_host->stream_write(d->side, d->side_text, strlen(d->side_text),
-                               pg_dump_sidecar_written, d);
-  if (rc != ENG_OK) {
-    if (d->side) pg_host->stream_abort(d->side);
-    d->side = NULL;
-    pg_op_finish(&d->op, rc);
-  }
 }
 
 static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
                             json_t *info) {
-  if (sha != d->sha) snprintf(d->sha, sizeof d->sha, "%s", sha);
-  d->bytes = bytes;
+  /* sha NULL and bytes -1: what d already holds (a directory's) */
+  if (sha && sha != d->sha) snprintf(d->sha, sizeof d->sha, "%s", sha);
+  if (bytes >= 0) d->bytes = bytes;
   eng_call *call = d->op.e.call;
   const char *keys[] = {"etag", "version_id", NULL};
   for (int i = 0; info && keys[i]; i++) {
@@ -152,8 +175,8 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
     pg_host->output(call, "compression", json_string("none"));
   }
   pg_host->output(call, "file", json_string(d->file));
-  pg_host->output(call, "bytes", json_integer(bytes));
-  pg_host->output(call, "sha256", json_string(sha));
+  pg_host->output(call, "bytes", json_integer(d->bytes));
+  pg_host->output(call, "sha256", json_string(d->sha));
   pg_host->output(call, "started_at", json_string(d->started));
   pg_host->output(call, "finished_at", json_string(d->finished));
   pg_host->output(call, "database", json_string(d->id.database));
@@ -167,7 +190,7 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
                                     : "tar";
     pg_host->output(call, "format", json_string(f));
   }
-  if (d->checksum_file && d->remote) {
+  if (d->checksum_file && d->remote && d->fmt != 'd') {
     pg_dump_sidecar(d); /* KEY.sha256 beside the object, then the end */
     return;
   } else if (d->checksum_file) {
@@ -240,6 +263,123 @@ static void pg_dump_rm_partial(void *ud) {
   pg_rmtree(d->partial);
 }
 
+/* ---- format directory to a URL prefix ------------------------------------
+ * pg_dump writes the directory into the run directory; its files are then
+ * uploaded, a few at a time, one object each under the prefix, and
+ * PREFIX/manifest.json (every file's name, size and SHA-256) is written
+ * last: a restore reads the manifest first, so an upload that did not
+ * finish is never taken for a backup. */
+
+static int pg_cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void pg_dump_dir_list(void *ud) {
+  pg_dump_op *d = ud;
+  DIR *dir = opendir(d->partial);
+  if (!dir) {
+    d->work_rc = errno ? errno : EIO;
+    snprintf(d->work_err, sizeof d->work_err, "cannot read %s: %s",
+             d->partial, strerror(d->work_rc));
+    return;
+  }
+  struct dirent *e;
+  size_t cap = 0;
+  while ((e = readdir(dir))) {
+    if (e->d_name[0] == '.') continue;
+    if (d->n_names == cap) {
+      cap = cap ? cap * 2 : 32;
+      char **v = realloc(d->names, cap * sizeof *v);
+      if (!v) abort();
+      d->names = v;
+    }
+    d->names[d->n_names++] = pg_strdup(e->d_name);
+  }
+  closedir(dir);
+  if (d->n_names) qsort(d->names, d->n_names, sizeof *d->names, pg_cmp_str);
+}
+
+static void pg_dump_dir_removed(void *ud) { pg_dump_outputs(ud, NULL, -1, NULL); }
+
+static void pg_dump_manifest_then(pg_dump_op *d, int rc) {
+  if (rc != ENG_OK) {
+    pg_host->log(d->op.e.call, ENG_LOG_ERROR,
+                 "the files of %s were uploaded but its manifest could not "
+                 "be: the backup is incomplete ('engine cleanup RUN_ID' "
+                 "removes its objects)", d->file);
+    pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
+    pg_op_finish(&d->op, rc);
+    return;
+  }
+  char *murl = pg_asprintf("%smanifest.json", d->file);
+  pg_host->output(d->op.e.call, "manifest", json_string(murl));
+  pg_host->output(d->op.e.call, "files", json_integer((json_int_t)d->n_names));
+  free(murl);
+  if (pg_op_work(&d->op, pg_dump_rm_partial, pg_dump_dir_removed, d) != ENG_OK)
+    pg_dump_outputs(d, NULL, -1, NULL);
+}
+
+static void pg_dump_uploaded(void *ud, int rc) {
+  pg_dump_op *d = ud;
+  if (rc != ENG_OK) {
+    pg_host->log(d->op.e.call, ENG_LOG_ERROR,
+                 "uploading the files of %s failed: no manifest was written, "
+                 "so nothing takes it for a backup ('engine cleanup RUN_ID' "
+                 "removes what was uploaded)", d->file);
+    pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
+    pg_op_finish(&d->op, rc);
+    return;
+  }
+  json_t *files = json_array();
+  int64_t total = 0;
+  for (size_t i = 0; i < pg_xfer_count(d->xfer); i++) {
+    pg_xfer_item *it = pg_xfer_item_at(d->xfer, i);
+    json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name",
+                                           d->names[i], "bytes",
+                                           (json_int_t)it->bytes, "sha256",
+                                           it->sha));
+    total += it->bytes;
+  }
+  json_t *m = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o}", "format", "directory",
+                        "version", 1, "database", d->id.database,
+                        "finished_at", d->finished, "tool_version",
+                        d->bin.version, "files", files);
+  char *text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
+  json_decref(m);
+  char *full = pg_asprintf("%s\n", text);
+  free(text);
+  /* the backup's identity: the SHA-256 of its manifest (which holds every
+   * file's) */
+  pg_sha256_text(full, d->sha);
+  d->bytes = total;
+  char *murl = pg_asprintf("%smanifest.json", d->file);
+  pg_dump_put(d, murl, full, pg_dump_manifest_then);
+  free(murl);
+}
+
+static void pg_dump_dir_listed(void *ud) {
+  pg_dump_op *d = ud;
+  if (d->work_rc || !d->n_names) {
+    pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
+    pg_op_fail(&d->op, ENG_ERR_IO, "pg_dump wrote %s but %s", d->partial,
+               d->work_rc ? d->work_err : "it holds no file");
+    return;
+  }
+  size_t par = d->jobs > 1 ? (size_t)d->jobs : 2;
+  d->xfer = pg_xfer_new(&d->op, par > 4 ? 4 : par);
+  for (size_t i = 0; i < d->n_names; i++) {
+    char *src = pg_asprintf("%s/%s", d->partial, d->names[i]);
+    char *dst = pg_asprintf("%s%s", d->file, d->names[i]);
+    pg_xfer_add(d->xfer, src, dst, NULL);
+    free(src);
+    free(dst);
+  }
+  pg_host->log(d->op.e.call, ENG_LOG_INFO,
+               "uploading %zu files of the directory dump to %s", d->n_names,
+               d->file);
+  pg_xfer_run(d->xfer, pg_dump_uploaded, d);
+}
+
 static void pg_dump_exit(pg_child *c) {
   pg_dump_op *d = c->ud;
   pg_now_rfc3339(d->finished);
@@ -265,6 +405,12 @@ static void pg_dump_exit(pg_child *c) {
                  pg_dump_tool(d), d->id.database, d->id.host, d->id.port, how,
                  c->tail[0] ? c->tail : "(no error output)",
                  pg_tool_hint(c->tail, 0));
+    return;
+  }
+  if (d->fmt == 'd' && d->remote) {
+    if (pg_op_work(&d->op, pg_dump_dir_list, pg_dump_dir_listed, d) != ENG_OK)
+      pg_op_fail(&d->op, ENG_ERR_NOMEM, "could not queue the listing of %s",
+                 d->partial);
     return;
   }
   if (d->fmt == 'd') {
@@ -404,7 +550,12 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
   }
   pg_sess_close(s);
   d->s = NULL;
-  if (d->fmt == 'd') {
+  if (d->fmt == 'd' && d->remote) {
+    /* written here, then uploaded file by file */
+    d->partial = pg_asprintf("%s/dump-%s.dir", pg_host->run_dir(d->op.e.call),
+                             pg_host->step_id(d->op.e.call));
+    pg_rmtree(d->partial);
+  } else if (d->fmt == 'd') {
     struct stat st;
     if (stat(d->file, &st) == 0) {
       pg_op_fail(&d->op, ENG_ERR_EXISTS,
@@ -458,7 +609,7 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
   d->globals = globals;
   d->url = pg_strdup(url);
   d->file = pg_strdup(file);
-  for (size_t n = strlen(d->file); fmt == 'd' && n > 1 && d->file[n - 1] == '/';)
+  for (size_t n = strlen(d->file); fmt == 'd' && !remote && n > 1 && d->file[n - 1] == '/';)
     d->file[--n] = '\0'; /* "NAME/" asked for a directory: NAME */
   d->fmt = fmt;
   d->jobs = jobs;

@@ -42,6 +42,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PG_PIPE_HIGH (4u << 20)
 #define PG_PIPE_LOW (1u << 20)
@@ -72,6 +73,14 @@ typedef struct pg_restore_op {
   char *bin_dir;
   int create, clean, jobs, no_owner, no_acl;
   int jobs_given, jobs_used;
+  /* a directory backup under a URL prefix: its manifest, then its files */
+  int dir_mode;
+  pg_xfer *xfer;
+  char *man_path;
+  json_t *manifest;
+  char man_sha[65];
+  int work_rc;
+  char work_err[512];
   char verified_by[96]; /* what the checksum was compared with */
   pg_inspect insp;
   pg_sess *s;
@@ -144,8 +153,13 @@ static void pg_restore_destroy(pg_op *op) {
   pg_buf_free(&r->hold);
   json_decref(r->sopts);
   pg_out_free(r->dl);
-  if (r->dl_path) unlink(r->dl_path); /* the downloaded copy */
+  pg_xfer_free(r->xfer);
+  if (r->dl_path && r->dir_mode) pg_rmtree(r->dl_path); /* the copies */
+  else if (r->dl_path) unlink(r->dl_path); /* the downloaded copy */
   free(r->dl_path);
+  if (r->man_path) unlink(r->man_path);
+  free(r->man_path);
+  json_decref(r->manifest);
   free(r);
 }
 
@@ -1140,6 +1154,135 @@ static void pg_restore_download(pg_restore_op *r) {
                r->jobs, r->file);
 }
 
+/* ---- a directory backup under a URL prefix ------------------------------
+ * PREFIX/manifest.json first (written last by the dump: without it there
+ * is no backup), then every file it names, a few at a time, each checked
+ * against its SHA-256 on the way, into the run directory; a missing or
+ * changed file fails here, before any database is created. Then the usual
+ * path: inspection, pg_restore -j N. */
+
+static void pg_restore_dir_files(void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_host->log(r->op.e.call, ENG_LOG_ERROR,
+                 "a file of the directory backup %s is missing or does not "
+                 "match its manifest; nothing was restored", r->file);
+    pg_op_finish(&r->op, rc); /* the host recorded which and why */
+    return;
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < pg_xfer_count(r->xfer); i++)
+    total += pg_xfer_item_at(r->xfer, i)->bytes;
+  r->src_bytes = total;
+  snprintf(r->src_sha, sizeof r->src_sha, "%s", r->man_sha);
+  r->verified = 1;
+  snprintf(r->verified_by, sizeof r->verified_by, "manifest.json");
+  pg_host->log(r->op.e.call, ENG_LOG_INFO,
+               "downloaded %zu files (%lld bytes) of %s, each checked against "
+               "the manifest", pg_xfer_count(r->xfer), (long long)total,
+               r->file);
+  pg_xfer_free(r->xfer);
+  r->xfer = NULL;
+  free(r->insp.path);
+  r->insp.path = pg_strdup(r->dl_path);
+  r->insp.want_sha = 0;
+  if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) != ENG_OK)
+    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+               r->dl_path);
+}
+
+/* worker: read and check the manifest */
+static void pg_restore_dir_read(void *ud) {
+  pg_restore_op *r = ud;
+  json_error_t je;
+  r->manifest = json_load_file(r->man_path, 0, &je);
+  const char *why = NULL;
+  json_t *files = json_object_get(r->manifest, "files");
+  if (!r->manifest) why = je.text;
+  else if (!json_is_array(files) || !json_array_size(files))
+    why = "it lists no files";
+  else if (strcmp(json_string_value(json_object_get(r->manifest, "format"))
+                      ? json_string_value(json_object_get(r->manifest, "format"))
+                      : "", "directory"))
+    why = "its format is not directory";
+  size_t i;
+  json_t *f;
+  json_array_foreach(files, i, f) {
+    const char *name = json_string_value(json_object_get(f, "name"));
+    const char *sha = json_string_value(json_object_get(f, "sha256"));
+    if (why) break;
+    if (!name || !*name || strchr(name, '/') || name[0] == '.' || !sha ||
+        strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)
+      why = "an entry has no plain file name or no SHA-256";
+  }
+  if (why) {
+    r->work_rc = ENG_ERR_PROTOCOL;
+    snprintf(r->work_err, sizeof r->work_err, "%s", why);
+    return;
+  }
+  pg_rmtree(r->dl_path);
+  if (mkdir(r->dl_path, 0700) != 0) {
+    r->work_rc = ENG_ERR_IO;
+    snprintf(r->work_err, sizeof r->work_err, "cannot create %s: %s",
+             r->dl_path, strerror(errno));
+  }
+}
+
+static void pg_restore_dir_read_done(void *ud) {
+  pg_restore_op *r = ud;
+  if (r->work_rc) {
+    pg_op_fail(&r->op, r->work_rc,
+               "%smanifest.json is not the manifest of a directory backup "
+               "(%s); nothing was restored", r->file, r->work_err);
+    return;
+  }
+  size_t par = r->jobs > 4 ? 4 : (size_t)(r->jobs > 1 ? r->jobs : 2);
+  r->xfer = pg_xfer_new(&r->op, par);
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(r->manifest, "files"), i, f) {
+    const char *name = json_string_value(json_object_get(f, "name"));
+    char *src = pg_asprintf("%s%s", r->file, name);
+    char *dst = pg_asprintf("%s/%s", r->dl_path, name);
+    pg_xfer_add(r->xfer, src, dst,
+                json_string_value(json_object_get(f, "sha256")));
+    free(src);
+    free(dst);
+  }
+  pg_xfer_run(r->xfer, pg_restore_dir_files, r);
+}
+
+static void pg_restore_dir_manifest(void *ud, int rc) {
+  pg_restore_op *r = ud;
+  if (rc != ENG_OK) {
+    pg_host->log(r->op.e.call, ENG_LOG_ERROR,
+                 "%smanifest.json could not be read: a directory backup is "
+                 "complete only with its manifest; nothing was restored",
+                 r->file);
+    pg_op_finish(&r->op, rc);
+    return;
+  }
+  snprintf(r->man_sha, sizeof r->man_sha, "%s",
+           pg_xfer_item_at(r->xfer, 0)->sha);
+  pg_xfer_free(r->xfer);
+  r->xfer = NULL;
+  if (pg_op_work(&r->op, pg_restore_dir_read, pg_restore_dir_read_done, r) !=
+      ENG_OK)
+    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue reading the manifest");
+}
+
+static void pg_restore_dir_fetch(pg_restore_op *r) {
+  r->dir_mode = 1;
+  r->dl_path = pg_asprintf("%s/restore-%s.dir", pg_host->run_dir(r->op.e.call),
+                           pg_host->step_id(r->op.e.call));
+  r->man_path = pg_asprintf("%s.manifest.json", r->dl_path);
+  r->xfer = pg_xfer_new(&r->op, 1);
+  char *src = pg_asprintf("%smanifest.json", r->file);
+  pg_xfer_add(r->xfer, src, r->man_path, NULL);
+  free(src);
+  pg_xfer_run(r->xfer, pg_restore_dir_manifest, r);
+}
+
 /* ---- inspection --------------------------------------------------------- */
 
 /* Without a sha256 parameter, a FILE.sha256 beside a local file (the
@@ -1261,6 +1404,12 @@ int pg_act_restore(eng_call *call, const json_t *params) {
   r->insp.want_sha = r->expect_sha != NULL;
   r->remote = remote;
   r->sopts = json_incref(json_object_get(params, "stream_opts"));
+  if (remote && file[strlen(file) - 1] == '/') { /* a directory backup */
+    r->insp.want_sha = 0;
+    if (!r->jobs_given) r->jobs = pg_default_jobs();
+    pg_restore_dir_fetch(r);
+    return ENG_OK;
+  }
   if (remote) {
     r->insp.want_sha = 0;
     if (r->jobs > 1)

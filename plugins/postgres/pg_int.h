@@ -65,6 +65,9 @@ typedef struct pg_dump_choice {
 } pg_dump_choice;
 int pg_dump_choose(const json_t *params, const char *file, int globals,
                    int remote, pg_dump_choice *ch, char *err, size_t n);
+/* SHA-256 of a string, as hex. */
+void pg_sha256_text(const char *s, char hex[65]);
+
 /* eng_action.describe of dump and restore: what `engine plan` shows. */
 void pg_describe_dump(const json_t *params, char *buf, size_t n);
 void pg_describe_restore(const json_t *params, char *buf, size_t n);
@@ -403,5 +406,26 @@ int pg_lua_query(eng_call *call, const json_t *args);
 
 /* The embedded demo schema (generated from demo.sql at build time). */
 extern const char pg_demo_sql[];
+
+/* ---- pg_xfer.c: copies between paths and stream URLs, a few at a time - */
+typedef struct pg_xfer_item {
+  char *src, *dst;
+  char expect[65]; /* SHA-256 the source must hash to, or "" */
+  char sha[65];    /* out: SHA-256 of the bytes copied */
+  int64_t bytes;   /* out */
+} pg_xfer_item;
+typedef struct pg_xfer pg_xfer;
+typedef void (*pg_xfer_cb)(void *ud, int rc);
+pg_xfer *pg_xfer_new(pg_op *op, size_t parallel);
+void pg_xfer_add(pg_xfer *x, const char *src, const char *dst,
+                 const char *expect);
+size_t pg_xfer_count(const pg_xfer *x);
+pg_xfer_item *pg_xfer_item_at(pg_xfer *x, size_t i);
+/* cb once, when no copy runs any more: ENG_OK or the first failure (the
+ * host recorded its message). */
+void pg_xfer_run(pg_xfer *x, pg_xfer_cb cb, void *ud);
+/* Stops what runs (no callback afterwards) and frees. */
+void pg_xfer_free(pg_xfer *x);
+
 
 #endif /* PG_INT_H */

@@ -120,7 +120,9 @@ static const eng_param dump_params[] = {
      .target = ENG_TARGET_FILE,
      .doc = "where to write: a local path (parent directories are created; a "
             "directory for format: directory) or a stream URL such as "
-            "s3://bucket/key (uploaded while pg_dump runs, no temporary file)"},
+            "s3://bucket/key (uploaded while pg_dump runs, no temporary file); "
+            "format: directory to a URL prefix ending with '/' uploads one "
+            "object per file and a manifest.json last"},
     {.name = "format",
      .type = ENG_T_STRING,
      .target = ENG_TARGET_NONE,
@@ -198,6 +200,9 @@ static const eng_output dump_outputs[] = {
     {"etag", ENG_T_STRING, "the stored object's ETag (s3://)"},
     {"checksum_file", ENG_T_STRING,
      "FILE.sha256 (or s3://.../KEY.sha256) when checksum_file: true"},
+    {"manifest", ENG_T_STRING,
+     "PREFIX/manifest.json of a directory dump to a URL"},
+    {"files", ENG_T_INT, "files of a directory dump to a URL"},
     O_END};
 
 static const eng_param dump_globals_params[] = {
@@ -252,7 +257,10 @@ static const eng_param restore_params[] = {
          "compressed SQL or archive (detected from the content); a local path "
          "or a stream URL (s3://bucket/key: streamed into pg_restore/psql and "
          "its SHA-256 checked before the restore commits; with jobs > 1 "
-         "downloaded into the run directory first)"},
+         "downloaded into the run directory first); a URL prefix ending with "
+         "'/' is a directory backup: its manifest.json and every file it "
+         "names are downloaded in parallel and checked before anything is "
+         "restored"},
     P_URL,
     {.name = "database",
      .type = ENG_T_STRING,

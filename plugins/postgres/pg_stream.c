@@ -289,6 +289,13 @@ int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
   return pg_sha256_end(md, rc, hex);
 }
 
+void pg_sha256_text(const char *s, char hex[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
+  pg_hex(md, len, hex);
+}
+
 const char *pg_fmt_name(pg_fmt f) {
   switch (f) {
   case PG_FMT_CUSTOM:

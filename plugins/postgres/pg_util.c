@@ -264,12 +264,17 @@ int pg_dump_choose(const json_t *params, const char *file, int globals,
              ch->ecomp, fmt == 'c' ? "custom" : "directory");
     return -1;
   }
-  if (fmt == 'd' && (remote || ch->ecomp[0])) {
+  if (fmt == 'd' && ch->ecomp[0]) {
     snprintf(err, n,
              "format: directory is written by pg_dump as a directory of "
-             "files: it cannot be %s; use format: custom (one stream)%s",
-             remote ? "streamed to a URL" : "compressed by the engine",
-             remote ? "" : ", or compress: 0-9 for pg_dump's own");
+             "files: it cannot be compressed by the engine; use compress: "
+             "0-9 for pg_dump's own");
+    return -1;
+  }
+  if (fmt == 'd' && remote && (!file || file[strlen(file) - 1] != '/')) {
+    snprintf(err, n,
+             "format: directory to a URL is stored as one object per file "
+             "under a prefix: end file with '/' (s3://bucket/backups/db/)");
     return -1;
   }
   /* pg_dump's own default for archives is zlib level 6, which costs about
@@ -302,9 +307,13 @@ void pg_describe_dump(const json_t *params, char *buf, size_t n) {
              ch.default_comp ? " (the default)" : "");
   else
     snprintf(comp, sizeof comp, "not compressed");
-  snprintf(buf, n, "write the %s format%s, %s, to %s", fname,
-           ch.from_name ? " (from the file's name)" : "", comp,
-           file ? file : "the file an earlier step names");
+  if (ch.fmt == 'd' && remote)
+    snprintf(buf, n, "write the directory format, %s, then upload its files "
+             "(one object each) and a manifest.json under %s", comp, file);
+  else
+    snprintf(buf, n, "write the %s format%s, %s, to %s", fname,
+             ch.from_name ? " (from the file's name)" : "", comp,
+             file ? file : "the file an earlier step names");
 }
 
 void pg_describe_restore(const json_t *params, char *buf, size_t n) {
@@ -318,6 +327,10 @@ void pg_describe_restore(const json_t *params, char *buf, size_t n) {
   else if (!file)
     snprintf(jobs, sizeof jobs, "%d pg_restore jobs for a local archive (the "
              "cores, at most 4), 1 while streaming from a URL", pg_default_jobs());
+  else if (remote && file[strlen(file) - 1] == '/')
+    snprintf(jobs, sizeof jobs, "%d pg_restore jobs (the cores, at most 4) "
+             "once every file of the directory backup was downloaded",
+             pg_default_jobs());
   else if (remote)
     snprintf(jobs, sizeof jobs, "1 pg_restore job, restoring while it downloads");
   else
@@ -326,6 +339,8 @@ void pg_describe_restore(const json_t *params, char *buf, size_t n) {
   snprintf(buf, n, "restore %s with %s, checked against %s",
            file ? file : "the file an earlier step names", jobs,
            sha && *sha ? "the sha256 parameter"
+           : remote && file[strlen(file) - 1] == '/'
+               ? "the SHA-256 of each file in its manifest.json"
            : remote    ? "the checksum stored with the object (x-amz-meta-sha256, "
                          "x-amz-checksum-sha256, KEY.sha256 or x-amz-meta-md5)"
                        : "FILE.sha256 beside it when there is one");

@@ -7,7 +7,9 @@ import gzip
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import time
 
 from harness import Suite
 from s3server import S3Server
@@ -200,6 +202,75 @@ def test_compress_forms_checked_by_validate(h):
     r = h.engine('run', rb, '--state-dir', h.tmp / 'st')
     h.check(r.returncode == 1 and 'custom archive compresses itself' in r.stdout, out(r))
     h.check(not (h.tmp / 'x.dump').exists())
+
+
+@suite.test
+def test_directory_format_through_s3(h):
+    """format: directory with jobs to s3://bucket/prefix/: one object per
+    file and a manifest written last; restore downloads them in parallel,
+    checks each, and refuses a changed or missing one before it creates
+    anything; a killed upload is removed by engine cleanup."""
+    srv = S3Server().start()
+    src = demo_db(h, uniq(h, 'fmtdir'))
+    try:
+        srv.make_bucket('dirs')
+        env = srv.env()
+        c = srv.client()
+        d, r = round_trip(h, src, 's3://dirs/nightly/db/', extra=', format: directory, jobs: 2',
+                          env=env, tag='dir')
+        keys = sorted(o['Key'] for o in c.list_objects_v2(Bucket='dirs')['Contents'])
+        h.check('nightly/db/toc.dat' in keys and 'nightly/db/manifest.json' in keys, keys)
+        man = json.loads(c.get_object(Bucket='dirs', Key='nightly/db/manifest.json')['Body'].read())
+        h.check(sorted('nightly/db/' + f['name'] for f in man['files']) ==
+                [k for k in keys if not k.endswith('manifest.json')], man)
+        for f in man['files']:
+            body = c.get_object(Bucket='dirs', Key='nightly/db/' + f['name'])['Body'].read()
+            h.check(hashlib.sha256(body).hexdigest() == f['sha256'] and len(body) == f['bytes'], f)
+        h.check(d['format'] == 'directory' and d['files'] == len(man['files']), d)
+        h.check(r['verified_by'] == 'manifest.json' and r['jobs'] == 2 or
+                r['jobs'] == min(os.cpu_count() or 1, 4), r)
+        db = uniq(h, 'fmtdir_bad')
+        restore = h.write('rd.yaml', 'version: 1\nname: r\nsteps:\n  - id: restore\n'
+                          '    uses: postgres.restore\n'
+                          f'    with: {{url: "{h.pg.url(src)}", file: "s3://dirs/nightly/db/", '
+                          f'database: {db}}}\n')
+        # one file changed: refused before a database exists
+        data_key = next(k for k in keys if k.endswith('.dat.gz') or k.endswith('.dat')
+                        if not k.endswith('toc.dat'))
+        good = c.get_object(Bucket='dirs', Key=data_key)['Body'].read()
+        c.put_object(Bucket='dirs', Key=data_key, Body=good[:-1] + bytes([good[-1] ^ 1]))
+        r2, rep2 = run(h, restore, env=env)
+        h.check(r2.returncode == 1 and 'checksum' in out(r2), out(r2))
+        h.check(db not in h.pg.databases(), 'a database was created')
+        # the manifest missing: no backup
+        c.put_object(Bucket='dirs', Key=data_key, Body=good)
+        c.delete_object(Bucket='dirs', Key='nightly/db/manifest.json')
+        r3, rep3 = run(h, restore, env=env)
+        h.check(r3.returncode == 1 and 'manifest.json' in out(r3), out(r3))
+        h.check(db not in h.pg.databases(), 'a database was created')
+        # killed during the upload: engine cleanup removes every object
+        dump = h.write('dd.yaml', 'version: 1\nname: d\nsteps:\n  - id: dump\n'
+                       '    uses: postgres.dump\n'
+                       f'    with: {{url: "{h.pg.url(src)}", file: "s3://dirs/killed/", '
+                       'format: directory, jobs: 2}\n')
+        p = h.popen('run', dump, '--state-dir', h.tmp / 'kst', env=env)
+        def killed_keys():
+            objs = c.list_objects_v2(Bucket='dirs').get('Contents', [])
+            return [o['Key'] for o in objs if o['Key'].startswith('killed/')]
+
+        t0 = time.time()
+        while time.time() - t0 < 60 and not killed_keys():
+            time.sleep(0.01)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+        run_id = os.listdir(h.tmp / 'kst' / 'runs')[0]
+        r4 = h.engine('cleanup', run_id, '--state-dir', h.tmp / 'kst', env=env)
+        h.check(r4.returncode == 0, out(r4))
+        ups = c.list_multipart_uploads(Bucket='dirs').get('Uploads', [])
+        h.check(not killed_keys() and not ups, (killed_keys(), ups))
+    finally:
+        drop_db(h, src)
+        srv.stop()
 
 
 @suite.test
