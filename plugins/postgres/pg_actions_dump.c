@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,8 +53,13 @@ typedef struct pg_dump_op {
   char *side_text;
   void (*put_then)(struct pg_dump_op *d, int rc);
   pg_xfer *xfer;    /* directory to a URL: the files being uploaded */
-  char **names;     /* their names (worker), n_names */
-  size_t n_names;
+  char **names;     /* their names, in the order they were queued */
+  size_t n_names, cap_names;
+  int upload_rc;    /* an upload failed while pg_dump ran (it was stopped) */
+  int ino;          /* inotify: files pg_dump closed after writing */
+  eng_watch *ino_watch;
+  char **listed;    /* worker: the directory's files once pg_dump ended */
+  size_t n_listed;
   /* directory hashing (worker) */
   char sha[65];
   int64_t bytes;
@@ -69,6 +75,10 @@ static void pg_dump_destroy(pg_op *op) {
   pg_xfer_free(d->xfer);
   for (size_t i = 0; i < d->n_names; i++) free(d->names[i]);
   free(d->names);
+  for (size_t i = 0; i < d->n_listed; i++) free(d->listed[i]);
+  free(d->listed);
+  if (d->ino_watch) pg_host->watch_stop(d->ino_watch);
+  if (d->ino > 0) close(d->ino);
   json_decref(d->sopts);
   json_decref(d->tables);
   json_decref(d->exclude);
@@ -264,14 +274,82 @@ static void pg_dump_rm_partial(void *ud) {
 }
 
 /* ---- format directory to a URL prefix ------------------------------------
- * pg_dump writes the directory into the run directory; its files are then
- * uploaded, a few at a time, one object each under the prefix, and
- * PREFIX/manifest.json (every file's name, size and SHA-256) is written
- * last: a restore reads the manifest first, so an upload that did not
- * finish is never taken for a backup. */
+ * pg_dump writes the directory into the run directory; each file is
+ * uploaded as soon as pg_dump has closed it (inotify), a few at a time,
+ * one object each under the prefix, and PREFIX/manifest.json (every file's
+ * name, size and SHA-256) is written last: a restore reads the manifest
+ * first, so an upload that did not finish is never taken for a backup. */
 
 static int pg_cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Queue one finished file (once). */
+static void pg_dump_queue(pg_dump_op *d, const char *name) {
+  if (name[0] == '.') return;
+  for (size_t i = 0; i < d->n_names; i++)
+    if (!strcmp(d->names[i], name)) return;
+  if (d->n_names == d->cap_names) {
+    d->cap_names = d->cap_names ? d->cap_names * 2 : 32;
+    char **v = realloc(d->names, d->cap_names * sizeof *v);
+    if (!v) abort();
+    d->names = v;
+  }
+  d->names[d->n_names++] = pg_strdup(name);
+  char *src = pg_asprintf("%s/%s", d->partial, name);
+  char *dst = pg_asprintf("%s%s", d->file, name);
+  pg_xfer_add(d->xfer, src, dst, NULL);
+  free(src);
+  free(dst);
+}
+
+/* Files pg_dump closed after writing them: final, uploaded now. */
+static void pg_dump_ino_read(pg_dump_op *d) {
+  char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+  for (;;) {
+    ssize_t n = read(d->ino, buf, sizeof buf);
+    if (n <= 0) return;
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *ev = (struct inotify_event *)(void *)p;
+      if (ev->len && !(ev->mask & IN_ISDIR)) pg_dump_queue(d, ev->name);
+      p += sizeof *ev + ev->len;
+    }
+  }
+}
+
+static void pg_dump_ino_cb(void *ud, int events, int status) {
+  (void)events;
+  (void)status;
+  pg_dump_ino_read(ud);
+}
+
+static void pg_dump_ino_stop(pg_dump_op *d) {
+  if (d->ino_watch) pg_host->watch_stop(d->ino_watch);
+  d->ino_watch = NULL;
+  if (d->ino > 0) {
+    pg_dump_ino_read(d); /* what came in last */
+    close(d->ino);
+  }
+  d->ino = -1;
+}
+
+static void pg_dump_uploaded(void *ud, int rc);
+
+/* Before pg_dump starts: watch its directory and start the uploader. */
+static int pg_dump_dir_watch(pg_dump_op *d) {
+  size_t par = d->jobs > 1 ? (size_t)d->jobs : 2;
+  d->xfer = pg_xfer_new(&d->op, par > 4 ? 4 : par);
+  pg_xfer_feed(d->xfer);
+  pg_xfer_run(d->xfer, pg_dump_uploaded, d);
+  d->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (d->ino < 0) return 0; /* uploaded once pg_dump ended */
+  if (inotify_add_watch(d->ino, d->partial, IN_CLOSE_WRITE | IN_MOVED_TO) < 0 ||
+      !(d->ino_watch = pg_host->watch_start(d->op.e.call, d->ino, ENG_READABLE,
+                                            pg_dump_ino_cb, d))) {
+    close(d->ino);
+    d->ino = -1;
+  }
+  return 0;
 }
 
 static void pg_dump_dir_list(void *ud) {
@@ -287,16 +365,16 @@ static void pg_dump_dir_list(void *ud) {
   size_t cap = 0;
   while ((e = readdir(dir))) {
     if (e->d_name[0] == '.') continue;
-    if (d->n_names == cap) {
+    if (d->n_listed == cap) {
       cap = cap ? cap * 2 : 32;
-      char **v = realloc(d->names, cap * sizeof *v);
+      char **v = realloc(d->listed, cap * sizeof *v);
       if (!v) abort();
-      d->names = v;
+      d->listed = v;
     }
-    d->names[d->n_names++] = pg_strdup(e->d_name);
+    d->listed[d->n_listed++] = pg_strdup(e->d_name);
   }
   closedir(dir);
-  if (d->n_names) qsort(d->names, d->n_names, sizeof *d->names, pg_cmp_str);
+  if (d->n_listed) qsort(d->listed, d->n_listed, sizeof *d->listed, pg_cmp_str);
 }
 
 static void pg_dump_dir_removed(void *ud) { pg_dump_outputs(ud, NULL, -1, NULL); }
@@ -319,8 +397,18 @@ static void pg_dump_manifest_then(pg_dump_op *d, int rc) {
     pg_dump_outputs(d, NULL, -1, NULL);
 }
 
+static int pg_cmp_entry(const void *a, const void *b) {
+  return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
 static void pg_dump_uploaded(void *ud, int rc) {
   pg_dump_op *d = ud;
+  if (d->child.running) { /* an upload failed while pg_dump runs: stop it */
+    d->upload_rc = rc;
+    pg_host->proc_kill(d->child.proc, SIGTERM);
+    return;
+  }
   if (rc != ENG_OK) {
     pg_host->log(d->op.e.call, ENG_LOG_ERROR,
                  "uploading the files of %s failed: no manifest was written, "
@@ -330,16 +418,19 @@ static void pg_dump_uploaded(void *ud, int rc) {
     pg_op_finish(&d->op, rc);
     return;
   }
-  json_t *files = json_array();
+  json_t **entries = pg_xcalloc(d->n_names + 1, sizeof *entries);
   int64_t total = 0;
   for (size_t i = 0; i < pg_xfer_count(d->xfer); i++) {
     pg_xfer_item *it = pg_xfer_item_at(d->xfer, i);
-    json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name",
-                                           d->names[i], "bytes",
-                                           (json_int_t)it->bytes, "sha256",
-                                           it->sha));
+    entries[i] = json_pack("{s:s, s:I, s:s}", "name", d->names[i], "bytes",
+                           (json_int_t)it->bytes, "sha256", it->sha);
     total += it->bytes;
   }
+  qsort(entries, pg_xfer_count(d->xfer), sizeof *entries, pg_cmp_entry);
+  json_t *files = json_array();
+  for (size_t i = 0; i < pg_xfer_count(d->xfer); i++)
+    json_array_append_new(files, entries[i]);
+  free(entries);
   json_t *m = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o}", "format", "directory",
                         "version", 1, "database", d->id.database,
                         "finished_at", d->finished, "tool_version",
@@ -357,27 +448,23 @@ static void pg_dump_uploaded(void *ud, int rc) {
   free(murl);
 }
 
+/* pg_dump ended ok: queue whatever the watch did not see, then let the
+ * uploader finish. */
 static void pg_dump_dir_listed(void *ud) {
   pg_dump_op *d = ud;
-  if (d->work_rc || !d->n_names) {
+  if (d->work_rc || !d->n_listed) {
     pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
     pg_op_fail(&d->op, ENG_ERR_IO, "pg_dump wrote %s but %s", d->partial,
                d->work_rc ? d->work_err : "it holds no file");
     return;
   }
-  size_t par = d->jobs > 1 ? (size_t)d->jobs : 2;
-  d->xfer = pg_xfer_new(&d->op, par > 4 ? 4 : par);
-  for (size_t i = 0; i < d->n_names; i++) {
-    char *src = pg_asprintf("%s/%s", d->partial, d->names[i]);
-    char *dst = pg_asprintf("%s%s", d->file, d->names[i]);
-    pg_xfer_add(d->xfer, src, dst, NULL);
-    free(src);
-    free(dst);
-  }
+  size_t before = d->n_names;
+  for (size_t i = 0; i < d->n_listed; i++) pg_dump_queue(d, d->listed[i]);
   pg_host->log(d->op.e.call, ENG_LOG_INFO,
-               "uploading %zu files of the directory dump to %s", d->n_names,
-               d->file);
-  pg_xfer_run(d->xfer, pg_dump_uploaded, d);
+               "pg_dump ended: %zu files of the directory dump to %s, %zu "
+               "already uploading as they were finished", d->n_names, d->file,
+               before);
+  pg_xfer_close(d->xfer);
 }
 
 static void pg_dump_exit(pg_child *c) {
@@ -386,8 +473,9 @@ static void pg_dump_exit(pg_child *c) {
   if (c->status != 0 || c->sig) {
     char how[96];
     pg_child_how(c, how, sizeof how);
-    int out_rc = pg_out_failed(d->out);
+    int out_rc = d->upload_rc ? d->upload_rc : pg_out_failed(d->out);
     pg_out_abort(d->out);
+    pg_dump_ino_stop(d);
     if (d->partial) pg_op_work(&d->op, pg_dump_rm_partial, NULL, d);
     if (out_rc && out_rc != ENG_ERR_CANCELLED) {
       /* we stopped pg_dump because storing failed: the stream recorded
@@ -408,6 +496,7 @@ static void pg_dump_exit(pg_child *c) {
     return;
   }
   if (d->fmt == 'd' && d->remote) {
+    pg_dump_ino_stop(d);
     if (pg_op_work(&d->op, pg_dump_dir_list, pg_dump_dir_listed, d) != ENG_OK)
       pg_op_fail(&d->op, ENG_ERR_NOMEM, "could not queue the listing of %s",
                  d->partial);
@@ -512,6 +601,7 @@ static void pg_dump_spawn(pg_dump_op *d) {
   d->child.on_exit = pg_dump_exit;
   d->child.on_stdout = d->fmt == 'd' ? NULL : pg_dump_stdout;
   pg_now_rfc3339(d->started);
+  if (d->fmt == 'd' && d->remote) pg_dump_dir_watch(d);
   char e[512];
   int rc = pg_child_spawn(&d->child, &d->op, pg_dump_tool(d), &o, e, sizeof e);
   if (rc != ENG_OK) {
@@ -555,6 +645,13 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
     d->partial = pg_asprintf("%s/dump-%s.dir", pg_host->run_dir(d->op.e.call),
                              pg_host->step_id(d->op.e.call));
     pg_rmtree(d->partial);
+    /* created now (pg_dump accepts an empty directory) so that its files
+     * can be watched from the start */
+    if (mkdir(d->partial, 0700) != 0) {
+      pg_op_fail(&d->op, ENG_ERR_IO, "cannot create %s: %s", d->partial,
+                 strerror(errno));
+      return;
+    }
   } else if (d->fmt == 'd') {
     struct stat st;
     if (stat(d->file, &st) == 0) {

@@ -422,8 +422,11 @@ void pg_xfer_add(pg_xfer *x, const char *src, const char *dst,
 size_t pg_xfer_count(const pg_xfer *x);
 pg_xfer_item *pg_xfer_item_at(pg_xfer *x, size_t i);
 /* cb once, when no copy runs any more: ENG_OK or the first failure (the
- * host recorded its message). */
+ * host recorded its message). Files added while it runs start at once. */
 void pg_xfer_run(pg_xfer *x, pg_xfer_cb cb, void *ud);
+/* Between feed and close, an empty queue does not end the transfer. */
+void pg_xfer_feed(pg_xfer *x);
+void pg_xfer_close(pg_xfer *x);
 /* Stops what runs (no callback afterwards) and frees. */
 void pg_xfer_free(pg_xfer *x);
 

@@ -5,9 +5,12 @@
  * Each copy reads through a host stream (its SHA-256 computed on the way
  * and, when one is expected, compared by the host) and writes through a
  * pg_out (bounded buffers: the reader is paused while the writer is
- * behind), so memory stays bounded whatever the sizes. The first failure
- * stops the copies under way and starts no other; the callback runs once,
- * when nothing is running any more.
+ * behind), so memory stays bounded whatever the sizes. Files may be
+ * added while it runs (pg_xfer_feed ... pg_xfer_close: the files of a
+ * dump as pg_dump finishes them). The first failure stops the copies under
+ * way and starts no other; the callback runs once: after a failure as soon
+ * as nothing runs any more, else when every file was copied and no more
+ * come.
  */
 #include "pg_int.h"
 
@@ -29,10 +32,13 @@ struct pg_xfer {
   size_t parallel;
   int rc;
   int ended;
+  int feeding; /* more files may come: do not end when the queue is empty */
   xcopy **running; /* parallel slots */
   pg_xfer_cb cb;
   void *ud;
 };
+
+static void xfer_next(pg_xfer *x);
 
 pg_xfer *pg_xfer_new(pg_op *op, size_t parallel) {
   pg_xfer *x = pg_xcalloc(1, sizeof *x);
@@ -55,6 +61,14 @@ void pg_xfer_add(pg_xfer *x, const char *src, const char *dst,
   it->src = pg_strdup(src);
   it->dst = pg_strdup(dst);
   if (expect) snprintf(it->expect, sizeof it->expect, "%s", expect);
+  if (x->cb) xfer_next(x); /* running: start it when a slot is free */
+}
+
+void pg_xfer_feed(pg_xfer *x) { x->feeding = 1; }
+
+void pg_xfer_close(pg_xfer *x) {
+  x->feeding = 0;
+  if (x->cb) xfer_next(x);
 }
 
 size_t pg_xfer_count(const pg_xfer *x) { return x->n; }
@@ -69,7 +83,6 @@ static void xcopy_free(xcopy *c) {
   free(c);
 }
 
-static void xfer_next(pg_xfer *x);
 static void xcopy_stop(void *ud);
 
 static void xcopy_done(xcopy *c, int rc) {
@@ -179,7 +192,7 @@ static void xfer_next(pg_xfer *x) {
     x->next++;
     if (rc != ENG_OK) x->rc = rc;
   }
-  if (x->active == 0 && (x->rc || x->next >= x->n)) {
+  if (x->active == 0 && (x->rc || (!x->feeding && x->next >= x->n))) {
     x->ended = 1;
     x->cb(x->ud, x->rc);
   }
