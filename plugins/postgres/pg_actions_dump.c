@@ -338,7 +338,17 @@ static void pg_dump_uploaded(void *ud, int rc);
 /* Before pg_dump starts: watch its directory and start the uploader. */
 static int pg_dump_dir_watch(pg_dump_op *d) {
   size_t par = d->jobs > 1 ? (size_t)d->jobs : 2;
-  d->xfer = pg_xfer_new(&d->op, par > 4 ? 4 : par);
+  if (par > 4) par = 4;
+  d->xfer = pg_xfer_new(&d->op, par);
+  /* memory: each upload holds (concurrency + 1) parts; with several files
+   * at once, smaller parts and fewer of them per file keep the whole under
+   * about 40 MB (unless stream_opts says otherwise) */
+  json_t *o = json_is_object(d->sopts) ? json_deep_copy(d->sopts) : json_object();
+  if (!json_object_get(o, "part_size"))
+    json_object_set_new(o, "part_size", json_integer(5 << 20));
+  if (!json_object_get(o, "concurrency"))
+    json_object_set_new(o, "concurrency", json_integer(par >= 3 ? 1 : 2));
+  pg_xfer_write_opts(d->xfer, o);
   pg_xfer_feed(d->xfer);
   pg_xfer_run(d->xfer, pg_dump_uploaded, d);
   d->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

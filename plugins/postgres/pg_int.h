@@ -419,6 +419,8 @@ typedef void (*pg_xfer_cb)(void *ud, int rc);
 pg_xfer *pg_xfer_new(pg_op *op, size_t parallel);
 void pg_xfer_add(pg_xfer *x, const char *src, const char *dst,
                  const char *expect);
+/* Options of the write streams (taken: the transfer frees them). */
+void pg_xfer_write_opts(pg_xfer *x, json_t *opts);
 size_t pg_xfer_count(const pg_xfer *x);
 pg_xfer_item *pg_xfer_item_at(pg_xfer *x, size_t i);
 /* cb once, when no copy runs any more: ENG_OK or the first failure (the

@@ -34,6 +34,7 @@ struct pg_xfer {
   int ended;
   int feeding; /* more files may come: do not end when the queue is empty */
   xcopy **running; /* parallel slots */
+  json_t *wopts;   /* options of the write streams (or NULL) */
   pg_xfer_cb cb;
   void *ud;
 };
@@ -69,6 +70,11 @@ void pg_xfer_feed(pg_xfer *x) { x->feeding = 1; }
 void pg_xfer_close(pg_xfer *x) {
   x->feeding = 0;
   if (x->cb) xfer_next(x);
+}
+
+void pg_xfer_write_opts(pg_xfer *x, json_t *opts) {
+  json_decref(x->wopts);
+  x->wopts = opts;
 }
 
 size_t pg_xfer_count(const pg_xfer *x) { return x->n; }
@@ -161,7 +167,7 @@ static int xcopy_start(pg_xfer *x, size_t i, size_t slot) {
   c->x = x;
   c->i = i;
   int rc = ENG_OK;
-  c->out = pg_out_open(x->op, it->dst, NULL, &rc);
+  c->out = pg_out_open(x->op, it->dst, x->wopts, &rc);
   if (!c->out) {
     free(c);
     return rc;
@@ -215,5 +221,6 @@ void pg_xfer_free(pg_xfer *x) {
   }
   free(x->items);
   free(x->running);
+  json_decref(x->wopts);
   free(x);
 }
