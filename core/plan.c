@@ -293,11 +293,12 @@ int eng__plan_print(eng__run *r) {
            : cond == ENG__COND_LATER ? " (runs if its condition holds then)"
                                      : "");
     eng__buf_free(&deps);
+    /* the step's values known now: all of them when its parameters are
+     * static, else those that are */
+    json_t *known = params ? json_incref(params) : known_params(r, s);
     if (s->action->action->describe && cond != ENG__COND_FALSE) {
-      json_t *known = params ? json_incref(params) : known_params(r, s);
       char what[512] = "";
       s->action->action->describe(known, what, sizeof what);
-      json_decref(known);
       if (what[0]) {
         char *shown = eng__redact(r->redact, what);
         printf("      will %s\n", shown);
@@ -306,17 +307,9 @@ int eng__plan_print(eng__run *r) {
     }
     for (const eng_param *p = s->action->action->params; p && p->name; p++) {
       if (p->target == ENG_TARGET_NONE) continue;
-      json_t *v = params ? json_object_get(params, p->name) : NULL;
+      json_t *v = json_object_get(known, p->name);
       eng__node *vn = eng__node_get(s->with, p->name);
       if (!v && !vn) continue;
-      json_t *own = NULL; /* this value alone, when it is known now */
-      if (!v && vn && eng__tpl_static(vn)) {
-        char e2[512];
-        json_t *raw = eng__tpl_render(r->L, vn, e2, sizeof e2);
-        own = raw ? eng__convert_param(raw, p, e2, sizeof e2) : NULL;
-        json_decref(raw);
-        v = own;
-      }
       char *shown;
       if (json_is_string(v)) shown = eng__redact(r->redact, json_string_value(v));
       else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
@@ -348,7 +341,6 @@ int eng__plan_print(eng__run *r) {
         r->static_check = false;
       }
       char *sh2 = eng__redact(r->redact, shown);
-      json_decref(own);
       printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
       if (line) print_command(r, line, env_text);
       free(line);
@@ -356,6 +348,7 @@ int eng__plan_print(eng__run *r) {
       free(sh2);
       free(shown);
     }
+    json_decref(known);
     json_decref(params);
     if (cond != ENG__COND_FALSE && eng__guards_static(r, i, stdout) != ENG_OK)
       code = ENG_EXIT_REFUSED;

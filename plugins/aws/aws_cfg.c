@@ -87,6 +87,21 @@ static char *service_endpoint(const char *service) {
   return env_dup(name);
 }
 
+/* The key pair (and session token) of a profile in one file; 0 when the
+ * file has both keys, else nothing is kept. */
+static int ini_keys(const char *file, const char *profile, int config,
+                    char **akid, char **secret, char **token) {
+  *akid = ini_get(file, profile, config, "aws_access_key_id");
+  *secret = ini_get(file, profile, config, "aws_secret_access_key");
+  *token = ini_get(file, profile, config, "aws_session_token");
+  if (*akid && *secret) return 0;
+  free(*akid);
+  free(*secret);
+  free(*token);
+  *akid = *secret = *token = NULL;
+  return -1;
+}
+
 static int load_credentials(aws_cfg *cfg, const char *profile,
                             const char *cred_file, const char *conf_file) {
   char *akid = env_dup("AWS_ACCESS_KEY_ID");
@@ -97,23 +112,9 @@ static int load_credentials(aws_cfg *cfg, const char *profile,
   } else {
     free(akid);
     free(secret);
-    akid = ini_get(cred_file, profile, 0, "aws_access_key_id");
-    secret = ini_get(cred_file, profile, 0, "aws_secret_access_key");
-    token = ini_get(cred_file, profile, 0, "aws_session_token");
-    if (!akid || !secret) {
-      free(akid);
-      free(secret);
-      free(token);
-      akid = ini_get(conf_file, profile, 1, "aws_access_key_id");
-      secret = ini_get(conf_file, profile, 1, "aws_secret_access_key");
-      token = ini_get(conf_file, profile, 1, "aws_session_token");
-    }
-  }
-  if (!akid || !secret) {
-    free(akid);
-    free(secret);
-    free(token);
-    return -1;
+    if (ini_keys(cred_file, profile, 0, &akid, &secret, &token) != 0 &&
+        ini_keys(conf_file, profile, 1, &akid, &secret, &token) != 0)
+      return -1;
   }
   cfg->akid = akid;
   cfg->secret = secret;
