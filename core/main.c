@@ -83,7 +83,7 @@ static const char run_help[] =
     "      --report FILE        JSON report\n"
     "      --junit FILE         JUnit XML report\n"
     "      --evidence FILE      drill evidence (Markdown)\n"
-    "      --log-format FMT     text (default) or json\n";
+    "      --log-format FMT     text (default) or json (env ENGINE_LOG_FORMAT)\n";
 
 typedef struct cli {
   eng__run_opts o;
@@ -162,6 +162,12 @@ static int set_cancel_grace(const char *text) {
   return 0;
 }
 
+static int set_log_format(eng__run_opts *o, const char *text) {
+  if (strcmp(text, "json") && strcmp(text, "text")) return -1;
+  o->log_json = !strcmp(text, "json");
+  return 0;
+}
+
 static int parse_args(cli *c, int argc, char **argv) {
   c->o.jobs = 4;
   const char *grace = getenv("ENGINE_CANCEL_GRACE");
@@ -171,6 +177,9 @@ static int parse_args(cli *c, int argc, char **argv) {
   c->o.state_dir = getenv("ENGINE_STATE_DIR") ? getenv("ENGINE_STATE_DIR")
                                               : ".engine";
   c->o.color = !getenv("NO_COLOR");
+  const char *fmt = getenv("ENGINE_LOG_FORMAT");
+  if (fmt && *fmt && set_log_format(&c->o, fmt) != 0)
+    return usage_error("ENGINE_LOG_FORMAT is text or json, not '%s'", fmt);
   c->o.sets = json_object();
   optind = 1;
   opterr = 0;
@@ -232,8 +241,7 @@ static int parse_args(cli *c, int argc, char **argv) {
       c->plugin_dirs[c->n_plugin_dirs++] = optarg;
       break;
     case OPT_LOG_FORMAT:
-      if (!strcmp(optarg, "json")) c->o.log_json = true;
-      else if (strcmp(optarg, "text"))
+      if (set_log_format(&c->o, optarg) != 0)
         return usage_error("--log-format is text or json, not '%s'", optarg);
       break;
     case 'q': c->o.verbosity = -1; break;

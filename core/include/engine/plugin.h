@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 2
+#define ENG_ABI_MINOR 3
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -273,6 +273,49 @@ typedef struct eng_stream_scheme {
   void (*cancel)(void *impl);
 } eng_stream_scheme;
 
+/* ---- state stores (1.3) ------------------------------------------------
+ * Where `--state-dir URL` keeps the state of runs (journal, audit log,
+ * reports, evidence) and run locks, when URL is not a local directory: a
+ * flat store of small objects under URL's prefix. Keys are relative to that
+ * prefix ("runs/ID/journal", "locks/NAME") and contain no "..".
+ *
+ * Every function blocks and may be called from any thread; one handle is
+ * used by one thread at a time (the host opens a handle per thread). They
+ * return ENG_OK or an eng_err with a message in err (never a secret). */
+
+#define ENG_ETAG_MAX 128 /* room for an ETag, quotes and NUL included */
+
+typedef struct eng_store_scheme {
+  const char *scheme; /* "s3" (without "://") */
+  /* url is "SCHEME://..." as the user gave it (a trailing '/' optional). */
+  int (*open)(const char *url, void **store, char *err, size_t errlen);
+  void (*close)(void *store);
+  /* Read KEY whole: *data (malloc'd, NUL-terminated beyond *len; the host
+   * frees it with free()), its ETag in etag (may be NULL). ENG_ERR_NOTFOUND
+   * when there is no such object; ENG_ERR_CHECKSUM when the bytes differ
+   * from the SHA-256 stored at put(). */
+  int (*get)(void *store, const char *key, char **data, size_t *len,
+             char etag[ENG_ETAG_MAX], char *err, size_t errlen);
+  /* Write KEY whole, visible all at once. cond NULL: unconditionally; "*":
+   * only when no object KEY exists; otherwise an ETag: only while the
+   * object's ETag is that one (compare and swap). ENG_ERR_EXISTS when the
+   * condition does not hold. The bytes' SHA-256 travels with the request,
+   * so the store refuses a damaged upload, and is kept with the object for
+   * get(). etag (may be NULL) receives the new object's ETag. */
+  int (*put)(void *store, const char *key, const void *data, size_t len,
+             const char *cond, char etag[ENG_ETAG_MAX], char *err,
+             size_t errlen);
+  /* Delete KEY; cond NULL or an ETag as for put(). ENG_OK when KEY is
+   * absent; ENG_ERR_EXISTS when the ETag no longer matches. */
+  int (*del)(void *store, const char *key, const char *cond, char *err,
+             size_t errlen);
+  /* cb(ud, key, size) for every key that starts with prefix, in lexical
+   * order (all pages). */
+  int (*list)(void *store, const char *prefix,
+              void (*cb)(void *ud, const char *key, int64_t size), void *ud,
+              char *err, size_t errlen);
+} eng_store_scheme;
+
 typedef struct eng_plugin {
   /* Checked first, in this order. */
   uint32_t size; /* sizeof(eng_plugin) the plugin was built with */
@@ -292,6 +335,9 @@ typedef struct eng_plugin {
   /* URL schemes this plugin serves for streams; may be NULL. */
   const eng_stream_scheme *schemes;
   size_t n_schemes;
+  /* ABI 1.3: state stores this plugin serves; may be NULL. */
+  const eng_store_scheme *stores;
+  size_t n_stores;
 } eng_plugin;
 
 typedef const eng_plugin *(*eng_plugin_entry_fn)(void);
