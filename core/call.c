@@ -147,6 +147,10 @@ void eng__host_shutdown(void) {
 
 void eng__host_set_cancel_grace(uint64_t ms) { cancel_grace_ms = ms; }
 
+void eng__host_limit_cancel_grace(uint64_t ms) {
+  if (cancel_grace_ms > ms) cancel_grace_ms = ms;
+}
+
 eng__redactor *eng__host_redactor(void) { return host_redact; }
 
 static eng_call *call_alloc(eng__run *r, const char *step,

@@ -259,6 +259,8 @@ void eng__call_cancel(eng_call *c, int reason);
 int eng__call_cancel_reason(eng_call *c);
 json_t *eng__call_run_state(eng_call *c);
 void eng__host_set_cancel_grace(uint64_t ms);
+/* Lower it to ms when longer (the run's --grace is running out). */
+void eng__host_limit_cancel_grace(uint64_t ms);
 /* Objects a call started (streams) that done() releases when the plugin
  * left them open; release() must not call back into the plugin. */
 void eng__call_own(eng_call *c, void *obj, void (*release)(void *obj));

@@ -1,7 +1,7 @@
 /* main.c - the command line. */
 #include "audit.h"
 #include "registry.h"
-#include "plan.h"
+#include "state.h"
 
 #include <curl/curl.h>
 #include <getopt.h>
@@ -43,15 +43,16 @@ static const char usage_text[] =
     "\n"
     "'engine COMMAND --help' explains a command. Exit codes: 0 ok, 1 a step\n"
     "failed, 2 usage error or invalid runbook, 3 refused by a guard, 4 SLO\n"
-    "missed, 5 interrupted.\n";
+    "missed, 5 interrupted, 6 another run holds the lock (nothing ran).\n";
 
 /* Options every command takes, before or after the command name. */
 static const char global_help[] =
     "\nglobal options (before or after the command):\n"
     "      --plugin-path DIR    extra plugin directory, searched first\n"
     "                           (repeatable; env ENGINE_PLUGIN_PATH)\n"
-    "      --state-dir DIR      where runs are recorded (default .engine/,\n"
-    "                           env ENGINE_STATE_DIR)\n"
+    "      --state-dir DIR|URL  where runs are recorded: a directory (default\n"
+    "                           .engine/) or s3://BUCKET/PREFIX (env\n"
+    "                           ENGINE_STATE_DIR)\n"
     "      --cancel-grace DUR   how long a cancelled action may take to stop\n"
     "                           before the engine ends its step anyway\n"
     "                           (default 10s, env ENGINE_CANCEL_GRACE)\n"
@@ -83,7 +84,15 @@ static const char run_help[] =
     "      --report FILE        JSON report\n"
     "      --junit FILE         JUnit XML report\n"
     "      --evidence FILE      drill evidence (Markdown)\n"
-    "      --log-format FMT     text (default) or json (env ENGINE_LOG_FORMAT)\n";
+    "      --log-format FMT     text (default) or json (env ENGINE_LOG_FORMAT)\n"
+    "      --lock NAME          one run at a time per NAME (overrides the\n"
+    "                           runbook's 'lock:'); exit 6 when held\n"
+    "      --lock-ttl DUR       how long a lock in a store stays valid without\n"
+    "                           renewal (default 60s; renewed every third)\n"
+    "      --grace DUR          after SIGTERM/SIGINT, how long 'finally' may\n"
+    "                           run (default 25s, env ENGINE_GRACE; 0: no bound)\n"
+    "      --no-cleanup-leftovers  with a lock, do not remove first what\n"
+    "                           earlier runs holding it left behind\n";
 
 typedef struct cli {
   eng__run_opts o;
@@ -94,6 +103,10 @@ typedef struct cli {
   char **positional;
   size_t n_positional;
   bool help;
+  const char *state_spec; /* --state-dir as given (a path or a URL) */
+  const char *lock;       /* --lock */
+  int64_t lock_ttl_ms;
+  bool no_leftovers;      /* --no-cleanup-leftovers */
 } cli;
 
 enum {
@@ -112,7 +125,11 @@ enum {
   OPT_PLUGIN_PATH,
   OPT_LOG_FORMAT,
   OPT_NO_COLOR,
-  OPT_CANCEL_GRACE
+  OPT_CANCEL_GRACE,
+  OPT_LOCK,
+  OPT_LOCK_TTL,
+  OPT_GRACE,
+  OPT_NO_LEFTOVERS
 };
 
 static const struct option long_opts[] = {
@@ -135,6 +152,10 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"no-color", no_argument, NULL, OPT_NO_COLOR},
     {"cancel-grace", required_argument, NULL, OPT_CANCEL_GRACE},
+    {"lock", required_argument, NULL, OPT_LOCK},
+    {"lock-ttl", required_argument, NULL, OPT_LOCK_TTL},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"no-cleanup-leftovers", no_argument, NULL, OPT_NO_LEFTOVERS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -174,8 +195,14 @@ static int parse_args(cli *c, int argc, char **argv) {
   if (grace && *grace && set_cancel_grace(grace) != 0)
     return usage_error("ENGINE_CANCEL_GRACE needs a duration such as 10s "
                        "(at most 1h), got '%s'", grace);
-  c->o.state_dir = getenv("ENGINE_STATE_DIR") ? getenv("ENGINE_STATE_DIR")
-                                              : ".engine";
+  c->o.state_dir = getenv("ENGINE_STATE_DIR") && *getenv("ENGINE_STATE_DIR")
+                       ? getenv("ENGINE_STATE_DIR") : ".engine";
+  c->o.grace_ms = 25000;
+  c->lock_ttl_ms = 60000;
+  const char *g = getenv("ENGINE_GRACE");
+  if (g && *g && (eng__parse_duration(g, &c->o.grace_ms) != 0 ||
+                  c->o.grace_ms < 0 || c->o.grace_ms > 86400000))
+    return usage_error("ENGINE_GRACE needs a duration such as 25s, got '%s'", g);
   c->o.color = !getenv("NO_COLOR");
   const char *fmt = getenv("ENGINE_LOG_FORMAT");
   if (fmt && *fmt && set_log_format(&c->o, fmt) != 0)
@@ -252,6 +279,25 @@ static int parse_args(cli *c, int argc, char **argv) {
         return usage_error("--cancel-grace needs a duration such as 10s or "
                            "500ms (at most 1h), got '%s'", optarg);
       break;
+    case OPT_LOCK:
+      if (!eng__lock_name_ok(optarg))
+        return usage_error("--lock needs a name of letters, digits, '.', '_' "
+                           "and '-' (1-128 characters), got '%s'", optarg);
+      c->lock = optarg;
+      break;
+    case OPT_LOCK_TTL:
+      if (eng__parse_duration(optarg, &c->lock_ttl_ms) != 0 ||
+          c->lock_ttl_ms < 3000 || c->lock_ttl_ms > 86400000)
+        return usage_error("--lock-ttl needs a duration from 3s to 24h, got "
+                           "'%s'", optarg);
+      break;
+    case OPT_GRACE:
+      if (eng__parse_duration(optarg, &c->o.grace_ms) != 0 ||
+          c->o.grace_ms < 0 || c->o.grace_ms > 86400000)
+        return usage_error("--grace needs a duration such as 25s (0: no "
+                           "bound), got '%s'", optarg);
+      break;
+    case OPT_NO_LEFTOVERS: c->no_leftovers = true; break;
     case 'h': c->help = true; break;
     case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
     default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -259,6 +305,7 @@ static int parse_args(cli *c, int argc, char **argv) {
   }
   c->positional = argv + optind;
   c->n_positional = (size_t)(argc - optind);
+  c->state_spec = c->o.state_dir;
   c->o.approve = c->approve;
   c->o.n_approve = c->n_approve;
   c->o.lua_lib_dir = running_from_build() ? ENG_SOURCE_LUA_DIR : ENG_INSTALL_LUA_DIR;
@@ -308,27 +355,262 @@ static eng__runbook *load_valid(const char *file, eng__lua **L,
   return rb;
 }
 
-static int cmd_run(cli *c, bool plan) {
-  if (c->help) return print_help(run_help, stdout, 0);
-  if (c->n_positional != 1)
-    return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
+/* The state directory of a command, opened once; o.state_dir becomes the
+ * local directory runs are written into. Plugins must be loaded. */
+static eng__state *open_state(cli *c) {
+  char err[1024] = "";
+  eng__state *st = eng__state_open(c->state_spec, err, sizeof err);
+  if (!st) {
+    fprintf(stderr, "engine: --state-dir %s: %s\n", c->state_spec, err);
+    return NULL;
+  }
+  c->o.state_dir = eng__state_dir(st);
+  return st;
+}
+
+static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
+                        eng__lua *L);
+
+/* Load, validate and run one runbook file with the options in c. */
+static int run_file(cli *c, eng__state *st, const char *file, bool plan) {
   if (plan) c->o.plan_only = true;
   eng__diags d = {0};
   d.color = c->o.color && isatty(2);
   load_plugins(c, &d);
   eng__lua *L = NULL;
-  eng__runbook *rb = load_valid(c->positional[0], &L, c->o.lua_lib_dir, &d);
+  eng__runbook *rb = load_valid(file, &L, c->o.lua_lib_dir, &d);
   if (!rb) {
     fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing ran\n",
-            c->positional[0], d.errors, d.errors == 1 ? "" : "s");
+            file, d.errors, d.errors == 1 ? "" : "s");
     eng__diags_free(&d);
     return ENG_EXIT_USAGE;
   }
   eng__console_setup(c->o.log_json, c->o.verbosity, c->o.color);
-  int code = eng__run_main(rb, L, &c->o);
+  int code = plan ? eng__run_main(rb, L, &c->o) : run_in_state(c, st, rb, L);
   eng__lua_destroy(L);
   eng__runbook_free(rb);
   eng__diags_free(&d);
+  return code;
+}
+
+static int cmd_run(cli *c, bool plan) {
+  if (c->help) return print_help(run_help, stdout, 0);
+  if (c->n_positional != 1)
+    return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
+  if (plan) return run_file(c, NULL, c->positional[0], true);
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
+  eng__state *st = open_state(c);
+  if (!st) return ENG_EXIT_USAGE;
+  int code = run_file(c, st, c->positional[0], false);
+  eng__state_close(st);
+  return code;
+}
+
+/* Write the cleanup runbook of run `id` (pulled into the local state
+ * directory) and run it. *count: resources it removes (0: nothing ran). */
+static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count) {
+  char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
+  size_t n = 0;
+  char *text = eng__cleanup_runbook(dir, &n);
+  *count = n;
+  if (!text) {
+    free(dir);
+    return -1;
+  }
+  if (n == 0) {
+    free(text);
+    free(dir);
+    return 0;
+  }
+  char *path = eng__asprintf("%s/cleanup.yaml", dir);
+  FILE *f = fopen(path, "w");
+  int code;
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "engine: cannot write %s\n", path);
+    code = ENG_EXIT_FAILED;
+  } else {
+    printf("run %s: removing %zu resource%s it left behind\n", id, n,
+           n == 1 ? "" : "s");
+    fflush(stdout);
+    eng__run_opts saved = c->o;
+    c->o.cleanup_run = id;
+    c->o.resume = NULL;
+    c->o.lock = NULL;
+    c->o.only = c->o.from = NULL;
+    c->o.report = c->o.junit = c->o.evidence = NULL;
+    code = run_file(c, st, path, false);
+    c->o = saved;
+  }
+  free(text);
+  free(path);
+  free(dir);
+  return code;
+}
+
+/* Before a run holding lock `name`: what earlier runs holding it left
+ * behind (their marker locks/NAME.runs/ID is still there) is removed
+ * first. 0, or -1 when it could not be (said on stderr). */
+static int remove_leftovers(cli *c, eng__state *st, const char *name,
+                            const char *self) {
+  char err[1024] = "";
+  char *prefix = eng__asprintf("locks/%s.runs/", name);
+  json_t *keys = eng__state_list(st, prefix, err, sizeof err);
+  int result = 0;
+  if (!keys) {
+    fprintf(stderr, "engine: cannot list the earlier runs of lock '%s': %s\n",
+            name, err);
+    free(prefix);
+    return -1;
+  }
+  size_t i;
+  json_t *k;
+  json_array_foreach(keys, i, k) {
+    const char *key = json_string_value(k);
+    const char *id = key + strlen(prefix);
+    if (!strcmp(id, self)) continue;
+    int pr = eng__state_pull_run(st, id, err, sizeof err);
+    size_t n = 0;
+    int code = 0;
+    if (pr < 0) {
+      fprintf(stderr, "engine: cannot read run %s (it held lock '%s'): %s\n",
+              id, name, err);
+      result = -1;
+      break;
+    }
+    if (pr == 0) {
+      code = cleanup_run(c, st, id, &n);
+      if (code != 0) {
+        fprintf(stderr,
+                "engine: run %s (it held lock '%s') left resources that could "
+                "not all be removed (exit %d); nothing of this run ran. Fix "
+                "the cause and run 'engine cleanup %s'\n",
+                id, name, code, id);
+        result = -1;
+        break;
+      }
+      if (n) printf("run %s: leftovers removed\n", id);
+    }
+    eng__state_del(st, key, NULL, err, sizeof err);
+  }
+  json_decref(keys);
+  free(prefix);
+  return result;
+}
+
+/* Does run `id` still own resources it created? */
+static bool has_leftovers(const char *state_dir, const char *id) {
+  char *dir = eng__asprintf("%s/runs/%s", state_dir, id);
+  size_t n = 0;
+  char *text = eng__cleanup_runbook(dir, &n);
+  free(text);
+  free(dir);
+  return n > 0;
+}
+
+/* A run (or a cleanup) with its state in st: the run lock when one is
+ * asked for, leftovers of earlier runs holding it, the state written to
+ * the store as the run goes, and the lock released at the end. */
+static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
+                        eng__lua *L) {
+  char err[1024] = "";
+  char id[40];
+  const char *reuse = c->o.resume ? c->o.resume : c->o.cleanup_run;
+  if (reuse) {
+    snprintf(id, sizeof id, "%s", reuse);
+    if (eng__state_url(st) && c->o.resume) {
+      int pr = eng__state_pull_run(st, id, err, sizeof err);
+      if (pr != 0) {
+        fprintf(stderr, "engine: --resume %s: %s\n", id,
+                pr > 0 ? "no such run in the state store (see 'engine runs')"
+                       : err);
+        return pr > 0 ? ENG_EXIT_USAGE : ENG_EXIT_FAILED;
+      }
+    }
+  } else {
+    eng__run_new_id(id, eng__now_ms());
+  }
+  char *name = NULL;
+  if (!c->o.cleanup_run) {
+    if (c->lock) {
+      name = eng__xstrdup(c->lock);
+    } else if (rb->lock) {
+      eng__run_opts o = c->o;
+      o.lock_out = &name;
+      int code = eng__run_main(rb, L, &o);
+      if (code != ENG_EXIT_OK) return code;
+    }
+  }
+  eng__lock *lock = NULL;
+  if (name) {
+    eng__lock_holder h;
+    char over[32];
+    int rc = eng__lock_take(st, name, id, eng__now_ms(), c->lock_ttl_ms, &lock,
+                            &h, over, err, sizeof err);
+    if (rc != 0) {
+      if (rc > 0)
+        fprintf(stderr,
+                "engine: another run holds the lock '%s': run %s on host %s, "
+                "started %s%s%s; nothing ran\n",
+                name, h.run[0] ? h.run : "?", h.host[0] ? h.host : "?",
+                h.started[0] ? h.started : "?",
+                h.expires[0] ? ", valid until " : "", h.expires);
+      else
+        fprintf(stderr, "engine: cannot take the lock '%s': %s; nothing ran\n",
+                name, err);
+      free(name);
+      return rc > 0 ? ENG_EXIT_LOCKED : ENG_EXIT_FAILED;
+    }
+    if (over[0])
+      printf("lock '%s': taken over from run %s, whose lock had expired\n",
+             name, over);
+    if (!c->no_leftovers && remove_leftovers(c, st, name, id) != 0) {
+      eng__lock_release(lock);
+      free(name);
+      return ENG_EXIT_FAILED;
+    }
+    char *key = eng__asprintf("locks/%s.runs/%s", name, id);
+    if (eng__state_put(st, key, id, strlen(id), NULL, NULL, err, sizeof err) !=
+        ENG_OK) {
+      fprintf(stderr, "engine: cannot record the run under its lock: %s; "
+                      "nothing ran\n", err);
+      free(key);
+      eng__lock_release(lock);
+      free(name);
+      return ENG_EXIT_FAILED;
+    }
+    free(key);
+  }
+  eng__state_sync *sync = eng__state_sync_start(st, id);
+  eng__run_opts saved = c->o;
+  if (!reuse) c->o.run_id = id;
+  c->o.lock = lock;
+  c->o.on_boundary = eng__state_sync_kick;
+  c->o.boundary_ud = sync;
+  int code = eng__run_main(rb, L, &c->o);
+  c->o = saved;
+  int synced = eng__state_sync_stop(sync, err, sizeof err);
+  if (synced != 0) {
+    fprintf(stderr, "engine: the run's state could not be written to %s: "
+                    "%s\n", eng__state_url(st), err);
+    if (code == ENG_EXIT_OK) code = ENG_EXIT_FAILED;
+  }
+  if (lock) {
+    if (!has_leftovers(c->o.state_dir, id)) {
+      char *key = eng__asprintf("locks/%s.runs/%s", name, id);
+      eng__state_del(st, key, NULL, err, sizeof err);
+      free(key);
+    }
+    eng__lock_release(lock);
+  }
+  if (eng__state_url(st) && synced == 0) { /* the store has it all */
+    char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
+    eng__rm_tree(dir);
+    free(dir);
+  }
+  free(name);
   return code;
 }
 
@@ -741,68 +1023,140 @@ static int cmd_schema(cli *c) {
   return 0;
 }
 
+/* A URL names an audit log in a store (a run's directory names its
+ * audit.jsonl); a run id names the one under --state-dir. The local file
+ * to verify or show, or NULL (said). *tmp: a temporary copy to remove. */
+static char *audit_file(cli *c, const char *arg, char **tmp) {
+  *tmp = NULL;
+  char err[1024] = "";
+  bool url = strstr(arg, "://") != NULL;
+  char *obj = NULL;
+  if (url) {
+    size_t l = strlen(arg);
+    obj = l > 6 && !strcmp(arg + l - 6, ".jsonl")
+              ? eng__xstrdup(arg)
+              : eng__asprintf("%s%saudit.jsonl", arg,
+                              arg[l - 1] == '/' ? "" : "/");
+  } else if (access(arg, F_OK) != 0 && !strchr(arg, '/')) {
+    if (strstr(c->state_spec, "://"))
+      obj = eng__asprintf("%s/runs/%s/audit.jsonl", c->state_spec, arg);
+    else
+      return eng__asprintf("%s/runs/%s/audit.jsonl", c->state_spec, arg);
+  } else {
+    return eng__xstrdup(arg);
+  }
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
+  size_t len = 0;
+  char *data = eng__state_fetch_url(obj, &len, err, sizeof err);
+  if (!data) {
+    fprintf(stderr, "engine: cannot read %s: %s\n", obj, err);
+    free(obj);
+    return NULL;
+  }
+  free(obj);
+  const char *t = getenv("TMPDIR");
+  char *path = eng__asprintf("%s/engine-audit-XXXXXX", t && *t ? t : "/tmp");
+  int fd = mkstemp(path);
+  bool ok = fd >= 0 && write(fd, data, len) == (ssize_t)len;
+  if (fd >= 0) close(fd);
+  free(data);
+  if (!ok) {
+    fprintf(stderr, "engine: cannot write a temporary copy of the audit log\n");
+    if (fd >= 0) unlink(path);
+    free(path);
+    return NULL;
+  }
+  *tmp = path;
+  return eng__xstrdup(path);
+}
+
 static int cmd_audit(cli *c) {
   if (c->help || c->n_positional != 2 ||
       (strcmp(c->positional[0], "verify") && strcmp(c->positional[0], "show"))) {
-    return print_help("usage: engine audit verify FILE   exit 0 when intact, 1 naming the "
-          "first bad line\n       engine audit show FILE     readable "
-          "timeline\nWith ENGINE_AUDIT_KEY set, verify checks every record's "
+    return print_help("usage: engine audit verify FILE|URL|RUN_ID   exit 0 when intact, 1 naming the "
+          "first bad line\n       engine audit show FILE|URL|RUN_ID     readable "
+          "timeline\nA URL (s3://BUCKET/PREFIX/runs/ID[/audit.jsonl]) reads the "
+          "log from a state store;\na run id reads it from --state-dir.\n"
+          "With ENGINE_AUDIT_KEY set, verify checks every record's "
           "HMAC too.\n", c->help ? stdout : stderr,
                       c->help ? 0 : ENG_EXIT_USAGE);
   }
-  if (!strcmp(c->positional[0], "show")) return eng__audit_show(c->positional[1], stdout);
-  return eng__audit_verify(c->positional[1], stdout);
+  char *tmp;
+  char *file = audit_file(c, c->positional[1], &tmp);
+  if (!file) return ENG_EXIT_USAGE;
+  int code = !strcmp(c->positional[0], "show") ? eng__audit_show(file, stdout)
+                                               : eng__audit_verify(file, stdout);
+  if (tmp) unlink(tmp);
+  free(tmp);
+  free(file);
+  return code;
 }
 
 static int cmd_runs(cli *c) {
   if (c->help) {
-    return print_help("usage: engine runs [--state-dir DIR]\nLists recorded runs, their "
+    return print_help("usage: engine runs [--state-dir DIR|URL]\nLists recorded runs, their "
           "status and how many created resources were not removed.\n", stdout, 0);
   }
-  return eng__runs_list(c->o.state_dir, stdout);
+  if (!strstr(c->state_spec, "://"))
+    return eng__runs_list(c->o.state_dir, stdout);
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
+  eng__state *st = open_state(c);
+  if (!st) return ENG_EXIT_USAGE;
+  char err[1024] = "";
+  char *dir = eng__state_pull_journals(st, err, sizeof err);
+  int code;
+  if (!dir) {
+    fprintf(stderr, "engine: cannot list the runs in %s: %s\n", c->state_spec,
+            err);
+    code = ENG_EXIT_FAILED;
+  } else {
+    code = eng__runs_list(dir, stdout);
+    eng__rm_tree(dir);
+    free(dir);
+  }
+  eng__state_close(st);
+  return code;
 }
 
 static int cmd_cleanup(cli *c) {
   if (c->help || c->n_positional != 1) {
-    return print_help("usage: engine cleanup RUN_ID [--state-dir DIR] [--set NAME=VALUE]\n"
+    return print_help("usage: engine cleanup RUN_ID [--state-dir DIR|URL] [--set NAME=VALUE]\n"
           "Removes what the run's journal says it created and did not remove\n"
           "(newest first), e.g. after the engine was killed. Secrets come from\n"
           "the same environment variables as the run's.\n", c->help ? stdout : stderr,
                       c->help ? 0 : ENG_EXIT_USAGE);
   }
   const char *id = c->positional[0];
-  char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
+  eng__state *st = open_state(c);
+  if (!st) return ENG_EXIT_USAGE;
+  char err[1024] = "";
+  int pr = eng__state_pull_run(st, id, err, sizeof err);
+  int code;
   size_t n = 0;
-  char *text = eng__cleanup_runbook(dir, &n);
-  if (!text) {
+  if (pr < 0) {
+    fprintf(stderr, "engine: cannot read run %s from %s: %s\n", id,
+            c->state_spec, err);
+    code = ENG_EXIT_FAILED;
+  } else if (pr > 0 || (code = cleanup_run(c, st, id, &n)) < 0) {
     fprintf(stderr, "engine: no journal for run %s in %s (check the id and "
-                    "--state-dir; 'engine runs' lists them)\n", id, dir);
-    free(dir);
-    return ENG_EXIT_USAGE;
-  }
-  if (n == 0) {
+                    "--state-dir; 'engine runs' lists them)\n", id,
+            c->state_spec);
+    code = ENG_EXIT_USAGE;
+  } else if (n == 0) {
     printf("run %s: nothing to clean up (every resource it created was "
            "removed)\n", id);
-    free(text);
-    free(dir);
-    return 0;
   }
-  char *path = eng__asprintf("%s/cleanup.yaml", dir);
-  FILE *f = fopen(path, "w");
-  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-    fprintf(stderr, "engine: cannot write %s\n", path);
-    free(text);
-    free(path);
-    free(dir);
-    return 1;
-  }
-  free(text);
-  printf("run %s: removing %zu resource%s it left behind\n", id, n, n == 1 ? "" : "s");
-  c->o.cleanup_run = id;
-  c->positional[0] = path;
-  int code = cmd_run(c, false);
-  free(path);
-  free(dir);
+  eng__state_close(st);
   return code;
 }
 

@@ -34,7 +34,9 @@ int eng__run_params(eng__run *r, eng__diags *d) {
     bool known = false;
     for (size_t i = 0; i < rb->n_params; i++)
       if (!strcmp(rb->params[i].name, key)) known = true;
-    if (known) continue;
+    /* a cleanup needs only some of the run's parameters (the secrets its
+     * undo steps read); the others may be given, as they were to the run */
+    if (known || o->cleanup_run) continue;
     const char *hint = eng__suggest(key, names, rb->n_params);
     eng__diag_error(d, rb->file, 0, 0,
                     "unknown parameter '%s' given with --set/--params-file%s%s%s",

@@ -159,6 +159,13 @@ int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
   if (rb->slo_backup_time)
     eng__tpl_compile_tree(L, rb->slo_backup_time, rb->file, d,
                           "slo.backup_time");
+  if (rb->lock) {
+    eng__tpl_compile_tree(L, rb->lock, rb->file, d, "lock");
+    if (strstr(rb->lock->str, "steps."))
+      eng__diag_error(d, rb->file, rb->lock->line, rb->lock->col,
+                      "'lock' is taken before any step runs: it may read "
+                      "params and env, not steps");
+  }
   if (rb->guards) {
     eng__tpl_compile_tree(L, rb->guards, rb->file, d, "guards");
     eng__node *checks = eng__node_get(rb->guards, "checks");

@@ -63,6 +63,9 @@ void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r));
 /* The loop ran dry with steps pending: cancel their calls (the run goes
  * on: 1), or, when none can be cancelled, fail them and end the run (0). */
 int eng__sched_abandon(eng__run *r);
+/* Stop the run as a signal would (cancel, then `finally` within the
+ * grace), saying why; it ends as interrupted (exit 5). */
+void eng__sched_stop(eng__run *r, const char *why);
 void eng__sched_free(eng__run *r);
 /* The outcome of the main steps, as `run.status` shows it to `finally`. */
 const char *eng__sched_main_status(eng__run *r);

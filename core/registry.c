@@ -326,6 +326,16 @@ static void add_plugin(norm *n, const char *path) {
       eng__stream_add_scheme(&p->schemes[k]);
 }
 
+const eng_store_scheme *eng__registry_store(const char *scheme) {
+  for (size_t i = 0; i < n_plugins; i++) {
+    const eng_plugin *p = plugins[i].desc; /* normalized: 1.3 layout */
+    for (size_t k = 0; p->stores && k < p->n_stores; k++)
+      if (p->stores[k].scheme && !strcmp(p->stores[k].scheme, scheme))
+        return &p->stores[k];
+  }
+  return NULL;
+}
+
 /* Real paths of every plugin file tried: the same file reached twice
  * (a directory given again, a symlink) is loaded once, silently. */
 static char **seen;

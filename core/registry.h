@@ -30,6 +30,8 @@ void eng__registry_unload(void); /* frees the tables; never dlcloses */
 const eng__action_ref *eng__registry_find(const char *uses);
 size_t eng__registry_actions(const eng__action_ref ***out);
 size_t eng__registry_plugins(const eng__plugin_entry **out);
+/* The state store serving `scheme` ("s3"), or NULL (ABI 1.3). */
+const eng_store_scheme *eng__registry_store(const char *scheme);
 size_t eng__registry_failures(const eng__plugin_failure **out);
 /* Candidate names for "did you mean" (NULL-free array, static storage). */
 size_t eng__registry_names(const char *const **out);

@@ -17,16 +17,16 @@
 const char *const eng__side_names[5] = {"read_only", "creates", "destructive",
                                         "disruptive", "external"};
 
-static void make_run_id(eng__run *r) {
-  time_t t = (time_t)(r->started_ms / 1000);
+void eng__run_new_id(char out[40], int64_t now_ms) {
+  time_t t = (time_t)(now_ms / 1000);
   struct tm tm;
   gmtime_r(&t, &tm);
   unsigned rnd = 0;
   FILE *f = fopen("/dev/urandom", "rb");
   if (!f || fread(&rnd, sizeof rnd, 1, f) != 1)
-    rnd = (unsigned)getpid() ^ (unsigned)r->started_ms;
+    rnd = (unsigned)getpid() ^ (unsigned)now_ms;
   if (f) fclose(f);
-  snprintf(r->id, sizeof r->id, "%04d%02d%02d-%02d%02d%02d-%04x",
+  snprintf(out, 40, "%04d%02d%02d-%02d%02d%02d-%04x",
            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
            tm.tm_min, tm.tm_sec, rnd & 0xffff);
 }
@@ -44,7 +44,8 @@ void eng__run_init(eng__run *r, eng__runbook *rb, eng__lua *L,
   r->guard_log = json_array();
   r->st = eng__xcalloc(rb->n_steps + 1, sizeof *r->st);
   if (reuse_id) snprintf(r->id, sizeof r->id, "%s", reuse_id);
-  else make_run_id(r);
+  else if (o->run_id) snprintf(r->id, sizeof r->id, "%s", o->run_id);
+  else eng__run_new_id(r->id, r->started_ms);
 }
 
 void eng__policy_free(eng__policy *p) {
@@ -73,6 +74,7 @@ void eng__run_free(eng__run *r) {
   eng__audit_close(r->audit);
   eng__journal_close(&r->journal);
   free(r->dir);
+  free(r->stop_reason);
   eng__redactor_destroy(r->redact);
 }
 
@@ -140,6 +142,11 @@ void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
   }
 }
 
+void eng__run_boundary(eng__run *r) {
+  eng__audit_sync(r->audit);
+  if (r->opts->on_boundary) r->opts->on_boundary(r->opts->boundary_ud);
+}
+
 void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
                   const char *msg) {
   static const char *const lv[] = {"debug", "info", "warn", "error"};
@@ -182,6 +189,8 @@ int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
     eng__redact_json(r->redact, a);
     eng__run_audit(r, !strcmp(event, "intent") ? "resource.create"
                                                : "resource.delete", a);
+    /* the state store learns of the resource at once */
+    if (r->opts->on_boundary) r->opts->on_boundary(r->opts->boundary_ud);
   }
   return seq;
 }

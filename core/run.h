@@ -16,6 +16,10 @@ void eng__run_init(eng__run *r, eng__runbook *rb, eng__lua *L,
                    const eng__run_opts *o, const char *reuse_id);
 void eng__run_free(eng__run *r);
 void eng__policy_free(eng__policy *p);
+/* A new run id (YYYYMMDD-HHMMSS-xxxx, UTC) for a run starting at now_ms. */
+void eng__run_new_id(char out[40], int64_t now_ms);
+/* A step boundary: the audit log synced, then opts->on_boundary. */
+void eng__run_boundary(eng__run *r);
 /* Create the run directory and open its journal; -1 with a diagnostic. */
 int eng__run_open_dir(eng__run *r, eng__diags *d);
 /* Open the audit log; -1 with errno. */

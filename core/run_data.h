@@ -16,7 +16,8 @@ enum {
   ENG_EXIT_USAGE = 2,
   ENG_EXIT_REFUSED = 3,
   ENG_EXIT_SLO = 4,
-  ENG_EXIT_INTERRUPTED = 5
+  ENG_EXIT_INTERRUPTED = 5,
+  ENG_EXIT_LOCKED = 6 /* another run holds the lock: nothing ran */
 };
 
 /* Step statuses, in the order of their names below. */
@@ -59,6 +60,15 @@ typedef struct eng__run_opts {
   bool color;
   const char *lua_lib_dir;
   const char *cleanup_run; /* engine cleanup RUN_ID */
+  const char *run_id;      /* a new run's id chosen by the caller, or NULL */
+  char **lock_out;         /* only render `lock:` into *lock_out (or NULL
+                              when the runbook has none) and return */
+  int64_t grace_ms;        /* after SIGTERM/SIGINT, how long `finally` may
+                              take before it is stopped (0: no bound) */
+  struct eng__lock *lock;  /* held for the run: renewed on its loop */
+  /* called at every step boundary, once the audit log was written */
+  void (*on_boundary)(void *ud);
+  void *boundary_ud;
 } eng__run_opts;
 
 /* The result of one step so far. The scheduler (sched.c) writes it; the
@@ -189,6 +199,7 @@ struct eng__run {
   struct eng__end_hook *end_hooks;
   size_t n_end_hooks;
   struct eng__sched *sched; /* the scheduler's own state */
+  char *stop_reason; /* why the run was stopped other than by a signal */
 };
 
 /* ---- console.c: what a person sees ----------------------------------- */

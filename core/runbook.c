@@ -21,7 +21,8 @@ typedef struct loader {
 
 static const char *const top_keys[] = {"version", "name",   "description",
                                        "params",  "slo",    "guards",
-                                       "defaults", "steps", "finally", NULL};
+                                       "defaults", "steps", "finally",
+                                       "lock",    NULL};
 static const char *const param_keys[] = {"env",     "secret", "required",
                                          "default", "type",   "choices",
                                          "description", "doc", NULL};
@@ -488,6 +489,16 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
   return rb;
 }
 
+bool eng__lock_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > 128 || name[0] == '.') return false;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+      return false;
+  return true;
+}
+
 eng__runbook *eng__runbook_parse(const char *file, const char *text,
                                  size_t len, eng__diags *d) {
   size_t errors0 = d->errors;
@@ -553,6 +564,15 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
             ENG__TIMESTAMP_FORMS,
             x->str, why);
     }
+  }
+  if ((v = eng__node_get(root, "lock")) && want(&ld, v, ENG__N_SCALAR, "'lock'")) {
+    rb->lock = v;
+    if (!strstr(v->str, "${") && !eng__lock_name_ok(v->str))
+      ERR(&ld, v,
+          "lock '%s' is not a lock name: use letters, digits, '.', '_' and "
+          "'-' (1-128 characters, not starting with '.'), e.g. "
+          "drill-${params.restore_db}",
+          v->str);
   }
   if ((v = eng__node_get(root, "params"))) load_params(&ld, v);
   eng__node *steps = eng__node_get(root, "steps");

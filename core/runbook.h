@@ -125,6 +125,7 @@ typedef struct eng__runbook {
   size_t n_steps, n_main;
   int64_t slo_rto_ms, slo_rpo_ms; /* -1: none */
   eng__node *slo_backup_time;
+  eng__node *lock; /* `lock:` (a template), or NULL */
   eng__node *guards;
   int64_t default_timeout_ms;
   eng__retry default_retry;
@@ -139,6 +140,9 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
 eng__runbook *eng__runbook_parse(const char *file, const char *text,
                                  size_t len, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
+/* A valid run lock name: [A-Za-z0-9._-], 1-128 characters, not starting
+ * with a dot. */
+bool eng__lock_name_ok(const char *name);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
 
 /* ---- convert.c: values into declared types --------------------------------- */

@@ -3,7 +3,7 @@
  * printed plan or the audit log, the guards at run start, the scheduler on
  * the loop, and, once the DAG is done, SLO, exit code, the run.end record,
  * reports and the summary. */
-#include "plan.h"
+#include "state.h"
 #include "audit.h"
 
 #include <errno.h>
@@ -44,12 +44,13 @@ static int open_audit(eng__run *r, eng__diags *d) {
   json_t *params = json_deep_copy(r->params);
   eng__redact_json(r->redact, params);
   eng__run_audit(r, "run.start",
-                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?}",
+                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?}",
                            "engine", ENG_VERSION, "runbook", rb->file,
                            "runbook_sha256", rb->sha256, "name", rb->name,
                            "user", user ? user : "unknown", "host", host,
                            "params", params, "mode",
-                           o->resume ? "resume" : o->cleanup_run ? "cleanup" : NULL));
+                           o->resume ? "resume" : o->cleanup_run ? "cleanup" : NULL,
+                           "lock", o->lock ? eng__lock_name(o->lock) : NULL));
   json_t *steps = json_array();
   for (size_t i = 0; i < rb->n_steps; i++) {
     const eng_action *a = rb->steps[i].action->action;
@@ -102,6 +103,37 @@ static void on_end(eng__run *r) {
   eng__con_summary(r);
 }
 
+/* `lock:` rendered with the run's params into *o->lock_out. */
+static int render_lock(eng__run *r, eng__diags *d) {
+  eng__node *n = r->rb->lock;
+  *r->opts->lock_out = NULL;
+  if (!n) return ENG_EXIT_OK;
+  char err[512] = "";
+  json_t *v = eng__tpl_render(r->L, n, err, sizeof err);
+  const char *name = json_string_value(v);
+  int code = ENG_EXIT_OK;
+  if (!name || !eng__lock_name_ok(name)) {
+    char *shown = name ? eng__redact(r->redact, name) : NULL;
+    eng__diag_error(d, r->rb->file, n->line, n->col,
+                    "lock: %s%s%s", shown ? "'" : "", shown ? shown : err,
+                    shown ? "' is not a lock name (letters, digits, '.', '_' "
+                            "and '-', 1-128 characters)" : "");
+    free(shown);
+    code = ENG_EXIT_USAGE;
+  } else {
+    *r->opts->lock_out = eng__xstrdup(name);
+  }
+  json_decref(v);
+  return code;
+}
+
+static void lock_lost(void *ud, const char *msg) {
+  eng__run *r = ud;
+  char *m = eng__asprintf("the run lost its lock (%s)", msg);
+  eng__sched_stop(r, m);
+  free(m);
+}
+
 static void offer_lua_funcs(eng__lua *L) {
   const eng__plugin_entry *pl;
   size_t np = eng__registry_plugins(&pl);
@@ -119,13 +151,14 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   d.color = o->color && isatty(2);
   int code = ENG_EXIT_OK;
   eng__run_set_globals(&r);
-  if (!o->plan_only && eng__run_open_dir(&r, &d) != 0) {
+  bool dry = o->plan_only || o->lock_out;
+  if (!dry && eng__run_open_dir(&r, &d) != 0) {
     code = ENG_EXIT_USAGE;
     goto out;
   }
-  if (o->plan_only) /* shown, never created */
+  if (dry) /* shown, never created */
     r.dir = eng__asprintf("%s/runs/%s", o->state_dir, r.id);
-  if (o->resume && load_resume(&r, &d) != 0) {
+  if (o->resume && !dry && load_resume(&r, &d) != 0) {
     code = ENG_EXIT_USAGE;
     goto out;
   }
@@ -134,6 +167,10 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
     eng__lua_set_step(L, rb->steps[i].id, "pending", NULL);
   if (eng__run_params(&r, &d) != ENG_EXIT_OK || eng__plan_select(&r, &d) != 0) {
     code = ENG_EXIT_USAGE;
+    goto out;
+  }
+  if (o->lock_out) {
+    code = render_lock(&r, &d);
     goto out;
   }
   eng__guards_compile(&r);
@@ -148,12 +185,14 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
   offer_lua_funcs(L);
   eng__con_run_start(&r);
   eng__guards_run_start(&r);
+  eng__lock_keep(o->lock, r.loop, lock_lost, &r);
   eng__sched_start(&r, on_end);
   uv_run(r.loop, UV_RUN_DEFAULT);
   while (!r.finished) { /* the loop ran dry: a call never completed */
     eng__sched_abandon(&r);
     uv_run(r.loop, UV_RUN_DEFAULT);
   }
+  eng__lock_unkeep(o->lock);
   code = r.exit_code;
 out:
   eng__host_shutdown();

@@ -23,6 +23,8 @@ struct eng__sched {
   int signals_before;  /* signals_seen when the run started */
   uv_signal_t sigint, sigterm;
   bool closing_signals;
+  uv_timer_t *grace;   /* --grace after the first signal */
+  bool grace_over;     /* it ran out: nothing more starts */
   void (*on_end)(eng__run *r);
 };
 
@@ -90,7 +92,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
     if (st->error) json_object_set_new(a, "error", json_string(st->error));
     if (st->summary) json_object_set_new(a, "summary", json_string(st->summary));
     eng__run_audit(r, "step.end", a);
-    eng__audit_sync(r->audit);
+    eng__run_boundary(r);
   }
   if (status == ENG__S_REFUSED) {
     r->refused = true;
@@ -406,7 +408,7 @@ static void start_step(eng__run *r, size_t i) {
                           s->action->full, "inputs", st->inputs, "params",
                           st->params);
     eng__run_audit(r, "step.start", a);
-    eng__audit_sync(r->audit);
+    eng__run_boundary(r);
     if (eng__guards_before_step(r, i) != ENG_OK) {
       json_decref(params);
       after_attempt(r, i, ENG_ERR_REFUSED, r->last_refusal);
@@ -544,7 +546,7 @@ static void schedule_finally(eng__run *r) {
   if (r->sched->running || r->sched->hook_running || r->finished) return;
   while (r->sched->next_finally < rb->n_steps) {
     size_t i = r->sched->next_finally++;
-    if (r->sched->signals >= 3) {
+    if (r->sched->signals >= 3 || r->sched->grace_over) {
       finish_step(r, i, ENG__S_CANCELLED);
       return;
     }
@@ -682,6 +684,58 @@ static void chain_signals(bool on) {
 }
 
 static void handle_signal(eng__run *r, int signum);
+static void stop_steps(eng__run *r);
+
+static void grace_closed(uv_handle_t *h) { free(h); }
+
+static void stop_grace(eng__run *r) {
+  if (!r->sched->grace) return;
+  uv_timer_stop(r->sched->grace);
+  uv_close((uv_handle_t *)r->sched->grace, grace_closed);
+  r->sched->grace = NULL;
+}
+
+/* The grace ran out: every call still running (a `finally` step, an end
+ * hook) is cancelled and given at most 2 s, no further step starts; what
+ * was not removed stays in the journal. */
+static void grace_fire(uv_timer_t *t) {
+  eng__run *r = t->data;
+  stop_grace(r);
+  if (r->finished) return;
+  r->sched->grace_over = true;
+  char g[32];
+  eng__con_note(r, "the grace of %s ran out: stopping 'finally' now; what "
+                   "it did not remove stays in the journal ('engine cleanup "
+                   "%s', or the next run holding the same lock, removes it)",
+                eng__fmt_duration(r->opts->grace_ms, g, sizeof g), r->id);
+  eng__host_limit_cancel_grace(2000);
+  for (size_t i = 0; i < r->rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    eng_call *c = st->call ? st->call : st->check_call;
+    if (c && !eng__status_terminal(st->status))
+      eng__call_cancel(c, ENG_CANCEL_INTERRUPT);
+  }
+  if (!r->sched->hook_running) schedule(r);
+}
+
+static void start_grace(eng__run *r) {
+  if (r->opts->grace_ms <= 0 || r->sched->grace) return;
+  r->sched->grace = eng__xmalloc(sizeof *r->sched->grace);
+  uv_timer_init(r->loop, r->sched->grace);
+  r->sched->grace->data = r;
+  uv_timer_start(r->sched->grace, grace_fire, (uint64_t)r->opts->grace_ms, 0);
+  uv_unref((uv_handle_t *)r->sched->grace);
+}
+
+void eng__sched_stop(eng__run *r, const char *why) {
+  if (r->finished || r->interrupted) return;
+  free(r->stop_reason);
+  r->stop_reason = eng__xstrdup(why);
+  eng__con_note(r, "%s: cancelling running steps, then running 'finally'",
+                why);
+  start_grace(r);
+  stop_steps(r);
+}
 
 /* Handle the signals received and not handled yet. */
 static void poll_signals(eng__run *r) {
@@ -710,9 +764,20 @@ static void handle_signal(eng__run *r, int signum) {
                      "exits at once");
     return;
   }
+  char g[32] = "";
+  if (r->opts->grace_ms > 0)
+    eng__fmt_duration(r->opts->grace_ms, g, sizeof g);
   eng__con_note(r, "%s received: cancelling running steps, then running "
-                   "'finally'",
-                signum == SIGINT ? "SIGINT" : "SIGTERM");
+                   "'finally'%s%s",
+                signum == SIGINT ? "SIGINT" : "SIGTERM",
+                g[0] ? " within " : "", g);
+  start_grace(r);
+  stop_steps(r);
+}
+
+/* Cancel what runs and start nothing more of the main steps; `finally`
+ * follows. */
+static void stop_steps(eng__run *r) {
   r->interrupted = true;
   r->stopping = true;
   for (size_t i = 0; i < r->rb->n_main; i++) {
@@ -744,6 +809,7 @@ static void finish_run(eng__run *r) {
   if (r->finished) return;
   r->finished = true;
   r->ended_ms = eng__now_ms();
+  stop_grace(r);
   close_signals(r);
   r->sched->on_end(r);
 }

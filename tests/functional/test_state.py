@@ -1,0 +1,358 @@
+"""Run state in a store (moto, SigV4 checked), run locks (local flock and
+conditional writes in S3) and the grace after SIGTERM, against the suite's
+PostgreSQL: what a team running drills from many machines relies on."""
+import glob
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+from harness import Suite, engine_bin
+from s3server import S3Server
+
+suite = Suite(__file__)
+BUCKET = 'engine-state'
+_srv = None
+
+
+def srv():
+    global _srv
+    if _srv is None:
+        _srv = S3Server().start()
+        _srv.make_bucket(BUCKET)
+    return _srv
+
+
+def s3env(h, scratch='scratch', **extra):
+    e = srv().env(ENGINE_SCRATCH_DIR=str(h.tmp / scratch))
+    e.update(extra)
+    return e
+
+
+def keys(prefix):
+    # moto mis-checks boto3's signature when Prefix holds a '/': filter here
+    c = srv().client()
+    out, token = [], None
+    while True:
+        kw = {'Bucket': BUCKET}
+        if token:
+            kw['ContinuationToken'] = token
+        r = c.list_objects_v2(**kw)
+        out += [o['Key'] for o in r.get('Contents', [])]
+        if not r.get('IsTruncated'):
+            break
+        token = r['NextContinuationToken']
+    return sorted(k for k in out if k.startswith(prefix))
+
+
+def get(key):
+    return srv().client().get_object(Bucket=BUCKET, Key=key)
+
+
+def make_source(h, name):
+    pg = h.pg
+    pg.psql(f'DROP DATABASE IF EXISTS "{name}"')
+    pg.psql(f'CREATE DATABASE "{name}"')
+    pg.psql('CREATE TABLE t(id int primary key, v text); '
+            "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g", db=name)
+    return pg.url(name)
+
+
+def db_exists(h, name):
+    return h.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == '1'
+
+
+def wait_for(pred, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def events(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def restored_in(journal_text):
+    return any(e.get('event') == 'step.end' and e.get('step') == 'restore'
+               for e in events(journal_text))
+
+
+def local_restored(h, state):
+    runs = glob.glob(str(h.tmp / state / 'runs/*/journal'))
+    return bool(runs) and restored_in(pathlib.Path(runs[0]).read_text())
+
+
+def s3_run_ids(prefix):
+    return sorted({k.split('/')[2] for k in keys(prefix + '/runs/')})
+
+
+# ---- locks, locally ---------------------------------------------------------
+
+@suite.test
+def test_local_lock_second_run_exits_6_and_touches_nothing(h):
+    hold = h.fixture('state/hold.yaml')
+    st = h.tmp / 'st'
+    p = h.popen('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/first')
+    h.check(wait_for(lambda: (h.tmp / 'first').exists()), 'the first run never started')
+    r = h.engine('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/second')
+    h.check(r.returncode == 6, f'exit {r.returncode}: {r.stdout}{r.stderr}')
+    first_id = os.listdir(st / 'runs')[0]
+    h.check(f"another run holds the lock 'hold-one': run {first_id} on host" in r.stderr, r.stderr)
+    h.check('nothing ran' in r.stderr, r.stderr)
+    h.check(not (h.tmp / 'second').exists(), 'the refused run ran a step')
+    h.check(len(os.listdir(st / 'runs')) == 1, 'the refused run left a run directory')
+    # another lock name runs meanwhile
+    r = h.engine('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/other',
+                 '--set', 'name=two', '--set', 'hold=1ms')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(p.wait(timeout=60) == 0, p.stderr.read())
+    # released at the end: the next run takes it
+    r = h.engine('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/third',
+                 '--set', 'hold=1ms')
+    h.check(r.returncode == 0 and (h.tmp / 'third').exists(), r.stdout + r.stderr)
+    # --lock overrides the runbook's name
+    r = h.engine('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/x',
+                 '--lock', 'bad name')
+    h.check(r.returncode == 2 and '--lock needs a name' in r.stderr, r.stderr)
+
+
+@suite.test
+def test_lock_from_steps_is_invalid(h):
+    rb = h.write('bad.yaml', 'version: 1\nname: bad\nlock: "x-${steps.a.outputs.v}"\n'
+                 'steps:\n  - id: a\n    uses: shell\n    with: {command: "true"}\n')
+    r = h.engine('validate', rb)
+    h.check(r.returncode == 2 and 'bad.yaml:3:7' in r.stderr and "may read params and env" in r.stderr,
+            r.stdout + r.stderr)
+    rb = h.write('bad2.yaml', 'version: 1\nname: bad\nlock: "a b"\n'
+                 'steps:\n  - id: a\n    uses: shell\n    with: {command: "true"}\n')
+    r = h.engine('validate', rb)
+    h.check(r.returncode == 2 and "lock 'a b' is not a lock name" in r.stderr, r.stderr)
+
+
+# ---- SIGTERM and the grace ------------------------------------------------------
+
+@suite.test
+def test_sigterm_during_drill_finally_drops_database_within_grace(h):
+    src = make_source(h, 'state_src_a')
+    name = 'state_drill_a'
+    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', h.tmp / 'st',
+                '--set', f'restore_db={name}', '--grace', '10s', env={'DATABASE_URL': src})
+    h.check(wait_for(lambda: local_restored(h, 'st')), 'the restore never finished')
+    h.check(db_exists(h, name))
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(timeout=30)
+    took = time.time() - t0
+    out = p.stdout.read() + p.stderr.read()
+    h.check(code == 5, f'exit {code}: {out}')
+    h.check(took < 10, f'took {took:.1f}s')
+    h.check('SIGTERM received' in out and 'within 10.0s' in out, out)
+    h.check(not db_exists(h, name), 'finally did not drop the drill database')
+
+
+@suite.test
+def test_grace_runs_out_then_next_run_removes_leftover(h):
+    src = make_source(h, 'state_src_b')
+    name = 'state_drill_b'
+    st = h.tmp / 'st'
+    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', st,
+                '--set', f'restore_db={name}', '--set', 'finally_pause=30s',
+                '--grace', '2s', env={'DATABASE_URL': src})
+    h.check(wait_for(lambda: local_restored(h, 'st')), 'the restore never finished')
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(timeout=30)
+    took = time.time() - t0
+    out = p.stdout.read() + p.stderr.read()
+    h.check(code == 5, f'exit {code}: {out}')
+    h.check(took < 4.5, f'the grace of 2s took {took:.1f}s')
+    h.check('the grace of 2.0s ran out' in out, out)
+    h.check(db_exists(h, name), 'the drop could not have run')
+    old = os.listdir(st / 'runs')[0]
+    r = h.engine('runs', '--state-dir', st)
+    line = next(l for l in r.stdout.splitlines() if l.startswith(old))
+    h.check(' 1' in line.split('locked-drill', 1)[1], line)
+    # the next run holding the lock removes the leftover first
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', st,
+                 '--set', f'restore_db={name}', '--set', 'pause=1ms',
+                 env={'DATABASE_URL': src}, timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
+    h.check(r.stdout.index(f'run {old}: leftovers removed') < r.stdout.index('> backup'), r.stdout)
+    h.check(not db_exists(h, name))
+    r = h.engine('runs', '--state-dir', st)
+    line = next(l for l in r.stdout.splitlines() if l.startswith(old))
+    h.check(line.rstrip().endswith('0'), r.stdout)
+    h.check(not glob.glob(str(st / 'locks/drill-state_drill_b.runs/*')), 'markers left')
+
+
+# ---- state in S3 -----------------------------------------------------------------
+
+@suite.test
+def test_s3_state_drill_runs_audit_verify_from_elsewhere(h):
+    src = make_source(h, 'state_src_c')
+    url = f's3://{BUCKET}/team-a'
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                 '--set', 'restore_db=state_drill_c', '--set', 'pause=1ms',
+                 env=s3env(h, DATABASE_URL=src), timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    ids = s3_run_ids('team-a')
+    h.check(len(ids) == 1, keys('team-a'))
+    rid = ids[0]
+    objs = keys(f'team-a/runs/{rid}/')
+    for f in ('journal', 'audit.jsonl', 'report.json', 'junit.xml', 'evidence.md'):
+        h.check(f'team-a/runs/{rid}/{f}' in objs, objs)
+    o = get(f'team-a/runs/{rid}/audit.jsonl')
+    body = o['Body'].read()
+    h.check(o['Metadata'].get('sha256') == hashlib.sha256(body).hexdigest(), o['Metadata'])
+    recs = events(body.decode())
+    h.check(recs[0]['type'] == 'run.start' and recs[-1]['type'] == 'run.end', recs[-1])
+    h.check(json.loads(get(f'team-a/runs/{rid}/report.json')['Body'].read())['status'] == 'ok')
+    # the scratch copy is gone; the lock and its marker too
+    h.check(not glob.glob(str(h.tmp / 'scratch/*/runs/*')), 'scratch run directory left')
+    h.check(not keys('team-a/locks/'), keys('team-a/locks/'))
+    # from "another machine": another scratch directory, no local state
+    other = s3env(h, 'elsewhere')
+    r = h.engine('runs', '--state-dir', url, env=other)
+    h.check(r.returncode == 0 and rid in r.stdout and 'locked-drill' in r.stdout and 'ok' in r.stdout,
+            r.stdout + r.stderr)
+    r = h.engine('audit', 'verify', f'{url}/runs/{rid}', env=other)
+    h.check(r.returncode == 0 and 'ok' in r.stdout, r.stdout + r.stderr)
+    r = h.engine('audit', 'verify', rid, '--state-dir', url, env=other)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    # one byte changed in the store is found
+    srv().client().put_object(Bucket=BUCKET, Key=f'team-a/runs/{rid}/audit.jsonl',
+                              Body=body.replace(b'"backup"', b'"backuq"', 1))
+    r = h.engine('audit', 'verify', f'{url}/runs/{rid}/audit.jsonl', env=other)
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    h.check(not db_exists(h, 'state_drill_c'))
+    # secrets stay out of the store
+    pw = h.pg.password if hasattr(h.pg, 'password') else None
+    for k in keys(f'team-a/runs/{rid}/'):
+        text = get(k)['Body'].read().decode()
+        h.check(srv().secret not in text, k)
+        if pw:
+            h.check(pw not in text, k)
+
+
+@suite.test
+def test_s3_lock_second_run_exits_6(h):
+    url = f's3://{BUCKET}/team-b'
+    hold = h.fixture('state/hold.yaml')
+    p = h.popen('run', hold, '--state-dir', url, '--set', f'marker={h.tmp}/first',
+                '--set', 'hold=6s', env=s3env(h))
+    h.check(wait_for(lambda: (h.tmp / 'first').exists()), 'the first run never started')
+    h.check(wait_for(lambda: 'team-b/locks/hold-one' in keys('team-b/locks/')), keys('team-b'))
+    rec = json.loads(get('team-b/locks/hold-one')['Body'].read())
+    r = h.engine('run', hold, '--state-dir', url, '--set', f'marker={h.tmp}/second',
+                 env=s3env(h, 'scratch2'))
+    h.check(r.returncode == 6, f'exit {r.returncode}: {r.stdout}{r.stderr}')
+    h.check(f"run {rec['run']} on host {rec['host']}, started {rec['started']}" in r.stderr, r.stderr)
+    h.check(not (h.tmp / 'second').exists(), 'the refused run ran a step')
+    h.check(p.wait(timeout=60) == 0, p.stderr.read())
+    h.check(s3_run_ids('team-b') == [rec['run']], keys('team-b'))
+    h.check(not keys('team-b/locks/'), 'the lock was not released')
+
+
+@suite.test
+def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
+    src = make_source(h, 'state_src_d')
+    name = 'state_drill_d'
+    url = f's3://{BUCKET}/team-d'
+    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                '--set', f'restore_db={name}', '--lock-ttl', '3s',
+                env=s3env(h, DATABASE_URL=src))
+
+    def restored():
+        ids = s3_run_ids('team-d')
+        return bool(ids) and restored_in(get(f'team-d/runs/{ids[0]}/journal')['Body'].read().decode())
+    h.check(wait_for(restored), 'the restore never reached the store')
+    old = s3_run_ids('team-d')[0]
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    h.check(db_exists(h, name), 'SIGKILL runs no finally')
+    h.check(f'team-d/locks/drill-{name}' in keys('team-d/locks/'))
+    # another machine, at once: the lock is still valid
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                 '--set', f'restore_db={name}', '--set', 'pause=1ms',
+                 env=s3env(h, 'm2', DATABASE_URL=src), timeout=120)
+    h.check(r.returncode == 6 and old in r.stderr, r.stdout + r.stderr)
+    time.sleep(3.2)  # past the dead holder's TTL
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                 '--set', f'restore_db={name}', '--set', 'pause=1ms',
+                 env=s3env(h, 'm2', DATABASE_URL=src), timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(f'taken over from run {old}' in r.stdout, r.stdout)
+    h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
+    h.check(not db_exists(h, name))
+    j = get(f'team-d/runs/{old}/journal')['Body'].read().decode()
+    h.check(any(e.get('event') == 'removed' for e in events(j)), j[-600:])
+    r = h.engine('audit', 'verify', f'{url}/runs/{old}', env=s3env(h, 'm3'))
+    h.check('prev' not in r.stdout, r.stdout)
+    h.check(not keys(f'team-d/locks/drill-{name}.runs/'), keys('team-d/locks/'))
+
+
+@suite.test
+def test_s3_resume_and_cleanup_from_another_machine(h):
+    src = make_source(h, 'state_src_e')
+    name = 'state_drill_e'
+    url = f's3://{BUCKET}/team-e'
+    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                '--set', f'restore_db={name}', '--no-cleanup-leftovers',
+                env=s3env(h, DATABASE_URL=src))
+
+    def restored():
+        ids = s3_run_ids('team-e')
+        return bool(ids) and restored_in(get(f'team-e/runs/{ids[0]}/journal')['Body'].read().decode())
+    h.check(wait_for(restored), 'the restore never reached the store')
+    rid = s3_run_ids('team-e')[0]
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    r = h.engine('runs', '--state-dir', url, env=s3env(h, 'm2'))
+    h.check(rid in r.stdout and 'incomplete' in r.stdout, r.stdout + r.stderr)
+    r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm2', DATABASE_URL=src))
+    h.check(r.returncode == 0 and 'removing 1 resource' in r.stdout, r.stdout + r.stderr)
+    h.check(not db_exists(h, name))
+    r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm3', DATABASE_URL=src))
+    h.check(r.returncode == 0 and 'nothing to clean up' in r.stdout, r.stdout + r.stderr)
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url, '--resume', rid,
+                 '--set', f'restore_db={name}', '--set', 'pause=1ms', '--lock', 'resumed',
+                 env=s3env(h, 'm4', DATABASE_URL=src), timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = json.loads(get(f'team-e/runs/{rid}/report.json')['Body'].read())
+    h.check(rep['run_id'] == rid and rep['status'] == 'ok', rep.get('status'))
+    h.check(not db_exists(h, name))
+    r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url, '--resume', 'nope-1',
+                 '--set', f'restore_db={name}', env=s3env(h, 'm5', DATABASE_URL=src))
+    h.check(r.returncode == 2 and 'no such run' in r.stderr, r.stderr)
+
+
+@suite.test
+def test_s3_state_errors_are_named(h):
+    r = h.engine('runs', '--state-dir', f's3://{BUCKET}/x',
+                 env=s3env(h, AWS_SECRET_ACCESS_KEY='wrong-secret-value'))
+    h.check(r.returncode != 0 and 'wrong-secret-value' not in r.stdout + r.stderr, r.stderr)
+    h.check('s3://' in r.stderr, r.stderr)
+    r = h.engine('runs', '--state-dir', 'gopher://x/y', env=s3env(h))
+    h.check(r.returncode == 2 and "no plugin serves state stores for 'gopher://'" in r.stderr, r.stderr)
+
+
+@suite.test
+def test_lock_unit_tests_against_moto(h):
+    binary = pathlib.Path(engine_bin()).resolve().parent.parent / 'tests' / 'test_lock'
+    e = dict(os.environ)
+    e.update(s3env(h))
+    e['ENGINE_TEST_STATE_URL'] = f's3://{BUCKET}/unit'
+    r = subprocess.run([str(binary)], env=e, text=True, capture_output=True, timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check('store lock tests run: 3' in r.stdout, r.stdout)
+
+
+if __name__ == '__main__':
+    suite.main()
