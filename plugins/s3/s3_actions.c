@@ -916,6 +916,35 @@ static void list_report(list_job *j) {
   list_end(j, ENG_OK);
 }
 
+/* One <Contents> of a ListObjectsV2 page. */
+static void list_each(void *ud, const aws_xml *c) {
+  list_job *j = ud;
+  const char *k = aws_xml_text(c, "Key");
+  if (j->n == j->cap) {
+    j->cap = j->cap ? j->cap * 2 : 64;
+    obj *o = realloc(j->objs, j->cap * sizeof *o);
+    if (!o) abort();
+    j->objs = o;
+  }
+  obj *o = &j->objs[j->n++];
+  o->key = aws_xstrdup(k);
+  const char *sz = aws_xml_text(c, "Size");
+  o->bytes = sz ? strtoll(sz, NULL, 10) : 0;
+  o->mtime = aws_parse_time(aws_xml_text(c, "LastModified"));
+  const char *e = aws_xml_text(c, "ETag");
+  o->etag = NULL;
+  if (e) {
+    size_t n = strlen(e);
+    if (n >= 2 && e[0] == '"' && e[n - 1] == '"') {
+      o->etag = aws_xmalloc(n - 1);
+      memcpy(o->etag, e + 1, n - 2);
+      o->etag[n - 2] = '\0';
+    } else {
+      o->etag = aws_xstrdup(e);
+    }
+  }
+}
+
 static void list_page(list_job *j, const char *token);
 
 static void list_done(void *ud, s3_req *r) {
@@ -928,48 +957,15 @@ static void list_done(void *ud, s3_req *r) {
     list_end(j, rc);
     return;
   }
-  aws_xml *x = aws_xml_parse(r->body.data, r->body.len);
+  char *tok = NULL;
+  rc = s3_list_page(r->body.data, r->body.len, list_each, j, &tok);
   s3_req_free(r);
-  if (!x || strcmp(x->name, "ListBucketResult") != 0) {
-    aws_xml_free(x);
+  if (rc != ENG_OK) {
     H->fail(j->call, "listing s3://%s/%s: S3's answer is not a "
                      "ListBucketResult", j->bucket, j->prefix);
     list_end(j, ENG_ERR_PROTOCOL);
     return;
   }
-  for (aws_xml *c = x->child; c; c = c->next) {
-    if (strcmp(c->name, "Contents") != 0) continue;
-    const char *k = aws_xml_text(c, "Key");
-    if (!k) continue;
-    if (j->n == j->cap) {
-      j->cap = j->cap ? j->cap * 2 : 64;
-      obj *o = realloc(j->objs, j->cap * sizeof *o);
-      if (!o) abort();
-      j->objs = o;
-    }
-    obj *o = &j->objs[j->n++];
-    o->key = aws_xstrdup(k);
-    const char *sz = aws_xml_text(c, "Size");
-    o->bytes = sz ? strtoll(sz, NULL, 10) : 0;
-    o->mtime = aws_parse_time(aws_xml_text(c, "LastModified"));
-    const char *e = aws_xml_text(c, "ETag");
-    o->etag = NULL;
-    if (e) {
-      size_t n = strlen(e);
-      if (n >= 2 && e[0] == '"' && e[n - 1] == '"') {
-        o->etag = aws_xmalloc(n - 1);
-        memcpy(o->etag, e + 1, n - 2);
-        o->etag[n - 2] = '\0';
-      } else {
-        o->etag = aws_xstrdup(e);
-      }
-    }
-  }
-  const char *trunc = aws_xml_text(x, "IsTruncated");
-  const char *next = aws_xml_text(x, "NextContinuationToken");
-  char *tok = trunc && !strcmp(trunc, "true") && next && *next
-                  ? aws_xstrdup(next) : NULL;
-  aws_xml_free(x);
   if (tok) {
     list_page(j, tok);
     free(tok);
@@ -979,21 +975,10 @@ static void list_done(void *ud, s3_req *r) {
 }
 
 static void list_page(list_job *j, const char *token) {
-  aws_buf q = {0};
-  if (token) {
-    char *t = aws_uri_encode(token, 0);
-    aws_buf_addf(&q, "continuation-token=%s&", t);
-    free(t);
-  }
-  char *pfx = aws_uri_encode(j->prefix, 0);
-  aws_buf_adds(&q, "list-type=2&");
-  const char *mk = getenv("ENGINE_S3_TEST_PAGE_SIZE"); /* tests: paging */
-  if (mk && *mk) aws_buf_addf(&q, "max-keys=%d&", atoi(mk));
-  aws_buf_addf(&q, "prefix=%s", pfx);
-  free(pfx);
+  char *q = s3_list_query(j->prefix, token);
   j->pages++;
-  s3_req *r = s3_req_new(j->call, &j->cfg, "GET", j->bucket, "", q.data);
-  aws_buf_free(&q);
+  s3_req *r = s3_req_new(j->call, &j->cfg, "GET", j->bucket, "", q);
+  free(q);
   int rc = s3_req_start(r, list_done, j);
   if (rc != ENG_OK) {
     s3_req_free(r);

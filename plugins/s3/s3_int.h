@@ -6,10 +6,14 @@
  *               region and credentials (aws_cfg), XML answers (aws_xml),
  *               SigV4 and credential errors (aws_sign), buffers and
  *               encodings (aws_util);
- *   s3_url.c    s3:// URLs;
- *   s3_req.c    one signed S3 request on the engine's curl multi: path and
- *               query encoding, payload hash, retries with backoff,
- *               response headers, error texts a person can act on;
+ *   s3_url.c    s3:// URLs; request URLs (path-style or virtual host,
+ *               strict or moto's lenient encoding); ListObjectsV2 queries;
+ *   s3_answer.c what S3 answered: header lines, transient failures, error
+ *               texts a person can act on, ListObjectsV2 pages;
+ *   s3_req.c    one signed S3 request on the engine's curl multi: payload
+ *               hash, retries with backoff, response headers;
+ *   s3_store.c  the "s3" state store (ABI 1.3): blocking requests on a
+ *               curl easy handle of its own, any thread, no host services;
  *   s3_write.c  the multipart writer (the "s3" stream scheme's write side,
  *               also used by s3.put);
  *   s3_read.c   the reader (the scheme's read side, also used by s3.get);
@@ -30,8 +34,8 @@
  * checksum rather than computing a full-object CRC64NVME at completion;
  * the copy onto itself asks for a full-object SHA-256 (= ours).
  *
- * Everything runs on the engine's loop thread; file I/O and hashing of
- * whole parts go to host->work.
+ * Everything but the state store runs on the engine's loop thread; file
+ * I/O and hashing of whole parts go to host->work.
  */
 #ifndef S3_INT_H
 #define S3_INT_H
@@ -63,6 +67,61 @@ char *s3_upload_query(const char *upload_id);
 /* Split "s3://bucket/key" (key may be empty when allow_empty_key). */
 int s3_url_parse(const char *url, char **bucket, char **key,
                  int allow_empty_key, char *err, size_t errlen);
+
+/* The URL of a request on bucket/key (key "" or NULL: the bucket) with an
+ * already canonical query or NULL: path-style on custom endpoints,
+ * virtual-host style on AWS's own unless the bucket has a dot. lenient:
+ * the encoding moto canonicalizes (see s3_lenient_retry). Caller frees. */
+char *s3_build_url(const aws_cfg *cfg, const char *bucket, const char *key,
+                   const char *query, int lenient);
+/* Non-zero when the lenient encoding of key or query differs. */
+int s3_lenient_differs(const char *key, const char *query);
+/* The canonical query of a ListObjectsV2 page of keys starting with
+ * prefix (token: the continuation token or NULL). Caller frees. */
+char *s3_list_query(const char *prefix, const char *token);
+
+/* ---- answers (s3_answer.c) --------------------------------------------- */
+
+/* Split a response header line: 1 with the name's length and the trimmed
+ * value, -1 for a status line ("HTTP/...": a new response begins), 0 for
+ * anything else. */
+int s3_header_split(const char *p, size_t len, size_t *nlen, const char **v,
+                    size_t *vlen);
+/* Non-zero when the header name (nlen bytes) is `want`, case-insensitive. */
+int s3_header_is(const char *name, size_t nlen, const char *want);
+/* *dst = a copy of the value (the old one freed). */
+void s3_header_dup(char **dst, const char *v, size_t n);
+int64_t s3_header_int(const char *v, size_t n);
+/* Worth another try: a connection error or timeout, HTTP 500/502/503/504,
+ * or a throttling error code. */
+int s3_transient(int rc, long status, const char *code);
+/* Retry a 403 with the lenient encoding: on a custom endpoint, after a
+ * signature mismatch (or a bodiless 403 to a HEAD), when it would differ. */
+int s3_lenient_retry(const aws_cfg *cfg, const char *method, const char *key,
+                     const char *query, long status, const char *code,
+                     size_t body_len);
+
+/* A finished request, as s3_answer_check reads it (all borrowed). */
+typedef struct s3_answer {
+  const aws_cfg *cfg;
+  const char *method, *bucket, *key;
+  int rc;               /* transport: ENG_OK or curl's error mapped */
+  long status;          /* HTTP status */
+  const char *curl_err; /* curl's message when rc != ENG_OK */
+  const char *body;     /* the answer's body (may be NULL) */
+  size_t body_len;
+  int tries;
+} s3_answer;
+/* ENG_OK for 2xx without an <Error> body; otherwise an eng_err with a
+ * message that says what to do (never the secret). */
+int s3_answer_check(const s3_answer *a, char *msg, size_t msglen);
+/* One ListObjectsV2 page: each(ud, contents) for every <Contents> with a
+ * <Key>, in the answer's order; *next is the continuation token (caller
+ * frees) when the listing goes on, else NULL. ENG_ERR_PROTOCOL when the
+ * body is not a ListBucketResult. */
+int s3_list_page(const char *body, size_t len,
+                 void (*each)(void *ud, const aws_xml *contents), void *ud,
+                 char **next);
 
 /* ---- requests (s3_req.c) ----------------------------------------------- */
 
@@ -181,6 +240,10 @@ int s3_sidecar_parse(const char *body, size_t len, char hex[65]);
 /* ---- the scheme and actions -------------------------------------------- */
 
 extern const eng_stream_scheme s3_scheme;
+/* The "s3" state store (s3_store.c). */
+extern const eng_store_scheme s3_store_scheme;
+/* Non-zero when libcurl signs SigV4 itself (CURLOPT_AWS_SIGV4, 7.75). */
+int s3_curl_ok(void);
 #define S3_N_ACTIONS 6
 extern const eng_action s3_actions[S3_N_ACTIONS];
 

@@ -2,8 +2,9 @@
  * s3_req.c - one signed S3 request on the engine's curl multi.
  *
  * Signing: the AWS layer's aws_sign() (libcurl's CURLOPT_AWS_SIGV4,
- * "aws:amz:REGION:s3") signs the method, the path exactly as given (CURLOPT_PATH_AS_IS; keys are encoded
- * here once, '/' kept, as S3's canonical URI wants), the query exactly as
+ * "aws:amz:REGION:s3") signs the method, the path exactly as given
+ * (CURLOPT_PATH_AS_IS; s3_build_url encodes keys once, '/' kept, as S3's
+ * canonical URI wants), the query exactly as
  * given (callers pass it canonical: sorted, "uploads="), host, x-amz-date
  * and the headers set here, with x-amz-content-sha256 the real hex
  * SHA-256 of the payload, so S3 also checks the bytes it received
@@ -15,8 +16,9 @@
  * curl's own Expect (bodies over 1 MiB, added after signing) stays, with a
  * short wait for servers that never answer 100.
  * Responses: a 2xx body goes to the sink when one is set (GetObject),
- * everything else is kept (capped at 1 MiB) and parsed as XML by
- * s3_req_check(). Transient failures are retried here with backoff.
+ * everything else is kept (capped at 1 MiB) and read by s3_req_check()
+ * (s3_answer.c). Transient failures (s3_transient: connection errors, 5xx,
+ * throttling) are retried here with backoff.
  */
 #include "s3_int.h"
 
@@ -24,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -106,83 +107,6 @@ void s3_req_free(s3_req *r) {
   free(r);
 }
 
-/* ---- the URL ------------------------------------------------------------------- */
-
-/* moto (werkzeug) re-quotes the URL before it checks the signature, leaving
- * these characters unencoded: in paths the RFC 3986 sub-delimiters and
- * ':' '@'; in query values '/' and most sub-delimiters, but not '+', '='
- * or '&'. */
-static const char PATH_RAW[] = "!$&'()*+,;=:@";
-static const char QUERY_RAW[] = "/!$'()*,;:@";
-
-/* Decode the %XX escapes of the characters in `set`. Caller frees. */
-static char *unescape_set(const char *s, const char *set) {
-  aws_buf b = {0};
-  aws_buf_adds(&b, "");
-  for (const char *p = s; *p; p++) {
-    if (p[0] == '%' && p[1] && p[2]) {
-      char hex[3] = {p[1], p[2], 0};
-      char c = (char)strtol(hex, NULL, 16);
-      if (c && strchr(set, c)) {
-        aws_buf_add(&b, &c, 1);
-        p += 2;
-        continue;
-      }
-    }
-    aws_buf_add(&b, p, 1);
-  }
-  return b.data;
-}
-
-/* Would the lenient form differ from the strict one? */
-static int lenient_differs(const s3_req *r) {
-  char *k = aws_uri_encode(r->key, 1);
-  char *a = unescape_set(k, PATH_RAW);
-  int d = strcmp(a, k) != 0;
-  free(a);
-  free(k);
-  if (!d && r->query) {
-    char *q = unescape_set(r->query, QUERY_RAW);
-    d = strcmp(q, r->query) != 0;
-    free(q);
-  }
-  return d;
-}
-
-/* The key for the path: strict (every byte but unreserved ones and '/'
- * %-encoded, as AWS canonicalizes), or lenient (as moto canonicalizes). */
-static char *encode_key(const char *key, int lenient) {
-  char *strict = aws_uri_encode(key, 1);
-  if (!lenient) return strict;
-  char *l = unescape_set(strict, PATH_RAW);
-  free(strict);
-  return l;
-}
-
-static char *build_url(const s3_req *r) {
-  const aws_cfg *c = r->cfg;
-  char *key = encode_key(r->key, r->lenient);
-  aws_buf u = {0};
-  int vhost = !c->custom && !strchr(r->bucket, '.');
-  if (vhost) {
-    const char *p = strstr(c->endpoint, "://");
-    aws_buf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
-    aws_buf_addf(&u, "%s.%s/%s", r->bucket, p + 3, key);
-  } else {
-    aws_buf_addf(&u, "%s/%s", c->endpoint, r->bucket);
-    if (*key) aws_buf_addf(&u, "/%s", key);
-  }
-  if (r->query && r->lenient) {
-    char *q = unescape_set(r->query, QUERY_RAW);
-    aws_buf_addf(&u, "?%s", q);
-    free(q);
-  } else if (r->query) {
-    aws_buf_addf(&u, "?%s", r->query);
-  }
-  free(key);
-  return u.data;
-}
-
 /* ---- curl callbacks --------------------------------------------------------------- */
 
 static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
@@ -204,66 +128,44 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
   return len;
 }
 
-static void set_hdr(char **dst, const char *v, size_t n) {
-  free(*dst);
-  *dst = aws_xmalloc(n + 1);
-  memcpy(*dst, v, n);
-  (*dst)[n] = '\0';
-}
-
 static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
   s3_req *r = ud;
   size_t len = sz * n;
-  if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+  const char *v;
+  size_t nlen, vlen;
+  int k = s3_header_split(p, len, &nlen, &v, &vlen);
+  if (k < 0) {
     /* a new response (100 Continue, a redirect): forget the last one */
     clear_headers(r);
     return len;
   }
-  const char *colon = memchr(p, ':', len);
-  if (!colon) return len;
-  size_t nlen = (size_t)(colon - p);
-  const char *v = colon + 1, *e = p + len;
-  while (v < e && (*v == ' ' || *v == '\t')) v++;
-  while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
-  size_t vlen = (size_t)(e - v);
-#define IS(name) (nlen == sizeof(name) - 1 && strncasecmp(p, name, nlen) == 0)
+  if (k == 0) return len;
+#define IS(name) s3_header_is(p, nlen, name)
   if (IS("etag"))
-    set_hdr(&r->etag, v, vlen);
+    s3_header_dup(&r->etag, v, vlen);
   else if (IS("x-amz-version-id"))
-    set_hdr(&r->version_id, v, vlen);
+    s3_header_dup(&r->version_id, v, vlen);
   else if (IS("x-amz-meta-sha256"))
-    set_hdr(&r->meta_sha256, v, vlen);
+    s3_header_dup(&r->meta_sha256, v, vlen);
   else if (IS("x-amz-meta-md5"))
-    set_hdr(&r->meta_md5, v, vlen);
+    s3_header_dup(&r->meta_md5, v, vlen);
   else if (IS("x-amz-checksum-sha256"))
-    set_hdr(&r->checksum_sha256, v, vlen);
+    s3_header_dup(&r->checksum_sha256, v, vlen);
   else if (IS("last-modified"))
-    set_hdr(&r->last_modified, v, vlen);
+    s3_header_dup(&r->last_modified, v, vlen);
   else if (IS("content-type"))
-    set_hdr(&r->content_type, v, vlen);
-  else if (IS("content-length")) {
-    char tmp[32];
-    size_t k = vlen < sizeof tmp - 1 ? vlen : sizeof tmp - 1;
-    memcpy(tmp, v, k);
-    tmp[k] = '\0';
-    r->content_length = strtoll(tmp, NULL, 10);
-  }
+    s3_header_dup(&r->content_type, v, vlen);
+  else if (IS("content-length"))
+    r->content_length = s3_header_int(v, vlen);
 #undef IS
   return len;
 }
 
 /* ---- running --------------------------------------------------------------------- */
 
-static int retryable(const s3_req *r) {
+static int retryable(s3_req *r) {
   if (r->cancelled || r->delivered > 0 || r->tries >= r->max_tries) return 0;
-  if (r->rc == ENG_ERR_TIMEOUT || r->rc == ENG_ERR_IO ||
-      r->rc == ENG_ERR_CONNECT)
-    return 1;
-  if (r->rc == ENG_OK &&
-      (r->status == 500 || r->status == 502 || r->status == 503 ||
-       r->status == 504))
-    return 1;
-  return 0;
+  return s3_transient(r->rc, r->status, s3_req_error_code(r));
 }
 
 static int try_start(s3_req *r);
@@ -299,14 +201,9 @@ static void on_http(void *ud, int rc, long status, const char *error) {
   if (rc != ENG_OK) snprintf(r->curl_err, sizeof r->curl_err, "%s",
                              error ? error : eng_strerror(rc));
   if (r->cancelled) r->rc = ENG_ERR_CANCELLED;
-  if (r->rc == ENG_OK && r->status == 403 && !r->lenient &&
-      r->cfg->custom && lenient_differs(r) &&
-      (!strcmp(s3_req_error_code(r), "SignatureDoesNotMatch") ||
-       (r->body.len == 0 && !strcmp(r->method, "HEAD")))) {
-    /* Some S3-compatible servers (moto) canonicalize paths and queries
-     * with some reserved characters unencoded: with the right secret the
-     * lenient form then matches. Only on custom endpoints, only after a
-     * signature mismatch, once; AWS (and MinIO) accept the strict form. */
+  if (r->rc == ENG_OK && !r->lenient &&
+      s3_lenient_retry(r->cfg, r->method, r->key, r->query, r->status,
+                       s3_req_error_code(r), r->body.len)) {
     r->lenient = 1;
     free(r->url);
     r->url = NULL;
@@ -338,7 +235,8 @@ static int try_start(s3_req *r) {
   CURL *e = r->easy;
   if (!e) return ENG_ERR_NOMEM;
   curl_easy_reset(e);
-  if (!r->url) r->url = build_url(r);
+  if (!r->url)
+    r->url = s3_build_url(c, r->bucket, r->key, r->query, r->lenient);
 
   curl_slist_free_all(r->hdrs);
   r->hdrs = NULL;
@@ -421,89 +319,24 @@ static const char *retry_reason(s3_req *r, char *buf, size_t n) {
   return buf;
 }
 
-/* S3's <Error> document of the answer: 1 with code and text, else 0. */
-static int error_of(s3_req *r, char *code, size_t cn, char *text, size_t tn) {
-  return aws_error_parse(r->body.data ? r->body.data : "", r->body.len, code,
-                         cn, text, tn);
-}
-
 const char *s3_req_error_code(s3_req *r) {
   static char code[128];
   char text[8];
-  error_of(r, code, sizeof code, text, sizeof text);
+  aws_error_parse(r->body.data ? r->body.data : "", r->body.len, code,
+                  sizeof code, text, sizeof text);
   return code;
 }
 
 int s3_req_check(s3_req *r, char *msg, size_t n) {
-  char target[1200];
-  snprintf(target, sizeof target, "s3://%s%s%s", r->bucket, *r->key ? "/" : "",
-           r->key);
-  if (r->rc == ENG_ERR_CANCELLED) {
-    snprintf(msg, n, "%s %s: cancelled", r->method, target);
-    return ENG_ERR_CANCELLED;
-  }
-  if (r->rc == ENG_ERR_CONNECT) {
-    snprintf(msg, n,
-             "cannot connect to the S3 endpoint %s (%s): check the endpoint "
-             "parameter or AWS_ENDPOINT_URL, and that the service is up",
-             r->cfg->endpoint, r->curl_err);
-    return ENG_ERR_CONNECT;
-  }
-  if (r->rc == ENG_ERR_TIMEOUT) {
-    snprintf(msg, n, "%s %s timed out after %d attempts (%s)", r->method,
-             target, r->tries, r->curl_err);
-    return ENG_ERR_TIMEOUT;
-  }
-  if (r->rc != ENG_OK) {
-    snprintf(msg, n, "%s %s failed: %s", r->method, target, r->curl_err);
-    return r->rc;
-  }
-  char code[128], text[512];
-  int has_err = error_of(r, code, sizeof code, text, sizeof text);
-  int rc = ENG_OK;
-  if (r->status >= 200 && r->status < 300) {
-    if (has_err) { /* CompleteMultipartUpload and CopyObject can do this */
-      snprintf(msg, n,
-               "%s %s: S3 answered HTTP %ld with an error: %s: %s", r->method,
-               target, r->status, code, text);
-      rc = ENG_ERR_PROTOCOL;
-    }
-  } else if ((rc = aws_auth_error(code, r->cfg, msg, n)) != ENG_OK) {
-    /* the message names what to check */
-  } else if (!strcmp(code, "AccessDenied") ||
-             (r->status == 403 && !*code)) {
-    snprintf(msg, n,
-             "access denied to %s (HTTP 403%s%s): check the credentials "
-             "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the "
-             "bucket's policy",
-             target, *text ? ": " : "", text);
-    rc = ENG_ERR_AUTH;
-  } else if (!strcmp(code, "NoSuchBucket")) {
-    snprintf(msg, n,
-             "bucket '%s' does not exist (NoSuchBucket) at %s: check the "
-             "URL and the endpoint",
-             r->bucket, r->cfg->endpoint);
-    rc = ENG_ERR_NOTFOUND;
-  } else if (!strcmp(code, "NoSuchKey") || (r->status == 404 && !*code)) {
-    snprintf(msg, n, "object %s does not exist (NoSuchKey)", target);
-    rc = ENG_ERR_NOTFOUND;
-  } else if (!strcmp(code, "NoSuchUpload")) {
-    snprintf(msg, n,
-             "the multipart upload of %s no longer exists (NoSuchUpload): it "
-             "was aborted or completed elsewhere",
-             target);
-    rc = ENG_ERR_NOTFOUND;
-  } else if (!strcmp(code, "PermanentRedirect") ||
-             !strcmp(code, "AuthorizationHeaderMalformed")) {
-    snprintf(msg, n,
-             "bucket '%s' is in another region than '%s' (%s): set the "
-             "region parameter or AWS_REGION",
-             r->bucket, r->cfg->region, code);
-    rc = ENG_ERR_INVALID;
-  } else {
-    snprintf(msg, n, "%s %s: HTTP %ld%s%s%s%s", r->method, target, r->status,
-             *code ? " " : "", code, *text ? ": " : "", text);
-    rc = r->status == 404 ? ENG_ERR_NOTFOUND : ENG_ERR_FAILED;
-  }
-  return rc;
+  s3_answer a = {.cfg = r->cfg,
+                 .method = r->method,
+                 .bucket = r->bucket,
+                 .key = r->key,
+                 .rc = r->rc,
+                 .status = r->status,
+                 .curl_err = r->curl_err,
+                 .body = r->body.data,
+                 .body_len = r->body.len,
+                 .tries = r->tries};
+  return s3_answer_check(&a, msg, n);
 }

@@ -60,3 +60,95 @@ int s3_url_parse(const char *url, char **bucket, char **key,
   *key = aws_xstrdup(k);
   return ENG_OK;
 }
+
+/* ---- request URLs -------------------------------------------------------------- */
+
+/* moto (werkzeug) re-quotes the URL before it checks the signature, leaving
+ * these characters unencoded: in paths the RFC 3986 sub-delimiters and
+ * ':' '@'; in query values '/' and most sub-delimiters, but not '+', '='
+ * or '&'. */
+static const char PATH_RAW[] = "!$&'()*+,;=:@";
+static const char QUERY_RAW[] = "/!$'()*,;:@";
+
+/* Decode the %XX escapes of the characters in `set`. Caller frees. */
+static char *unescape_set(const char *s, const char *set) {
+  aws_buf b = {0};
+  aws_buf_adds(&b, "");
+  for (const char *p = s; *p; p++) {
+    if (p[0] == '%' && p[1] && p[2]) {
+      char hex[3] = {p[1], p[2], 0};
+      char c = (char)strtol(hex, NULL, 16);
+      if (c && strchr(set, c)) {
+        aws_buf_add(&b, &c, 1);
+        p += 2;
+        continue;
+      }
+    }
+    aws_buf_add(&b, p, 1);
+  }
+  return b.data;
+}
+
+int s3_lenient_differs(const char *key, const char *query) {
+  char *k = aws_uri_encode(key ? key : "", 1);
+  char *a = unescape_set(k, PATH_RAW);
+  int d = strcmp(a, k) != 0;
+  free(a);
+  free(k);
+  if (!d && query) {
+    char *q = unescape_set(query, QUERY_RAW);
+    d = strcmp(q, query) != 0;
+    free(q);
+  }
+  return d;
+}
+
+/* The key for the path: strict (every byte but unreserved ones and '/'
+ * %-encoded, as AWS canonicalizes), or lenient (as moto canonicalizes). */
+static char *encode_key(const char *key, int lenient) {
+  char *strict = aws_uri_encode(key, 1);
+  if (!lenient) return strict;
+  char *l = unescape_set(strict, PATH_RAW);
+  free(strict);
+  return l;
+}
+
+char *s3_build_url(const aws_cfg *c, const char *bucket, const char *key,
+                   const char *query, int lenient) {
+  char *k = encode_key(key ? key : "", lenient);
+  aws_buf u = {0};
+  int vhost = !c->custom && !strchr(bucket, '.');
+  if (vhost) {
+    const char *p = strstr(c->endpoint, "://");
+    aws_buf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
+    aws_buf_addf(&u, "%s.%s/%s", bucket, p + 3, k);
+  } else {
+    aws_buf_addf(&u, "%s/%s", c->endpoint, bucket);
+    if (*k) aws_buf_addf(&u, "/%s", k);
+  }
+  if (query && lenient) {
+    char *q = unescape_set(query, QUERY_RAW);
+    aws_buf_addf(&u, "?%s", q);
+    free(q);
+  } else if (query) {
+    aws_buf_addf(&u, "?%s", query);
+  }
+  free(k);
+  return u.data;
+}
+
+char *s3_list_query(const char *prefix, const char *token) {
+  aws_buf q = {0};
+  if (token) {
+    char *t = aws_uri_encode(token, 0);
+    aws_buf_addf(&q, "continuation-token=%s&", t);
+    free(t);
+  }
+  char *pfx = aws_uri_encode(prefix, 0);
+  aws_buf_adds(&q, "list-type=2&");
+  const char *mk = getenv("ENGINE_S3_TEST_PAGE_SIZE"); /* tests: paging */
+  if (mk && *mk) aws_buf_addf(&q, "max-keys=%d&", atoi(mk));
+  aws_buf_addf(&q, "prefix=%s", pfx);
+  free(pfx);
+  return q.data;
+}
