@@ -40,6 +40,7 @@ static const char usage_text[] =
     "  cleanup RUN_ID             undo what a crashed/cancelled run created\n"
     "  runs                       list recorded runs with status\n"
     "  version                    print the version\n"
+    "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
     "\n"
     "'engine COMMAND --help' explains a command. Exit codes: 0 ok, 1 a step\n"
     "failed, 2 usage error or invalid runbook, 3 refused by a guard, 4 SLO\n"
@@ -1160,6 +1161,59 @@ static int cmd_cleanup(cli *c) {
   return code;
 }
 
+static const char fleet_help[] =
+    "usage: engine fleet render INVENTORY [--out DIR]\n"
+    "\n"
+    "Writes Kubernetes manifests for the databases of INVENTORY (YAML): per\n"
+    "database a CronJob that runs its runbook, and a ConfigMap holding the\n"
+    "runbook when it is a file next to the inventory. Prints them as\n"
+    "multi-document YAML, or with --out DIR writes DIR/NAME.yaml per\n"
+    "database. Secrets are referenced by name, never read. Exit 0 when\n"
+    "written, 2 when the inventory is invalid (nothing is written).\n"
+    "\n"
+    "      --out DIR            one file per database in DIR\n"
+    "      --no-color           no colours in diagnostics (env NO_COLOR too)\n"
+    "\n"
+    "Runbooks the image ships (name them without a file next to the\n"
+    "inventory):\n";
+
+/* `engine fleet render`: its own few options, parsed here. */
+static int cmd_fleet(int argc, char **argv) {
+  static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
+                                       {"no-color", no_argument, NULL, 'n'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *out_dir = NULL;
+  bool color = !getenv("NO_COLOR"), help = false;
+  optind = 1;
+  opterr = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (ch == 'o') out_dir = optarg;
+    else if (ch == 'n') color = false;
+    else if (ch == 'h') help = true;
+    else if (ch == ':') return usage_error("option '%s' needs a value", argv[optind - 1]);
+    else return usage_error("unknown option '%s' for fleet render", argv[optind - 1]);
+  }
+  char **pos = argv + optind;
+  int n = argc - optind;
+  if (help || n != 2 || strcmp(pos[0], "render")) {
+    FILE *out = help ? stdout : stderr;
+    fputs(fleet_help, out);
+    for (size_t i = 0; eng__fleet_image_runbooks[i]; i++)
+      fprintf(out, "  %s\n", eng__fleet_image_runbooks[i]);
+    return help ? 0 : ENG_EXIT_USAGE;
+  }
+  eng__diags d = {0};
+  d.color = color && isatty(2);
+  int code = eng__fleet_render(pos[1], out_dir, stdout, &d);
+  if (code == ENG_EXIT_USAGE && d.errors)
+    fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing was written\n",
+            pos[1], d.errors, d.errors == 1 ? "" : "s");
+  eng__diags_free(&d);
+  return code;
+}
+
 /* Does option `a` take the next argument as its value? */
 static bool takes_value(const char *a) {
   if (!strcmp(a, "-p")) return true;
@@ -1202,6 +1256,11 @@ int main(int argc, char **argv) {
            ENG_ABI_MINOR);
     return 0;
   }
+  if (!strcmp(cmd, "fleet")) {
+    int code = cmd_fleet(argc - 1, args);
+    free(args);
+    return code;
+  }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   cli c;
   memset(&c, 0, sizeof c);
@@ -1219,7 +1278,7 @@ int main(int argc, char **argv) {
     else {
       static const char *const cmds[] = {"run", "plan", "validate", "plugins",
                                          "schema", "version", "audit", "runs",
-                                         "cleanup", "docs"};
+                                         "cleanup", "docs", "fleet"};
       const char *hint = eng__suggest(cmd, cmds, sizeof cmds / sizeof *cmds);
       fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",
               cmd, hint ? " (did you mean '" : "", hint ? hint : "",

@@ -40,6 +40,11 @@ eng__node *eng__node_get(const eng__node *map, const char *key);
  * maps/seqs recursively. Templates are left as strings. */
 json_t *eng__node_to_json(const eng__node *n);
 const char *eng__node_kind_name(const eng__node *n);
+/* Append v as block-style YAML (one document's body, no "---"): strings
+ * bare when they read back as the same string, multi-line text as a
+ * literal block, anything else double-quoted; parsing the text gives v
+ * again (eng__node_to_json). */
+void eng__yaml_emit(eng__buf *b, const json_t *v);
 
 /* ---- template.c: ${...} in strings ------------------------------------- */
 

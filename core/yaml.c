@@ -1,10 +1,12 @@
-/* yaml.c - YAML text -> eng__node tree, every node with its line:col. */
+/* yaml.c - YAML text -> eng__node tree, every node with its line:col; JSON
+ * values -> block-style YAML text. */
 #include "runbook.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 typedef struct conv {
@@ -290,3 +292,159 @@ json_t *eng__node_to_json(const eng__node *n) {
   }
   return json_null();
 }
+
+/* ---- JSON values out as YAML (block style) ------------------------------ */
+
+/* Can s be written bare? Only text that reads back as the same string
+ * under YAML 1.1 and 1.2 alike: starts with a letter, holds letters,
+ * digits and . _ / -, and is not a boolean or null word. */
+static bool yaml_plain_ok(const char *s) {
+  static const char *const words[] = {"true", "false", "yes", "no", "on",
+                                      "off",  "y",     "n",   "null"};
+  if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return false;
+  for (const char *p = s; *p; p++)
+    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                "0123456789._/-", *p))
+      return false;
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (!strcasecmp(s, words[i])) return false;
+  return true;
+}
+
+/* A double-quoted YAML scalar: control characters, DEL, C1 controls,
+ * line and paragraph separators and the byte order mark escaped; other
+ * UTF-8 written as is. */
+static void yaml_quote(eng__buf *b, const char *s) {
+  eng__buf_adds(b, "\"");
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned char c = *p;
+    if (c == '"' || c == '\\') eng__buf_addf(b, "\\%c", c);
+    else if (c == '\n') eng__buf_adds(b, "\\n");
+    else if (c == '\t') eng__buf_adds(b, "\\t");
+    else if (c < 0x20 || c == 0x7f) eng__buf_addf(b, "\\x%02x", c);
+    else if (c == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+      eng__buf_addf(b, "\\x%02x", p[1]);
+      p++;
+    } else if (c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+      eng__buf_addf(b, "\\u%04x", 0x2000 + (p[2] - 0x80));
+      p += 2;
+    } else if (c == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+      eng__buf_adds(b, "\\ufeff");
+      p += 2;
+    } else eng__buf_add(b, p, 1);
+  }
+  eng__buf_adds(b, "\"");
+}
+
+/* Multi-line text fit for a literal block scalar: printable (tabs and
+ * newlines allowed), no carriage return, no line that starts or is only
+ * whitespace in a way a reader would take as indentation of the first
+ * line, and no "---"/"..." that is harmless inside a block anyway. */
+static bool yaml_block_ok(const char *s) {
+  if (!strchr(s, '\n') || s[0] == ' ' || s[0] == '\t' || s[0] == '\n')
+    return false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f) return false;
+    if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) return false;
+    if (*p == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+      return false;
+    if (*p == 0xef && p[1] == 0xbb && p[2] == 0xbf) return false;
+    /* a line of only blanks before a tab-indented line confuses some
+     * readers; trailing blanks on a line are fine */
+    if (*p == '\n' && p[1] == '\t') return false;
+  }
+  return true;
+}
+
+static void yaml_indent(eng__buf *b, int n) {
+  for (int i = 0; i < n; i++) eng__buf_adds(b, " ");
+}
+
+static void yaml_block(eng__buf *b, const char *s, int indent) {
+  size_t len = strlen(s), nl = 0;
+  while (nl < len && s[len - 1 - nl] == '\n') nl++;
+  eng__buf_adds(b, nl == 0 ? "|-\n" : nl == 1 ? "|\n" : "|+\n");
+  const char *p = s;
+  while (*p) {
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    if (n) yaml_indent(b, indent);
+    eng__buf_add(b, p, n);
+    eng__buf_adds(b, "\n");
+    if (!e) break;
+    p = e + 1;
+  }
+}
+
+static void yaml_scalar(eng__buf *b, const json_t *v, int indent) {
+  switch (json_typeof(v)) {
+  case JSON_STRING: {
+    const char *s = json_string_value(v);
+    if (yaml_plain_ok(s)) eng__buf_addf(b, "%s\n", s);
+    else if (yaml_block_ok(s)) yaml_block(b, s, indent);
+    else {
+      yaml_quote(b, s);
+      eng__buf_adds(b, "\n");
+    }
+    break;
+  }
+  case JSON_INTEGER:
+    eng__buf_addf(b, "%" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+    break;
+  case JSON_REAL: eng__buf_addf(b, "%.17g\n", json_real_value(v)); break;
+  case JSON_TRUE: eng__buf_adds(b, "true\n"); break;
+  case JSON_FALSE: eng__buf_adds(b, "false\n"); break;
+  case JSON_OBJECT: eng__buf_adds(b, "{}\n"); break;
+  case JSON_ARRAY: eng__buf_adds(b, "[]\n"); break;
+  default: eng__buf_adds(b, "null\n"); break;
+  }
+}
+
+static bool yaml_nested(const json_t *v) {
+  return (json_is_object(v) && json_object_size(v)) ||
+         (json_is_array(v) && json_array_size(v));
+}
+
+static void yaml_value(eng__buf *b, const json_t *v, int indent, bool first_inline);
+
+/* A key and its value; the key's line starts at `indent` (or right here
+ * when it is the first key after a sequence's "- "). */
+static void yaml_entry(eng__buf *b, const char *key, const json_t *v,
+                       int indent, bool here) {
+  if (!here) yaml_indent(b, indent);
+  if (yaml_plain_ok(key)) eng__buf_adds(b, key);
+  else yaml_quote(b, key);
+  eng__buf_adds(b, ":");
+  if (yaml_nested(v)) {
+    eng__buf_adds(b, "\n");
+    yaml_value(b, v, indent + 2, false);
+  } else {
+    eng__buf_adds(b, " ");
+    yaml_scalar(b, v, indent + 2);
+  }
+}
+
+static void yaml_value(eng__buf *b, const json_t *v, int indent, bool here) {
+  if (json_is_object(v)) {
+    const char *k;
+    json_t *x;
+    bool first = true;
+    json_object_foreach((json_t *)v, k, x) {
+      yaml_entry(b, k, x, indent, here && first);
+      first = false;
+    }
+  } else if (json_is_array(v)) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+      if (!(here && i == 0)) yaml_indent(b, indent);
+      eng__buf_adds(b, "- ");
+      if (yaml_nested(x)) yaml_value(b, x, indent + 2, true);
+      else yaml_scalar(b, x, indent + 2);
+    }
+  } else {
+    yaml_scalar(b, v, indent);
+  }
+}
+
+void eng__yaml_emit(eng__buf *b, const json_t *v) { yaml_value(b, v, 0, false); }

@@ -1,0 +1,416 @@
+"""`engine fleet render`: Kubernetes manifests from an inventory. Every
+document is checked against the Kubernetes API's own schemas (v1.31, made
+strict by tests/k8s/make_schemas.py: unknown fields fail), no cluster
+needed."""
+import json
+import os
+import re
+
+import jsonschema
+import yaml
+
+from harness import Suite, ROOT
+
+suite = Suite(__file__)
+
+EXAMPLE = ROOT / 'deploy' / 'kubernetes' / 'inventory.yaml'
+RENDERED = ROOT / 'deploy' / 'kubernetes' / 'rendered.yaml'
+SCHEMAS = ROOT / 'tests' / 'k8s' / 'schemas'
+KIND_SCHEMA = {('batch/v1', 'CronJob'): 'cronjob-batch-v1.json',
+               ('batch/v1', 'Job'): 'job-batch-v1.json',
+               ('v1', 'ConfigMap'): 'configmap-v1.json',
+               ('v1', 'Secret'): 'secret-v1.json'}
+_validators = {}
+
+
+def validator(api_version, kind):
+    key = (api_version, kind)
+    if key not in _validators:
+        schema = json.loads((SCHEMAS / KIND_SCHEMA[key]).read_text())
+        jsonschema.Draft7Validator.check_schema(schema)
+        _validators[key] = jsonschema.Draft7Validator(schema)
+    return _validators[key]
+
+
+def errors(doc, kind=None):
+    v = validator(*(kind or (doc['apiVersion'], doc['kind'])))
+    return [f'{"/".join(map(str, e.path))}: {e.message}' for e in v.iter_errors(doc)]
+
+
+def load_docs(text):
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def render(h, inventory, *args, env=None):
+    return h.engine('fleet', 'render', inventory, *args, env=env)
+
+
+def cronjobs(docs):
+    return {d['metadata']['name']: d for d in docs if d['kind'] == 'CronJob'}
+
+
+def pod_spec(cj):
+    return cj['spec']['jobTemplate']['spec']['template']['spec']
+
+
+def container(cj):
+    return pod_spec(cj)['containers'][0]
+
+
+def arg(c, flag):
+    a = c['args']
+    return a[a.index(flag) + 1]
+
+
+def inventory(dbs, defaults='  state: s3://engine-state/fleet\n'):
+    return f'databases:\n{dbs}defaults:\n{defaults}'
+
+
+DB = ('  - name: ledger\n'
+      '    url_secret: ledger-db\n'
+      '    schedule: "0 3 * * *"\n'
+      '    runbook: restore-drill.yaml\n')
+
+
+@suite.test
+def test_example_renders_and_every_document_validates(h):
+    r = render(h, EXAMPLE)
+    h.check(r.returncode == 0, r.stderr)
+    docs = load_docs(r.stdout)
+    kinds = sorted((d['kind'], d['metadata']['name']) for d in docs)
+    h.check(kinds == [('ConfigMap', 'engine-billing-runbook'), ('CronJob', 'engine-billing'),
+                      ('CronJob', 'engine-ledger'), ('CronJob', 'engine-orders')], kinds)
+    for d in docs:
+        h.check(errors(d) == [], f'{d["kind"]} {d["metadata"]["name"]}: {errors(d)}')
+        h.check(d['metadata']['namespace'] == 'db-drills', d['metadata'])
+        h.check(d['metadata']['labels']['app.kubernetes.io/name'] == 'engine', d['metadata'])
+    # the job template is a valid Job on its own too
+    for name, cj in cronjobs(docs).items():
+        job = {'apiVersion': 'batch/v1', 'kind': 'Job',
+               'metadata': {'name': name + '-manual'}, 'spec': cj['spec']['jobTemplate']['spec']}
+        h.check(errors(job) == [], f'{name} as a Job: {errors(job)}')
+    # the ConfigMap holds the runbook file byte for byte, mounted where the
+    # container's `run` argument looks for it
+    cm = next(d for d in docs if d['kind'] == 'ConfigMap')
+    text = (ROOT / 'runbooks' / 'restore-from-s3.yaml').read_text()
+    h.check(cm['data'] == {'restore-from-s3.yaml': text}, list(cm['data']))
+    billing = cronjobs(docs)['engine-billing']
+    c = container(billing)
+    h.check(c['args'][:2] == ['run', '/runbooks/restore-from-s3.yaml'], c['args'])
+    mount = next(m for m in c['volumeMounts'] if m['mountPath'] == '/runbooks')
+    vol = next(v for v in pod_spec(billing)['volumes'] if v['name'] == mount['name'])
+    h.check(vol['configMap']['name'] == cm['metadata']['name'], vol)
+    ledger = container(cronjobs(docs)['engine-ledger'])
+    h.check(ledger['args'][1] == '/usr/share/engine/runbooks/restore-drill.yaml', ledger['args'])
+
+
+@suite.test
+def test_schemas_reject_unknown_fields_and_wrong_types(h):
+    """The schemas are strict: without this a misspelt field would pass
+    every check above and be dropped (or refused) by the API server."""
+    docs = load_docs(render(h, EXAMPLE).stdout)
+    cj = cronjobs(docs)['engine-ledger']
+    cm = next(d for d in docs if d['kind'] == 'ConfigMap')
+    cases = []
+    bad = json.loads(json.dumps(cj))
+    bad['spec']['concurrencyPolicyy'] = 'Forbid'
+    cases.append((bad, 'concurrencyPolicyy'))
+    bad = json.loads(json.dumps(cj))
+    pod_spec(bad)['restartPolicyy'] = 'Never'
+    cases.append((bad, 'restartPolicyy'))
+    bad = json.loads(json.dumps(cj))
+    container(bad)['env'][0]['valueFrom']['secretKeyRef']['keyy'] = 'x'
+    cases.append((bad, 'keyy'))
+    bad = json.loads(json.dumps(cj))
+    bad['spec']['jobTemplate']['spec']['backoffLimit'] = 'two'
+    cases.append((bad, "'two' is not of type 'integer'"))
+    bad = json.loads(json.dumps(cj))
+    bad['apiVersion'] = 'batch/v1beta1'
+    h.check(any("'batch/v1' was expected" in e for e in errors(bad, ('batch/v1', 'CronJob'))),
+            errors(bad, ('batch/v1', 'CronJob')))
+    bad = json.loads(json.dumps(cm))
+    bad['dataa'] = bad.pop('data')
+    cases.append((bad, 'dataa'))
+    secret = {'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': 'x'},
+              'stringData': {'DATABASE_URL': 'postgresql://x'}}
+    h.check(errors(secret) == [], errors(secret))
+    secret['stringDataa'] = secret.pop('stringData')
+    cases.append((secret, 'stringDataa'))
+    for doc, what in cases:
+        errs = errors(doc)
+        h.check(any(what in e for e in errs), f'{what}: {errs}')
+
+
+@suite.test
+def test_committed_example_is_current(h):
+    r = render(h, EXAMPLE)
+    h.check(r.returncode == 0, r.stderr)
+    if RENDERED.read_text() != r.stdout:
+        import difflib
+        diff = ''.join(list(difflib.unified_diff(
+            RENDERED.read_text().splitlines(True), r.stdout.splitlines(True),
+            'deploy/kubernetes/rendered.yaml', 'engine fleet render'))[:40])
+        h.check(False, 'deploy/kubernetes/rendered.yaml is out of date: run `engine fleet render '
+                'deploy/kubernetes/inventory.yaml > deploy/kubernetes/rendered.yaml`\n' + diff)
+    # every committed example Secret is valid and holds only placeholders
+    for d in load_docs((ROOT / 'deploy' / 'kubernetes' / 'secrets.example.yaml').read_text()):
+        h.check(d['kind'] == 'Secret' and errors(d) == [], errors(d))
+        for v in d['stringData'].values():
+            h.check('REPLACE' in v or v == 'eu-central-1', f'not a placeholder: {d["metadata"]["name"]}')
+
+
+@suite.test
+def test_schedules_sharing_a_slot_are_spread(h):
+    docs = load_docs(render(h, EXAMPLE).stdout)
+    s = {n: cj['spec']['schedule'] for n, cj in cronjobs(docs).items()}
+    h.check(s == {'engine-ledger': '0 3 * * *', 'engine-orders': '10 3 * * *',
+                  'engine-billing': '30 4 * * 0'}, s)
+
+    def schedules(text, spread=None):
+        d = '  state: s3://engine-state/fleet\n' + (f'  spread: {spread}\n' if spread is not None else '')
+        body = ''.join(f'  - {{name: db{i}, url_secret: s{i}, schedule: "{c}", runbook: '
+                       f'restore-drill.yaml}}\n' for i, c in enumerate(text))
+        r = render(h, h.write('inv.yaml', inventory(body, d)))
+        h.check(r.returncode == 0, r.stderr)
+        js = cronjobs(load_docs(r.stdout))
+        return [js[f'engine-db{i}']['spec']['schedule'] for i in range(len(text))], r.stderr
+
+    # carried into the hour, and past midnight when the days are '*'
+    got, err = schedules(['45 23 * * *'] * 3 + ['0 3 * * *'], spread=15)
+    h.check(got == ['45 23 * * *', '0 0 * * *', '15 0 * * *', '0 3 * * *'], got)
+    h.check("database 'db1' shares schedule '45 23 * * *' with 'db0': it runs at '0 0 * * *'"
+            in err, err)
+    # default spread 10; an hourly schedule wraps within the hour
+    got, _ = schedules(['55 * * * *'] * 2)
+    h.check(got == ['55 * * * *', '5 * * * *'], got)
+    # a minute that is not a plain number, or a carry into another weekday:
+    # left as written, and said so
+    got, err = schedules(['*/15 * * * *'] * 2 + ['50 23 * * 1'] * 2)
+    h.check(got == ['*/15 * * * *'] * 2 + ['50 23 * * 1'] * 2, got)
+    h.check(re.search(r"inv\.yaml:\d+:\d+: warning: database 'db1' shares schedule "
+                      r"'\*/15 \* \* \* \*' with 'db0' and keeps it: its minute field", err), err)
+    h.check("warning: database 'db3'" in err and 'past midnight' in err, err)
+    got, _ = schedules(['0 3 * * *'] * 2, spread=0)
+    h.check(got == ['0 3 * * *'] * 2, got)
+
+
+@suite.test
+def test_failure_policy_grace_and_security(h):
+    docs = load_docs(render(h, EXAMPLE).stdout)
+    for name, cj in cronjobs(docs).items():
+        spec = cj['spec']
+        h.check(spec['concurrencyPolicy'] == 'Forbid', spec)
+        h.check(spec['timeZone'] == 'Europe/Berlin' and spec['startingDeadlineSeconds'] > 0, spec)
+        job = spec['jobTemplate']['spec']
+        rules = job['podFailurePolicy']['rules']
+        c = container(cj)
+        fail = [r for r in rules if r['action'] == 'FailJob']
+        h.check(len(fail) == 1 and fail[0]['onExitCodes'] == {
+            'containerName': c['name'], 'operator': 'In', 'values': [1, 2, 3, 4, 6]}, rules)
+        h.check({'action': 'Ignore', 'onPodConditions': [
+            {'type': 'DisruptionTarget', 'status': 'True'}]} in rules, rules)
+        pod = pod_spec(cj)
+        h.check(pod['restartPolicy'] == 'Never', pod)
+        grace = arg(c, '--grace')
+        h.check(grace == '25s' and pod['terminationGracePeriodSeconds'] >= 25 + 10, pod)
+        h.check(job['activeDeadlineSeconds'] > 25, job)
+        h.check(arg(c, '--lock') == name[len('engine-'):], c['args'])
+        h.check(arg(c, '--state-dir') == 's3://engine-state/fleet', c['args'])
+        env = {e['name']: e for e in c['env']}
+        h.check(env['DATABASE_URL']['valueFrom']['secretKeyRef'] == {
+            'name': name[len('engine-'):] + '-db', 'key': 'DATABASE_URL'}, env)
+        h.check(env['SLACK_WEBHOOK_URL']['valueFrom']['secretKeyRef']['optional'] is True, env)
+        h.check(env['ENGINE_STATE_DIR']['value'] == 's3://engine-state/fleet', env)
+        h.check(c['envFrom'] == [{'secretRef': {'name': 'engine-aws'}}], c)
+        h.check(pod['securityContext']['runAsNonRoot'] is True and
+                pod['securityContext']['runAsUser'] == 10001, pod)
+        sc = c['securityContext']
+        h.check(sc['readOnlyRootFilesystem'] is True and sc['allowPrivilegeEscalation'] is False, sc)
+        scratch = next(v['name'] for v in pod['volumes'] if 'emptyDir' in v)
+        h.check({'name': scratch, 'mountPath': '/tmp'} in c['volumeMounts'], c['volumeMounts'])
+    c = container(cronjobs(docs)['engine-orders'])
+    h.check(c['args'][-4:] == ['-p', 'restore_db=orders_drill', '-p', 'jobs=4'], c['args'])
+    # a longer grace moves the pod's termination grace with it
+    f = h.write('inv.yaml', inventory(DB, '  state: s3://engine-state/x\n  grace: 90s\n'
+                                          '  backoff_limit: 0\n  active_deadline: 1h\n'))
+    cj = cronjobs(load_docs(render(h, f).stdout))['engine-ledger']
+    h.check(arg(container(cj), '--grace') == '90s', container(cj)['args'])
+    h.check(pod_spec(cj)['terminationGracePeriodSeconds'] == 105, pod_spec(cj))
+    h.check(cj['spec']['jobTemplate']['spec']['backoffLimit'] == 0, cj['spec'])
+    h.check(cj['spec']['jobTemplate']['spec']['activeDeadlineSeconds'] == 3600, cj['spec'])
+    h.check('namespace' not in cj['metadata'], cj['metadata'])
+
+
+@suite.test
+def test_out_dir_writes_one_file_per_database(h):
+    out = h.tmp / 'manifests'
+    r = render(h, EXAMPLE, '--out', out)
+    h.check(r.returncode == 0 and r.stdout == '', r.stdout + r.stderr)
+    h.check(sorted(p.name for p in out.iterdir()) == ['billing.yaml', 'ledger.yaml', 'orders.yaml'],
+            list(out.iterdir()))
+    everything = []
+    for p in sorted(out.iterdir()):
+        docs = load_docs(p.read_text())
+        names = {d['metadata']['labels']['app.kubernetes.io/instance'] for d in docs}
+        h.check(names == {p.stem}, f'{p.name}: {names}')
+        everything += docs
+    whole = load_docs(render(h, EXAMPLE).stdout)
+    key = lambda d: (d['kind'], d['metadata']['name'])  # noqa: E731
+    h.check(sorted(everything, key=key) == sorted(whole, key=key), 'files differ from stdout')
+    billing = load_docs((out / 'billing.yaml').read_text())
+    h.check([d['kind'] for d in billing] == ['ConfigMap', 'CronJob'], billing)
+
+
+def expect_error(h, text, line, pattern, name='inv.yaml', files=None):
+    for fname, body in (files or {}).items():
+        h.write(fname, body)
+    f = h.write(name, text)
+    r = render(h, f)
+    h.check(r.returncode == 2, f'exit {r.returncode} for {pattern}: {r.stderr}')
+    h.check(r.stdout == '', f'output written for an invalid inventory: {r.stdout[:200]}')
+    m = re.search(rf'{re.escape(name)}:(\d+):(\d+): error: (.*)', r.stderr)
+    h.check(m, f'no file:line:col error for {pattern}: {r.stderr}')
+    errs = re.findall(rf'{re.escape(name)}:(\d+):\d+: error: (.*)', r.stderr)
+    h.check(any(int(ln) == line and re.search(pattern, msg) for ln, msg in errs),
+            f'expected line {line} /{pattern}/, got {r.stderr}')
+    return r.stderr
+
+
+@suite.test
+def test_every_bad_inventory_exits_2_with_position_and_fix(h):
+    S = '  state: s3://engine-state/fleet\n'
+    cases = [
+        ('- ledger\n', 1, r'an inventory is a mapping'),
+        ('databases: [\n', 2, r'invalid YAML'),
+        ('databases: []\ndefaults:\n' + S, 1, r"'databases' must be a list with at least one"),
+        ('databses:\n' + DB + 'defaults:\n' + S, 1, r"unknown key 'databses'.*did you mean 'databases'"),
+        (inventory(DB.replace('    url_secret: ledger-db\n', '')), 2, r"'url_secret' is missing"),
+        (inventory(DB.replace('schedule:', 'schedul:')), 4, r"unknown key 'schedul'.*did you mean 'schedule'"),
+        (inventory(DB, S + '  graec: 30s\n'), 8, r"unknown key 'graec'.*did you mean 'grace'"),
+        (inventory(DB.replace('ledger\n', 'Ledger_DB\n', 1)), 2, r"database name 'Ledger_DB' must be lower-case"),
+        (inventory(DB.replace('ledger\n', 'l' * 41 + '\n', 1)), 2, r'at most 40 characters'),
+        (inventory(DB + DB), 6, r"database name 'ledger' is used twice \(first at line 2\)"),
+        (inventory(DB.replace('0 3 * * *', '0 3 * *')), 4, r'fewer than 5 fields.*minute hour'),
+        (inventory(DB.replace('0 3 * * *', '60 3 * * *')), 4, r"minute field '60' has a value outside 0-59"),
+        (inventory(DB.replace('0 3 * * *', '0 24 * * *')), 4, r"hour field '24' has a value outside 0-23"),
+        (inventory(DB.replace('0 3 * * *', '0 3 0 * *')), 4, r"day of month field '0'.*1-31"),
+        (inventory(DB.replace('0 3 * * *', '0 3 * 13 *')), 4, r"month field '13'"),
+        (inventory(DB.replace('0 3 * * *', '5-1 3 * * *')), 4, r'range that ends before it starts'),
+        (inventory(DB.replace('0 3 * * *', '0 3 * * mon-frix')), 4, r"day of week field 'mon-frix' is not a cron field"),
+        (inventory(DB.replace('0 3 * * *', 'TZ=UTC 0 3 * * *')), 4, r'set defaults.time_zone'),
+        (inventory(DB + '    params: { restore_db: [a, b] }\n'), 6, r"parameter 'restore_db' must be a single value"),
+        (inventory(DB + '    params: [restore_db]\n'), 6, r"'params' must be a mapping"),
+        (inventory(DB + '    params: { source_url: "postgresql://u:pw@db/x" }\n'), 6,
+         r'URL with a password: never put credentials'),
+        (inventory(DB, '  state: /var/lib/engine\n'), 7, r"'state' must be an s3://bucket/prefix URL"),
+        (inventory(DB, '  state: s3://Engine_State/x\n'), 7, r"bucket name with characters"),
+        (inventory(DB, '  state: s3://ab/x\n'), 7, r'names no bucket'),
+        (inventory(DB, '  time_zone: UTC\n'), 7, r"'state' is missing"),
+        ('databases:\n' + DB, 1, r"no 'defaults.state'"),
+        (inventory(DB, S + '  time_zone: "Europe/Berlin "\n'), 8, r"'time_zone' must be a tz database name"),
+        (inventory(DB, S + '  namespace: DB_Drills\n'), 8, r"'namespace' must be a Kubernetes namespace"),
+        (inventory(DB, S + '  grace: soon\n'), 8, r"'grace' needs a duration"),
+        (inventory(DB, S + '  grace: 10m\n  active_deadline: 5m\n'), 9, r"'active_deadline' must be longer than 'grace'"),
+        (inventory(DB, S + '  spread: 60\n'), 8, r"'spread' needs a whole number from 0 to 59"),
+        (inventory(DB.replace('ledger-db', 'Ledger DB')), 3, r"'url_secret' must name a Kubernetes Secret"),
+        (inventory(DB.replace('restore-drill.yaml', 'restore-dril.yaml')), 5,
+         r"runbook 'restore-dril.yaml' is neither a file.*did you mean 'restore-drill.yaml'"),
+        (inventory(DB.replace('restore-drill.yaml', './missing.yaml')), 5, r'cannot read runbook .*missing.yaml'),
+        (inventory(DB.replace('restore-drill.yaml', 'sub')), 5, r'cannot read runbook .*sub'),
+    ]
+    (h.tmp / 'sub').mkdir()
+    for text, line, pattern in cases:
+        expect_error(h, text, line, pattern)
+    # a runbook file next to the inventory is checked as a runbook: its
+    # YAML, its shape, and the params the inventory gives it
+    local = DB.replace('restore-drill.yaml', 'drill.yaml')
+    err = expect_error(h, inventory(local), 5, r'runbook .*drill.yaml is invalid',
+                       files={'drill.yaml': 'version: 1\nname: x\nsteps: [\n'})
+    h.check(re.search(r'drill\.yaml:\d+:\d+: error: invalid YAML', err), err)
+    good = (ROOT / 'runbooks' / 'restore-drill.yaml').read_text()
+    expect_error(h, inventory(local + '    params: { restore_dbb: x }\n'), 6,
+                 r"has no parameter 'restore_dbb' \(did you mean 'restore_db'\?\)",
+                 files={'drill.yaml': good})
+    expect_error(h, inventory(local + '    params: { source_url: x }\n'), 6,
+                 r"parameter 'source_url' is secret: .*DATABASE_URL")
+    needs = good.replace('  key_table:\n', '  key_table:\n    required: true\n')
+    needs = re.sub(r'(  key_table:\n    required: true\n(?:    #.*\n)*)    default: ""\n', r'\1', needs)
+    expect_error(h, inventory(local), 2, r"needs parameter 'key_table': add params",
+                 files={'drill.yaml': needs})
+    # the same inventory with the runbook fixed renders
+    h.write('drill.yaml', good)
+    r = render(h, h.tmp / 'inv.yaml')
+    h.check(r.returncode == 0, r.stderr)
+
+
+@suite.test
+def test_no_secret_value_reaches_the_manifests(h):
+    secrets = {'DATABASE_URL': 'postgresql://app:Sup3rS3cretPw@db.internal/ledger',
+               'AWS_SECRET_ACCESS_KEY': 'wJalrXUtnFEMIK7MDENGbPxRfiCYzzSECRET',
+               'AWS_ACCESS_KEY_ID': 'AKIAFLEETTESTKEY0001',
+               'SLACK_WEBHOOK_URL': 'https://hooks.slack.test/services/T0/B0/fleetsecretxyz',
+               'ENGINE_AUDIT_KEY': 'audit-key-fleet-secret-42'}
+    out = h.tmp / 'out'
+    for args in ((), ('--out', out)):
+        r = render(h, EXAMPLE, *args, env=secrets)
+        h.check(r.returncode == 0, r.stderr)
+        texts = [r.stdout, r.stderr] + [p.read_text() for p in out.glob('*')]
+        for name, value in secrets.items():
+            for t in texts:
+                h.check(value not in t and 'Sup3rS3cretPw' not in t, f'{name} leaked')
+    # the connection string is referenced, never inlined
+    docs = load_docs(render(h, EXAMPLE, env=secrets).stdout)
+    for cj in cronjobs(docs).values():
+        db_env = next(e for e in container(cj)['env'] if e['name'] == 'DATABASE_URL')
+        h.check('value' not in db_env and 'secretKeyRef' in db_env['valueFrom'], db_env)
+
+
+@suite.test
+def test_values_survive_yaml_quoting(h):
+    """Parameter values and runbook text that YAML would read as something
+    else (booleans, numbers, comments, document markers, other scripts)
+    come back as the same strings."""
+    values = ['yes', 'no', 'on', 'NULL', '~', '0755', '1e3', '0x1F', '.inf', '-p', '- x',
+              'a: b', '#hash', 'x #y', '"q"', "'s'", '{a}', '[b]', '&anchor', '*alias', '!tag',
+              '%pct', '@at', '`tick`', 'é ü ß', '日本語', 'trailing ', ' leading', 'a\\b',
+              '---', '...', '|', '>', '?', '', 'true', '12:30', '2026-01-01']
+    params = ''.join(f'      p{i}: {json.dumps(v)}\n' for i, v in enumerate(values))
+    body = ('version: 1\nname: quoting\n# ---\n# ...\n# a: b\n'
+            'params:\n' + ''.join(f'  p{i}: {{default: ""}}\n' for i in range(len(values))) +
+            'steps:\n  - id: s\n    uses: shell\n    with:\n      run: |\n'
+            '        echo "é 日本 \\t"\n        printf "%s\\n" \'---\' \'...\'   \n\n\n')
+    h.write('q.yaml', body)
+    f = h.write('inv.yaml', inventory(DB.replace('restore-drill.yaml', 'q.yaml') +
+                                      '    params:\n' + params))
+    r = render(h, f)
+    h.check(r.returncode == 0, r.stderr)
+    docs = load_docs(r.stdout)
+    c = container(cronjobs(docs)['engine-ledger'])
+    got = [a for i, a in enumerate(c['args']) if i and c['args'][i - 1] == '-p']
+    h.check(got == [f'p{i}={v}' for i, v in enumerate(values)], got)
+    cm = next(d for d in docs if d['kind'] == 'ConfigMap')
+    h.check(cm['data']['q.yaml'] == body, repr(cm['data']['q.yaml'][-80:]))
+    for d in docs:
+        h.check(errors(d) == [], errors(d))
+
+
+@suite.test
+def test_image_runbooks_are_the_shipped_ones(h):
+    """The runbooks an inventory may name without a file are the ones this
+    repository ships (and meson installs into the image)."""
+    r = h.engine('fleet', 'render', '--help')
+    h.check(r.returncode == 0, r.stderr)
+    listed = re.findall(r'^  (\S+\.yaml)$', r.stdout, re.M)
+    shipped = sorted(p.name for p in (ROOT / 'runbooks').glob('*.yaml'))
+    h.check(sorted(listed) == shipped, f'{listed} != {shipped}')
+    h.check("install_subdir('runbooks'" in (ROOT / 'meson.build').read_text(), 'runbooks not installed')
+    r = h.engine('fleet', 'render')
+    h.check(r.returncode == 2 and 'usage: engine fleet render' in r.stderr, r.stderr)
+    r = h.engine('fleet', 'render', h.tmp / 'none.yaml')
+    h.check(r.returncode == 2 and re.search(r'none\.yaml: error: cannot read the inventory', r.stderr),
+            r.stderr)
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('NO_COLOR', '1')
+    suite.main()
