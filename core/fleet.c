@@ -992,7 +992,7 @@ static json_t *cronjob(const eng__fleet *f, const fleet_db *db) {
       "{s:[{s:s, s:{s:s, s:s, s:[i,i,i,i,i]}}, {s:s, s:[{s:s, s:s}]}]}",
       "rules", "action", "FailJob", "onExitCodes", "containerName", CONTAINER,
       "operator", "In", "values", ENG_EXIT_FAILED, ENG_EXIT_USAGE,
-      ENG_EXIT_REFUSED, ENG_EXIT_SLO, 6 /* lock held */, "action", "Ignore",
+      ENG_EXIT_REFUSED, ENG_EXIT_SLO, ENG_EXIT_LOCKED, "action", "Ignore",
       "onPodConditions", "type", "DisruptionTarget", "status", "True");
   json_t *job = json_pack(
       "{s:I, s:I, s:o, s:{s:{s:o}, s:o}}", "backoffLimit",

@@ -35,8 +35,8 @@ static const char usage_text[] =
     "  plugins [PLUGIN[.ACTION]]  list plugins, actions, params and outputs\n"
     "  schema                     print a JSON Schema for runbook files\n"
     "  docs                       print the action reference (Markdown)\n"
-    "  audit verify FILE          verify an audit log's hash chain (and HMAC)\n"
-    "  audit show FILE            print an audit log as a readable timeline\n"
+    "  audit verify FILE|URL|ID   verify an audit log's hash chain (and HMAC)\n"
+    "  audit show FILE|URL|ID     print an audit log as a readable timeline\n"
     "  cleanup RUN_ID             undo what a crashed/cancelled run created\n"
     "  runs                       list recorded runs with status\n"
     "  version                    print the version\n"
@@ -92,8 +92,9 @@ static const char run_help[] =
     "                           renewal (default 60s; renewed every third)\n"
     "      --grace DUR          after SIGTERM/SIGINT, how long 'finally' may\n"
     "                           run (default 25s, env ENGINE_GRACE; 0: no bound)\n"
-    "      --no-cleanup-leftovers  with a lock, do not remove first what\n"
-    "                           earlier runs holding it left behind\n";
+    "      --cleanup-leftovers  with a lock (the default), first remove what\n"
+    "                           earlier runs holding it left behind\n"
+    "      --no-cleanup-leftovers  do not\n";
 
 typedef struct cli {
   eng__run_opts o;
@@ -108,6 +109,7 @@ typedef struct cli {
   const char *lock;       /* --lock */
   int64_t lock_ttl_ms;
   bool no_leftovers;      /* --no-cleanup-leftovers */
+  bool leftovers;         /* --cleanup-leftovers (the default with a lock) */
 } cli;
 
 enum {
@@ -130,7 +132,8 @@ enum {
   OPT_LOCK,
   OPT_LOCK_TTL,
   OPT_GRACE,
-  OPT_NO_LEFTOVERS
+  OPT_NO_LEFTOVERS,
+  OPT_LEFTOVERS
 };
 
 static const struct option long_opts[] = {
@@ -157,6 +160,7 @@ static const struct option long_opts[] = {
     {"lock-ttl", required_argument, NULL, OPT_LOCK_TTL},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"no-cleanup-leftovers", no_argument, NULL, OPT_NO_LEFTOVERS},
+    {"cleanup-leftovers", no_argument, NULL, OPT_LEFTOVERS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -299,6 +303,7 @@ static int parse_args(cli *c, int argc, char **argv) {
                            "bound), got '%s'", optarg);
       break;
     case OPT_NO_LEFTOVERS: c->no_leftovers = true; break;
+    case OPT_LEFTOVERS: c->leftovers = true; break;
     case 'h': c->help = true; break;
     case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
     default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -319,6 +324,14 @@ static void load_plugins(cli *c, eng__diags *d) {
   eng__registry_load((const char *const *)dirs, n, d);
   for (size_t i = 0; i < n; i++) free(dirs[i]);
   free(dirs);
+}
+
+/* Plugins for a command that only needs them (refusals are not shown). */
+static void load_plugins_quietly(cli *c) {
+  eng__diags d = {0};
+  d.quiet = true;
+  load_plugins(c, &d);
+  eng__diags_free(&d);
 }
 
 static eng__lua *make_lua(const eng__runbook *rb, const char *lib_dir) {
@@ -399,10 +412,7 @@ static int cmd_run(cli *c, bool plan) {
   if (c->n_positional != 1)
     return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
   if (plan) return run_file(c, NULL, c->positional[0], true);
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   int code = run_file(c, st, c->positional[0], false);
@@ -543,6 +553,12 @@ static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
       int code = eng__run_main(rb, L, &o);
       if (code != ENG_EXIT_OK) return code;
     }
+  }
+  if (!name && c->leftovers && !c->o.cleanup_run) {
+    fprintf(stderr, "engine: --cleanup-leftovers needs a lock (--lock NAME or "
+                    "the runbook's 'lock:'): only runs holding the same lock "
+                    "are known to be over; nothing ran\n");
+    return ENG_EXIT_USAGE;
   }
   eng__lock *lock = NULL;
   if (name) {
@@ -845,10 +861,7 @@ static int cmd_docs(cli *c) {
           "of the loaded plugins (parameters, types, defaults, outputs) as "
           "Markdown: docs/actions.md is this output.\n", stdout, 0);
   }
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   const eng__plugin_entry *pl;
   size_t np = eng__registry_plugins(&pl);
   const eng__action_ref **acts;
@@ -928,10 +941,7 @@ static int cmd_schema(cli *c) {
     return print_help("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
           "runbook files, generated from the loaded plugins.\n", stdout, 0);
   }
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   const eng__action_ref **acts;
   size_t na = eng__registry_actions(&acts);
   json_t *variants = json_array();
@@ -1046,10 +1056,7 @@ static char *audit_file(cli *c, const char *arg, char **tmp) {
   } else {
     return eng__xstrdup(arg);
   }
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   size_t len = 0;
   char *data = eng__state_fetch_url(obj, &len, err, sizeof err);
   if (!data) {
@@ -1103,10 +1110,7 @@ static int cmd_runs(cli *c) {
   }
   if (!strstr(c->state_spec, "://"))
     return eng__runs_list(c->o.state_dir, stdout);
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   char err[1024] = "";
@@ -1134,10 +1138,7 @@ static int cmd_cleanup(cli *c) {
                       c->help ? 0 : ENG_EXIT_USAGE);
   }
   const char *id = c->positional[0];
-  eng__diags d = {0};
-  d.quiet = true;
-  load_plugins(c, &d);
-  eng__diags_free(&d);
+  load_plugins_quietly(c);
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   char err[1024] = "";

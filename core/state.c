@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,8 +510,13 @@ eng__state_sync *eng__state_sync_start(eng__state *st, const char *id) {
   s->st = eng__state_dup(st, s->err, sizeof s->err);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  /* signals are the loop's: the thread starts with all of them blocked */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   if (s->st && pthread_create(&s->thread, NULL, sync_main, s) == 0)
     s->started = true;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   return s;
 }
 

@@ -19,6 +19,9 @@ h.write(name, text) -> Path in h.tmp
 h.check(cond, msg)   raises AssertionError(msg) when cond is false
 h.fixture(rel)       path under tests/functional/fixtures
 h.report(path)       parsed JSON report
+h.source_db(name, rows=3000) -> URL of a fresh database with table t(id, v)
+h.db_exists(name)    whether the suite's server has that database
+wait_for(pred, timeout=60) -> whether pred() became true in time
 """
 import json
 import os
@@ -32,6 +35,15 @@ import traceback
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+
+
+def wait_for(pred, timeout=60, every=0.1):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
 
 
 def engine_bin():
@@ -99,6 +111,20 @@ class H:
         return subprocess.Popen([engine_bin(), *[str(a) for a in args]],
                                 cwd=str(cwd or self.tmp), env=e, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def source_db(self, name, rows=3000):
+        """A fresh database `name` on the suite's server with table t(id, v)
+        of `rows` rows; its URL."""
+        self.pg.psql(f'DROP DATABASE IF EXISTS "{name}"')
+        self.pg.psql(f'CREATE DATABASE "{name}"')
+        self.pg.psql('CREATE TABLE t(id int primary key, v text); '
+                     f"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g",
+                     db=name)
+        return self.pg.url(name)
+
+    def db_exists(self, name):
+        return self.pg.psql(
+            f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == '1'
 
     def write(self, name, text):
         p = self.tmp / name

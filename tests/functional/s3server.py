@@ -190,3 +190,20 @@ if __name__ == '__main__':
             print('wrong secret refused:', str(e)[:120])
     finally:
         srv.stop()
+
+
+_shared = None
+
+
+def shared(*buckets):
+    """The moto server of this test process (started on first use), with
+    these buckets made."""
+    global _shared
+    if _shared is None:
+        _shared = S3Server().start()
+        _shared.made = set()
+    for b in buckets:
+        if b not in _shared.made:
+            _shared.make_bucket(b)
+            _shared.made.add(b)
+    return _shared

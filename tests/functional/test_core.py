@@ -466,7 +466,8 @@ def test_plugin_abi_and_bad_plugins(h):
     r = h.engine('plugins', '--plugin-path', d)
     h.check(r.returncode == 0 and 'shell' in r.stdout, r.stdout + r.stderr)
     h.check("field 'abi_major' is 2" in r.stderr, r.stderr)
-    h.check("field 'abi_minor' is 3, newer" in r.stderr, r.stderr)
+    minor = int(h.engine('version').stdout.split('ABI 1.')[1].split(')')[0])
+    h.check(f"field 'abi_minor' is {minor + 1}, newer" in r.stderr, r.stderr)
     h.check("does not export 'eng_plugin_entry'" in r.stderr, r.stderr)
     h.check('junk.so' in r.stderr, r.stderr)
     # ... unless the user named the refused one; global options may come

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from harness import Suite, ROOT
+from harness import Suite, ROOT, wait_for
+from s3server import shared
 
 suite = Suite(__file__)
 IMAGE = 'localhost/engine:latest'
@@ -185,6 +186,145 @@ def test_restore_drill_in_the_container(h):
         h.check(pathlib.Path(runs[0]).stat().st_uid == UID, 'run directory not written by engine')
     finally:
         h.pg.psql(f'DROP DATABASE IF EXISTS "{src}"')
+
+
+# ---- a fleet of containers: state and lock in S3, stop and kill ------------
+
+BUCKET = 'engine-fleet'
+
+
+def s3():
+    return shared(BUCKET)
+
+
+def s3_keys(prefix):
+    r = s3().client().list_objects_v2(Bucket=BUCKET)
+    return sorted(o['Key'] for o in r.get('Contents', []) if o['Key'].startswith(prefix))
+
+
+def s3_text(key):
+    return s3().client().get_object(Bucket=BUCKET, Key=key)['Body'].read().decode()
+
+
+def run_ids(prefix):
+    return sorted({k.split('/')[2] for k in s3_keys(prefix + '/runs/')})
+
+
+def restored(prefix):
+    ids = run_ids(prefix)
+    if not ids:
+        return False
+    j = s3_text(f'{prefix}/runs/{ids[0]}/journal')
+    return any(json.loads(l).get('event') == 'step.end' and json.loads(l).get('step') == 'restore'
+               for l in j.splitlines() if l.strip())
+
+
+def drill_container(h, name, src, prefix, *args):
+    """podman run -d of the locked drill fixture, state in s3://BUCKET/prefix."""
+    env = s3().env(DATABASE_URL=src)
+    cmd = ['run', '-d', '--name', name, '--network', 'host',
+           '-v', f'{ROOT / "tests/functional/fixtures/state"}:/rb:ro']
+    for k, v in env.items():
+        cmd += ['-e', f'{k}={v}']
+    cmd += [IMAGE, 'run', '/rb/drill.yaml', '--state-dir', f's3://{BUCKET}/{prefix}', *args]
+    r = podman(*cmd)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    return name
+
+
+def exit_code(name, timeout=120):
+    r = podman('wait', name, timeout=timeout)
+    return int(r.stdout.strip().splitlines()[-1])
+
+
+def logs(name):
+    r = podman('logs', name)
+    return r.stdout + r.stderr
+
+
+@suite.test
+def test_two_containers_one_lock_state_in_s3(h):
+    src = h.source_db(f'img_lock_src_{PID}')
+    db = f'img_lock_drill_{PID}'
+    names = [f'engine-lock-{PID}-{i}' for i in (1, 2)]
+    try:
+        for n in names:
+            drill_container(h, n, src, 'fleet-a', '--set', f'restore_db={db}',
+                            '--set', 'pause=3s', '--lock', 'ledger')
+        codes = {n: exit_code(n) for n in names}
+        h.check(sorted(codes.values()) == [0, 6], {n: (c, logs(n)[-800:]) for n, c in codes.items()})
+        loser = next(n for n, c in codes.items() if c == 6)
+        out = logs(loser)
+        h.check("another run holds the lock 'ledger'" in out and 'nothing ran' in out, out)
+        ids = run_ids('fleet-a')
+        h.check(len(ids) == 1, s3_keys('fleet-a'))  # the refused one wrote nothing
+        h.check(ids[0] in out, out)
+        h.check(not s3_keys('fleet-a/locks/'), s3_keys('fleet-a/locks/'))
+        h.check(not h.db_exists(db))
+        # read from the host: the run, and its audit log
+        url = f's3://{BUCKET}/fleet-a'
+        e = s3().env(ENGINE_SCRATCH_DIR=str(h.tmp / 'host'))
+        r = h.engine('runs', '--state-dir', url, env=e)
+        h.check(ids[0] in r.stdout and 'ok' in r.stdout, r.stdout + r.stderr)
+        r = h.engine('audit', 'verify', f'{url}/runs/{ids[0]}', env=e)
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+    finally:
+        for n in names:
+            podman('rm', '-f', '-t', '0', n)
+
+
+@suite.test
+def test_podman_stop_during_restore_finally_within_grace(h):
+    src = h.source_db(f'img_stop_src_{PID}')
+    db = f'img_stop_drill_{PID}'
+    name = f'engine-stop-{PID}'
+    try:
+        drill_container(h, name, src, 'fleet-b', '--set', f'restore_db={db}',
+                        '--set', 'pause=120s', '--lock', 'stop')
+        h.check(wait_for(lambda: restored('fleet-b'), 120), logs(name))
+        h.check(h.db_exists(db))
+        t0 = time.time()
+        podman('stop', '-t', '30', name, timeout=60)
+        took = time.time() - t0
+        code = exit_code(name)
+        out = logs(name)
+        h.check(code == 5, f'exit {code}: {out[-1500:]}')
+        h.check(took < 25, f'stop took {took:.1f}s')
+        h.check(not h.db_exists(db), 'finally did not drop the drill database')
+        rid = run_ids('fleet-b')[0]
+        rep = json.loads(s3_text(f'fleet-b/runs/{rid}/report.json'))
+        h.check(rep['exit_code'] == 5 and rep['steps']['drop']['status'] == 'ok', rep['steps']['drop'])
+    finally:
+        podman('rm', '-f', '-t', '0', name)
+
+
+@suite.test
+def test_podman_kill_then_next_container_removes_leftover(h):
+    src = h.source_db(f'img_kill_src_{PID}')
+    db = f'img_kill_drill_{PID}'
+    names = [f'engine-kill-{PID}-{i}' for i in (1, 2)]
+    try:
+        drill_container(h, names[0], src, 'fleet-c', '--set', f'restore_db={db}',
+                        '--set', 'pause=120s', '--lock', 'kill', '--lock-ttl', '3s')
+        h.check(wait_for(lambda: restored('fleet-c'), 120), logs(names[0]))
+        old = run_ids('fleet-c')[0]
+        podman('kill', '-s', 'KILL', names[0])
+        exit_code(names[0])
+        h.check(h.db_exists(db), 'SIGKILL runs no finally')
+        time.sleep(3.5)  # past the dead holder's lock TTL
+        drill_container(h, names[1], src, 'fleet-c', '--set', f'restore_db={db}',
+                        '--set', 'pause=1ms', '--lock', 'kill', '--lock-ttl', '3s')
+        code = exit_code(names[1])
+        out = logs(names[1])
+        h.check(code == 0, out[-2000:])
+        h.check(f'taken over from run {old}' in out, out[-2000:])
+        h.check(f'run {old}: removing 1 resource it left behind' in out, out[-2000:])
+        h.check(not h.db_exists(db))
+        j = s3_text(f'fleet-c/runs/{old}/journal')
+        h.check('"removed"' in j, j[-500:])
+    finally:
+        for n in names:
+            podman('rm', '-f', '-t', '0', n)
 
 
 if __name__ == '__main__':

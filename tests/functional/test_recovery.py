@@ -8,31 +8,17 @@ import pathlib
 import signal
 import time
 
-from harness import Suite
+from harness import Suite, wait_for
 
 suite = Suite(__file__)
 
 
 def make_source(h, name):
-    pg = h.pg
-    pg.psql(f'DROP DATABASE IF EXISTS "{name}"')
-    pg.psql(f'CREATE DATABASE "{name}"')
-    pg.psql('CREATE TABLE t(id int primary key, v text); '
-            "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g", db=name)
-    return pg.url(name)
+    return h.source_db(name, rows=5000)
 
 
 def db_exists(h, name):
-    return h.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == '1'
-
-
-def wait_for(pred, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
+    return h.db_exists(name)
 
 
 def journal_events(rd):

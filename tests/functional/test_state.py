@@ -10,20 +10,15 @@ import signal
 import subprocess
 import time
 
-from harness import Suite, engine_bin
-from s3server import S3Server
+from harness import Suite, engine_bin, wait_for
+from s3server import shared
 
 suite = Suite(__file__)
 BUCKET = 'engine-state'
-_srv = None
 
 
 def srv():
-    global _srv
-    if _srv is None:
-        _srv = S3Server().start()
-        _srv.make_bucket(BUCKET)
-    return _srv
+    return shared(BUCKET)
 
 
 def s3env(h, scratch='scratch', **extra):
@@ -52,28 +47,6 @@ def get(key):
     return srv().client().get_object(Bucket=BUCKET, Key=key)
 
 
-def make_source(h, name):
-    pg = h.pg
-    pg.psql(f'DROP DATABASE IF EXISTS "{name}"')
-    pg.psql(f'CREATE DATABASE "{name}"')
-    pg.psql('CREATE TABLE t(id int primary key, v text); '
-            "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g", db=name)
-    return pg.url(name)
-
-
-def db_exists(h, name):
-    return h.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == '1'
-
-
-def wait_for(pred, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def events(text):
     return [json.loads(l) for l in text.splitlines() if l.strip()]
 
@@ -90,6 +63,12 @@ def local_restored(h, state):
 
 def s3_run_ids(prefix):
     return sorted({k.split('/')[2] for k in keys(prefix + '/runs/')})
+
+
+def s3_restored(prefix):
+    """The first run under prefix has its restore step ended, in the store."""
+    ids = s3_run_ids(prefix)
+    return bool(ids) and restored_in(get(f'{prefix}/runs/{ids[0]}/journal')['Body'].read().decode())
 
 
 # ---- locks, locally ---------------------------------------------------------
@@ -120,6 +99,12 @@ def test_local_lock_second_run_exits_6_and_touches_nothing(h):
     r = h.engine('run', hold, '--state-dir', st, '--set', f'marker={h.tmp}/x',
                  '--lock', 'bad name')
     h.check(r.returncode == 2 and '--lock needs a name' in r.stderr, r.stderr)
+    # leftovers are only known per lock
+    rb = h.write('nolock.yaml', 'version: 1\nname: nolock\nsteps:\n'
+                 '  - id: a\n    uses: shell\n    with: {command: "touch nolock-ran"}\n')
+    r = h.engine('run', rb, '--state-dir', st, '--cleanup-leftovers')
+    h.check(r.returncode == 2 and '--cleanup-leftovers needs a lock' in r.stderr, r.stderr)
+    h.check(not (h.tmp / 'nolock-ran').exists())
 
 
 @suite.test
@@ -137,43 +122,42 @@ def test_lock_from_steps_is_invalid(h):
 
 # ---- SIGTERM and the grace ------------------------------------------------------
 
-@suite.test
-def test_sigterm_during_drill_finally_drops_database_within_grace(h):
-    src = make_source(h, 'state_src_a')
-    name = 'state_drill_a'
+def sigterm_after_restore(h, src, name, *args):
+    """The locked drill with state in h.tmp/st, sent SIGTERM once its restore
+    ended: (exit code, seconds from the signal to the exit, output)."""
     p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', h.tmp / 'st',
-                '--set', f'restore_db={name}', '--grace', '10s', env={'DATABASE_URL': src})
+                '--set', f'restore_db={name}', *args, env={'DATABASE_URL': src})
     h.check(wait_for(lambda: local_restored(h, 'st')), 'the restore never finished')
-    h.check(db_exists(h, name))
+    h.check(h.db_exists(name))
     t0 = time.time()
     p.send_signal(signal.SIGTERM)
     code = p.wait(timeout=30)
     took = time.time() - t0
-    out = p.stdout.read() + p.stderr.read()
+    return code, took, p.stdout.read() + p.stderr.read()
+
+
+@suite.test
+def test_sigterm_during_drill_finally_drops_database_within_grace(h):
+    src = h.source_db('state_src_a')
+    name = 'state_drill_a'
+    code, took, out = sigterm_after_restore(h, src, name, '--grace', '10s')
     h.check(code == 5, f'exit {code}: {out}')
     h.check(took < 10, f'took {took:.1f}s')
     h.check('SIGTERM received' in out and 'within 10.0s' in out, out)
-    h.check(not db_exists(h, name), 'finally did not drop the drill database')
+    h.check(not h.db_exists(name), 'finally did not drop the drill database')
 
 
 @suite.test
 def test_grace_runs_out_then_next_run_removes_leftover(h):
-    src = make_source(h, 'state_src_b')
+    src = h.source_db('state_src_b')
     name = 'state_drill_b'
     st = h.tmp / 'st'
-    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', st,
-                '--set', f'restore_db={name}', '--set', 'finally_pause=30s',
-                '--grace', '2s', env={'DATABASE_URL': src})
-    h.check(wait_for(lambda: local_restored(h, 'st')), 'the restore never finished')
-    t0 = time.time()
-    p.send_signal(signal.SIGTERM)
-    code = p.wait(timeout=30)
-    took = time.time() - t0
-    out = p.stdout.read() + p.stderr.read()
+    code, took, out = sigterm_after_restore(h, src, name, '--set', 'finally_pause=30s',
+                                            '--grace', '2s')
     h.check(code == 5, f'exit {code}: {out}')
     h.check(took < 4.5, f'the grace of 2s took {took:.1f}s')
     h.check('the grace of 2.0s ran out' in out, out)
-    h.check(db_exists(h, name), 'the drop could not have run')
+    h.check(h.db_exists(name), 'the drop could not have run')
     old = os.listdir(st / 'runs')[0]
     r = h.engine('runs', '--state-dir', st)
     line = next(l for l in r.stdout.splitlines() if l.startswith(old))
@@ -185,7 +169,7 @@ def test_grace_runs_out_then_next_run_removes_leftover(h):
     h.check(r.returncode == 0, r.stdout + r.stderr)
     h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
     h.check(r.stdout.index(f'run {old}: leftovers removed') < r.stdout.index('> backup'), r.stdout)
-    h.check(not db_exists(h, name))
+    h.check(not h.db_exists(name))
     r = h.engine('runs', '--state-dir', st)
     line = next(l for l in r.stdout.splitlines() if l.startswith(old))
     h.check(line.rstrip().endswith('0'), r.stdout)
@@ -196,7 +180,7 @@ def test_grace_runs_out_then_next_run_removes_leftover(h):
 
 @suite.test
 def test_s3_state_drill_runs_audit_verify_from_elsewhere(h):
-    src = make_source(h, 'state_src_c')
+    src = h.source_db('state_src_c')
     url = f's3://{BUCKET}/team-a'
     r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url,
                  '--set', 'restore_db=state_drill_c', '--set', 'pause=1ms',
@@ -231,7 +215,7 @@ def test_s3_state_drill_runs_audit_verify_from_elsewhere(h):
                               Body=body.replace(b'"backup"', b'"backuq"', 1))
     r = h.engine('audit', 'verify', f'{url}/runs/{rid}/audit.jsonl', env=other)
     h.check(r.returncode == 1, r.stdout + r.stderr)
-    h.check(not db_exists(h, 'state_drill_c'))
+    h.check(not h.db_exists('state_drill_c'))
     # secrets stay out of the store
     pw = h.pg.password if hasattr(h.pg, 'password') else None
     for k in keys(f'team-a/runs/{rid}/'):
@@ -262,21 +246,17 @@ def test_s3_lock_second_run_exits_6(h):
 
 @suite.test
 def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
-    src = make_source(h, 'state_src_d')
+    src = h.source_db('state_src_d')
     name = 'state_drill_d'
     url = f's3://{BUCKET}/team-d'
     p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
                 '--set', f'restore_db={name}', '--lock-ttl', '3s',
                 env=s3env(h, DATABASE_URL=src))
-
-    def restored():
-        ids = s3_run_ids('team-d')
-        return bool(ids) and restored_in(get(f'team-d/runs/{ids[0]}/journal')['Body'].read().decode())
-    h.check(wait_for(restored), 'the restore never reached the store')
+    h.check(wait_for(lambda: s3_restored('team-d')), 'the restore never reached the store')
     old = s3_run_ids('team-d')[0]
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
-    h.check(db_exists(h, name), 'SIGKILL runs no finally')
+    h.check(h.db_exists(name), 'SIGKILL runs no finally')
     h.check(f'team-d/locks/drill-{name}' in keys('team-d/locks/'))
     # another machine, at once: the lock is still valid
     r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url,
@@ -290,7 +270,7 @@ def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
     h.check(r.returncode == 0, r.stdout + r.stderr)
     h.check(f'taken over from run {old}' in r.stdout, r.stdout)
     h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
-    h.check(not db_exists(h, name))
+    h.check(not h.db_exists(name))
     j = get(f'team-d/runs/{old}/journal')['Body'].read().decode()
     h.check(any(e.get('event') == 'removed' for e in events(j)), j[-600:])
     r = h.engine('audit', 'verify', f'{url}/runs/{old}', env=s3env(h, 'm3'))
@@ -300,17 +280,13 @@ def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
 
 @suite.test
 def test_s3_resume_and_cleanup_from_another_machine(h):
-    src = make_source(h, 'state_src_e')
+    src = h.source_db('state_src_e')
     name = 'state_drill_e'
     url = f's3://{BUCKET}/team-e'
     p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
                 '--set', f'restore_db={name}', '--no-cleanup-leftovers',
                 env=s3env(h, DATABASE_URL=src))
-
-    def restored():
-        ids = s3_run_ids('team-e')
-        return bool(ids) and restored_in(get(f'team-e/runs/{ids[0]}/journal')['Body'].read().decode())
-    h.check(wait_for(restored), 'the restore never reached the store')
+    h.check(wait_for(lambda: s3_restored('team-e')), 'the restore never reached the store')
     rid = s3_run_ids('team-e')[0]
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -318,7 +294,7 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     h.check(rid in r.stdout and 'incomplete' in r.stdout, r.stdout + r.stderr)
     r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm2', DATABASE_URL=src))
     h.check(r.returncode == 0 and 'removing 1 resource' in r.stdout, r.stdout + r.stderr)
-    h.check(not db_exists(h, name))
+    h.check(not h.db_exists(name))
     r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm3', DATABASE_URL=src))
     h.check(r.returncode == 0 and 'nothing to clean up' in r.stdout, r.stdout + r.stderr)
     r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url, '--resume', rid,
@@ -327,7 +303,7 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     h.check(r.returncode == 0, r.stdout + r.stderr)
     rep = json.loads(get(f'team-e/runs/{rid}/report.json')['Body'].read())
     h.check(rep['run_id'] == rid and rep['status'] == 'ok', rep.get('status'))
-    h.check(not db_exists(h, name))
+    h.check(not h.db_exists(name))
     r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url, '--resume', 'nope-1',
                  '--set', f'restore_db={name}', env=s3env(h, 'm5', DATABASE_URL=src))
     h.check(r.returncode == 2 and 'no such run' in r.stderr, r.stderr)

@@ -15,22 +15,17 @@ import subprocess
 
 from faultproxy import FaultProxy
 from harness import ROOT, Suite
-from s3server import S3Server
+from s3server import shared
 
 suite = Suite(__file__)
 BUCKET = 'engine-store'
-_srv = None
 
 # exit status of store_probe: -rc of the eng_err
 OK, INVALID, EXISTS, NOTFOUND, AUTH, CHECKSUM = 0, 1, 9, 8, 12, 14
 
 
 def srv():
-    global _srv
-    if _srv is None:
-        _srv = S3Server().start()
-        _srv.make_bucket(BUCKET)
-    return _srv
+    return shared(BUCKET)
 
 
 def build_dir():
