@@ -334,7 +334,9 @@ char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
   json_array_foreach(left, i, e) {
     json_t *undo = json_object_get(json_object_get(e, "detail"), "undo");
     const char *action = json_string_value(json_object_get(undo, "action"));
-    if (!action) continue;
+    /* only a plugin's action undoes a resource (the journal may come from
+     * a store: a built-in such as shell never runs from it) */
+    if (!action || !strchr(action, '.') || action[0] == '.') continue;
     json_t *w = json_object_get(undo, "with");
     char *wtext = json_dumps(w ? w : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
     if (wtext) param_refs(wtext, params);

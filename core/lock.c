@@ -8,32 +8,45 @@
  * renewed and taken over with writes conditional on the ETag last seen,
  * released with a delete conditional on ours. Locally it is flock() on
  * STATE/locks/NAME.lock (the kernel releases it when the holder dies),
- * whose content names the holder the same way. */
+ * whose content names the holder the same way.
+ *
+ * Renewal runs on a thread of the lock's own from the moment the lock is
+ * taken until it is released (also while earlier runs' leftovers are
+ * removed, and while the last state is written), so a slow store never
+ * holds up the loop; a watch on the run's loop turns "taken over" or "not
+ * renewed in time" into a stop of the run. */
 #include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 struct eng__lock {
-  eng__state *st; /* own handle: the loop thread, then one worker at a time */
+  eng__state *st; /* own handle: the taker, then the renewal thread */
   char *name, *key, *id;
   char host[128];
   char started[40];
-  int64_t ttl_ms, expires_ms;
-  char etag[ENG_ETAG_MAX];
+  int64_t ttl_ms;
   int fd; /* local: the flock()ed file, else -1 */
-  /* renewal on a loop */
+  /* shared with the renewal thread, under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  char etag[ENG_ETAG_MAX];
+  int64_t expires_ms;
+  bool stop, lost;
+  char lost_msg[300];
+  pthread_t thread;
+  bool renewing;
+  /* the watch on a run's loop */
   uv_timer_t *timer;
-  uv_work_t work;
-  bool working, closing;
-  int work_rc;
-  char work_err[256];
-  void (*lost)(void *ud, const char *msg);
+  void (*lost_cb)(void *ud, const char *msg);
   void *lost_ud;
   bool lost_told;
 };
@@ -89,6 +102,8 @@ static eng__lock *lock_new(const char *name, const char *id,
   l->key = eng__asprintf("locks/%s", name);
   l->ttl_ms = ttl_ms;
   l->fd = -1;
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->cv, NULL);
   gethostname(l->host, sizeof l->host - 1);
   eng__fmt_time(now_ms, l->started, sizeof l->started);
   return l;
@@ -96,6 +111,8 @@ static eng__lock *lock_new(const char *name, const char *id,
 
 static void lock_free(eng__lock *l) {
   if (l->fd >= 0) close(l->fd);
+  pthread_mutex_destroy(&l->mu);
+  pthread_cond_destroy(&l->cv);
   eng__state_close(l->st);
   free(l->name);
   free(l->key);
@@ -181,7 +198,7 @@ int eng__lock_take(eng__state *st, const char *name, const char *id,
     }
     int64_t exp = parse_holder(cur, len, holder);
     free(cur);
-    if (exp > now_ms) break; /* held */
+    if (exp > now_ms || !cur_etag[0]) break; /* held (or no safe take-over) */
     rc = eng__state_put(l->st, l->key, rec, strlen(rec), cur_etag, l->etag,
                         err, errlen);
     if (rc == ENG_OK) {
@@ -192,6 +209,15 @@ int eng__lock_take(eng__state *st, const char *name, const char *id,
     } /* else: changed meanwhile; look again */
   }
   free(rec);
+  if (result == 0 && !l->etag[0]) {
+    /* without an ETag no write can be conditional: no lock at all */
+    snprintf(err, errlen, "the state store gave no ETag for %s, so the lock "
+             "cannot be renewed or released safely (a store that keeps "
+             "ETags and honours If-Match is needed)", l->key);
+    char derr[256];
+    eng__state_del(l->st, l->key, NULL, derr, sizeof derr);
+    result = -1;
+  }
   if (result == 0) {
     l->expires_ms = now_ms + ttl_ms;
     *out = l;
@@ -201,73 +227,135 @@ int eng__lock_take(eng__state *st, const char *name, const char *id,
   return result;
 }
 
+/* Is the record in the store still ours (a renewal whose answer was lost
+ * but which was applied)? Then its ETag is ours too. */
+static bool still_ours(eng__lock *l, char etag[ENG_ETAG_MAX]) {
+  char *cur = NULL, err[256];
+  size_t len = 0;
+  if (eng__state_get(l->st, l->key, &cur, &len, etag, err, sizeof err) != ENG_OK)
+    return false;
+  json_t *j = json_loadb(cur, len, 0, NULL);
+  free(cur);
+  const char *run = json_string_value(json_object_get(j, "run"));
+  const char *host = json_string_value(json_object_get(j, "host"));
+  bool ours = run && host && !strcmp(run, l->id) && !strcmp(host, l->host) &&
+              json_integer_value(json_object_get(j, "pid")) == (json_int_t)getpid() &&
+              etag[0];
+  json_decref(j);
+  return ours;
+}
+
 int eng__lock_renew(eng__lock *l, int64_t now_ms, char *err, size_t errlen) {
   if (!l->st) return 0; /* flock() holds while the process lives */
   char *rec = record(l, now_ms);
-  char etag[ENG_ETAG_MAX];
-  int rc = eng__state_put(l->st, l->key, rec, strlen(rec), l->etag, etag, err,
+  char cond[ENG_ETAG_MAX], etag[ENG_ETAG_MAX] = "";
+  pthread_mutex_lock(&l->mu);
+  memcpy(cond, l->etag, sizeof cond);
+  pthread_mutex_unlock(&l->mu);
+  int rc = eng__state_put(l->st, l->key, rec, strlen(rec), cond, etag, err,
                           errlen);
+  if (rc == ENG_ERR_EXISTS && still_ours(l, cond))
+    rc = eng__state_put(l->st, l->key, rec, strlen(rec), cond, etag, err,
+                        errlen);
   free(rec);
-  if (rc == ENG_OK) {
+  if (rc == ENG_OK && etag[0]) {
+    pthread_mutex_lock(&l->mu);
     memcpy(l->etag, etag, sizeof etag);
     l->expires_ms = now_ms + l->ttl_ms;
+    pthread_mutex_unlock(&l->mu);
     return 0;
   }
   if (rc == ENG_ERR_EXISTS) {
     snprintf(err, errlen, "another run took the lock '%s' over", l->name);
     return 1;
   }
+  if (rc == ENG_OK) snprintf(err, errlen, "the store gave no ETag");
   return -1;
 }
 
-/* ---- renewal on the loop ------------------------------------------------ */
+/* ---- renewal on a thread ------------------------------------------------- */
 
-static void renew_work(uv_work_t *w) {
-  eng__lock *l = w->data;
-  l->work_err[0] = '\0';
-  l->work_rc = eng__lock_renew(l, eng__now_ms(), l->work_err,
-                               sizeof l->work_err);
-}
-
-static void tell_lost(eng__lock *l, const char *msg) {
-  if (l->lost_told || !l->lost) return;
-  l->lost_told = true;
-  l->lost(l->lost_ud, msg);
-}
-
-static void renew_after(uv_work_t *w, int status) {
-  eng__lock *l = w->data;
-  l->working = false;
-  if (status != 0 || l->closing) return;
-  if (l->work_rc == 1) {
-    tell_lost(l, l->work_err);
-  } else if (l->work_rc < 0 && eng__now_ms() >= l->expires_ms) {
-    char *m = eng__asprintf("the lock '%s' could not be renewed before it "
-                            "expired: %s", l->name, l->work_err);
-    tell_lost(l, m);
-    free(m);
+static void *renew_main(void *arg) {
+  eng__lock *l = arg;
+  int64_t every = l->ttl_ms / 3 > 0 ? l->ttl_ms / 3 : 1;
+  pthread_mutex_lock(&l->mu);
+  while (!l->stop && !l->lost) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (every % 1000) * 1000000;
+    ts.tv_sec += (time_t)(every / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    while (!l->stop &&
+           pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT) {
+    }
+    if (l->stop) break;
+    pthread_mutex_unlock(&l->mu);
+    char err[256] = "";
+    int rc = eng__lock_renew(l, eng__now_ms(), err, sizeof err);
+    pthread_mutex_lock(&l->mu);
+    if (rc == 1) {
+      l->lost = true;
+      snprintf(l->lost_msg, sizeof l->lost_msg, "%s", err);
+    } else if (rc < 0) { /* tried again at the next tick; the watch on the
+                            loop says when the lock expired meanwhile */
+      snprintf(l->lost_msg, sizeof l->lost_msg, "%s", err);
+    }
   }
+  pthread_mutex_unlock(&l->mu);
+  return NULL;
 }
 
-static void renew_tick(uv_timer_t *t) {
+void eng__lock_renewing(eng__lock *l) {
+  if (!l || !l->st || l->renewing) return;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the loop's */
+  l->renewing = pthread_create(&l->thread, NULL, renew_main, l) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+bool eng__lock_lost(eng__lock *l, int64_t now_ms, char *msg, size_t n) {
+  if (!l || !l->st) return false;
+  pthread_mutex_lock(&l->mu);
+  /* stop a little before the expiry: another run may take it over then */
+  int64_t margin = l->ttl_ms / 6;
+  bool lost = l->lost || now_ms + margin >= l->expires_ms;
+  if (lost && msg) {
+    if (l->lost) snprintf(msg, n, "%s", l->lost_msg);
+    else {
+      char exp[40];
+      eng__fmt_time(l->expires_ms, exp, sizeof exp);
+      snprintf(msg, n, "the lock '%s' could not be renewed before it expires "
+               "at %s%s%s", l->name, exp, l->lost_msg[0] ? ": " : "",
+               l->lost_msg);
+    }
+  }
+  pthread_mutex_unlock(&l->mu);
+  return lost;
+}
+
+/* ---- the watch on a run's loop ------------------------------------------ */
+
+static void watch_tick(uv_timer_t *t) {
   eng__lock *l = t->data;
-  if (l->working || l->closing) return;
-  l->working = true;
-  l->work.data = l;
-  if (uv_queue_work(t->loop, &l->work, renew_work, renew_after) != 0)
-    l->working = false;
+  char msg[400];
+  if (l->lost_told || !eng__lock_lost(l, eng__now_ms(), msg, sizeof msg))
+    return;
+  l->lost_told = true;
+  if (l->lost_cb) l->lost_cb(l->lost_ud, msg);
 }
 
 void eng__lock_keep(eng__lock *l, uv_loop_t *loop,
                     void (*lost)(void *ud, const char *msg), void *ud) {
   if (!l || !l->st) return;
-  l->lost = lost;
+  eng__lock_renewing(l);
+  l->lost_cb = lost;
   l->lost_ud = ud;
   l->timer = eng__xmalloc(sizeof *l->timer);
   uv_timer_init(loop, l->timer);
   l->timer->data = l;
-  uint64_t every = (uint64_t)(l->ttl_ms / 3 > 0 ? l->ttl_ms / 3 : 1);
-  uv_timer_start(l->timer, renew_tick, every, every);
+  uint64_t every = (uint64_t)(l->ttl_ms / 6 > 50 ? l->ttl_ms / 6 : 50);
+  uv_timer_start(l->timer, watch_tick, every, every);
   uv_unref((uv_handle_t *)l->timer); /* never keeps a finished run alive */
 }
 
@@ -275,7 +363,6 @@ static void timer_closed(uv_handle_t *h) { free(h); }
 
 void eng__lock_unkeep(eng__lock *l) {
   if (!l || !l->timer) return;
-  l->closing = true;
   uv_timer_stop(l->timer);
   uv_close((uv_handle_t *)l->timer, timer_closed);
   l->timer = NULL;
@@ -283,10 +370,22 @@ void eng__lock_unkeep(eng__lock *l) {
 
 void eng__lock_release(eng__lock *l) {
   if (!l) return;
+  if (l->renewing) {
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    /* a renewal under way ends within its request's timeouts; the process
+     * does not wait longer than 10 s for it (the lock then expires) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    if (pthread_timedjoin_np(l->thread, NULL, &ts) != 0) return; /* kept */
+  }
   if (l->st) {
     char err[256];
     /* conditional: a lock taken over by another run stays theirs */
-    eng__state_del(l->st, l->key, l->etag, err, sizeof err);
+    if (!l->lost) eng__state_del(l->st, l->key, l->etag, err, sizeof err);
   } else if (l->fd >= 0) {
     if (ftruncate(l->fd, 0) != 0) { /* the record only; the lock goes */ }
   }

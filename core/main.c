@@ -412,7 +412,10 @@ static int cmd_run(cli *c, bool plan) {
   if (c->n_positional != 1)
     return usage_error("%s needs exactly one RUNBOOK file", plan ? "plan" : "run");
   if (plan) return run_file(c, NULL, c->positional[0], true);
-  load_plugins_quietly(c);
+  eng__diags d = {0};
+  d.color = c->o.color && isatty(2);
+  load_plugins(c, &d); /* refusals said once, here */
+  eng__diags_free(&d);
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   int code = run_file(c, st, c->positional[0], false);
@@ -421,11 +424,20 @@ static int cmd_run(cli *c, bool plan) {
 }
 
 /* Write the cleanup runbook of run `id` (pulled into the local state
- * directory) and run it. *count: resources it removes (0: nothing ran). */
-static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count) {
+ * directory) and run it, with `guards` (protected targets) when given.
+ * *count: resources it removes (0: nothing ran). */
+static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count,
+                       const json_t *guards) {
   char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
   size_t n = 0;
   char *text = eng__cleanup_runbook(dir, &n);
+  if (text && guards) { /* held to the guards of the run that asked */
+    json_t *rb = json_loads(text, 0, NULL);
+    json_object_set(rb, "guards", (json_t *)guards);
+    free(text);
+    text = json_dumps(rb, JSON_INDENT(2));
+    json_decref(rb);
+  }
   *count = n;
   if (!text) {
     free(dir);
@@ -461,11 +473,12 @@ static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count) {
   return code;
 }
 
-/* Before a run holding lock `name`: what earlier runs holding it left
+/* Before a run of rb holding lock `name`: what earlier runs holding it left
  * behind (their marker locks/NAME.runs/ID is still there) is removed
- * first. 0, or -1 when it could not be (said on stderr). */
+ * first, held to rb's protected targets. 0, or the exit code when it could
+ * not be (said on stderr). */
 static int remove_leftovers(cli *c, eng__state *st, const char *name,
-                            const char *self) {
+                            const char *self, const eng__runbook *rb) {
   char err[1024] = "";
   char *prefix = eng__asprintf("locks/%s.runs/", name);
   json_t *keys = eng__state_list(st, prefix, err, sizeof err);
@@ -474,41 +487,71 @@ static int remove_leftovers(cli *c, eng__state *st, const char *name,
     fprintf(stderr, "engine: cannot list the earlier runs of lock '%s': %s\n",
             name, err);
     free(prefix);
-    return -1;
+    return ENG_EXIT_FAILED;
+  }
+  /* the protected targets of this runbook hold for the cleanup too */
+  json_t *guards = json_object();
+  static const char *const lists[] = {"protected_databases", "protected_volumes",
+                                      "protected_buckets", "protected_instances"};
+  for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) {
+    eng__node *g = eng__node_get(rb->guards, lists[k]);
+    if (g) json_object_set_new(guards, lists[k], eng__node_to_json(g));
   }
   size_t i;
   json_t *k;
   json_array_foreach(keys, i, k) {
     const char *key = json_string_value(k);
+    if (strncmp(key, prefix, strlen(prefix))) continue;
     const char *id = key + strlen(prefix);
     if (!strcmp(id, self)) continue;
     int pr = eng__state_pull_run(st, id, err, sizeof err);
     size_t n = 0;
-    int code = 0;
     if (pr < 0) {
       fprintf(stderr, "engine: cannot read run %s (it held lock '%s'): %s\n",
               id, name, err);
-      result = -1;
+      result = ENG_EXIT_FAILED;
       break;
     }
     if (pr == 0) {
-      code = cleanup_run(c, st, id, &n);
+      int code = cleanup_run(c, st, id, &n, json_object_size(guards) ? guards : NULL);
       if (code != 0) {
+        if (code == ENG_EXIT_INTERRUPTED) {
+          result = code;
+          break;
+        }
         fprintf(stderr,
                 "engine: run %s (it held lock '%s') left resources that could "
                 "not all be removed (exit %d); nothing of this run ran. Fix "
                 "the cause and run 'engine cleanup %s'\n",
                 id, name, code, id);
-        result = -1;
+        result = ENG_EXIT_FAILED;
         break;
       }
       if (n) printf("run %s: leftovers removed\n", id);
     }
     eng__state_del(st, key, NULL, err, sizeof err);
   }
+  json_decref(guards);
   json_decref(keys);
   free(prefix);
   return result;
+}
+
+/* The lock run `id` held (its run.start record says), or NULL. */
+static char *run_lock_of(eng__state *st, const char *id) {
+  char *key = eng__asprintf("runs/%s/audit.jsonl", id), *data = NULL, err[256];
+  size_t len = 0;
+  char *name = NULL;
+  if (eng__state_get(st, key, &data, &len, NULL, err, sizeof err) == ENG_OK) {
+    char *nl = memchr(data, '\n', len);
+    json_t *j = json_loadb(data, nl ? (size_t)(nl - data) : len, 0, NULL);
+    const char *s = json_string_value(json_object_get(j, "lock"));
+    if (s && eng__lock_name_ok(s)) name = eng__xstrdup(s);
+    json_decref(j);
+  }
+  free(data);
+  free(key);
+  return name;
 }
 
 /* Does run `id` still own resources it created? */
@@ -521,6 +564,101 @@ static bool has_leftovers(const char *state_dir, const char *id) {
   return n > 0;
 }
 
+/* The lock this run holds: --lock, else the runbook's `lock:` rendered
+ * with the run's parameters (*name NULL: none). An exit code. */
+static int lock_name_of(cli *c, eng__runbook *rb, eng__lua *L, char **name) {
+  *name = NULL;
+  if (c->o.cleanup_run) return ENG_EXIT_OK;
+  if (c->lock) {
+    *name = eng__xstrdup(c->lock);
+  } else if (rb->lock) {
+    eng__run_opts o = c->o;
+    o.lock_out = name;
+    int code = eng__run_main(rb, L, &o);
+    if (code != ENG_EXIT_OK) return code;
+  }
+  if (!*name && c->leftovers) {
+    fprintf(stderr, "engine: --cleanup-leftovers needs a lock (--lock NAME or "
+                    "the runbook's 'lock:'): only runs holding the same lock "
+                    "are known to be over; nothing ran\n");
+    return ENG_EXIT_USAGE;
+  }
+  return ENG_EXIT_OK;
+}
+
+/* Take lock `name` for run `id` and start renewing it. An exit code (6:
+ * held, said with the holder). */
+static int take_lock(cli *c, eng__state *st, const char *name, const char *id,
+                     eng__lock **lock) {
+  eng__lock_holder h;
+  char over[32], err[1024] = "";
+  int rc = eng__lock_take(st, name, id, eng__now_ms(), c->lock_ttl_ms, lock, &h,
+                          over, err, sizeof err);
+  if (rc > 0) {
+    fprintf(stderr,
+            "engine: another run holds the lock '%s': run %s on host %s, "
+            "started %s%s%s; nothing ran\n",
+            name, h.run[0] ? h.run : "?", h.host[0] ? h.host : "?",
+            h.started[0] ? h.started : "?", h.expires[0] ? ", valid until " : "",
+            h.expires);
+    return ENG_EXIT_LOCKED;
+  }
+  if (rc < 0) {
+    fprintf(stderr, "engine: cannot take the lock '%s': %s; nothing ran\n",
+            name, err);
+    return ENG_EXIT_FAILED;
+  }
+  eng__lock_renewing(*lock);
+  if (over[0])
+    printf("lock '%s': taken over from run %s, whose lock had expired\n", name,
+           over);
+  return ENG_EXIT_OK;
+}
+
+/* A new run id that no run in the store has yet. */
+static void new_run_id(eng__state *st, char id[40]) {
+  for (int tries = 0; tries < 5; tries++) {
+    eng__run_new_id(id, eng__now_ms());
+    if (!eng__state_url(st)) return;
+    char *key = eng__asprintf("runs/%s/journal", id), *data = NULL, err[256];
+    size_t len;
+    int rc = eng__state_get(st, key, &data, &len, NULL, err, sizeof err);
+    free(data);
+    free(key);
+    if (rc != ENG_OK) return;
+  }
+}
+
+static bool lock_lost(void *lock) {
+  return eng__lock_lost(lock, eng__now_ms(), NULL, 0);
+}
+
+/* Before the steps of a run holding a lock: leftovers of earlier runs
+ * removed, the run recorded under the lock (and, resuming from a store,
+ * its state read). An exit code. */
+static int prepare_locked(cli *c, eng__state *st, eng__runbook *rb,
+                          const char *name, const char *id, eng__lock *lock) {
+  char err[1024] = "";
+  if (!c->no_leftovers) {
+    int code = remove_leftovers(c, st, name, id, rb);
+    if (code != 0) return code;
+  }
+  char *key = eng__asprintf("locks/%s.runs/%s", name, id);
+  int rc = eng__state_put(st, key, id, strlen(id), NULL, NULL, err, sizeof err);
+  free(key);
+  if (rc != ENG_OK) {
+    fprintf(stderr, "engine: cannot record the run under its lock: %s; "
+                    "nothing ran\n", err);
+    return ENG_EXIT_FAILED;
+  }
+  char msg[400];
+  if (eng__lock_lost(lock, eng__now_ms(), msg, sizeof msg)) {
+    fprintf(stderr, "engine: %s; nothing ran\n", msg);
+    return ENG_EXIT_FAILED;
+  }
+  return ENG_EXIT_OK;
+}
+
 /* A run (or a cleanup) with its state in st: the run lock when one is
  * asked for, leftovers of earlier runs holding it, the state written to
  * the store as the run goes, and the lock released at the end. */
@@ -529,84 +667,41 @@ static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
   char err[1024] = "";
   char id[40];
   const char *reuse = c->o.resume ? c->o.resume : c->o.cleanup_run;
-  if (reuse) {
-    snprintf(id, sizeof id, "%s", reuse);
-    if (eng__state_url(st) && c->o.resume) {
-      int pr = eng__state_pull_run(st, id, err, sizeof err);
-      if (pr != 0) {
-        fprintf(stderr, "engine: --resume %s: %s\n", id,
-                pr > 0 ? "no such run in the state store (see 'engine runs')"
-                       : err);
-        return pr > 0 ? ENG_EXIT_USAGE : ENG_EXIT_FAILED;
-      }
-    }
-  } else {
-    eng__run_new_id(id, eng__now_ms());
-  }
+  if (reuse) snprintf(id, sizeof id, "%s", reuse);
+  else new_run_id(st, id);
   char *name = NULL;
-  if (!c->o.cleanup_run) {
-    if (c->lock) {
-      name = eng__xstrdup(c->lock);
-    } else if (rb->lock) {
-      eng__run_opts o = c->o;
-      o.lock_out = &name;
-      int code = eng__run_main(rb, L, &o);
-      if (code != ENG_EXIT_OK) return code;
-    }
-  }
-  if (!name && c->leftovers && !c->o.cleanup_run) {
-    fprintf(stderr, "engine: --cleanup-leftovers needs a lock (--lock NAME or "
-                    "the runbook's 'lock:'): only runs holding the same lock "
-                    "are known to be over; nothing ran\n");
-    return ENG_EXIT_USAGE;
-  }
+  int code = lock_name_of(c, rb, L, &name);
+  if (code != ENG_EXIT_OK) return code;
   eng__lock *lock = NULL;
-  if (name) {
-    eng__lock_holder h;
-    char over[32];
-    int rc = eng__lock_take(st, name, id, eng__now_ms(), c->lock_ttl_ms, &lock,
-                            &h, over, err, sizeof err);
-    if (rc != 0) {
-      if (rc > 0)
-        fprintf(stderr,
-                "engine: another run holds the lock '%s': run %s on host %s, "
-                "started %s%s%s; nothing ran\n",
-                name, h.run[0] ? h.run : "?", h.host[0] ? h.host : "?",
-                h.started[0] ? h.started : "?",
-                h.expires[0] ? ", valid until " : "", h.expires);
-      else
-        fprintf(stderr, "engine: cannot take the lock '%s': %s; nothing ran\n",
-                name, err);
-      free(name);
-      return rc > 0 ? ENG_EXIT_LOCKED : ENG_EXIT_FAILED;
-    }
-    if (over[0])
-      printf("lock '%s': taken over from run %s, whose lock had expired\n",
-             name, over);
-    if (!c->no_leftovers && remove_leftovers(c, st, name, id) != 0) {
-      eng__lock_release(lock);
-      free(name);
-      return ENG_EXIT_FAILED;
-    }
-    char *key = eng__asprintf("locks/%s.runs/%s", name, id);
-    if (eng__state_put(st, key, id, strlen(id), NULL, NULL, err, sizeof err) !=
-        ENG_OK) {
-      fprintf(stderr, "engine: cannot record the run under its lock: %s; "
-                      "nothing ran\n", err);
-      free(key);
-      eng__lock_release(lock);
-      free(name);
-      return ENG_EXIT_FAILED;
-    }
-    free(key);
+  if (name && (code = take_lock(c, st, name, id, &lock)) != ENG_EXIT_OK) {
+    free(name);
+    return code;
   }
-  eng__state_sync *sync = eng__state_sync_start(st, id);
+  /* resuming from a store: its state, read once the lock is ours */
+  if (eng__state_url(st) && c->o.resume) {
+    int pr = eng__state_pull_run(st, id, err, sizeof err);
+    if (pr != 0) {
+      fprintf(stderr, "engine: --resume %s: %s\n", id,
+              pr > 0 ? "no such run in the state store (see 'engine runs')"
+                     : err);
+      code = pr > 0 ? ENG_EXIT_USAGE : ENG_EXIT_FAILED;
+    }
+  }
+  if (code == ENG_EXIT_OK && lock)
+    code = prepare_locked(c, st, rb, name, id, lock);
+  if (code != ENG_EXIT_OK) {
+    eng__lock_release(lock);
+    free(name);
+    return code;
+  }
+  eng__state_sync *sync = eng__state_sync_start(st, id, lock ? lock_lost : NULL,
+                                                lock);
   eng__run_opts saved = c->o;
   if (!reuse) c->o.run_id = id;
   c->o.lock = lock;
   c->o.on_boundary = eng__state_sync_kick;
   c->o.boundary_ud = sync;
-  int code = eng__run_main(rb, L, &c->o);
+  code = eng__run_main(rb, L, &c->o);
   c->o = saved;
   int synced = eng__state_sync_stop(sync, err, sizeof err);
   if (synced != 0) {
@@ -614,15 +709,17 @@ static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
                     "%s\n", eng__state_url(st), err);
     if (code == ENG_EXIT_OK) code = ENG_EXIT_FAILED;
   }
+  bool left = has_leftovers(c->o.state_dir, id);
   if (lock) {
-    if (!has_leftovers(c->o.state_dir, id)) {
+    if (!left && !lock_lost(lock)) {
       char *key = eng__asprintf("locks/%s.runs/%s", name, id);
       eng__state_del(st, key, NULL, err, sizeof err);
       free(key);
     }
     eng__lock_release(lock);
   }
-  if (eng__state_url(st) && synced == 0) { /* the store has it all */
+  /* the store has it all; artefacts a resume or a cleanup may need stay */
+  if (eng__state_url(st) && synced == 0 && code == ENG_EXIT_OK && !left) {
     char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
     eng__rm_tree(dir);
     free(dir);
@@ -1142,14 +1239,23 @@ static int cmd_cleanup(cli *c) {
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   char err[1024] = "";
+  /* a run that held a lock is cleaned up holding it: never while the run
+   * (or a run removing its leftovers) is still going */
+  char *name = run_lock_of(st, id);
+  eng__lock *lock = NULL;
+  int code = name ? take_lock(c, st, name, id, &lock) : ENG_EXIT_OK;
+  if (code != ENG_EXIT_OK) {
+    free(name);
+    eng__state_close(st);
+    return code;
+  }
   int pr = eng__state_pull_run(st, id, err, sizeof err);
-  int code;
   size_t n = 0;
   if (pr < 0) {
     fprintf(stderr, "engine: cannot read run %s from %s: %s\n", id,
             c->state_spec, err);
     code = ENG_EXIT_FAILED;
-  } else if (pr > 0 || (code = cleanup_run(c, st, id, &n)) < 0) {
+  } else if (pr > 0 || (code = cleanup_run(c, st, id, &n, NULL)) < 0) {
     fprintf(stderr, "engine: no journal for run %s in %s (check the id and "
                     "--state-dir; 'engine runs' lists them)\n", id,
             c->state_spec);
@@ -1158,6 +1264,13 @@ static int cmd_cleanup(cli *c) {
     printf("run %s: nothing to clean up (every resource it created was "
            "removed)\n", id);
   }
+  if (lock && code == ENG_EXIT_OK && !has_leftovers(c->o.state_dir, id)) {
+    char *key = eng__asprintf("locks/%s.runs/%s", name, id);
+    eng__state_del(st, key, NULL, err, sizeof err);
+    free(key);
+  }
+  eng__lock_release(lock);
+  free(name);
   eng__state_close(st);
   return code;
 }

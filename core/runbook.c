@@ -491,7 +491,7 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
 
 bool eng__lock_name_ok(const char *name) {
   size_t n = strlen(name);
-  if (n == 0 || n > 128 || name[0] == '.') return false;
+  if (n == 0 || n > 128 || name[0] == '.' || strstr(name, "..")) return false;
   for (const char *p = name; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
           (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
@@ -570,7 +570,7 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
     if (!strstr(v->str, "${") && !eng__lock_name_ok(v->str))
       ERR(&ld, v,
           "lock '%s' is not a lock name: use letters, digits, '.', '_' and "
-          "'-' (1-128 characters, not starting with '.'), e.g. "
+          "'-' (1-128 characters, not starting with '.', no '..'), e.g. "
           "drill-${params.restore_db}",
           v->str);
   }

@@ -111,7 +111,7 @@ static void retry_timer_cb(uv_timer_t *t) {
   t->data = NULL;
   r->st[i].timer = NULL;
   uv_close((uv_handle_t *)t, timer_close_cb);
-  if (r->stopping && !r->rb->steps[i].is_finally) {
+  if ((r->stopping && !r->rb->steps[i].is_finally) || r->sched->grace_over) {
     r->sched->running--;
     finish_step(r, i, r->interrupted ? ENG__S_CANCELLED : ENG__S_FAILED);
     return;
@@ -712,14 +712,22 @@ static void grace_fire(uv_timer_t *t) {
   for (size_t i = 0; i < r->rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
     eng_call *c = st->call ? st->call : st->check_call;
-    if (c && !eng__status_terminal(st->status))
+    if (c && !eng__status_terminal(st->status)) {
       eng__call_cancel(c, ENG_CANCEL_INTERRUPT);
+    } else if (st->timer && st->status == ENG__S_RUNNING) {
+      /* no call but a timer: waiting to retry; no more attempts */
+      stop_timer(st);
+      r->sched->running--;
+      finish_step(r, i, ENG__S_CANCELLED);
+    }
   }
   if (!r->sched->hook_running) schedule(r);
 }
 
 static void start_grace(eng__run *r) {
   if (r->opts->grace_ms <= 0 || r->sched->grace) return;
+  /* an action cancelled now may not outlast the grace either */
+  eng__host_limit_cancel_grace((uint64_t)r->opts->grace_ms);
   r->sched->grace = eng__xmalloc(sizeof *r->sched->grace);
   uv_timer_init(r->loop, r->sched->grace);
   r->sched->grace->data = r;

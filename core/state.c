@@ -95,8 +95,20 @@ eng__state *eng__state_open(const char *spec, char *err, size_t errlen) {
                    : eng__asprintf("%s/engine-%u", tmp && *tmp ? tmp : "/tmp",
                                    (unsigned)getuid());
   st->dir = eng__asprintf("%s/%s", base, hash);
+  if (eng__mkdir_p(st->dir, 0700) == 0) {
+    /* a shared /tmp: the directory must be ours, not someone's link */
+    struct stat sb;
+    if (lstat(base, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != getuid()) {
+      snprintf(err, errlen,
+               "the scratch directory %s is not a directory of this user "
+               "(set ENGINE_SCRATCH_DIR to one that is)", base);
+      free(base);
+      eng__state_close(st);
+      return NULL;
+    }
+  }
   free(base);
-  if (eng__mkdir_p(st->dir, 0700) != 0) {
+  if (access(st->dir, W_OK) != 0) {
     snprintf(err, errlen,
              "cannot create the scratch directory %s for %s: %s (set "
              "ENGINE_SCRATCH_DIR to a writable directory)",
@@ -356,13 +368,14 @@ int eng__state_pull_run(eng__state *st, const char *id, char *err,
   if (rc == ENG_ERR_NOTFOUND) result = 1;
   else if (rc != ENG_OK) result = -1;
   else {
-    eng__rm_tree(dir);
+    /* the state files only: artefacts of the run here stay */
     eng__mkdir_p(dir, 0700);
     for (size_t i = 0; i < N_STATE_FILES && result == 0; i++) {
       char *key = eng__asprintf("runs/%s/%s", id, state_files[i]);
       char *dest = eng__asprintf("%s/%s", dir, state_files[i]);
       rc = pull_file(st, key, dest, err, errlen);
-      if (rc != ENG_OK && rc != ENG_ERR_NOTFOUND) result = -1;
+      if (rc == ENG_ERR_NOTFOUND) unlink(dest); /* not the store's: stale */
+      else if (rc != ENG_OK) result = -1;
       free(key);
       free(dest);
     }
@@ -429,7 +442,12 @@ int eng__state_push_run(eng__state *st, const char *id, char *err,
     char *path = eng__asprintf("%s/runs/%s/%s", st->dir, id, state_files[i]);
     char *key = eng__asprintf("runs/%s/%s", id, state_files[i]);
     size_t len = 0;
+    errno = 0;
     char *data = read_state_file(path, state_files[i], &len);
+    if (!data && errno != ENOENT && result == 0) {
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+      result = -1;
+    }
     if (data) {
       char sha[65];
       eng__sha256_hex(data, len, sha);
@@ -479,6 +497,8 @@ char *eng__state_fetch_url(const char *url, size_t *len, char *err,
 struct eng__state_sync {
   eng__state *st; /* its own handle */
   char *id;
+  bool (*frozen)(void *ud); /* true: write nothing more (the lock is lost) */
+  void *frozen_ud;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -495,7 +515,8 @@ static void *sync_main(void *arg) {
     s->dirty = false;
     pthread_mutex_unlock(&s->mu);
     char msg[512] = "";
-    int rc = eng__state_push_run(s->st, s->id, msg, sizeof msg);
+    int rc = s->frozen && s->frozen(s->frozen_ud)
+                 ? 0 : eng__state_push_run(s->st, s->id, msg, sizeof msg);
     pthread_mutex_lock(&s->mu);
     if (rc != 0 && !s->err[0]) snprintf(s->err, sizeof s->err, "%s", msg);
   }
@@ -503,10 +524,13 @@ static void *sync_main(void *arg) {
   return NULL;
 }
 
-eng__state_sync *eng__state_sync_start(eng__state *st, const char *id) {
+eng__state_sync *eng__state_sync_start(eng__state *st, const char *id,
+                                       bool (*frozen)(void *ud), void *ud) {
   if (!st->url) return NULL;
   eng__state_sync *s = eng__xcalloc(1, sizeof *s);
   s->id = eng__xstrdup(id);
+  s->frozen = frozen;
+  s->frozen_ud = ud;
   s->st = eng__state_dup(st, s->err, sizeof s->err);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
@@ -539,7 +563,12 @@ int eng__state_sync_stop(eng__state_sync *s, char *err, size_t errlen) {
     pthread_join(s->thread, NULL);
   }
   int rc = -1;
-  if (s->st) {
+  if (s->st && s->frozen && s->frozen(s->frozen_ud)) {
+    /* another run holds the lock now and may be writing this run's state
+     * (removing its leftovers): this copy must not overwrite it */
+    snprintf(err, errlen, "the run lost its lock; its last records stay in "
+             "the local directory %s/runs/%s", s->st->dir, s->id);
+  } else if (s->st) {
     char msg[512] = "";
     rc = eng__state_push_run(s->st, s->id, msg, sizeof msg);
     /* the last write carries everything: an earlier failure is healed */

@@ -61,9 +61,11 @@ eng__state *eng__state_dup(const eng__state *st, char *err, size_t errlen);
 
 /* A run's state written in the background: kick() at each step boundary
  * (returns at once), stop() writes what is left and reports the first
- * error (0 or -1 with err). */
+ * error (0 or -1 with err). Once frozen(ud) is true (the run lost its
+ * lock) nothing more is written. */
 typedef struct eng__state_sync eng__state_sync;
-eng__state_sync *eng__state_sync_start(eng__state *st, const char *id);
+eng__state_sync *eng__state_sync_start(eng__state *st, const char *id,
+                                       bool (*frozen)(void *ud), void *ud);
 void eng__state_sync_kick(void *sync);
 int eng__state_sync_stop(eng__state_sync *s, char *err, size_t errlen);
 
@@ -92,14 +94,21 @@ int eng__lock_take(eng__state *st, const char *name, const char *id,
 /* Renew at now_ms (store: conditional on the ETag it last wrote).
  * 0; 1 when another run took the lock over; -1 with err. Blocking. */
 int eng__lock_renew(eng__lock *l, int64_t now_ms, char *err, size_t errlen);
-/* Renew every ttl/3 on the loop (the write runs on a worker thread);
- * `lost(ud, message)` runs on the loop when the lock was taken over or
- * could not be renewed before it expired. */
+/* Renew every ttl/3 on a thread of the lock's own, from now until
+ * eng__lock_release (a no-op locally). */
+void eng__lock_renewing(eng__lock *l);
+/* Whether the lock is lost at now_ms: another run took it over, or it was
+ * not renewed and expires within a sixth of its TTL. msg says which. */
+bool eng__lock_lost(eng__lock *l, int64_t now_ms, char *msg, size_t n);
+/* Watch the lock on a run's loop: `lost(ud, message)` runs once on the
+ * loop when eng__lock_lost() becomes true (also starts the renewal). */
 void eng__lock_keep(eng__lock *l, uv_loop_t *loop,
                     void (*lost)(void *ud, const char *msg), void *ud);
-/* Stop renewing (closes the timer on the loop it runs on). */
+/* Stop watching (closes the timer on the loop it runs on); the renewal
+ * goes on until the release. */
 void eng__lock_unkeep(eng__lock *l);
-/* Release and free (NULL is a no-op). */
+/* Stop renewing, release (a delete conditional on the lock's ETag: a lock
+ * another run took over stays) and free. NULL is a no-op. */
 void eng__lock_release(eng__lock *l);
 const char *eng__lock_name(const eng__lock *l);
 int64_t eng__lock_ttl(const eng__lock *l);

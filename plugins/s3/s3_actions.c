@@ -961,7 +961,7 @@ static void list_done(void *ud, s3_req *r) {
   rc = s3_list_page(r->body.data, r->body.len, list_each, j, &tok);
   s3_req_free(r);
   if (rc != ENG_OK) {
-    H->fail(j->call, "listing s3://%s/%s: S3's answer is not a "
+    H->fail(j->call, "listing s3://%s/%s: S3's answer is not a usable "
                      "ListBucketResult", j->bucket, j->prefix);
     list_end(j, ENG_ERR_PROTOCOL);
     return;

@@ -162,8 +162,11 @@ int s3_list_page(const char *body, size_t len,
     if (!strcmp(c->name, "Contents") && aws_xml_text(c, "Key")) each(ud, c);
   const char *trunc = aws_xml_text(x, "IsTruncated");
   const char *tok = aws_xml_text(x, "NextContinuationToken");
-  if (trunc && !strcmp(trunc, "true") && tok && *tok)
-    *next = aws_xstrdup(tok);
+  int rc = ENG_OK;
+  if (trunc && !strcmp(trunc, "true")) {
+    if (tok && *tok) *next = aws_xstrdup(tok);
+    else rc = ENG_ERR_PROTOCOL; /* more pages, and no way to them */
+  }
   aws_xml_free(x);
-  return ENG_OK;
+  return rc;
 }

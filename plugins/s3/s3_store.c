@@ -522,7 +522,7 @@ static int st_list_keys(void *store, const char *prefix,
     if (rc == ENG_OK &&
         s3_list_page(r.body.data, r.body.len, list_each, &l, &next) !=
             ENG_OK) {
-      snprintf(err, n, "state store list s3://%s/%s: S3's answer is not a "
+      snprintf(err, n, "state store list s3://%s/%s: S3's answer is not a usable "
                        "ListBucketResult", s->bucket, full);
       rc = ENG_ERR_PROTOCOL;
     }

@@ -284,7 +284,7 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     name = 'state_drill_e'
     url = f's3://{BUCKET}/team-e'
     p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
-                '--set', f'restore_db={name}', '--no-cleanup-leftovers',
+                '--set', f'restore_db={name}', '--no-cleanup-leftovers', '--lock-ttl', '3s',
                 env=s3env(h, DATABASE_URL=src))
     h.check(wait_for(lambda: s3_restored('team-e')), 'the restore never reached the store')
     rid = s3_run_ids('team-e')[0]
@@ -292,8 +292,15 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     p.wait(timeout=30)
     r = h.engine('runs', '--state-dir', url, env=s3env(h, 'm2'))
     h.check(rid in r.stdout and 'incomplete' in r.stdout, r.stdout + r.stderr)
+    # the killed run's lock is still valid: no cleanup behind its back
+    r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm2', DATABASE_URL=src))
+    h.check(r.returncode == 6 and f'run {rid} on host' in r.stderr, r.stdout + r.stderr)
+    h.check(h.db_exists(name))
+    time.sleep(3.2)  # past its TTL
     r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm2', DATABASE_URL=src))
     h.check(r.returncode == 0 and 'removing 1 resource' in r.stdout, r.stdout + r.stderr)
+    h.check(f'taken over from run {rid}' in r.stdout, r.stdout)
+    h.check(not keys('team-e/locks/'), keys('team-e/locks/'))
     h.check(not h.db_exists(name))
     r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm3', DATABASE_URL=src))
     h.check(r.returncode == 0 and 'nothing to clean up' in r.stdout, r.stdout + r.stderr)
@@ -307,6 +314,25 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     r = h.engine('run', h.fixture('state/drill.yaml'), '--state-dir', url, '--resume', 'nope-1',
                  '--set', f'restore_db={name}', env=s3env(h, 'm5', DATABASE_URL=src))
     h.check(r.returncode == 2 and 'no such run' in r.stderr, r.stderr)
+
+
+@suite.test
+def test_journal_from_store_never_runs_builtins(h):
+    """A journal written into the store by someone else: only plugin
+    actions undo resources, so a shell 'undo' never runs."""
+    pwned = h.tmp / 'pwned'
+    rid = '20260101-000000-dead'
+    rec = {'event': 'intent', 'seq': 1, 'time': '2026-01-01T00:00:00.000Z', 'step': 'x',
+           'kind': 'database', 'id': 'evil',
+           'detail': {'undo': {'action': 'shell', 'with': {'command': f'touch {pwned}'}}}}
+    c = srv().client()
+    c.put_object(Bucket=BUCKET, Key=f'team-f/runs/{rid}/journal', Body=json.dumps(rec) + '\n')
+    c.put_object(Bucket=BUCKET, Key=f'team-f/locks/hold-one.runs/{rid}', Body=rid)
+    r = h.engine('run', h.fixture('state/hold.yaml'), '--state-dir', f's3://{BUCKET}/team-f',
+                 '--set', f'marker={h.tmp}/ran', '--set', 'hold=1ms', env=s3env(h))
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check((h.tmp / 'ran').exists() and not pwned.exists(), r.stdout)
+    h.check(f'team-f/locks/hold-one.runs/{rid}' not in keys('team-f/locks/'))
 
 
 @suite.test

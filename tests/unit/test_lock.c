@@ -103,6 +103,7 @@ static void test_lock_names(void **state) {
   assert_false(eng__lock_name_ok(""));
   assert_false(eng__lock_name_ok(".hidden"));
   assert_false(eng__lock_name_ok("a/b"));
+  assert_false(eng__lock_name_ok("a..b"));
   assert_false(eng__lock_name_ok("a b"));
   char long_name[200];
   memset(long_name, 'a', sizeof long_name - 1);
@@ -210,11 +211,12 @@ static void test_store_keep(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   eng__lock_keep(a, &loop, on_lost, NULL);
-  fake_now = T0 + 5000;
-  run_for(&loop, 450); /* renewed every 200 ms */
-  assert_int_equal(expires_of(st, "locks/db"), T0 + 5600);
+  fake_now = T0 + 300;
+  run_for(&loop, 450); /* renewed every 200 ms, at "T0 + 300" */
+  assert_int_equal(expires_of(st, "locks/db"), T0 + 900);
   assert_int_equal(lost_calls, 0);
-  /* stalled past its expiry: another run takes it over */
+  /* stalled past its expiry: another run takes it over, and a's next
+   * renewal is refused: the watch says so on the loop */
   assert_int_equal(eng__lock_take(st, "db", "run-b", T0 + 6000, 600, &b, &h,
                                   over, err, sizeof err), 0);
   assert_string_equal(over, "run-a");
@@ -224,8 +226,18 @@ static void test_store_keep(void **state) {
   eng__lock_unkeep(a);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
-  eng__lock_release(a);
+  eng__lock_release(a); /* must not remove b's lock */
+  assert_int_equal(expires_of(st, "locks/db"), T0 + 6600);
   eng__lock_release(b);
+  /* renewals that never succeed: the lock counts as lost before it
+   * expires (a sixth of the TTL ahead), whatever the store is doing */
+  assert_int_equal(eng__lock_take(st, "db2", "run-c", T0, 600, &a, &h, over,
+                                  err, sizeof err), 0);
+  char msg[400];
+  assert_false(eng__lock_lost(a, T0 + 400, msg, sizeof msg));
+  assert_true(eng__lock_lost(a, T0 + 500, msg, sizeof msg));
+  assert_non_null(strstr(msg, "could not be renewed"));
+  eng__lock_release(a);
   eng__set_clock(NULL);
   eng__state_close(st);
 }
