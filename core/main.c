@@ -5,6 +5,8 @@
 
 #include <curl/curl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1328,6 +1330,38 @@ static int cmd_fleet(int argc, char **argv) {
   return code;
 }
 
+static void no_work(uv_work_t *w) { (void)w; }
+static void no_after(uv_work_t *w, int status) {
+  (void)w;
+  (void)status;
+}
+
+/* Block SIGINT and SIGTERM; a run's loop unblocks them while it handles
+ * them. libuv's worker threads start now, so they keep them blocked and
+ * a signal always reaches the loop's thread. */
+static void hold_signals(void) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &s, NULL);
+  uv_work_t w;
+  uv_queue_work(uv_default_loop(), &w, no_work, no_after);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+/* A signal that came when no run could handle it any more (the last state
+ * write, the lock's release): the run's outcome stands. */
+static void settle_signals(void) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&s, NULL, &zero) > 0) {
+  }
+}
+
 /* Does option `a` take the next argument as its value? */
 static bool takes_value(const char *a) {
   if (!strcmp(a, "-p")) return true;
@@ -1375,6 +1409,9 @@ int main(int argc, char **argv) {
     free(args);
     return code;
   }
+  /* run and cleanup: signals wait for a run's loop (sched.c) */
+  bool held = !strcmp(cmd, "run") || !strcmp(cmd, "cleanup");
+  if (held) hold_signals();
   curl_global_init(CURL_GLOBAL_DEFAULT);
   cli c;
   memset(&c, 0, sizeof c);
@@ -1407,5 +1444,6 @@ int main(int argc, char **argv) {
   free(args);
   eng__registry_unload();
   curl_global_cleanup();
+  if (held) settle_signals();
   return code;
 }

@@ -7,6 +7,7 @@
 #include "plan.h"
 #include "audit.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct eng__sched {
   uv_signal_t sigint, sigterm;
   bool closing_signals;
   uv_timer_t *grace;   /* --grace after the first signal */
+  bool held;           /* signals were blocked before the run: again after */
   bool grace_over;     /* it ran out: nothing more starts */
   void (*on_end)(eng__run *r);
 };
@@ -803,9 +805,22 @@ static void stop_steps(eng__run *r) {
   if (!r->sched->hook_running) schedule(r);
 }
 
+/* SIGINT and SIGTERM reach the engine only while a run's loop handles
+ * them: blocked before (taking a lock, removing leftovers) and after
+ * (the last state write), unblocked here. One that arrived meanwhile is
+ * delivered as soon as the run starts, which then stops at once. */
+static void hold_signals(bool hold) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
+}
+
 static void close_signals(eng__run *r) {
   if (r->sched->closing_signals) return;
   r->sched->closing_signals = true;
+  if (r->sched->held) hold_signals(true);
   chain_signals(false);
   uv_close((uv_handle_t *)&r->sched->sigint, NULL);
   uv_close((uv_handle_t *)&r->sched->sigterm, NULL);
@@ -837,6 +852,10 @@ void eng__sched_start(eng__run *r, void (*on_end)(eng__run *r)) {
   uv_unref((uv_handle_t *)&r->sched->sigint);
   uv_unref((uv_handle_t *)&r->sched->sigterm);
   chain_signals(true);
+  sigset_t now;
+  pthread_sigmask(SIG_SETMASK, NULL, &now);
+  r->sched->held = sigismember(&now, SIGTERM) == 1;
+  if (r->sched->held) hold_signals(false);
   schedule(r);
 }
 

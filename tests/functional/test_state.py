@@ -317,6 +317,34 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
 
 
 @suite.test
+def test_sigterm_while_taking_the_lock_stops_the_run_at_its_start(h):
+    """SIGTERM before any run loop exists (the lock's PUT is slow): the
+    engine is not killed by it; the run starts, stops at once (exit 5), no
+    step runs, the lock is released and the state written."""
+    from faultproxy import FaultProxy
+    proxy = FaultProxy('127.0.0.1', srv().port).start()
+    try:
+        proxy.add(method='PUT', path='/locks/gap', fault='delay', delay=2, times=1)
+        p = h.popen('run', h.fixture('state/hold.yaml'), '--state-dir', f's3://{BUCKET}/team-g',
+                    '--set', f'marker={h.tmp}/ran', '--lock', 'gap',
+                    env=s3env(h, AWS_ENDPOINT_URL=proxy.endpoint))
+        h.check(wait_for(lambda: any('/locks/gap' in t for _, t, _ in proxy.hits), 20),
+                proxy.hits)
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(timeout=60)
+        out = p.stdout.read() + p.stderr.read()
+        h.check(code == 5, f'exit {code}: {out}')
+        h.check('SIGTERM received' in out, out)
+        h.check(not (h.tmp / 'ran').exists(), 'a step ran after SIGTERM')
+        h.check(not keys('team-g/locks/'), keys('team-g/locks/'))
+        rid = s3_run_ids('team-g')[0]
+        rep = json.loads(get(f'team-g/runs/{rid}/report.json')['Body'].read())
+        h.check(rep['exit_code'] == 5, rep['exit_code'])
+    finally:
+        proxy.stop()
+
+
+@suite.test
 def test_journal_from_store_never_runs_builtins(h):
     """A journal written into the store by someone else: only plugin
     actions undo resources, so a shell 'undo' never runs."""
