@@ -65,6 +65,10 @@ const char *eng__fmt_time(int64_t epoch_ms, char *buf, size_t n);
 /* Read a whole file (max bytes); NULL and errno on failure. */
 char *eng__read_file(const char *path, size_t max, size_t *len);
 int eng__mkdir_p(const char *path, int mode);
+/* "$TMPDIR/NAME" (TMPDIR unset or empty: /tmp); caller frees. With
+ * unique, the name gets the six-character suffix mkstemp()/mkdtemp()
+ * replace. */
+char *eng__tmp_path(const char *name, bool unique);
 /* Shell-style glob match (fnmatch without flags). */
 bool eng__glob(const char *pattern, const char *s);
 /* SHA-256 hex (65 bytes incl. NUL) of a buffer. */

@@ -1164,8 +1164,7 @@ static char *audit_file(cli *c, const char *arg, char **tmp) {
     return NULL;
   }
   free(obj);
-  const char *t = getenv("TMPDIR");
-  char *path = eng__asprintf("%s/engine-audit-XXXXXX", t && *t ? t : "/tmp");
+  char *path = eng__tmp_path("engine-audit", true);
   int fd = mkstemp(path);
   bool ok = fd >= 0 && write(fd, data, len) == (ssize_t)len;
   if (fd >= 0) close(fd);

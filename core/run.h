@@ -16,7 +16,8 @@ void eng__run_init(eng__run *r, eng__runbook *rb, eng__lua *L,
                    const eng__run_opts *o, const char *reuse_id);
 void eng__run_free(eng__run *r);
 void eng__policy_free(eng__policy *p);
-/* A new run id (YYYYMMDD-HHMMSS-xxxx, UTC) for a run starting at now_ms. */
+/* A new run id for a run starting at now_ms: its UTC date and time
+ * (YYYYMMDD-HHMMSS), a dash and four random hex digits. */
 void eng__run_new_id(char out[40], int64_t now_ms);
 /* A step boundary: the audit log synced, then opts->on_boundary. */
 void eng__run_boundary(eng__run *r);

@@ -89,11 +89,14 @@ eng__state *eng__state_open(const char *spec, char *err, size_t errlen) {
   eng__sha256_hex(st->url, strlen(st->url), hash);
   hash[12] = '\0';
   const char *scratch = getenv("ENGINE_SCRATCH_DIR");
-  const char *tmp = getenv("TMPDIR");
-  char *base = scratch && *scratch
-                   ? absolute(scratch)
-                   : eng__asprintf("%s/engine-%u", tmp && *tmp ? tmp : "/tmp",
-                                   (unsigned)getuid());
+  char *base;
+  if (scratch && *scratch) {
+    base = absolute(scratch);
+  } else {
+    char own[32];
+    snprintf(own, sizeof own, "engine-%u", (unsigned)getuid());
+    base = eng__tmp_path(own, false);
+  }
   st->dir = eng__asprintf("%s/%s", base, hash);
   if (eng__mkdir_p(st->dir, 0700) == 0) {
     /* a shared /tmp: the directory must be ours, not someone's link */
@@ -387,8 +390,7 @@ int eng__state_pull_run(eng__state *st, const char *id, char *err,
 char *eng__state_pull_journals(eng__state *st, char *err, size_t errlen) {
   json_t *keys = eng__state_list(st, "runs/", err, errlen);
   if (!keys) return NULL;
-  const char *tmp = getenv("TMPDIR");
-  char *dir = eng__asprintf("%s/engine-runs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  char *dir = eng__tmp_path("engine-runs", true);
   if (!mkdtemp(dir)) {
     snprintf(err, errlen, "cannot create a temporary directory: %s",
              strerror(errno));

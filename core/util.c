@@ -311,6 +311,12 @@ char *eng__read_file(const char *path, size_t max, size_t *len) {
   return eng__buf_steal(&b);
 }
 
+char *eng__tmp_path(const char *name, bool unique) {
+  const char *tmp = getenv("TMPDIR");
+  return eng__asprintf("%s/%s%s", tmp && *tmp ? tmp : "/tmp", name,
+                       unique ? "-XXXXXX" : "");
+}
+
 int eng__mkdir_p(const char *path, int mode) {
   char *p = eng__xstrdup(path);
   for (char *s = p + 1; *s; s++) {

@@ -152,11 +152,11 @@ def test_committed_example_is_current(h):
             'deploy/kubernetes/rendered.yaml', 'engine fleet render'))[:40])
         h.check(False, 'deploy/kubernetes/rendered.yaml is out of date: run `engine fleet render '
                 'deploy/kubernetes/inventory.yaml > deploy/kubernetes/rendered.yaml`\n' + diff)
-    # every committed example Secret is valid and holds only placeholders
+    # every committed example Secret is valid and holds only example values
     for d in load_docs((ROOT / 'deploy' / 'kubernetes' / 'secrets.example.yaml').read_text()):
         h.check(d['kind'] == 'Secret' and errors(d) == [], errors(d))
         for v in d['stringData'].values():
-            h.check('REPLACE' in v or v == 'eu-central-1', f'not a placeholder: {d["metadata"]["name"]}')
+            h.check('REPLACE' in v or v == 'eu-central-1', f'a real-looking value in: {d["metadata"]["name"]}')
 
 
 @suite.test

@@ -244,15 +244,22 @@ def test_s3_lock_second_run_exits_6(h):
     h.check(not keys('team-b/locks/'), 'the lock was not released')
 
 
+def start_s3_drill(h, team, src, name, *args):
+    """The locked drill (lock TTL 3 s) with state in s3://BUCKET/team, once
+    its restore ended in the store: (state URL, the process)."""
+    url = f's3://{BUCKET}/{team}'
+    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
+                '--set', f'restore_db={name}', '--lock-ttl', '3s', *args,
+                env=s3env(h, DATABASE_URL=src))
+    h.check(wait_for(lambda: s3_restored(team)), 'the restore never reached the store')
+    return url, p
+
+
 @suite.test
 def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
     src = h.source_db('state_src_d')
     name = 'state_drill_d'
-    url = f's3://{BUCKET}/team-d'
-    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
-                '--set', f'restore_db={name}', '--lock-ttl', '3s',
-                env=s3env(h, DATABASE_URL=src))
-    h.check(wait_for(lambda: s3_restored('team-d')), 'the restore never reached the store')
+    url, p = start_s3_drill(h, 'team-d', src, name)
     old = s3_run_ids('team-d')[0]
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -282,11 +289,7 @@ def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
 def test_s3_resume_and_cleanup_from_another_machine(h):
     src = h.source_db('state_src_e')
     name = 'state_drill_e'
-    url = f's3://{BUCKET}/team-e'
-    p = h.popen('run', h.fixture('state/drill.yaml'), '--state-dir', url,
-                '--set', f'restore_db={name}', '--no-cleanup-leftovers', '--lock-ttl', '3s',
-                env=s3env(h, DATABASE_URL=src))
-    h.check(wait_for(lambda: s3_restored('team-e')), 'the restore never reached the store')
+    url, p = start_s3_drill(h, 'team-e', src, name, '--no-cleanup-leftovers')
     rid = s3_run_ids('team-e')[0]
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)

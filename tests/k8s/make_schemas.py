@@ -90,14 +90,14 @@ def special(name, node):
 def build(doc, root, api_version, kind):
     schemas = doc['components']['schemas']
     defs = {}
-    todo = [root]
-    while todo:
-        name = todo.pop()
+    pending = [root]
+    while pending:
+        name = pending.pop()
         if name in defs:
             continue
         refs = set()
         defs[name] = special(name, schemas[name]) or convert(schemas[name], refs)
-        todo.extend(sorted(refs - set(defs)))
+        pending.extend(sorted(refs - set(defs)))
     return {
         '$schema': 'http://json-schema.org/draft-07/schema#',
         'title': f'{kind} ({api_version}), strict',

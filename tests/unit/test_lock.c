@@ -23,10 +23,11 @@
 static int s3_tests_ran;
 
 static eng__state *open_local(void) {
-  char tmpl[] = "/tmp/engine-lock-test-XXXXXX";
-  assert_non_null(mkdtemp(tmpl));
+  char *dir = eng__tmp_path("engine-lock-test", true);
+  assert_non_null(mkdtemp(dir));
   char err[512];
-  eng__state *st = eng__state_open(tmpl, err, sizeof err);
+  eng__state *st = eng__state_open(dir, err, sizeof err);
+  free(dir);
   assert_non_null(st);
   return st;
 }
