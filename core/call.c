@@ -6,6 +6,7 @@
  * Completion (host->done) is delivered to the owner on a later loop turn, so
  * an action may call done() from inside start(). */
 #include "run.h"
+#include "registry.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -574,10 +575,25 @@ int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
   return rc;
 }
 
+/* What a resource the call creates is to the run: the step's keep: or
+ * temporary:, else the detail's "disposition", else the action's. */
+static const char *disposition_of(eng_call *c, const json_t *detail) {
+  const eng__step *s = c->step ? eng__runbook_step(c->run->rb, c->step) : NULL;
+  const char *d = json_string_value(json_object_get(detail, "disposition"));
+  eng_disposition disp = ENG_KEPT;
+  if (s && s->has_disposition) disp = s->disposition;
+  else if (d && !strcmp(d, "temporary")) disp = ENG_TEMPORARY;
+  else if (d && !strcmp(d, "kept")) disp = ENG_KEPT;
+  else if (c->action) disp = c->action->creates;
+  else if (s && s->action) disp = s->action->action->creates;
+  return disp == ENG_TEMPORARY ? "temporary" : "kept";
+}
+
 int64_t eng__call_journal_intent(eng_call *c, const char *kind, const char *id,
                                 const json_t *detail) {
   if (!c->run) return -1;
-  int64_t t = eng__run_journal(c->run, "intent", c->step, kind, id, detail);
+  int64_t t = eng__run_journal(c->run, "intent", c->step, kind, id,
+                               disposition_of(c, detail), detail);
   if (t < 0)
     eng__call_fail(c, "cannot record the %s %s in the run's journal (%s): it "
                       "was not created, since nothing could clean it up; "
@@ -590,12 +606,12 @@ int64_t eng__call_journal_intent(eng_call *c, const char *kind, const char *id,
 void eng__call_journal_confirm(eng_call *c, int64_t token) {
   if (!c->run) return;
   json_t *d = json_pack("{s:I}", "intent", (json_int_t)token);
-  eng__run_journal(c->run, "confirm", c->step, NULL, NULL, d);
+  eng__run_journal(c->run, "confirm", c->step, NULL, NULL, NULL, d);
   json_decref(d);
 }
 
 void eng__call_journal_removed(eng_call *c, const char *kind, const char *id) {
-  if (c->run) eng__run_journal(c->run, "removed", c->step, kind, id, NULL);
+  if (c->run) eng__run_journal(c->run, "removed", c->step, kind, id, NULL, NULL);
 }
 
 int eng__call_journal_owned(eng_call *c, const char *kind, const char *id) {

@@ -123,11 +123,19 @@ static int64_t write_rec(eng__journal *j, json_t *rec, bool sync) {
 
 int64_t eng__journal_resource(eng__journal *j, const char *event,
                               const char *step, const char *kind,
-                              const char *id, const json_t *detail) {
-  json_t *rec = json_pack("{s:s, s:s?, s:s?, s:s?}", "event", event, "step",
-                          step, "kind", kind, "id", id);
+                              const char *id, const char *disposition,
+                              const json_t *detail) {
+  json_t *rec = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "event", event,
+                          "step", step, "kind", kind, "id", id, "disposition",
+                          disposition);
   if (detail) json_object_set_new(rec, "detail", eng__journal_refs(j, detail));
   return write_rec(j, rec, true);
+}
+
+void eng__journal_guards(eng__journal *j, const json_t *lists) {
+  json_t *rec = json_pack("{s:s}", "event", "guards");
+  json_object_set_new(rec, "lists", eng__journal_refs(j, lists));
+  write_rec(j, rec, true);
 }
 
 void eng__journal_step(eng__journal *j, const char *event, const char *step,
@@ -206,9 +214,27 @@ int eng__journal_load_resume(const char *dir, json_t **ended,
   return 0;
 }
 
-/* Resources created and not removed, newest first: [{kind,id,detail}]. */
-json_t *eng__journal_leftovers(const json_t *all) {
-  json_t *live = json_array();
+/* How each step last ended after record `from` of all ("ok", "failed",
+ * ...), or NULL when it did not end (killed, or still running). */
+static const char *step_end_after(const json_t *all, size_t from,
+                                  const char *step) {
+  for (size_t q = from + 1; q < json_array_size(all); q++) {
+    json_t *j = json_array_get(all, q);
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *st = json_string_value(json_object_get(j, "step"));
+    if (ev && st && !strcmp(ev, "step.end") && !strcmp(st, step))
+      return json_string_value(json_object_get(j, "status"));
+  }
+  return NULL;
+}
+
+static bool same_resource(const json_t *e, const char *kind, const char *id) {
+  return !strcmp(json_string_value(json_object_get(e, "kind")), kind) &&
+         !strcmp(json_string_value(json_object_get(e, "id")), id);
+}
+
+json_t *eng__journal_resources(const json_t *all) {
+  json_t *res = json_array();
   size_t i;
   json_t *j;
   json_array_foreach(all, i, j) {
@@ -216,18 +242,67 @@ json_t *eng__journal_leftovers(const json_t *all) {
     const char *k = json_string_value(json_object_get(j, "kind"));
     const char *d = json_string_value(json_object_get(j, "id"));
     if (!ev || !k || !d) continue;
-    if (!strcmp(ev, "removed")) {
-      for (size_t q = json_array_size(live); q-- > 0;) {
-        json_t *e = json_array_get(live, q);
-        if (!strcmp(json_string_value(json_object_get(e, "kind")), k) &&
-            !strcmp(json_string_value(json_object_get(e, "id")), d))
-          json_array_remove(live, q);
+    if (!strcmp(ev, "removed")) { /* the newest present one of that name */
+      for (size_t q = json_array_size(res); q-- > 0;) {
+        json_t *e = json_array_get(res, q);
+        if (json_is_true(json_object_get(e, "present")) &&
+            same_resource(e, k, d)) {
+          json_object_set_new(e, "present", json_false());
+          break;
+        }
       }
-    } else if (!strcmp(ev, "intent")) {
-      json_array_insert(live, 0, j);
+      continue;
     }
+    if (strcmp(ev, "intent")) continue;
+    const char *step = json_string_value(json_object_get(j, "step"));
+    const char *disp = json_string_value(json_object_get(j, "disposition"));
+    bool recorded = disp && (!strcmp(disp, "kept") || !strcmp(disp, "temporary"));
+    const char *ended = step ? step_end_after(all, i, step) : NULL;
+    json_t *e = json_pack("{s:s, s:s, s:s?, s:O?, s:s, s:b, s:b, s:b}", "kind",
+                          k, "id", d, "step", step, "seq",
+                          json_object_get(j, "seq"), "disposition",
+                          recorded ? disp : "kept", "recorded", recorded,
+                          "present", 1, "partial",
+                          !ended || strcmp(ended, "ok"));
+    json_t *undo = json_object_get(json_object_get(j, "detail"), "undo");
+    if (undo) json_object_set(e, "undo", undo);
+    json_array_append_new(res, e);
   }
-  return live;
+  json_array_foreach(res, i, j) {
+    bool present = json_is_true(json_object_get(j, "present"));
+    bool recorded = json_is_true(json_object_get(j, "recorded"));
+    bool temp = !strcmp(json_string_value(json_object_get(j, "disposition")),
+                        "temporary");
+    bool partial = json_is_true(json_object_get(j, "partial"));
+    /* an old journal's resources are all kept */
+    json_object_set_new(j, "leftover",
+                        json_boolean(present && recorded && (partial || temp)));
+  }
+  return res;
+}
+
+void eng__guard_lists_add(json_t *into, const json_t *add) {
+  const char *name;
+  json_t *v;
+  json_object_foreach((json_t *)add, name, v) {
+    json_t *have = json_object_get(into, name);
+    if (!json_is_array(have)) json_object_set_new(into, name, have = json_array());
+    if (json_is_array(v)) json_array_extend(have, v);
+  }
+}
+
+json_t *eng__journal_guard_lists(const json_t *all) {
+  json_t *lists = json_object();
+  size_t i;
+  json_t *j;
+  json_array_foreach(all, i, j) {
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    json_t *l = json_object_get(j, "lists");
+    /* every record adds to each list (a resume writes one too) */
+    if (ev && !strcmp(ev, "guards") && json_is_object(l))
+      eng__guard_lists_add(lists, l);
+  }
+  return lists;
 }
 
 /* ---- engine runs ----------------------------------------------------------- */
@@ -277,23 +352,30 @@ int eng__runs_list(const char *state_dir, FILE *out) {
   }
   closedir(d);
   if (n) qsort(names, n, sizeof *names, cmp_name);
-  fprintf(out, "%-26s %-24s %-12s %s\n", "run", "runbook", "status", "leftovers");
+  fprintf(out, "%-26s %-24s %-12s %-5s %s\n", "run", "runbook", "status",
+          "kept", "leftovers");
   for (size_t i = 0; i < n; i++) {
     char *rd = eng__asprintf("%s/%s", dir, names[i]);
     char *rp = eng__asprintf("%s/report.json", rd);
     json_t *rep = json_load_file(rp, 0, NULL);
     json_t *all = eng__journal_read(rd);
-    json_t *left = all ? eng__journal_leftovers(all) : json_array();
+    json_t *res = all ? eng__journal_resources(all) : json_array();
+    size_t kept = 0, left = 0, q;
+    json_t *e;
+    json_array_foreach(res, q, e) {
+      if (json_is_true(json_object_get(e, "leftover"))) left++;
+      else if (json_is_true(json_object_get(e, "present"))) kept++;
+    }
     const char *status = rep ? json_string_value(json_object_get(rep, "status"))
                              : "incomplete";
     json_t *start = rep ? NULL : started_as(rd);
     const char *name = json_string_value(json_object_get(rep ? rep : start, "name"));
-    fprintf(out, "%-26s %-24s %-12s %zu\n", names[i], name ? name : "?",
-            status ? status : "?", json_array_size(left));
+    fprintf(out, "%-26s %-24s %-12s %-5zu %zu\n", names[i], name ? name : "?",
+            status ? status : "?", kept, left);
     json_decref(rep);
     json_decref(start);
     json_decref(all);
-    json_decref(left);
+    json_decref(res);
     free(rp);
     free(rd);
     free(names[i]);
@@ -320,31 +402,40 @@ static void param_refs(const char *text, json_t *params) {
   }
 }
 
-/* The runbook `engine cleanup` runs: one undo step per leftover resource,
- * newest first, each whatever the others did. Written as JSON (which YAML
- * reads), so no journal text can change its structure. */
-char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
+/* The runbook `engine cleanup` runs: one undo step per selected resource,
+ * newest first, each whatever the others did, held to the run's own
+ * protected lists. Written as JSON (which YAML reads), so no journal text
+ * can change its structure. */
+char *eng__cleanup_runbook(const char *run_dir, eng__clean_what what,
+                           size_t *count) {
   json_t *all = eng__journal_read(run_dir);
   if (!all) return NULL;
-  json_t *left = eng__journal_leftovers(all);
+  json_t *res = eng__journal_resources(all);
   json_t *steps = json_array();
   json_t *params = json_object();
-  size_t n = 0, i;
-  json_t *e;
-  json_array_foreach(left, i, e) {
-    json_t *undo = json_object_get(json_object_get(e, "detail"), "undo");
+  size_t n = 0;
+  for (size_t i = json_array_size(res); i-- > 0;) {
+    json_t *e = json_array_get(res, i);
+    bool take = what == ENG__CLEAN_ALL
+                    ? json_is_true(json_object_get(e, "present"))
+                    : json_is_true(json_object_get(e, "leftover"));
+    if (!take) continue;
+    json_t *undo = json_object_get(e, "undo");
     const char *action = json_string_value(json_object_get(undo, "action"));
     /* only a plugin's action undoes a resource (the journal may come from
      * a store: a built-in such as shell never runs from it) */
     if (!action || !strchr(action, '.') || action[0] == '.') continue;
     json_t *w = json_object_get(undo, "with");
-    char *wtext = json_dumps(w ? w : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *wtext = w ? json_dumps(w, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     if (wtext) param_refs(wtext, params);
     free(wtext);
     char *id = eng__asprintf("undo-%zu", ++n);
-    char *name = eng__asprintf("remove %s %s",
+    char *name = eng__asprintf("remove %s %s (%s)",
                                json_string_value(json_object_get(e, "kind")),
-                               json_string_value(json_object_get(e, "id")));
+                               json_string_value(json_object_get(e, "id")),
+                               json_is_true(json_object_get(e, "leftover"))
+                                   ? "leftover"
+                                   : "kept");
     json_array_append_new(steps, json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id,
                                            "name", name, "if", "always()",
                                            "uses", action, "with",
@@ -352,11 +443,14 @@ char *eng__cleanup_runbook(const char *run_dir, size_t *count) {
     free(id);
     free(name);
   }
-  json_decref(left);
+  json_t *guards = eng__journal_guard_lists(all);
+  json_decref(res);
   json_decref(all);
   *count = n;
   json_t *rb = json_pack("{s:i, s:s, s:o, s:o}", "version", 1, "name", "cleanup",
                          "params", params, "steps", steps);
+  if (json_object_size(guards)) json_object_set(rb, "guards", guards);
+  json_decref(guards);
   char *text = json_dumps(rb, JSON_INDENT(2));
   json_decref(rb);
   return text;

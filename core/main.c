@@ -39,7 +39,7 @@ static const char usage_text[] =
     "  docs                       print the action reference (Markdown)\n"
     "  audit verify FILE|URL|ID   verify an audit log's hash chain (and HMAC)\n"
     "  audit show FILE|URL|ID     print an audit log as a readable timeline\n"
-    "  cleanup RUN_ID             undo what a crashed/cancelled run created\n"
+    "  cleanup RUN_ID             remove a run's leftovers (--dry-run lists)\n"
     "  runs                       list recorded runs with status\n"
     "  version                    print the version\n"
     "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
@@ -112,6 +112,8 @@ typedef struct cli {
   int64_t lock_ttl_ms;
   bool no_leftovers;      /* --no-cleanup-leftovers */
   bool leftovers;         /* --cleanup-leftovers (the default with a lock) */
+  bool include_kept;      /* cleanup --include-kept */
+  bool yes;               /* cleanup --yes */
 } cli;
 
 enum {
@@ -135,7 +137,9 @@ enum {
   OPT_LOCK_TTL,
   OPT_GRACE,
   OPT_NO_LEFTOVERS,
-  OPT_LEFTOVERS
+  OPT_LEFTOVERS,
+  OPT_INCLUDE_KEPT,
+  OPT_YES
 };
 
 static const struct option long_opts[] = {
@@ -163,6 +167,8 @@ static const struct option long_opts[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"no-cleanup-leftovers", no_argument, NULL, OPT_NO_LEFTOVERS},
     {"cleanup-leftovers", no_argument, NULL, OPT_LEFTOVERS},
+    {"include-kept", no_argument, NULL, OPT_INCLUDE_KEPT},
+    {"yes", no_argument, NULL, OPT_YES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -306,6 +312,8 @@ static int parse_args(cli *c, int argc, char **argv) {
       break;
     case OPT_NO_LEFTOVERS: c->no_leftovers = true; break;
     case OPT_LEFTOVERS: c->leftovers = true; break;
+    case OPT_INCLUDE_KEPT: c->include_kept = true; break;
+    case OPT_YES: c->yes = true; break;
     case 'h': c->help = true; break;
     case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
     default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -426,16 +434,20 @@ static int cmd_run(cli *c, bool plan) {
 }
 
 /* Write the cleanup runbook of run `id` (pulled into the local state
- * directory) and run it, with `guards` (protected targets) when given.
- * *count: resources it removes (0: nothing ran). */
-static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count,
+ * directory) for `what` and run it, held to the run's own protected lists
+ * and to `guards` (those of the run that asked) when given. *count:
+ * resources it removes (0: nothing ran). */
+static int cleanup_run(cli *c, eng__state *st, const char *id,
+                       eng__clean_what what, size_t *count,
                        const json_t *guards) {
   char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
   size_t n = 0;
-  char *text = eng__cleanup_runbook(dir, &n);
-  if (text && guards) { /* held to the guards of the run that asked */
+  char *text = eng__cleanup_runbook(dir, what, &n);
+  if (text && guards) {
     json_t *rb = json_loads(text, 0, NULL);
-    json_object_set(rb, "guards", (json_t *)guards);
+    json_t *g = json_object_get(rb, "guards");
+    if (!g) json_object_set_new(rb, "guards", g = json_object());
+    eng__guard_lists_add(g, guards);
     free(text);
     text = json_dumps(rb, JSON_INDENT(2));
     json_decref(rb);
@@ -457,8 +469,9 @@ static int cleanup_run(cli *c, eng__state *st, const char *id, size_t *count,
     fprintf(stderr, "engine: cannot write %s\n", path);
     code = ENG_EXIT_FAILED;
   } else {
-    printf("run %s: removing %zu resource%s it left behind\n", id, n,
-           n == 1 ? "" : "s");
+    printf("run %s: removing %zu %s\n", id, n,
+           what == ENG__CLEAN_ALL ? (n == 1 ? "resource" : "resources")
+                                  : (n == 1 ? "leftover" : "leftovers"));
     fflush(stdout);
     eng__run_opts saved = c->o;
     c->o.cleanup_run = id;
@@ -515,7 +528,8 @@ static int remove_leftovers(cli *c, eng__state *st, const char *name,
       break;
     }
     if (pr == 0) {
-      int code = cleanup_run(c, st, id, &n, json_object_size(guards) ? guards : NULL);
+      int code = cleanup_run(c, st, id, ENG__CLEAN_LEFTOVERS, &n,
+                             json_object_size(guards) ? guards : NULL);
       if (code != 0) {
         if (code == ENG_EXIT_INTERRUPTED) {
           result = code;
@@ -556,11 +570,11 @@ static char *run_lock_of(eng__state *st, const char *id) {
   return name;
 }
 
-/* Does run `id` still own resources it created? */
+/* Did run `id` leave something behind (partial or temporary resources)? */
 static bool has_leftovers(const char *state_dir, const char *id) {
   char *dir = eng__asprintf("%s/runs/%s", state_dir, id);
   size_t n = 0;
-  char *text = eng__cleanup_runbook(dir, &n);
+  char *text = eng__cleanup_runbook(dir, ENG__CLEAN_LEFTOVERS, &n);
   free(text);
   free(dir);
   return n > 0;
@@ -767,6 +781,12 @@ static const char *const target_names[] = {"",         "database", "volume",
                                            "container", "bucket",   "instance",
                                            "command",  "file",     "snapshot"};
 
+/* What an action's created resources are, for actions that create. */
+static const char *creates_name(const eng_action *a) {
+  if (a->creates == ENG_TEMPORARY) return "temporary";
+  return a->side_effect == ENG_SIDE_CREATES ? "kept" : NULL;
+}
+
 static const char *target_name(eng_target t) {
   return (unsigned)t < sizeof target_names / sizeof *target_names
              ? target_names[t] : "target";
@@ -774,9 +794,13 @@ static const char *target_name(eng_target t) {
 
 static void print_action(const eng__action_ref *a, bool full) {
   const eng_action *act = a->action;
-  printf("  %-26s %-11s %s%s\n", a->full, side_names[act->side_effect],
+  const char *cr = creates_name(act);
+  printf("  %-26s %-11s %s%s%s%s", a->full, side_names[act->side_effect],
          act->doc ? act->doc : "",
-         (act->flags & ENG_A_REPEAT_SAFE) ? " [repeat-safe]" : "");
+         (act->flags & ENG_A_REPEAT_SAFE) ? " [repeat-safe]" : "",
+         cr ? " [creates: " : "", cr ? cr : "");
+  if (cr) printf("]\n");
+  else printf("\n");
   if (!full) return;
   printf("    params:\n");
   for (const eng_param *p = act->params; p && p->name; p++) {
@@ -928,10 +952,11 @@ static json_t *action_doc(const eng__action_ref *r, bool markdown) {
   const eng_action *a = r->action;
   if (!markdown) return json_string(a->doc ? a->doc : r->full);
   eng__buf md = {0};
-  eng__buf_addf(&md, "**%s** (%s)%s\n\n%s", r->full,
+  const char *cr = creates_name(a);
+  eng__buf_addf(&md, "**%s** (%s)%s%s%s\n\n%s", r->full,
                 side_names[a->side_effect],
                 (a->flags & ENG_A_REPEAT_SAFE) ? ", repeat-safe" : "",
-                a->doc ? a->doc : "");
+                cr ? ", creates " : "", cr ? cr : "", a->doc ? a->doc : "");
   if (a->outputs && a->outputs->name) {
     eng__buf_adds(&md, "\n\nOutputs:");
     for (const eng_output *o = a->outputs; o->name; o++)
@@ -973,7 +998,10 @@ static int cmd_docs(cli *c) {
       "prints the same for one action, and `engine schema` gives editors a "
       "JSON Schema of it.\n\n"
       "Each action has a class: `read_only`, `creates` (what it creates is "
-      "recorded and removed by `finally` or `engine cleanup`), `disruptive`, "
+      "recorded in the run's journal, as *kept* (what the run delivers, "
+      "never removed automatically) or *temporary* (removed when the run "
+      "ends); a step's `keep: true` or `temporary: true` overrides it, see "
+      "runbook-format.md, \"Kept and temporary resources\"), `disruptive`, "
       "`destructive` (held to the guards, see runbook-format.md) or "
       "`external`. Parameters are given under `with:`; their values are "
       "converted to the type shown (runbook-format.md, \"Types\") and checked "
@@ -986,9 +1014,11 @@ static int cmd_docs(cli *c) {
     for (size_t k = 0; k < na; k++) {
       const eng_action *a = acts[k]->action;
       if (acts[k]->plugin != p) continue;
-      eng__buf_addf(&b, "\n### %s\n\n%s (%s%s)\n", acts[k]->full,
+      const char *cr = creates_name(a);
+      eng__buf_addf(&b, "\n### %s\n\n%s (%s%s%s%s)\n", acts[k]->full,
                     a->doc ? a->doc : "", side_names[a->side_effect],
-                    (a->flags & ENG_A_REPEAT_SAFE) ? ", safe to repeat" : "");
+                    (a->flags & ENG_A_REPEAT_SAFE) ? ", safe to repeat" : "",
+                    cr ? ", what it creates is " : "", cr ? cr : "");
       if (a->params && a->params->name) {
         eng__buf_adds(&b, "\n| parameter | type | default | |\n|---|---|---|---|\n");
         for (const eng_param *q = a->params; q->name; q++) {
@@ -1080,14 +1110,15 @@ static int cmd_schema(cli *c) {
   json_t *step = json_pack(
       "{s:s, s:[s,s], s:{s:{s:s, s:s}, s:{s:s}, s:{s:s, s:o}, s:{s:s}, "
       "s:{s:[s,s]}, s:{s:[s,s]}, s:O, s:O, s:{s:s}, s:{s:s}, s:{s:s}, "
-      "s:{s:s}, s:{s:s}}, s:b, s:o}",
+      "s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}, s:b, s:o}",
       "type", "object", "required", "id", "uses", "properties", "id", "type",
       "string", "pattern", "^[a-z0-9_-]+$", "name", "type", "string", "uses",
       "type", "string", "anyOf", uses_enum, "with", "type", "object", "needs",
       "type", "array", "string", "if", "type", "string", "boolean", "timeout",
       dur, "retry", retry, "continue_on_error", "type", "boolean", "check",
       "type", "string", "outputs", "type", "object", "recovered", "type",
-      "boolean", "description", "type", "string", "additionalProperties", 0,
+      "boolean", "description", "type", "string", "keep", "type", "boolean",
+      "temporary", "type", "boolean", "additionalProperties", 0,
       "allOf", variants);
   json_t *param = json_pack(
       "{s:[s,s,s,s,s,s], s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{}, s:{s:s, s:[s,s,s,s,s,s,s,s,s]}, "
@@ -1227,22 +1258,125 @@ static int cmd_runs(cli *c) {
   return code;
 }
 
-static int cmd_cleanup(cli *c) {
-  if (c->help || c->n_positional != 1) {
-    return print_help("usage: engine cleanup RUN_ID [--state-dir DIR|URL] [--set NAME=VALUE]\n"
-          "Removes what the run's journal says it created and did not remove\n"
-          "(newest first), e.g. after the engine was killed. Secrets come from\n"
-          "the same environment variables as the run's.\n", c->help ? stdout : stderr,
-                      c->help ? 0 : ENG_EXIT_USAGE);
+static const char cleanup_help[] =
+    "usage: engine cleanup RUN_ID [--dry-run] [--include-kept [--yes]]\n"
+    "                             [--state-dir DIR|URL] [--set NAME=VALUE]\n"
+    "\n"
+    "The engine never removes what a run delivered unless a person asks for\n"
+    "it by name. Removes the run's leftovers (newest first): resources whose\n"
+    "creating step did not end ok, and temporary ones still present (the run\n"
+    "was killed, or their removal failed). What the run delivered (kept:\n"
+    "dumps, uploaded objects, snapshots, restored databases) stays. Secrets\n"
+    "come from the same environment variables as the run's.\n"
+    "\n"
+    "      --dry-run        list every resource of the run (step, kind, id,\n"
+    "                       disposition, state, what cleanup would do);\n"
+    "                       remove nothing\n"
+    "      --include-kept   remove the kept resources too; asks to type the\n"
+    "                       run id on a terminal, needs --yes without one\n"
+    "      --yes            confirm --include-kept without a terminal\n";
+
+/* The run's resources as `engine cleanup --dry-run` shows them. */
+static void print_resources(const char *id, const json_t *res, bool kept_too) {
+  size_t n = json_array_size(res), kept = 0, left = 0, gone = 0, i;
+  json_t *e;
+  json_array_foreach(res, i, e) {
+    if (json_is_true(json_object_get(e, "leftover"))) left++;
+    else if (json_is_true(json_object_get(e, "present"))) kept++;
+    else gone++;
   }
+  printf("run %s: %zu resource%s (%zu kept, %zu leftover%s, %zu removed)\n",
+         id, n, n == 1 ? "" : "s", kept, left, left == 1 ? "" : "s", gone);
+  if (!n) return;
+  printf("  %-14s %-16s %-10s %-9s %-10s %s\n", "step", "kind", "disposition",
+         "state", "cleanup", "id");
+  json_array_foreach(res, i, e) {
+    bool present = json_is_true(json_object_get(e, "present"));
+    bool leftover = json_is_true(json_object_get(e, "leftover"));
+    bool partial = json_is_true(json_object_get(e, "partial"));
+    const char *step = json_string_value(json_object_get(e, "step"));
+    const char *disp = json_string_value(json_object_get(e, "disposition"));
+    const char *act = !present             ? "-"
+                      : leftover           ? "removes"
+                      : kept_too           ? "removes"
+                                           : "keeps";
+    char d[32];
+    snprintf(d, sizeof d, "%s%s", disp ? disp : "?",
+             json_is_true(json_object_get(e, "recorded")) ? "" : "*");
+    printf("  %-14s %-16s %-10s %-9s %-10s %s\n", step ? step : "-",
+           json_string_value(json_object_get(e, "kind")), d,
+           !present ? "removed" : partial ? "partial" : "present", act,
+           json_string_value(json_object_get(e, "id")));
+  }
+  json_array_foreach(res, i, e) {
+    if (!json_is_true(json_object_get(e, "recorded"))) {
+      printf("  * journaled by an engine before dispositions: kept\n");
+      break;
+    }
+  }
+  printf("  state as the journal records it; nothing was removed (dry run)\n");
+}
+
+/* The run's resources from its journal (pulled); NULL when none. */
+static json_t *run_resources(cli *c, const char *id) {
+  char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
+  json_t *all = eng__journal_read(dir);
+  free(dir);
+  json_t *res = all ? eng__journal_resources(all) : NULL;
+  json_decref(all);
+  return res;
+}
+
+/* --include-kept: the person confirms removing what the run delivered.
+ * 0 when confirmed (or nothing kept), an exit code otherwise. */
+static int confirm_kept(cli *c, const char *id, const json_t *res) {
+  size_t kept = 0, i;
+  json_t *e;
+  json_array_foreach(res, i, e)
+    if (json_is_true(json_object_get(e, "present")) &&
+        !json_is_true(json_object_get(e, "leftover")))
+      kept++;
+  if (!kept || c->yes) return 0;
+  fprintf(stderr, "engine: --include-kept removes %zu kept resource%s that "
+                  "run %s delivered:\n", kept, kept == 1 ? "" : "s", id);
+  json_array_foreach(res, i, e)
+    if (json_is_true(json_object_get(e, "present")) &&
+        !json_is_true(json_object_get(e, "leftover")))
+      fprintf(stderr, "  %s %s\n", json_string_value(json_object_get(e, "kind")),
+              json_string_value(json_object_get(e, "id")));
+  if (!isatty(0)) {
+    fprintf(stderr, "engine: no terminal to confirm on: add --yes to remove "
+                    "them; nothing was removed\n");
+    return ENG_EXIT_USAGE;
+  }
+  fprintf(stderr, "type the run id (%s) to remove them: ", id);
+  fflush(stderr);
+  char line[128] = "";
+  if (!fgets(line, sizeof line, stdin)) line[0] = '\0';
+  line[strcspn(line, "\r\n")] = '\0';
+  if (strcmp(line, id)) {
+    fprintf(stderr, "engine: not confirmed; nothing was removed\n");
+    return ENG_EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int cmd_cleanup(cli *c) {
+  if (c->help || c->n_positional != 1)
+    return print_help(cleanup_help, c->help ? stdout : stderr,
+                      c->help ? 0 : ENG_EXIT_USAGE);
+  if (c->yes && !c->include_kept)
+    return usage_error("%s only confirms --include-kept", "--yes");
   const char *id = c->positional[0];
+  bool dry = c->o.plan_only;
+  c->o.plan_only = false;
   load_plugins_quietly(c);
   eng__state *st = open_state(c);
   if (!st) return ENG_EXIT_USAGE;
   char err[1024] = "";
   /* a run that held a lock is cleaned up holding it: never while the run
-   * (or a run removing its leftovers) is still going */
-  char *name = run_lock_of(st, id);
+   * (or a run removing its leftovers) is still going; a dry run reads */
+  char *name = dry ? NULL : run_lock_of(st, id);
   eng__lock *lock = NULL;
   int code = name ? take_lock(c, st, name, id, &lock) : ENG_EXIT_OK;
   if (code != ENG_EXIT_OK) {
@@ -1251,20 +1385,40 @@ static int cmd_cleanup(cli *c) {
     return code;
   }
   int pr = eng__state_pull_run(st, id, err, sizeof err);
+  json_t *res = pr == 0 ? run_resources(c, id) : NULL;
   size_t n = 0;
+  eng__clean_what what = c->include_kept ? ENG__CLEAN_ALL : ENG__CLEAN_LEFTOVERS;
   if (pr < 0) {
     fprintf(stderr, "engine: cannot read run %s from %s: %s\n", id,
             c->state_spec, err);
     code = ENG_EXIT_FAILED;
-  } else if (pr > 0 || (code = cleanup_run(c, st, id, &n, NULL)) < 0) {
+  } else if (!res) {
     fprintf(stderr, "engine: no journal for run %s in %s (check the id and "
                     "--state-dir; 'engine runs' lists them)\n", id,
             c->state_spec);
     code = ENG_EXIT_USAGE;
+  } else if (dry) {
+    print_resources(id, res, c->include_kept);
+  } else if (c->include_kept && (code = confirm_kept(c, id, res)) != 0) {
+    /* said */
+  } else if ((code = cleanup_run(c, st, id, what, &n, NULL)) < 0) {
+    code = ENG_EXIT_FAILED;
   } else if (n == 0) {
-    printf("run %s: nothing to clean up (every resource it created was "
-           "removed)\n", id);
+    printf("run %s: nothing to clean up (no leftover%s)\n", id,
+           c->include_kept ? ", nothing kept" : "");
   }
+  if (res && !dry && !c->include_kept && code == ENG_EXIT_OK) {
+    size_t kept = 0, i;
+    json_t *e;
+    json_array_foreach(res, i, e)
+      kept += json_is_true(json_object_get(e, "present")) &&
+              !json_is_true(json_object_get(e, "leftover"));
+    if (kept)
+      printf("run %s: %zu kept resource%s stay%s (what the run delivered; "
+             "--dry-run lists them, --include-kept removes them)\n",
+             id, kept, kept == 1 ? "" : "s", kept == 1 ? "s" : "");
+  }
+  json_decref(res);
   if (lock && code == ENG_EXIT_OK && !has_leftovers(c->o.state_dir, id)) {
     char *key = eng__asprintf("locks/%s.runs/%s", name, id);
     eng__state_del(st, key, NULL, err, sizeof err);

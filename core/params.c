@@ -179,23 +179,17 @@ void eng__run_set_globals(eng__run *r) {
 
 /* ---- a step's parameters ---------------------------------------------------- */
 
-/* Render `with`, convert every declared parameter, apply defaults. */
-json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
-  eng__step *s = &r->rb->steps[i];
-  const eng_action *act = s->action->action;
-  json_t *raw = s->with ? eng__tpl_render(r->L, s->with, err, errlen)
-                        : json_object();
-  if (!raw) return NULL;
+json_t *eng__action_params(eng__run *r, const eng__action_ref *ref,
+                           const json_t *raw, char *err, size_t errlen) {
   json_t *out = json_object();
-  for (const eng_param *p = act->params; p && p->name; p++) {
+  for (const eng_param *p = ref->action->params; p && p->name; p++) {
     json_t *v = json_object_get(raw, p->name);
     json_t *def = NULL;
     if (!v || json_is_null(v)) {
       if (p->def) def = v = json_loads(p->def, JSON_DECODE_ANY, NULL);
       else if (p->flags & ENG_P_REQUIRED) {
         snprintf(err, errlen, "parameter '%s' of %s is required but empty",
-                 p->name, s->action->full);
-        json_decref(raw);
+                 p->name, ref->full);
         json_decref(out);
         return NULL;
       } else continue;
@@ -204,9 +198,8 @@ json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
     json_t *c = eng__convert_param(v, p, cerr, sizeof cerr);
     json_decref(def);
     if (!c) {
-      snprintf(err, errlen, "parameter '%s' of %s: %s", p->name,
-               s->action->full, cerr);
-      json_decref(raw);
+      snprintf(err, errlen, "parameter '%s' of %s: %s", p->name, ref->full,
+               cerr);
       json_decref(out);
       return NULL;
     }
@@ -214,6 +207,16 @@ json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
       eng__redactor_add(r->redact, json_string_value(c));
     json_object_set_new(out, p->name, c);
   }
+  return out;
+}
+
+/* Render `with`, convert every declared parameter, apply defaults. */
+json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
+  eng__step *s = &r->rb->steps[i];
+  json_t *raw = s->with ? eng__tpl_render(r->L, s->with, err, errlen)
+                        : json_object();
+  if (!raw) return NULL;
+  json_t *out = eng__action_params(r, s->action, raw, err, errlen);
   json_decref(raw);
   return out;
 }

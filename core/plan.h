@@ -19,8 +19,22 @@ void eng__run_set_status(eng__run *r, const char *status);
 /* Render step i's `with`, convert every declared parameter, apply
  * defaults. NULL with err on failure. */
 json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen);
+/* Parameters `raw` (rendered) for action `ref`: every declared one
+ * converted, defaults applied, secrets registered; NULL with err. */
+json_t *eng__action_params(eng__run *r, const eng__action_ref *ref,
+                           const json_t *raw, char *err, size_t errlen);
 /* The side-effect class of step i with these params (NULL: declared). */
 eng_side_effect eng__step_side(const eng__step *s, const json_t *params);
+
+/* ---- dispose.c: temporary resources at the run's end ----------------------- */
+
+/* Remove the temporary resources the run's journal says are still
+ * present, one at a time, then call then(r). stopped (the grace ran out):
+ * none is removed, each is said to be left. A failure leaves the resource a
+ * leftover and counts in r->temporary_left. */
+void eng__dispose_start(eng__run *r, bool stopped, void (*then)(eng__run *r));
+/* The grace ran out: cancel the removal under way, start no other. */
+void eng__dispose_cancel(eng__run *r);
 
 /* ---- guards.c ------------------------------------------------------------ */
 

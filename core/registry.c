@@ -129,9 +129,19 @@ typedef struct action_v11 {
 _Static_assert(offsetof(action_v11, n_outputs) == offsetof(eng_action, n_outputs),
                "eng_action 1.1 is a prefix of eng_action");
 
+/* eng_action of ABI 1.2 and 1.3: 1.1's, then describe. */
+typedef struct action_v12 {
+  action_v11 v11;
+  void (*describe)(const json_t *params, char *buf, size_t n);
+} action_v12;
+
+_Static_assert(offsetof(action_v12, describe) == offsetof(eng_action, describe),
+               "eng_action 1.2 is a prefix of eng_action");
+
 static size_t action_size(unsigned minor) {
-  return minor == 0 ? sizeof(action_v10)
+  return minor == 0   ? sizeof(action_v10)
          : minor == 1 ? sizeof(action_v11)
+         : minor <= 3 ? sizeof(action_v12)
                       : sizeof(eng_action);
 }
 
@@ -218,6 +228,12 @@ static int norm_action(norm *n, const eng_plugin *p, size_t i, char *err,
   const action_v10 *r = (const action_v10 *)raw;
   if (!valid_name(a->name) || !a->start) {
     snprintf(err, errlen, "action %zu: needs a valid 'name' and 'start'", i);
+    return ENG_ERR_ABI;
+  }
+  if ((unsigned)a->creates > ENG_TEMPORARY) {
+    snprintf(err, errlen, "action '%s': field 'creates' is %d, not a known "
+                          "disposition (ENG_KEPT or ENG_TEMPORARY)",
+             a->name, (int)a->creates);
     return ENG_ERR_ABI;
   }
   if ((unsigned)a->side_effect > ENG_SIDE_EXTERNAL) {
@@ -328,7 +344,7 @@ static void add_plugin(norm *n, const char *path) {
 
 const eng_store_scheme *eng__registry_store(const char *scheme) {
   for (size_t i = 0; i < n_plugins; i++) {
-    const eng_plugin *p = plugins[i].desc; /* normalized: 1.3 layout */
+    const eng_plugin *p = plugins[i].desc; /* normalized: the current layout */
     for (size_t k = 0; p->stores && k < p->n_stores; k++)
       if (p->stores[k].scheme && !strcmp(p->stores[k].scheme, scheme))
         return &p->stores[k];

@@ -19,6 +19,32 @@ static bool slo_phases(const eng__run *r, json_t *slo) {
   return true;
 }
 
+/* What the run created, from its journal: kind, id, step, disposition
+ * and state (kept: delivered and present; removed; leftover: partial or
+ * temporary and still present). */
+static json_t *resources(eng__run *r) {
+  json_t *out = json_array();
+  json_t *all = r->dir ? eng__journal_read(r->dir) : NULL;
+  json_t *res = all ? eng__journal_resources(all) : json_array();
+  size_t i;
+  json_t *e;
+  json_array_foreach(res, i, e) {
+    const char *state = json_is_true(json_object_get(e, "leftover")) ? "leftover"
+                        : json_is_true(json_object_get(e, "present")) ? "kept"
+                                                                      : "removed";
+    json_t *o = json_pack("{s:O, s:O, s:O?, s:O, s:s}", "kind",
+                          json_object_get(e, "kind"), "id",
+                          json_object_get(e, "id"), "step",
+                          json_object_get(e, "step"), "disposition",
+                          json_object_get(e, "disposition"), "state", state);
+    json_array_append_new(out, o);
+  }
+  json_decref(res);
+  json_decref(all);
+  eng__redact_json(r->redact, out);
+  return out;
+}
+
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t1[40], t2[40];
@@ -80,6 +106,7 @@ json_t *eng__report_json(eng__run *r) {
   json_t *guards = json_deep_copy(r->guard_log);
   eng__redact_json(r->redact, guards);
   json_object_set_new(rep, "guards", guards);
+  json_object_set_new(rep, "resources", resources(r));
   return rep;
 }
 

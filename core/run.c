@@ -180,12 +180,13 @@ void eng__run_check_journal(eng__run *r) {
 
 int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
                          const char *kind, const char *id,
-                         const json_t *detail) {
-  int64_t seq = eng__journal_resource(&r->journal, event, step, kind, id, detail);
+                         const char *disposition, const json_t *detail) {
+  int64_t seq = eng__journal_resource(&r->journal, event, step, kind, id,
+                                      disposition, detail);
   eng__run_check_journal(r);
   if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
-    json_t *a = json_pack("{s:s?, s:s?, s:s?}", "step", step, "kind", kind,
-                          "id", id);
+    json_t *a = json_pack("{s:s?, s:s?, s:s?, s:s?}", "step", step, "kind",
+                          kind, "id", id, "disposition", disposition);
     eng__redact_json(r->redact, a);
     eng__run_audit(r, !strcmp(event, "intent") ? "resource.create"
                                                : "resource.delete", a);

@@ -40,10 +40,11 @@ void eng__run_progress(eng__run *r, const char *step, int64_t done,
 /* A secret value: masked everywhere, journaled as `ref` (NULL: masked
  * only). */
 void eng__run_secret(eng__run *r, const char *value, const char *ref);
-/* Journal a resource event, with its audit record. */
+/* Journal a resource event, with its audit record; an intent carries the
+ * resource's disposition ("kept" or "temporary"). */
 int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
                          const char *kind, const char *id,
-                         const json_t *detail);
+                         const char *disposition, const json_t *detail);
 int eng__run_journal_owned(eng__run *r, const char *kind, const char *id);
 /* Register a run-end hook (the scheduler runs them after `finally`). */
 int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),

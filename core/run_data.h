@@ -121,13 +121,29 @@ json_t *eng__journal_refs(const eng__journal *j, const json_t *v);
  * is on disk whole or not at all. */
 int64_t eng__journal_resource(eng__journal *j, const char *event,
                               const char *step, const char *kind,
-                              const char *id, const json_t *detail);
+                              const char *id, const char *disposition,
+                              const json_t *detail);
+/* The run's protected lists ({"protected_databases": [...], ...}), so
+ * that `engine cleanup` of the run is held to them. */
+void eng__journal_guards(eng__journal *j, const json_t *lists);
 /* Append a step record (step.start / step.end), not synced. */
 void eng__journal_step(eng__journal *j, const char *event, const char *step,
                        const char *inputs, const char *status,
                        const json_t *outputs);
 json_t *eng__journal_read(const char *dir);
-json_t *eng__journal_leftovers(const json_t *all);
+/* Every resource the journal's records (all) say the run created, oldest
+ * first: [{kind, id, step, seq, disposition ("kept" | "temporary"),
+ * recorded (a disposition was journaled), present (not removed since),
+ * partial (its step did not end ok), leftover, undo}]. A resource journaled
+ * without a disposition (by an engine before dispositions) is kept,
+ * whatever else: when unsure, never delete. A leftover is present and
+ * partial or temporary. */
+json_t *eng__journal_resources(const json_t *all);
+/* The run's protected lists as its journal recorded them ({} if none). */
+json_t *eng__journal_guard_lists(const json_t *all);
+/* Add the entries of each list of `add` ({"protected_databases": [...]})
+ * to the same list of `into`. */
+void eng__guard_lists_add(json_t *into, const json_t *add);
 /* Did the run in `dir` create resource kind/id (even if since removed)? */
 int eng__journal_owned(const char *dir, const char *kind, const char *id);
 /* --resume: step id -> {status, inputs, outputs} of steps that ended, the
@@ -136,7 +152,17 @@ int eng__journal_owned(const char *dir, const char *kind, const char *id);
 int eng__journal_load_resume(const char *dir, json_t **ended,
                              json_t **unfinished, int64_t *last_seq);
 int eng__runs_list(const char *state_dir, FILE *out);
-char *eng__cleanup_runbook(const char *run_dir, size_t *count);
+/* What `engine cleanup` removes: the run's leftovers, or with kept too
+ * every resource still present. */
+typedef enum eng__clean_what {
+  ENG__CLEAN_LEFTOVERS = 0,
+  ENG__CLEAN_ALL = 1
+} eng__clean_what;
+/* The runbook `engine cleanup` runs: one undo step per resource `what`
+ * selects, newest first, held to the run's own protected lists. NULL when
+ * the run has no journal; *count steps. */
+char *eng__cleanup_runbook(const char *run_dir, eng__clean_what what,
+                           size_t *count);
 
 /* ---- the guard policy (policy.c applies it) -------------------------- */
 
@@ -156,6 +182,7 @@ struct eng__end_hook {
 };
 
 struct eng__sched; /* sched.c */
+typedef struct eng__dispose eng__dispose; /* dispose.c */
 
 struct eng__run {
   /* what runs */
@@ -198,6 +225,9 @@ struct eng__run {
   /* cleanup registered by actions (at_run_end), run after `finally` */
   struct eng__end_hook *end_hooks;
   size_t n_end_hooks;
+  /* then the temporary resources still present are removed (dispose.c) */
+  eng__dispose *dispose;
+  size_t temporary_left; /* that could not be: leftovers, the run failed */
   struct eng__sched *sched; /* the scheduler's own state */
   char *stop_reason; /* why the run was stopped other than by a signal */
 };

@@ -29,7 +29,7 @@ static const char *const param_keys[] = {"env",     "secret", "required",
 static const char *const step_keys[] = {
     "id",    "name",    "uses",  "with",  "needs",    "if",
     "timeout", "retry", "continue_on_error", "check", "outputs",
-    "recovered", "description", NULL};
+    "recovered", "description", "keep", "temporary", NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff",
                                          "max_delay", NULL};
 static const char *const slo_keys[] = {"rto", "rpo", "backup_time", NULL};
@@ -88,6 +88,26 @@ static int parse_bool(loader *ld, const eng__node *n, const char *what,
   }
   json_decref(v);
   return rc;
+}
+
+/* `keep: true` / `temporary: true`: what the step's resources are to the
+ * run, over its action's default (`keep: false` is `temporary: true`). */
+static void parse_disposition(loader *ld, const eng__node *n, eng__step *s,
+                              const char *where) {
+  eng__node *k = eng__node_get(n, "keep"), *t = eng__node_get(n, "temporary");
+  bool keep = false, temp = false;
+  if (k && parse_bool(ld, k, "keep", &keep) != 0) return;
+  if (t && parse_bool(ld, t, "temporary", &temp) != 0) return;
+  if (k && t && keep == temp) {
+    ERR(ld, t, "%s'keep: %s' and 'temporary: %s' contradict each other: "
+               "give one of them (keep: true for what the run delivers, "
+               "temporary: true for what only exists for the run)",
+        where, keep ? "true" : "false", temp ? "true" : "false");
+    return;
+  }
+  if (!k && !t) return;
+  s->has_disposition = true;
+  s->disposition = (k ? keep : !temp) ? ENG_KEPT : ENG_TEMPORARY;
 }
 
 static int parse_duration(loader *ld, const eng__node *n, const char *what,
@@ -266,6 +286,7 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
     parse_bool(ld, v, "continue_on_error", &s->continue_on_error);
   if ((v = eng__node_get(n, "recovered")))
     parse_bool(ld, v, "recovered", &s->recovered);
+  parse_disposition(ld, n, s, where);
   if ((v = eng__node_get(n, "check")) && want(ld, v, ENG__N_SCALAR, "check"))
     s->check_node = v;
   if ((v = eng__node_get(n, "outputs")) &&

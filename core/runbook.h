@@ -118,6 +118,9 @@ typedef struct eng__step {
   int64_t timeout_ms;
   eng__retry retry;
   bool continue_on_error, recovered, is_finally;
+  /* keep: / temporary: given: what the resources it creates are */
+  bool has_disposition;
+  eng_disposition disposition;
 } eng__step;
 
 typedef struct eng__runbook {

@@ -81,7 +81,7 @@ static void on_end(eng__run *r) {
   eng__slo_measure(r, r->ended_ms);
   if (r->interrupted) r->exit_code = ENG_EXIT_INTERRUPTED;
   else if (r->refused) r->exit_code = ENG_EXIT_REFUSED;
-  else if (failed || r->audit_broken || r->journal_broken)
+  else if (failed || r->audit_broken || r->journal_broken || r->temporary_left)
     r->exit_code = ENG_EXIT_FAILED;
   else if (!r->rto_met || !r->rpo_met) r->exit_code = ENG_EXIT_SLO;
   else r->exit_code = ENG_EXIT_OK;
@@ -183,6 +183,11 @@ int eng__run_main(eng__runbook *rb, eng__lua *L, const eng__run_opts *o) {
     goto out;
   }
   offer_lua_funcs(L);
+  /* a later `engine cleanup` of this run is held to its protected lists */
+  if (!r.cleanup_mode) {
+    eng__journal_guards(&r.journal, r.policy.lists);
+    eng__run_check_journal(&r);
+  }
   eng__con_run_start(&r);
   eng__guards_run_start(&r);
   eng__lock_keep(o->lock, r.loop, lock_lost, &r);

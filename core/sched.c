@@ -630,6 +630,11 @@ static void end_hook_done(void *ud, int rc, json_t *outputs,
   run_end_hooks(r);
 }
 
+static void disposed(eng__run *r) {
+  r->sched->hook_running = false;
+  finish_run(r);
+}
+
 static void run_end_hooks(eng__run *r) {
   while (r->sched->end_hook_next < r->n_end_hooks) {
     struct eng__end_hook *h = &r->end_hooks[r->sched->end_hook_next++];
@@ -642,7 +647,11 @@ static void run_end_hooks(eng__run *r) {
     r->sched->hook_running = false;
     eng__call_release(c);
   }
-  finish_run(r);
+  /* then the temporary resources still present (dispose.c); nothing else
+   * is scheduled meanwhile */
+  r->sched->hook_running = true;
+  eng__dispose_start(r, r->sched->grace_over || r->sched->signals >= 3,
+                     disposed);
 }
 
 /* ---- signals ---------------------------------------------------------------- */
@@ -711,6 +720,7 @@ static void grace_fire(uv_timer_t *t) {
                    "%s', or the next run holding the same lock, removes it)",
                 eng__fmt_duration(r->opts->grace_ms, g, sizeof g), r->id);
   eng__host_limit_cancel_grace(2000);
+  eng__dispose_cancel(r);
   for (size_t i = 0; i < r->rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
     eng_call *c = st->call ? st->call : st->check_call;

@@ -7,6 +7,17 @@
  * com.docker.compose.* labels). Command lines of exec and run go through
  * the guards like a shell step's; a read-write mount of a protected volume
  * is refused before anything is created.
+ *
+ * The throwaway containers of run and volume_check are named here
+ * (engine-RUNID-STEP-RANDOM) before they exist, so that the journal
+ * records them first: intent kind "container", id NAME, undo docker.remove
+ * {container: NAME, force: true} (volume_check's also "disposition":
+ * "temporary"); then POST /containers/create?name=NAME
+ * (nothing is sent when the intent could not be written: ENG_ERR_IO);
+ * confirmed once the engine returned its id; removed (same kind and id)
+ * when the container was removed, or when the engine refused to create it.
+ * docker.remove records the removal under the name when the run journaled
+ * that name, else under the id (journals written before names were).
  */
 #include "docker_api.h"
 
@@ -15,6 +26,9 @@
 #include <string.h>
 #include <fnmatch.h>
 #include <regex.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define H dk_host
 
@@ -26,8 +40,12 @@ struct job {
   json_t *p; /* params (a copy) */
   char *id;  /* the container, once resolved */
   char *name;
+  char *jid;    /* the id the journal knows the container by */
+  int64_t token; /* the intent of a container created here */
   json_t *info; /* inspect of the container */
   job_step next;
+  /* when the container to resolve does not exist: true when handled */
+  bool (*missing)(job *j);
   /* exec / run */
   char *exec_id;
   eng_stream *out;
@@ -51,6 +69,7 @@ static void job_destroy(eng_op *op) {
   json_decref(j->info);
   free(j->id);
   free(j->name);
+  free(j->jid);
   free(j->exec_id);
   free(j->stdout_buf);
   free(j->pend);
@@ -152,15 +171,22 @@ static void compose_found(void *ud, const dk_answer *a) {
 
 static void resolved(void *ud, const dk_answer *a) {
   job *j = ud;
+  if (a->status == 404 && j->missing && j->missing(j)) return;
   if (a->status == 404) {
     dk_request(&j->op, "GET", "/containers/json?all=1", NULL, NULL, listed_for_hint, j, NULL);
     return;
   }
   if (failed(j, a, "inspecting the container")) return;
+  const char *id = json_string_value(json_object_get(a->json, "Id"));
+  if (!id || !*id) {
+    eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
+                "inspecting container '%s': the answer has no Id", pstr(j, "container"));
+    return;
+  }
   json_decref(j->info);
   j->info = json_incref(a->json);
   free(j->id);
-  j->id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  j->id = strdup(id);
   free(j->name);
   j->name = strdup(cname(a->json));
   j->next(j);
@@ -397,13 +423,26 @@ static void run_started(void *ud, const dk_answer *a) {
 
 static void run_created(void *ud, const dk_answer *a) {
   job *j = ud;
+  const char *id = a->error ? NULL : json_string_value(json_object_get(a->json, "Id"));
+  if (id && *id)
+    H->journal_confirm(j->op.call, j->token);
+  else if (a->status >= 400) /* the engine refused: nothing was created */
+    H->journal_removed(j->op.call, "container", j->jid);
+  /* (without an answer, or without an id, it may exist: the intent stays
+   * for docker.remove by name) */
   if (a->status == 404 && a->error && strstr(a->error, "image")) {
     eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "%s: image not present; pull or import it first",
                 a->error);
     return;
   }
   if (failed(j, a, "creating the container")) return;
-  j->id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  if (!id || !*id) {
+    eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
+                "creating the container %s: the answer has no Id; if it exists, "
+                "engine cleanup removes it", j->jid);
+    return;
+  }
+  j->id = strdup(id);
   char path[256];
   snprintf(path, sizeof path, "/containers/%s/start", j->id);
   dk_request(&j->op, "POST", path, NULL, NULL, run_started, j, NULL);
@@ -415,11 +454,75 @@ static void remove_container(job *j, dk_cb cb) {
   dk_request(&j->op, "DELETE", path, NULL, NULL, cb, j, NULL);
 }
 
+/* The answer of remove_container(): the removal goes into the journal once
+ * the container is gone; otherwise its intent stays for engine cleanup. */
+static void note_removed(job *j, const dk_answer *a) {
+  if (!a->error || a->status == 404) {
+    H->journal_removed(j->op.call, "container", j->jid);
+    return;
+  }
+  H->log(j->op.call, ENG_LOG_WARN,
+         "could not remove container %s: %s; `engine cleanup` removes it", j->jid, a->error);
+}
+
+/* A fresh container name for the call: Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+,
+ * unique per run (the run directory's name is the run id), step and
+ * attempt (random). */
+static char *new_container_name(eng_call *call) {
+  const char *rd = H->run_dir(call), *sid = H->step_id(call);
+  const char *run = rd ? strrchr(rd, '/') : NULL;
+  run = run ? run + 1 : rd ? rd : "";
+  char r[48], s[64];
+  const char *src[] = {run, sid ? sid : ""};
+  char *dst[] = {r, s};
+  size_t cap[] = {sizeof r, sizeof s};
+  for (int k = 0; k < 2; k++) {
+    size_t n = 0;
+    for (const char *c = src[k]; *c && n + 1 < cap[k]; c++)
+      dst[k][n++] = ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-')
+                        ? *c : '_';
+    dst[k][n] = '\0';
+  }
+  unsigned char rnd[4];
+  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned v = (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^ (unsigned)ts.tv_sec;
+    memcpy(rnd, &v, sizeof rnd);
+  }
+  char *name = malloc(strlen(r) + strlen(s) + 32);
+  if (!name) abort();
+  sprintf(name, "engine-%s-%s-%02x%02x%02x%02x", r, s, rnd[0], rnd[1], rnd[2], rnd[3]);
+  return name;
+}
+
+/* Create a throwaway container from body (stolen), journaled first; then
+ * run_created() starts it and goes on with j->next. disposition: the
+ * intent's "disposition", or NULL for the action's default. */
+static void create_journaled(job *j, json_t *body, const char *disposition) {
+  free(j->jid);
+  j->jid = new_container_name(j->op.call);
+  json_t *d = json_pack("{s:{s:s, s:{s:s, s:b}}}", "undo", "action", "docker.remove", "with",
+                        "container", j->jid, "force", 1);
+  if (disposition) json_object_set_new(d, "disposition", json_string(disposition));
+  j->token = H->journal_intent(j->op.call, "container", j->jid, d);
+  json_decref(d);
+  if (j->token < 0) { /* unrecorded: nothing could clean it up (the host said why) */
+    json_decref(body);
+    eng_op_finish(&j->op, ENG_ERR_IO);
+    return;
+  }
+  char path[160];
+  snprintf(path, sizeof path, "/containers/create?name=%s", j->jid); /* URL-safe */
+  dk_request(&j->op, "POST", path, body, NULL, run_created, j, NULL);
+}
+
 /* ---- volume_check -------------------------------------------------------------------- */
 
 static void check_removed(void *ud, const dk_answer *a) {
   job *j = ud;
-  (void)a;
+  note_removed(j, a);
   const char *out = j->stdout_buf ? j->stdout_buf : "";
   /* the script prints "PG=<version>" then the top-level names */
   const char *pg = strstr(out, "PG=");
@@ -470,7 +573,7 @@ static void check_with_image(job *j, const char *image) {
       "Entrypoint", "", "HostConfig", "Binds", bind, "NetworkMode", "none", "Labels",
       "engine.run", H->step_id(j->op.call));
   j->next = check_ran;
-  dk_request(&j->op, "POST", "/containers/create", body, NULL, run_created, j, NULL);
+  create_journaled(j, body, "temporary"); /* only ever a means to look */
 }
 
 static void check_users(void *ud, const dk_answer *a) {
@@ -814,8 +917,7 @@ static int restart_start(eng_call *c, const json_t *p) { return lifecycle(c, p, 
 
 static void run_gone(void *ud, const dk_answer *a) {
   job *j = ud;
-  (void)a;
-  H->journal_removed(j->op.call, "container", j->id);
+  note_removed(j, a);
   H->output(j->op.call, "exit_code", json_integer(j->exit_code));
   H->output(j->op.call, "stdout", json_string(j->stdout_buf ? j->stdout_buf : ""));
   H->output(j->op.call, "stderr_tail", json_string(j->err_tail));
@@ -836,18 +938,6 @@ static void run_done(job *j) {
     return;
   }
   remove_container(j, run_gone);
-}
-
-static void run_created_journaled(void *ud, const dk_answer *a) {
-  job *j = ud;
-  run_created(ud, a);
-  if (j->id) { /* the run owns it now: finally / engine cleanup remove it */
-    json_t *d = json_pack("{s:{s:s, s:{s:s, s:b}}}", "undo", "action", "docker.remove", "with",
-                          "container", j->id, "force", 1);
-    int64_t t = H->journal_intent(j->op.call, "container", j->id, d);
-    H->journal_confirm(j->op.call, t);
-    json_decref(d);
-  }
 }
 
 static int run_start(eng_call *call, const json_t *p) {
@@ -886,22 +976,26 @@ static int run_start(eng_call *call, const json_t *p) {
                            H->step_id(call));
   if (cmd && !json_is_null(cmd)) json_object_set_new(body, "Cmd", argv_of(cmd));
   j->next = run_done;
-  dk_request(&j->op, "POST", "/containers/create", body, NULL, run_created_journaled, j, NULL);
+  create_journaled(j, body, NULL);
   return ENG_OK;
 }
 
 static void removed(void *ud, const dk_answer *a) {
   job *j = ud;
   if (a->status != 404 && failed(j, a, "removing the container")) return;
-  H->journal_removed(j->op.call, "container", j->id);
+  H->journal_removed(j->op.call, "container", j->jid);
   H->output(j->op.call, "removed", json_boolean(a->status != 404));
   eng_op_finish(&j->op, ENG_OK);
 }
 
-/* Resolved: the guards decide on the id (ownership is journaled by id)
- * with the name as evidence, before anything is removed. */
+/* Resolved: the guards decide on what the journal knows it by (the name
+ * of a container this run created, else the id), with the other as
+ * evidence, before anything is removed. */
 static void remove_go(job *j) {
-  if (H->guard_target(j->op.call, ENG_TARGET_CONTAINER, j->id, j->name) != ENG_OK) {
+  bool by_name = *j->name && H->journal_owned(j->op.call, "container", j->name);
+  j->jid = strdup(by_name ? j->name : j->id);
+  if (H->guard_target(j->op.call, ENG_TARGET_CONTAINER, j->jid,
+                      by_name ? j->id : j->name) != ENG_OK) {
     eng_op_finish(&j->op, ENG_ERR_REFUSED);
     return;
   }
@@ -912,8 +1006,24 @@ static void remove_go(job *j) {
   dk_request(&j->op, "DELETE", path, NULL, NULL, removed, j, NULL);
 }
 
+/* No such container. One this run journaled may never have been created
+ * (the engine died, or its answer was lost, between the intent and the
+ * create), or is gone already: nothing to remove, and the undo succeeds. */
+static bool remove_missing(job *j) {
+  const char *ref = pstr(j, "container");
+  if (!strncmp(ref, "compose:", 8) || !H->journal_owned(j->op.call, "container", ref))
+    return false;
+  H->journal_removed(j->op.call, "container", ref);
+  H->log(j->op.call, ENG_LOG_INFO, "container %s does not exist (any more)", ref);
+  H->output(j->op.call, "removed", json_false());
+  eng_op_finish(&j->op, ENG_OK);
+  return true;
+}
+
 static int remove_start(eng_call *call, const json_t *p) {
-  resolve(job_new(call, p), remove_go);
+  job *j = job_new(call, p);
+  j->missing = remove_missing;
+  resolve(j, remove_go);
   return ENG_OK;
 }
 
@@ -1026,8 +1136,12 @@ static const eng_action actions[] = {
            lifecycle_outputs, start_start),
     ACTION("restart", "restart a container", ENG_SIDE_DISRUPTIVE, ENG_A_REPEAT_SAFE,
            lifecycle_params, lifecycle_outputs, restart_start),
-    ACTION("run", "run a throwaway container (journaled; removed by finally or engine cleanup)",
-           ENG_SIDE_CREATES, 0, run_params, run_outputs, run_start),
+    {.name = "run",
+     .doc = "run a throwaway container (journaled, temporary: removed when the run ends "
+            "unless the step says keep: true)",
+     .side_effect = ENG_SIDE_CREATES, .params = run_params, .n_params = ENG_COUNT(run_params),
+     .outputs = run_outputs, .n_outputs = ENG_COUNT(run_outputs), .start = run_start,
+     .creates = ENG_TEMPORARY},
     ACTION("remove", "remove a container (one this run created needs no flag; any other "
            "--allow-destructive)", ENG_SIDE_DESTRUCTIVE, ENG_A_REPEAT_SAFE, remove_params,
            remove_outputs, remove_start),

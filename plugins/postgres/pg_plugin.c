@@ -561,7 +561,8 @@ static const eng_action pg_actions[] = {
      .side_effect = ENG_SIDE_CREATES,
      .params = sandbox_params,
      .outputs = sandbox_outputs,
-     .start = pg_act_sandbox},
+     .start = pg_act_sandbox,
+     .creates = ENG_TEMPORARY},
     {.name = "sandbox_stop",
      .doc = "stop a sandbox cluster this run (or the run being cleaned up) "
             "created and remove its directory; the undo of sandbox",

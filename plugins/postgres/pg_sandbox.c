@@ -9,12 +9,17 @@
  * runs as root the server programs run as the `postgres` user (or
  * `nobody`): PostgreSQL refuses to run as root.
  *
- * The cluster is recorded in the journal (kind "sandbox") before initdb,
- * with {"undo": {"action": "postgres.sandbox_stop", ...}}, and
- * host->at_run_end stops it (pg_ctl stop -m fast) and removes its
- * directory when the run ends (keep: true keeps the stopped data
- * directory for inspection). A SIGKILLed engine leaves the server
- * running: `engine cleanup RUN_ID` runs sandbox_stop from the journal.
+ * The directory's name is chosen first (nothing is created), then the
+ * cluster is recorded in the journal (kind "sandbox", id the directory)
+ * with {"undo": {"action": "postgres.sandbox_stop", ...}}; only then are
+ * the directory (mkdir, which fails rather than reuse one that appeared
+ * meanwhile) and the cluster made. When the intent cannot be written (the
+ * disk of the run directory is full) nothing is made and the step fails
+ * with ENG_ERR_IO. host->at_run_end stops the server (pg_ctl stop -m fast)
+ * and removes the directory when the run ends (keep: true keeps the
+ * stopped data directory for inspection); a directory this step did not
+ * make is never touched. A SIGKILLed engine leaves the server running:
+ * `engine cleanup RUN_ID` runs sandbox_stop from the journal.
  * sandbox_stop removes only a directory that carries the marker file
  * SANDBOX_MARK and that this run's journal (or the cleaned-up run's)
  * records as its sandbox.
@@ -43,6 +48,7 @@ typedef struct pg_sbx_rec {
   char *run_as;
   char *pg_ctl;
   int keep;
+  int made; /* this step made dir (set by a worker the step waits for) */
 } pg_sbx_rec;
 
 static void pg_sbx_rec_free(pg_sbx_rec *rec) {
@@ -193,6 +199,12 @@ static int pg_sbx_at_end(eng_call *end_call, void *ud) {
   pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
   e->rec = ud;
   pg_op_init(&e->op, end_call, pg_sbx_end_destroy);
+  if (!e->rec->made) {
+    /* journaled, never made (or the name was taken meanwhile: not ours) */
+    pg_host->journal_removed(end_call, "sandbox", e->rec->dir);
+    pg_op_finish(&e->op, ENG_OK);
+    return ENG_OK;
+  }
   pg_sbx_stop(e);
   return ENG_OK;
 }
@@ -301,45 +313,87 @@ static int pg_free_port(void) {
   return port;
 }
 
+/* Worker: find initdb, choose the directory's name (nothing is created:
+ * the journal records it first), a port and the password. */
 static void pg_sandbox_prepare(void *ud) {
   pg_sandbox_op *b = ud;
   pg_bin_find(&b->bin);
   if (b->bin.rc != ENG_OK) return;
-  char *dir = pg_asprintf("%s/sandbox-%s", b->run_dir, b->step);
-  int rc = pg_mkdir_p(b->run_dir, 0755);
+  char *dir = NULL;
+  struct stat st;
+  int rc = pg_mkdir_p(b->run_dir, 0755); /* the run's own; normally there */
   if (rc == 0 && b->rec->run_as &&
       !pg_can_traverse(b->run_dir, b->uid, b->gid)) {
     /* the run directory is private (e.g. under /root): the server user
      * cannot reach it; use a private directory under /tmp instead */
-    free(dir);
-    char tmpl[] = "/tmp/engine-sandbox-XXXXXX";
-    dir = mkdtemp(tmpl) ? pg_strdup(tmpl) : NULL;
-    if (!dir) rc = errno;
-  }
-  if (rc == 0 && strncmp(dir, "/tmp/engine-sandbox-", 20) != 0) {
+    for (int n = 0; !dir && n < 100; n++) {
+      unsigned char raw[6];
+      if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) break;
+      char *cand = pg_asprintf("/tmp/engine-sandbox-%02x%02x%02x%02x%02x%02x",
+                               raw[0], raw[1], raw[2], raw[3], raw[4], raw[5]);
+      if (lstat(cand, &st) != 0 && errno == ENOENT)
+        dir = cand;
+      else
+        free(cand);
+    }
+    if (!dir) rc = EEXIST;
+  } else if (rc == 0) {
     /* A retried attempt must not reuse (or remove) the directory of an
      * earlier one: its server may still run until the run ends. */
-    char *base = dir;
-    for (int n = 2; mkdir(dir, 0700) != 0; n++) {
-      if (errno != EEXIST || n > 100) {
-        rc = errno;
-        break;
-      }
-      if (dir != base) free(dir);
-      dir = pg_asprintf("%s-%d", base, n);
+    char *base = pg_asprintf("%s/sandbox-%s", b->run_dir, b->step);
+    for (int n = 1; !dir && n <= 100; n++) {
+      char *cand = n == 1 ? pg_strdup(base) : pg_asprintf("%s-%d", base, n);
+      if (lstat(cand, &st) != 0 && errno == ENOENT)
+        dir = cand;
+      else
+        free(cand);
     }
-    if (dir != base) free(base);
+    free(base);
+    if (!dir) rc = EEXIST;
   }
   if (rc) {
     b->werr = rc;
     snprintf(b->werrmsg, sizeof b->werrmsg,
-             "cannot create the sandbox directory under %s: %s", b->run_dir,
+             "cannot choose the sandbox directory under %s: %s", b->run_dir,
              strerror(rc));
     free(dir);
     return;
   }
   b->rec->dir = dir;
   b->rec->data = pg_asprintf("%s/data", dir);
+  /* the superuser's password, for initdb --pwfile */
+  unsigned char raw[16];
+  /* getrandom() rather than OpenSSL's RAND: no per-thread DRBG state is
+   * left behind on the host's worker threads */
+  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+    b->werr = EIO;
+    snprintf(b->werrmsg, sizeof b->werrmsg, "no random bytes for a password");
+    return;
+  }
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(b->password + 2 * i, 3, "%02x", raw[i]);
+  if (b->port == 0) b->port = pg_free_port();
+  if (b->port <= 0) {
+    b->werr = EADDRNOTAVAIL;
+    snprintf(b->werrmsg, sizeof b->werrmsg,
+             "no free TCP port on 127.0.0.1 for the sandbox");
+  }
+}
+
+/* Worker, once the journal has the sandbox: make the directory (never one
+ * that exists), its marker and the password file. */
+static void pg_sandbox_make(void *ud) {
+  pg_sandbox_op *b = ud;
+  const char *dir = b->rec->dir;
+  if (mkdir(dir, 0700) != 0) {
+    b->werr = errno;
+    snprintf(b->werrmsg, sizeof b->werrmsg,
+             "cannot create the sandbox directory %s: %s%s", dir,
+             strerror(errno),
+             errno == EEXIST ? " (it appeared meanwhile; run again)" : "");
+    return;
+  }
+  b->rec->made = 1;
   char *mark = pg_asprintf("%s/" SANDBOX_MARK, dir);
   int mfd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   free(mark);
@@ -356,17 +410,6 @@ static void pg_sandbox_prepare(void *ud) {
              dir, b->rec->run_as, strerror(errno));
     return;
   }
-  /* the superuser's password, for initdb --pwfile */
-  unsigned char raw[16];
-  /* getrandom() rather than OpenSSL's RAND: no per-thread DRBG state is
-   * left behind on the host's worker threads */
-  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
-    b->werr = EIO;
-    snprintf(b->werrmsg, sizeof b->werrmsg, "no random bytes for a password");
-    return;
-  }
-  for (size_t i = 0; i < sizeof raw; i++)
-    snprintf(b->password + 2 * i, 3, "%02x", raw[i]);
   b->pwfile = pg_asprintf("%s/pwfile", dir);
   int fd = open(b->pwfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, b->password, strlen(b->password)) < 0 ||
@@ -376,12 +419,6 @@ static void pg_sandbox_prepare(void *ud) {
     snprintf(b->werrmsg, sizeof b->werrmsg, "cannot write %s: %s", b->pwfile,
              strerror(b->werr));
     return;
-  }
-  if (b->port == 0) b->port = pg_free_port();
-  if (b->port <= 0) {
-    b->werr = EADDRNOTAVAIL;
-    snprintf(b->werrmsg, sizeof b->werrmsg,
-             "no free TCP port on 127.0.0.1 for the sandbox");
   }
 }
 
@@ -577,7 +614,7 @@ static void pg_sandbox_start_server(pg_sandbox_op *b) {
 
 static void pg_sandbox_initdb_done(pg_child *c) {
   pg_sandbox_op *b = c->ud;
-  unlink(b->pwfile);
+  if (b->pwfile) unlink(b->pwfile);
   if (c->status != 0 || c->sig) {
     pg_sandbox_fail_log(b, ENG_ERR_FAILED, "initdb", c);
     return;
@@ -585,6 +622,29 @@ static void pg_sandbox_initdb_done(pg_child *c) {
   pg_sandbox_start_server(b);
 }
 
+/* The directory, marker and password file exist: initdb. */
+static void pg_sandbox_made(void *ud) {
+  pg_sandbox_op *b = ud;
+  if (b->werr) {
+    pg_op_fail(&b->op, ENG_ERR_IO, "sandbox: %s", b->werrmsg);
+    return;
+  }
+  pg_host->log(b->op.e.call, ENG_LOG_INFO, "initdb %s (%s) in %s%s%s",
+               b->bin.version, b->bin.path, b->rec->data,
+               b->rec->run_as ? " as user " : "",
+               b->rec->run_as ? b->rec->run_as : "");
+  char *pwopt = pg_asprintf("--pwfile=%s", b->pwfile);
+  const char *argv[] = {
+      b->bin.path, "-D",   b->rec->data,         "-U",
+      "postgres",  pwopt,  "--auth-local=trust", "--auth-host=scram-sha-256",
+      "-E",        "UTF8", "--locale=C",         "--no-sync",
+      NULL};
+  pg_sandbox_spawn(b, "initdb", argv, pg_sandbox_initdb_done);
+  free(pwopt);
+}
+
+/* Named, not made: journal the sandbox, register its removal at the run's
+ * end, then make it. */
 static void pg_sandbox_prepared(void *ud) {
   pg_sandbox_op *b = ud;
   if (b->bin.rc != ENG_OK) {
@@ -600,6 +660,7 @@ static void pg_sandbox_prepared(void *ud) {
   char *slash = strrchr(bindir, '/');
   if (slash) *slash = '\0';
   b->rec->pg_ctl = pg_asprintf("%s/pg_ctl", bindir);
+  free(bindir);
   b->admin_url = pg_asprintf("postgresql://postgres:%s@127.0.0.1:%d/postgres",
                              b->password, b->port);
   b->url = pg_url_with_db(b->admin_url, b->database);
@@ -617,6 +678,10 @@ static void pg_sandbox_prepared(void *ud) {
   b->token =
       pg_host->journal_intent(b->op.e.call, "sandbox", b->rec->dir, detail);
   json_decref(detail);
+  if (b->token < 0) { /* unrecorded: nothing could clean it up (the host said why) */
+    pg_op_finish(&b->op, ENG_ERR_IO);
+    return;
+  }
   if (pg_host->at_run_end(b->op.e.call, pg_sbx_at_end, b->rec) == ENG_OK)
     b->rec_owned_by_end = 1;
   else
@@ -624,19 +689,8 @@ static void pg_sandbox_prepared(void *ud) {
                  "cannot register the sandbox's cleanup at run end; stop it "
                  "with pg_ctl stop -D %s",
                  b->rec->data);
-  pg_host->log(b->op.e.call, ENG_LOG_INFO, "initdb %s (%s) in %s%s%s",
-               b->bin.version, b->bin.path, b->rec->data,
-               b->rec->run_as ? " as user " : "",
-               b->rec->run_as ? b->rec->run_as : "");
-  char *pwopt = pg_asprintf("--pwfile=%s", b->pwfile);
-  const char *argv[] = {
-      b->bin.path, "-D",   b->rec->data,         "-U",
-      "postgres",  pwopt,  "--auth-local=trust", "--auth-host=scram-sha-256",
-      "-E",        "UTF8", "--locale=C",         "--no-sync",
-      NULL};
-  pg_sandbox_spawn(b, "initdb", argv, pg_sandbox_initdb_done);
-  free(pwopt);
-  free(bindir);
+  if (pg_op_work(&b->op, pg_sandbox_make, pg_sandbox_made, b) != ENG_OK)
+    pg_op_fail(&b->op, ENG_ERR_NOMEM, "sandbox: could not queue the setup");
 }
 
 int pg_act_sandbox(eng_call *call, const json_t *params) {

@@ -25,7 +25,6 @@
 
 #include <openssl/evp.h>
 
-void s3_writer_set_size(s3_writer *w, int64_t size);
 
 #define H s3_host
 
@@ -752,6 +751,10 @@ static void del_step(void *ud, s3_req *r) {
     del_next(j, "DELETE", sk);
     free(sk);
   } else {
+    /* the writer journals the sidecar as an object of its own */
+    char *su = aws_asprintf("%s.sha256", j->url);
+    H->journal_removed(j->call, "object", su);
+    free(su);
     del_end(j, ENG_OK);
   }
 }
@@ -1020,6 +1023,7 @@ typedef struct ab_job {
   char **ids;
   size_t n, next;
   int aborted;
+  int every; /* no upload_id: every pending upload of the key */
 } ab_job;
 
 static void ab_free(ab_job *j) {
@@ -1034,6 +1038,13 @@ static void ab_free(ab_job *j) {
 
 static void ab_end(ab_job *j, int rc) {
   eng_call *c = j->call;
+  if (rc == ENG_OK && j->every) {
+    /* the writer journals an upload before it exists, under this id (the
+     * intent whose undo this is): none of the key's is pending now */
+    char *id = s3_upload_journal_id(j->bucket, j->key);
+    H->journal_removed(c, "multipart_upload", id);
+    free(id);
+  }
   if (rc == ENG_OK) H->output(c, "aborted", json_integer(j->aborted));
   ab_free(j);
   H->done(c, rc);
@@ -1119,6 +1130,7 @@ static int ab_start(eng_call *call, const json_t *p) {
     ab_next(j);
     return ENG_OK;
   }
+  j->every = 1;
   char *pfx = aws_uri_encode(j->key, 0);
   char *q = aws_asprintf("prefix=%s&uploads=", pfx);
   free(pfx);

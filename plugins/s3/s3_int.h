@@ -214,6 +214,13 @@ void s3_writer_abort(s3_writer *w);
 void s3_writer_abort_then(s3_writer *w, void (*gone)(void *ud), void *ud);
 /* The message of the first failure (valid until the writer is freed). */
 const char *s3_writer_error(s3_writer *w);
+/* The size the writer will be given (s3.put of a file): one PUT when it
+ * fits a part. */
+void s3_writer_set_size(s3_writer *w, int64_t size);
+/* The journal id of the multipart uploads of BUCKET/KEY ("s3://B/K?uploads",
+ * malloc'd): recorded before CreateMultipartUpload, removed once the
+ * upload is completed or aborted. */
+char *s3_upload_journal_id(const char *bucket, const char *key);
 
 /* ---- reader (s3_read.c) ------------------------------------------------ */
 

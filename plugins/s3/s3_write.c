@@ -19,6 +19,24 @@
  * by copying the object onto itself with REPLACEd metadata (<= 5 GiB), else
  * (or when the copy fails) as the sidecar KEY.sha256.
  *
+ * The journal: every request that makes something is preceded by its
+ * intent (host->journal_intent), and nothing is sent when the intent could
+ * not be written (the disk of the run directory is full): the writer then
+ * fails with ENG_ERR_IO and the host's message naming the journal.
+ *  - the multipart upload: kind "multipart_upload", id "URL?uploads" (its
+ *    upload id is only known once it exists), undo s3.abort_upload {url}
+ *    (which aborts every unfinished upload of exactly that key),
+ *    "disposition": "temporary"; written before CreateMultipartUpload,
+ *    confirmed when S3 returned the upload id, removed (same kind and id)
+ *    when the upload was completed or aborted, or when S3 refused to
+ *    create it;
+ *  - the object: kind "object", id URL, undo s3.delete {url}; written
+ *    before PutObject or CompleteMultipartUpload, confirmed when S3 said
+ *    the object exists;
+ *  - the sidecar: kind "object", id URL.sha256, the same way around its
+ *    PUT; when it cannot be journaled the write fails and the object is
+ *    deleted again, like any write that did not succeed.
+ *
  * Failure and abort: each request retries transient errors (s3_req.c);
  * after that the writer fails: the pending write's (or finish's) callback
  * gets the error, the other parts are cancelled and AbortMultipartUpload
@@ -27,8 +45,9 @@
  * created upload is also registered with host->at_run_end: at the end of
  * the run, an upload that was neither completed nor aborted is aborted
  * then. A SIGKILLed engine leaves the upload pending (invisible, but
- * billed) until `s3.abort_upload` runs (its journal entry names it) or a
- * bucket lifecycle rule removes it.
+ * billed) until `s3.abort_upload` runs (its journal entry names it, also
+ * when the engine died before S3 answered the upload id) or a bucket
+ * lifecycle rule removes it.
  */
 #include "s3_int.h"
 
@@ -54,6 +73,7 @@ typedef struct s3_pending {
   int open; /* created, neither completed nor known aborted */
   aws_cfg cfg;
   char *bucket, *key, *upload_id;
+  char *jid; /* the upload's journal id: removed once aborted here */
   eng_call *end_call;
 } s3_pending;
 
@@ -113,10 +133,15 @@ struct s3_writer {
   int aborting;
   int async; /* worker items outstanding */
   int holds; /* entry points on the stack */
+  int in_finish; /* s3_writer_finish() is on the stack */
+  int64_t upload_token;  /* the upload's intent */
+  int upload_journaled;  /* its intent is not yet matched by a removal */
   int64_t obj_token;
+  int64_t side_token;
   s3_pending *pend;
 };
 
+static void on_ftimer(void *ud);
 static void pump(s3_writer *w);
 static void complete(s3_writer *w);
 static void start_abort(s3_writer *w);
@@ -130,6 +155,7 @@ static void pend_unref(s3_pending *p) {
   free(p->bucket);
   free(p->key);
   free(p->upload_id);
+  free(p->jid);
   free(p);
 }
 
@@ -239,7 +265,9 @@ static void stop_parts(s3_writer *w) {
   }
 }
 
-static void fail(s3_writer *w, int rc, const char *msg) {
+/* tell_host: set the call's failure message (the stream callbacks only
+ * carry codes); not when the host has set a better one itself. */
+static void fail_as(s3_writer *w, int rc, const char *msg, int tell_host) {
   if (w->rc) return;
   w->rc = rc ? rc : ENG_ERR_FAILED;
   if (w->rc == ENG_ERR_CANCELLED)
@@ -249,17 +277,36 @@ static void fail(s3_writer *w, int rc, const char *msg) {
   else
     snprintf(w->err, sizeof w->err, "%s", msg);
   hold(w);
-  /* The call's failure message: the stream callbacks only carry codes. */
-  s3_host->fail(w->call, "%s", w->err);
+  if (tell_host) s3_host->fail(w->call, "%s", w->err);
   stop_parts(w);
   if (w->wcb) release_write(w, w->rc);
   if (w->finishing && w->phase != PH_DONE) {
-    /* finish's cb gets the error; the writer then cleans up itself */
-    call_finish_cb(w, w->rc,
-                   json_pack("{s:s, s:s}", "url", w->url, "error", w->err));
-    start_abort(w);
+    /* finish's cb gets the error (never from inside finish() itself); the
+     * writer then cleans up itself */
+    if (w->in_finish && !w->ftimer)
+      w->ftimer = s3_host->timer_start(w->call, 0, on_ftimer, w);
+    if (!w->ftimer) {
+      call_finish_cb(w, w->rc,
+                     json_pack("{s:s, s:s}", "url", w->url, "error", w->err));
+      start_abort(w);
+    }
   }
   release(w);
+}
+
+static void fail(s3_writer *w, int rc, const char *msg) {
+  fail_as(w, rc, msg, 1);
+}
+
+/* journal_intent() failed (and set the call's message, which names the
+ * journal): nothing was sent for `what`. */
+static void fail_journal(s3_writer *w, const char *what) {
+  char msg[1200];
+  snprintf(msg, sizeof msg,
+           "%s: cannot record %s in the run's journal (is its disk full?): "
+           "it was not created",
+           w->url, what);
+  fail_as(w, ENG_ERR_IO, msg, 0);
 }
 
 /* ---- parts ------------------------------------------------------------------------ */
@@ -371,10 +418,12 @@ static void on_pend_abort(void *ud, s3_req *r) {
   if (rc != ENG_OK)
     s3_host->fail(p->end_call, "aborting the multipart upload of s3://%s/%s: %s",
                   p->bucket, p->key, msg);
-  else
+  else {
+    s3_host->journal_removed(p->end_call, "multipart_upload", p->jid);
     s3_host->log(p->end_call, ENG_LOG_INFO,
                  "aborted the unfinished multipart upload of s3://%s/%s",
                  p->bucket, p->key);
+  }
   s3_req_free(r);
   eng_call *c = p->end_call;
   pend_unref(p);
@@ -402,23 +451,41 @@ static int pend_hook(eng_call *end_call, void *ud) {
   return ENG_OK;
 }
 
-static void journal_upload(s3_writer *w) {
-  char *id = aws_asprintf("%s?uploadId=%s", w->url, w->upload_id);
-  json_t *d = json_pack("{s:{s:s, s:{s:s, s:s}}}", "undo", "action",
-                        "s3.abort_upload", "with", "url", w->url, "upload_id",
-                        w->upload_id);
-  int64_t t = s3_host->journal_intent(w->call, "multipart_upload", id, d);
-  s3_host->journal_confirm(w->call, t);
-  json_decref(d);
-  free(id);
+/* The journal id of the multipart upload(s) of bucket/key: the intent is
+ * written before the upload exists, so without its upload id (s3_actions.c
+ * records the removal by s3.abort_upload under the same id). */
+char *s3_upload_journal_id(const char *bucket, const char *key) {
+  return aws_asprintf("s3://%s/%s?uploads", bucket, key);
 }
 
+/* The upload's intent, before CreateMultipartUpload: 0, or -1 when it
+ * could not be written (then nothing may be sent). The undo aborts every
+ * unfinished upload of the key: it works without the upload id, which a
+ * SIGKILL may have kept from the journal. An upload is never a
+ * deliverable: temporary, whatever the action. */
+static int journal_upload(s3_writer *w) {
+  char *id = s3_upload_journal_id(w->bucket, w->key);
+  json_t *d = json_pack("{s:s, s:{s:s, s:{s:s}}}", "disposition",
+                        "temporary", "undo", "action", "s3.abort_upload",
+                        "with", "url", w->url);
+  w->upload_token =
+      s3_host->journal_intent(w->call, "multipart_upload", id, d);
+  json_decref(d);
+  free(id);
+  if (w->upload_token < 0) return -1;
+  w->upload_journaled = 1;
+  return 0;
+}
+
+/* The upload was completed or aborted (or never made): its removal, under
+ * the intent's kind and id. */
 static void journal_upload_gone(s3_writer *w) {
-  if (!w->upload_id) return;
-  char *id = aws_asprintf("%s?uploadId=%s", w->url, w->upload_id);
+  if (w->pend) w->pend->open = 0;
+  if (!w->upload_journaled) return;
+  w->upload_journaled = 0;
+  char *id = s3_upload_journal_id(w->bucket, w->key);
   s3_host->journal_removed(w->call, "multipart_upload", id);
   free(id);
-  if (w->pend) w->pend->open = 0;
 }
 
 static void on_created(void *ud, s3_req *r) {
@@ -442,7 +509,7 @@ static void on_created(void *ud, s3_req *r) {
   }
   if (rc == ENG_OK) {
     w->upload_id = aws_xstrdup(uid);
-    journal_upload(w);
+    s3_host->journal_confirm(w->call, w->upload_token);
     s3_pending *p = aws_xcalloc(1, sizeof *p);
     p->refs = 1;
     p->open = 1;
@@ -450,8 +517,13 @@ static void on_created(void *ud, s3_req *r) {
     p->bucket = aws_xstrdup(w->bucket);
     p->key = aws_xstrdup(w->key);
     p->upload_id = aws_xstrdup(uid);
+    p->jid = s3_upload_journal_id(w->bucket, w->key);
     w->pend = p;
     if (s3_host->at_run_end(w->call, pend_hook, p) == ENG_OK) p->refs++;
+  } else if (r->status >= 400) {
+    /* S3 refused: no upload exists. (Without an answer one may: the
+     * intent stays for s3.abort_upload.) */
+    journal_upload_gone(w);
   }
   aws_xml_free(x);
   s3_req_free(r);
@@ -489,6 +561,10 @@ static int start_ctl(s3_writer *w, s3_req_cb cb) {
 
 static void ensure_upload(s3_writer *w) {
   if (w->upload_id || w->creating || w->rc) return;
+  if (journal_upload(w) != 0) {
+    fail_journal(w, "the multipart upload");
+    return;
+  }
   w->creating = 1;
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key,
                       "uploads=");
@@ -503,6 +579,7 @@ static void ensure_upload(s3_writer *w) {
   int rc = start_ctl(w, on_created);
   if (rc != ENG_OK) {
     w->creating = 0;
+    journal_upload_gone(w); /* nothing was sent */
     fail(w, rc, "cannot start CreateMultipartUpload");
   }
 }
@@ -566,7 +643,6 @@ static void pump(s3_writer *w) {
 
 static void done_ok(s3_writer *w) {
   w->phase = PH_DONE;
-  s3_host->journal_confirm(w->call, w->obj_token);
   json_t *info = json_object();
   json_object_set_new(info, "url", json_string(w->url));
   json_object_set_new(info, "bytes", json_integer((json_int_t)w->bytes));
@@ -613,6 +689,7 @@ static void on_sidecar(void *ud, s3_req *r) {
   w->ctl = NULL;
   int rc = s3_req_check(r, msg, sizeof msg);
   s3_req_free(r);
+  if (rc == ENG_OK) s3_host->journal_confirm(w->call, w->side_token);
   if (w->aborting) {
     release(w);
     return;
@@ -638,8 +715,16 @@ static void write_sidecar(s3_writer *w) {
   char *surl = aws_asprintf("%s.sha256", w->url);
   json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
                         "with", "url", surl);
-  int64_t t = s3_host->journal_intent(w->call, "object", surl, d);
+  w->side_token = s3_host->journal_intent(w->call, "object", surl, d);
   json_decref(d);
+  if (w->side_token < 0) {
+    /* the object exists, its checksum cannot: the write fails and the
+     * object is deleted again (start_abort) */
+    free(skey);
+    free(surl);
+    fail_journal(w, "the checksum sidecar");
+    return;
+  }
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, skey, NULL);
   s3_req_header(w->ctl, "Content-Type: text/plain");
   s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, NULL);
@@ -649,8 +734,6 @@ static void write_sidecar(s3_writer *w) {
     s3_host->log(w->call, ENG_LOG_WARN, "%s: cannot write %s: %s", w->url,
                  surl, eng_strerror(rc));
     done_ok(w);
-  } else {
-    s3_host->journal_confirm(w->call, t);
   }
   free(surl);
 }
@@ -730,6 +813,7 @@ static void on_completed(void *ud, s3_req *r) {
   if (rc == ENG_OK) {
     w->phase = PH_COMPLETED;
     journal_upload_gone(w);
+    s3_host->journal_confirm(w->call, w->obj_token);
     set_final(w, x ? aws_xml_text(x, "ETag") : r->etag, r->version_id);
   }
   aws_xml_free(x);
@@ -746,14 +830,21 @@ static void on_completed(void *ud, s3_req *r) {
   release(w);
 }
 
-static void journal_object(s3_writer *w) {
+/* The object's intent, before the request that makes it visible: 0, or -1
+ * when it could not be written (then that request must not be sent). */
+static int journal_object(s3_writer *w) {
   json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
                         "with", "url", w->url);
   w->obj_token = s3_host->journal_intent(w->call, "object", w->url, d);
   json_decref(d);
+  return w->obj_token < 0 ? -1 : 0;
 }
 
 static void complete(s3_writer *w) {
+  if (journal_object(w) != 0) { /* the upload is aborted (fail) */
+    fail_journal(w, "the object");
+    return;
+  }
   w->phase = PH_COMPLETING;
   aws_buf *b = &w->ctl_body;
   aws_buf_free(b);
@@ -778,7 +869,6 @@ static void complete(s3_writer *w) {
     aws_buf_adds(b, "</Part>");
   }
   aws_buf_adds(b, "</CompleteMultipartUpload>");
-  journal_object(w);
   char *q = s3_upload_query(w->upload_id);
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key, q);
   free(q);
@@ -796,6 +886,7 @@ static void on_put(void *ud, s3_req *r) {
   int rc = s3_req_check(r, msg, sizeof msg);
   if (rc == ENG_OK) {
     w->phase = PH_COMPLETED;
+    s3_host->journal_confirm(w->call, w->obj_token);
     set_final(w, r->etag, r->version_id);
   } else if (!strcmp(s3_req_error_code(r), "XAmzContentSHA256Mismatch")) {
     rc = ENG_ERR_CHECKSUM;
@@ -817,8 +908,11 @@ static void on_put(void *ud, s3_req *r) {
 }
 
 static void put_single(s3_writer *w) {
+  if (journal_object(w) != 0) {
+    fail_journal(w, "the object");
+    return;
+  }
   w->phase = PH_COMPLETING;
-  journal_object(w);
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
   add_common_headers(w, w->ctl, w->meta_sha ? w->meta_sha : w->sha);
   /* The SHA-256 of the stored bytes is the payload hash: S3 checks it. */
@@ -924,12 +1018,11 @@ int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
     w->storage_class = aws_xstrdup(o->storage_class);
   if (o && o->sha256 && aws_is_sha256(o->sha256))
     w->meta_sha = aws_xstrdup(o->sha256);
-  w->obj_token = -1;
+  w->upload_token = w->obj_token = w->side_token = -1;
   *out = w;
   return ENG_OK;
 }
 
-void s3_writer_set_size(s3_writer *w, int64_t size);
 void s3_writer_set_size(s3_writer *w, int64_t size) { w->size_hint = size; }
 
 int s3_writer_write(s3_writer *w, const void *buf, size_t len,
@@ -952,6 +1045,7 @@ int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
                      void *ud) {
   if (w->finishing || w->aborting) return ENG_ERR_INVALID;
   hold(w);
+  w->in_finish = 1;
   w->finishing = 1;
   w->fcb = cb;
   w->fud = ud;
@@ -973,6 +1067,7 @@ int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
     if (!w->rc && w->in_flight == 0 && w->upload_id && w->phase == PH_OPEN)
       complete(w);
   }
+  w->in_finish = 0;
   release(w);
   return ENG_OK;
 }

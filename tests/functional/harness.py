@@ -46,6 +46,22 @@ def wait_for(pred, timeout=60, every=0.1):
     return False
 
 
+def tmpfs(h, size='1m'):
+    """A tmpfs of `size` mounted at h.tmp/small (a full disk on demand):
+    (its path, None), or (None, why) when mounting is not possible here."""
+    d = h.tmp / 'small'
+    d.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(d)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, 'cannot mount a tmpfs here: ' + r.stderr.strip()
+    return d, None
+
+
+def umount(d):
+    subprocess.run(['umount', '-l', str(d)], capture_output=True)
+
+
 def engine_bin():
     b = os.environ.get('ENGINE_BIN')
     if b:

@@ -134,6 +134,23 @@ class S3Server:
     def make_bucket(self, name):
         self.client().create_bucket(Bucket=name)
 
+    def keys(self, bucket, prefix=''):
+        """Every key of the bucket that starts with prefix, sorted (listed
+        whole and filtered here: moto mis-checks boto3's signature when
+        Prefix holds a '/')."""
+        c = self.client()
+        out, token = [], None
+        while True:
+            kw = {'Bucket': bucket}
+            if token:
+                kw['ContinuationToken'] = token
+            r = c.list_objects_v2(**kw)
+            out += [o['Key'] for o in r.get('Contents', [])]
+            if not r.get('IsTruncated'):
+                break
+            token = r['NextContinuationToken']
+        return sorted(k for k in out if k.startswith(prefix))
+
     def exists(self, bucket, key):
         """True when HEAD finds the object, False on 404."""
         try:

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import Suite
+from harness import Suite, tmpfs, umount
 from faultproxy import FaultProxy
 from s3server import S3Server
 
@@ -355,20 +355,6 @@ def test_pg_restarted_during_dump(h):
 
 
 # ---- a full file system ------------------------------------------------------------
-
-
-def tmpfs(h, size):
-    d = h.tmp / 'small'
-    d.mkdir()
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(d)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        return None, 'cannot mount a tmpfs here: ' + r.stderr.strip()
-    return d, None
-
-
-def umount(d):
-    subprocess.run(['umount', '-l', str(d)], capture_output=True)
 
 
 FILL = """version: 1

@@ -318,7 +318,7 @@ def test_podman_kill_then_next_container_removes_leftover(h):
         out = logs(names[1])
         h.check(code == 0, out[-2000:])
         h.check(f'taken over from run {old}' in out, out[-2000:])
-        h.check(f'run {old}: removing 1 resource it left behind' in out, out[-2000:])
+        h.check(f'run {old}: removing 1 leftover' in out, out[-2000:])
         h.check(not h.db_exists(db))
         j = s3_text(f'fleet-c/runs/{old}/journal')
         h.check('"removed"' in j, j[-500:])

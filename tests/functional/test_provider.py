@@ -349,7 +349,9 @@ def test_snapshot_of_protected_instance_not_deleted(h):
 def test_sigkill_after_restore_then_cleanup(h):
     snap = 'kill-snap'
     rds().create_db_snapshot(DBInstanceIdentifier=SOURCE, DBSnapshotIdentifier=snap)
+    # a drill's copy: temporary, so a killed run's copy is a leftover
     w = h.write('restore-sleep.yaml', (h.fixture('provider/restore.yaml')).read_text()
+                .replace('uses: provider.restore\n', 'uses: provider.restore\n    temporary: true\n')
                 + '  - id: hold\n    uses: sleep\n    with: {for: 60s}\n')
     p = h.popen('run', w, '--state-dir', h.tmp / 'state', '--set', f'snapshot={snap}',
                 '--set', 'copy=killed-copy', env=srv().env())

@@ -28,19 +28,7 @@ def s3env(h, scratch='scratch', **extra):
 
 
 def keys(prefix):
-    # moto mis-checks boto3's signature when Prefix holds a '/': filter here
-    c = srv().client()
-    out, token = [], None
-    while True:
-        kw = {'Bucket': BUCKET}
-        if token:
-            kw['ContinuationToken'] = token
-        r = c.list_objects_v2(**kw)
-        out += [o['Key'] for o in r.get('Contents', [])]
-        if not r.get('IsTruncated'):
-            break
-        token = r['NextContinuationToken']
-    return sorted(k for k in out if k.startswith(prefix))
+    return srv().keys(BUCKET, prefix)
 
 
 def get(key):
@@ -167,7 +155,7 @@ def test_grace_runs_out_then_next_run_removes_leftover(h):
                  '--set', f'restore_db={name}', '--set', 'pause=1ms',
                  env={'DATABASE_URL': src}, timeout=120)
     h.check(r.returncode == 0, r.stdout + r.stderr)
-    h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
+    h.check(f'run {old}: removing 1 leftover' in r.stdout, r.stdout)
     h.check(r.stdout.index(f'run {old}: leftovers removed') < r.stdout.index('> backup'), r.stdout)
     h.check(not h.db_exists(name))
     r = h.engine('runs', '--state-dir', st)
@@ -276,7 +264,7 @@ def test_s3_sigkill_then_next_run_elsewhere_removes_leftover(h):
                  env=s3env(h, 'm2', DATABASE_URL=src), timeout=120)
     h.check(r.returncode == 0, r.stdout + r.stderr)
     h.check(f'taken over from run {old}' in r.stdout, r.stdout)
-    h.check(f'run {old}: removing 1 resource it left behind' in r.stdout, r.stdout)
+    h.check(f'run {old}: removing 1 leftover' in r.stdout, r.stdout)
     h.check(not h.db_exists(name))
     j = get(f'team-d/runs/{old}/journal')['Body'].read().decode()
     h.check(any(e.get('event') == 'removed' for e in events(j)), j[-600:])
@@ -301,7 +289,7 @@ def test_s3_resume_and_cleanup_from_another_machine(h):
     h.check(h.db_exists(name))
     time.sleep(3.2)  # past its TTL
     r = h.engine('cleanup', rid, '--state-dir', url, env=s3env(h, 'm2', DATABASE_URL=src))
-    h.check(r.returncode == 0 and 'removing 1 resource' in r.stdout, r.stdout + r.stderr)
+    h.check(r.returncode == 0 and 'removing 1 leftover' in r.stdout, r.stdout + r.stderr)
     h.check(f'taken over from run {rid}' in r.stdout, r.stdout)
     h.check(not keys('team-e/locks/'), keys('team-e/locks/'))
     h.check(not h.db_exists(name))

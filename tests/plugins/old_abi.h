@@ -1,6 +1,7 @@
 /* The declarations of older SDKs, as plugins built with them laid them
  * out: 1.0's eng_param and eng_action, 1.1's eng_action (1.0's fields and
- * the counts) and the plugin descriptor they shared. */
+ * the counts), 1.3's (and describe) and the plugin descriptor 1.0-1.2
+ * shared. */
 #ifndef TEST_OLD_ABI_H
 #define TEST_OLD_ABI_H
 #include <engine/plugin.h>
@@ -34,6 +35,14 @@ typedef struct action11 {
   size_t n_params;
   size_t n_outputs;
 } action11;
+
+/* 1.2 and 1.3: 1.1's fields, then describe (1.4 appended `creates`). */
+typedef struct action13 {
+  ACTION10_FIELDS(eng_param)
+  size_t n_params;
+  size_t n_outputs;
+  void (*describe)(const json_t *params, char *buf, size_t n);
+} action13;
 
 typedef struct plugin_old {
   uint32_t size;

@@ -137,6 +137,13 @@ static void test_load_test_plugins(void **state) {
   assert_string_equal(two->action->doc, "the second");
   assert_string_equal(two->action->params[0].def, "7");
   assert_null(two->action->describe);
+  /* 1.3: read with the 1.3 size; what it creates is kept */
+  const eng__action_ref *t13 = eng__registry_find("testthirteen.two");
+  assert_non_null(t13);
+  assert_string_equal(t13->action->doc, "the second");
+  assert_string_equal(t13->action->params[0].def, "5");
+  assert_non_null(t13->action->describe);
+  assert_int_equal(t13->action->creates, ENG_KEPT);
   const eng__action_ref *second = eng__registry_find("testold.second");
   assert_non_null(second);
   assert_string_equal(second->action->params[0].name, "name");

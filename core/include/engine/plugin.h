@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 3
+#define ENG_ABI_MINOR 4
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -181,6 +181,26 @@ typedef struct eng_output {
 typedef struct eng_call eng_call; /* one running attempt of an action */
 typedef struct eng_host eng_host;
 
+/* What a resource an action creates is to the run (1.4). Every resource a
+ * plugin journals (host->journal_intent) gets one:
+ *  - kept: what the run delivers (a dump and its sidecar, an uploaded
+ *    object, a snapshot, a restored database or instance). Never removed
+ *    automatically, by anyone: only `engine cleanup RUN_ID --include-kept`
+ *    removes it, when a person asks for it by name.
+ *  - temporary: exists only for the run (a throwaway container, a sandbox
+ *    cluster, a drill database). The engine removes it after `finally`
+ *    when the run's own steps did not.
+ * Whatever its disposition, a resource whose creating step did not end ok
+ * is partial: a leftover that `engine cleanup` and the next holder of the
+ * run's lock remove. A step overrides its action's default with `keep:
+ * true` or `temporary: true`; a plugin may set one resource's default with
+ * "disposition": "temporary" (or "kept") in the intent's detail. Plugins
+ * built before 1.4 leave the field zero: kept, the safe side. */
+typedef enum eng_disposition {
+  ENG_KEPT = 0,
+  ENG_TEMPORARY = 1
+} eng_disposition;
+
 /* eng_action.flags */
 #define ENG_A_REPEAT_SAFE 0x1u /* running it again after an interruption
                                   cannot lose data */
@@ -215,6 +235,9 @@ typedef struct eng_action {
    * file name, a default compression or job count), written into buf
    * (n bytes). `engine plan` prints it. Pure: no I/O, no host calls. */
   void (*describe)(const json_t *params, char *buf, size_t n);
+  /* ABI 1.4: what the resources this action creates are to the run, unless
+   * the step or the intent's detail says otherwise (eng_disposition). */
+  eng_disposition creates;
 } eng_action;
 
 /* Number of entries of a static array: .n_params = ENG_COUNT(my_params). */
@@ -497,8 +520,11 @@ struct eng_host {
    * "database", "container", "object", "instance", "sandbox", ...; id
    * identifies it; `detail` (borrowed) holds what cleanup needs, with
    * secrets given as references. By convention detail has "undo":
-   * {"action": "PLUGIN.ACTION", "with": {...}}: what `finally`-time and
-   * `engine cleanup` run to remove it. Returns a token for
+   * {"action": "PLUGIN.ACTION", "with": {...}}: what the engine (for a
+   * temporary resource at the run's end) and `engine cleanup` run to
+   * remove it; "disposition" ("kept" or "temporary", 1.4) sets this
+   * resource's default instead of the action's `creates`. Journal the
+   * intent BEFORE the request or process that creates the resource. Returns a token for
    * journal_confirm, or a negative value when the intent could not be
    * written (the disk is full): the action must then not create the
    * resource and end with done(call, ENG_ERR_IO); the host has already
