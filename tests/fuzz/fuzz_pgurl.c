@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "pg_int.h"
-#include "engine_int.h"
+#include "base/base.h"
 
 static const char *const keys[] = {"user", "password", "host", "port", "dbname"};
 

@@ -1,4 +1,4 @@
-/* Unit tests for core/cmdline.c: command lines as the guards read them,
+/* Unit tests for core/shell/analyser.c: command lines as the guards read them,
  * table-driven. Each row: a line, the step's environment, and every target
  * the analyser must find ("TOOL KIND TARGET SIDE", ";"-separated), with
  * " | unverified" when part of the line cannot be seen through. */
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine_int.h"
+#include "shell/shell.h"
 
 typedef struct row {
   const char *line;

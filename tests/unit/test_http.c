@@ -18,7 +18,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "engine_int.h"
+#include "io/io.h"
 
 static const char SERVER_PY[] =
     "import http.server, socketserver, sys, time\n"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "state.h"
+#include "state/state.h"
 
 static char dir[64];
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "state.h"
+#include "state/state.h"
 
 #define T0 ((int64_t)1900000000000) /* a fixed "now" */
 

@@ -1,7 +1,7 @@
 /*
- * test_lua_host.c - the Lua sandbox (core/lua_host.c).
+ * test_lua_host.c - the Lua sandbox (core/expr/lua_*.c).
  *
- * Built from lua_host.c alone: the few functions it uses from call.c are
+ * Built from the sandbox's files alone: the few functions it uses from call.c are
  * replaced below by test doubles that complete sub-calls synchronously or
  * from a libuv timer on a test loop.
  */
@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "engine_int.h"
+#include "expr/expr.h"
 
 /* ======================================================================
  * TEST DOUBLES of other internal modules (call.c). Not the real thing:

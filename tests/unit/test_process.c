@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "engine_int.h"
+#include "io/io.h"
 
 /* What one spawned process did. */
 typedef struct run {

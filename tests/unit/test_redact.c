@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "engine_int.h"
+#include "base/base.h"
 
 /* Redact `in` with r and compare with `want`. */
 static void check(const eng__redactor *r, const char *in, const char *want) {

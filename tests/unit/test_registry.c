@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "registry.h"
+#include "actions/actions.h"
 
 static int nop(eng_call *c, const json_t *p) {
   (void)c;

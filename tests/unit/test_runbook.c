@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "registry.h"
-#include "plan.h"
+#include "actions/actions.h"
+#include "exec/exec.h"
 
 static char *write_tmp(const char *text) {
   char *path = strdup("/tmp/engine-test-XXXXXX.yaml");

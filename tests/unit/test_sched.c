@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "registry.h"
-#include "plan.h"
+#include "actions/actions.h"
+#include "exec/exec.h"
 
 static char dir[] = "/tmp/engine-sched-XXXXXX";
 

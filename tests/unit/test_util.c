@@ -5,7 +5,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "engine_int.h"
+#include "base/base.h"
 
 static void test_durations(void **state) {
   (void)state;

@@ -72,6 +72,10 @@ typedef enum eng_err {
 #undef ENG_ERR_ENUM_
 } eng_err;
 
+/* How long a process the host kills gets between SIGTERM and SIGKILL
+ * (a call's processes when it is cancelled or ends). */
+#define ENG_KILL_GRACE_MS 2000
+
 /* Human text of an error code; never NULL. */
 static inline const char *eng_strerror(int code) {
   switch (code) {
@@ -457,7 +461,7 @@ struct eng_host {
   const char *(*step_id)(eng_call *call);
 
   /* -- processes --------------------------------------------------------- */
-  /* Owned by the call: killed (TERM, then KILL after 2 s) when it ends,
+  /* Owned by the call: killed (TERM, then KILL after ENG_KILL_GRACE_MS) when it ends,
    * and no callback reaches the plugin after done(). ENG_ERR_CANCELLED
    * after done(). */
   int (*spawn)(eng_call *call, const eng_spawn_opts *opts, eng_proc **out);

@@ -1,0 +1,362 @@
+/* convert.c - values into the types parameters declare: the type's forms,
+ * then a declared parameter's accepted values, range and check. */
+#include "base/base.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const type_names[] = {
+    "string", "int", "number", "bool", "duration", "list", "map", "any",
+    "timestamp"};
+#define N_TYPES (sizeof type_names / sizeof *type_names)
+
+const char *eng__type_name(eng_type t) {
+  return (unsigned)t < N_TYPES ? type_names[t] : "?";
+}
+
+/* Only the names above: "integer" or "boolean" would be read by a user as
+ * a different type, so they get a suggestion instead. */
+int eng__type_parse(const char *s, eng_type *t) {
+  for (unsigned i = 0; i < N_TYPES; i++)
+    if (strcmp(s, type_names[i]) == 0) {
+      *t = (eng_type)i;
+      return 0;
+    }
+  return -1;
+}
+
+const char *eng__type_suggest(const char *s) {
+  static const char *const long_names[][2] = {
+      {"integer", "int"}, {"boolean", "bool"}, {"float", "number"},
+      {"str", "string"},  {"array", "list"},   {"object", "map"},
+      {"dict", "map"},    {"datetime", "timestamp"}, {"time", "timestamp"},
+      {"date", "timestamp"}};
+  for (size_t i = 0; i < sizeof long_names / sizeof *long_names; i++)
+    if (!strcasecmp(s, long_names[i][0])) return long_names[i][1];
+  return eng__suggest(s, type_names, N_TYPES);
+}
+
+static const char *json_kind(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: return "a map";
+  case JSON_ARRAY: return "a list";
+  case JSON_STRING: return "a string";
+  case JSON_INTEGER: return "an integer";
+  case JSON_REAL: return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE: return "a boolean";
+  default: return "null";
+  }
+}
+
+static bool in_choices(const char *s, const char *choices) {
+  size_t n = strlen(s);
+  for (const char *p = choices; p && *p;) {
+    const char *e = strchr(p, '|');
+    size_t l = e ? (size_t)(e - p) : strlen(p);
+    if (l == n && strncmp(p, s, n) == 0) return true;
+    if (!e) break;
+    p = e + 1;
+  }
+  return false;
+}
+
+/* The choice nearest to s, or NULL (malloc'd). */
+static char *suggest_choice(const char *s, const char *choices) {
+  char *copy = eng__xstrdup(choices), *save = NULL;
+  const char *cands[64];
+  size_t n = 0;
+  for (char *x = strtok_r(copy, "|", &save); x && n < 64;
+       x = strtok_r(NULL, "|", &save))
+    cands[n++] = x;
+  const char *hit = eng__suggest(s, cands, n);
+  char *out = eng__xstrdup(hit);
+  free(copy);
+  return out;
+}
+
+/* One converter per type: v (borrowed) into the type, or NULL with err.
+ * s is v's text when v is a string. */
+typedef json_t *(*to_type_fn)(const json_t *v, const char *s,
+                              const char *choices, char *err, size_t errlen);
+
+static json_t *to_any(const json_t *v, const char *s, const char *choices,
+                      char *err, size_t errlen) {
+  (void)s, (void)choices, (void)err, (void)errlen;
+  return json_incref((json_t *)v);
+}
+
+static json_t *to_string(const json_t *v, const char *s, const char *choices,
+                         char *err, size_t errlen) {
+  json_t *out = NULL;
+  if (s) out = json_string(s);
+  else if (json_is_integer(v))
+    out = json_sprintf("%lld", (long long)json_integer_value(v));
+  else if (json_is_real(v)) out = json_sprintf("%g", json_real_value(v));
+  else if (json_is_boolean(v))
+    out = json_string(json_is_true(v) ? "true" : "false");
+  else {
+    snprintf(err, errlen, "expected a string, got %s", json_kind(v));
+    return NULL;
+  }
+  if (choices && !in_choices(json_string_value(out), choices)) {
+    char *hint = suggest_choice(json_string_value(out), choices);
+    snprintf(err, errlen, "'%s' is not one of %s%s%s%s",
+             json_string_value(out), choices, hint ? " (did you mean '" : "",
+             hint ? hint : "", hint ? "'?)" : "");
+    free(hint);
+    json_decref(out);
+    return NULL;
+  }
+  return out;
+}
+
+static json_t *to_int(const json_t *v, const char *s, const char *choices,
+                      char *err, size_t errlen) {
+  (void)choices;
+  if (json_is_integer(v)) return json_incref((json_t *)v);
+  if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
+      fabs(json_real_value(v)) < 9e15)
+    return json_integer((json_int_t)json_real_value(v));
+  if (s && *s) {
+    char *end;
+    errno = 0;
+    long long i = strtoll(s, &end, 10);
+    if (!*end && !errno) return json_integer(i);
+  }
+  snprintf(err, errlen, "expected an integer, got %s%s%s%s", json_kind(v),
+           s ? " '" : "", s ? s : "", s ? "'" : "");
+  return NULL;
+}
+
+static json_t *to_number(const json_t *v, const char *s, const char *choices,
+                         char *err, size_t errlen) {
+  (void)choices;
+  if (json_is_number(v)) return json_incref((json_t *)v);
+  if (s && *s) {
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (!*end && !errno && isfinite(d)) return json_real(d);
+  }
+  snprintf(err, errlen, "expected a number, got %s", json_kind(v));
+  return NULL;
+}
+
+/* Strict: only true and false (as text too: --set and environment values
+ * are text). 1, yes or on are refused with the spelling meant, so a typo
+ * never flips a safety switch silently. */
+static json_t *to_bool(const json_t *v, const char *s, const char *choices,
+                       char *err, size_t errlen) {
+  (void)choices;
+  if (json_is_boolean(v)) return json_incref((json_t *)v);
+  if (s && !strcasecmp(s, "true")) return json_true();
+  if (s && !strcasecmp(s, "false")) return json_false();
+  const char *meant = NULL;
+  if (json_is_integer(v))
+    meant = json_integer_value(v) == 0 ? "false"
+            : json_integer_value(v) == 1 ? "true" : NULL;
+  else if (s && (!strcmp(s, "1") || !strcasecmp(s, "yes") ||
+                 !strcasecmp(s, "on") || !strcasecmp(s, "y")))
+    meant = "true";
+  else if (s && (!strcmp(s, "0") || !strcasecmp(s, "no") ||
+                 !strcasecmp(s, "off") || !strcasecmp(s, "n")))
+    meant = "false";
+  char got[64];
+  if (json_is_integer(v))
+    snprintf(got, sizeof got, "%lld", (long long)json_integer_value(v));
+  else snprintf(got, sizeof got, "%s%s%s", s ? "'" : "", s ? s : json_kind(v),
+                s ? "'" : "");
+  snprintf(err, errlen, "expected true or false, got %s%s%s%s", got,
+           meant ? " (write " : "", meant ? meant : "", meant ? ")" : "");
+  return NULL;
+}
+
+static json_t *to_timestamp(const json_t *v, const char *s,
+                            const char *choices, char *err, size_t errlen) {
+  (void)choices;
+  int64_t ms;
+  char why[160], buf[40];
+  if (json_is_number(v) && json_number_value(v) >= 0 &&
+      json_number_value(v) < 1e15) { /* seconds since the epoch */
+    double x = json_number_value(v);
+    ms = (int64_t)(x > 1e11 ? x : x * 1000.0);
+    return json_string(eng__fmt_time(ms, buf, sizeof buf));
+  }
+  if (s && eng__parse_timestamp(s, &ms, why, sizeof why) == 0)
+    return json_string(eng__fmt_time(ms, buf, sizeof buf));
+  if (!s) snprintf(why, sizeof why, "it is %s", json_kind(v));
+  snprintf(err, errlen, "%s%s%s is not a timestamp (%s); write "
+           ENG__TIMESTAMP_FORMS, s ? "'" : "", s ? s : "the value",
+           s ? "'" : "", why);
+  return NULL;
+}
+
+static json_t *to_duration(const json_t *v, const char *s,
+                           const char *choices, char *err, size_t errlen) {
+  (void)choices;
+  int64_t ms;
+  if (json_is_number(v) && json_number_value(v) >= 0 &&
+      json_number_value(v) * 1000.0 <= (double)ENG__DURATION_MAX_MS)
+    return json_integer((json_int_t)(json_number_value(v) * 1000.0 + 0.5));
+  if (s && eng__parse_duration(s, &ms) == 0) return json_integer(ms);
+  snprintf(err, errlen,
+           "expected a duration like 500ms, 30s, 5m, 1h30m; got %s%s%s%s",
+           json_kind(v), s ? " '" : "", s ? s : "", s ? "'" : "");
+  return NULL;
+}
+
+/* A single value becomes a list of one; null an empty list. */
+static json_t *to_list(const json_t *v, const char *s, const char *choices,
+                       char *err, size_t errlen) {
+  (void)s, (void)choices;
+  if (json_is_array(v)) return json_incref((json_t *)v);
+  if (json_is_null(v)) return json_array();
+  if (!json_is_object(v)) {
+    json_t *a = json_array();
+    json_array_append(a, (json_t *)v);
+    return a;
+  }
+  snprintf(err, errlen, "expected a list, got %s", json_kind(v));
+  return NULL;
+}
+
+static json_t *to_map(const json_t *v, const char *s, const char *choices,
+                      char *err, size_t errlen) {
+  (void)s, (void)choices;
+  if (json_is_object(v)) return json_incref((json_t *)v);
+  if (json_is_null(v)) return json_object();
+  snprintf(err, errlen, "expected a map, got %s", json_kind(v));
+  return NULL;
+}
+
+/* Indexed by eng_type (plugin.h numbers them; never renumbered). */
+static const to_type_fn converters[] = {
+    [ENG_T_STRING] = to_string,     [ENG_T_INT] = to_int,
+    [ENG_T_NUMBER] = to_number,     [ENG_T_BOOL] = to_bool,
+    [ENG_T_DURATION] = to_duration, [ENG_T_LIST] = to_list,
+    [ENG_T_MAP] = to_map,           [ENG_T_ANY] = to_any,
+    [ENG_T_TIMESTAMP] = to_timestamp};
+
+json_t *eng__convert(const json_t *v, eng_type type, const char *choices,
+                     char *err, size_t errlen) {
+  if ((unsigned)type >= sizeof converters / sizeof *converters ||
+      !converters[type]) {
+    snprintf(err, errlen, "unknown type");
+    return NULL;
+  }
+  const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+  return converters[type](v, s, choices, err, errlen);
+}
+
+static void add_scalar(char *buf, size_t n, const char *name, const json_t *v) {
+  char val[64];
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    size_t l = strlen(s);
+    while (l && (s[l - 1] == '\n' || s[l - 1] == ' ' || s[l - 1] == '\r')) l--;
+    if (!l) return;
+    snprintf(val, sizeof val, "%.*s%s", (int)(l > 40 ? 40 : l), s,
+             l > 40 ? "..." : "");
+  } else if (json_is_integer(v)) {
+    snprintf(val, sizeof val, "%lld", (long long)json_integer_value(v));
+  } else if (json_is_real(v)) {
+    snprintf(val, sizeof val, "%g", json_real_value(v));
+  } else if (json_is_boolean(v)) {
+    snprintf(val, sizeof val, "%s", json_is_true(v) ? "true" : "false");
+  } else {
+    return;
+  }
+  size_t len = strlen(buf);
+  if (len + 2 < n) snprintf(buf + len, n - len, "%s%s=%s", len ? " " : "", name, val);
+}
+
+void eng__outputs_summary(const json_t *o, const eng_output *decl, char *buf,
+                          size_t n) {
+  buf[0] = '\0';
+  const char *s = json_string_value(json_object_get(o, "summary"));
+  json_t *b = json_object_get(o, "bytes"), *tot = json_object_get(o, "total"),
+         *ec = json_object_get(o, "exit_code");
+  char t[32];
+  if (s) snprintf(buf, n, "%s", s);
+  else if (json_is_integer(b))
+    snprintf(buf, n, "%s", eng__fmt_bytes(json_integer_value(b), t, sizeof t));
+  else if (json_is_integer(tot))
+    snprintf(buf, n, "%lld rows", (long long)json_integer_value(tot));
+  else if (json_is_integer(ec) && json_integer_value(ec) != 0)
+    snprintf(buf, n, "exit %lld", (long long)json_integer_value(ec));
+  else {
+    int k = 0; /* exit_code 0 says nothing: the step is ok */
+    if (decl && decl->name)
+      for (const eng_output *d = decl; d->name && k < 3; d++) {
+        size_t before = strlen(buf);
+        if (strcmp(d->name, "exit_code"))
+          add_scalar(buf, n, d->name, json_object_get(o, d->name));
+        k += strlen(buf) > before;
+      }
+    else {
+      const char *key;
+      json_t *v;
+      json_object_foreach((json_t *)o, key, v) {
+        if (k >= 3) break;
+        size_t before = strlen(buf);
+        if (strcmp(key, "exit_code")) add_scalar(buf, n, key, v);
+        k += strlen(buf) > before;
+      }
+    }
+  }
+  /* one line */
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+}
+
+/* Convert v to what parameter p accepts (its type, its choices, its range,
+ * its check); NULL with err on failure. */
+json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
+                           size_t errlen) {
+  json_t *c = eng__convert(v, p->type, p->choices, err, errlen);
+  if (!c) return NULL;
+  if (json_is_number(c) && (p->flags & (ENG_P_MIN | ENG_P_MAX))) {
+    double x = json_number_value(c);
+    bool ms = p->type == ENG_T_DURATION;
+    char lo[32] = "", hi[32] = "";
+    if (p->flags & ENG_P_MIN) {
+      if (ms) eng__fmt_duration((int64_t)p->min, lo, sizeof lo);
+      else snprintf(lo, sizeof lo, "%.15g", p->min);
+    }
+    if (p->flags & ENG_P_MAX) {
+      if (ms) eng__fmt_duration((int64_t)p->max, hi, sizeof hi);
+      else snprintf(hi, sizeof hi, "%.15g", p->max);
+    }
+    if (((p->flags & ENG_P_MIN) && x < p->min) ||
+        ((p->flags & ENG_P_MAX) && x > p->max)) {
+      char got[40];
+      if (ms) eng__fmt_duration((int64_t)x, got, sizeof got);
+      else snprintf(got, sizeof got, "%.15g", x);
+      if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX))
+        snprintf(err, errlen, "%s is out of range: it must be from %s to %s",
+                 got, lo, hi);
+      else if (p->flags & ENG_P_MIN)
+        snprintf(err, errlen, "%s is too small: it must be at least %s", got,
+                 lo);
+      else
+        snprintf(err, errlen, "%s is too large: it must be at most %s", got,
+                 hi);
+      json_decref(c);
+      return NULL;
+    }
+  }
+  if (p->check && !json_is_null(c)) {
+    char why[512] = "";
+    if (p->check(c, why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s", *why ? why : "not an accepted value");
+      json_decref(c);
+      return NULL;
+    }
+  }
+  return c;
+}

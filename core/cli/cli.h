@@ -1,0 +1,91 @@
+/*
+ * cli/cli.h - the command line, on top of everything (nothing in core/
+ * calls into cli/): main.c parses the options shared by every command and
+ * dispatches; each command lives in cli/cmd_NAME.c; common.c holds what
+ * several commands do (load plugins, load and validate a runbook, open
+ * the state directory, name things in help); runs.c runs a runbook in its
+ * state directory under its lock, and the cleanup runbook of a run under
+ * the run's id.
+ */
+#ifndef ENGINE_CLI_H
+#define ENGINE_CLI_H
+
+#include <stdio.h>
+#include "exec/exec.h"
+#include "fleet/fleet.h"
+
+/* The parsed command line of every command but fleet. */
+typedef struct cli {
+  eng__run_opts o;
+  const char **plugin_dirs;
+  size_t n_plugin_dirs;
+  const char **approve;
+  size_t n_approve;
+  char **positional;
+  size_t n_positional;
+  bool help;
+  const char *state_spec; /* --state-dir as given (a path or a URL) */
+  const char *lock;       /* --lock */
+  int64_t lock_ttl_ms;
+  bool no_leftovers;      /* --no-cleanup-leftovers */
+  bool leftovers;         /* --cleanup-leftovers (the default with a lock) */
+  bool include_kept;      /* cleanup --include-kept */
+  bool yes;               /* cleanup --yes */
+} cli;
+
+/* ---- common.c ---------------------------------------------------------------- */
+
+/* A command's help, then the global options. */
+int cli_print_help(const char *text, FILE *out, int code);
+int cli_usage_error(const char *fmt, const char *arg);
+void cli_load_plugins(cli *c, eng__diags *d);
+/* Plugins for a command that only needs them (refusals are not shown). */
+void cli_load_plugins_quietly(cli *c);
+/* Load + validate; NULL on error (diagnostics printed). */
+eng__runbook *cli_load_valid(const char *file, eng__lua **L,
+                                const char *lib_dir, eng__diags *d);
+/* The state directory of a command, opened once; o.state_dir becomes the
+ * local directory runs are written into. Plugins must be loaded. */
+eng__state *cli_open_state(cli *c);
+extern const char *const cli_side_names[];
+extern const char *const cli_target_names[];
+const char *cli_target_name(eng_target t);
+/* What an action's created resources are, for actions that create. */
+const char *cli_creates_name(const eng_action *a);
+
+/* ---- runs.c ------------------------------------------------------------------ */
+
+/* Load, validate and run one runbook file with the options in c. */
+int cli_run_file(cli *c, eng__state *st, const char *file, bool plan);
+/* Write the cleanup runbook of run `id` (pulled into the local state
+ * directory) for `what` and run it, held to the run's own protected lists
+ * and to `guards` (those of the run that asked) when given. *count:
+ * resources it removes (0: nothing ran). */
+int cli_cleanup_run(cli *c, eng__state *st, const char *id,
+                       eng__clean_what what, size_t *count,
+                       const json_t *guards);
+/* Did run `id` leave something behind (partial or temporary resources)? */
+bool cli_has_leftovers(const char *state_dir, const char *id);
+/* The lock run `id` held (its run.start record says), or NULL. */
+char *cli_run_lock_of(eng__state *st, const char *id);
+/* Take lock `name` for run `id` and start renewing it. An exit code (6:
+ * held, said with the holder). */
+int cli_take_lock(cli *c, eng__state *st, const char *name, const char *id,
+                     eng__lock **lock);
+
+/* ---- the commands: cmd_NAME.c, each returns the exit code ------------------- */
+
+int cmd_run(cli *c, bool plan);
+int cmd_validate(cli *c);
+int cmd_plugins(cli *c);
+int cmd_schema(cli *c);
+/* The action reference in Markdown, from the declarations of the loaded
+ * plugins: docs/actions.md is this output (a test keeps it current). */
+int cmd_docs(cli *c);
+int cmd_audit(cli *c);
+int cmd_runs(cli *c);
+int cmd_cleanup(cli *c);
+/* `engine fleet render`: its own few options, parsed here. */
+int cmd_fleet(int argc, char **argv);
+
+#endif /* ENGINE_CLI_H */

@@ -1,0 +1,91 @@
+/*
+ * expr/expr.h - expressions: the Lua sandbox hooks and conditions run in
+ * (its limits, the libraries it offers, coroutines that wait on plugin
+ * functions), `${...}` templates in runbook strings (template.c) and the
+ * check of every reference they make (refs.c). Above call/: a hook's
+ * plugin functions run as sub-calls of the step's call.
+ */
+#ifndef ENGINE_EXPR_H
+#define ENGINE_EXPR_H
+
+#include "call/call.h"
+
+/* ---- lua_*.c: the sandbox (lua_int.h maps its files) ----------------- */
+
+
+/* Non-zero (set from a signal handler): evaluations stop at their next
+ * instruction-count hook with "interrupted". */
+extern volatile sig_atomic_t eng__lua_interrupt;
+/* Async-signal-safe: make the running evaluation's hook run at its next
+ * instruction (after raising eng__lua_interrupt). */
+void eng__lua_poke(void);
+
+typedef struct eng__lua_opts {
+  size_t mem_limit;        /* bytes; 0 = 64 MiB */
+  uint64_t budget_ms;      /* execution time per evaluation; 0 = 10000 */
+  const char *runbook_dir; /* require() looks in RUNBOOK_DIR/lua/ */
+  const char *lib_dir;     /* installed library: LIB_DIR/engine/checks.lua */
+} eng__lua_opts;
+
+enum { ENG__LUA_EXPR = 0, ENG__LUA_CHUNK = 1 };
+
+int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
+                    size_t errlen);
+void eng__lua_destroy(eng__lua *L);
+/* Compile; syntax errors come back as "FILE:LINE: message". EXPR compiles
+ * "return (code)"; CHUNK compiles statements. *ref names it later. */
+int eng__lua_compile(eng__lua *L, const char *code, int kind,
+                     const char *file, int line, int *ref, char *err,
+                     size_t errlen);
+/* Replace a global context table (params, env, run, runbook). */
+void eng__lua_set_global(eng__lua *L, const char *name, const json_t *v);
+/* Set steps[id] = {status=..., outputs=...} (and the underscore alias). */
+void eng__lua_set_step(eng__lua *L, const char *id, const char *status,
+                       const json_t *outputs);
+/* Names visible in helpers success()/failure() for the next evaluations:
+ * statuses of the dependencies of the step being decided. */
+void eng__lua_set_deps(eng__lua *L, const char *const *statuses, size_t n);
+/* Evaluate synchronously. `locals` (object or NULL) become globals for
+ * this evaluation only (e.g. outputs). *results: a JSON array of the
+ * returned values (caller frees). Yielding I/O is an error here. */
+int eng__lua_eval(eng__lua *L, int ref, const json_t *locals,
+                  json_t **results, char *err, size_t errlen);
+/* Evaluate in a coroutine; functions offered by plugins (pg.query) and
+ * http.get yield to the loop. cb runs exactly once, on the loop thread;
+ * it owns results. `call` is the step's call (for logs and sub-calls). */
+typedef void (*eng__lua_done_cb)(void *ud, int rc, json_t *results,
+                                 const char *err);
+int eng__lua_run(eng__lua *L, int ref, const json_t *locals, eng_call *call,
+                 eng__lua_done_cb cb, void *ud);
+/* Offer a plugin's function to hooks. */
+void eng__lua_add_func(eng__lua *L, const eng_lua_func *f);
+/* ---- template.c: ${...} in strings ------------------------------------- */
+
+/* True when s holds a "${" that is not "$${". */
+bool eng__tpl_has_expr(const char *s);
+/* Split and compile; error text in err. */
+int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
+                     eng__tpl **out, char *err, size_t errlen);
+/* Compile every template scalar below node (stores node->tpl). */
+int eng__tpl_compile_tree(eng__lua *L, eng__node *n, const char *file,
+                          eng__diags *d, const char *what);
+/* Render a node to JSON, evaluating templates; NULL with err. A rendered
+ * secret is masked where it is shown by the run's redactor, not here. */
+json_t *eng__tpl_render(eng__lua *L, const eng__node *n, char *err,
+                        size_t errlen);
+/* Is every template of the tree free of references to steps (so it can be
+ * resolved at plan time)? */
+bool eng__tpl_static(const eng__node *n);
+/* The Lua code of an `if:` or check written bare or as one ${...}
+ * (malloc'd). */
+char *eng__cond_code(const char *s);
+/* A copy of a JSON value with the ${...} references inside its strings
+ * rendered (the journal stores secrets as references). */
+json_t *eng__tpl_deref(eng__lua *L, const json_t *v);
+
+/* ---- refs.c: references in expressions ------------------------------------ */
+
+/* Errors for every params/steps/outputs reference that names nothing. */
+void eng__refs_check(eng__runbook *rb, eng__diags *d);
+
+#endif /* ENGINE_EXPR_H */

@@ -1,0 +1,352 @@
+/* refs.c - references in expressions, checked before anything runs: every
+ * `params.X`, `steps.ID...` and `outputs.Y` (dotted or ["..."]) in `${...}`
+ * templates, `if:`, `check:`, step `outputs:`, `guards.checks` and inline
+ * Lua is resolved against the declared parameters, the step ids (and
+ * their underscore spellings), the actions' declared outputs and the
+ * step's own `outputs:`. Unknown names are errors with file:line:col and
+ * "did you mean". Reading the outputs of a step that may not have run is
+ * a warning: from a main step, one that is not among its (transitive)
+ * `needs`; from a `finally` step, a main step its `if:` does not look at.
+ * Code that declares a local named like a root is not checked (the name is
+ * its own there). */
+#include "expr/expr.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct refctx {
+  eng__runbook *rb;
+  eng__diags *d;
+  const eng__step *self; /* the step whose `outputs` the code sees, or NULL */
+  const eng__node *node; /* where the code is, for the position */
+  const char *what;      /* "if", "check", "parameter 'x'"... */
+  const eng__step *user; /* the step the code belongs to, or NULL */
+  bool in_if;            /* the code is that step's condition */
+} refctx;
+
+static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* The next name after a dot or in ["..."] at *p; NULL when none. */
+static char *next_name(const char **p) {
+  const char *s = *p;
+  while (*s == ' ') s++;
+  if (*s == '.' && s[1] != '.') {
+    s++;
+    while (*s == ' ') s++;
+    const char *e = s;
+    while (ident_char(*e)) e++;
+    if (e == s) return NULL;
+    *p = e;
+    return eng__xstrndup(s, (size_t)(e - s));
+  }
+  if (*s == '[') {
+    s++;
+    while (*s == ' ') s++;
+    if (*s != '"' && *s != '\'') return NULL; /* a computed key */
+    char q = *s++;
+    const char *e = strchr(s, q);
+    if (!e) return NULL;
+    const char *close = e + 1;
+    while (*close == ' ') close++;
+    if (*close != ']') return NULL;
+    *p = close + 1;
+    return eng__xstrndup(s, (size_t)(e - s));
+  }
+  return NULL;
+}
+
+static const eng__step *step_named(eng__runbook *rb, const char *id) {
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    const char *s = rb->steps[i].id;
+    if (!s) continue;
+    if (!strcmp(s, id)) return &rb->steps[i];
+    /* the underscore spelling of a dashed id */
+    bool same = strlen(s) == strlen(id);
+    for (size_t k = 0; same && s[k]; k++)
+      if (!(s[k] == id[k] || (s[k] == '-' && id[k] == '_'))) same = false;
+    if (same) return &rb->steps[i];
+  }
+  return NULL;
+}
+
+static void err(refctx *c, const char *fmt, const char *a, const char *b,
+                const char *hint) {
+  char msg[512];
+  snprintf(msg, sizeof msg, fmt, a, b);
+  eng__diag_error(c->d, c->rb->file, c->node ? c->node->line : 0,
+                  c->node ? c->node->col : 0, "%s: %s%s%s%s", c->what, msg,
+                  hint ? " (did you mean '" : "", hint ? hint : "",
+                  hint ? "'?)" : "");
+}
+
+/* Is `target` among the transitive dependencies of `from`? */
+static bool depends_on(const eng__runbook *rb, size_t from, size_t target,
+                       unsigned char *seen) {
+  if (seen[from]) return false;
+  seen[from] = 1;
+  const eng__step *s = &rb->steps[from];
+  for (size_t k = 0; k < s->n_deps; k++)
+    if (s->deps[k] == target || depends_on(rb, s->deps[k], target, seen))
+      return true;
+  return false;
+}
+
+/* Warn when the code of c->user reads the outputs of a step that may not
+ * have run by then. */
+static void check_ran(refctx *c, const eng__step *st, const char *shown) {
+  const eng__step *u = c->user;
+  if (!u || u == st || c->in_if || st->is_finally) return;
+  const char *why = NULL;
+  if (!u->is_finally) {
+    unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
+    bool dep = depends_on(c->rb, u->idx, st->idx, seen);
+    free(seen);
+    if (!dep) why = "is not among the steps it needs (add it to 'needs')";
+  } else {
+    /* fine when the condition looks at it, or at a step that needs it */
+    const char *cond = u->if_node ? u->if_node->str : "";
+    bool looked = false;
+    for (size_t y = 0; y < c->rb->n_main && !looked; y++) {
+      const eng__step *ys = &c->rb->steps[y];
+      char *us = eng__xstrdup(ys->id);
+      for (char *x = us; *x; x++)
+        if (*x == '-') *x = '_';
+      if (strstr(cond, ys->id) || strstr(cond, us)) {
+        unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
+        looked = y == st->idx || depends_on(c->rb, y, st->idx, seen);
+        free(seen);
+      }
+      free(us);
+    }
+    if (!looked)
+      why = "may have been skipped or failed, and this finally step's 'if:' "
+            "does not look at it (add e.g. steps.ID.status == \"ok\")";
+  }
+  if (why)
+    eng__diag_warn(c->d, c->rb->file, c->node ? c->node->line : 0,
+                   c->node ? c->node->col : 0,
+                   "%s: %s: step '%s' %s; it may not have run when '%s' "
+                   "starts",
+                   c->what, shown, st->id, why, u->id);
+}
+
+/* Are the outputs of this step a closed set (declared by its action)? */
+static bool outputs_closed(const eng__step *s) {
+  if (!s->action) return false;
+  const eng_action *a = s->action->action;
+  if (s->action->builtin && (!strcmp(a->name, "lua") || !strcmp(a->name, "http")))
+    return false; /* whatever the script or the JSON answer holds */
+  return a->outputs && a->outputs->name;
+}
+
+static void check_output(refctx *c, const eng__step *s, const char *name,
+                         const char *shown) {
+  if (!outputs_closed(s)) return;
+  const char *cands[256];
+  size_t n = 0;
+  for (const eng_output *o = s->action->action->outputs; o && o->name && n < 255; o++) {
+    if (!strcmp(o->name, name)) return;
+    cands[n++] = o->name;
+  }
+  for (size_t k = 0; s->outputs && k < s->outputs->n && n < 255; k++) {
+    if (!strcmp(s->outputs->keys[k]->str, name)) return;
+    cands[n++] = s->outputs->keys[k]->str;
+  }
+  const char *hint = eng__suggest(name, cands, n);
+  err(c, "%s: %s has no such output", shown, s->action->full, hint);
+}
+
+static void check_code(refctx *c, const char *code) {
+  if (!code) return;
+  /* a local named like a root: the code means its own */
+  static const char *const roots[] = {"params", "steps", "outputs"};
+  for (size_t r = 0; r < 3; r++) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "local %s", roots[r]);
+    if (strstr(code, pat)) return;
+  }
+  const char *const *pnames = NULL;
+  const char **pn = eng__xcalloc(c->rb->n_params + 1, sizeof *pn);
+  for (size_t i = 0; i < c->rb->n_params; i++) pn[i] = c->rb->params[i].name;
+  pnames = pn;
+  for (const char *p = code; *p;) {
+    /* skip strings and comments */
+    if (*p == '"' || *p == '\'') {
+      char q = *p++;
+      while (*p && *p != q) p += (*p == '\\' && p[1]) ? 2 : 1;
+      if (*p) p++;
+      continue;
+    }
+    if (p[0] == '[' && (p[1] == '[' || p[1] == '=')) {
+      const char *e = strstr(p, "]]");
+      p = e ? e + 2 : p + strlen(p);
+      continue;
+    }
+    if (p[0] == '-' && p[1] == '-') {
+      while (*p && *p != '\n') p++;
+      continue;
+    }
+    if (!ident_char(*p) || (p > code && (ident_char(p[-1]) || p[-1] == '.' || p[-1] == ':'))) {
+      p++;
+      continue;
+    }
+    const char *s = p;
+    while (ident_char(*p)) p++;
+    size_t n = (size_t)(p - s);
+    const char *q = p;
+    if (n == 6 && !strncmp(s, "params", 6)) {
+      char *name = next_name(&q);
+      if (name) {
+        bool known = false;
+        for (size_t i = 0; i < c->rb->n_params; i++)
+          if (!strcmp(c->rb->params[i].name, name)) known = true;
+        if (!known)
+          err(c, "params.%s: no such parameter%s", name,
+              c->rb->n_params ? "" : " (the runbook declares none)",
+              eng__suggest(name, pnames, c->rb->n_params));
+        free(name);
+        p = q;
+      }
+    } else if (n == 5 && !strncmp(s, "steps", 5)) {
+      char *id = next_name(&q);
+      if (id) {
+        const eng__step *st = step_named(c->rb, id);
+        if (!st) {
+          const char *ids[4096];
+          size_t k = 0;
+          for (size_t i = 0; i < c->rb->n_steps && k < 4096; i++)
+            if (c->rb->steps[i].id) ids[k++] = c->rb->steps[i].id;
+          /* steps.safety-backup reads as steps.safety - backup */
+          const char *hint = eng__suggest(id, ids, k);
+          char *dashed = NULL;
+          if (*q == '-' && ident_char(q[1])) {
+            const char *e = q + 1;
+            while (ident_char(*e) || (*e == '-' && ident_char(e[1]))) e++;
+            dashed = eng__asprintf("%s%.*s", id, (int)(e - q), q);
+            if (step_named(c->rb, dashed)) {
+              for (char *x = dashed; *x; x++)
+                if (*x == '-') *x = '_';
+              hint = dashed;
+            }
+          }
+          err(c, "steps.%s: no such step%s", id,
+              dashed && hint == dashed ? " (Lua reads a dash as a minus: use "
+                                         "the underscore spelling or steps[\"...\"])" : "",
+              hint);
+          free(dashed);
+        } else {
+          char *field = next_name(&q);
+          if (field && strcmp(field, "status") && strcmp(field, "outputs")) {
+            static const char *const fields[] = {"status", "outputs"};
+            err(c, "steps.%s.%s: a step has 'status' and 'outputs'", id, field,
+                eng__suggest(field, fields, 2));
+          } else if (field && !strcmp(field, "outputs")) {
+            char *out = next_name(&q);
+            if (out) {
+              char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
+              check_output(c, st, out, shown);
+              check_ran(c, st, shown);
+              free(shown);
+            }
+            free(out);
+          }
+          free(field);
+        }
+        free(id);
+        p = q;
+      }
+    } else if (n == 7 && !strncmp(s, "outputs", 7) && c->self) {
+      char *out = next_name(&q);
+      if (out) {
+        char *shown = eng__asprintf("outputs.%s", out);
+        check_output(c, c->self, out, shown);
+        free(shown);
+        free(out);
+        p = q;
+      }
+    }
+  }
+  free(pn);
+}
+
+/* Every ${...} of a node tree (the code inside), or the node's text when
+ * it is Lua code as a whole. */
+static void check_tree(refctx *c, const eng__node *n, bool code) {
+  if (!n) return;
+  if (n->kind == ENG__N_SCALAR) {
+    const eng__node *saved = c->node;
+    c->node = n;
+    if (code) {
+      check_code(c, n->str);
+    } else if (n->tpl) {
+      for (size_t i = 0; i < n->tpl->n; i++)
+        if (n->tpl->parts[i].expr) check_code(c, n->tpl->parts[i].text);
+    }
+    c->node = saved;
+    return;
+  }
+  for (size_t i = 0; i < n->n; i++) check_tree(c, n->vals[i], code);
+}
+
+/* Lua code parameters of built-ins (their text is code, not a template). */
+static bool is_code_param(const eng__step *s, const char *k) {
+  if (!s->action || !s->action->builtin) return false;
+  const char *a = s->action->action->name;
+  return (!strcmp(a, "lua") && !strcmp(k, "script")) ||
+         (!strcmp(a, "assert") && !strcmp(k, "that")) ||
+         (!strcmp(a, "http") && !strcmp(k, "expect_json"));
+}
+
+void eng__refs_check(eng__runbook *rb, eng__diags *d) {
+  refctx c = {rb, d, NULL, NULL, NULL, NULL, false};
+  for (size_t i = 0; i < rb->n_params; i++) {
+    c.what = "parameter default";
+    check_tree(&c, rb->params[i].def, false);
+  }
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step *s = &rb->steps[i];
+    char what[160];
+    c.self = NULL;
+    c.user = s;
+    for (size_t k = 0; s->with && k < s->with->n; k++) {
+      const char *key = s->with->keys[k]->str;
+      snprintf(what, sizeof what, "step '%s': parameter '%s'", s->id, key);
+      c.what = what;
+      bool code = is_code_param(s, key) && s->with->vals[k]->kind == ENG__N_SCALAR &&
+                  !eng__tpl_has_expr(s->with->vals[k]->str);
+      check_tree(&c, s->with->vals[k], code);
+    }
+    snprintf(what, sizeof what, "step '%s': 'if'", s->id);
+    c.what = what;
+    if (s->if_node) {
+      char *code = eng__cond_code(s->if_node->str);
+      c.node = s->if_node;
+      c.in_if = true;
+      check_code(&c, code);
+      c.in_if = false;
+      c.node = NULL;
+      free(code);
+    }
+    c.self = s;
+    snprintf(what, sizeof what, "step '%s': 'check'", s->id);
+    check_tree(&c, s->check_node, true);
+    snprintf(what, sizeof what, "step '%s': outputs", s->id);
+    check_tree(&c, s->outputs, false);
+  }
+  c.self = NULL;
+  c.user = NULL;
+  c.what = "slo.backup_time";
+  check_tree(&c, rb->slo_backup_time, false);
+  eng__node *checks = eng__node_get(rb->guards, "checks");
+  c.what = "guards.checks";
+  for (size_t i = 0; checks && checks->kind == ENG__N_SEQ && i < checks->n; i++) {
+    eng__node *t = eng__node_get(checks->vals[i], "that");
+    if (!t || t->kind != ENG__N_SCALAR) continue;
+    char *code = eng__cond_code(t->str);
+    c.node = t;
+    check_code(&c, code);
+    free(code);
+  }
+}

@@ -1,0 +1,91 @@
+/*
+ * model/model.h - the runbook model (runbook.c): parameters, steps with
+ * their order, conditions, timeouts, retries and dispositions, guards and
+ * SLO, loaded from YAML nodes and checked for shape (keys, types, ids,
+ * needs, cycles, durations). What a step's action is and what its
+ * expressions mean is decided above (actions/, expr/, plan/). Above base/.
+ */
+#ifndef ENGINE_MODEL_H
+#define ENGINE_MODEL_H
+
+#include "base/base.h"
+
+/* ---- runbook.c: the model ------------------------------------------------ */
+
+typedef struct eng__retry {
+  int attempts;
+  int64_t delay_ms;
+  double backoff;
+  int64_t max_delay_ms;
+} eng__retry;
+
+/* A step's action: filled by the registry (actions/registry.c) when the
+ * runbook is validated. */
+typedef struct eng__action_ref {
+  const eng_plugin *plugin;
+  const eng_action *action;
+  char *full; /* "postgres.dump", or "shell" for built-ins */
+  bool builtin;
+} eng__action_ref;
+
+typedef struct eng__param_def {
+  char *name;
+  eng__node *node;
+  eng_type type;
+  char *env;
+  eng__node *def; /* may hold templates */
+  bool secret, required;
+  json_t *choices;
+  char *doc;
+} eng__param_def;
+
+typedef struct eng__step {
+  char *id, *name, *uses, *description;
+  eng__node *node, *with, *outputs, *if_node, *check_node;
+  const eng__action_ref *action;
+  size_t idx;
+  size_t *deps;
+  size_t n_deps;
+  bool has_needs;
+  eng__node *needs_node;
+  int if_ref;    /* -1: default condition */
+  int check_ref; /* -1: none */
+  int64_t timeout_ms;
+  eng__retry retry;
+  bool continue_on_error, recovered, is_finally;
+  /* keep: / temporary: given: what the resources it creates are */
+  bool has_disposition;
+  eng_disposition disposition;
+} eng__step;
+
+typedef struct eng__runbook {
+  char *file, *dir, *name, *description;
+  char sha256[ENG__SHA256_HEX];
+  eng__node *root;
+  eng__param_def *params;
+  size_t n_params;
+  eng__step *steps; /* main steps, then finally steps */
+  size_t n_steps, n_main;
+  int64_t slo_rto_ms, slo_rpo_ms; /* -1: none */
+  eng__node *slo_backup_time;
+  eng__node *lock; /* `lock:` (a template), or NULL */
+  eng__node *guards;
+  int64_t default_timeout_ms;
+  eng__retry default_retry;
+} eng__runbook;
+
+/* Load and check the shape (keys, types, ids, needs, cycles, durations).
+ * Plugin params and Lua are checked by eng__runbook_validate. Returns NULL
+ * when the file is not a YAML mapping; otherwise the model, which is only
+ * runnable when d->errors did not grow (callers compare before/after). */
+eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
+/* The same from text in memory (file names it in diagnostics). */
+eng__runbook *eng__runbook_parse(const char *file, const char *text,
+                                 size_t len, eng__diags *d);
+void eng__runbook_free(eng__runbook *rb);
+/* A valid run lock name: [A-Za-z0-9._-], 1-128 characters, not starting
+ * with a dot. */
+bool eng__lock_name_ok(const char *name);
+eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
+
+#endif /* ENGINE_MODEL_H */

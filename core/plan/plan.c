@@ -1,0 +1,378 @@
+/* plan.c - the validated plan: every step's action resolved against the
+ * registry, its parameters checked against the declarations, its Lua
+ * compiled; the steps --only / --from select; and `engine plan`, which
+ * prints what would run, with each target and the guards' decision. */
+#include "plan/plan.h"
+#include "shell/shell.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct plan_ctx {
+  eng__diags *d;
+  const char *file;
+} plan_ctx;
+
+#define ERR(ld, node, ...)                                                 \
+  eng__diag_error((ld)->d, (ld)->file, (node) ? (node)->line : 0,          \
+                  (node) ? (node)->col : 0, __VA_ARGS__)
+
+/* ---- validation against the registry and Lua --------------------------- */
+
+/* Built-in parameters that hold Lua code rather than values. */
+static int lua_param_kind(const eng__action_ref *a, const char *param) {
+  if (!a->builtin) return -1;
+  const char *n = a->action->name;
+  if (!strcmp(n, "assert") && !strcmp(param, "that")) return ENG__LUA_EXPR;
+  if (!strcmp(n, "http") && !strcmp(param, "expect_json"))
+    return ENG__LUA_EXPR;
+  if (!strcmp(n, "lua") && !strcmp(param, "script")) return ENG__LUA_CHUNK;
+  return -1;
+}
+
+static void validate_with(plan_ctx *ld, eng__step *s, eng__lua *L) {
+  const eng__action_ref *a = s->action;
+  const eng_param *decl = a->action->params;
+  const char *names[128];
+  size_t nn = 0;
+  for (const eng_param *p = decl; p && p->name && nn < 127; p++)
+    names[nn++] = p->name;
+  names[nn] = NULL;
+  eng__node *w = s->with;
+  for (size_t i = 0; w && i < w->n; i++) {
+    const char *k = w->keys[i]->str;
+    const eng_param *p = NULL;
+    for (const eng_param *q = decl; q && q->name; q++)
+      if (!strcmp(q->name, k)) p = q;
+    if (!p) {
+      const char *hint = eng__suggest(k, names, nn);
+      if (hint)
+        ERR(ld, w->keys[i],
+            "step '%s': unknown parameter '%s' for %s (did you mean '%s'?)",
+            s->id, k, a->full, hint);
+      else
+        ERR(ld, w->keys[i], "step '%s': unknown parameter '%s' for %s",
+            s->id, k, a->full);
+      continue;
+    }
+    eng__node *v = w->vals[i];
+    int lk = lua_param_kind(a, k);
+    if (lk >= 0 && v->kind == ENG__N_SCALAR && !eng__tpl_has_expr(v->str)) {
+      int ref;
+      char err[1024];
+      if (eng__lua_compile(L, v->str, lk, ld->file, v->line, &ref, err,
+                           sizeof err) != ENG_OK)
+        ERR(ld, v, "step '%s': %s: Lua error: %s", s->id, k, err);
+      continue;
+    }
+    char what[200];
+    snprintf(what, sizeof what, "step '%s': parameter '%s'", s->id, k);
+    if (eng__tpl_compile_tree(L, v, ld->file, ld->d, what)) continue;
+    if (v->kind == ENG__N_SCALAR && v->tpl) continue; /* known at run time */
+    if (v->kind != ENG__N_SCALAR && !eng__tpl_static(v)) continue;
+    if (v->kind == ENG__N_SCALAR || !v->tpl) {
+      bool has_tpl = false;
+      for (size_t j = 0; j < v->n; j++)
+        if (v->vals[j]->tpl) has_tpl = true;
+      if (has_tpl) continue;
+    }
+    json_t *j = eng__node_to_json(v);
+    char err[512];
+    json_t *c = eng__convert_param(j, p, err, sizeof err);
+    if (!c)
+      ERR(ld, v, "step '%s': parameter '%s' of %s: %s", s->id, k, a->full,
+          err);
+    json_decref(c);
+    json_decref(j);
+  }
+  for (const eng_param *p = decl; p && p->name; p++) {
+    if (!(p->flags & ENG_P_REQUIRED) || p->def) continue;
+    if (!eng__node_get(w, p->name))
+      ERR(ld, w ? w : s->node,
+          "step '%s': missing required parameter '%s' for %s (%s)", s->id,
+          p->name, a->full, p->doc ? p->doc : "see 'engine plugins'");
+  }
+}
+
+static void validate_step(plan_ctx *ld, eng__step *s, eng__lua *L) {
+  if (!s->uses) return;
+  s->action = eng__registry_find(s->uses);
+  eng__node *un = eng__node_get(s->node, "uses");
+  if (!s->action) {
+    const char *const *names;
+    size_t n = eng__registry_names(&names);
+    const char *hint = eng__suggest(s->uses, names, n);
+    const eng__plugin_failure *f;
+    size_t nf = eng__registry_failures(&f);
+    const char *dot = strchr(s->uses, '.');
+    for (size_t i = 0; dot && i < nf; i++)
+      if (strlen(f[i].stem) == (size_t)(dot - s->uses) &&
+          !strncmp(f[i].stem, s->uses, (size_t)(dot - s->uses))) {
+        ERR(ld, un, "step '%s': plugin '%s' could not be loaded: %s", s->id,
+            f[i].stem, f[i].message);
+        return;
+      }
+    if (hint)
+      ERR(ld, un, "step '%s': unknown action '%s' (did you mean '%s'?)",
+          s->id, s->uses, hint);
+    else if (dot)
+      ERR(ld, un,
+          "step '%s': unknown action '%s' (is the plugin installed? see "
+          "'engine plugins', --plugin-path)",
+          s->id, s->uses);
+    else
+      ERR(ld, un, "step '%s': unknown action '%s' (built-ins: shell, http, "
+                  "lua, assert, approve, sleep)",
+          s->id, s->uses);
+    return;
+  }
+  validate_with(ld, s, L);
+  char err[1024];
+  if (s->if_node) {
+    char *code = eng__cond_code(s->if_node->str);
+    if (eng__lua_compile(L, code, ENG__LUA_EXPR, ld->file, s->if_node->line,
+                         &s->if_ref, err, sizeof err) != ENG_OK)
+      ERR(ld, s->if_node, "step '%s': 'if': Lua error: %s", s->id, err);
+    free(code);
+  }
+  if (s->check_node &&
+      eng__lua_compile(L, s->check_node->str, ENG__LUA_CHUNK, ld->file,
+                       s->check_node->line +
+                           (s->check_node->plain ? 0 : 1),
+                       &s->check_ref, err, sizeof err) != ENG_OK)
+    ERR(ld, s->check_node, "step '%s': 'check': Lua error: %s", s->id, err);
+  if (s->outputs) {
+    char what[200];
+    snprintf(what, sizeof what, "step '%s': outputs", s->id);
+    eng__tpl_compile_tree(L, s->outputs, ld->file, ld->d, what);
+  }
+}
+
+int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
+  size_t errors0 = d->errors;
+  plan_ctx ld = {d, rb->file};
+  for (size_t i = 0; i < rb->n_params; i++)
+    if (rb->params[i].def)
+      eng__tpl_compile_tree(L, rb->params[i].def, rb->file, d,
+                            "parameter default");
+  for (size_t i = 0; i < rb->n_steps; i++) validate_step(&ld, &rb->steps[i], L);
+  if (rb->slo_backup_time)
+    eng__tpl_compile_tree(L, rb->slo_backup_time, rb->file, d,
+                          "slo.backup_time");
+  if (rb->lock) {
+    eng__tpl_compile_tree(L, rb->lock, rb->file, d, "lock");
+    if (strstr(rb->lock->str, "steps."))
+      eng__diag_error(d, rb->file, rb->lock->line, rb->lock->col,
+                      "'lock' is taken before any step runs: it may read "
+                      "params and env, not steps");
+  }
+  if (rb->guards) {
+    eng__tpl_compile_tree(L, rb->guards, rb->file, d, "guards");
+    eng__node *checks = eng__node_get(rb->guards, "checks");
+    for (size_t i = 0; checks && checks->kind == ENG__N_SEQ && i < checks->n;
+         i++) {
+      eng__node *t = eng__node_get(checks->vals[i], "that");
+      if (!t || t->kind != ENG__N_SCALAR) continue;
+      int ref;
+      char err[1024];
+      char *code = eng__cond_code(t->str);
+      if (eng__lua_compile(L, code, ENG__LUA_EXPR, rb->file, t->line, &ref,
+                           err, sizeof err) != ENG_OK)
+        ERR(&ld, t, "guards.checks: Lua error: %s", err);
+      free(code);
+    }
+  }
+  if (d->errors == errors0) eng__refs_check(rb, d); /* once it all compiled */
+  return d->errors > errors0 ? ENG_ERR_INVALID : ENG_OK;
+}
+
+/* ---- selection (--only / --from) ---------------------------------------- */
+
+static void mark_needed(eng__run *r, size_t i) {
+  if (r->st[i].selected) return;
+  r->st[i].selected = true;
+  for (size_t k = 0; k < r->rb->steps[i].n_deps; k++)
+    mark_needed(r, r->rb->steps[i].deps[k]);
+}
+
+int eng__plan_select(eng__run *r, eng__diags *d) {
+  eng__runbook *rb = r->rb;
+  const char *which = r->opts->only ? r->opts->only : r->opts->from;
+  for (size_t i = 0; i < rb->n_steps; i++) r->st[i].selected = !which;
+  for (size_t i = rb->n_main; i < rb->n_steps; i++) r->st[i].selected = true;
+  if (!which) return 0;
+  eng__step *s = eng__runbook_step(rb, which);
+  if (!s || s->is_finally) {
+    const char **ids = eng__xcalloc(rb->n_main + 1, sizeof *ids);
+    for (size_t i = 0; i < rb->n_main; i++) ids[i] = rb->steps[i].id;
+    const char *hint = eng__suggest(which, ids, rb->n_main);
+    eng__diag_error(d, rb->file, 0, 0, "%s: no step '%s'%s%s%s",
+                    r->opts->only ? "--only" : "--from", which,
+                    hint ? " (did you mean '" : "", hint ? hint : "",
+                    hint ? "'?)" : "");
+    free(ids);
+    return -1;
+  }
+  if (r->opts->only) {
+    mark_needed(r, s->idx);
+  } else {
+    for (size_t i = s->idx; i < rb->n_main; i++) r->st[i].selected = true;
+  }
+  return 0;
+}
+
+/* ---- plan -------------------------------------------------------------------- */
+
+/* What the guards understood of a command line, one line per target. */
+static void print_command(eng__run *r, const char *line, const char *env_text) {
+  static const char *const kinds[] = {
+      [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
+      [ENG_TARGET_CONTAINER] = "container", [ENG_TARGET_FILE] = "path"};
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(line, env_text, &a);
+  for (size_t k = 0; k < a.n; k++) {
+    eng__cmd_finding *f = &a.f[k];
+    char *t = eng__redact(r->redact, f->target ? f->target : "(not known)");
+    printf("        %s -> %s %s: %s (%s)\n", f->tool,
+           (unsigned)f->kind < sizeof kinds / sizeof *kinds && kinds[f->kind]
+               ? kinds[f->kind] : "target",
+           t, f->side == ENG_SIDE_READ_ONLY ? "read" : eng__side_names[f->side],
+           f->what);
+    free(t);
+  }
+  if (a.unverified)
+    printf("        unverified: %s (allowed unless guards.unverified_commands: "
+           "refuse)\n", a.unverified);
+  eng__cmd_analysis_free(&a);
+}
+
+/* The parameters of a step that are known before it runs (literal or
+ * from params/env), converted; the others are left out. */
+static json_t *known_params(eng__run *r, const eng__step *s) {
+  json_t *out = json_object();
+  for (const eng_param *p = s->action->action->params; p && p->name; p++) {
+    eng__node *vn = eng__node_get(s->with, p->name);
+    if (!vn || !eng__tpl_static(vn)) continue;
+    char err[512];
+    json_t *raw = eng__tpl_render(r->L, vn, err, sizeof err);
+    json_t *c = raw ? eng__convert_param(raw, p, err, sizeof err) : NULL;
+    if (c) json_object_set_new(out, p->name, c);
+    json_decref(raw);
+  }
+  return out;
+}
+
+/* How plan shows a refusal: a step that will not run is not refused; one
+ * whose condition is known only when reached is refused then, if it runs
+ * (exit 3 at that point), so plan itself does not fail on it. */
+static const char *refused_as(eng__cond_now cond, const char *now, int *code,
+                              bool *later) {
+  if (cond == ENG__COND_LATER) {
+    *later = true;
+    return "REFUSED if it runs";
+  }
+  *code = ENG_EXIT_REFUSED;
+  return now;
+}
+
+int eng__plan_print(eng__run *r) {
+  eng__runbook *rb = r->rb;
+  int code = ENG_EXIT_OK;
+  bool later_refusals = false;
+  printf("plan: %s (%s), %zu steps, %zu in finally\n", rb->name, rb->file,
+         rb->n_main, rb->n_steps - rb->n_main);
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step *s = &rb->steps[i];
+    if (i == rb->n_main) printf("finally:\n");
+    char err[1024];
+    json_t *params = NULL;
+    bool is_static = !s->with || eng__tpl_static(s->with);
+    if (is_static) params = eng__step_params(r, i, err, sizeof err);
+    eng_side_effect side = eng__step_side(s, params);
+    eng__buf deps = {0};
+    for (size_t k = 0; k < s->n_deps; k++)
+      eng__buf_addf(&deps, "%s%s", k ? "," : "", rb->steps[s->deps[k]].id);
+    eng__cond_now cond = eng__guards_cond_now(r, i);
+    printf("  %-24s %-24s %-11s%s%s%s%s\n", s->id, s->action->full,
+           eng__side_names[side], deps.len ? " needs " : "",
+           deps.len ? deps.data : "", r->st[i].selected ? "" : " (not selected)",
+           cond == ENG__COND_FALSE   ? " (its condition is false: not run)"
+           : cond == ENG__COND_LATER ? " (runs if its condition holds then)"
+                                     : "");
+    eng__buf_free(&deps);
+    /* the step's values known now: all of them when its parameters are
+     * static, else those that are */
+    json_t *known = params ? json_incref(params) : known_params(r, s);
+    if (s->action->action->describe && cond != ENG__COND_FALSE) {
+      char what[512] = "";
+      s->action->action->describe(known, what, sizeof what);
+      if (what[0]) {
+        char *shown = eng__redact(r->redact, what);
+        printf("      will %s\n", shown);
+        free(shown);
+      }
+    }
+    for (const eng_param *p = s->action->action->params; p && p->name; p++) {
+      if (p->target == ENG_TARGET_NONE) continue;
+      json_t *v = json_object_get(known, p->name);
+      eng__node *vn = eng__node_get(s->with, p->name);
+      if (!v && !vn) continue;
+      char *shown;
+      if (json_is_string(v)) shown = eng__redact(r->redact, json_string_value(v));
+      else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
+                                                                : "(at run time)");
+      const char *decision = p->target == ENG_TARGET_FILE && v ? "file" : "resolved at run time";
+      if (cond == ENG__COND_FALSE) {
+        decision = "not run";
+      } else if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
+                 p->target != ENG_TARGET_COMMAND) {
+        r->static_check = true;
+        int g = eng__policy_check(r, s->id, p->target, json_string_value(v),
+                                  NULL, side);
+        r->static_check = false;
+        if (g != ENG_OK) {
+          decision = refused_as(cond, "REFUSED: protected", &code, &later_refusals);
+        } else {
+          decision = "pass";
+        }
+      }
+      char *line = p->target == ENG_TARGET_COMMAND ? eng__command_line(v) : NULL;
+      char *env_text = line ? eng__command_env(params) : NULL;
+      if (line && cond != ENG__COND_FALSE) {
+        r->static_check = true; /* ownership is decided when it runs */
+        if (eng__policy_check(r, s->id, p->target, line, env_text, side) != ENG_OK) {
+          decision = refused_as(cond, "REFUSED", &code, &later_refusals);
+        } else {
+          decision = "pass";
+        }
+        r->static_check = false;
+      }
+      char *sh2 = eng__redact(r->redact, shown);
+      printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
+      if (line) print_command(r, line, env_text);
+      free(line);
+      free(env_text);
+      free(sh2);
+      free(shown);
+    }
+    json_decref(known);
+    json_decref(params);
+    if (cond != ENG__COND_FALSE && eng__guards_static(r, i, stdout) != ENG_OK)
+      code = ENG_EXIT_REFUSED;
+  }
+  if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
+    char a[32], b[32];
+    printf("slo: rto %s, rpo %s\n",
+           rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, a, sizeof a)
+                               : "-",
+           rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, b, sizeof b)
+                               : "-");
+  }
+  printf("plan: nothing was run%s%s\n",
+         code == ENG_EXIT_REFUSED ? "; some steps would be refused" : "",
+         later_refusals ? "; some steps would be refused if they run (their "
+                          "conditions are known only then)"
+                        : "");
+  return code;
+}

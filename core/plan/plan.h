@@ -1,0 +1,72 @@
+/*
+ * plan/plan.h - from a loaded runbook to what will run:
+ *
+ *   params.c  the values of a run: its parameters, the tables expressions
+ *             see, each step's parameters rendered and converted
+ *   guards.c  the runbook's guards: the policy compiled from its lists,
+ *             `require` and Lua `checks`, what is decided before the run
+ *   plan.c    validation against the plugins and Lua, --only/--from,
+ *             `engine plan`
+ *   slo.c     RTO and RPO measured against the runbook's targets
+ *
+ * Above actions/ (steps are resolved against the registry).
+ */
+#ifndef ENGINE_PLAN_H
+#define ENGINE_PLAN_H
+
+#include "actions/actions.h"
+
+/* ---- params.c: values of a run ----------------------------------------- */
+
+/* Resolve the runbook's parameters (--set, --params-file, env, defaults)
+ * into r->params; ENG_EXIT_USAGE with diagnostics on error. */
+int eng__run_params(eng__run *r, eng__diags *d);
+/* Lua's `env` and `runbook` tables (env secrets registered), and `run`
+ * with a status. */
+void eng__run_set_globals(eng__run *r);
+void eng__run_set_status(eng__run *r, const char *status);
+/* Render step i's `with`, convert every declared parameter, apply
+ * defaults. NULL with err on failure. */
+json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen);
+/* Parameters `raw` (rendered) for action `ref`: every declared one
+ * converted, defaults applied, secrets registered; NULL with err. */
+json_t *eng__action_params(eng__run *r, const eng__action_ref *ref,
+                           const json_t *raw, char *err, size_t errlen);
+/* The side-effect class of step i with these params (NULL: declared). */
+eng_side_effect eng__step_side(const eng__step *s, const json_t *params);
+
+/* ---- guards.c ------------------------------------------------------------ */
+
+void eng__guards_compile(eng__run *r);
+/* Before step i starts: `require` and Lua `checks`. */
+int eng__guards_before_step(eng__run *r, size_t i);
+/* `require` rules the DAG cannot guarantee for step i (printed to out when
+ * not NULL). */
+int eng__guards_static(eng__run *r, size_t i, FILE *out);
+/* At run start: the first selected step refused by a static rule or by a
+ * target known now is marked refused, and the run stops before any side
+ * effect. */
+void eng__guards_run_start(eng__run *r);
+/* Whether step i's `if:` is decided before anything runs: it runs (no
+ * condition, or one that reads only params, env and the run's fixed
+ * fields and is true), it does not (such a condition is false), or it is
+ * known only when the step is reached (the condition reads step results). */
+typedef enum { ENG__COND_RUNS, ENG__COND_FALSE, ENG__COND_LATER } eng__cond_now;
+eng__cond_now eng__guards_cond_now(eng__run *r, size_t i);
+
+/* ---- plan.c -------------------------------------------------------------- */
+
+/* Resolve actions against the registry, check params, compile Lua. */
+int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d);
+/* Mark the steps --only / --from select; -1 with a diagnostic. */
+int eng__plan_select(eng__run *r, eng__diags *d);
+/* `engine plan`: print what would run; the exit code. */
+int eng__plan_print(eng__run *r);
+
+/* ---- slo.c: RTO and RPO ------------------------------------------------ */
+
+/* Measure the run's RTO and RPO against the runbook's targets, with
+ * end_ms as the end when no step is marked `recovered`. */
+void eng__slo_measure(eng__run *r, int64_t end_ms);
+
+#endif /* ENGINE_PLAN_H */

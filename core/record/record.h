@@ -1,0 +1,102 @@
+/*
+ * record/record.h - what a run leaves on disk for later: the audit log
+ * (audit.c: a hash-chained, tamper-evident JSON lines file; verify and
+ * show) and the journal (journal.c: resources created, with their
+ * disposition, and removed; step starts and results; what a run's
+ * resources are to cleanup; `engine runs`; the cleanup runbook). Above
+ * base/ only: neither knows what a run is, only what it records.
+ */
+#ifndef ENGINE_RECORD_H
+#define ENGINE_RECORD_H
+
+#include <stdio.h>
+#include "base/base.h"
+
+/* ---- audit.c -------------------------------------------------------------- */
+
+typedef struct eng__audit eng__audit;
+
+/* Open (append; continues the chain of an existing log). NULL on error. */
+eng__audit *eng__audit_open(const char *path, const char *run_id);
+/* Append a record of `type` with `fields` (stolen; may be NULL). Returns
+ * -1 (errno set) when the record could not be written whole. */
+int eng__audit_event(eng__audit *a, const char *type, json_t *fields);
+void eng__audit_sync(eng__audit *a);
+/* From now on, syncs are issued on the loop's thread pool. */
+void eng__audit_use_loop(eng__audit *a, uv_loop_t *loop);
+void eng__audit_close(eng__audit *a);
+/* SHA-256 of the last line written: the chain head. */
+const char *eng__audit_head(const eng__audit *a);
+/* 0 intact, 1 tampered (first bad line printed to out), 2 unreadable. */
+int eng__audit_verify(const char *path, FILE *out);
+int eng__audit_show(const char *path, FILE *out);
+
+/* ---- journal.c: what a run created and how its steps ended ------------ */
+
+typedef struct eng__journal {
+  FILE *f;
+  int64_t seq;
+  json_t *refs; /* secret value -> "${env.X}" / "${params.x}" */
+  const eng__redactor *redact;
+  int err;   /* errno of the first record that could not be written */
+} eng__journal;
+
+/* Open RUN_DIR/journal for appending; -1 with errno. */
+int eng__journal_open(eng__journal *j, const char *dir,
+                      const eng__redactor *redact);
+void eng__journal_close(eng__journal *j);
+/* A secret value is written as `ref` (copied) wherever it appears. */
+void eng__journal_add_ref(eng__journal *j, const char *value, const char *ref);
+/* A copy of v with secrets replaced by their references (and anything
+ * else secret masked). */
+json_t *eng__journal_refs(const eng__journal *j, const json_t *v);
+/* Append a resource record (intent / confirm / removed), synced; returns
+ * its sequence number, or -1 (errno set, j->err recorded) when it could
+ * not be written whole: no journal open, or the disk is full. A record
+ * is on disk whole or not at all. */
+int64_t eng__journal_resource(eng__journal *j, const char *event,
+                              const char *step, const char *kind,
+                              const char *id, const char *disposition,
+                              const json_t *detail);
+/* The run's protected lists ({"protected_databases": [...], ...}), so
+ * that `engine cleanup` of the run is held to them. */
+void eng__journal_guards(eng__journal *j, const json_t *lists);
+/* Append a step record (step.start / step.end), not synced. */
+void eng__journal_step(eng__journal *j, const char *event, const char *step,
+                       const char *inputs, const char *status,
+                       const json_t *outputs);
+json_t *eng__journal_read(const char *dir);
+/* Every resource the journal's records (all) say the run created, oldest
+ * first: [{kind, id, step, seq, disposition ("kept" | "temporary"),
+ * recorded (a disposition was journaled), present (not removed since),
+ * partial (its step did not end ok), leftover, undo}]. A resource journaled
+ * without a disposition (by an engine before dispositions) is kept,
+ * whatever else: when unsure, never delete. A leftover is present and
+ * partial or temporary. */
+json_t *eng__journal_resources(const json_t *all);
+/* The run's protected lists as its journal recorded them ({} if none). */
+json_t *eng__journal_guard_lists(const json_t *all);
+/* Add the entries of each list of `add` ({"protected_databases": [...]})
+ * to the same list of `into`. */
+void eng__guard_lists_add(json_t *into, const json_t *add);
+/* Did the run in `dir` create resource kind/id (even if since removed)? */
+int eng__journal_owned(const char *dir, const char *kind, const char *id);
+/* --resume: step id -> {status, inputs, outputs} of steps that ended, the
+ * ids of steps that started and never ended, and the last sequence number.
+ * -1 when the journal cannot be read. */
+int eng__journal_load_resume(const char *dir, json_t **ended,
+                             json_t **unfinished, int64_t *last_seq);
+int eng__runs_list(const char *state_dir, FILE *out);
+/* What `engine cleanup` removes: the run's leftovers, or with kept too
+ * every resource still present. */
+typedef enum eng__clean_what {
+  ENG__CLEAN_LEFTOVERS = 0,
+  ENG__CLEAN_ALL = 1
+} eng__clean_what;
+/* The runbook `engine cleanup` runs: one undo step per resource `what`
+ * selects, newest first, held to the run's own protected lists. NULL when
+ * the run has no journal; *count steps. */
+char *eng__cleanup_runbook(const char *run_dir, eng__clean_what what,
+                           size_t *count);
+
+#endif /* ENGINE_RECORD_H */

@@ -1,0 +1,420 @@
+/* policy.c - the guard policy applied to one target: protected databases,
+ * volumes, buckets and instances, ownership of destructive actions and
+ * forbidden commands. The policy itself (patterns resolved from the
+ * runbook) is compiled by guards.c; here it is only data. Every decision is
+ * recorded (report and audit log); a refusal happens before the action has
+ * any side effect. */
+#include "run/run.h"
+#include "shell/shell.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Always on; a runbook can add, never remove. */
+static const char *const builtin_forbidden[] = {
+    "prisma migrate reset", "prisma migrate dev",
+    "prisma db push --accept-data-loss", "docker compose down -v",
+    "docker-compose down -v", "docker compose down --volumes",
+    "docker-compose down --volumes", NULL};
+
+static const char *const list_of[] = {
+    [ENG_TARGET_FILE] = "protected_paths",
+    [ENG_TARGET_DATABASE] = "protected_databases",
+    [ENG_TARGET_VOLUME] = "protected_volumes",
+    [ENG_TARGET_CONTAINER] = "protected_volumes",
+    [ENG_TARGET_BUCKET] = "protected_buckets",
+    [ENG_TARGET_INSTANCE] = "protected_instances",
+    /* a snapshot is protected by its id or by its instance's (evidence) */
+    [ENG_TARGET_SNAPSHOT] = "protected_instances"};
+
+static const char *const kind_of[] = {
+    [ENG_TARGET_FILE] = "path",
+    [ENG_TARGET_DATABASE] = "database", [ENG_TARGET_VOLUME] = "volume",
+    [ENG_TARGET_CONTAINER] = "container", [ENG_TARGET_BUCKET] = "object",
+    [ENG_TARGET_INSTANCE] = "instance", [ENG_TARGET_SNAPSHOT] = "snapshot"};
+
+static void record(eng__run *r, const char *step, const char *decision,
+                   const char *rule, const char *target, const char *evidence,
+                   const char *detail) {
+  json_t *d = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "step",
+                        step ? step : "", "decision", decision, "rule", rule,
+                        "target", target, "evidence", evidence, "message",
+                        detail);
+  eng__redact_json(r->redact, d);
+  eng__run_audit(r, !strcmp(decision, "refuse") ? "guard.refuse" : "guard.pass",
+                 json_deep_copy(d));
+  json_array_append_new(r->guard_log, d);
+}
+
+static int refuse(eng__run *r, const char *step, const char *rule,
+                  const char *target, const char *evidence, const char *msg) {
+  eng__run_log(r, step, ENG_LOG_ERROR, msg);
+  free(r->last_refusal);
+  r->last_refusal = eng__redact(r->redact, msg);
+  record(r, step, "refuse", rule, target, evidence, msg);
+  return ENG_ERR_REFUSED;
+}
+
+int eng__policy_refuse(eng__run *r, const char *step, const char *rule,
+                       const char *target, const char *msg) {
+  return refuse(r, step, rule, target, NULL, msg);
+}
+
+/* Patterns of a guards list. NULL, with *why set (malloc'd), when an
+ * entry could not be resolved: the caller refuses, since a protection that
+ * silently vanished is no protection. */
+static json_t *patterns(eng__run *r, const char *list, char **why) {
+  const char *broken = json_string_value(json_object_get(r->policy.broken, list));
+  if (broken) {
+    *why = eng__xstrdup(broken);
+    return NULL;
+  }
+  json_t *p = json_object_get(r->policy.lists, list);
+  return p ? json_incref(p) : json_array();
+}
+
+static int unresolved(eng__run *r, const char *step, const char *list,
+                      const char *target, char *why) {
+  char *msg = eng__asprintf("refused: %s; fix the guard (a protection that "
+                            "cannot be evaluated fails safe)", why);
+  int rc = refuse(r, step, list, target, NULL, msg);
+  free(msg);
+  free(why);
+  return rc;
+}
+
+static const char *match_any(json_t *pats, const char *const *cands) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(pats, i, p) {
+    for (size_t k = 0; cands[k]; k++)
+      if (eng__glob(json_string_value(p), cands[k])) return json_string_value(p);
+  }
+  return NULL;
+}
+
+/* How commands compare: lower-case, quotes and backslashes removed
+ * (a backslash-newline is a space), white space collapsed. */
+static char *normalize(const char *s) {
+  eng__buf b = {0};
+  bool space = false;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\\') {
+      if (s[1] == '\n') {
+        space = b.len > 0;
+        s++;
+      }
+      continue;
+    }
+    if (c == '"' || c == '\'' || c == '`') continue;
+    if (isspace(c)) {
+      space = b.len > 0;
+      continue;
+    }
+    if (space) eng__buf_add(&b, " ", 1);
+    space = false;
+    char lc = (char)tolower(c);
+    eng__buf_add(&b, &lc, 1);
+  }
+  return eng__buf_steal(&b);
+}
+
+/* Split a normalized command line into segments (; && || | & newline and
+ * parentheses end a command) of space-separated tokens. */
+static json_t *segments(const char *norm) {
+  json_t *segs = json_array();
+  json_t *cur = json_array();
+  eng__buf tok = {0};
+#define FLUSH_TOK()                                                        \
+  do {                                                                     \
+    if (tok.len) json_array_append_new(cur, json_string(tok.data));        \
+    eng__buf_free(&tok);                                                   \
+  } while (0)
+#define FLUSH_SEG()                                                        \
+  do {                                                                     \
+    FLUSH_TOK();                                                           \
+    if (json_array_size(cur)) json_array_append(segs, cur);                \
+    json_decref(cur);                                                      \
+    cur = json_array();                                                    \
+  } while (0)
+  for (const char *p = norm; *p; p++) {
+    if (*p == ';' || *p == '|' || *p == '&' || *p == '(' || *p == ')' ||
+        *p == '\n')
+      FLUSH_SEG();
+    else if (*p == ' ')
+      FLUSH_TOK();
+    else
+      eng__buf_add(&tok, p, 1);
+  }
+  FLUSH_SEG();
+  json_decref(cur);
+#undef FLUSH_TOK
+#undef FLUSH_SEG
+  return segs;
+}
+
+/* The rule's tokens appear in this order in the segment (other tokens,
+ * such as options and their values, may stand between them). */
+static bool rule_matches(json_t *seg, json_t *rule) {
+  size_t k = 0, n = json_array_size(rule);
+  if (!n) return false;
+  for (size_t i = 0; i < json_array_size(seg) && k < n; i++) {
+    const char *t = json_string_value(json_array_get(seg, i));
+    const char *want = json_string_value(json_array_get(rule, k));
+    /* a program may be named by path: /usr/bin/dropdb, npx prisma */
+    const char *base = strrchr(t, '/');
+    if (!strcmp(t, want) || (k == 0 && base && !strcmp(base + 1, want))) k++;
+  }
+  return k == n;
+}
+
+static json_t *tokens(const char *rule) {
+  char *nr = normalize(rule);
+  json_t *segs = segments(nr);
+  free(nr);
+  json_t *t = json_incref(json_array_get(segs, 0));
+  json_decref(segs);
+  return t ? t : json_array();
+}
+
+static bool path_protected(const char *pat, const char *path) {
+  if (eng__glob(pat, path)) return true;
+  size_t pl = strlen(pat), ql = strlen(path);
+  while (pl > 1 && (pat[pl - 1] == '/' || pat[pl - 1] == '*')) pl--;
+  /* a path under a protected directory, or a directory holding one */
+  if (ql > pl && !strncmp(path, pat, pl) && path[pl] == '/') return true;
+  while (ql > 1 && path[ql - 1] == '/') ql--;
+  return pl > ql && !strncmp(pat, path, ql) && pat[ql] == '/';
+}
+
+static const char *const side_word[] = {"reads", "creates", "destroys",
+                                        "disrupts", "calls out to"};
+
+/* What the analyser understood of a command, held to the policy. */
+static int check_findings(eng__run *r, const char *step, const char *cmd,
+                          const char *env_text) {
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(cmd, env_text, &a);
+  int rc = ENG_OK;
+  for (size_t i = 0; i < a.n && rc == ENG_OK; i++) {
+    eng__cmd_finding *f = &a.f[i];
+    char *ev = eng__asprintf("%s: %s", f->tool, f->what);
+    if (f->side == ENG_SIDE_READ_ONLY) {
+      record(r, step, "pass", "commands", f->target ? f->target : cmd, ev,
+             "read-only use");
+    } else if (f->kind == ENG_TARGET_FILE) {
+      char *why = NULL;
+      json_t *pats = patterns(r, "protected_paths", &why);
+      if (!pats) {
+        rc = unresolved(r, step, "protected_paths", f->target, why);
+      } else {
+        size_t k;
+        json_t *pt;
+        const char *hit = NULL;
+        json_array_foreach(pats, k, pt) if (!hit && path_protected(json_string_value(pt), f->target))
+            hit = json_string_value(pt);
+        if (hit) {
+          char *msg = eng__asprintf(
+              "refused: %s %s path '%s', protected by guards.protected_paths "
+              "pattern '%s'; nothing was run",
+              f->tool, side_word[f->side], f->target, hit);
+          rc = refuse(r, step, "protected_paths", f->target, ev, msg);
+          free(msg);
+        }
+        json_decref(pats);
+      }
+    } else if (!f->target || !strcmp(f->target, "*")) {
+      const char *list = list_of[f->kind];
+      char *why = NULL;
+      json_t *pats = patterns(r, list, &why);
+      if (!pats) {
+        rc = unresolved(r, step, list, cmd, why);
+      } else if (json_array_size(pats)) {
+        char *msg = eng__asprintf(
+            "refused: %s %s %s, and guards.%s protects some: %s; %s",
+            f->tool, side_word[f->side],
+            f->target ? "every one of them" : "a target the guards cannot tell",
+            list, f->what,
+            f->kind == ENG_TARGET_DATABASE
+                ? "name the database (-d NAME or a URL) so it can be checked"
+                : "remove volumes by name (docker volume rm NAME) so they can "
+                  "be checked");
+        rc = refuse(r, step, list, cmd, ev, msg);
+        free(msg);
+        json_decref(pats);
+      } else {
+        json_decref(pats);
+      }
+    } else {
+      rc = eng__policy_check(r, step, f->kind, f->target, ev, f->side);
+    }
+    free(ev);
+  }
+  if (rc == ENG_OK && a.unverified) {
+    if (r->policy.refuse_unverified) {
+      char *msg = eng__asprintf(
+          "refused: the guards cannot see what this command does (%s) and "
+          "guards.unverified_commands is 'refuse'", a.unverified);
+      rc = refuse(r, step, "unverified_commands", cmd, NULL, msg);
+      free(msg);
+    } else {
+      record(r, step, "pass", "unverified_commands", cmd, NULL, a.unverified);
+    }
+  }
+  eng__cmd_analysis_free(&a);
+  return rc;
+}
+
+static int check_command(eng__run *r, const char *step, const char *cmd,
+                         const char *env_text) {
+  char *norm = normalize(cmd);
+  json_t *segs = segments(norm);
+  int rc = ENG_OK;
+  char *why = NULL;
+  json_t *extra = patterns(r, "forbidden_commands", &why);
+  if (!extra) {
+    free(norm);
+    json_decref(segs);
+    return unresolved(r, step, "forbidden_commands", cmd, why);
+  }
+  size_t nb = 0;
+  while (builtin_forbidden[nb]) nb++;
+  size_t n = nb + json_array_size(extra);
+  for (size_t i = 0; i < n && rc == ENG_OK; i++) {
+    const char *f = i < nb ? builtin_forbidden[i]
+                           : json_string_value(json_array_get(extra, i - nb));
+    json_t *rule = tokens(f);
+    size_t si;
+    json_t *seg;
+    bool hit = false;
+    json_array_foreach(segs, si, seg) if (rule_matches(seg, rule)) hit = true;
+    /* a rule given as a path or fragment also matches as plain text */
+    if (!hit && i >= nb) {
+      char *nf = normalize(f);
+      hit = *nf && strstr(norm, nf) != NULL;
+      free(nf);
+    }
+    json_decref(rule);
+    if (hit) {
+      char *msg = eng__asprintf(
+          "refused: the command contains forbidden '%s' (%s); this rule "
+          "cannot be switched off",
+          f, i < nb ? "built-in rule" : "guards.forbidden_commands");
+      rc = refuse(r, step, "forbidden_commands", cmd, NULL, msg);
+      free(msg);
+    }
+  }
+  json_decref(extra);
+  json_decref(segs);
+  free(norm);
+  if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
+  if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text);
+  return rc;
+}
+
+int eng__policy_check(eng__run *r, const char *step, eng_target kind,
+                      const char *value, const char *evidence,
+                      eng_side_effect side) {
+  if (!value) return ENG_OK;
+  if (kind == ENG_TARGET_COMMAND)
+    return check_command(r, step, value, evidence);
+  const char *list = (unsigned)kind < sizeof list_of / sizeof *list_of
+                         ? list_of[kind] : NULL;
+  if (!list) return ENG_OK;
+  const char *name = value;
+  if (kind == ENG_TARGET_DATABASE && strrchr(value, '/'))
+    name = strrchr(value, '/') + 1;
+  /* Protection is about losing data or service: reading a protected
+   * database (a backup of production) is allowed; creating is checked for a
+   * named object (restore into "prod" by mistake), not for the server
+   * connection it goes through. */
+  bool conn = kind == ENG_TARGET_DATABASE &&
+              (strstr(value, "://") || strchr(value, '='));
+  if (conn) {
+    /* a connection names a server, not the object acted on: the action
+     * checks its real target with the server's identity at run time */
+    record(r, step, "pass", list, value, evidence,
+           "connection; the action checks its target with the server identity");
+    return ENG_OK;
+  }
+  bool applies = side == ENG_SIDE_DESTRUCTIVE || side == ENG_SIDE_DISRUPTIVE ||
+                 side == ENG_SIDE_CREATES;
+  if (!applies) {
+    record(r, step, "pass", list, value, evidence, "read-only use");
+    return ENG_OK;
+  }
+  char *why = NULL;
+  json_t *pats = patterns(r, list, &why);
+  if (!pats) return unresolved(r, step, list, value, why);
+  const char *cands[] = {value, name, evidence, NULL};
+  const char *hit = match_any(pats, cands);
+  if (hit) {
+    char *msg = eng__asprintf(
+        "refused: %s '%s' is protected by guards.%s pattern '%s'%s%s%s; "
+        "nothing was done (protection cannot be overridden by flags)",
+        kind_of[kind], value, list, hit,
+        !evidence ? "" : !strncmp(evidence, "sysid:", 6) ? " (server identity " : " (",
+        evidence ? evidence : "", evidence ? ")" : "");
+    int rc = refuse(r, step, list, value, evidence, msg);
+    free(msg);
+    json_decref(pats);
+    return rc;
+  }
+  json_decref(pats);
+  if (side == ENG_SIDE_DESTRUCTIVE && !r->opts->allow_destructive &&
+      !r->static_check &&
+      !eng__run_journal_owned(r, kind_of[kind], value) &&
+      !(kind == ENG_TARGET_DATABASE && eng__run_journal_owned(r, kind_of[kind], name))) {
+    char *msg = eng__asprintf(
+        "refused: destructive action on %s '%s', which this run did not "
+        "create; pass --allow-destructive if that is intended",
+        kind_of[kind], value);
+    int rc = refuse(r, step, "ownership", value, evidence, msg);
+    free(msg);
+    return rc;
+  }
+  record(r, step, "pass", list, value, evidence, NULL);
+  return ENG_OK;
+}
+
+
+/* ---- command lines as the guards read them ---------------------------- */
+
+char *eng__command_line(const json_t *cmd) {
+  if (json_is_string(cmd)) return eng__xstrdup(json_string_value(cmd));
+  if (!json_is_array(cmd)) return NULL;
+  eng__buf b = {0};
+  size_t i;
+  json_t *a;
+  json_array_foreach(cmd, i, a) {
+    char *s = json_is_string(a) ? eng__xstrdup(json_string_value(a))
+                                : json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (i) eng__buf_adds(&b, " ");
+    eng__buf_adds(&b, "'");
+    for (const char *p = s ? s : ""; *p; p++) { /* argv word, quoted */
+      if (*p == '\'') eng__buf_adds(&b, "'\\''");
+      else eng__buf_add(&b, p, 1);
+    }
+    eng__buf_adds(&b, "'");
+    free(s);
+  }
+  return eng__buf_steal(&b);
+}
+
+char *eng__command_env(const json_t *params) {
+  eng__buf b = {0};
+  const char *k;
+  json_t *v;
+  json_object_foreach(json_object_get(params, "env"), k, v) {
+    char *s = json_is_string(v) ? eng__xstrdup(json_string_value(v))
+                                : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    eng__buf_addf(&b, "%s=%s\n", k, s ? s : "");
+    free(s);
+  }
+  const char *cwd = json_string_value(json_object_get(params, "cwd"));
+  if (cwd && *cwd) eng__buf_addf(&b, "ENGINE_CWD=%s\n", cwd);
+  return eng__buf_steal(&b);
+}

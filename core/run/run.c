@@ -1,0 +1,210 @@
+/* run.c - the run context: its id and directory, and the sinks every layer
+ * writes events into (console, JSON log, audit log, journal). The layers
+ * below the scheduler (call, policy, builtins, streams) report here; they
+ * never call the scheduler. */
+#include "run/run.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *const eng__side_names[5] = {"read_only", "creates", "destructive",
+                                        "disruptive", "external"};
+
+void eng__run_new_id(char out[40], int64_t now_ms) {
+  time_t t = (time_t)(now_ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  unsigned rnd = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(&rnd, sizeof rnd, 1, f) != 1)
+    rnd = (unsigned)getpid() ^ (unsigned)now_ms;
+  if (f) fclose(f);
+  snprintf(out, 40, "%04d%02d%02d-%02d%02d%02d-%04x",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, rnd & 0xffff);
+}
+
+void eng__run_init(eng__run *r, eng__runbook *rb, eng__lua *L,
+                   const eng__run_opts *o, const char *reuse_id) {
+  memset(r, 0, sizeof *r);
+  r->rb = rb;
+  r->L = L;
+  r->opts = o;
+  r->loop = uv_default_loop();
+  r->redact = eng__redactor_create();
+  r->journal.redact = r->redact;
+  r->started_ms = eng__now_ms();
+  r->guard_log = json_array();
+  r->st = eng__xcalloc(rb->n_steps + 1, sizeof *r->st);
+  if (reuse_id) snprintf(r->id, sizeof r->id, "%s", reuse_id);
+  else if (o->run_id) snprintf(r->id, sizeof r->id, "%s", o->run_id);
+  else eng__run_new_id(r->id, r->started_ms);
+}
+
+void eng__policy_free(eng__policy *p) {
+  json_decref(p->lists);
+  json_decref(p->broken);
+  p->lists = p->broken = NULL;
+}
+
+void eng__run_free(eng__run *r) {
+  for (size_t i = 0; i < r->rb->n_steps; i++) {
+    json_decref(r->st[i].outputs);
+    json_decref(r->st[i].params);
+    free(r->st[i].error);
+    free(r->st[i].check_error);
+    free(r->st[i].summary);
+  }
+  free(r->st);
+  free(r->end_hooks);
+  json_decref(r->params);
+  json_decref(r->guard_log);
+  json_decref(r->prev_steps);
+  json_decref(r->unfinished);
+  eng__policy_free(&r->policy);
+  free(r->last_refusal);
+  free(r->rpo_why);
+  eng__audit_close(r->audit);
+  eng__journal_close(&r->journal);
+  free(r->dir);
+  free(r->stop_reason);
+  eng__redactor_destroy(r->redact);
+}
+
+int eng__run_open_dir(eng__run *r, eng__diags *d) {
+  const char *state = r->opts->state_dir;
+  char *abs = NULL;
+  if (state[0] == '/') abs = eng__xstrdup(state);
+  else {
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+      eng__diag_error(d, NULL, 0, 0, "cannot read the current directory");
+      return -1;
+    }
+    abs = eng__asprintf("%s/%s", cwd, state);
+  }
+  r->dir = eng__asprintf("%s/runs/%s", abs, r->id);
+  free(abs);
+  if (r->opts->resume) { /* never a new run under a mistyped id */
+    char *j = eng__asprintf("%s/journal", r->dir);
+    struct stat sb;
+    int missing = stat(j, &sb) != 0;
+    free(j);
+    if (missing) {
+      eng__diag_error(d, NULL, 0, 0,
+                      "--resume %s: no such run in %s (see 'engine runs'; "
+                      "wrong run id or --state-dir?)",
+                      r->id, r->opts->state_dir);
+      return -1;
+    }
+  }
+  if (eng__mkdir_p(r->dir, 0700) != 0) {
+    eng__diag_error(d, NULL, 0, 0,
+                    "cannot create the run directory %s: %s (check "
+                    "--state-dir / ENGINE_STATE_DIR)",
+                    r->dir, strerror(errno));
+    return -1;
+  }
+  if (eng__journal_open(&r->journal, r->dir, r->redact) != 0) {
+    eng__diag_error(d, NULL, 0, 0, "cannot open the journal %s/journal: %s",
+                    r->dir, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int eng__run_open_audit(eng__run *r) {
+  char *ap = eng__asprintf("%s/audit.jsonl", r->dir);
+  r->audit = eng__audit_open(ap, r->id);
+  free(ap);
+  return r->audit ? 0 : -1;
+}
+
+void eng__run_audit(eng__run *r, const char *type, json_t *fields) {
+  /* once the disk is full, the room left is kept for the records that say
+   * how the run went (steps, resources, run.end), not for log lines */
+  if (!r->audit || (r->audit_broken && !strcmp(type, "step.log"))) {
+    json_decref(fields);
+    return;
+  }
+  if (eng__audit_event(r->audit, type, fields) != 0 && !r->audit_broken) {
+    r->audit_broken = true;
+    fprintf(stderr, "engine: cannot write the audit log: %s; the run will "
+                    "end as failed (log lines are no longer recorded)\n",
+            strerror(errno));
+  }
+}
+
+void eng__run_boundary(eng__run *r) {
+  eng__audit_sync(r->audit);
+  if (r->opts->on_boundary) r->opts->on_boundary(r->opts->boundary_ud);
+}
+
+void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
+                  const char *msg) {
+  static const char *const lv[] = {"debug", "info", "warn", "error"};
+  if ((unsigned)lvl > ENG_LOG_ERROR) lvl = ENG_LOG_ERROR;
+  char *red = eng__redact(r->redact, msg);
+  eng__con_log(r, step, lvl, red);
+  eng__run_audit(r, "step.log", json_pack("{s:s?, s:s, s:s}", "step", step,
+                                          "level", lv[lvl], "message", red));
+  free(red);
+}
+
+void eng__run_progress(eng__run *r, const char *step, int64_t done,
+                       int64_t total) {
+  eng__con_progress(r, step, done, total);
+}
+
+void eng__run_secret(eng__run *r, const char *value, const char *ref) {
+  if (!value) return;
+  eng__redactor_add(r->redact, value);
+  if (ref) eng__journal_add_ref(&r->journal, value, ref);
+}
+
+void eng__run_check_journal(eng__run *r) {
+  if (!r->journal.err || r->journal_broken) return;
+  r->journal_broken = true;
+  fprintf(stderr, "engine: cannot write the journal in %s: %s; what the run "
+                  "creates cannot be recorded for cleanup or resume, so "
+                  "nothing more is created and the run will end as failed\n",
+          r->dir, strerror(r->journal.err));
+}
+
+int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
+                         const char *kind, const char *id,
+                         const char *disposition, const json_t *detail) {
+  int64_t seq = eng__journal_resource(&r->journal, event, step, kind, id,
+                                      disposition, detail);
+  eng__run_check_journal(r);
+  if (!strcmp(event, "intent") || !strcmp(event, "removed")) {
+    json_t *a = json_pack("{s:s?, s:s?, s:s?, s:s?}", "step", step, "kind",
+                          kind, "id", id, "disposition", disposition);
+    eng__redact_json(r->redact, a);
+    eng__run_audit(r, !strcmp(event, "intent") ? "resource.create"
+                                               : "resource.delete", a);
+    /* the state store learns of the resource at once */
+    if (r->opts->on_boundary) r->opts->on_boundary(r->opts->boundary_ud);
+  }
+  return seq;
+}
+
+int eng__run_journal_owned(eng__run *r, const char *kind, const char *id) {
+  return r->dir ? eng__journal_owned(r->dir, kind, id) : 0;
+}
+
+int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),
+                          void *ud) {
+  r->end_hooks = eng__xrealloc(r->end_hooks,
+                               (r->n_end_hooks + 1) * sizeof *r->end_hooks);
+  r->end_hooks[r->n_end_hooks].cb = cb;
+  r->end_hooks[r->n_end_hooks].ud = ud;
+  r->n_end_hooks++;
+  return ENG_OK;
+}

@@ -1,0 +1,254 @@
+/*
+ * run/run.h - one run as data and the run context every layer above
+ * writes into (docs/architecture.md):
+ *
+ *   run.c      identity, directory, and the sinks of events: log,
+ *              progress, audit record, journal record, run-end hooks
+ *   console.c  what a person sees (or JSON lines)
+ *   report.c   report.json, JUnit XML, the drill evidence, the run state
+ *              notifications read
+ *   policy.c   the guard policy applied to one target: protected lists,
+ *              forbidden commands (through shell/), ownership
+ *
+ * Nothing declared here calls up into calls, expressions, planning or
+ * scheduling.
+ */
+#ifndef ENGINE_RUN_H
+#define ENGINE_RUN_H
+
+#include <stdio.h>
+#include "record/record.h"
+#include "model/model.h"
+
+typedef struct eng__run eng__run;
+typedef struct eng__lua eng__lua;         /* expr/ */
+typedef struct eng__dispose eng__dispose; /* exec/dispose.c */
+struct eng__sched;                        /* exec/sched.c */
+struct eng__lock;                         /* state/lock.c */
+
+/* Step statuses, in the order of their names below. */
+typedef enum eng__status {
+  ENG__S_PENDING = 0,
+  ENG__S_RUNNING,
+  ENG__S_OK,
+  ENG__S_FAILED,
+  ENG__S_SKIPPED,
+  ENG__S_REFUSED,
+  ENG__S_TIMED_OUT,
+  ENG__S_CANCELLED
+} eng__status;
+
+static inline const char *eng__status_name(eng__status s) {
+  static const char *const names[] = {"pending", "running", "ok",
+                                      "failed",  "skipped", "refused",
+                                      "timed_out", "cancelled"};
+  return (unsigned)s < sizeof names / sizeof *names ? names[s] : "failed";
+}
+
+static inline bool eng__status_terminal(eng__status s) { return s >= ENG__S_OK; }
+
+/* Side-effect classes by name, indexed by eng_side_effect. */
+extern const char *const eng__side_names[5];
+
+typedef struct eng__run_opts {
+  json_t *sets;        /* object: name -> string (--set) */
+  json_t *params_file; /* object or NULL */
+  bool plan_only, allow_destructive;
+  const char **approve;
+  size_t n_approve;
+  const char *resume;
+  const char *only, *from;
+  int jobs;
+  const char *state_dir;
+  const char *report, *junit, *evidence;
+  bool log_json;
+  int verbosity; /* -1 quiet, 0 normal, 1 verbose */
+  bool color;
+  const char *lua_lib_dir;
+  const char *cleanup_run; /* engine cleanup RUN_ID */
+  const char *run_id;      /* a new run's id chosen by the caller, or NULL */
+  char **lock_out;         /* only render `lock:` into *lock_out (or NULL
+                              when the runbook has none) and return */
+  int64_t grace_ms;        /* after SIGTERM/SIGINT, how long `finally` may
+                              take before it is stopped (0: no bound) */
+  struct eng__lock *lock;  /* held for the run: renewed on its loop */
+  /* called at every step boundary, once the audit log was written */
+  void (*on_boundary)(void *ud);
+  void *boundary_ud;
+} eng__run_opts;
+
+/* The result of one step so far. The scheduler (sched.c) writes it; the
+ * console, guards, SLO and reports read it. */
+typedef struct eng__step_state {
+  eng__status status;
+  int attempts;
+  int64_t started_ms, ended_ms;
+  json_t *outputs;
+  json_t *params; /* rendered and converted, for the report */
+  char *error;
+  bool upstream_failed, selected, check_failed;
+  bool check_ran;
+  bool check_ok;
+  bool resumed;     /* reused from the run being resumed */
+  char inputs[ENG__SHA256_HEX];  /* SHA-256 of the resolved params */
+  char *check_error;
+  char *summary; /* one line on what an ok step produced (redacted) */
+  /* the scheduler's handles for the attempt under way */
+  eng_call *call;
+  eng_call *check_call; /* context of a running check hook */
+  uv_timer_t *timer;    /* timeout or retry delay */
+  uint64_t deadline_ns; /* uv_hrtime() when the attempt's timeout ends */
+  bool timer_is_retry;
+  bool shut_down;       /* cancelled because nothing could complete it */
+} eng__step_state;
+
+/* ---- the guard policy (policy.c applies it) -------------------------- */
+
+/* The protected lists and forbidden commands of a runbook, resolved once
+ * its parameters are known (guards.c fills it). */
+typedef struct eng__policy {
+  json_t *lists;  /* "protected_databases" -> ["pattern", ...], ... */
+  json_t *broken; /* list name -> why an entry could not be resolved */
+  bool refuse_unverified; /* guards.unverified_commands: refuse */
+} eng__policy;
+
+/* ---- the run ----------------------------------------------------------- */
+
+struct eng__end_hook {
+  int (*cb)(eng_call *, void *);
+  void *ud;
+};
+
+
+struct eng__run {
+  /* what runs */
+  eng__runbook *rb;
+  eng__lua *L;
+  const eng__run_opts *opts;
+  uv_loop_t *loop;
+  /* identity and the sinks of its events (run.c) */
+  char id[40];
+  char *dir; /* absolute */
+  eng__redactor *redact;
+  struct eng__audit *audit;
+  bool audit_broken;
+  bool journal_broken; /* said so; the run ends as failed */
+  eng__journal journal;
+  /* guards (policy.c, guards.c) */
+  eng__policy policy;
+  json_t *guard_log;   /* guard decisions (array) */
+  char *last_refusal;  /* the message of the latest guard refusal */
+  bool static_check;   /* plan-time: ownership is decided at run time */
+  bool cleanup_mode;   /* engine cleanup: destructive undo of own resources */
+  /* --resume: the run being resumed */
+  json_t *prev_steps;  /* step id -> {status, inputs, outputs} */
+  json_t *unfinished;  /* step ids started and never ended */
+  /* results */
+  json_t *params;
+  eng__step_state *st;
+  int64_t started_ms, ended_ms;
+  bool stopping, refused, interrupted, finished;
+  int exit_code;
+  int64_t rto_ms, rpo_ms;
+  char *rpo_why; /* why the RPO is unknown, when slo.backup_time is set */
+  /* the phases of a drill (-1: no recovered step ended ok): preparation
+   * (run start to the recovered step's start) + restore (that step) = RTO;
+   * verification (its end to the end of the last main step after it) is
+   * not part of the RTO */
+  int64_t prep_ms, restore_ms, verify_ms;
+  bool rto_met, rpo_met;
+  bool slo_measured; /* rto/rpo hold a measurement (from `finally` on) */
+  /* cleanup registered by actions (at_run_end), run after `finally` */
+  struct eng__end_hook *end_hooks;
+  size_t n_end_hooks;
+  /* then the temporary resources still present are removed (dispose.c) */
+  eng__dispose *dispose;
+  size_t temporary_left; /* that could not be: leftovers, the run failed */
+  struct eng__sched *sched; /* the scheduler's own state */
+  char *stop_reason; /* why the run was stopped other than by a signal */
+};
+
+/* ---- console.c: what a person sees ----------------------------------- */
+
+void eng__console_setup(bool json, int verbosity, bool color);
+void eng__con_run_start(eng__run *r);
+void eng__con_step_start(eng__run *r, size_t i);
+void eng__con_step_end(eng__run *r, size_t i);
+void eng__con_step_retry(eng__run *r, size_t i, int64_t delay_ms,
+                         const char *why);
+void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
+                  const char *msg);
+void eng__con_progress(eng__run *r, const char *step, int64_t done,
+                       int64_t total);
+void eng__con_summary(eng__run *r);
+void eng__con_note(eng__run *r, const char *fmt, ...) ENG_PRINTF(2, 3);
+
+/* ---- report.c ---------------------------------------------------------- */
+
+json_t *eng__report_json(eng__run *r);
+/* The run so far, for notifications (host->run_state): outcome, steps by
+ * status, the failed or refused step, SLO, the backup chosen, where the
+ * evidence is. Secrets masked; caller owns the result. */
+json_t *eng__run_state(eng__run *r);
+int eng__report_write(eng__run *r);
+
+/* ---- run.c: identity, directory and events ---------------------------- */
+
+/* Fill the fields every run has: loop, redactor, clock, id (given one is
+ * reused: --resume, cleanup), the step table. */
+void eng__run_init(eng__run *r, eng__runbook *rb, eng__lua *L,
+                   const eng__run_opts *o, const char *reuse_id);
+void eng__run_free(eng__run *r);
+void eng__policy_free(eng__policy *p);
+/* A new run id for a run starting at now_ms: its UTC date and time
+ * (YYYYMMDD-HHMMSS), a dash and four random hex digits. */
+void eng__run_new_id(char out[40], int64_t now_ms);
+/* A step boundary: the audit log synced, then opts->on_boundary. */
+void eng__run_boundary(eng__run *r);
+/* Create the run directory and open its journal; -1 with a diagnostic. */
+int eng__run_open_dir(eng__run *r, eng__diags *d);
+/* Open the audit log; -1 with errno. */
+int eng__run_open_audit(eng__run *r);
+/* An audit record (fields stolen). A failed write marks the run broken:
+ * it ends as failed. */
+void eng__run_audit(eng__run *r, const char *type, json_t *fields);
+/* After a journal write: the first failure is said (stderr) and fails the
+ * run. */
+void eng__run_check_journal(eng__run *r);
+/* A log line of a step (or of the run when step is NULL), redacted, to
+ * the console and the audit log. */
+void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
+                  const char *msg);
+void eng__run_progress(eng__run *r, const char *step, int64_t done,
+                       int64_t total);
+/* A secret value: masked everywhere, journaled as `ref` (NULL: masked
+ * only). */
+void eng__run_secret(eng__run *r, const char *value, const char *ref);
+/* Journal a resource event, with its audit record; an intent carries the
+ * resource's disposition ("kept" or "temporary"). */
+int64_t eng__run_journal(eng__run *r, const char *event, const char *step,
+                         const char *kind, const char *id,
+                         const char *disposition, const json_t *detail);
+int eng__run_journal_owned(eng__run *r, const char *kind, const char *id);
+/* Register a run-end hook (the scheduler runs them after `finally`). */
+int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),
+                          void *ud);
+
+/* ---- policy.c ------------------------------------------------------------ */
+
+/* Check a target against the policy; records the decision (report and
+ * audit log). ENG_ERR_REFUSED with r->last_refusal set when refused. */
+int eng__policy_check(eng__run *r, const char *step, eng_target kind,
+                      const char *value, const char *evidence,
+                      eng_side_effect side);
+/* The shell line of a command parameter (a string, or an argv list quoted
+ * word by word), and the environment it runs with for the guards'
+ * analysis ("NAME=VALUE\n"..., ENGINE_CWD= for params.cwd); malloc'd. For
+ * ENG_TARGET_COMMAND, eng__policy_check takes the latter as `evidence`. */
+char *eng__command_line(const json_t *cmd);
+char *eng__command_env(const json_t *params);
+/* A refusal decided elsewhere (require, checks): logged and recorded. */
+int eng__policy_refuse(eng__run *r, const char *step, const char *rule,
+                       const char *target, const char *msg);
+
+#endif /* ENGINE_RUN_H */
