@@ -1,10 +1,14 @@
 /*
  * docker_api.c - requests to the Docker Engine API over DOCKER_HOST through
  * the host's libcurl service (CURLOPT_UNIX_SOCKET_PATH for unix sockets),
- * the version negotiated once from /_ping, and the framed-stream
- * demultiplexer. The loop never blocks.
+ * and the version negotiated once from /_ping. The loop never blocks.
+ * What an answer says is read by docker_answer.c (the message of an error
+ * answer here, everything else in the plugin's callbacks); the framed
+ * stream of exec and attach is docker_demux.c's.
  */
 #include "docker_api.h"
+
+#include <engine/mem.h>
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -17,6 +21,11 @@ const eng_host *dk_host;
 
 static char version[16]; /* negotiated, process-wide */
 
+/* The largest answer collected (a body given to on_data is not): lists and
+ * inspects are small, a container's logs for run and volume_check are
+ * bounded by what they print. */
+#define DK_ANSWER_MAX (64u << 20)
+
 struct dk_req {
   eng_op *op;
   char *method, *path;
@@ -27,8 +36,8 @@ struct dk_req {
   CURL *easy;
   struct curl_slist *headers;
   eng_http *http;
-  char *resp;
-  size_t len, cap;
+  eng_strbuf resp;
+  dk_req **slot; /* the caller's pointer to this request, reset when freed */
   char api_version[16];
   bool ping;       /* the negotiation request before the real one */
   bool paused;
@@ -38,12 +47,13 @@ struct dk_req {
 const char *dk_api_version(void) { return version; }
 
 static void req_free(dk_req *r) {
+  if (r->slot && *r->slot == r) *r->slot = NULL;
   if (r->easy) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->headers);
   free(r->method);
   free(r->path);
   free(r->body);
-  free(r->resp);
+  eng_strbuf_free(&r->resp);
   free(r);
 }
 
@@ -57,17 +67,8 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
     }
     return len;
   }
-  if (r->len + len > (64u << 20)) return 0; /* an API answer is small */
-  if (r->len + len + 1 > r->cap) {
-    size_t cap = (r->len + len + 1) * 2;
-    char *b = realloc(r->resp, cap);
-    if (!b) return 0; /* curl fails the transfer */
-    r->resp = b;
-    r->cap = cap;
-  }
-  memcpy(r->resp + r->len, d, len);
-  r->len += len;
-  r->resp[r->len] = '\0';
+  if (r->resp.len + len > DK_ANSWER_MAX) return 0; /* curl fails the transfer */
+  eng_strbuf_add(&r->resp, d, len);
   return len;
 }
 
@@ -84,6 +85,15 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
     }
   }
   return len;
+}
+
+/* A version as the API writes it: digits, a dot, digits ("1.41"). */
+static bool version_ok(const char *v) {
+  static const char digits[] = "0123456789";
+  size_t major = strspn(v, digits);
+  if (major == 0 || major > 3 || v[major] != '.') return false;
+  size_t minor = strspn(v + major + 1, digits);
+  return minor > 0 && minor <= 3 && v[major + 1 + minor] == '\0';
 }
 
 /* "1.41" < "1.45" */
@@ -106,7 +116,7 @@ static void http_done(void *ud, int rc, long status, const char *error) {
     return;
   }
   if (r->ping && rc == ENG_OK) {
-    if (!*r->api_version) {
+    if (!version_ok(r->api_version)) { /* none, or not a version */
       snprintf(version, sizeof version, "1.41");
     } else if (vcmp(r->api_version, DK_API_MAX) > 0) {
       snprintf(version, sizeof version, "%s", DK_API_MAX);
@@ -114,10 +124,10 @@ static void http_done(void *ud, int rc, long status, const char *error) {
       snprintf(version, sizeof version, "%s", r->api_version);
     }
     dk_host->log(op->call, ENG_LOG_DEBUG, "Docker API %s (the daemon serves %s)",
-                 version, *r->api_version ? r->api_version : "an unknown version");
+                 version, version_ok(r->api_version) ? r->api_version : "an unknown version");
     r->ping = false;
-    r->len = 0;
-    if (send_req(r) == ENG_OK) return;
+    eng_strbuf_free(&r->resp);
+    send_req(r); /* on failure it failed the op and freed r */
     return;
   }
   dk_answer a = {0};
@@ -130,10 +140,11 @@ static void http_done(void *ud, int rc, long status, const char *error) {
     a.error = msg;
   } else {
     a.status = status;
-    a.body = r->resp ? r->resp : "";
-    a.len = r->len;
-    a.json = r->len ? json_loadb(r->resp, r->len, 0, NULL) : NULL;
-    if (status >= 400) a.error = dk_message(&a, msg, sizeof msg);
+    a.body = r->resp.data ? r->resp.data : "";
+    a.len = r->resp.len;
+    a.json = a.len ? json_loadb(a.body, a.len, 0, NULL) : NULL;
+    if (status >= 400)
+      a.error = dk_answer_message(status, a.body, a.len, a.json, msg, sizeof msg);
   }
   dk_cb cb = r->cb;
   void *cud = r->ud;
@@ -222,10 +233,10 @@ static int send_req(dk_req *r) {
 int dk_request(eng_op *op, const char *method, const char *path,
                json_t *body, dk_data_cb on_data, dk_cb cb, void *ud,
                dk_req **out) {
-  dk_req *r = calloc(1, sizeof *r);
+  dk_req *r = eng_xcalloc(1, sizeof *r);
   r->op = op;
-  r->method = strdup(method);
-  r->path = strdup(path);
+  r->method = eng_xstrdup(method);
+  r->path = eng_xstrdup(path);
   r->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
   r->on_data = on_data;
@@ -234,9 +245,13 @@ int dk_request(eng_op *op, const char *method, const char *path,
   r->ping = !*version;
   r->headers = curl_slist_append(NULL, "Content-Type: application/json");
   r->headers = curl_slist_append(r->headers, "Expect:");
-  if (out) *out = r;
   eng_op_hold(op);
-  return send_req(r);
+  int rc = send_req(r); /* on failure it failed the op and freed r */
+  if (rc == ENG_OK && out) { /* the callback runs later, never in here */
+    *out = r;
+    r->slot = out;
+  }
+  return rc;
 }
 
 void dk_resume(dk_req *r) {
@@ -246,21 +261,18 @@ void dk_resume(dk_req *r) {
   }
 }
 
-const char *dk_message(const dk_answer *a, char *buf, size_t n) {
-  const char *m = json_string_value(json_object_get(a->json, "message"));
-  if (m) snprintf(buf, n, "%s (HTTP %ld)", m, a->status);
-  else if (a->len && a->body[0] == '<')
-    snprintf(buf, n, "HTTP %ld with an HTML page: this is not a Docker API "
-                     "(check DOCKER_HOST)", a->status);
-  else snprintf(buf, n, "HTTP %ld: %.200s", a->status, a->body ? a->body : "");
-  return buf;
-}
-
 char *dk_escape(const char *s) {
-  CURL *c = curl_easy_init();
-  char *e = curl_easy_escape(c, s, 0);
-  char *out = strdup(e ? e : "");
-  curl_free(e);
-  curl_easy_cleanup(c);
-  return out;
+  static const char hex[] = "0123456789ABCDEF";
+  eng_strbuf b = {0};
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+        (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+        *p == '~') {
+      eng_strbuf_add(&b, p, 1);
+    } else {
+      char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+      eng_strbuf_add(&b, e, 3);
+    }
+  }
+  return eng_strbuf_steal(&b);
 }

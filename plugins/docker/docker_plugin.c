@@ -18,8 +18,14 @@
  * when the container was removed, or when the engine refused to create it.
  * docker.remove records the removal under the name when the run journaled
  * that name, else under the id (journals written before names were).
+ *
+ * Answers are read through docker_answer.c: a field that is missing or of
+ * the wrong type fails the step with what was wrong (ENG_ERR_PROTOCOL),
+ * never with a crash or a default that would pass for success.
  */
 #include "docker_api.h"
+
+#include <engine/mem.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +38,22 @@
 
 #define H dk_host
 
+/* stdout kept for the `stdout` output (the action's documented bound). */
+#define DK_STDOUT_MAX (16u << 20)
+/* stdout gathered while a write to stdout_file is under way before the
+ * transfer pauses (backpressure). */
+#define DK_PEND_MAX (4u << 20)
+/* An exec whose output ended is polled until it reports its exit code:
+ * every DK_EXEC_POLL_MS, at most DK_EXEC_POLLS times (a minute). */
+#define DK_EXEC_POLL_MS 100
+#define DK_EXEC_POLLS 600
+/* Polling while the last bytes of stdout are written to stdout_file. */
+#define DK_FLUSH_POLL_MS 20
+/* lifecycle wait_healthy: polled every DK_HEALTH_POLL_MS, at most
+ * DK_HEALTH_POLLS times (5 min; the step's timeout bounds it sooner). */
+#define DK_HEALTH_POLL_MS 250
+#define DK_HEALTH_POLLS 1200
+
 typedef struct job job;
 typedef void (*job_step)(job *j);
 
@@ -42,7 +64,7 @@ struct job {
   char *name;
   char *jid;    /* the id the journal knows the container by */
   int64_t token; /* the intent of a container created here */
-  json_t *info; /* inspect of the container */
+  dk_container info; /* inspect of the container, once resolved */
   job_step next;
   /* when the container to resolve does not exist: true when handled */
   bool (*missing)(job *j);
@@ -51,10 +73,8 @@ struct job {
   eng_stream *out;
   dk_req *stream_req;
   dk_demux demux;
-  char *stdout_buf;
-  size_t stdout_len;
-  char *pend; /* stdout not yet written to the stream */
-  size_t pend_len;
+  eng_strbuf out_buf; /* stdout collected, or the bytes being written */
+  eng_strbuf pend;    /* stdout not yet written to the stream */
   char err_tail[2048];
   size_t tail_len;
   bool write_pending, body_done;
@@ -66,13 +86,13 @@ struct job {
 static void job_destroy(eng_op *op) {
   job *j = (job *)(void *)op;
   json_decref(j->p);
-  json_decref(j->info);
+  dk_container_free(&j->info);
   free(j->id);
   free(j->name);
   free(j->jid);
   free(j->exec_id);
-  free(j->stdout_buf);
-  free(j->pend);
+  eng_strbuf_free(&j->out_buf);
+  eng_strbuf_free(&j->pend);
   free(j);
 }
 
@@ -85,7 +105,7 @@ static void job_on_finish(eng_op *op) {
 }
 
 static job *job_new(eng_call *call, const json_t *p) {
-  job *j = calloc(1, sizeof *j);
+  job *j = eng_xcalloc(1, sizeof *j);
   eng_op_init(&j->op, H, call, job_destroy);
   j->op.on_finish = job_on_finish;
   j->p = json_deep_copy(p);
@@ -104,16 +124,27 @@ static bool failed(job *j, const dk_answer *a, const char *what) {
   return true;
 }
 
-static const char *cname(const json_t *c) { /* "/name" in inspect, Names[0] in lists */
-  const char *n = json_string_value(json_object_get(c, "Name"));
-  if (!n || !*n) n = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
-  return n ? (n[0] == '/' ? n + 1 : n) : "";
+/* An answer that is not what the API promises (a reader's err). */
+static void unreadable(job *j, const char *what, const char *err) {
+  eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
+              "%s: the Docker API's answer cannot be read: %s (check "
+              "DOCKER_HOST and the daemon's version)", what, err);
 }
 
-static const char *label(const json_t *c, const char *k) {
-  json_t *l = json_object_get(c, "Labels");
-  if (!l) l = json_object_get(json_object_get(c, "Config"), "Labels");
-  return json_string_value(json_object_get(l, k));
+/* A timer that could not start leaves nothing to call back: fail. */
+static void poll_later(job *j, uint64_t ms, void (*cb)(eng_op *op)) {
+  if (eng_op_timer(&j->op, ms, cb) != ENG_OK)
+    eng_op_fail(&j->op, ENG_ERR_NOMEM, "cannot start a timer to poll the Docker API");
+}
+
+/* The last bytes of stderr, and stdout, as text for outputs and messages. */
+static char *tail_text(const job *j) { return dk_answer_text(j->err_tail, j->tail_len); }
+static char *stdout_text(const job *j) { return dk_answer_text(j->out_buf.data, j->out_buf.len); }
+static json_t *stdout_json(const job *j) {
+  char *t = stdout_text(j);
+  json_t *v = json_string(t);
+  free(t);
+  return v;
 }
 
 /* ---- naming a container ------------------------------------------------------ */
@@ -121,9 +152,8 @@ static const char *label(const json_t *c, const char *k) {
 /* GET /containers/json?all=1 with the API's filters (stolen). */
 static void list_filtered(job *j, json_t *filters, dk_cb cb) {
   char *fs = json_dumps(filters, JSON_COMPACT);
-  char *e = dk_escape(fs);
-  char *path = malloc(strlen(e) + 64);
-  sprintf(path, "/containers/json?all=1&filters=%s", e);
+  char *e = dk_escape(fs ? fs : "{}");
+  char *path = eng_asprintf("/containers/json?all=1&filters=%s", e);
   dk_request(&j->op, "GET", path, NULL, NULL, cb, j, NULL);
   free(path);
   free(e);
@@ -133,39 +163,57 @@ static void list_filtered(job *j, json_t *filters, dk_cb cb) {
 
 static void resolved(void *ud, const dk_answer *a);
 
+/* The names a list answer holds, for a message: "a, b, c" (bounded). */
+static void names_of(const dk_container_list *l, char *buf, size_t n) {
+  buf[0] = '\0';
+  for (size_t k = 0; k < l->n && strlen(buf) < n - 100; k++)
+    snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", *buf ? ", " : "",
+             l->v[k].name);
+}
+
 static void listed_for_hint(void *ud, const dk_answer *a) {
   job *j = ud;
   const char *want = pstr(j, "container");
-  const char *names[256];
-  size_t n = 0;
-  size_t i;
-  json_t *c;
-  json_array_foreach(a->json, i, c) if (n < 256) names[n++] = cname(c);
-  /* nearest by edit distance, cheaply: a shared prefix or substring */
+  dk_container_list l = {0};
+  char err[256];
+  if (a->error || dk_answer_containers(a->json, &l, err, sizeof err) != 0) {
+    eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "no container '%s' (the containers there "
+                "could not be listed: %s)", want, a->error ? a->error : err);
+    return;
+  }
+  /* nearest, cheaply: a shared prefix or substring */
   const char *hint = NULL;
-  for (size_t k = 0; k < n && !hint; k++)
-    if (strstr(names[k], want) || strstr(want, names[k])) hint = names[k];
-  char list[600] = "";
-  for (size_t k = 0; k < n && strlen(list) < 500; k++)
-    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", names[k]);
+  for (size_t k = 0; k < l.n && !hint; k++) {
+    const char *nm = l.v[k].name;
+    if (*nm && (strstr(nm, want) || strstr(want, nm))) hint = nm;
+  }
+  char list[600];
+  names_of(&l, list, sizeof list);
   eng_op_fail(&j->op, ENG_ERR_NOTFOUND, "no container '%s'%s%s%s; containers: %s", want,
               hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "",
-              n ? list : "none");
+              *list ? list : "none");
+  dk_container_list_free(&l);
 }
 
 static void compose_found(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "listing containers")) return;
-  json_t *c = json_array_get(a->json, 0);
-  if (!c) {
+  dk_container_list l = {0};
+  char err[256];
+  if (dk_answer_containers(a->json, &l, err, sizeof err) != 0) {
+    unreadable(j, "listing containers", err);
+    return;
+  }
+  if (!l.n) {
     eng_op_fail(&j->op, ENG_ERR_NOTFOUND,
                 "no container with labels com.docker.compose.project/service "
                 "= %s (is the compose project up?)", pstr(j, "container") + 8);
+    dk_container_list_free(&l);
     return;
   }
-  char path[256];
-  snprintf(path, sizeof path, "/containers/%s/json",
-           json_string_value(json_object_get(c, "Id")));
+  char path[64 + DK_ID_MAX];
+  snprintf(path, sizeof path, "/containers/%s/json", l.v[0].id);
+  dk_container_list_free(&l);
   dk_request(&j->op, "GET", path, NULL, NULL, resolved, j, NULL);
 }
 
@@ -177,18 +225,20 @@ static void resolved(void *ud, const dk_answer *a) {
     return;
   }
   if (failed(j, a, "inspecting the container")) return;
-  const char *id = json_string_value(json_object_get(a->json, "Id"));
-  if (!id || !*id) {
-    eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
-                "inspecting container '%s': the answer has no Id", pstr(j, "container"));
+  dk_container c = {0};
+  char err[256];
+  if (dk_answer_container(a->json, &c, err, sizeof err) != 0) {
+    char what[600];
+    snprintf(what, sizeof what, "inspecting container '%s'", pstr(j, "container"));
+    unreadable(j, what, err);
     return;
   }
-  json_decref(j->info);
-  j->info = json_incref(a->json);
+  dk_container_free(&j->info);
+  j->info = c;
   free(j->id);
-  j->id = strdup(id);
+  j->id = eng_xstrdup(c.id);
   free(j->name);
-  j->name = strdup(cname(a->json));
+  j->name = eng_xstrdup(c.name);
   j->next(j);
 }
 
@@ -202,22 +252,18 @@ static void resolve(job *j, job_step next) {
       eng_op_fail(&j->op, ENG_ERR_INVALID, "compose:PROJECT/SERVICE, got '%s'", ref);
       return;
     }
-    char *proj = strndup(ps, (size_t)(slash - ps));
-    json_t *filters = json_object();
+    char *proj = eng_xstrndup(ps, (size_t)(slash - ps));
     json_t *labels = json_array();
-    char buf[512];
-    snprintf(buf, sizeof buf, "com.docker.compose.project=%s", proj);
-    json_array_append_new(labels, json_string(buf));
-    snprintf(buf, sizeof buf, "com.docker.compose.service=%s", slash + 1);
-    json_array_append_new(labels, json_string(buf));
+    json_array_append_new(labels, json_sprintf("com.docker.compose.project=%s", proj));
+    json_array_append_new(labels, json_sprintf("com.docker.compose.service=%s", slash + 1));
+    json_t *filters = json_object();
     json_object_set_new(filters, "label", labels);
     list_filtered(j, filters, compose_found);
     free(proj);
     return;
   }
   char *e = dk_escape(ref);
-  char *path = malloc(strlen(e) + 32);
-  sprintf(path, "/containers/%s/json", e);
+  char *path = eng_asprintf("/containers/%s/json", e);
   dk_request(&j->op, "GET", path, NULL, NULL, resolved, j, NULL);
   free(path);
   free(e);
@@ -225,47 +271,32 @@ static void resolve(job *j, job_step next) {
 
 /* ---- inspect ---------------------------------------------------------------- */
 
-static json_t *mounts_of(const json_t *info) {
+static json_t *mounts_of(const dk_container *c, bool full) {
   json_t *out = json_array();
-  size_t i;
-  json_t *m;
-  json_array_foreach(json_object_get(info, "Mounts"), i, m) {
-    json_array_append_new(out, json_pack(
-        "{s:s?, s:s?, s:s?, s:s?, s:b}", "type", json_string_value(json_object_get(m, "Type")),
-        "name", json_string_value(json_object_get(m, "Name")), "source",
-        json_string_value(json_object_get(m, "Source")), "destination",
-        json_string_value(json_object_get(m, "Destination")), "rw",
-        json_is_true(json_object_get(m, "RW"))));
+  for (size_t i = 0; i < c->n_mounts; i++) {
+    const dk_mount *m = &c->mounts[i];
+    json_t *o = json_pack("{s:s?, s:s?, s:s?}", "name", m->name, "source", m->source,
+                          "destination", m->destination);
+    if (full) {
+      json_object_set_new(o, "type", m->type ? json_string(m->type) : json_null());
+      json_object_set_new(o, "rw", json_boolean(m->rw));
+    }
+    json_array_append_new(out, o);
   }
   return out;
 }
 
-static const char *health_of(const json_t *info) {
-  const char *h = json_string_value(json_object_get(
-      json_object_get(json_object_get(info, "State"), "Health"), "Status"));
-  return h && *h ? h : "none";
-}
-
 static void inspect_done(job *j) {
-  json_t *st = json_object_get(j->info, "State");
+  const dk_container *c = &j->info;
   H->output(j->op.call, "id", json_string(j->id));
   H->output(j->op.call, "name", json_string(j->name));
-  H->output(j->op.call, "state", json_string(json_string_value(json_object_get(st, "Status")) ? json_string_value(json_object_get(st, "Status")) : ""));
-  H->output(j->op.call, "health", json_string(health_of(j->info)));
-  H->output(j->op.call, "mounts", mounts_of(j->info));
-  const char *img = json_string_value(json_object_get(json_object_get(j->info, "Config"), "Image"));
-  H->output(j->op.call, "image", json_string(img ? img : ""));
+  H->output(j->op.call, "state", json_string(c->state));
+  H->output(j->op.call, "health", json_string(c->health));
+  H->output(j->op.call, "mounts", mounts_of(c, true));
+  H->output(j->op.call, "image", json_string(c->image));
   json_t *keys = json_array(); /* env keys only: values may be secrets */
-  size_t i;
-  json_t *e;
-  json_array_foreach(json_object_get(json_object_get(j->info, "Config"), "Env"), i, e) {
-    const char *s = json_string_value(e);
-    if (s) {
-      char *k = strndup(s, strcspn(s, "="));
-      json_array_append_new(keys, json_string(k));
-      free(k);
-    }
-  }
+  for (size_t i = 0; i < c->n_env_keys; i++)
+    json_array_append_new(keys, json_string(c->env_keys[i]));
   H->output(j->op.call, "env_keys", keys);
   H->output(j->op.call, "api_version", json_string(dk_api_version()));
   eng_op_finish(&j->op, ENG_OK);
@@ -278,45 +309,44 @@ static int inspect_start(eng_call *call, const json_t *p) {
 
 /* ---- containers ---------------------------------------------------------------- */
 
+static bool label_is(const dk_container *c, const char *k, const char *want) {
+  const char *v = dk_container_label(c, k);
+  return v && !strcmp(v, want);
+}
+
 static void containers_listed(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "listing containers")) return;
+  dk_container_list l = {0};
+  char err[256];
+  if (dk_answer_containers(a->json, &l, err, sizeof err) != 0) {
+    unreadable(j, "listing containers", err);
+    return;
+  }
+  if (l.skipped)
+    H->log(j->op.call, ENG_LOG_WARN, "%zu entries of the container list have no valid Id "
+           "and are left out", l.skipped);
   const char *name = pstr(j, "name"), *lab = pstr(j, "label");
   const char *proj = pstr(j, "compose_project"), *svc = pstr(j, "compose_service");
   json_t *out = json_array();
-  size_t i;
-  json_t *c;
-  json_array_foreach(a->json, i, c) {
-    const char *n = cname(c);
-    if (name && fnmatch(name, n, 0) != 0) continue;
-    if (proj && (!label(c, "com.docker.compose.project") ||
-                 strcmp(label(c, "com.docker.compose.project"), proj)))
-      continue;
-    if (svc && (!label(c, "com.docker.compose.service") ||
-                strcmp(label(c, "com.docker.compose.service"), svc)))
-      continue;
+  for (size_t i = 0; i < l.n; i++) {
+    const dk_container *c = &l.v[i];
+    if (name && fnmatch(name, c->name, 0) != 0) continue;
+    if (proj && !label_is(c, "com.docker.compose.project", proj)) continue;
+    if (svc && !label_is(c, "com.docker.compose.service", svc)) continue;
     if (lab) {
       const char *eq = strchr(lab, '=');
-      char *k = strndup(lab, eq ? (size_t)(eq - lab) : strlen(lab));
-      const char *v = label(c, k);
-      bool ok = v && (!eq || !strcmp(v, eq + 1));
+      char *k = eng_xstrndup(lab, eq ? (size_t)(eq - lab) : strlen(lab));
+      bool ok = eq ? label_is(c, k, eq + 1) : dk_container_label(c, k) != NULL;
       free(k);
       if (!ok) continue;
     }
-    json_t *mounts = json_array();
-    size_t mi;
-    json_t *m;
-    json_array_foreach(json_object_get(c, "Mounts"), mi, m)
-        json_array_append_new(mounts, json_pack("{s:s?, s:s?, s:s?}", "name",
-                                                json_string_value(json_object_get(m, "Name")),
-                                                "source", json_string_value(json_object_get(m, "Source")),
-                                                "destination", json_string_value(json_object_get(m, "Destination"))));
-    json_array_append_new(out, json_pack(
-        "{s:s?, s:s, s:s?, s:s?, s:s?, s:o}", "id", json_string_value(json_object_get(c, "Id")),
-        "name", n, "image", json_string_value(json_object_get(c, "Image")), "state",
-        json_string_value(json_object_get(c, "State")), "status",
-        json_string_value(json_object_get(c, "Status")), "mounts", mounts));
+    json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", c->id,
+                                         "name", c->name, "image", c->image, "state",
+                                         c->state, "status", c->status, "mounts",
+                                         mounts_of(c, false)));
   }
+  dk_container_list_free(&l);
   H->output(j->op.call, "count", json_integer((json_int_t)json_array_size(out)));
   H->output(j->op.call, "containers", out);
   eng_op_finish(&j->op, ENG_OK);
@@ -335,30 +365,38 @@ static int containers_start(eng_call *call, const json_t *p) {
 static void volumes_listed(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "listing volumes")) return;
+  dk_volume_list l = {0};
+  char err[256];
+  if (dk_answer_volumes(a->json, &l, err, sizeof err) != 0) {
+    unreadable(j, "listing volumes", err);
+    return;
+  }
+  if (l.skipped)
+    H->log(j->op.call, ENG_LOG_WARN, "%zu entries of the volume list have no name and "
+           "are left out", l.skipped);
   const char *m = pstr(j, "match");
   regex_t re;
   bool rx = m && m[0] == '/' && strlen(m) > 2 && m[strlen(m) - 1] == '/';
   if (rx) {
-    char *pat = strndup(m + 1, strlen(m) - 2);
+    char *pat = eng_xstrndup(m + 1, strlen(m) - 2);
     int rc = regcomp(&re, pat, REG_EXTENDED | REG_NOSUB);
     free(pat);
     if (rc != 0) {
+      dk_volume_list_free(&l);
       eng_op_fail(&j->op, ENG_ERR_INVALID, "match %s is not a valid regular expression", m);
       return;
     }
   }
   json_t *out = json_array();
-  size_t i;
-  json_t *v;
-  json_array_foreach(json_object_get(a->json, "Volumes"), i, v) {
-    const char *n = json_string_value(json_object_get(v, "Name"));
-    if (!n) continue;
-    if (m && (rx ? regexec(&re, n, 0, NULL, 0) != 0 : fnmatch(m, n, 0) != 0)) continue;
-    json_array_append_new(out, json_pack("{s:s, s:s?, s:s?}", "name", n, "driver",
-                                         json_string_value(json_object_get(v, "Driver")),
-                                         "mountpoint", json_string_value(json_object_get(v, "Mountpoint"))));
+  for (size_t i = 0; i < l.n; i++) {
+    const dk_volume *v = &l.v[i];
+    if (m && (rx ? regexec(&re, v->name, 0, NULL, 0) != 0 : fnmatch(m, v->name, 0) != 0))
+      continue;
+    json_array_append_new(out, json_pack("{s:s, s:s?, s:s?}", "name", v->name, "driver",
+                                         v->driver, "mountpoint", v->mountpoint));
   }
   if (rx) regfree(&re);
+  dk_volume_list_free(&l);
   H->output(j->op.call, "count", json_integer((json_int_t)json_array_size(out)));
   H->output(j->op.call, "volumes", out);
   eng_op_finish(&j->op, ENG_OK);
@@ -374,32 +412,45 @@ static int volumes_start(eng_call *call, const json_t *p) {
 
 static void run_logs(void *ud, const dk_answer *a);
 
+/* The last bytes of stderr (err_tail holds at most its size - 1). */
+static void tail_add(job *j, const char *b, size_t n) {
+  size_t keep = sizeof j->err_tail - 1;
+  if (n >= keep) {
+    memcpy(j->err_tail, b + n - keep, keep);
+    j->tail_len = keep;
+  } else {
+    if (j->tail_len + n > keep) {
+      size_t drop = j->tail_len + n - keep;
+      memmove(j->err_tail, j->err_tail + drop, j->tail_len - drop);
+      j->tail_len -= drop;
+    }
+    memcpy(j->err_tail + j->tail_len, b, n);
+    j->tail_len += n;
+  }
+  j->err_tail[j->tail_len] = '\0';
+}
+
 static void emit_buf(void *ud, int stream, const char *b, size_t n) {
   job *j = ud;
-  if (stream == 1) {
-    if (j->stdout_len + n > (16u << 20)) n = (16u << 20) - j->stdout_len;
-    j->stdout_buf = realloc(j->stdout_buf, j->stdout_len + n + 1);
-    memcpy(j->stdout_buf + j->stdout_len, b, n);
-    j->stdout_len += n;
-    j->stdout_buf[j->stdout_len] = '\0';
-  } else {
-    size_t keep = sizeof j->err_tail - 1;
-    for (size_t i = 0; i < n; i++) { /* the last bytes of stderr */
-      if (j->tail_len == keep) {
-        memmove(j->err_tail, j->err_tail + 1, keep - 1);
-        j->tail_len--;
-      }
-      j->err_tail[j->tail_len++] = b[i];
-    }
-    j->err_tail[j->tail_len] = '\0';
+  if (stream != 1) {
+    tail_add(j, b, n);
+    return;
   }
+  if (j->out_buf.len + n > DK_STDOUT_MAX) n = DK_STDOUT_MAX - j->out_buf.len;
+  eng_strbuf_add(&j->out_buf, b, n);
 }
 
 static void run_waited(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "waiting for the container")) return;
-  j->exit_code = (int)json_integer_value(json_object_get(a->json, "StatusCode"));
-  char path[256];
+  char err[768];
+  if (dk_answer_wait(a->json, &j->exit_code, err, sizeof err) != 0) {
+    char what[64 + DK_ID_MAX];
+    snprintf(what, sizeof what, "waiting for container %s", j->jid);
+    unreadable(j, what, err);
+    return;
+  }
+  char path[64 + DK_ID_MAX];
   snprintf(path, sizeof path, "/containers/%s/logs?stdout=1&stderr=1", j->id);
   dk_request(&j->op, "GET", path, NULL, NULL, run_logs, j, NULL);
 }
@@ -408,23 +459,28 @@ static void run_logs(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "reading the container's output")) return;
   dk_demux d = {0};
-  if (dk_demux_feed(&d, a->body, a->len, emit_buf, j) != 0) /* a TTY: raw */
+  if (dk_demux_feed(&d, a->body, a->len, emit_buf, j) != 0) { /* a TTY: raw */
+    eng_strbuf_free(&j->out_buf);
+    j->tail_len = 0;
+    j->err_tail[0] = '\0';
     emit_buf(j, 1, a->body, a->len);
+  }
   j->next(j);
 }
 
 static void run_started(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "starting the container")) return;
-  char path[256];
+  char path[64 + DK_ID_MAX];
   snprintf(path, sizeof path, "/containers/%s/wait", j->id);
   dk_request(&j->op, "POST", path, NULL, NULL, run_waited, j, NULL);
 }
 
 static void run_created(void *ud, const dk_answer *a) {
   job *j = ud;
-  const char *id = a->error ? NULL : json_string_value(json_object_get(a->json, "Id"));
-  if (id && *id)
+  char id[DK_ID_MAX + 1], err[256] = "";
+  bool have = !a->error && dk_answer_id(a->json, id, err, sizeof err) == 0;
+  if (have)
     H->journal_confirm(j->op.call, j->token);
   else if (a->status >= 400) /* the engine refused: nothing was created */
     H->journal_removed(j->op.call, "container", j->jid);
@@ -436,20 +492,21 @@ static void run_created(void *ud, const dk_answer *a) {
     return;
   }
   if (failed(j, a, "creating the container")) return;
-  if (!id || !*id) {
+  if (!have) {
     eng_op_fail(&j->op, ENG_ERR_PROTOCOL,
-                "creating the container %s: the answer has no Id; if it exists, "
-                "engine cleanup removes it", j->jid);
+                "creating the container %s: the Docker API's answer cannot be read: %s; "
+                "if it exists, engine cleanup removes it", j->jid, err);
     return;
   }
-  j->id = strdup(id);
-  char path[256];
+  free(j->id);
+  j->id = eng_xstrdup(id);
+  char path[64 + DK_ID_MAX];
   snprintf(path, sizeof path, "/containers/%s/start", j->id);
   dk_request(&j->op, "POST", path, NULL, NULL, run_started, j, NULL);
 }
 
 static void remove_container(job *j, dk_cb cb) {
-  char path[256];
+  char path[64 + DK_ID_MAX];
   snprintf(path, sizeof path, "/containers/%s?force=1&v=0", j->id);
   dk_request(&j->op, "DELETE", path, NULL, NULL, cb, j, NULL);
 }
@@ -491,10 +548,8 @@ static char *new_container_name(eng_call *call) {
     unsigned v = (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^ (unsigned)ts.tv_sec;
     memcpy(rnd, &v, sizeof rnd);
   }
-  char *name = malloc(strlen(r) + strlen(s) + 32);
-  if (!name) abort();
-  sprintf(name, "engine-%s-%s-%02x%02x%02x%02x", r, s, rnd[0], rnd[1], rnd[2], rnd[3]);
-  return name;
+  return eng_asprintf("engine-%s-%s-%02x%02x%02x%02x", r, s, rnd[0], rnd[1], rnd[2],
+                      rnd[3]);
 }
 
 /* Create a throwaway container from body (stolen), journaled first; then
@@ -523,22 +578,22 @@ static void create_journaled(job *j, json_t *body, const char *disposition) {
 static void check_removed(void *ud, const dk_answer *a) {
   job *j = ud;
   note_removed(j, a);
-  const char *out = j->stdout_buf ? j->stdout_buf : "";
+  char *out = stdout_text(j);
   /* the script prints "PG=<version>" then the top-level names */
   const char *pg = strstr(out, "PG=");
   char ver[32] = "";
   if (pg) sscanf(pg + 3, "%31[^\n]", ver);
   json_t *files = json_array();
   bool base = false, global = false, wal = false;
-  char *copy = strdup(out), *save = NULL;
-  for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+  char *save = NULL;
+  for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
     if (!strncmp(l, "PG=", 3)) continue;
     json_array_append_new(files, json_string(l));
     if (!strcmp(l, "base")) base = true;
     if (!strcmp(l, "global")) global = true;
     if (!strcmp(l, "pg_wal")) wal = true;
   }
-  free(copy);
+  free(out);
   bool empty = json_array_size(files) == 0;
   H->output(j->op.call, "exists", json_true());
   H->output(j->op.call, "empty", json_boolean(empty));
@@ -579,14 +634,23 @@ static void check_with_image(job *j, const char *image) {
 static void check_users(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "listing containers")) return;
-  const char *img = json_string_value(json_object_get(json_array_get(a->json, 0), "Image"));
+  dk_container_list l = {0};
+  char err[256];
+  if (dk_answer_containers(a->json, &l, err, sizeof err) != 0) {
+    unreadable(j, "listing the containers using the volume", err);
+    return;
+  }
+  const char *img = NULL;
+  for (size_t i = 0; i < l.n && !img; i++)
+    if (*l.v[i].image) img = l.v[i].image;
   if (!img) {
     eng_op_fail(&j->op, ENG_ERR_INVALID,
                 "no container uses volume '%s': give `image` (one with sh and ls) "
                 "to mount it read-only", pstr(j, "volume"));
-    return;
+  } else {
+    check_with_image(j, img);
   }
-  check_with_image(j, img);
+  dk_container_list_free(&l);
 }
 
 static void check_volume(void *ud, const dk_answer *a) {
@@ -615,8 +679,7 @@ static void check_volume(void *ud, const dk_answer *a) {
 static int volume_check_start(eng_call *call, const json_t *p) {
   job *j = job_new(call, p);
   char *e = dk_escape(pstr(j, "volume"));
-  char *path = malloc(strlen(e) + 16);
-  sprintf(path, "/volumes/%s", e);
+  char *path = eng_asprintf("/volumes/%s", e);
   dk_request(&j->op, "GET", path, NULL, NULL, check_volume, j, NULL);
   free(path);
   free(e);
@@ -636,18 +699,20 @@ static void exec_poll(eng_op *op) {
 }
 
 static void exec_finish(job *j) {
+  char *out = pstr(j, "stdout_file") ? eng_xstrdup("") : stdout_text(j);
+  char *tail = tail_text(j);
   H->output(j->op.call, "exit_code", json_integer(j->exit_code));
-  H->output(j->op.call, "stdout", json_string(j->stdout_buf && !pstr(j, "stdout_file")
-                                                  ? j->stdout_buf : ""));
-  H->output(j->op.call, "stderr_tail", json_string(j->err_tail));
-  if (j->exit_code != 0) {
+  H->output(j->op.call, "stdout", json_string(out));
+  H->output(j->op.call, "stderr_tail", json_string(tail));
+  if (j->exit_code != 0)
     eng_op_fail(&j->op, ENG_ERR_FAILED, "the command exited with %d in container %s%s%s%s",
                 j->exit_code, j->name,
                 j->exit_code == 126 || j->exit_code == 127 ? " (not found or not executable)" : "",
-                *j->err_tail ? ": " : "", j->err_tail);
-    return;
-  }
-  eng_op_finish(&j->op, ENG_OK);
+                *tail ? ": " : "", tail);
+  else
+    eng_op_finish(&j->op, ENG_OK);
+  free(out);
+  free(tail);
 }
 
 static void exec_stored(void *ud, int rc, json_t *info) {
@@ -665,11 +730,26 @@ static void exec_stored(void *ud, int rc, json_t *info) {
 static void exec_inspected(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "inspecting the exec")) return;
-  if (json_is_true(json_object_get(a->json, "Running")) && j->polls++ < 600) {
-    eng_op_timer(&j->op, 100, exec_poll);
+  dk_exec_state st;
+  char err[256];
+  if (dk_answer_exec(a->json, &st, err, sizeof err) != 0) {
+    char what[600];
+    snprintf(what, sizeof what, "reading the exit code of the command in container %s",
+             j->name);
+    unreadable(j, what, err);
     return;
   }
-  j->exit_code = (int)json_integer_value(json_object_get(a->json, "ExitCode"));
+  if (st.running) {
+    if (j->polls++ < DK_EXEC_POLLS) {
+      poll_later(j, DK_EXEC_POLL_MS, exec_poll);
+      return;
+    }
+    eng_op_fail(&j->op, ENG_ERR_FAILED,
+                "the command in container %s still runs %d s after its output ended; "
+                "its exit code is unknown", j->name, DK_EXEC_POLLS * DK_EXEC_POLL_MS / 1000);
+    return;
+  }
+  j->exit_code = st.exit_code;
   if (j->out) {
     if (j->exit_code != 0) {
       H->stream_abort(j->out);
@@ -677,9 +757,9 @@ static void exec_inspected(void *ud, const dk_answer *a) {
       exec_finish(j);
       return;
     }
-    if (j->write_pending || j->pend_len) { /* the last bytes first */
+    if (j->write_pending || j->pend.len) { /* the last bytes first */
       out_flush(j);
-      eng_op_timer(&j->op, 20, exec_poll);
+      poll_later(j, DK_FLUSH_POLL_MS, exec_poll);
       return;
     }
     if (H->stream_finish(j->out, exec_stored, j) != ENG_OK) {
@@ -692,7 +772,8 @@ static void exec_inspected(void *ud, const dk_answer *a) {
 }
 
 /* stdout to a stream: demultiplexed bytes gather in `pend` while one write
- * is under way; past 4 MB the transfer pauses until the write is taken. */
+ * (of out_buf) is under way; past DK_PEND_MAX the transfer pauses until the
+ * write is taken. */
 static void out_flush(job *j);
 
 static void out_written(void *ud, int rc) {
@@ -707,14 +788,14 @@ static void out_written(void *ud, int rc) {
 }
 
 static void out_flush(job *j) {
-  if (j->write_pending || !j->pend_len || !j->out) return;
-  char *t = j->stdout_buf; /* in flight <- pending */
-  j->stdout_buf = j->pend;
-  j->stdout_len = j->pend_len;
+  if (j->write_pending || !j->pend.len || !j->out) return;
+  eng_strbuf t = j->out_buf; /* in flight <- pending; pending reuses the memory */
+  j->out_buf = j->pend;
   j->pend = t;
-  j->pend_len = 0;
+  j->pend.len = 0;
+  if (j->pend.data) j->pend.data[0] = '\0';
   j->write_pending = true;
-  if (H->stream_write(j->out, j->stdout_buf, j->stdout_len, out_written, j) != ENG_OK) {
+  if (H->stream_write(j->out, j->out_buf.data, j->out_buf.len, out_written, j) != ENG_OK) {
     j->write_pending = false;
     eng_op_fail(&j->op, ENG_ERR_IO, "cannot write stdout_file");
   }
@@ -726,9 +807,7 @@ static void emit_stream(void *ud, int stream, const char *b, size_t n) {
     emit_buf(ud, stream, b, n);
     return;
   }
-  j->pend = realloc(j->pend, j->pend_len + n + 1);
-  memcpy(j->pend + j->pend_len, b, n);
-  j->pend_len += n;
+  eng_strbuf_add(&j->pend, b, n);
 }
 
 static int exec_data(void *ud, const char *buf, size_t len) {
@@ -740,7 +819,7 @@ static int exec_data(void *ud, const char *buf, size_t len) {
   }
   if (!j->out) return 0;
   out_flush(j);
-  return j->pend_len > (4u << 20) ? 1 : 0;
+  return j->pend.len > DK_PEND_MAX ? 1 : 0;
 }
 
 static void exec_streamed(void *ud, const dk_answer *a) {
@@ -767,7 +846,15 @@ static void exec_created(void *ud, const dk_answer *a) {
     return;
   }
   if (failed(j, a, "creating the exec")) return;
-  j->exec_id = strdup(json_string_value(json_object_get(a->json, "Id")));
+  char id[DK_ID_MAX + 1], err[256];
+  if (dk_answer_id(a->json, id, err, sizeof err) != 0) {
+    char what[600];
+    snprintf(what, sizeof what, "creating the exec in container %s", j->name);
+    unreadable(j, what, err);
+    return;
+  }
+  free(j->exec_id);
+  j->exec_id = eng_xstrdup(id);
   char path[256];
   snprintf(path, sizeof path, "/exec/%s/start", j->exec_id);
   dk_request(&j->op, "POST", path, json_pack("{s:b, s:b}", "Detach", 0, "Tty", 0),
@@ -784,19 +871,18 @@ static json_t *env_of(const json_t *env) {
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)env, k, v) {
-    char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
-    json_array_append_new(out, json_sprintf("%s=%s", k, s));
+    char *s = json_is_string(v) ? eng_xstrdup(json_string_value(v))
+                                : json_dumps(v, JSON_ENCODE_ANY);
+    json_array_append_new(out, json_sprintf("%s=%s", k, s ? s : ""));
     free(s);
   }
   return out;
 }
 
 static void exec_go(job *j) {
-  json_t *state = json_object_get(j->info, "State");
-  if (!json_is_true(json_object_get(state, "Running"))) {
+  if (!j->info.running) {
     eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is not running (%s): start it first",
-                j->name, json_string_value(json_object_get(state, "Status"))
-                             ? json_string_value(json_object_get(state, "Status")) : "?");
+                j->name, *j->info.state ? j->info.state : "?");
     return;
   }
   if (pstr(j, "stdout_file") &&
@@ -815,25 +901,20 @@ static void exec_go(job *j) {
 
 /* The command line of exec/run goes through the guards like a shell's. */
 static char *command_line(const json_t *cmd) {
-  if (json_is_string(cmd)) return strdup(json_string_value(cmd));
-  size_t cap = 16, len = 0;
-  char *s = calloc(1, cap);
+  if (json_is_string(cmd)) return eng_xstrdup(json_string_value(cmd));
+  eng_strbuf b = {0};
   size_t i;
   json_t *a;
-  json_array_foreach(cmd, i, a) {
+  json_array_foreach(cmd, i, a) { /* each word single-quoted for sh */
     const char *w = json_string_value(a) ? json_string_value(a) : "";
-    size_t need = len + strlen(w) * 4 + 4;
-    if (need > cap) s = realloc(s, cap = need * 2);
-    if (i) s[len++] = ' ';
-    s[len++] = '\'';
+    eng_strbuf_adds(&b, i ? " '" : "'");
     for (const char *p = w; *p; p++) {
-      if (*p == '\'') { memcpy(s + len, "'\\''", 4); len += 4; }
-      else s[len++] = *p;
+      if (*p == '\'') eng_strbuf_adds(&b, "'\\''");
+      else eng_strbuf_add(&b, p, 1);
     }
-    s[len++] = '\'';
-    s[len] = '\0';
+    eng_strbuf_adds(&b, "'");
   }
-  return s;
+  return eng_strbuf_steal(&b);
 }
 
 static int guard_command(eng_call *call, const json_t *cmd) {
@@ -863,24 +944,31 @@ static void lifecycle_poll(eng_op *op) {
 static void lifecycle_check(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "inspecting the container")) return;
-  const char *state = json_string_value(json_object_get(json_object_get(a->json, "State"), "Status"));
-  const char *health = health_of(a->json);
+  dk_container c = {0};
+  char err[256];
+  if (dk_answer_container(a->json, &c, err, sizeof err) != 0) {
+    char what[600];
+    snprintf(what, sizeof what, "inspecting container %s", j->name);
+    unreadable(j, what, err);
+    return;
+  }
   bool want_health = json_is_true(json_object_get(j->p, "wait_healthy"));
-  bool ready = state && !strcmp(state, "running") &&
-               (!strcmp(health, "none") || !strcmp(health, "healthy"));
-  if (want_health && !ready && !(state && !strcmp(state, "exited")) &&
-      j->polls++ < 1200) { /* the step's timeout bounds the wait */
-    eng_op_timer(&j->op, 250, lifecycle_poll);
-    return;
+  bool ready = !strcmp(c.state, "running") &&
+               (!strcmp(c.health, "none") || !strcmp(c.health, "healthy"));
+  if (want_health && !ready && strcmp(c.state, "exited") &&
+      j->polls++ < DK_HEALTH_POLLS) {
+    poll_later(j, DK_HEALTH_POLL_MS, lifecycle_poll);
+  } else {
+    H->output(j->op.call, "state", json_string(c.state));
+    H->output(j->op.call, "health", json_string(c.health));
+    if (want_health && !ready)
+      eng_op_fail(&j->op, ENG_ERR_FAILED,
+                  "container %s is %s (health %s), not running and healthy", j->name,
+                  *c.state ? c.state : "?", c.health);
+    else
+      eng_op_finish(&j->op, ENG_OK);
   }
-  H->output(j->op.call, "state", json_string(state ? state : ""));
-  H->output(j->op.call, "health", json_string(health));
-  if (want_health && !ready) {
-    eng_op_fail(&j->op, ENG_ERR_FAILED, "container %s is %s (health %s), not running and healthy",
-                j->name, state ? state : "?", health);
-    return;
-  }
-  eng_op_finish(&j->op, ENG_OK);
+  dk_container_free(&c);
 }
 
 static void lifecycle_done(void *ud, const dk_answer *a) {
@@ -892,11 +980,11 @@ static void lifecycle_done(void *ud, const dk_answer *a) {
 static void lifecycle_go(job *j) {
   const char *what = json_string_value(json_object_get(j->p, "_action"));
   char path[256];
-  /* always send t: Podman's restart without it kills at once */
-  snprintf(path, sizeof path, "/containers/%s/%s%s%lld", j->id, what,
-           strcmp(what, "start") ? "?t=" : "",
-           strcmp(what, "start") ? (long long)(json_integer_value(json_object_get(j->p, "timeout")) / 1000) : 0LL);
-  if (!strcmp(what, "start")) snprintf(path, sizeof path, "/containers/%s/start", j->id);
+  if (!strcmp(what, "start"))
+    snprintf(path, sizeof path, "/containers/%s/start", j->id);
+  else /* always send t: Podman's restart without it kills at once */
+    snprintf(path, sizeof path, "/containers/%s/%s?t=%lld", j->id, what,
+             (long long)(json_integer_value(json_object_get(j->p, "timeout")) / 1000));
   dk_request(&j->op, "POST", path, NULL, NULL, lifecycle_done, j, NULL);
 }
 
@@ -918,22 +1006,23 @@ static int restart_start(eng_call *c, const json_t *p) { return lifecycle(c, p, 
 static void run_gone(void *ud, const dk_answer *a) {
   job *j = ud;
   note_removed(j, a);
+  char *tail = tail_text(j);
   H->output(j->op.call, "exit_code", json_integer(j->exit_code));
-  H->output(j->op.call, "stdout", json_string(j->stdout_buf ? j->stdout_buf : ""));
-  H->output(j->op.call, "stderr_tail", json_string(j->err_tail));
-  if (j->exit_code != 0) {
+  H->output(j->op.call, "stdout", stdout_json(j));
+  H->output(j->op.call, "stderr_tail", json_string(tail));
+  if (j->exit_code != 0)
     eng_op_fail(&j->op, ENG_ERR_FAILED, "the container exited with %d%s%s", j->exit_code,
-                *j->err_tail ? ": " : "", j->err_tail);
-    return;
-  }
-  eng_op_finish(&j->op, ENG_OK);
+                *tail ? ": " : "", tail);
+  else
+    eng_op_finish(&j->op, ENG_OK);
+  free(tail);
 }
 
 static void run_done(job *j) {
   if (json_is_false(json_object_get(j->p, "remove"))) {
     H->output(j->op.call, "container", json_string(j->id));
     H->output(j->op.call, "exit_code", json_integer(j->exit_code));
-    H->output(j->op.call, "stdout", json_string(j->stdout_buf ? j->stdout_buf : ""));
+    H->output(j->op.call, "stdout", stdout_json(j));
     eng_op_finish(&j->op, j->exit_code ? ENG_ERR_FAILED : ENG_OK);
     return;
   }
@@ -951,14 +1040,14 @@ static int run_start(eng_call *call, const json_t *p) {
     const char *c1 = strchr(spec, ':');
     const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     bool rw = c2 && !strcmp(c2 + 1, "rw");
-    char *name = strndup(spec, c1 ? (size_t)(c1 - spec) : strlen(spec));
+    char *name = eng_xstrndup(spec, c1 ? (size_t)(c1 - spec) : strlen(spec));
     if (rw && name[0] != '/' &&
         H->guard_target(call, ENG_TARGET_VOLUME, name, "mounted read-write by docker.run") != ENG_OK) {
       free(name);
       json_decref(binds);
       return ENG_ERR_REFUSED;
     }
-    char *bind = c2 ? strndup(spec, (size_t)(c2 - spec)) : strdup(spec);
+    char *bind = eng_xstrndup(spec, c2 ? (size_t)(c2 - spec) : strlen(spec));
     json_array_append_new(binds, json_sprintf("%s:%s", bind, rw ? "rw" : "ro"));
     free(bind);
     free(name);
@@ -993,7 +1082,7 @@ static void removed(void *ud, const dk_answer *a) {
  * evidence, before anything is removed. */
 static void remove_go(job *j) {
   bool by_name = *j->name && H->journal_owned(j->op.call, "container", j->name);
-  j->jid = strdup(by_name ? j->name : j->id);
+  j->jid = eng_xstrdup(by_name ? j->name : j->id);
   if (H->guard_target(j->op.call, ENG_TARGET_CONTAINER, j->jid,
                       by_name ? j->id : j->name) != ENG_OK) {
     eng_op_finish(&j->op, ENG_ERR_REFUSED);

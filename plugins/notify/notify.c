@@ -5,6 +5,8 @@
  */
 #include "notify.h"
 
+#include <engine/mem.h>
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +27,7 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
   nt_post *p = ud;
   size_t len = sz * n;
   if (p->resp_len + len > (1u << 20)) return 0; /* answers are small */
-  char *b = realloc(p->resp, p->resp_len + len + 1);
-  if (!b) return 0;
-  p->resp = b;
+  p->resp = eng_xrealloc(p->resp, p->resp_len + len + 1);
   memcpy(p->resp + p->resp_len, d, len);
   p->resp_len += len;
   p->resp[p->resp_len] = '\0';
@@ -146,15 +146,13 @@ static void send_attempt(nt_post *p) {
 void nt_post_start(nt_post *p, eng_op *op, const nt_post_opts *o) {
   p->op = op;
   p->o = *o;
-  p->url = strdup(o->url);
-  p->body = strdup(o->body);
+  p->url = eng_xstrdup(o->url);
+  p->body = eng_xstrdup(o->body);
   struct curl_slist *hd =
       curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
   hd = curl_slist_append(hd, "Expect:");
   if (o->bearer) {
-    size_t n = strlen(o->bearer) + 32;
-    p->auth = malloc(n);
-    snprintf(p->auth, n, "Authorization: Bearer %s", o->bearer);
+    p->auth = eng_asprintf("Authorization: Bearer %s", o->bearer);
     hd = curl_slist_append(hd, p->auth);
   }
   p->headers = hd;
@@ -195,19 +193,19 @@ int64_t nt_backoff_ms(int attempt) {
 char *nt_truncate(const char *s, size_t max) {
   static const char mark[] = " …(truncated)";
   size_t n = strlen(s);
-  if (n <= max) return strdup(s);
+  if (n <= max) return eng_xstrdup(s);
   size_t keep = max > sizeof mark ? max - (sizeof mark - 1) : 0;
   while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--;
-  char *out = malloc(keep + sizeof mark);
+  char *out = eng_xmalloc(keep + sizeof mark);
   memcpy(out, s, keep);
   memcpy(out + keep, mark, sizeof mark);
   return out;
 }
 
 char *nt_mask(const char *s, const char *secret) {
-  if (!secret || strlen(secret) < 3 || !strstr(s, secret)) return strdup(s);
+  if (!secret || strlen(secret) < 3 || !strstr(s, secret)) return eng_xstrdup(s);
   size_t sl = strlen(secret);
-  char *out = malloc(strlen(s) + 1), *w = out;
+  char *out = eng_xmalloc(strlen(s) + 1), *w = out;
   for (const char *p = s; *p;) {
     if (!strncmp(p, secret, sl)) {
       memcpy(w, "***", 3);

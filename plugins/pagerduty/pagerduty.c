@@ -7,6 +7,8 @@
  */
 #include "notify.h"
 
+#include <engine/mem.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +83,7 @@ static char *default_key(const json_t *st) {
   const char *name = json_string_value(json_object_get(st, "name"));
   char buf[300];
   snprintf(buf, sizeof buf, "engine-%s", name && *name ? name : "runbook");
-  return strdup(buf);
+  return eng_xstrdup(buf);
 }
 
 static char *default_summary(const json_t *st) {
@@ -111,8 +113,8 @@ static int event_start(eng_call *call, const json_t *p) {
   const char *action = nt_pstr(p, "action");
   json_t *st = host->size >= offsetof(eng_host, run_state) + sizeof host->run_state
                    ? host->run_state(call) : NULL;
-  ev_job *j = calloc(1, sizeof *j);
-  j->dedup_key = nt_pstr(p, "dedup_key") ? strdup(nt_pstr(p, "dedup_key")) : default_key(st);
+  ev_job *j = eng_xcalloc(1, sizeof *j);
+  j->dedup_key = nt_pstr(p, "dedup_key") ? eng_xstrdup(nt_pstr(p, "dedup_key")) : default_key(st);
   json_t *ev = json_pack("{s:s, s:s, s:s}", "routing_key", key, "event_action", action,
                          "dedup_key", j->dedup_key);
   if (!strcmp(action, "trigger")) {

@@ -46,7 +46,7 @@ typedef struct prisma_deploy_op {
   pg_argv argv;
   pg_argv env;
   pg_child child;
-  pg_buf out;
+  eng_strbuf out;
   size_t out_logged; /* bytes of out already logged as lines */
 } prisma_deploy_op;
 
@@ -63,7 +63,7 @@ static void prisma_deploy_destroy(pg_op *op) {
   free(d->cwd);
   pg_argv_free(&d->argv);
   pg_argv_free(&d->env);
-  pg_buf_free(&d->out);
+  eng_strbuf_free(&d->out);
   free(d);
 }
 
@@ -140,17 +140,17 @@ static void prisma_script_end(pg_sess *s, void *ud, int rc) {
   prisma_deploy_op *d = ud;
   if (rc == ENG_OK) {
     const char *p[1] = {d->cur_id};
-    char *sql = pg_asprintf("UPDATE %s SET finished_at = now(), "
-                            "applied_steps_count = applied_steps_count + 1 "
-                            "WHERE id = $1",
-                            d->ld.table);
+    char *sql = eng_asprintf("UPDATE %s SET finished_at = now(), "
+                             "applied_steps_count = applied_steps_count + 1 "
+                             "WHERE id = $1",
+                             d->ld.table);
     pg_sess_add(s, "record the applied migration", sql, 1, p, NULL, NULL);
     free(sql);
     pg_sess_run(s, prisma_finished_end, d);
     return;
   }
   free(d->script_err);
-  d->script_err = pg_strdup(pg_sess_errmsg(s));
+  d->script_err = eng_xstrdup(pg_sess_errmsg(s));
   PGconn *conn = pg_sess_conn(s);
   if (!conn || PQstatus(conn) != CONNECTION_OK || d->op.e.cancelled) {
     pg_op_fail(&d->op, rc == ENG_ERR_CANCELLED ? rc : ENG_ERR_FAILED,
@@ -165,14 +165,14 @@ static void prisma_script_end(pg_sess *s, void *ud, int rc) {
   if (ts == PQTRANS_INERROR || ts == PQTRANS_INTRANS)
     pg_sess_add(s, "roll back the failed migration's transaction",
                 "ROLLBACK", 0, NULL, NULL, NULL);
-  char *logs = pg_asprintf("Migration name: %s\n\nDatabase error code: %s"
-                           "\n\nDatabase error:\n%s\n",
-                           d->cur->name,
-                           pg_sess_sqlstate(s)[0] ? pg_sess_sqlstate(s) : "?",
-                           d->script_err);
+  char *logs = eng_asprintf("Migration name: %s\n\nDatabase error code: %s"
+                            "\n\nDatabase error:\n%s\n",
+                            d->cur->name,
+                            pg_sess_sqlstate(s)[0] ? pg_sess_sqlstate(s) : "?",
+                            d->script_err);
   const char *p[2] = {d->cur_id, logs};
-  char *sql = pg_asprintf("UPDATE %s SET logs = $2 WHERE id = $1",
-                          d->ld.table);
+  char *sql =
+      eng_asprintf("UPDATE %s SET logs = $2 WHERE id = $1", d->ld.table);
   pg_sess_add(s, "record the failure", sql, 2, p, NULL, NULL);
   free(sql);
   free(logs);
@@ -185,7 +185,7 @@ static void prisma_started_end(pg_sess *s, void *ud, int rc) {
     prisma_fail_sess(&d->op, s, rc, "recording the migration's start");
     return;
   }
-  char *label = pg_asprintf("migration %s", d->cur->name);
+  char *label = eng_asprintf("migration %s", d->cur->name);
   pg_sess_add_script(s, label, d->cur->sql, NULL, NULL);
   free(label);
   pg_sess_run(s, prisma_script_end, d);
@@ -207,10 +207,10 @@ static void prisma_apply_next(prisma_deploy_op *d) {
   prisma_uuid4(d->cur_id);
   pg_host->log(d->op.e.call, ENG_LOG_INFO, "applying %s", name);
   const char *p[3] = {d->cur_id, d->cur->sha[0], name};
-  char *sql = pg_asprintf("INSERT INTO %s (id, checksum, started_at, "
-                          "migration_name, applied_steps_count) "
-                          "VALUES ($1, $2, now(), $3, 0)",
-                          d->ld.table);
+  char *sql = eng_asprintf("INSERT INTO %s (id, checksum, started_at, "
+                           "migration_name, applied_steps_count) "
+                           "VALUES ($1, $2, now(), $3, 0)",
+                           d->ld.table);
   pg_sess_add(d->s, "record the migration's start", sql, 3, p, NULL, NULL);
   free(sql);
   pg_sess_run(d->s, prisma_started_end, d);
@@ -276,13 +276,13 @@ static void prisma_loaded_end(pg_sess *s, void *ud, int rc) {
                PRISMA_TABLE, d->schema);
   if (!d->ld.schema_exists) {
     char *q = prisma_quote_ident(d->schema);
-    char *sql = pg_asprintf("CREATE SCHEMA IF NOT EXISTS %s", q);
+    char *sql = eng_asprintf("CREATE SCHEMA IF NOT EXISTS %s", q);
     pg_sess_add(s, "create the schema", sql, 0, NULL, NULL, NULL);
     free(sql);
     free(q);
   }
   /* Prisma's DDL (sql-schema-connector, postgres flavour), verbatim. */
-  char *sql = pg_asprintf(
+  char *sql = eng_asprintf(
       "CREATE TABLE %s (\n"
       "    \"id\"                    VARCHAR(36) PRIMARY KEY NOT NULL,\n"
       "    \"checksum\"              VARCHAR(64) NOT NULL,\n"
@@ -391,7 +391,7 @@ static void prisma_cli_lines(prisma_deploy_op *d, int all) {
 static void prisma_cli_stdout(pg_child *c, const char *buf, size_t len) {
   prisma_deploy_op *d = c->ud;
   if (d->out.len + len > PRISMA_CLI_MAX_OUT) return;
-  pg_buf_add(&d->out, buf, len);
+  eng_strbuf_add(&d->out, buf, len);
   prisma_cli_lines(d, 0);
 }
 
@@ -415,7 +415,7 @@ static void prisma_cli_parse(prisma_deploy_op *d) {
       const char *e = p + n;
       while (e > b && (e[-1] == ' ' || e[-1] == '\r')) e--;
       if (e > b && e[-1] == '/') {
-        char *name = pg_xmalloc((size_t)(e - b));
+        char *name = eng_xmalloc((size_t)(e - b));
         memcpy(name, b, (size_t)(e - b - 1));
         name[e - b - 1] = '\0';
         json_array_append_new(d->applied_now, json_string(name));
@@ -524,19 +524,19 @@ int prisma_act_deploy(eng_call *call, const json_t *params) {
                         "[npx, --no, prisma]");
     return ENG_ERR_INVALID;
   }
-  prisma_deploy_op *d = pg_xcalloc(1, sizeof *d);
+  prisma_deploy_op *d = eng_xcalloc(1, sizeof *d);
   pg_op_init(&d->op, call, prisma_deploy_destroy);
   d->url = url;
   d->schema = schema;
-  d->orig_url = pg_strdup(orig);
+  d->orig_url = eng_xstrdup(orig);
   d->cli = cli;
   d->lock_timeout_ms = pg_pint(params, "lock_timeout", 10000);
   d->applied_now = json_array();
   const char *dir = pg_pstr(params, "migrations");
-  d->dir.path = pg_strdup(dir && *dir ? dir : "prisma/migrations");
+  d->dir.path = eng_xstrdup(dir && *dir ? dir : "prisma/migrations");
   if (cli) {
     const char *cwd = pg_pstr(params, "cwd");
-    d->cwd = cwd && *cwd ? pg_strdup(cwd) : NULL;
+    d->cwd = cwd && *cwd ? eng_xstrdup(cwd) : NULL;
     size_t i;
     json_t *v;
     json_array_foreach(argv, i, v) {

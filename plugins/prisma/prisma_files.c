@@ -44,7 +44,7 @@ static void prisma_sha256(const char *buf, size_t len, char out[65]) {
 
 /* CRLF -> LF (to_crlf 0) or lone LF -> CRLF (to_crlf 1). malloc'd. */
 static char *prisma_eol(const char *s, size_t len, int to_crlf, size_t *out) {
-  char *d = pg_xmalloc(len * 2 + 1);
+  char *d = eng_xmalloc(len * 2 + 1);
   size_t j = 0;
   for (size_t i = 0; i < len; i++) {
     if (!to_crlf && s[i] == '\r' && i + 1 < len && s[i + 1] == '\n')
@@ -65,21 +65,21 @@ static int prisma_read_file(const char *path, char **data, size_t *len,
     *err = errno;
     return -1;
   }
-  pg_buf b = {0};
+  eng_strbuf b = {0};
   char chunk[65536];
   size_t n;
   while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    pg_buf_add(&b, chunk, n);
+    eng_strbuf_add(&b, chunk, n);
     if (b.len > PRISMA_MAX_SQL) break;
   }
   int bad = ferror(f);
   fclose(f);
   if (bad || b.len > PRISMA_MAX_SQL) {
     *err = bad ? EIO : EFBIG;
-    pg_buf_free(&b);
+    eng_strbuf_free(&b);
     return -1;
   }
-  if (!b.data) pg_buf_add(&b, "", 0);
+  if (!b.data) eng_strbuf_add(&b, "", 0);
   *data = b.data;
   *len = b.len;
   return 0;
@@ -108,7 +108,7 @@ static char *prisma_lock_provider(const char *text) {
           char quote = *q++;
           const char *e = q;
           while (e < p + n && *e != quote) e++;
-          char *v = pg_xmalloc((size_t)(e - q) + 1);
+          char *v = eng_xmalloc((size_t)(e - q) + 1);
           memcpy(v, q, (size_t)(e - q));
           v[e - q] = '\0';
           return v;
@@ -136,17 +136,17 @@ void prisma_dir_read(void *ud) {
     if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "?");
     prisma_dir_fail(
         d, e == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_IO,
-        pg_asprintf("cannot open the migrations folder '%s' (relative to "
-                    "%s): %s; set `migrations:` to the project's "
-                    "prisma/migrations",
-                    d->path, cwd, strerror(e)));
+        eng_asprintf("cannot open the migrations folder '%s' (relative to "
+                     "%s): %s; set `migrations:` to the project's "
+                     "prisma/migrations",
+                     d->path, cwd, strerror(e)));
     return;
   }
   size_t cap = 0;
   struct dirent *de;
   while ((de = readdir(dir)) != NULL) {
     if (de->d_name[0] == '.') continue;
-    char *sub = pg_asprintf("%s/%s", d->path, de->d_name);
+    char *sub = eng_asprintf("%s/%s", d->path, de->d_name);
     struct stat st;
     int isdir = stat(sub, &st) == 0 && S_ISDIR(st.st_mode);
     if (!isdir) {
@@ -156,14 +156,14 @@ void prisma_dir_read(void *ud) {
         int e = 0;
         if (prisma_read_file(sub, &text, &len, &e) == 0) {
           d->provider = prisma_lock_provider(text);
-          if (!d->provider) d->provider = pg_strdup("");
+          if (!d->provider) d->provider = eng_xstrdup("");
           free(text);
         }
       }
       free(sub);
       continue;
     }
-    char *file = pg_asprintf("%s/migration.sql", sub);
+    char *file = eng_asprintf("%s/migration.sql", sub);
     free(sub);
     char *data = NULL;
     size_t len = 0;
@@ -171,21 +171,20 @@ void prisma_dir_read(void *ud) {
     if (prisma_read_file(file, &data, &len, &e) != 0) {
       if (e == ENOENT) {
         d->skipped =
-            realloc(d->skipped, (d->nskipped + 1) * sizeof *d->skipped);
-        if (!d->skipped) abort();
-        d->skipped[d->nskipped++] = pg_strdup(de->d_name);
+            eng_xrealloc(d->skipped, (d->nskipped + 1) * sizeof *d->skipped);
+        d->skipped[d->nskipped++] = eng_xstrdup(de->d_name);
         free(file);
         continue;
       }
       prisma_dir_fail(d, ENG_ERR_IO,
-                      pg_asprintf("cannot read %s: %s", file, strerror(e)));
+                      eng_asprintf("cannot read %s: %s", file, strerror(e)));
       free(file);
       break;
     }
     if (memchr(data, '\0', len)) {
-      prisma_dir_fail(d, ENG_ERR_INVALID,
-                      pg_asprintf("%s contains a NUL byte: not SQL text",
-                                  file));
+      prisma_dir_fail(
+          d, ENG_ERR_INVALID,
+          eng_asprintf("%s contains a NUL byte: not SQL text", file));
       free(data);
       free(file);
       break;
@@ -193,12 +192,11 @@ void prisma_dir_read(void *ud) {
     free(file);
     if (d->n == cap) {
       cap = cap ? cap * 2 : 16;
-      d->migs = realloc(d->migs, cap * sizeof *d->migs);
-      if (!d->migs) abort();
+      d->migs = eng_xrealloc(d->migs, cap * sizeof *d->migs);
     }
     prisma_mig *m = &d->migs[d->n++];
     memset(m, 0, sizeof *m);
-    m->name = pg_strdup(de->d_name);
+    m->name = eng_xstrdup(de->d_name);
     m->sql = data;
     m->len = len;
     prisma_sha256(data, len, m->sha[0]);
@@ -216,11 +214,11 @@ void prisma_dir_read(void *ud) {
       strcmp(d->provider, "postgres"))
     prisma_dir_fail(
         d, ENG_ERR_INVALID,
-        pg_asprintf("%s/migration_lock.toml says provider = \"%s\": these "
-                    "migrations were written for another database, not "
-                    "PostgreSQL (Prisma stops here too, P3019); point "
-                    "`migrations` at the PostgreSQL project's folder",
-                    d->path, d->provider));
+        eng_asprintf("%s/migration_lock.toml says provider = \"%s\": these "
+                     "migrations were written for another database, not "
+                     "PostgreSQL (Prisma stops here too, P3019); point "
+                     "`migrations` at the PostgreSQL project's folder",
+                     d->path, d->provider));
 }
 
 void prisma_dir_free(prisma_dir *d) {
@@ -265,7 +263,7 @@ static int prisma_hexval(char c) {
 }
 
 static char *prisma_pct_decode(const char *s, size_t n) {
-  char *d = pg_xmalloc(n + 1);
+  char *d = eng_xmalloc(n + 1);
   size_t j = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%' && i + 2 < n && prisma_hexval(s[i + 1]) >= 0 &&
@@ -298,11 +296,11 @@ int prisma_url_prepare(eng_call *call, const char *url, char **libpq_url,
     q = strchr(url, '?');
   char *out;
   if (!q) {
-    out = pg_strdup(url);
+    out = eng_xstrdup(url);
   } else {
     PQconninfoOption *defs = PQconndefaults();
-    pg_buf b = {0};
-    pg_buf_add(&b, url, (size_t)(q - url));
+    eng_strbuf b = {0};
+    eng_strbuf_add(&b, url, (size_t)(q - url));
     const char *p = q + 1;
     int first = 1;
     while (*p) {
@@ -312,10 +310,10 @@ int prisma_url_prepare(eng_call *call, const char *url, char **libpq_url,
       size_t kn = eq ? (size_t)(eq - p) : n;
       if (kn == 6 && !strncmp(p, "schema", 6)) {
         free(*schema);
-        *schema = eq ? prisma_pct_decode(eq + 1, n - kn - 1) : pg_strdup("");
+        *schema = eq ? prisma_pct_decode(eq + 1, n - kn - 1) : eng_xstrdup("");
       } else if (n > 0 && prisma_libpq_knows(defs, p, kn)) {
-        pg_buf_add(&b, first ? "?" : "&", 1);
-        pg_buf_add(&b, p, n);
+        eng_strbuf_add(&b, first ? "?" : "&", 1);
+        eng_strbuf_add(&b, p, n);
         first = 0;
       } else if (n > 0) {
         char key[64];
@@ -328,7 +326,7 @@ int prisma_url_prepare(eng_call *call, const char *url, char **libpq_url,
       p = amp ? amp + 1 : p + n;
     }
     if (defs) PQconninfoFree(defs);
-    out = b.data ? b.data : pg_strdup(url);
+    out = b.data ? b.data : eng_xstrdup(url);
   }
   int rc = pg_ci_check(call, out, "url");
   if (rc != ENG_OK) {
@@ -339,26 +337,26 @@ int prisma_url_prepare(eng_call *call, const char *url, char **libpq_url,
   }
   if (!*schema || !**schema) {
     free(*schema);
-    *schema = pg_strdup("public");
+    *schema = eng_xstrdup("public");
   }
   *libpq_url = out;
   return ENG_OK;
 }
 
 char *prisma_quote_ident(const char *s) {
-  pg_buf b = {0};
-  pg_buf_add(&b, "\"", 1);
+  eng_strbuf b = {0};
+  eng_strbuf_add(&b, "\"", 1);
   for (; *s; s++) {
-    if (*s == '"') pg_buf_add(&b, "\"", 1);
-    pg_buf_add(&b, s, 1);
+    if (*s == '"') eng_strbuf_add(&b, "\"", 1);
+    eng_strbuf_add(&b, s, 1);
   }
-  pg_buf_add(&b, "\"", 1);
+  eng_strbuf_add(&b, "\"", 1);
   return b.data;
 }
 
 char *prisma_table_ref(const char *schema) {
   char *qs = prisma_quote_ident(schema);
-  char *r = pg_asprintf("%s.\"" PRISMA_TABLE "\"", qs);
+  char *r = eng_asprintf("%s.\"" PRISMA_TABLE "\"", qs);
   free(qs);
   return r;
 }
@@ -386,7 +384,7 @@ void prisma_uuid4(char out[37]) {
 /* ---- rows vs folder ------------------------------------------------------ */
 
 char *prisma_rows_sql(const char *table_ref) {
-  return pg_asprintf(
+  return eng_asprintf(
       "SELECT migration_name, checksum, finished_at IS NOT NULL, "
       "rolled_back_at IS NOT NULL, "
       "to_char(started_at AT TIME ZONE 'UTC', "
@@ -398,14 +396,14 @@ char *prisma_rows_sql(const char *table_ref) {
 void prisma_rows_load(prisma_rows *r, const PGresult *res) {
   int n = PQntuples(res);
   r->table_exists = 1;
-  r->v = pg_xcalloc((size_t)(n > 0 ? n : 1), sizeof *r->v);
+  r->v = eng_xcalloc((size_t)(n > 0 ? n : 1), sizeof *r->v);
   r->n = (size_t)n;
   for (int i = 0; i < n; i++) {
-    r->v[i].name = pg_strdup(PQgetvalue(res, i, 0));
-    r->v[i].checksum = pg_strdup(PQgetvalue(res, i, 1));
+    r->v[i].name = eng_xstrdup(PQgetvalue(res, i, 0));
+    r->v[i].checksum = eng_xstrdup(PQgetvalue(res, i, 1));
     r->v[i].finished = PQgetvalue(res, i, 2)[0] == 't';
     r->v[i].rolled_back = PQgetvalue(res, i, 3)[0] == 't';
-    r->v[i].started_at = pg_strdup(PQgetvalue(res, i, 4));
+    r->v[i].started_at = eng_xstrdup(PQgetvalue(res, i, 4));
   }
 }
 
@@ -429,14 +427,14 @@ int prisma_json_has(const json_t *list, const char *name) {
 }
 
 char *prisma_json_join(const json_t *list) {
-  pg_buf b = {0};
+  eng_strbuf b = {0};
   size_t i;
   json_t *v;
   json_array_foreach(list, i, v) {
-    if (i) pg_buf_adds(&b, ", ");
-    pg_buf_adds(&b, json_string_value(v));
+    if (i) eng_strbuf_adds(&b, ", ");
+    eng_strbuf_adds(&b, json_string_value(v));
   }
-  return b.data ? b.data : pg_strdup("");
+  return b.data ? b.data : eng_xstrdup("");
 }
 
 static const prisma_mig *prisma_dir_find(const prisma_dir *d,
@@ -454,7 +452,7 @@ void prisma_state_build(prisma_state *st, const prisma_dir *d,
   st->failed = json_array();
   st->modified = json_array();
   st->missing = json_array();
-  pg_buf det = {0};
+  eng_strbuf det = {0};
   /* Rows in started_at order. Rolled-back rows do not count at all. */
   for (size_t i = 0; i < rows->n; i++) {
     const prisma_row *r = &rows->v[i];
@@ -464,8 +462,8 @@ void prisma_state_build(prisma_state *st, const prisma_dir *d,
         json_array_append_new(st->applied, json_string(r->name));
     } else if (!prisma_json_has(st->failed, r->name)) {
       json_array_append_new(st->failed, json_string(r->name));
-      pg_buf_addf(&det, "\nThe `%s` migration started at %s failed", r->name,
-                  r->started_at);
+      eng_strbuf_addf(&det, "\nThe `%s` migration started at %s failed",
+                      r->name, r->started_at);
     }
   }
   st->failed_detail = det.data;
@@ -504,12 +502,13 @@ void prisma_state_free(prisma_state *st) {
 }
 
 char *prisma_failed_message(const prisma_state *st) {
-  pg_buf b = {0};
-  pg_buf_adds(&b,
-              "failed migrations in the target database, new migrations will "
-              "not be applied (Prisma's P3009):");
-  pg_buf_adds(&b, st->failed_detail ? st->failed_detail : "");
-  pg_buf_adds(&b, "\nResolve each one first, then deploy again: if you "
+  eng_strbuf b = {0};
+  eng_strbuf_adds(
+      &b, "failed migrations in the target database, new migrations will "
+          "not be applied (Prisma's P3009):");
+  eng_strbuf_adds(&b, st->failed_detail ? st->failed_detail : "");
+  eng_strbuf_adds(&b,
+                  "\nResolve each one first, then deploy again: if you "
                   "rolled back its changes manually, run `prisma migrate "
                   "resolve --rolled-back NAME`; if you completed them "
                   "manually (hotfix), run `prisma migrate resolve --applied "
@@ -517,8 +516,8 @@ char *prisma_failed_message(const prisma_state *st) {
   size_t i;
   json_t *v;
   json_array_foreach(st->failed, i, v) {
-    pg_buf_addf(&b, "\n  prisma migrate resolve --rolled-back \"%s\"",
-                json_string_value(v));
+    eng_strbuf_addf(&b, "\n  prisma migrate resolve --rolled-back \"%s\"",
+                    json_string_value(v));
   }
   return b.data;
 }

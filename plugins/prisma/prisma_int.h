@@ -25,6 +25,8 @@
 
 #include "pg_int.h"
 
+#include <engine/mem.h>
+
 #define PRISMA_LOCK_KEY "72707369"
 #define PRISMA_TABLE "_prisma_migrations"
 

@@ -134,28 +134,28 @@ static void prisma_status_end(pg_sess *s, void *ud, int rc) {
                json_array_size(st.pending), json_array_size(st.failed),
                json_array_size(st.modified));
   if (t->require && !up) {
-    pg_buf b = {0};
-    pg_buf_addf(&b, "the database %s is not up to date with %s:",
-                pg_sess_display(s), t->dir.path);
+    eng_strbuf b = {0};
+    eng_strbuf_addf(&b, "the database %s is not up to date with %s:",
+                    pg_sess_display(s), t->dir.path);
     const char *kinds[3] = {"pending", "failed", "modified"};
     json_t *lists[3] = {st.pending, st.failed, st.modified};
     for (int i = 0; i < 3; i++) {
       if (!json_array_size(lists[i])) continue;
       char *m = prisma_json_join(lists[i]);
-      pg_buf_addf(&b, " %s: %s;", kinds[i], m);
+      eng_strbuf_addf(&b, " %s: %s;", kinds[i], m);
       free(m);
     }
     if (json_array_size(st.failed))
-      pg_buf_adds(&b, " resolve failed migrations with `prisma migrate "
-                      "resolve --rolled-back NAME` or `--applied NAME`;");
+      eng_strbuf_adds(&b, " resolve failed migrations with `prisma migrate "
+                          "resolve --rolled-back NAME` or `--applied NAME`;");
     if (json_array_size(st.pending))
-      pg_buf_adds(&b, " apply pending ones with prisma.deploy;");
+      eng_strbuf_adds(&b, " apply pending ones with prisma.deploy;");
     if (json_array_size(st.modified))
-      pg_buf_adds(&b, " an edited migration.sql must be restored to what "
-                      "was applied (or shipped as a new migration);");
+      eng_strbuf_adds(&b, " an edited migration.sql must be restored to what "
+                          "was applied (or shipped as a new migration);");
     b.data[b.len - 1] = '\0';
     pg_op_fail(&t->op, ENG_ERR_FAILED, "%s", b.data);
-    pg_buf_free(&b);
+    eng_strbuf_free(&b);
     prisma_state_free(&st);
     return;
   }
@@ -185,13 +185,13 @@ int prisma_act_status(eng_call *call, const json_t *params) {
   int rc = prisma_url_prepare(call, pg_url_param(params, "url"), &url,
                               &schema);
   if (rc != ENG_OK) return rc;
-  prisma_status_op *t = pg_xcalloc(1, sizeof *t);
+  prisma_status_op *t = eng_xcalloc(1, sizeof *t);
   pg_op_init(&t->op, call, prisma_status_destroy);
   t->url = url;
   t->schema = schema;
   t->require = pg_pbool(params, "require_up_to_date", 0);
   const char *dir = pg_pstr(params, "migrations");
-  t->dir.path = pg_strdup(dir && *dir ? dir : "prisma/migrations");
+  t->dir.path = eng_xstrdup(dir && *dir ? dir : "prisma/migrations");
   rc = pg_op_work(&t->op, prisma_status_read, prisma_status_dir, t);
   if (rc != ENG_OK) {
     /* nothing is outstanding: finish reports the failure */

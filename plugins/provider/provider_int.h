@@ -6,7 +6,7 @@
  * the AWS RDS Query API (version 2014-10-31) through the AWS layer
  * (plugins/aws). Layers, bottom up:
  *   rds_parse.c     RDS answers (DBInstance, DBSnapshot, pages) into
- *                   structs: no I/O, fuzzed (tests/fuzz/fuzz_rds_xml.c);
+ *                   structs: no I/O, fuzzed (tests/fuzz/fuzz_aws_xml.c);
  *   rds_wait.c      the waiter's decisions: next poll delay, done, failed
  *                   or out of time, with the clock passed in (unit tested
  *                   with answers recorded from moto);
@@ -20,8 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <engine/plugin.h>
+#include <engine/mem.h>
 #include <engine/op.h>
+#include <engine/plugin.h>
 
 #include "aws.h"
 

@@ -122,7 +122,7 @@ static void job_on_cancel(eng_op *op) {
 static job *job_new(eng_call *call, const json_t *p, const char *what,
                     int *rc) {
   char err[512];
-  job *j = aws_xcalloc(1, sizeof *j);
+  job *j = eng_xcalloc(1, sizeof *j);
   j->p = json_deep_copy(p);
   j->what = what;
   *rc = aws_cfg_load(H, call, p, "rds", &j->cfg, err, sizeof err);
@@ -266,7 +266,7 @@ static void fail_query(job *j, aws_query *q) {
   if (refused_with(q, "DBInstanceNotFound") && j->instance) {
     /* name the instances that do exist, with the closest first */
     free(j->pending_msg);
-    j->pending_msg = aws_xstrdup(msg);
+    j->pending_msg = eng_xstrdup(msg);
     j->pending_rc = ENG_ERR_NOTFOUND;
     aws_query *l = rds_q(j, "DescribeDBInstances");
     aws_query_param(l, "MaxRecords", "100");
@@ -295,8 +295,8 @@ static size_t edit_distance(const char *a, const char *b) {
 static void suggest_listed(job *j, aws_query *q) {
   rds_instance *v = NULL;
   size_t n = rds_parse_instances(q->doc, &v, NULL);
-  aws_buf b = {0};
-  aws_buf_adds(&b, j->pending_msg);
+  eng_strbuf b = {0};
+  eng_strbuf_adds(&b, j->pending_msg);
   const char *close = NULL;
   size_t best = 4;
   for (size_t i = 0; i < n; i++) {
@@ -306,19 +306,19 @@ static void suggest_listed(job *j, aws_query *q) {
       close = v[i].id;
     }
   }
-  if (close) aws_buf_addf(&b, " (did you mean '%s'?)", close);
+  if (close) eng_strbuf_addf(&b, " (did you mean '%s'?)", close);
   if (n) {
-    aws_buf_adds(&b, "; instances here:");
+    eng_strbuf_adds(&b, "; instances here:");
     for (size_t i = 0; i < n && i < 20; i++)
-      aws_buf_addf(&b, "%s %s (%s)", i ? "," : "", v[i].id, v[i].status);
-    if (n > 20) aws_buf_addf(&b, ", and %zu more", n - 20);
+      eng_strbuf_addf(&b, "%s %s (%s)", i ? "," : "", v[i].id, v[i].status);
+    if (n > 20) eng_strbuf_addf(&b, ", and %zu more", n - 20);
   } else {
-    aws_buf_addf(&b, "; no instance exists in region %s at %s",
-                 j->cfg.region, j->cfg.endpoint);
+    eng_strbuf_addf(&b, "; no instance exists in region %s at %s",
+                    j->cfg.region, j->cfg.endpoint);
   }
   rds_instances_free(v, n);
   eng_op_fail(&j->op, j->pending_rc, "%s", b.data);
-  aws_buf_free(&b);
+  eng_strbuf_free(&b);
 }
 
 static void suggest_failed(job *j, aws_query *q) {
@@ -503,7 +503,7 @@ int rds_describe_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "describe", &rc);
   if (!j) return rc;
-  j->instance = aws_xstrdup(pstr(j, "instance"));
+  j->instance = eng_xstrdup(pstr(j, "instance"));
   describe_then(j, describe_ok, NULL);
   return ENG_OK;
 }
@@ -563,9 +563,9 @@ int rds_snapshot_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "snapshot", &rc);
   if (!j) return rc;
-  j->instance = aws_xstrdup(pstr(j, "instance"));
+  j->instance = eng_xstrdup(pstr(j, "instance"));
   if (pstr(j, "snapshot_id")) {
-    j->snapshot = aws_xstrdup(pstr(j, "snapshot_id"));
+    j->snapshot = eng_xstrdup(pstr(j, "snapshot_id"));
   } else { /* INSTANCE-RUN_ID: unique per run, traceable to it */
     const char *dir = H->run_dir(call);
     const char *rid = dir && strrchr(dir, '/') ? strrchr(dir, '/') + 1 : NULL;
@@ -577,7 +577,7 @@ int rds_snapshot_start(eng_call *call, const json_t *p) {
       strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
       rid = stamp;
     }
-    j->snapshot = aws_asprintf("%s-%s", j->instance, rid);
+    j->snapshot = eng_asprintf("%s-%s", j->instance, rid);
     for (char *c = j->snapshot; *c; c++) *c = (char)tolower((unsigned char)*c);
   }
   json_t *w = undo_with(j);
@@ -611,9 +611,9 @@ static void snapshots_report(job *j) {
   char err[256];
   aws_pick_parse(pick, &within, err, sizeof err);
   size_t n = json_array_size(j->acc), m = 0;
-  int64_t *times = aws_xcalloc(n, sizeof *times);
-  const char **names = aws_xcalloc(n, sizeof *names);
-  size_t *idx = aws_xcalloc(n, sizeof *idx);
+  int64_t *times = eng_xcalloc(n, sizeof *times);
+  const char **names = eng_xcalloc(n, sizeof *names);
+  size_t *idx = eng_xcalloc(n, sizeof *idx);
   for (size_t i = 0; i < n; i++) { /* only what a restore can use */
     json_t *s = json_array_get(j->acc, i);
     if (strcmp(json_string_value(json_object_get(s, "status")), "available") ||
@@ -686,7 +686,7 @@ int rds_snapshots_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "snapshots", &rc);
   if (!j) return rc;
-  j->instance = aws_xstrdup(pstr(j, "instance"));
+  j->instance = eng_xstrdup(pstr(j, "instance"));
   j->acc = json_array();
   snapshots_page(j);
   return ENG_OK;
@@ -805,7 +805,7 @@ int rds_restore_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "restore", &rc);
   if (!j) return rc;
-  j->instance = aws_xstrdup(pstr(j, "instance"));
+  j->instance = eng_xstrdup(pstr(j, "instance"));
   describe_then(j, restore_exists, restore_free_id);
   return ENG_OK;
 }
@@ -866,9 +866,10 @@ static void delete_call(job *j, int guarded) {
   if (pbool(j, "skip_final_snapshot", 0)) {
     aws_query_param(q, "SkipFinalSnapshot", "true");
   } else {
-    j->snapshot = pstr(j, "final_snapshot_id")
-                      ? aws_xstrdup(pstr(j, "final_snapshot_id"))
-                      : aws_asprintf("%s-final-%lld", j->instance, (long long)wall_s());
+    j->snapshot =
+        pstr(j, "final_snapshot_id")
+            ? eng_xstrdup(pstr(j, "final_snapshot_id"))
+            : eng_asprintf("%s-final-%lld", j->instance, (long long)wall_s());
     aws_query_param(q, "SkipFinalSnapshot", "false");
     aws_query_param(q, "FinalDBSnapshotIdentifier", j->snapshot);
   }
@@ -893,7 +894,7 @@ int rds_delete_instance_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "delete_instance", &rc);
   if (!j) return rc;
-  j->instance = aws_xstrdup(id);
+  j->instance = eng_xstrdup(id);
   if (!if_exists) {
     delete_call(j, 1);
     return ENG_OK;
@@ -917,7 +918,7 @@ static void delete_snapshot_found(job *j, aws_query *q) {
   size_t n = rds_parse_snapshots(q->doc, &v, NULL);
   char *inst = NULL;
   for (size_t i = 0; i < n; i++)
-    if (!strcmp(v[i].id, j->snapshot)) inst = aws_xstrdup(v[i].instance);
+    if (!strcmp(v[i].id, j->snapshot)) inst = eng_xstrdup(v[i].instance);
   rds_snapshots_free(v, n);
   int g = H->guard_target(j->op.call, ENG_TARGET_SNAPSHOT, j->snapshot,
                           inst && *inst ? inst : NULL);
@@ -943,7 +944,7 @@ int rds_delete_snapshot_start(eng_call *call, const json_t *p) {
   int rc;
   job *j = job_new(call, p, "delete_snapshot", &rc);
   if (!j) return rc;
-  j->snapshot = aws_xstrdup(pstr(j, "snapshot_id"));
+  j->snapshot = eng_xstrdup(pstr(j, "snapshot_id"));
   aws_query *q = rds_q(j, "DescribeDBSnapshots");
   aws_query_param(q, "DBSnapshotIdentifier", j->snapshot);
   run(j, q, delete_snapshot_found, delete_snapshot_missing);

@@ -13,7 +13,7 @@
 
 static char *dup_text(const aws_xml *x, const char *name) {
   const char *t = aws_xml_text(x, name);
-  return aws_xstrdup(t ? t : "");
+  return eng_xstrdup(t ? t : "");
 }
 
 /* The <...Result> element of the answer (or the root when there is none). */
@@ -34,7 +34,7 @@ static size_t collect(const aws_xml *doc, const char *list, const char *item,
   const aws_xml **v = NULL;
   if (marker) {
     const char *m = aws_xml_text(r, "Marker");
-    *marker = m && *m ? aws_xstrdup(m) : NULL;
+    *marker = m && *m ? eng_xstrdup(m) : NULL;
   }
   const aws_xml *parents[2] = {r, aws_xml_child(r, list)};
   for (int k = 0; k < 2; k++) {
@@ -43,9 +43,7 @@ static size_t collect(const aws_xml *doc, const char *list, const char *item,
       if (strcmp(c->name, item)) continue;
       if (n == cap) {
         cap = cap ? cap * 2 : 8;
-        const aws_xml **nv = realloc(v, cap * sizeof *v);
-        if (!nv) abort();
-        v = nv;
+        v = eng_xrealloc(v, cap * sizeof *v);
       }
       v[n++] = c;
     }
@@ -58,7 +56,7 @@ size_t rds_parse_instances(const aws_xml *doc, rds_instance **out,
                            char **marker) {
   const aws_xml **el = NULL;
   size_t n = collect(doc, "DBInstances", "DBInstance", &el, marker);
-  rds_instance *v = aws_xcalloc(n ? n : 1, sizeof *v);
+  rds_instance *v = eng_xcalloc(n ? n : 1, sizeof *v);
   for (size_t i = 0; i < n; i++) {
     const aws_xml *x = el[i];
     const aws_xml *ep = aws_xml_child(x, "Endpoint");
@@ -98,7 +96,7 @@ size_t rds_parse_snapshots(const aws_xml *doc, rds_snapshot **out,
                            char **marker) {
   const aws_xml **el = NULL;
   size_t n = collect(doc, "DBSnapshots", "DBSnapshot", &el, marker);
-  rds_snapshot *v = aws_xcalloc(n ? n : 1, sizeof *v);
+  rds_snapshot *v = eng_xcalloc(n ? n : 1, sizeof *v);
   for (size_t i = 0; i < n; i++) {
     const aws_xml *x = el[i];
     v[i].id = dup_text(x, "DBSnapshotIdentifier");

@@ -11,6 +11,8 @@
  */
 #include "notify.h"
 
+#include <engine/mem.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,9 +357,9 @@ static int post_start(eng_call *call, const json_t *p) {
   json_decref(msg);
   char *body = nt_mask(raw, secret); /* the secret is never in the message */
   free(raw);
-  post_job *j = calloc(1, sizeof *j);
+  post_job *j = eng_xcalloc(1, sizeof *j);
   j->api = api;
-  j->secret = strdup(secret);
+  j->secret = eng_xstrdup(secret);
   nt_job_init(&j->job, host, call, job_destroy);
   char url[1024];
   if (api) {

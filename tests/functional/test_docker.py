@@ -420,6 +420,115 @@ def test_bad_engines_are_named(h):
     h.check(r.returncode == 1 and 'not a Docker API' in rep['steps']['l']['error'], rep['steps']['l'])
 
 
+def frame(stream, payload):
+    """One frame of the Docker API's multiplexed stdout/stderr stream."""
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, 'big') + payload
+
+
+class LyingEngine:
+    """Something answering the Docker API on a Unix socket with answers a
+    daemon should not give: fields missing or of the wrong type, bodies
+    cut short, errors without a message. routes: 'METHOD /path' (without
+    /v1.41 and the query) -> (status, body bytes)."""
+
+    def __init__(self, path, routes):
+        import http.server
+        import socketserver
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                n = int(self.headers.get('Content-Length') or 0)
+                if n:
+                    self.rfile.read(n)
+                p = self.path.split('?')[0]
+                if p == '/_ping':
+                    status, body = 200, b'OK'
+                else:
+                    p = p[len('/v1.41'):] if p.startswith('/v1.41') else p
+                    status, body = routes.get(f'{self.command} {p}',
+                                              (404, b'{"message":"no such thing"}'))
+                self.send_response(status)
+                self.send_header('Api-Version', '1.41')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = answer
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self.srv = Server(path, Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@suite.test
+def test_unreadable_answers_fail_with_what_was_wrong(h):
+    """Each answer the plugin reads, wrong in one way: the step fails naming
+    what was wrong (no crash, and no default passing for success)."""
+    running = {'State': {'Status': 'running', 'Running': True}}
+    routes = {
+        'GET /containers/json': (200, b'{"Id":"not-a-list"}'),
+        'GET /containers/noid/json': (200, json.dumps({'Name': '/noid', **running}).encode()),
+        'GET /containers/badid/json': (200, json.dumps({'Id': '../../_ping', **running}).encode()),
+        'GET /containers/cut/json': (200, b'{"Id":"c0","State":{"Sta'),
+        'GET /containers/c1/json': (200, json.dumps({'Id': 'c1', 'Name': '/c1', **running}).encode()),
+        'POST /containers/c1/exec': (201, b'{}'),
+        'GET /containers/c2/json': (200, json.dumps({'Id': 'c2', 'Name': '/c2', **running}).encode()),
+        'POST /containers/c2/exec': (201, b'{"Id":"e2"}'),
+        'POST /exec/e2/start': (200, b''),
+        'GET /exec/e2/json': (200, b'{"Running":false}'),
+        'GET /volumes': (200, b'{"Volumes":"none"}'),
+        'POST /containers/create': (201, b'{"Warnings":[]}'),
+        'GET /containers/c3/json': (200, json.dumps({'Id': 'c3', 'Name': '/c3', **running}).encode()),
+        'POST /containers/c3/exec': (201, b'{"Id":"e3"}'),
+        'POST /exec/e3/start': (200, frame(1, b'ok \xff\n') + frame(2, b'warn \xe2\x82\n')),
+        'GET /exec/e3/json': (200, b'{"Running":false,"ExitCode":0}'),
+    }
+    path = str(h.tmp / 'lying.sock')
+    srv = LyingEngine(path, routes)
+    e = {'DOCKER_HOST': f'unix://{path}'}
+    cases = [
+        ('containers', '{}', 'is an object, not a list of containers'),
+        ('inspect', '{container: noid}', 'has no Id'),
+        ('inspect', '{container: badid}', "Id is not an id"),
+        ('inspect', '{container: cut}', 'is not JSON'),
+        ('exec', '{container: c1, command: "true"}', 'has no Id'),
+        ('exec', '{container: c2, command: "true"}', 'has no ExitCode'),
+        ('volumes', '{}', "Volumes is a string, not a list"),
+        ('run', '{image: img, command: "true"}', 'has no Id; if it exists, engine cleanup removes it'),
+    ]
+    try:
+        for i, (action, args, want) in enumerate(cases):
+            r, rep = run(h, f'version: 1\nname: lie\nsteps:\n  - id: x\n    uses: docker.{action}\n'
+                            f'    with: {args}\n', name=f'lie{i}.yaml', extra_env=e)
+            err = (rep or {}).get('steps', {}).get('x', {}).get('error', '')
+            h.check(r.returncode == 1 and want in err and 'Sanitizer' not in r.stderr,
+                    f'{action} {args}: {err or r.stdout + r.stderr}')
+        # output that is not UTF-8 (a cut character, a stray byte) is still text
+        r, rep = run(h, 'version: 1\nname: lie\nsteps:\n  - id: x\n    uses: docker.exec\n'
+                        '    with: {container: c3, command: "true"}\n', name='lie-text.yaml',
+                     extra_env=e)
+        o = (rep or {}).get('steps', {}).get('x', {}).get('outputs', {})
+        h.check(r.returncode == 0 and o.get('stdout') == 'ok \ufffd\n' and
+                o.get('stderr_tail') == 'warn \ufffd\ufffd\n', r.stdout + r.stderr)
+        # an error answer without a message quotes the body
+        routes['GET /containers/json'] = (500, b'{"cause":"disk\\nfull"}\r\n')
+        r, rep = run(h, 'version: 1\nname: lie\nsteps:\n  - id: x\n    uses: docker.containers\n',
+                     name='lie-err.yaml', extra_env=e)
+        h.check(r.returncode == 1 and 'HTTP 500: {"cause":"disk\\nfull"}' in rep['steps']['x']['error'],
+                rep['steps']['x'])
+    finally:
+        srv.close()
+
+
 if __name__ == '__main__':
     try:
         suite.main()
