@@ -17,8 +17,93 @@ typedef struct conv {
   bool failed;
 } conv;
 
-static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
-  if (c->failed) return NULL;
+static eng__node *convert(conv *c, yaml_node_t *yn, int depth);
+
+/* A scalar's text; false (said) for one holding a NUL. */
+static bool convert_scalar(conv *c, yaml_node_t *yn, eng__node *n) {
+  n->kind = ENG__N_SCALAR;
+  if (memchr(yn->data.scalar.value, '\0', yn->data.scalar.length)) {
+    /* a "\0" escape would cut the value short wherever C reads it */
+    eng__diag_error(c->d, c->file, n->line, n->col,
+                    "a NUL character (\\0) in a value is not allowed: "
+                    "remove it");
+    c->failed = true;
+    return false;
+  }
+  n->str = eng__xstrndup((const char *)yn->data.scalar.value,
+                         yn->data.scalar.length);
+  n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+  return true;
+}
+
+static void convert_seq(conv *c, yaml_node_t *yn, eng__node *n, int depth) {
+  n->kind = ENG__N_SEQ;
+  size_t cnt = (size_t)(yn->data.sequence.items.top -
+                        yn->data.sequence.items.start);
+  n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
+  for (size_t i = 0; i < cnt; i++) {
+    yaml_node_t *item =
+        yaml_document_get_node(c->doc, yn->data.sequence.items.start[i]);
+    eng__node *v = item ? convert(c, item, depth + 1) : NULL;
+    if (!v) break;
+    n->vals[n->n++] = v;
+  }
+}
+
+/* One key of a mapping, checked: a scalar, not seen before (seen: key ->
+ * its line, hashed, so a map of many keys stays linear). NULL when the
+ * conversion cannot go on. */
+static eng__node *convert_key(conv *c, yaml_node_t *kn, json_t *seen,
+                              int depth) {
+  if (kn->type != YAML_SCALAR_NODE) {
+    eng__diag_error(c->d, c->file, (int)kn->start_mark.line + 1,
+                    (int)kn->start_mark.column + 1,
+                    "a mapping key must be a plain string");
+    c->failed = true;
+    return NULL;
+  }
+  eng__node *k = convert(c, kn, depth + 1);
+  if (!k) return NULL;
+  json_t *first = json_object_get(seen, k->str);
+  if (first) {
+    eng__diag_error(c->d, c->file, k->line, k->col,
+                    "duplicate key '%s' (first at line %d); remove "
+                    "one of them",
+                    k->str, (int)json_integer_value(first));
+    c->failed = true;
+  } else {
+    json_object_set_new(seen, k->str, json_integer(k->line));
+  }
+  return k;
+}
+
+static void convert_map(conv *c, yaml_node_t *yn, eng__node *n, int depth) {
+  n->kind = ENG__N_MAP;
+  size_t cnt = (size_t)(yn->data.mapping.pairs.top -
+                        yn->data.mapping.pairs.start);
+  n->keys = eng__xcalloc(cnt ? cnt : 1, sizeof *n->keys);
+  n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
+  json_t *seen = json_object();
+  for (size_t i = 0; i < cnt; i++) {
+    yaml_node_pair_t *p = &yn->data.mapping.pairs.start[i];
+    yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+    yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+    if (!kn || !vn) break;
+    eng__node *k = convert_key(c, kn, seen, depth);
+    if (!k) break;
+    eng__node *v = convert(c, vn, depth + 1);
+    if (!v) {
+      eng__node_free(k);
+      break;
+    }
+    n->keys[n->n] = k;
+    n->vals[n->n++] = v;
+  }
+  json_decref(seen);
+}
+
+/* Within the bounds of depth and node count; false (said) when not. */
+static bool within_bounds(conv *c, yaml_node_t *yn, int depth) {
   if (depth > ENG__YAML_MAX_DEPTH) {
     eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
                     (int)yn->start_mark.column + 1,
@@ -26,7 +111,7 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
                     "this: flatten the structure",
                     ENG__YAML_MAX_DEPTH);
     c->failed = true;
-    return NULL;
+    return false;
   }
   if (++c->count > ENG__YAML_MAX_NODES) {
     eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
@@ -35,84 +120,29 @@ static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
                     "aliases expand without bound); split it",
                     ENG__YAML_MAX_NODES);
     c->failed = true;
-    return NULL;
+    return false;
   }
+  return true;
+}
+
+static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
+  if (c->failed || !within_bounds(c, yn, depth)) return NULL;
   eng__node *n = eng__xcalloc(1, sizeof *n);
   n->line = (int)yn->start_mark.line + 1;
   n->col = (int)yn->start_mark.column + 1;
   switch (yn->type) {
   case YAML_SCALAR_NODE:
-    n->kind = ENG__N_SCALAR;
-    if (memchr(yn->data.scalar.value, '\0', yn->data.scalar.length)) {
-      /* a "\0" escape would cut the value short wherever C reads it */
-      eng__diag_error(c->d, c->file, n->line, n->col,
-                      "a NUL character (\\0) in a value is not allowed: "
-                      "remove it");
-      c->failed = true;
+    if (!convert_scalar(c, yn, n)) {
       free(n);
       return NULL;
     }
-    n->str = eng__xstrndup((const char *)yn->data.scalar.value,
-                           yn->data.scalar.length);
-    n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     break;
-  case YAML_SEQUENCE_NODE: {
-    n->kind = ENG__N_SEQ;
-    size_t cnt = (size_t)(yn->data.sequence.items.top -
-                          yn->data.sequence.items.start);
-    n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
-    for (size_t i = 0; i < cnt; i++) {
-      yaml_node_t *item =
-          yaml_document_get_node(c->doc, yn->data.sequence.items.start[i]);
-      eng__node *v = item ? convert(c, item, depth + 1) : NULL;
-      if (!v) break;
-      n->vals[n->n++] = v;
-    }
+  case YAML_SEQUENCE_NODE:
+    convert_seq(c, yn, n, depth);
     break;
-  }
-  case YAML_MAPPING_NODE: {
-    n->kind = ENG__N_MAP;
-    size_t cnt = (size_t)(yn->data.mapping.pairs.top -
-                          yn->data.mapping.pairs.start);
-    n->keys = eng__xcalloc(cnt ? cnt : 1, sizeof *n->keys);
-    n->vals = eng__xcalloc(cnt ? cnt : 1, sizeof *n->vals);
-    json_t *seen = json_object();
-    for (size_t i = 0; i < cnt; i++) {
-      yaml_node_pair_t *p = &yn->data.mapping.pairs.start[i];
-      yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
-      yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
-      if (!kn || !vn) break;
-      if (kn->type != YAML_SCALAR_NODE) {
-        eng__diag_error(c->d, c->file, (int)kn->start_mark.line + 1,
-                        (int)kn->start_mark.column + 1,
-                        "a mapping key must be a plain string");
-        c->failed = true;
-        break;
-      }
-      eng__node *k = convert(c, kn, depth + 1);
-      if (!k) break;
-      /* keys seen so far, hashed: a map of many keys stays linear */
-      json_t *first = json_object_get(seen, k->str);
-      if (first) {
-        eng__diag_error(c->d, c->file, k->line, k->col,
-                        "duplicate key '%s' (first at line %d); remove "
-                        "one of them",
-                        k->str, (int)json_integer_value(first));
-        c->failed = true;
-      } else {
-        json_object_set_new(seen, k->str, json_integer(k->line));
-      }
-      eng__node *v = convert(c, vn, depth + 1);
-      if (!v) {
-        eng__node_free(k);
-        break;
-      }
-      n->keys[n->n] = k;
-      n->vals[n->n++] = v;
-    }
-    json_decref(seen);
+  case YAML_MAPPING_NODE:
+    convert_map(c, yn, n, depth);
     break;
-  }
   default:
     n->kind = ENG__N_SCALAR;
     n->str = eng__xstrdup("");

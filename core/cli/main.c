@@ -125,7 +125,9 @@ static int set_log_format(eng__run_opts *o, const char *text) {
   return 0;
 }
 
-static int parse_args(cli *c, int argc, char **argv) {
+/* The defaults the environment sets (ENGINE_*, NO_COLOR); 0 or an exit
+ * code. */
+static int env_defaults(cli *c) {
   c->o.jobs = 4;
   const char *grace = getenv("ENGINE_CANCEL_GRACE");
   if (grace && *grace && set_cancel_grace(grace) != 0)
@@ -143,105 +145,121 @@ static int parse_args(cli *c, int argc, char **argv) {
   const char *fmt = getenv("ENGINE_LOG_FORMAT");
   if (fmt && *fmt && set_log_format(&c->o, fmt) != 0)
     return cli_usage_error("ENGINE_LOG_FORMAT is text or json, not '%s'", fmt);
+  return 0;
+}
+
+/* --set NAME=VALUE */
+static int set_param(cli *c, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg)
+    return cli_usage_error("--set needs NAME=VALUE, got '%s'", arg);
+  char *k = eng__xstrndup(arg, (size_t)(eq - arg));
+  json_object_set_new(c->o.sets, k, json_string(eq + 1));
+  free(k);
+  return 0;
+}
+
+/* --params-file FILE: a YAML mapping of parameter names to values. */
+static int params_file(cli *c, const char *file) {
+  eng__diags d = {0};
+  size_t len;
+  char *text = eng__read_file(file, 8u << 20, &len);
+  if (!text) return cli_usage_error("cannot read --params-file '%s'", file);
+  eng__node *n = eng__yaml_parse(file, text, len, &d);
+  free(text);
+  eng__diags_free(&d);
+  if (!n) return ENG_EXIT_USAGE;
+  if (n->kind != ENG__N_MAP) {
+    eng__node_free(n);
+    return cli_usage_error("--params-file '%s' must hold a mapping of "
+                           "parameter names to values", file);
+  }
+  json_decref(c->o.params_file);
+  c->o.params_file = eng__node_to_json(n);
+  eng__node_free(n);
+  return 0;
+}
+
+/* One option getopt returned; 0 or an exit code. */
+static int apply_option(cli *c, int ch, char **argv) {
+  switch (ch) {
+  case 'p': return set_param(c, optarg);
+  case OPT_PARAMS_FILE: return params_file(c, optarg);
+  case OPT_DRY_RUN: c->o.plan_only = true; break;
+  case OPT_ALLOW_DESTRUCTIVE: c->o.allow_destructive = true; break;
+  case OPT_APPROVE:
+    c->approve = eng__xrealloc(c->approve, (c->n_approve + 1) * sizeof *c->approve);
+    c->approve[c->n_approve++] = optarg;
+    break;
+  case OPT_RESUME: c->o.resume = optarg; break;
+  case OPT_ONLY: c->o.only = optarg; break;
+  case OPT_FROM: c->o.from = optarg; break;
+  case OPT_JOBS: {
+    char *end;
+    long j = strtol(optarg, &end, 10);
+    if (*end || j < 1 || j > 256)
+      return cli_usage_error("--jobs needs a number from 1 to 256, got '%s'", optarg);
+    c->o.jobs = (int)j;
+    break;
+  }
+  case OPT_STATE_DIR: c->o.state_dir = optarg; break;
+  case OPT_REPORT: c->o.report = optarg; break;
+  case OPT_JUNIT: c->o.junit = optarg; break;
+  case OPT_EVIDENCE: c->o.evidence = optarg; break;
+  case OPT_PLUGIN_PATH:
+    c->plugin_dirs = eng__xrealloc(c->plugin_dirs, (c->n_plugin_dirs + 1) * sizeof *c->plugin_dirs);
+    c->plugin_dirs[c->n_plugin_dirs++] = optarg;
+    break;
+  case OPT_LOG_FORMAT:
+    if (set_log_format(&c->o, optarg) != 0)
+      return cli_usage_error("--log-format is text or json, not '%s'", optarg);
+    break;
+  case 'q': c->o.verbosity = -1; break;
+  case 'v': c->o.verbosity = 1; break;
+  case OPT_NO_COLOR: c->o.color = false; break;
+  case OPT_CANCEL_GRACE:
+    if (set_cancel_grace(optarg) != 0)
+      return cli_usage_error("--cancel-grace needs a duration such as 10s or "
+                         "500ms (at most 1h), got '%s'", optarg);
+    break;
+  case OPT_LOCK:
+    if (!eng__lock_name_ok(optarg))
+      return cli_usage_error("--lock needs a name of letters, digits, '.', '_' "
+                         "and '-' (1-128 characters), got '%s'", optarg);
+    c->lock = optarg;
+    break;
+  case OPT_LOCK_TTL:
+    if (eng__parse_duration(optarg, &c->lock_ttl_ms) != 0 ||
+        c->lock_ttl_ms < 3000 || c->lock_ttl_ms > ENG__DAY_MS)
+      return cli_usage_error("--lock-ttl needs a duration from 3s to 24h, got "
+                         "'%s'", optarg);
+    break;
+  case OPT_GRACE:
+    if (eng__parse_duration(optarg, &c->o.grace_ms) != 0 ||
+        c->o.grace_ms < 0 || c->o.grace_ms > ENG__DAY_MS)
+      return cli_usage_error("--grace needs a duration such as 25s (0: no "
+                         "bound), got '%s'", optarg);
+    break;
+  case OPT_NO_LEFTOVERS: c->no_leftovers = true; break;
+  case OPT_LEFTOVERS: c->leftovers = true; break;
+  case OPT_INCLUDE_KEPT: c->include_kept = true; break;
+  case OPT_YES: c->yes = true; break;
+  case 'h': c->help = true; break;
+  case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+  default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+  }
+  return 0;
+}
+
+static int parse_args(cli *c, int argc, char **argv) {
+  int code = env_defaults(c);
+  if (code) return code;
   c->o.sets = json_object();
   optind = 1;
   opterr = 0;
   int ch;
-  while ((ch = getopt_long(argc, argv, ":p:qvh", long_opts, NULL)) != -1) {
-    switch (ch) {
-    case 'p': {
-      const char *eq = strchr(optarg, '=');
-      if (!eq || eq == optarg)
-        return cli_usage_error("--set needs NAME=VALUE, got '%s'", optarg);
-      char *k = eng__xstrndup(optarg, (size_t)(eq - optarg));
-      json_object_set_new(c->o.sets, k, json_string(eq + 1));
-      free(k);
-      break;
-    }
-    case OPT_PARAMS_FILE: {
-      eng__diags d = {0};
-      size_t len;
-      char *text = eng__read_file(optarg, 8u << 20, &len);
-      if (!text) return cli_usage_error("cannot read --params-file '%s'", optarg);
-      eng__node *n = eng__yaml_parse(optarg, text, len, &d);
-      free(text);
-      eng__diags_free(&d);
-      if (!n) return ENG_EXIT_USAGE;
-      if (n->kind != ENG__N_MAP) {
-        eng__node_free(n);
-        return cli_usage_error("--params-file '%s' must hold a mapping of "
-                           "parameter names to values",
-                           optarg);
-      }
-      json_decref(c->o.params_file);
-      c->o.params_file = eng__node_to_json(n);
-      eng__node_free(n);
-      break;
-    }
-    case OPT_DRY_RUN: c->o.plan_only = true; break;
-    case OPT_ALLOW_DESTRUCTIVE: c->o.allow_destructive = true; break;
-    case OPT_APPROVE:
-      c->approve = eng__xrealloc(c->approve, (c->n_approve + 1) * sizeof *c->approve);
-      c->approve[c->n_approve++] = optarg;
-      break;
-    case OPT_RESUME: c->o.resume = optarg; break;
-    case OPT_ONLY: c->o.only = optarg; break;
-    case OPT_FROM: c->o.from = optarg; break;
-    case OPT_JOBS: {
-      char *end;
-      long j = strtol(optarg, &end, 10);
-      if (*end || j < 1 || j > 256)
-        return cli_usage_error("--jobs needs a number from 1 to 256, got '%s'", optarg);
-      c->o.jobs = (int)j;
-      break;
-    }
-    case OPT_STATE_DIR: c->o.state_dir = optarg; break;
-    case OPT_REPORT: c->o.report = optarg; break;
-    case OPT_JUNIT: c->o.junit = optarg; break;
-    case OPT_EVIDENCE: c->o.evidence = optarg; break;
-    case OPT_PLUGIN_PATH:
-      c->plugin_dirs = eng__xrealloc(c->plugin_dirs, (c->n_plugin_dirs + 1) * sizeof *c->plugin_dirs);
-      c->plugin_dirs[c->n_plugin_dirs++] = optarg;
-      break;
-    case OPT_LOG_FORMAT:
-      if (set_log_format(&c->o, optarg) != 0)
-        return cli_usage_error("--log-format is text or json, not '%s'", optarg);
-      break;
-    case 'q': c->o.verbosity = -1; break;
-    case 'v': c->o.verbosity = 1; break;
-    case OPT_NO_COLOR: c->o.color = false; break;
-    case OPT_CANCEL_GRACE:
-      if (set_cancel_grace(optarg) != 0)
-        return cli_usage_error("--cancel-grace needs a duration such as 10s or "
-                           "500ms (at most 1h), got '%s'", optarg);
-      break;
-    case OPT_LOCK:
-      if (!eng__lock_name_ok(optarg))
-        return cli_usage_error("--lock needs a name of letters, digits, '.', '_' "
-                           "and '-' (1-128 characters), got '%s'", optarg);
-      c->lock = optarg;
-      break;
-    case OPT_LOCK_TTL:
-      if (eng__parse_duration(optarg, &c->lock_ttl_ms) != 0 ||
-          c->lock_ttl_ms < 3000 || c->lock_ttl_ms > ENG__DAY_MS)
-        return cli_usage_error("--lock-ttl needs a duration from 3s to 24h, got "
-                           "'%s'", optarg);
-      break;
-    case OPT_GRACE:
-      if (eng__parse_duration(optarg, &c->o.grace_ms) != 0 ||
-          c->o.grace_ms < 0 || c->o.grace_ms > ENG__DAY_MS)
-        return cli_usage_error("--grace needs a duration such as 25s (0: no "
-                           "bound), got '%s'", optarg);
-      break;
-    case OPT_NO_LEFTOVERS: c->no_leftovers = true; break;
-    case OPT_LEFTOVERS: c->leftovers = true; break;
-    case OPT_INCLUDE_KEPT: c->include_kept = true; break;
-    case OPT_YES: c->yes = true; break;
-    case 'h': c->help = true; break;
-    case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-    default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-    }
-  }
+  while ((ch = getopt_long(argc, argv, ":p:qvh", long_opts, NULL)) != -1)
+    if ((code = apply_option(c, ch, argv)) != 0) return code;
   c->positional = argv + optind;
   c->n_positional = (size_t)(argc - optind);
   c->state_spec = c->o.state_dir;

@@ -110,26 +110,25 @@ void eng__lh_push_json_steal(lua_State *L, json_t *j) {
 
 /* ---- Lua -> JSON ------------------------------------------------------------ */
 
-/* Never raises and never allocates Lua memory; NULL and err on failure. */
-json_t *eng__lh_to_json(lua_State *L, int idx, int depth, char *err,
-                          size_t errlen) {
-  idx = lua_absindex(L, idx);
+/* A scalar at idx into JSON (*done set), or, for a table, nothing. */
+static json_t *scalar_to_json(lua_State *L, int idx, bool *done, char *err,
+                              size_t errlen) {
+  *done = true;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
   case LUA_TNONE:
     return json_null();
   case LUA_TBOOLEAN:
     return json_boolean(lua_toboolean(L, idx));
-  case LUA_TNUMBER:
+  case LUA_TNUMBER: {
     if (lua_isinteger(L, idx))
       return json_integer((json_int_t)lua_tointeger(L, idx));
-    else {
-      json_t *r = json_real((double)lua_tonumber(L, idx));
-      if (r == NULL)
-        snprintf(err, errlen, "cannot convert %g to JSON",
-                 (double)lua_tonumber(L, idx));
-      return r;
-    }
+    json_t *r = json_real((double)lua_tonumber(L, idx));
+    if (r == NULL)
+      snprintf(err, errlen, "cannot convert %g to JSON",
+               (double)lua_tonumber(L, idx));
+    return r;
+  }
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
@@ -140,88 +139,84 @@ json_t *eng__lh_to_json(lua_State *L, int idx, int depth, char *err,
     return r;
   }
   case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(L, idx) == ENG_LUA_NULL)
-      return json_null();
+    if (lua_touserdata(L, idx) == ENG_LUA_NULL) return json_null();
     break;
   case LUA_TTABLE:
-    break;
+    *done = false;
+    return NULL;
   default:
     break;
   }
-  if (lua_type(L, idx) != LUA_TTABLE) {
-    snprintf(err, errlen, "cannot convert a %s to JSON",
-             luaL_typename(L, idx));
-    return NULL;
-  }
-  if (depth >= ENG_LUA_JSON_DEPTH) {
-    snprintf(err, errlen,
-             "cannot convert to JSON: nesting deeper than %d levels "
-             "(a cyclic table?)", ENG_LUA_JSON_DEPTH);
-    return NULL;
-  }
-  if (!lua_checkstack(L, 4)) {
-    snprintf(err, errlen, "cannot convert to JSON: Lua stack overflow");
-    return NULL;
-  }
-  /* Pass 1: is it a sequence 1..n? */
+  snprintf(err, errlen, "cannot convert a %s to JSON", luaL_typename(L, idx));
+  return NULL;
+}
+
+/* The length n of the table at idx when its keys are exactly 1..n, else 0. */
+static lua_Integer sequence_length(lua_State *L, int idx) {
   lua_Integer n = 0;
-  int seq = 1;
+  bool seq = true;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     n++;
-    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1)
-      seq = 0;
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1) seq = false;
     lua_pop(L, 1);
   }
-  if (seq && n > 0) {
-    /* keys are n distinct integers >= 1: 1..n exactly iff all <= n */
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      if (lua_tointeger(L, -2) > n)
-        seq = 0;
-      lua_pop(L, 1);
-    }
+  if (!seq || n == 0) return 0;
+  /* keys are n distinct integers >= 1: 1..n exactly iff all <= n */
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_tointeger(L, -2) > n) seq = false;
+    lua_pop(L, 1);
   }
-  if (seq && n > 0) {
-    json_t *arr = json_array();
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, idx, i);
-      json_t *v = eng__lh_to_json(L, -1, depth + 1, err, errlen);
-      lua_pop(L, 1);
-      if (v == NULL) {
-        json_decref(arr);
-        return NULL;
-      }
-      json_array_append_new(arr, v);
+  return seq ? n : 0;
+}
+
+static json_t *array_to_json(lua_State *L, int idx, lua_Integer n, int depth,
+                             char *err, size_t errlen) {
+  json_t *arr = json_array();
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    json_t *v = eng__lh_to_json(L, -1, depth + 1, err, errlen);
+    lua_pop(L, 1);
+    if (v == NULL) {
+      json_decref(arr);
+      return NULL;
     }
-    return arr;
+    json_array_append_new(arr, v);
   }
+  return arr;
+}
+
+/* The key under the value lua_next pushed, as JSON object key text (kbuf
+ * holds a number's); NULL with err for other key types. */
+static const char *key_text(lua_State *L, char kbuf[64], size_t *klen,
+                            char *err, size_t errlen) {
+  switch (lua_type(L, -2)) {
+  case LUA_TSTRING:
+    return lua_tolstring(L, -2, klen);
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, -2))
+      snprintf(kbuf, 64, "%lld", (long long)lua_tointeger(L, -2));
+    else
+      snprintf(kbuf, 64, "%.14g", (double)lua_tonumber(L, -2));
+    *klen = strlen(kbuf);
+    return kbuf;
+  default:
+    snprintf(err, errlen, "cannot convert a table with a %s key to JSON",
+             luaL_typename(L, -2));
+    return NULL;
+  }
+}
+
+static json_t *object_to_json(lua_State *L, int idx, int depth, char *err,
+                              size_t errlen) {
   json_t *obj = json_object();
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     char kbuf[64];
-    const char *key;
-    size_t klen;
-    switch (lua_type(L, -2)) {
-    case LUA_TSTRING:
-      key = lua_tolstring(L, -2, &klen);
-      break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, -2))
-        snprintf(kbuf, sizeof kbuf, "%lld", (long long)lua_tointeger(L, -2));
-      else
-        snprintf(kbuf, sizeof kbuf, "%.14g", (double)lua_tonumber(L, -2));
-      key = kbuf;
-      klen = strlen(kbuf);
-      break;
-    default:
-      snprintf(err, errlen, "cannot convert a table with a %s key to JSON",
-               luaL_typename(L, -2));
-      lua_pop(L, 2);
-      json_decref(obj);
-      return NULL;
-    }
-    json_t *v = eng__lh_to_json(L, -1, depth + 1, err, errlen);
+    size_t klen = 0;
+    const char *key = key_text(L, kbuf, &klen, err, errlen);
+    json_t *v = key ? eng__lh_to_json(L, -1, depth + 1, err, errlen) : NULL;
     if (v == NULL || json_object_setn_new(obj, key, klen, v) != 0) {
       if (v != NULL) /* else err is set already */
         snprintf(err, errlen, "cannot convert a key that is not valid "
@@ -233,4 +228,26 @@ json_t *eng__lh_to_json(lua_State *L, int idx, int depth, char *err,
     lua_pop(L, 1);
   }
   return obj;
+}
+
+/* Never raises and never allocates Lua memory; NULL and err on failure. */
+json_t *eng__lh_to_json(lua_State *L, int idx, int depth, char *err,
+                        size_t errlen) {
+  idx = lua_absindex(L, idx);
+  bool done;
+  json_t *v = scalar_to_json(L, idx, &done, err, errlen);
+  if (done) return v;
+  if (depth >= ENG_LUA_JSON_DEPTH) {
+    snprintf(err, errlen,
+             "cannot convert to JSON: nesting deeper than %d levels "
+             "(a cyclic table?)", ENG_LUA_JSON_DEPTH);
+    return NULL;
+  }
+  if (!lua_checkstack(L, 4)) {
+    snprintf(err, errlen, "cannot convert to JSON: Lua stack overflow");
+    return NULL;
+  }
+  lua_Integer n = sequence_length(L, idx);
+  return n > 0 ? array_to_json(L, idx, n, depth, err, errlen)
+               : object_to_json(L, idx, depth, err, errlen);
 }

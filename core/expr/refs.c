@@ -158,6 +158,110 @@ static void check_output(refctx *c, const eng__step *s, const char *name,
   err(c, "%s: %s has no such output", shown, s->action->full, hint);
 }
 
+/* Past a string literal, a long bracket or a comment at *p: true when one
+ * was skipped. */
+static bool skip_non_code(const char **pp) {
+  const char *p = *pp;
+  if (*p == '"' || *p == '\'') {
+    char q = *p++;
+    while (*p && *p != q) p += (*p == '\\' && p[1]) ? 2 : 1;
+    if (*p) p++;
+  } else if (p[0] == '[' && (p[1] == '[' || p[1] == '=')) {
+    const char *e = strstr(p, "]]");
+    p = e ? e + 2 : p + strlen(p);
+  } else if (p[0] == '-' && p[1] == '-') {
+    while (*p && *p != '\n') p++;
+  } else {
+    return false;
+  }
+  *pp = p;
+  return true;
+}
+
+/* params.NAME at *q: a declared parameter. */
+static void check_param_ref(refctx *c, const char **q) {
+  char *name = next_name(q);
+  if (!name) return;
+  const char **pn = eng__xcalloc(c->rb->n_params + 1, sizeof *pn);
+  bool known = false;
+  for (size_t i = 0; i < c->rb->n_params; i++) {
+    pn[i] = c->rb->params[i].name;
+    if (!strcmp(pn[i], name)) known = true;
+  }
+  if (!known)
+    err(c, "params.%s: no such parameter%s", name,
+        c->rb->n_params ? "" : " (the runbook declares none)",
+        eng__suggest(name, pn, c->rb->n_params));
+  free(pn);
+  free(name);
+}
+
+/* steps.ID that names no step: said with the nearest id, and, for
+ * steps.safety-backup (Lua reads steps.safety - backup), the spelling
+ * that works. q is just past ID. */
+static void unknown_step(refctx *c, const char *id, const char *q) {
+  const char *ids[4096];
+  size_t k = 0;
+  for (size_t i = 0; i < c->rb->n_steps && k < 4096; i++)
+    if (c->rb->steps[i].id) ids[k++] = c->rb->steps[i].id;
+  const char *hint = eng__suggest(id, ids, k);
+  char *dashed = NULL;
+  if (*q == '-' && ident_char(q[1])) {
+    const char *e = q + 1;
+    while (ident_char(*e) || (*e == '-' && ident_char(e[1]))) e++;
+    dashed = eng__asprintf("%s%.*s", id, (int)(e - q), q);
+    if (step_named(c->rb, dashed)) {
+      for (char *x = dashed; *x; x++)
+        if (*x == '-') *x = '_';
+      hint = dashed;
+    }
+  }
+  err(c, "steps.%s: no such step%s", id,
+      dashed && hint == dashed ? " (Lua reads a dash as a minus: use "
+                                 "the underscore spelling or steps[\"...\"])" : "",
+      hint);
+  free(dashed);
+}
+
+/* steps.ID[.status | .outputs.NAME] at *q. */
+static void check_step_ref(refctx *c, const char **q) {
+  char *id = next_name(q);
+  if (!id) return;
+  const eng__step *st = step_named(c->rb, id);
+  if (!st) {
+    unknown_step(c, id, *q);
+    free(id);
+    return;
+  }
+  char *field = next_name(q);
+  if (field && strcmp(field, "status") && strcmp(field, "outputs")) {
+    static const char *const fields[] = {"status", "outputs"};
+    err(c, "steps.%s.%s: a step has 'status' and 'outputs'", id, field,
+        eng__suggest(field, fields, 2));
+  } else if (field && !strcmp(field, "outputs")) {
+    char *out = next_name(q);
+    if (out) {
+      char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
+      check_output(c, st, out, shown);
+      check_ran(c, st, shown);
+      free(shown);
+    }
+    free(out);
+  }
+  free(field);
+  free(id);
+}
+
+/* outputs.NAME at *q, in a step's own check or outputs. */
+static void check_own_output_ref(refctx *c, const char **q) {
+  char *out = next_name(q);
+  if (!out) return;
+  char *shown = eng__asprintf("outputs.%s", out);
+  check_output(c, c->self, out, shown);
+  free(shown);
+  free(out);
+}
+
 static void check_code(refctx *c, const char *code) {
   if (!code) return;
   /* a local named like a root: the code means its own */
@@ -167,27 +271,8 @@ static void check_code(refctx *c, const char *code) {
     snprintf(pat, sizeof pat, "local %s", roots[r]);
     if (strstr(code, pat)) return;
   }
-  const char *const *pnames = NULL;
-  const char **pn = eng__xcalloc(c->rb->n_params + 1, sizeof *pn);
-  for (size_t i = 0; i < c->rb->n_params; i++) pn[i] = c->rb->params[i].name;
-  pnames = pn;
   for (const char *p = code; *p;) {
-    /* skip strings and comments */
-    if (*p == '"' || *p == '\'') {
-      char q = *p++;
-      while (*p && *p != q) p += (*p == '\\' && p[1]) ? 2 : 1;
-      if (*p) p++;
-      continue;
-    }
-    if (p[0] == '[' && (p[1] == '[' || p[1] == '=')) {
-      const char *e = strstr(p, "]]");
-      p = e ? e + 2 : p + strlen(p);
-      continue;
-    }
-    if (p[0] == '-' && p[1] == '-') {
-      while (*p && *p != '\n') p++;
-      continue;
-    }
+    if (skip_non_code(&p)) continue;
     if (!ident_char(*p) || (p > code && (ident_char(p[-1]) || p[-1] == '.' || p[-1] == ':'))) {
       p++;
       continue;
@@ -196,79 +281,11 @@ static void check_code(refctx *c, const char *code) {
     while (ident_char(*p)) p++;
     size_t n = (size_t)(p - s);
     const char *q = p;
-    if (n == 6 && !strncmp(s, "params", 6)) {
-      char *name = next_name(&q);
-      if (name) {
-        bool known = false;
-        for (size_t i = 0; i < c->rb->n_params; i++)
-          if (!strcmp(c->rb->params[i].name, name)) known = true;
-        if (!known)
-          err(c, "params.%s: no such parameter%s", name,
-              c->rb->n_params ? "" : " (the runbook declares none)",
-              eng__suggest(name, pnames, c->rb->n_params));
-        free(name);
-        p = q;
-      }
-    } else if (n == 5 && !strncmp(s, "steps", 5)) {
-      char *id = next_name(&q);
-      if (id) {
-        const eng__step *st = step_named(c->rb, id);
-        if (!st) {
-          const char *ids[4096];
-          size_t k = 0;
-          for (size_t i = 0; i < c->rb->n_steps && k < 4096; i++)
-            if (c->rb->steps[i].id) ids[k++] = c->rb->steps[i].id;
-          /* steps.safety-backup reads as steps.safety - backup */
-          const char *hint = eng__suggest(id, ids, k);
-          char *dashed = NULL;
-          if (*q == '-' && ident_char(q[1])) {
-            const char *e = q + 1;
-            while (ident_char(*e) || (*e == '-' && ident_char(e[1]))) e++;
-            dashed = eng__asprintf("%s%.*s", id, (int)(e - q), q);
-            if (step_named(c->rb, dashed)) {
-              for (char *x = dashed; *x; x++)
-                if (*x == '-') *x = '_';
-              hint = dashed;
-            }
-          }
-          err(c, "steps.%s: no such step%s", id,
-              dashed && hint == dashed ? " (Lua reads a dash as a minus: use "
-                                         "the underscore spelling or steps[\"...\"])" : "",
-              hint);
-          free(dashed);
-        } else {
-          char *field = next_name(&q);
-          if (field && strcmp(field, "status") && strcmp(field, "outputs")) {
-            static const char *const fields[] = {"status", "outputs"};
-            err(c, "steps.%s.%s: a step has 'status' and 'outputs'", id, field,
-                eng__suggest(field, fields, 2));
-          } else if (field && !strcmp(field, "outputs")) {
-            char *out = next_name(&q);
-            if (out) {
-              char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
-              check_output(c, st, out, shown);
-              check_ran(c, st, shown);
-              free(shown);
-            }
-            free(out);
-          }
-          free(field);
-        }
-        free(id);
-        p = q;
-      }
-    } else if (n == 7 && !strncmp(s, "outputs", 7) && c->self) {
-      char *out = next_name(&q);
-      if (out) {
-        char *shown = eng__asprintf("outputs.%s", out);
-        check_output(c, c->self, out, shown);
-        free(shown);
-        free(out);
-        p = q;
-      }
-    }
+    if (n == 6 && !strncmp(s, "params", 6)) check_param_ref(c, &q);
+    else if (n == 5 && !strncmp(s, "steps", 5)) check_step_ref(c, &q);
+    else if (n == 7 && !strncmp(s, "outputs", 7) && c->self) check_own_output_ref(c, &q);
+    p = q;
   }
-  free(pn);
 }
 
 /* Every ${...} of a node tree (the code inside), or the node's text when

@@ -545,64 +545,12 @@ static bool has_url_password(const char *s) {
 
 /* The runbook a database names: a file next to the inventory (checked
  * as a runbook, its parameters against `params`), or one the image ships. */
-static bool read_runbook(reader *r, fleet_db *db, const char *dir,
-                         const eng__node *v) {
+/* The database's params against the runbook's: each one declared and not
+ * secret, each required one without a default or variable given. */
+static bool params_fit(reader *r, fleet_db *db, const eng__runbook *rb) {
   const char *name = db->runbook;
-  char *path = !dir ? NULL
-               : name[0] == '/' ? eng__xstrdup(name)
-                                : eng__asprintf("%s/%s", dir, name);
-  struct stat st;
-  bool local = dir && (strchr(name, '/') || stat(path, &st) == 0);
-  if (!local) {
-    free(path);
-    if (is_image_runbook(name)) return true;
-    const char *hint = eng__suggest(name, eng__fleet_image_runbooks,
-                                    sizeof eng__fleet_image_runbooks /
-                                            sizeof *eng__fleet_image_runbooks -
-                                        1);
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': runbook '%s' is neither a file next to "
-                    "the inventory (%s/%s) nor a runbook the image ships%s%s%s",
-                    db->name, name, dir ? dir : "-", name,
-                    hint ? " (did you mean '" : "",
-                    hint ? hint : "", hint ? "'?)" : "; 'engine fleet render "
-                                                     "--help' lists them");
-    return false;
-  }
-  size_t len = 0;
-  char *text = eng__read_file(path, CONFIGMAP_MAX + 1, &len);
-  if (!text) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': cannot read runbook %s: %s%s", db->name,
-                    path,
-                    errno == EFBIG ? "larger than a ConfigMap holds (1 MB)"
-                                   : strerror(errno),
-                    errno == ENOENT ? " (the path is relative to the "
-                                      "inventory's folder)"
-                                    : "");
-    free(path);
-    return false;
-  }
-  if (!is_configmap_key(base_name(path))) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': the runbook's file name '%s' may hold "
-                    "only letters, digits, '-', '_' and '.' (it becomes a "
-                    "ConfigMap key): rename the file",
-                    db->name, base_name(path));
-    free(text);
-    free(path);
-    return false;
-  }
-  size_t errors = r->d->errors;
-  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
-  bool ok = rb && r->d->errors == errors;
-  if (!ok) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': runbook %s is invalid (see above); fix "
-                    "it, 'engine validate %s' checks it",
-                    db->name, path, path);
-  }
-  for (size_t i = 0; ok && db->params && i < db->params->n; i++) {
+  bool ok = true;
+  for (size_t i = 0; db->params && i < db->params->n; i++) {
     const eng__node *k = db->params->keys[i];
     const eng__param_def *p = NULL;
     for (size_t j = 0; j < rb->n_params && !p; j++)
@@ -616,8 +564,9 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
                       db->name, name, k->str, hint ? " (did you mean '" : "",
                       hint ? hint : "", hint ? "'?)" : "");
       free(names);
-      ok = false;
-    } else if (p->secret) {
+      return false;
+    }
+    if (p->secret) {
       eng__diag_error(r->d, r->file, k->line, k->col,
                       "database '%s': parameter '%s' is secret: never put "
                       "it in the inventory; the runbook reads it from %s%s, "
@@ -625,7 +574,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
                       db->name, k->str, p->env ? "the environment variable "
                                                : "the environment",
                       p->env ? p->env : "");
-      ok = false;
+      return false;
     }
   }
   for (size_t j = 0; ok && j < rb->n_params; j++) {
@@ -638,6 +587,85 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
                     db->name, name, p->name, p->name);
     ok = false;
   }
+  return ok;
+}
+
+/* A runbook the image ships (no file next to the inventory): true; else
+ * said with the nearest name. */
+static bool image_runbook(reader *r, fleet_db *db, const char *dir,
+                          const eng__node *v) {
+  const char *name = db->runbook;
+  if (is_image_runbook(name)) return true;
+  const char *hint = eng__suggest(name, eng__fleet_image_runbooks,
+                                  sizeof eng__fleet_image_runbooks /
+                                          sizeof *eng__fleet_image_runbooks -
+                                      1);
+  eng__diag_error(r->d, r->file, v->line, v->col,
+                  "database '%s': runbook '%s' is neither a file next to "
+                  "the inventory (%s/%s) nor a runbook the image ships%s%s%s",
+                  db->name, name, dir ? dir : "-", name,
+                  hint ? " (did you mean '" : "",
+                  hint ? hint : "", hint ? "'?)" : "; 'engine fleet render "
+                                                   "--help' lists them");
+  return false;
+}
+
+/* The runbook file at path, read for a ConfigMap: *len bytes (malloc'd),
+ * or NULL (said). */
+static char *runbook_text(reader *r, fleet_db *db, const char *path,
+                          const eng__node *v, size_t *len) {
+  char *text = eng__read_file(path, CONFIGMAP_MAX + 1, len);
+  if (!text) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': cannot read runbook %s: %s%s", db->name,
+                    path,
+                    errno == EFBIG ? "larger than a ConfigMap holds (1 MB)"
+                                   : strerror(errno),
+                    errno == ENOENT ? " (the path is relative to the "
+                                      "inventory's folder)"
+                                    : "");
+    return NULL;
+  }
+  if (!is_configmap_key(base_name(path))) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': the runbook's file name '%s' may hold "
+                    "only letters, digits, '-', '_' and '.' (it becomes a "
+                    "ConfigMap key): rename the file",
+                    db->name, base_name(path));
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
+static bool read_runbook(reader *r, fleet_db *db, const char *dir,
+                         const eng__node *v) {
+  const char *name = db->runbook;
+  char *path = !dir ? NULL
+               : name[0] == '/' ? eng__xstrdup(name)
+                                : eng__asprintf("%s/%s", dir, name);
+  struct stat st;
+  bool local = dir && (strchr(name, '/') || stat(path, &st) == 0);
+  if (!local) {
+    free(path);
+    return image_runbook(r, db, dir, v);
+  }
+  size_t len = 0;
+  char *text = runbook_text(r, db, path, v, &len);
+  if (!text) {
+    free(path);
+    return false;
+  }
+  size_t errors = r->d->errors;
+  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
+  bool ok = rb && r->d->errors == errors;
+  if (!ok) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': runbook %s is invalid (see above); fix "
+                    "it, 'engine validate %s' checks it",
+                    db->name, path, path);
+  }
+  ok = ok && params_fit(r, db, rb);
   eng__runbook_free(rb);
   if (!ok) {
     free(text);

@@ -390,6 +390,73 @@ static void set_err(char *err, size_t errlen, const char *msg,
   if (err && errlen) snprintf(err, errlen, msg, arg);
 }
 
+/* The options a process can be started with; false with err. */
+static bool spawn_opts_ok(uv_loop_t *loop, const eng_spawn_opts *opts,
+                          char *err, size_t errlen) {
+  if (!loop || !opts || opts->size < sizeof(eng_spawn_opts) || !opts->argv ||
+      !opts->argv[0] || !opts->argv[0][0]) {
+    set_err(err, errlen, "%s", "cannot run a process: no program given");
+    return false;
+  }
+  if (opts->stdout_fd == ENG_STDIO_PIPE && !opts->on_stdout) {
+    set_err(err, errlen, "cannot run '%s': stdout is a pipe but nobody reads "
+                         "it (on_stdout is NULL)", opts->argv[0]);
+    return false;
+  }
+  return true;
+}
+
+/* Run as opts->run_as (when the engine is root): uid and gid into po.
+ * ENG_OK, or ENG_ERR_NOTFOUND with err. */
+static int run_as(const eng_spawn_opts *opts, uv_process_options_t *po,
+                  char *err, size_t errlen) {
+  if (!opts->run_as || geteuid() != 0) return ENG_OK;
+  struct passwd *pw = getpwnam(opts->run_as);
+  if (!pw) {
+    set_err(err, errlen, "cannot run as user '%s': no such user on this machine",
+            opts->run_as);
+    return ENG_ERR_NOTFOUND;
+  }
+  po->flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+  po->uid = pw->pw_uid;
+  po->gid = pw->pw_gid;
+  return ENG_OK;
+}
+
+/* stdin and stdout as asked (a pipe, an inherited fd, or nothing); stderr
+ * always a pipe, read for log lines and the error tail. */
+static void set_stdio(eng_proc *p, const eng_spawn_opts *opts,
+                      uv_stdio_container_t stdio[3]) {
+  memset(stdio, 0, 3 * sizeof *stdio);
+  if (opts->stdin_fd == ENG_STDIO_PIPE) {
+    uv_pipe_init(p->loop, &p->in, 0);
+    p->in_pipe = 1;
+    p->in_closed = 0;
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&p->in;
+    ignore_sigpipe();
+  } else if (opts->stdin_fd >= 0) {
+    stdio[0].flags = UV_INHERIT_FD;
+    stdio[0].data.fd = opts->stdin_fd;
+  } else {
+    stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for fds 0-2 */
+  }
+  if (opts->stdout_fd == ENG_STDIO_PIPE) {
+    uv_pipe_init(p->loop, &p->out, 0);
+    p->out_pipe = 1;
+    p->out_eof = 0;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&p->out;
+  } else if (opts->stdout_fd >= 0) {
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = opts->stdout_fd;
+  } else {
+    stdio[1].flags = UV_IGNORE;
+  }
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err;
+}
+
 int eng__proc_spawn(uv_loop_t *loop, eng__proc_group *group,
                     const eng_spawn_opts *opts, const eng__proc_hooks *hooks,
                     eng_proc **out, char *err, size_t errlen) {
@@ -400,32 +467,12 @@ int eng__proc_spawn(uv_loop_t *loop, eng__proc_group *group,
   }
   err[0] = '\0';
   if (out) *out = NULL;
-  if (!loop || !opts || opts->size < sizeof(eng_spawn_opts) || !opts->argv ||
-      !opts->argv[0] || !opts->argv[0][0]) {
-    set_err(err, errlen, "%s", "cannot run a process: no program given");
-    return ENG_ERR_INVALID;
-  }
-  if (opts->stdout_fd == ENG_STDIO_PIPE && !opts->on_stdout) {
-    set_err(err, errlen, "cannot run '%s': stdout is a pipe but nobody reads "
-                         "it (on_stdout is NULL)", opts->argv[0]);
-    return ENG_ERR_INVALID;
-  }
-
+  if (!spawn_opts_ok(loop, opts, err, errlen)) return ENG_ERR_INVALID;
   uv_process_options_t po;
   memset(&po, 0, sizeof po);
   po.flags = UV_PROCESS_DETACHED;
-  if (opts->run_as && geteuid() == 0) {
-    struct passwd *pw = getpwnam(opts->run_as);
-    if (!pw) {
-      set_err(err, errlen,
-              "cannot run as user '%s': no such user on this machine",
-              opts->run_as);
-      return ENG_ERR_NOTFOUND;
-    }
-    po.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
-    po.uid = pw->pw_uid;
-    po.gid = pw->pw_gid;
-  }
+  int rc = run_as(opts, &po, err, errlen);
+  if (rc != ENG_OK) return rc;
 
   eng_proc *p = proc_xcalloc(1, sizeof *p);
   p->loop = loop;
@@ -440,36 +487,8 @@ int eng__proc_spawn(uv_loop_t *loop, eng__proc_group *group,
   p->kill_timer.data = p;
   uv_timer_init(loop, &p->kill_timer);
   uv_pipe_init(loop, &p->err, 0);
-
   uv_stdio_container_t stdio[3];
-  memset(stdio, 0, sizeof stdio);
-  if (opts->stdin_fd == ENG_STDIO_PIPE) {
-    uv_pipe_init(loop, &p->in, 0);
-    p->in_pipe = 1;
-    p->in_closed = 0;
-    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    stdio[0].data.stream = (uv_stream_t *)&p->in;
-    ignore_sigpipe();
-  } else if (opts->stdin_fd >= 0) {
-    stdio[0].flags = UV_INHERIT_FD;
-    stdio[0].data.fd = opts->stdin_fd;
-  } else {
-    stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for fds 0-2 */
-  }
-  if (opts->stdout_fd == ENG_STDIO_PIPE) {
-    uv_pipe_init(loop, &p->out, 0);
-    p->out_pipe = 1;
-    p->out_eof = 0;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&p->out;
-  } else if (opts->stdout_fd >= 0) {
-    stdio[1].flags = UV_INHERIT_FD;
-    stdio[1].data.fd = opts->stdout_fd;
-  } else {
-    stdio[1].flags = UV_IGNORE;
-  }
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&p->err;
+  set_stdio(p, opts, stdio);
 
   char **env = build_env(opts->env);
   po.file = opts->argv[0];

@@ -20,23 +20,21 @@ static const char *const *param_names(eng__runbook *rb) {
   return v;
 }
 
-int eng__run_params(eng__run *r, eng__diags *d) {
+/* Parameters given with --set or --params-file that the runbook does not
+ * declare: said with the nearest name. The number of errors. */
+static int unknown_given(eng__run *r, const json_t *given, eng__diags *d) {
   eng__runbook *rb = r->rb;
-  const eng__run_opts *o = r->opts;
-  int bad = 0;
   const char *const *names = param_names(rb);
   const char *key;
   json_t *val;
-  json_t *given = json_object();
-  if (o->params_file) json_object_update(given, o->params_file);
-  if (o->sets) json_object_update(given, o->sets);
-  json_object_foreach(given, key, val) {
+  int bad = 0;
+  json_object_foreach((json_t *)given, key, val) {
     bool known = false;
     for (size_t i = 0; i < rb->n_params; i++)
       if (!strcmp(rb->params[i].name, key)) known = true;
     /* a cleanup needs only some of the run's parameters (the secrets its
      * undo steps read); the others may be given, as they were to the run */
-    if (known || o->cleanup_run) continue;
+    if (known || r->opts->cleanup_run) continue;
     const char *hint = eng__suggest(key, names, rb->n_params);
     eng__diag_error(d, rb->file, 0, 0,
                     "unknown parameter '%s' given with --set/--params-file%s%s%s",
@@ -45,68 +43,93 @@ int eng__run_params(eng__run *r, eng__diags *d) {
     bad++;
   }
   free((void *)names);
+  return bad;
+}
+
+/* Parameter p's raw value: given, else from its environment variable,
+ * else its default rendered, else "" or null; *source says which. NULL
+ * (said) when a default does not render or a required one is missing. */
+static json_t *raw_value(eng__run *r, const eng__param_def *p,
+                         const json_t *given, const char **source,
+                         eng__diags *d) {
+  json_t *v = json_incref(json_object_get(given, p->name));
+  *source = "--set";
+  if (!v && p->env && getenv(p->env)) {
+    v = json_string(getenv(p->env));
+    *source = p->env;
+  }
+  if (!v && p->def) {
+    char err[1024];
+    v = eng__tpl_render(r->L, p->def, err, sizeof err);
+    *source = "default";
+    if (!v) {
+      eng__diag_error(d, r->rb->file, p->def->line, p->def->col,
+                      "parameter '%s': default: %s", p->name, err);
+      return NULL;
+    }
+  }
+  if (!v && p->required) {
+    eng__diag_error(d, r->rb->file, p->node->line, p->node->col,
+                    "missing required parameter '%s': pass --set %s=VALUE%s%s",
+                    p->name, p->name, p->env ? " or set " : "",
+                    p->env ? p->env : "");
+    return NULL;
+  }
+  if (!v) v = p->type == ENG_T_STRING ? json_string("") : json_null();
+  return v;
+}
+
+/* v converted to parameter p's type and choices; NULL with err. */
+static json_t *param_value(const eng__param_def *p, json_t *v, char *err,
+                           size_t errlen) {
+  if (json_is_null(v)) return json_incref(v);
+  char choices[512] = "";
+  if (p->choices) {
+    size_t idx;
+    json_t *e;
+    eng__buf b = {0};
+    json_array_foreach(p->choices, idx, e) {
+      if (idx) eng__buf_adds(&b, "|");
+      eng__buf_adds(&b, json_is_string(e) ? json_string_value(e) : "?");
+    }
+    snprintf(choices, sizeof choices, "%s", b.data ? b.data : "");
+    eng__buf_free(&b);
+  }
+  json_t *c = eng__convert(v, p->type, p->choices ? choices : NULL, err, errlen);
+  /* A duration parameter keeps what it was given ("90s", or a number of
+   * seconds), checked: actions convert it themselves, so it never changes
+   * unit twice. */
+  if (c && p->type == ENG_T_DURATION && (json_is_string(v) || json_is_number(v))) {
+    json_decref(c);
+    c = json_incref(v);
+  }
+  return c;
+}
+
+int eng__run_params(eng__run *r, eng__diags *d) {
+  eng__runbook *rb = r->rb;
+  const eng__run_opts *o = r->opts;
+  json_t *given = json_object();
+  if (o->params_file) json_object_update(given, o->params_file);
+  if (o->sets) json_object_update(given, o->sets);
+  int bad = unknown_given(r, given, d);
   r->params = json_object();
   eng__lua_set_global(r->L, "params", r->params);
   for (size_t i = 0; i < rb->n_params; i++) {
     eng__param_def *p = &rb->params[i];
-    json_t *v = json_incref(json_object_get(given, p->name));
-    const char *source = "--set";
-    if (!v && p->env && getenv(p->env)) {
-      v = json_string(getenv(p->env));
-      source = p->env;
-    }
-    if (!v && p->def) {
-      char err[1024];
-      v = eng__tpl_render(r->L, p->def, err, sizeof err);
-      source = "default";
-      if (!v) {
-        eng__diag_error(d, rb->file, p->def->line, p->def->col,
-                        "parameter '%s': default: %s", p->name, err);
-        bad++;
-        continue;
-      }
-    }
+    const char *source;
+    json_t *v = raw_value(r, p, given, &source, d);
     if (!v) {
-      if (p->required) {
-        eng__diag_error(d, rb->file, p->node->line, p->node->col,
-                        "missing required parameter '%s': pass --set %s=VALUE%s%s",
-                        p->name, p->name, p->env ? " or set " : "",
-                        p->env ? p->env : "");
-        bad++;
-        continue;
-      }
-      v = p->type == ENG_T_STRING ? json_string("") : json_null();
+      bad++;
+      continue;
     }
     char err[512];
-    json_t *c = json_is_null(v) ? json_incref(v) : NULL;
-    if (!c) {
-      char choices[512] = "";
-      if (p->choices) {
-        size_t idx;
-        json_t *e;
-        eng__buf b = {0};
-        json_array_foreach(p->choices, idx, e) {
-          if (idx) eng__buf_adds(&b, "|");
-          eng__buf_adds(&b, json_is_string(e) ? json_string_value(e) : "?");
-        }
-        snprintf(choices, sizeof choices, "%s", b.data ? b.data : "");
-        eng__buf_free(&b);
-      }
-      c = eng__convert(v, p->type, p->choices ? choices : NULL, err,
-                       sizeof err);
-      /* A duration parameter keeps what it was given ("90s", or a number
-       * of seconds), checked: actions convert it themselves, so it never
-       * changes unit twice. */
-      if (c && p->type == ENG_T_DURATION && (json_is_string(v) || json_is_number(v))) {
-        json_decref(c);
-        c = json_incref(v);
-      }
-    }
+    json_t *c = param_value(p, v, err, sizeof err);
+    json_decref(v);
     if (!c) {
       eng__diag_error(d, rb->file, p->node->line, p->node->col,
                       "parameter '%s' (from %s): %s", p->name, source, err);
       bad++;
-      json_decref(v);
       continue;
     }
     if (p->secret && json_is_string(c)) {
@@ -117,7 +140,6 @@ int eng__run_params(eng__run *r, eng__diags *d) {
       free(ref);
     }
     json_object_set_new(r->params, p->name, c);
-    json_decref(v);
     eng__lua_set_global(r->L, "params", r->params);
   }
   json_decref(given);
