@@ -50,7 +50,7 @@ static char *ini_get(const char *path, const char *section, int profile_prefix,
     *eq = '\0';
     if (strcmp(trim(s), key) == 0) {
       free(val);
-      val = aws_xstrdup(trim(eq + 1));
+      val = eng_xstrdup(trim(eq + 1));
     }
   }
   fclose(f);
@@ -59,15 +59,15 @@ static char *ini_get(const char *path, const char *section, int profile_prefix,
 
 static char *home_file(const char *env, const char *name) {
   const char *p = getenv(env);
-  if (p && *p) return aws_xstrdup(p);
+  if (p && *p) return eng_xstrdup(p);
   const char *home = getenv("HOME");
   if (!home || !*home) return NULL;
-  return aws_asprintf("%s/.aws/%s", home, name);
+  return eng_asprintf("%s/.aws/%s", home, name);
 }
 
 static char *env_dup(const char *name) {
   const char *v = getenv(name);
-  return v && *v ? aws_xstrdup(v) : NULL;
+  return v && *v ? eng_xstrdup(v) : NULL;
 }
 
 static const char *param_str(const json_t *params, const char *name) {
@@ -125,35 +125,35 @@ static int load_credentials(aws_cfg *cfg, const char *profile,
 int aws_cfg_load(const eng_host *host, eng_call *call, const json_t *params,
                  const char *service, aws_cfg *cfg, char *err, size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
-  cfg->service = aws_xstrdup(service);
+  cfg->service = eng_xstrdup(service);
   const char *profile = getenv("AWS_PROFILE");
   if (!profile || !*profile) profile = "default";
   char *cred_file = home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
   char *conf_file = home_file("AWS_CONFIG_FILE", "config");
 
   const char *ep = param_str(params, "endpoint");
-  char *epv = ep ? aws_xstrdup(ep) : service_endpoint(service);
+  char *epv = ep ? eng_xstrdup(ep) : service_endpoint(service);
   if (!epv) epv = env_dup("AWS_ENDPOINT_URL");
   if (!epv) epv = ini_get(conf_file, profile, 1, "endpoint_url");
 
   const char *rg = param_str(params, "region");
-  cfg->region = rg ? aws_xstrdup(rg) : env_dup("AWS_REGION");
+  cfg->region = rg ? eng_xstrdup(rg) : env_dup("AWS_REGION");
   if (!cfg->region) cfg->region = env_dup("AWS_DEFAULT_REGION");
   if (!cfg->region) cfg->region = ini_get(conf_file, profile, 1, "region");
-  if (!cfg->region) cfg->region = aws_xstrdup("us-east-1");
+  if (!cfg->region) cfg->region = eng_xstrdup("us-east-1");
 
   if (epv) {
     size_t n = strlen(epv);
     while (n > 0 && epv[n - 1] == '/') epv[--n] = '\0';
     if (!strstr(epv, "://")) {
-      cfg->endpoint = aws_asprintf("https://%s", epv);
+      cfg->endpoint = eng_asprintf("https://%s", epv);
       free(epv);
     } else {
       cfg->endpoint = epv;
     }
     cfg->custom = 1;
   } else {
-    cfg->endpoint = aws_asprintf("https://%s.%s.amazonaws.com", service,
+    cfg->endpoint = eng_asprintf("https://%s.%s.amazonaws.com", service,
                                  cfg->region);
   }
 
@@ -178,14 +178,14 @@ int aws_cfg_load(const eng_host *host, eng_call *call, const json_t *params,
 }
 
 void aws_cfg_copy(aws_cfg *dst, const aws_cfg *src) {
-  dst->service = aws_xstrdup(src->service);
-  dst->endpoint = aws_xstrdup(src->endpoint);
+  dst->service = eng_xstrdup(src->service);
+  dst->endpoint = eng_xstrdup(src->endpoint);
   dst->custom = src->custom;
-  dst->region = aws_xstrdup(src->region);
-  dst->akid = aws_xstrdup(src->akid);
-  dst->secret = aws_xstrdup(src->secret);
-  dst->token = aws_xstrdup(src->token);
-  dst->ca_bundle = aws_xstrdup(src->ca_bundle);
+  dst->region = eng_xstrdup(src->region);
+  dst->akid = eng_xstrdup(src->akid);
+  dst->secret = eng_xstrdup(src->secret);
+  dst->token = eng_xstrdup(src->token);
+  dst->ca_bundle = eng_xstrdup(src->ca_bundle);
 }
 
 void aws_cfg_free(aws_cfg *cfg) {

@@ -72,7 +72,7 @@ long aws_pick(const char *pick, int64_t within_s, const int64_t *times,
     return best;
   }
   size_t m = 0;
-  long *in = aws_xcalloc(n, sizeof *in);
+  long *in = eng_xcalloc(n, sizeof *in);
   for (size_t i = 0; i < n; i++)
     if (now - times[i] <= within_s) in[m++] = (long)i;
   if (m) {

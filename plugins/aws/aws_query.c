@@ -29,11 +29,11 @@ static char *form_encode(const char *s) { return aws_uri_encode(s, 0); }
 aws_query *aws_query_new(const eng_host *host, eng_call *call,
                          const aws_cfg *cfg, const char *action,
                          const char *version) {
-  aws_query *q = aws_xcalloc(1, sizeof *q);
+  aws_query *q = eng_xcalloc(1, sizeof *q);
   q->host = host;
   q->call = call;
   q->cfg = cfg;
-  q->action = aws_xstrdup(action);
+  q->action = eng_xstrdup(action);
   q->max_tries = AWS_QUERY_TRIES;
   const char *seed = getenv("ENGINE_TEST_SEED");
   q->seed = seed && *seed ? (uint32_t)strtoul(seed, NULL, 10)
@@ -46,7 +46,7 @@ aws_query *aws_query_new(const eng_host *host, eng_call *call,
 
 void aws_query_param(aws_query *q, const char *name, const char *value) {
   char *n = form_encode(name), *v = form_encode(value ? value : "");
-  aws_buf_addf(&q->form, "%s%s=%s", q->form.len ? "&" : "", n, v);
+  eng_strbuf_addf(&q->form, "%s%s=%s", q->form.len ? "&" : "", n, v);
   free(n);
   free(v);
 }
@@ -56,8 +56,8 @@ void aws_query_free(aws_query *q) {
   if (q->easy) curl_easy_cleanup(q->easy);
   curl_slist_free_all(q->hdrs);
   aws_xml_free(q->doc);
-  aws_buf_free(&q->body);
-  aws_buf_free(&q->form);
+  eng_strbuf_free(&q->body);
+  eng_strbuf_free(&q->form);
   free(q->action);
   free(q);
 }
@@ -66,7 +66,7 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
   aws_query *q = ud;
   size_t len = sz * n;
   if (q->body.len + len > AWS_QUERY_BODY_CAP) return 0; /* aborts: too big */
-  aws_buf_add(&q->body, p, len);
+  eng_strbuf_add(&q->body, p, len);
   return len;
 }
 
@@ -188,7 +188,7 @@ static void on_http(void *ud, int rc, long status, const char *error) {
 }
 
 static int try_start(aws_query *q) {
-  aws_buf_free(&q->body);
+  eng_strbuf_free(&q->body);
   aws_xml_free(q->doc);
   q->doc = NULL;
   q->status = 0;
@@ -203,7 +203,7 @@ static int try_start(aws_query *q) {
   char sha[65];
   aws_sha256_hex(q->form.data, q->form.len, sha);
   aws_sign(e, q->cfg, sha, &q->hdrs);
-  char *url = aws_asprintf("%s/", q->cfg->endpoint);
+  char *url = eng_asprintf("%s/", q->cfg->endpoint);
   curl_easy_setopt(e, CURLOPT_URL, url);
   free(url); /* curl copies it */
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->hdrs);

@@ -23,7 +23,7 @@ void aws_sign(void *curl_easy, const aws_cfg *c, const char *payload_sha,
   snprintf(line, sizeof line, "x-amz-content-sha256: %s", payload_sha);
   *headers = curl_slist_append(*headers, line);
   if (c->token) {
-    char *t = aws_asprintf("x-amz-security-token: %s", c->token);
+    char *t = eng_asprintf("x-amz-security-token: %s", c->token);
     *headers = curl_slist_append(*headers, t);
     memset(t, 0, strlen(t));
     free(t);

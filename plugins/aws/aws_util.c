@@ -1,11 +1,10 @@
 /*
- * aws_util.c - buffers, allocation, encodings, hashes and times for the AWS
- * layer.
+ * aws_util.c - encodings, hashes and times for the AWS layer (allocation
+ * and text buffers are <engine/mem.h>'s).
  */
 #include "aws.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,83 +12,12 @@
 
 #include <openssl/evp.h>
 
-/* ---- memory and buffers ------------------------------------------------- */
-
-void *aws_xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) abort();
-  return p;
-}
-
-void *aws_xcalloc(size_t n, size_t m) {
-  void *p = calloc(n ? n : 1, m ? m : 1);
-  if (!p) abort();
-  return p;
-}
-
-char *aws_xstrdup(const char *s) {
-  if (!s) return NULL;
-  size_t n = strlen(s) + 1;
-  char *d = aws_xmalloc(n);
-  memcpy(d, s, n);
-  return d;
-}
-
-char *aws_asprintf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return aws_xstrdup("");
-  char *d = aws_xmalloc((size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(d, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return d;
-}
-
-void aws_buf_add(aws_buf *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) abort();
-    b->data = d;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
-void aws_buf_adds(aws_buf *b, const char *s) { aws_buf_add(b, s, strlen(s)); }
-
-void aws_buf_addf(aws_buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n <= 0) return;
-  char *t = aws_xmalloc((size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(t, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  aws_buf_add(b, t, (size_t)n);
-  free(t);
-}
-
-void aws_buf_free(aws_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
 /* ---- encodings, hashes, time ------------------------------------------------ */
 
 char *aws_uri_encode(const char *s, int keep_slash) {
   static const char hex[] = "0123456789ABCDEF";
   size_t n = strlen(s);
-  char *o = aws_xmalloc(n * 3 + 1), *p = o;
+  char *o = eng_xmalloc(n * 3 + 1), *p = o;
   for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
     if (isalnum(*c) || *c == '-' || *c == '_' || *c == '.' || *c == '~' ||
         (keep_slash && *c == '/')) {

@@ -23,10 +23,10 @@ typedef struct xml_ctx {
 } xml_ctx;
 
 static aws_xml *node_new(const char *name) {
-  aws_xml *n = aws_xcalloc(1, sizeof *n);
+  aws_xml *n = eng_xcalloc(1, sizeof *n);
   const char *colon = strrchr(name, ':');
-  n->name = aws_xstrdup(colon ? colon + 1 : name);
-  n->text = aws_xstrdup("");
+  n->name = eng_xstrdup(colon ? colon + 1 : name);
+  n->text = eng_xstrdup("");
   return n;
 }
 
@@ -71,8 +71,7 @@ static void on_text(void *ud, const XML_Char *s, int len) {
   if (c->overflow || c->depth == 0 || len <= 0) return;
   aws_xml *n = c->stack[c->depth - 1];
   size_t old = strlen(n->text);
-  char *t = realloc(n->text, old + (size_t)len + 1);
-  if (!t) abort();
+  char *t = eng_xrealloc(n->text, old + (size_t)len + 1);
   memcpy(t + old, s, (size_t)len);
   t[old + (size_t)len] = '\0';
   n->text = t;

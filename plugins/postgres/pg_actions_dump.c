@@ -138,7 +138,7 @@ static void pg_dump_put(pg_dump_op *d, const char *url, char *text,
 }
 
 static void pg_dump_sidecar_then(pg_dump_op *d, int rc) {
-  char *url = pg_asprintf("%s.sha256", d->file);
+  char *url = eng_asprintf("%s.sha256", d->file);
   if (rc != ENG_OK) {
     pg_host->log(d->op.e.call, ENG_LOG_ERROR,
                  "the dump %s was stored but its checksum object %s could not "
@@ -154,9 +154,10 @@ static void pg_dump_sidecar_then(pg_dump_op *d, int rc) {
 
 /* The sidecar object KEY.sha256 beside a streamed dump (checksum_file). */
 static void pg_dump_sidecar(pg_dump_op *d) {
-  char *url = pg_asprintf("%s.sha256", d->file);
+  char *url = eng_asprintf("%s.sha256", d->file);
   const char *base = strrchr(d->file, '/');
-  pg_dump_put(d, url, pg_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file),
+  pg_dump_put(d, url,
+              eng_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file),
               pg_dump_sidecar_then);
   free(url);
 }
@@ -204,7 +205,7 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
     pg_dump_sidecar(d); /* KEY.sha256 beside the object, then the end */
     return;
   } else if (d->checksum_file) {
-    char *path = pg_asprintf("%s.sha256", d->file);
+    char *path = eng_asprintf("%s.sha256", d->file);
     const char *base = strrchr(d->file, '/');
     base = base ? base + 1 : d->file;
     FILE *f = fopen(path, "w");
@@ -291,13 +292,11 @@ static void pg_dump_queue(pg_dump_op *d, const char *name) {
     if (!strcmp(d->names[i], name)) return;
   if (d->n_names == d->cap_names) {
     d->cap_names = d->cap_names ? d->cap_names * 2 : 32;
-    char **v = realloc(d->names, d->cap_names * sizeof *v);
-    if (!v) abort();
-    d->names = v;
+    d->names = eng_xrealloc(d->names, d->cap_names * sizeof *d->names);
   }
-  d->names[d->n_names++] = pg_strdup(name);
-  char *src = pg_asprintf("%s/%s", d->partial, name);
-  char *dst = pg_asprintf("%s%s", d->file, name);
+  d->names[d->n_names++] = eng_xstrdup(name);
+  char *src = eng_asprintf("%s/%s", d->partial, name);
+  char *dst = eng_asprintf("%s%s", d->file, name);
   pg_xfer_add(d->xfer, src, dst, NULL);
   free(src);
   free(dst);
@@ -377,11 +376,9 @@ static void pg_dump_dir_list(void *ud) {
     if (e->d_name[0] == '.') continue;
     if (d->n_listed == cap) {
       cap = cap ? cap * 2 : 32;
-      char **v = realloc(d->listed, cap * sizeof *v);
-      if (!v) abort();
-      d->listed = v;
+      d->listed = eng_xrealloc(d->listed, cap * sizeof *d->listed);
     }
-    d->listed[d->n_listed++] = pg_strdup(e->d_name);
+    d->listed[d->n_listed++] = eng_xstrdup(e->d_name);
   }
   closedir(dir);
   if (d->n_listed) qsort(d->listed, d->n_listed, sizeof *d->listed, pg_cmp_str);
@@ -399,7 +396,7 @@ static void pg_dump_manifest_then(pg_dump_op *d, int rc) {
     pg_op_finish(&d->op, rc);
     return;
   }
-  char *murl = pg_asprintf("%smanifest.json", d->file);
+  char *murl = eng_asprintf("%smanifest.json", d->file);
   pg_host->output(d->op.e.call, "manifest", json_string(murl));
   pg_host->output(d->op.e.call, "files", json_integer((json_int_t)d->n_names));
   free(murl);
@@ -428,7 +425,7 @@ static void pg_dump_uploaded(void *ud, int rc) {
     pg_op_finish(&d->op, rc);
     return;
   }
-  json_t **entries = pg_xcalloc(d->n_names + 1, sizeof *entries);
+  json_t **entries = eng_xcalloc(d->n_names + 1, sizeof *entries);
   int64_t total = 0;
   for (size_t i = 0; i < pg_xfer_count(d->xfer); i++) {
     pg_xfer_item *it = pg_xfer_item_at(d->xfer, i);
@@ -447,13 +444,13 @@ static void pg_dump_uploaded(void *ud, int rc) {
                         d->bin.version, "files", files);
   char *text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
   json_decref(m);
-  char *full = pg_asprintf("%s\n", text);
+  char *full = eng_asprintf("%s\n", text);
   free(text);
   /* the backup's identity: the SHA-256 of its manifest (which holds every
    * file's) */
   pg_sha256_text(full, d->sha);
   d->bytes = total;
-  char *murl = pg_asprintf("%smanifest.json", d->file);
+  char *murl = eng_asprintf("%smanifest.json", d->file);
   pg_dump_put(d, murl, full, pg_dump_manifest_then);
   free(murl);
 }
@@ -652,8 +649,8 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
   d->s = NULL;
   if (d->fmt == 'd' && d->remote) {
     /* written here, then uploaded file by file */
-    d->partial = pg_asprintf("%s/dump-%s.dir", pg_host->run_dir(d->op.e.call),
-                             pg_host->step_id(d->op.e.call));
+    d->partial = eng_asprintf("%s/dump-%s.dir", pg_host->run_dir(d->op.e.call),
+                              pg_host->step_id(d->op.e.call));
     pg_rmtree(d->partial);
     /* created now (pg_dump accepts an empty directory) so that its files
      * can be watched from the start */
@@ -677,7 +674,7 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
                  strerror(errno));
       return;
     }
-    d->partial = pg_asprintf("%s.partial", d->file);
+    d->partial = eng_asprintf("%s.partial", d->file);
     pg_rmtree(d->partial); /* a leftover of an interrupted run */
   }
   pg_bin_init(&d->bin, pg_dump_tool(d), d->id.version_num, d->bin_dir);
@@ -711,11 +708,11 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
                   jobs);
     return ENG_ERR_INVALID;
   }
-  pg_dump_op *d = pg_xcalloc(1, sizeof *d);
+  pg_dump_op *d = eng_xcalloc(1, sizeof *d);
   pg_op_init(&d->op, call, pg_dump_destroy);
   d->globals = globals;
-  d->url = pg_strdup(url);
-  d->file = pg_strdup(file);
+  d->url = eng_xstrdup(url);
+  d->file = eng_xstrdup(file);
   for (size_t n = strlen(d->file); fmt == 'd' && !remote && n > 1 && d->file[n - 1] == '/';)
     d->file[--n] = '\0'; /* "NAME/" asked for a directory: NAME */
   d->fmt = fmt;
@@ -731,7 +728,7 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
   d->checksum_file = pg_pbool(params, "checksum_file", 0);
   d->tables = json_incref(json_object_get(params, "tables"));
   d->exclude = json_incref(json_object_get(params, "exclude_tables"));
-  d->bin_dir = pg_strdup(pg_pstr(params, "bin_dir"));
+  d->bin_dir = eng_xstrdup(pg_pstr(params, "bin_dir"));
   d->s = pg_sess_open(&d->op, d->url);
   pg_ident_add(d->s, &d->id);
   pg_sess_run(d->s, pg_dump_ident_end, d);

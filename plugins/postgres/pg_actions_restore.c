@@ -1,40 +1,84 @@
 /*
  * pg_actions_restore.c - restore a backup into a (new) database.
  *
- *  1. inspect the backup on a worker thread: format by magic ("PGDMP"
- *     custom, ustar header tar, directory with toc.dat, gzip 1f8b, zstd,
- *     otherwise plain SQL), size, and SHA-256 when `sha256` is expected.
- *     A mismatch, a plain pg_dump file without its end marker, or binary
- *     junk fails here: nothing was created.
- *  2. connect to the server (an admin database), read its identity, check
- *     the target with the guards, refuse an existing database unless
- *     clean: true (then drop it: destructive), and create it from
- *     template0, recording it in the journal (intent before, confirm after).
- *  3. run pg_restore (custom, tar, directory) or psql -v ON_ERROR_STOP=1
- *     --single-transaction (plain SQL). gzip files are decompressed by
- *     gzip into the consumer's stdin (zstd ones by the host stream, below);
- *     the consumer (psql or pg_restore) is chosen from the first
- *     decompressed bytes.
- *  4. on any failure (or cancellation) drop the database this attempt
- *     created, so nothing that looks restored remains; on success count the
- *     user tables of the new database.
+ * A restore is a state machine: r->phase (pg_rphase below) changes only
+ * through pg_restore_phase(), which logs each transition at debug level,
+ * and each callback first checks that the restore is still in the phase
+ * it belongs to (a late callback after a failure does nothing). The way
+ * through, by where the backup is:
  *
- * Streams: a `file` that is a stream URL (s3://...) and a
- * local zstd file are read through host->stream_open_read (zstd undone by
- * the host, SHA-256 of the stored bytes compared by the host with the
- * `sha256` parameter or the store's recorded one). The first bytes tell
- * the format before anything is created (a missing object, a wrong secret
- * or a non-backup fail there); then the database is created and the
- * stream is fed into pg_restore/psql's stdin, pausing the stream while
- * writes are pending. The last PG_HOLD bytes are held back until the
- * stream ended with a matching checksum: the consumer cannot reach the
- * end of its input (and commit) before that; on a mismatch it is killed
- * and the database dropped. With jobs > 1 (pg_restore -j needs a
- * seekable file) the object is downloaded into the run directory first,
- * verified, restored from there and removed afterwards.
+ *  PH_START    the parameters are copied; then one of:
+ *  PH_INSPECT  a local file (or a copy made below): a worker reads its
+ *              format by magic ("PGDMP" custom, ustar header tar,
+ *              directory with toc.dat, gzip 1f8b, zstd, otherwise plain
+ *              SQL), size, and SHA-256 when `sha256` is expected (or a
+ *              FILE.sha256 lies beside it). A mismatch, a plain pg_dump
+ *              file without its end marker, or binary junk fails here:
+ *              nothing was created. A zstd file goes on as a stream.
+ *  PH_HEAD     a stream URL (s3://...) with jobs 1, or a local zstd file:
+ *              read through host->stream_open_read (zstd undone by the
+ *              host, the SHA-256 of the stored bytes compared by the host
+ *              at the end with the `sha256` parameter or the store's
+ *              recorded one). The first PG_HEAD bytes tell the format
+ *              before anything is created: a missing object, a wrong
+ *              secret or a non-backup fail here (PH_REJECT: the stream is
+ *              stopped, then the restore fails). The stream then waits,
+ *              paused, holding those bytes, while PH_CONNECT to PH_FIND
+ *              prepare the database.
+ *  PH_DOWNLOAD a stream URL with jobs > 1 (pg_restore -j needs a seekable
+ *              file): the object is copied into the run directory,
+ *              verified on the way; PH_STORE closes the copy, then
+ *              PH_INSPECT; the copy is removed at the end.
+ *  PH_MANIFEST a URL prefix ending in '/' (a directory backup):
+ *              PREFIX/manifest.json (written last by the dump: without it
+ *              there is no backup); PH_CHECK checks it on a worker;
+ *              PH_FILES fetches every file it names, a few at a time, each
+ *              checked against its SHA-256, into the run directory; then
+ *              PH_INSPECT. A missing or changed file fails before any
+ *              database is created.
+ * then, for all of them:
+ *  PH_CONNECT  an admin session reads the server's identity, the guards
+ *              check the target, and whether the database exists: an
+ *              existing one is refused unless clean: true (PH_DROP_OLD
+ *              drops it: destructive) or create: false (restored into).
+ *  PH_CREATE   CREATE DATABASE ... TEMPLATE template0, journaled: the
+ *              intent before (nothing is sent when it cannot be written),
+ *              confirmed after, removed when the CREATE failed. From then
+ *              on `created` is set: a failure must drop it.
+ *  PH_FIND     a worker finds pg_restore and psql for the server's version.
+ *  PH_RESTORE  pg_restore (custom, tar, directory) or psql -v
+ *              ON_ERROR_STOP=1 --single-transaction (plain SQL) runs. A
+ *              gzip file is decompressed by a gzip child into the
+ *              consumer's stdin, and the consumer (psql or pg_restore) is
+ *              chosen from the first decompressed bytes; a stream flows
+ *              into the consumer's stdin. Writes to stdin pause the
+ *              producer above PG_PIPE_HIGH bytes pending and resume it
+ *              below PG_PIPE_LOW. The last PG_HOLD bytes of a stream are
+ *              held back until it ended with a matching checksum: the
+ *              consumer cannot reach the end of its input (and commit)
+ *              before that; on a mismatch, a truncated plain dump or a
+ *              cancellation it is killed before it sees EOF.
+ *  PH_COUNT    the user tables of the new database are counted; PH_DONE.
+ * Any failure or cancellation once `created` is set goes through PH_UNDO,
+ * which drops the database this attempt created (and journals its
+ * removal), so nothing that looks restored remains; before that nothing
+ * was made and the restore ends at once. PH_DONE is final: the op is
+ * finished and only its outstanding callbacks still arrive.
+ *
+ * The read stream has a small machine of its own (pg_rsphase, changed
+ * only through pg_restore_rs_phase()): it runs alongside the phases above
+ * (it may end while the database is being created) and is stopped by
+ * pausing it at once and aborting it from a timer, since a stop may come
+ * from inside its data callback.
+ *
+ * Memory: the head (PG_HEAD bytes and what arrives while the pause takes
+ * effect), the held-back tail (below 2 x PG_HOLD plus one read) and the
+ * writes pending to the consumer's stdin (about PG_PIPE_HIGH plus one
+ * chunk) whatever the backup's size.
  */
 #include "pg_int.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -44,10 +88,91 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Pending writes to the consumer's stdin above which the producer pauses,
+ * and below which it resumes: a few MiB keep psql busy without buffering
+ * the backup. */
 #define PG_PIPE_HIGH (4u << 20)
 #define PG_PIPE_LOW (1u << 20)
-#define PG_HOLD (1u << 20) /* held back until the checksum matched */
+/* A stream's last bytes, held back until the checksum matched: the
+ * consumer cannot finish (commit) on a corrupt backup. */
+#define PG_HOLD (1u << 20)
+/* Bytes that tell the format (a tar header is at 257). */
 #define PG_HEAD 4096
+
+/* Where a restore is (the header above). */
+typedef enum pg_rphase {
+  PH_START,
+  PH_MANIFEST, /* fetching PREFIX/manifest.json */
+  PH_CHECK,    /* worker: checking the manifest, making the directory */
+  PH_FILES,    /* fetching the files the manifest names */
+  PH_DOWNLOAD, /* the stream into a copy in the run directory */
+  PH_STORE,    /* the copy is closed */
+  PH_INSPECT,  /* worker: a local file's format, size and SHA-256 */
+  PH_HEAD,     /* a stream's first bytes */
+  PH_REJECT,   /* they are no backup: the stream stops, then the end */
+  PH_CONNECT,  /* identity, guards, does the database exist */
+  PH_DROP_OLD, /* clean: dropping the existing database */
+  PH_CREATE,   /* CREATE DATABASE (intent journaled) */
+  PH_FIND,     /* worker: pg_restore and psql for the server */
+  PH_RESTORE,  /* the children run, a stream flows into the consumer */
+  PH_COUNT,    /* counting the restored tables */
+  PH_UNDO,     /* dropping the database this attempt created */
+  PH_DONE,     /* finished: only late callbacks arrive */
+  PH_N
+} pg_rphase;
+
+static const char *const pg_rphase_names[PH_N] = {
+    [PH_START] = "start",       [PH_MANIFEST] = "manifest",
+    [PH_CHECK] = "check",       [PH_FILES] = "files",
+    [PH_DOWNLOAD] = "download", [PH_STORE] = "store",
+    [PH_INSPECT] = "inspect",   [PH_HEAD] = "head",
+    [PH_REJECT] = "reject",     [PH_CONNECT] = "connect",
+    [PH_DROP_OLD] = "drop old", [PH_CREATE] = "create",
+    [PH_FIND] = "find",         [PH_RESTORE] = "restore",
+    [PH_COUNT] = "count",       [PH_UNDO] = "undo",
+    [PH_DONE] = "done",
+};
+
+#define PG_BIT(p) (1u << (p))
+/* The phases each one may go on to (PH_DONE: from any). */
+static const unsigned pg_rphase_next[PH_N] = {
+    [PH_START] = PG_BIT(PH_MANIFEST) | PG_BIT(PH_DOWNLOAD) | PG_BIT(PH_HEAD) |
+                 PG_BIT(PH_INSPECT),
+    [PH_MANIFEST] = PG_BIT(PH_CHECK),
+    [PH_CHECK] = PG_BIT(PH_FILES),
+    [PH_FILES] = PG_BIT(PH_INSPECT),
+    [PH_DOWNLOAD] = PG_BIT(PH_STORE),
+    [PH_STORE] = PG_BIT(PH_INSPECT),
+    [PH_INSPECT] = PG_BIT(PH_HEAD) | PG_BIT(PH_CONNECT),
+    [PH_HEAD] = PG_BIT(PH_REJECT) | PG_BIT(PH_CONNECT),
+    [PH_CONNECT] = PG_BIT(PH_DROP_OLD) | PG_BIT(PH_CREATE) | PG_BIT(PH_FIND),
+    [PH_DROP_OLD] = PG_BIT(PH_CREATE),
+    [PH_CREATE] = PG_BIT(PH_FIND) | PG_BIT(PH_UNDO),
+    [PH_FIND] = PG_BIT(PH_RESTORE) | PG_BIT(PH_UNDO),
+    [PH_RESTORE] = PG_BIT(PH_COUNT) | PG_BIT(PH_UNDO),
+    [PH_COUNT] = PG_BIT(PH_UNDO),
+};
+
+/* The read stream (r->rs), alongside the phases. */
+typedef enum pg_rsphase {
+  RS_NONE,     /* none feeds the restore (a file, or the download's copy) */
+  RS_READ,     /* open: bytes go where the phase says (copy, head, consumer) */
+  RS_STOPPING, /* paused, its bytes ignored; aborted from r->rs_timer */
+  RS_ENDED,    /* it ended by itself: rs_rc */
+  RS_STOPPED,  /* it ended after a stop (rs_rc CANCELLED unless it ended) */
+  RS_N
+} pg_rsphase;
+
+static const char *const pg_rsphase_names[RS_N] = {
+    [RS_NONE] = "none", [RS_READ] = "read", [RS_STOPPING] = "stopping",
+    [RS_ENDED] = "ended", [RS_STOPPED] = "stopped"};
+
+static const unsigned pg_rsphase_next[RS_N] = {
+    [RS_NONE] = PG_BIT(RS_READ),
+    [RS_READ] = PG_BIT(RS_STOPPING) | PG_BIT(RS_ENDED),
+    [RS_STOPPING] = PG_BIT(RS_STOPPED),
+    [RS_ENDED] = PG_BIT(RS_NONE), /* the download's copy takes over */
+};
 
 /* Writes to the consumer's stdin may complete after the op is gone: their
  * callbacks share this small refcounted block instead of the op. */
@@ -65,72 +190,124 @@ typedef struct pg_wchunk {
 
 typedef struct pg_restore_op {
   pg_op op;
+  pg_rphase phase; /* pg_restore_phase() only */
   char *file;
   char *url;   /* as given: journal undo and the derived output URL */
   char *admin; /* where CREATE/DROP DATABASE run */
   char *db;
   char *expect_sha;
   char *bin_dir;
+  /* parameters */
   int create, clean, jobs, no_owner, no_acl;
-  int jobs_given, jobs_used;
+  int jobs_given;
+  int jobs_used; /* output: pg_restore's --jobs */
   /* a directory backup under a URL prefix: its manifest, then its files */
-  int dir_mode;
   pg_xfer *xfer;
-  char *man_path;
+  char *man_path; /* set: dl_path is a directory of copies */
   json_t *manifest;
   char man_sha[65];
-  int work_rc;
+  int work_rc; /* PH_CHECK's result, written by the worker */
   char work_err[512];
   char verified_by[96]; /* what the checksum was compared with */
   pg_inspect insp;
   pg_sess *s;
   pg_ident id;
-  int exists;
+  int exists; /* PH_CONNECT's answer */
   char *target;
   char *drop_sql; /* DROP DATABASE of what this attempt created */
-  int created;
-  int killed_consumer;
-  int64_t token;
+  int created;    /* this attempt created the database: failing drops it */
+  int64_t token;  /* its journal intent */
   pg_bin restore_bin, psql_bin;
-  /* children */
+  /* PH_RESTORE: the children (their own `running` says whether they run;
+   * child.op is set once the consumer was spawned) and its stdin */
   pg_child decomp, child;
-  int decomp_done, child_done;
-  pg_fmt inner; /* format inside a compressed stream */
-  int consumer_started;
+  int killed_consumer; /* we killed it before EOF: its death is not why */
+  pg_fmt inner;        /* format inside a compressed stream */
   pg_pipe *pipe;
-  size_t inflight;
-  int paused;
-  int stdin_closed;
-  int write_failed;
-  char head[4096];
+  size_t inflight;  /* bytes written to stdin, not yet completed */
+  int paused;       /* backpressure: the producer is paused (inflight) */
+  int src_ended;    /* the producer is done: close stdin once drained */
+  int stdin_closed; /* EOF was sent */
+  int write_failed; /* a write failed: the consumer left, its exit says why */
+  char head[PG_HEAD];
   size_t headlen;
   char tail[512];
   size_t taillen;
   int64_t streamed;
-  int truncated;
-  /* failure being cleaned up */
-  int cleaning;
-  int fail_rc;
+  int truncated; /* a plain dump without its end marker: fail, not commit */
+  /* the outcome */
+  int fail_rc; /* the failure's code; ENG_ERR_CANCELLED also marks a
+                  cancellation that waits for the children or the stream */
   char *fail_msg;
   long long tables;
-  /* streams */
-  int remote;      /* file is a stream URL */
-  int streaming;   /* fed from r->rs into the consumer */
-  int downloading; /* r->rs into r->dl (jobs > 1) */
-  json_t *sopts;   /* stream_opts */
-  eng_stream *rs;
-  int rs_done, rs_rc, rs_stopped, pre_paused, connecting, flowing;
+  /* the read stream */
+  pg_rsphase rsp; /* pg_restore_rs_phase() only */
+  json_t *sopts;  /* stream_opts */
+  eng_stream *rs; /* set in RS_READ and RS_STOPPING */
+  int rs_rc;      /* how it ended */
   eng_timer *rs_timer;
   char *rs_msg;
-  pg_buf pre;  /* first bytes, before the consumer runs */
-  pg_buf hold; /* held back until the stream ended verified */
-  int src_eof_ok;
+  eng_strbuf pre;  /* first bytes, before the consumer runs */
+  eng_strbuf hold; /* held back until the stream ended verified */
   pg_out *dl;
   char *dl_path;
   int64_t src_bytes;
   char src_sha[65];
-  int verified;
+  int verified; /* output: the bytes matched a recorded checksum */
 } pg_restore_op;
+
+/* ---- the machines -------------------------------------------------------- */
+
+/* The one place r->phase changes (PH_DONE may follow any phase; nothing
+ * follows it). */
+static void pg_restore_phase(pg_restore_op *r, pg_rphase to) {
+  pg_rphase from = r->phase;
+  if (from == to) return;
+  assert(from != PH_DONE &&
+         (to == PH_DONE || (pg_rphase_next[from] & PG_BIT(to))));
+  r->phase = to;
+  pg_host->log(r->op.e.call, ENG_LOG_DEBUG, "phase %s -> %s",
+               pg_rphase_names[from], pg_rphase_names[to]);
+}
+
+/* The one place r->rsp changes. */
+static void pg_restore_rs_phase(pg_restore_op *r, pg_rsphase to) {
+  pg_rsphase from = r->rsp;
+  if (from == to) return;
+  assert(pg_rsphase_next[from] & PG_BIT(to));
+  r->rsp = to;
+  pg_host->log(r->op.e.call, ENG_LOG_DEBUG, "read stream %s -> %s",
+               pg_rsphase_names[from], pg_rsphase_names[to]);
+}
+
+/* The stream is open (reading, or stopping). */
+static int pg_restore_rs_live(const pg_restore_op *r) {
+  return r->rsp == RS_READ || r->rsp == RS_STOPPING;
+}
+
+/* The stream ended, by itself or after a stop. */
+static int pg_restore_rs_ended(const pg_restore_op *r) {
+  return r->rsp == RS_ENDED || r->rsp == RS_STOPPED;
+}
+
+/* The end (PH_DONE): the op finishes, with the message when fmt is given
+ * (else the host or a callee recorded why). r may be freed on return. */
+static void pg_restore_end(pg_restore_op *r, int rc, const char *fmt, ...)
+    ENG_PRINTF(3, 4);
+static void pg_restore_end(pg_restore_op *r, int rc, const char *fmt, ...) {
+  char msg[4096];
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+  }
+  pg_restore_phase(r, PH_DONE);
+  if (fmt)
+    pg_op_fail(&r->op, rc, "%s", msg);
+  else
+    pg_op_finish(&r->op, rc);
+}
 
 static void pg_restore_destroy(pg_op *op) {
   pg_restore_op *r = (pg_restore_op *)op;
@@ -149,12 +326,12 @@ static void pg_restore_destroy(pg_op *op) {
   free(r->drop_sql);
   free(r->fail_msg);
   free(r->rs_msg);
-  pg_buf_free(&r->pre);
-  pg_buf_free(&r->hold);
+  eng_strbuf_free(&r->pre);
+  eng_strbuf_free(&r->hold);
   json_decref(r->sopts);
   pg_out_free(r->dl);
   pg_xfer_free(r->xfer);
-  if (r->dl_path && r->dir_mode) pg_rmtree(r->dl_path); /* the copies */
+  if (r->dl_path && r->man_path) pg_rmtree(r->dl_path); /* the copies */
   else if (r->dl_path) unlink(r->dl_path); /* the downloaded copy */
   free(r->dl_path);
   if (r->man_path) unlink(r->man_path);
@@ -168,32 +345,39 @@ static void pg_restore_destroy(pg_op *op) {
 static void pg_restore_both_done(pg_restore_op *r);
 static void pg_restore_dl_stopped(pg_restore_op *r);
 
+/* Paused for backpressure, and while a head waits for the database (the
+ * phases between PH_HEAD and PH_RESTORE). */
 static void pg_restore_rs_sync(pg_restore_op *r) {
-  if (r->rs && !r->rs_stopped)
-    pg_host->stream_pause(r->rs, r->pre_paused || r->paused);
+  if (!r->rs || r->rsp != RS_READ) return;
+  int held = r->phase != PH_HEAD && r->phase != PH_DOWNLOAD &&
+             r->phase != PH_RESTORE;
+  pg_host->stream_pause(r->rs, held || r->paused);
 }
 
+/* RS_STOPPING -> RS_STOPPED (unless its end came first); then whoever
+ * reads the stream goes on: the download, or the restore's children. */
 static void pg_restore_rs_abort_cb(void *ud) {
   pg_restore_op *r = ud;
   r->rs_timer = NULL;
   if (r->rs) {
     pg_host->stream_abort(r->rs); /* no callback of it runs afterwards */
     r->rs = NULL;
-    r->rs_done = 1;
     if (!r->rs_rc) r->rs_rc = ENG_ERR_CANCELLED;
   }
-  if (r->downloading)
+  pg_restore_rs_phase(r, RS_STOPPED);
+  if (r->phase == PH_DOWNLOAD)
     pg_restore_dl_stopped(r);
   else
     pg_restore_both_done(r);
   pg_op_release(&r->op);
 }
 
-/* Stop reading. Callers may be inside the stream's data callback, where
- * the stream must not be freed: pause now, abort from a timer. */
+/* Stop reading (RS_READ -> RS_STOPPING). Callers may be inside the
+ * stream's data callback, where the stream must not be freed: pause now,
+ * abort from a timer. */
 static void pg_restore_rs_stop(pg_restore_op *r) {
-  if (!r->rs || r->rs_stopped) return;
-  r->rs_stopped = 1;
+  if (!r->rs || r->rsp != RS_READ) return;
+  pg_restore_rs_phase(r, RS_STOPPING);
   pg_host->stream_pause(r->rs, 1);
   pg_op_hold(&r->op);
   r->rs_timer = pg_host->timer_start(r->op.e.call, 0, pg_restore_rs_abort_cb, r);
@@ -219,11 +403,11 @@ static char *pg_restore_rs_error(pg_restore_op *r, int rc, json_t *info) {
   const char *md5 = json_string_value(json_object_get(info, "md5"));
   const char *want_md5 = json_string_value(json_object_get(info, "expected_md5"));
   if (rc == ENG_ERR_CHECKSUM && md5 && want_md5 && strcasecmp(md5, want_md5))
-    return pg_asprintf("md5 mismatch for %s: its bytes hash to %s but the "
-                       "x-amz-meta-md5 recorded with it says %s: the backup is "
-                       "corrupt or was changed after it was written; restore "
-                       "another backup",
-                       r->file, md5, want_md5);
+    return eng_asprintf("md5 mismatch for %s: its bytes hash to %s but the "
+                        "x-amz-meta-md5 recorded with it says %s: the backup "
+                        "is corrupt or was changed after it was written; "
+                        "restore another backup",
+                        r->file, md5, want_md5);
   const char *want = r->expect_sha;
   const char *whose = "the sha256 parameter";
   if (!want) {
@@ -231,22 +415,23 @@ static char *pg_restore_rs_error(pg_restore_op *r, int rc, json_t *info) {
     whose = "the SHA-256 recorded with the object";
   }
   if (rc == ENG_ERR_CHECKSUM && got && want)
-    return pg_asprintf("checksum mismatch for %s: its bytes hash to %s but %s "
-                       "says %s: the backup is corrupt or was changed after "
-                       "it was written; restore another backup",
-                       r->file, got, whose, want);
+    return eng_asprintf("checksum mismatch for %s: its bytes hash to %s but %s "
+                        "says %s: the backup is corrupt or was changed after "
+                        "it was written; restore another backup",
+                        r->file, got, whose, want);
   if (rc == ENG_ERR_CHECKSUM)
-    return pg_asprintf("%s is corrupt (its zstd data does not decode); "
-                       "restore another backup",
-                       r->file);
+    return eng_asprintf("%s is corrupt (its zstd data does not decode); "
+                        "restore another backup",
+                        r->file);
   const char *err = json_string_value(json_object_get(info, "error"));
-  return pg_asprintf("reading %s failed: %s", r->file,
-                     err && *err ? err : eng_strerror(rc));
+  return eng_asprintf("reading %s failed: %s", r->file,
+                      err && *err ? err : eng_strerror(rc));
 }
 
+/* The stream's end: RS_ENDED, or RS_STOPPED when a stop was under way. */
 static void pg_restore_rs_info(pg_restore_op *r, int rc, json_t *info) {
   r->rs = NULL;
-  r->rs_done = 1;
+  pg_restore_rs_phase(r, r->rsp == RS_STOPPING ? RS_STOPPED : RS_ENDED);
   r->rs_rc = rc;
   r->src_bytes = (int64_t)json_integer_value(json_object_get(info, "bytes"));
   const char *sha = json_string_value(json_object_get(info, "sha256"));
@@ -287,15 +472,17 @@ static json_t *pg_restore_rs_opts(pg_restore_op *r) {
 
 static void pg_restore_fail_now(pg_restore_op *r, const char *extra) {
   if (r->fail_rc == ENG_ERR_CANCELLED && !r->fail_msg) {
-    pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+    pg_restore_end(r, ENG_ERR_CANCELLED, NULL);
     return;
   }
-  pg_op_fail(&r->op, r->fail_rc, "%s%s", r->fail_msg ? r->fail_msg : "",
-             extra ? extra : "");
+  pg_restore_end(r, r->fail_rc, "%s%s", r->fail_msg ? r->fail_msg : "",
+                 extra ? extra : "");
 }
 
+/* PH_UNDO's DROP DATABASE answered: the end. */
 static void pg_restore_dropped(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_UNDO) return;
   if (rc != ENG_OK) {
     char extra[1024];
     snprintf(extra, sizeof extra,
@@ -313,12 +500,12 @@ static void pg_restore_dropped(pg_sess *s, void *ud, int rc) {
                                "again (nothing restored remains)");
 }
 
-/* Fail the attempt; first drop the database it created. */
+/* Fail the attempt: the end at once when it created nothing, else first
+ * PH_UNDO drops the database it created. The first failure wins. */
 static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...)
     ENG_PRINTF(3, 4);
 static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...) {
-  if (r->cleaning || r->op.e.finished) return;
-  r->cleaning = 1;
+  if (r->phase == PH_UNDO || r->phase == PH_DONE) return;
   r->fail_rc = rc;
   if (fmt) {
     char msg[4096];
@@ -326,12 +513,13 @@ static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    r->fail_msg = pg_strdup(msg);
+    r->fail_msg = eng_xstrdup(msg);
   }
   if (!r->created) {
     pg_restore_fail_now(r, NULL);
     return;
   }
+  pg_restore_phase(r, PH_UNDO);
   /* a fresh admin session: the old one may be mid-query or broken */
   if (r->s) pg_sess_close(r->s);
   r->s = pg_sess_open(&r->op, r->admin);
@@ -343,20 +531,22 @@ static void pg_restore_fail(pg_restore_op *r, int rc, const char *fmt, ...) {
   pg_sess_run(r->s, pg_restore_dropped, r);
 }
 
+/* Cancelled (r->op.e.cancelled is set): what runs is stopped and its end
+ * fails the restore; with nothing running, fail now. */
 static void pg_restore_cancel(pg_op *op) {
   pg_restore_op *r = (pg_restore_op *)op;
   if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
   if (r->child.running) pg_host->proc_kill(r->child.proc, SIGTERM);
-  if (r->rs && !r->rs_stopped) {
+  if (r->rs && r->rsp == RS_READ) {
     r->fail_rc = ENG_ERR_CANCELLED;
     pg_restore_rs_stop(r); /* its end cleans up */
-    if (r->rs_stopped) return;
+    return;
   }
   if (r->decomp.running || r->child.running) {
     r->fail_rc = ENG_ERR_CANCELLED; /* the exit handlers clean up */
     return;
   }
-  if (r->cleaning) return; /* already dropping */
+  if (r->phase == PH_UNDO) return; /* already dropping */
   pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
 }
 
@@ -371,6 +561,7 @@ static int pg_restore_count_res(pg_sess *s, void *ud, PGresult *res) {
 
 static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_COUNT) return;
   if (rc != ENG_OK) {
     pg_restore_fail(r, rc,
                     "restore into %s finished but the restored database "
@@ -404,10 +595,11 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
                r->id.host, r->id.port,
                r->tables);
   free(url);
-  pg_op_finish(&r->op, ENG_OK);
+  pg_restore_end(r, ENG_OK, NULL);
 }
 
 static void pg_restore_success(pg_restore_op *r) {
+  pg_restore_phase(r, PH_COUNT);
   char *url = pg_url_with_db(r->url, r->db);
   if (r->s) pg_sess_close(r->s);
   r->s = pg_sess_open(&r->op, url ? url : "");
@@ -424,24 +616,36 @@ static void pg_restore_success(pg_restore_op *r) {
 
 /* ---- children ----------------------------------------------------------- */
 
+/* The consumer was spawned (child.op stays NULL when spawning failed). */
+static int pg_restore_consumer_started(const pg_restore_op *r) {
+  return r->child.op != NULL;
+}
+
+/* Something of the restore ended (a child, the stream): once nothing runs
+ * any more, the outcome. Also the end of a cancellation or a rejected head
+ * that waited for the stream to stop (the phases before PH_RESTORE). From
+ * PH_COUNT on the outcome is already being reported. */
 static void pg_restore_both_done(pg_restore_op *r) {
-  if (r->decomp.op && !r->decomp_done) return;
-  if (r->streaming && !r->rs_done) return;
-  if (r->child.op && !r->child_done) return;
+  if (r->phase == PH_COUNT || r->phase == PH_UNDO || r->phase == PH_DONE)
+    return;
+  if (r->decomp.running || r->child.running || pg_restore_rs_live(r)) return;
   if (r->fail_rc == ENG_ERR_CANCELLED || r->op.e.cancelled) {
     pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
     return;
   }
-  if (r->streaming && r->rs_rc != ENG_OK && !r->rs_stopped) {
+  if (r->rsp == RS_ENDED && r->rs_rc != ENG_OK) {
     pg_restore_fail(r, r->rs_rc, "%s%s",
                     r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc),
-                    r->consumer_started ? " (nothing was committed)" : "");
+                    pg_restore_consumer_started(r)
+                        ? " (nothing was committed)"
+                        : "");
     return;
   }
   char how[96];
   int decomp_failed = r->decomp.op && (r->decomp.status != 0 || r->decomp.sig);
   int child_failed = r->child.op && (r->child.status != 0 || r->child.sig);
-  if (decomp_failed && (r->killed_consumer || !r->consumer_started)) {
+  if (decomp_failed &&
+      (r->killed_consumer || !pg_restore_consumer_started(r))) {
     pg_restore_fail(r, ENG_ERR_FAILED,
                     "decompressing %s failed (%s): %s; the file is truncated "
                     "or corrupted: restore another backup",
@@ -456,13 +660,13 @@ static void pg_restore_both_done(pg_restore_op *r) {
                     r->file, PG_PLAIN_END);
     return;
   }
-  if (r->streaming && !r->consumer_started) {
+  if (r->rsp != RS_NONE && !pg_restore_consumer_started(r)) {
     pg_restore_fail(r, r->rs_rc ? r->rs_rc : ENG_ERR_FAILED,
                     "restoring %s stopped before it began%s%s", r->file,
                     r->rs_msg ? ": " : "", r->rs_msg ? r->rs_msg : "");
     return;
   }
-  if (r->decomp.op && !r->consumer_started) {
+  if (r->decomp.op && !pg_restore_consumer_started(r)) {
     pg_restore_fail(r, ENG_ERR_INVALID,
                     "%s decompressed to %s: not a PostgreSQL backup; check "
                     "the file",
@@ -490,7 +694,6 @@ static void pg_restore_both_done(pg_restore_op *r) {
 
 static void pg_restore_child_exit(pg_child *c) {
   pg_restore_op *r = c->ud;
-  r->child_done = 1;
   /* the consumer is gone: a decompressor still writing would block */
   if (r->decomp.running) pg_host->proc_kill(r->decomp.proc, SIGTERM);
   if (r->rs) pg_restore_rs_stop(r); /* its end completes the op */
@@ -524,14 +727,14 @@ static void pg_restore_wrote(void *ud, int rc) {
     r->paused = 0;
     pg_restore_src_pause(r, 0);
   }
-  if ((r->decomp_done || r->src_eof_ok) && r->inflight == 0)
+  if (r->src_ended && r->inflight == 0)
     pg_restore_close_stdin(r);
   pg_op_release(&r->op);
 }
 
 static void pg_restore_feed(pg_restore_op *r, const char *buf, size_t len) {
   if (!len || r->write_failed || !r->child.running || r->stdin_closed) return;
-  pg_wchunk *w = pg_xmalloc(sizeof *w + len);
+  pg_wchunk *w = eng_xmalloc(sizeof *w + len);
   w->pipe = r->pipe;
   w->len = len;
   memcpy(w->data, buf, len);
@@ -573,7 +776,7 @@ static void pg_restore_stream_bytes(pg_restore_op *r, const char *buf,
                                     size_t len) {
   r->streamed += (int64_t)len;
   pg_restore_track_tail(r, buf, len);
-  pg_buf_add(&r->hold, buf, len);
+  eng_strbuf_add(&r->hold, buf, len);
   if (r->hold.len >= 2 * PG_HOLD) {
     size_t n = r->hold.len - PG_HOLD;
     pg_restore_feed(r, r->hold.data, n);
@@ -606,7 +809,7 @@ static void pg_restore_stream_eof(pg_restore_op *r) {
   } else {
     pg_restore_feed(r, r->hold.data, r->hold.len);
     r->hold.len = 0;
-    r->src_eof_ok = 1;
+    r->src_ended = 1;
     if (r->inflight == 0) pg_restore_close_stdin(r);
   }
   pg_restore_both_done(r);
@@ -632,15 +835,15 @@ static void pg_restore_detect_inner(pg_restore_op *r) {
     pg_restore_src_stop(r);
     return;
   }
-  r->consumer_started = 1;
   pg_restore_feed(r, r->head, r->headlen);
 }
 
 static void pg_restore_decomp_out(pg_child *c, const char *buf, size_t len) {
   pg_restore_op *r = c->ud;
+  if (r->phase != PH_RESTORE) return; /* failed meanwhile: for nobody */
   r->streamed += (int64_t)len;
   pg_restore_track_tail(r, buf, len);
-  if (!r->consumer_started) {
+  if (!pg_restore_consumer_started(r)) {
     if (r->inner == PG_FMT_UNKNOWN && r->headlen >= sizeof r->head) return;
     size_t take = sizeof r->head - r->headlen;
     if (take > len) take = len;
@@ -648,7 +851,8 @@ static void pg_restore_decomp_out(pg_child *c, const char *buf, size_t len) {
     r->headlen += take;
     if (r->headlen < sizeof r->head) return; /* wait for more */
     pg_restore_detect_inner(r);
-    if (r->consumer_started) pg_restore_feed(r, buf + take, len - take);
+    if (pg_restore_consumer_started(r))
+      pg_restore_feed(r, buf + take, len - take);
     return;
   }
   pg_restore_feed(r, buf, len);
@@ -656,10 +860,10 @@ static void pg_restore_decomp_out(pg_child *c, const char *buf, size_t len) {
 
 static void pg_restore_decomp_exit(pg_child *c) {
   pg_restore_op *r = c->ud;
-  r->decomp_done = 1;
+  r->src_ended = 1;
   int ok = c->status == 0 && !c->sig;
-  if (ok && !r->consumer_started && r->headlen > 0 && !r->op.e.cancelled &&
-      r->fail_rc != ENG_ERR_CANCELLED)
+  if (ok && r->phase == PH_RESTORE && !pg_restore_consumer_started(r) &&
+      r->headlen > 0 && !r->op.e.cancelled && r->fail_rc != ENG_ERR_CANCELLED)
     pg_restore_detect_inner(r); /* a stream shorter than the head buffer */
   if (ok && pg_restore_plain_truncated(r)) r->truncated = 1;
   if (!ok || r->truncated || r->op.e.cancelled) {
@@ -743,12 +947,15 @@ static int pg_restore_spawn_consumer(pg_restore_op *r, int from_stdin) {
   return ENG_OK;
 }
 
+/* PH_RESTORE from a local file: the consumer reads it, or a decompressor
+ * feeds the consumer's stdin. */
 static void pg_restore_spawn(pg_restore_op *r) {
+  pg_restore_phase(r, PH_RESTORE);
   if (r->insp.fmt != PG_FMT_GZIP && r->insp.fmt != PG_FMT_ZSTD) {
     pg_restore_spawn_consumer(r, 0);
     return;
   }
-  r->pipe = pg_xcalloc(1, sizeof *r->pipe);
+  r->pipe = eng_xcalloc(1, sizeof *r->pipe);
   r->pipe->refs = 1;
   r->pipe->r = r;
   const char *tool = r->insp.fmt == PG_FMT_GZIP ? "gzip" : "zstd";
@@ -783,7 +990,9 @@ static void pg_restore_stream_go(pg_restore_op *r);
 
 static void pg_restore_found(void *ud) {
   pg_restore_op *r = ud;
-  if (r->streaming) {
+  if (r->phase != PH_FIND) return; /* failed (cancelled) meanwhile */
+  if (r->op.e.cancelled) return;   /* the stream's stop reports it */
+  if (r->rsp != RS_NONE) {
     pg_restore_stream_go(r);
     return;
   }
@@ -802,8 +1011,18 @@ static void pg_restore_found(void *ud) {
   pg_restore_spawn(r);
 }
 
+/* PH_FIND: look up the client programs for the server's version. */
+static void pg_restore_find_start(pg_restore_op *r, const char *what) {
+  pg_restore_phase(r, PH_FIND);
+  pg_bin_init(&r->restore_bin, "pg_restore", r->id.version_num, r->bin_dir);
+  pg_bin_init(&r->psql_bin, "psql", r->id.version_num, r->bin_dir);
+  if (pg_op_work(&r->op, pg_restore_find, pg_restore_found, r) != ENG_OK)
+    pg_restore_fail(r, ENG_ERR_NOMEM, "could not queue the %s", what);
+}
+
 static void pg_restore_created(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_CREATE) return;
   if (rc != ENG_OK) {
     pg_host->journal_removed(r->op.e.call, "database", r->target);
     pg_restore_fail(r, rc, "creating database %s on %s:%s failed: %s; %s",
@@ -819,13 +1038,11 @@ static void pg_restore_created(pg_sess *s, void *ud, int rc) {
     pg_restore_fail(r, ENG_ERR_CANCELLED, NULL);
     return;
   }
-  pg_bin_init(&r->restore_bin, "pg_restore", r->id.version_num, r->bin_dir);
-  pg_bin_init(&r->psql_bin, "psql", r->id.version_num, r->bin_dir);
-  if (pg_op_work(&r->op, pg_restore_find, pg_restore_found, r) != ENG_OK)
-    pg_restore_fail(r, ENG_ERR_NOMEM, "could not queue the pg_restore lookup");
+  pg_restore_find_start(r, "pg_restore lookup");
 }
 
 static void pg_restore_create(pg_restore_op *r) {
+  pg_restore_phase(r, PH_CREATE);
   char *sql = pg_create_db_sql(pg_sess_conn(r->s), r->db, "template0", NULL);
   free(r->drop_sql);
   r->drop_sql =
@@ -843,7 +1060,7 @@ static void pg_restore_create(pg_restore_op *r) {
   json_decref(detail);
   if (r->token < 0) { /* unrecorded: nothing could clean it up (the host said why) */
     free(sql);
-    pg_op_finish(&r->op, ENG_ERR_IO);
+    pg_restore_end(r, ENG_ERR_IO, NULL);
     return;
   }
   pg_sess_add(r->s, "create database", sql, 0, NULL, NULL, NULL);
@@ -853,6 +1070,7 @@ static void pg_restore_create(pg_restore_op *r) {
 
 static void pg_restore_dropped_old(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_DROP_OLD) return;
   if (rc != ENG_OK) {
     pg_restore_fail(r, rc,
                     "clean: dropping the existing database %s on %s:%s "
@@ -869,19 +1087,20 @@ static void pg_restore_dropped_old(pg_sess *s, void *ud, int rc) {
 
 static void pg_restore_checked(pg_sess *s, void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_CONNECT) return;
   if (rc != ENG_OK) {
     pg_restore_fail(r, rc, "connecting to %s for the restore failed: %s; %s",
                     pg_sess_display(s), pg_sess_errmsg(s), pg_conn_hint(rc));
     return;
   }
   r->target = pg_ident_target(&r->id, r->db);
-  if (r->streaming && r->rs_done && r->rs_rc != ENG_OK) {
+  if (pg_restore_rs_ended(r) && r->rs_rc != ENG_OK) {
     pg_restore_fail(r, r->rs_rc, "%s; nothing was restored",
                     r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc));
     return;
   }
   if (pg_guard_db(&r->op, &r->id, r->db) != ENG_OK) {
-    pg_op_finish(&r->op, ENG_ERR_REFUSED);
+    pg_restore_end(r, ENG_ERR_REFUSED, NULL);
     return;
   }
   if (r->exists && r->create && !r->clean) {
@@ -912,23 +1131,23 @@ static void pg_restore_checked(pg_sess *s, void *ud, int rc) {
     pg_sess_add(s, "drop the existing database (clean)", sql, 0, NULL, NULL,
                 NULL);
     free(sql);
+    pg_restore_phase(r, PH_DROP_OLD);
     pg_sess_run(s, pg_restore_dropped_old, r);
     return;
   }
   if (r->exists) { /* create: false, restore into what is there */
-    r->create = 0;
     pg_sess_close(s);
     r->s = NULL;
-    pg_bin_init(&r->restore_bin, "pg_restore", r->id.version_num, r->bin_dir);
-    pg_bin_init(&r->psql_bin, "psql", r->id.version_num, r->bin_dir);
-    if (pg_op_work(&r->op, pg_restore_find, pg_restore_found, r) != ENG_OK)
-      pg_restore_fail(r, ENG_ERR_NOMEM, "could not queue the lookup");
+    pg_restore_find_start(r, "lookup");
     return;
   }
   pg_restore_create(r);
 }
 
+/* PH_CONNECT: a waiting head is paused meanwhile. */
 static void pg_restore_connect(pg_restore_op *r) {
+  pg_restore_phase(r, PH_CONNECT);
+  pg_restore_rs_sync(r);
   r->s = pg_sess_open(&r->op, r->admin);
   pg_ident_add(r->s, &r->id);
   pg_add_exists(r->s, r->db, &r->exists);
@@ -946,18 +1165,17 @@ static pg_fmt pg_restore_sniff(const char *h, size_t n) {
   return PG_FMT_PLAIN;
 }
 
-/* Enough first bytes (or the whole object): tell the format, then create
- * the database. Nothing exists yet when this fails. */
+/* PH_HEAD has enough first bytes (or the whole object): tell the format,
+ * then PH_CONNECT. Nothing exists yet when this fails. */
 static void pg_restore_stream_head(pg_restore_op *r) {
-  if (r->connecting) return;
-  r->connecting = 1;
+  if (r->phase != PH_HEAD) return;
   r->headlen = r->pre.len < sizeof r->head ? r->pre.len : sizeof r->head;
   memcpy(r->head, r->pre.data, r->headlen);
   r->inner = pg_restore_sniff(r->head, r->headlen);
   if (r->inner == PG_FMT_GZIP || r->inner == PG_FMT_UNKNOWN) {
     r->rs_rc = ENG_ERR_INVALID;
     free(r->rs_msg);
-    r->rs_msg = pg_asprintf(
+    r->rs_msg = eng_asprintf(
         r->inner == PG_FMT_GZIP
             ? "%s is gzip-compressed: streamed restores undo zstd only "
               "(dump with compress: zstd); set jobs: 2 to download it first"
@@ -965,10 +1183,12 @@ static void pg_restore_stream_head(pg_restore_op *r) {
               "(binary data, no PGDMP header): the object is corrupted or not "
               "a PostgreSQL backup",
         r->file);
-    if (r->rs)
+    if (r->rs) {
+      pg_restore_phase(r, PH_REJECT);
       pg_restore_rs_stop(r); /* the abort completes the op (nothing made) */
-    else
-      pg_op_fail(&r->op, r->rs_rc, "%s; nothing was restored", r->rs_msg);
+    } else {
+      pg_restore_end(r, r->rs_rc, "%s; nothing was restored", r->rs_msg);
+    }
     return;
   }
   pg_host->log(r->op.e.call, ENG_LOG_INFO, "%s: %s format, streamed%s", r->file,
@@ -977,84 +1197,85 @@ static void pg_restore_stream_head(pg_restore_op *r) {
   pg_restore_connect(r);
 }
 
+/* Bytes of the stream: into the consumer in PH_RESTORE; before that into
+ * the head (PH_HEAD reads PG_HEAD of them, then the stream is paused; what
+ * arrives while the pause takes effect is kept too). */
 static void pg_restore_rs_data(void *ud, const char *buf, size_t len) {
   pg_restore_op *r = ud;
-  if (r->rs_stopped) return;
-  if (!r->flowing) {
-    pg_buf_add(&r->pre, buf, len);
-    if (r->pre.len >= PG_HEAD && !r->connecting) {
-      r->pre_paused = 1;
-      pg_restore_rs_sync(r);
-      pg_restore_stream_head(r);
-    }
+  if (r->rsp != RS_READ) return; /* stopping: ignored */
+  if (r->phase == PH_RESTORE) {
+    pg_restore_stream_bytes(r, buf, len);
     return;
   }
-  pg_restore_stream_bytes(r, buf, len);
+  eng_strbuf_add(&r->pre, buf, len);
+  if (r->phase == PH_HEAD && r->pre.len >= PG_HEAD)
+    pg_restore_stream_head(r);
 }
 
 static void pg_restore_rs_end(void *ud, int rc, json_t *info) {
   pg_restore_op *r = ud;
+  int stopping = r->rsp == RS_STOPPING;
   pg_restore_rs_info(r, rc, info);
   json_decref(info);
   pg_op_hold(&r->op);
-  if (r->flowing) {
+  if (r->phase == PH_RESTORE) {
     pg_restore_stream_eof(r);
-  } else if (!r->connecting) {
+  } else if (r->phase == PH_HEAD && !stopping) {
     if (rc == ENG_OK) {
       pg_restore_stream_head(r); /* a short object */
     } else {
       /* nothing was created yet */
       if (rc == ENG_ERR_CANCELLED || r->op.e.cancelled)
-        pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+        pg_restore_end(r, ENG_ERR_CANCELLED, NULL);
       else
-        pg_op_fail(&r->op, rc, "%s; nothing was restored",
-                   r->rs_msg ? r->rs_msg : eng_strerror(rc));
+        pg_restore_end(r, rc, "%s; nothing was restored",
+                       r->rs_msg ? r->rs_msg : eng_strerror(rc));
     }
   }
-  /* else: the database is being created; pg_restore_stream_go sees it */
+  /* else: the database is being prepared (pg_restore_stream_go sees the
+   * end), or a stop is under way (its abort callback goes on) */
   pg_op_release(&r->op);
 }
 
-/* Binaries found, database created: start the consumer and let the bytes
- * flow. */
+/* Binaries found, database created: PH_RESTORE, start the consumer and let
+ * the bytes flow. */
 static void pg_restore_stream_go(pg_restore_op *r) {
-  if (r->rs_done && r->rs_rc != ENG_OK) {
+  if (pg_restore_rs_ended(r) && r->rs_rc != ENG_OK) {
     pg_restore_fail(r, r->rs_rc, "%s",
                     r->rs_msg ? r->rs_msg : eng_strerror(r->rs_rc));
     return;
   }
   if (!r->pipe) {
-    r->pipe = pg_xcalloc(1, sizeof *r->pipe);
+    r->pipe = eng_xcalloc(1, sizeof *r->pipe);
     r->pipe->refs = 1;
     r->pipe->r = r;
   }
+  pg_restore_phase(r, PH_RESTORE);
   if (pg_restore_spawn_consumer(r, 1) != ENG_OK) {
     pg_restore_rs_stop(r);
     return;
   }
-  r->consumer_started = 1;
-  r->flowing = 1;
   pg_op_hold(&r->op);
   pg_restore_stream_bytes(r, r->pre.data, r->pre.len);
-  pg_buf_free(&r->pre);
-  if (r->rs_done) {
+  eng_strbuf_free(&r->pre);
+  if (pg_restore_rs_ended(r))
     pg_restore_stream_eof(r);
-  } else {
-    r->pre_paused = 0;
-    pg_restore_rs_sync(r);
-  }
+  else
+    pg_restore_rs_sync(r); /* no longer held */
   pg_op_release(&r->op);
 }
 
+/* PH_HEAD: open the stream (a URL, or a local zstd file). */
 static void pg_restore_stream_open(pg_restore_op *r, const char *url) {
-  r->streaming = 1;
+  pg_restore_phase(r, PH_HEAD);
+  pg_restore_rs_phase(r, RS_READ);
   json_t *o = pg_restore_rs_opts(r);
   int rc = pg_host->stream_open_read(r->op.e.call, url, o, pg_restore_rs_data,
                                      pg_restore_rs_end, r, &r->rs);
   json_decref(o);
   if (rc != ENG_OK) {
     r->rs = NULL;
-    pg_op_finish(&r->op, rc); /* the host recorded why */
+    pg_restore_end(r, rc, NULL); /* the host recorded why */
   }
 }
 
@@ -1073,7 +1294,7 @@ static void pg_restore_dl_stop(void *ud) { pg_restore_rs_stop(ud); }
 
 static void pg_restore_dl_data(void *ud, const char *buf, size_t len) {
   pg_restore_op *r = ud;
-  if (!r->rs_stopped) pg_out_data(r->dl, buf, len);
+  if (r->rsp == RS_READ) pg_out_data(r->dl, buf, len);
 }
 
 /* The read was stopped (cancel, or writing the copy failed). */
@@ -1081,16 +1302,18 @@ static void pg_restore_dl_stopped(pg_restore_op *r) {
   int out_rc = pg_out_failed(r->dl);
   pg_out_abort(r->dl);
   if (r->op.e.cancelled || r->fail_rc == ENG_ERR_CANCELLED)
-    pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+    pg_restore_end(r, ENG_ERR_CANCELLED, NULL);
   else
-    pg_op_finish(&r->op, out_rc ? out_rc : ENG_ERR_IO); /* host's message */
+    pg_restore_end(r, out_rc ? out_rc : ENG_ERR_IO, NULL); /* host's message */
 }
 
+/* PH_STORE: the copy is complete; PH_INSPECT reads it like a local file. */
 static void pg_restore_dl_stored(void *ud, int rc, json_t *info) {
   pg_restore_op *r = ud;
   json_decref(info);
+  if (r->phase != PH_STORE) return;
   if (rc != ENG_OK) {
-    pg_op_finish(&r->op, rc); /* the host recorded why */
+    pg_restore_end(r, rc, NULL); /* the host recorded why */
     return;
   }
   pg_host->log(r->op.e.call, ENG_LOG_INFO,
@@ -1098,54 +1321,61 @@ static void pg_restore_dl_stored(void *ud, int rc, json_t *info) {
                (long long)r->src_bytes, r->src_sha,
                r->verified ? ", verified" : "", r->dl_path);
   free(r->insp.path);
-  r->insp.path = pg_strdup(r->dl_path);
+  r->insp.path = eng_xstrdup(r->dl_path);
   r->insp.want_sha = 0; /* checked on the way */
   free(r->expect_sha);
   r->expect_sha = NULL;
+  pg_restore_rs_phase(r, RS_NONE); /* the copy is restored, not the stream */
+  pg_restore_phase(r, PH_INSPECT);
   if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) !=
       ENG_OK)
-    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
-               r->dl_path);
+    pg_restore_end(r, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+                   r->dl_path);
 }
 
 static void pg_restore_dl_end(void *ud, int rc, json_t *info) {
   pg_restore_op *r = ud;
+  int stopping = r->rsp == RS_STOPPING;
   pg_restore_rs_info(r, rc, info);
   json_decref(info);
-  if (r->rs_stopped) return; /* pg_restore_rs_abort_cb goes on */
+  if (stopping) return; /* pg_restore_rs_abort_cb goes on */
+  if (r->phase != PH_DOWNLOAD) return;
   if (rc != ENG_OK) {
     pg_out_abort(r->dl);
     if (rc == ENG_ERR_CANCELLED || r->op.e.cancelled)
-      pg_op_finish(&r->op, ENG_ERR_CANCELLED);
+      pg_restore_end(r, ENG_ERR_CANCELLED, NULL);
     else
-      pg_op_fail(&r->op, rc, "%s; nothing was restored",
-                 r->rs_msg ? r->rs_msg : eng_strerror(rc));
+      pg_restore_end(r, rc, "%s; nothing was restored",
+                     r->rs_msg ? r->rs_msg : eng_strerror(rc));
     return;
   }
+  pg_restore_phase(r, PH_STORE);
   pg_out_end(r->dl, pg_restore_dl_stored, r);
 }
 
+/* PH_DOWNLOAD: the stream into a copy in the run directory. */
 static void pg_restore_download(pg_restore_op *r) {
-  r->downloading = 1;
-  r->dl_path = pg_asprintf("%s/restore-%s.download",
-                           pg_host->run_dir(r->op.e.call),
-                           pg_host->step_id(r->op.e.call));
+  pg_restore_phase(r, PH_DOWNLOAD);
+  r->dl_path = eng_asprintf("%s/restore-%s.download",
+                            pg_host->run_dir(r->op.e.call),
+                            pg_host->step_id(r->op.e.call));
   int rc = ENG_OK;
   r->dl = pg_out_open(&r->op, r->dl_path, NULL, &rc);
   if (!r->dl) {
     free(r->dl_path);
     r->dl_path = NULL;
-    pg_op_finish(&r->op, rc);
+    pg_restore_end(r, rc, NULL);
     return;
   }
   pg_out_source(r->dl, pg_restore_dl_pause, pg_restore_dl_stop, r);
+  pg_restore_rs_phase(r, RS_READ);
   json_t *o = pg_restore_rs_opts(r);
   rc = pg_host->stream_open_read(r->op.e.call, r->file, o, pg_restore_dl_data,
                                  pg_restore_dl_end, r, &r->rs);
   json_decref(o);
   if (rc != ENG_OK) {
     r->rs = NULL;
-    pg_op_finish(&r->op, rc); /* the host recorded why */
+    pg_restore_end(r, rc, NULL); /* the host recorded why */
     return;
   }
   pg_host->log(r->op.e.call, ENG_LOG_INFO,
@@ -1163,11 +1393,12 @@ static void pg_restore_download(pg_restore_op *r) {
 
 static void pg_restore_dir_files(void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_FILES) return;
   if (rc != ENG_OK) {
     pg_host->log(r->op.e.call, ENG_LOG_ERROR,
                  "a file of the directory backup %s is missing or does not "
                  "match its manifest; nothing was restored", r->file);
-    pg_op_finish(&r->op, rc); /* the host recorded which and why */
+    pg_restore_end(r, rc, NULL); /* the host recorded which and why */
     return;
   }
   int64_t total = 0;
@@ -1184,11 +1415,12 @@ static void pg_restore_dir_files(void *ud, int rc) {
   pg_xfer_free(r->xfer);
   r->xfer = NULL;
   free(r->insp.path);
-  r->insp.path = pg_strdup(r->dl_path);
+  r->insp.path = eng_xstrdup(r->dl_path);
   r->insp.want_sha = 0;
+  pg_restore_phase(r, PH_INSPECT);
   if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) != ENG_OK)
-    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
-               r->dl_path);
+    pg_restore_end(r, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+                   r->dl_path);
 }
 
 /* worker: read and check the manifest */
@@ -1230,20 +1462,22 @@ static void pg_restore_dir_read(void *ud) {
 
 static void pg_restore_dir_read_done(void *ud) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_CHECK) return;
   if (r->work_rc) {
-    pg_op_fail(&r->op, r->work_rc,
-               "%smanifest.json is not the manifest of a directory backup "
-               "(%s); nothing was restored", r->file, r->work_err);
+    pg_restore_end(r, r->work_rc,
+                   "%smanifest.json is not the manifest of a directory "
+                   "backup (%s); nothing was restored", r->file, r->work_err);
     return;
   }
+  pg_restore_phase(r, PH_FILES);
   size_t par = r->jobs > 4 ? 4 : (size_t)(r->jobs > 1 ? r->jobs : 2);
   r->xfer = pg_xfer_new(&r->op, par);
   size_t i;
   json_t *f;
   json_array_foreach(json_object_get(r->manifest, "files"), i, f) {
     const char *name = json_string_value(json_object_get(f, "name"));
-    char *src = pg_asprintf("%s%s", r->file, name);
-    char *dst = pg_asprintf("%s/%s", r->dl_path, name);
+    char *src = eng_asprintf("%s%s", r->file, name);
+    char *dst = eng_asprintf("%s/%s", r->dl_path, name);
     pg_xfer_add(r->xfer, src, dst,
                 json_string_value(json_object_get(f, "sha256")));
     free(src);
@@ -1254,30 +1488,33 @@ static void pg_restore_dir_read_done(void *ud) {
 
 static void pg_restore_dir_manifest(void *ud, int rc) {
   pg_restore_op *r = ud;
+  if (r->phase != PH_MANIFEST) return;
   if (rc != ENG_OK) {
     pg_host->log(r->op.e.call, ENG_LOG_ERROR,
                  "%smanifest.json could not be read: a directory backup is "
                  "complete only with its manifest; nothing was restored",
                  r->file);
-    pg_op_finish(&r->op, rc);
+    pg_restore_end(r, rc, NULL);
     return;
   }
   snprintf(r->man_sha, sizeof r->man_sha, "%s",
            pg_xfer_item_at(r->xfer, 0)->sha);
   pg_xfer_free(r->xfer);
   r->xfer = NULL;
+  pg_restore_phase(r, PH_CHECK);
   if (pg_op_work(&r->op, pg_restore_dir_read, pg_restore_dir_read_done, r) !=
       ENG_OK)
-    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue reading the manifest");
+    pg_restore_end(r, ENG_ERR_NOMEM, "could not queue reading the manifest");
 }
 
+/* PH_MANIFEST: fetch PREFIX/manifest.json. */
 static void pg_restore_dir_fetch(pg_restore_op *r) {
-  r->dir_mode = 1;
-  r->dl_path = pg_asprintf("%s/restore-%s.dir", pg_host->run_dir(r->op.e.call),
-                           pg_host->step_id(r->op.e.call));
-  r->man_path = pg_asprintf("%s.manifest.json", r->dl_path);
+  pg_restore_phase(r, PH_MANIFEST);
+  r->dl_path = eng_asprintf("%s/restore-%s.dir", pg_host->run_dir(r->op.e.call),
+                            pg_host->step_id(r->op.e.call));
+  r->man_path = eng_asprintf("%s.manifest.json", r->dl_path);
   r->xfer = pg_xfer_new(&r->op, 1);
-  char *src = pg_asprintf("%smanifest.json", r->file);
+  char *src = eng_asprintf("%smanifest.json", r->file);
   pg_xfer_add(r->xfer, src, r->man_path, NULL);
   free(src);
   pg_xfer_run(r->xfer, pg_restore_dir_manifest, r);
@@ -1288,7 +1525,7 @@ static void pg_restore_dir_fetch(pg_restore_op *r) {
 /* Without a sha256 parameter, a FILE.sha256 beside a local file (the
  * form sha256sum writes) is what the backup is checked against. */
 static void pg_restore_sidecar(pg_restore_op *r) {
-  char *path = pg_asprintf("%s.sha256", r->file);
+  char *path = eng_asprintf("%s.sha256", r->file);
   FILE *f = fopen(path, "r");
   free(path);
   if (!f) return;
@@ -1298,7 +1535,7 @@ static void pg_restore_sidecar(pg_restore_op *r) {
     while (k < 64 && isxdigit((unsigned char)line[k])) k++;
     if (k == 64 && (line[64] == ' ' || line[64] == '\n' || line[64] == '\0')) {
       line[64] = '\0';
-      r->expect_sha = pg_strdup(line);
+      r->expect_sha = eng_xstrdup(line);
       r->insp.want_sha = 1;
       const char *base = strrchr(r->file, '/');
       snprintf(r->verified_by, sizeof r->verified_by, "%.80s.sha256",
@@ -1317,27 +1554,28 @@ static void pg_restore_inspect(void *ud) {
 static void pg_restore_inspected(void *ud) {
   pg_restore_op *r = ud;
   pg_inspect *in = &r->insp;
+  if (r->phase != PH_INSPECT) return;
   if (in->err) {
-    pg_op_fail(&r->op, in->err == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_INVALID,
-               "%s; nothing was restored", in->errmsg);
+    pg_restore_end(r, in->err == ENOENT ? ENG_ERR_NOTFOUND : ENG_ERR_INVALID,
+                   "%s; nothing was restored", in->errmsg);
     return;
   }
   if (r->expect_sha && in->sha256[0] && strcasecmp(r->expect_sha, in->sha256) != 0) {
-    pg_op_fail(&r->op, ENG_ERR_CHECKSUM,
-               "sha256 of %s is %s but %s says %s: the backup is corrupted "
-               "or not the one meant; nothing was restored",
-               r->file, in->sha256,
-               r->verified_by[0] ? r->verified_by : "the sha256 parameter",
-               r->expect_sha);
+    pg_restore_end(r, ENG_ERR_CHECKSUM,
+                   "sha256 of %s is %s but %s says %s: the backup is "
+                   "corrupted or not the one meant; nothing was restored",
+                   r->file, in->sha256,
+                   r->verified_by[0] ? r->verified_by : "the sha256 parameter",
+                   r->expect_sha);
     return;
   }
   if (r->expect_sha && in->sha256[0] && !r->verified_by[0])
     snprintf(r->verified_by, sizeof r->verified_by, "sha256 parameter");
   if (in->fmt == PG_FMT_PLAIN && in->plain_truncated) {
-    pg_op_fail(&r->op, ENG_ERR_INVALID,
-               "%s is a plain pg_dump file without its end marker ('%s'): the "
-               "backup is truncated; nothing was restored",
-               r->file, PG_PLAIN_END);
+    pg_restore_end(r, ENG_ERR_INVALID,
+                   "%s is a plain pg_dump file without its end marker ('%s'): "
+                   "the backup is truncated; nothing was restored",
+                   r->file, PG_PLAIN_END);
     return;
   }
   if (in->fmt == PG_FMT_PLAIN && r->jobs > 1 && r->jobs_given)
@@ -1376,21 +1614,21 @@ int pg_act_restore(eng_call *call, const json_t *params) {
                         "e.g. drill_restore) or put it in the URL");
     return ENG_ERR_INVALID;
   }
-  pg_restore_op *r = pg_xcalloc(1, sizeof *r);
+  pg_restore_op *r = eng_xcalloc(1, sizeof *r);
   pg_op_init(&r->op, call, pg_restore_destroy);
   r->op.cancel = pg_restore_cancel;
-  r->file = pg_strdup(file);
-  r->url = pg_strdup(url);
-  r->db = pg_strdup(db && *db ? db : urldb);
+  r->file = eng_xstrdup(file);
+  r->url = eng_xstrdup(url);
+  r->db = eng_xstrdup(db && *db ? db : urldb);
   /* CREATE/DROP DATABASE run from another database than the target. */
   if (urldb && !strcmp(urldb, r->db))
     r->admin = pg_url_with_db(url, strcmp(r->db, "postgres") ? "postgres"
                                                              : "template1");
   else
-    r->admin = pg_strdup(url);
+    r->admin = eng_xstrdup(url);
   free(urldb);
-  r->expect_sha = sha && *sha ? pg_strdup(sha) : NULL;
-  r->bin_dir = pg_strdup(pg_pstr(params, "bin_dir"));
+  r->expect_sha = sha && *sha ? eng_xstrdup(sha) : NULL;
+  r->bin_dir = eng_xstrdup(pg_pstr(params, "bin_dir"));
   r->create = pg_pbool(params, "create", 1);
   r->clean = pg_pbool(params, "clean", 0);
   /* pg_restore -j needs a seekable file: a local archive gets the cores
@@ -1400,9 +1638,8 @@ int pg_act_restore(eng_call *call, const json_t *params) {
   r->jobs_given = json_is_integer(json_object_get(params, "jobs"));
   r->no_owner = pg_pbool(params, "no_owner", 1);
   r->no_acl = pg_pbool(params, "no_acl", 1);
-  r->insp.path = pg_strdup(file);
+  r->insp.path = eng_xstrdup(file);
   r->insp.want_sha = r->expect_sha != NULL;
-  r->remote = remote;
   r->sopts = json_incref(json_object_get(params, "stream_opts"));
   if (remote && file[strlen(file) - 1] == '/') { /* a directory backup */
     r->insp.want_sha = 0;
@@ -1418,10 +1655,11 @@ int pg_act_restore(eng_call *call, const json_t *params) {
       pg_restore_stream_open(r, file);
     return ENG_OK;
   }
+  pg_restore_phase(r, PH_INSPECT);
   if (pg_op_work(&r->op, pg_restore_inspect, pg_restore_inspected, r) !=
       ENG_OK) {
-    pg_op_fail(&r->op, ENG_ERR_NOMEM, "could not queue the inspection of %s",
-               file);
+    pg_restore_end(r, ENG_ERR_NOMEM, "could not queue the inspection of %s",
+                   file);
   }
   return ENG_OK;
 }

@@ -97,13 +97,14 @@ json_t *pg_rows_json(const PGresult *res, size_t max_rows) {
 /* JSON argument -> text parameter (NULL for null). malloc'd. */
 static char *pg_arg_text(const json_t *v) {
   if (json_is_null(v)) return NULL;
-  if (json_is_string(v)) return pg_strdup(json_string_value(v));
+  if (json_is_string(v)) return eng_xstrdup(json_string_value(v));
   if (json_is_integer(v))
-    return pg_asprintf("%lld", (long long)json_integer_value(v));
-  if (json_is_real(v)) return pg_asprintf("%.17g", json_real_value(v));
-  if (json_is_boolean(v)) return pg_strdup(json_is_true(v) ? "true" : "false");
+    return eng_asprintf("%lld", (long long)json_integer_value(v));
+  if (json_is_real(v)) return eng_asprintf("%.17g", json_real_value(v));
+  if (json_is_boolean(v))
+    return eng_xstrdup(json_is_true(v) ? "true" : "false");
   char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  char *r = pg_strdup(s);
+  char *r = eng_xstrdup(s);
   free(s);
   return r;
 }
@@ -111,7 +112,7 @@ static char *pg_arg_text(const json_t *v) {
 static char *pg_quote_ident(PGconn *c, const char *name) {
   char *q = PQescapeIdentifier(c, name, strlen(name));
   if (!q) return NULL;
-  char *r = pg_strdup(q);
+  char *r = eng_xstrdup(q);
   PQfreemem(q);
   return r;
 }
@@ -212,9 +213,9 @@ int pg_act_ping(eng_call *call, const json_t *params) {
   const char *url = pg_url_param(params, "url");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  pg_ping *p = pg_xcalloc(1, sizeof *p);
+  pg_ping *p = eng_xcalloc(1, sizeof *p);
   pg_op_init(&p->op, call, pg_ping_destroy);
-  p->url = pg_strdup(url);
+  p->url = eng_xstrdup(url);
   p->wait_ms = pg_pint(params, "wait", 0);
   p->t0 = pg_now_ms();
   pg_ping_attempt(&p->op);
@@ -344,17 +345,17 @@ static int pg_query_start(eng_call *call, const char *url, const char *sql,
                           int lua, size_t max_rows) {
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  pg_query_op *q = pg_xcalloc(1, sizeof *q);
+  pg_query_op *q = eng_xcalloc(1, sizeof *q);
   pg_op_init(&q->op, call, pg_query_destroy);
-  q->url = pg_strdup(url);
-  q->sql = pg_strdup(sql);
+  q->url = eng_xstrdup(url);
+  q->sql = eng_xstrdup(sql);
   q->write = write;
   q->lua = lua;
   q->max_rows = max_rows;
   size_t n = json_array_size(args);
   if (n > first_arg) {
     q->nargs = (int)(n - first_arg);
-    q->args = pg_xcalloc((size_t)q->nargs, sizeof *q->args);
+    q->args = eng_xcalloc((size_t)q->nargs, sizeof *q->args);
     for (size_t i = first_arg; i < n; i++)
       q->args[i - first_arg] = pg_arg_text(json_array_get(args, i));
   }
@@ -447,7 +448,7 @@ static int pg_counter_sum_res(pg_sess *s, void *ud, PGresult *res) {
     long idx = strtol(PQgetvalue(res, r, 0), NULL, 10);
     if (idx >= 0 && (size_t)idx < c->ntables) {
       free(c->sums[idx]);
-      c->sums[idx] = pg_strdup(PQgetvalue(res, r, 1));
+      c->sums[idx] = eng_xstrdup(PQgetvalue(res, r, 1));
     }
   }
   return ENG_OK;
@@ -459,15 +460,15 @@ static int pg_counter_list_res(pg_sess *s, void *ud, PGresult *res) {
   PGconn *conn = pg_sess_conn(s);
   size_t n = (size_t)PQntuples(res);
   c->ntables = n;
-  c->names = pg_xcalloc(n, sizeof *c->names);
-  c->quoted = pg_xcalloc(n, sizeof *c->quoted);
-  c->counts = pg_xcalloc(n, sizeof *c->counts);
-  if (c->checksums) c->sums = pg_xcalloc(n, sizeof *c->sums);
-  char **exact = pg_xcalloc(n, sizeof *exact);
+  c->names = eng_xcalloc(n, sizeof *c->names);
+  c->quoted = eng_xcalloc(n, sizeof *c->quoted);
+  c->counts = eng_xcalloc(n, sizeof *c->counts);
+  if (c->checksums) c->sums = eng_xcalloc(n, sizeof *c->sums);
+  char **exact = eng_xcalloc(n, sizeof *exact);
   for (size_t i = 0; i < n; i++) {
     const char *nsp = PQgetvalue(res, (int)i, 0);
     const char *rel = PQgetvalue(res, (int)i, 1);
-    c->names[i] = pg_asprintf("%s.%s", nsp, rel);
+    c->names[i] = eng_asprintf("%s.%s", nsp, rel);
     char *qn = pg_quote_ident(conn, nsp);
     char *qr = pg_quote_ident(conn, rel);
     if (!qn || !qr) {
@@ -477,7 +478,7 @@ static int pg_counter_list_res(pg_sess *s, void *ud, PGresult *res) {
       pg_sess_seterr(s, "cannot quote the name of table %s", c->names[i]);
       return ENG_ERR_INVALID;
     }
-    c->quoted[i] = pg_asprintf("%s.%s", qn, qr);
+    c->quoted[i] = eng_asprintf("%s.%s", qn, qr);
     free(qn);
     free(qr);
     long long est = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
@@ -490,21 +491,21 @@ static int pg_counter_list_res(pg_sess *s, void *ud, PGresult *res) {
     }
   }
   /* count(*) in batches of UNION ALL, 50 tables per statement */
-  pg_buf b = {0};
+  eng_strbuf b = {0};
   size_t in_batch = 0;
   for (size_t i = 0; i < n; i++) {
     if (!exact[i]) continue;
-    pg_buf_addf(&b, "%sSELECT %zu, count(*) FROM %s",
-                in_batch ? " UNION ALL " : "", i, exact[i]);
+    eng_strbuf_addf(&b, "%sSELECT %zu, count(*) FROM %s",
+                    in_batch ? " UNION ALL " : "", i, exact[i]);
     if (++in_batch == 50) {
       pg_sess_add(s, "count rows", b.data, 0, NULL, pg_counter_counts_res, c);
-      pg_buf_free(&b);
+      eng_strbuf_free(&b);
       in_batch = 0;
     }
   }
   if (in_batch)
     pg_sess_add(s, "count rows", b.data, 0, NULL, pg_counter_counts_res, c);
-  pg_buf_free(&b);
+  eng_strbuf_free(&b);
   free(exact);
   if (c->checksums) {
     for (size_t i = 0; i < n; i++) {
@@ -512,7 +513,7 @@ static int pg_counter_list_res(pg_sess *s, void *ud, PGresult *res) {
        * every row's text, plus the count. No sort, constant memory on the
        * server, whatever the table size. The session settings below make
        * the text of a row the same on both sides. */
-      char *sql = pg_asprintf(
+      char *sql = eng_asprintf(
           "SELECT %zu, md5(count(*)::text || ':' || "
           "coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint), 0)::text "
           "|| ':' || "
@@ -616,7 +617,7 @@ int pg_act_row_counts(eng_call *call, const json_t *params) {
   const char *url = pg_url_param(params, "url");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  pg_rowcount_op *r = pg_xcalloc(1, sizeof *r);
+  pg_rowcount_op *r = eng_xcalloc(1, sizeof *r);
   pg_op_init(&r->op, call, pg_rowcount_destroy);
   pg_counter_start(&r->c, &r->op, url, pg_pbool(params, "exact", 1), 0,
                    json_object_get(params, "schemas"), pg_rowcount_done, r);
@@ -742,7 +743,7 @@ int pg_act_compare(eng_call *call, const json_t *params) {
                         "0.01 = 1%%)");
     return ENG_ERR_INVALID;
   }
-  pg_compare_op *c = pg_xcalloc(1, sizeof *c);
+  pg_compare_op *c = eng_xcalloc(1, sizeof *c);
   pg_op_init(&c->op, call, pg_compare_destroy);
   c->tolerance = tol;
   c->checksums = pg_pbool(params, "checksums", 0);
@@ -827,7 +828,7 @@ static int pg_verify_fk_count(pg_sess *s, void *ud, PGresult *res) {
 }
 
 /* Append "alias.col1" lists: `sep` between items. */
-static int pg_cols_sql(pg_buf *b, PGconn *conn, const json_t *cols,
+static int pg_cols_sql(eng_strbuf *b, PGconn *conn, const json_t *cols,
                        const char *fmt_a, const json_t *cols2,
                        const char *sep) {
   size_t i;
@@ -837,7 +838,7 @@ static int pg_cols_sql(pg_buf *b, PGconn *conn, const json_t *cols,
     if (!name) return -1;
     char *q = pg_quote_ident(conn, name);
     if (!q) return -1;
-    if (i) pg_buf_adds(b, sep);
+    if (i) eng_strbuf_adds(b, sep);
     if (cols2) {
       const char *n2 = json_string_value(json_array_get(cols2, i));
       char *q2 = n2 ? pg_quote_ident(conn, n2) : NULL;
@@ -845,10 +846,10 @@ static int pg_cols_sql(pg_buf *b, PGconn *conn, const json_t *cols,
         free(q);
         return -1;
       }
-      pg_buf_addf(b, "p.%s = c.%s", q2, q);
+      eng_strbuf_addf(b, "p.%s = c.%s", q2, q);
       free(q2);
     } else {
-      pg_buf_addf(b, fmt_a, q);
+      eng_strbuf_addf(b, fmt_a, q);
     }
     free(q);
   }
@@ -860,7 +861,7 @@ static int pg_verify_fk_list(pg_sess *s, void *ud, PGresult *res) {
   pg_verify_op *v = ud;
   PGconn *conn = pg_sess_conn(s);
   size_t n = (size_t)PQntuples(res);
-  v->fks = pg_xcalloc(n ? n : 1, sizeof *v->fks);
+  v->fks = eng_xcalloc(n ? n : 1, sizeof *v->fks);
   for (size_t r = 0; r < n; r++) {
     int row = (int)r;
     const char *cn = PQgetvalue(res, row, 1), *ct = PQgetvalue(res, row, 2);
@@ -870,32 +871,32 @@ static int pg_verify_fk_list(pg_sess *s, void *ud, PGresult *res) {
     json_t *pcols = json_loads(PQgetvalue(res, row, 7), 0, NULL);
     char *qcn = pg_quote_ident(conn, cn), *qct = pg_quote_ident(conn, ct);
     char *qpn = pg_quote_ident(conn, pn), *qpt = pg_quote_ident(conn, pt);
-    pg_buf b = {0};
+    eng_strbuf b = {0};
     int bad = !ccols || !pcols || !qcn || !qct || !qpn || !qpt ||
               json_array_size(ccols) != json_array_size(pcols) ||
               !json_array_size(ccols);
     if (!bad) {
-      pg_buf_addf(&b, "SELECT count(*) FROM %s.%s c WHERE ", qcn, qct);
+      eng_strbuf_addf(&b, "SELECT count(*) FROM %s.%s c WHERE ", qcn, qct);
       if (full) {
-        pg_buf_adds(&b, "NOT (");
+        eng_strbuf_adds(&b, "NOT (");
         bad |= pg_cols_sql(&b, conn, ccols, "c.%s IS NULL", NULL, " AND ");
-        pg_buf_adds(&b, ") AND ((");
+        eng_strbuf_adds(&b, ") AND ((");
         bad |= pg_cols_sql(&b, conn, ccols, "c.%s IS NULL", NULL, " OR ");
-        pg_buf_adds(&b, ") OR ");
+        eng_strbuf_adds(&b, ") OR ");
       } else {
         bad |= pg_cols_sql(&b, conn, ccols, "c.%s IS NOT NULL", NULL, " AND ");
-        pg_buf_adds(&b, " AND ");
+        eng_strbuf_adds(&b, " AND ");
       }
-      pg_buf_addf(&b, "NOT EXISTS (SELECT 1 FROM %s.%s p WHERE ", qpn, qpt);
+      eng_strbuf_addf(&b, "NOT EXISTS (SELECT 1 FROM %s.%s p WHERE ", qpn, qpt);
       bad |= pg_cols_sql(&b, conn, ccols, NULL, pcols, " AND ");
-      pg_buf_adds(&b, full ? "))" : ")");
+      eng_strbuf_adds(&b, full ? "))" : ")");
     }
     if (!bad) {
       pg_fk *fk = &v->fks[v->nfk++];
       fk->v = v;
-      fk->name = pg_strdup(PQgetvalue(res, row, 0));
-      fk->table = pg_asprintf("%s.%s", cn, ct);
-      fk->ref = pg_asprintf("%s.%s", pn, pt);
+      fk->name = eng_xstrdup(PQgetvalue(res, row, 0));
+      fk->table = eng_asprintf("%s.%s", cn, ct);
+      fk->ref = eng_asprintf("%s.%s", pn, pt);
       pg_sess_add(s, "foreign key check", b.data, 0, NULL, pg_verify_fk_count,
                   fk);
     } else {
@@ -904,7 +905,7 @@ static int pg_verify_fk_list(pg_sess *s, void *ud, PGresult *res) {
                    "data); skipped",
                    PQgetvalue(res, row, 0), cn, ct);
     }
-    pg_buf_free(&b);
+    eng_strbuf_free(&b);
     json_decref(ccols);
     json_decref(pcols);
     free(qcn);
@@ -1002,9 +1003,9 @@ int pg_act_verify(eng_call *call, const json_t *params) {
   const char *url = pg_url_param(params, "url");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  pg_verify_op *v = pg_xcalloc(1, sizeof *v);
+  pg_verify_op *v = eng_xcalloc(1, sizeof *v);
   pg_op_init(&v->op, call, pg_verify_destroy);
-  v->url = pg_strdup(url);
+  v->url = eng_xstrdup(url);
   v->issues = json_array();
   v->fail_on_issues = pg_pbool(params, "fail_on_issues", 1);
   v->s = pg_sess_open(&v->op, v->url);
@@ -1074,7 +1075,7 @@ static void pg_conns_ident_end(pg_sess *s, void *ud, int rc) {
     pg_fail_sess(&c->op, s, rc, "connect");
     return;
   }
-  if (!c->db) c->db = pg_strdup(c->id.database);
+  if (!c->db) c->db = eng_xstrdup(c->id.database);
   if (c->terminate && pg_guard_db(&c->op, &c->id, c->db) != ENG_OK) {
     pg_op_finish(&c->op, ENG_ERR_REFUSED);
     return;
@@ -1105,11 +1106,11 @@ int pg_act_connections(eng_call *call, const json_t *params) {
   const char *url = pg_url_param(params, "url");
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
-  pg_conns_op *c = pg_xcalloc(1, sizeof *c);
+  pg_conns_op *c = eng_xcalloc(1, sizeof *c);
   pg_op_init(&c->op, call, pg_conns_destroy);
-  c->url = pg_strdup(url);
+  c->url = eng_xstrdup(url);
   const char *db = pg_pstr(params, "database");
-  c->db = db && *db ? pg_strdup(db) : NULL;
+  c->db = db && *db ? eng_xstrdup(db) : NULL;
   c->terminate = pg_pbool(params, "terminate", 0);
   c->s = pg_sess_open(&c->op, c->url);
   pg_ident_add(c->s, &c->id);
@@ -1132,8 +1133,8 @@ char *pg_create_db_sql(PGconn *conn, const char *db, const char *tmpl,
   char *qo = owner && *owner ? pg_quote_ident(conn, owner) : NULL;
   char *sql = NULL;
   if (qd && (!tmpl || !*tmpl || qt) && (!owner || !*owner || qo))
-    sql = pg_asprintf("CREATE DATABASE %s%s%s%s%s", qd, qt ? " TEMPLATE " : "",
-                      qt ? qt : "", qo ? " OWNER " : "", qo ? qo : "");
+    sql = eng_asprintf("CREATE DATABASE %s%s%s%s%s", qd, qt ? " TEMPLATE " : "",
+                       qt ? qt : "", qo ? " OWNER " : "", qo ? qo : "");
   free(qd);
   free(qt);
   free(qo);
@@ -1145,8 +1146,8 @@ char *pg_drop_db_sql(PGconn *conn, const char *db, int if_exists, int force,
   char *qd = pg_quote_ident(conn, db);
   if (!qd) return NULL;
   char *sql =
-      pg_asprintf("DROP DATABASE %s%s%s", if_exists ? "IF EXISTS " : "", qd,
-                  force && version_num >= 130000 ? " WITH (FORCE)" : "");
+      eng_asprintf("DROP DATABASE %s%s%s", if_exists ? "IF EXISTS " : "", qd,
+                   force && version_num >= 130000 ? " WITH (FORCE)" : "");
   free(qd);
   return sql;
 }
@@ -1271,12 +1272,12 @@ int pg_act_create_database(eng_call *call, const json_t *params) {
                         "to create");
     return ENG_ERR_INVALID;
   }
-  pg_dbop *d = pg_xcalloc(1, sizeof *d);
+  pg_dbop *d = eng_xcalloc(1, sizeof *d);
   pg_op_init(&d->op, call, pg_dbop_destroy);
-  d->url = pg_strdup(url);
-  d->db = pg_strdup(db);
-  d->tmpl = pg_strdup(pg_pstr(params, "template"));
-  d->owner = pg_strdup(pg_pstr(params, "owner"));
+  d->url = eng_xstrdup(url);
+  d->db = eng_xstrdup(db);
+  d->tmpl = eng_xstrdup(pg_pstr(params, "template"));
+  d->owner = eng_xstrdup(pg_pstr(params, "owner"));
   d->s = pg_sess_open(&d->op, d->url);
   pg_ident_add(d->s, &d->id);
   pg_add_exists(d->s, d->db, &d->exists);
@@ -1352,10 +1353,10 @@ int pg_act_drop_database(eng_call *call, const json_t *params) {
   if (rc != ENG_OK) return rc;
   const char *db = pg_pstr(params, "database");
   char *urldb = pg_url_dbname(url);
-  pg_dbop *d = pg_xcalloc(1, sizeof *d);
+  pg_dbop *d = eng_xcalloc(1, sizeof *d);
   pg_op_init(&d->op, call, pg_dbop_destroy);
-  d->url = pg_strdup(url);
-  d->db = pg_strdup(db && *db ? db : urldb);
+  d->url = eng_xstrdup(url);
+  d->db = eng_xstrdup(db && *db ? db : urldb);
   if (!d->db) {
     free(urldb);
     pg_op_fail(&d->op, ENG_ERR_INVALID,
@@ -1366,7 +1367,7 @@ int pg_act_drop_database(eng_call *call, const json_t *params) {
   if (urldb && !strcmp(urldb, d->db))
     d->admin = pg_url_with_db(url, "postgres");
   else
-    d->admin = pg_strdup(url);
+    d->admin = eng_xstrdup(url);
   free(urldb);
   d->if_exists = pg_pbool(params, "if_exists", 0);
   d->force = pg_pbool(params, "force", 0);

@@ -82,13 +82,13 @@ static void pg_sess_push(pg_sess *s, pg_query *q) {
 
 void pg_sess_add(pg_sess *s, const char *label, const char *sql, int n,
                  const char *const *params, pg_res_fn fn, void *ud) {
-  pg_query *q = pg_xcalloc(1, sizeof *q);
-  q->label = pg_strdup(label);
-  q->sql = pg_strdup(sql);
+  pg_query *q = eng_xcalloc(1, sizeof *q);
+  q->label = eng_xstrdup(label);
+  q->sql = eng_xstrdup(sql);
   q->n = n;
   if (n > 0) {
-    q->params = pg_xcalloc((size_t)n, sizeof *q->params);
-    for (int i = 0; i < n; i++) q->params[i] = pg_strdup(params[i]);
+    q->params = eng_xcalloc((size_t)n, sizeof *q->params);
+    for (int i = 0; i < n; i++) q->params[i] = eng_xstrdup(params[i]);
   }
   q->fn = fn;
   q->ud = ud;
@@ -119,9 +119,9 @@ pg_sess *pg_sess_open(pg_op *op, const char *conninfo) {
 }
 
 static pg_sess *pg_sess_new(pg_op *op, const char *conninfo) {
-  pg_sess *s = pg_xcalloc(1, sizeof *s);
+  pg_sess *s = eng_xcalloc(1, sizeof *s);
   s->op = op;
-  s->conninfo = pg_strdup(conninfo ? conninfo : "");
+  s->conninfo = eng_xstrdup(conninfo ? conninfo : "");
   s->display = pg_url_display(s->conninfo);
   s->watch_fd = -1;
   s->connect_timeout_ms = PG_DEFAULT_CONNECT_TIMEOUT_MS;
@@ -337,7 +337,7 @@ static int pg_sess_watch(pg_sess *s, int events, int force_new) {
 static void pg_sess_notice(void *arg, const char *message) {
   pg_sess *s = arg;
   if (s->quiet || s->closed) return;
-  char *m = pg_strdup(message);
+  char *m = eng_xstrdup(message);
   pg_host->log(s->op->e.call, ENG_LOG_INFO, "server: %s", pg_chomp(m));
   free(m);
 }
@@ -626,7 +626,7 @@ void pg_ident_add(pg_sess *s, pg_ident *id) {
 }
 
 char *pg_ident_target(const pg_ident *id, const char *dbname) {
-  return pg_asprintf("%s:%s/%s", id->host, id->port, dbname);
+  return eng_asprintf("%s:%s/%s", id->host, id->port, dbname);
 }
 
 int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname) {

@@ -61,7 +61,7 @@ static char *pg_run_capture(char *const argv[]) {
     close(fds[0]);
     return NULL;
   }
-  char *out = pg_xmalloc(4096);
+  char *out = eng_xmalloc(4096);
   size_t len = 0;
   for (;;) {
     ssize_t r = read(fds[0], out + len, 4095 - len);
@@ -129,9 +129,7 @@ static void pg_cand_add(pg_cands *c, const char *dir, const char *tool) {
     if (!strcmp(c->v[i].path, path) || !strcmp(c->v[i].real, real)) return;
   if (c->n == c->cap) {
     c->cap = c->cap ? c->cap * 2 : 16;
-    pg_cand *v = realloc(c->v, c->cap * sizeof *v);
-    if (!v) abort();
-    c->v = v;
+    c->v = eng_xrealloc(c->v, c->cap * sizeof *c->v);
   }
   snprintf(c->v[c->n].path, PATH_MAX, "%s", path);
   snprintf(c->v[c->n].real, PATH_MAX, "%s", real);
@@ -150,7 +148,7 @@ static void pg_cand_glob(pg_cands *c, const char *pattern, const char *tool) {
 static void pg_cand_path(pg_cands *c, const char *tool) {
   const char *path = getenv("PATH");
   if (!path) return;
-  char *copy = pg_strdup(path), *save = NULL;
+  char *copy = eng_xstrdup(path), *save = NULL;
   for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save))
     if (*d) pg_cand_add(c, d, tool);
   free(copy);
@@ -158,7 +156,7 @@ static void pg_cand_path(pg_cands *c, const char *tool) {
 
 static void pg_cand_pg_config(pg_cands *c, const char *tool) {
   const char *path = getenv("PATH");
-  char *copy = pg_strdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+  char *copy = eng_xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
   for (char *d = strtok_r(copy, ":", &save); d;
        d = strtok_r(NULL, ":", &save)) {
     char pc[PATH_MAX];

@@ -196,7 +196,7 @@ static void pg_sbx_stop(pg_sbx_end *e) {
 }
 
 static int pg_sbx_at_end(eng_call *end_call, void *ud) {
-  pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
+  pg_sbx_end *e = eng_xcalloc(1, sizeof *e);
   e->rec = ud;
   pg_op_init(&e->op, end_call, pg_sbx_end_destroy);
   if (!e->rec->made) {
@@ -226,7 +226,7 @@ int pg_act_sandbox_stop(eng_call *call, const json_t *params) {
                         "sandbox's journal entry records");
     return ENG_ERR_INVALID;
   }
-  char *want = pg_asprintf("%s/data", dir);
+  char *want = eng_asprintf("%s/data", dir);
   int same = !strcmp(want, data);
   free(want);
   if (!same) {
@@ -241,7 +241,7 @@ int pg_act_sandbox_stop(eng_call *call, const json_t *params) {
                   dir);
     return ENG_ERR_REFUSED;
   }
-  char *mark = pg_asprintf("%s/" SANDBOX_MARK, dir);
+  char *mark = eng_asprintf("%s/" SANDBOX_MARK, dir);
   int gone = access(dir, F_OK) != 0;
   int marked = access(mark, F_OK) == 0;
   free(mark);
@@ -251,12 +251,12 @@ int pg_act_sandbox_stop(eng_call *call, const json_t *params) {
                   dir, SANDBOX_MARK);
     return ENG_ERR_REFUSED;
   }
-  pg_sbx_end *e = pg_xcalloc(1, sizeof *e);
-  e->rec = pg_xcalloc(1, sizeof *e->rec);
-  e->rec->dir = pg_strdup(dir);
-  e->rec->data = pg_strdup(data);
-  e->rec->pg_ctl = pg_ctl && *pg_ctl ? pg_strdup(pg_ctl) : NULL;
-  e->rec->run_as = run_as && *run_as ? pg_strdup(run_as) : NULL;
+  pg_sbx_end *e = eng_xcalloc(1, sizeof *e);
+  e->rec = eng_xcalloc(1, sizeof *e->rec);
+  e->rec->dir = eng_xstrdup(dir);
+  e->rec->data = eng_xstrdup(data);
+  e->rec->pg_ctl = pg_ctl && *pg_ctl ? eng_xstrdup(pg_ctl) : NULL;
+  e->rec->run_as = run_as && *run_as ? eng_xstrdup(run_as) : NULL;
   e->rec->keep = pg_pbool(params, "keep", 0);
   e->action = 1;
   pg_op_init(&e->op, call, pg_sbx_end_destroy);
@@ -267,7 +267,7 @@ int pg_act_sandbox_stop(eng_call *call, const json_t *params) {
     pg_op_finish(&e->op, ENG_OK);
     return ENG_OK;
   }
-  if (!e->rec->pg_ctl) e->rec->pg_ctl = pg_strdup("pg_ctl");
+  if (!e->rec->pg_ctl) e->rec->pg_ctl = eng_xstrdup("pg_ctl");
   pg_sbx_stop_found(e);
   return ENG_OK;
 }
@@ -329,8 +329,8 @@ static void pg_sandbox_prepare(void *ud) {
     for (int n = 0; !dir && n < 100; n++) {
       unsigned char raw[6];
       if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) break;
-      char *cand = pg_asprintf("/tmp/engine-sandbox-%02x%02x%02x%02x%02x%02x",
-                               raw[0], raw[1], raw[2], raw[3], raw[4], raw[5]);
+      char *cand = eng_asprintf("/tmp/engine-sandbox-%02x%02x%02x%02x%02x%02x",
+                                raw[0], raw[1], raw[2], raw[3], raw[4], raw[5]);
       if (lstat(cand, &st) != 0 && errno == ENOENT)
         dir = cand;
       else
@@ -340,9 +340,9 @@ static void pg_sandbox_prepare(void *ud) {
   } else if (rc == 0) {
     /* A retried attempt must not reuse (or remove) the directory of an
      * earlier one: its server may still run until the run ends. */
-    char *base = pg_asprintf("%s/sandbox-%s", b->run_dir, b->step);
+    char *base = eng_asprintf("%s/sandbox-%s", b->run_dir, b->step);
     for (int n = 1; !dir && n <= 100; n++) {
-      char *cand = n == 1 ? pg_strdup(base) : pg_asprintf("%s-%d", base, n);
+      char *cand = n == 1 ? eng_xstrdup(base) : eng_asprintf("%s-%d", base, n);
       if (lstat(cand, &st) != 0 && errno == ENOENT)
         dir = cand;
       else
@@ -360,7 +360,7 @@ static void pg_sandbox_prepare(void *ud) {
     return;
   }
   b->rec->dir = dir;
-  b->rec->data = pg_asprintf("%s/data", dir);
+  b->rec->data = eng_asprintf("%s/data", dir);
   /* the superuser's password, for initdb --pwfile */
   unsigned char raw[16];
   /* getrandom() rather than OpenSSL's RAND: no per-thread DRBG state is
@@ -394,7 +394,7 @@ static void pg_sandbox_make(void *ud) {
     return;
   }
   b->rec->made = 1;
-  char *mark = pg_asprintf("%s/" SANDBOX_MARK, dir);
+  char *mark = eng_asprintf("%s/" SANDBOX_MARK, dir);
   int mfd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   free(mark);
   if (mfd < 0) {
@@ -410,7 +410,7 @@ static void pg_sandbox_make(void *ud) {
              dir, b->rec->run_as, strerror(errno));
     return;
   }
-  b->pwfile = pg_asprintf("%s/pwfile", dir);
+  b->pwfile = eng_asprintf("%s/pwfile", dir);
   int fd = open(b->pwfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, b->password, strlen(b->password)) < 0 ||
       write(fd, "\n", 1) != 1 || close(fd) != 0 ||
@@ -428,7 +428,7 @@ static void pg_sandbox_fail_log(pg_sandbox_op *b, int rc, const char *what,
                                 const pg_child *c) {
   char how[96];
   char log[1200] = "";
-  char *path = pg_asprintf("%s/server.log", b->rec->dir);
+  char *path = eng_asprintf("%s/server.log", b->rec->dir);
   FILE *f = fopen(path, "r");
   if (f) {
     fseek(f, 0, SEEK_END);
@@ -506,7 +506,7 @@ static void pg_sandbox_connected(pg_sess *s, void *ud, int rc) {
                  b->database);
       return;
     }
-    char *sql = pg_asprintf("CREATE DATABASE %s", q);
+    char *sql = eng_asprintf("CREATE DATABASE %s", q);
     PQfreemem(q);
     pg_sess_add(s, "create database", sql, 0, NULL, NULL, NULL);
     free(sql);
@@ -539,7 +539,7 @@ static void pg_sandbox_spawn(pg_sandbox_op *b, const char *name,
 /* Did the server fail because its port was taken meanwhile? */
 static int pg_sandbox_port_taken(pg_sandbox_op *b) {
   char buf[4096] = "";
-  char *path = pg_asprintf("%s/server.log", b->rec->dir);
+  char *path = eng_asprintf("%s/server.log", b->rec->dir);
   FILE *f = fopen(path, "r");
   free(path);
   if (!f) return 0;
@@ -566,7 +566,7 @@ static void pg_sandbox_started(pg_child *c) {
       b->port_tries++;
       free(b->admin_url);
       free(b->url);
-      b->admin_url = pg_asprintf(
+      b->admin_url = eng_asprintf(
           "postgresql://postgres:%s@127.0.0.1:%d/postgres", b->password, port);
       b->url = pg_url_with_db(b->admin_url, b->database);
       pg_sandbox_start_server(b);
@@ -585,7 +585,7 @@ static void pg_sandbox_started(pg_child *c) {
 static void pg_sandbox_start_server(pg_sandbox_op *b) {
   /* settings go into postgresql.conf rather than pg_ctl -o, which passes
    * them through a shell */
-  char *conf = pg_asprintf("%s/postgresql.conf", b->rec->data);
+  char *conf = eng_asprintf("%s/postgresql.conf", b->rec->data);
   FILE *f = fopen(conf, "a");
   int ok = f && fprintf(f,
                         "\n# engine sandbox (the last setting wins)\n"
@@ -605,7 +605,7 @@ static void pg_sandbox_start_server(pg_sandbox_op *b) {
     return;
   }
   free(conf);
-  char *log = pg_asprintf("%s/server.log", b->rec->dir);
+  char *log = eng_asprintf("%s/server.log", b->rec->dir);
   const char *argv[] = {b->rec->pg_ctl, "start", "-D", b->rec->data, "-l", log,
                         "-w",           "-t",    "60", NULL};
   pg_sandbox_spawn(b, "pg_ctl", argv, pg_sandbox_started);
@@ -633,7 +633,7 @@ static void pg_sandbox_made(void *ud) {
                b->bin.version, b->bin.path, b->rec->data,
                b->rec->run_as ? " as user " : "",
                b->rec->run_as ? b->rec->run_as : "");
-  char *pwopt = pg_asprintf("--pwfile=%s", b->pwfile);
+  char *pwopt = eng_asprintf("--pwfile=%s", b->pwfile);
   const char *argv[] = {
       b->bin.path, "-D",   b->rec->data,         "-U",
       "postgres",  pwopt,  "--auth-local=trust", "--auth-host=scram-sha-256",
@@ -656,13 +656,13 @@ static void pg_sandbox_prepared(void *ud) {
     return;
   }
   pg_host->secret(b->op.e.call, b->password);
-  char *bindir = pg_strdup(b->bin.path);
+  char *bindir = eng_xstrdup(b->bin.path);
   char *slash = strrchr(bindir, '/');
   if (slash) *slash = '\0';
-  b->rec->pg_ctl = pg_asprintf("%s/pg_ctl", bindir);
+  b->rec->pg_ctl = eng_asprintf("%s/pg_ctl", bindir);
   free(bindir);
-  b->admin_url = pg_asprintf("postgresql://postgres:%s@127.0.0.1:%d/postgres",
-                             b->password, b->port);
+  b->admin_url = eng_asprintf("postgresql://postgres:%s@127.0.0.1:%d/postgres",
+                              b->password, b->port);
   b->url = pg_url_with_db(b->admin_url, b->database);
   /* journal first, then register the cleanup: whatever happens next, the
    * run end (or `engine cleanup`) finds the cluster */
@@ -709,16 +709,16 @@ int pg_act_sandbox(eng_call *call, const json_t *params) {
     return ENG_ERR_INVALID;
   }
   const char *db = pg_pstr(params, "database");
-  pg_sandbox_op *b = pg_xcalloc(1, sizeof *b);
+  pg_sandbox_op *b = eng_xcalloc(1, sizeof *b);
   pg_op_init(&b->op, call, pg_sandbox_destroy);
-  b->rec = pg_xcalloc(1, sizeof *b->rec);
+  b->rec = eng_xcalloc(1, sizeof *b->rec);
   b->rec->keep = pg_pbool(params, "keep", 0);
   b->port = (int)port;
   b->auto_port = port == 0;
   b->demo = sample && !strcmp(sample, "demo");
-  b->database = pg_strdup(db && *db ? db : "postgres");
-  b->run_dir = pg_strdup(pg_host->run_dir(call));
-  b->step = pg_strdup(pg_host->step_id(call));
+  b->database = eng_xstrdup(db && *db ? db : "postgres");
+  b->run_dir = eng_xstrdup(pg_host->run_dir(call));
+  b->step = eng_xstrdup(pg_host->step_id(call));
   if (geteuid() == 0) {
     struct passwd *pw = getpwnam("postgres");
     if (!pw) pw = getpwnam("nobody");
@@ -729,7 +729,7 @@ int pg_act_sandbox(eng_call *call, const json_t *params) {
                  "create a postgres user (useradd -r postgres)");
       return ENG_OK;
     }
-    b->rec->run_as = pg_strdup(pw->pw_name);
+    b->rec->run_as = eng_xstrdup(pw->pw_name);
     b->uid = pw->pw_uid;
     b->gid = pw->pw_gid;
   }

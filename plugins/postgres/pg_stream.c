@@ -36,8 +36,8 @@
 struct pg_out {
   pg_op *op;
   eng_stream *st; /* NULL once finished or aborted */
-  pg_buf fill;    /* bytes waiting for the next write */
-  pg_buf flight;  /* the bytes of the outstanding write */
+  eng_strbuf fill;   /* bytes waiting for the next write */
+  eng_strbuf flight; /* the bytes of the outstanding write */
   int busy;       /* a stream_write is outstanding */
   int paused;     /* the source is paused */
   int ending, finishing, done;
@@ -51,7 +51,7 @@ struct pg_out {
 };
 
 pg_out *pg_out_open(pg_op *op, const char *url, const json_t *opts, int *rc) {
-  pg_out *o = pg_xcalloc(1, sizeof *o);
+  pg_out *o = eng_xcalloc(1, sizeof *o);
   o->op = op;
   *rc = pg_host->stream_open_write(op->e.call, url, opts, &o->st);
   if (*rc != ENG_OK) {
@@ -117,7 +117,7 @@ static void pg_out_kick(pg_out *o) {
     return;
   }
   if (o->fill.len) {
-    pg_buf t = o->flight;
+    eng_strbuf t = o->flight;
     o->flight = o->fill;
     o->fill = t;
     o->fill.len = 0;
@@ -149,7 +149,7 @@ static void pg_out_kick(pg_out *o) {
 void pg_out_data(pg_out *o, const char *buf, size_t len) {
   if (!len || o->rc || o->ending || !o->st) return;
   o->in += (int64_t)len;
-  pg_buf_add(&o->fill, buf, len);
+  eng_strbuf_add(&o->fill, buf, len);
   if (o->fill.len > PG_OUT_HIGH && !o->paused && o->src_pause) {
     o->paused = 1;
     o->src_pause(o->src_ud, 1);
@@ -176,8 +176,8 @@ void pg_out_abort(pg_out *o) {
 void pg_out_free(pg_out *o) {
   if (!o) return;
   pg_out_abort(o);
-  pg_buf_free(&o->fill);
-  pg_buf_free(&o->flight);
+  eng_strbuf_free(&o->fill);
+  eng_strbuf_free(&o->flight);
   free(o);
 }
 
@@ -190,7 +190,7 @@ static void pg_hex(const unsigned char *md, unsigned n, char hex[65]) {
 
 static int pg_hash_fd(EVP_MD_CTX *md, int fd, int64_t *bytes) {
   static const size_t bufsz = 1u << 18;
-  char *buf = pg_xmalloc(bufsz);
+  char *buf = eng_xmalloc(bufsz);
   int rc = 0;
   for (;;) {
     ssize_t r = read(fd, buf, bufsz);
@@ -257,11 +257,9 @@ int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
     if (e->d_name[0] == '.') continue;
     if (cnt == cap) {
       cap = cap ? cap * 2 : 64;
-      char **v = realloc(names, cap * sizeof *v);
-      if (!v) abort();
-      names = v;
+      names = eng_xrealloc(names, cap * sizeof *names);
     }
-    names[cnt++] = pg_strdup(e->d_name);
+    names[cnt++] = eng_xstrdup(e->d_name);
   }
   closedir(d);
   qsort(names, cnt, sizeof *names, pg_cmp_names);

@@ -28,7 +28,7 @@ PQconninfoOption *pg_ci_parse(const char *conninfo, char **err) {
   if (!o) {
     if (err) {
       /* libpq's message quotes the offending part only: no password. */
-      *err = pg_strdup(e ? pg_chomp(e) : "out of memory");
+      *err = eng_xstrdup(e ? pg_chomp(e) : "out of memory");
     }
     if (e) PQfreemem(e);
     return NULL;
@@ -82,14 +82,14 @@ int pg_ci_check(eng_call *call, const char *conninfo, const char *param) {
 
 /* ---- URL building ------------------------------------------------------- */
 
-static void pg_pct(pg_buf *b, const char *s) {
+static void pg_pct(eng_strbuf *b, const char *s) {
   static const char hex[] = "0123456789ABCDEF";
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-      pg_buf_add(b, (const char *)p, 1);
+      eng_strbuf_add(b, (const char *)p, 1);
     } else {
       char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-      pg_buf_add(b, e, 3);
+      eng_strbuf_add(b, e, 3);
     }
   }
 }
@@ -115,7 +115,7 @@ static char *pg_list_item(const char *list, int i) {
   }
   const char *e = strchr(p, ',');
   size_t n = e ? (size_t)(e - p) : strlen(p);
-  char *r = pg_xmalloc(n + 1);
+  char *r = eng_xmalloc(n + 1);
   memcpy(r, p, n);
   r[n] = '\0';
   return r;
@@ -130,21 +130,21 @@ static int pg_list_len(const char *list) {
 }
 
 char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
-  pg_buf b = {0};
-  pg_buf q = {0};
+  eng_strbuf b = {0};
+  eng_strbuf q = {0};
   const char *user = pg_ci_get(o, "user");
   const char *pw = pg_ci_get(o, "password");
   const char *host = pg_ci_get(o, "host");
   const char *port = pg_ci_get(o, "port");
   const char *db = dbname ? dbname : pg_ci_get(o, "dbname");
-  pg_buf_adds(&b, "postgresql://");
+  eng_strbuf_adds(&b, "postgresql://");
   if (user) {
     pg_pct(&b, user);
     if (pw) {
-      pg_buf_adds(&b, ":");
+      eng_strbuf_adds(&b, ":");
       pg_pct(&b, pw);
     }
-    pg_buf_adds(&b, "@");
+    eng_strbuf_adds(&b, "@");
   }
   /* Hosts that are socket directories, and lists whose ports do not pair
    * up, go to the query string where any value is allowed. */
@@ -163,17 +163,17 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
     for (int i = 0; i < nh; i++) {
       char *h = pg_list_item(host, i);
       char *p =
-          np > 1 ? pg_list_item(port, i) : (port ? pg_strdup(port) : NULL);
-      if (i) pg_buf_adds(&b, ",");
+          np > 1 ? pg_list_item(port, i) : (port ? eng_xstrdup(port) : NULL);
+      if (i) eng_strbuf_adds(&b, ",");
       if (pg_ipv6_literal(h)) {
-        pg_buf_adds(&b, "[");
-        pg_buf_adds(&b, h);
-        pg_buf_adds(&b, "]");
+        eng_strbuf_adds(&b, "[");
+        eng_strbuf_adds(&b, h);
+        eng_strbuf_adds(&b, "]");
       } else {
         pg_pct(&b, h);
       }
       if (p && *p) {
-        pg_buf_adds(&b, ":");
+        eng_strbuf_adds(&b, ":");
         pg_pct(&b, p);
       }
       free(h);
@@ -181,15 +181,15 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
     }
   } else if (in_query) {
     if (host) {
-      pg_buf_adds(&q, "host=");
+      eng_strbuf_adds(&q, "host=");
       pg_pct(&q, host);
     }
     if (port) {
-      pg_buf_adds(&q, q.len ? "&port=" : "port=");
+      eng_strbuf_adds(&q, q.len ? "&port=" : "port=");
       pg_pct(&q, port);
     }
   }
-  pg_buf_adds(&b, "/");
+  eng_strbuf_adds(&b, "/");
   if (db) pg_pct(&b, db);
   static const char *const skip[] = {"user", "password", "host",
                                      "port", "dbname",   NULL};
@@ -198,21 +198,21 @@ char *pg_ci_url(const PQconninfoOption *o, const char *dbname) {
     for (int i = 0; skip[i]; i++)
       if (!strcmp(p->keyword, skip[i])) skipped = 1;
     if (skipped || !p->val || !*p->val) continue;
-    if (q.len) pg_buf_adds(&q, "&");
+    if (q.len) eng_strbuf_adds(&q, "&");
     pg_pct(&q, p->keyword);
-    pg_buf_adds(&q, "=");
+    eng_strbuf_adds(&q, "=");
     pg_pct(&q, p->val);
   }
   if (pw && !user) { /* no user part to carry it: the query string does */
-    if (q.len) pg_buf_adds(&q, "&");
-    pg_buf_adds(&q, "password=");
+    if (q.len) eng_strbuf_adds(&q, "&");
+    eng_strbuf_adds(&q, "password=");
     pg_pct(&q, pw);
   }
   if (q.len) {
-    pg_buf_adds(&b, "?");
-    pg_buf_adds(&b, q.data);
+    eng_strbuf_adds(&b, "?");
+    eng_strbuf_adds(&b, q.data);
   }
-  pg_buf_free(&q);
+  eng_strbuf_free(&q);
   return b.data;
 }
 
@@ -233,14 +233,14 @@ char *pg_ci_display(const PQconninfoOption *o) {
   if (!host) host = getenv("PGHOST");
   if (!port) port = getenv("PGPORT");
   if (!db) db = getenv("PGDATABASE");
-  return pg_asprintf("%s%s%s:%s/%s", user ? user : "", user ? "@" : "",
-                     host ? host : "localhost", port ? port : "5432",
-                     db ? db : (user ? user : ""));
+  return eng_asprintf("%s%s%s:%s/%s", user ? user : "", user ? "@" : "",
+                      host ? host : "localhost", port ? port : "5432",
+                      db ? db : (user ? user : ""));
 }
 
 char *pg_url_display(const char *conninfo) {
   PQconninfoOption *o = pg_ci_parse(conninfo, NULL);
-  if (!o) return pg_strdup("(invalid connection string)");
+  if (!o) return eng_xstrdup("(invalid connection string)");
   char *d = pg_ci_display(o);
   PQconninfoFree(o);
   return d;
@@ -250,10 +250,10 @@ char *pg_url_dbname(const char *conninfo) {
   PQconninfoOption *o = pg_ci_parse(conninfo, NULL);
   if (!o) return NULL;
   const char *db = pg_ci_get(o, "dbname");
-  char *r = pg_strdup(db ? db : getenv("PGDATABASE"));
+  char *r = eng_xstrdup(db ? db : getenv("PGDATABASE"));
   if (!r) {
     const char *u = pg_ci_get(o, "user");
-    r = pg_strdup(u ? u : getenv("PGUSER"));
+    r = eng_xstrdup(u ? u : getenv("PGUSER"));
   }
   PQconninfoFree(o);
   return r;
@@ -264,11 +264,9 @@ char *pg_url_dbname(const char *conninfo) {
 void pg_argv_add(pg_argv *a, const char *s) {
   if (a->n + 2 > a->cap) {
     a->cap = a->cap ? a->cap * 2 : 16;
-    char **v = realloc(a->v, a->cap * sizeof *v);
-    if (!v) abort();
-    a->v = v;
+    a->v = eng_xrealloc(a->v, a->cap * sizeof *a->v);
   }
-  a->v[a->n++] = pg_strdup(s);
+  a->v[a->n++] = eng_xstrdup(s);
   a->v[a->n] = NULL;
 }
 
@@ -278,7 +276,7 @@ void pg_argv_addf(pg_argv *a, const char *fmt, ...) {
   va_copy(ap2, ap);
   int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  char *s = pg_xmalloc(n > 0 ? (size_t)n + 1 : 1);
+  char *s = eng_xmalloc(n > 0 ? (size_t)n + 1 : 1);
   vsnprintf(s, n > 0 ? (size_t)n + 1 : 1, fmt, ap2);
   va_end(ap2);
   pg_argv_add(a, s);
@@ -293,13 +291,13 @@ void pg_argv_free(pg_argv *a) {
 }
 
 char *pg_ci_quote(const char *v) {
-  pg_buf b = {0};
-  pg_buf_adds(&b, "'");
+  eng_strbuf b = {0};
+  eng_strbuf_adds(&b, "'");
   for (const char *p = v; *p; p++) {
-    if (*p == '\'' || *p == '\\') pg_buf_adds(&b, "\\");
-    pg_buf_add(&b, p, 1);
+    if (*p == '\'' || *p == '\\') eng_strbuf_adds(&b, "\\");
+    eng_strbuf_add(&b, p, 1);
   }
-  pg_buf_adds(&b, "'");
+  eng_strbuf_adds(&b, "'");
   return b.data;
 }
 

@@ -1,13 +1,13 @@
 /*
  * pg_util.c - small utilities of the postgres plugin (also compiled into
- * the prisma plugin): the host table, allocation, strings, buffers,
- * parameters. The bottom of the plugin: it calls nothing else of it.
+ * the prisma plugin): the host table, clocks, strings, parameters, the
+ * dump's format and compression choice. The bottom of the plugin: it calls
+ * nothing else of it (allocation and text buffers are <engine/mem.h>'s).
  */
 #include "pg_int.h"
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,40 +17,7 @@
 /* The host's services, set by the plugin's init(). */
 const eng_host *pg_host;
 
-/* ---- utilities ---------------------------------------------------------- */
-
-void *pg_xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) abort();
-  return p;
-}
-
-void *pg_xcalloc(size_t n, size_t m) {
-  void *p = calloc(n ? n : 1, m ? m : 1);
-  if (!p) abort();
-  return p;
-}
-
-char *pg_strdup(const char *s) {
-  if (!s) return NULL;
-  size_t n = strlen(s) + 1;
-  char *d = pg_xmalloc(n);
-  memcpy(d, s, n);
-  return d;
-}
-
-char *pg_asprintf(const char *fmt, ...) {
-  va_list ap, ap2;
-  va_start(ap, fmt);
-  va_copy(ap2, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) n = 0;
-  char *s = pg_xmalloc((size_t)n + 1);
-  vsnprintf(s, (size_t)n + 1, fmt, ap2);
-  va_end(ap2);
-  return s;
-}
+/* ---- clocks and strings ------------------------------------------------- */
 
 void pg_now_rfc3339(char buf[32]) {
   struct timespec ts;
@@ -73,43 +40,6 @@ char *pg_chomp(char *s) {
   while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
     s[--n] = '\0';
   return s;
-}
-
-void pg_buf_add(pg_buf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) abort();
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
-void pg_buf_adds(pg_buf *b, const char *s) { pg_buf_add(b, s, strlen(s)); }
-
-void pg_buf_addf(pg_buf *b, const char *fmt, ...) {
-  va_list ap, ap2;
-  va_start(ap, fmt);
-  va_copy(ap2, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n > 0) {
-    char *tmp = pg_xmalloc((size_t)n + 1);
-    vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
-    pg_buf_add(b, tmp, (size_t)n);
-    free(tmp);
-  }
-  va_end(ap2);
-}
-
-void pg_buf_free(pg_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
 }
 
 /* ---- parameters --------------------------------------------------------- */
@@ -213,7 +143,7 @@ char pg_format_by_name(const char *file, char *comp, size_t n) {
                                                 : "";
   snprintf(comp, n, "%s", codec);
   size_t cut = *codec ? (ends_with(file, ".gz") ? 3 : 4) : 0;
-  char *base = pg_strdup(file);
+  char *base = eng_xstrdup(file);
   base[len - cut] = '\0';
   char fmt = ends_with(base, ".sql") ? 'p' : ends_with(base, ".tar") ? 't' : 'c';
   free(base);

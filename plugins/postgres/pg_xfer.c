@@ -42,10 +42,10 @@ struct pg_xfer {
 static void xfer_next(pg_xfer *x);
 
 pg_xfer *pg_xfer_new(pg_op *op, size_t parallel) {
-  pg_xfer *x = pg_xcalloc(1, sizeof *x);
+  pg_xfer *x = eng_xcalloc(1, sizeof *x);
   x->op = op;
   x->parallel = parallel ? parallel : 1;
-  x->running = pg_xcalloc(x->parallel, sizeof *x->running);
+  x->running = eng_xcalloc(x->parallel, sizeof *x->running);
   return x;
 }
 
@@ -53,14 +53,12 @@ void pg_xfer_add(pg_xfer *x, const char *src, const char *dst,
                  const char *expect) {
   if (x->n == x->cap) {
     x->cap = x->cap ? x->cap * 2 : 16;
-    pg_xfer_item *v = realloc(x->items, x->cap * sizeof *v);
-    if (!v) abort();
-    x->items = v;
+    x->items = eng_xrealloc(x->items, x->cap * sizeof *x->items);
   }
   pg_xfer_item *it = &x->items[x->n++];
   memset(it, 0, sizeof *it);
-  it->src = pg_strdup(src);
-  it->dst = pg_strdup(dst);
+  it->src = eng_xstrdup(src);
+  it->dst = eng_xstrdup(dst);
   if (expect) snprintf(it->expect, sizeof it->expect, "%s", expect);
   if (x->cb) xfer_next(x); /* running: start it when a slot is free */
 }
@@ -163,7 +161,7 @@ static void xcopy_stop(void *ud) {
 
 static int xcopy_start(pg_xfer *x, size_t i, size_t slot) {
   pg_xfer_item *it = &x->items[i];
-  xcopy *c = pg_xcalloc(1, sizeof *c);
+  xcopy *c = eng_xcalloc(1, sizeof *c);
   c->x = x;
   c->i = i;
   int rc = ENG_OK;

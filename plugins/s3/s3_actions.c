@@ -46,7 +46,7 @@ static int64_t pint(const json_t *p, const char *name, int64_t def) {
 
 /* mkdir -p of path's parent directory; 0 or an errno. */
 static int mkdir_parent(const char *path) {
-  char *d = aws_xstrdup(path);
+  char *d = eng_xstrdup(path);
   char *slash = strrchr(d, '/');
   int rc = 0;
   if (slash && slash != d) {
@@ -129,7 +129,7 @@ static void put_hash_fn(void *ud) {
   EVP_MD_CTX *m = EVP_MD_CTX_new();
   unsigned char md[32];
   unsigned int mdlen = 0;
-  char *buf = aws_xmalloc(1 << 20);
+  char *buf = eng_xmalloc(1 << 20);
   EVP_DigestInit_ex(m, EVP_sha256(), NULL);
   int64_t off = 0;
   for (;;) {
@@ -262,20 +262,20 @@ static void put_hash_after(void *ud) {
   s3_writer_set_size(j->w, j->size);
   j->check = EVP_MD_CTX_new();
   EVP_DigestInit_ex(j->check, EVP_sha256(), NULL);
-  j->rbuf = aws_xmalloc(j->part_size);
+  j->rbuf = eng_xmalloc(j->part_size);
   put_read_next(j);
 }
 
 static int put_start(eng_call *call, const json_t *p) {
   char err[512];
-  put_job *j = aws_xcalloc(1, sizeof *j);
+  put_job *j = eng_xcalloc(1, sizeof *j);
   j->fd = -1;
-  j->url = aws_xstrdup(pstr(p, "url"));
-  j->file = aws_xstrdup(pstr(p, "file"));
+  j->url = eng_xstrdup(pstr(p, "url"));
+  j->file = eng_xstrdup(pstr(p, "file"));
   int64_t ps = pint(p, "part_size", (int64_t)S3_DEF_PART);
   int64_t cc = pint(p, "concurrency", 4);
   const char *sc = pstr(p, "storage_class");
-  j->storage_class = *sc ? aws_xstrdup(sc) : NULL;
+  j->storage_class = *sc ? eng_xstrdup(sc) : NULL;
   char *b, *k;
   int rc = s3_url_parse(j->url, &b, &k, 0, err, sizeof err);
   if (rc == ENG_OK) {
@@ -345,7 +345,7 @@ typedef struct get_job {
   int verify;
   int fd;
   s3_reader *r;
-  aws_buf buf, fbuf;
+  eng_strbuf buf, fbuf;
   int flushing, paused, ended, closing, cancelled, finished;
   int io_err;
   int64_t got;
@@ -357,8 +357,8 @@ typedef struct get_job {
 static void get_free(get_job *j) {
   if (j->fd >= 0) close(j->fd);
   aws_cfg_free(&j->cfg);
-  aws_buf_free(&j->buf);
-  aws_buf_free(&j->fbuf);
+  eng_strbuf_free(&j->buf);
+  eng_strbuf_free(&j->fbuf);
   json_decref(j->info);
   free(j->url);
   free(j->file);
@@ -487,7 +487,7 @@ static void get_flush_after(void *ud, int status) {
 }
 
 static void get_start_flush(get_job *j) {
-  aws_buf t = j->fbuf;
+  eng_strbuf t = j->fbuf;
   j->fbuf = j->buf;
   j->buf = t;
   j->buf.len = 0;
@@ -500,7 +500,7 @@ static void get_start_flush(get_job *j) {
 
 static void get_on_data(void *ud, const char *buf, size_t len) {
   get_job *j = ud;
-  aws_buf_add(&j->buf, buf, len);
+  eng_strbuf_add(&j->buf, buf, len);
   if (!j->flushing && j->buf.len >= GET_FLUSH) {
     get_start_flush(j);
   } else if (j->flushing && j->buf.len >= GET_HIGH && !j->paused && j->r) {
@@ -530,12 +530,12 @@ static void get_on_cancel(void *ud) {
 
 static int get_start(eng_call *call, const json_t *p) {
   char err[1024];
-  get_job *j = aws_xcalloc(1, sizeof *j);
+  get_job *j = eng_xcalloc(1, sizeof *j);
   j->call = call;
   j->fd = -1;
-  j->url = aws_xstrdup(pstr(p, "url"));
-  j->file = aws_xstrdup(pstr(p, "file"));
-  j->partial = aws_asprintf("%s.partial", j->file);
+  j->url = eng_xstrdup(pstr(p, "url"));
+  j->file = eng_xstrdup(pstr(p, "file"));
+  j->partial = eng_asprintf("%s.partial", j->file);
   json_t *v = json_object_get(p, "verify");
   j->verify = v ? json_is_true(v) : 1;
   int rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
@@ -644,7 +644,7 @@ static void head_done(void *ud, s3_req *r) {
   H->output(j->call, "last_modified", json_string(iso));
   H->output(j->call, "age_s", json_integer(t >= 0 ? now_s() - t : -1));
   const char *etag = r->etag ? r->etag : "";
-  char *e = aws_xstrdup(etag[0] == '"' ? etag + 1 : etag);
+  char *e = eng_xstrdup(etag[0] == '"' ? etag + 1 : etag);
   size_t n = strlen(e);
   if (n && e[n - 1] == '"') e[n - 1] = '\0';
   H->output(j->call, "etag", json_string(e));
@@ -668,9 +668,9 @@ static void head_done(void *ud, s3_req *r) {
 
 static int head_start(eng_call *call, const json_t *p) {
   char err[1024];
-  head_job *j = aws_xcalloc(1, sizeof *j);
+  head_job *j = eng_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = aws_xstrdup(pstr(p, "url"));
+  j->url = eng_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
   if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc == ENG_OK) {
@@ -747,12 +747,12 @@ static void del_step(void *ud, s3_req *r) {
     H->log(j->call, ENG_LOG_INFO, "%s %s", j->url,
            j->existed ? "deleted" : "did not exist");
     j->stage = 2;
-    char *sk = aws_asprintf("%s.sha256", j->key);
+    char *sk = eng_asprintf("%s.sha256", j->key);
     del_next(j, "DELETE", sk);
     free(sk);
   } else {
     /* the writer journals the sidecar as an object of its own */
-    char *su = aws_asprintf("%s.sha256", j->url);
+    char *su = eng_asprintf("%s.sha256", j->url);
     H->journal_removed(j->call, "object", su);
     free(su);
     del_end(j, ENG_OK);
@@ -761,9 +761,9 @@ static void del_step(void *ud, s3_req *r) {
 
 static int del_start(eng_call *call, const json_t *p) {
   char err[1024];
-  del_job *j = aws_xcalloc(1, sizeof *j);
+  del_job *j = eng_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = aws_xstrdup(pstr(p, "url"));
+  j->url = eng_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
@@ -771,7 +771,7 @@ static int del_start(eng_call *call, const json_t *p) {
     return rc;
   }
   /* The resolved target, just before acting. */
-  char *canon = aws_asprintf("s3://%s/%s", j->bucket, j->key);
+  char *canon = eng_asprintf("s3://%s/%s", j->bucket, j->key);
   rc = H->guard_target(call, ENG_TARGET_BUCKET, canon, NULL);
   free(canon);
   if (rc != ENG_OK) {
@@ -848,7 +848,7 @@ static int obj_cmp_key(const void *a, const void *b) {
 static json_t *obj_json(const list_job *j, const obj *o, int64_t now) {
   char iso[32];
   aws_format_time(o->mtime, iso);
-  char *url = aws_asprintf("s3://%s/%s", j->bucket, o->key);
+  char *url = eng_asprintf("s3://%s/%s", j->bucket, o->key);
   json_t *v = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s}", "key", o->key,
                         "url", url, "bytes", (json_int_t)o->bytes,
                         "last_modified", iso, "age_s",
@@ -863,14 +863,14 @@ static void list_report(list_job *j) {
   if (j->n) qsort(j->objs, j->n, sizeof *j->objs, obj_cmp_key);
   /* Our sidecars (KEY.sha256 next to KEY) are not backups of their own. */
   json_t *arr = json_array();
-  obj **keep = aws_xcalloc(j->n, sizeof *keep);
+  obj **keep = eng_xcalloc(j->n, sizeof *keep);
   size_t nk = 0;
   for (size_t i = 0; i < j->n; i++) {
     obj *o = &j->objs[i];
     if (ends_with(o->key, ".sha256")) {
       size_t bl = strlen(o->key) - 7;
       obj probe = {0};
-      char *base = aws_xmalloc(bl + 1);
+      char *base = eng_xmalloc(bl + 1);
       memcpy(base, o->key, bl);
       base[bl] = '\0';
       probe.key = base;
@@ -894,8 +894,8 @@ static void list_report(list_job *j) {
     list_end(j, ENG_OK);
     return;
   }
-  int64_t *times = aws_xcalloc(nk, sizeof *times);
-  const char **names = aws_xcalloc(nk, sizeof *names);
+  int64_t *times = eng_xcalloc(nk, sizeof *times);
+  const char **names = eng_xcalloc(nk, sizeof *names);
   for (size_t i = 0; i < nk; i++) {
     times[i] = keep[i]->mtime;
     names[i] = keep[i]->key;
@@ -925,12 +925,10 @@ static void list_each(void *ud, const aws_xml *c) {
   const char *k = aws_xml_text(c, "Key");
   if (j->n == j->cap) {
     j->cap = j->cap ? j->cap * 2 : 64;
-    obj *o = realloc(j->objs, j->cap * sizeof *o);
-    if (!o) abort();
-    j->objs = o;
+    j->objs = eng_xrealloc(j->objs, j->cap * sizeof *j->objs);
   }
   obj *o = &j->objs[j->n++];
-  o->key = aws_xstrdup(k);
+  o->key = eng_xstrdup(k);
   const char *sz = aws_xml_text(c, "Size");
   o->bytes = sz ? strtoll(sz, NULL, 10) : 0;
   o->mtime = aws_parse_time(aws_xml_text(c, "LastModified"));
@@ -939,11 +937,11 @@ static void list_each(void *ud, const aws_xml *c) {
   if (e) {
     size_t n = strlen(e);
     if (n >= 2 && e[0] == '"' && e[n - 1] == '"') {
-      o->etag = aws_xmalloc(n - 1);
+      o->etag = eng_xmalloc(n - 1);
       memcpy(o->etag, e + 1, n - 2);
       o->etag[n - 2] = '\0';
     } else {
-      o->etag = aws_xstrdup(e);
+      o->etag = eng_xstrdup(e);
     }
   }
 }
@@ -993,11 +991,11 @@ static void list_page(list_job *j, const char *token) {
 
 static int list_start(eng_call *call, const json_t *p) {
   char err[1024];
-  list_job *j = aws_xcalloc(1, sizeof *j);
+  list_job *j = eng_xcalloc(1, sizeof *j);
   j->call = call;
-  j->pick = aws_xstrdup(*pstr(p, "pick") ? pstr(p, "pick") : "latest");
+  j->pick = eng_xstrdup(*pstr(p, "pick") ? pstr(p, "pick") : "latest");
   const char *suf = pstr(p, "suffix");
-  j->suffix = *suf ? aws_xstrdup(suf) : NULL;
+  j->suffix = *suf ? eng_xstrdup(suf) : NULL;
   int rc = s3_url_parse(pstr(p, "url"), &j->bucket, &j->prefix, 1, err,
                         sizeof err);
   if (rc == ENG_OK && aws_pick_parse(j->pick, &j->within_s, err, sizeof err) != 0)
@@ -1059,7 +1057,7 @@ static void ab_done(void *ud, s3_req *r) {
   s3_req_free(r);
   if (rc == ENG_OK) {
     j->aborted++;
-    char *id = aws_asprintf("%s?uploadId=%s", j->url, j->ids[j->next - 1]);
+    char *id = eng_asprintf("%s?uploadId=%s", j->url, j->ids[j->next - 1]);
     H->journal_removed(j->call, "multipart_upload", id);
     free(id);
   } else if (rc != ENG_ERR_NOTFOUND) {
@@ -1102,10 +1100,8 @@ static void ab_listed(void *ud, s3_req *r) {
     const char *k = aws_xml_text(c, "Key");
     const char *id = aws_xml_text(c, "UploadId");
     if (!k || !id || strcmp(k, j->key) != 0) continue;
-    char **ids = realloc(j->ids, (j->n + 1) * sizeof *ids);
-    if (!ids) abort();
-    j->ids = ids;
-    j->ids[j->n++] = aws_xstrdup(id);
+    j->ids = eng_xrealloc(j->ids, (j->n + 1) * sizeof *j->ids);
+    j->ids[j->n++] = eng_xstrdup(id);
   }
   aws_xml_free(x);
   ab_next(j);
@@ -1113,9 +1109,9 @@ static void ab_listed(void *ud, s3_req *r) {
 
 static int ab_start(eng_call *call, const json_t *p) {
   char err[1024];
-  ab_job *j = aws_xcalloc(1, sizeof *j);
+  ab_job *j = eng_xcalloc(1, sizeof *j);
   j->call = call;
-  j->url = aws_xstrdup(pstr(p, "url"));
+  j->url = eng_xstrdup(pstr(p, "url"));
   int rc = s3_url_parse(j->url, &j->bucket, &j->key, 0, err, sizeof err);
   if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc != ENG_OK) {
@@ -1125,14 +1121,14 @@ static int ab_start(eng_call *call, const json_t *p) {
   }
   const char *id = pstr(p, "upload_id");
   if (*id) {
-    j->ids = aws_xcalloc(1, sizeof *j->ids);
-    j->ids[j->n++] = aws_xstrdup(id);
+    j->ids = eng_xcalloc(1, sizeof *j->ids);
+    j->ids[j->n++] = eng_xstrdup(id);
     ab_next(j);
     return ENG_OK;
   }
   j->every = 1;
   char *pfx = aws_uri_encode(j->key, 0);
-  char *q = aws_asprintf("prefix=%s&uploads=", pfx);
+  char *q = eng_asprintf("prefix=%s&uploads=", pfx);
   free(pfx);
   s3_req *r = s3_req_new(call, &j->cfg, "GET", j->bucket, "", q);
   free(q);

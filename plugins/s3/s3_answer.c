@@ -34,7 +34,7 @@ int s3_header_is(const char *name, size_t nlen, const char *want) {
 
 void s3_header_dup(char **dst, const char *v, size_t n) {
   free(*dst);
-  *dst = aws_xmalloc(n + 1);
+  *dst = eng_xmalloc(n + 1);
   memcpy(*dst, v, n);
   (*dst)[n] = '\0';
 }
@@ -164,7 +164,7 @@ int s3_list_page(const char *body, size_t len,
   const char *tok = aws_xml_text(x, "NextContinuationToken");
   int rc = ENG_OK;
   if (trunc && !strcmp(trunc, "true")) {
-    if (tok && *tok) *next = aws_xstrdup(tok);
+    if (tok && *tok) *next = eng_xstrdup(tok);
     else rc = ENG_ERR_PROTOCOL; /* more pages, and no way to them */
   }
   aws_xml_free(x);

@@ -1,11 +1,11 @@
 /*
  * s3_int.h - internals shared by the files of the s3 plugin.
  *
- * Layers, bottom up:
+ * Layers, bottom up (allocation and text buffers: <engine/mem.h>):
  *   plugins/aws the AWS layer shared with the provider plugin: endpoint,
  *               region and credentials (aws_cfg), XML answers (aws_xml),
- *               SigV4 and credential errors (aws_sign), buffers and
- *               encodings (aws_util);
+ *               SigV4 and credential errors (aws_sign), encodings
+ *               (aws_util);
  *   s3_url.c    s3:// URLs; request URLs (path-style or virtual host,
  *               strict or moto's lenient encoding); ListObjectsV2 queries;
  *   s3_answer.c what S3 answered: header lines, transient failures, error
@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <engine/mem.h>
 #include <engine/plugin.h>
 #include <engine/op.h>
 
@@ -137,7 +138,7 @@ struct s3_req {
   int rc;             /* transport: ENG_OK or curl's error mapped */
   long status;        /* HTTP status (0 without an answer) */
   char curl_err[256]; /* curl's message when rc != ENG_OK */
-  aws_buf body;        /* response body (capped) unless a sink took it */
+  eng_strbuf body;    /* response body (capped) unless a sink took it */
   char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
   char *meta_md5, *checksum_sha256; /* x-amz-meta-md5, x-amz-checksum-sha256 */
   int64_t content_length; /* -1 when not given */

@@ -62,7 +62,7 @@ int s3_sidecar_parse(const char *body, size_t len, char hex[65]) {
 
 static s3_req *sidecar_req(eng_call *call, const aws_cfg *cfg,
                            const char *bucket, const char *key) {
-  char *skey = aws_asprintf("%s.sha256", key);
+  char *skey = eng_asprintf("%s.sha256", key);
   s3_req *r = s3_req_new(call, cfg, "GET", bucket, skey, NULL);
   free(skey);
   return r;
@@ -100,7 +100,7 @@ static void on_sidecar_job(void *ud, s3_req *r) {
 
 int s3_sidecar_fetch(eng_call *call, const aws_cfg *cfg, const char *bucket,
                      const char *key, s3_sidecar_cb cb, void *ud) {
-  sidecar_job *j = aws_xcalloc(1, sizeof *j);
+  sidecar_job *j = eng_xcalloc(1, sizeof *j);
   j->cb = cb;
   j->ud = ud;
   s3_req *r = sidecar_req(call, cfg, bucket, key);
@@ -173,7 +173,7 @@ static size_t sink(void *ud, const char *buf, size_t len) {
     size_t n = strlen(m), k = 0;
     while (k < n && isxdigit((unsigned char)m[k])) k++;
     if (n == 32 && k == 32) {
-      r->expected_md5 = aws_xstrdup(m);
+      r->expected_md5 = eng_xstrdup(m);
       for (char *c = r->expected_md5; *c; c++) *c = (char)tolower((unsigned char)*c);
       r->md5 = EVP_MD_CTX_new();
       if (!r->md5 || !EVP_DigestInit_ex(r->md5, EVP_md5(), NULL)) abort();
@@ -193,7 +193,7 @@ static void on_sidecar(void *ud, s3_req *q) {
   if (r->cancelled) rc = ENG_ERR_CANCELLED;
   s3_req_free(q);
   if (rc == ENG_OK && hex[0]) {
-    r->expected = aws_xstrdup(hex);
+    r->expected = eng_xstrdup(hex);
     r->expected_from = "sidecar";
   }
   end(r, rc);
@@ -206,26 +206,26 @@ static void on_get(void *ud, s3_req *q) {
   if (rc == ENG_OK) {
     if (q->etag) {
       size_t n = strlen(q->etag);
-      r->etag = aws_xstrdup(q->etag[0] == '"' && n >= 2 ? q->etag + 1
+      r->etag = eng_xstrdup(q->etag[0] == '"' && n >= 2 ? q->etag + 1
                                                         : q->etag);
       n = strlen(r->etag);
       if (n && r->etag[n - 1] == '"') r->etag[n - 1] = '\0';
     }
-    r->version = aws_xstrdup(q->version_id);
+    r->version = eng_xstrdup(q->version_id);
     int64_t t = aws_parse_time(q->last_modified);
     if (t >= 0) {
       char iso[32];
       aws_format_time(t, iso);
-      r->last_modified = aws_xstrdup(iso);
+      r->last_modified = eng_xstrdup(iso);
     }
     char whole[65];
     if (q->meta_sha256 && aws_is_sha256(q->meta_sha256)) {
-      r->expected = aws_xstrdup(q->meta_sha256);
+      r->expected = eng_xstrdup(q->meta_sha256);
       for (char *c = r->expected; *c; c++) *c = (char)tolower((unsigned char)*c);
       r->expected_from = "x-amz-meta-sha256";
     } else if (q->checksum_sha256 && !strchr(q->checksum_sha256, '-') &&
                aws_b64_to_hex(q->checksum_sha256, whole) == 0) {
-      r->expected = aws_xstrdup(whole);
+      r->expected = eng_xstrdup(whole);
       r->expected_from = "x-amz-checksum-sha256";
     }
     if (q->content_length >= 0 && (uint64_t)q->content_length != r->bytes) {
@@ -255,10 +255,10 @@ int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
   char *bucket, *key;
   int rc = s3_url_parse(url, &bucket, &key, 0, err, errlen);
   if (rc != ENG_OK) return rc;
-  s3_reader *r = aws_xcalloc(1, sizeof *r);
+  s3_reader *r = eng_xcalloc(1, sizeof *r);
   r->call = call;
   aws_cfg_copy(&r->cfg, cfg);
-  r->url = aws_asprintf("s3://%s/%s", bucket, key);
+  r->url = eng_asprintf("s3://%s/%s", bucket, key);
   r->bucket = bucket;
   r->key = key;
   r->want_expected = want_expected;

@@ -36,13 +36,13 @@ static const char *retry_reason(s3_req *r, char *buf, size_t n);
 
 s3_req *s3_req_new(eng_call *call, const aws_cfg *cfg, const char *method,
                    const char *bucket, const char *key, const char *query) {
-  s3_req *r = aws_xcalloc(1, sizeof *r);
+  s3_req *r = eng_xcalloc(1, sizeof *r);
   r->call = call;
   r->cfg = cfg;
-  r->method = aws_xstrdup(method);
-  r->bucket = aws_xstrdup(bucket);
-  r->key = aws_xstrdup(key ? key : "");
-  r->query = query && *query ? aws_xstrdup(query) : NULL;
+  r->method = eng_xstrdup(method);
+  r->bucket = eng_xstrdup(bucket);
+  r->key = eng_xstrdup(key ? key : "");
+  r->query = query && *query ? eng_xstrdup(query) : NULL;
   r->max_tries = 3;
   r->content_length = -1;
   memcpy(r->req_sha, S3_EMPTY_SHA, 65);
@@ -87,7 +87,7 @@ static void clear_headers(s3_req *r) {
 }
 
 static void clear_response(s3_req *r) {
-  aws_buf_free(&r->body);
+  eng_strbuf_free(&r->body);
   clear_headers(r);
   r->status = 0;
   r->curl_err[0] = '\0';
@@ -124,7 +124,7 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
     r->delivered += len;
     return len;
   }
-  if (r->body.len < S3_BODY_CAP) aws_buf_add(&r->body, p, len);
+  if (r->body.len < S3_BODY_CAP) eng_strbuf_add(&r->body, p, len);
   return len;
 }
 

@@ -52,7 +52,7 @@ typedef struct s3_store {
 typedef struct st_resp {
   s3_answer a; /* rc, status and tries; fail() fills in the rest */
   char curl_err[CURL_ERROR_SIZE];
-  aws_buf body;
+  eng_strbuf body;
   char *etag, *meta_sha256;
   int unsure; /* an earlier attempt may have been applied */
 } st_resp;
@@ -75,7 +75,7 @@ int s3_curl_ok(void) {
 }
 
 static void resp_clear(st_resp *r) {
-  aws_buf_free(&r->body);
+  eng_strbuf_free(&r->body);
   free(r->etag);
   free(r->meta_sha256);
   r->etag = r->meta_sha256 = NULL;
@@ -103,8 +103,8 @@ static int bad_key(const s3_store *s, const char *op, const char *key,
 
 /* PREFIX/KEY. Caller frees. */
 static char *full_key(const s3_store *s, const char *key) {
-  return *s->prefix ? aws_asprintf("%s/%s", s->prefix, key)
-                    : aws_xstrdup(key);
+  return *s->prefix ? eng_asprintf("%s/%s", s->prefix, key)
+                    : eng_xstrdup(key);
 }
 
 static int st_open(const char *url, void **out, char *err, size_t n) {
@@ -131,7 +131,7 @@ static int st_open(const char *url, void **out, char *err, size_t n) {
     free(prefix);
     return ENG_ERR_INVALID;
   }
-  s3_store *s = aws_xcalloc(1, sizeof *s);
+  s3_store *s = eng_xcalloc(1, sizeof *s);
   s->bucket = bucket;
   s->prefix = prefix;
   char why[512];
@@ -174,7 +174,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   size_t len = sz * n;
   int ok = r->a.status >= 200 && r->a.status < 300;
   if (ok || r->body.len < ST_ERR_BODY_CAP) /* errors: the first MiB */
-    aws_buf_add(&r->body, p, len);
+    eng_strbuf_add(&r->body, p, len);
   return len;
 }
 
@@ -365,7 +365,7 @@ static int st_get(void *store, const char *key, char **data, size_t *len,
   if (rc == ENG_OK) {
     copy_etag(etag, r.etag);
     *len = r.body.len;
-    *data = r.body.data ? r.body.data : aws_xstrdup("");
+    *data = r.body.data ? r.body.data : eng_xstrdup("");
     r.body.data = NULL;
   }
   resp_clear(&r);
@@ -506,8 +506,8 @@ static int st_list_keys(void *store, const char *prefix,
   if (!prefix) prefix = "";
   int rc = bad_key(s, "list", prefix, 1, err, n);
   if (rc != ENG_OK) return rc;
-  char *base = *s->prefix ? aws_asprintf("%s/", s->prefix) : aws_xstrdup("");
-  char *full = aws_asprintf("%s%s", base, prefix);
+  char *base = *s->prefix ? eng_asprintf("%s/", s->prefix) : eng_xstrdup("");
+  char *full = eng_asprintf("%s%s", base, prefix);
   st_list l = {.skip = strlen(base), .cb = cb, .ud = ud};
   char *token = NULL;
   do {

@@ -19,7 +19,7 @@ const eng_host *s3_host;
 
 char *s3_upload_query(const char *upload_id) {
   char *uid = aws_uri_encode(upload_id, 0);
-  char *q = aws_asprintf("uploadId=%s", uid);
+  char *q = eng_asprintf("uploadId=%s", uid);
   free(uid);
   return q;
 }
@@ -54,10 +54,10 @@ int s3_url_parse(const char *url, char **bucket, char **key,
     snprintf(err, errlen, "'%s' names no object key (s3://BUCKET/KEY)", url);
     return ENG_ERR_INVALID;
   }
-  *bucket = aws_xmalloc(blen + 1);
+  *bucket = eng_xmalloc(blen + 1);
   memcpy(*bucket, b, blen);
   (*bucket)[blen] = '\0';
-  *key = aws_xstrdup(k);
+  *key = eng_xstrdup(k);
   return ENG_OK;
 }
 
@@ -72,19 +72,19 @@ static const char QUERY_RAW[] = "/!$'()*,;:@";
 
 /* Decode the %XX escapes of the characters in `set`. Caller frees. */
 static char *unescape_set(const char *s, const char *set) {
-  aws_buf b = {0};
-  aws_buf_adds(&b, "");
+  eng_strbuf b = {0};
+  eng_strbuf_adds(&b, "");
   for (const char *p = s; *p; p++) {
     if (p[0] == '%' && p[1] && p[2]) {
       char hex[3] = {p[1], p[2], 0};
       char c = (char)strtol(hex, NULL, 16);
       if (c && strchr(set, c)) {
-        aws_buf_add(&b, &c, 1);
+        eng_strbuf_add(&b, &c, 1);
         p += 2;
         continue;
       }
     }
-    aws_buf_add(&b, p, 1);
+    eng_strbuf_add(&b, p, 1);
   }
   return b.data;
 }
@@ -116,39 +116,39 @@ static char *encode_key(const char *key, int lenient) {
 char *s3_build_url(const aws_cfg *c, const char *bucket, const char *key,
                    const char *query, int lenient) {
   char *k = encode_key(key ? key : "", lenient);
-  aws_buf u = {0};
+  eng_strbuf u = {0};
   int vhost = !c->custom && !strchr(bucket, '.');
   if (vhost) {
     const char *p = strstr(c->endpoint, "://");
-    aws_buf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
-    aws_buf_addf(&u, "%s.%s/%s", bucket, p + 3, k);
+    eng_strbuf_add(&u, c->endpoint, (size_t)(p + 3 - c->endpoint));
+    eng_strbuf_addf(&u, "%s.%s/%s", bucket, p + 3, k);
   } else {
-    aws_buf_addf(&u, "%s/%s", c->endpoint, bucket);
-    if (*k) aws_buf_addf(&u, "/%s", k);
+    eng_strbuf_addf(&u, "%s/%s", c->endpoint, bucket);
+    if (*k) eng_strbuf_addf(&u, "/%s", k);
   }
   if (query && lenient) {
     char *q = unescape_set(query, QUERY_RAW);
-    aws_buf_addf(&u, "?%s", q);
+    eng_strbuf_addf(&u, "?%s", q);
     free(q);
   } else if (query) {
-    aws_buf_addf(&u, "?%s", query);
+    eng_strbuf_addf(&u, "?%s", query);
   }
   free(k);
   return u.data;
 }
 
 char *s3_list_query(const char *prefix, const char *token) {
-  aws_buf q = {0};
+  eng_strbuf q = {0};
   if (token) {
     char *t = aws_uri_encode(token, 0);
-    aws_buf_addf(&q, "continuation-token=%s&", t);
+    eng_strbuf_addf(&q, "continuation-token=%s&", t);
     free(t);
   }
   char *pfx = aws_uri_encode(prefix, 0);
-  aws_buf_adds(&q, "list-type=2&");
+  eng_strbuf_adds(&q, "list-type=2&");
   const char *mk = getenv("ENGINE_S3_TEST_PAGE_SIZE"); /* tests: paging */
-  if (mk && *mk) aws_buf_addf(&q, "max-keys=%d&", atoi(mk));
-  aws_buf_addf(&q, "prefix=%s", pfx);
+  if (mk && *mk) eng_strbuf_addf(&q, "max-keys=%d&", atoi(mk));
+  eng_strbuf_addf(&q, "prefix=%s", pfx);
   free(pfx);
   return q.data;
 }

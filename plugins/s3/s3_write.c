@@ -11,13 +11,29 @@
  * about (concurrency + 1) x part_size (uploaded parts' buffers are
  * reused).
  *
- * The multipart upload is created lazily, with the first full part; a
- * stream that ends before filling one part becomes a single PutObject
- * carrying x-amz-meta-sha256. Otherwise finish() uploads the last part,
- * completes (checking a 200 answer for an <Error> body), then stores the
- * SHA-256: already in the metadata when it was known at open (s3.put), else
- * by copying the object onto itself with REPLACEd metadata (<= 5 GiB), else
- * (or when the copy fails) as the sidecar KEY.sha256.
+ * The writer is a state machine: w->phase (s3_wphase) changes only through
+ * writer_phase(), which logs each transition at debug level.
+ *   W_WRITING    writes are accepted. The multipart upload is created
+ *                lazily, with the first full part (`creating` while
+ *                CreateMultipartUpload is in flight: writes go on, parts
+ *                wait for its upload id).
+ *   W_FINISHING  finish() was called: the last part goes out; once no part
+ *                is in flight,
+ *   W_COMPLETING CompleteMultipartUpload (a 200 answer is checked for an
+ *                <Error> body); a stream that ended before filling one
+ *                part is a single PutObject carrying x-amz-meta-sha256
+ *                instead, done when it succeeds;
+ *   W_STORING    the object exists (`made`); its SHA-256 is stored:
+ *                already in the metadata when it was known at open
+ *                (s3.put), else by copying the object onto itself with
+ *                REPLACEd metadata (<= 5 GiB), else (or when the copy
+ *                fails) as the sidecar KEY.sha256;
+ *   W_DONE       finish's callback got success.
+ *   W_FAILED     a failure before finish(): writes are refused, finish()
+ *                reports it; W_REPORTING: a failure after finish(), whose
+ *                callback gets the error (from a timer when inside
+ *                finish()). Both go on to
+ *   W_ABORTING   (as does abort()): below.
  *
  * The journal: every request that makes something is preceded by its
  * intent (host->journal_intent), and nothing is sent when the intent could
@@ -31,26 +47,30 @@
  *    when the upload was completed or aborted, or when S3 refused to
  *    create it;
  *  - the object: kind "object", id URL, undo s3.delete {url}; written
- *    before PutObject or CompleteMultipartUpload, confirmed when S3 said
- *    the object exists;
+ *    before PutObject or CompleteMultipartUpload (entering W_COMPLETING),
+ *    confirmed when S3 said the object exists (`made`);
  *  - the sidecar: kind "object", id URL.sha256, the same way around its
- *    PUT; when it cannot be journaled the write fails and the object is
- *    deleted again, like any write that did not succeed.
+ *    PUT (in W_STORING); when it cannot be journaled the write fails and
+ *    the object is deleted again, like any write that did not succeed.
  *
  * Failure and abort: each request retries transient errors (s3_req.c);
- * after that the writer fails: the pending write's (or finish's) callback
- * gets the error, the other parts are cancelled and AbortMultipartUpload
- * is sent, so no partial object ever becomes visible. Because the call may
- * end (and its transfers be cancelled) before that abort is answered, each
- * created upload is also registered with host->at_run_end: at the end of
- * the run, an upload that was neither completed nor aborted is aborted
- * then. A SIGKILLed engine leaves the upload pending (invisible, but
- * billed) until `s3.abort_upload` runs (its journal entry names it, also
- * when the engine died before S3 answered the upload id) or a bucket
- * lifecycle rule removes it.
+ * after that the writer fails (W_FAILED or W_REPORTING): the pending
+ * write's (or finish's) callback gets the error; then W_ABORTING cancels
+ * the other parts and sends AbortMultipartUpload (DeleteObject when the
+ * failure came after the object was made), so no partial object ever
+ * becomes visible. The writer is freed once it is W_DONE or
+ * W_ABORTING and nothing is outstanding. Because the call may end (and its
+ * transfers be cancelled) before that abort is answered, each created
+ * upload is also registered with host->at_run_end: at the end of the run,
+ * an upload that was neither completed nor aborted is aborted then. A
+ * SIGKILLed engine leaves the upload pending (invisible, but billed) until
+ * `s3.abort_upload` runs (its journal entry names it, also when the engine
+ * died before S3 answered the upload id) or a bucket lifecycle rule
+ * removes it.
  */
 #include "s3_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +83,7 @@ typedef struct wpart {
   char sha[65];
   char sum[45]; /* the same digest in base64: x-amz-checksum-sha256 */
   s3_req *req;
-  int hashing;
+  int hashing; /* on a worker thread: hash_after() comes back */
   struct wpart *next;
 } wpart;
 
@@ -77,7 +97,41 @@ typedef struct s3_pending {
   eng_call *end_call;
 } s3_pending;
 
-enum { PH_OPEN, PH_COMPLETING, PH_COMPLETED, PH_DONE };
+/* Where the writer is (the header above). Changed only by writer_phase(). */
+typedef enum s3_wphase {
+  W_WRITING,    /* writes accepted; full parts upload once the upload exists */
+  W_FAILED,     /* failed before finish(): writes refused; finish() hears
+                   the error, abort() cleans up */
+  W_FINISHING,  /* finish() called: the last parts go out, then complete */
+  W_COMPLETING, /* PutObject or CompleteMultipartUpload sent */
+  W_STORING,    /* the object exists: storing its SHA-256 */
+  W_REPORTING,  /* failed after finish(): its callback gets the error (from
+                   a timer when inside finish()), then W_ABORTING */
+  W_DONE,       /* finish's callback got success */
+  W_ABORTING,   /* parts cancelled, the upload aborted or the unfinished
+                   object deleted; freed once nothing is outstanding */
+  W_N
+} s3_wphase;
+
+static const char *const wphase_names[W_N] = {
+    [W_WRITING] = "writing",       [W_FAILED] = "failed",
+    [W_FINISHING] = "finishing",   [W_COMPLETING] = "completing",
+    [W_STORING] = "storing",       [W_REPORTING] = "reporting",
+    [W_DONE] = "done",             [W_ABORTING] = "aborting"};
+
+#define W_BIT(p) (1u << (p))
+/* The phases each one may go on to. */
+static const unsigned wphase_next[W_N] = {
+    [W_WRITING] = W_BIT(W_FAILED) | W_BIT(W_FINISHING) | W_BIT(W_ABORTING),
+    [W_FAILED] = W_BIT(W_REPORTING) | W_BIT(W_ABORTING),
+    [W_FINISHING] =
+        W_BIT(W_COMPLETING) | W_BIT(W_REPORTING) | W_BIT(W_ABORTING),
+    [W_COMPLETING] = W_BIT(W_STORING) | W_BIT(W_DONE) | W_BIT(W_REPORTING) |
+                     W_BIT(W_ABORTING),
+    [W_STORING] = W_BIT(W_DONE) | W_BIT(W_REPORTING) | W_BIT(W_ABORTING),
+    [W_REPORTING] = W_BIT(W_ABORTING),
+    [W_DONE] = W_BIT(W_ABORTING),
+};
 
 struct s3_writer {
   eng_call *call;
@@ -89,11 +143,14 @@ struct s3_writer {
   int concurrency;
   int64_t size_hint;
 
+  s3_wphase phase; /* writer_phase() only */
+
   char *upload_id;
-  int creating;
-  s3_req *ctl;       /* create, put, complete, copy, sidecar */
-  aws_buf ctl_body;   /* complete's XML, the sidecar's text */
-  s3_req *abort_req; /* AbortMultipartUpload or the object's delete */
+  int creating; /* CreateMultipartUpload in flight: writes go on meanwhile,
+                   parts wait for its upload id */
+  s3_req *ctl;         /* create, put, complete, copy, sidecar */
+  eng_strbuf ctl_body; /* complete's XML, the sidecar's text */
+  s3_req *abort_req;   /* AbortMultipartUpload or the object's delete */
 
   char *cur;
   size_t cur_len;
@@ -103,8 +160,8 @@ struct s3_writer {
   char **spare;
   int n_spare;
   int next_num;
-  wpart *parts; /* submitted, not yet uploaded */
-  int in_flight;
+  wpart *parts;  /* submitted, not yet uploaded */
+  int in_flight; /* parts submitted and not yet dropped: the backpressure */
   char **etags;
   char **sums; /* per part, base64 SHA-256, for CompleteMultipartUpload */
   int n_etags;
@@ -117,10 +174,8 @@ struct s3_writer {
   void *wud;
   eng_timer *wtimer;
   int wtimer_rc;
-  int in_write;
+  int in_write; /* s3_writer_write() is on the stack */
 
-  int phase;
-  int finishing;
   char sha[65];
   eng_stream_done_cb fcb;
   void *fud;
@@ -128,9 +183,10 @@ struct s3_writer {
   char *final_etag, *final_version;
   const char *checksum_where;
 
-  int rc;
+  int rc; /* the first failure's code (0: none), err its message */
   char err[1024];
-  int aborting;
+  int made;  /* the object exists but the write has not succeeded: an
+                abort deletes it again */
   int async; /* worker items outstanding */
   int holds; /* entry points on the stack */
   int in_finish; /* s3_writer_finish() is on the stack */
@@ -146,6 +202,24 @@ static void pump(s3_writer *w);
 static void complete(s3_writer *w);
 static void start_abort(s3_writer *w);
 static void send_part(wpart *p);
+
+/* ---- the machine ------------------------------------------------------------- */
+
+/* The one place w->phase changes. */
+static void writer_phase(s3_writer *w, s3_wphase to) {
+  s3_wphase from = w->phase;
+  if (from == to) return;
+  assert(wphase_next[from] & W_BIT(to));
+  w->phase = to;
+  s3_host->log(w->call, ENG_LOG_DEBUG, "s3 writer of %s: %s -> %s", w->url,
+               wphase_names[from], wphase_names[to]);
+}
+
+/* No part goes out any more: failed, or aborting. */
+static int stopped(const s3_writer *w) {
+  return w->phase == W_FAILED || w->phase == W_REPORTING ||
+         w->phase == W_ABORTING;
+}
 
 /* ---- lifetime -------------------------------------------------------------- */
 
@@ -174,7 +248,7 @@ static void writer_free(s3_writer *w) {
   }
   free(w->etags);
   free(w->sums);
-  aws_buf_free(&w->ctl_body);
+  eng_strbuf_free(&w->ctl_body);
   aws_cfg_free(&w->cfg);
   free(w->url);
   free(w->bucket);
@@ -193,11 +267,13 @@ static void writer_free(s3_writer *w) {
 
 /* Free once nothing refers to w any more (after finish's cb or abort). */
 static void maybe_free(s3_writer *w) {
-  if ((w->aborting || w->phase == PH_DONE) && !busy(w)) writer_free(w);
+  if ((w->phase == W_ABORTING || w->phase == W_DONE) && !busy(w))
+    writer_free(w);
 }
 
 static void hold(s3_writer *w) { w->holds++; }
 static void release(s3_writer *w) {
+  assert(w->holds > 0);
   w->holds--;
   maybe_free(w);
 }
@@ -212,7 +288,7 @@ static void on_wtimer(void *ud) {
   eng_stream_write_cb cb = w->wcb;
   w->wcb = NULL;
   hold(w);
-  if (cb && !w->aborting) cb(w->wud, w->wtimer_rc);
+  if (cb && w->phase != W_ABORTING) cb(w->wud, w->wtimer_rc);
   release(w);
 }
 
@@ -240,6 +316,7 @@ static void call_finish_cb(s3_writer *w, int rc, json_t *info) {
     json_decref(info);
 }
 
+/* W_REPORTING from inside finish(): now its callback hears the error. */
 static void on_ftimer(void *ud) {
   s3_writer *w = ud;
   w->ftimer = NULL;
@@ -265,8 +342,10 @@ static void stop_parts(s3_writer *w) {
   }
 }
 
-/* tell_host: set the call's failure message (the stream callbacks only
- * carry codes); not when the host has set a better one itself. */
+/* The first failure: W_WRITING -> W_FAILED (the owner finishes or aborts);
+ * after finish() -> W_REPORTING -> W_ABORTING. tell_host: set the call's
+ * failure message (the stream callbacks only carry codes); not when the
+ * host has set a better one itself. */
 static void fail_as(s3_writer *w, int rc, const char *msg, int tell_host) {
   if (w->rc) return;
   w->rc = rc ? rc : ENG_ERR_FAILED;
@@ -278,9 +357,13 @@ static void fail_as(s3_writer *w, int rc, const char *msg, int tell_host) {
     snprintf(w->err, sizeof w->err, "%s", msg);
   hold(w);
   if (tell_host) s3_host->fail(w->call, "%s", w->err);
+  int report = w->phase == W_FINISHING || w->phase == W_COMPLETING ||
+               w->phase == W_STORING;
+  if (w->phase == W_WRITING) writer_phase(w, W_FAILED);
+  if (report) writer_phase(w, W_REPORTING);
   stop_parts(w);
   if (w->wcb) release_write(w, w->rc);
-  if (w->finishing && w->phase != PH_DONE) {
+  if (report && w->phase == W_REPORTING) { /* (not aborted meanwhile) */
     /* finish's cb gets the error (never from inside finish() itself); the
      * writer then cleans up itself */
     if (w->in_finish && !w->ftimer)
@@ -316,9 +399,10 @@ static void drop_part(wpart *p) {
   wpart **pp = &w->parts;
   while (*pp && *pp != p) pp = &(*pp)->next;
   if (*pp) *pp = p->next;
+  assert(w->in_flight > 0);
   w->in_flight--;
   s3_req_free(p->req);
-  if (p->buf && w->n_spare <= w->concurrency && !w->aborting && !w->rc)
+  if (p->buf && w->n_spare <= w->concurrency && !stopped(w))
     w->spare[w->n_spare++] = p->buf;
   else
     free(p->buf);
@@ -335,10 +419,11 @@ static void hash_after(void *ud, int status) {
   wpart *p = ud;
   s3_writer *w = p->w;
   (void)status;
+  assert(w->async > 0);
   w->async--;
   p->hashing = 0;
   hold(w);
-  if (w->aborting || w->rc)
+  if (stopped(w))
     drop_part(p);
   else if (w->upload_id)
     send_part(p);
@@ -351,7 +436,7 @@ static void on_part(void *ud, s3_req *r) {
   char msg[1024];
   hold(w);
   int rc = s3_req_check(r, msg, sizeof msg);
-  if (w->aborting || w->rc) {
+  if (stopped(w)) {
     drop_part(p);
     release(w);
     return;
@@ -365,33 +450,27 @@ static void on_part(void *ud, s3_req *r) {
     return;
   }
   if (p->num > w->n_etags) {
-    char **e = realloc(w->etags, (size_t)p->num * sizeof *e);
-    if (!e) abort();
-    w->etags = e;
-    e = realloc(w->sums, (size_t)p->num * sizeof *e);
-    if (!e) abort();
-    w->sums = e;
+    w->etags = eng_xrealloc(w->etags, (size_t)p->num * sizeof *w->etags);
+    w->sums = eng_xrealloc(w->sums, (size_t)p->num * sizeof *w->sums);
     for (int i = w->n_etags; i < p->num; i++) w->etags[i] = w->sums[i] = NULL;
     w->n_etags = p->num;
   }
   free(w->etags[p->num - 1]);
-  w->etags[p->num - 1] = aws_xstrdup(r->etag ? r->etag : "");
+  w->etags[p->num - 1] = eng_xstrdup(r->etag ? r->etag : "");
   free(w->sums[p->num - 1]);
-  w->sums[p->num - 1] = aws_xstrdup(p->sum);
+  w->sums[p->num - 1] = eng_xstrdup(p->sum);
   w->uploaded += p->len;
   s3_host->progress(w->call, (int64_t)w->uploaded, w->size_hint);
   drop_part(p);
   pump(w);
-  if (w->finishing && !w->rc && !w->aborting && w->in_flight == 0 &&
-      w->phase == PH_OPEN)
-    complete(w);
+  if (w->phase == W_FINISHING && w->in_flight == 0) complete(w);
   release(w);
 }
 
 static void send_part(wpart *p) {
   s3_writer *w = p->w;
   char *uid = aws_uri_encode(w->upload_id, 0);
-  char *q = aws_asprintf("partNumber=%d&uploadId=%s", p->num, uid);
+  char *q = eng_asprintf("partNumber=%d&uploadId=%s", p->num, uid);
   free(uid);
   p->req = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, q);
   free(q);
@@ -455,7 +534,7 @@ static int pend_hook(eng_call *end_call, void *ud) {
  * written before the upload exists, so without its upload id (s3_actions.c
  * records the removal by s3.abort_upload under the same id). */
 char *s3_upload_journal_id(const char *bucket, const char *key) {
-  return aws_asprintf("s3://%s/%s?uploads", bucket, key);
+  return eng_asprintf("s3://%s/%s?uploads", bucket, key);
 }
 
 /* The upload's intent, before CreateMultipartUpload: 0, or -1 when it
@@ -508,15 +587,15 @@ static void on_created(void *ud, s3_req *r) {
     }
   }
   if (rc == ENG_OK) {
-    w->upload_id = aws_xstrdup(uid);
+    w->upload_id = eng_xstrdup(uid);
     s3_host->journal_confirm(w->call, w->upload_token);
-    s3_pending *p = aws_xcalloc(1, sizeof *p);
+    s3_pending *p = eng_xcalloc(1, sizeof *p);
     p->refs = 1;
     p->open = 1;
     aws_cfg_copy(&p->cfg, &w->cfg);
-    p->bucket = aws_xstrdup(w->bucket);
-    p->key = aws_xstrdup(w->key);
-    p->upload_id = aws_xstrdup(uid);
+    p->bucket = eng_xstrdup(w->bucket);
+    p->key = eng_xstrdup(w->key);
+    p->upload_id = eng_xstrdup(uid);
     p->jid = s3_upload_journal_id(w->bucket, w->key);
     w->pend = p;
     if (s3_host->at_run_end(w->call, pend_hook, p) == ENG_OK) p->refs++;
@@ -529,13 +608,13 @@ static void on_created(void *ud, s3_req *r) {
   s3_req_free(r);
   if (rc != ENG_OK) {
     fail(w, rc, msg);
-  } else if (w->aborting) {
+  } else if (w->phase == W_ABORTING) {
     start_abort(w);
-  } else if (!w->rc) {
+  } else if (!stopped(w)) {
     for (wpart *p = w->parts, *next; p; p = next) {
       next = p->next;
       if (!p->hashing && !p->req) send_part(p);
-      if (w->rc) break;
+      if (stopped(w)) break;
     }
   }
   release(w);
@@ -560,7 +639,7 @@ static int start_ctl(s3_writer *w, s3_req_cb cb) {
 }
 
 static void ensure_upload(s3_writer *w) {
-  if (w->upload_id || w->creating || w->rc) return;
+  if (w->upload_id || w->creating || stopped(w)) return;
   if (journal_upload(w) != 0) {
     fail_journal(w, "the multipart upload");
     return;
@@ -593,7 +672,7 @@ static void submit_cur(s3_writer *w) {
     fail(w, ENG_ERR_INVALID, msg);
     return;
   }
-  wpart *p = aws_xcalloc(1, sizeof *p);
+  wpart *p = eng_xcalloc(1, sizeof *p);
   p->w = w;
   p->num = ++w->next_num;
   p->buf = w->cur;
@@ -604,7 +683,7 @@ static void submit_cur(s3_writer *w) {
   w->parts = p;
   w->in_flight++;
   ensure_upload(w);
-  if (w->rc) return; /* fail() dropped p with the other idle parts */
+  if (stopped(w)) return; /* fail() dropped p with the other idle parts */
   p->hashing = 1;
   w->async++;
   if (s3_host->work(w->call, hash_fn, hash_after, p) != ENG_OK) {
@@ -615,9 +694,9 @@ static void submit_cur(s3_writer *w) {
 
 /* Move the pending write's bytes into parts while there is room. */
 static void pump(s3_writer *w) {
-  while (w->wlen > 0 && !w->rc && !w->aborting) {
+  while (w->wlen > 0 && !stopped(w)) {
     if (!w->cur) {
-      w->cur = w->n_spare ? w->spare[--w->n_spare] : aws_xmalloc(w->part_size);
+      w->cur = w->n_spare ? w->spare[--w->n_spare] : eng_xmalloc(w->part_size);
       w->cur_len = 0;
     }
     size_t space = w->part_size - w->cur_len;
@@ -633,16 +712,17 @@ static void pump(s3_writer *w) {
     w->wlen -= k;
     w->bytes += k;
   }
-  if (w->rc || w->aborting) return;
+  if (stopped(w)) return;
   if (w->cur && w->cur_len == w->part_size && w->in_flight < w->concurrency)
     submit_cur(w);
-  if (w->wlen == 0 && !w->rc) release_write(w, ENG_OK);
+  if (w->wlen == 0 && !stopped(w)) release_write(w, ENG_OK);
 }
 
 /* ---- completion ------------------------------------------------------------------------ */
 
 static void done_ok(s3_writer *w) {
-  w->phase = PH_DONE;
+  w->made = 0; /* delivered: an abort now leaves it */
+  writer_phase(w, W_DONE);
   json_t *info = json_object();
   json_object_set_new(info, "url", json_string(w->url));
   json_object_set_new(info, "bytes", json_integer((json_int_t)w->bytes));
@@ -660,15 +740,15 @@ static void done_ok(s3_writer *w) {
 }
 
 static char *strip_quotes(const char *s) {
-  if (!s) return aws_xstrdup("");
+  if (!s) return eng_xstrdup("");
   size_t n = strlen(s);
   if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-    char *d = aws_xmalloc(n - 1);
+    char *d = eng_xmalloc(n - 1);
     memcpy(d, s + 1, n - 2);
     d[n - 2] = '\0';
     return d;
   }
-  return aws_xstrdup(s);
+  return eng_xstrdup(s);
 }
 
 static void set_final(s3_writer *w, const char *etag, const char *version) {
@@ -678,7 +758,7 @@ static void set_final(s3_writer *w, const char *etag, const char *version) {
   }
   if (version && strcmp(version, "null") != 0) {
     free(w->final_version);
-    w->final_version = aws_xstrdup(version);
+    w->final_version = eng_xstrdup(version);
   }
 }
 
@@ -690,7 +770,7 @@ static void on_sidecar(void *ud, s3_req *r) {
   int rc = s3_req_check(r, msg, sizeof msg);
   s3_req_free(r);
   if (rc == ENG_OK) s3_host->journal_confirm(w->call, w->side_token);
-  if (w->aborting) {
+  if (w->phase == W_ABORTING) {
     release(w);
     return;
   }
@@ -709,10 +789,10 @@ static void on_sidecar(void *ud, s3_req *r) {
 static void write_sidecar(s3_writer *w) {
   const char *base = strrchr(w->key, '/');
   base = base ? base + 1 : w->key;
-  aws_buf_free(&w->ctl_body);
-  aws_buf_addf(&w->ctl_body, "%s  %s\n", w->sha, base);
-  char *skey = aws_asprintf("%s.sha256", w->key);
-  char *surl = aws_asprintf("%s.sha256", w->url);
+  eng_strbuf_free(&w->ctl_body);
+  eng_strbuf_addf(&w->ctl_body, "%s  %s\n", w->sha, base);
+  char *skey = eng_asprintf("%s.sha256", w->key);
+  char *surl = eng_asprintf("%s.sha256", w->url);
   json_t *d = json_pack("{s:{s:s, s:{s:s}}}", "undo", "action", "s3.delete",
                         "with", "url", surl);
   w->side_token = s3_host->journal_intent(w->call, "object", surl, d);
@@ -744,7 +824,7 @@ static void on_copied(void *ud, s3_req *r) {
   hold(w);
   w->ctl = NULL;
   int rc = s3_req_check(r, msg, sizeof msg);
-  if (w->aborting) {
+  if (w->phase == W_ABORTING) {
     s3_req_free(r);
     release(w);
     return;
@@ -811,20 +891,21 @@ static void on_completed(void *ud, s3_req *r) {
   int rc = s3_req_check(r, msg, sizeof msg);
   aws_xml *x = rc == ENG_OK ? aws_xml_parse(r->body.data, r->body.len) : NULL;
   if (rc == ENG_OK) {
-    w->phase = PH_COMPLETED;
+    w->made = 1;
     journal_upload_gone(w);
     s3_host->journal_confirm(w->call, w->obj_token);
     set_final(w, x ? aws_xml_text(x, "ETag") : r->etag, r->version_id);
   }
   aws_xml_free(x);
   s3_req_free(r);
-  if (w->aborting) {
+  if (w->phase == W_ABORTING) {
     start_abort(w); /* completed meanwhile: remove the object again */
   } else if (rc != ENG_OK) {
     char m2[1200];
     snprintf(m2, sizeof m2, "completing the multipart upload: %s", msg);
     fail(w, rc, m2);
   } else {
+    writer_phase(w, W_STORING);
     store_checksum(w);
   }
   release(w);
@@ -845,30 +926,30 @@ static void complete(s3_writer *w) {
     fail_journal(w, "the object");
     return;
   }
-  w->phase = PH_COMPLETING;
-  aws_buf *b = &w->ctl_body;
-  aws_buf_free(b);
-  aws_buf_adds(b, "<CompleteMultipartUpload "
+  writer_phase(w, W_COMPLETING);
+  eng_strbuf *b = &w->ctl_body;
+  eng_strbuf_free(b);
+  eng_strbuf_adds(b, "<CompleteMultipartUpload "
                  "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
   for (int i = 0; i < w->next_num; i++) {
     const char *e = i < w->n_etags && w->etags[i] ? w->etags[i] : "";
-    aws_buf_addf(b, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
+    eng_strbuf_addf(b, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
     for (const char *c = e; *c; c++) { /* ETags are quoted: escape */
       if (*c == '"')
-        aws_buf_adds(b, "&quot;");
+        eng_strbuf_adds(b, "&quot;");
       else if (*c == '&')
-        aws_buf_adds(b, "&amp;");
+        eng_strbuf_adds(b, "&amp;");
       else if (*c == '<')
-        aws_buf_adds(b, "&lt;");
+        eng_strbuf_adds(b, "&lt;");
       else
-        aws_buf_add(b, c, 1);
+        eng_strbuf_add(b, c, 1);
     }
-    aws_buf_adds(b, "</ETag>");
+    eng_strbuf_adds(b, "</ETag>");
     if (i < w->n_etags && w->sums[i])
-      aws_buf_addf(b, "<ChecksumSHA256>%s</ChecksumSHA256>", w->sums[i]);
-    aws_buf_adds(b, "</Part>");
+      eng_strbuf_addf(b, "<ChecksumSHA256>%s</ChecksumSHA256>", w->sums[i]);
+    eng_strbuf_adds(b, "</Part>");
   }
-  aws_buf_adds(b, "</CompleteMultipartUpload>");
+  eng_strbuf_adds(b, "</CompleteMultipartUpload>");
   char *q = s3_upload_query(w->upload_id);
   w->ctl = s3_req_new(w->call, &w->cfg, "POST", w->bucket, w->key, q);
   free(q);
@@ -885,7 +966,7 @@ static void on_put(void *ud, s3_req *r) {
   w->ctl = NULL;
   int rc = s3_req_check(r, msg, sizeof msg);
   if (rc == ENG_OK) {
-    w->phase = PH_COMPLETED;
+    w->made = 1;
     s3_host->journal_confirm(w->call, w->obj_token);
     set_final(w, r->etag, r->version_id);
   } else if (!strcmp(s3_req_error_code(r), "XAmzContentSHA256Mismatch")) {
@@ -896,7 +977,7 @@ static void on_put(void *ud, s3_req *r) {
              w->url);
   }
   s3_req_free(r);
-  if (w->aborting) {
+  if (w->phase == W_ABORTING) {
     if (rc == ENG_OK) start_abort(w);
   } else if (rc != ENG_OK) {
     fail(w, rc, msg);
@@ -912,7 +993,7 @@ static void put_single(s3_writer *w) {
     fail_journal(w, "the object");
     return;
   }
-  w->phase = PH_COMPLETING;
+  writer_phase(w, W_COMPLETING);
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
   add_common_headers(w, w->ctl, w->meta_sha ? w->meta_sha : w->sha);
   /* The SHA-256 of the stored bytes is the payload hash: S3 checks it. */
@@ -949,8 +1030,9 @@ static void on_aborted(void *ud, s3_req *r) {
   release(w);
 }
 
+/* W_ABORTING (again when what it waited for answered). */
 static void start_abort(s3_writer *w) {
-  w->aborting = 1;
+  writer_phase(w, W_ABORTING);
   if (w->wtimer) {
     s3_host->timer_stop(w->wtimer);
     w->wtimer = NULL;
@@ -962,7 +1044,7 @@ static void start_abort(s3_writer *w) {
     s3_req_cancel(w->ctl); /* its cb calls us again when it matters */
     return;
   }
-  if (w->phase == PH_COMPLETED) {
+  if (w->made) {
     /* The object became visible but the write did not succeed. */
     w->abort_req = s3_req_new(w->call, &w->cfg, "DELETE", w->bucket, w->key,
                               NULL);
@@ -1004,20 +1086,20 @@ int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
     free(key);
     return ENG_ERR_INVALID;
   }
-  s3_writer *w = aws_xcalloc(1, sizeof *w);
+  s3_writer *w = eng_xcalloc(1, sizeof *w);
   w->call = call;
   aws_cfg_copy(&w->cfg, cfg);
-  w->url = aws_asprintf("s3://%s/%s", bucket, key);
+  w->url = eng_asprintf("s3://%s/%s", bucket, key);
   w->bucket = bucket;
   w->key = key;
   w->part_size = ps;
   w->concurrency = conc;
-  w->spare = aws_xcalloc((size_t)conc + 1, sizeof *w->spare);
+  w->spare = eng_xcalloc((size_t)conc + 1, sizeof *w->spare);
   w->size_hint = -1;
   if (o && o->storage_class && *o->storage_class)
-    w->storage_class = aws_xstrdup(o->storage_class);
+    w->storage_class = eng_xstrdup(o->storage_class);
   if (o && o->sha256 && aws_is_sha256(o->sha256))
-    w->meta_sha = aws_xstrdup(o->sha256);
+    w->meta_sha = eng_xstrdup(o->sha256);
   w->upload_token = w->obj_token = w->side_token = -1;
   *out = w;
   return ENG_OK;
@@ -1028,7 +1110,7 @@ void s3_writer_set_size(s3_writer *w, int64_t size) { w->size_hint = size; }
 int s3_writer_write(s3_writer *w, const void *buf, size_t len,
                     eng_stream_write_cb cb, void *ud) {
   if (w->rc) return w->rc;
-  if (w->finishing || w->aborting || w->wcb) return ENG_ERR_INVALID;
+  if (w->phase != W_WRITING || w->wcb) return ENG_ERR_INVALID;
   hold(w);
   w->wbuf = buf;
   w->wlen = len;
@@ -1043,10 +1125,9 @@ int s3_writer_write(s3_writer *w, const void *buf, size_t len,
 
 int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
                      void *ud) {
-  if (w->finishing || w->aborting) return ENG_ERR_INVALID;
+  if (w->phase != W_WRITING && w->phase != W_FAILED) return ENG_ERR_INVALID;
   hold(w);
   w->in_finish = 1;
-  w->finishing = 1;
   w->fcb = cb;
   w->fud = ud;
   if (sha256 && aws_is_sha256(sha256)) {
@@ -1058,13 +1139,16 @@ int s3_writer_finish(s3_writer *w, const char *sha256, eng_stream_done_cb cb,
   } else if (!w->upload_id && !w->creating && w->next_num == 0) {
     aws_sha256_hex(w->cur ? w->cur : "", w->cur_len, w->sha);
   }
-  if (w->rc) {
+  if (w->phase == W_FAILED) {
+    writer_phase(w, W_REPORTING);
     w->ftimer = s3_host->timer_start(w->call, 0, on_ftimer, w);
   } else if (!w->upload_id && !w->creating && w->next_num == 0) {
+    writer_phase(w, W_FINISHING);
     put_single(w);
   } else {
+    writer_phase(w, W_FINISHING);
     if (w->cur_len > 0) submit_cur(w);
-    if (!w->rc && w->in_flight == 0 && w->upload_id && w->phase == PH_OPEN)
+    if (w->phase == W_FINISHING && w->in_flight == 0 && w->upload_id)
       complete(w);
   }
   w->in_finish = 0;
@@ -1079,7 +1163,7 @@ void s3_writer_abort_then(s3_writer *w, void (*gone)(void *ud), void *ud) {
 }
 
 void s3_writer_abort(s3_writer *w) {
-  if (!w || w->aborting) return;
+  if (!w || w->phase == W_ABORTING) return;
   hold(w);
   w->fcb = NULL;
   if (w->ftimer) {
