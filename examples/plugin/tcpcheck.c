@@ -10,6 +10,7 @@
  * It shows: typed declarations (a range, values, a check), the call's life
  * cycle with <engine/op.h>, a socket watch, a timer, cancellation and its
  * reason. */
+#include <engine/mem.h>
 #include <engine/op.h>
 #include <engine/plugin.h>
 
@@ -136,8 +137,7 @@ static void deadline_cb(eng_op *op) {
 }
 
 static int start(eng_call *call, const json_t *params, int retry) {
-  probe *p = calloc(1, sizeof *p);
-  if (!p) return ENG_ERR_NOMEM;
+  probe *p = eng_xcalloc(1, sizeof *p);
   eng_op_init(&p->op, host, call, probe_destroy);
   p->op.on_finish = probe_on_finish;
   p->op.on_cancel = probe_on_cancel;

@@ -195,19 +195,4 @@ int aws_query_start(aws_query *q, aws_query_cb cb, void *ud);
 void aws_query_cancel(aws_query *q);
 void aws_query_free(aws_query *q);
 
-/* ---- old names, for the provider plugin only ------------------------------
- * rds_*.c and provider_plugin.c (linked with this layer) still call the
- * helpers it had before <engine/mem.h>; they are being converted
- * separately. Nothing in plugins/aws or plugins/s3 uses these names:
- * delete this block once those files call eng_* themselves. */
-typedef eng_strbuf aws_buf;
-#define aws_buf_add eng_strbuf_add
-#define aws_buf_adds eng_strbuf_adds
-#define aws_buf_addf eng_strbuf_addf
-#define aws_buf_free eng_strbuf_free
-#define aws_xmalloc eng_xmalloc
-#define aws_xcalloc eng_xcalloc
-#define aws_xstrdup eng_xstrdup
-#define aws_asprintf eng_asprintf
-
 #endif /* AWS_H */

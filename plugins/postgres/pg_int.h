@@ -423,19 +423,4 @@ void pg_xfer_close(pg_xfer *x);
 /* Stops what runs (no callback afterwards) and frees. */
 void pg_xfer_free(pg_xfer *x);
 
-/* ---- old names, for the prisma plugin only --------------------------------
- * prisma_*.c (compiled with pg_util.c and friends) still call the helpers
- * this plugin had before <engine/mem.h>; they are being converted
- * separately. Nothing in plugins/postgres uses these names: delete this
- * block once prisma_*.c call eng_* themselves. */
-typedef eng_strbuf pg_buf;
-#define pg_buf_add eng_strbuf_add
-#define pg_buf_adds eng_strbuf_adds
-#define pg_buf_addf eng_strbuf_addf
-#define pg_buf_free eng_strbuf_free
-#define pg_xmalloc eng_xmalloc
-#define pg_xcalloc eng_xcalloc
-#define pg_strdup eng_xstrdup
-#define pg_asprintf eng_asprintf
-
 #endif /* PG_INT_H */
