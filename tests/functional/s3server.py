@@ -169,6 +169,11 @@ class S3Server:
         e.update(extra)
         return e
 
+    def scratch_env(self, scratch, **extra):
+        """env() for an engine whose state is in this store: its scratch
+        directory (ENGINE_SCRATCH_DIR) is `scratch`, one per machine."""
+        return self.env(ENGINE_SCRATCH_DIR=str(scratch), **extra)
+
     def log_text(self):
         try:
             with open(os.path.join(self.dir, 'moto.log')) as f:

@@ -65,9 +65,7 @@ def srv():
 
 
 def s3env(h, scratch='scratch', **extra):
-    e = srv().env(ENGINE_SCRATCH_DIR=str(h.tmp / scratch))
-    e.update(extra)
-    return e
+    return srv().scratch_env(h.tmp / scratch, **extra)
 
 
 def keys(prefix):
