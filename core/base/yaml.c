@@ -125,8 +125,30 @@ static bool within_bounds(conv *c, yaml_node_t *yn, int depth) {
   return true;
 }
 
+/* A node's tag is the one its kind implies: an explicit tag (`!!binary`,
+ * `!!null`, `!!python/object:...`, `!local`) would mean something the
+ * engine does not do (it would read the text as a string), so it is
+ * refused; `!!str`, `!!seq` and `!!map` say what is implied anyway. */
+static bool tag_implied(conv *c, yaml_node_t *yn) {
+  const char *tag = (const char *)yn->tag;
+  const char *implied = yn->type == YAML_SEQUENCE_NODE  ? YAML_DEFAULT_SEQUENCE_TAG
+                        : yn->type == YAML_MAPPING_NODE ? YAML_DEFAULT_MAPPING_TAG
+                                                        : YAML_DEFAULT_SCALAR_TAG;
+  if (!tag || !strcmp(tag, implied)) return true;
+  const char *shown = !strncmp(tag, "tag:yaml.org,2002:", 18) ? tag + 18 : tag;
+  eng__diag_error(c->d, c->file, (int)yn->start_mark.line + 1,
+                  (int)yn->start_mark.column + 1,
+                  "explicit YAML tag '%s%s' is not supported: remove the tag "
+                  "(a runbook's values are strings, numbers, booleans, null, "
+                  "lists and maps as written)",
+                  shown == tag ? "" : "!!", shown);
+  c->failed = true;
+  return false;
+}
+
 static eng__node *convert(conv *c, yaml_node_t *yn, int depth) {
-  if (c->failed || !within_bounds(c, yn, depth)) return NULL;
+  if (c->failed || !within_bounds(c, yn, depth) || !tag_implied(c, yn))
+    return NULL;
   eng__node *n = eng__xcalloc(1, sizeof *n);
   n->line = (int)yn->start_mark.line + 1;
   n->col = (int)yn->start_mark.column + 1;
@@ -189,6 +211,31 @@ static bool flow_too_deep(const char *file, const char *text, size_t len,
   return false;
 }
 
+/* Nothing follows the first document: a second one (`---`), even one
+ * that does not parse, would be silently ignored, so it is refused. */
+static bool single_document(yaml_parser_t *p, const char *file,
+                            eng__diags *d) {
+  yaml_document_t next;
+  if (!yaml_parser_load(p, &next)) {
+    yaml_mark_t m = p->problem_mark;
+    eng__diag_error(d, file, (int)m.line + 1, (int)m.column + 1,
+                    "a second YAML document follows the runbook and does not "
+                    "parse (%s): a runbook file holds one document; remove "
+                    "everything from its '---'",
+                    p->problem ? p->problem : "error");
+    return false;
+  }
+  yaml_node_t *root = yaml_document_get_root_node(&next);
+  int line = root ? (int)next.start_mark.line + 1 : 0;
+  yaml_document_delete(&next);
+  if (!root) return true;
+  eng__diag_error(d, file, line, 1,
+                  "a second YAML document (---) follows the runbook: a "
+                  "runbook file holds one document; remove it or move it to "
+                  "a file of its own");
+  return false;
+}
+
 eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
                            eng__diags *d) {
   if (len > ENG__YAML_MAX_BYTES) {
@@ -229,7 +276,7 @@ eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
   } else {
     conv c = {&doc, file, d, 0, false};
     out = convert(&c, root, 0);
-    if (c.failed) {
+    if (c.failed || !single_document(&p, file, d)) {
       eng__node_free(out);
       out = NULL;
     }

@@ -31,6 +31,8 @@ typedef struct cli {
   bool leftovers;         /* --cleanup-leftovers (the default with a lock) */
   bool include_kept;      /* cleanup --include-kept */
   bool yes;               /* cleanup --yes */
+  bool accept_damaged;    /* cleanup --accept-damaged */
+  const char *head;       /* audit verify --head HASH */
 } cli;
 
 /* ---- common.c ---------------------------------------------------------------- */
@@ -64,7 +66,15 @@ int cli_run_file(cli *c, eng__state *st, const char *file, bool plan);
 int cli_cleanup_run(cli *c, eng__state *st, const char *id,
                        eng__clean_what what, size_t *count,
                        const json_t *guards);
-/* Did run `id` leave something behind (partial or temporary resources)? */
+/* The run's resources from its journal in state_dir (eng__journal_resources),
+ * or NULL when it has none. */
+json_t *cli_run_resources(const char *state_dir, const char *id);
+/* The damaged records among res, said on stderr with what can be read of
+ * them; unless accepted (--accept-damaged), ENG_EXIT_FAILED when there is
+ * any: a person decides first. 0 otherwise. */
+int cli_damaged(const char *id, const json_t *res, bool accepted);
+/* Did run `id` leave something behind (partial or temporary resources,
+ * or records that may stand for one)? */
 bool cli_has_leftovers(const char *state_dir, const char *id);
 /* The lock run `id` held (its run.start record says), or NULL. */
 char *cli_run_lock_of(eng__state *st, const char *id);

@@ -54,19 +54,26 @@ static char *audit_file(cli *c, const char *arg, char **tmp) {
 int cmd_audit(cli *c) {
   if (c->help || c->n_positional != 2 ||
       (strcmp(c->positional[0], "verify") && strcmp(c->positional[0], "show"))) {
-    return cli_print_help("usage: engine audit verify FILE|URL|RUN_ID   exit 0 when intact, 1 naming the "
-          "first bad line\n       engine audit show FILE|URL|RUN_ID     readable "
-          "timeline\nA URL (s3://BUCKET/PREFIX/runs/ID[/audit.jsonl]) reads the "
-          "log from a state store;\na run id reads it from --state-dir.\n"
-          "With ENGINE_AUDIT_KEY set, verify checks every record's "
-          "HMAC too.\n", c->help ? stdout : stderr,
-                      c->help ? 0 : ENG_EXIT_USAGE);
+    return cli_print_help(
+        "usage: engine audit verify FILE|URL|RUN_ID [--head HASH]\n"
+        "                                   exit 0 when intact, 1 naming the "
+        "first bad line\n"
+        "       engine audit show FILE|URL|RUN_ID     readable timeline\n"
+        "A URL (s3://BUCKET/PREFIX/runs/ID[/audit.jsonl]) reads the log from a "
+        "state store;\na run id reads it from --state-dir.\n"
+        "With ENGINE_AUDIT_KEY set, verify checks every record's HMAC too.\n"
+        "Without it the chain proves the records are in order and unchanged\n"
+        "up to the last one, not that the last one is the run's own: --head\n"
+        "HASH (the chain head the run printed, in report.json's audit_head)\n"
+        "checks that too.\n", c->help ? stdout : stderr,
+        c->help ? 0 : ENG_EXIT_USAGE);
   }
   char *tmp;
   char *file = audit_file(c, c->positional[1], &tmp);
   if (!file) return ENG_EXIT_USAGE;
-  int code = !strcmp(c->positional[0], "show") ? eng__audit_show(file, stdout)
-                                               : eng__audit_verify(file, stdout);
+  int code = !strcmp(c->positional[0], "show")
+                 ? eng__audit_show(file, stdout)
+                 : eng__audit_verify(file, c->head, stdout);
   if (tmp) unlink(tmp);
   free(tmp);
   free(file);

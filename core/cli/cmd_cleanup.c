@@ -9,7 +9,8 @@
 
 static const char cleanup_help[] =
     "usage: engine cleanup RUN_ID [--dry-run] [--include-kept [--yes]]\n"
-    "                             [--state-dir DIR|URL] [--set NAME=VALUE]\n"
+    "                             [--accept-damaged] [--state-dir DIR|URL]\n"
+    "                             [--set NAME=VALUE]\n"
     "\n"
     "The engine never removes what a run delivered unless a person asks for\n"
     "it by name. Removes the run's leftovers (newest first): resources whose\n"
@@ -23,7 +24,11 @@ static const char cleanup_help[] =
     "                       remove nothing\n"
     "      --include-kept   remove the kept resources too; asks to type the\n"
     "                       run id on a terminal, needs --yes without one\n"
-    "      --yes            confirm --include-kept without a terminal\n";
+    "      --yes            confirm --include-kept without a terminal\n"
+    "      --accept-damaged a record of the journal that cannot be read may\n"
+    "                       stand for a resource: cleanup and --dry-run exit\n"
+    "                       1 naming it until a person checks it and passes\n"
+    "                       this to remove the rest\n";
 
 /* The run's resources as `engine cleanup --dry-run` shows them. */
 static void print_resources(const char *id, const json_t *res, bool kept_too) {
@@ -43,37 +48,30 @@ static void print_resources(const char *id, const json_t *res, bool kept_too) {
     bool present = json_is_true(json_object_get(e, "present"));
     bool leftover = json_is_true(json_object_get(e, "leftover"));
     bool partial = json_is_true(json_object_get(e, "partial"));
+    bool broken = json_is_true(json_object_get(e, "damaged"));
     const char *step = json_string_value(json_object_get(e, "step"));
     const char *disp = json_string_value(json_object_get(e, "disposition"));
-    const char *act = !present             ? "-"
+    const char *act = broken               ? "a person"
+                      : !present           ? "-"
                       : leftover           ? "removes"
                       : kept_too           ? "removes"
                                            : "keeps";
     char d[32];
-    snprintf(d, sizeof d, "%s%s", disp ? disp : "?",
-             json_is_true(json_object_get(e, "recorded")) ? "" : "*");
+    snprintf(d, sizeof d, "%s%s", broken ? "?" : disp ? disp : "?",
+             broken || json_is_true(json_object_get(e, "recorded")) ? "" : "*");
     printf("  %-14s %-16s %-10s %-9s %-10s %s\n", step ? step : "-",
            json_string_value(json_object_get(e, "kind")), d,
-           !present ? "removed" : partial ? "partial" : "present", act,
-           json_string_value(json_object_get(e, "id")));
+           broken ? "damaged" : !present ? "removed" : partial ? "partial" : "present",
+           act, json_string_value(json_object_get(e, "id")));
   }
   json_array_foreach(res, i, e) {
-    if (!json_is_true(json_object_get(e, "recorded"))) {
+    if (!json_is_true(json_object_get(e, "recorded")) &&
+        !json_is_true(json_object_get(e, "damaged"))) {
       printf("  * journaled by an engine before dispositions: kept\n");
       break;
     }
   }
   printf("  state as the journal records it; nothing was removed (dry run)\n");
-}
-
-/* The run's resources from its journal (pulled); NULL when none. */
-static json_t *run_resources(cli *c, const char *id) {
-  char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
-  json_t *all = eng__journal_read(dir);
-  free(dir);
-  json_t *res = all ? eng__journal_resources(all) : NULL;
-  json_decref(all);
-  return res;
 }
 
 /* --include-kept: the person confirms removing what the run delivered.
@@ -134,7 +132,7 @@ int cmd_cleanup(cli *c) {
     return code;
   }
   int pr = eng__state_pull_run(st, id, err, sizeof err);
-  json_t *res = pr == 0 ? run_resources(c, id) : NULL;
+  json_t *res = pr == 0 ? cli_run_resources(c->o.state_dir, id) : NULL;
   size_t n = 0;
   eng__clean_what what = c->include_kept ? ENG__CLEAN_ALL : ENG__CLEAN_LEFTOVERS;
   if (pr < 0) {
@@ -148,11 +146,12 @@ int cmd_cleanup(cli *c) {
     code = ENG_EXIT_USAGE;
   } else if (dry) {
     print_resources(id, res, c->include_kept);
+    code = cli_damaged(id, res, c->accept_damaged);
   } else if (c->include_kept && (code = confirm_kept(c, id, res)) != 0) {
     /* said */
   } else if ((code = cli_cleanup_run(c, st, id, what, &n, NULL)) < 0) {
     code = ENG_EXIT_FAILED;
-  } else if (n == 0) {
+  } else if (code == ENG_EXIT_OK && n == 0) {
     printf("run %s: nothing to clean up (no leftover%s)\n", id,
            c->include_kept ? ", nothing kept" : "");
   }

@@ -69,7 +69,9 @@ enum {
   OPT_NO_LEFTOVERS,
   OPT_LEFTOVERS,
   OPT_INCLUDE_KEPT,
-  OPT_YES
+  OPT_YES,
+  OPT_ACCEPT_DAMAGED,
+  OPT_HEAD
 };
 
 static const struct option long_opts[] = {
@@ -99,6 +101,8 @@ static const struct option long_opts[] = {
     {"cleanup-leftovers", no_argument, NULL, OPT_LEFTOVERS},
     {"include-kept", no_argument, NULL, OPT_INCLUDE_KEPT},
     {"yes", no_argument, NULL, OPT_YES},
+    {"accept-damaged", no_argument, NULL, OPT_ACCEPT_DAMAGED},
+    {"head", required_argument, NULL, OPT_HEAD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -244,6 +248,14 @@ static int apply_option(cli *c, int ch, char **argv) {
   case OPT_LEFTOVERS: c->leftovers = true; break;
   case OPT_INCLUDE_KEPT: c->include_kept = true; break;
   case OPT_YES: c->yes = true; break;
+  case OPT_ACCEPT_DAMAGED: c->accept_damaged = true; break;
+  case OPT_HEAD:
+    if (strlen(optarg) != 64 || strspn(optarg, "0123456789abcdef") != 64)
+      return cli_usage_error("--head needs the 64 hex digits of a chain head "
+                             "(the run prints it; report.json's audit_head), "
+                             "got '%s'", optarg);
+    c->head = optarg;
+    break;
   case 'h': c->help = true; break;
   case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
   default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);

@@ -13,9 +13,51 @@
  * directory) for `what` and run it, held to the run's own protected lists
  * and to `guards` (those of the run that asked) when given. *count:
  * resources it removes (0: nothing ran). */
+/* The run's resources from its journal (pulled into the local state
+ * directory); NULL when it has none. */
+json_t *cli_run_resources(const char *state_dir, const char *id) {
+  char *dir = eng__asprintf("%s/runs/%s", state_dir, id);
+  json_t *all = eng__journal_read(dir);
+  free(dir);
+  json_t *res = all ? eng__journal_resources(all) : NULL;
+  json_decref(all);
+  return res;
+}
+
+int cli_damaged(const char *id, const json_t *res, bool accepted) {
+  size_t n = 0, i;
+  json_t *e;
+  json_array_foreach(res, i, e) {
+    if (!json_is_true(json_object_get(e, "damaged"))) continue;
+    const char *k = json_string_value(json_object_get(e, "seen_kind"));
+    const char *rid = json_string_value(json_object_get(e, "seen_id"));
+    const char *act = json_string_value(json_object_get(e, "seen_action"));
+    fprintf(stderr,
+            "engine: run %s: journal line %lld is damaged and may record a "
+            "resource%s%s%s%s%s%s%s: %s\n",
+            id, (long long)json_integer_value(json_object_get(e, "line")),
+            k || rid ? " (" : "", k ? k : "", k && rid ? " " : "",
+            rid ? rid : "", act ? ", undone by " : "", act ? act : "",
+            k || rid ? ")" : "", json_string_value(json_object_get(e, "text")));
+    n++;
+  }
+  if (!n || accepted) return 0;
+  fprintf(stderr, "engine: run %s: check %s by hand (remove what %s, if it "
+                  "exists); then 'engine cleanup %s --accept-damaged' removes "
+                  "the rest\n",
+          id, n == 1 ? "that record's resource" : "those records' resources",
+          n == 1 ? "it names" : "they name", id);
+  return ENG_EXIT_FAILED;
+}
+
 int cli_cleanup_run(cli *c, eng__state *st, const char *id,
                        eng__clean_what what, size_t *count,
                        const json_t *guards) {
+  *count = 0;
+  json_t *res = cli_run_resources(c->o.state_dir, id);
+  int damaged = res ? cli_damaged(id, res, c->accept_damaged) : 0;
+  json_decref(res);
+  if (damaged) return damaged;
   char *dir = eng__asprintf("%s/runs/%s", c->o.state_dir, id);
   size_t n = 0;
   char *text = eng__cleanup_runbook(dir, what, &n);
@@ -148,12 +190,16 @@ char *cli_run_lock_of(eng__state *st, const char *id) {
 
 /* Did run `id` leave something behind (partial or temporary resources)? */
 bool cli_has_leftovers(const char *state_dir, const char *id) {
-  char *dir = eng__asprintf("%s/runs/%s", state_dir, id);
-  size_t n = 0;
-  char *text = eng__cleanup_runbook(dir, ENG__CLEAN_LEFTOVERS, &n);
-  free(text);
-  free(dir);
-  return n > 0;
+  json_t *res = cli_run_resources(state_dir, id);
+  bool left = false;
+  size_t i;
+  json_t *e;
+  json_array_foreach(res, i, e) {
+    /* one without an undo action stays too: nobody could remove it */
+    if (json_is_true(json_object_get(e, "leftover"))) left = true;
+  }
+  json_decref(res);
+  return left;
 }
 
 /* Take lock `name` for run `id` and start renewing it. An exit code (6:

@@ -57,6 +57,9 @@ typedef void (*eng__lua_done_cb)(void *ud, int rc, json_t *results,
                                  const char *err);
 int eng__lua_run(eng__lua *L, int ref, const json_t *locals, eng_call *call,
                  eng__lua_done_cb cb, void *ud);
+/* Set the execution budget of each evaluation from now on (ms; 0: the
+ * state's default); returns the one it replaces. */
+uint64_t eng__lua_set_budget(eng__lua *L, uint64_t ms);
 /* Offer a plugin's function to hooks. */
 void eng__lua_add_func(eng__lua *L, const eng_lua_func *f);
 /* ---- template.c: ${...} in strings ------------------------------------- */

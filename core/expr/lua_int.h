@@ -129,6 +129,7 @@ struct eng__lua {
   lua_State *L;
   size_t mem_limit, mem_used;
   uint64_t budget_ns;
+  uint64_t budget_default_ms; /* eng__lua_opts' (eng__lua_set_budget(0)) */
   char budget_msg[96];
   char *runbook_dir, *lib_dir;
   char **deps;

@@ -250,6 +250,19 @@ static int lh_setup(lua_State *L) {
   return 0;
 }
 
+static void set_budget(eng__lua *h, uint64_t budget_ms) {
+  h->budget_ns = budget_ms * 1000000u;
+  snprintf(h->budget_msg, sizeof h->budget_msg,
+           "instruction budget exceeded (%g s of execution)",
+           (double)budget_ms / 1000.0);
+}
+
+uint64_t eng__lua_set_budget(eng__lua *h, uint64_t ms) {
+  uint64_t old = h->budget_ns / 1000000u;
+  set_budget(h, ms ? ms : h->budget_default_ms);
+  return old;
+}
+
 int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
                     size_t errlen) {
   if (out == NULL)
@@ -260,10 +273,8 @@ int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
     return ENG_ERR_NOMEM;
   h->mem_limit = o && o->mem_limit ? o->mem_limit : ENG_LUA_MEM_DEFAULT;
   uint64_t budget_ms = o && o->budget_ms ? o->budget_ms : ENG_LUA_BUDGET_DEFAULT;
-  h->budget_ns = budget_ms * 1000000u;
-  snprintf(h->budget_msg, sizeof h->budget_msg,
-           "instruction budget exceeded (%g s of execution)",
-           (double)budget_ms / 1000.0);
+  h->budget_default_ms = budget_ms;
+  set_budget(h, budget_ms);
   h->runbook_dir = o && o->runbook_dir ? eng__lh_strdup(o->runbook_dir) : NULL;
   h->lib_dir = o && o->lib_dir ? eng__lh_strdup(o->lib_dir) : NULL;
   if (eng__lh_wd_start() != 0) {

@@ -139,10 +139,19 @@ eng__cond_now eng__guards_cond_now(eng__run *r, size_t i) {
                                       "status", "deps", NULL};
   for (size_t k = 0; later[k]; k++)
     if (strstr(s->if_node->str, later[k])) return ENG__COND_LATER;
+  /* all conditions decided before the run share one small budget: what
+   * does not finish within it is decided when the step is reached */
+  if (r->cond_budget_used_ms >= ENG__COND_BUDGET_MS) return ENG__COND_LATER;
   json_t *res = NULL;
   char err[512];
   eng__lua_set_deps(r->L, NULL, 0);
-  if (eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err) != ENG_OK)
+  uint64_t old = eng__lua_set_budget(
+      r->L, (uint64_t)(ENG__COND_BUDGET_MS - r->cond_budget_used_ms));
+  uint64_t t0 = uv_hrtime();
+  int rc = eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err);
+  r->cond_budget_used_ms += (int64_t)((uv_hrtime() - t0) / 1000000u) + 1;
+  eng__lua_set_budget(r->L, old);
+  if (rc != ENG_OK)
     return ENG__COND_LATER; /* the step reports the error when reached */
   json_t *v = json_array_get(res, 0);
   bool run = v && !json_is_false(v) && !json_is_null(v);

@@ -52,6 +52,10 @@ void eng__guards_run_start(eng__run *r);
  * fields and is true), it does not (such a condition is false), or it is
  * known only when the step is reached (the condition reads step results). */
 typedef enum { ENG__COND_RUNS, ENG__COND_FALSE, ENG__COND_LATER } eng__cond_now;
+/* Every condition decided before the run (engine plan, the guards at run
+ * start) together may run this long; what does not finish is decided when
+ * its step is reached. */
+#define ENG__COND_BUDGET_MS 2000
 eng__cond_now eng__guards_cond_now(eng__run *r, size_t i);
 
 /* ---- plan.c -------------------------------------------------------------- */

@@ -220,7 +220,7 @@ static const char *str_of(const json_t *j, const char *k) {
   return s ? s : "";
 }
 
-int eng__audit_verify(const char *path, FILE *out) {
+int eng__audit_verify(const char *path, const char *expected_head, FILE *out) {
   size_t len = 0;
   char *text = eng__read_file(path, 1u << 30, &len);
   if (!text) {
@@ -304,8 +304,15 @@ int eng__audit_verify(const char *path, FILE *out) {
             path, lineno);
     bad = 1;
   }
+  if (!bad && expected_head && strcmp(expected_head, prev)) {
+    fprintf(out, "%s:%d: the chain head is %s, not %s: the last records were "
+                 "changed, removed or added after the run\n",
+            path, lineno, prev, expected_head);
+    bad = 1;
+  }
   if (!bad)
-    fprintf(out, "%s: ok, %d records, chain head %s%s\n", path, lineno, prev,
+    fprintf(out, "%s: ok, %d records, chain head %s%s%s\n", path, lineno, prev,
+            expected_head ? " (as expected)" : "",
             key ? ", every mac verified" : "");
   json_decref(j);
   free(text);

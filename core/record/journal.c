@@ -8,6 +8,9 @@
  * resolved again from the environment on resume and cleanup. */
 #include "record/record.h"
 
+/* How much of a damaged record is shown. */
+#define DAMAGED_EXCERPT 200
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -148,6 +151,19 @@ void eng__journal_step(eng__journal *j, const char *event, const char *step,
 }
 
 /* Every record of a journal file (array); NULL when absent. */
+/* A record that cannot be read, as {"event": "damaged", "line": N,
+ * "text": its first bytes}. */
+static json_t *damaged(size_t line, const char *text) {
+  char excerpt[DAMAGED_EXCERPT + 4];
+  size_t n = strlen(text);
+  snprintf(excerpt, sizeof excerpt, "%.*s%s", (int)(n > DAMAGED_EXCERPT ? DAMAGED_EXCERPT : n),
+           text, n > DAMAGED_EXCERPT ? "..." : "");
+  json_t *t = json_string(excerpt); /* NULL when it is not UTF-8 */
+  json_t *d = json_pack("{s:s, s:I}", "event", "damaged", "line", (json_int_t)line);
+  json_object_set_new(d, "text", t ? t : json_string("(not text)"));
+  return d;
+}
+
 json_t *eng__journal_read(const char *dir) {
   char *path = eng__asprintf("%s/journal", dir);
   size_t len;
@@ -155,10 +171,20 @@ json_t *eng__journal_read(const char *dir) {
   free(path);
   if (!text) return NULL;
   json_t *all = json_array();
-  for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save)) {
+  size_t no = 0;
+  for (char *line = text, *next; line < text + len; line = next) {
+    char *nl = memchr(line, '\n', (size_t)(text + len - line));
+    next = nl ? nl + 1 : text + len;
+    if (nl) *nl = '\0';
+    no++;
+    if (!*line) continue;
     json_t *j = json_loads(line, 0, NULL);
-    if (j) json_array_append_new(all, j);
+    if (j && json_is_object(j)) json_array_append_new(all, j);
+    /* the last record without its newline was being written when the
+     * writer stopped: its resource was never created (the intent is
+     * written before, and a failed write is truncated) */
+    else if (nl) json_array_append_new(all, damaged(no, line));
+    if (j && !json_is_object(j)) json_decref(j);
   }
   free(text);
   return all;
@@ -233,6 +259,39 @@ static bool same_resource(const json_t *e, const char *kind, const char *id) {
          !strcmp(json_string_value(json_object_get(e, "id")), id);
 }
 
+/* A record that may stand for a resource: kind and id as far as they can
+ * be read from its text (or "unknown"), present, a leftover nobody can
+ * remove without a person deciding. */
+static json_t *maybe_resource(const json_t *rec) {
+  const char *text = json_string_value(json_object_get(rec, "text"));
+  json_t *e = json_pack("{s:s, s:O, s:s, s:b, s:b, s:b, s:b, s:b, s:O}", "kind",
+                        "unknown", "line", json_object_get(rec, "line"),
+                        "disposition", "kept", "recorded", 0, "present", 1,
+                        "partial", 1, "leftover", 1, "damaged", 1, "text",
+                        json_object_get(rec, "text"));
+  char *id = eng__asprintf("journal line %lld",
+                           (long long)json_integer_value(json_object_get(rec, "line")));
+  json_object_set_new(e, "id", json_string(id));
+  free(id);
+  static const char *const fields[] = {"kind", "id", "action", "step"};
+  for (size_t f = 0; text && f < sizeof fields / sizeof *fields; f++) {
+    char *key = eng__asprintf("\"%s\":\"", fields[f]);
+    const char *at = strstr(text, key);
+    if (at) {
+      at += strlen(key);
+      const char *end = strchr(at, '"');
+      char *v = eng__xstrndup(at, end ? (size_t)(end - at) : strlen(at));
+      json_t *s = json_string(v); /* NULL when not UTF-8 */
+      char *name = eng__asprintf("seen_%s", fields[f]);
+      if (s) json_object_set_new(e, name, s);
+      free(name);
+      free(v);
+    }
+    free(key);
+  }
+  return e;
+}
+
 json_t *eng__journal_resources(const json_t *all) {
   json_t *res = json_array();
   size_t i;
@@ -241,6 +300,10 @@ json_t *eng__journal_resources(const json_t *all) {
     const char *ev = json_string_value(json_object_get(j, "event"));
     const char *k = json_string_value(json_object_get(j, "kind"));
     const char *d = json_string_value(json_object_get(j, "id"));
+    if (ev && !strcmp(ev, "damaged")) {
+      json_array_append_new(res, maybe_resource(j));
+      continue;
+    }
     if (!ev || !k || !d) continue;
     if (!strcmp(ev, "removed")) { /* the newest present one of that name */
       for (size_t q = json_array_size(res); q-- > 0;) {
@@ -269,6 +332,7 @@ json_t *eng__journal_resources(const json_t *all) {
     json_array_append_new(res, e);
   }
   json_array_foreach(res, i, j) {
+    if (json_is_true(json_object_get(j, "damaged"))) continue;
     bool present = json_is_true(json_object_get(j, "present"));
     bool recorded = json_is_true(json_object_get(j, "recorded"));
     bool temp = !strcmp(json_string_value(json_object_get(j, "disposition")),

@@ -27,8 +27,11 @@ void eng__audit_use_loop(eng__audit *a, uv_loop_t *loop);
 void eng__audit_close(eng__audit *a);
 /* SHA-256 of the last line written: the chain head. */
 const char *eng__audit_head(const eng__audit *a);
-/* 0 intact, 1 tampered (first bad line printed to out), 2 unreadable. */
-int eng__audit_verify(const char *path, FILE *out);
+/* 0 intact, 1 tampered (first bad line printed to out), 2 unreadable.
+ * With expected_head (the chain head the run printed and recorded), the
+ * log's last record must hash to it: without ENGINE_AUDIT_KEY that is the
+ * only way to tell a changed last record from the original. */
+int eng__audit_verify(const char *path, const char *expected_head, FILE *out);
 int eng__audit_show(const char *path, FILE *out);
 
 /* ---- journal.c: what a run created and how its steps ended ------------ */
@@ -65,6 +68,10 @@ void eng__journal_guards(eng__journal *j, const json_t *lists);
 void eng__journal_step(eng__journal *j, const char *event, const char *step,
                        const char *inputs, const char *status,
                        const json_t *outputs);
+/* Every record of RUN_DIR/journal, in order; NULL when there is none. A
+ * line that cannot be read is {"event": "damaged", "line": N, "text": its
+ * first bytes}, never skipped: it may record a resource. Only a last line
+ * without its newline (a write the writer did not finish) is left out. */
 json_t *eng__journal_read(const char *dir);
 /* Every resource the journal's records (all) say the run created, oldest
  * first: [{kind, id, step, seq, disposition ("kept" | "temporary"),
@@ -72,7 +79,10 @@ json_t *eng__journal_read(const char *dir);
  * partial (its step did not end ok), leftover, undo}]. A resource journaled
  * without a disposition (by an engine before dispositions) is kept,
  * whatever else: when unsure, never delete. A leftover is present and
- * partial or temporary. */
+ * partial or temporary. A damaged record is a resource that may exist:
+ * {kind "unknown", id "journal line N", damaged, line, text, and seen_kind,
+ * seen_id, seen_action, seen_step as far as its text shows them}, a
+ * leftover no cleanup removes by itself. */
 json_t *eng__journal_resources(const json_t *all);
 /* The run's protected lists as its journal recorded them ({} if none). */
 json_t *eng__journal_guard_lists(const json_t *all);

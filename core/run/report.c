@@ -364,6 +364,9 @@ json_t *eng__run_state(eng__run *r) {
       counts, "failed_step", failed, "refusal", refusal, "slo", slo, "backup",
       backup, "run_dir", r->dir, "audit_log", audit, "evidence", r->opts->evidence);
   free(audit);
+  /* what `engine audit verify --head` checks the log against later */
+  if (r->audit)
+    json_object_set_new(state, "audit_head", json_string(eng__audit_head(r->audit)));
   eng__redact_json(r->redact, state);
   return state;
 }

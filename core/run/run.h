@@ -139,6 +139,7 @@ struct eng__run {
   json_t *guard_log;   /* guard decisions (array) */
   char *last_refusal;  /* the message of the latest guard refusal */
   bool static_check;   /* plan-time: ownership is decided at run time */
+  int64_t cond_budget_used_ms; /* conditions evaluated before the run */
   bool cleanup_mode;   /* engine cleanup: destructive undo of own resources */
   /* --resume: the run being resumed */
   json_t *prev_steps;  /* step id -> {status, inputs, outputs} */

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if (!f) return 0;
   fwrite(data, 1, size, f);
   fclose(f);
-  eng__audit_verify(path, sink);
+  eng__audit_verify(path, NULL, sink);
   eng__audit_show(path, sink);
   return 0;
 }
