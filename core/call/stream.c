@@ -40,6 +40,7 @@ struct eng_stream {
   ZSTD_DStream *zd;
   z_stream *gz;     /* gzip: deflate when writing, inflate when reading */
   bool gz_mid;      /* inside a gzip member (its end not seen yet) */
+  bool zd_mid;      /* inside a zstd frame (not wholly decoded yet) */
   bool decompress, sniffed;
   eng__buf out; /* compressed / decompressed bytes in flight */
   int64_t bytes;  /* stored bytes */
@@ -584,6 +585,8 @@ static int decode(eng_stream *s, const char *in, size_t in_len, size_t *used,
     }
     *used = i.pos;
     *made = o.pos;
+    /* 0: a frame was decoded and flushed whole; more is expected otherwise */
+    if (i.pos || o.pos) s->zd_mid = r != 0;
     return ENG_OK;
   }
   s->gz->next_in = (Bytef *)(uintptr_t)in;
@@ -687,9 +690,9 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
   json_t *mine = info_of(s);
   json_object_update(info, mine);
   json_decref(mine);
-  if (rc == ENG_OK && s->gz && s->gz_mid) {
-    eng__call_fail(s->call, "%s: the gzip data ends in the middle (the file "
-                            "is truncated)", s->url);
+  if (rc == ENG_OK && ((s->gz && s->gz_mid) || (s->zd && s->zd_mid))) {
+    eng__call_fail(s->call, "%s: the %s data ends in the middle (the file "
+                            "is truncated)", s->url, s->gz ? "gzip" : "zstd");
     rc = ENG_ERR_CHECKSUM;
   }
   if (rc == ENG_OK) {

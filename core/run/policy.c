@@ -366,8 +366,9 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
   json_decref(pats);
   if (side == ENG_SIDE_DESTRUCTIVE && !r->opts->allow_destructive &&
       !r->static_check &&
-      !eng__run_journal_owned(r, kind_of[kind], value) &&
-      !(kind == ENG_TARGET_DATABASE && eng__run_journal_owned(r, kind_of[kind], name))) {
+      /* HOST:PORT/NAME of a database is matched whole (the same name on
+       * another server is not this run's); a bare name matches by name */
+      !eng__run_journal_owned(r, kind_of[kind], value)) {
     char *msg = eng__asprintf(
         "refused: destructive action on %s '%s', which this run did not "
         "create; pass --allow-destructive if that is intended",
