@@ -373,5 +373,33 @@ def test_lock_unit_tests_against_moto(h):
     h.check('store lock tests run: 3' in r.stdout, r.stdout)
 
 
+@suite.test
+def test_state_unit_tests_against_moto(h):
+    """tests/unit/test_state.c's store half: objects, conditional writes,
+    a run pushed and pulled, the background sync, and an object whose bytes
+    do not match the SHA-256 recorded with it (written here, behind the
+    engine's back)."""
+    binary = pathlib.Path(engine_bin()).resolve().parent.parent / 'tests' / 'test_state'
+    written, changed = b'the bytes the engine wrote\n', b'the bytes someone changed\n'
+    srv().client().put_object(Bucket=BUCKET, Key='unit-state/tampered', Body=changed,
+                              Metadata={'sha256': hashlib.sha256(written).hexdigest()})
+    e = dict(os.environ)
+    e.update(s3env(h))
+    e['ENGINE_TEST_STATE_URL'] = f's3://{BUCKET}/unit-state'
+    e['ENGINE_TEST_TAMPERED_KEY'] = 'tampered'
+    r = subprocess.run([str(binary)], env=e, text=True, capture_output=True, timeout=120)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check('store state tests run: 5' in r.stdout, r.stdout)
+    # what the unit test pushed reads back through another client, with
+    # the SHA-256 the engine recorded
+    journals = [k for k in keys('unit-state/runs-')
+                if k.endswith('/runs/20260102-030405-beef/journal')]
+    h.check(len(journals) == 1, journals)
+    obj = get(journals[0])
+    body = obj['Body'].read()
+    h.check(body == b'{"event":"step.start","step":"a"}\n{"event":"step.end","step":"a"}\n', body)
+    h.check(obj['Metadata'].get('sha256') == hashlib.sha256(body).hexdigest(), obj['Metadata'])
+
+
 if __name__ == '__main__':
     suite.main()
