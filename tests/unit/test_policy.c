@@ -376,20 +376,14 @@ static void test_decisions(void **state) {
   assert_int_equal(failed, 0);
 }
 
-/* KNOWN CORE BUG (reported, not fixed here; core/ is not this branch's):
- * the run created 127.0.0.1:5432/drill_own. A destructive action on
+/* The run created 127.0.0.1:5432/drill_own. A destructive action on
  * drill_own on ANOTHER server (10.9.9.9:5432/drill_own, what the postgres
  * plugin's guard_target passes for a drop through a connection to that
- * server) is not a target this run created, so without
- * --allow-destructive it must be refused (plugin.h guard_target,
- * docs/runbook-format.md "Targets, protection and ownership"). It passes:
- * eng__policy_check asks eng__run_journal_owned() a second time with the
- * bare name after the last '/', and a bare name matches the journaled
- * HOST:PORT/NAME of any server. (eng__journal_owned alone compares whole
- * HOST:PORT/NAME ids when both sides have one.) A bare name ("dropdb
- * drill_own") matching the journaled HOST:PORT/drill_own must stay
- * owned: the table's "dropdb of an owned database" row. */
-static void test_KNOWN_BUG_owned_name_on_another_server(void **state) {
+ * server) is not on a target this run created: without
+ * --allow-destructive it is refused. A bare name ("dropdb drill_own")
+ * matching the journaled HOST:PORT/drill_own stays owned: the table's
+ * "dropdb of an owned database" row. */
+static void test_owned_name_on_another_server_is_not_owned(void **state) {
   (void)state;
   const row w = {.name = "created on another server", .kind = DB,
                  .value = "10.9.9.9:5432/drill_own", .side = DESTROYS,
@@ -546,7 +540,7 @@ static void test_refuse_recorded(void **state) {
   assert_non_null(strstr(text, "\"guard.pass\""));
   assert_non_null(strstr(text, "\"require\""));
   assert_null(strstr(text, "hunter2"));
-  assert_int_equal(eng__audit_verify(ap, stderr), 0);
+  assert_int_equal(eng__audit_verify(ap, NULL, stderr), 0);
   free(text);
   free(ap);
   eng__run_free(&r); /* frees rdir */
@@ -559,7 +553,7 @@ int main(void) {
       cmocka_unit_test(test_command_line),
       cmocka_unit_test(test_command_env),
       cmocka_unit_test(test_refuse_recorded),
-      cmocka_unit_test(test_KNOWN_BUG_owned_name_on_another_server),
+      cmocka_unit_test(test_owned_name_on_another_server_is_not_owned),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -593,16 +593,11 @@ static void test_corrupt_data(void **state) {
   free(data);
 }
 
-/* KNOWN CORE BUG (reported, not fixed here; core/ is not this branch's):
- * a zstd file cut short (a dump whose upload or copy stopped half-way)
- * reads back as ENG_OK with only the bytes before the cut, so a restore
- * from it would load part of the data and succeed. plugin.h promises
- * ENG_ERR_CHECKSUM "when compressed data is corrupt or cut short", and a
- * gzip file cut short is refused (test_corrupt_data: "cut.gz").
- * stream.c's finish_read checks gz_mid for gzip but nothing for zstd:
- * ZSTD_decompressStream's last return value (0 only at the end of a
- * frame) is not kept and checked at the end. */
-static void test_KNOWN_BUG_zstd_cut_short(void **state) {
+/* A zstd file cut short (a dump whose upload or copy stopped half-way)
+ * is an error (ENG_ERR_CHECKSUM, as plugin.h promises "when compressed
+ * data is corrupt or cut short"), like a gzip file cut short: a restore
+ * from it must never load part of the data and succeed. */
+static void test_zstd_cut_short_is_an_error(void **state) {
   (void)state;
   const size_t n = 400000;
   char *data = sample(n);
@@ -769,7 +764,7 @@ int main(void) {
       cmocka_unit_test(test_decompress_passthrough_and_members),
       cmocka_unit_test(test_expect_sha256),
       cmocka_unit_test(test_corrupt_data),
-      cmocka_unit_test(test_KNOWN_BUG_zstd_cut_short),
+      cmocka_unit_test(test_zstd_cut_short_is_an_error),
       cmocka_unit_test(test_pause_resume),
       cmocka_unit_test(test_errors),
   };
