@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef ENG_VERSION
@@ -137,12 +138,32 @@ static bool is_time_zone(const char *s) {
 
 /* ---- cron ---------------------------------------------------------------- */
 
+/* Kubernetes computes a CronJob's times with robfig/cron (v3), and these
+ * functions follow it: five fields, `*` and `?`, ranges, steps, `N/S` as
+ * N to the end of the field, names; the two day fields OR-ed when both are
+ * restricted (Vixie cron), AND-ed when either is `*` or `?` (a star
+ * stepped by more than 1 is restricted). */
+
+/* The library looks this many years past the current one for a next time
+ * and gives up: a schedule with no time in them never runs, and render
+ * refuses it. */
+#define CRON_HORIZON_YEARS 5
+/* The times the render summary shows per CronJob. */
+#define NEXT_RUNS 3
+
 typedef struct cron_field {
   const char *what;
   int lo, hi;
+  int last; /* where '*' and N/S end: Kubernetes' weekdays end at 6 */
   const char *const *names; /* month or weekday names (3 letters), or NULL */
   int names_base;
 } cron_field;
+
+/* When a schedule fires: bit v of a field for value v. */
+typedef struct cron_spec {
+  uint64_t minutes, hours, days, months, weekdays; /* weekdays: 0 Sunday */
+  bool days_star, weekdays_star; /* '*' or '?': the day fields AND-ed */
+} cron_spec;
 
 static const char *const month_names[] = {"jan", "feb", "mar", "apr",
                                           "may", "jun", "jul", "aug",
@@ -150,11 +171,11 @@ static const char *const month_names[] = {"jan", "feb", "mar", "apr",
 static const char *const day_names[] = {"sun", "mon", "tue", "wed",
                                         "thu", "fri", "sat", NULL};
 static const cron_field cron_fields[5] = {
-    {"minute", 0, 59, NULL, 0},
-    {"hour", 0, 23, NULL, 0},
-    {"day of month", 1, 31, NULL, 0},
-    {"month", 1, 12, month_names, 1},
-    {"day of week", 0, 7, day_names, 0}};
+    {"minute", 0, 59, 59, NULL, 0},
+    {"hour", 0, 23, 23, NULL, 0},
+    {"day of month", 1, 31, 31, NULL, 0},
+    {"month", 1, 12, 12, month_names, 1},
+    {"day of week", 0, 7, 6, day_names, 0}};
 
 /* One number or name of a field; advances *p. -1 when none. */
 static long cron_value(const char **p, const cron_field *f) {
@@ -171,44 +192,69 @@ static long cron_value(const char **p, const cron_field *f) {
   return v;
 }
 
-/* Check one field's text; false with the reason in why. */
-static bool cron_field_ok(const char *text, const cron_field *f, char *why,
-                          size_t n) {
+/* What reading one element of a cron field found. */
+typedef enum cron_read {
+  CRON_READ,   /* read, its values added */
+  CRON_SYNTAX, /* not cron: the caller says what a field may hold */
+  CRON_SAID    /* a value out of place, the reason in why */
+} cron_read;
+
+/* One element of a list (`*`, N, N-M, each with an optional /S) at *p
+ * into *bits; advances *p. */
+static cron_read cron_element(const char **p, const cron_field *f, const char *text,
+                        uint64_t *bits, bool *star, char *why, size_t n) {
+  long a = -1, b = -1, step = 1;
+  bool any = **p == '*' || **p == '?', stepped = false;
+  if (any) {
+    (*p)++;
+  } else {
+    if ((a = cron_value(p, f)) < 0) return CRON_SYNTAX;
+    if (**p == '-') {
+      (*p)++;
+      if ((b = cron_value(p, f)) < 0) return CRON_SYNTAX;
+    }
+    if (a < f->lo || a > f->hi || (b >= 0 && (b < f->lo || b > f->hi))) {
+      snprintf(why, n, "the %s field '%s' has a value outside %d-%d", f->what,
+               text, f->lo, f->hi);
+      return CRON_SAID;
+    }
+    if (b >= 0 && b < a) {
+      snprintf(why, n, "the %s field '%s' has a range that ends before it "
+                       "starts",
+               f->what, text);
+      return CRON_SAID;
+    }
+  }
+  if (**p == '/') {
+    const char *q = ++*p;
+    step = 0;
+    while (**p >= '0' && **p <= '9' && step < 1000) step = step * 10 + (*(*p)++ - '0');
+    if (*p == q || step < 1 || step > f->hi) return CRON_SYNTAX;
+    stepped = true;
+  }
+  /* N/S runs from N to the end of the field (a weekday 7: just Sunday) */
+  long from = any ? f->lo : a, to = any ? f->last : b >= 0 ? b : a;
+  if (!any && b < 0 && stepped && a < f->last) to = f->last;
+  for (long v = from; v <= to; v += step) *bits |= (uint64_t)1 << v;
+  if (any && step == 1) *star = true;
+  return CRON_READ;
+}
+
+/* One field's text into the values it names; false with the reason in
+ * why. */
+static bool cron_field_parse(const char *text, const cron_field *f,
+                             uint64_t *bits, bool *star, char *why, size_t n) {
   const char *p = text;
+  *bits = 0;
+  *star = false;
   while (true) {
-    long a = -1, b = -1;
-    if (*p == '*' || *p == '?') {
-      p++;
-    } else {
-      if ((a = cron_value(&p, f)) < 0) goto bad;
-      if (*p == '-') {
-        p++;
-        if ((b = cron_value(&p, f)) < 0) goto bad;
-      }
-      if (a < f->lo || a > f->hi || (b >= 0 && (b < f->lo || b > f->hi))) {
-        snprintf(why, n, "the %s field '%s' has a value outside %d-%d",
-                 f->what, text, f->lo, f->hi);
-        return false;
-      }
-      if (b >= 0 && b < a) {
-        snprintf(why, n, "the %s field '%s' has a range that ends before it "
-                         "starts",
-                 f->what, text);
-        return false;
-      }
-    }
-    if (*p == '/') {
-      p++;
-      const char *q = p;
-      long step = 0;
-      while (*p >= '0' && *p <= '9' && step < 1000) step = step * 10 + (*p++ - '0');
-      if (p == q || step < 1 || step > f->hi) goto bad;
-    }
+    cron_read rc = cron_element(&p, f, text, bits, star, why, n);
+    if (rc == CRON_SAID) return false;
+    if (rc == CRON_SYNTAX) break;
     if (*p == '\0') return true;
-    if (*p != ',') goto bad;
+    if (*p != ',') break;
     p++;
   }
-bad:
   snprintf(why, n, "the %s field '%s' is not a cron field (N, N-M, *, */S, "
                    "N-M/S or a comma list of those, %d-%d)",
            f->what, text, f->lo, f->hi);
@@ -241,29 +287,196 @@ static bool cron_split(const char *s, char *fields[5], char *why, size_t n) {
   return true;
 }
 
-static bool cron_ok(const char *s, char *why, size_t n) {
+/* A macro's five fields, or NULL (why says so). */
+static const char *cron_macro(const char *s, char *why, size_t n) {
+  static const char *const macros[][2] = {
+      {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"},
+      {"@monthly", "0 0 1 * *"}, {"@weekly", "0 0 * * 0"},
+      {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
+      {"@hourly", "0 * * * *"}};
+  for (size_t i = 0; i < sizeof macros / sizeof *macros; i++)
+    if (!strcmp(s, macros[i][0])) return macros[i][1];
+  snprintf(why, n, "'%s' is not one of @yearly, @monthly, @weekly, @daily, "
+                   "@hourly",
+           s);
+  return NULL;
+}
+
+/* A schedule's text into when it fires; false with the reason in why. */
+static bool cron_parse(const char *s, cron_spec *c, char *why, size_t n) {
   if (!strncmp(s, "TZ=", 3) || !strncmp(s, "CRON_TZ=", 8)) {
     snprintf(why, n, "a time zone in the schedule is not allowed by "
                      "Kubernetes; set defaults.time_zone instead");
     return false;
   }
-  if (s[0] == '@') {
-    static const char *const macros[] = {"@yearly", "@annually", "@monthly",
-                                         "@weekly", "@daily",    "@midnight",
-                                         "@hourly"};
-    for (size_t i = 0; i < sizeof macros / sizeof *macros; i++)
-      if (!strcmp(s, macros[i])) return true;
-    snprintf(why, n, "'%s' is not one of @yearly, @monthly, @weekly, @daily, "
-                     "@hourly",
-             s);
-    return false;
-  }
+  if (s[0] == '@' && !(s = cron_macro(s, why, n))) return false;
   char *f[5];
   if (!cron_split(s, f, why, n)) return false;
+  uint64_t *bits[5] = {&c->minutes, &c->hours, &c->days, &c->months,
+                       &c->weekdays};
+  bool stars[5];
   bool ok = true;
-  for (int i = 0; i < 5 && ok; i++) ok = cron_field_ok(f[i], &cron_fields[i], why, n);
+  for (int i = 0; i < 5 && ok; i++)
+    ok = cron_field_parse(f[i], &cron_fields[i], bits[i], &stars[i], why, n);
   for (int i = 0; i < 5; i++) free(f[i]);
+  if (!ok) return false;
+  if (c->weekdays >> 7 & 1) c->weekdays |= 1; /* 7 is Sunday too */
+  c->days_star = stars[2];
+  c->weekdays_star = stars[4];
+  return true;
+}
+
+static const char *const month_full[] = {
+    "January", "February", "March",     "April",   "May",      "June",
+    "July",    "August",   "September", "October", "November", "December"};
+
+static bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int month_days(int y, int m) {
+  static const int len[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : len[m - 1];
+}
+
+static const char *ordinal(int d) {
+  return d % 10 == 1 && d != 11 ? "st" : d % 10 == 2 && d != 12 ? "nd"
+         : d % 10 == 3 && d != 13 ? "rd" : "th";
+}
+
+/* Whether some month the schedule names has a day it names (leap years
+ * count: February has a 29th); false with the months, the days and the
+ * fix in why. Only days restricted with weekdays '*' can miss: the
+ * weekdays are OR-ed in otherwise, and every month has every weekday. */
+static bool cron_days_exist(const cron_spec *c, char *why, size_t n) {
+  if (c->days_star || !c->weekdays_star) return true;
+  int longest = 0, k = 0, months = 0;
+  for (int m = 1; m <= 12; m++)
+    if (c->months >> m & 1) {
+      months++;
+      if (month_days(2000, m) > longest) longest = month_days(2000, m);
+    }
+  for (int d = 1; d <= longest; d++)
+    if (c->days >> d & 1) return true;
+  eng__buf b = {0};
+  eng__buf_adds(&b, "(");
+  for (int m = 1; m <= 12; m++) {
+    if (!(c->months >> m & 1)) continue;
+    k++;
+    eng__buf_addf(&b, "%s%s", k == 1 ? "" : k == months ? " and " : ", ",
+                  month_full[m - 1]);
+  }
+  eng__buf_addf(&b, " %s no ", months == 1 ? "has" : "have");
+  int first = 0;
+  for (int d = longest + 1; d <= 31; d++) {
+    if (!(c->days >> d & 1)) continue;
+    eng__buf_addf(&b, "%s%d%s", first ? " or " : "", d, ordinal(d));
+    if (!first) first = d;
+  }
+  snprintf(why, n, "%s); write a day from 1 to %d%s, or add a month that has "
+                   "a %d%s",
+           b.data, longest == 29 ? 28 : longest,
+           longest == 29 ? " (the 29th only fires in leap years)" : "", first,
+           ordinal(first));
+  eng__buf_free(&b);
+  return false;
+}
+
+static bool cron_day(const cron_spec *c, int m, int d, int wday) {
+  if (!(c->months >> m & 1)) return false;
+  bool dom = c->days >> d & 1, dow = c->weekdays >> wday & 1;
+  return c->days_star || c->weekdays_star ? dom && dow : dom || dow;
+}
+
+/* The first time on the local day y-m-d after `after` at which c fires;
+ * false when none. A local time that a clock change skips is none. */
+static bool cron_time_on(const cron_spec *c, int y, int m, int d, time_t after,
+                         time_t *next) {
+  for (int h = 0; h < 24; h++) {
+    if (!(c->hours >> h & 1)) continue;
+    for (int mi = 0; mi < 60; mi++) {
+      if (!(c->minutes >> mi & 1)) continue;
+      struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d,
+                      .tm_hour = h, .tm_min = mi, .tm_isdst = -1};
+      time_t t = mktime(&tm);
+      if (t == (time_t)-1 || tm.tm_mday != d || tm.tm_hour != h || tm.tm_min != mi)
+        continue;
+      if (t > after) {
+        *next = t;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/* The first time after `after` at which c fires in the process's time zone
+ * (TZ: zone_enter), looking as far ahead as Kubernetes does; false when
+ * there is none. */
+static bool cron_next(const cron_spec *c, time_t after, time_t *next) {
+  struct tm now;
+  if (!localtime_r(&after, &now)) return false;
+  int y = now.tm_year + 1900, m = now.tm_mon + 1, d = now.tm_mday;
+  int wday = now.tm_wday, end = y + CRON_HORIZON_YEARS;
+  while (y <= end) {
+    if (cron_day(c, m, d, wday) && cron_time_on(c, y, m, d, after, next))
+      return true;
+    wday = (wday + 1) % 7;
+    if (++d > month_days(y, m)) {
+      d = 1;
+      if (++m > 12) {
+        m = 1;
+        y++;
+      }
+    }
+  }
+  return false;
+}
+
+/* ---- time zones -------------------------------------------------------------- */
+
+/* The process's time zone (TZ, which mktime and localtime_r follow) set
+ * to a CronJob's for the cron arithmetic, and put back by zone_leave.
+ * The render is single-threaded: nothing else reads the time zone
+ * meanwhile. */
+typedef struct zone_scope {
+  char *saved; /* TZ before (malloc'd), NULL when it was unset */
+  bool entered;
+} zone_scope;
+
+/* Whether the tz database here has zone (glibc reads TZDIR, else
+ * /usr/share/zoneinfo): a file that starts as a TZif file does. */
+static bool zone_known(const char *zone) {
+  if (!strcmp(zone, "UTC")) return true;
+  const char *dir = getenv("TZDIR");
+  char *path = eng__asprintf("%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo",
+                             zone);
+  char magic[4] = {0};
+  FILE *fp = fopen(path, "rb");
+  bool ok = fp && fread(magic, 1, 4, fp) == 4 && !memcmp(magic, "TZif", 4);
+  if (fp) fclose(fp);
+  free(path);
   return ok;
+}
+
+static bool zone_enter(const char *zone, zone_scope *z) {
+  z->saved = NULL;
+  z->entered = false;
+  if (!zone_known(zone)) return false;
+  const char *old = getenv("TZ");
+  z->saved = old ? eng__xstrdup(old) : NULL;
+  /* a POSIX rule for UTC: no tz database needed */
+  setenv("TZ", strcmp(zone, "UTC") ? zone : "UTC0", 1);
+  tzset();
+  z->entered = true;
+  return true;
+}
+
+static void zone_leave(zone_scope *z) {
+  if (!z->entered) return;
+  if (z->saved) setenv("TZ", z->saved, 1);
+  else unsetenv("TZ");
+  tzset();
+  free(z->saved);
+  z->entered = false;
 }
 
 static bool plain_number(const char *s, long *v) {
@@ -713,6 +926,30 @@ static bool read_params(reader *r, fleet_db *db, const eng__node *v) {
   return ok;
 }
 
+/* A database's schedule: valid cron, and a day it names exists (the
+ * time zone's own gaps are checked once the defaults are known:
+ * schedules_fire). */
+static bool read_schedule(reader *r, fleet_db *db, const eng__node *v) {
+  db->schedule_node = v;
+  const char *s = scalar(r, v, "schedule", "database");
+  if (!s) return false;
+  char why[320];
+  cron_spec c;
+  if (!cron_parse(s, &c, why, sizeof why)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': schedule %s", db->name, why);
+    return false;
+  }
+  if (!cron_days_exist(&c, why, sizeof why)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': schedule '%s' never fires %s", db->name,
+                    s, why);
+    return false;
+  }
+  db->schedule = eng__xstrdup(s);
+  return true;
+}
+
 static const char *const db_keys[] = {"name", "url_secret", "schedule",
                                       "runbook", "params"};
 #define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
@@ -750,16 +987,7 @@ static bool read_db(reader *r, const eng__node *m, fleet_db *db,
   }
   v = eng__node_get(m, "url_secret");
   ok &= secret_name_key(r, v, "url_secret", "database", false, &db->url_secret);
-  v = eng__node_get(m, "schedule");
-  db->schedule_node = v;
-  const char *s = scalar(r, v, "schedule", "database");
-  char why[256];
-  if (!s) ok = false;
-  else if (!cron_ok(s, why, sizeof why)) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': schedule %s", db->name, why);
-    ok = false;
-  } else db->schedule = eng__xstrdup(s);
+  ok &= read_schedule(r, db, eng__node_get(m, "schedule"));
   if ((v = eng__node_get(m, "params"))) ok &= read_params(r, db, v);
   v = eng__node_get(m, "runbook");
   if (!(db->runbook = scalar(r, v, "runbook", "database"))) return false;
@@ -803,6 +1031,49 @@ static void spread_schedules(reader *r, eng__fleet *f) {
     free(f->dbs[i].schedule);
     f->dbs[i].schedule = s;
   }
+}
+
+/* Every schedule has a time in the CronJobs' time zone within the years
+ * Kubernetes looks ahead (read_schedule caught days no month has; what
+ * is left are times a clock change skips). A zone this machine does not
+ * know is warned about and its times not checked. false with errors. */
+static bool schedules_fire(reader *r, const eng__fleet *f) {
+  const char *zone = f->def.time_zone;
+  zone_scope z;
+  if (!zone_enter(zone, &z)) {
+    const eng__node *def = eng__node_get(f->root, "defaults");
+    const eng__node *v = def && def->kind == ENG__N_MAP
+                             ? eng__node_get(def, "time_zone")
+                             : NULL;
+    eng__diag_warn(r->d, r->file, v ? v->line : 0, v ? v->col : 0,
+                   "defaults: time zone '%s' is not in this machine's tz "
+                   "database: check the name (Kubernetes refuses a zone it "
+                   "does not know); the next runs are not shown",
+                   zone);
+    return true;
+  }
+  time_t now = (time_t)(eng__now_ms() / 1000), next;
+  struct tm tm;
+  int end = (localtime_r(&now, &tm) ? tm.tm_year + 1900 : 1970) +
+            CRON_HORIZON_YEARS;
+  bool ok = true;
+  for (size_t i = 0; i < f->n; i++) {
+    const fleet_db *db = &f->dbs[i];
+    const eng__node *v = db->schedule_node;
+    char why[320];
+    cron_spec c;
+    if (!cron_parse(db->schedule, &c, why, sizeof why) ||
+        cron_next(&c, now, &next))
+      continue;
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': schedule '%s' never fires in %s before "
+                    "the end of %d (a clock change skips every time it "
+                    "names); pick another time of day",
+                    db->name, db->schedule, zone, end);
+    ok = false;
+  }
+  zone_leave(&z);
+  return ok;
 }
 
 eng__fleet *eng__fleet_parse(const char *file, const char *dir,
@@ -868,6 +1139,7 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   }
   if (!ok || d->errors > errors) goto fail;
   spread_schedules(&r, f);
+  if (!schedules_fire(&r, f)) goto fail;
   return f;
 fail:
   eng__fleet_free(f);
@@ -1075,6 +1347,48 @@ static int write_file(const char *path, const eng__buf *b) {
   return rc;
 }
 
+/* One firing time, in UTC and, with local, in the process's time zone. */
+static void add_time(eng__buf *b, time_t t, bool local) {
+  struct tm tm;
+  char s[64];
+  if (!gmtime_r(&t, &tm) || !strftime(s, sizeof s, "%Y-%m-%d %H:%M UTC", &tm))
+    return;
+  eng__buf_adds(b, s);
+  if (local && localtime_r(&t, &tm) &&
+      strftime(s, sizeof s, "%Y-%m-%d %H:%M %Z", &tm))
+    eng__buf_addf(b, " (%s)", s);
+}
+
+/* The summary: every CronJob's next NEXT_RUNS times on standard error, in
+ * UTC and in its time zone when that is not UTC. */
+static void print_next_runs(const eng__fleet *f) {
+  const char *zone = f->def.time_zone;
+  zone_scope z;
+  bool known = zone_enter(zone, &z), local = strcmp(zone, "UTC") != 0;
+  time_t now = (time_t)(eng__now_ms() / 1000);
+  for (size_t i = 0; i < f->n; i++) {
+    const fleet_db *db = &f->dbs[i];
+    eng__buf b = {0};
+    eng__buf_addf(&b, "engine-%s: '%s' (%s) ", db->name, db->schedule, zone);
+    char why[320];
+    cron_spec c;
+    if (!known) {
+      eng__buf_adds(&b, "next runs not known: the time zone is not in this "
+                        "machine's tz database");
+    } else if (cron_parse(db->schedule, &c, why, sizeof why)) {
+      eng__buf_adds(&b, "next runs");
+      time_t t = now;
+      for (int k = 0; k < NEXT_RUNS && cron_next(&c, t, &t); k++) {
+        eng__buf_adds(&b, k ? ", " : " ");
+        add_time(&b, t, local);
+      }
+    }
+    fprintf(stderr, "%s\n", b.data);
+    eng__buf_free(&b);
+  }
+  zone_leave(&z);
+}
+
 int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
                       eng__diags *d) {
   size_t len = 0;
@@ -1120,6 +1434,7 @@ int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
     fprintf(stderr, "engine: cannot write the manifests: %s\n", strerror(errno));
     code = ENG_EXIT_FAILED;
   }
+  if (code == ENG_EXIT_OK && !d->quiet) print_next_runs(f);
   eng__buf_free(&all);
   eng__fleet_free(f);
   return code;

@@ -344,6 +344,82 @@ def test_every_bad_inventory_exits_2_with_position_and_fix(h):
 
 
 @suite.test
+def test_schedules_that_never_fire_are_refused(h):
+    """A day of month that no month named has: Kubernetes would accept the
+    CronJob and the drill would never run."""
+    cases = [('0 3 30 2 *', r"\(February has no 30th\); write a day from 1 to 28"),
+             ('0 3 31 4,6,9,11 *',
+              r"\(April, June, September and November have no 31st\); write a day from 1 to 30"),
+             ('0 3 30,31 feb *', r'\(February has no 30th or 31st\)'),
+             ('0 3 31 2,4 ?', r'\(February and April have no 31st\)')]
+    out = h.tmp / 'out'
+    for sched, why in cases:
+        text = inventory(DB + DB.replace('ledger', 'orders').replace('0 3 * * *', sched))
+        err = expect_error(h, text, 8, rf"database 'orders': schedule '{re.escape(sched)}' never fires {why}")
+        h.check(re.search(r'inv\.yaml:8:15: error: ', err), f'column of the schedule: {err}')
+        r = render(h, h.tmp / 'inv.yaml', '--out', out)
+        h.check(r.returncode == 2 and not (out.exists() and any(out.iterdir())),
+                f'{sched}: exit {r.returncode}, wrote {list(out.glob("*")) if out.exists() else []}')
+
+
+def next_runs(zone, minutes, hours, days, months, weekdays, days_or, after, n=3):
+    """The next n times after `after` (UTC) of a schedule given as its sets
+    of values (weekdays 0 = Sunday), walked day by day in `zone`: the day
+    fields OR-ed when days_or (both restricted), a local time the clock
+    skips is no time. Each as render prints it."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+    z, utc = ZoneInfo(zone), dt.timezone.utc
+    got, day = [], after.astimezone(z).date()
+    while len(got) < n:
+        wd = day.isoweekday() % 7
+        fits = (day.day in days or wd in weekdays) if days_or else (day.day in days and wd in weekdays)
+        for hh in sorted(hours) if day.month in months and fits else []:
+            for mm in sorted(minutes):
+                wall = dt.datetime(day.year, day.month, day.day, hh, mm)
+                t = wall.replace(tzinfo=z).astimezone(utc)
+                if t.astimezone(z).replace(tzinfo=None) == wall and t > after and len(got) < n:
+                    got.append(t)
+        day += dt.timedelta(days=1)
+    return [t.strftime('%Y-%m-%d %H:%M UTC') +
+            ('' if zone == 'UTC' else t.astimezone(z).strftime(' (%Y-%m-%d %H:%M %Z)')) for t in got]
+
+
+@suite.test
+def test_edge_schedules_are_accepted_and_their_next_runs_shown(h):
+    """The 29th of February fires in leap years, the 31st in 31-day months,
+    and a day of week is OR-ed with an impossible day of month (Kubernetes'
+    cron, like Vixie cron): all accepted. The summary on standard error
+    shows each CronJob's next three times, in UTC and, when the inventory
+    sets one, in its time zone; the expected times are walked here day by
+    day from the sets the schedules name."""
+    import datetime as dt
+    every = set(range(7))
+    cases = {'UTC': [('0 3 29 2 *', {0}, {3}, {29}, {2}, every, False),
+                     ('0 3 31 * *', {0}, {3}, {31}, set(range(1, 13)), every, False)],
+             'America/New_York': [('0 3 30 2 1', {0}, {3}, {30}, {2}, {1}, True),
+                                  ('45 6 1,15 * fri', {45}, {6}, {1, 15}, set(range(1, 13)), {5}, True),
+                                  ('30 2 * 3 sun', {30}, {2}, set(range(1, 32)), {3}, {0}, False)]}
+    for zone, scheds in cases.items():
+        body = ''.join(f'  - {{name: db{i}, url_secret: s{i}, schedule: "{c[0]}", runbook: '
+                       f'restore-drill.yaml}}\n' for i, c in enumerate(scheds))
+        zone_line = '' if zone == 'UTC' else f'  time_zone: {zone}\n'
+        f = h.write('inv.yaml', inventory(body, '  state: s3://engine-state/fleet\n' + zone_line))
+        before = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+        r = render(h, f)
+        after = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+        h.check(r.returncode == 0, f'{zone}: {r.stderr}')
+        js = cronjobs(load_docs(r.stdout))
+        for i, (sched, *sets) in enumerate(scheds):
+            h.check(js[f'engine-db{i}']['spec']['schedule'] == sched, js[f'engine-db{i}']['spec'])
+            line = next((ln for ln in r.stderr.splitlines() if ln.startswith(f'engine-db{i}: ')), '')
+            want = {f"engine-db{i}: '{sched}' ({zone}) next runs " + ', '.join(next_runs(zone, *sets, t))
+                    for t in (before, after)}
+            h.check(line in want, f'{zone} {sched}:\n got  {line}\n want {want}')
+            h.check(('(' in line.split('next runs', 1)[1]) == (zone != 'UTC'), line)
+
+
+@suite.test
 def test_no_secret_value_reaches_the_manifests(h):
     secrets = {'DATABASE_URL': 'postgresql://app:Sup3rS3cretPw@db.internal/ledger',
                'AWS_SECRET_ACCESS_KEY': 'wJalrXUtnFEMIK7MDENGbPxRfiCYzzSECRET',

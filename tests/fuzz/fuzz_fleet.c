@@ -1,5 +1,6 @@
 /* libFuzzer: an inventory's text through `engine fleet render`'s checks
- * (keys, names, cron schedules and their spreading, params, durations),
+ * (keys, names, cron schedules, their spreading and whether they ever
+ * fire in the time zone, params, durations),
  * then every manifest out as YAML and back: the text must parse to the
  * same values, whatever the strings in it (the quoting of the emitter). */
 #include <stdio.h>
