@@ -11,9 +11,12 @@
  *                   protected calls (the bottom: calls nothing else here)
  *   lua_sandbox.c   the state: set-up, require, context tables, compile,
  *                   synchronous evaluation (eng__lua_eval); the top
+ *   lua_match.c     string.find/match/gmatch/gsub: Lua's patterns by a
+ *                   matcher that counts its work and checks the limits
+ *                   (calls nothing else here: the check is handed in)
  *   lua_limits.c    the memory cap (allocator), the execution budget and
  *                   step deadline (count hook, watchdog thread, signals),
- *                   pattern matching with bounded work
+ *                   the check the pattern matcher makes
  *   lua_json.c      JSON values to Lua tables (strict context tables) and
  *                   back
  *   lua_bridge.c    coroutines (eng__lua_run): a plugin's function or
@@ -43,12 +46,14 @@
  * Limits: the count hook runs every ENG_LUA_HOOK_COUNT instructions and
  * stops an evaluation that used its budget, passed its step's deadline
  * (the step's `timeout`) or was interrupted by a signal. Between two hooks
- * C functions may each run for a while (string.rep, table.sort, pattern
- * matching under its work bound), so a watchdog thread wakes when the
+ * C functions may each run for a while (string.rep, table.sort), so a
+ * watchdog thread wakes when the
  * running evaluation's limit falls due, and signal handlers when they
  * raise the interrupt flag, and make the hook run at the next instruction
- * (lua_sethook may be called asynchronously). Lua itself only ever runs on
- * the loop thread.
+ * (lua_sethook may be called asynchronously). Pattern matching, which
+ * backtracks in C for as long as it likes, is the sandbox's own
+ * (lua_match.c) and checks the same limits itself every few thousand
+ * steps. Lua itself only ever runs on the loop thread.
  *
  * Lua errors longjmp: every entry point touches the state only inside a
  * protected call, C functions check their arguments before allocating C
@@ -179,8 +184,18 @@ void eng__lh_wd_stop(void);
 lh_watch eng__lh_watch_start(eng__lua *h, lua_State *L,
                              const eng__lua_clock *c);
 void eng__lh_watch_end(lh_watch prev);
-/* Put the work-bounded guard in front of string.find/match/gmatch/gsub. */
+/* Replace string.find/match/gmatch/gsub by lua_match.c's, checking this
+ * state's limits as they work. */
 void eng__lh_guard_patterns(lua_State *L);
+
+/* ---- lua_match.c ------------------------------------------------------------ */
+
+/* Replace string.find/match/gmatch/gsub (so the methods of strings too) in
+ * L's string table by a matcher of Lua 5.4's patterns with liblua's
+ * results that calls check(L) every few thousand steps of work; check
+ * (never NULL) returns normally or raises a Lua error, which stops the
+ * call. */
+void eng__lh_open_match(lua_State *L, lua_CFunction check);
 
 /* ---- lua_json.c ------------------------------------------------------------ */
 
