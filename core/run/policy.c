@@ -1,13 +1,14 @@
 /* policy.c - the guard policy applied to one target: protected databases,
  * volumes, buckets and instances, ownership of destructive actions and
  * forbidden commands. The policy itself (patterns resolved from the
- * runbook) is compiled by guards.c; here it is only data. Every decision is
- * recorded (report and audit log); a refusal happens before the action has
- * any side effect. */
+ * runbook) is compiled by guards.c; here it is only data. A command is read
+ * through shell/: forbidden commands are matched on the lexer's words (its
+ * guard reading), its targets are the analyser's findings. Every decision
+ * is recorded (report and audit log); a refusal happens before the action
+ * has any side effect. */
 #include "run/run.h"
 #include "shell/shell.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,89 +96,36 @@ static const char *match_any(json_t *pats, const char *const *cands) {
   return NULL;
 }
 
-/* How commands compare: lower-case, quotes and backslashes removed
- * (a backslash-newline is a space), white space collapsed. */
-static char *normalize(const char *s) {
-  eng__buf b = {0};
-  bool space = false;
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '\\') {
-      if (s[1] == '\n') {
-        space = b.len > 0;
-        s++;
-      }
-      continue;
-    }
-    if (c == '"' || c == '\'' || c == '`') continue;
-    if (isspace(c)) {
-      space = b.len > 0;
-      continue;
-    }
-    if (space) eng__buf_add(&b, " ", 1);
-    space = false;
-    char lc = (char)tolower(c);
-    eng__buf_add(&b, &lc, 1);
-  }
-  return eng__buf_steal(&b);
-}
-
-/* Split a normalized command line into segments (; && || | & newline and
- * parentheses end a command) of space-separated tokens. */
-static json_t *segments(const char *norm) {
-  json_t *segs = json_array();
-  json_t *cur = json_array();
-  eng__buf tok = {0};
-#define FLUSH_TOK()                                                        \
-  do {                                                                     \
-    if (tok.len) json_array_append_new(cur, json_string(tok.data));        \
-    eng__buf_free(&tok);                                                   \
-  } while (0)
-#define FLUSH_SEG()                                                        \
-  do {                                                                     \
-    FLUSH_TOK();                                                           \
-    if (json_array_size(cur)) json_array_append(segs, cur);                \
-    json_decref(cur);                                                      \
-    cur = json_array();                                                    \
-  } while (0)
-  for (const char *p = norm; *p; p++) {
-    if (*p == ';' || *p == '|' || *p == '&' || *p == '(' || *p == ')' ||
-        *p == '\n')
-      FLUSH_SEG();
-    else if (*p == ' ')
-      FLUSH_TOK();
-    else
-      eng__buf_add(&tok, p, 1);
-  }
-  FLUSH_SEG();
-  json_decref(cur);
-#undef FLUSH_TOK
-#undef FLUSH_SEG
-  return segs;
-}
-
-/* The rule's tokens appear in this order in the segment (other tokens,
+/* The rule's words appear in this order in the command (other words,
  * such as options and their values, may stand between them). */
-static bool rule_matches(json_t *seg, json_t *rule) {
-  size_t k = 0, n = json_array_size(rule);
-  if (!n) return false;
-  for (size_t i = 0; i < json_array_size(seg) && k < n; i++) {
-    const char *t = json_string_value(json_array_get(seg, i));
-    const char *want = json_string_value(json_array_get(rule, k));
+static bool rule_matches(const eng__cmd_words *cmd, const eng__cmd_words *rule) {
+  size_t k = 0;
+  if (!rule->n) return false;
+  for (size_t i = 0; i < cmd->n && k < rule->n; i++) {
+    const char *t = cmd->w[i].s;
+    const char *want = rule->w[k].s;
     /* a program may be named by path: /usr/bin/dropdb, npx prisma */
     const char *base = strrchr(t, '/');
     if (!strcmp(t, want) || (k == 0 && base && !strcmp(base + 1, want))) k++;
   }
-  return k == n;
+  return k == rule->n;
 }
 
-static json_t *tokens(const char *rule) {
-  char *nr = normalize(rule);
-  json_t *segs = segments(nr);
-  free(nr);
-  json_t *t = json_incref(json_array_get(segs, 0));
-  json_decref(segs);
-  return t ? t : json_array();
+/* Does forbidden rule f hit the command (both read as the guards read
+ * commands: shell/shell.h's ENG_CMD_GUARD)? The rule is its first command;
+ * as_text: also when the rule is a fragment of the command's text (a rule
+ * given as a path or fragment). */
+static bool forbidden(const eng__cmd_lexed *line, const char *f, bool as_text) {
+  static const eng__cmd_words none = {0};
+  eng__cmd_lexed rule;
+  eng__cmd_lex(f, ENG_CMD_GUARD, NULL, &rule);
+  const eng__cmd_words *words = rule.n ? &rule.cmd[0] : &none;
+  bool hit = false;
+  for (size_t i = 0; i < line->n && !hit; i++)
+    hit = rule_matches(&line->cmd[i], words);
+  if (!hit && as_text) hit = *rule.text && strstr(line->text, rule.text);
+  eng__cmd_lexed_free(&rule);
+  return hit;
 }
 
 static bool path_protected(const char *pat, const char *path) {
@@ -270,46 +218,28 @@ static int check_findings(eng__run *r, const char *step, const char *cmd,
 
 static int check_command(eng__run *r, const char *step, const char *cmd,
                          const char *env_text) {
-  char *norm = normalize(cmd);
-  json_t *segs = segments(norm);
-  int rc = ENG_OK;
   char *why = NULL;
   json_t *extra = patterns(r, "forbidden_commands", &why);
-  if (!extra) {
-    free(norm);
-    json_decref(segs);
-    return unresolved(r, step, "forbidden_commands", cmd, why);
-  }
+  if (!extra) return unresolved(r, step, "forbidden_commands", cmd, why);
+  eng__cmd_lexed line;
+  eng__cmd_lex(cmd, ENG_CMD_GUARD, NULL, &line);
+  int rc = ENG_OK;
   size_t nb = 0;
   while (builtin_forbidden[nb]) nb++;
   size_t n = nb + json_array_size(extra);
   for (size_t i = 0; i < n && rc == ENG_OK; i++) {
     const char *f = i < nb ? builtin_forbidden[i]
                            : json_string_value(json_array_get(extra, i - nb));
-    json_t *rule = tokens(f);
-    size_t si;
-    json_t *seg;
-    bool hit = false;
-    json_array_foreach(segs, si, seg) if (rule_matches(seg, rule)) hit = true;
-    /* a rule given as a path or fragment also matches as plain text */
-    if (!hit && i >= nb) {
-      char *nf = normalize(f);
-      hit = *nf && strstr(norm, nf) != NULL;
-      free(nf);
-    }
-    json_decref(rule);
-    if (hit) {
-      char *msg = eng__asprintf(
-          "refused: the command contains forbidden '%s' (%s); this rule "
-          "cannot be switched off",
-          f, i < nb ? "built-in rule" : "guards.forbidden_commands");
-      rc = refuse(r, step, "forbidden_commands", cmd, NULL, msg);
-      free(msg);
-    }
+    if (!forbidden(&line, f, i >= nb)) continue;
+    char *msg = eng__asprintf(
+        "refused: the command contains forbidden '%s' (%s); this rule "
+        "cannot be switched off",
+        f, i < nb ? "built-in rule" : "guards.forbidden_commands");
+    rc = refuse(r, step, "forbidden_commands", cmd, NULL, msg);
+    free(msg);
   }
+  eng__cmd_lexed_free(&line);
   json_decref(extra);
-  json_decref(segs);
-  free(norm);
   if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
   if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text);
   return rc;
@@ -394,12 +324,7 @@ char *eng__command_line(const json_t *cmd) {
     char *s = json_is_string(a) ? eng__xstrdup(json_string_value(a))
                                 : json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT);
     if (i) eng__buf_adds(&b, " ");
-    eng__buf_adds(&b, "'");
-    for (const char *p = s ? s : ""; *p; p++) { /* argv word, quoted */
-      if (*p == '\'') eng__buf_adds(&b, "'\\''");
-      else eng__buf_add(&b, p, 1);
-    }
-    eng__buf_adds(&b, "'");
+    eng__cmd_quote(&b, s ? s : ""); /* argv word, quoted */
     free(s);
   }
   return eng__buf_steal(&b);

@@ -1,14 +1,16 @@
 /* analyser.c - the shell analyser: what a command line does, as far as
- * guards care. It is split as the shell would (quotes, escapes, line
- * continuations, `;` `&&` `||` `|` sequences, `sh -c` bodies, `VAR=x`
- * prefixes, `sudo`, `env`, `npx`, `pnpm exec`, `docker exec` and `docker
- * compose exec` wrappers), then the
- * tools whose targets are known are recognised: the PostgreSQL clients,
- * docker/podman, and rm/mv/chown on paths. Each finding names the tool, the
- * target and whether the use reads, creates, destroys or disrupts it.
- * Anything the analyser cannot see through (command substitution, eval, an
- * unknown variable where a target should be) makes the line "unverified".
- * Pure: no I/O beyond reading the environment. */
+ * guards care. The lexer (lexer.c) splits the line as the shell would into
+ * simple commands of words; here each command is read past its `VAR=x`
+ * prefixes and the wrappers that run another command (a table, one row
+ * per wrapper: `sudo`, `env`, `timeout`, `npx`, `pnpm exec`, `docker exec`,
+ * `docker compose exec`, `kubectl exec`, ...), `sh -c` bodies are read as
+ * lines of their own, then the tools whose targets are known are
+ * recognised: the PostgreSQL clients (a table too), docker/podman, and
+ * rm/mv/chown on paths. Each finding names the tool, the target and
+ * whether the use reads, creates, destroys or disrupts it. Anything the
+ * analyser cannot see through (command substitution, eval, an unknown
+ * variable where a target should be) makes the line "unverified".
+ * Pure: no I/O beyond reading the environment and the working directory. */
 #include "shell/shell.h"
 
 #include <ctype.h>
@@ -18,31 +20,20 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* ---- words ---------------------------------------------------------------- */
-
-typedef struct word {
-  char *s;
-  bool unknown; /* holds an expansion the analyser could not resolve */
-} word;
-
-typedef struct words {
-  word *w;
-  size_t n;
-  bool stdin_heredoc; /* << or <<< feeds it */
-  bool stdin_file;    /* < FILE feeds it */
-} words;
+/* How deep `sh -c 'sh -c ...'` is followed; deeper bodies are not read. */
+#define SH_C_DEPTH_MAX 8
 
 typedef struct ctx {
   eng__cmd_analysis *out;
   const char *const *env; /* NAME=VALUE of the step, NULL-terminated */
-  int depth;
+  int depth;              /* sh -c bodies being read */
 } ctx;
 
 static void unverified(ctx *c, const char *why) {
   if (!c->out->unverified) c->out->unverified = eng__xstrdup(why);
 }
 
-static const char *env_lookup(const ctx *c, const words *overlay,
+static const char *env_lookup(const ctx *c, const eng__cmd_words *overlay,
                               const char *name, size_t n) {
   /* VAR=x prefixes of this command first, then the step, then ours */
   for (size_t i = 0; overlay && i < overlay->n; i++) {
@@ -51,256 +42,17 @@ static const char *env_lookup(const ctx *c, const words *overlay,
         !strncmp(overlay->w[i].s, name, n))
       return eq + 1;
   }
-  for (size_t i = 0; c->env && c->env[i]; i++)
-    if (!strncmp(c->env[i], name, n) && c->env[i][n] == '=')
-      return c->env[i] + n + 1;
-  char buf[128];
-  if (n >= sizeof buf) return NULL;
-  memcpy(buf, name, n);
-  buf[n] = '\0';
-  return getenv(buf);
+  return eng__cmd_getenv(c->env, name, n);
 }
 
-static void add_word(words *ws, eng__buf *b, bool unknown) {
-  ws->w = eng__xrealloc(ws->w, (ws->n + 1) * sizeof *ws->w);
-  ws->w[ws->n].s = eng__buf_steal(b);
-  ws->w[ws->n].unknown = unknown;
-  ws->n++;
-}
-
-static void words_free(words *ws) {
-  for (size_t i = 0; i < ws->n; i++) free(ws->w[i].s);
-  free(ws->w);
-  memset(ws, 0, sizeof *ws);
-}
-
-static bool is_name_char(char ch, bool first) {
-  return ch == '_' || isalpha((unsigned char)ch) ||
-         (!first && isdigit((unsigned char)ch));
-}
-
-/* $NAME or ${NAME} at *p: append its value (or mark unknown). Returns the
- * characters consumed. */
-static size_t expand(ctx *c, const char *p, eng__buf *b, bool *unknown) {
-  const char *name = p + 1;
-  size_t n = 0, used;
-  if (p[1] == '{') {
-    name = p + 2;
-    while (name[n] && name[n] != '}') n++;
-    if (name[n] != '}') {
-      *unknown = true;
-      return strlen(p);
-    }
-    used = n + 3;
-    for (size_t i = 0; i < n; i++)
-      if (!is_name_char(name[i], i == 0)) { /* ${X:-y} and friends */
-        *unknown = true;
-        return used;
-      }
-  } else {
-    while (is_name_char(name[n], n == 0)) n++;
-    if (n == 0) { /* $1, $?, $$: not known here */
-      *unknown = true;
-      return p[1] ? 2 : 1;
-    }
-    used = n + 1;
+/* Is word one of the names in list (separated by spaces)? */
+static bool in_list(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; *p; p += strspn(p, " ")) {
+    size_t len = strcspn(p, " ");
+    if (len && len == n && !strncmp(p, word, n)) return true;
+    p += len;
   }
-  const char *v = env_lookup(c, NULL, name, n);
-  if (v) eng__buf_adds(b, v);
-  else *unknown = true;
-  return used;
-}
-
-/* Split a line into simple commands (arrays of words). Returns false when
- * quotes do not close. */
-static bool lex(ctx *c, const char *s, words **cmds, size_t *n_cmds) {
-  words cur = {0};
-  eng__buf b = {0};
-  bool in_word = false, unknown = false;
-  int redirect = 0; /* 1: the next word is a redirection's target */
-#define END_WORD()                                                        \
-  do {                                                                    \
-    if (in_word) {                                                        \
-      if (redirect) {                                                     \
-        eng__buf_free(&b);                                                \
-        redirect = 0;                                                     \
-      } else {                                                            \
-        add_word(&cur, &b, unknown);                                      \
-      }                                                                   \
-    }                                                                     \
-    in_word = false;                                                      \
-    unknown = false;                                                      \
-  } while (0)
-#define END_CMD()                                                         \
-  do {                                                                    \
-    END_WORD();                                                           \
-    if (cur.n) {                                                          \
-      *cmds = eng__xrealloc(*cmds, (*n_cmds + 1) * sizeof **cmds);        \
-      (*cmds)[(*n_cmds)++] = cur;                                         \
-    } else {                                                              \
-      words_free(&cur);                                                   \
-    }                                                                     \
-    memset(&cur, 0, sizeof cur);                                          \
-  } while (0)
-  for (const char *p = s; *p;) {
-    char ch = *p;
-    if (ch == '\\') {
-      if (p[1] == '\n') { /* line continuation */
-        p += 2;
-        continue;
-      }
-      if (p[1]) eng__buf_add(&b, p + 1, 1);
-      in_word = true;
-      p += p[1] ? 2 : 1;
-      continue;
-    }
-    if (ch == '\'') {
-      const char *e = strchr(p + 1, '\'');
-      if (!e) goto bad;
-      eng__buf_add(&b, p + 1, (size_t)(e - p - 1));
-      if (!b.data) eng__buf_adds(&b, "");
-      in_word = true;
-      p = e + 1;
-      continue;
-    }
-    if (ch == '"') {
-      p++;
-      if (!b.data) eng__buf_adds(&b, "");
-      while (*p && *p != '"') {
-        if (*p == '\\' && p[1] && strchr("$`\"\\\n", p[1])) {
-          if (p[1] != '\n') eng__buf_add(&b, p + 1, 1);
-          p += 2;
-        } else if (*p == '$' && p[1] == '(') {
-          unverified(c, "command substitution $(...)");
-          unknown = true;
-          p += 2;
-        } else if (*p == '`') {
-          unverified(c, "command substitution `...`");
-          unknown = true;
-          p++;
-        } else if (*p == '$' && p[1] && p[1] != '"') {
-          p += expand(c, p, &b, &unknown);
-        } else {
-          eng__buf_add(&b, p, 1);
-          p++;
-        }
-      }
-      if (*p != '"') goto bad;
-      in_word = true;
-      p++;
-      continue;
-    }
-    if (ch == '$' && p[1] == '(') {
-      unverified(c, "command substitution $(...)");
-      unknown = in_word = true;
-      /* skip to the matching parenthesis */
-      int depth = 0;
-      for (; *p; p++) {
-        if (*p == '(') depth++;
-        else if (*p == ')' && --depth == 0) {
-          p++;
-          break;
-        }
-      }
-      continue;
-    }
-    if (ch == '`') {
-      unverified(c, "command substitution `...`");
-      const char *e = strchr(p + 1, '`');
-      unknown = in_word = true;
-      p = e ? e + 1 : p + strlen(p);
-      continue;
-    }
-    if (ch == '$' && p[1] && !isspace((unsigned char)p[1])) {
-      p += expand(c, p, &b, &unknown);
-      in_word = true;
-      continue;
-    }
-    if (ch == '#' && !in_word) { /* a comment to the end of the line */
-      while (*p && *p != '\n') p++;
-      continue;
-    }
-    if (ch == ' ' || ch == '\t') {
-      END_WORD();
-      p++;
-      continue;
-    }
-    if (ch == '\n' || ch == ';' || ch == '|' || ch == '&' || ch == '(' ||
-        ch == ')') {
-      if (ch == '&' && p[1] == '>') { /* &> FILE */
-        END_WORD();
-        redirect = 1;
-        p += p[2] == '>' ? 3 : 2;
-        continue;
-      }
-      END_CMD();
-      p++;
-      continue;
-    }
-    if (ch == '<' || ch == '>') {
-      /* a redirection: `2>`, `>>`, `<`, `<<EOF`, `<<<` */
-      bool fd_digits = in_word && b.data && strspn(b.data, "0123456789") == b.len;
-      if (in_word && !fd_digits) END_WORD();
-      else if (fd_digits) {
-        eng__buf_free(&b);
-        in_word = false;
-      }
-      if (ch == '<' && p[1] == '<') {
-        cur.stdin_heredoc = true;
-        if (p[2] != '<') { /* here-document: its body is not a command */
-          const char *nl = strchr(p, '\n');
-          if (nl) {
-            /* the terminator is the next word; skip to a line holding it */
-            char tag[64] = "";
-            const char *t = p + 2;
-            while (*t == ' ' || *t == '-' || *t == '\'' || *t == '"') t++;
-            size_t tl = strcspn(t, " '\"\n;|&");
-            if (tl && tl < sizeof tag) memcpy(tag, t, tl);
-            tag[tl < sizeof tag ? tl : 0] = '\0';
-            const char *q = nl + 1;
-            while (*q) {
-              const char *le = strchr(q, '\n');
-              size_t ll = le ? (size_t)(le - q) : strlen(q);
-              while (ll && (q[0] == '\t')) {
-                q++;
-                ll--;
-              }
-              if (*tag && ll == strlen(tag) && !strncmp(q, tag, ll)) {
-                q += ll;
-                break;
-              }
-              q = le ? le + 1 : q + ll;
-            }
-            END_CMD(); /* what follows `<<TAG` on its line is not read */
-            p = q;
-            continue;
-          }
-        }
-        p += p[2] == '<' ? 3 : 2;
-        redirect = 1;
-        continue;
-      }
-      if (ch == '<') cur.stdin_file = true;
-      p += (p[1] == '>' || p[1] == '&' || p[1] == '|') ? 2 : 1;
-      if (p[-1] == '&') { /* 2>&1: the target is a descriptor */
-        while (isdigit((unsigned char)*p) || *p == '-') p++;
-        continue;
-      }
-      redirect = 1;
-      continue;
-    }
-    eng__buf_add(&b, p, 1);
-    in_word = true;
-    p++;
-  }
-  END_CMD();
-#undef END_WORD
-#undef END_CMD
-  return true;
-bad:
-  eng__buf_free(&b);
-  words_free(&cur);
-  unverified(c, "quotes that do not close");
   return false;
 }
 
@@ -373,7 +125,7 @@ enum { O_NONE, O_DB, O_CMD, O_FILE, O_CLEAN, O_CREATE, O_LIST, O_ALL,
 
 /* Match argv[*i] against opts: the option's id (and *val for its value),
  * O_NONE for another option, -1 for a positional word. */
-static int match_opt(const opt *opts, const words *ws, size_t *i,
+static int match_opt(const opt *opts, const eng__cmd_words *ws, size_t *i,
                      const char **val, bool *val_unknown) {
   const char *a = ws->w[*i].s;
   *val = NULL;
@@ -427,6 +179,42 @@ static bool word_at(const char *s, const char *w) {
   return !strncasecmp(s, w, n) && !isalnum((unsigned char)s[n]) && s[n] != '_';
 }
 
+/* DROP DATABASE [IF EXISTS] name, CREATE DATABASE name (stmt starts with
+ * DROP or CREATE): the database is a target of its own. */
+static void sql_database(ctx *c, const char *tool, const char *stmt) {
+  const char *t = stmt + 4 + (word_at(stmt, "create") ? 2 : 0);
+  while (isspace((unsigned char)*t)) t++;
+  bool drop = word_at(stmt, "drop");
+  if (!word_at(t, "database")) return;
+  t += 8;
+  while (isspace((unsigned char)*t)) t++;
+  if (word_at(t, "if")) {
+    t += 2;
+    while (isspace((unsigned char)*t)) t++;
+    if (word_at(t, drop ? "exists" : "not")) t += drop ? 6 : 3;
+    while (isspace((unsigned char)*t)) t++;
+    if (!drop && word_at(t, "exists")) t += 6;
+    while (isspace((unsigned char)*t)) t++;
+  }
+  size_t n = 0;
+  char *name;
+  if (*t == '"') {
+    const char *e = strchr(t + 1, '"');
+    name = e ? eng__xstrndup(t + 1, (size_t)(e - t - 1)) : NULL;
+  } else {
+    while (t[n] && !isspace((unsigned char)t[n]) && t[n] != ';' &&
+           t[n] != '(')
+      n++;
+    name = n ? eng__xstrndup(t, n) : NULL;
+    for (char *x = name; x && *x; x++) *x = (char)tolower((unsigned char)*x);
+  }
+  if (name)
+    add_finding(c, tool, ENG_TARGET_DATABASE, name,
+                drop ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES,
+                drop ? "DROP DATABASE" : "CREATE DATABASE");
+  free(name);
+}
+
 /* Does every statement only read? Also collects databases a statement
  * drops or creates by name, and a \c that switches database. */
 static bool sql_reads_only(ctx *c, const char *tool, const char *sql,
@@ -468,39 +256,7 @@ static bool sql_reads_only(ctx *c, const char *tool, const char *sql,
         ro = false;
       }
     } else if (word_at(stmt, "drop") || word_at(stmt, "create")) {
-      /* DROP DATABASE [IF EXISTS] name: a target of its own */
-      const char *t = stmt + 4 + (word_at(stmt, "create") ? 2 : 0);
-      while (isspace((unsigned char)*t)) t++;
-      bool drop = word_at(stmt, "drop");
-      if (word_at(t, "database")) {
-        t += 8;
-        while (isspace((unsigned char)*t)) t++;
-        if (word_at(t, "if")) {
-          t += 2;
-          while (isspace((unsigned char)*t)) t++;
-          if (word_at(t, drop ? "exists" : "not")) t += drop ? 6 : 3;
-          while (isspace((unsigned char)*t)) t++;
-          if (!drop && word_at(t, "exists")) t += 6;
-          while (isspace((unsigned char)*t)) t++;
-        }
-        size_t n = 0;
-        char *name;
-        if (*t == '"') {
-          const char *e = strchr(t + 1, '"');
-          name = e ? eng__xstrndup(t + 1, (size_t)(e - t - 1)) : NULL;
-        } else {
-          while (t[n] && !isspace((unsigned char)t[n]) && t[n] != ';' &&
-                 t[n] != '(')
-            n++;
-          name = n ? eng__xstrndup(t, n) : NULL;
-          for (char *x = name; x && *x; x++) *x = (char)tolower((unsigned char)*x);
-        }
-        if (name)
-          add_finding(c, tool, ENG_TARGET_DATABASE, name,
-                      drop ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES,
-                      drop ? "DROP DATABASE" : "CREATE DATABASE");
-        free(name);
-      }
+      sql_database(c, tool, stmt);
       ro = false;
     } else if (word_at(stmt, "with")) {
       for (size_t k = 0; writes[k]; k++)
@@ -563,114 +319,176 @@ static const opt pg_maint_opts[] = {
     {NULL, "buffer-usage-limit", true, O_NONE}, {NULL, "parallel", true, O_NONE},
     {NULL, NULL, false, 0}};
 
-static void pg_tool(ctx *c, const words *ws, const words *overlay,
-                    const char *tool) {
-  const opt *opts = !strcmp(tool, "pg_restore") ? pg_restore_opts
-                    : !strcmp(tool, "psql") || !strcmp(tool, "pg_dump") ||
-                            !strcmp(tool, "pg_dumpall")
-                        ? pg_conn_opts
-                        : pg_maint_opts;
-  char *db = NULL;
-  bool db_unknown = false, clean = false, create = false, list = false,
-       all = false, file = false, any_cmd = false;
-  eng__buf sql = {0};
-  size_t positional = 0;
-  char *first_pos = NULL;
+/* The PostgreSQL clients, one row each: names, options, what they do. */
+typedef enum pg_kind {
+  PG_PSQL,        /* reads or writes, as its SQL says */
+  PG_DUMP,        /* reads */
+  PG_RESTORE,     /* creates into -d, or destroys with --clean/--create */
+  PG_DROPDB,      /* destroys */
+  PG_CREATEDB,    /* creates */
+  PG_MAINTENANCE  /* disrupts (vacuum, reindex, cluster) */
+} pg_kind;
+
+typedef struct pg_client {
+  const char *names; /* separated by spaces */
+  const opt *opts;
+  pg_kind kind;
+} pg_client;
+
+static const pg_client pg_clients[] = {
+    {"psql", pg_conn_opts, PG_PSQL},
+    {"pg_dump pg_dumpall", pg_conn_opts, PG_DUMP},
+    {"pg_restore", pg_restore_opts, PG_RESTORE},
+    {"dropdb", pg_maint_opts, PG_DROPDB},
+    {"createdb", pg_maint_opts, PG_CREATEDB},
+    {"vacuumdb reindexdb clusterdb", pg_maint_opts, PG_MAINTENANCE},
+    {NULL, NULL, PG_PSQL}};
+
+static const pg_client *pg_client_of(const char *prog) {
+  for (const pg_client *pc = pg_clients; pc->names; pc++)
+    if (in_list(pc->names, prog)) return pc;
+  return NULL;
+}
+
+/* What a client's words say. */
+typedef struct pg_args {
+  char *db;        /* the database -d names (malloc'd), then the one used */
+  bool db_unknown; /* -d (or the first positional) is not known here */
+  bool clean, create, list, all;
+  bool file;       /* SQL from a file, or a -c not known here */
+  bool any_cmd;    /* a -c */
+  eng__buf sql;    /* every -c, each ending with ";\n" */
+  char *first_pos; /* the first positional word (malloc'd) */
+} pg_args;
+
+static void pg_args_free(pg_args *a) {
+  free(a->db);
+  free(a->first_pos);
+  eng__buf_free(&a->sql);
+}
+
+static void pg_read_args(const opt *opts, const eng__cmd_words *ws,
+                         pg_args *a) {
   for (size_t i = 1; i < ws->n; i++) {
     const char *v;
     bool vu;
     int id = match_opt(opts, ws, &i, &v, &vu);
     if (id == -1) {
-      if (positional++ == 0) {
-        first_pos = eng__xstrdup(ws->w[i].s);
-        if (ws->w[i].unknown) db_unknown = true;
+      if (!a->first_pos) {
+        a->first_pos = eng__xstrdup(ws->w[i].s);
+        if (ws->w[i].unknown) a->db_unknown = true;
       }
       continue;
     }
     switch (id) {
     case O_DB:
-      free(db);
-      db = v ? dbname_of(v) : NULL;
-      db_unknown = vu || !v;
+      free(a->db);
+      a->db = v ? dbname_of(v) : NULL;
+      a->db_unknown = vu || !v;
       break;
     case O_CMD:
-      any_cmd = true;
-      if (v) eng__buf_addf(&sql, "%s;\n", v);
-      if (vu) file = true; /* SQL not known here: counted as a write */
+      a->any_cmd = true;
+      if (v) eng__buf_addf(&a->sql, "%s;\n", v);
+      if (vu) a->file = true; /* SQL not known here: counted as a write */
       break;
-    case O_FILE: file = true; break;
-    case O_CLEAN: clean = true; break;
-    case O_CREATE: create = true; break;
-    case O_LIST: list = true; break;
-    case O_ALL: all = true; break;
+    case O_FILE: a->file = true; break;
+    case O_CLEAN: a->clean = true; break;
+    case O_CREATE: a->create = true; break;
+    case O_LIST: a->list = true; break;
+    case O_ALL: a->all = true; break;
     default: break;
     }
   }
-  /* psql/pg_dump: the first positional is the database (or a conninfo);
-   * pg_restore: the archive; dropdb/createdb/...: the database */
-  bool restore = !strcmp(tool, "pg_restore");
-  if (!db && first_pos && !restore) db = dbname_of(first_pos);
-  if (!db && !db_unknown) {
+}
+
+/* psql/pg_dump: the first positional is the database (or a conninfo);
+ * pg_restore: the archive; dropdb/createdb/...: the database. Else
+ * PGDATABASE. */
+static void pg_database(ctx *c, const eng__cmd_words *overlay, bool restore,
+                        pg_args *a) {
+  if (!a->db && a->first_pos && !restore) a->db = dbname_of(a->first_pos);
+  if (!a->db && !a->db_unknown) {
     const char *e = env_lookup(c, overlay, "PGDATABASE", 10);
-    if (e && *e) db = eng__xstrdup(e);
+    if (e && *e) a->db = eng__xstrdup(e);
   }
-  if (!db && !restore && (db_unknown || strchr(first_pos ? first_pos : "", '$')))
+  if (!a->db && !restore &&
+      (a->db_unknown || strchr(a->first_pos ? a->first_pos : "", '$')))
     unverified(c, "the database of a PostgreSQL client is not known here");
-  eng_side_effect side;
+}
+
+/* What psql does, from its -c SQL (a \c in it switches a->db). */
+static eng_side_effect psql_effect(ctx *c, const char *tool, pg_args *a,
+                                   char *whatbuf, size_t size,
+                                   const char **what) {
+  char *sw = NULL;
+  bool ro = !a->file && a->any_cmd &&
+            sql_reads_only(c, tool, a->sql.data ? a->sql.data : "", &sw);
+  if (a->list && !a->any_cmd && !a->file) ro = true;
+  if (sw) {
+    free(a->db);
+    a->db = sw;
+  }
+  if (ro) *what = "read-only SQL";
+  else if (a->file) *what = "SQL from a file (content not known: counted as destructive)";
+  else if (!a->any_cmd) *what = "SQL from stdin (content not known: counted as destructive)";
+  else {
+    snprintf(whatbuf, size, "SQL that writes: %.100s", a->sql.data ? a->sql.data : "");
+    for (char *x = whatbuf; *x; x++)
+      if (*x == '\n') *x = ' ';
+    size_t wl = strlen(whatbuf); /* the separators added above */
+    while (wl && (whatbuf[wl - 1] == ' ' || whatbuf[wl - 1] == ';')) whatbuf[--wl] = '\0';
+    *what = whatbuf;
+  }
+  return ro ? ENG_SIDE_READ_ONLY : ENG_SIDE_DESTRUCTIVE;
+}
+
+/* What a client other than psql does to its database. */
+static eng_side_effect pg_effect(const pg_client *pc, const char *tool,
+                                 pg_args *a, const char **what) {
+  switch (pc->kind) {
+  case PG_DUMP:
+    *what = "dump (reads)";
+    return ENG_SIDE_READ_ONLY;
+  case PG_DROPDB:
+    *what = "dropdb";
+    return ENG_SIDE_DESTRUCTIVE;
+  case PG_CREATEDB:
+    *what = "createdb";
+    return ENG_SIDE_CREATES;
+  case PG_RESTORE:
+    *what = a->clean && a->create ? "pg_restore --clean --create"
+            : a->clean            ? "pg_restore --clean"
+            : a->create           ? "pg_restore --create"
+                                  : "pg_restore into it";
+    return a->clean || a->create ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES;
+  default: /* vacuumdb, reindexdb, clusterdb */
+    *what = tool;
+    if (a->all) {
+      free(a->db);
+      a->db = eng__xstrdup("*");
+    }
+    return ENG_SIDE_DISRUPTIVE;
+  }
+}
+
+static void pg_tool(ctx *c, const eng__cmd_words *ws,
+                    const eng__cmd_words *overlay, const pg_client *pc,
+                    const char *tool) {
+  pg_args a = {0};
+  pg_read_args(pc->opts, ws, &a);
+  bool restore = pc->kind == PG_RESTORE;
+  pg_database(c, overlay, restore, &a);
+  if (restore && !a.db) { /* no -d: it prints SQL, it restores nothing */
+    pg_args_free(&a);
+    return;
+  }
   const char *what;
   char whatbuf[160];
-  if (!strcmp(tool, "pg_dump") || !strcmp(tool, "pg_dumpall")) {
-    side = ENG_SIDE_READ_ONLY;
-    what = "dump (reads)";
-  } else if (!strcmp(tool, "dropdb")) {
-    side = ENG_SIDE_DESTRUCTIVE;
-    what = "dropdb";
-  } else if (!strcmp(tool, "createdb")) {
-    side = ENG_SIDE_CREATES;
-    what = "createdb";
-  } else if (restore) {
-    if (!db) { /* no -d: it prints SQL, it restores nothing */
-      free(first_pos);
-      eng__buf_free(&sql);
-      return;
-    }
-    side = clean || create ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES;
-    what = clean && create ? "pg_restore --clean --create"
-           : clean ? "pg_restore --clean"
-           : create ? "pg_restore --create" : "pg_restore into it";
-  } else if (!strcmp(tool, "psql")) {
-    char *sw = NULL;
-    bool ro = !file && any_cmd &&
-              sql_reads_only(c, tool, sql.data ? sql.data : "", &sw);
-    if (list && !any_cmd && !file) ro = true;
-    if (sw) {
-      free(db);
-      db = sw;
-    }
-    side = ro ? ENG_SIDE_READ_ONLY : ENG_SIDE_DESTRUCTIVE;
-    if (ro) what = "read-only SQL";
-    else if (file) what = "SQL from a file (content not known: counted as destructive)";
-    else if (!any_cmd) what = "SQL from stdin (content not known: counted as destructive)";
-    else {
-      snprintf(whatbuf, sizeof whatbuf, "SQL that writes: %.100s", sql.data ? sql.data : "");
-      for (char *x = whatbuf; *x; x++)
-        if (*x == '\n') *x = ' ';
-      size_t wl = strlen(whatbuf); /* the separators added above */
-      while (wl && (whatbuf[wl - 1] == ' ' || whatbuf[wl - 1] == ';')) whatbuf[--wl] = '\0';
-      what = whatbuf;
-    }
-  } else { /* vacuumdb, reindexdb, clusterdb */
-    side = ENG_SIDE_DISRUPTIVE;
-    what = tool;
-    if (all) {
-      free(db);
-      db = eng__xstrdup("*");
-    }
-  }
-  add_finding(c, tool, ENG_TARGET_DATABASE, db, side, what);
-  free(db);
-  free(first_pos);
-  eng__buf_free(&sql);
+  eng_side_effect side =
+      pc->kind == PG_PSQL ? psql_effect(c, tool, &a, whatbuf, sizeof whatbuf, &what)
+                          : pg_effect(pc, tool, &a, &what);
+  add_finding(c, tool, ENG_TARGET_DATABASE, a.db, side, what);
+  pg_args_free(&a);
 }
 
 /* ---- docker / podman --------------------------------------------------------- */
@@ -703,13 +521,15 @@ static void docker_mount(ctx *c, const char *tool, const char *spec,
     char *cp = eng__xstrdup(spec), *save = NULL;
     bool bind = false;
     for (char *kv = strtok_r(cp, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-      if (!strncmp(kv, "source=", 7) || !strncmp(kv, "src=", 4))
+      if (!strncmp(kv, "source=", 7) || !strncmp(kv, "src=", 4)) {
+        free(name); /* given twice: the last one counts */
         name = eng__xstrdup(strchr(kv, '=') + 1);
-      else if (!strcmp(kv, "readonly") || !strcmp(kv, "ro") ||
-               !strcmp(kv, "readonly=true") || !strcmp(kv, "ro=true"))
+      } else if (!strcmp(kv, "readonly") || !strcmp(kv, "ro") ||
+                 !strcmp(kv, "readonly=true") || !strcmp(kv, "ro=true")) {
         ro = true;
-      else if (!strcmp(kv, "type=bind") || !strcmp(kv, "type=tmpfs"))
+      } else if (!strcmp(kv, "type=bind") || !strcmp(kv, "type=tmpfs")) {
         bind = true;
+      }
     }
     free(cp);
     if (bind) {
@@ -734,7 +554,7 @@ static void docker_mount(ctx *c, const char *tool, const char *spec,
   free(name);
 }
 
-static void docker_tool(ctx *c, const words *ws, size_t at, const char *prog) {
+static void docker_tool(ctx *c, const eng__cmd_words *ws, size_t at, const char *prog) {
   if (at >= ws->n) return;
   const char *sub = ws->w[at].s;
   char tool[64];
@@ -767,7 +587,7 @@ static void docker_tool(ctx *c, const words *ws, size_t at, const char *prog) {
                              !strcmp(ws->w[at + 1].s, "rm"))) {
     size_t from = !strcmp(sub, "rm") ? at + 1 : at + 2;
     bool volumes = false;
-    words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -789,7 +609,7 @@ static void docker_tool(ctx *c, const words *ws, size_t at, const char *prog) {
        (!strcmp(ws->w[at + 1].s, "run") || !strcmp(ws->w[at + 1].s, "create")))) {
     size_t from = !strcmp(sub, "container") ? at + 2 : at + 1;
     snprintf(tool, sizeof tool, "%s %s", prog, !strcmp(sub, "container") ? ws->w[at + 1].s : sub);
-    words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -805,7 +625,7 @@ static void docker_tool(ctx *c, const words *ws, size_t at, const char *prog) {
 
 /* ---- files --------------------------------------------------------------- */
 
-static void path_tool(ctx *c, const words *ws, const char *tool,
+static void path_tool(ctx *c, const eng__cmd_words *ws, const char *tool,
                       const char *cwd) {
   bool chown_like = !strcmp(tool, "chown") || !strcmp(tool, "chmod") ||
                     !strcmp(tool, "chgrp");
@@ -828,189 +648,204 @@ static void path_tool(ctx *c, const words *ws, const char *tool,
   }
 }
 
-/* ---- one simple command ----------------------------------------------------------- */
+/* ---- wrappers ------------------------------------------------------------ */
+
+/* A program that runs the command written after it, one row per wrapper
+ * (nginx's command tables): how to get from the program's word to the
+ * command it runs. */
+typedef struct wrapper {
+  const char *progs;  /* the program's names, separated by spaces */
+  const char *subs;   /* NULL, or the words one of which must follow the
+                       * program to make it a wrapper ("exec") */
+  const char *valued; /* its options whose value is the next word ("-u");
+                       * any other word starting with '-' is an option alone */
+  const char *until;  /* NULL, or the word after which the command follows
+                       * (the words before it are not read) */
+  size_t skip;        /* words between the options and the command: a
+                       * duration, a container, a service */
+  const struct wrapper *then; /* NULL, or what must follow the options for a
+                               * command to run (compose's exec/run) */
+} wrapper;
+
+/* docker compose [OPTIONS] exec|run [OPTIONS] SERVICE COMMAND */
+static const wrapper compose_exec = {
+    .subs = "exec run",
+    .valued = "-u -w -e --user --workdir --env --index -v --volume --entrypoint",
+    .skip = 1};
+
+#define COMPOSE_OPTS "-f -p --file --project-name --env-file --profile"
+
+static const wrapper wrappers[] = {
+    {.progs = "sudo doas", .valued = "-u -g -C -D -h -p -r -t -U"},
+    {.progs = "env", .valued = "-u"},
+    {.progs = "exec time nohup command builtin stdbuf setsid chronic"},
+    {.progs = "nice ionice", .valued = "-n -c"},
+    {.progs = "timeout", .valued = "-s -k", .skip = 1 /* the duration */},
+    {.progs = "npx bunx", .valued = "-p --package"},
+    {.progs = "pnpm yarn npm", .subs = "exec dlx x"},
+    {.progs = "docker podman", .subs = "compose", .valued = COMPOSE_OPTS,
+     .then = &compose_exec},
+    {.progs = "docker-compose podman-compose", .valued = COMPOSE_OPTS,
+     .then = &compose_exec},
+    {.progs = "docker podman", .subs = "exec",
+     .valued = "-u -w -e --user --workdir --env --env-file --detach-keys",
+     .skip = 1 /* the container */},
+    {.progs = "kubectl", .subs = "exec", .until = "--"},
+    {0}};
+
+typedef enum wrapping {
+  W_NONE,  /* not a wrapper */
+  W_WRAPS, /* a wrapper: the command it runs follows */
+  W_STOP   /* a wrapper running nothing known (compose down -v: the
+            * built-in forbidden rules see to it) */
+} wrapping;
+
+/* The word after a wrapper's options, from ws->w[k] on. */
+static size_t skip_options(const char *valued, const eng__cmd_words *ws,
+                           size_t k) {
+  while (k < ws->n && ws->w[k].s[0] == '-')
+    k += valued && in_list(valued, ws->w[k].s) ? 2 : 1;
+  return k;
+}
+
+/* Where wr's command starts (*at, maybe past the end), its options at
+ * ws->w[k]. */
+static wrapping wrapped_at(const wrapper *wr, const eng__cmd_words *ws,
+                           size_t k, size_t *at) {
+  if (wr->until) {
+    while (k < ws->n && strcmp(ws->w[k].s, wr->until)) k++;
+    *at = k + 1;
+    return W_WRAPS;
+  }
+  k = skip_options(wr->valued, ws, k);
+  if (wr->then) {
+    if (k >= ws->n || !in_list(wr->then->subs, ws->w[k].s)) return W_STOP;
+    return wrapped_at(wr->then, ws, k + 1, at);
+  }
+  *at = k + wr->skip;
+  return W_WRAPS;
+}
+
+/* Does prog (ws->w[i]) wrap a command? Where it starts in *at. */
+static wrapping unwrap(const eng__cmd_words *ws, size_t i, const char *prog,
+                       size_t *at) {
+  for (const wrapper *wr = wrappers; wr->progs; wr++) {
+    if (!in_list(wr->progs, prog)) continue;
+    size_t k = i + 1;
+    if (wr->subs) {
+      if (k >= ws->n || !in_list(wr->subs, ws->w[k].s)) continue;
+      k++;
+    }
+    return wrapped_at(wr, ws, k, at);
+  }
+  return W_NONE;
+}
+
+/* ---- one simple command -------------------------------------------------- */
 
 static void analyse_line(ctx *c, const char *line);
 
-static bool is_assignment(const char *s) {
-  if (!is_name_char(*s, true)) return false;
-  const char *p = s;
-  while (is_name_char(*p, p == s)) p++;
-  return *p == '=';
+/* VAR=x words from ws->w[i] on into overlay (borrowed, not copied).
+ * Returns the index of the word after them. */
+static size_t take_assignments(const eng__cmd_words *ws, size_t i,
+                               eng__cmd_words *overlay) {
+  while (i < ws->n && eng__cmd_is_assignment(ws->w[i].s)) {
+    overlay->w = eng__xrealloc(overlay->w, (overlay->n + 1) * sizeof *overlay->w);
+    overlay->w[overlay->n].s = ws->w[i].s;
+    overlay->w[overlay->n++].unknown = ws->w[i].unknown;
+    i++;
+  }
+  return i;
 }
 
-static void analyse_words(ctx *c, words *ws, const char *cwd) {
-  words overlay = {0};
+/* sh -c BODY (ws->w[i] is the shell): the body is a line of its own. */
+static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i) {
+  size_t k = i + 1;
+  bool dash_c = false;
+  while (k < ws->n && ws->w[k].s[0] == '-') {
+    if (ws->w[k].s[1] != '-' && strchr(ws->w[k].s, 'c')) dash_c = true;
+    k++;
+    if (dash_c) break;
+  }
+  if (dash_c && k < ws->n) {
+    if (ws->w[k].unknown) unverified(c, "the body of sh -c is not known here");
+    if (c->depth < SH_C_DEPTH_MAX) {
+      c->depth++;
+      analyse_line(c, ws->w[k].s);
+      c->depth--;
+    }
+  } else if (k < ws->n) {
+    unverified(c, "a shell script runs (its content is not checked)");
+  }
+}
+
+/* The program at ws->w[i], past every wrapper. */
+static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
+                            const eng__cmd_words *overlay, const char *prog,
+                            const char *cwd) {
+  if (in_list("sh bash dash zsh ash ksh", prog)) {
+    shell_body(c, ws, i);
+    return;
+  }
+  if (in_list("eval source . xargs", prog)) {
+    unverified(c, "eval, source or xargs: what runs is not known here");
+    return;
+  }
+  /* the tool itself (asking it for help or its version does nothing) */
+  for (size_t k = i + 1; k < ws->n; k++)
+    if (!strcmp(ws->w[k].s, "--help") || !strcmp(ws->w[k].s, "--version") ||
+        !strcmp(ws->w[k].s, "-?"))
+      return;
+  eng__cmd_words sub = {ws->w + i, ws->n - i, ws->stdin_heredoc, ws->stdin_file};
+  const pg_client *pc = pg_client_of(prog);
+  if (pc) pg_tool(c, &sub, overlay, pc, prog);
+  else if (in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
+  else if (in_list("rm mv chown chmod chgrp shred", prog))
+    path_tool(c, &sub, prog, cwd);
+}
+
+static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
+  eng__cmd_words overlay = {0};
   size_t i = 0;
   for (;;) {
-    while (i < ws->n && is_assignment(ws->w[i].s)) { /* VAR=x cmd */
-      overlay.w = eng__xrealloc(overlay.w, (overlay.n + 1) * sizeof *overlay.w);
-      overlay.w[overlay.n].s = ws->w[i].s;
-      overlay.w[overlay.n++].unknown = ws->w[i].unknown;
-      i++;
-    }
+    i = take_assignments(ws, i, &overlay); /* VAR=x cmd */
     if (i >= ws->n) break;
     const char *prog = base(ws->w[i].s);
     if (ws->w[i].unknown) {
       unverified(c, "the program to run is not known here");
       break;
     }
-    if (!strcmp(prog, "sudo") || !strcmp(prog, "doas")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-') {
-        const char *o = ws->w[i].s;
-        bool val = !strcmp(o, "-u") || !strcmp(o, "-g") || !strcmp(o, "-C") ||
-                   !strcmp(o, "-D") || !strcmp(o, "-h") || !strcmp(o, "-p") ||
-                   !strcmp(o, "-r") || !strcmp(o, "-t") || !strcmp(o, "-U");
-        i += val ? 2 : 1;
-      }
+    size_t at;
+    wrapping how = unwrap(ws, i, prog, &at);
+    if (how == W_WRAPS) {
+      i = at;
       continue;
     }
-    if (!strcmp(prog, "env")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-') i += !strcmp(ws->w[i].s, "-u") ? 2 : 1;
-      continue;
-    }
-    if (!strcmp(prog, "exec") || !strcmp(prog, "time") || !strcmp(prog, "nohup") ||
-        !strcmp(prog, "command") || !strcmp(prog, "builtin") || !strcmp(prog, "stdbuf") ||
-        !strcmp(prog, "setsid") || !strcmp(prog, "chronic")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-') i++;
-      continue;
-    }
-    if (!strcmp(prog, "nice") || !strcmp(prog, "ionice")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-')
-        i += (!strcmp(ws->w[i].s, "-n") || !strcmp(ws->w[i].s, "-c")) ? 2 : 1;
-      continue;
-    }
-    if (!strcmp(prog, "timeout")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-')
-        i += (!strcmp(ws->w[i].s, "-s") || !strcmp(ws->w[i].s, "-k")) ? 2 : 1;
-      i++; /* the duration */
-      continue;
-    }
-    if (!strcmp(prog, "npx") || !strcmp(prog, "bunx")) {
-      i++;
-      while (i < ws->n && ws->w[i].s[0] == '-')
-        i += (!strcmp(ws->w[i].s, "-p") || !strcmp(ws->w[i].s, "--package")) ? 2 : 1;
-      continue;
-    }
-    if ((!strcmp(prog, "pnpm") || !strcmp(prog, "yarn") || !strcmp(prog, "npm")) &&
-        i + 1 < ws->n &&
-        (!strcmp(ws->w[i + 1].s, "exec") || !strcmp(ws->w[i + 1].s, "dlx") ||
-         !strcmp(ws->w[i + 1].s, "x"))) {
-      i += 2;
-      while (i < ws->n && ws->w[i].s[0] == '-') i++;
-      continue;
-    }
-    bool dk = !strcmp(prog, "docker") || !strcmp(prog, "podman");
-    bool compose = (dk && i + 1 < ws->n && !strcmp(ws->w[i + 1].s, "compose")) ||
-                   !strcmp(prog, "docker-compose") || !strcmp(prog, "podman-compose");
-    if (compose) {
-      size_t k = i + (!strcmp(prog, "docker-compose") || !strcmp(prog, "podman-compose") ? 1 : 2);
-      while (k < ws->n && ws->w[k].s[0] == '-') /* -f FILE, -p NAME */
-        k += (!strcmp(ws->w[k].s, "-f") || !strcmp(ws->w[k].s, "-p") ||
-              !strcmp(ws->w[k].s, "--file") || !strcmp(ws->w[k].s, "--project-name") ||
-              !strcmp(ws->w[k].s, "--env-file") || !strcmp(ws->w[k].s, "--profile")) ? 2 : 1;
-      if (k < ws->n && (!strcmp(ws->w[k].s, "exec") || !strcmp(ws->w[k].s, "run"))) {
-        k++;
-        while (k < ws->n && ws->w[k].s[0] == '-')
-          k += (!strcmp(ws->w[k].s, "-u") || !strcmp(ws->w[k].s, "-w") ||
-                !strcmp(ws->w[k].s, "-e") || !strcmp(ws->w[k].s, "--user") ||
-                !strcmp(ws->w[k].s, "--workdir") || !strcmp(ws->w[k].s, "--env") ||
-                !strcmp(ws->w[k].s, "--index") || !strcmp(ws->w[k].s, "-v") ||
-                !strcmp(ws->w[k].s, "--volume") || !strcmp(ws->w[k].s, "--entrypoint")) ? 2 : 1;
-        i = k + 1; /* after SERVICE: the command inside it */
-        continue;
-      }
-      break; /* compose down -v: the built-in forbidden rules */
-    }
-    if (dk && i + 1 < ws->n && !strcmp(ws->w[i + 1].s, "exec")) {
-      size_t k = i + 2;
-      while (k < ws->n && ws->w[k].s[0] == '-')
-        k += (!strcmp(ws->w[k].s, "-u") || !strcmp(ws->w[k].s, "-w") ||
-              !strcmp(ws->w[k].s, "-e") || !strcmp(ws->w[k].s, "--user") ||
-              !strcmp(ws->w[k].s, "--workdir") || !strcmp(ws->w[k].s, "--env") ||
-              !strcmp(ws->w[k].s, "--env-file") || !strcmp(ws->w[k].s, "--detach-keys")) ? 2 : 1;
-      i = k + 1; /* after CONTAINER */
-      continue;
-    }
-    if (!strcmp(prog, "kubectl") && i + 1 < ws->n && !strcmp(ws->w[i + 1].s, "exec")) {
-      size_t k = i + 2;
-      while (k < ws->n && strcmp(ws->w[k].s, "--")) k++;
-      i = k + 1;
-      continue;
-    }
-    if (!strcmp(prog, "sh") || !strcmp(prog, "bash") || !strcmp(prog, "dash") ||
-        !strcmp(prog, "zsh") || !strcmp(prog, "ash") || !strcmp(prog, "ksh")) {
-      size_t k = i + 1;
-      bool dash_c = false;
-      while (k < ws->n && ws->w[k].s[0] == '-') {
-        if (ws->w[k].s[1] != '-' && strchr(ws->w[k].s, 'c')) dash_c = true;
-        k++;
-        if (dash_c) break;
-      }
-      if (dash_c && k < ws->n) {
-        if (ws->w[k].unknown) unverified(c, "the body of sh -c is not known here");
-        if (c->depth < 8) {
-          c->depth++;
-          analyse_line(c, ws->w[k].s);
-          c->depth--;
-        }
-      } else if (k < ws->n) {
-        unverified(c, "a shell script runs (its content is not checked)");
-      }
-      break;
-    }
-    if (!strcmp(prog, "eval") || !strcmp(prog, "source") || !strcmp(prog, ".") ||
-        !strcmp(prog, "xargs")) {
-      unverified(c, "eval, source or xargs: what runs is not known here");
-      break;
-    }
-    /* the tool itself (asking it for help or its version does nothing) */
-    for (size_t k = i + 1; k < ws->n; k++)
-      if (!strcmp(ws->w[k].s, "--help") || !strcmp(ws->w[k].s, "--version") ||
-          !strcmp(ws->w[k].s, "-?"))
-        goto done;
-    if (!strcmp(prog, "psql") || !strcmp(prog, "pg_restore") ||
-        !strcmp(prog, "pg_dump") || !strcmp(prog, "pg_dumpall") ||
-        !strcmp(prog, "dropdb") || !strcmp(prog, "createdb") ||
-        !strcmp(prog, "vacuumdb") || !strcmp(prog, "reindexdb") ||
-        !strcmp(prog, "clusterdb")) {
-      words sub = {ws->w + i, ws->n - i, ws->stdin_heredoc, ws->stdin_file};
-      pg_tool(c, &sub, &overlay, prog);
-    } else if (dk) {
-      docker_tool(c, ws, i + 1, prog);
-    } else if (!strcmp(prog, "rm") || !strcmp(prog, "mv") ||
-               !strcmp(prog, "chown") || !strcmp(prog, "chmod") ||
-               !strcmp(prog, "chgrp") || !strcmp(prog, "shred")) {
-      words sub = {ws->w + i, ws->n - i, false, false};
-      path_tool(c, &sub, prog, cwd);
-    }
+    if (how == W_NONE) analyse_program(c, ws, i, &overlay, prog, cwd);
     break;
   }
-done:
   free(overlay.w);
 }
 
+/* ---- a line --------------------------------------------------------------- */
+
 static void analyse_line(ctx *c, const char *line) {
-  words *cmds = NULL;
-  size_t n = 0;
   char cwd[4096];
   if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
   const char *step_cwd = NULL;
   for (size_t i = 0; c->env && c->env[i]; i++)
     if (!strncmp(c->env[i], "ENGINE_CWD=", 11)) step_cwd = c->env[i] + 11;
-  lex(c, line, &cmds, &n);
-  for (size_t i = 0; i < n; i++) {
+  eng__cmd_lexed lx;
+  eng__cmd_lex(line, ENG_CMD_SHELL, c->env, &lx);
+  if (lx.unverified) unverified(c, lx.unverified);
+  for (size_t i = 0; i < lx.n; i++) {
+    const eng__cmd_words *cmd = &lx.cmd[i];
     /* `cd DIR` changes where relative paths point */
-    if (cmds[i].n >= 2 && !strcmp(cmds[i].w[0].s, "cd")) {
-      if (cmds[i].w[1].unknown) unverified(c, "cd to a directory not known here");
-      else if (cmds[i].w[1].s[0] == '/') snprintf(cwd, sizeof cwd, "%s", cmds[i].w[1].s);
+    if (cmd->n >= 2 && !strcmp(cmd->w[0].s, "cd")) {
+      if (cmd->w[1].unknown) unverified(c, "cd to a directory not known here");
+      else if (cmd->w[1].s[0] == '/') snprintf(cwd, sizeof cwd, "%s", cmd->w[1].s);
       else {
-        char *t = eng__asprintf("%s/%s", step_cwd ? step_cwd : cwd, cmds[i].w[1].s);
+        char *t = eng__asprintf("%s/%s", step_cwd ? step_cwd : cwd, cmd->w[1].s);
         size_t tl = strlen(t) < sizeof cwd - 1 ? strlen(t) : sizeof cwd - 1;
         memcpy(cwd, t, tl);
         cwd[tl] = '\0';
@@ -1018,11 +853,10 @@ static void analyse_line(ctx *c, const char *line) {
       }
       step_cwd = NULL;
     } else {
-      analyse_words(c, &cmds[i], step_cwd ? step_cwd : cwd);
+      analyse_words(c, cmd, step_cwd ? step_cwd : cwd);
     }
-    words_free(&cmds[i]);
   }
-  free(cmds);
+  eng__cmd_lexed_free(&lx);
 }
 
 int eng__cmd_analyse(const char *line, const char *const *env,

@@ -1,13 +1,75 @@
 /*
- * shell/shell.h - the shell analyser (analyser.c): what a command line
- * does to guarded targets (databases, volumes, containers, paths), read
- * with a shell's rules: quoting, pipelines, wrappers, container exec.
- * The guard policy (run/policy.c) decides on its findings. Above base/.
+ * shell/shell.h - the shell folder: the lexer (lexer.c), which splits a
+ * command line into simple commands of words, and the shell analyser
+ * (analyser.c), which reads those words for what a command line does to
+ * guarded targets (databases, volumes, containers, paths): pipelines,
+ * wrappers, container exec, the tools whose targets are known. The guard
+ * policy (run/policy.c) decides on the analyser's findings and matches
+ * forbidden commands on the lexer's words. Above base/.
  */
 #ifndef ENGINE_SHELL_H
 #define ENGINE_SHELL_H
 
 #include "base/base.h"
+
+/* ---- lexer.c ---------------------------------------------------------- */
+
+/* How a line is read. */
+typedef enum eng__cmd_syntax {
+  /* As sh reads it: quotes, escapes, line continuations, $NAME and ${NAME}
+   * from the environment, comments, redirections (their targets are not
+   * words), here-documents (their bodies are not commands); `;` `&&` `||`
+   * `|` `&` `(` `)` and newlines end a command. */
+  ENG_CMD_SHELL,
+  /* As forbidden_commands are matched, on purpose stricter than a shell:
+   * lower-case, quotes and backslashes dropped (not honoured: a rule
+   * matches inside quotes too), no expansion, no comments; words end at
+   * white space, commands at `;` `|` `&` `(` `)` (not at a newline). */
+  ENG_CMD_GUARD
+} eng__cmd_syntax;
+
+typedef struct eng__cmd_word {
+  char *s;      /* malloc'd */
+  bool unknown; /* holds an expansion the lexer could not resolve */
+} eng__cmd_word;
+
+/* One simple command. */
+typedef struct eng__cmd_words {
+  eng__cmd_word *w;
+  size_t n;
+  bool stdin_heredoc; /* << or <<< feeds it */
+  bool stdin_file;    /* < FILE feeds it */
+} eng__cmd_words;
+
+typedef struct eng__cmd_lexed {
+  eng__cmd_words *cmd; /* the simple commands, in order, none empty */
+  size_t n;
+  /* ENG_CMD_GUARD: the line as one text, as the rules compare it (lower-
+   * case, quotes and backslashes dropped, white space runs as one space,
+   * operators kept); malloc'd, "" when empty. NULL for ENG_CMD_SHELL. */
+  char *text;
+  /* why part of the line could not be read (the first reason; static
+   * text), or NULL */
+  const char *unverified;
+} eng__cmd_lexed;
+
+/* Split line (not NULL) into simple commands; env holds NAME=VALUE for
+ * expansions (NULL-terminated, may be NULL; the process environment is
+ * read after it). Returns false when quotes do not close: out then holds
+ * the commands before the one that failed. Free out with the function
+ * below, even then. */
+bool eng__cmd_lex(const char *line, eng__cmd_syntax syntax,
+                  const char *const *env, eng__cmd_lexed *out);
+void eng__cmd_lexed_free(eng__cmd_lexed *l);
+/* The value of NAME (its first n characters) in env, else in the process
+ * environment; NULL when unset. */
+const char *eng__cmd_getenv(const char *const *env, const char *name,
+                            size_t n);
+/* Is word a NAME=VALUE assignment (a prefix of a command)? */
+bool eng__cmd_is_assignment(const char *word);
+/* Append word to b quoted for the shell, so that ENG_CMD_SHELL reads it
+ * back as that one word. */
+void eng__cmd_quote(eng__buf *b, const char *word);
 
 /* ---- analyser.c ------------------------------------------------------- */
 

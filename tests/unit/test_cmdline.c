@@ -1,7 +1,9 @@
-/* Unit tests for core/shell/analyser.c: command lines as the guards read them,
- * table-driven. Each row: a line, the step's environment, and every target
- * the analyser must find ("TOOL KIND TARGET SIDE", ";"-separated), with
- * " | unverified" when part of the line cannot be seen through. */
+/* Unit tests for core/shell/analyser.c and core/shell/lexer.c: command
+ * lines as the guards read them, table-driven. Each row: a line, the step's
+ * environment, and every target the analyser must find ("TOOL KIND TARGET
+ * SIDE", ";"-separated), with " | unverified" when part of the line cannot
+ * be seen through. Then the lexer's guard reading (forbidden_commands) and
+ * words quoted for the shell, read back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,7 +194,8 @@ static void test_hostile_input(void **state) {
       "", "'", "\"", "\\", "$", "${", "$(", "`", "<<", "<<EOF", "a <<", "psql -d",
       "psql -c", "docker volume", "docker run -v", "sudo", "env", "sh -c",
       "bash -c 'sh -c \"sh -c \\\"dropdb x\\\"\"'", "))))((((", ";;;&&&|||",
-      "2>&1 >&- <&3", "psql -d 'x", "rm", "mv a", "chown", "cd", "cd ..; rm -rf x"};
+      "2>&1 >&- <&3", "psql -d 'x", "rm", "mv a", "chown", "cd", "cd ..; rm -rf x",
+      "docker run --mount src=a,source=b,dst=/d x"}; /* the first name leaked */
   for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
     eng__cmd_analysis a;
     eng__cmd_analyse(lines[i], NULL, &a);
@@ -207,10 +210,71 @@ static void test_hostile_input(void **state) {
   eng__buf_free(&b);
 }
 
+/* The guard reading: "TEXT | WORD WORD ; WORD" (its text, then its
+ * commands). */
+static void test_guard_reading(void **state) {
+  (void)state;
+  static const char *const rows[][2] = {
+      {"Prisma migrate  RESET", "prisma migrate reset | prisma migrate reset"},
+      /* quotes are not honoured: a rule matches inside them too */
+      {"echo \"prisma migrate reset\"", "echo prisma migrate reset | echo prisma migrate reset"},
+      {"p'ri'sma \\db", "prisma db | prisma db"},
+      {"docker compose down -v; ls", "docker compose down -v; ls | docker compose down -v ; ls"},
+      {"(a)|b&&c", "(a)|b&&c | a ; b ; c"},
+      /* a newline and a backslash-newline are white space */
+      {"x\ny \\\n z", "x y z | x y z"},
+      /* no expansion, no comment */
+      {"rm $HOME/x # done", "rm $home/x # done | rm $home/x # done"},
+      {" \t ", " |"},
+      {"", " |"},
+  };
+  size_t bad = 0;
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    eng__cmd_lexed lx;
+    assert_true(eng__cmd_lex(rows[i][0], ENG_CMD_GUARD, NULL, &lx));
+    eng__buf b = {0};
+    eng__buf_addf(&b, "%s |", lx.text);
+    for (size_t k = 0; k < lx.n; k++)
+      for (size_t j = 0; j < lx.cmd[k].n; j++)
+        eng__buf_addf(&b, "%s%s", k && !j ? " ; " : " ", lx.cmd[k].w[j].s);
+    if (strcmp(b.data, rows[i][1])) {
+      print_error("guard reading %zu: want [%s] got [%s]\n", i, rows[i][1], b.data);
+      bad++;
+    }
+    assert_null(lx.unverified);
+    eng__buf_free(&b);
+    eng__cmd_lexed_free(&lx);
+  }
+  assert_int_equal(bad, 0);
+}
+
+/* A word quoted for the shell reads back as that one word. */
+static void test_quote(void **state) {
+  (void)state;
+  static const char *const words[] = {"", "a b", "it's", "'", "''\\'", "$HOME",
+                                      "$(rm -rf /)", "a\nb", "\\", "\"x\" ; y",
+                                      "#", "<<EOF"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+    eng__buf b = {0};
+    eng__cmd_quote(&b, words[i]);
+    eng__cmd_lexed lx;
+    assert_true(eng__cmd_lex(b.data, ENG_CMD_SHELL, NULL, &lx));
+    assert_int_equal(lx.n, 1);
+    assert_int_equal(lx.cmd[0].n, 1);
+    assert_string_equal(lx.cmd[0].w[0].s, words[i]);
+    assert_false(lx.cmd[0].w[0].unknown);
+    assert_null(lx.unverified);
+    eng__cmd_lexed_free(&lx);
+    eng__buf_free(&b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table),
       cmocka_unit_test(test_hostile_input),
+      cmocka_unit_test(test_guard_reading),
+      cmocka_unit_test(test_quote),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
