@@ -8,8 +8,11 @@
 
 int cmd_runs(cli *c) {
   if (c->help) {
-    return cli_print_help("usage: engine runs [--state-dir DIR|URL]\nLists recorded runs, their "
-          "status and how many created resources were not removed.\n", stdout, 0);
+    return cli_print_help(
+        "usage: engine runs [--state-dir DIR|URL]\nLists recorded runs: "
+        "their status, the kept resources they delivered and their\n"
+        "leftovers. Exit 1 when a journal record cannot be read (named on\n"
+        "stderr).\n", stdout, 0);
   }
   if (!strstr(c->state_spec, "://"))
     return eng__runs_list(c->o.state_dir, stdout);

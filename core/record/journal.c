@@ -416,6 +416,7 @@ int eng__runs_list(const char *state_dir, FILE *out) {
   }
   closedir(d);
   if (n) qsort(names, n, sizeof *names, cmp_name);
+  size_t damaged = 0;
   fprintf(out, "%-26s %-24s %-12s %-5s %s\n", "run", "runbook", "status",
           "kept", "leftovers");
   for (size_t i = 0; i < n; i++) {
@@ -427,6 +428,14 @@ int eng__runs_list(const char *state_dir, FILE *out) {
     size_t kept = 0, left = 0, q;
     json_t *e;
     json_array_foreach(res, q, e) {
+      if (json_is_true(json_object_get(e, "damaged"))) {
+        fprintf(stderr, "engine: run %s: journal line %lld is damaged and may "
+                        "record a resource ('engine cleanup %s --dry-run' "
+                        "shows what can be read of it)\n",
+                names[i], (long long)json_integer_value(json_object_get(e, "line")),
+                names[i]);
+        damaged++;
+      }
       if (json_is_true(json_object_get(e, "leftover"))) left++;
       else if (json_is_true(json_object_get(e, "present"))) kept++;
     }
@@ -446,7 +455,7 @@ int eng__runs_list(const char *state_dir, FILE *out) {
   }
   free(names);
   free(dir);
-  return 0;
+  return damaged ? ENG_EXIT_FAILED : 0;
 }
 
 /* ---- engine cleanup: a runbook of the undo actions -------------------------- */

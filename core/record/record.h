@@ -96,6 +96,9 @@ int eng__journal_owned(const char *dir, const char *kind, const char *id);
  * -1 when the journal cannot be read. */
 int eng__journal_load_resume(const char *dir, json_t **ended,
                              json_t **unfinished, int64_t *last_seq);
+/* `engine runs`: one line per run (id, runbook, status, kept, leftovers).
+ * A damaged journal record is said on stderr, and the result is then
+ * ENG_EXIT_FAILED (else 0). */
 int eng__runs_list(const char *state_dir, FILE *out);
 /* What `engine cleanup` removes: the run's leftovers, or with kept too
  * every resource still present. */

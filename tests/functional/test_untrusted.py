@@ -70,6 +70,8 @@ def test_damaged_journal_record_is_named_and_stops_cleanup(h):
         r = h.engine('runs', '--state-dir', st)
         row = next(l for l in r.stdout.splitlines() if l.startswith(rid))
         h.check(row.split()[-1] == '1', r.stdout)  # a resource that may exist
+        h.check(r.returncode == 1 and f'journal line {k + 1} is damaged' in r.stderr,
+                r.stdout + r.stderr)
         env = {'DATABASE_URL': src}
         r = h.engine('cleanup', rid, '--state-dir', st, '--dry-run', env=env)
         h.check(r.returncode == 1, r.stdout + r.stderr)
