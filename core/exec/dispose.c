@@ -15,7 +15,7 @@
 #include <string.h>
 
 struct eng__dispose {
-  json_t *todo; /* resources to remove, oldest first: taken from the end */
+  json_t *pending; /* resources to remove, oldest first: taken from the end */
   eng_call *call; /* the removal under way */
   json_t *current;
   bool cancelled;
@@ -27,7 +27,7 @@ static void next(eng__run *r);
 static void finish(eng__run *r) {
   eng__dispose *d = r->dispose;
   void (*then)(eng__run *) = d->then;
-  json_decref(d->todo);
+  json_decref(d->pending);
   free(d);
   r->dispose = NULL;
   then(r);
@@ -101,17 +101,17 @@ static bool start_removal(eng__run *r, json_t *res) {
 
 static void next(eng__run *r) {
   eng__dispose *d = r->dispose;
-  while (!d->cancelled && json_array_size(d->todo)) {
-    size_t last = json_array_size(d->todo) - 1;
-    json_t *res = json_incref(json_array_get(d->todo, last));
-    json_array_remove(d->todo, last);
+  while (!d->cancelled && json_array_size(d->pending)) {
+    size_t last = json_array_size(d->pending) - 1;
+    json_t *res = json_incref(json_array_get(d->pending, last));
+    json_array_remove(d->pending, last);
     bool started = start_removal(r, res);
     json_decref(res);
     if (started) return; /* continues in removal_done */
   }
   size_t i;
   json_t *res;
-  json_array_foreach(d->todo, i, res) left_behind(r, res, "the grace ran out");
+  json_array_foreach(d->pending, i, res) left_behind(r, res, "the grace ran out");
   finish(r);
 }
 
@@ -120,7 +120,7 @@ void eng__dispose_start(eng__run *r, bool stopped,
   eng__dispose *d = eng__xcalloc(1, sizeof *d);
   d->then = then;
   d->cancelled = stopped;
-  d->todo = json_array();
+  d->pending = json_array();
   r->dispose = d;
   json_t *all = r->dir && !r->cleanup_mode ? eng__journal_read(r->dir) : NULL;
   json_t *res = all ? eng__journal_resources(all) : NULL;
@@ -130,7 +130,7 @@ void eng__dispose_start(eng__run *r, bool stopped,
     if (json_is_true(json_object_get(e, "present")) &&
         json_is_true(json_object_get(e, "recorded")) &&
         !strcmp(str(e, "disposition"), "temporary"))
-      json_array_append(d->todo, e);
+      json_array_append(d->pending, e);
   }
   json_decref(res);
   json_decref(all);

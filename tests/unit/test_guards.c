@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "actions/actions.h"
+#include "unit.h"
 #include "exec/exec.h"
 
 /* A run prepared as runner.c does before its first step. */
@@ -447,12 +448,7 @@ static void test_run_start_static_require(void **state) {
 static int setup(void **state) {
   (void)state;
   eng__console_setup(false, -1, false);
-  eng__diags d = {0};
-  d.quiet = true;
-  const char *dirs[] = {TEST_PLUGIN_DIR};
-  eng__registry_load(dirs, 1, &d);
-  eng__diags_free(&d);
-  return 0;
+  return unit_load_test_plugins();
 }
 
 static int teardown(void **state) {

@@ -12,13 +12,13 @@
 #include <unistd.h>
 
 #include "state/state.h"
+#include "unit.h"
 
-static char dir[64];
+static char dir[4096];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/engine-test-journal-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return unit_tmp_dir("engine-test-journal", dir, sizeof dir);
 }
 
 static int teardown(void **state) {

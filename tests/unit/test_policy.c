@@ -17,8 +17,9 @@
 #include <unistd.h>
 
 #include "state/state.h"
+#include "unit.h"
 
-static char dir[64];   /* the run directory: its journal says what it owns */
+static char dir[4096];   /* the run directory: its journal says what it owns */
 static eng__runbook *rb;
 
 /* The lists of a runbook's guards, as guards.c compiles them. */
@@ -265,8 +266,7 @@ static const row rows[] = {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/engine-test-policy-XXXXXX");
-  if (!mkdtemp(dir)) return -1;
+  if (unit_tmp_dir("engine-test-policy", dir, sizeof dir) != 0) return -1;
   static const char text[] = "version: 1\nname: t\nsteps:\n"
                              "  - {id: a, uses: sleep, with: {for: 1ms}}\n";
   eng__diags d = {0};

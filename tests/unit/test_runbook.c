@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "actions/actions.h"
+#include "unit.h"
 #include "exec/exec.h"
 
 static char *write_tmp(const char *text) {
@@ -69,12 +70,7 @@ static void expect(const char *text, const char *needle) {
 
 static int setup(void **state) {
   (void)state;
-  eng__diags d = {0};
-  d.quiet = true;
-  const char *dirs[] = {TEST_PLUGIN_DIR};
-  eng__registry_load(dirs, 1, &d);
-  eng__diags_free(&d);
-  return 0;
+  return unit_load_test_plugins();
 }
 
 static int teardown(void **state) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "actions/actions.h"
+#include "unit.h"
 #include "exec/exec.h"
 
 static char dir[] = "/tmp/engine-sched-XXXXXX";
@@ -290,12 +291,7 @@ static void test_cancel_reason(void **state) {
 static int setup(void **state) {
   (void)state;
   assert_non_null(mkdtemp(dir));
-  eng__diags d = {0};
-  d.quiet = true;
-  const char *dirs[] = {TEST_PLUGIN_DIR};
-  eng__registry_load(dirs, 1, &d);
-  eng__diags_free(&d);
-  return 0;
+  return unit_load_test_plugins();
 }
 
 static int teardown(void **state) {

@@ -24,8 +24,9 @@
 #include <unistd.h>
 
 #include "state/state.h"
+#include "unit.h"
 
-static char tmp[64]; /* everything local goes under it */
+static char tmp[4096]; /* everything local goes under it */
 static int store_tests_ran;
 
 static bool exists(const char *path) {
@@ -539,8 +540,7 @@ static void test_store_sync(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmp, sizeof tmp, "/tmp/engine-test-state-XXXXXX");
-  return mkdtemp(tmp) ? 0 : -1;
+  return unit_tmp_dir("engine-test-state", tmp, sizeof tmp);
 }
 
 static int teardown(void **state) {

@@ -18,9 +18,10 @@
 #include <zstd.h>
 
 #include "call/call.h"
+#include "unit.h"
 #include "state/state.h"
 
-static char dir[64];
+static char dir[4096];
 static uv_loop_t *loop;
 static eng__redactor *redact;
 
@@ -737,8 +738,7 @@ static void test_errors(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/engine-test-stream-XXXXXX");
-  if (!mkdtemp(dir)) return -1;
+  if (unit_tmp_dir("engine-test-stream", dir, sizeof dir) != 0) return -1;
   loop = uv_default_loop();
   redact = eng__redactor_create();
   eng__host_init(loop, redact);
