@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 # core/'s folders from the bottom up: a folder may call its own folder and
 # the folders before it, never one after it (docs/architecture.md).
-CORE_FOLDERS="base io shell record model run call expr actions plan state exec fleet cli"
+CORE_FOLDERS="base io sql shell record model run call expr actions plan state exec fleet cli"
 
 quiet=0 build=1
 while [ $# -gt 0 ]; do

@@ -236,7 +236,7 @@ static int norm_action(norm *n, const eng_plugin *p, size_t i, char *err,
              a->name, (int)a->creates);
     return ENG_ERR_ABI;
   }
-  if ((unsigned)a->side_effect > ENG_SIDE_EXTERNAL) {
+  if ((unsigned)a->side_effect > ENG_SIDE_LAST) {
     snprintf(err, errlen, "action '%s': field 'side_effect' is %d, not a "
                           "known class", a->name, (int)a->side_effect);
     return ENG_ERR_ABI;

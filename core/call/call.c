@@ -555,7 +555,7 @@ static eng_side_effect call_side(eng_call *c) {
   eng_side_effect e = c->action->classify ? c->action->classify(c->args)
                                            : c->action->side_effect;
   /* an unknown class from a plugin is treated as the most dangerous one */
-  return (unsigned)e > ENG_SIDE_EXTERNAL ? ENG_SIDE_DESTRUCTIVE : e;
+  return (unsigned)e > ENG_SIDE_LAST ? ENG_SIDE_DESTRUCTIVE : e;
 }
 
 int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
@@ -574,6 +574,21 @@ int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
                    "refused by a guard: '%s'%s%s is protected or not owned by "
                    "this run",
                    value, evidence ? " " : "", evidence ? evidence : "");
+  return rc;
+}
+
+int eng__call_guard_sql(eng_call *c, const char *database,
+                        const char *evidence, const char *sql, unsigned flags) {
+  if (!c->run) { /* no run to decide: fail closed */
+    eng__call_fail(c, "refused: no guard context for '%s' (internal)",
+                   database ? database : "");
+    return ENG_ERR_REFUSED;
+  }
+  int rc = eng__policy_sql(c->run, c->step, database, evidence, sql,
+                           (flags & ENG_SQL_READ_ONLY) != 0);
+  if (rc != ENG_OK)
+    eng__call_fail(c, "%s", c->run->last_refusal ? c->run->last_refusal
+                                                  : "refused by a guard");
   return rc;
 }
 

@@ -92,6 +92,8 @@ void eng__call_watch_update(eng_watch *w, int events);
 void eng__call_watch_stop(eng_watch *w);
 int eng__call_guard_target(eng_call *c, eng_target kind, const char *value,
                            const char *evidence);
+int eng__call_guard_sql(eng_call *c, const char *database,
+                        const char *evidence, const char *sql, unsigned flags);
 int64_t eng__call_journal_intent(eng_call *c, const char *kind,
                                  const char *id, const json_t *detail);
 void eng__call_journal_confirm(eng_call *c, int64_t token);

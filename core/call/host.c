@@ -1,7 +1,9 @@
 /* host.c - the table of host services handed to plugins (the SDK's
  * eng_host): call services (call.c), processes (process.c), HTTP (http.c)
- * and streams (stream.c), gathered in one place above them all. */
+ * streams (stream.c) and the SQL classifier (sql/), gathered in one place
+ * above them all. */
 #include "call/call.h"
+#include "sql/sql.h"
 
 static const eng_host host_table = {
     .size = sizeof(eng_host),
@@ -48,6 +50,8 @@ static const eng_host host_table = {
     .stream_is_remote = eng__stream_is_remote,
     .cancel_reason = eng__call_cancel_reason,
     .run_state = eng__call_run_state,
+    .sql_classify = eng__sql_classify_json,
+    .guard_sql = eng__call_guard_sql,
 };
 
 

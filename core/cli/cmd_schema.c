@@ -152,6 +152,9 @@ int cmd_schema(cli *c) {
       "boolean", "description", "type", "string", "keep", "type", "boolean",
       "temporary", "type", "boolean", "additionalProperties", 0,
       "allOf", variants);
+  /* allow_disruptive: disruptive use of a protected target, this step only */
+  json_object_set_new(json_object_get(step, "properties"), "allow_disruptive",
+                      json_pack("{s:s}", "type", "boolean"));
   json_t *param = json_pack(
       "{s:[s,s,s,s,s,s], s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{}, s:{s:s, s:[s,s,s,s,s,s,s,s,s]}, "
       "s:{s:s}, s:{s:s}, s:{s:s}}}",

@@ -104,7 +104,7 @@ eng__state *cli_open_state(cli *c) {
 
 const char *const cli_side_names[] = {"read_only", "creates",
                                          "destructive", "disruptive",
-                                         "external"};
+                                         "external", "maintenance"};
 
 const char *const cli_target_names[] = {"",         "database", "volume",
                                            "container", "bucket",   "instance",

@@ -53,6 +53,10 @@ typedef struct eng__step {
   int64_t timeout_ms;
   eng__retry retry;
   bool continue_on_error, recovered, is_finally;
+  /* allow_disruptive: true: disruptive use of a protected target (VACUUM
+   * FULL, CLUSTER, REINDEX, terminating connections) is allowed for this
+   * step only */
+  bool allow_disruptive;
   /* keep: / temporary: given: what the resources it creates are */
   bool has_disposition;
   eng_disposition disposition;

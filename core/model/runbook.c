@@ -29,7 +29,8 @@ static const char *const param_keys[] = {"env",     "secret", "required",
 static const char *const step_keys[] = {
     "id",    "name",    "uses",  "with",  "needs",    "if",
     "timeout", "retry", "continue_on_error", "check", "outputs",
-    "recovered", "description", "keep", "temporary", NULL};
+    "recovered", "description", "keep", "temporary", "allow_disruptive",
+    NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff",
                                          "max_delay", NULL};
 static const char *const slo_keys[] = {"rto", "rpo", "backup_time", NULL};
@@ -286,6 +287,8 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
     parse_bool(ld, v, "continue_on_error", &s->continue_on_error);
   if ((v = eng__node_get(n, "recovered")))
     parse_bool(ld, v, "recovered", &s->recovered);
+  if ((v = eng__node_get(n, "allow_disruptive")))
+    parse_bool(ld, v, "allow_disruptive", &s->allow_disruptive);
   parse_disposition(ld, n, s, where);
   if ((v = eng__node_get(n, "check")) && want(ld, v, ENG__N_SCALAR, "check"))
     s->check_node = v;

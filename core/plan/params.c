@@ -246,5 +246,5 @@ json_t *eng__step_params(eng__run *r, size_t i, char *err, size_t errlen) {
 eng_side_effect eng__step_side(const eng__step *s, const json_t *params) {
   const eng_action *a = s->action->action;
   eng_side_effect e = a->classify ? a->classify(params) : a->side_effect;
-  return (unsigned)e > ENG_SIDE_EXTERNAL ? ENG_SIDE_DESTRUCTIVE : e;
+  return (unsigned)e > ENG_SIDE_LAST ? ENG_SIDE_DESTRUCTIVE : e;
 }

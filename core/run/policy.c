@@ -8,6 +8,7 @@
  * has any side effect. */
 #include "run/run.h"
 #include "shell/shell.h"
+#include "sql/sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +140,8 @@ static bool path_protected(const char *pat, const char *path) {
 }
 
 static const char *const side_word[] = {"reads", "creates", "destroys",
-                                        "disrupts", "calls out to"};
+                                        "disrupts", "calls out to",
+                                        "maintains"};
 
 /* What the analyser understood of a command, held to the policy. */
 static int check_findings(eng__run *r, const char *step, const char *cmd,
@@ -150,9 +152,11 @@ static int check_findings(eng__run *r, const char *step, const char *cmd,
   for (size_t i = 0; i < a.n && rc == ENG_OK; i++) {
     eng__cmd_finding *f = &a.f[i];
     char *ev = eng__asprintf("%s: %s", f->tool, f->what);
-    if (f->side == ENG_SIDE_READ_ONLY) {
+    if (f->side == ENG_SIDE_READ_ONLY || f->side == ENG_SIDE_MAINTENANCE) {
       record(r, step, "pass", "commands", f->target ? f->target : cmd, ev,
-             "read-only use");
+             f->side == ENG_SIDE_READ_ONLY
+                 ? "read-only use"
+                 : "maintenance (changes no data): allowed on protected targets");
     } else if (f->kind == ENG_TARGET_FILE) {
       char *why = NULL;
       json_t *pats = patterns(r, "protected_paths", &why);
@@ -245,9 +249,17 @@ static int check_command(eng__run *r, const char *step, const char *cmd,
   return rc;
 }
 
-int eng__policy_check(eng__run *r, const char *step, eng_target kind,
-                      const char *value, const char *evidence,
-                      eng_side_effect side) {
+/* Does the step opt in to disruptive use of protected targets? */
+static bool allows_disruptive(eng__run *r, const char *step) {
+  const eng__step *s = step && r->rb ? eng__runbook_step(r->rb, step) : NULL;
+  return s && s->allow_disruptive;
+}
+
+/* The decision for one target; `what` (may be NULL) names what the step
+ * does to it ("VACUUM FULL (disruptive)") for the messages. */
+static int check_target(eng__run *r, const char *step, eng_target kind,
+                        const char *value, const char *evidence,
+                        eng_side_effect side, const char *what) {
   if (!value) return ENG_OK;
   if (kind == ENG_TARGET_COMMAND)
     return check_command(r, step, value, evidence);
@@ -273,7 +285,13 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
   bool applies = side == ENG_SIDE_DESTRUCTIVE || side == ENG_SIDE_DISRUPTIVE ||
                  side == ENG_SIDE_CREATES;
   if (!applies) {
-    record(r, step, "pass", list, value, evidence, "read-only use");
+    /* maintenance (VACUUM, ANALYZE, ... CONCURRENTLY) changes no data and
+     * takes no blocking lock: allowed on a protected target too */
+    char *msg = eng__asprintf(
+        "%s%s%s", side == ENG_SIDE_MAINTENANCE ? "maintenance" : "read-only use",
+        what ? ": " : "", what ? what : "");
+    record(r, step, "pass", list, value, evidence, msg);
+    free(msg);
     return ENG_OK;
   }
   char *why = NULL;
@@ -281,13 +299,27 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
   if (!pats) return unresolved(r, step, list, value, why);
   const char *cands[] = {value, name, evidence, NULL};
   const char *hit = match_any(pats, cands);
-  if (hit) {
+  if (hit && side == ENG_SIDE_DISRUPTIVE && allows_disruptive(r, step)) {
     char *msg = eng__asprintf(
-        "refused: %s '%s' is protected by guards.%s pattern '%s'%s%s%s; "
-        "nothing was done (protection cannot be overridden by flags)",
+        "protected by pattern '%s'; disruptive use%s%s allowed by the step's "
+        "allow_disruptive: true", hit, what ? " by " : "", what ? what : "");
+    record(r, step, "pass", list, value, evidence, msg);
+    free(msg);
+    json_decref(pats);
+    return ENG_OK;
+  }
+  if (hit) {
+    bool disrupt = side == ENG_SIDE_DISRUPTIVE;
+    char *msg = eng__asprintf(
+        "refused: %s '%s' is protected by guards.%s pattern '%s'%s%s%s%s%s; "
+        "nothing was done (%s)",
         kind_of[kind], value, list, hit,
         !evidence ? "" : !strncmp(evidence, "sysid:", 6) ? " (server identity " : " (",
-        evidence ? evidence : "", evidence ? ")" : "");
+        evidence ? evidence : "", evidence ? ")" : "",
+        what ? ", and the step runs " : "", what ? what : "",
+        disrupt ? "a disruptive use is allowed only when the step says "
+                  "allow_disruptive: true"
+                : "protection cannot be overridden by flags");
     int rc = refuse(r, step, list, value, evidence, msg);
     free(msg);
     json_decref(pats);
@@ -300,15 +332,90 @@ int eng__policy_check(eng__run *r, const char *step, eng_target kind,
        * another server is not this run's); a bare name matches by name */
       !eng__run_journal_owned(r, kind_of[kind], value)) {
     char *msg = eng__asprintf(
-        "refused: destructive action on %s '%s', which this run did not "
+        "refused: destructive action%s%s%s on %s '%s', which this run did not "
         "create; pass --allow-destructive if that is intended",
-        kind_of[kind], value);
+        what ? " (" : "", what ? what : "", what ? ")" : "", kind_of[kind], value);
     int rc = refuse(r, step, "ownership", value, evidence, msg);
     free(msg);
     return rc;
   }
-  record(r, step, "pass", list, value, evidence, NULL);
+  record(r, step, "pass", list, value, evidence, what);
   return ENG_OK;
+}
+
+int eng__policy_check(eng__run *r, const char *step, eng_target kind,
+                      const char *value, const char *evidence,
+                      eng_side_effect side) {
+  return check_target(r, step, kind, value, evidence, side, NULL);
+}
+
+/* ---- SQL about to run on a database ------------------------------------ */
+
+/* The pattern of `list` that protects value (or its name after the last
+ * '/', or the evidence), or NULL; *why set when the list is broken. */
+static char *protected_by(eng__run *r, const char *list, const char *value,
+                          const char *evidence, char **why) {
+  json_t *pats = patterns(r, list, why);
+  if (!pats) return NULL;
+  const char *name = strrchr(value, '/') ? strrchr(value, '/') + 1 : value;
+  const char *cands[] = {value, name, evidence, NULL};
+  const char *hit = match_any(pats, cands);
+  char *out = eng__xstrdup(hit);
+  json_decref(pats);
+  return out;
+}
+
+int eng__policy_sql(eng__run *r, const char *step, const char *database,
+                    const char *evidence, const char *sql, bool read_only) {
+  if (!database) return ENG_OK;
+  eng__sql_info in;
+  eng__sql_classify(sql, &in);
+  eng__sql_class here = read_only ? in.here_ro : in.here;
+  const char *here_what = read_only ? in.here_ro_what : in.here_what;
+  char *what = here > ENG__SQL_READ
+                   ? eng__asprintf("%s (%s)", here_what, eng__sql_class_name(here))
+                   : NULL;
+  int rc = check_target(r, step, ENG_TARGET_DATABASE, database, evidence,
+                        eng__sql_side(here), what);
+  free(what);
+  /* the databases statements name: on the same server */
+  const char *slash = strrchr(database, '/');
+  for (size_t i = 0; i < in.n_dbs && rc == ENG_OK; i++) {
+    eng__sql_db *d = &in.dbs[i];
+    eng__sql_class cls = read_only ? d->cls_ro : d->cls;
+    char *value = slash ? eng__asprintf("%.*s/%s", (int)(slash - database),
+                                        database, d->name)
+                        : eng__xstrdup(d->name);
+    char *w = eng__asprintf("%s (%s)", d->what, eng__sql_class_name(cls));
+    rc = check_target(r, step, ENG_TARGET_DATABASE, value, evidence,
+                      eng__sql_side(cls), w);
+    free(w);
+    free(value);
+  }
+  /* what cannot be verified is held to guards.unverified_commands when it
+   * runs on a protected database */
+  if (rc == ENG_OK && in.unverified) {
+    char *why = NULL;
+    char *hit = protected_by(r, "protected_databases", database, evidence, &why);
+    if (why) {
+      rc = unresolved(r, step, "protected_databases", database, why);
+    } else if (hit && r->policy.refuse_unverified) {
+      char *msg = eng__asprintf(
+          "refused: the guards cannot verify what this SQL does to protected "
+          "database '%s' (pattern '%s'): %s; guards.unverified_commands is "
+          "'refuse'; nothing was done", database, hit, in.unverified);
+      rc = refuse(r, step, "unverified_commands", database, evidence, msg);
+      free(msg);
+    } else {
+      char *msg = eng__asprintf("unverified%s: %s", hit ? " on a protected database" : "",
+                                in.unverified);
+      record(r, step, "pass", "unverified_commands", database, evidence, msg);
+      free(msg);
+    }
+    free(hit);
+  }
+  eng__sql_info_free(&in);
+  return rc;
 }
 
 

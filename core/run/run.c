@@ -13,8 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const eng__side_names[5] = {"read_only", "creates", "destructive",
-                                        "disruptive", "external"};
+const char *const eng__side_names[ENG_SIDE_LAST + 1] = {
+    "read_only", "creates", "destructive", "disruptive", "external",
+    "maintenance"};
 
 void eng__run_new_id(char out[40], int64_t now_ms) {
   time_t t = (time_t)(now_ms / 1000);

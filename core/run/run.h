@@ -48,7 +48,7 @@ static inline const char *eng__status_name(eng__status s) {
 static inline bool eng__status_terminal(eng__status s) { return s >= ENG__S_OK; }
 
 /* Side-effect classes by name, indexed by eng_side_effect. */
-extern const char *const eng__side_names[5];
+extern const char *const eng__side_names[ENG_SIDE_LAST + 1];
 
 typedef struct eng__run_opts {
   json_t *sets;        /* object: name -> string (--set) */
@@ -242,6 +242,15 @@ int eng__run_add_end_hook(eng__run *r, int (*cb)(eng_call *, void *),
 int eng__policy_check(eng__run *r, const char *step, eng_target kind,
                       const char *value, const char *evidence,
                       eng_side_effect side);
+/* SQL about to run on `database` ("HOST:PORT/DBNAME" or a bare name;
+ * evidence "sysid:N" or NULL), inside a READ ONLY transaction when
+ * read_only: each database it touches held to what it does to it (the
+ * databases its statements name, on the same server, too), and what the
+ * guards cannot verify to guards.unverified_commands on a protected
+ * database. Records every decision; ENG_ERR_REFUSED with r->last_refusal
+ * set when refused. */
+int eng__policy_sql(eng__run *r, const char *step, const char *database,
+                    const char *evidence, const char *sql, bool read_only);
 /* The shell line of a command parameter (a string, or an argv list quoted
  * word by word), and the environment it runs with for the guards'
  * analysis ("NAME=VALUE\n"..., ENGINE_CWD= for params.cwd); malloc'd. For

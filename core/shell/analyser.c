@@ -12,6 +12,7 @@
  * variable where a target should be) makes the line "unverified".
  * Pure: no I/O beyond reading the environment and the working directory. */
 #include "shell/shell.h"
+#include "sql/sql.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -174,109 +175,87 @@ static int match_opt(const opt *opts, const eng__cmd_words *ws, size_t *i,
 
 /* ---- SQL ----------------------------------------------------------------- */
 
-static bool word_at(const char *s, const char *w) {
-  size_t n = strlen(w);
-  return !strncasecmp(s, w, n) && !isalnum((unsigned char)s[n]) && s[n] != '_';
+/* What the SQL between psql's meta-commands does, read by the SQL
+ * classifier (sql/): the databases its statements name are findings of
+ * their own (ALTER DATABASE x RENAME is about x, not about the database
+ * psql connects to); what it does to the database it runs on raises
+ * *here (and *here_what, static or in whatbuf). psql runs statements
+ * without a READ ONLY transaction, so what the guards cannot verify counts
+ * as a write, and makes the line unverified. */
+static void sql_database(ctx *c, const char *tool, const char *sql,
+                         eng__sql_class *here, char *whatbuf, size_t size) {
+  eng__sql_info in;
+  eng__sql_classify(sql, &in);
+  for (size_t i = 0; i < in.n_dbs; i++)
+    add_finding(c, tool, ENG_TARGET_DATABASE, in.dbs[i].name,
+                eng__sql_side(in.dbs[i].cls), in.dbs[i].what);
+  if (in.unverified) unverified(c, in.unverified);
+  if (in.here > *here) { /* "DELETE (destructive): delete from t" */
+    *here = in.here;
+    size_t n = strspn(sql, " \t\n;");
+    size_t len = strlen(sql + n);
+    while (len && strchr(" \t\n;", sql[n + len - 1])) len--;
+    snprintf(whatbuf, size, "%s (%s): %.*s", in.here_what,
+             eng__sql_class_name(in.here), (int)(len > 100 ? 100 : len), sql + n);
+  }
+  eng__sql_info_free(&in);
 }
 
-/* DROP DATABASE [IF EXISTS] name, CREATE DATABASE name (stmt starts with
- * DROP or CREATE): the database is a target of its own. */
-static void sql_database(ctx *c, const char *tool, const char *stmt) {
-  const char *t = stmt + 4 + (word_at(stmt, "create") ? 2 : 0);
-  while (isspace((unsigned char)*t)) t++;
-  bool drop = word_at(stmt, "drop");
-  if (!word_at(t, "database")) return;
-  t += 8;
-  while (isspace((unsigned char)*t)) t++;
-  if (word_at(t, "if")) {
-    t += 2;
-    while (isspace((unsigned char)*t)) t++;
-    if (word_at(t, drop ? "exists" : "not")) t += drop ? 6 : 3;
-    while (isspace((unsigned char)*t)) t++;
-    if (!drop && word_at(t, "exists")) t += 6;
-    while (isspace((unsigned char)*t)) t++;
-  }
-  size_t n = 0;
-  char *name;
-  if (*t == '"') {
-    const char *e = strchr(t + 1, '"');
-    name = e ? eng__xstrndup(t + 1, (size_t)(e - t - 1)) : NULL;
-  } else {
-    while (t[n] && !isspace((unsigned char)t[n]) && t[n] != ';' &&
-           t[n] != '(')
-      n++;
-    name = n ? eng__xstrndup(t, n) : NULL;
-    for (char *x = name; x && *x; x++) *x = (char)tolower((unsigned char)*x);
-  }
-  if (name)
-    add_finding(c, tool, ENG_TARGET_DATABASE, name,
-                drop ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES,
-                drop ? "DROP DATABASE" : "CREATE DATABASE");
-  free(name);
-}
-
-/* Does every statement only read? Also collects databases a statement
- * drops or creates by name, and a \c that switches database. */
-static bool sql_reads_only(ctx *c, const char *tool, const char *sql,
-                           char **switch_to) {
-  static const char *const reads[] = {"select", "show", "explain", "values",
-                                      "table", "begin", "commit", "rollback",
-                                      "set", "reset", "listen", "fetch",
-                                      "declare", "close", "end", NULL};
-  static const char *const writes[] = {"insert", "update", "delete", "merge",
-                                       "truncate", "drop", "alter", "create",
-                                       "copy", "grant", "revoke", "vacuum",
-                                       "reindex", "cluster", "lock", "call",
-                                       "do", "refresh", "import", NULL};
-  bool ro = true;
-  const char *p = sql;
+/* What a psql text does (its -c commands, each ending with ";\n"): SQL
+ * between meta-commands is classified; \c switches the database the rest
+ * runs on (a finding for the one left, and *switch_to); \i, \copy, \!,
+ * \gexec, \o and \w run or write what the guards do not see. Returns
+ * what it does to the database it ends on. */
+static eng__sql_class sql_effect(ctx *c, const char *tool, const char *db,
+                                 const char *text, char **switch_to,
+                                 char *whatbuf, size_t size) {
+  eng__sql_class here = ENG__SQL_READ;
+  eng__buf seg = {0};
+  whatbuf[0] = '\0';
+  const char *p = text;
   while (*p) {
-    while (*p && (isspace((unsigned char)*p) || *p == ';')) p++;
-    if (!*p) break;
-    if (p[0] == '-' && p[1] == '-') { /* comment */
-      while (*p && *p != '\n') p++;
-      continue;
-    }
-    const char *end = p;
-    bool q = false;
-    while (*end && (q || *end != ';')) { /* to the statement's end */
-      if (*end == '\'') q = !q;
-      if (!q && *end == '\n' && *p == '\\') break;
-      end++;
-    }
-    char *stmt = eng__xstrndup(p, (size_t)(end - p));
-    if (stmt[0] == '\\') { /* a psql meta-command */
-      if (!strncmp(stmt, "\\c ", 3) || !strncmp(stmt, "\\connect ", 9)) {
-        const char *d = stmt + (stmt[2] == ' ' ? 3 : 9);
+    size_t len = strcspn(p, "\n");
+    const char *q = p;
+    while (q < p + len && isspace((unsigned char)*q)) q++;
+    if (*q != '\\') {
+      eng__buf_add(&seg, p, len);
+      eng__buf_adds(&seg, "\n");
+    } else { /* a meta-command: the SQL before it first */
+      if (seg.len) sql_database(c, tool, seg.data, &here, whatbuf, size);
+      seg.len = 0;
+      char *meta = eng__xstrndup(q, len - (size_t)(q - p));
+      while (*meta && isspace((unsigned char)meta[strlen(meta) - 1]))
+        meta[strlen(meta) - 1] = '\0';
+      if (!strncmp(meta, "\\c ", 3) || !strncmp(meta, "\\connect ", 9)) {
+        const char *d = meta + (meta[2] == ' ' ? 3 : 9);
         while (*d == ' ') d++;
+        /* what ran before on the database left behind */
+        if (here > ENG__SQL_READ && db)
+          add_finding(c, tool, ENG_TARGET_DATABASE, db, eng__sql_side(here),
+                      whatbuf);
         free(*switch_to);
-        *switch_to = eng__xstrndup(d, strcspn(d, " \n"));
-      } else if (!strncmp(stmt, "\\i", 2) || !strncmp(stmt, "\\copy", 5) ||
-                 !strncmp(stmt, "\\!", 2)) {
-        ro = false;
+        *switch_to = eng__xstrndup(d, strcspn(d, " ;\n"));
+        db = *switch_to;
+        here = ENG__SQL_READ;
+        whatbuf[0] = '\0';
+      } else if (!strncmp(meta, "\\i", 2) || !strncmp(meta, "\\copy", 5) ||
+                 !strncmp(meta, "\\!", 2) || !strncmp(meta, "\\gexec", 6) ||
+                 !strncmp(meta, "\\o", 2) || !strncmp(meta, "\\w", 2)) {
+        if (here < ENG__SQL_WRITE) {
+          here = ENG__SQL_WRITE;
+          snprintf(whatbuf, size, "psql %.40s (not known: counted as a write)", meta);
+        }
+        if (strncmp(meta, "\\copy", 5))
+          unverified(c, "a psql meta-command runs what the guards do not see");
       }
-    } else if (word_at(stmt, "drop") || word_at(stmt, "create")) {
-      sql_database(c, tool, stmt);
-      ro = false;
-    } else if (word_at(stmt, "with")) {
-      for (size_t k = 0; writes[k]; k++)
-        for (const char *x = stmt; (x = strcasestr(x, writes[k])) != NULL; x++)
-          if ((x == stmt || !isalnum((unsigned char)x[-1])) &&
-              word_at(x, writes[k]))
-            ro = false;
-    } else {
-      bool known = false;
-      for (size_t k = 0; reads[k]; k++)
-        if (word_at(stmt, reads[k])) known = true;
-      if (word_at(stmt, "explain") && strcasestr(stmt, "analyze"))
-        for (size_t k = 0; writes[k]; k++)
-          if (strcasestr(stmt, writes[k])) known = false;
-      if (!known) ro = false;
+      free(meta);
     }
-    free(stmt);
-    p = *end ? end + 1 : end;
+    p += len;
+    if (*p) p++;
   }
-  return ro;
+  if (seg.len) sql_database(c, tool, seg.data, &here, whatbuf, size);
+  eng__buf_free(&seg);
+  return here;
 }
 
 /* ---- PostgreSQL clients -------------------------------------------------- */
@@ -421,25 +400,30 @@ static eng_side_effect psql_effect(ctx *c, const char *tool, pg_args *a,
                                    char *whatbuf, size_t size,
                                    const char **what) {
   char *sw = NULL;
-  bool ro = !a->file && a->any_cmd &&
-            sql_reads_only(c, tool, a->sql.data ? a->sql.data : "", &sw);
-  if (a->list && !a->any_cmd && !a->file) ro = true;
+  eng__sql_class here = ENG__SQL_READ;
+  if (a->any_cmd)
+    here = sql_effect(c, tool, a->db, a->sql.data ? a->sql.data : "", &sw,
+                      whatbuf, size);
   if (sw) {
     free(a->db);
     a->db = sw;
   }
-  if (ro) *what = "read-only SQL";
-  else if (a->file) *what = "SQL from a file (content not known: counted as destructive)";
-  else if (!a->any_cmd) *what = "SQL from stdin (content not known: counted as destructive)";
-  else {
-    snprintf(whatbuf, size, "SQL that writes: %.100s", a->sql.data ? a->sql.data : "");
-    for (char *x = whatbuf; *x; x++)
-      if (*x == '\n') *x = ' ';
-    size_t wl = strlen(whatbuf); /* the separators added above */
-    while (wl && (whatbuf[wl - 1] == ' ' || whatbuf[wl - 1] == ';')) whatbuf[--wl] = '\0';
-    *what = whatbuf;
+  if (a->file) {
+    *what = "SQL from a file (content not known: counted as destructive)";
+    return ENG_SIDE_DESTRUCTIVE;
   }
-  return ro ? ENG_SIDE_READ_ONLY : ENG_SIDE_DESTRUCTIVE;
+  if (!a->any_cmd && !a->list) {
+    *what = "SQL from stdin (content not known: counted as destructive)";
+    return ENG_SIDE_DESTRUCTIVE;
+  }
+  if (here == ENG__SQL_READ) {
+    *what = "read-only SQL";
+    return ENG_SIDE_READ_ONLY;
+  }
+  for (char *x = whatbuf; *x; x++)
+    if (*x == '\n') *x = ' ';
+  *what = whatbuf;
+  return eng__sql_side(here);
 }
 
 /* What a client other than psql does to its database. */

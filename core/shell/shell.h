@@ -5,7 +5,8 @@
  * guarded targets (databases, volumes, containers, paths): pipelines,
  * wrappers, container exec, the tools whose targets are known. The guard
  * policy (run/policy.c) decides on the analyser's findings and matches
- * forbidden commands on the lexer's words. Above base/.
+ * forbidden commands on the lexer's words. The SQL of psql -c is read by
+ * the SQL classifier (sql/). Above base/ and sql/.
  */
 #ifndef ENGINE_SHELL_H
 #define ENGINE_SHELL_H

@@ -51,11 +51,27 @@ static const row rows[] = {
     {"psql --dbname=shop --command='drop table t'", NULL, "psql database shop destructive"},
     {"psql -dshop -c 'insert into t values (1)'", NULL, "psql database shop destructive"},
     {"psql -d postgres -c 'DROP DATABASE skymoney'", NULL,
-     "psql database skymoney destructive; psql database postgres destructive"},
+     "psql database skymoney destructive; psql database postgres read_only"},
     {"psql -d postgres -c 'drop database if exists \"Skymoney\"'", NULL,
-     "psql database Skymoney destructive; psql database postgres destructive"},
+     "psql database Skymoney destructive; psql database postgres read_only"},
     {"psql -d postgres -c 'CREATE DATABASE drill_9'", NULL,
-     "psql database drill_9 creates; psql database postgres destructive"},
+     "psql database drill_9 creates; psql database postgres read_only"},
+    /* the SQL classifier (sql/): a statement naming its database is about
+     * it; functions with side effects; maintenance */
+    {"psql -d postgres -c 'ALTER DATABASE skymoney RENAME TO gone'", NULL,
+     "psql database skymoney destructive; psql database postgres read_only"},
+    {"psql -d postgres -c 'ALTER DATABASE skymoney SET work_mem = 1'", NULL,
+     "psql database skymoney destructive; psql database postgres read_only"},
+    {"psql -d portal -c 'VACUUM ANALYZE'", NULL, "psql database portal maintenance"},
+    {"psql -d portal -c 'VACUUM FULL'", NULL, "psql database portal disruptive"},
+    {"psql -d portal -c 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity'", NULL,
+     "psql database portal disruptive"},
+    {"psql -d portal -c 'SELECT lo_unlink(42)'", NULL, "psql database portal destructive"},
+    {"psql -d portal -c 'SELECT my_cleanup()'", NULL, "psql database portal destructive | unverified"},
+    {"psql -d portal -c 'SELECT now(), count(*) FROM t'", NULL, "psql database portal read_only"},
+    {"psql -d portal -c 'SELEC 1'", NULL, "psql database portal destructive | unverified"},
+    {"psql -d a -c 'VACUUM' -c '\\c b' -c 'DELETE FROM t'", NULL,
+     "psql database a maintenance; psql database b destructive"},
     {"psql -c 'TRUNCATE t'", "PGDATABASE=skymoney", "psql database skymoney destructive"},
     {"PGDATABASE=skymoney psql -c 'TRUNCATE t'", NULL, "psql database skymoney destructive"},
     {"psql \"$DATABASE_URL\" -c 'DELETE FROM t'", "DATABASE_URL=postgresql://u:p@h/ledger",
@@ -149,7 +165,7 @@ static char *render(const eng__cmd_analysis *a) {
   static const char *const kinds[] = {"none", "database", "volume", "container",
                                       "bucket", "instance", "command", "path"};
   static const char *const sides[] = {"read_only", "creates", "destructive",
-                                      "disruptive", "external"};
+                                      "disruptive", "external", "maintenance"};
   eng__buf b = {0};
   for (size_t i = 0; i < a->n; i++)
     eng__buf_addf(&b, "%s%s %s %s %s", i ? "; " : "", a->f[i].tool,

@@ -210,7 +210,7 @@ static const row rows[] = {
      .says = "read-only use"},
     {.name = "psql writing to production", .kind = CMD,
      .value = "psql -d prod -c 'delete from t'", .allow_destructive = true, .refused = true,
-     .rule = "protected_databases", .says = "(psql: SQL that writes: delete from t)"},
+     .rule = "protected_databases", .says = "(psql: DELETE (destructive): delete from t)"},
     {.name = "psql URL naming production", .kind = CMD,
      .value = "psql postgresql://app@db/prod -c 'truncate t'", .allow_destructive = true,
      .refused = true, .rule = "protected_databases"},

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 4
+#define ENG_ABI_MINOR 5
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -130,13 +130,25 @@ typedef enum eng_target {
                              given to guard_target) */
 } eng_target;
 
+/* What an action does to its targets. The guards (docs/runbook-format.md,
+ * "Guards"): a protected target refuses CREATES, DESTRUCTIVE and
+ * DISRUPTIVE use (DISRUPTIVE unless the step says `allow_disruptive:
+ * true`); DESTRUCTIVE also needs a target the run created, or
+ * --allow-destructive. A host older than the value a plugin returns
+ * counts it as DESTRUCTIVE. */
 typedef enum eng_side_effect {
   ENG_SIDE_READ_ONLY = 0,
   ENG_SIDE_CREATES = 1,
   ENG_SIDE_DESTRUCTIVE = 2,
   ENG_SIDE_DISRUPTIVE = 3,
-  ENG_SIDE_EXTERNAL = 4
+  ENG_SIDE_EXTERNAL = 4,
+  /* (1.5) upkeep that changes no data and takes no blocking lock (VACUUM,
+   * ANALYZE, REINDEX CONCURRENTLY): allowed on a protected target */
+  ENG_SIDE_MAINTENANCE = 5
 } eng_side_effect;
+
+/* The highest eng_side_effect this SDK knows. */
+#define ENG_SIDE_LAST ENG_SIDE_MAINTENANCE
 
 /* eng_param.flags */
 #define ENG_P_REQUIRED 0x1u
@@ -587,7 +599,54 @@ struct eng_host {
    * audit_log, evidence. In `finally` the outcome and SLO are those of the
    * main steps. */
   json_t *(*run_state)(eng_call *call);
+
+  /* ABI 1.5 ----------------------------------------------------------------
+   * Check host->size (offsetof) before using these on an older host. */
+  /* What a text of SQL does, read with PostgreSQL's own parser (libpg_query,
+   * PostgreSQL 15's grammar). Pure: no I/O, any thread, also from an
+   * action's classify() and describe() and a parameter's check() (once
+   * init() ran). Returns a new object (the caller owns it):
+   *   "class"            "read", "maintenance", "disruptive", "creates",
+   *                      "write" or "destructive": everything it does,
+   *                      the databases it names included;
+   *   "class_read_only"  the same when it runs inside a READ ONLY
+   *                      transaction (what PostgreSQL refuses there does
+   *                      nothing);
+   *   "here", "here_read_only"  what it does to the database it runs on;
+   *   "side", "side_read_only", "side_here", "side_here_read_only"  the
+   *                      same as eng_side_effect values (a write counts as
+   *                      ENG_SIDE_DESTRUCTIVE);
+   *   "what"             the statement or function behind "class"
+   *                      ("VACUUM FULL", "pg_terminate_backend()");
+   *   "unverified"       why part of it cannot be verified (text that does
+   *                      not parse, DO, CALL, a function the guards do not
+   *                      know, dblink), or absent;
+   *   "databases"        [{name, class, class_read_only, side,
+   *                      side_read_only, what}]: databases statements name
+   *                      (ALTER/DROP/CREATE DATABASE x, REINDEX DATABASE x);
+   *   "statements"       [{offset, length, class, no_transaction, what}]:
+   *                      each statement's bytes in sql, and whether it
+   *                      cannot run inside a transaction block (VACUUM,
+   *                      CREATE INDEX CONCURRENTLY, DROP DATABASE, ...);
+   *   "no_transaction"   how many of them cannot ("no_transaction_what":
+   *                      the first);
+   *   "writes_what"      the first statement that writes data, objects or
+   *                      settings (refused in a READ ONLY transaction), or
+   *                      absent. */
+  json_t *(*sql_classify)(const char *sql);
+  /* guard_target for SQL about to run on `database` ("HOST:PORT/DBNAME",
+   * evidence "sysid:N" or NULL): each database it touches is held to what
+   * the SQL does to it (a database a statement names, on the same server,
+   * to what that statement does), and what cannot be verified to
+   * guards.unverified_commands when the database is protected. flags:
+   * ENG_SQL_READ_ONLY when it runs inside a READ ONLY transaction. Returns
+   * ENG_OK or ENG_ERR_REFUSED as guard_target does. */
+  int (*guard_sql)(eng_call *call, const char *database, const char *evidence,
+                   const char *sql, unsigned flags);
 };
+
+/* host->guard_sql() flags (1.5) */
+#define ENG_SQL_READ_ONLY 0x1u
 
 #define ENG_READABLE 1
 #define ENG_WRITABLE 2
