@@ -108,7 +108,8 @@ const char *const cli_side_names[] = {"read_only", "creates",
 
 const char *const cli_target_names[] = {"",         "database", "volume",
                                            "container", "bucket",   "instance",
-                                           "command",  "file",     "snapshot"};
+                                           "command",  "file",     "snapshot",
+                                           "sql"};
 
 /* What an action's created resources are, for actions that create. */
 const char *cli_creates_name(const eng_action *a) {

@@ -220,8 +220,9 @@ static int check_findings(eng__run *r, const char *step, const char *cmd,
   return rc;
 }
 
-static int check_command(eng__run *r, const char *step, const char *cmd,
-                         const char *env_text) {
+/* The built-in and the runbook's forbidden commands in a command line (or
+ * the text of SQL). */
+static int check_forbidden(eng__run *r, const char *step, const char *cmd) {
   char *why = NULL;
   json_t *extra = patterns(r, "forbidden_commands", &why);
   if (!extra) return unresolved(r, step, "forbidden_commands", cmd, why);
@@ -245,7 +246,44 @@ static int check_command(eng__run *r, const char *step, const char *cmd,
   eng__cmd_lexed_free(&line);
   json_decref(extra);
   if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
+  return rc;
+}
+
+static int check_command(eng__run *r, const char *step, const char *cmd,
+                         const char *env_text) {
+  int rc = check_forbidden(r, step, cmd);
   if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text);
+  return rc;
+}
+
+static int check_target(eng__run *r, const char *step, eng_target kind,
+                        const char *value, const char *evidence,
+                        eng_side_effect side, const char *what);
+
+/* SQL text before it runs (ENG_TARGET_SQL): forbidden commands, and the
+ * databases its statements name held to what it does to them, by name
+ * (the action checks them again with the server's identity, and the
+ * database it connects to, when it connects). */
+static int check_sql_text(eng__run *r, const char *step, const char *sql) {
+  int rc = check_forbidden(r, step, sql);
+  if (rc != ENG_OK) return rc;
+  eng__sql_info in;
+  eng__sql_classify(sql, &in);
+  for (size_t i = 0; i < in.n_dbs && rc == ENG_OK; i++) {
+    char *w = eng__asprintf("%s (%s)", in.dbs[i].what,
+                            eng__sql_class_name(in.dbs[i].cls));
+    rc = check_target(r, step, ENG_TARGET_DATABASE, in.dbs[i].name, NULL,
+                      eng__sql_side(in.dbs[i].cls), w);
+    free(w);
+  }
+  if (rc == ENG_OK) {
+    char *msg = eng__asprintf("%s%s%s%s%s", eng__sql_class_name(in.cls),
+                              in.what[0] ? " (" : "", in.what, in.what[0] ? ")" : "",
+                              in.unverified ? "; unverified, checked when it connects" : "");
+    record(r, step, "pass", "sql", sql, NULL, msg);
+    free(msg);
+  }
+  eng__sql_info_free(&in);
   return rc;
 }
 
@@ -263,6 +301,7 @@ static int check_target(eng__run *r, const char *step, eng_target kind,
   if (!value) return ENG_OK;
   if (kind == ENG_TARGET_COMMAND)
     return check_command(r, step, value, evidence);
+  if (kind == ENG_TARGET_SQL) return check_sql_text(r, step, value);
   const char *list = (unsigned)kind < sizeof list_of / sizeof *list_of
                          ? list_of[kind] : NULL;
   if (!list) return ENG_OK;

@@ -742,6 +742,7 @@ static void set_what(char **dst, const char *what) {
 int eng__sql_classify(const char *sql, eng__sql_info *out) {
   memset(out, 0, sizeof *out);
   out->what = eng__xstrdup("");
+  out->what_ro = eng__xstrdup("");
   out->here_what = eng__xstrdup("");
   out->here_ro_what = eng__xstrdup("");
   if (!sql) sql = "";
@@ -785,7 +786,10 @@ int eng__sql_classify(const char *sql, eng__sql_info *out) {
     if (st->cls > out->cls || (!out->what[0] && st->cls > ENG__SQL_READ))
       set_what(&out->what, st->what);
     out->cls = HI(out->cls, st->cls);
-    out->cls_ro = HI(out->cls_ro, stmt_cls(&acc, true, false));
+    eng__sql_class ro = stmt_cls(&acc, true, false);
+    if (ro > out->cls_ro || (!out->what_ro[0] && ro > ENG__SQL_READ))
+      set_what(&out->what_ro, stmt_what(&acc, ro));
+    out->cls_ro = HI(out->cls_ro, ro);
     eng__sql_class h = stmt_cls(&acc, false, true);
     eng__sql_class hro = stmt_cls(&acc, true, true);
     if (h > out->here || (!out->here_what[0] && h > ENG__SQL_READ))
@@ -814,6 +818,7 @@ void eng__sql_info_free(eng__sql_info *info) {
   free(info->dbs);
   free(info->stmts);
   free(info->what);
+  free(info->what_ro);
   free(info->here_what);
   free(info->here_ro_what);
   free(info->unverified);
@@ -858,14 +863,15 @@ json_t *eng__sql_info_json(const eng__sql_info *info) {
                          "no_transaction", info->stmts[i].no_txn, "what",
                          info->stmts[i].what));
   return json_pack(
-      "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:s?, s:o, s:o, s:I, s:s?, s:s?}",
+      "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:s, s:s?, s:o, s:o, s:I, s:s?, s:s?}",
       "class", eng__sql_class_name(info->cls), "class_read_only",
       eng__sql_class_name(info->cls_ro), "here", eng__sql_class_name(info->here),
       "here_read_only", eng__sql_class_name(info->here_ro), "side",
       (int)eng__sql_side(info->cls), "side_read_only",
       (int)eng__sql_side(info->cls_ro), "side_here", (int)eng__sql_side(info->here),
       "side_here_read_only", (int)eng__sql_side(info->here_ro), "what",
-      info->what ? info->what : "", "unverified", info->unverified, "databases",
+      info->what ? info->what : "", "what_read_only",
+      info->what_ro ? info->what_ro : "", "unverified", info->unverified, "databases",
       dbs, "statements", stmts, "no_transaction", (json_int_t)info->n_no_txn,
       "no_transaction_what", info->no_txn_what, "writes_what", info->writes_what);
 }

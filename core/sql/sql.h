@@ -62,6 +62,7 @@ typedef struct eng__sql_info {
   eng__sql_class here, here_ro;
   char *what;       /* the statement or function behind cls ("VACUUM FULL",
                        "pg_terminate_backend()"); "" when it only reads */
+  char *what_ro;    /* the same behind cls_ro */
   char *here_what, *here_ro_what; /* the same behind here and here_ro */
   char *unverified; /* why part of it cannot be verified, or NULL: text
                        that does not parse, DO, CALL, EXECUTE, a function

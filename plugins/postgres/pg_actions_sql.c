@@ -11,6 +11,7 @@
 #include "pg_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,120 @@ int pg_act_ping(eng_call *call, const json_t *params) {
 
 /* ======== query ========================================================== */
 
+/* What the SQL does, from the host's classifier (host->sql_classify), or
+ * NULL on a host without it. */
+static json_t *pg_sql_info(const char *sql) {
+  if (!pg_host || pg_host->size < offsetof(eng_host, guard_sql) +
+                                      sizeof pg_host->guard_sql)
+    return NULL;
+  return pg_host->sql_classify(sql ? sql : "");
+}
+
+/* How a query's SQL runs. */
+typedef enum pg_qmode {
+  PG_Q_READ_ONLY, /* one statement in a READ ONLY transaction (write: false) */
+  PG_Q_WRITE,     /* as it is, writes allowed (write: true) */
+  PG_Q_OUTSIDE    /* every statement is one that cannot run in a
+                     transaction block (VACUUM, CREATE INDEX CONCURRENTLY):
+                     each alone, outside any */
+} pg_qmode;
+
+/* The mode for info's SQL, or non-zero with the reason in err when it
+ * cannot run at all. */
+static int pg_query_mode(const json_t *info, int write, int lua,
+                         pg_qmode *mode, char *err, size_t n) {
+  *mode = write ? PG_Q_WRITE : PG_Q_READ_ONLY;
+  if (!info) return 0;
+  size_t st = json_array_size(json_object_get(info, "statements"));
+  json_int_t nt = json_integer_value(json_object_get(info, "no_transaction"));
+  const char *first = json_string_value(json_object_get(info, "no_transaction_what"));
+  if (nt == 0 || lua) return 0; /* pg.query reads in a transaction, always */
+  if ((size_t)nt < st) {
+    snprintf(err, n,
+             "the sql mixes %s, which cannot run inside a transaction block, "
+             "with statements that run in one (several statements are one "
+             "implicit transaction): give %s a step of its own",
+             first ? first : "a statement", first ? first : "it");
+    return -1;
+  }
+  const char *w = json_string_value(json_object_get(info, "writes_what"));
+  if (!write && w) {
+    snprintf(err, n,
+             "write is false, but %s writes (and cannot run inside the READ "
+             "ONLY transaction a read runs in): set write: true", w);
+    return -1;
+  }
+  *mode = PG_Q_OUTSIDE;
+  return 0;
+}
+
+/* The class that counts in mode: inside a READ ONLY transaction, what
+ * PostgreSQL refuses there does nothing. */
+static const char *pg_mode_key(pg_qmode mode, const char *key) {
+  if (mode != PG_Q_READ_ONLY) return key;
+  return !strcmp(key, "side")   ? "side_read_only"
+         : !strcmp(key, "what") ? "what_read_only"
+                                : "class_read_only";
+}
+
+eng_side_effect pg_query_classify(const json_t *p) {
+  int write = pg_pbool(p, "write", 0);
+  const char *sql = pg_pstr(p, "sql");
+  json_t *info = sql ? pg_sql_info(sql) : NULL;
+  if (!info) return write ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_READ_ONLY;
+  pg_qmode mode;
+  char err[512];
+  pg_query_mode(info, write, 0, &mode, err, sizeof err);
+  json_int_t side = json_integer_value(json_object_get(info, pg_mode_key(mode, "side")));
+  json_decref(info);
+  return (eng_side_effect)side;
+}
+
+void pg_describe_query(const json_t *p, char *buf, size_t n) {
+  const char *sql = pg_pstr(p, "sql");
+  json_t *info = sql ? pg_sql_info(sql) : NULL;
+  if (!info) return;
+  pg_qmode mode;
+  char err[512];
+  int bad = pg_query_mode(info, pg_pbool(p, "write", 0), 0, &mode, err, sizeof err);
+  size_t st = json_array_size(json_object_get(info, "statements"));
+  const char *cls = json_string_value(json_object_get(info, pg_mode_key(mode, "class")));
+  const char *what = json_string_value(json_object_get(info, pg_mode_key(mode, "what")));
+  size_t len = (size_t)snprintf(
+      buf, n, "run %zu statement%s %s: %s%s%s%s", st, st == 1 ? "" : "s",
+      mode == PG_Q_OUTSIDE ? "outside a transaction block, one at a time"
+      : mode == PG_Q_WRITE ? "with writes allowed"
+                           : "in a READ ONLY transaction",
+      cls ? cls : "?", what && *what && strcmp(cls ? cls : "", "read") ? " (" : "",
+      what && *what && strcmp(cls ? cls : "", "read") ? what : "",
+      what && *what && strcmp(cls ? cls : "", "read") ? ")" : "");
+  size_t i;
+  json_t *d;
+  json_array_foreach(json_object_get(info, "databases"), i, d) {
+    if (len >= n) break;
+    len += (size_t)snprintf(
+        buf + len, n - len, "; database %s: %s (%s)",
+        json_string_value(json_object_get(d, "name")),
+        json_string_value(json_object_get(d, pg_mode_key(mode, "class"))),
+        json_string_value(json_object_get(d, "what")));
+  }
+  const char *u = json_string_value(json_object_get(info, "unverified"));
+  if (u && len < n) len += (size_t)snprintf(buf + len, n - len, "; unverified: %s", u);
+  if (bad && len < n) snprintf(buf + len, n - len, "; cannot run: %s", err);
+  json_decref(info);
+}
+
+int pg_check_sql(const json_t *value, char *err, size_t errlen) {
+  json_t *info = pg_sql_info(json_string_value(value));
+  if (!info) return 0; /* before init(): start() checks it */
+  pg_qmode mode;
+  /* write: true here: the mix is wrong whatever write says; write: false
+   * with a statement that writes is start()'s to say */
+  int rc = pg_query_mode(info, 1, 0, &mode, err, errlen);
+  json_decref(info);
+  return rc;
+}
+
 typedef struct pg_query_op {
   pg_op op;
   char *url;
@@ -232,6 +347,8 @@ typedef struct pg_query_op {
   char **args;
   int write;
   int lua; /* pg.query from a hook: output "result" */
+  pg_qmode mode;
+  json_t *info; /* what the SQL does (host->sql_classify), or NULL */
   size_t max_rows;
   pg_sess *s;
   pg_ident id;
@@ -246,6 +363,7 @@ static void pg_query_destroy(pg_op *op) {
   free(q->args);
   free(q->url);
   free(q->sql);
+  json_decref(q->info);
   json_decref(q->rows);
   json_decref(q->columns);
   free(q);
@@ -309,7 +427,20 @@ static void pg_query_done(pg_sess *s, void *ud, int rc) {
 }
 
 static void pg_query_queue(pg_query_op *q) {
-  if (q->write) {
+  if (q->mode == PG_Q_OUTSIDE && q->nargs == 0) {
+    /* each statement alone, outside any transaction block (a string of
+     * several statements is one implicit transaction) */
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(q->info, "statements"), i, st) {
+      size_t off = (size_t)json_integer_value(json_object_get(st, "offset"));
+      size_t len = (size_t)json_integer_value(json_object_get(st, "length"));
+      if (off > strlen(q->sql) || len > strlen(q->sql + off)) continue;
+      char *one = eng_xstrndup(q->sql + off, len);
+      pg_sess_add_script(q->s, "query", one, pg_query_res, q);
+      free(one);
+    }
+  } else if (q->mode != PG_Q_READ_ONLY) {
     if (q->nargs == 0)
       pg_sess_add_script(q->s, "query", q->sql, pg_query_res, q);
     else
@@ -333,11 +464,24 @@ static void pg_query_ident_end(pg_sess *s, void *ud, int rc) {
     pg_fail_sess(&q->op, s, rc, "connect");
     return;
   }
-  if (pg_guard_db(&q->op, &q->id, q->id.database) != ENG_OK) {
+  /* the guards with the server's identity: what the SQL does to this
+   * database and to those its statements name */
+  int g = q->info ? pg_guard_sql(&q->op, &q->id, q->sql,
+                                 q->mode == PG_Q_READ_ONLY ? ENG_SQL_READ_ONLY : 0)
+                  : pg_guard_db(&q->op, &q->id, q->id.database);
+  if (g != ENG_OK) {
     pg_op_finish(&q->op, ENG_ERR_REFUSED);
     return;
   }
   pg_query_queue(q);
+}
+
+/* Does the SQL need the guards before it runs? Not when it only reads. */
+static int pg_query_guarded(const pg_query_op *q) {
+  if (!q->info) return q->write;
+  const char *cls = json_string_value(json_object_get(q->info, pg_mode_key(q->mode, "class")));
+  return !cls || strcmp(cls, "read") || json_object_get(q->info, "unverified") ||
+         json_array_size(json_object_get(q->info, "databases"));
 }
 
 static int pg_query_start(eng_call *call, const char *url, const char *sql,
@@ -345,12 +489,22 @@ static int pg_query_start(eng_call *call, const char *url, const char *sql,
                           int lua, size_t max_rows) {
   int rc = pg_ci_check(call, url, "url");
   if (rc != ENG_OK) return rc;
+  json_t *info = pg_sql_info(sql);
+  pg_qmode mode;
+  char err[512];
+  if (pg_query_mode(info, write, lua, &mode, err, sizeof err)) {
+    pg_host->fail(call, "%s", err);
+    json_decref(info);
+    return ENG_ERR_INVALID;
+  }
   pg_query_op *q = eng_xcalloc(1, sizeof *q);
   pg_op_init(&q->op, call, pg_query_destroy);
   q->url = eng_xstrdup(url);
   q->sql = eng_xstrdup(sql);
   q->write = write;
   q->lua = lua;
+  q->mode = mode;
+  q->info = info;
   q->max_rows = max_rows;
   size_t n = json_array_size(args);
   if (n > first_arg) {
@@ -360,7 +514,7 @@ static int pg_query_start(eng_call *call, const char *url, const char *sql,
       q->args[i - first_arg] = pg_arg_text(json_array_get(args, i));
   }
   q->s = pg_sess_open(&q->op, q->url);
-  if (write) {
+  if (pg_query_guarded(q)) {
     pg_ident_add(q->s, &q->id);
     pg_sess_run(q->s, pg_query_ident_end, q);
   } else {

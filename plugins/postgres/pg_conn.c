@@ -639,6 +639,17 @@ int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname) {
   return rc == ENG_OK ? ENG_OK : ENG_ERR_REFUSED;
 }
 
+int pg_guard_sql(pg_op *op, const pg_ident *id, const char *sql,
+                 unsigned flags) {
+  char *target = pg_ident_target(id, id->database);
+  char evidence[48];
+  snprintf(evidence, sizeof evidence, "sysid:%s", id->sysid);
+  int rc = pg_host->guard_sql(op->e.call, target, id->sysid[0] ? evidence : NULL,
+                              sql, flags);
+  free(target);
+  return rc == ENG_OK ? ENG_OK : ENG_ERR_REFUSED;
+}
+
 /* ---- server-side cancel ------------------------------------------------ */
 
 static void pg_sess_cancelled(pg_sess *c, void *ud, int rc) {

@@ -225,6 +225,12 @@ char *pg_ident_target(const pg_ident *id, const char *dbname);
 /* Check a database target with the host's guards, with the sysid as
  * evidence. Returns ENG_OK or ENG_ERR_REFUSED. */
 int pg_guard_db(pg_op *op, const pg_ident *id, const char *dbname);
+/* Check SQL about to run on id's database with the host's guards
+ * (host->guard_sql: each database it touches, what it does to it, what
+ * cannot be verified); flags ENG_SQL_READ_ONLY inside a READ ONLY
+ * transaction. Returns ENG_OK or ENG_ERR_REFUSED. */
+int pg_guard_sql(pg_op *op, const pg_ident *id, const char *sql,
+                 unsigned flags);
 /* A hint for a connection error code, to complete a message. */
 const char *pg_conn_hint(int rc);
 /* Map a SQLSTATE to an engine error code. */
@@ -394,6 +400,12 @@ int pg_act_compare(eng_call *call, const json_t *params);
 int pg_act_verify(eng_call *call, const json_t *params);
 int pg_act_connections(eng_call *call, const json_t *params);
 int pg_lua_query(eng_call *call, const json_t *args);
+/* postgres.query's class, what plan shows of it, and the check of its sql
+ * (statements that cannot run in a transaction block mixed with others),
+ * all from the host's SQL classifier (host->sql_classify). */
+eng_side_effect pg_query_classify(const json_t *params);
+void pg_describe_query(const json_t *params, char *buf, size_t n);
+int pg_check_sql(const json_t *value, char *err, size_t errlen);
 
 /* The embedded demo schema (generated from demo.sql at build time). */
 extern const char pg_demo_sql[];

@@ -9,6 +9,7 @@
 
 
 static int pg_init(const eng_host *host) {
+  /* guard_sql and sql_classify (1.5) are checked where they are used */
   if (host->abi_major != ENG_ABI_MAJOR ||
       host->size <
           offsetof(eng_host, stream_is_remote) + sizeof host->stream_is_remote)
@@ -404,8 +405,15 @@ static const eng_param query_params[] = {
     {.name = "sql",
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
-     .target = ENG_TARGET_COMMAND,
-     .doc = "one SQL statement; $1..$n take `args`"},
+     .target = ENG_TARGET_SQL,
+     .doc = "one SQL statement; $1..$n take `args`. Its class comes from "
+            "what it does (read with PostgreSQL's parser): maintenance "
+            "(VACUUM, ANALYZE), disruptive (VACUUM FULL, "
+            "pg_terminate_backend()), write, destructive; statements that "
+            "cannot run in a transaction block (VACUUM, CREATE INDEX "
+            "CONCURRENTLY) run alone, outside one, when the sql holds only "
+            "such statements",
+     .check = pg_check_sql},
     {.name = "args",
      .type = ENG_T_LIST,
      .target = ENG_TARGET_NONE,
@@ -544,9 +552,6 @@ static const eng_output conns_outputs[] = {
 static eng_side_effect pg_restore_classify(const json_t *p) {
   return pg_pbool(p, "clean", 0) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES;
 }
-static eng_side_effect pg_query_classify(const json_t *p) {
-  return pg_pbool(p, "write", 0) ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_READ_ONLY;
-}
 static eng_side_effect pg_conns_classify(const json_t *p) {
   return pg_pbool(p, "terminate", 0) ? ENG_SIDE_DISRUPTIVE : ENG_SIDE_READ_ONLY;
 }
@@ -618,13 +623,15 @@ static const eng_action pg_actions[] = {
      .start = pg_act_drop_database},
     {.name = "query",
      .doc = "run one SQL statement (in a READ ONLY transaction unless write: "
-            "true)",
+            "true, or outside any transaction block when it cannot run in "
+            "one); its class is what the SQL does",
      .side_effect = ENG_SIDE_READ_ONLY,
      .flags = ENG_A_REPEAT_SAFE,
      .params = query_params,
      .outputs = query_outputs,
      .start = pg_act_query,
-     .classify = pg_query_classify},
+     .classify = pg_query_classify,
+     .describe = pg_describe_query},
     {.name = "row_counts",
      .doc = "count the rows of every user table (one snapshot)",
      .side_effect = ENG_SIDE_READ_ONLY,

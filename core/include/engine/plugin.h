@@ -124,10 +124,16 @@ typedef enum eng_target {
   ENG_TARGET_INSTANCE = 5,
   ENG_TARGET_COMMAND = 6, /* a command line (string or argv list) */
   ENG_TARGET_FILE = 7,    /* a local path or stream URL */
-  ENG_TARGET_SNAPSHOT = 8 /* (1.1) a snapshot of a managed instance: held to
+  ENG_TARGET_SNAPSHOT = 8, /* (1.1) a snapshot of a managed instance: held to
                              protected_instances by its id, and by the
                              instance it was taken from (the evidence
                              given to guard_target) */
+  ENG_TARGET_SQL = 9 /* (1.5) SQL text run on the database a connection
+                        parameter names: forbidden_commands apply to it as
+                        to a command line, and the databases its statements
+                        name (ALTER DATABASE x RENAME) are held to what it
+                        does to them before the run; the action checks the
+                        rest with host->guard_sql when it connects */
 } eng_target;
 
 /* What an action does to its targets. The guards (docs/runbook-format.md,
@@ -616,8 +622,9 @@ struct eng_host {
    *   "side", "side_read_only", "side_here", "side_here_read_only"  the
    *                      same as eng_side_effect values (a write counts as
    *                      ENG_SIDE_DESTRUCTIVE);
-   *   "what"             the statement or function behind "class"
-   *                      ("VACUUM FULL", "pg_terminate_backend()");
+   *   "what", "what_read_only"  the statement or function behind "class"
+   *                      and "class_read_only" ("VACUUM FULL",
+   *                      "pg_terminate_backend()");
    *   "unverified"       why part of it cannot be verified (text that does
    *                      not parse, DO, CALL, a function the guards do not
    *                      know, dblink), or absent;
