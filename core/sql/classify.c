@@ -748,13 +748,19 @@ int eng__sql_classify(const char *sql, eng__sql_info *out) {
   if (!sql) sql = "";
   PgQueryParseResult pr = pg_query_parse(sql);
   json_t *tree = NULL;
-  if (!pr.error) tree = json_loads(pr.parse_tree, 0, NULL);
+  json_error_t jerr;
+  if (!pr.error) tree = json_loads(pr.parse_tree, 0, &jerr);
   if (pr.error || !tree) {
-    const char *msg = pr.error && pr.error->message ? pr.error->message
-                                                    : "the parse tree is too deep";
-    char *why = eng__asprintf(
-        "the SQL does not parse as PostgreSQL %s (%s, at character %d)",
-        PG_MAJORVERSION, msg, pr.error ? pr.error->cursorpos : 0);
+    /* jansson refuses a tree nested too deeply or holding bytes that are
+     * not UTF-8 (names of such bytes): not read, so not verified */
+    char *why = pr.error ? eng__asprintf("the SQL does not parse as PostgreSQL %s "
+                                         "(%s, at character %d)", PG_MAJORVERSION,
+                                         pr.error->message ? pr.error->message : "error",
+                                         pr.error->cursorpos)
+                         : eng__asprintf("the SQL's parse tree cannot be read (%s)",
+                                         jerr.text);
+    for (char *x = why; *x; x++) /* it quotes the text: keep it ASCII */
+      if ((unsigned char)*x >= 0x80 || (unsigned char)*x < 0x20) *x = '?';
     out->unverified = why;
     out->cls = ENG__SQL_WRITE; /* unknown text may write anything */
     out->here = ENG__SQL_WRITE;
@@ -777,6 +783,8 @@ int eng__sql_classify(const char *sql, eng__sql_info *out) {
     json_int_t len = json_integer_value(json_object_get(raw, "stmt_len"));
     if (loc < 0 || (size_t)loc > sql_len) loc = 0;
     if (len <= 0 || (size_t)(loc + len) > sql_len) len = (json_int_t)(sql_len - (size_t)loc);
+    while (len > 0 && strchr(" \t\r\n", sql[loc])) loc++, len--; /* after a ';' */
+    while (len > 0 && strchr(" \t\r\n", sql[loc + len - 1])) len--;
     eng__sql_stmt *st = &out->stmts[out->n_stmts++];
     st->off = (size_t)loc;
     st->len = (size_t)len;
