@@ -79,7 +79,9 @@ int cmd_docs(cli *c) {
           }
           if (q->flags & ENG_P_SECRET) eng__buf_adds(&b, " Secret.");
           if (q->target)
-            eng__buf_addf(&b, " Names a %s (guarded).", cli_target_names[q->target]);
+            eng__buf_addf(&b, q->target == ENG_TARGET_SQL ? " Is SQL (guarded by what it does)."
+                                                           : " Names a %s (guarded).",
+                          cli_target_names[q->target]);
           eng__buf_adds(&b, " |\n");
         }
       }

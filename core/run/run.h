@@ -8,7 +8,8 @@
  *   report.c   report.json, JUnit XML, the drill evidence, the run state
  *              notifications read
  *   policy.c   the guard policy applied to one target: protected lists,
- *              forbidden commands (through shell/), ownership
+ *              forbidden commands (through shell/), SQL (through sql/),
+ *              ownership, a step's allow_disruptive
  *
  * Nothing declared here calls up into calls, expressions, planning or
  * scheduling.

@@ -122,7 +122,7 @@ typedef struct opt {
 } opt;
 
 enum { O_NONE, O_DB, O_CMD, O_FILE, O_CLEAN, O_CREATE, O_LIST, O_ALL,
-       O_VOLUMES, O_MOUNT, O_VOLUME, O_FORCE };
+       O_VOLUMES, O_MOUNT, O_VOLUME, O_FORCE, O_FULL, O_CONCURRENTLY };
 
 /* Match argv[*i] against opts: the option's id (and *val for its value),
  * O_NONE for another option, -1 for a positional word. */
@@ -296,6 +296,7 @@ static const opt pg_maint_opts[] = {
     {NULL, "maintenance-db", true, O_NONE}, {"a", "all", false, O_ALL},
     {NULL, "min-xid-age", true, O_NONE}, {NULL, "min-mxid-age", true, O_NONE},
     {NULL, "buffer-usage-limit", true, O_NONE}, {NULL, "parallel", true, O_NONE},
+    {"f", "full", false, O_FULL}, {NULL, "concurrently", false, O_CONCURRENTLY},
     {NULL, NULL, false, 0}};
 
 /* The PostgreSQL clients, one row each: names, options, what they do. */
@@ -305,7 +306,8 @@ typedef enum pg_kind {
   PG_RESTORE,     /* creates into -d, or destroys with --clean/--create */
   PG_DROPDB,      /* destroys */
   PG_CREATEDB,    /* creates */
-  PG_MAINTENANCE  /* disrupts (vacuum, reindex, cluster) */
+  PG_MAINTENANCE  /* maintains (vacuumdb, reindexdb --concurrently) or
+                     disrupts (vacuumdb --full, reindexdb, clusterdb) */
 } pg_kind;
 
 typedef struct pg_client {
@@ -334,6 +336,7 @@ typedef struct pg_args {
   char *db;        /* the database -d names (malloc'd), then the one used */
   bool db_unknown; /* -d (or the first positional) is not known here */
   bool clean, create, list, all;
+  bool full, concurrently; /* vacuumdb --full, reindexdb --concurrently */
   bool file;       /* SQL from a file, or a -c not known here */
   bool any_cmd;    /* a -c */
   eng__buf sql;    /* every -c, each ending with ";\n" */
@@ -375,6 +378,8 @@ static void pg_read_args(const opt *opts, const eng__cmd_words *ws,
     case O_CREATE: a->create = true; break;
     case O_LIST: a->list = true; break;
     case O_ALL: a->all = true; break;
+    case O_FULL: a->full = true; break;
+    case O_CONCURRENTLY: a->concurrently = true; break;
     default: break;
     }
   }
@@ -445,12 +450,15 @@ static eng_side_effect pg_effect(const pg_client *pc, const char *tool,
             : a->create           ? "pg_restore --create"
                                   : "pg_restore into it";
     return a->clean || a->create ? ENG_SIDE_DESTRUCTIVE : ENG_SIDE_CREATES;
-  default: /* vacuumdb, reindexdb, clusterdb */
+  default: /* vacuumdb, reindexdb, clusterdb: as VACUUM, REINDEX, CLUSTER */
     *what = tool;
     if (a->all) {
       free(a->db);
       a->db = eng__xstrdup("*");
     }
+    if ((!strcmp(tool, "vacuumdb") && !a->full) ||
+        (!strcmp(tool, "reindexdb") && a->concurrently))
+      return ENG_SIDE_MAINTENANCE;
     return ENG_SIDE_DISRUPTIVE;
   }
 }

@@ -406,13 +406,13 @@ static const eng_param query_params[] = {
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
      .target = ENG_TARGET_SQL,
-     .doc = "one SQL statement; $1..$n take `args`. Its class comes from "
-            "what it does (read with PostgreSQL's parser): maintenance "
-            "(VACUUM, ANALYZE), disruptive (VACUUM FULL, "
-            "pg_terminate_backend()), write, destructive; statements that "
-            "cannot run in a transaction block (VACUUM, CREATE INDEX "
-            "CONCURRENTLY) run alone, outside one, when the sql holds only "
-            "such statements",
+     .doc = "one SQL statement (several with write: true and no args); "
+            "$1..$n take `args`. The step's class is what it does, read "
+            "with PostgreSQL's parser (maintenance for VACUUM, disruptive "
+            "for VACUUM FULL or pg_terminate_backend(), ...); statements "
+            "that cannot run in a transaction block (VACUUM, CREATE INDEX "
+            "CONCURRENTLY) run one at a time outside one when the sql holds "
+            "only such statements",
      .check = pg_check_sql},
     {.name = "args",
      .type = ENG_T_LIST,
