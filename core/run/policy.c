@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Always on; a runbook can add, never remove. */
 static const char *const builtin_forbidden[] = {
@@ -106,16 +107,19 @@ static bool rule_matches(const eng__cmd_words *cmd, const eng__cmd_words *rule) 
     const char *want = rule->w[k].s;
     /* a program may be named by path: /usr/bin/dropdb, npx prisma */
     const char *base = strrchr(t, '/');
-    if (!strcmp(t, want) || (k == 0 && base && !strcmp(base + 1, want))) k++;
+    if (!strcasecmp(t, want) || (k == 0 && base && !strcasecmp(base + 1, want)))
+      k++;
   }
   return k == rule->n;
 }
 
-/* Does forbidden rule f hit the command (both read as the guards read
- * commands: shell/shell.h's ENG_CMD_GUARD)? The rule is its first command;
- * as_text: also when the rule is a fragment of the command's text (a rule
- * given as a path or fragment). */
-static bool forbidden(const eng__cmd_lexed *line, const char *f, bool as_text) {
+/* Does forbidden rule f hit the command, read as the guards read commands
+ * (shell/shell.h's ENG_CMD_GUARD), or as the analyser read what runs
+ * (variables expanded, sh -c and eval bodies)? The rule is its first
+ * command; as_text: also when the rule is a fragment of the command's text
+ * (a rule given as a path or fragment). */
+static bool forbidden(const eng__cmd_lexed *line, const eng__cmd_analysis *a,
+                      const char *f, bool as_text) {
   static const eng__cmd_words none = {0};
   eng__cmd_lexed rule;
   eng__cmd_lex(f, ENG_CMD_GUARD, NULL, &rule);
@@ -123,6 +127,8 @@ static bool forbidden(const eng__cmd_lexed *line, const char *f, bool as_text) {
   bool hit = false;
   for (size_t i = 0; i < line->n && !hit; i++)
     hit = rule_matches(&line->cmd[i], words);
+  for (size_t i = 0; i < a->ncmd && !hit; i++)
+    hit = rule_matches(&a->cmd[i], words);
   if (!hit && as_text) hit = *rule.text && strstr(line->text, rule.text);
   eng__cmd_lexed_free(&rule);
   return hit;
@@ -143,12 +149,10 @@ static const char *const side_word[] = {"reads", "creates", "destroys",
 
 /* What the analyser understood of a command, held to the policy. */
 static int check_findings(eng__run *r, const char *step, const char *cmd,
-                          const char *env_text) {
-  eng__cmd_analysis a;
-  eng__cmd_analyse_env_text(cmd, env_text, &a);
+                          const eng__cmd_analysis *a) {
   int rc = ENG_OK;
-  for (size_t i = 0; i < a.n && rc == ENG_OK; i++) {
-    eng__cmd_finding *f = &a.f[i];
+  for (size_t i = 0; i < a->n && rc == ENG_OK; i++) {
+    eng__cmd_finding *f = &a->f[i];
     char *ev = eng__asprintf("%s: %s", f->tool, f->what);
     if (f->side == ENG_SIDE_READ_ONLY) {
       record(r, step, "pass", "commands", f->target ? f->target : cmd, ev,
@@ -201,18 +205,17 @@ static int check_findings(eng__run *r, const char *step, const char *cmd,
     }
     free(ev);
   }
-  if (rc == ENG_OK && a.unverified) {
+  if (rc == ENG_OK && a->unverified) {
     if (r->policy.refuse_unverified) {
       char *msg = eng__asprintf(
           "refused: the guards cannot see what this command does (%s) and "
-          "guards.unverified_commands is 'refuse'", a.unverified);
+          "guards.unverified_commands is 'refuse'", a->unverified);
       rc = refuse(r, step, "unverified_commands", cmd, NULL, msg);
       free(msg);
     } else {
-      record(r, step, "pass", "unverified_commands", cmd, NULL, a.unverified);
+      record(r, step, "pass", "unverified_commands", cmd, NULL, a->unverified);
     }
   }
-  eng__cmd_analysis_free(&a);
   return rc;
 }
 
@@ -223,6 +226,8 @@ static int check_command(eng__run *r, const char *step, const char *cmd,
   if (!extra) return unresolved(r, step, "forbidden_commands", cmd, why);
   eng__cmd_lexed line;
   eng__cmd_lex(cmd, ENG_CMD_GUARD, NULL, &line);
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(cmd, env_text, &a);
   int rc = ENG_OK;
   size_t nb = 0;
   while (builtin_forbidden[nb]) nb++;
@@ -230,7 +235,7 @@ static int check_command(eng__run *r, const char *step, const char *cmd,
   for (size_t i = 0; i < n && rc == ENG_OK; i++) {
     const char *f = i < nb ? builtin_forbidden[i]
                            : json_string_value(json_array_get(extra, i - nb));
-    if (!forbidden(&line, f, i >= nb)) continue;
+    if (!forbidden(&line, &a, f, i >= nb)) continue;
     char *msg = eng__asprintf(
         "refused: the command contains forbidden '%s' (%s); this rule "
         "cannot be switched off",
@@ -241,7 +246,8 @@ static int check_command(eng__run *r, const char *step, const char *cmd,
   eng__cmd_lexed_free(&line);
   json_decref(extra);
   if (rc == ENG_OK) record(r, step, "pass", "forbidden_commands", cmd, NULL, NULL);
-  if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text);
+  if (rc == ENG_OK) rc = check_findings(r, step, cmd, &a);
+  eng__cmd_analysis_free(&a);
   return rc;
 }
 

@@ -26,6 +26,7 @@
 typedef struct ctx {
   eng__cmd_analysis *out;
   const char *const *env; /* NAME=VALUE of the step, NULL-terminated */
+  char *const *vars;      /* the line's variables before this command */
   int depth;              /* sh -c bodies being read */
 } ctx;
 
@@ -33,28 +34,30 @@ static void unverified(ctx *c, const char *why) {
   if (!c->out->unverified) c->out->unverified = eng__xstrdup(why);
 }
 
+/* What (a word of the line) is not known here: the reason names the
+ * expansion it holds. */
+static void unknown_word(ctx *c, const char *what, const eng__cmd_word *w) {
+  if (c->out->unverified) return;
+  c->out->unverified =
+      w->var ? eng__asprintf("%s is not known here (%s)", what, w->var)
+             : eng__asprintf("%s is not known here", what);
+}
+
+/* The value of NAME for a command: eng__cmd_unknown when not known. */
 static const char *env_lookup(const ctx *c, const eng__cmd_words *overlay,
                               const char *name, size_t n) {
-  /* VAR=x prefixes of this command first, then the step, then ours */
+  /* VAR=x prefixes of this command first, then the line's, the step's,
+   * ours */
   for (size_t i = 0; overlay && i < overlay->n; i++) {
     const char *eq = strchr(overlay->w[i].s, '=');
     if (eq && (size_t)(eq - overlay->w[i].s) == n &&
         !strncmp(overlay->w[i].s, name, n))
-      return eq + 1;
+      return overlay->w[i].unknown ? eng__cmd_unknown : eq + 1;
   }
-  return eng__cmd_getenv(c->env, name, n);
+  const char *v = eng__cmd_var((const char *const *)c->vars, name, n);
+  return v ? v : eng__cmd_getenv(c->env, name, n);
 }
 
-/* Is word one of the names in list (separated by spaces)? */
-static bool in_list(const char *list, const char *word) {
-  size_t n = strlen(word);
-  for (const char *p = list; *p; p += strspn(p, " ")) {
-    size_t len = strcspn(p, " ");
-    if (len && len == n && !strncmp(p, word, n)) return true;
-    p += len;
-  }
-  return false;
-}
 
 /* ---- findings -------------------------------------------------------------- */
 
@@ -346,7 +349,7 @@ static const pg_client pg_clients[] = {
 
 static const pg_client *pg_client_of(const char *prog) {
   for (const pg_client *pc = pg_clients; pc->names; pc++)
-    if (in_list(pc->names, prog)) return pc;
+    if (eng__cmd_in_list(pc->names, prog)) return pc;
   return NULL;
 }
 
@@ -409,7 +412,8 @@ static void pg_database(ctx *c, const eng__cmd_words *overlay, bool restore,
   if (!a->db && a->first_pos && !restore) a->db = dbname_of(a->first_pos);
   if (!a->db && !a->db_unknown) {
     const char *e = env_lookup(c, overlay, "PGDATABASE", 10);
-    if (e && *e) a->db = eng__xstrdup(e);
+    if (e == eng__cmd_unknown) a->db_unknown = true;
+    else if (e && *e) a->db = eng__xstrdup(e);
   }
   if (!a->db && !restore &&
       (a->db_unknown || strchr(a->first_pos ? a->first_pos : "", '$')))
@@ -587,7 +591,7 @@ static void docker_tool(ctx *c, const eng__cmd_words *ws, size_t at, const char 
                              !strcmp(ws->w[at + 1].s, "rm"))) {
     size_t from = !strcmp(sub, "rm") ? at + 1 : at + 2;
     bool volumes = false;
-    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {.w = ws->w + from - 1, .n = ws->n - from + 1};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -609,7 +613,7 @@ static void docker_tool(ctx *c, const eng__cmd_words *ws, size_t at, const char 
        (!strcmp(ws->w[at + 1].s, "run") || !strcmp(ws->w[at + 1].s, "create")))) {
     size_t from = !strcmp(sub, "container") ? at + 2 : at + 1;
     snprintf(tool, sizeof tool, "%s %s", prog, !strcmp(sub, "container") ? ws->w[at + 1].s : sub);
-    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {.w = ws->w + from - 1, .n = ws->n - from + 1};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -678,7 +682,7 @@ static const wrapper compose_exec = {
 static const wrapper wrappers[] = {
     {.progs = "sudo doas", .valued = "-u -g -C -D -h -p -r -t -U"},
     {.progs = "env", .valued = "-u"},
-    {.progs = "exec time nohup command builtin stdbuf setsid chronic"},
+    {.progs = "exec time nohup command builtin stdbuf setsid chronic busybox"},
     {.progs = "nice ionice", .valued = "-n -c"},
     {.progs = "timeout", .valued = "-s -k", .skip = 1 /* the duration */},
     {.progs = "npx bunx", .valued = "-p --package"},
@@ -704,7 +708,7 @@ typedef enum wrapping {
 static size_t skip_options(const char *valued, const eng__cmd_words *ws,
                            size_t k) {
   while (k < ws->n && ws->w[k].s[0] == '-')
-    k += valued && in_list(valued, ws->w[k].s) ? 2 : 1;
+    k += valued && eng__cmd_in_list(valued, ws->w[k].s) ? 2 : 1;
   return k;
 }
 
@@ -719,7 +723,7 @@ static wrapping wrapped_at(const wrapper *wr, const eng__cmd_words *ws,
   }
   k = skip_options(wr->valued, ws, k);
   if (wr->then) {
-    if (k >= ws->n || !in_list(wr->then->subs, ws->w[k].s)) return W_STOP;
+    if (k >= ws->n || !eng__cmd_in_list(wr->then->subs, ws->w[k].s)) return W_STOP;
     return wrapped_at(wr->then, ws, k + 1, at);
   }
   *at = k + wr->skip;
@@ -730,10 +734,10 @@ static wrapping wrapped_at(const wrapper *wr, const eng__cmd_words *ws,
 static wrapping unwrap(const eng__cmd_words *ws, size_t i, const char *prog,
                        size_t *at) {
   for (const wrapper *wr = wrappers; wr->progs; wr++) {
-    if (!in_list(wr->progs, prog)) continue;
+    if (!eng__cmd_in_list(wr->progs, prog)) continue;
     size_t k = i + 1;
     if (wr->subs) {
-      if (k >= ws->n || !in_list(wr->subs, ws->w[k].s)) continue;
+      if (k >= ws->n || !eng__cmd_in_list(wr->subs, ws->w[k].s)) continue;
       k++;
     }
     return wrapped_at(wr, ws, k, at);
@@ -752,43 +756,112 @@ static size_t take_assignments(const eng__cmd_words *ws, size_t i,
   while (i < ws->n && eng__cmd_is_assignment(ws->w[i].s)) {
     overlay->w = eng__xrealloc(overlay->w, (overlay->n + 1) * sizeof *overlay->w);
     overlay->w[overlay->n].s = ws->w[i].s;
+    overlay->w[overlay->n].var = NULL;
     overlay->w[overlay->n++].unknown = ws->w[i].unknown;
     i++;
   }
   return i;
 }
 
-/* sh -c BODY (ws->w[i] is the shell): the body is a line of its own. */
+/* A text run as a line of its own (sh -c, eval, a here-document a shell
+ * reads), seeing the variables the line set before it (vars). */
+static void analyse_body(ctx *c, const char *text, char *const *vars) {
+  if (c->depth >= SH_C_DEPTH_MAX) {
+    unverified(c, "shells nested too deep: the innermost is not read");
+    return;
+  }
+  size_t nv = 0, ne = 0;
+  while (vars && vars[nv]) nv++;
+  while (c->env && c->env[ne]) ne++;
+  const char **env = eng__xcalloc(nv + ne + 1, sizeof *env);
+  for (size_t k = 0; k < nv; k++) env[k] = vars[k];
+  for (size_t k = 0; k < ne; k++) env[nv + k] = c->env[k];
+  ctx inner = *c;
+  inner.env = env;
+  inner.depth++;
+  analyse_line(&inner, text);
+  free(env);
+}
+
+/* A shell (ws->w[i]): sh -c BODY is read as a line of its own, and so is
+ * a here-document it reads; a script or a program from stdin is not seen. */
 static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i) {
   size_t k = i + 1;
-  bool dash_c = false;
-  while (k < ws->n && ws->w[k].s[0] == '-') {
-    if (ws->w[k].s[1] != '-' && strchr(ws->w[k].s, 'c')) dash_c = true;
-    k++;
+  bool dash_c = false, dash_s = false;
+  while (k < ws->n && (ws->w[k].s[0] == '-' || ws->w[k].s[0] == '+')) {
+    const char *o = ws->w[k++].s;
+    if (!strcmp(o, "--")) break;
+    if (eng__cmd_in_list("-o +o -O +O --rcfile --init-file", o)) k++;
+    else if (o[1] != '-' && strchr(o, 'c')) dash_c = true;
+    else if (o[1] != '-' && strchr(o, 's')) dash_s = true;
     if (dash_c) break;
   }
-  if (dash_c && k < ws->n) {
-    if (ws->w[k].unknown) unverified(c, "the body of sh -c is not known here");
-    if (c->depth < SH_C_DEPTH_MAX) {
-      c->depth++;
-      analyse_line(c, ws->w[k].s);
-      c->depth--;
-    }
-  } else if (k < ws->n) {
+  if (dash_c) {
+    if (k >= ws->n) return;
+    if (ws->w[k].unknown) unknown_word(c, "the body of sh -c", &ws->w[k]);
+    analyse_body(c, ws->w[k].s, ws->vars);
+  } else if (k < ws->n && !dash_s) {
     unverified(c, "a shell script runs (its content is not checked)");
+  } else if (ws->heredoc && !ws->stdin_pipe && !ws->stdin_file) {
+    analyse_body(c, ws->heredoc, ws->vars);
+  } else {
+    unverified(c, "a shell reads its program from standard input (a pipe, "
+                  "a file or a here-string): what runs is not known here");
   }
+}
+
+/* eval: literal words are read as a line of their own. */
+static void eval_text(ctx *c, const eng__cmd_words *ws, size_t i) {
+  eng__buf b = {0};
+  for (size_t k = i + 1; k < ws->n; k++) {
+    if (ws->w[k].unknown) {
+      unknown_word(c, "the text eval runs", &ws->w[k]);
+      eng__buf_free(&b);
+      return;
+    }
+    eng__buf_addf(&b, "%s%s", k > i + 1 ? " " : "", ws->w[k].s);
+  }
+  if (b.data) analyse_body(c, b.data, ws->vars);
+  eng__buf_free(&b);
+}
+
+/* Programs that run what the analyser cannot see: why, or NULL. */
+static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
+                               const char *prog) {
+  if (eng__cmd_in_list("source .", prog)) {
+    const char *f = i + 1 < ws->n ? ws->w[i + 1].s : "";
+    return !strncmp(f, "/dev/stdin", 10) || !strncmp(f, "/dev/fd/", 8) ||
+                   !strncmp(f, "/proc/self/fd/", 14)
+               ? "source reads its program from standard input: what runs "
+                 "is not known here"
+               : "source or . runs a file (its content is not checked)";
+  }
+  if (eng__cmd_in_list("xargs parallel", prog))
+    return "xargs or parallel runs commands built from its input: what runs "
+           "is not known here";
+  if (!strcmp(prog, "find"))
+    for (size_t k = i + 1; k < ws->n; k++)
+      if (eng__cmd_in_list("-exec -execdir -ok -okdir", ws->w[k].s))
+        return "find -exec runs commands built from what it finds: what "
+               "runs is not known here";
+  return NULL;
 }
 
 /* The program at ws->w[i], past every wrapper. */
 static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
                             const eng__cmd_words *overlay, const char *prog,
                             const char *cwd) {
-  if (in_list("sh bash dash zsh ash ksh", prog)) {
+  if (eng__cmd_in_list("sh bash dash zsh ash ksh mksh yash", prog)) {
     shell_body(c, ws, i);
     return;
   }
-  if (in_list("eval source . xargs", prog)) {
-    unverified(c, "eval, source or xargs: what runs is not known here");
+  if (!strcmp(prog, "eval")) {
+    eval_text(c, ws, i);
+    return;
+  }
+  const char *unseen = runs_unseen(ws, i, prog);
+  if (unseen) {
+    unverified(c, unseen);
     return;
   }
   /* the tool itself (asking it for help or its version does nothing) */
@@ -796,23 +869,55 @@ static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
     if (!strcmp(ws->w[k].s, "--help") || !strcmp(ws->w[k].s, "--version") ||
         !strcmp(ws->w[k].s, "-?"))
       return;
-  eng__cmd_words sub = {ws->w + i, ws->n - i, ws->stdin_heredoc, ws->stdin_file};
+  eng__cmd_words sub = *ws;
+  sub.w += i;
+  sub.n -= i;
   const pg_client *pc = pg_client_of(prog);
   if (pc) pg_tool(c, &sub, overlay, pc, prog);
-  else if (in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
-  else if (in_list("rm mv chown chmod chgrp shred", prog))
+  else if (eng__cmd_in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
+  else if (eng__cmd_in_list("rm mv chown chmod chgrp shred", prog))
     path_tool(c, &sub, prog, cwd);
 }
 
+/* Programs that only print or test their words: a word not known here
+ * given to them runs nothing. */
+#define PRINTS_ONLY "echo printf true false : test [ [[ sleep"
+
+/* env -S TEXT (ws->w[i] is env): the text is split into a command. */
+static bool env_splits(const eng__cmd_words *ws, size_t i) {
+  for (size_t k = i + 1; k < ws->n && ws->w[k].s[0] == '-'; k++) {
+    const char *o = ws->w[k].s;
+    if (!strncmp(o, "--split-string", 14) || (o[1] != '-' && strchr(o, 'S')))
+      return true;
+    if (eng__cmd_in_list("-u -C --unset --chdir", o)) k++;
+  }
+  return false;
+}
+
 static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
+  eng__cmd_analysis *a = c->out;
+  a->cmd = eng__xrealloc(a->cmd, (a->ncmd + 1) * sizeof *a->cmd);
+  eng__cmd_words_copy(&a->cmd[a->ncmd++], ws);
+  c->vars = ws->vars;
   eng__cmd_words overlay = {0};
   size_t i = 0;
+  /* the reserved words that open or continue a compound command */
+  while (i < ws->n && eng__cmd_in_list("! { } then else elif do if while until",
+                                       ws->w[i].s))
+    i++;
+  if (i < ws->n && eng__cmd_in_list("for select case function", ws->w[i].s))
+    return; /* for X in WORDS, case WORD in, function NAME: nothing runs */
   for (;;) {
     i = take_assignments(ws, i, &overlay); /* VAR=x cmd */
     if (i >= ws->n) break;
     const char *prog = base(ws->w[i].s);
     if (ws->w[i].unknown) {
-      unverified(c, "the program to run is not known here");
+      unknown_word(c, "the program to run", &ws->w[i]);
+      break;
+    }
+    if (!strcmp(prog, "env") && env_splits(ws, i)) {
+      unverified(c, "env -S splits a text into a command: what runs is not "
+                    "known here");
       break;
     }
     size_t at;
@@ -822,6 +927,11 @@ static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
       continue;
     }
     if (how == W_NONE) analyse_program(c, ws, i, &overlay, prog, cwd);
+    for (size_t k = i + 1; k < ws->n; k++) /* $X of read, for, $1, ... */
+      if (ws->w[k].var && !eng__cmd_in_list(PRINTS_ONLY, prog)) {
+        unknown_word(c, "a word of the command", &ws->w[k]);
+        break;
+      }
     break;
   }
   free(overlay.w);
@@ -862,7 +972,7 @@ static void analyse_line(ctx *c, const char *line) {
 int eng__cmd_analyse(const char *line, const char *const *env,
                      eng__cmd_analysis *out) {
   memset(out, 0, sizeof *out);
-  ctx c = {out, env, 0};
+  ctx c = {out, env, NULL, 0};
   analyse_line(&c, line ? line : "");
   return out->unverified ? 1 : 0;
 }
@@ -891,6 +1001,8 @@ void eng__cmd_analysis_free(eng__cmd_analysis *a) {
     free(a->f[i].what);
   }
   free(a->f);
+  for (size_t i = 0; i < a->ncmd; i++) eng__cmd_words_free(&a->cmd[i]);
+  free(a->cmd);
   free(a->unverified);
   memset(a, 0, sizeof *a);
 }
