@@ -3,7 +3,9 @@
  * forbidden commands. The policy itself (patterns resolved from the
  * runbook) is compiled by guards.c; here it is only data. A command is read
  * through shell/: forbidden commands are matched on the lexer's words (its
- * guard reading), its targets are the analyser's findings. Every decision
+ * guard reading) and on the commands the analyser read (variables
+ * expanded, bodies of sh -c and eval), its targets are the analyser's
+ * findings. Every decision
  * is recorded (report and audit log); a refusal happens before the action
  * has any side effect. */
 #include "run/run.h"

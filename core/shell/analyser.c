@@ -7,9 +7,15 @@
  * lines of their own, then the tools whose targets are known are
  * recognised: the PostgreSQL clients (a table too), docker/podman, and
  * rm/mv/chown on paths. Each finding names the tool, the target and
- * whether the use reads, creates, destroys or disrupts it. Anything the
- * analyser cannot see through (command substitution, eval, an unknown
- * variable where a target should be) makes the line "unverified".
+ * whether the use reads, creates, destroys or disrupts it. `eval`, `trap`
+ * and a here-document fed to a shell are read like `sh -c` bodies. Every
+ * command read is kept (eng__cmd_analysis.cmd) for the forbidden rules.
+ * Anything the analyser cannot see through makes the line "unverified",
+ * with a reason: text it has not seen runs (a shell reading a pipe or
+ * stdin, a script, source, xargs, find -exec, env -S, command
+ * substitution), or a word not known here stands where it could change
+ * what runs (the program, a target, any word given to a program other
+ * than those that only print or test).
  * Pure: no I/O beyond reading the environment and the working directory. */
 #include "shell/shell.h"
 
@@ -763,29 +769,37 @@ static size_t take_assignments(const eng__cmd_words *ws, size_t i,
   return i;
 }
 
-/* A text run as a line of its own (sh -c, eval, a here-document a shell
- * reads), seeing the variables the line set before it (vars). */
-static void analyse_body(ctx *c, const char *text, char *const *vars) {
+/* A text the command ws runs as a line of its own (sh -c, eval, trap, a
+ * here-document a shell reads), seeing the command's VAR=x prefixes
+ * (overlay), then the variables the line set before it. */
+static void analyse_body(ctx *c, const char *text, const eng__cmd_words *ws,
+                         const eng__cmd_words *overlay) {
   if (c->depth >= SH_C_DEPTH_MAX) {
     unverified(c, "shells nested too deep: the innermost is not read");
     return;
   }
-  size_t nv = 0, ne = 0;
-  while (vars && vars[nv]) nv++;
+  size_t no = overlay ? overlay->n : 0, nv = 0, ne = 0;
+  while (ws->vars && ws->vars[nv]) nv++;
   while (c->env && c->env[ne]) ne++;
-  const char **env = eng__xcalloc(nv + ne + 1, sizeof *env);
-  for (size_t k = 0; k < nv; k++) env[k] = vars[k];
-  for (size_t k = 0; k < ne; k++) env[nv + k] = c->env[k];
+  char **env = eng__xcalloc(no + nv + ne + 1, sizeof *env);
+  for (size_t k = 0; k < no; k++) /* NAME alone: not known */
+    env[k] = eng__xstrndup(overlay->w[k].s,
+                           overlay->w[k].unknown ? strcspn(overlay->w[k].s, "=")
+                                                 : strlen(overlay->w[k].s));
+  for (size_t k = 0; k < nv; k++) env[no + k] = ws->vars[k];
+  for (size_t k = 0; k < ne; k++) env[no + nv + k] = (char *)c->env[k];
   ctx inner = *c;
-  inner.env = env;
+  inner.env = (const char *const *)env;
   inner.depth++;
   analyse_line(&inner, text);
+  for (size_t k = 0; k < no; k++) free(env[k]);
   free(env);
 }
 
 /* A shell (ws->w[i]): sh -c BODY is read as a line of its own, and so is
  * a here-document it reads; a script or a program from stdin is not seen. */
-static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i) {
+static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i,
+                       const eng__cmd_words *overlay) {
   size_t k = i + 1;
   bool dash_c = false, dash_s = false;
   while (k < ws->n && (ws->w[k].s[0] == '-' || ws->w[k].s[0] == '+')) {
@@ -799,29 +813,34 @@ static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i) {
   if (dash_c) {
     if (k >= ws->n) return;
     if (ws->w[k].unknown) unknown_word(c, "the body of sh -c", &ws->w[k]);
-    analyse_body(c, ws->w[k].s, ws->vars);
+    analyse_body(c, ws->w[k].s, ws, overlay);
   } else if (k < ws->n && !dash_s) {
     unverified(c, "a shell script runs (its content is not checked)");
   } else if (ws->heredoc && !ws->stdin_pipe && !ws->stdin_file) {
-    analyse_body(c, ws->heredoc, ws->vars);
+    analyse_body(c, ws->heredoc, ws, overlay);
   } else {
     unverified(c, "a shell reads its program from standard input (a pipe, "
                   "a file or a here-string): what runs is not known here");
   }
 }
 
-/* eval: literal words are read as a line of their own. */
-static void eval_text(ctx *c, const eng__cmd_words *ws, size_t i) {
+/* eval, and trap's action (its first word): literal words are read as a
+ * line of their own. */
+static void eval_text(ctx *c, const eng__cmd_words *ws, size_t i,
+                      const eng__cmd_words *overlay) {
+  bool trap = !strcmp(base(ws->w[i].s), "trap");
   eng__buf b = {0};
   for (size_t k = i + 1; k < ws->n; k++) {
+    if (trap && ws->w[k].s[0] == '-' && ws->w[k].s[1]) continue; /* -p -l */
     if (ws->w[k].unknown) {
-      unknown_word(c, "the text eval runs", &ws->w[k]);
+      unknown_word(c, trap ? "the text trap runs" : "the text eval runs", &ws->w[k]);
       eng__buf_free(&b);
       return;
     }
-    eng__buf_addf(&b, "%s%s", k > i + 1 ? " " : "", ws->w[k].s);
+    eng__buf_addf(&b, "%s%s", b.data ? " " : "", ws->w[k].s);
+    if (trap) break;
   }
-  if (b.data) analyse_body(c, b.data, ws->vars);
+  if (b.data) analyse_body(c, b.data, ws, overlay);
   eng__buf_free(&b);
 }
 
@@ -836,6 +855,12 @@ static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
                  "is not known here"
                : "source or . runs a file (its content is not checked)";
   }
+  if (!strcmp(prog, "alias"))
+    for (size_t k = i + 1; k < ws->n; k++)
+      if (strchr(ws->w[k].s, '='))
+        return "alias names a command (what it runs is not checked)";
+  if (eng__cmd_in_list("su runuser", prog))
+    return "su or runuser runs a shell (its commands are not checked)";
   if (eng__cmd_in_list("xargs parallel", prog))
     return "xargs or parallel runs commands built from its input: what runs "
            "is not known here";
@@ -852,11 +877,11 @@ static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
                             const eng__cmd_words *overlay, const char *prog,
                             const char *cwd) {
   if (eng__cmd_in_list("sh bash dash zsh ash ksh mksh yash", prog)) {
-    shell_body(c, ws, i);
+    shell_body(c, ws, i, overlay);
     return;
   }
-  if (!strcmp(prog, "eval")) {
-    eval_text(c, ws, i);
+  if (eng__cmd_in_list("eval trap", prog)) {
+    eval_text(c, ws, i, overlay);
     return;
   }
   const char *unseen = runs_unseen(ws, i, prog);

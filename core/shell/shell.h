@@ -3,9 +3,10 @@
  * command line into simple commands of words, and the shell analyser
  * (analyser.c), which reads those words for what a command line does to
  * guarded targets (databases, volumes, containers, paths): pipelines,
- * wrappers, container exec, the tools whose targets are known. The guard
- * policy (run/policy.c) decides on the analyser's findings and matches
- * forbidden commands on the lexer's words. Above base/.
+ * wrappers, container exec, the tools whose targets are known, and what it
+ * cannot see (unverified). The guard policy (run/policy.c) decides on the
+ * analyser's findings and matches forbidden commands on the lexer's words
+ * and on the commands the analyser read. Above base/.
  */
 #ifndef ENGINE_SHELL_H
 #define ENGINE_SHELL_H
