@@ -39,6 +39,7 @@ typedef struct lexer {
   bool in_word;       /* a word is being read (it may be empty: '') */
   bool unknown;       /* it holds an expansion not known here */
   char *var;          /* the first unknown expansion naming a variable */
+  int brace;          /* unquoted: 1 after `{`, 2 after `{` then `,` or `..` */
   bool redirect;      /* the next word is a redirection's target, not a word */
   /* ENG_CMD_SHELL: the variables the line set so far, as env entries
    * (NAME=VALUE, NAME alone: unknown), NULL-terminated */
@@ -129,6 +130,7 @@ static void end_word(lexer *l) {
   l->var = NULL;
   l->in_word = false;
   l->unknown = false;
+  l->brace = 0;
 }
 
 static void track(lexer *l, const eng__cmd_words *ws, bool uncertain);
@@ -341,10 +343,20 @@ static void unknown_var(lexer *l, const char *p, size_t used) {
   if (!l->var) l->var = eng__xstrndup(p, used);
 }
 
-/* A value into the word; split: unquoted, white space separates words. */
+/* A value into the word; split: unquoted, the characters of IFS (white
+ * space unless the line set it) separate words. */
 static void add_value(lexer *l, const char *v, bool split) {
+  const char *ifs = " \t\n";
+  const char *set = split ? eng__cmd_var((const char *const *)l->vars, "IFS", 3)
+                          : NULL;
+  if (set == eng__cmd_unknown) {
+    unknown_var(l, "$IFS", 4);
+    split = false;
+  } else if (set) {
+    ifs = set;
+  }
   for (; *v; v++) {
-    if (split && strchr(" \t\n", *v)) {
+    if (split && *ifs && strchr(ifs, *v)) {
       end_word(l);
       continue;
     }
@@ -401,8 +413,13 @@ static const char *skip_parens(const char *p) {
 
 /* ---- the shell's tokens ---------------------------------------------- */
 
-/* Any other character: part of the word. */
+/* Any other character: part of the word. An unquoted {a,b} or {1..3} is a
+ * brace expansion (bash): the words it makes are not known here. */
 static bool lex_char(lexer *l) {
+  char ch = *l->p;
+  if (ch == '{') l->brace = 1;
+  else if (l->brace && (ch == ',' || (ch == '.' && l->p[1] == '.'))) l->brace = 2;
+  else if (ch == '}' && l->brace == 2) unknown_var(l, "{...}", 5);
   eng__buf_add(&l->b, l->p, 1);
   l->in_word = true;
   l->p++;
@@ -479,6 +496,19 @@ static bool lex_command_substitution(lexer *l) {
 static bool lex_dollar(lexer *l) {
   const char *p = l->p;
   if (p[1] == '(') return lex_command_substitution(l);
+  if (p[1] == '"') { /* $"...": a double-quoted string */
+    l->p++;
+    return lex_double_quote(l);
+  }
+  if (p[1] == '\'') { /* $'...': its escapes are not decoded here */
+    const char *e = p + 2;
+    while (*e && *e != '\'') e += e[0] == '\\' && e[1] ? 2 : 1;
+    if (!*e) return false;
+    unknown_var(l, "$'...'", 6);
+    l->in_word = true;
+    l->p = e + 1;
+    return true;
+  }
   if (!p[1] || isspace((unsigned char)p[1])) return lex_char(l);
   l->p += expand(l, p, !(l->b.data && assignment_name(l->b.data)));
   if (l->unknown) l->in_word = true;

@@ -31,8 +31,9 @@ typedef enum eng__cmd_syntax {
    * after && or ||, and a value holding an unknown expansion leave the
    * variable unknown; after eval, source, `.` or a function definition
    * every variable is. unset X makes it empty. An unknown variable, a
-   * positional parameter ($1 $@ $*) and ${X...} with an operator make an
-   * unknown word naming it (eng__cmd_word.var). */
+   * positional parameter ($1 $@ $*), ${X...} with an operator, $'...',
+   * a brace expansion {a,b} and a substitution make an unknown word naming
+   * it (eng__cmd_word.var). An IFS the line set splits expansions. */
   ENG_CMD_SHELL,
   /* As forbidden_commands are matched, on purpose stricter than a shell:
    * lower-case, quotes and backslashes dropped (not honoured: a rule
