@@ -260,7 +260,8 @@ static void names_unknown(lexer *l, const eng__cmd_words *ws, size_t from) {
 }
 
 /* export/readonly/declare/local/typeset NAME=VALUE...: an option other
- * than -x -r -g -p (an integer, an array, a case) makes values unknown. */
+ * than -x -r -g -p (an integer, an array, a case) makes values unknown;
+ * -n (a name for another variable) makes every variable unknown. */
 static void declare(lexer *l, const eng__cmd_words *ws, size_t from,
                     bool uncertain) {
   bool odd = false;
@@ -268,6 +269,7 @@ static void declare(lexer *l, const eng__cmd_words *ws, size_t from,
     const char *w = ws->w[j].s;
     if (w[0] == '-' || w[0] == '+') {
       if (w[1 + strspn(w + 1, "xrgp")]) odd = true;
+      if (strchr(w, 'n')) vars_forget(l);
       continue;
     }
     size_t n = assignment_name(w);
@@ -381,6 +383,8 @@ static size_t expand(lexer *l, const char *p, bool split) {
     for (size_t i = 0; i < n; i++)
       if (!is_name_char(name[i], i == 0)) { /* ${X:-y}, ${1} and friends */
         unknown_var(l, p, used);
+        if (i && (name[i] == '=' || (name[i] == ':' && name[i + 1] == '=')))
+          vars_set(l, name, i, NULL); /* ${X:=y} may set X */
         return used;
       }
   } else {

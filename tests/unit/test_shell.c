@@ -72,6 +72,8 @@ static const row rows[] = {
     {"unset X; npx prisma migrate ${X:-reset}", UNVERIFIED, "(${X:-reset})"},
     {"unset X; echo ${X:-none}", NULL, NULL},
     {"mapfile -t X < list; npx prisma migrate $X", UNVERIFIED, "($X)"},
+    {"unset X; : ${X:=reset}; npx prisma migrate $X", UNVERIFIED, "($X)"},
+    {"X=status; declare -n R=X; R=reset; npx prisma migrate $X", UNVERIFIED, "($X)"},
     {"X=prisma:migrate:reset; IFS=:; npx $X", FORBIDDEN, "'prisma migrate reset'"},
     {"X=prisma:migrate:status; IFS=:; npx $X", NULL, NULL},
     {"read IFS; X=prisma:migrate:reset; npx $X", UNVERIFIED, "($IFS)"},
