@@ -124,7 +124,7 @@ static bool forbidden(const eng__cmd_lexed *line, const eng__cmd_analysis *a,
                       const char *f, bool as_text) {
   static const eng__cmd_words none = {0};
   eng__cmd_lexed rule;
-  eng__cmd_lex(f, ENG_CMD_GUARD, NULL, &rule);
+  eng__cmd_lex(f, ENG_CMD_RULE, NULL, &rule);
   const eng__cmd_words *words = rule.n ? &rule.cmd[0] : &none;
   bool hit = false;
   for (size_t i = 0; i < line->n && !hit; i++)

@@ -56,6 +56,7 @@ typedef struct lexer {
   bool space;         /* ENG_CMD_GUARD: a space before the text's next one */
   char quote;         /* ENG_CMD_GUARD: the quote open, or 0 */
   bool shell;         /* ENG_CMD_SHELL: variables are tracked */
+  bool rule;          /* ENG_CMD_RULE: no comments */
 } lexer;
 
 /* A handler reads the token at l->p and moves l->p past it; false when the
@@ -285,13 +286,16 @@ static void track_program(lexer *l, const eng__cmd_words *ws, size_t i,
   const char *prog = ws->w[i].s;
   if (eng__cmd_in_list("export readonly declare local typeset", prog)) {
     declare(l, ws, i + 1, uncertain);
-  } else if (eng__cmd_in_list("read mapfile readarray getopts let printf", prog)) {
-    if (strcmp(prog, "printf")) names_unknown(l, ws, i + 1);
-    else if (i + 2 < ws->n && !strcmp(ws->w[i + 1].s, "-v")) /* printf -v X */
+  } else if (eng__cmd_in_list("read mapfile readarray getopts let", prog)) {
+    names_unknown(l, ws, i + 1);
+    const char *set_too = !strcmp(prog, "read")      ? "REPLY"
+                          : !strcmp(prog, "getopts") ? "OPTARG"
+                          : strcmp(prog, "let")      ? "MAPFILE"
+                                                     : NULL;
+    if (set_too) vars_set(l, set_too, strlen(set_too), NULL);
+  } else if (!strcmp(prog, "printf")) {
+    if (i + 2 < ws->n && !strcmp(ws->w[i + 1].s, "-v")) /* printf -v X */
       vars_set(l, ws->w[i + 2].s, strlen(ws->w[i + 2].s), NULL);
-    vars_set(l, "REPLY", 5, NULL); /* read's and mapfile's defaults */
-    vars_set(l, "MAPFILE", 7, NULL);
-    vars_set(l, "OPTARG", 6, NULL);
   } else if (!strcmp(prog, "unset")) {
     for (size_t j = i + 1; j < ws->n; j++) {
       if (!strcmp(ws->w[j].s, "-f")) return; /* functions, not variables */
@@ -311,9 +315,10 @@ static void track(lexer *l, const eng__cmd_words *ws, bool uncertain) {
     const char *w = ws->w[i].s;
     if (eng__cmd_in_list("if while until case", w)) {
       l->compound++;
-    } else if (eng__cmd_in_list("for select", w)) {
+    } else if (eng__cmd_in_list("for select", w)) { /* for X in ... */
       l->compound++;
-      if (i + 1 < ws->n) names_unknown(l, ws, i + 1);
+      if (i + 1 < ws->n)
+        vars_set(l, ws->w[i + 1].s, strlen(ws->w[i + 1].s), NULL);
       return;
     } else if (eng__cmd_in_list("fi done esac", w)) {
       if (l->compound > 0) l->compound--;
@@ -732,7 +737,7 @@ static bool guard_quote(lexer *l) {
 
 /* # starting a word outside quotes: a comment, to the end of the line. */
 static bool guard_comment(lexer *l) {
-  if (l->in_word || l->quote) return guard_char(l);
+  if (l->in_word || l->quote || l->rule) return guard_char(l);
   while (*l->p && *l->p != '\n') l->p++;
   return true;
 }
@@ -761,9 +766,9 @@ static const lex_syntax guard_syntax = {
 bool eng__cmd_lex(const char *line, eng__cmd_syntax syntax,
                   const char *const *env, eng__cmd_lexed *out) {
   memset(out, 0, sizeof *out);
-  const lex_syntax *sx = syntax == ENG_CMD_GUARD ? &guard_syntax : &shell_syntax;
+  const lex_syntax *sx = syntax == ENG_CMD_SHELL ? &shell_syntax : &guard_syntax;
   lexer l = {.p = line, .env = env, .out = out,
-             .shell = syntax == ENG_CMD_SHELL};
+             .shell = syntax == ENG_CMD_SHELL, .rule = syntax == ENG_CMD_RULE};
   for (size_t i = 0; env && env[i]; i++)
     if (!strcmp(env[i], "*")) l.opaque = true;
   while (*l.p) {
@@ -779,7 +784,7 @@ bool eng__cmd_lex(const char *line, eng__cmd_syntax syntax,
   }
   end_cmd(&l, FLOW_LIST);
   strv_free(l.vars);
-  if (syntax == ENG_CMD_GUARD) out->text = eng__buf_steal(&l.text);
+  if (syntax != ENG_CMD_SHELL) out->text = eng__buf_steal(&l.text);
   return true;
 }
 

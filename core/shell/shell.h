@@ -41,7 +41,9 @@ typedef enum eng__cmd_syntax {
    * commands at `;` `|` `&` `(` `)` (not at a newline). A `#` starting a
    * word outside quotes starts a comment, to the end of its line: comment
    * words are not read. */
-  ENG_CMD_GUARD
+  ENG_CMD_GUARD,
+  /* A forbidden rule: as ENG_CMD_GUARD, but a `#` is a character. */
+  ENG_CMD_RULE
 } eng__cmd_syntax;
 
 typedef struct eng__cmd_word {
@@ -71,9 +73,10 @@ typedef struct eng__cmd_words {
 typedef struct eng__cmd_lexed {
   eng__cmd_words *cmd; /* the simple commands, in order, none empty */
   size_t n;
-  /* ENG_CMD_GUARD: the line as one text, as the rules compare it (lower-
-   * case, quotes and backslashes dropped, white space runs as one space,
-   * operators kept); malloc'd, "" when empty. NULL for ENG_CMD_SHELL. */
+  /* ENG_CMD_GUARD, ENG_CMD_RULE: the line as one text, as the rules
+   * compare it (lower-case, quotes and backslashes dropped, white space runs
+   * as one space, operators kept); malloc'd, "" when empty. NULL for
+   * ENG_CMD_SHELL. */
   char *text;
   /* why part of the line could not be read (the first reason; static
    * text), or NULL */

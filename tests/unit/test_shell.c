@@ -26,7 +26,7 @@
 static char dir[4096];
 static eng__runbook *rb;
 
-#define LISTS "{\"protected_databases\": [\"prod\"], \"forbidden_commands\": []}"
+#define LISTS "{\"protected_databases\": [\"prod\"], \"forbidden_commands\": [\"#wipe\"]}"
 #define FORBIDDEN "forbidden_commands"
 #define UNVERIFIED "unverified_commands"
 #define PROTECTED "protected_databases"
@@ -151,6 +151,9 @@ static const row rows[] = {
     {"echo ok;# x\nnpx prisma migrate reset", FORBIDDEN, "'prisma migrate reset'"},
     {"echo ok # x; npx prisma migrate reset", NULL, NULL},
     {"echo '# x'; npx prisma migrate reset", FORBIDDEN, "'prisma migrate reset'"},
+    /* a runbook's rule may hold a # (LISTS) */
+    {"curl -s https://example.com/#wipe", FORBIDDEN, "'#wipe'"},
+    {"curl -s https://example.com/#about", NULL, NULL},
 };
 
 static int setup(void **state) {
@@ -260,6 +263,7 @@ static void test_variables(void **state) {
       {"declare -i N=1+1; echo $N", "declare -i N=1+1 ; echo <$N>"},
       {"read -r A B; echo $A$B", "read -r A B ; echo <$A>"},
       {"for i in 1 2; do echo $i; done; echo $i", "for i in 1 2 ; do echo <$i> ; done ; echo <$i>"},
+      {"X=a; for i in X; do :; done; echo $X", "X=a ; for i in X ; do : ; done ; echo a"},
       {"X=a && Y=b || Z=c; echo $X $Y $Z", "X=a ; Y=b ; Z=c ; echo a <$Y> <$Z>"},
       {"X=a | cat; echo $X", "X=a ; | cat ; echo <$X>"},
       {"X=a & echo $X", "X=a ; echo <$X>"},
