@@ -64,6 +64,10 @@ static const char *env_lookup(const ctx *c, const eng__cmd_words *overlay,
   return v ? v : eng__cmd_getenv(c->env, name, n);
 }
 
+/* Is word one of the names in list (separated by spaces)? */
+static bool in_list(const char *list, const char *word) {
+  return eng__cmd_in_list(list, word);
+}
 
 /* ---- findings -------------------------------------------------------------- */
 
@@ -355,7 +359,7 @@ static const pg_client pg_clients[] = {
 
 static const pg_client *pg_client_of(const char *prog) {
   for (const pg_client *pc = pg_clients; pc->names; pc++)
-    if (eng__cmd_in_list(pc->names, prog)) return pc;
+    if (in_list(pc->names, prog)) return pc;
   return NULL;
 }
 
@@ -714,7 +718,7 @@ typedef enum wrapping {
 static size_t skip_options(const char *valued, const eng__cmd_words *ws,
                            size_t k) {
   while (k < ws->n && ws->w[k].s[0] == '-')
-    k += valued && eng__cmd_in_list(valued, ws->w[k].s) ? 2 : 1;
+    k += valued && in_list(valued, ws->w[k].s) ? 2 : 1;
   return k;
 }
 
@@ -729,7 +733,7 @@ static wrapping wrapped_at(const wrapper *wr, const eng__cmd_words *ws,
   }
   k = skip_options(wr->valued, ws, k);
   if (wr->then) {
-    if (k >= ws->n || !eng__cmd_in_list(wr->then->subs, ws->w[k].s)) return W_STOP;
+    if (k >= ws->n || !in_list(wr->then->subs, ws->w[k].s)) return W_STOP;
     return wrapped_at(wr->then, ws, k + 1, at);
   }
   *at = k + wr->skip;
@@ -740,10 +744,10 @@ static wrapping wrapped_at(const wrapper *wr, const eng__cmd_words *ws,
 static wrapping unwrap(const eng__cmd_words *ws, size_t i, const char *prog,
                        size_t *at) {
   for (const wrapper *wr = wrappers; wr->progs; wr++) {
-    if (!eng__cmd_in_list(wr->progs, prog)) continue;
+    if (!in_list(wr->progs, prog)) continue;
     size_t k = i + 1;
     if (wr->subs) {
-      if (k >= ws->n || !eng__cmd_in_list(wr->subs, ws->w[k].s)) continue;
+      if (k >= ws->n || !in_list(wr->subs, ws->w[k].s)) continue;
       k++;
     }
     return wrapped_at(wr, ws, k, at);
@@ -805,7 +809,7 @@ static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i,
   while (k < ws->n && (ws->w[k].s[0] == '-' || ws->w[k].s[0] == '+')) {
     const char *o = ws->w[k++].s;
     if (!strcmp(o, "--")) break;
-    if (eng__cmd_in_list("-o +o -O +O --rcfile --init-file", o)) k++;
+    if (in_list("-o +o -O +O --rcfile --init-file", o)) k++;
     else if (o[1] != '-' && strchr(o, 'c')) dash_c = true;
     else if (o[1] != '-' && strchr(o, 's')) dash_s = true;
     if (dash_c) break;
@@ -847,7 +851,7 @@ static void eval_text(ctx *c, const eng__cmd_words *ws, size_t i,
 /* Programs that run what the analyser cannot see: why, or NULL. */
 static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
                                const char *prog) {
-  if (eng__cmd_in_list("source .", prog)) {
+  if (in_list("source .", prog)) {
     const char *f = i + 1 < ws->n ? ws->w[i + 1].s : "";
     return !strncmp(f, "/dev/stdin", 10) || !strncmp(f, "/dev/fd/", 8) ||
                    !strncmp(f, "/proc/self/fd/", 14)
@@ -859,14 +863,14 @@ static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
     for (size_t k = i + 1; k < ws->n; k++)
       if (strchr(ws->w[k].s, '='))
         return "alias names a command (what it runs is not checked)";
-  if (eng__cmd_in_list("su runuser", prog))
+  if (in_list("su runuser", prog))
     return "su or runuser runs a shell (its commands are not checked)";
-  if (eng__cmd_in_list("xargs parallel", prog))
+  if (in_list("xargs parallel", prog))
     return "xargs or parallel runs commands built from its input: what runs "
            "is not known here";
   if (!strcmp(prog, "find"))
     for (size_t k = i + 1; k < ws->n; k++)
-      if (eng__cmd_in_list("-exec -execdir -ok -okdir", ws->w[k].s))
+      if (in_list("-exec -execdir -ok -okdir", ws->w[k].s))
         return "find -exec runs commands built from what it finds: what "
                "runs is not known here";
   return NULL;
@@ -876,11 +880,11 @@ static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
 static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
                             const eng__cmd_words *overlay, const char *prog,
                             const char *cwd) {
-  if (eng__cmd_in_list("sh bash dash zsh ash ksh mksh yash", prog)) {
+  if (in_list("sh bash dash zsh ash ksh mksh yash", prog)) {
     shell_body(c, ws, i, overlay);
     return;
   }
-  if (eng__cmd_in_list("eval trap", prog)) {
+  if (in_list("eval trap", prog)) {
     eval_text(c, ws, i, overlay);
     return;
   }
@@ -899,8 +903,8 @@ static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
   sub.n -= i;
   const pg_client *pc = pg_client_of(prog);
   if (pc) pg_tool(c, &sub, overlay, pc, prog);
-  else if (eng__cmd_in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
-  else if (eng__cmd_in_list("rm mv chown chmod chgrp shred", prog))
+  else if (in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
+  else if (in_list("rm mv chown chmod chgrp shred", prog))
     path_tool(c, &sub, prog, cwd);
 }
 
@@ -914,7 +918,7 @@ static bool env_splits(const eng__cmd_words *ws, size_t i) {
     const char *o = ws->w[k].s;
     if (!strncmp(o, "--split-string", 14) || (o[1] != '-' && strchr(o, 'S')))
       return true;
-    if (eng__cmd_in_list("-u -C --unset --chdir", o)) k++;
+    if (in_list("-u -C --unset --chdir", o)) k++;
   }
   return false;
 }
@@ -927,10 +931,10 @@ static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
   eng__cmd_words overlay = {0};
   size_t i = 0;
   /* the reserved words that open or continue a compound command */
-  while (i < ws->n && eng__cmd_in_list("! { } then else elif do if while until",
+  while (i < ws->n && in_list("! { } then else elif do if while until",
                                        ws->w[i].s))
     i++;
-  if (i < ws->n && eng__cmd_in_list("for select case function", ws->w[i].s))
+  if (i < ws->n && in_list("for select case function", ws->w[i].s))
     return; /* for X in WORDS, case WORD in, function NAME: nothing runs */
   for (;;) {
     i = take_assignments(ws, i, &overlay); /* VAR=x cmd */
@@ -953,7 +957,7 @@ static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
     }
     if (how == W_NONE) analyse_program(c, ws, i, &overlay, prog, cwd);
     for (size_t k = i + 1; k < ws->n; k++) /* $X of read, for, $1, ... */
-      if (ws->w[k].var && !eng__cmd_in_list(PRINTS_ONLY, prog)) {
+      if (ws->w[k].var && !in_list(PRINTS_ONLY, prog)) {
         unknown_word(c, "a word of the command", &ws->w[k]);
         break;
       }
