@@ -233,6 +233,14 @@ static void vars_set(lexer *l, const char *name, size_t n, const char *value) {
   l->vars[l->nvars] = NULL;
 }
 
+/* The word names a variable (read X, unset X): NAME is left unknown, or
+ * set to value. Other words are not names: nothing changes. */
+static void name_set(lexer *l, const char *word, const char *value) {
+  size_t n = 0;
+  while (is_name_char(word[n], n == 0)) n++;
+  if (n && !word[n]) vars_set(l, word, n, value);
+}
+
 /* Any variable may have been set: none is known from here on. */
 static void vars_forget(lexer *l) {
   for (size_t i = 0; i < l->nvars; i++) {
@@ -295,12 +303,11 @@ static void track_program(lexer *l, const eng__cmd_words *ws, size_t i,
     if (set_too) vars_set(l, set_too, strlen(set_too), NULL);
   } else if (!strcmp(prog, "printf")) {
     if (i + 2 < ws->n && !strcmp(ws->w[i + 1].s, "-v")) /* printf -v X */
-      vars_set(l, ws->w[i + 2].s, strlen(ws->w[i + 2].s), NULL);
+      name_set(l, ws->w[i + 2].s, NULL);
   } else if (!strcmp(prog, "unset")) {
     for (size_t j = i + 1; j < ws->n; j++) {
       if (!strcmp(ws->w[j].s, "-f")) return; /* functions, not variables */
-      if (ws->w[j].s[0] != '-')
-        vars_set(l, ws->w[j].s, strlen(ws->w[j].s), uncertain ? NULL : "");
+      name_set(l, ws->w[j].s, uncertain ? NULL : "");
     }
   } else if (eng__cmd_in_list("eval source . function", prog)) {
     vars_forget(l);
@@ -317,8 +324,7 @@ static void track(lexer *l, const eng__cmd_words *ws, bool uncertain) {
       l->compound++;
     } else if (eng__cmd_in_list("for select", w)) { /* for X in ... */
       l->compound++;
-      if (i + 1 < ws->n)
-        vars_set(l, ws->w[i + 1].s, strlen(ws->w[i + 1].s), NULL);
+      if (i + 1 < ws->n) name_set(l, ws->w[i + 1].s, NULL);
       return;
     } else if (eng__cmd_in_list("fi done esac", w)) {
       if (l->compound > 0) l->compound--;

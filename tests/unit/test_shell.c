@@ -268,6 +268,7 @@ static void test_variables(void **state) {
       {"X=a | cat; echo $X", "X=a ; | cat ; echo <$X>"},
       {"X=a & echo $X", "X=a ; echo <$X>"},
       {"X=a; unset X; echo ${X}", "X=a ; unset X ; echo"},
+      {"X=a; unset X=b; echo $X", "X=a ; unset X=b ; echo a"},
       {"X=a; X+=b; echo $X", "X=a ; X+=b ; echo <$X>"},
       {"arr=(a b) x=1; echo $arr $x", "<$arr> x=1 ; echo <$arr> 1"},
       {"source f; echo $HOME", "source f ; echo <$HOME>"},
