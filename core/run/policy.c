@@ -3,7 +3,9 @@
  * forbidden commands. The policy itself (patterns resolved from the
  * runbook) is compiled by guards.c; here it is only data. A command is read
  * through shell/: forbidden commands are matched on the lexer's words (its
- * guard reading), its targets are the analyser's findings. Every decision
+ * guard reading) and on the commands the analyser read (variables
+ * expanded, bodies of sh -c and eval), its targets are the analyser's
+ * findings. Every decision
  * is recorded (report and audit log); a refusal happens before the action
  * has any side effect. */
 #include "run/run.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Always on; a runbook can add, never remove. */
 static const char *const builtin_forbidden[] = {
@@ -107,23 +110,28 @@ static bool rule_matches(const eng__cmd_words *cmd, const eng__cmd_words *rule) 
     const char *want = rule->w[k].s;
     /* a program may be named by path: /usr/bin/dropdb, npx prisma */
     const char *base = strrchr(t, '/');
-    if (!strcmp(t, want) || (k == 0 && base && !strcmp(base + 1, want))) k++;
+    if (!strcasecmp(t, want) || (k == 0 && base && !strcasecmp(base + 1, want)))
+      k++;
   }
   return k == rule->n;
 }
 
-/* Does forbidden rule f hit the command (both read as the guards read
- * commands: shell/shell.h's ENG_CMD_GUARD)? The rule is its first command;
- * as_text: also when the rule is a fragment of the command's text (a rule
- * given as a path or fragment). */
-static bool forbidden(const eng__cmd_lexed *line, const char *f, bool as_text) {
+/* Does forbidden rule f hit the command, read as the guards read commands
+ * (shell/shell.h's ENG_CMD_GUARD), or as the analyser read what runs
+ * (variables expanded, sh -c and eval bodies)? The rule is its first
+ * command; as_text: also when the rule is a fragment of the command's text
+ * (a rule given as a path or fragment). */
+static bool forbidden(const eng__cmd_lexed *line, const eng__cmd_analysis *a,
+                      const char *f, bool as_text) {
   static const eng__cmd_words none = {0};
   eng__cmd_lexed rule;
-  eng__cmd_lex(f, ENG_CMD_GUARD, NULL, &rule);
+  eng__cmd_lex(f, ENG_CMD_RULE, NULL, &rule);
   const eng__cmd_words *words = rule.n ? &rule.cmd[0] : &none;
   bool hit = false;
   for (size_t i = 0; i < line->n && !hit; i++)
     hit = rule_matches(&line->cmd[i], words);
+  for (size_t i = 0; a && i < a->ncmd && !hit; i++)
+    hit = rule_matches(&a->cmd[i], words);
   if (!hit && as_text) hit = *rule.text && strstr(line->text, rule.text);
   eng__cmd_lexed_free(&rule);
   return hit;
@@ -145,12 +153,10 @@ static const char *const side_word[] = {"reads", "creates", "destroys",
 
 /* What the analyser understood of a command, held to the policy. */
 static int check_findings(eng__run *r, const char *step, const char *cmd,
-                          const char *env_text) {
-  eng__cmd_analysis a;
-  eng__cmd_analyse_env_text(cmd, env_text, &a);
+                          const eng__cmd_analysis *a) {
   int rc = ENG_OK;
-  for (size_t i = 0; i < a.n && rc == ENG_OK; i++) {
-    eng__cmd_finding *f = &a.f[i];
+  for (size_t i = 0; i < a->n && rc == ENG_OK; i++) {
+    eng__cmd_finding *f = &a->f[i];
     char *ev = eng__asprintf("%s: %s", f->tool, f->what);
     if (f->side == ENG_SIDE_READ_ONLY || f->side == ENG_SIDE_MAINTENANCE) {
       record(r, step, "pass", "commands", f->target ? f->target : cmd, ev,
@@ -205,24 +211,25 @@ static int check_findings(eng__run *r, const char *step, const char *cmd,
     }
     free(ev);
   }
-  if (rc == ENG_OK && a.unverified) {
+  if (rc == ENG_OK && a->unverified) {
     if (r->policy.refuse_unverified) {
       char *msg = eng__asprintf(
           "refused: the guards cannot see what this command does (%s) and "
-          "guards.unverified_commands is 'refuse'", a.unverified);
+          "guards.unverified_commands is 'refuse'", a->unverified);
       rc = refuse(r, step, "unverified_commands", cmd, NULL, msg);
       free(msg);
     } else {
-      record(r, step, "pass", "unverified_commands", cmd, NULL, a.unverified);
+      record(r, step, "pass", "unverified_commands", cmd, NULL, a->unverified);
     }
   }
-  eng__cmd_analysis_free(&a);
   return rc;
 }
 
-/* The built-in and the runbook's forbidden commands in a command line (or
- * the text of SQL). */
-static int check_forbidden(eng__run *r, const char *step, const char *cmd) {
+/* The built-in and the runbook's forbidden commands in a command line (with
+ * the commands the analyser read of it in a) or in the text of SQL (a
+ * NULL). */
+static int check_forbidden(eng__run *r, const char *step, const char *cmd,
+                           const eng__cmd_analysis *a) {
   char *why = NULL;
   json_t *extra = patterns(r, "forbidden_commands", &why);
   if (!extra) return unresolved(r, step, "forbidden_commands", cmd, why);
@@ -235,7 +242,7 @@ static int check_forbidden(eng__run *r, const char *step, const char *cmd) {
   for (size_t i = 0; i < n && rc == ENG_OK; i++) {
     const char *f = i < nb ? builtin_forbidden[i]
                            : json_string_value(json_array_get(extra, i - nb));
-    if (!forbidden(&line, f, i >= nb)) continue;
+    if (!forbidden(&line, a, f, i >= nb)) continue;
     char *msg = eng__asprintf(
         "refused: the command contains forbidden '%s' (%s); this rule "
         "cannot be switched off",
@@ -251,8 +258,11 @@ static int check_forbidden(eng__run *r, const char *step, const char *cmd) {
 
 static int check_command(eng__run *r, const char *step, const char *cmd,
                          const char *env_text) {
-  int rc = check_forbidden(r, step, cmd);
-  if (rc == ENG_OK) rc = check_findings(r, step, cmd, env_text);
+  eng__cmd_analysis a;
+  eng__cmd_analyse_env_text(cmd, env_text, &a);
+  int rc = check_forbidden(r, step, cmd, &a);
+  if (rc == ENG_OK) rc = check_findings(r, step, cmd, &a);
+  eng__cmd_analysis_free(&a);
   return rc;
 }
 
@@ -265,7 +275,7 @@ static int check_target(eng__run *r, const char *step, eng_target kind,
  * (the action checks them again with the server's identity, and the
  * database it connects to, when it connects). */
 static int check_sql_text(eng__run *r, const char *step, const char *sql) {
-  int rc = check_forbidden(r, step, sql);
+  int rc = check_forbidden(r, step, sql, NULL);
   if (rc != ENG_OK) return rc;
   eng__sql_info in;
   eng__sql_classify(sql, &in);

@@ -7,9 +7,15 @@
  * lines of their own, then the tools whose targets are known are
  * recognised: the PostgreSQL clients (a table too), docker/podman, and
  * rm/mv/chown on paths. Each finding names the tool, the target and
- * whether the use reads, creates, destroys or disrupts it. Anything the
- * analyser cannot see through (command substitution, eval, an unknown
- * variable where a target should be) makes the line "unverified".
+ * whether the use reads, creates, destroys or disrupts it. `eval`, `trap`
+ * and a here-document fed to a shell are read like `sh -c` bodies. Every
+ * command read is kept (eng__cmd_analysis.cmd) for the forbidden rules.
+ * Anything the analyser cannot see through makes the line "unverified",
+ * with a reason: text it has not seen runs (a shell reading a pipe or
+ * stdin, a script, source, xargs, find -exec, env -S, command
+ * substitution), or a word not known here stands where it could change
+ * what runs (the program, a target, any word given to a program other
+ * than those that only print or test).
  * Pure: no I/O beyond reading the environment and the working directory. */
 #include "shell/shell.h"
 #include "sql/sql.h"
@@ -27,6 +33,7 @@
 typedef struct ctx {
   eng__cmd_analysis *out;
   const char *const *env; /* NAME=VALUE of the step, NULL-terminated */
+  char *const *vars;      /* the line's variables before this command */
   int depth;              /* sh -c bodies being read */
 } ctx;
 
@@ -34,27 +41,33 @@ static void unverified(ctx *c, const char *why) {
   if (!c->out->unverified) c->out->unverified = eng__xstrdup(why);
 }
 
+/* What (a word of the line) is not known here: the reason names the
+ * expansion it holds. */
+static void unknown_word(ctx *c, const char *what, const eng__cmd_word *w) {
+  if (c->out->unverified) return;
+  c->out->unverified =
+      w->var ? eng__asprintf("%s is not known here (%s)", what, w->var)
+             : eng__asprintf("%s is not known here", what);
+}
+
+/* The value of NAME for a command: eng__cmd_unknown when not known. */
 static const char *env_lookup(const ctx *c, const eng__cmd_words *overlay,
                               const char *name, size_t n) {
-  /* VAR=x prefixes of this command first, then the step, then ours */
+  /* VAR=x prefixes of this command first, then the line's, the step's,
+   * ours */
   for (size_t i = 0; overlay && i < overlay->n; i++) {
     const char *eq = strchr(overlay->w[i].s, '=');
     if (eq && (size_t)(eq - overlay->w[i].s) == n &&
         !strncmp(overlay->w[i].s, name, n))
-      return eq + 1;
+      return overlay->w[i].unknown ? eng__cmd_unknown : eq + 1;
   }
-  return eng__cmd_getenv(c->env, name, n);
+  const char *v = eng__cmd_var((const char *const *)c->vars, name, n);
+  return v ? v : eng__cmd_getenv(c->env, name, n);
 }
 
 /* Is word one of the names in list (separated by spaces)? */
 static bool in_list(const char *list, const char *word) {
-  size_t n = strlen(word);
-  for (const char *p = list; *p; p += strspn(p, " ")) {
-    size_t len = strcspn(p, " ");
-    if (len && len == n && !strncmp(p, word, n)) return true;
-    p += len;
-  }
-  return false;
+  return eng__cmd_in_list(list, word);
 }
 
 /* ---- findings -------------------------------------------------------------- */
@@ -393,7 +406,8 @@ static void pg_database(ctx *c, const eng__cmd_words *overlay, bool restore,
   if (!a->db && a->first_pos && !restore) a->db = dbname_of(a->first_pos);
   if (!a->db && !a->db_unknown) {
     const char *e = env_lookup(c, overlay, "PGDATABASE", 10);
-    if (e && *e) a->db = eng__xstrdup(e);
+    if (e == eng__cmd_unknown) a->db_unknown = true;
+    else if (e && *e) a->db = eng__xstrdup(e);
   }
   if (!a->db && !restore &&
       (a->db_unknown || strchr(a->first_pos ? a->first_pos : "", '$')))
@@ -579,7 +593,7 @@ static void docker_tool(ctx *c, const eng__cmd_words *ws, size_t at, const char 
                              !strcmp(ws->w[at + 1].s, "rm"))) {
     size_t from = !strcmp(sub, "rm") ? at + 1 : at + 2;
     bool volumes = false;
-    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {.w = ws->w + from - 1, .n = ws->n - from + 1};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -601,7 +615,7 @@ static void docker_tool(ctx *c, const eng__cmd_words *ws, size_t at, const char 
        (!strcmp(ws->w[at + 1].s, "run") || !strcmp(ws->w[at + 1].s, "create")))) {
     size_t from = !strcmp(sub, "container") ? at + 2 : at + 1;
     snprintf(tool, sizeof tool, "%s %s", prog, !strcmp(sub, "container") ? ws->w[at + 1].s : sub);
-    eng__cmd_words rest = {ws->w + from - 1, ws->n - from + 1, false, false};
+    eng__cmd_words rest = {.w = ws->w + from - 1, .n = ws->n - from + 1};
     for (size_t i = 1; i < rest.n; i++) {
       const char *v;
       bool vu;
@@ -670,7 +684,7 @@ static const wrapper compose_exec = {
 static const wrapper wrappers[] = {
     {.progs = "sudo doas", .valued = "-u -g -C -D -h -p -r -t -U"},
     {.progs = "env", .valued = "-u"},
-    {.progs = "exec time nohup command builtin stdbuf setsid chronic"},
+    {.progs = "exec time nohup command builtin stdbuf setsid chronic busybox"},
     {.progs = "nice ionice", .valued = "-n -c"},
     {.progs = "timeout", .valued = "-s -k", .skip = 1 /* the duration */},
     {.progs = "npx bunx", .valued = "-p --package"},
@@ -744,43 +758,131 @@ static size_t take_assignments(const eng__cmd_words *ws, size_t i,
   while (i < ws->n && eng__cmd_is_assignment(ws->w[i].s)) {
     overlay->w = eng__xrealloc(overlay->w, (overlay->n + 1) * sizeof *overlay->w);
     overlay->w[overlay->n].s = ws->w[i].s;
+    overlay->w[overlay->n].var = NULL;
     overlay->w[overlay->n++].unknown = ws->w[i].unknown;
     i++;
   }
   return i;
 }
 
-/* sh -c BODY (ws->w[i] is the shell): the body is a line of its own. */
-static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i) {
+/* A text the command ws runs as a line of its own (sh -c, eval, trap, a
+ * here-document a shell reads), seeing the command's VAR=x prefixes
+ * (overlay), then the variables the line set before it. */
+static void analyse_body(ctx *c, const char *text, const eng__cmd_words *ws,
+                         const eng__cmd_words *overlay) {
+  if (c->depth >= SH_C_DEPTH_MAX) {
+    unverified(c, "shells nested too deep: the innermost is not read");
+    return;
+  }
+  size_t no = overlay ? overlay->n : 0, nv = 0, ne = 0;
+  while (ws->vars && ws->vars[nv]) nv++;
+  while (c->env && c->env[ne]) ne++;
+  char **env = eng__xcalloc(no + nv + ne + 1, sizeof *env);
+  for (size_t k = 0; k < no; k++) /* NAME alone: not known */
+    env[k] = eng__xstrndup(overlay->w[k].s,
+                           overlay->w[k].unknown ? strcspn(overlay->w[k].s, "=")
+                                                 : strlen(overlay->w[k].s));
+  for (size_t k = 0; k < nv; k++) env[no + k] = ws->vars[k];
+  for (size_t k = 0; k < ne; k++) env[no + nv + k] = (char *)c->env[k];
+  ctx inner = *c;
+  inner.env = (const char *const *)env;
+  inner.depth++;
+  analyse_line(&inner, text);
+  for (size_t k = 0; k < no; k++) free(env[k]);
+  free(env);
+}
+
+/* A shell (ws->w[i]): sh -c BODY is read as a line of its own, and so is
+ * a here-document it reads; a script or a program from stdin is not seen. */
+static void shell_body(ctx *c, const eng__cmd_words *ws, size_t i,
+                       const eng__cmd_words *overlay) {
   size_t k = i + 1;
-  bool dash_c = false;
-  while (k < ws->n && ws->w[k].s[0] == '-') {
-    if (ws->w[k].s[1] != '-' && strchr(ws->w[k].s, 'c')) dash_c = true;
-    k++;
+  bool dash_c = false, dash_s = false;
+  while (k < ws->n && (ws->w[k].s[0] == '-' || ws->w[k].s[0] == '+')) {
+    const char *o = ws->w[k++].s;
+    if (!strcmp(o, "--")) break;
+    if (in_list("-o +o -O +O --rcfile --init-file", o)) k++;
+    else if (o[1] != '-' && strchr(o, 'c')) dash_c = true;
+    else if (o[1] != '-' && strchr(o, 's')) dash_s = true;
     if (dash_c) break;
   }
-  if (dash_c && k < ws->n) {
-    if (ws->w[k].unknown) unverified(c, "the body of sh -c is not known here");
-    if (c->depth < SH_C_DEPTH_MAX) {
-      c->depth++;
-      analyse_line(c, ws->w[k].s);
-      c->depth--;
-    }
-  } else if (k < ws->n) {
+  if (dash_c) {
+    if (k >= ws->n) return;
+    if (ws->w[k].unknown) unknown_word(c, "the body of sh -c", &ws->w[k]);
+    analyse_body(c, ws->w[k].s, ws, overlay);
+  } else if (k < ws->n && !dash_s) {
     unverified(c, "a shell script runs (its content is not checked)");
+  } else if (ws->heredoc && !ws->stdin_pipe && !ws->stdin_file) {
+    analyse_body(c, ws->heredoc, ws, overlay);
+  } else {
+    unverified(c, "a shell reads its program from standard input (a pipe, "
+                  "a file or a here-string): what runs is not known here");
   }
+}
+
+/* eval, and trap's action (its first word): literal words are read as a
+ * line of their own. */
+static void eval_text(ctx *c, const eng__cmd_words *ws, size_t i,
+                      const eng__cmd_words *overlay) {
+  bool trap = !strcmp(base(ws->w[i].s), "trap");
+  eng__buf b = {0};
+  for (size_t k = i + 1; k < ws->n; k++) {
+    if (trap && ws->w[k].s[0] == '-' && ws->w[k].s[1]) continue; /* -p -l */
+    if (ws->w[k].unknown) {
+      unknown_word(c, trap ? "the text trap runs" : "the text eval runs", &ws->w[k]);
+      eng__buf_free(&b);
+      return;
+    }
+    eng__buf_addf(&b, "%s%s", b.data ? " " : "", ws->w[k].s);
+    if (trap) break;
+  }
+  if (b.data) analyse_body(c, b.data, ws, overlay);
+  eng__buf_free(&b);
+}
+
+/* Programs that run what the analyser cannot see: why, or NULL. */
+static const char *runs_unseen(const eng__cmd_words *ws, size_t i,
+                               const char *prog) {
+  if (in_list("source .", prog)) {
+    const char *f = i + 1 < ws->n ? ws->w[i + 1].s : "";
+    return !strncmp(f, "/dev/stdin", 10) || !strncmp(f, "/dev/fd/", 8) ||
+                   !strncmp(f, "/proc/self/fd/", 14)
+               ? "source reads its program from standard input: what runs "
+                 "is not known here"
+               : "source or . runs a file (its content is not checked)";
+  }
+  if (!strcmp(prog, "alias"))
+    for (size_t k = i + 1; k < ws->n; k++)
+      if (strchr(ws->w[k].s, '='))
+        return "alias names a command (what it runs is not checked)";
+  if (in_list("su runuser", prog))
+    return "su or runuser runs a shell (its commands are not checked)";
+  if (in_list("xargs parallel", prog))
+    return "xargs or parallel runs commands built from its input: what runs "
+           "is not known here";
+  if (!strcmp(prog, "find"))
+    for (size_t k = i + 1; k < ws->n; k++)
+      if (in_list("-exec -execdir -ok -okdir", ws->w[k].s))
+        return "find -exec runs commands built from what it finds: what "
+               "runs is not known here";
+  return NULL;
 }
 
 /* The program at ws->w[i], past every wrapper. */
 static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
                             const eng__cmd_words *overlay, const char *prog,
                             const char *cwd) {
-  if (in_list("sh bash dash zsh ash ksh", prog)) {
-    shell_body(c, ws, i);
+  if (in_list("sh bash dash zsh ash ksh mksh yash", prog)) {
+    shell_body(c, ws, i, overlay);
     return;
   }
-  if (in_list("eval source . xargs", prog)) {
-    unverified(c, "eval, source or xargs: what runs is not known here");
+  if (in_list("eval trap", prog)) {
+    eval_text(c, ws, i, overlay);
+    return;
+  }
+  const char *unseen = runs_unseen(ws, i, prog);
+  if (unseen) {
+    unverified(c, unseen);
     return;
   }
   /* the tool itself (asking it for help or its version does nothing) */
@@ -788,7 +890,9 @@ static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
     if (!strcmp(ws->w[k].s, "--help") || !strcmp(ws->w[k].s, "--version") ||
         !strcmp(ws->w[k].s, "-?"))
       return;
-  eng__cmd_words sub = {ws->w + i, ws->n - i, ws->stdin_heredoc, ws->stdin_file};
+  eng__cmd_words sub = *ws;
+  sub.w += i;
+  sub.n -= i;
   const pg_client *pc = pg_client_of(prog);
   if (pc) pg_tool(c, &sub, overlay, pc, prog);
   else if (in_list("docker podman", prog)) docker_tool(c, ws, i + 1, prog);
@@ -796,15 +900,45 @@ static void analyse_program(ctx *c, const eng__cmd_words *ws, size_t i,
     path_tool(c, &sub, prog, cwd);
 }
 
+/* Programs that only print or test their words: a word not known here
+ * given to them runs nothing. */
+#define PRINTS_ONLY "echo printf true false : test [ [[ sleep"
+
+/* env -S TEXT (ws->w[i] is env): the text is split into a command. */
+static bool env_splits(const eng__cmd_words *ws, size_t i) {
+  for (size_t k = i + 1; k < ws->n && ws->w[k].s[0] == '-'; k++) {
+    const char *o = ws->w[k].s;
+    if (!strncmp(o, "--split-string", 14) || (o[1] != '-' && strchr(o, 'S')))
+      return true;
+    if (in_list("-u -C --unset --chdir", o)) k++;
+  }
+  return false;
+}
+
 static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
+  eng__cmd_analysis *a = c->out;
+  a->cmd = eng__xrealloc(a->cmd, (a->ncmd + 1) * sizeof *a->cmd);
+  eng__cmd_words_copy(&a->cmd[a->ncmd++], ws);
+  c->vars = ws->vars;
   eng__cmd_words overlay = {0};
   size_t i = 0;
+  /* the reserved words that open or continue a compound command */
+  while (i < ws->n && in_list("! { } then else elif do if while until",
+                                       ws->w[i].s))
+    i++;
+  if (i < ws->n && in_list("for select case function", ws->w[i].s))
+    return; /* for X in WORDS, case WORD in, function NAME: nothing runs */
   for (;;) {
     i = take_assignments(ws, i, &overlay); /* VAR=x cmd */
     if (i >= ws->n) break;
     const char *prog = base(ws->w[i].s);
     if (ws->w[i].unknown) {
-      unverified(c, "the program to run is not known here");
+      unknown_word(c, "the program to run", &ws->w[i]);
+      break;
+    }
+    if (!strcmp(prog, "env") && env_splits(ws, i)) {
+      unverified(c, "env -S splits a text into a command: what runs is not "
+                    "known here");
       break;
     }
     size_t at;
@@ -814,6 +948,11 @@ static void analyse_words(ctx *c, const eng__cmd_words *ws, const char *cwd) {
       continue;
     }
     if (how == W_NONE) analyse_program(c, ws, i, &overlay, prog, cwd);
+    for (size_t k = i + 1; k < ws->n; k++) /* $X of read, for, $1, ... */
+      if (ws->w[k].var && !in_list(PRINTS_ONLY, prog)) {
+        unknown_word(c, "a word of the command", &ws->w[k]);
+        break;
+      }
     break;
   }
   free(overlay.w);
@@ -854,7 +993,7 @@ static void analyse_line(ctx *c, const char *line) {
 int eng__cmd_analyse(const char *line, const char *const *env,
                      eng__cmd_analysis *out) {
   memset(out, 0, sizeof *out);
-  ctx c = {out, env, 0};
+  ctx c = {out, env, NULL, 0};
   analyse_line(&c, line ? line : "");
   return out->unverified ? 1 : 0;
 }
@@ -883,6 +1022,8 @@ void eng__cmd_analysis_free(eng__cmd_analysis *a) {
     free(a->f[i].what);
   }
   free(a->f);
+  for (size_t i = 0; i < a->ncmd; i++) eng__cmd_words_free(&a->cmd[i]);
+  free(a->cmd);
   free(a->unverified);
   memset(a, 0, sizeof *a);
 }

@@ -247,5 +247,79 @@ def test_protected_volumes_against_podman(h):
         pm.stop()
 
 
+PIPED = 'echo bnB4IHByaXNtYSBtaWdyYXRlIHJlc2V0IC0tZm9yY2U= | base64 -d | sh'
+
+
+def stand_in_npx(h):
+    """An npx on PATH that only records being called; (env, marker)."""
+    bindir = h.tmp / 'bin'
+    bindir.mkdir(exist_ok=True)
+    marker = h.tmp / 'npx-called'
+    npx = bindir / 'npx'
+    npx.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\n')
+    npx.chmod(0o755)
+    return {'PATH': f'{bindir}:{os.environ["PATH"]}'}, marker
+
+
+@suite.test
+def test_hidden_commands_are_refused_before_they_run(h):
+    """A command hidden behind a variable set earlier on the line, or a
+    program piped into a shell, is refused (exit 3) with
+    unverified_commands: refuse, and the stand-in npx is never called; plan
+    refuses the same. Without refuse, plan lists the piped program as
+    unverified; the variable's value is known, so its forbidden command is
+    refused either way. The benign twin runs."""
+    env, marker = stand_in_npx(h)
+    refuse = '  unverified_commands: refuse\n'
+    for i, (cmd, says) in enumerate([
+            ('X=reset; npx prisma migrate $X --force', "forbidden 'prisma migrate reset'"),
+            (PIPED, 'a shell reads its program from standard input')]):
+        rb = runbook(h, f'hidden{i}.yaml', refuse, cmd)
+        r = h.engine('run', rb, '--state-dir', h.tmp / f'hidden{i}', env=env)
+        out = r.stdout + r.stderr
+        h.check(r.returncode == 3 and says in out, f'{cmd}: exit {r.returncode}\n{out}')
+        h.check(not marker.exists(), f'{cmd}: npx ran: {marker.read_text() if marker.exists() else ""}')
+        r = h.engine('plan', rb, env=env)
+        h.check(r.returncode == 3 and 'REFUSED' in r.stdout, f'plan {cmd}: {r.stdout}{r.stderr}')
+    rb = runbook(h, 'listed.yaml', '  protected_databases: []\n', PIPED)
+    r = h.engine('plan', rb, env=env)
+    h.check(r.returncode == 0 and 'unverified: a shell reads its program from standard input'
+            in r.stdout, r.stdout + r.stderr)
+    rb = runbook(h, 'known.yaml', '  protected_databases: []\n',
+                 'X=reset; npx prisma migrate $X --force')
+    r = h.engine('plan', rb, env=env)
+    h.check(r.returncode == 3 and "forbidden 'prisma migrate reset'" in r.stdout + r.stderr,
+            r.stdout + r.stderr)
+    rb = runbook(h, 'twin.yaml', refuse, 'X=status; npx prisma migrate $X')
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'twin', env=env)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(marker.read_text() == 'prisma migrate status\n', marker.read_text())
+
+
+@suite.test
+def test_a_comment_is_not_a_command(h):
+    """Words in a shell comment do not trip the forbidden rules: the script
+    runs by default (unverified, listed by plan), and is refused only as
+    unverified when the guards ask for that."""
+    script = h.tmp / 'scripts' / 'reset.sh'
+    script.parent.mkdir()
+    ran = h.tmp / 'script-ran'
+    script.write_text(f'touch "{ran}"\n')
+    cmd = f'sh {script}   # runs prisma migrate reset'
+    rb = runbook(h, 'comment.yaml', '  protected_databases: []\n', cmd)
+    r = h.engine('plan', rb)
+    h.check(r.returncode == 0 and 'unverified: a shell script runs' in r.stdout,
+            r.stdout + r.stderr)
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'c1')
+    h.check(r.returncode == 0 and ran.exists(), r.stdout + r.stderr)
+    ran.unlink()
+    rb = runbook(h, 'comment2.yaml', '  unverified_commands: refuse\n', cmd)
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'c2')
+    out = r.stdout + r.stderr
+    h.check(r.returncode == 3 and 'guards.unverified_commands' in out and 'forbidden' not in out,
+            out)
+    h.check(not ran.exists(), 'the refused script ran')
+
+
 if __name__ == '__main__':
     suite.main()

@@ -245,8 +245,11 @@ static void test_guard_reading(void **state) {
       {"(a)|b&&c", "(a)|b&&c | a ; b ; c"},
       /* a newline and a backslash-newline are white space */
       {"x\ny \\\n z", "x y z | x y z"},
-      /* no expansion, no comment */
-      {"rm $HOME/x # done", "rm $home/x # done | rm $home/x # done"},
+      /* no expansion; a comment is not read, a # inside a word or quotes is */
+      {"rm $HOME/x # done", "rm $home/x | rm $home/x"},
+      {"sh x.sh   # prisma migrate reset\nls", "sh x.sh ls | sh x.sh ls"},
+      {"echo a#b '# c' \"#d\" \\#e;#f", "echo a#b # c #d #e; | echo a#b # c #d #e"},
+      {"echo 'it''#s'", "echo it#s | echo it#s"},
       {" \t ", " |"},
       {"", " |"},
   };
