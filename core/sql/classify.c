@@ -506,6 +506,19 @@ static void statement(cx *c, const char *type, const json_t *body) {
   } else if (IS("InsertStmt") || IS("UpdateStmt") || IS("DeleteStmt") ||
              IS("MergeStmt")) {
     /* the walk sets them (also inside CTEs) */
+  } else if (IS("TransactionStmt") && get_s(body, "kind") &&
+             strstr(get_s(body, "kind"), "PREPARE")) {
+    /* two-phase commit: a prepared transaction keeps its locks until
+     * someone ends it; ending another's commits or discards its work */
+    const char *k = get_s(body, "kind");
+    if (!strcmp(k, "TRANS_STMT_PREPARE")) {
+      set_verb(s, ENG__SQL_DISRUPTIVE, "PREPARE TRANSACTION");
+    } else {
+      bool commit = !strcmp(k, "TRANS_STMT_COMMIT_PREPARED");
+      set_verb(s, commit ? ENG__SQL_WRITE : ENG__SQL_DESTRUCTIVE,
+               commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
+      s->no_txn = true;
+    }
   } else if (IS("VariableShowStmt") || IS("TransactionStmt") ||
              IS("ListenStmt") || IS("UnlistenStmt") || IS("FetchStmt") ||
              IS("ClosePortalStmt") || IS("DeallocateStmt") ||

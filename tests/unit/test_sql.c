@@ -157,6 +157,8 @@ static const crow crows[] = {
     {"SELECT * INTO copy_of_account FROM account", "write ro=read here=write"},
     {"CREATE VIEW v AS SELECT pg_terminate_backend(1)", "write ro=read here=write"},
     {"BEGIN; SELECT 1; COMMIT", "read ro=read here=read"},
+    {"BEGIN; PREPARE TRANSACTION 'held'", "disruptive ro=disruptive here=disruptive"},
+    {"ROLLBACK PREPARED 'theirs'", "destructive ro=read here=destructive no_txn=1/1"},
     {"SET statement_timeout = '5s'; SELECT 1", "read ro=read here=read"},
     {"SELECT extract(year FROM now()), 'x' AT TIME ZONE 'UTC', trim(both FROM ' x ')",
      "read ro=read here=read"},
