@@ -2,6 +2,8 @@
  * then a declared parameter's accepted values, range and check. */
 #include "base/base.h"
 
+#include <engine/mem.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -265,7 +267,7 @@ static void add_scalar(char *buf, size_t n, const char *name, const json_t *v) {
   } else if (json_is_integer(v)) {
     snprintf(val, sizeof val, "%lld", (long long)json_integer_value(v));
   } else if (json_is_real(v)) {
-    snprintf(val, sizeof val, "%g", json_real_value(v));
+    eng_fmt_real(json_real_value(v), val, sizeof val);
   } else if (json_is_boolean(v)) {
     snprintf(val, sizeof val, "%s", json_is_true(v) ? "true" : "false");
   } else {

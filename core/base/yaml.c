@@ -2,6 +2,8 @@
  * values -> block-style YAML text. */
 #include "base/base.h"
 
+#include <engine/mem.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -468,7 +470,11 @@ static void yaml_scalar(eng__buf *b, const json_t *v, int indent) {
   case JSON_INTEGER:
     eng__buf_addf(b, "%" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
     break;
-  case JSON_REAL: eng__buf_addf(b, "%.17g\n", json_real_value(v)); break;
+  case JSON_REAL: {
+    char num[40];
+    eng__buf_addf(b, "%s\n", eng_fmt_real(json_real_value(v), num, sizeof num));
+    break;
+  }
   case JSON_TRUE: eng__buf_adds(b, "true\n"); break;
   case JSON_FALSE: eng__buf_adds(b, "false\n"); break;
   case JSON_OBJECT: eng__buf_adds(b, "{}\n"); break;

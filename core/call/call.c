@@ -338,6 +338,15 @@ void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
   eng__buf_free(&b);
 }
 
+int eng__call_warn(eng_call *c, const char *msg) {
+  while (c && !c->step && c->parent) c = c->parent;
+  eng__step *s = c && c->run && c->step ? eng__runbook_step(c->run->rb, c->step)
+                                        : NULL;
+  if (!s) return ENG_ERR_INVALID;
+  eng__step_warn(c->run, s->idx, msg);
+  return ENG_OK;
+}
+
 void eng__call_output(eng_call *c, const char *name, json_t *value) {
   if (!c->outputs) c->outputs = json_object();
   json_object_set_new(c->outputs, name, value ? value : json_null());
@@ -376,7 +385,8 @@ void eng__call_done(eng_call *c, int rc) {
 int eng__call_cancel_reason(eng_call *c) { return c->cancel_reason; }
 
 json_t *eng__call_run_state(eng_call *c) {
-  return c && c->run ? eng__run_state(c->run) : NULL;
+  while (c && !c->step && c->parent) c = c->parent;
+  return c && c->run ? eng__run_state(c->run, c->step) : NULL;
 }
 
 int eng__call_cancelled(eng_call *c) { return c->cancelled; }

@@ -68,6 +68,9 @@ eng__redactor *eng__host_redactor(void);
 void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...)
     ENG_PRINTF(3, 4);
 void eng__call_output(eng_call *c, const char *name, json_t *value);
+/* A warning for the step the call works for (engine.warn): the step ends
+ * `warn` if it succeeds. ENG_ERR_INVALID when the call works for no step. */
+int eng__call_warn(eng_call *c, const char *msg);
 void eng__call_progress(eng_call *c, int64_t done, int64_t total);
 void eng__call_secret(eng_call *c, const char *value);
 void eng__call_fail(eng_call *c, const char *fmt, ...) ENG_PRINTF(2, 3);

@@ -192,6 +192,10 @@ int cmd_schema(cli *c) {
     fprintf(stderr, "engine: internal error building the schema\n");
     return 1;
   }
+  json_t *props = json_object_get(schema, "properties");
+  /* drill: true/false, or a template such as ${params.drill} */
+  json_object_set_new(props, "drill", json_pack("{s:[s,s]}", "type", "boolean", "string"));
+  json_object_set_new(props, "lock", json_pack("{s:s}", "type", "string"));
   char *s = json_dumps(schema, JSON_INDENT(2));
   puts(s);
   free(s);

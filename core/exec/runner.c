@@ -88,7 +88,9 @@ static void on_end(eng__run *r) {
   json_t *end = json_pack("{s:i, s:s, s:I}", "exit_code", r->exit_code,
                           "status", r->exit_code == 0 ? "ok" : "failed",
                           "duration_ms", (json_int_t)(r->ended_ms - r->started_ms));
-  if (rb->slo_rto_ms >= 0) json_object_set_new(end, "rto_ms", json_integer(r->rto_ms));
+  /* a figure not measured (nothing was recovered) is null, never -1 */
+  if (rb->slo_rto_ms >= 0)
+    json_object_set_new(end, "rto_ms", r->rto_ms >= 0 ? json_integer(r->rto_ms) : json_null());
   if (r->rpo_ms >= 0) json_object_set_new(end, "rpo_ms", json_integer(r->rpo_ms));
   if (r->audit) {
     /* the head covers every record before run.end */

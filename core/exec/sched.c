@@ -81,7 +81,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   eng__lua_set_step(r->L, s->id, eng__status_name(status), st->outputs);
   free(st->summary);
   st->summary = NULL;
-  if (status == ENG__S_OK) {
+  if (eng__status_succeeded(status)) {
     /* from masked values: a summary cuts long ones, and a cut secret
      * would no longer be recognised */
     json_t *shown = json_deep_copy(st->outputs);
@@ -102,6 +102,8 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
                           "duration_ms",
                           (json_int_t)(st->started_ms ? st->ended_ms - st->started_ms : 0));
     if (st->error) json_object_set_new(a, "error", json_string(st->error));
+    if (status == ENG__S_WARN && st->warning)
+      json_object_set_new(a, "warning", json_string(st->warning));
     if (st->summary) json_object_set_new(a, "summary", json_string(st->summary));
     eng__run_audit(r, "step.end", a);
     eng__run_boundary(r);
@@ -185,7 +187,15 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
     return;
   }
   json_t *ok = json_array_get(results, 0);
-  if (!ok || json_is_false(ok) || json_is_null(ok)) {
+  if (json_is_string(ok) && !strcmp(json_string_value(ok), "warn")) {
+    /* `return "warn", msg`: it worked, and a threshold was crossed */
+    json_t *msg = json_array_get(results, 1);
+    eng__step_warn(r, i, json_is_string(msg) ? json_string_value(msg)
+                                             : "the check returned \"warn\"");
+    st->check_ok = true;
+    st->check_warned = true;
+    after_attempt(r, i, ENG_OK, NULL);
+  } else if (!ok || json_is_false(ok) || json_is_null(ok)) {
     json_t *msg = json_array_get(results, 1);
     char *m = eng__asprintf(
         "check failed: %s",
@@ -277,7 +287,7 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
   if (rc == ENG_OK) {
     set_error(r, st, NULL);
     attempt_ended(r);
-    finish_step(r, i, ENG__S_OK);
+    finish_step(r, i, st->warning ? ENG__S_WARN : ENG__S_OK);
     return;
   }
   if (rc == ENG_ERR_TIMEOUT && (!error || !*error)) {
@@ -380,14 +390,19 @@ static bool resumed(eng__run *r, size_t i) {
   json_t *prev = json_object_get(r->prev_steps, s->id);
   const char *pin = json_string_value(json_object_get(prev, "inputs"));
   const char *pst = json_string_value(json_object_get(prev, "status"));
-  if (pin && pst && !strcmp(pst, "ok") && !strcmp(pin, st->inputs)) {
+  bool warned = pst && !strcmp(pst, "warn");
+  if (pin && pst && (!strcmp(pst, "ok") || warned) && !strcmp(pin, st->inputs)) {
     json_decref(st->outputs);
     st->outputs = eng__tpl_deref(r->L, json_object_get(prev, "outputs"));
     st->resumed = true;
     eng__run_log(r, s->id, ENG_LOG_INFO,
-                 "ended ok in the resumed run with the same inputs: not run again");
+                 warned ? "ended warn in the resumed run with the same inputs: "
+                          "not run again"
+                        : "ended ok in the resumed run with the same inputs: "
+                          "not run again");
+    if (warned) st->warning = eng__xstrdup("warned in the resumed run");
     attempt_ended(r);
-    finish_step(r, i, ENG__S_OK);
+    finish_step(r, i, warned ? ENG__S_WARN : ENG__S_OK);
     return true;
   }
   if (!json_object_get(r->unfinished, s->id) ||
@@ -445,7 +460,9 @@ static void start_step(eng__run *r, size_t i) {
   eng__step_state *st = &r->st[i];
   r->sched->running++;
   st->attempts++;
-  st->check_ran = st->check_ok = false; /* the check of this attempt */
+  st->check_ran = st->check_ok = st->check_warned = false; /* this attempt's */
+  free(st->warning);
+  st->warning = NULL;
   if (st->attempts == 1) {
     st->status = ENG__S_RUNNING;
     st->started_ms = eng__now_ms();

@@ -205,7 +205,7 @@ struct lh_finish {
   char *err;
 };
 
-/* Collect results or build the error text with the coroutine's traceback. */
+/* Collect results or build the error text (where and why, one line). */
 static int lh_finish_body(lua_State *L) {
   struct lh_finish *f = lua_touserdata(L, 1);
   lua_State *co = f->job->co;
@@ -237,8 +237,9 @@ static int lh_finish_body(lua_State *L) {
   if (msg == NULL)
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(co, -1));
-  luaL_traceback(L, co, msg, 0);
-  f->err = eng__lh_strdup(lua_tostring(L, -1));
+  /* one line: where and why (level 0: where the coroutine stopped) */
+  eng__lh_push_error(L, co, 0, msg);
+  f->err = eng__lh_message(f->job->h, lua_tostring(L, -1));
   return 0;
 }
 
@@ -264,7 +265,6 @@ static void lh_job_finish(eng__lua_job *j, int status, int nres) {
   /* Nothing touches h or j after cb: it may destroy the state. */
   if (f.err != NULL) {
     json_decref(f.results);
-    eng__lh_fix_lines(f.err);
     cb(ud, timed_out ? ENG_ERR_TIMEOUT : ENG_ERR_FAILED, NULL, f.err);
     free(f.err);
   } else {

@@ -139,6 +139,8 @@ struct eng__lua {
   char *runbook_dir, *lib_dir;
   char **deps;
   size_t n_deps;
+  char **files; /* the file names of chunks (eng__lh_chunkname) */
+  size_t n_files;
   eng__lua_clock *cur; /* the evaluation running now, or NULL */
   eng__lua_job *jobs;  /* running coroutines */
   bool watched;        /* counted by the watchdog */
@@ -156,16 +158,31 @@ typedef struct lh_watch {
 eng__lua *eng__lh_get(lua_State *L);
 /* malloc'd copy; aborts when memory is exhausted. */
 char *eng__lh_strdup(const char *s);
-/* A chunk compiled for runbook line L is named "@FILE:+(L-1)" instead of
- * being padded with L-1 newlines (which cost time and memory for every
- * expression deep in a large file); Lua then writes "FILE:+OFF:N:". Turn
- * that into "FILE:(OFF+N):" in place (it only gets shorter). */
-void eng__lh_fix_lines(char *msg);
+/* The mark that starts a chunk's name (see eng__lh_chunkname). */
+#define ENG_LH_MARK '\x01'
+/* The name of a chunk of `file` starting at its line `line` into buf:
+ * short, so that Lua never cuts it; eng__lh_message turns the locations
+ * Lua writes with it back into "FILE:LINE:". */
+void eng__lh_chunkname(eng__lua *h, const char *file, int line, char *buf,
+                       size_t n);
+/* A Lua error's text as users read it (malloc'd): whole file names and
+ * runbook lines in its locations (the sandbox's message handlers add no
+ * traceback). h may be NULL (a static text). */
+char *eng__lh_message(const eng__lua *h, const char *raw);
+/* The same into out (cap bytes: at least eng__lh_message_room(h, raw)),
+ * for callers that must not hold C memory while Lua may raise. */
+size_t eng__lh_message_room(const eng__lua *h, const char *raw);
+void eng__lh_message_to(const eng__lua *h, const char *raw, char *out,
+                        size_t cap);
+/* Push msg onto L, prefixed with the location of the innermost Lua
+ * function of co's stack from `level` up when msg has none. */
+void eng__lh_push_error(lua_State *L, lua_State *co, int level,
+                        const char *msg);
 /* Run fn(ud) protected on the main thread; the error text goes to err. */
 int eng__lh_protect(eng__lua *h, lua_CFunction fn, void *ud, char *err,
                     size_t errlen);
-/* src (or "unknown error") into dst, line numbers fixed. */
-void eng__lh_copy(char *dst, size_t n, const char *src);
+/* src (or "unknown error") into dst as eng__lh_message writes it. */
+void eng__lh_copy(const eng__lua *h, char *dst, size_t n, const char *src);
 /* If the value at idx is an engine.fail error, push its text (1), else 0. */
 int eng__lh_push_fail_text(lua_State *L, int idx);
 

@@ -1,7 +1,7 @@
 /*
  * lua_lib_engine.c - the engine's own functions in the sandbox: print and
  * engine.log (into the step's log), engine.fail (an error whose text is
- * exactly the message), and the conditions' success(), failure() and
+ * exactly the message), engine.warn (the step ends `warn`), and the conditions' success(), failure() and
  * always() over the statuses of the step's dependencies.
  */
 #include "expr/lua_int.h"
@@ -35,6 +35,19 @@ static int lh_engine_log(lua_State *L) {
   return 0;
 }
 
+/* engine.warn(msg): the step worked, and a threshold was crossed: it ends
+ * `warn` with msg unless it fails. Only in a step's hooks (a `check:`, a
+ * `lua` step), where there is a step to end `warn`. */
+static int lh_engine_warn(lua_State *L) {
+  const char *msg = luaL_checkstring(L, 1);
+  eng__lua *h = eng__lh_get(L);
+  eng_call *c = h->cur != NULL && h->cur->job != NULL ? h->cur->job->call : NULL;
+  if (c == NULL || eng__call_warn(c, msg) != ENG_OK)
+    return luaL_error(L, "engine.warn: only a `check:` hook or a `lua` step "
+                         "can end its step `warn`");
+  return 0;
+}
+
 /* engine.fail(msg): an error object whose text is exactly msg. */
 static int lh_engine_fail(lua_State *L) {
   luaL_checkstring(L, 1);
@@ -57,7 +70,8 @@ static int lh_success(lua_State *L) {
   eng__lua *h = eng__lh_get(L);
   int ok = 1;
   for (size_t i = 0; i < h->n_deps; i++)
-    if (strcmp(h->deps[i], "ok") != 0 && strcmp(h->deps[i], "skipped") != 0)
+    if (strcmp(h->deps[i], "ok") != 0 && strcmp(h->deps[i], "warn") != 0 &&
+        strcmp(h->deps[i], "skipped") != 0)
       ok = 0;
   lua_pushboolean(L, ok);
   return 1;
@@ -95,7 +109,8 @@ void eng__lh_open_engine(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &k_fail_mt);
   static const luaL_Reg engine_fns[] = {
-      {"log", lh_engine_log}, {"fail", lh_engine_fail}, {NULL, NULL}};
+      {"log", lh_engine_log}, {"fail", lh_engine_fail},
+      {"warn", lh_engine_warn}, {NULL, NULL}};
   luaL_newlib(L, engine_fns);
   lua_setglobal(L, "engine");
 }

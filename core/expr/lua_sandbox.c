@@ -1,15 +1,46 @@
 /*
  * lua_sandbox.c - the Lua sandbox's state (lua_int.h says how the files
  * of the sandbox divide the work): creating it (the libraries it opens,
- * what it removes, the registry tables), require(), the strict context
- * tables, compiling, the context of evaluations (params, steps, the
- * dependencies' statuses) and synchronous evaluation.
+ * what it removes or replaces: load, require, setmetatable, pcall and
+ * xpcall, the registry tables), the strict context tables, compiling,
+ * the context of evaluations (params, steps, the dependencies' statuses)
+ * and synchronous evaluation.
  */
 #include "expr/lua_int.h"
 
 #include <ctype.h>
 
 /* ---- strict context tables ------------------------------------------------- */
+
+/* For a missing output, " (step 'ID' STATUS)" when the step did not end
+ * ok, which is usually why the output is not there; else "". */
+static void lh_push_step_status(lua_State *L, const char *path) {
+  int top = lua_gettop(L);
+  size_t n = strlen(path);
+  static const char suffix[] = ".outputs";
+  size_t sl = sizeof suffix - 1;
+  if (strncmp(path, "steps.", 6) == 0 && n > 6 + sl &&
+      strcmp(path + n - sl, suffix) == 0) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_steps);
+    const char *id = lua_pushlstring(L, path + 6, n - 6 - sl);
+    lua_pushvalue(L, -1);
+    const char *status = NULL;
+    if (lua_rawget(L, -3) == LUA_TTABLE) {
+      lua_getfield(L, -1, "status");
+      status = lua_tostring(L, -1);
+    }
+    if (status != NULL && strcmp(status, "ok") != 0 &&
+        strcmp(status, "running") != 0 && strcmp(status, "warn") != 0) {
+      lua_pushfstring(L, " (step '%s' %s)", id,
+                      strcmp(status, "pending") == 0 ? "has not ended" : status);
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return;
+    }
+    lua_settop(L, top);
+  }
+  lua_pushliteral(L, "");
+}
 
 static int lh_strict_index(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &k_paths);
@@ -31,7 +62,7 @@ static int lh_strict_index(lua_State *L) {
   if (strcmp(path, "steps") == 0)
     lua_pushliteral(L, " (no such step, or it has not run)");
   else
-    lua_pushliteral(L, "");
+    lh_push_step_status(L, path);
   lua_concat(L, 3);
   return lua_error(L);
 }
@@ -68,7 +99,8 @@ static int lh_msgh(lua_State *L) {
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  /* one line: where and why (level 1: the function that raised) */
+  eng__lh_push_error(L, L, 1, msg);
   return 1;
 }
 
@@ -91,6 +123,74 @@ static int lh_load(lua_State *L) {
   return 1;
 }
 
+/* pcall and xpcall whose error messages read as users read them: a
+ * chunk's location names its whole file and runbook line (the chunk names
+ * Lua writes are marks, eng__lh_chunkname), also where a hook catches an
+ * error and passes its text on (a check's message, an output). Like
+ * Lua's own they may yield across (lua_pcallk). */
+static void lh_push_readable(lua_State *L, int idx) {
+  const char *m = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+  if (m == NULL || strchr(m, ENG_LH_MARK) == NULL) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  eng__lua *h = eng__lh_get(L);
+  size_t cap = eng__lh_message_room(h, m);
+  char *buf = lua_newuserdatauv(L, cap, 0); /* Lua's memory: freed if a push raises */
+  eng__lh_message_to(h, m, buf, cap);
+  lua_pushstring(L, buf);
+  lua_remove(L, -2);
+}
+
+static int lh_pcall_msgh(lua_State *L) {
+  lh_push_readable(L, 1);
+  return 1;
+}
+
+/* xpcall's handler: the message made readable, then the caller's handler
+ * (upvalue 1). */
+static int lh_xpcall_msgh(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lh_push_readable(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int lh_pcall_k(lua_State *L, int status, lua_KContext extra) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)extra;
+}
+
+/* pcall(f, ...): stack [handler, true, f, args...]; the results follow
+ * `true` (extra: the handler below them). */
+static int lh_pcall(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushcfunction(L, lh_pcall_msgh);
+  lua_pushboolean(L, 1);
+  lua_rotate(L, 1, 2);
+  int st = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 1, 1, lh_pcall_k);
+  return lh_pcall_k(L, st, 1);
+}
+
+/* xpcall(f, handler, ...): stack [ours, true, f, args...]. */
+static int lh_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, lh_xpcall_msgh, 1);
+  lua_replace(L, 2);               /* [f, ours, args...] */
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);             /* [f, ours, args..., true, f] */
+  lua_rotate(L, 3, 2);             /* [f, ours, true, f, args...] */
+  lua_remove(L, 1);                /* [ours, true, f, args...] */
+  int st = lua_pcallk(L, n - 2, LUA_MULTRET, 1, 1, lh_pcall_k);
+  return lh_pcall_k(L, st, 1);
+}
+
 /* setmetatable without finalizers: Lua runs __gc with hooks off, so a
  * looping finalizer would escape the budget. */
 static int lh_setmetatable(lua_State *L) {
@@ -107,6 +207,37 @@ static int lh_setmetatable(lua_State *L) {
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
   return 1;
+}
+
+/* Load a module's file under a short chunk name (eng__lh_chunkname), so
+ * that its errors name the whole path. lua_load catches its own errors:
+ * the file is closed on every path. */
+typedef struct lh_file_reader {
+  FILE *f;
+  char buf[4096];
+} lh_file_reader;
+
+static const char *lh_read_file(lua_State *L, void *ud, size_t *size) {
+  (void)L;
+  lh_file_reader *r = ud;
+  *size = fread(r->buf, 1, sizeof r->buf, r->f);
+  return *size > 0 ? r->buf : NULL;
+}
+
+static int lh_load_file(lua_State *L, eng__lua *h, const char *path) {
+  char name[48];
+  eng__lh_chunkname(h, path, 1, name, sizeof name);
+  lh_file_reader *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->f = fopen(path, "r");
+  if (r->f == NULL) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "cannot open %s", path);
+    return LUA_ERRFILE;
+  }
+  int st = lua_load(L, lh_read_file, r, name, "t");
+  fclose(r->f);
+  lua_remove(L, -2); /* the reader */
+  return st;
 }
 
 static int lh_require_k(lua_State *L, int status, lua_KContext ctx) {
@@ -172,7 +303,7 @@ static int lh_require(lua_State *L) {
     return luaL_error(L, "module '%s' not found in %s/lua/%s.lua or %s/%s.lua",
                       name, h->runbook_dir ? h->runbook_dir : "(no runbook)",
                       rel, h->lib_dir ? h->lib_dir : "(no library)", rel);
-  if (luaL_loadfilex(L, path, "t") != LUA_OK)
+  if (lh_load_file(L, h, path) != LUA_OK)
     return luaL_error(L, "require '%s': %s", name, lua_tostring(L, -1));
   lua_replace(L, 2);
   lua_settop(L, 2);
@@ -207,7 +338,8 @@ static int lh_setup(lua_State *L) {
 
   static const luaL_Reg globals[] = {
       {"load", lh_load}, {"require", lh_require},
-      {"setmetatable", lh_setmetatable}, {NULL, NULL}};
+      {"setmetatable", lh_setmetatable}, {"pcall", lh_pcall},
+      {"xpcall", lh_xpcall}, {NULL, NULL}};
   lua_pushglobaltable(L);
   luaL_setfuncs(L, globals, 0);
   lua_pop(L, 1);
@@ -278,14 +410,14 @@ int eng__lua_create(const eng__lua_opts *o, eng__lua **out, char *err,
   h->runbook_dir = o && o->runbook_dir ? eng__lh_strdup(o->runbook_dir) : NULL;
   h->lib_dir = o && o->lib_dir ? eng__lh_strdup(o->lib_dir) : NULL;
   if (eng__lh_wd_start() != 0) {
-    eng__lh_copy(err, errlen, "cannot start the Lua watchdog thread");
+    eng__lh_copy(NULL, err, errlen, "cannot start the Lua watchdog thread");
     eng__lua_destroy(h);
     return ENG_ERR_NOMEM;
   }
   h->watched = true;
   h->L = lua_newstate(eng__lh_alloc, h);
   if (h->L == NULL) {
-    eng__lh_copy(err, errlen, "cannot create the Lua state: out of memory");
+    eng__lh_copy(NULL, err, errlen, "cannot create the Lua state: out of memory");
     eng__lua_destroy(h);
     return ENG_ERR_NOMEM;
   }
@@ -325,6 +457,9 @@ void eng__lua_destroy(eng__lua *h) {
   for (size_t i = 0; i < h->n_deps; i++)
     free(h->deps[i]);
   free(h->deps);
+  for (size_t i = 0; i < h->n_files; i++)
+    free(h->files[i]);
+  free(h->files);
   free(h->runbook_dir);
   free(h->lib_dir);
   if (h->watched)
@@ -359,7 +494,7 @@ static int lh_compile_body(lua_State *L) {
   lua_pop(L, 1);
   int st = luaL_loadbufferx(L, c->src, c->src_len, c->chunkname, "t");
   if (st != LUA_OK) {
-    eng__lh_copy(c->err, c->errlen, lua_tostring(L, -1));
+    eng__lh_copy(eng__lh_get(L), c->err, c->errlen, lua_tostring(L, -1));
     c->rc = st == LUA_ERRMEM ? ENG_ERR_NOMEM : ENG_ERR_INVALID;
     return 0;
   }
@@ -376,7 +511,7 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
                      size_t errlen) {
   if (h == NULL || code == NULL || ref == NULL ||
       (kind != ENG__LUA_EXPR && kind != ENG__LUA_CHUNK)) {
-    eng__lh_copy(err, errlen, "invalid argument");
+    eng__lh_copy(NULL, err, errlen, "invalid argument");
     return ENG_ERR_INVALID;
   }
   if (file == NULL)
@@ -384,8 +519,9 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
   if (line < 1)
     line = 1;
   size_t code_len = strlen(code), file_len = strlen(file);
-  /* The chunk's name carries the line offset (eng__lh_fix_lines). A comment in
-   * an expression must not swallow the closing parenthesis. */
+  /* The chunk's name carries the file and the line offset
+   * (eng__lh_chunkname). A comment in an expression must not swallow the
+   * closing parenthesis. */
   int comment = kind == ENG__LUA_EXPR && strstr(code, "--") != NULL;
   size_t src_len = code_len + (kind == ENG__LUA_EXPR ? 9 + (comment ? 1 : 0) : 0);
   char *src = malloc(src_len + 1);
@@ -406,10 +542,7 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
     *p++ = ')';
   }
   *p = '\0';
-  if (line > 1)
-    snprintf(chunkname, file_len + 32, "@%s:+%d", file, line - 1);
-  else
-    snprintf(chunkname, file_len + 32, "@%s", file);
+  eng__lh_chunkname(h, file, line, chunkname, file_len + 32);
   int klen = snprintf(key, code_len + file_len + 32, "%d:%d:%s", kind, line,
                       file);
   memcpy(key + klen + 1, code, code_len); /* key: "K:L:FILE\0CODE" */
@@ -420,7 +553,7 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
                          ENG_ERR_NOMEM};
   char msg[256];
   if (eng__lh_protect(h, lh_compile_body, &c, msg, sizeof msg) != LUA_OK) {
-    eng__lh_copy(err, errlen, msg);
+    eng__lh_copy(NULL, err, errlen, msg);
     c.rc = ENG_ERR_NOMEM;
   }
   free(src);
@@ -592,7 +725,7 @@ static int lh_eval_body(lua_State *L) {
     if (e->results != NULL)
       e->rc = ENG_OK;
   } else {
-    eng__lh_copy(e->err, e->errlen, lua_tostring(L, -1));
+    eng__lh_copy(h, e->err, e->errlen, lua_tostring(L, -1));
     e->errmem = st == LUA_ERRMEM;
     e->rc = ENG_ERR_FAILED;
   }
@@ -613,13 +746,13 @@ int eng__lua_eval(eng__lua *h, int ref, const json_t *locals,
   if (results != NULL)
     *results = NULL;
   if (h == NULL || (locals != NULL && !json_is_object(locals))) {
-    eng__lh_copy(err, errlen, "invalid argument");
+    eng__lh_copy(NULL, err, errlen, "invalid argument");
     return ENG_ERR_INVALID;
   }
   lua_State *L = h->L;
   if (lua_rawgeti(L, LUA_REGISTRYINDEX, ref) != LUA_TFUNCTION) {
     lua_pop(L, 1);
-    eng__lh_copy(err, errlen, "invalid Lua reference");
+    eng__lh_copy(NULL, err, errlen, "invalid Lua reference");
     return ENG_ERR_INVALID;
   }
   lua_pop(L, 1);
@@ -627,13 +760,11 @@ int eng__lua_eval(eng__lua *h, int ref, const json_t *locals,
   char msg[256];
   if (eng__lh_protect(h, lh_eval_body, &e, msg, sizeof msg) != LUA_OK) {
     json_decref(e.results);
-    eng__lh_copy(err, errlen, msg);
+    eng__lh_copy(NULL, err, errlen, msg);
     return ENG_ERR_NOMEM;
   }
   if (e.errmem)
     lua_gc(L, LUA_GCCOLLECT);
-  if (e.rc != ENG_OK && err != NULL)
-    eng__lh_fix_lines(err);
   if (e.rc == ENG_OK && results != NULL)
     *results = e.results;
   else

@@ -356,6 +356,8 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
   c.user = NULL;
   c.what = "slo.backup_time";
   check_tree(&c, rb->slo_backup_time, false);
+  c.what = "drill";
+  check_tree(&c, rb->drill, false);
   eng__node *checks = eng__node_get(rb->guards, "checks");
   c.what = "guards.checks";
   for (size_t i = 0; checks && checks->kind == ENG__N_SEQ && i < checks->n; i++) {

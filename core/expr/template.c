@@ -4,6 +4,8 @@
  * pieces are converted to strings and joined. "$${" is a literal "${". */
 #include "expr/expr.h"
 
+#include <engine/mem.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,12 +143,16 @@ static json_t *render_tpl(eng__lua *L, const eng__tpl *t, char *err,
     if (json_is_string(v)) eng__buf_adds(&b, json_string_value(v));
     else if (json_is_integer(v))
       eng__buf_addf(&b, "%lld", (long long)json_integer_value(v));
-    else if (json_is_real(v)) eng__buf_addf(&b, "%.17g", json_real_value(v));
+    else if (json_is_real(v)) { /* the shortest text of the same number */
+      char num[40];
+      eng__buf_adds(&b, eng_fmt_real(json_real_value(v), num, sizeof num));
+    }
     else if (json_is_true(v)) eng__buf_adds(&b, "true");
     else if (json_is_false(v)) eng__buf_adds(&b, "false");
     else if (!v || json_is_null(v)) eng__buf_adds(&b, "");
     else {
       char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+      if (s) eng_json_short_reals(s);
       eng__buf_adds(&b, s ? s : "");
       free(s);
     }

@@ -73,6 +73,7 @@ typedef struct eng__runbook {
   int64_t slo_rto_ms, slo_rpo_ms; /* -1: none */
   eng__node *slo_backup_time;
   eng__node *lock; /* `lock:` (a template), or NULL */
+  eng__node *drill; /* `drill:` (true/false or a template), or NULL */
   eng__node *guards;
   int64_t default_timeout_ms;
   eng__retry default_retry;

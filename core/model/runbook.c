@@ -22,7 +22,7 @@ typedef struct loader {
 static const char *const top_keys[] = {"version", "name",   "description",
                                        "params",  "slo",    "guards",
                                        "defaults", "steps", "finally",
-                                       "lock",    NULL};
+                                       "lock",    "drill", NULL};
 static const char *const param_keys[] = {"env",     "secret", "required",
                                          "default", "type",   "choices",
                                          "description", "doc", NULL};
@@ -513,6 +513,29 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d) {
   return rb;
 }
 
+/* Targets that could never be measured: an RTO without a step marked
+ * `recovered` (nothing would ever stop its clock), an RPO without the
+ * time of the backup. */
+static void check_slo(loader *ld, const eng__node *slo) {
+  eng__runbook *rb = ld->rb;
+  if (!slo || slo->kind != ENG__N_MAP) return;
+  bool marked = false;
+  for (size_t i = 0; i < rb->n_main; i++)
+    if (rb->steps[i].recovered) marked = true;
+  eng__node *x = eng__node_get(slo, "rto");
+  if (x && rb->slo_rto_ms >= 0 && !marked)
+    ERR(ld, x,
+        "slo.rto: no step is marked `recovered: true`, so the RTO could "
+        "never be measured; mark the step after which service is back "
+        "(the restore)");
+  x = eng__node_get(slo, "rpo");
+  if (x && rb->slo_rpo_ms >= 0 && !rb->slo_backup_time)
+    ERR(ld, x,
+        "slo.rpo: slo.backup_time is not set, so the RPO could never be "
+        "measured; give the time the restored backup was taken, e.g. "
+        "backup_time: ${steps.backup.outputs.finished_at}");
+}
+
 bool eng__lock_name_ok(const char *name) {
   size_t n = strlen(name);
   if (n == 0 || n > 128 || name[0] == '.' || strstr(name, "..")) return false;
@@ -598,6 +621,19 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
           "drill-${params.restore_db}",
           v->str);
   }
+  if ((v = eng__node_get(root, "drill")) && want(&ld, v, ENG__N_SCALAR, "'drill'")) {
+    /* true/false, or a template such as ${params.drill} */
+    json_t *b = eng__node_to_json(v);
+    if (!strstr(v->str, "${") && !json_is_boolean(b))
+      ERR(&ld, v,
+          "drill must be true (a rehearsal: the evidence counts detection "
+          "and decision time as 0) or false (an incident), or a template "
+          "such as ${params.drill}, not '%s'",
+          v->str);
+    else
+      rb->drill = v;
+    json_decref(b);
+  }
   if ((v = eng__node_get(root, "params"))) load_params(&ld, v);
   eng__node *steps = eng__node_get(root, "steps");
   eng__node *fin = eng__node_get(root, "finally");
@@ -605,6 +641,7 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
   else want(&ld, steps, ENG__N_SEQ, "'steps'");
   if (fin) want(&ld, fin, ENG__N_SEQ, "'finally'");
   load_steps(&ld, steps, fin);
+  check_slo(&ld, eng__node_get(root, "slo"));
   if ((v = eng__node_get(root, "guards"))) load_guards(&ld, v);
 out:
   if (d->errors > errors0 && (!rb || !rb->root || rb->root->kind != ENG__N_MAP)) {

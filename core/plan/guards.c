@@ -53,7 +53,7 @@ int eng__guards_before_step(eng__run *r, size_t i) {
     eng__node *need = eng__node_get(req->vals[k], "step");
     if (!before || !need || strcmp(before->str, s->id)) continue;
     eng__step *ns = eng__runbook_step(r->rb, need->str);
-    if (!ns || r->st[ns->idx].status != ENG__S_OK) {
+    if (!ns || !eng__status_succeeded(r->st[ns->idx].status)) {
       char *msg = eng__asprintf(
           "refused: guards.require says step '%s' must have ended ok before "
           "'%s' starts (it is %s)",

@@ -160,6 +160,8 @@ int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
   if (rb->slo_backup_time)
     eng__tpl_compile_tree(L, rb->slo_backup_time, rb->file, d,
                           "slo.backup_time");
+  if (rb->drill)
+    eng__tpl_compile_tree(L, rb->drill, rb->file, d, "drill");
   if (rb->lock) {
     eng__tpl_compile_tree(L, rb->lock, rb->file, d, "lock");
     if (strstr(rb->lock->str, "steps."))

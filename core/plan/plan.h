@@ -7,7 +7,9 @@
  *             `require` and Lua `checks`, what is decided before the run
  *   plan.c    validation against the plugins and Lua, --only/--from,
  *             `engine plan`
- *   slo.c     RTO and RPO measured against the runbook's targets
+ *   slo.c     RTO and RPO measured against the runbook's targets (only
+ *             when a `recovered` step ended ok), whether the run is a
+ *             drill
  *
  * Above actions/ (steps are resolved against the registry).
  */
@@ -69,8 +71,10 @@ int eng__plan_print(eng__run *r);
 
 /* ---- slo.c: RTO and RPO ------------------------------------------------ */
 
-/* Measure the run's RTO and RPO against the runbook's targets, with
- * end_ms as the end when no step is marked `recovered`. */
+/* Measure the run's RTO and RPO against the runbook's targets: not
+ * measured (-1, the reason in r->rto_why / r->rpo_why, a target not met)
+ * when nothing was recovered; the RPO at end_ms when no step is marked
+ * `recovered`. Also renders `drill:` into r->drill. */
 void eng__slo_measure(eng__run *r, int64_t end_ms);
 
 #endif /* ENGINE_PLAN_H */

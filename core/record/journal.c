@@ -326,7 +326,7 @@ json_t *eng__journal_resources(const json_t *all) {
                           json_object_get(j, "seq"), "disposition",
                           recorded ? disp : "kept", "recorded", recorded,
                           "present", 1, "partial",
-                          !ended || strcmp(ended, "ok"));
+                          !ended || (strcmp(ended, "ok") && strcmp(ended, "warn")));
     json_t *undo = json_object_get(json_object_get(j, "detail"), "undo");
     if (undo) json_object_set(e, "undo", undo);
     json_array_append_new(res, e);

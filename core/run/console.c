@@ -16,7 +16,11 @@ typedef struct eng__console {
 
 static eng__console con = {false, false, false, 0};
 static int64_t last_progress_ms;
-static int64_t rate_t0_ms, rate_bytes0; /* for the transfer rate */
+static uint64_t rate_t0_ns;  /* for the transfer rate (uv_hrtime()) */
+static int64_t rate_bytes0;
+/* Refusals logged for a step, held until it ends: the step ends with the
+ * same message, printed once under its line (step id -> [messages]). */
+static json_t *held;
 
 void eng__console_setup(bool json, int verbosity, bool color) {
   con.json = json;
@@ -48,9 +52,38 @@ static void json_event(const char *event, json_t *fields) {
 static const char *status_color(eng__status s) {
   switch (s) {
   case ENG__S_OK: return GREEN;
+  case ENG__S_WARN: return YELLOW;
   case ENG__S_SKIPPED: return DIM;
   default: return RED;
   }
+}
+
+/* A failure continue_on_error lets pass: not a failure of the run. */
+static bool continued(const eng__run *r, size_t i) {
+  eng__status s = r->st[i].status;
+  return (s == ENG__S_FAILED || s == ENG__S_TIMED_OUT) && r->rb->steps[i].continue_on_error;
+}
+
+static const char *step_color(const eng__run *r, size_t i) {
+  return continued(r, i) ? YELLOW : status_color(r->st[i].status);
+}
+
+static const char *step_status(const eng__run *r, size_t i) {
+  if (!continued(r, i)) return eng__status_name(r->st[i].status);
+  return r->st[i].status == ENG__S_TIMED_OUT ? "timed_out (continued)" : "failed (continued)";
+}
+
+/* Print the refusals held for a step whose error does not already say
+ * them (all of them when error is NULL), and forget them. */
+static void flush_held(const char *step, const char *error) {
+  json_t *l = json_object_get(held, step);
+  size_t k;
+  json_t *m;
+  json_array_foreach(l, k, m) {
+    if (error && strstr(error, json_string_value(m))) continue;
+    printf("%s   %s: %s%s\n", RED, step, json_string_value(m), RESET);
+  }
+  json_object_del(held, step);
 }
 
 void eng__con_run_start(eng__run *r) {
@@ -93,23 +126,33 @@ void eng__con_step_end(eng__run *r, size_t i) {
                           "duration_ms", (json_int_t)dur, "attempts",
                           st->attempts);
     if (st->error) json_object_set_new(f, "error", json_string(st->error));
+    if (st->status == ENG__S_WARN && st->warning)
+      json_object_set_new(f, "warning", json_string(st->warning));
+    if (continued(r, i)) json_object_set_new(f, "continued", json_true());
     if (st->summary) json_object_set_new(f, "summary", json_string(st->summary));
     json_event("step.end", f);
     return;
   }
-  if (con.verbosity < 0 && st->status == ENG__S_OK) return;
+  if (con.verbosity < 0 && st->status == ENG__S_OK) {
+    flush_held(s->id, st->error);
+    return;
+  }
   char d[32];
   const char *hint = st->summary ? st->summary : "";
-  const char *mark = st->status == ENG__S_OK        ? "ok"
-                     : st->status == ENG__S_SKIPPED ? "--"
-                                                    : "!!";
-  printf("%s%s%s %-22s %s%-9s%s %7s%s%s%s\n", status_color(st->status), mark,
-         RESET, s->id, status_color(st->status), eng__status_name(st->status),
-         RESET, st->status == ENG__S_SKIPPED ? "" : eng__fmt_duration(dur, d, sizeof d),
-         hint[0] ? "  " : "", hint,
-         st->attempts > 1 ? "" : "");
-  if (st->error && st->status != ENG__S_OK && st->status != ENG__S_SKIPPED)
-    printf("   %s%s%s\n", RED, st->error, RESET);
+  const char *col = step_color(r, i);
+  const char *mark = eng__status_succeeded(st->status) ? "ok"
+                     : st->status == ENG__S_SKIPPED    ? "--"
+                     : continued(r, i)                 ? "~~"
+                                                       : "!!";
+  printf("%s%s%s %-22s %s%-9s%s %7s%s%s\n", col, mark, RESET, s->id, col,
+         step_status(r, i), RESET,
+         st->status == ENG__S_SKIPPED ? "" : eng__fmt_duration(dur, d, sizeof d),
+         hint[0] ? "  " : "", hint);
+  flush_held(s->id, st->error);
+  if (st->status == ENG__S_WARN && st->warning)
+    printf("   %swarning: %s%s\n", YELLOW, st->warning, RESET);
+  if (st->error && !eng__status_succeeded(st->status) && st->status != ENG__S_SKIPPED)
+    printf("   %s%s%s\n", col, st->error, RESET);
   fflush(stdout);
 }
 
@@ -143,37 +186,53 @@ void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
   }
   if (lvl == ENG_LOG_DEBUG && con.verbosity < 1) return;
   if (lvl <= ENG_LOG_INFO && con.verbosity < 0) return;
+  if (lvl == ENG_LOG_ERROR && step && !strncmp(msg, "refused", 7)) {
+    /* the step ends refused (or failed) with this message: said then */
+    if (!held) held = json_object();
+    json_t *l = json_object_get(held, step);
+    if (!l) json_object_set_new(held, step, l = json_array());
+    json_array_append_new(l, json_string(msg));
+    return;
+  }
   const char *col = lvl >= ENG_LOG_ERROR ? RED : lvl == ENG_LOG_WARN ? YELLOW : DIM;
   printf("%s   %s%s%s %s%s\n", col, step ? step : "run", step ? ":" : ":",
          "", msg, RESET);
   fflush(stdout);
 }
 
+/* A transfer rate needs this much time to mean something: below it a
+ * rate is not printed (a fast copy of a small file says only its size). */
+#define ENG__RATE_MIN_NS 50000000u /* 50 ms */
+
 void eng__con_progress(eng__run *r, const char *step, int64_t done,
                        int64_t total) {
   int64_t now = eng__now_ms();
+  uint64_t now_ns = uv_hrtime();
   int64_t every = con.tty ? 1000 : 10000;
-  if (done < rate_bytes0 || !rate_t0_ms) {
-    rate_t0_ms = now;
+  if (done < rate_bytes0 || !rate_t0_ns) {
+    rate_t0_ns = now_ns;
     rate_bytes0 = done;
   }
   if (now - last_progress_ms < every && (total < 0 || done < total)) return;
   last_progress_ms = now;
   char a[32], b[32], rb[32];
-  double secs = (double)(now - rate_t0_ms) / 1000.0;
-  int64_t rate = secs > 0.05 ? (int64_t)((double)(done - rate_bytes0) / secs) : 0;
+  uint64_t ns = now_ns - rate_t0_ns;
+  /* -1: not measurable yet (too little time since the transfer began) */
+  int64_t rate = ns >= ENG__RATE_MIN_NS
+                     ? (int64_t)((double)(done - rate_bytes0) * 1e9 / (double)ns)
+                     : -1;
   if (con.json) {
-    json_event("step.progress", json_pack("{s:s, s:s, s:I, s:I, s:I}", "run",
-                                          r->id, "step", step, "bytes",
-                                          (json_int_t)done, "total",
-                                          (json_int_t)total, "bytes_per_s",
-                                          (json_int_t)rate));
+    json_t *f = json_pack("{s:s, s:s, s:I, s:I}", "run", r->id, "step", step,
+                          "bytes", (json_int_t)done, "total", (json_int_t)total);
+    json_object_set_new(f, "bytes_per_s", rate >= 0 ? json_integer(rate) : json_null());
+    json_event("step.progress", f);
     return;
   }
   if (con.verbosity < 0) return;
-  printf("%s   %s: %s%s%s, %s/s%s\n", DIM, step, eng__fmt_bytes(done, a, sizeof a),
+  printf("%s   %s: %s%s%s%s%s%s%s\n", DIM, step, eng__fmt_bytes(done, a, sizeof a),
          total >= 0 ? " of " : "", total >= 0 ? eng__fmt_bytes(total, b, sizeof b) : "",
-         eng__fmt_bytes(rate, rb, sizeof rb), RESET);
+         rate >= 0 ? ", " : "", rate >= 0 ? eng__fmt_bytes(rate, rb, sizeof rb) : "",
+         rate >= 0 ? "/s" : "", RESET);
   fflush(stdout);
 }
 
@@ -192,6 +251,24 @@ void eng__con_note(eng__run *r, const char *fmt, ...) {
   eng__buf_free(&b);
 }
 
+/* Steps by how they ended, in status order; a failure continue_on_error
+ * let pass as "failed (continued)". Caller owns the result. */
+static json_t *counts(const eng__run *r) {
+  json_t *n = json_object();
+  for (eng__status s = ENG__S_PENDING; s <= ENG__S_CANCELLED; s++) {
+    for (int cont = 0; cont < 2; cont++) {
+      json_int_t c = 0;
+      for (size_t i = 0; i < r->rb->n_steps; i++)
+        if (r->st[i].status == s && continued(r, i) == (bool)cont) c++;
+      if (!c) continue;
+      char *k = eng__asprintf("%s%s", eng__status_name(s), cont ? " (continued)" : "");
+      json_object_set_new(n, k, json_integer(c));
+      free(k);
+    }
+  }
+  return n;
+}
+
 void eng__con_summary(eng__run *r) {
   eng__runbook *rb = r->rb;
   char d[32], e[32];
@@ -206,40 +283,66 @@ void eng__con_summary(eng__run *r) {
                           verdict, "exit_code", r->exit_code, "duration_ms",
                           (json_int_t)(r->ended_ms - r->started_ms));
     if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
-      json_object_set_new(f, "rto_ms", json_integer(r->rto_ms));
+      json_object_set_new(f, "rto_ms", r->rto_ms >= 0 ? json_integer(r->rto_ms)
+                                                      : json_null());
       json_object_set_new(f, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms)
                                                       : json_null());
+      json_object_set_new(f, "slo_met", json_boolean(r->rto_met && r->rpo_met));
     }
     json_event("run.end", f);
     return;
   }
   if (con.verbosity >= 0) {
-    printf("\n%s%-24s %-10s %8s %8s%s\n", BOLD, "step", "status", "time",
+    int w = 10; /* the status column: as wide as "failed (continued)" */
+    for (size_t i = 0; i < rb->n_steps; i++)
+      if ((int)strlen(step_status(r, i)) > w) w = (int)strlen(step_status(r, i));
+    printf("\n%s%-24s %-*s %8s %8s%s\n", BOLD, "step", w, "status", "time",
            "attempts", RESET);
     for (size_t i = 0; i < rb->n_steps; i++) {
       eng__step_state *st = &r->st[i];
       if (i == rb->n_main && rb->n_main < rb->n_steps)
         printf("%s%-24s%s\n", DIM, "finally:", RESET);
-      printf("%-24s %s%-10s%s %8s %8d\n", rb->steps[i].id,
-             status_color(st->status), eng__status_name(st->status), RESET,
+      printf("%-24s %s%-*s%s %8s %8d\n", rb->steps[i].id, step_color(r, i), w,
+             step_status(r, i), RESET,
              st->started_ms ? eng__fmt_duration(st->ended_ms - st->started_ms,
                                                 d, sizeof d)
                             : "-",
              st->attempts);
     }
-    if (rb->slo_rto_ms >= 0)
+    /* steps by how they ended: "4 ok, 1 warn, 1 failed (continued)" */
+    json_t *n = counts(r);
+    eng__buf line = {0};
+    const char *k;
+    json_t *v;
+    json_object_foreach(n, k, v)
+      eng__buf_addf(&line, "%s%lld %s", line.len ? ", " : "",
+                    (long long)json_integer_value(v), k);
+    printf("%s%s%s\n", DIM, line.data ? line.data : "", RESET);
+    eng__buf_free(&line);
+    json_decref(n);
+    if (rb->slo_rto_ms >= 0 && r->rto_ms >= 0)
       printf("RTO %s (target %s): %s%s%s\n",
              eng__fmt_duration(r->rto_ms, d, sizeof d),
              eng__fmt_duration(rb->slo_rto_ms, e, sizeof e),
              r->rto_met ? GREEN : RED, r->rto_met ? "met" : "MISSED", RESET);
-    if (rb->slo_rpo_ms >= 0)
+    else if (rb->slo_rto_ms >= 0)
+      printf("RTO not measured (target %s): %snot met%s, because %s\n",
+             eng__fmt_duration(rb->slo_rto_ms, e, sizeof e), RED, RESET,
+             r->rto_why ? r->rto_why : "it could not be measured");
+    if (rb->slo_rpo_ms >= 0 && r->rpo_ms >= 0)
       printf("RPO %s (target %s): %s%s%s\n",
-             r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d, sizeof d)
-                            : "unknown",
+             eng__fmt_duration(r->rpo_ms, d, sizeof d),
              eng__fmt_duration(rb->slo_rpo_ms, e, sizeof e),
              r->rpo_met ? GREEN : RED, r->rpo_met ? "met" : "MISSED", RESET);
-    if (r->rpo_why) printf("RPO unknown because %s\n", r->rpo_why);
+    else if (rb->slo_rpo_ms >= 0)
+      printf("RPO unknown (target %s): %snot met%s, because %s\n",
+             eng__fmt_duration(rb->slo_rpo_ms, e, sizeof e), RED, RESET,
+             r->rpo_why ? r->rpo_why : "it could not be measured");
+    else if (r->rpo_why && rb->slo_backup_time)
+      printf("RPO unknown because %s\n", r->rpo_why);
   }
+  for (size_t i = 0; i < rb->n_steps; i++) /* refusals of steps that never ended */
+    if (json_object_get(held, rb->steps[i].id)) flush_held(rb->steps[i].id, NULL);
   if (r->audit)
     printf("%saudit log %s/audit.jsonl, chain head %s%s\n", DIM, r->dir,
            eng__audit_head(r->audit), RESET);

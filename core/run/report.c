@@ -8,6 +8,48 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A figure in JSON: null when it was not measured (-1). */
+static json_t *ms_or_null(int64_t ms) { return ms >= 0 ? json_integer(ms) : json_null(); }
+
+/* Whether the run met its SLO: null without targets; false when a target
+ * was missed or its figure could not be measured. */
+static json_t *slo_verdict(const eng__run *r) {
+  const eng__runbook *rb = r->rb;
+  if (rb->slo_rto_ms < 0 && rb->slo_rpo_ms < 0) return json_null();
+  return json_boolean(r->rto_met && r->rpo_met);
+}
+
+/* The SLO figures into slo: RTO and RPO (null and the reason when not
+ * measured), whether each target was met (null: not measured) and the
+ * verdict. */
+static void slo_figures(const eng__run *r, json_t *slo) {
+  json_object_set_new(slo, "rto_ms", ms_or_null(r->rto_ms));
+  json_object_set_new(slo, "rto_met", r->rto_ms >= 0 ? json_boolean(r->rto_met) : json_null());
+  if (r->rto_ms < 0 && r->rto_why) json_object_set_new(slo, "rto_error", json_string(r->rto_why));
+  json_object_set_new(slo, "rpo_ms", ms_or_null(r->rpo_ms));
+  json_object_set_new(slo, "rpo_met", r->rpo_ms >= 0 ? json_boolean(r->rpo_met) : json_null());
+  if (r->rpo_ms < 0 && r->rpo_why) json_object_set_new(slo, "rpo_error", json_string(r->rpo_why));
+  json_object_set_new(slo, "met", slo_verdict(r));
+}
+
+/* A failure that the runbook let the run go on after. */
+static bool continued(const eng__run *r, size_t i) {
+  eng__status s = r->st[i].status;
+  return (s == ENG__S_FAILED || s == ENG__S_TIMED_OUT) && r->rb->steps[i].continue_on_error;
+}
+
+/* How a step ended, as people read it: its status, or "failed
+ * (continued)" for a failure continue_on_error let pass. */
+static const char *status_text(const eng__run *r, size_t i) {
+  if (!continued(r, i)) return eng__status_name(r->st[i].status);
+  return r->st[i].status == ENG__S_TIMED_OUT ? "timed_out (continued)" : "failed (continued)";
+}
+
+static const char *check_text(const eng__step_state *st) {
+  return !st->check_ran ? "not run" : !st->check_ok ? "failed"
+         : st->check_warned ? "warn" : "passed";
+}
+
 /* The drill's phases (see eng__run): preparation + restore = RTO. */
 static bool slo_phases(const eng__run *r, json_t *slo) {
   if (!r->slo_measured || r->restore_ms < 0) return false;
@@ -48,6 +90,7 @@ json_t *eng__report_json(eng__run *r) {
   char t1[40], t2[40];
   json_t *steps = json_object();
   json_t *order = json_array();
+  json_t *counts = json_object();
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
@@ -63,21 +106,23 @@ json_t *eng__report_json(eng__run *r) {
       json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
     }
     if (st->error) json_object_set_new(o, "error", json_string(st->error));
+    if (st->status == ENG__S_WARN && st->warning)
+      json_object_set_new(o, "warning", json_string(st->warning));
+    if (continued(r, i)) json_object_set_new(o, "continued", json_true());
     if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
     if (s->check_ref >= 0 && st->check_ran)
-      json_object_set_new(o, "check", json_string(st->check_ok ? "passed" : "failed"));
+      json_object_set_new(o, "check", json_string(check_text(st)));
     json_object_set_new(steps, s->id, o);
     json_array_append_new(order, json_string(s->id));
+    json_object_set_new(counts, eng__status_name(st->status),
+                        json_integer(json_integer_value(json_object_get(
+                                         counts, eng__status_name(st->status))) + 1));
   }
   json_t *slo = json_object();
   if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
-    json_object_set_new(slo, "rto_ms", json_integer(r->rto_ms));
+    slo_figures(r, slo);
     json_object_set_new(slo, "rto_target_ms", rb->slo_rto_ms >= 0 ? json_integer(rb->slo_rto_ms) : json_null());
-    json_object_set_new(slo, "rto_met", json_boolean(r->rto_met));
-    json_object_set_new(slo, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms) : json_null());
     json_object_set_new(slo, "rpo_target_ms", rb->slo_rpo_ms >= 0 ? json_integer(rb->slo_rpo_ms) : json_null());
-    json_object_set_new(slo, "rpo_met", json_boolean(r->rpo_met));
-    if (r->rpo_why) json_object_set_new(slo, "rpo_error", json_string(r->rpo_why));
   }
   if (slo_phases(r, slo)) /* a drill without targets still has its RTO */
     json_object_set_new(slo, "rto_ms", json_integer(r->rto_ms));
@@ -94,6 +139,8 @@ json_t *eng__report_json(eng__run *r) {
       (json_int_t)(r->ended_ms - r->started_ms), "order", order, "steps",
       steps, "slo", slo, "guards", r->guard_log, "params",
       r->params ? r->params : json_object());
+  json_object_set_new(rep, "counts", counts);
+  json_object_set_new(rep, "drill", json_boolean(r->drill));
   if (r->audit)
     json_object_set_new(rep, "audit_head", json_string(eng__audit_head(r->audit)));
   json_t *params = json_object_get(rep, "params");
@@ -133,6 +180,58 @@ static void xml_esc(eng__buf *b, const char *s) {
   }
 }
 
+static void junit_open(eng__buf *b, const char *suite, const char *cls,
+                       const char *name, double secs) {
+  eng__buf_adds(b, "    <testcase classname=\"");
+  xml_esc(b, suite);
+  eng__buf_adds(b, cls);
+  eng__buf_adds(b, "\" name=\"");
+  xml_esc(b, name);
+  eng__buf_addf(b, "\" time=\"%.3f\">", secs);
+}
+
+static void junit_out(eng__buf *b, const char *prefix, const char *text) {
+  eng__buf_adds(b, "<system-out>");
+  xml_esc(b, prefix);
+  xml_esc(b, text);
+  eng__buf_adds(b, "</system-out>");
+}
+
+/* The SLO as testcases when the runbook sets targets: one per target,
+ * failed when missed or not measured. */
+static void junit_slo(eng__run *r, eng__buf *cases, int *tests, int *failures) {
+  eng__runbook *rb = r->rb;
+  char d1[32], d2[32];
+  for (int k = 0; k < 2; k++) {
+    int64_t target = k == 0 ? rb->slo_rto_ms : rb->slo_rpo_ms;
+    int64_t v = k == 0 ? r->rto_ms : r->rpo_ms;
+    bool met = k == 0 ? r->rto_met : r->rpo_met;
+    const char *why = k == 0 ? r->rto_why : r->rpo_why;
+    const char *what = k == 0 ? "RTO" : "RPO";
+    if (target < 0) continue;
+    (*tests)++;
+    junit_open(cases, rb->name, ".slo", k == 0 ? "rto" : "rpo", 0);
+    char *line = v >= 0 ? eng__asprintf("%s %s (target %s): %s", what,
+                                        eng__fmt_duration(v, d1, sizeof d1),
+                                        eng__fmt_duration(target, d2, sizeof d2),
+                                        met ? "met" : "MISSED")
+                        : eng__asprintf("%s %s (target %s): not met, because %s", what,
+                                        k == 0 ? "not measured" : "unknown",
+                                        eng__fmt_duration(target, d2, sizeof d2),
+                                        why ? why : "it could not be measured");
+    if (met) {
+      junit_out(cases, "", line);
+    } else {
+      (*failures)++;
+      eng__buf_adds(cases, "<failure type=\"slo\" message=\"");
+      xml_esc(cases, line);
+      eng__buf_adds(cases, "\"/>");
+    }
+    free(line);
+    eng__buf_adds(cases, "</testcase>\n");
+  }
+}
+
 static char *junit_xml(eng__run *r) {
   eng__runbook *rb = r->rb;
   eng__buf cases = {0};
@@ -142,16 +241,19 @@ static char *junit_xml(eng__run *r) {
     eng__step_state *st = &r->st[i];
     double secs = st->started_ms ? (double)(st->ended_ms - st->started_ms) / 1000.0 : 0;
     tests++;
-    eng__buf_adds(&cases, "    <testcase classname=\"");
-    xml_esc(&cases, rb->name);
-    eng__buf_adds(&cases, s->is_finally ? ".finally\" name=\"" : ".steps\" name=\"");
-    xml_esc(&cases, s->id);
-    eng__buf_addf(&cases, "\" time=\"%.3f\">", secs);
+    junit_open(&cases, rb->name, s->is_finally ? ".finally" : ".steps", s->id, secs);
     if (st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) {
       skipped++;
       eng__buf_adds(&cases, "<skipped/>");
+    } else if (st->status == ENG__S_WARN) {
+      /* it worked: a passing testcase that says what crossed a threshold */
+      junit_out(&cases, "warning: ", st->warning ? st->warning : "");
+    } else if (continued(r, i)) {
+      /* continue_on_error: not a failure of the run */
+      char *m = eng__asprintf("%s: %s", status_text(r, i), st->error ? st->error : "");
+      junit_out(&cases, "", m);
+      free(m);
     } else if (st->status != ENG__S_OK &&
-               !(st->status == ENG__S_FAILED && s->continue_on_error) &&
                /* a failed check is counted once, in its testcase below */
                !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
       failures++;
@@ -164,23 +266,26 @@ static char *junit_xml(eng__run *r) {
     eng__buf_adds(&cases, "</testcase>\n");
     if (s->check_ref >= 0) {
       tests++;
-      eng__buf_adds(&cases, "    <testcase classname=\"");
-      xml_esc(&cases, rb->name);
-      eng__buf_adds(&cases, ".checks\" name=\"");
-      xml_esc(&cases, s->id);
-      eng__buf_adds(&cases, " check\" time=\"0\">");
+      char *name = eng__asprintf("%s check", s->id);
+      junit_open(&cases, rb->name, ".checks", name, 0);
+      free(name);
       if (!st->check_ran) {
         skipped++;
         eng__buf_adds(&cases, "<skipped/>");
-      } else if (!st->check_ok) {
+      } else if (!st->check_ok && !continued(r, i)) {
         failures++;
         eng__buf_adds(&cases, "<failure type=\"check\" message=\"");
         xml_esc(&cases, st->check_error ? st->check_error : "check failed");
         eng__buf_adds(&cases, "\"/>");
+      } else if (!st->check_ok) {
+        junit_out(&cases, "failed (continued): ", st->check_error ? st->check_error : "");
+      } else if (st->check_warned) {
+        junit_out(&cases, "warning: ", st->warning ? st->warning : "");
       }
       eng__buf_adds(&cases, "</testcase>\n");
     }
   }
+  junit_slo(r, &cases, &tests, &failures);
   char t[40];
   eng__buf b = {0};
   eng__buf_adds(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"");
@@ -204,9 +309,14 @@ static char *junit_xml(eng__run *r) {
 /* The backup that was restored: what the first restore step (marked
  * `recovered`, or a restore action) that ran read, named by the step
  * that produced it when one did; without a restore, the first step whose
- * outputs describe a backup (sha256, file or url, bytes). */
+ * outputs describe a backup (sha256, file or url, bytes). A local copy
+ * (a download: outputs `file` and the `url` it came from) is named by its
+ * origin, the copy under it; the step whose `picked` output chose the
+ * origin (s3.list) is named too. */
 typedef struct backup_info {
   const char *step, *name, *sha256;
+  const char *copy, *copy_step; /* the local copy the restore read, or NULL */
+  const char *picked_by;        /* the step that chose it, or NULL */
   json_int_t bytes;
   bool external; /* restored, and made by no step of this run */
 } backup_info;
@@ -233,6 +343,29 @@ static bool is_restore(const eng__step *s) {
   return s->recovered || (s->action && strstr(s->action->full, "restore"));
 }
 
+/* The main step (other than `skip`) whose outputs made `name`: a backup
+ * (or a snapshot); -1 when none did. */
+static ssize_t producer(eng__run *r, const char *name, bool snap, size_t skip) {
+  for (size_t k = 0; k < r->rb->n_main; k++) {
+    const json_t *p = r->st[k].outputs;
+    const char *n = snap ? snapshot_name(p) : backup_name(p);
+    if (k == skip || (!snap && !backup_like(p)) || !n || strcmp(n, name)) continue;
+    return (ssize_t)k;
+  }
+  return -1;
+}
+
+/* The step whose `picked` output chose `name` (s3.list pick: ...). */
+static const char *picker(eng__run *r, const char *name) {
+  for (size_t k = 0; k < r->rb->n_main; k++) {
+    const json_t *p = json_object_get(r->st[k].outputs, "picked");
+    const char *u = json_string_value(json_object_get(p, "url"));
+    const char *id = json_string_value(json_object_get(p, "snapshot_id"));
+    if ((u && !strcmp(u, name)) || (id && !strcmp(id, name))) return r->rb->steps[k].id;
+  }
+  return NULL;
+}
+
 static bool find_backup(eng__run *r, backup_info *b) {
   memset(b, 0, sizeof *b);
   for (size_t i = 0; i < r->rb->n_main; i++) {
@@ -247,16 +380,25 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
     b->external = true;
-    for (size_t k = 0; k < r->rb->n_main; k++) {
+    ssize_t k = producer(r, in, snap, i);
+    if (k >= 0) {
       const json_t *p = r->st[k].outputs;
-      const char *n = snap ? snapshot_name(p) : backup_name(p);
-      if (k == i || (!snap && !backup_like(p)) || !n || strcmp(n, in)) continue;
       b->step = r->rb->steps[k].id;
       b->external = false;
       if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
       if (!b->bytes) b->bytes = json_integer_value(json_object_get(p, "bytes"));
-      break;
+      const char *origin = json_string_value(json_object_get(p, "url"));
+      if (!snap && origin && strcmp(origin, in)) {
+        /* a local copy: the backup is where it came from */
+        b->copy = in;
+        b->copy_step = b->step;
+        b->name = origin;
+        ssize_t m = producer(r, origin, false, (size_t)k); /* uploaded here? */
+        b->external = m < 0;
+        if (m >= 0) b->step = r->rb->steps[m].id;
+      }
     }
+    b->picked_by = picker(r, b->name);
     return true;
   }
   for (size_t i = 0; i < r->rb->n_main; i++) {
@@ -298,7 +440,7 @@ static const char *outcome(eng__run *r) {
   return "ok";
 }
 
-json_t *eng__run_state(eng__run *r) {
+json_t *eng__run_state(eng__run *r, const char *self) {
   eng__runbook *rb = r->rb;
   char t[40];
   int64_t now = r->ended_ms ? r->ended_ms : eng__now_ms();
@@ -306,6 +448,11 @@ json_t *eng__run_state(eng__run *r) {
   json_t *failed = json_null();
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
+    /* the run as it ends: not the step asking (a notification), nor the
+     * `finally` steps still to run after it */
+    if ((self && !strcmp(self, rb->steps[i].id)) ||
+        (rb->steps[i].is_finally && !eng__status_terminal(st->status)))
+      continue;
     const char *status = eng__status_name(st->status);
     json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "id", rb->steps[i].id,
                           "uses", rb->steps[i].uses ? rb->steps[i].uses : "",
@@ -313,6 +460,9 @@ json_t *eng__run_state(eng__run *r) {
     if (st->started_ms && st->ended_ms)
       json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
     if (st->error) json_object_set_new(o, "error", json_string(st->error));
+    if (st->status == ENG__S_WARN && st->warning)
+      json_object_set_new(o, "warning", json_string(st->warning));
+    if (continued(r, i)) json_object_set_new(o, "continued", json_true());
     if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
     json_array_append_new(steps, o);
     json_object_set_new(counts, status,
@@ -324,11 +474,7 @@ json_t *eng__run_state(eng__run *r) {
   }
   json_t *slo = json_object();
   if (r->slo_measured) {
-    json_object_set_new(slo, "rto_ms", json_integer(r->rto_ms));
-    json_object_set_new(slo, "rto_met", json_boolean(r->rto_met));
-    json_object_set_new(slo, "rpo_ms", r->rpo_ms >= 0 ? json_integer(r->rpo_ms) : json_null());
-    json_object_set_new(slo, "rpo_met", json_boolean(r->rpo_met));
-    if (r->rpo_why) json_object_set_new(slo, "rpo_error", json_string(r->rpo_why));
+    slo_figures(r, slo);
     slo_phases(r, slo);
   }
   json_object_set_new(slo, "rto_target_ms", rb->slo_rto_ms >= 0 ? json_integer(rb->slo_rto_ms) : json_null());
@@ -336,9 +482,10 @@ json_t *eng__run_state(eng__run *r) {
   backup_info bk;
   json_t *backup = json_null();
   if (find_backup(r, &bk)) {
-    backup = json_pack("{s:s, s:s, s:I, s:s?, s:b}", "step", bk.step, "name",
-                       bk.name ? bk.name : "", "bytes", bk.bytes, "sha256",
-                       bk.sha256, "external", bk.external);
+    backup = json_pack("{s:s, s:s, s:I, s:s?, s:b, s:s?, s:s?}", "step", bk.step,
+                       "name", bk.name ? bk.name : "", "bytes", bk.bytes, "sha256",
+                       bk.sha256, "external", bk.external, "local_copy", bk.copy,
+                       "picked_by", bk.picked_by);
     if (r->slo_measured && r->rpo_ms >= 0)
       json_object_set_new(backup, "age_ms", json_integer(r->rpo_ms));
   }
@@ -364,11 +511,21 @@ json_t *eng__run_state(eng__run *r) {
       counts, "failed_step", failed, "refusal", refusal, "slo", slo, "backup",
       backup, "run_dir", r->dir, "audit_log", audit, "evidence", r->opts->evidence);
   free(audit);
+  json_object_set_new(state, "drill", json_boolean(r->drill));
   /* what `engine audit verify --head` checks the log against later */
   if (r->audit)
     json_object_set_new(state, "audit_head", json_string(eng__audit_head(r->audit)));
   eng__redact_json(r->redact, state);
   return state;
+}
+
+/* Text in a Markdown table cell: '|' escaped, on one line. */
+static void md_cell(eng__buf *b, const char *text) {
+  for (const char *c = text; *c; c++) {
+    if (*c == '|') eng__buf_adds(b, "\\|");
+    else if (*c == '\n') eng__buf_adds(b, " ");
+    else eng__buf_add(b, c, 1);
+  }
 }
 
 static char *evidence_md(eng__run *r) {
@@ -389,11 +546,19 @@ static char *evidence_md(eng__run *r) {
   backup_info bk;
   eng__buf_adds(&b, "## Backup chosen\n\n");
   if (find_backup(r, &bk)) {
-    if (bk.external)
-      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; restored by step `%s`)\n",
-                    bk.name ? bk.name : "?", bk.step);
+    char picked[160] = "";
+    if (bk.picked_by)
+      snprintf(picked, sizeof picked, "picked by step `%s`; ", bk.picked_by);
+    if (bk.external && bk.copy)
+      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; %sdownloaded by step `%s`)\n",
+                    bk.name ? bk.name : "?", picked, bk.copy_step);
+    else if (bk.external)
+      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; %srestored by step `%s`)\n",
+                    bk.name ? bk.name : "?", picked, bk.step);
     else
       eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
+    if (bk.copy)
+      eng__buf_addf(&b, "  - local copy: `%s` (step `%s`)\n", bk.copy, bk.copy_step);
     if (bk.bytes > 0 || bk.sha256)
       eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
     eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
@@ -418,45 +583,63 @@ static char *evidence_md(eng__run *r) {
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
+    const char *check = s->check_ref < 0 ? "-" : check_text(st);
     eng__buf_addf(&b, "| %s | %s | %s | %s | ", s->id, s->action ? s->action->full : "",
-                  eng__status_name(st->status),
-                  s->check_ref < 0 ? "-" : !st->check_ran ? "not run" : st->check_ok ? "passed" : "FAILED");
-    for (const char *c = st->summary ? st->summary : "-"; *c; c++) {
-      if (*c == '|') eng__buf_adds(&b, "\\|"); /* a table cell */
-      else eng__buf_addf(&b, "%c", *c);
-    }
+                  status_text(r, i), !strcmp(check, "failed") ? "FAILED" : check);
+    md_cell(&b, st->summary ? st->summary : "-");
     eng__buf_adds(&b, " |\n");
   }
   eng__buf_adds(&b, "\n## Metrics\n\n| metric | value | target | result |\n|---|---|---|---|\n");
-  eng__buf_adds(&b, "| detection time | 0 (scheduled drill) | - | - |\n");
-  eng__buf_adds(&b, "| decision time | 0 (runbook) | - | - |\n");
+  /* a drill is started on purpose: nothing to detect or decide; an
+   * incident's detection and decision happen before the run, unseen */
+  eng__buf_addf(&b, "| detection time | %s | - | - |\n",
+                r->drill ? "0 (scheduled drill)" : "not measured (before the run)");
+  eng__buf_addf(&b, "| decision time | %s | - | - |\n",
+                r->drill ? "0 (runbook)" : "not measured (before the run)");
   bool phases = r->slo_measured && r->restore_ms >= 0;
   eng__buf_addf(&b, "| preparation time | %s | - | - |\n",
                 phases ? eng__fmt_duration(r->prep_ms, d1, sizeof d1) : "-");
   eng__buf_addf(&b, "| restore time | %s | - | - |\n",
                 phases ? eng__fmt_duration(r->restore_ms, d1, sizeof d1) : "-");
-  eng__buf_addf(&b, "| total RTO | %s | %s | %s |\n", eng__fmt_duration(r->rto_ms, d1, sizeof d1),
+  eng__buf_addf(&b, "| total RTO | %s | %s | %s |\n",
+                r->rto_ms >= 0 ? eng__fmt_duration(r->rto_ms, d1, sizeof d1) : "not measured",
                 rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, d2, sizeof d2) : "-",
-                rb->slo_rto_ms < 0 ? "-" : r->rto_met ? "met" : "MISSED");
+                rb->slo_rto_ms < 0 ? "-" : r->rto_ms < 0 ? "not met" : r->rto_met ? "met" : "MISSED");
   eng__buf_addf(&b, "| verification time | %s | - | - |\n",
                 phases ? eng__fmt_duration(r->verify_ms, d1, sizeof d1) : "-");
   eng__buf_addf(&b, "| data loss (RPO) | %s | %s | %s |\n",
                 r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d1, sizeof d1) : "unknown",
                 rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, d2, sizeof d2) : "-",
-                rb->slo_rpo_ms < 0 ? "-" : r->rpo_met ? "met" : "MISSED");
-  if (r->rpo_why) eng__buf_addf(&b, "\nRPO unknown because %s\n", r->rpo_why);
+                rb->slo_rpo_ms < 0 ? "-" : r->rpo_ms < 0 ? "not met" : r->rpo_met ? "met" : "MISSED");
+  bool marked = false;
+  for (size_t i = 0; i < rb->n_main; i++) marked |= rb->steps[i].recovered;
+  if (r->rto_ms < 0 && r->rto_why && (rb->slo_rto_ms >= 0 || marked))
+    eng__buf_addf(&b, "\nRTO not measured because %s\n", r->rto_why);
+  if (r->rpo_ms < 0 && r->rpo_why) eng__buf_addf(&b, "\nRPO unknown because %s\n", r->rpo_why);
   eng__buf_adds(&b,
                 "\nTotal RTO runs from the start of the run to the end of the "
                 "step marked `recovered` (preparation + restore time). "
                 "Verification runs from the end of that step to the end of "
                 "the last step after it, and is not part of the RTO. Without "
-                "a recovered step that ended ok, the RTO is the whole run.\n");
+                "a recovered step that ended ok nothing was recovered: the "
+                "RTO is not measured, and a target set for it is not met.\n");
+  eng__buf_adds(&b, "\n## Warnings\n\n");
+  any = false;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    if (st->status != ENG__S_WARN) continue;
+    eng__buf_addf(&b, "- `%s` warn: %s\n", rb->steps[i].id, st->warning ? st->warning : "");
+    any = true;
+  }
+  if (!any) eng__buf_adds(&b, "- none\n");
   eng__buf_adds(&b, "\n## Failures\n\n");
   any = false;
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
-    if (st->status == ENG__S_OK || st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) continue;
-    eng__buf_addf(&b, "- `%s` %s: %s\n", rb->steps[i].id, eng__status_name(st->status), st->error ? st->error : "");
+    if (eng__status_succeeded(st->status) || st->status == ENG__S_SKIPPED ||
+        st->status == ENG__S_PENDING)
+      continue;
+    eng__buf_addf(&b, "- `%s` %s: %s\n", rb->steps[i].id, status_text(r, i), st->error ? st->error : "");
     any = true;
   }
   if (!any) eng__buf_adds(&b, "- none\n");

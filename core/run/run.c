@@ -61,6 +61,7 @@ void eng__run_free(eng__run *r) {
     free(r->st[i].error);
     free(r->st[i].check_error);
     free(r->st[i].summary);
+    free(r->st[i].warning);
   }
   free(r->st);
   free(r->end_hooks);
@@ -70,6 +71,7 @@ void eng__run_free(eng__run *r) {
   json_decref(r->unfinished);
   eng__policy_free(&r->policy);
   free(r->last_refusal);
+  free(r->rto_why);
   free(r->rpo_why);
   eng__audit_close(r->audit);
   eng__journal_close(&r->journal);
@@ -156,6 +158,23 @@ void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
   eng__run_audit(r, "step.log", json_pack("{s:s?, s:s, s:s}", "step", step,
                                           "level", lv[lvl], "message", red));
   free(red);
+}
+
+/* A warning longer than this is cut: it is one line on the console. */
+#define ENG__WARNING_MAX 2000
+
+void eng__step_warn(eng__run *r, size_t i, const char *msg) {
+  eng__step_state *st = &r->st[i];
+  char *red = eng__redact(r->redact, msg && *msg ? msg : "warning");
+  char *w = st->warning ? eng__asprintf("%s; %s", st->warning, red) : red;
+  if (w != red) free(red);
+  if (strlen(w) > ENG__WARNING_MAX) { /* cut between UTF-8 characters */
+    size_t k = ENG__WARNING_MAX - 3;
+    while (k > 0 && ((unsigned char)w[k] & 0xC0) == 0x80) k--;
+    strcpy(w + k, "...");
+  }
+  free(st->warning);
+  st->warning = w;
 }
 
 void eng__run_progress(eng__run *r, const char *step, int64_t done,

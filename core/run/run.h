@@ -27,11 +27,15 @@ typedef struct eng__dispose eng__dispose; /* exec/dispose.c */
 struct eng__sched;                        /* exec/sched.c */
 struct eng__lock;                         /* state/lock.c */
 
-/* Step statuses, in the order of their names below. */
+/* Step statuses, in the order of their names below. `warn`: the step
+ * worked, and its check (or its Lua, engine.warn) said a threshold was
+ * crossed; it counts as ok everywhere (conditions, exit code, resume,
+ * resources) and is shown and reported as a warning. */
 typedef enum eng__status {
   ENG__S_PENDING = 0,
   ENG__S_RUNNING,
   ENG__S_OK,
+  ENG__S_WARN,
   ENG__S_FAILED,
   ENG__S_SKIPPED,
   ENG__S_REFUSED,
@@ -40,13 +44,18 @@ typedef enum eng__status {
 } eng__status;
 
 static inline const char *eng__status_name(eng__status s) {
-  static const char *const names[] = {"pending", "running", "ok",
+  static const char *const names[] = {"pending", "running", "ok", "warn",
                                       "failed",  "skipped", "refused",
                                       "timed_out", "cancelled"};
   return (unsigned)s < sizeof names / sizeof *names ? names[s] : "failed";
 }
 
 static inline bool eng__status_terminal(eng__status s) { return s >= ENG__S_OK; }
+
+/* The step did what it was for: ok, or ok with a warning. */
+static inline bool eng__status_succeeded(eng__status s) {
+  return s == ENG__S_OK || s == ENG__S_WARN;
+}
 
 /* Side-effect classes by name, indexed by eng_side_effect. */
 extern const char *const eng__side_names[ENG_SIDE_LAST + 1];
@@ -90,10 +99,12 @@ typedef struct eng__step_state {
   bool upstream_failed, selected, check_failed;
   bool check_ran;
   bool check_ok;
+  bool check_warned; /* the check returned "warn" */
   bool resumed;     /* reused from the run being resumed */
   char inputs[ENG__SHA256_HEX];  /* SHA-256 of the resolved params */
   char *check_error;
   char *summary; /* one line on what an ok step produced (redacted) */
+  char *warning; /* why the step ends `warn` (this attempt's; redacted) */
   /* the scheduler's handles for the attempt under way */
   eng_call *call;
   eng_call *check_call; /* context of a running check hook */
@@ -151,15 +162,19 @@ struct eng__run {
   int64_t started_ms, ended_ms;
   bool stopping, refused, interrupted, finished;
   int exit_code;
-  int64_t rto_ms, rpo_ms;
-  char *rpo_why; /* why the RPO is unknown, when slo.backup_time is set */
+  int64_t rto_ms, rpo_ms; /* -1: not measured */
+  char *rto_why; /* why the RTO was not measured (nothing was recovered) */
+  char *rpo_why; /* why the RPO is unknown */
   /* the phases of a drill (-1: no recovered step ended ok): preparation
    * (run start to the recovered step's start) + restore (that step) = RTO;
    * verification (its end to the end of the last main step after it) is
    * not part of the RTO */
   int64_t prep_ms, restore_ms, verify_ms;
-  bool rto_met, rpo_met;
+  bool rto_met, rpo_met; /* false when a target is set and the figure is
+                            not measured */
   bool slo_measured; /* rto/rpo hold a measurement (from `finally` on) */
+  bool drill;        /* the runbook's `drill:` (measured with the SLO) */
+  bool drill_said;   /* `drill:` could not be rendered, and it was said */
   /* cleanup registered by actions (at_run_end), run after `finally` */
   struct eng__end_hook *end_hooks;
   size_t n_end_hooks;
@@ -190,8 +205,10 @@ void eng__con_note(eng__run *r, const char *fmt, ...) ENG_PRINTF(2, 3);
 json_t *eng__report_json(eng__run *r);
 /* The run so far, for notifications (host->run_state): outcome, steps by
  * status, the failed or refused step, SLO, the backup chosen, where the
- * evidence is. Secrets masked; caller owns the result. */
-json_t *eng__run_state(eng__run *r);
+ * evidence is. The run as it ends: the step `self` (the one asking, or
+ * NULL) and the `finally` steps that did not end yet are left out.
+ * Secrets masked; caller owns the result. */
+json_t *eng__run_state(eng__run *r, const char *self);
 int eng__report_write(eng__run *r);
 
 /* ---- run.c: identity, directory and events ---------------------------- */
@@ -205,6 +222,10 @@ void eng__policy_free(eng__policy *p);
 /* A new run id for a run starting at now_ms: its UTC date and time
  * (YYYYMMDD-HHMMSS), a dash and four random hex digits. */
 void eng__run_new_id(char out[40], int64_t now_ms);
+/* A warning of step i's attempt (its check returned "warn", or its Lua
+ * called engine.warn): logged, and the step ends `warn` if it succeeds.
+ * Several are joined with "; ". */
+void eng__step_warn(eng__run *r, size_t i, const char *msg);
 /* A step boundary: the audit log synced, then opts->on_boundary. */
 void eng__run_boundary(eng__run *r);
 /* Create the run directory and open its journal; -1 with a diagnostic. */

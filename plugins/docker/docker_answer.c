@@ -344,6 +344,10 @@ int dk_answer_volumes(const json_t *answer, dk_volume_list *out, char *err,
     d->name = eng_xstrdup(name);
     d->driver = eng_xstrdup(str_of(v, "Driver"));
     d->mountpoint = eng_xstrdup(str_of(v, "Mountpoint"));
+    const json_t *u = json_object_get(v, "UsageData");
+    const json_t *sz = json_is_object(u) ? json_object_get(u, "Size") : NULL;
+    d->size = json_is_integer(sz) && json_integer_value(sz) >= 0
+                  ? (int64_t)json_integer_value(sz) : -1;
   }
   *out = l;
   return 0;

@@ -76,10 +76,12 @@ int dk_answer_containers(const json_t *answer, dk_container_list *out,
                          char *err, size_t errlen);
 void dk_container_list_free(dk_container_list *l);
 
-/* A volume of GET /volumes: name non-empty; driver and mountpoint NULL
- * when absent. */
+/* A volume of GET /volumes (or of GET /system/df): name non-empty;
+ * driver and mountpoint NULL when absent; size the bytes it holds
+ * (UsageData.Size of /system/df), -1 when not given. */
 typedef struct dk_volume {
   char *name, *driver, *mountpoint;
+  int64_t size;
 } dk_volume;
 
 /* The answer is an object whose Volumes is an array (or null: none);

@@ -631,6 +631,49 @@ static void check_with_image(job *j, const char *image) {
   create_journaled(j, body, "temporary"); /* only ever a means to look */
 }
 
+/* No container uses the volume and no `image` was given: the engine's
+ * disk usage says whether it holds anything. Empty: it is no cluster (no
+ * PG_VERSION), said as such; not empty: only a look inside can tell. */
+static void check_usage(void *ud, const dk_answer *a) {
+  job *j = ud;
+  const char *vol = pstr(j, "volume");
+  if (failed(j, a, "reading the volumes' disk usage (GET /system/df)")) return;
+  dk_volume_list l = {0};
+  char err[256];
+  if (dk_answer_volumes(a->json, &l, err, sizeof err) != 0) {
+    unreadable(j, "reading the volumes' disk usage", err);
+    return;
+  }
+  int64_t size = -1;
+  for (size_t i = 0; i < l.n; i++)
+    if (!strcmp(l.v[i].name, vol)) size = l.v[i].size;
+  dk_volume_list_free(&l);
+  if (size != 0) {
+    char held[96] = "exists (the engine does not say how much it holds)";
+    if (size > 0) snprintf(held, sizeof held, "holds %lld bytes", (long long)size);
+    eng_op_fail(&j->op, ENG_ERR_INVALID,
+                "volume '%s' %s, but no container uses it, so there is no image to "
+                "look inside with: give `image` (one with sh and ls) to mount it "
+                "read-only", vol, held);
+    return;
+  }
+  H->output(j->op.call, "exists", json_true());
+  H->output(j->op.call, "empty", json_true());
+  H->output(j->op.call, "pg_version", json_string(""));
+  H->output(j->op.call, "files", json_array());
+  H->output(j->op.call, "postgres_cluster", json_false());
+  H->output(j->op.call, "pg_wal", json_false());
+  const char *expect = pstr(j, "expect");
+  if (expect) {
+    eng_op_fail(&j->op, ENG_ERR_FAILED,
+                "volume '%s' %s: it exists and is empty (0 bytes; no container uses it)",
+                vol, !strcmp(expect, "postgres_cluster") ? "does not hold a PostgreSQL cluster"
+                                                         : "is empty");
+    return;
+  }
+  eng_op_finish(&j->op, ENG_OK);
+}
+
 static void check_users(void *ud, const dk_answer *a) {
   job *j = ud;
   if (failed(j, a, "listing containers")) return;
@@ -643,13 +686,10 @@ static void check_users(void *ud, const dk_answer *a) {
   const char *img = NULL;
   for (size_t i = 0; i < l.n && !img; i++)
     if (*l.v[i].image) img = l.v[i].image;
-  if (!img) {
-    eng_op_fail(&j->op, ENG_ERR_INVALID,
-                "no container uses volume '%s': give `image` (one with sh and ls) "
-                "to mount it read-only", pstr(j, "volume"));
-  } else {
+  if (!img) /* no image to look inside with: how much it holds, then */
+    dk_request(&j->op, "GET", "/system/df?type=volume", NULL, NULL, check_usage, j, NULL);
+  else
     check_with_image(j, img);
-  }
   dk_container_list_free(&l);
 }
 
@@ -1157,7 +1197,9 @@ static const eng_param volume_check_params[] = {
     {.name = "expect", .type = ENG_T_STRING, .values = expects,
      .doc = "fail unless it holds a PostgreSQL cluster / is not empty"},
     {.name = "image", .type = ENG_T_STRING,
-     .doc = "image with sh and ls; default: that of a container using the volume"}};
+     .doc = "image with sh and ls; default: that of a container using the volume "
+            "(when none does, an empty volume is reported from the engine's disk "
+            "usage, and one that holds data needs `image`)"}};
 static const eng_output volume_check_outputs[] = {
     {"exists", ENG_T_BOOL, "the volume exists"}, {"empty", ENG_T_BOOL, "it holds nothing"},
     {"pg_version", ENG_T_STRING, "PG_VERSION's content"}, {"files", ENG_T_LIST, "top-level names"},

@@ -101,7 +101,10 @@ static char *pg_arg_text(const json_t *v) {
   if (json_is_string(v)) return eng_xstrdup(json_string_value(v));
   if (json_is_integer(v))
     return eng_asprintf("%lld", (long long)json_integer_value(v));
-  if (json_is_real(v)) return eng_asprintf("%.17g", json_real_value(v));
+  if (json_is_real(v)) { /* the shortest text that is the same number */
+    char num[40];
+    return eng_xstrdup(eng_fmt_real(json_real_value(v), num, sizeof num));
+  }
   if (json_is_boolean(v))
     return eng_xstrdup(json_is_true(v) ? "true" : "false");
   char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -415,6 +418,7 @@ static void pg_query_done(pg_sess *s, void *ud, int rc) {
     char *first = json_array_size(q->rows)
                       ? json_dumps(q->rows, JSON_COMPACT | JSON_ENCODE_ANY)
                       : NULL;
+    if (first) eng_json_short_reals(first); /* 16.8, not 16.800000000000001 */
     if (first && strlen(first) > 100) strcpy(first + 97, "...");
     pg_host->output(call, "summary",
                     first ? json_sprintf("%lld row%s: %s", (long long)q->row_count,

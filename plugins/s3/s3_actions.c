@@ -454,6 +454,7 @@ static void get_conclude(get_job *j) {
              "%s.sha256): downloaded without verification",
              j->url, j->url);
     H->output(j->call, "file", json_string(j->file));
+    H->output(j->call, "url", json_string(j->url)); /* where it came from */
     H->output(j->call, "bytes", json_integer((json_int_t)bytes));
     H->output(j->call, "sha256", jstr_or_empty(sha));
     H->output(j->call, "last_modified", jstr_or_empty(lm));
@@ -1322,6 +1323,8 @@ static const eng_param get_params[] = {
     P_END};
 static const eng_output get_outputs[] = {
     {"file", ENG_T_STRING, "the local file"},
+    {"url", ENG_T_STRING, "the object downloaded, s3://BUCKET/KEY (the local "
+                          "file's origin: the evidence names it)"},
     {"bytes", ENG_T_INT, "bytes downloaded"},
     {"sha256", ENG_T_STRING, "hex SHA-256 of the bytes downloaded"},
     {"last_modified", ENG_T_STRING, "the object's Last-Modified (RFC 3339)"},

@@ -83,20 +83,56 @@ static json_t *section(const char *text) {
   return s;
 }
 
+/* "707ms (target 30m00s, met)"; not measured: "not measured (target 1h00m,
+ * not met)" and why on the next line. */
 static const char *slo_text(const json_t *slo, const char *what, char *buf,
                             size_t n) {
-  char k_ms[16], k_met[16], k_target[24], a[32], b[32];
+  char k_ms[16], k_met[16], k_target[24], k_err[24], a[32], b[32];
   snprintf(k_ms, sizeof k_ms, "%s_ms", what);
   snprintf(k_met, sizeof k_met, "%s_met", what);
   snprintf(k_target, sizeof k_target, "%s_target_ms", what);
+  snprintf(k_err, sizeof k_err, "%s_error", what);
   json_t *v = json_object_get(slo, k_ms), *t = json_object_get(slo, k_target);
   if (!json_is_integer(v) && !json_is_integer(t)) return NULL;
-  snprintf(buf, n, "%s%s%s%s",
-           json_is_integer(v) ? nt_duration(json_integer_value(v), a, sizeof a) : "unknown",
+  const char *why = json_string_value(json_object_get(slo, k_err));
+  snprintf(buf, n, "%s%s%s%s%s%s",
+           json_is_integer(v) ? nt_duration(json_integer_value(v), a, sizeof a)
+           : !strcmp(what, "rto") ? "not measured" : "unknown",
            json_is_integer(t) ? " (target " : "",
            json_is_integer(t) ? nt_duration(json_integer_value(t), b, sizeof b) : "",
-           json_is_integer(t) ? (json_is_true(json_object_get(slo, k_met)) ? ", met)" : ", MISSED)") : "");
+           !json_is_integer(t) ? ""
+           : !json_is_integer(v) ? ", not met)"
+           : json_is_true(json_object_get(slo, k_met)) ? ", met)" : ", MISSED)",
+           !json_is_integer(v) && why ? "\n_" : "",
+           !json_is_integer(v) && why ? why : "");
+  if (!json_is_integer(v) && why && strlen(buf) + 1 < n) strcat(buf, "_");
   return buf;
+}
+
+/* Steps by how they ended, as "8 ok, 1 warn, 1 failed (continued)": from
+ * the run's steps (a failure continue_on_error let pass is not a failure
+ * of the run). */
+static void step_counts(const json_t *st, char *out, size_t n) {
+  static const char *const order[] = {"ok", "warn", "failed", "timed_out", "refused",
+                                      "cancelled", "skipped", "running", "pending"};
+  out[0] = '\0';
+  for (size_t o = 0; o < sizeof order / sizeof *order; o++) {
+    for (int cont = 0; cont < 2; cont++) {
+      long long c = 0;
+      size_t i;
+      json_t *s;
+      json_array_foreach(json_object_get(st, "steps"), i, s) {
+        const char *status = json_string_value(json_object_get(s, "status"));
+        if (status && !strcmp(status, order[o]) &&
+            json_is_true(json_object_get(s, "continued")) == (cont == 1))
+          c++;
+      }
+      size_t l = strlen(out);
+      if (c && l < n)
+        snprintf(out + l, n - l, "%s%lld %s%s", l ? ", " : "", c, order[o],
+                 cont ? " (continued)" : "");
+    }
+  }
 }
 
 /* The run's summary as blocks, and the fallback text. */
@@ -116,18 +152,12 @@ static json_t *summary_blocks(const json_t *st, char **fallback) {
   add_field(fields, "*Duration*\n%s",
             nt_duration(json_integer_value(json_object_get(st, "duration_ms")), a, sizeof a));
   const json_t *slo = json_object_get(st, "slo");
-  char sb[128];
+  char sb[1024];
   if (slo_text(slo, "rto", sb, sizeof sb)) add_field(fields, "*RTO*\n%s", sb);
   if (slo_text(slo, "rpo", sb, sizeof sb)) add_field(fields, "*RPO*\n%s", sb);
-  /* steps by status */
-  char counts[512] = "";
-  const char *k;
-  json_t *v;
-  json_object_foreach(json_object_get(st, "counts"), k, v) {
-    size_t l = strlen(counts);
-    snprintf(counts + l, sizeof counts - l, "%s%lld %s", l ? ", " : "",
-             (long long)json_integer_value(v), k);
-  }
+  /* steps by how they ended */
+  char counts[512];
+  step_counts(st, counts, sizeof counts);
   add_field(fields, "*Steps*\n%s", *counts ? counts : "none");
   add_field(fields, "*Run*\n`%s`", json_string_value(json_object_get(st, "run_id")));
   const json_t *bk = json_object_get(st, "backup");
@@ -137,8 +167,10 @@ static json_t *summary_blocks(const json_t *st, char **fallback) {
       snprintf(age, sizeof age, ", %s old",
                nt_duration(json_integer_value(json_object_get(bk, "age_ms")), a, sizeof a));
     char sz[32];
-    add_field(fields, "*Backup*\n`%s` (%s%s)", json_string_value(json_object_get(bk, "name")),
-              nt_bytes(json_integer_value(json_object_get(bk, "bytes")), sz, sizeof sz), age);
+    const char *copy = json_string_value(json_object_get(bk, "local_copy"));
+    add_field(fields, "*Backup*\n`%s` (%s%s)%s%s%s", json_string_value(json_object_get(bk, "name")),
+              nt_bytes(json_integer_value(json_object_get(bk, "bytes")), sz, sizeof sz), age,
+              copy ? "\nlocal copy `" : "", copy ? copy : "", copy ? "`" : "");
   }
   json_array_append_new(blocks, json_pack("{s:s, s:o}", "type", "section", "fields", fields));
   const json_t *fs = json_object_get(st, "failed_step");
@@ -158,7 +190,7 @@ static json_t *summary_blocks(const json_t *st, char **fallback) {
              json_string_value(json_object_get(fs, "error")));
     json_array_append_new(blocks, section(buf));
   }
-  /* every step that did not end ok, as long as it fits */
+  /* every step that did not end ok (warnings too), as long as it fits */
   char list[MAX_SECTION + 1] = "";
   size_t n_bad = 0;
   json_t *s;
@@ -171,11 +203,13 @@ static json_t *summary_blocks(const json_t *st, char **fallback) {
     n_bad++;
     size_t l = strlen(list);
     const char *err = json_string_value(json_object_get(s, "error"));
+    if (!strcmp(status, "warn")) err = json_string_value(json_object_get(s, "warning"));
     int elen = err ? (int)strcspn(err, "\n") : 0;
     if (elen > 80) elen = 80;
     if (l < MAX_SECTION)
-      snprintf(list + l, sizeof list - l, "• `%s` %s%s%.*s\n",
+      snprintf(list + l, sizeof list - l, "• `%s` %s%s%s%.*s\n",
                json_string_value(json_object_get(s, "id")), status,
+               json_is_true(json_object_get(s, "continued")) ? " (continued)" : "",
                err ? ": " : "", elen, err ? err : "");
   }
   if (n_bad) {

@@ -671,5 +671,191 @@ def test_resume_of_an_unknown_run_and_duration_numbers(h):
     r = h.engine('run', rb, '--state-dir', h.tmp / 'st', timeout=60)
     h.check(r.returncode == 0 and 0.9 < time.time() - t0 < 20, (time.time() - t0, r.stdout))
 
+WARN = '''version: 1
+name: warns
+steps:
+  - id: lag
+    uses: shell
+    with: {command: "echo 20"}
+    check: |
+      local lag = tonumber(outputs.stdout)
+      if lag > 10 then return "warn", "replication lag " .. lag .. " s above 10 s" end
+      return true
+  - id: script
+    uses: lua
+    with:
+      script: |
+        engine.warn("first")
+        engine.warn("second")
+        return { n = 1 }
+  - id: flaky
+    uses: shell
+    continue_on_error: true
+    with: {command: "echo boom >&2; exit 2"}
+  - id: after
+    if: success() and steps.lag.status == "warn"
+    uses: shell
+    with: {command: "true"}
+'''
+
+
+@suite.test
+def test_warn_outcome_everywhere(h):
+    """A check's "warn" and engine.warn end the step `warn`: yellow on the
+    console, the exit status unchanged, counted in the summary and in
+    report.json, a passing JUnit testcase with the message, the evidence,
+    the audit log; a continue_on_error failure is "failed (continued)"."""
+    import xml.etree.ElementTree as ET
+    f = h.write('warn.yaml', WARN)
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                 '--junit', h.tmp / 'j.xml', '--evidence', h.tmp / 'e.md')
+    out = r.stdout
+    h.check(r.returncode == 0 and 'succeeded in' in out, out + r.stderr)
+    lines = out.splitlines()
+    lag = next(l for l in lines if l.startswith('ok lag '))
+    h.check(lag.split()[2] == 'warn', lag)
+    h.check('   warning: replication lag 20 s above 10 s' in lines, out)
+    h.check('   warning: first; second' in lines, out)
+    flaky = next(l for l in lines if ' flaky ' in l and 'failed' in l)
+    h.check(flaky.startswith('~~ flaky') and 'failed (continued)' in flaky, flaky)
+    h.check(not any(l.startswith('!!') for l in lines), out)
+    h.check('1 ok, 2 warn, 1 failed (continued)' in lines, out)
+    rep = h.report(h.tmp / 'r.json')
+    s = rep['steps']
+    h.check((s['lag']['status'], s['lag']['warning'], s['lag']['check']) ==
+            ('warn', 'replication lag 20 s above 10 s', 'warn'), s['lag'])
+    h.check(s['script']['status'] == 'warn' and s['script']['warning'] == 'first; second',
+            s['script'])
+    h.check(s['flaky']['status'] == 'failed' and s['flaky']['continued'] is True, s['flaky'])
+    h.check(s['after']['status'] == 'ok', s['after'])
+    h.check(rep['counts'] == {'ok': 1, 'warn': 2, 'failed': 1} and rep['status'] == 'ok',
+            rep['counts'])
+    suite_el = ET.parse(h.tmp / 'j.xml').getroot().find('testsuite')
+    h.check(suite_el.get('failures') == '0', ET.tostring(suite_el))
+    cases = {(c.get('classname'), c.get('name')): c for c in suite_el.iter('testcase')}
+    for key, text in ((('warns.steps', 'lag'), 'warning: replication lag 20 s above 10 s'),
+                      (('warns.checks', 'lag check'), 'warning: replication lag 20 s above 10 s'),
+                      (('warns.steps', 'script'), 'warning: first; second'),
+                      (('warns.steps', 'flaky'), 'failed (continued): command exited with status 2')):
+        c = cases[key]
+        h.check(c.find('failure') is None and c.find('skipped') is None, ET.tostring(c))
+        h.check(text in (c.findtext('system-out') or ''), ET.tostring(c))
+    ev = (h.tmp / 'e.md').read_text()
+    h.check('| lag | shell | warn | warn |' in ev, ev)
+    h.check('## Warnings\n\n- `lag` warn: replication lag 20 s above 10 s\n'
+            '- `script` warn: first; second\n' in ev, ev)
+    h.check('- `flaky` failed (continued): command exited with status 2' in ev, ev)
+    audit = [json.loads(l) for l in (run_dir(h) / 'audit.jsonl').read_text().splitlines()]
+    ends = {a['step']: a for a in audit if a['type'] == 'step.end'}
+    h.check(ends['lag']['status'] == 'warn' and
+            ends['lag']['warning'] == 'replication lag 20 s above 10 s', ends['lag'])
+    # the JSON log carries it too
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state3', '--log-format', 'json')
+    events = [json.loads(l) for l in r.stdout.splitlines() if l.startswith('{')]
+    end = next(e for e in events if e['event'] == 'step.end' and e['step'] == 'script')
+    h.check(end['status'] == 'warn' and end['warning'] == 'first; second', end)
+    # outside a step's hooks there is no step to end `warn`
+    g = h.write('bad-warn.yaml', 'version: 1\nname: t\nsteps:\n  - id: a\n'
+                '    if: engine.warn("x") == nil\n    uses: shell\n    with: {command: "true"}\n')
+    r = h.engine('run', g, '--state-dir', h.tmp / 'state4', '--report', h.tmp / 'b.json')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    err = h.report(h.tmp / 'b.json')['steps']['a']['error']
+    h.check('engine.warn: only a `check:` hook or a `lua` step' in err, err)
+
+
+@suite.test
+def test_warn_is_yellow(h):
+    """Colours: a warning and a continued failure are yellow, a failure red."""
+    f = h.write('warn.yaml', WARN)
+    import pty
+    import subprocess
+    # the console colours only a terminal
+    m, s = pty.openpty()
+    p = subprocess.Popen([engine_bin(), 'run', str(f), '--state-dir', str(h.tmp / 'state')],
+                         stdout=s, stderr=s, cwd=str(h.tmp),
+                         env={k: v for k, v in os.environ.items() if k != 'NO_COLOR'})
+    os.close(s)
+    data = b''
+    while True:
+        try:
+            chunk = os.read(m, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    p.wait(timeout=60)
+    os.close(m)
+    text = data.decode(errors='replace')
+    yellow, red = '\x1b[33m', '\x1b[31m'
+    h.check(f'{yellow}ok\x1b[0m lag' in text and f'{yellow}warn' in text, repr(text))
+    h.check(f'{yellow}~~\x1b[0m flaky' in text, repr(text))
+    for l in text.splitlines():
+        if 'lag' in l or 'failed (continued)' in l or 'warning:' in l:
+            h.check(red not in l, repr(l))
+
+
+@suite.test
+def test_drill_only_when_the_runbook_says_so(h):
+    """Detection and decision time are 0 only for a runbook that says it is
+    a drill; `drill:` is true, false or a template, checked at validate."""
+    base = ('version: 1\nname: d\n%sparams:\n  rehearsal: {type: bool, default: false}\n'
+            'steps:\n  - id: restore\n    uses: shell\n    with: {command: "true"}\n'
+            '    recovered: true\n')
+    for i, (key, drill) in enumerate((('', False), ('drill: true\n', True),
+                                      ('drill: false\n', False),
+                                      ('drill: ${params.rehearsal}\n', False))):
+        f = h.write(f'd{i}.yaml', base % key)
+        r = h.engine('run', f, '--state-dir', h.tmp / f's{i}', '--evidence', h.tmp / f'e{i}.md',
+                     '--report', h.tmp / f'r{i}.json')
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+        ev = (h.tmp / f'e{i}.md').read_text()
+        h.check(('| detection time | 0 (scheduled drill) |' in ev) == drill, (key, ev))
+        h.check(('| detection time | not measured (before the run) |' in ev) == (not drill), ev)
+        h.check(h.report(h.tmp / f'r{i}.json')['drill'] is drill, key)
+    r = h.engine('run', h.tmp / 'd3.yaml', '--state-dir', h.tmp / 's9', '--set', 'rehearsal=true',
+                 '--evidence', h.tmp / 'e9.md')
+    h.check('| detection time | 0 (scheduled drill) |' in (h.tmp / 'e9.md').read_text(), r.stdout)
+    f = h.write('bad.yaml', base % 'drill: sometimes\n')
+    r = h.engine('validate', f)
+    h.check(r.returncode == 2 and 'bad.yaml:3:8: error: drill must be true' in r.stderr,
+            r.stdout + r.stderr)
+
+
+@suite.test
+def test_refusal_said_once(h):
+    f = h.write('refuse.yaml', 'version: 1\nname: refused\nguards:\n  protected_databases: [prod]\n'
+                'steps:\n  - id: wipe\n    uses: shell\n    with: {command: "dropdb prod"}\n')
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state')
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    said = "database 'prod' is protected by guards.protected_databases"
+    h.check(r.stdout.count(said) == 1, r.stdout)
+    lines = r.stdout.splitlines()
+    at = next(i for i, l in enumerate(lines) if l.startswith('!! wipe'))
+    h.check(said in lines[at + 1], r.stdout)  # under the step's line
+
+
+@suite.test
+def test_floats_print_shortest(h):
+    """A float prints as the shortest text that reads back as the same
+    number: 16.8, not 16.800000000000001."""
+    f = h.write('floats.yaml', '''version: 1
+name: floats
+steps:
+  - id: measure
+    uses: lua
+    with: {script: "return { lag = 16.8, ratio = 0.1 + 0.2, t = { x = 2.5 } }"}
+  - id: say
+    uses: shell
+    with: {command: "echo ${steps.measure.outputs.lag} ${steps.measure.outputs.ratio} '${steps.measure.outputs.t}'"}
+''')
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = h.report(h.tmp / 'r.json')
+    h.check(rep['steps']['say']['outputs']['stdout'] == '16.8 0.30000000000000004 {"x":2.5}\n',
+            rep['steps']['say']['outputs'])
+    h.check('lag=16.8' in r.stdout and '16.800000000000001' not in r.stdout, r.stdout)
+
+
 if __name__ == '__main__':
     suite.main()

@@ -244,6 +244,31 @@ def test_check_prod_volume_runbook(h):
     r = h.engine('run', f, '--set', f'volume=gone_{PID}', '--state-dir', h.tmp / 's3', env=env())
     h.check(r.returncode == 1 and f"volume 'gone_{PID}' does not exist" in r.stdout,
             r.stdout + r.stderr)
+    # as shipped (no `image`), on a volume no container uses: an empty one
+    # is said to be empty, not "give `image`"
+    r = h.engine('run', f, '--set', f'volume={empty}', '--state-dir', h.tmp / 's4',
+                 '--report', h.tmp / 'r4.json', env=env())
+    err = h.report(h.tmp / 'r4.json')['steps']['check'].get('error', '')
+    h.check(r.returncode == 1 and err == f"volume '{empty}' does not hold a PostgreSQL cluster: "
+            "it exists and is empty (0 bytes; no container uses it)", r.stdout + r.stderr)
+    # one that holds data needs a look inside: the message says so, and why
+    full = f'dkorphan_{PID}'
+    PM.run('volume', 'rm', '-f', full, check=False)
+    PM.run('volume', 'create', full)
+    try:
+        PM.run('run', '--rm', '--network', 'none', '-v', f'{full}:/v', PM.image, 'sh', '-c',
+               'echo 15 > /v/PG_VERSION')
+        r = h.engine('run', f, '--set', f'volume={full}', '--state-dir', h.tmp / 's5',
+                     '--report', h.tmp / 'r5.json', env=env())
+        err = h.report(h.tmp / 'r5.json')['steps']['check'].get('error', '')
+        h.check(r.returncode == 1 and f"volume '{full}' holds 3 bytes, but no container "
+                "uses it" in err and 'give `image`' in err, r.stdout + r.stderr)
+        r = h.engine('run', f, '--set', f'volume={full}', '--set', f'image={PM.image}',
+                     '--state-dir', h.tmp / 's6', env=env())
+        h.check(r.returncode == 1 and 'does not hold a PostgreSQL cluster (no base/)' in r.stdout,
+                r.stdout + r.stderr)
+    finally:
+        PM.run('volume', 'rm', '-f', full, check=False)
 
 
 @suite.test

@@ -214,6 +214,167 @@ def test_summary_of_300_steps_stays_within_slack_limits(h):
             '21 more blocks' in json.dumps(msg['blocks'][-1]), msg['blocks'][-1])
 
 
+INCIDENT = '''version: 1
+name: incident-restore
+slo:
+  rto: 1h
+  rpo: 15m
+  backup_time: ${steps.pick.outputs.picked.last_modified}
+steps:
+  - id: pick
+    uses: lua
+    with: {script: "return { count = 0 }"}
+  - id: restore
+    uses: shell
+    with: {command: "echo 'no backup under the prefix' >&2; exit 1"}
+    recovered: true
+finally:
+  - id: notify
+    uses: slack.post
+    with: {summary: true, webhook: "%s"}
+  - id: page
+    if: failure()
+    uses: pagerduty.event
+    with: {action: trigger, severity: critical}
+  - id: last
+    uses: shell
+    with: {command: "true"}
+'''
+
+PD_ENV = {'PAGERDUTY_ROUTING_KEY': 'R0123456789abcdef0123456789abcde',
+          'PAGERDUTY_EVENTS_URL': RX.url + '/v2/enqueue'}
+
+
+def field(msg, title):
+    """The text of the summary's field titled `title` (`*RTO*\\n...`)."""
+    for b in msg['blocks']:
+        for f in b.get('fields', []):
+            if f['text'].startswith(f'*{title}*\n'):
+                return f['text'].split('\n', 1)[1]
+    return None
+
+
+@suite.test
+def test_failed_restore_measures_no_rto(h):
+    """Nothing recovered: no RTO is measured, so its target is not met;
+    console, report, evidence, JUnit, Slack and PagerDuty all say so, and
+    the summary counts the run as it ends, not the notifications."""
+    import xml.etree.ElementTree as ET
+    RX.clear()
+    f = h.write('incident.yaml', INCIDENT % hook('ok'))
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                 '--evidence', h.tmp / 'e.md', '--junit', h.tmp / 'j.xml', env=PD_ENV)
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    h.check("RTO not measured (target 1h00m): not met, because nothing was recovered: "
+            "step 'restore' (recovered: true) failed" in r.stdout, r.stdout)
+    h.check(': met' not in r.stdout, r.stdout)
+    slo = json.loads((h.tmp / 'r.json').read_text())['slo']
+    h.check(slo['rto_ms'] is None and slo['rto_met'] is None and slo['met'] is False, slo)
+    h.check('nothing was recovered' in slo['rto_error'], slo)
+    h.check(slo['rpo_ms'] is None and slo['rpo_met'] is None, slo)
+    ev = (h.tmp / 'e.md').read_text()
+    h.check('| total RTO | not measured | 1h00m | not met |' in ev, ev)
+    h.check("RTO not measured because nothing was recovered: step 'restore'" in ev, ev)
+    # an incident restore is no drill: detection time is not said to be 0
+    h.check('scheduled drill' not in ev and '| detection time | not measured' in ev, ev)
+    cases = {(c.get('classname'), c.get('name')): c
+             for c in ET.parse(h.tmp / 'j.xml').getroot().iter('testcase')}
+    case = cases[('incident-restore.slo', 'rto')]
+    h.check(case.find('failure') is not None and
+            'RTO not measured' in case.find('failure').get('message'), ET.tostring(case))
+    msg = posts('/hooks/ok')[0]['json']
+    rto_text = field(msg, 'RTO')
+    h.check(rto_text.startswith('not measured (target 1h00m, not met)') and
+            'nothing was recovered' in rto_text, rto_text)
+    # the run as it ends: the notification itself and the steps after it
+    # are neither `running` nor `pending`
+    h.check(field(msg, 'Steps') == '1 ok, 1 failed', field(msg, 'Steps'))
+    ev = [x['json'] for x in posts('/v2/enqueue')]
+    h.check(len(ev) == 1, ev)
+    d = ev[0]['payload']['custom_details']
+    h.check(d['slo']['rto_met'] is None and 'nothing was recovered' in d['slo']['rto_error'], d)
+    h.check(d['slo']['rto_ms'] is None and d['slo']['met'] is False, d)
+    # notify (ok) counted, page (asking) and last (not run yet) not
+    h.check(d['counts'] == {'ok': 2, 'failed': 1}, d['counts'])
+
+
+@suite.test
+def test_unknown_rpo_is_one_line_with_the_whole_path(h):
+    """An RPO that cannot be measured (the backup time reads an output the
+    picking step never produced) is said in one line, with the runbook's
+    whole path and line, no Lua traceback: on the console, in the report,
+    in Slack and in PagerDuty's details."""
+    RX.clear()
+    book = (INCIDENT % hook('ok')).replace(
+        '    with: {script: "return { count = 0 }"}',
+        "    continue_on_error: true\n"
+        "    with: {script: \"engine.fail('no backup under the prefix')\"}").replace(
+        "    with: {command: \"echo 'no backup under the prefix' >&2; exit 1\"}",
+        "    with: {command: \"echo restored from the copy of yesterday\"}").replace(
+        'if: failure()', 'if: always()')
+    deep = h.tmp / ('operations-' * 4) / ('yieldvault-' * 4) / 'runbooks'
+    deep.mkdir(parents=True)
+    f = deep / '02-yieldvault-restore.yaml'
+    f.write_text(book)
+    h.check(len(str(f)) > 80, str(f))
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                 env=PD_ENV)
+    h.check(r.returncode == 4, r.stdout + r.stderr)
+    want = (f"slo.backup_time: {f}:6: reference to steps.pick.outputs.picked does not "
+            "exist (step 'pick' failed)")
+    h.check(f'RPO unknown (target 15m00s): not met, because {want}\n' in r.stdout, r.stdout)
+    out = r.stdout + r.stderr
+    h.check('stack traceback' not in out and '...' not in out, out)
+    slo = json.loads((h.tmp / 'r.json').read_text())['slo']
+    h.check(slo['rpo_error'] == want, slo)
+    h.check(slo['rto_met'] is True and slo['rpo_met'] is None and slo['met'] is False, slo)
+    d = posts('/v2/enqueue')[0]['json']['payload']['custom_details']
+    h.check(d['slo']['rpo_error'] == want, d['slo'])
+    rpo_text = field(posts('/hooks/ok')[0]['json'], 'RPO')
+    h.check(want in rpo_text and 'traceback' not in rpo_text, rpo_text)
+
+
+@suite.test
+def test_summary_counts_the_run_as_it_ends(h):
+    """The summary describes the run as it ends: the notification step and
+    the `finally` steps after it are not counted as running or pending; a
+    warning and a continued failure are counted and listed as such."""
+    RX.clear()
+    r, rep = run(h, '''version: 1
+name: warned
+steps:
+  - id: work
+    uses: shell
+    with: {command: "true"}
+  - id: lag
+    uses: shell
+    with: {command: "echo 20"}
+    check: return "warn", "replication lag 20 s above 10 s"
+  - id: soft
+    uses: shell
+    continue_on_error: true
+    with: {command: "exit 2"}
+finally:
+  - id: first
+    uses: shell
+    with: {command: "true"}
+  - id: notify
+    uses: slack.post
+    with: {summary: true, webhook: "%s"}
+  - id: cleanup
+    uses: shell
+    with: {command: "true"}
+''' % hook('ok'))
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    msg = posts('/hooks/ok')[0]['json']
+    h.check(field(msg, 'Steps') == '2 ok, 1 warn, 1 failed (continued)', field(msg, 'Steps'))
+    blocks = json.dumps(msg['blocks'])
+    h.check('running' not in blocks and 'pending' not in blocks, blocks)
+    h.check('`lag` warn: replication lag 20 s above 10 s' in blocks, blocks)
+    h.check('`soft` failed (continued)' in blocks, blocks)
+    h.check('warned succeeded' in msg['text'], msg['text'])
+
+
 PD = '''version: 1
 name: pd-drill
 steps:

@@ -543,6 +543,30 @@ def test_query_types_readonly_and_lua(h):
 
 
 @suite.test
+def test_query_summary_floats_are_shortest(h):
+    """Numbers in a query's summary (and its float arguments) print as the
+    shortest text that reads back as the same number: 16.8, not
+    16.800000000000001."""
+    rb = h.write('floats.yaml', '''version: 1
+name: pg-floats
+params:
+  url: { required: true }
+steps:
+  - id: q
+    uses: postgres.query
+    with:
+      url: ${params.url}
+      sql: SELECT 16.8::numeric AS lag, 0.1::float8 + 0.2::float8 AS ratio, $1::text AS arg
+      args: [16.8]
+''')
+    r, rep = run(h, rb, '--set', f'url={h.pg.url()}')
+    h.check(r.returncode == 0, out(r))
+    q = step(rep, 'q')
+    h.check(q['summary'] == '1 row: [{"lag":16.8,"ratio":0.30000000000000004,"arg":"16.8"}]', q)
+    h.check('16.800000000000001' not in r.stdout, r.stdout)
+
+
+@suite.test
 def test_query_timeout_cancels_on_server(h):
     marker = f'slowq-{os.getpid()}-{time.time_ns()}'
     rb = h.write('slowq.yaml', f'''
@@ -1062,6 +1086,16 @@ def test_backup_runbooks(h):
         h.check(r2.returncode == 0, out(r2))
         h.check(step(rep2, 'counts')['outputs']['tables'] == DEMO_COUNTS, rep2)
         h.check(step(rep2, 'orphans')['outputs']['row_count'] == 0, rep2)
+        h.check(h.pg.databases() == before, 'the verify database was left')
+        # orphans found: a warning to investigate, not a failed verification
+        r2, rep2 = run(h, ROOT / 'runbooks' / 'backup-verify.yaml',
+                       '--set', f"backup_file={b['file']}", '--set', f"sha256={b['sha256']}",
+                       '--set', 'orphan_query=SELECT c.id FROM "Comment" c LIMIT 2',
+                       env={'DATABASE_URL': url})
+        h.check(r2.returncode == 0, out(r2))
+        o = step(rep2, 'orphans')
+        h.check(o['status'] == 'warn' and o['warning'].startswith('2 orphan row(s) found'), o)
+        h.check('   warning: 2 orphan row(s) found' in r2.stdout, out(r2))
         h.check(h.pg.databases() == before, 'the verify database was left')
         # a damaged backup fails verification and leaves nothing
         with open(b['file'], 'r+b') as f:

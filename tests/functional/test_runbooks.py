@@ -58,9 +58,68 @@ def test_restore_from_s3_rehearsal(h):
         h.check('rfs_restored' not in h.pg.databases(), 'the rehearsal did not drop its database')
         ev = (h.tmp / 'e.md').read_text()
         h.check('total RTO' in ev and 'data loss (RPO)' in ev)
+        # drill=true: the runbook's `drill: ${params.drill}` makes it a rehearsal
+        h.check('| detection time | 0 (scheduled drill) |' in ev, ev)
+        h.check(rep['drill'] is True and rep['steps']['compare']['status'] == 'ok',
+                rep['steps']['compare'])
         h.check(srv.secret not in r.stdout + ev, 'the AWS secret leaked')
         objs = srv.client().list_objects_v2(Bucket='prod-backups').get('Contents', [])
         h.check(any(o['Key'] == 'database/nightly.dump' for o in objs), objs)
+    finally:
+        srv.stop()
+
+
+DOWNLOAD_RESTORE = '''version: 1
+name: restore-downloaded
+params:
+  url: {required: true}
+  backups: {required: true}
+  db: {required: true}
+steps:
+  - id: pick
+    uses: s3.list
+    with: {url: "${params.backups}", pick: latest}
+  - id: download
+    uses: s3.get
+    with: {url: "${steps.pick.outputs.picked.url}", file: "${run.dir}/restore.dump"}
+  - id: restore
+    uses: postgres.restore
+    with: {url: "${params.url}", file: "${steps.download.outputs.file}", database: "${params.db}"}
+    recovered: true
+finally:
+  - id: drop
+    uses: postgres.drop_database
+    with: {url: "${params.url}", database: "${params.db}", if_exists: true}
+'''
+
+
+@suite.test
+def test_evidence_names_the_object_restored(h):
+    """A backup downloaded before the restore: "Backup chosen" names the S3
+    object that was picked (its origin), with the local copy under it."""
+    srv = S3Server().start()
+    try:
+        srv.make_bucket('prod-backups')
+        make_db(h.pg, 'ev_src')
+        env = srv.env(DATABASE_URL=h.pg.url('ev_src'))
+        backup = h.write('backup.yaml', 'version: 1\nname: nightly\nsteps:\n'
+                         '  - id: dump\n    uses: postgres.dump\n'
+                         '    with: {url: "${env.DATABASE_URL}", '
+                         'file: "s3://prod-backups/database/nightly.dump"}\n')
+        r = h.engine('run', backup, '--state-dir', h.tmp / 's0', env=env)
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+        f = h.write('restore.yaml', DOWNLOAD_RESTORE)
+        r = h.engine('run', f, '--state-dir', h.tmp / 's1', '--set', f"url={h.pg.url('ev_src')}",
+                     '--set', 'backups=s3://prod-backups/database/', '--set', 'db=ev_restored',
+                     '--evidence', h.tmp / 'e.md', '--report', h.tmp / 'r.json', env=env)
+        h.check(r.returncode == 0, r.stdout + r.stderr)
+        rep = h.report(h.tmp / 'r.json')
+        local = rep['steps']['download']['outputs']['file']
+        ev = (h.tmp / 'e.md').read_text()
+        h.check('- name: `s3://prod-backups/database/nightly.dump` (external: not made by this '
+                'run; picked by step `pick`; downloaded by step `download`)\n'
+                f'  - local copy: `{local}` (step `download`)\n' in ev, ev)
+        h.check('ev_restored' not in h.pg.databases())
     finally:
         srv.stop()
 

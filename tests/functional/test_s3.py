@@ -191,6 +191,27 @@ def test_get_multipart_written_by_boto3(h):
 
 
 @suite.test
+def test_small_download_says_no_rate_it_cannot_measure(h):
+    """A download too fast to time prints its size, not `0 B/s`; the step
+    names the object it came from (`url`)."""
+    data = os.urandom(15800)
+    srv().client().put_object(Bucket=BUCKET, Key='small/fast.bin', Body=data)
+    r = run(h, 'get.yaml', f'url=s3://{BUCKET}/small/fast.bin', f'file={h.tmp}/fast.bin')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    import re
+    progress = [l for l in r.stdout.splitlines() if re.match(r'\s+get: [0-9.]+ [kMG]?B', l)]
+    h.check(progress and all('15.8 kB' in l for l in progress), r.stdout)
+    h.check(' 0 B/s' not in r.stdout, r.stdout)
+    h.check(outputs(h, 'get')['url'] == f's3://{BUCKET}/small/fast.bin', outputs(h, 'get'))
+    # a rate that is measured is a real one: JSON gives null, not 0
+    r = run(h, 'get.yaml', f'url=s3://{BUCKET}/small/fast.bin', f'file={h.tmp}/fast2.bin',
+            extra=['--log-format', 'json'])
+    ev = [json.loads(l) for l in r.stdout.splitlines() if l.startswith('{')]
+    rates = [e['bytes_per_s'] for e in ev if e['event'] == 'step.progress']
+    h.check(rates and all(x is None or x > 0 for x in rates), rates)
+
+
+@suite.test
 def test_keys_with_spaces_and_plus(h):
     data = b'awkward key\n' * 1000
     f = h.tmp / 'k.txt'

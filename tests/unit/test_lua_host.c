@@ -129,6 +129,14 @@ void eng__call_logf(eng_call *call, eng_log_level lvl, const char *fmt, ...) {
   va_end(ap);
 }
 
+static char t_last_warn[512]; /* last eng__call_warn() text */
+
+int eng__call_warn(eng_call *call, const char *msg) {
+  (void)call;
+  snprintf(t_last_warn, sizeof t_last_warn, "%s", msg);
+  return ENG_OK;
+}
+
 /* ---- fake plugin functions ---------------------------------------------- */
 
 typedef struct t_timer {
@@ -335,7 +343,9 @@ static void test_missing_reference(void **state) {
   t_error(h, "steps.backup.outputs.fiel", ENG__LUA_EXPR, err, sizeof err);
   t_contains(err, "runbooks/t.yaml:7: reference to steps.backup.outputs.fiel "
                   "does not exist");
-  t_contains(err, "stack traceback");
+  /* one line for users: where and why, no traceback */
+  assert_null(strstr(err, "stack traceback"));
+  assert_null(strchr(err, '\n'));
   t_error(h, "steps.nope.status", ENG__LUA_EXPR, err, sizeof err);
   t_contains(err, "reference to steps.nope does not exist (no such step, or "
                   "it has not run)");
@@ -354,6 +364,68 @@ static void test_missing_reference(void **state) {
   t_contains(err, "env is read-only");
   t_true(h, "(function() local n = 0 for k in pairs(env) do n = n + 1 end "
             "return n end)() == 1");
+  eng__lua_destroy(h);
+}
+
+/* Lua cuts chunk names at 60 characters ("...ng/path/rb.yaml:28:"): every
+ * message names the whole runbook path and its line, in one line. */
+static void test_whole_path_one_line(void **state) {
+  (void)state;
+  eng__lua *h = t_new(0, 0, NULL, NULL);
+  const char *file = "/home/operator/projects/yieldvault/operations/"
+                     "runbooks/02-yieldvault-restore.yaml";
+  json_t *o = json_pack("{s:i}", "count", 0);
+  eng__lua_set_step(h, "pick", "failed", o);
+  json_decref(o);
+  char err[1024] = "", want[512];
+  int ref = -1;
+  json_t *res = NULL;
+  /* a missing output of a step that did not end ok says so */
+  assert_int_equal(eng__lua_compile(h, "steps.pick.outputs.picked.last_modified",
+                                    ENG__LUA_EXPR, file, 28, &ref, err, sizeof err),
+                   ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, &res, err, sizeof err), ENG_ERR_FAILED);
+  snprintf(want, sizeof want, "%s:28: reference to steps.pick.outputs.picked "
+                              "does not exist (step 'pick' failed)", file);
+  assert_string_equal(err, want);
+  /* a syntax error */
+  assert_int_equal(eng__lua_compile(h, "1 + + 2", ENG__LUA_EXPR, file, 41, &ref,
+                                    err, sizeof err), ENG_ERR_INVALID);
+  snprintf(want, sizeof want, "%s:41:", file);
+  t_contains(err, want);
+  assert_null(strstr(err, "..."));
+  /* an error without a position gets the line it was raised at */
+  assert_int_equal(eng__lua_compile(h, "local a = 1\nerror({})", ENG__LUA_CHUNK,
+                                    file, 50, &ref, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, &res, err, sizeof err), ENG_ERR_FAILED);
+  snprintf(want, sizeof want, "%s:51: (error object is a table value)", file);
+  assert_string_equal(err, want);
+  assert_int_equal(eng__lua_compile(h, "error('plain', 0)", ENG__LUA_CHUNK, file, 60,
+                                    &ref, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, &res, err, sizeof err), ENG_ERR_FAILED);
+  snprintf(want, sizeof want, "%s:60: plain", file);
+  assert_string_equal(err, want);
+  /* engine.fail keeps its text exactly */
+  assert_int_equal(eng__lua_compile(h, "engine.fail('too old')", ENG__LUA_CHUNK,
+                                    file, 70, &ref, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, &res, err, sizeof err), ENG_ERR_FAILED);
+  assert_string_equal(err, "too old");
+  /* an error a hook catches reads the same: pcall, xpcall */
+  assert_int_equal(eng__lua_compile(h, "local ok, e = pcall(function() return nil + 1 end)\n"
+                                       "local _, x = xpcall(function() error('bad') end,\n"
+                                       "  function(m) return 'H:' .. m end)\n"
+                                       "local t = {pcall(error, {})}\n"
+                                       "return ok, e, x, type(t[2]), select('#', pcall(math.abs, -1))",
+                                    ENG__LUA_CHUNK, file, 80, &ref, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__lua_eval(h, ref, NULL, &res, err, sizeof err), ENG_OK);
+  assert_true(json_is_false(json_array_get(res, 0)));
+  snprintf(want, sizeof want, "%s:80: attempt to perform arithmetic on a nil value", file);
+  assert_string_equal(json_string_value(json_array_get(res, 1)), want);
+  snprintf(want, sizeof want, "H:%s:81: bad", file);
+  assert_string_equal(json_string_value(json_array_get(res, 2)), want);
+  assert_string_equal(json_string_value(json_array_get(res, 3)), "table");
+  assert_int_equal(json_integer_value(json_array_get(res, 4)), 2);
+  json_decref(res);
   eng__lua_destroy(h);
 }
 
@@ -377,8 +449,8 @@ static void test_success_failure(void **state) {
   (void)state;
   eng__lua *h = t_new(0, 0, NULL, NULL);
   t_true(h, "success() and not failure() and always()");
-  const char *good[] = {"ok", "skipped"};
-  eng__lua_set_deps(h, good, 2);
+  const char *good[] = {"ok", "skipped", "warn"};
+  eng__lua_set_deps(h, good, 3);
   t_true(h, "success() and not failure()");
   const char *bad[] = {"ok", "failed"};
   eng__lua_set_deps(h, bad, 2);
@@ -965,6 +1037,15 @@ static void test_require(void **state) {
   t_contains(err, "module 'nope' not found");
   t_error(h, "require('broken')", ENG__LUA_EXPR, err, sizeof err);
   t_contains(err, "broken.lua:");
+  /* a module's error names its whole path, whatever its length */
+  snprintf(p, sizeof p, "%s/lua/a-module-with-a-name-long-enough-to-be-cut-by-lua.lua", rb);
+  t_write(p, "local M = {}\nfunction M.f()\n  return nil + 1\nend\nreturn M\n");
+  t_error(h, "require('a-module-with-a-name-long-enough-to-be-cut-by-lua').f()",
+          ENG__LUA_EXPR, err, sizeof err);
+  char want[600];
+  snprintf(want, sizeof want, "%s:3: attempt to perform arithmetic on a nil value", p);
+  t_contains(err, want);
+  assert_null(strstr(err, "..."));
   eng__lua_destroy(h);
 
   snprintf(p, sizeof p, "rm -rf '%s'", root);
@@ -1138,6 +1219,24 @@ static void test_run_yields(void **state) {
   assert_string_equal(t_last_log, "sum 13");
   json_decref(r.results);
 
+  /* a yield across the sandbox's pcall and xpcall, and an error after it */
+  memset(&r, 0, sizeof r);
+  assert_int_equal(t_run(h,
+                         "local ok, v = pcall(fake.add, 1, 2)\n"
+                         "local ok2, e = pcall(function() fake.add(1, 1) error('late') end)\n"
+                         "local ok3, w = xpcall(fake.add, function(m) return m end, 4, 5)\n"
+                         "return ok, v, ok2, e, ok3, w\n",
+                         NULL, &r), ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.rc, ENG_OK);
+  assert_true(json_is_true(json_array_get(r.results, 0)));
+  assert_int_equal(json_integer_value(json_array_get(r.results, 1)), 3);
+  assert_true(json_is_false(json_array_get(r.results, 2)));
+  assert_string_equal(json_string_value(json_array_get(r.results, 3)), "runbooks/r.yaml:21: late");
+  assert_true(json_is_true(json_array_get(r.results, 4)));
+  assert_int_equal(json_integer_value(json_array_get(r.results, 5)), 9);
+  json_decref(r.results);
+
   /* two coroutines interleave, each with its own locals */
   t_result r1 = {0}, r2 = {0};
   json_t *l1 = json_pack("{s:{s:i}}", "outputs", "x", 1);
@@ -1196,8 +1295,7 @@ static void test_run_errors(void **state) {
   assert_int_equal(r.calls, 1);
   assert_int_equal(r.rc, ENG_ERR_FAILED);
   assert_null(r.results);
-  t_contains(r.err, "runbooks/r.yaml:21: fake.err: boom");
-  t_contains(r.err, "stack traceback");
+  assert_string_equal(r.err, "runbooks/r.yaml:21: fake.err: boom");
 
   memset(&r, 0, sizeof r);
   assert_int_equal(t_run(h, "fake.add(1, 1)\nengine.fail('the backup is too "
@@ -1205,6 +1303,20 @@ static void test_run_errors(void **state) {
   uv_run(t_loop, UV_RUN_DEFAULT);
   assert_int_equal(r.rc, ENG_ERR_FAILED);
   assert_string_equal(r.err, "the backup is too old");
+
+  /* engine.warn: the step's call is told; the hook goes on */
+  memset(&r, 0, sizeof r);
+  t_last_warn[0] = '\0';
+  assert_int_equal(t_run(h, "engine.warn('lag 20 s above 10 s')\nreturn 1", NULL, &r),
+                   ENG_OK);
+  uv_run(t_loop, UV_RUN_DEFAULT);
+  assert_int_equal(r.rc, ENG_OK);
+  assert_string_equal(t_last_warn, "lag 20 s above 10 s");
+  json_decref(r.results);
+  /* outside a step (a condition, a template) there is no step to warn */
+  char err[512];
+  t_error(h, "engine.warn('x')", ENG__LUA_CHUNK, err, sizeof err);
+  t_contains(err, "engine.warn: only a `check:` hook or a `lua` step");
 
   memset(&r, 0, sizeof r);
   assert_int_equal(t_run(h, "fake.refuse()", NULL, &r), ENG_OK);
@@ -1287,6 +1399,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_expression_types),
       cmocka_unit_test(test_missing_reference),
+      cmocka_unit_test(test_whole_path_one_line),
       cmocka_unit_test(test_dashed_step_ids),
       cmocka_unit_test(test_success_failure),
       cmocka_unit_test(test_syntax_error),

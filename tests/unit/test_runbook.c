@@ -232,6 +232,41 @@ static void test_positions(void **state) {
   expect(HDR "steps: []\nparams:\n  p: {typ: int}\n", "F:5:7: error: parameter 'p': unknown key 'typ' (did you mean 'type'?)");
 }
 
+/* `drill:` is true, false or a template; an SLO target needs what would
+ * measure it (a recovered step, a backup time). */
+static void test_drill_and_slo(void **state) {
+  (void)state;
+  size_t n;
+  const char *step = "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
+                     "    recovered: true\n";
+  char text[512];
+  const char *good[] = {"drill: true\n", "drill: false\n",
+                        "params:\n  d: {type: bool, default: true}\ndrill: ${params.d}\n"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    snprintf(text, sizeof text, HDR "%s%s", good[i], step);
+    char *got = diagnose(text, &n);
+    if (n) fail_msg("%s: %s", good[i], got);
+    free(got);
+  }
+  snprintf(text, sizeof text, HDR "drill: yes please\n%s", step);
+  expect(text, "F:3:8: error: drill must be true");
+  snprintf(text, sizeof text, HDR "drill: [true]\n%s", step);
+  expect(text, "F:3:8: error: 'drill' must be a scalar, not a list");
+  snprintf(text, sizeof text, HDR "drill: ${params.nope}\n%s", step);
+  expect(text, "F:3:8: error: drill: params.nope: no such parameter");
+  /* an RTO target with nothing marked recovered could never be measured */
+  expect(HDR "slo: {rto: 1h}\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n",
+         "F:3:12: error: slo.rto: no step is marked `recovered: true`");
+  expect(HDR "slo: {rpo: 1h}\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
+             "    recovered: true\n",
+         "F:3:12: error: slo.rpo: slo.backup_time is not set");
+  snprintf(text, sizeof text, HDR "slo: {rto: 1h, rpo: 1h, backup_time: 2026-01-01T00:00:00Z}\n%s",
+           step);
+  char *got = diagnose(text, &n);
+  if (n) fail_msg("%s", got);
+  free(got);
+}
+
 static void test_template_typing(void **state) {
   (void)state;
   eng__lua_opts o = {0};
@@ -390,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_types),
       cmocka_unit_test(test_references),
       cmocka_unit_test(test_template_typing),
+      cmocka_unit_test(test_drill_and_slo),
       cmocka_unit_test(test_yaml_scalars),
       cmocka_unit_test(test_blank_conditions),
       cmocka_unit_test(test_nul_and_huge_values),

@@ -288,6 +288,81 @@ static void test_cancel_reason(void **state) {
   eng__host_set_cancel_grace(10000);
 }
 
+static json_t *field(json_t *rep, const char *step, const char *name) {
+  return json_object_get(json_object_get(json_object_get(rep, "steps"), step), name);
+}
+
+/* warn: a check's "warn" or engine.warn ends the step `warn`, which counts
+ * as ok (success(), the exit code); a retried step keeps the warnings of
+ * its last attempt only; a continue_on_error failure is marked so. */
+static void test_warn_and_continued(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nsteps:\n"
+      "  - id: again\n    uses: shell\n"
+      "    with: {command: 'if [ -f @D@/w ]; then echo second; else touch @D@/w; echo first; fi'}\n"
+      "    retry: {attempts: 2}\n"
+      "    check: |\n"
+      "      if outputs.stdout == 'first\\n' then engine.warn('w1'); return false, 'again' end\n"
+      "      return true\n"
+      "  - id: lag\n    uses: shell\n    with: {command: 'echo 20'}\n"
+      "    check: return 'warn', 'lag ' .. outputs.stdout:gsub('%s', '') .. ' s'\n"
+      "  - id: next\n    uses: shell\n    with: {command: 'true'}\n"
+      "  - id: soft\n    uses: shell\n    continue_on_error: true\n"
+      "    with: {command: 'exit 3'}\n"
+      "  - id: after\n    uses: lua\n"
+      "    with: {script: 'engine.warn(steps.lag.status) return {}'}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 1, &rep), ENG_EXIT_OK);
+  assert_string_equal(status(rep, "again"), "ok");
+  assert_int_equal(attempts(rep, "again"), 2);
+  assert_null(field(rep, "again", "warning"));
+  assert_string_equal(status(rep, "lag"), "warn");
+  assert_string_equal(json_string_value(field(rep, "lag", "warning")), "lag 20 s");
+  assert_string_equal(json_string_value(field(rep, "lag", "check")), "warn");
+  assert_string_equal(status(rep, "next"), "ok"); /* success() after a warning */
+  assert_string_equal(status(rep, "soft"), "failed");
+  assert_true(json_is_true(field(rep, "soft", "continued")));
+  assert_string_equal(status(rep, "after"), "warn");
+  assert_string_equal(json_string_value(field(rep, "after", "warning")), "warn");
+  json_t *counts = json_object_get(rep, "counts");
+  assert_int_equal(json_integer_value(json_object_get(counts, "warn")), 2);
+  assert_int_equal(json_integer_value(json_object_get(counts, "ok")), 2);
+  assert_string_equal(json_string_value(json_object_get(rep, "status")), "ok");
+  json_decref(rep);
+  free(text);
+}
+
+/* Nothing recovered: the RTO is not measured, and its target is not met
+ * (exit 4 when nothing failed); the reason names the recovered step. */
+static void test_rto_only_when_recovered(void **state) {
+  (void)state;
+  char *text = fill(
+      "version: 1\nname: t\nslo: {rto: 1h}\nsteps:\n"
+      "  - {id: pick, uses: shell, with: {command: 'true'}}\n"
+      "  - {id: restore, if: 'false', uses: shell, with: {command: 'true'}, recovered: true}\n");
+  json_t *rep;
+  assert_int_equal(run_text(text, 1, &rep), ENG_EXIT_SLO);
+  json_t *slo = json_object_get(rep, "slo");
+  assert_true(json_is_null(json_object_get(slo, "rto_ms")));
+  assert_true(json_is_null(json_object_get(slo, "rto_met")));
+  assert_true(json_is_false(json_object_get(slo, "met")));
+  assert_string_equal(json_string_value(json_object_get(slo, "rto_error")),
+                      "nothing was recovered: step 'restore' (recovered: true) was skipped");
+  json_decref(rep);
+  free(text);
+  /* recovered: measured and met */
+  text = fill("version: 1\nname: t\nslo: {rto: 1h}\nsteps:\n"
+              "  - {id: restore, uses: shell, with: {command: 'true'}, recovered: true}\n");
+  assert_int_equal(run_text(text, 1, &rep), ENG_EXIT_OK);
+  slo = json_object_get(rep, "slo");
+  assert_true(json_is_integer(json_object_get(slo, "rto_ms")));
+  assert_true(json_is_true(json_object_get(slo, "rto_met")));
+  assert_true(json_is_true(json_object_get(slo, "met")));
+  json_decref(rep);
+  free(text);
+}
+
 static int setup(void **state) {
   (void)state;
   assert_non_null(mkdtemp(dir));
@@ -314,6 +389,8 @@ int main(void) {
       cmocka_unit_test(test_done_closes_timers_and_watches),
       cmocka_unit_test(test_ignored_cancel_abandoned_after_grace),
       cmocka_unit_test(test_cancel_reason),
+      cmocka_unit_test(test_warn_and_continued),
+      cmocka_unit_test(test_rto_only_when_recovered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,6 +18,13 @@
  *                      p, n), _adds(b, s), _addf(b, fmt, ...), _steal(b)
  *                      (the text, malloc'd; the buffer is empty again),
  *                      _free(b). Zero-initialize it: eng_strbuf b = {0};
+ *   eng_fmt_real(v, buf, n)
+ *                      a double as the shortest text that reads back as
+ *                      the same double (16.8, not 16.800000000000001)
+ *   eng_json_short_reals(text)
+ *                      the same for every number with a fraction or an
+ *                      exponent in a JSON text (json_dumps writes 17
+ *                      digits), in place: it only gets shorter
  * Everything returned is freed with free().
  */
 #ifndef ENGINE_MEM_H
@@ -129,6 +136,57 @@ static inline void eng_strbuf_free(eng_strbuf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+/* The shortest "%.Ng" (N from 1 to 17) that strtod reads back as v; 17
+ * digits always do. Returns buf. */
+static inline char *eng_fmt_real(double v, char *buf, size_t n) {
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, n, "%.*g", prec, v);
+    if (prec == 17 || strtod(buf, NULL) == v) break;
+  }
+  return buf;
+}
+
+static inline void eng_json_short_reals(char *text) {
+  char *w = text;
+  const char *r = text;
+  while (*r) {
+    if (*r == '"') { /* a string: copied as it is */
+      *w++ = *r++;
+      while (*r && *r != '"') {
+        if (*r == '\\' && r[1]) *w++ = *r++;
+        *w++ = *r++;
+      }
+      if (*r) *w++ = *r++;
+      continue;
+    }
+    if (*r == '-' || (*r >= '0' && *r <= '9')) { /* a number */
+      size_t len = strspn(r, "0123456789+-.eE");
+      char tok[64], best[40];
+      if (len < sizeof tok) {
+        memcpy(tok, r, len);
+        tok[len] = '\0';
+      }
+      if (len < sizeof tok && strpbrk(tok, ".eE")) {
+        eng_fmt_real(strtod(tok, NULL), best, sizeof best);
+        /* still a real for a JSON reader: 3.0 stays 3.0 */
+        if (!strpbrk(best, ".eEni")) strcat(best, ".0");
+        if (strlen(best) < len) {
+          memmove(w, best, strlen(best));
+          w += strlen(best);
+          r += len;
+          continue;
+        }
+      }
+      memmove(w, r, len);
+      w += len;
+      r += len;
+      continue;
+    }
+    *w++ = *r++;
+  }
+  *w = '\0';
 }
 
 #endif

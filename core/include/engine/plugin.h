@@ -598,12 +598,17 @@ struct eng_host {
    * outside a run). Secrets are masked. Fields: run_id, runbook, name,
    * outcome ("running", "ok", "failed", "refused", "interrupted",
    * "slo_missed"), started_at, duration_ms, steps [{id, uses, status,
-   * finally, duration_ms, error}], counts {status: n}, failed_step {id,
-   * status, error} or null, refusal {step, rule, message} or null, slo
-   * {rto_ms, rto_met, rpo_ms, rpo_met, rto_target_ms, rpo_target_ms},
-   * backup {step, name, bytes, sha256, age_ms} or null, run_dir,
-   * audit_log, evidence. In `finally` the outcome and SLO are those of the
-   * main steps. */
+   * finally, duration_ms, error, warning (status "warn"), continued (a
+   * failure continue_on_error let pass)}], counts {status: n},
+   * failed_step {id, status, error} or null, refusal {step, rule, message}
+   * or null, slo {rto_ms, rto_met, rto_error, rpo_ms, rpo_met, rpo_error,
+   * met, rto_target_ms, rpo_target_ms} (a figure not measured is null,
+   * and so is its *_met, the reason in *_error), backup {step, name,
+   * local_copy, picked_by, bytes, sha256, external, age_ms} or null,
+   * drill, run_dir, audit_log, evidence. The run as it ends: steps and
+   * counts leave out the calling step and the `finally` steps that did
+   * not end yet. In `finally` the outcome and SLO are those of the main
+   * steps. */
   json_t *(*run_state)(eng_call *call);
 
   /* ABI 1.5 ----------------------------------------------------------------
