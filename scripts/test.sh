@@ -29,9 +29,9 @@ f_ok=$(echo "$f_line" | sed -n 's/^functional: \([0-9]*\) passed.*/\1/p')
 f_fail=$(echo "$f_line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
 [ -n "$f_line" ] || { f_ok=0; f_fail=1; }
 
-# Fuzzing: each libFuzzer harness for 30 s from its seed corpus.
+# Fuzzing: each libFuzzer harness for 20 s from its seed corpus.
 z_ok=0; z_fail=0
-if bash scripts/fuzz.sh "${ENGINE_FUZZ_SECONDS:-30}"; then z_ok=1; else z_fail=1; fi
+if bash scripts/fuzz.sh "${ENGINE_FUZZ_SECONDS:-20}"; then z_ok=1; else z_fail=1; fi
 
 passed=$((u_ok + f_ok + z_ok)); failed=$((u_fail + f_fail + z_fail))
 echo "unit: $u_ok passed, $u_fail failed"
