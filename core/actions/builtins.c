@@ -555,6 +555,7 @@ static int approve_start(eng_call *call, const json_t *p) {
 static const eng_param shell_params[] = {
     {.name = "command",
      .type = ENG_T_ANY,
+     .items = ENG_ITEMS_STRING,
      .flags = ENG_P_REQUIRED,
      .target = ENG_TARGET_COMMAND,
      .doc = "command line (run by /bin/sh -c) or argv list"},
@@ -599,6 +600,7 @@ static const eng_param http_params[] = {
      .doc = "request body (a map is sent as JSON)"},
     {.name = "expect_status",
      .type = ENG_T_ANY,
+     .items = ENG_ITEMS_ANY,
      .target = ENG_TARGET_NONE,
      .doc = "expected status: 200, \"2xx\" or a list (default 2xx)"},
     {.name = "expect_json",

@@ -115,8 +115,24 @@ typedef struct action_v10 {
   eng_side_effect (*classify)(const json_t *params);
 } action_v10;
 
+/* eng_param of ABI 1.1 to 1.4: 1.0's fields, then range, values and check
+ * (1.5 appended `items`). */
+typedef struct param_v11 {
+  param_v10 v10;
+  double min, max;
+  const char *const *values;
+  eng_param_check_fn check;
+} param_v11;
+
+_Static_assert(offsetof(param_v11, check) == offsetof(eng_param, check),
+               "eng_param 1.1 is a prefix of eng_param");
+_Static_assert(sizeof(param_v11) <= offsetof(eng_param, items),
+               "eng_param 1.5 appends items after 1.1's fields");
+
 static size_t param_size(unsigned minor) {
-  return minor == 0 ? sizeof(param_v10) : sizeof(eng_param);
+  return minor == 0   ? sizeof(param_v10)
+         : minor <= 4 ? sizeof(param_v11)
+                      : sizeof(eng_param);
 }
 
 /* eng_action of ABI 1.1: 1.0's fields, then the counts. */
@@ -185,6 +201,21 @@ static int check_param(const char *plugin, const eng_action *a,
   if ((unsigned)p->type > ENG_T_TIMESTAMP) {
     snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': unknown "
                           "type %d", plugin, a->name, p->name, (int)p->type);
+    return ENG_ERR_ABI;
+  }
+  if ((unsigned)p->items > ENG_ITEMS_TIMESTAMP) {
+    snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': field "
+                          "'items' is %d, not a known element type "
+                          "(ENG_ITEMS_STRING, ENG_ITEMS_INT, ...)",
+             plugin, a->name, p->name, (int)p->items);
+    return ENG_ERR_ABI;
+  }
+  if (p->items && p->type != ENG_T_LIST && p->type != ENG_T_ANY) {
+    snprintf(err, errlen, "plugin '%s' action '%s' parameter '%s': 'items' "
+                          "declares the elements of a list, but the "
+                          "parameter is a %s: make it ENG_T_LIST (or "
+                          "ENG_T_ANY for a string or a list)",
+             plugin, a->name, p->name, eng__type_name(p->type));
     return ENG_ERR_ABI;
   }
   if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX) && p->min > p->max) {

@@ -104,17 +104,32 @@ void eng__sha256_hex(const void *p, size_t n, char out[ENG__SHA256_HEX]);
 
 /* ---- diag.c: compiler-style diagnostics ---------------------------------- */
 
+/* Errors (and, apart, warnings) printed for one input before the rest are
+ * only counted: like a compiler, the first ones explain the others, and a
+ * large broken input does not bury the terminal. */
+#define ENG__DIAG_SHOWN 20
+
 typedef struct eng__diags {
-  size_t errors, warnings;
+  size_t errors, warnings; /* all of them, shown or not */
   bool quiet;       /* collect only */
   bool color;
-  eng__buf text;    /* everything reported, in order */
+  eng__buf text;    /* everything shown, in order */
+  /* this input's: shown so far, and counted past ENG__DIAG_SHOWN */
+  size_t shown_errors, shown_warnings, hidden_errors, hidden_warnings;
+  char *hidden_file; /* the file the first hidden one was about */
 } eng__diags;
 
 void eng__diag_error(eng__diags *d, const char *file, int line, int col,
                      const char *fmt, ...) ENG_PRINTF(5, 6);
 void eng__diag_warn(eng__diags *d, const char *file, int line, int col,
                     const char *fmt, ...) ENG_PRINTF(5, 6);
+/* True when the next error would only be counted, not shown: a check
+ * skips the work that only its message needs (a "did you mean"). */
+bool eng__diags_hidden(const eng__diags *d);
+/* The end of one input (a runbook, an inventory): say in one note how many
+ * errors and warnings were not shown, and count the next input's anew. */
+void eng__diags_end(eng__diags *d);
+/* eng__diags_end, then the text freed. */
 void eng__diags_free(eng__diags *d);
 
 /* ---- redact.c: secrets ------------------------------------------------ */
@@ -162,6 +177,8 @@ typedef struct eng__node {
   int line, col;
   char *str;               /* scalar text */
   bool plain;              /* scalar written without quotes */
+  bool comment_after;      /* plain, and " #..." follows it on its line: a
+                              YAML comment, which may have cut it short */
   size_t n;                /* map entries / seq items */
   struct eng__node **keys; /* map: key scalars */
   struct eng__node **vals; /* map values, seq items */
@@ -199,6 +216,11 @@ const char *eng__type_name(eng_type t);
 json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
                            size_t errlen);
 int eng__type_parse(const char *s, eng_type *t);
+/* The type name of a list's declared items, or NULL when undeclared. */
+const char *eng__items_name(eng_items items);
+/* A parameter's type as people read it: "int", "list of string", "any (a
+ * list: of string)". */
+void eng__param_type_text(const eng_param *p, char *buf, size_t n);
 /* The type name meant by an unknown one ("integer" -> "int"), or NULL. */
 const char *eng__type_suggest(const char *s);
 /* One line (at most n - 1 bytes) saying what a step produced: its

@@ -92,13 +92,26 @@ static json_t *to_any(const json_t *v, const char *s, const char *choices,
   return json_incref((json_t *)v);
 }
 
+/* The shortest text that reads back as x (0.1 is "0.1", not
+ * "0.10000000000000001"; 5432.0 is "5432"). */
+static void real_text(double x, char *buf, size_t n) {
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(buf, n, "%.*g", digits, x);
+    if (strtod(buf, NULL) == x) return;
+  }
+}
+
 static json_t *to_string(const json_t *v, const char *s, const char *choices,
                          char *err, size_t errlen) {
   json_t *out = NULL;
+  char num[40];
   if (s) out = json_string(s);
   else if (json_is_integer(v))
     out = json_sprintf("%lld", (long long)json_integer_value(v));
-  else if (json_is_real(v)) out = json_sprintf("%g", json_real_value(v));
+  else if (json_is_real(v)) {
+    real_text(json_real_value(v), num, sizeof num);
+    out = json_string(num);
+  }
   else if (json_is_boolean(v))
     out = json_string(json_is_true(v) ? "true" : "false");
   else {
@@ -212,12 +225,93 @@ static json_t *to_duration(const json_t *v, const char *s,
   return NULL;
 }
 
+/* At most 60 bytes of s, quoted, newlines and tabs escaped, into buf. */
+static void excerpt(const char *s, char *buf, size_t n) {
+  size_t o = 0;
+  buf[o++] = '\'';
+  for (size_t i = 0; s[i] && o + 8 < n && i < 60; i++) {
+    if (s[i] == '\n' || s[i] == '\t') {
+      buf[o++] = '\\';
+      buf[o++] = s[i] == '\n' ? 'n' : 't';
+    } else {
+      buf[o++] = s[i];
+    }
+  }
+  if (strlen(s) > 60 && o + 5 < n) {
+    memcpy(buf + o, "...", 3);
+    o += 3;
+  }
+  buf[o++] = '\'';
+  buf[o] = '\0';
+}
+
+/* s without the blanks around it: *len bytes from the result. */
+static const char *trimmed(const char *s, size_t *len) {
+  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+  size_t n = strlen(s);
+  while (n && strchr(" \t\n\r", s[n - 1])) n--;
+  *len = n;
+  return s;
+}
+
+/* Text that is a list written as text: JSON or YAML flow ("[a, b]"), or
+ * YAML block lines ("- a\n- b"). */
+static bool list_text(const char *s) {
+  size_t n;
+  const char *t = trimmed(s, &n);
+  if (n >= 2 && t[0] == '[' && t[n - 1] == ']') return true;
+  return n > 2 && t[0] == '-' && (t[1] == ' ' || t[1] == '\n') &&
+         memchr(t, '\n', n) != NULL;
+}
+
+/* Text that is a JSON array ('["pg_dump", "-Fc"]': a Lua table rendered
+ * into a longer string). "[ -f x ]" is a shell test, not this. */
+static bool json_list_text(const char *s) {
+  size_t n;
+  const char *t = trimmed(s, &n);
+  if (n < 2 || t[0] != '[' || t[n - 1] != ']') return false;
+  json_t *j = json_loadb(t, n, JSON_DECODE_ANY, NULL);
+  bool list = json_is_array(j);
+  json_decref(j);
+  return list;
+}
+
+/* One string given where a list is wanted would become a list of one,
+ * silently: refused when the text is a list written as text (a ${...}
+ * returning a list that was not the whole value), or ends with the newline
+ * a '|' block adds. false with err then. */
+static bool one_string_ok(const char *s, char *err, size_t errlen) {
+  size_t len = strlen(s);
+  bool nl = len && s[len - 1] == '\n';
+  if (!list_text(s) && !nl) return true;
+  char ex[96];
+  excerpt(s, ex, sizeof ex);
+  if (list_text(s))
+    snprintf(err, errlen,
+             "expected a list, got the text %s, which looks like a list but "
+             "is one string%s: write the list in YAML (- a on each line, or "
+             "[a, b] unquoted); a ${...} that returns a list must be the "
+             "whole value, with nothing around it%s",
+             ex, nl ? " (ending in the newline a '|' block adds)" : "",
+             nl ? " (write '|-', which drops the newline, or put the ${...} "
+                  "on the key's line)" : "");
+  else
+    snprintf(err, errlen,
+             "expected a list, got the text %s, which ends in the newline a "
+             "'|' block adds: one string would become a list of one, newline "
+             "and all; write the list in YAML, or '|-' (which drops the "
+             "newline) for one element",
+             ex);
+  return false;
+}
+
 /* A single value becomes a list of one; null an empty list. */
 static json_t *to_list(const json_t *v, const char *s, const char *choices,
                        char *err, size_t errlen) {
-  (void)s, (void)choices;
+  (void)choices;
   if (json_is_array(v)) return json_incref((json_t *)v);
   if (json_is_null(v)) return json_array();
+  if (s && !one_string_ok(s, err, errlen)) return NULL;
   if (!json_is_object(v)) {
     json_t *a = json_array();
     json_array_append(a, (json_t *)v);
@@ -316,41 +410,99 @@ void eng__outputs_summary(const json_t *o, const eng_output *decl, char *buf,
     if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
 }
 
-/* Convert v to what parameter p accepts (its type, its choices, its range,
- * its check); NULL with err on failure. */
-json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
-                           size_t errlen) {
-  json_t *c = eng__convert(v, p->type, p->choices, err, errlen);
-  if (!c) return NULL;
-  if (json_is_number(c) && (p->flags & (ENG_P_MIN | ENG_P_MAX))) {
-    double x = json_number_value(c);
-    bool ms = p->type == ENG_T_DURATION;
-    char lo[32] = "", hi[32] = "";
-    if (p->flags & ENG_P_MIN) {
-      if (ms) eng__fmt_duration((int64_t)p->min, lo, sizeof lo);
-      else snprintf(lo, sizeof lo, "%.15g", p->min);
+const char *eng__items_name(eng_items items) {
+  return items == ENG_ITEMS_UNDECLARED ? NULL
+                                       : eng__type_name((eng_type)(items - 1));
+}
+
+void eng__param_type_text(const eng_param *p, char *buf, size_t n) {
+  const char *items = eng__items_name(p->items);
+  if (!items) snprintf(buf, n, "%s", eng__type_name(p->type));
+  else if (p->type == ENG_T_LIST) snprintf(buf, n, "list of %s", items);
+  else snprintf(buf, n, "%s or list of %s", eng__type_name(p->type), items);
+}
+
+/* A number c outside p's range: true with err. */
+static bool out_of_range(const json_t *c, const eng_param *p, eng_type type,
+                         char *err, size_t errlen) {
+  if (!json_is_number(c) || !(p->flags & (ENG_P_MIN | ENG_P_MAX))) return false;
+  double x = json_number_value(c);
+  if (!((p->flags & ENG_P_MIN) && x < p->min) &&
+      !((p->flags & ENG_P_MAX) && x > p->max))
+    return false;
+  bool ms = type == ENG_T_DURATION;
+  char lo[32] = "", hi[32] = "", got[40];
+  if (p->flags & ENG_P_MIN) {
+    if (ms) eng__fmt_duration((int64_t)p->min, lo, sizeof lo);
+    else snprintf(lo, sizeof lo, "%.15g", p->min);
+  }
+  if (p->flags & ENG_P_MAX) {
+    if (ms) eng__fmt_duration((int64_t)p->max, hi, sizeof hi);
+    else snprintf(hi, sizeof hi, "%.15g", p->max);
+  }
+  if (ms) eng__fmt_duration((int64_t)x, got, sizeof got);
+  else snprintf(got, sizeof got, "%.15g", x);
+  if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX))
+    snprintf(err, errlen, "%s is out of range: it must be from %s to %s", got,
+             lo, hi);
+  else if (p->flags & ENG_P_MIN)
+    snprintf(err, errlen, "%s is too small: it must be at least %s", got, lo);
+  else
+    snprintf(err, errlen, "%s is too large: it must be at most %s", got, hi);
+  return true;
+}
+
+
+/* The elements of list c converted to p's items (choices and range of a
+ * list apply to each); NULL with err naming the element. */
+static json_t *convert_items(json_t *c, const eng_param *p, char *err,
+                             size_t errlen) {
+  if (p->items == ENG_ITEMS_UNDECLARED || p->items == ENG_ITEMS_ANY)
+    return json_incref(c);
+  eng_type t = (eng_type)(p->items - 1);
+  const char *choices = p->type == ENG_T_LIST ? p->choices : NULL;
+  json_t *out = json_array();
+  size_t i;
+  json_t *e;
+  json_array_foreach(c, i, e) {
+    char why[400];
+    json_t *x = eng__convert(e, t, choices, why, sizeof why);
+    if (x && p->type == ENG_T_LIST && out_of_range(x, p, t, why, sizeof why)) {
+      json_decref(x);
+      x = NULL;
     }
-    if (p->flags & ENG_P_MAX) {
-      if (ms) eng__fmt_duration((int64_t)p->max, hi, sizeof hi);
-      else snprintf(hi, sizeof hi, "%.15g", p->max);
-    }
-    if (((p->flags & ENG_P_MIN) && x < p->min) ||
-        ((p->flags & ENG_P_MAX) && x > p->max)) {
-      char got[40];
-      if (ms) eng__fmt_duration((int64_t)x, got, sizeof got);
-      else snprintf(got, sizeof got, "%.15g", x);
-      if ((p->flags & ENG_P_MIN) && (p->flags & ENG_P_MAX))
-        snprintf(err, errlen, "%s is out of range: it must be from %s to %s",
-                 got, lo, hi);
-      else if (p->flags & ENG_P_MIN)
-        snprintf(err, errlen, "%s is too small: it must be at least %s", got,
-                 lo);
-      else
-        snprintf(err, errlen, "%s is too large: it must be at most %s", got,
-                 hi);
-      json_decref(c);
+    if (!x) {
+      snprintf(err, errlen, "item %zu of %zu: %s", i + 1, json_array_size(c),
+               why);
+      json_decref(out);
       return NULL;
     }
+    json_array_append_new(out, x);
+  }
+  return out;
+}
+
+/* Convert v to what parameter p accepts (its type, the type of its items,
+ * its choices, its range, its check); NULL with err on failure. */
+json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
+                           size_t errlen) {
+  /* a string or a list (a command) given an argv list rendered as text */
+  if (p->type == ENG_T_ANY && p->items && json_is_string(v) &&
+      json_list_text(json_string_value(v))) {
+    one_string_ok(json_string_value(v), err, errlen);
+    return NULL;
+  }
+  json_t *c = eng__convert(v, p->type, p->choices, err, errlen);
+  if (!c) return NULL;
+  if (json_is_array(c) && p->items) {
+    json_t *typed = convert_items(c, p, err, errlen);
+    json_decref(c);
+    if (!typed) return NULL;
+    c = typed;
+  }
+  if (out_of_range(c, p, p->type, err, errlen)) {
+    json_decref(c);
+    return NULL;
   }
   if (p->check && !json_is_null(c)) {
     char why[512] = "";

@@ -11,12 +11,50 @@
 #include <strings.h>
 #include <yaml.h>
 
+/* Where libyaml's marks are in the text: a mark's index counts characters
+ * (code points, after a byte order mark), so the byte offset of every
+ * CP_STEP-th character is kept and the few characters after it walked. */
+#define CP_STEP 256
+
+typedef struct cpoints {
+  const char *text; /* after the byte order mark */
+  size_t len;
+  size_t *at; /* byte offset of character k * CP_STEP */
+  size_t n;
+} cpoints;
+
+static void cpoints_init(cpoints *cp, const char *text, size_t len) {
+  size_t bom = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+  cp->text = text + bom;
+  cp->len = len - bom;
+  cp->at = eng__xmalloc((cp->len / CP_STEP + 2) * sizeof *cp->at);
+  cp->n = 0;
+  size_t chars = 0;
+  for (size_t i = 0; i < cp->len; i++) {
+    if (((unsigned char)cp->text[i] & 0xC0) == 0x80) continue;
+    if (chars++ % CP_STEP == 0) cp->at[cp->n++] = i;
+  }
+}
+
+/* The byte offset of character `index`, or len past the end. */
+static size_t cpoints_offset(const cpoints *cp, size_t index) {
+  size_t k = index / CP_STEP;
+  if (k >= cp->n) return cp->len;
+  size_t i = cp->at[k];
+  for (size_t left = index % CP_STEP; left && i < cp->len; left--) {
+    i++;
+    while (i < cp->len && ((unsigned char)cp->text[i] & 0xC0) == 0x80) i++;
+  }
+  return i;
+}
+
 typedef struct conv {
   yaml_document_t *doc;
   const char *file;
   eng__diags *d;
   size_t count;
   bool failed;
+  cpoints *cp; /* NULL when the text holds no '#' */
 } conv;
 
 static eng__node *convert(conv *c, yaml_node_t *yn, int depth);
@@ -35,6 +73,12 @@ static bool convert_scalar(conv *c, yaml_node_t *yn, eng__node *n) {
   n->str = eng__xstrndup((const char *)yn->data.scalar.value,
                          yn->data.scalar.length);
   n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+  if (n->plain && c->cp) { /* " #..." after it on its line: a comment */
+    size_t i = cpoints_offset(c->cp, yn->end_mark.index);
+    while (i < c->cp->len && (c->cp->text[i] == ' ' || c->cp->text[i] == '\t'))
+      i++;
+    n->comment_after = i < c->cp->len && c->cp->text[i] == '#';
+  }
   return true;
 }
 
@@ -276,8 +320,11 @@ eng__node *eng__yaml_parse(const char *file, const char *text, size_t len,
     eng__diag_error(d, file, 1, 1, "the file is empty; a runbook starts "
                                    "with 'version: 1'");
   } else {
-    conv c = {&doc, file, d, 0, false};
+    cpoints cp = {0};
+    if (memchr(text, '#', len)) cpoints_init(&cp, text, len);
+    conv c = {&doc, file, d, 0, false, cp.at ? &cp : NULL};
     out = convert(&c, root, 0);
+    free(cp.at);
     if (c.failed || !single_document(&p, file, d)) {
       eng__node_free(out);
       out = NULL;

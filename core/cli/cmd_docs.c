@@ -60,7 +60,9 @@ int cmd_docs(cli *c) {
       if (a->params && a->params->name) {
         eng__buf_adds(&b, "\n| parameter | type | default | |\n|---|---|---|---|\n");
         for (const eng_param *q = a->params; q->name; q++) {
-          eng__buf_addf(&b, "| `%s` | %s | ", q->name, eng__type_name(q->type));
+          char type[64];
+          eng__param_type_text(q, type, sizeof type);
+          eng__buf_addf(&b, "| `%s` | %s | ", q->name, type);
           if (q->def) {
             eng__buf_adds(&b, "`");
             md_cell(&b, q->def);

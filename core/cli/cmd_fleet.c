@@ -52,6 +52,7 @@ int cmd_fleet(int argc, char **argv) {
   eng__diags d = {0};
   d.color = color && isatty(2);
   int code = eng__fleet_render(pos[1], out_dir, stdout, &d);
+  eng__diags_end(&d);
   if (code == ENG_EXIT_USAGE && d.errors)
     fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing was written\n",
             pos[1], d.errors, d.errors == 1 ? "" : "s");

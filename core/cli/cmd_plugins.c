@@ -18,7 +18,9 @@ static void print_action(const eng__action_ref *a, bool full) {
   if (!full) return;
   printf("    params:\n");
   for (const eng_param *p = act->params; p && p->name; p++) {
-    printf("      %-18s %-8s", p->name, eng__type_name(p->type));
+    char type[64];
+    eng__param_type_text(p, type, sizeof type);
+    printf("      %-18s %-8s", p->name, type);
     if (p->flags & ENG_P_REQUIRED) printf(" required");
     if (p->flags & ENG_P_SECRET) printf(" secret");
     if (p->def) printf(" default=%s", p->def);

@@ -37,12 +37,25 @@ static json_t *type_schema(eng_type t, const char *choices) {
   }
 }
 
+/* The elements of a list: a string element may be written as a number or
+ * true/false too (it is converted). */
+static json_t *items_schema(const eng_param *p) {
+  eng_type t = (eng_type)(p->items - 1);
+  if (t == ENG_T_STRING && !p->choices)
+    return json_pack("{s:[s,s,s]}", "type", "string", "number", "boolean");
+  return type_schema(t, p->type == ENG_T_LIST ? p->choices : NULL);
+}
+
 /* A parameter for editors: type, enum, range, default, and the help text
  * as plain and Markdown descriptions. */
 static json_t *param_schema(const eng_param *p) {
-  json_t *ps = type_schema(p->type, p->choices);
+  json_t *ps = type_schema(p->type, p->type == ENG_T_LIST ? NULL : p->choices);
+  if (p->items && p->items != ENG_ITEMS_ANY)
+    json_object_set_new(ps, "items", items_schema(p));
   eng__buf md = {0};
-  eng__buf_addf(&md, "**%s**%s", eng__type_name(p->type),
+  char type[64];
+  eng__param_type_text(p, type, sizeof type);
+  eng__buf_addf(&md, "**%s**%s", type,
                 (p->flags & ENG_P_REQUIRED) && !p->def ? ", required" : "");
   if (p->def) {
     json_t *d = json_loads(p->def, JSON_DECODE_ANY, NULL);

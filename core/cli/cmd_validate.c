@@ -15,11 +15,13 @@ int cmd_validate(cli *c) {
   eng__diags d = {0};
   d.color = c->o.color && isatty(2);
   cli_load_plugins(c, &d);
+  eng__diags_end(&d); /* each runbook gets its own first errors shown */
   int code = 0;
   for (size_t i = 0; i < c->n_positional; i++) {
     size_t before = d.errors;
     eng__lua *L = NULL;
     eng__runbook *rb = cli_load_valid(c->positional[i], &L, c->o.lua_lib_dir, &d);
+    eng__diags_end(&d);
     if (rb) {
       printf("%s: ok (%zu steps, %zu in finally)\n", c->positional[i],
              rb->n_main, rb->n_steps - rb->n_main);

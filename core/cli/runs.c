@@ -241,7 +241,9 @@ int cli_run_file(cli *c, eng__state *st, const char *file, bool plan) {
   d.color = c->o.color && isatty(2);
   cli_load_plugins(c, &d);
   eng__lua *L = NULL;
+  eng__diags_end(&d); /* the runbook's own errors are counted from here */
   eng__runbook *rb = cli_load_valid(file, &L, c->o.lua_lib_dir, &d);
+  eng__diags_end(&d);
   if (!rb) {
     fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing ran\n",
             file, d.errors, d.errors == 1 ? "" : "s");

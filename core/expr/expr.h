@@ -37,6 +37,12 @@ void eng__lua_destroy(eng__lua *L);
 int eng__lua_compile(eng__lua *L, const char *code, int kind,
                      const char *file, int line, int *ref, char *err,
                      size_t errlen);
+/* True once a compile ran out of the memory cap (it stays true): what the
+ * runbook's code needs does not fit, so validation stops compiling and
+ * says so once (eng__lua_nomem_said). */
+bool eng__lua_exhausted(const eng__lua *L);
+/* The memory cap in bytes (eng__lua_opts.mem_limit). */
+size_t eng__lua_mem_limit(const eng__lua *L);
 /* Replace a global context table (params, env, run, runbook). */
 void eng__lua_set_global(eng__lua *L, const char *name, const json_t *v);
 /* Set steps[id] = {status=..., outputs=...} (and the underscore alias). */
@@ -69,7 +75,13 @@ bool eng__tpl_has_expr(const char *s);
 /* Split and compile; error text in err. */
 int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
                      eng__tpl **out, char *err, size_t errlen);
-/* Compile every template scalar below node (stores node->tpl). */
+/* The one error said when the runbook's code outgrew the Lua memory cap
+ * (eng__lua_exhausted): at node n, `what` naming the place. */
+void eng__tpl_say_nomem(const eng__lua *L, eng__diags *d, const char *file,
+                        const eng__node *n, const char *what);
+/* Compile every template scalar below node (stores node->tpl); the number
+ * of scalars that did not compile (said), or that were not compiled since
+ * the Lua memory cap ran out (said once, before). */
 int eng__tpl_compile_tree(eng__lua *L, eng__node *n, const char *file,
                           eng__diags *d, const char *what);
 /* Render a node to JSON, evaluating templates; NULL with err. A rendered

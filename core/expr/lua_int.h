@@ -144,6 +144,7 @@ struct eng__lua {
   eng__lua_clock *cur; /* the evaluation running now, or NULL */
   eng__lua_job *jobs;  /* running coroutines */
   bool watched;        /* counted by the watchdog */
+  bool compile_nomem;  /* a compile ran out of mem_limit (eng__lua_exhausted) */
 };
 
 /* A running evaluation the watchdog watches (lua_limits.c). */

@@ -559,9 +559,19 @@ int eng__lua_compile(eng__lua *h, const char *code, int kind,
   free(src);
   free(chunkname);
   free(key);
+  if (c.rc == ENG_ERR_NOMEM)
+    h->compile_nomem = true;
   if (c.rc == ENG_OK)
     *ref = c.ref;
   return c.rc;
+}
+
+bool eng__lua_exhausted(const eng__lua *h) {
+  return h != NULL && h->compile_nomem;
+}
+
+size_t eng__lua_mem_limit(const eng__lua *h) {
+  return h != NULL ? h->mem_limit : 0;
 }
 
 /* ---- context ------------------------------------------------------------------- */

@@ -24,6 +24,10 @@ typedef struct refctx {
   const char *what;      /* "if", "check", "parameter 'x'"... */
   const eng__step *user; /* the step the code belongs to, or NULL */
   bool in_if;            /* the code is that step's condition */
+  /* names looked up by every reference, hashed once (a large runbook has
+   * thousands of references to thousands of names): param name -> 1;
+   * step id -> index; an id with '-' spelled '_' -> the first such index */
+  json_t *params, *ids, *underscored;
 } refctx;
 
 static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
@@ -57,18 +61,57 @@ static char *next_name(const char **p) {
   return NULL;
 }
 
-static const eng__step *step_named(eng__runbook *rb, const char *id) {
-  for (size_t i = 0; i < rb->n_steps; i++) {
-    const char *s = rb->steps[i].id;
-    if (!s) continue;
-    if (!strcmp(s, id)) return &rb->steps[i];
-    /* the underscore spelling of a dashed id */
-    bool same = strlen(s) == strlen(id);
-    for (size_t k = 0; same && s[k]; k++)
-      if (!(s[k] == id[k] || (s[k] == '-' && id[k] == '_'))) same = false;
-    if (same) return &rb->steps[i];
+/* id with every '-' written '_' (malloc'd). */
+static char *underscored(const char *id) {
+  char *u = eng__xstrdup(id);
+  for (char *x = u; *x; x++)
+    if (*x == '-') *x = '_';
+  return u;
+}
+
+/* Does step id s answer to `id`: the same, or its underscore spelling? */
+static bool answers_to(const char *s, const char *id) {
+  if (strlen(s) != strlen(id)) return false;
+  for (size_t k = 0; s[k]; k++)
+    if (!(s[k] == id[k] || (s[k] == '-' && id[k] == '_'))) return false;
+  return true;
+}
+
+/* The first step (in the runbook's order) that answers to id. */
+static const eng__step *step_named(const refctx *c, const char *id) {
+  eng__runbook *rb = c->rb;
+  json_t *e = json_object_get(c->ids, id);
+  char *u = underscored(id);
+  json_t *v = json_object_get(c->underscored, u);
+  free(u);
+  size_t first = e ? (size_t)json_integer_value(e) : rb->n_steps;
+  if (v && (size_t)json_integer_value(v) < first) {
+    size_t i = (size_t)json_integer_value(v);
+    if (answers_to(rb->steps[i].id, id)) return &rb->steps[i];
+    /* an earlier step spells it with '_' where id has '-': look in order */
+    for (i = 0; i < first; i++)
+      if (rb->steps[i].id && answers_to(rb->steps[i].id, id))
+        return &rb->steps[i];
   }
-  return NULL;
+  return e ? &rb->steps[first] : NULL;
+}
+
+static void index_names(refctx *c) {
+  c->params = json_object();
+  c->ids = json_object();
+  c->underscored = json_object();
+  for (size_t i = 0; i < c->rb->n_params; i++)
+    json_object_set_new(c->params, c->rb->params[i].name, json_true());
+  for (size_t i = 0; i < c->rb->n_steps; i++) {
+    const char *id = c->rb->steps[i].id;
+    if (!id) continue;
+    if (!json_object_get(c->ids, id))
+      json_object_set_new(c->ids, id, json_integer((json_int_t)i));
+    char *u = underscored(id);
+    if (!json_object_get(c->underscored, u))
+      json_object_set_new(c->underscored, u, json_integer((json_int_t)i));
+    free(u);
+  }
 }
 
 static void err(refctx *c, const char *fmt, const char *a, const char *b,
@@ -81,18 +124,6 @@ static void err(refctx *c, const char *fmt, const char *a, const char *b,
                   hint ? "'?)" : "");
 }
 
-/* Is `target` among the transitive dependencies of `from`? */
-static bool depends_on(const eng__runbook *rb, size_t from, size_t target,
-                       unsigned char *seen) {
-  if (seen[from]) return false;
-  seen[from] = 1;
-  const eng__step *s = &rb->steps[from];
-  for (size_t k = 0; k < s->n_deps; k++)
-    if (s->deps[k] == target || depends_on(rb, s->deps[k], target, seen))
-      return true;
-  return false;
-}
-
 /* Warn when the code of c->user reads the outputs of a step that may not
  * have run by then. */
 static void check_ran(refctx *c, const eng__step *st, const char *shown) {
@@ -100,23 +131,19 @@ static void check_ran(refctx *c, const eng__step *st, const char *shown) {
   if (!u || u == st || c->in_if || st->is_finally) return;
   const char *why = NULL;
   if (!u->is_finally) {
-    unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
-    bool dep = depends_on(c->rb, u->idx, st->idx, seen);
-    free(seen);
-    if (!dep) why = "is not among the steps it needs (add it to 'needs')";
+    if (!eng__runbook_depends(c->rb, u->idx, st->idx))
+      why = "is not among the steps it needs (add it to 'needs')";
   } else {
     /* fine when the condition looks at it, or at a step that needs it */
     const char *cond = u->if_node ? u->if_node->str : "";
     bool looked = false;
-    for (size_t y = 0; y < c->rb->n_main && !looked; y++) {
+    for (size_t y = 0; *cond && y < c->rb->n_main && !looked; y++) {
       const eng__step *ys = &c->rb->steps[y];
       char *us = eng__xstrdup(ys->id);
       for (char *x = us; *x; x++)
         if (*x == '-') *x = '_';
       if (strstr(cond, ys->id) || strstr(cond, us)) {
-        unsigned char *seen = eng__xcalloc(c->rb->n_steps, 1);
-        looked = y == st->idx || depends_on(c->rb, y, st->idx, seen);
-        free(seen);
+        looked = y == st->idx || eng__runbook_depends(c->rb, y, st->idx);
       }
       free(us);
     }
@@ -182,17 +209,19 @@ static bool skip_non_code(const char **pp) {
 static void check_param_ref(refctx *c, const char **q) {
   char *name = next_name(q);
   if (!name) return;
-  const char **pn = eng__xcalloc(c->rb->n_params + 1, sizeof *pn);
-  bool known = false;
-  for (size_t i = 0; i < c->rb->n_params; i++) {
-    pn[i] = c->rb->params[i].name;
-    if (!strcmp(pn[i], name)) known = true;
-  }
-  if (!known)
+  if (!json_object_get(c->params, name)) {
+    /* the nearest name only for an error that is shown */
+    const char **pn = NULL;
+    const char *hint = NULL;
+    if (!eng__diags_hidden(c->d)) {
+      pn = eng__xcalloc(c->rb->n_params + 1, sizeof *pn);
+      for (size_t i = 0; i < c->rb->n_params; i++) pn[i] = c->rb->params[i].name;
+      hint = eng__suggest(name, pn, c->rb->n_params);
+    }
     err(c, "params.%s: no such parameter%s", name,
-        c->rb->n_params ? "" : " (the runbook declares none)",
-        eng__suggest(name, pn, c->rb->n_params));
-  free(pn);
+        c->rb->n_params ? "" : " (the runbook declares none)", hint);
+    free(pn);
+  }
   free(name);
 }
 
@@ -202,15 +231,16 @@ static void check_param_ref(refctx *c, const char **q) {
 static void unknown_step(refctx *c, const char *id, const char *q) {
   const char *ids[4096];
   size_t k = 0;
-  for (size_t i = 0; i < c->rb->n_steps && k < 4096; i++)
-    if (c->rb->steps[i].id) ids[k++] = c->rb->steps[i].id;
+  if (!eng__diags_hidden(c->d)) /* the nearest id only for an error shown */
+    for (size_t i = 0; i < c->rb->n_steps && k < 4096; i++)
+      if (c->rb->steps[i].id) ids[k++] = c->rb->steps[i].id;
   const char *hint = eng__suggest(id, ids, k);
   char *dashed = NULL;
   if (*q == '-' && ident_char(q[1])) {
     const char *e = q + 1;
     while (ident_char(*e) || (*e == '-' && ident_char(e[1]))) e++;
     dashed = eng__asprintf("%s%.*s", id, (int)(e - q), q);
-    if (step_named(c->rb, dashed)) {
+    if (step_named(c, dashed)) {
       for (char *x = dashed; *x; x++)
         if (*x == '-') *x = '_';
       hint = dashed;
@@ -227,7 +257,7 @@ static void unknown_step(refctx *c, const char *id, const char *q) {
 static void check_step_ref(refctx *c, const char **q) {
   char *id = next_name(q);
   if (!id) return;
-  const eng__step *st = step_named(c->rb, id);
+  const eng__step *st = step_named(c, id);
   if (!st) {
     unknown_step(c, id, *q);
     free(id);
@@ -317,7 +347,8 @@ static bool is_code_param(const eng__step *s, const char *k) {
 }
 
 void eng__refs_check(eng__runbook *rb, eng__diags *d) {
-  refctx c = {rb, d, NULL, NULL, NULL, NULL, false};
+  refctx c = {rb, d, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL};
+  index_names(&c);
   for (size_t i = 0; i < rb->n_params; i++) {
     c.what = "parameter default";
     check_tree(&c, rb->params[i].def, false);
@@ -368,4 +399,7 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
     check_code(&c, code);
     free(code);
   }
+  json_decref(c.params);
+  json_decref(c.ids);
+  json_decref(c.underscored);
 }

@@ -6,6 +6,7 @@
 
 #include <engine/mem.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,45 @@ static void add_part(eng__tpl *t, const char *s, size_t n, bool expr) {
   t->parts[t->n].expr = expr;
   t->parts[t->n].ref = -1;
   t->n++;
+}
+
+/* Is the code of a ${...} that did not compile shell syntax: a parameter
+ * expansion such as ${BACKUP_DIR:-/tmp}, ${NAME%%.*}, ${#LIST} or ${!REF},
+ * or a special parameter (${@})? */
+static bool shell_expansion(const char *code) {
+  if (*code == '@' || *code == '*') return true; /* ${@}, ${*} */
+  bool prefix = *code == '#' || *code == '!';    /* ${#LIST}, ${!REF} */
+  const char *name = code + prefix, *p = name;
+  while (isalnum((unsigned char)*p) || *p == '_') p++;
+  if (p == name || isdigit((unsigned char)*name)) return false;
+  if (!*p) return prefix;
+  return strchr(":%#/^,", *p) != NULL; /* :- := :? :+ %% ## // ^^ ,, :N */
+}
+
+/* The error of a ${...} that is shell syntax: how to write it for the
+ * shell, and how the engine reads a variable. */
+static void say_shell(const char *code, char *err, size_t errlen) {
+  /* Lua's reason without its "FILE:LINE: " (the diagnostic has both) */
+  const char *why = err;
+  for (const char *c = strchr(err, ':'); c; c = strchr(c + 1, ':'))
+    if (c[1] >= '0' && c[1] <= '9') {
+      const char *e = c + 1 + strspn(c + 1, "0123456789");
+      if (e[0] == ':' && e[1] == ' ') {
+        why = e + 2;
+        break;
+      }
+    }
+  char lua[512];
+  snprintf(lua, sizeof lua, "%s", why);
+  const char *p = code + strspn(code, "#!");
+  size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       "0123456789_");
+  snprintf(err, errlen,
+           "'${%s}' is shell syntax, not an engine expression (%s): a "
+           "literal '${' is written '$${' ($${%s} reaches the shell as "
+           "${%s}); the engine's own reading of a variable is "
+           "${env.%.*s}",
+           code, lua, code, code, (int)(n ? n : 4), n ? p : "NAME");
 }
 
 int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
@@ -88,6 +128,8 @@ int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
       int rc = eng__lua_compile(L, code, ENG__LUA_EXPR, file, line,
                                 &t->parts[i].ref, err, errlen);
       if (rc != ENG_OK) {
+        if (rc == ENG_ERR_INVALID && shell_expansion(code))
+          say_shell(code, err, errlen);
         eng__tpl_free(t);
         return rc;
       }
@@ -97,6 +139,16 @@ int eng__tpl_compile(eng__lua *L, const char *s, const char *file, int line,
   return ENG_OK;
 }
 
+void eng__tpl_say_nomem(const eng__lua *L, eng__diags *d, const char *file,
+                        const eng__node *n, const char *what) {
+  eng__diag_error(d, file, n ? n->line : 0, n ? n->col : 0,
+                  "%s: the runbook's expressions need more memory than the "
+                  "Lua sandbox allows (%zu MiB; ENGINE_LUA_MEMORY_MB sets "
+                  "it): nothing after this was checked; use fewer ${...} "
+                  "expressions or split the runbook",
+                  what, eng__lua_mem_limit(L) >> 20);
+}
+
 int eng__tpl_compile_tree(eng__lua *L, eng__node *n, const char *file,
                           eng__diags *d, const char *what) {
   if (!n) return 0;
@@ -104,10 +156,20 @@ int eng__tpl_compile_tree(eng__lua *L, eng__node *n, const char *file,
   if (n->kind == ENG__N_SCALAR) {
     if (!eng__tpl_has_expr(n->str) && !strstr(n->str, "$${")) return 0;
     if (n->tpl) return 0;
+    if (eng__lua_exhausted(L)) return 1; /* said once, when it ran out */
     char err[1024];
-    if (eng__tpl_compile(L, n->str, file, n->line, &n->tpl, err, sizeof err) !=
-        ENG_OK) {
-      eng__diag_error(d, file, n->line, n->col, "%s: %s", what, err);
+    int rc = eng__tpl_compile(L, n->str, file, n->line, &n->tpl, err, sizeof err);
+    if (rc == ENG_ERR_NOMEM) {
+      eng__tpl_say_nomem(L, d, file, n, what);
+      return 1;
+    }
+    if (rc != ENG_OK) {
+      eng__diag_error(d, file, n->line, n->col, "%s: %s%s", what, err,
+                      n->comment_after
+                          ? " (the ' #' after it on this line starts a YAML "
+                            "comment, which cut the value short: put the "
+                            "whole value in quotes)"
+                          : "");
       return 1;
     }
     return 0;

@@ -35,6 +35,8 @@ const char *const eng__fleet_image_runbooks[] = {
 typedef struct fleet_db {
   const eng__node *node;
   const char *name, *url_secret, *runbook;
+  bool name_ok;       /* a valid name (else messages say it as written) */
+  char *label;        /* "#N", the name of an entry without one */
   const eng__node *schedule_node, *params;
   char *schedule;     /* after spreading */
   char *runbook_path; /* a local file (ConfigMap), or NULL: from the image */
@@ -267,6 +269,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     return false;
   }
   bool ok = known_keys(r, m, "defaults", default_keys, N_DEFAULT_KEYS);
+  bool times_ok = true; /* grace and active_deadline, to compare them */
   for (size_t i = 0; i < m->n; i++) {
     const char *k = m->keys[i]->str;
     const eng__node *v = m->vals[i];
@@ -315,10 +318,10 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     } else if (!strcmp(k, "audit_secret")) {
       ok &= secret_name_key(r, v, k, "defaults", true, &def->audit_secret);
     } else if (!strcmp(k, "grace")) {
-      ok &= duration_key(r, v, k, 1000, 3600000, &def->grace_ms);
+      times_ok &= duration_key(r, v, k, 1000, 3600000, &def->grace_ms);
     } else if (!strcmp(k, "active_deadline")) {
-      ok &= duration_key(r, v, k, 60000, 7 * ENG__DAY_MS,
-                         &def->active_deadline_ms);
+      times_ok &= duration_key(r, v, k, 60000, 7 * ENG__DAY_MS,
+                               &def->active_deadline_ms);
     } else if (!strcmp(k, "starting_deadline")) {
       ok &= duration_key(r, v, k, 10000, ENG__DAY_MS, &def->starting_deadline_ms);
     } else if (!strcmp(k, "backoff_limit")) {
@@ -327,14 +330,15 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
       ok &= number_key(r, v, k, 0, 59, &def->spread);
     }
   }
-  if (ok && !def->state) {
+  ok &= times_ok;
+  if (!eng__node_get(m, "state")) {
     eng__diag_error(r->d, r->file, m->line, m->col,
                     "defaults: 'state' is missing: add state: "
                     "s3://BUCKET/PREFIX where every run records its "
                     "journal, audit log and lock");
     ok = false;
   }
-  if (ok && def->active_deadline_ms <= def->grace_ms) {
+  if (times_ok && def->active_deadline_ms <= def->grace_ms) {
     const eng__node *v = eng__node_get(m, "active_deadline");
     eng__diag_error(r->d, r->file, v ? v->line : m->line, v ? v->col : m->col,
                     "defaults: 'active_deadline' must be longer than "
@@ -470,7 +474,7 @@ static char *runbook_text(reader *r, fleet_db *db, const char *path,
 }
 
 static bool read_runbook(reader *r, fleet_db *db, const char *dir,
-                         const eng__node *v) {
+                         const eng__node *v, bool params_ok) {
   const char *name = db->runbook;
   char *path = !dir ? NULL
                : name[0] == '/' ? eng__xstrdup(name)
@@ -496,7 +500,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
                     "it, 'engine validate %s' checks it",
                     db->name, path, path);
   }
-  ok = ok && params_fit(r, db, rb);
+  ok = ok && params_ok && params_fit(r, db, rb);
   eng__runbook_free(rb);
   if (!ok) {
     free(text);
@@ -572,7 +576,10 @@ static const char *const db_keys[] = {"name", "url_secret", "schedule",
                                       "runbook", "params"};
 #define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
 
-static bool read_db(reader *r, const eng__node *m, fleet_db *db,
+/* Database entry i: every key present is checked, also when others are
+ * missing or wrong, so that one pass says everything. db->name is what the
+ * messages call it (its name as written, else "#N"); false with errors. */
+static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
                     const char *dir) {
   db->node = m;
   if (m->kind != ENG__N_MAP) {
@@ -583,51 +590,63 @@ static bool read_db(reader *r, const eng__node *m, fleet_db *db,
     return false;
   }
   bool ok = known_keys(r, m, "a database", db_keys, N_DB_KEYS);
-  for (size_t i = 0; i < 4; i++) {
-    if (eng__node_get(m, db_keys[i])) continue;
-    const eng__node *name = eng__node_get(m, "name");
+  const eng__node *v = eng__node_get(m, "name");
+  db->name = v && v->kind == ENG__N_SCALAR ? v->str : NULL;
+  if (!db->name) {
+    db->label = eng__asprintf("#%zu", i + 1);
+    db->name = db->label;
+  }
+  for (size_t k = 0; k < 4; k++) {
+    if (eng__node_get(m, db_keys[k])) continue;
     eng__diag_error(r->d, r->file, m->line, m->col,
-                    "database%s%s%s: '%s' is missing", name ? " '" : "",
-                    name && name->str ? name->str : "", name ? "'" : "",
-                    db_keys[i]);
+                    "database '%s': '%s' is missing", db->name, db_keys[k]);
     ok = false;
   }
-  if (!ok) return false;
-  const eng__node *v = eng__node_get(m, "name");
-  if (!(db->name = scalar(r, v, "name", "database"))) return false;
-  if (!is_dns_label(db->name, NAME_MAX_LEN)) {
+  if (v && !scalar(r, v, "name", "database")) {
+    ok = false;
+  } else if (v && !is_dns_label(db->name, NAME_MAX_LEN)) {
     eng__diag_error(r->d, r->file, v->line, v->col,
                     "database name '%s' must be lower-case letters, digits "
                     "and '-' (not first or last), at most %d characters: it "
                     "names the CronJob and the lock",
                     db->name, NAME_MAX_LEN);
-    return false;
+    ok = false;
+  } else if (v) {
+    db->name_ok = true;
   }
-  v = eng__node_get(m, "url_secret");
-  ok &= secret_name_key(r, v, "url_secret", "database", false, &db->url_secret);
-  ok &= read_schedule(r, db, eng__node_get(m, "schedule"));
-  if ((v = eng__node_get(m, "params"))) ok &= read_params(r, db, v);
-  v = eng__node_get(m, "runbook");
-  if (!(db->runbook = scalar(r, v, "runbook", "database"))) return false;
-  if (!*db->runbook) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': 'runbook' is empty: name a runbook file",
-                    db->name);
-    return false;
+  if ((v = eng__node_get(m, "url_secret")))
+    ok &= secret_name_key(r, v, "url_secret", "database", false,
+                          &db->url_secret);
+  if ((v = eng__node_get(m, "schedule"))) ok &= read_schedule(r, db, v);
+  bool params_ok = true;
+  if ((v = eng__node_get(m, "params"))) params_ok = read_params(r, db, v);
+  ok &= params_ok;
+  if ((v = eng__node_get(m, "runbook"))) {
+    if (!(db->runbook = scalar(r, v, "runbook", "database"))) {
+      ok = false;
+    } else if (!*db->runbook) {
+      eng__diag_error(r->d, r->file, v->line, v->col,
+                      "database '%s': 'runbook' is empty: name a runbook file",
+                      db->name);
+      ok = false;
+    } else {
+      ok &= read_runbook(r, db, dir, v, params_ok);
+    }
   }
-  if (ok) ok = read_runbook(r, db, dir, v);
   return ok;
 }
 
 /* Databases that share a schedule start `spread` minutes apart, in
  * inventory order: the first keeps it, the next gets +spread, ... */
-static void spread_schedules(reader *r, eng__fleet *f) {
+static void spread_schedules(reader *r, eng__fleet *f, bool notes) {
   if (f->def.spread == 0) return;
   for (size_t i = 0; i < f->n; i++) {
     size_t rank = 0, first = i;
+    if (!f->dbs[i].schedule) continue; /* none, or a wrong one (said) */
     const char *orig = f->dbs[i].schedule_node->str;
     for (size_t j = 0; j < i; j++) {
-      if (strcmp(f->dbs[j].schedule_node->str, orig)) continue;
+      if (!f->dbs[j].schedule || strcmp(f->dbs[j].schedule_node->str, orig))
+        continue;
       if (rank++ == 0) first = j;
     }
     if (rank == 0) continue;
@@ -641,7 +660,7 @@ static void spread_schedules(reader *r, eng__fleet *f) {
                      f->dbs[i].name, orig, f->dbs[first].name, why);
       continue;
     }
-    if (!r->d->quiet)
+    if (notes && !r->d->quiet)
       fprintf(stderr, "%s:%d:%d: note: database '%s' shares schedule '%s' "
                     "with '%s': it runs at '%s'\n",
             r->file, v->line, v->col, f->dbs[i].name, orig,
@@ -680,7 +699,7 @@ static bool schedules_fire(reader *r, const eng__fleet *f) {
     const eng__node *v = db->schedule_node;
     char why[320];
     cron_spec c;
-    if (!eng__cron_parse(db->schedule, &c, why, sizeof why) ||
+    if (!db->schedule || !eng__cron_parse(db->schedule, &c, why, sizeof why) ||
         eng__cron_next(&c, now, &next))
       continue;
     eng__diag_error(r->d, r->file, v->line, v->col,
@@ -739,12 +758,9 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   f->n = list->n;
   for (size_t i = 0; i < list->n; i++) {
     fleet_db *db = &f->dbs[i];
-    if (!read_db(&r, list->vals[i], db, dir)) {
-      ok = false;
-      continue;
-    }
-    for (size_t j = 0; j < i; j++) {
-      if (!f->dbs[j].name || strcmp(f->dbs[j].name, db->name)) continue;
+    ok &= read_db(&r, list->vals[i], i, db, dir);
+    for (size_t j = 0; db->name_ok && j < i; j++) {
+      if (!f->dbs[j].name_ok || strcmp(f->dbs[j].name, db->name)) continue;
       const eng__node *v = eng__node_get(list->vals[i], "name");
       eng__diag_error(d, file, v->line, v->col,
                       "database name '%s' is used twice (first at line %d): "
@@ -755,9 +771,11 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
       break;
     }
   }
-  if (!ok || d->errors > errors) goto fail;
-  spread_schedules(&r, f);
-  if (!schedules_fire(&r, f)) goto fail;
+  /* the schedules that are right so far are spread and checked in the
+   * time zone, also when something else is wrong: one pass says it all */
+  ok &= d->errors == errors;
+  spread_schedules(&r, f, ok);
+  if (!schedules_fire(&r, f) || !ok) goto fail;
   return f;
 fail:
   eng__fleet_free(f);
@@ -767,6 +785,7 @@ fail:
 void eng__fleet_free(eng__fleet *f) {
   if (!f) return;
   for (size_t i = 0; i < f->n; i++) {
+    free(f->dbs[i].label);
     free(f->dbs[i].schedule);
     free(f->dbs[i].runbook_path);
     free(f->dbs[i].runbook_text);

@@ -92,5 +92,15 @@ void eng__runbook_free(eng__runbook *rb);
  * with a dot. */
 bool eng__lock_name_ok(const char *name);
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
+/* Lua code written as a plain scalar that " #..." follows on its line:
+ * YAML took the rest of the line for a comment, so `check: return
+ * #outputs.items == 3` is only `return` ('#' is also Lua's length
+ * operator). True when said (where + key name the place: "step 'a': ",
+ * "check"). */
+bool eng__code_cut(eng__diags *d, const char *file, const eng__node *n,
+                   const char *where, const char *key);
+/* Is step `target` among the transitive dependencies (needs) of step
+ * `from`? Linear in the steps and their needs. */
+bool eng__runbook_depends(const eng__runbook *rb, size_t from, size_t target);
 
 #endif /* ENGINE_MODEL_H */

@@ -235,6 +235,53 @@ static void load_params(loader *ld, eng__node *n) {
   }
 }
 
+bool eng__code_cut(eng__diags *d, const char *file, const eng__node *n,
+                   const char *where, const char *key) {
+  if (!n || n->kind != ENG__N_SCALAR || !n->comment_after) return false;
+  char what[160];
+  if (*n->str)
+    snprintf(what, sizeof what, "the ' #' after '%.80s%s' on this line starts a "
+                                "YAML comment, so the code ends there",
+             n->str, strlen(n->str) > 80 ? "..." : "");
+  else
+    snprintf(what, sizeof what, "the value is empty: YAML reads the ' #...' "
+                                "after the key as a comment");
+  eng__diag_error(d, file, n->line, n->col,
+                  "%s'%s': %s ('#' is also Lua's length operator): put the "
+                  "whole value in quotes, or write it as a block ('%s: |' and "
+                  "the code on the next lines); a comment goes on a line of "
+                  "its own",
+                  where, key, what, key);
+  return true;
+}
+
+static bool code_cut(loader *ld, const eng__node *n, const char *where,
+                     const char *key) {
+  return eng__code_cut(ld->d, ld->file, n, where, key);
+}
+
+/* A check that cannot pass: empty, or a bare `return` (it returns
+ * nothing, so every attempt fails with "the check returned false"). */
+static void check_has_code(loader *ld, const eng__node *n, const char *where) {
+  const char *s = n->str;
+  size_t len = strlen(s);
+  while (len && strchr(" \t\r\n;", s[len - 1])) len--;
+  while (len && strchr(" \t\r\n", *s)) {
+    s++;
+    len--;
+  }
+  if (len == 0)
+    ERR(ld, n, "%s'check' is empty: write the condition the outputs must "
+               "meet (check: return outputs.total > 0, \"no rows\"), or "
+               "remove the key",
+        where);
+  else if (len == 6 && !strncmp(s, "return", 6))
+    ERR(ld, n, "%s'check' is a bare 'return': it returns nothing, so every "
+               "attempt would fail with 'the check returned false'; return "
+               "the condition (return outputs.total > 0, \"no rows\")",
+        where);
+}
+
 static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   s->if_ref = s->check_ref = -1;
   s->timeout_ms = ld->rb->default_timeout_ms;
@@ -278,7 +325,8 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
       ERR(ld, v, "%s'needs' must be a list of step ids", where);
   }
   if ((v = eng__node_get(n, "if"))) {
-    if (want(ld, v, ENG__N_SCALAR, "if")) s->if_node = v;
+    if (want(ld, v, ENG__N_SCALAR, "if") && !code_cut(ld, v, where, "if"))
+      s->if_node = v;
   }
   if ((v = eng__node_get(n, "timeout")))
     parse_duration(ld, v, "timeout", &s->timeout_ms);
@@ -290,8 +338,11 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   if ((v = eng__node_get(n, "allow_disruptive")))
     parse_bool(ld, v, "allow_disruptive", &s->allow_disruptive);
   parse_disposition(ld, n, s, where);
-  if ((v = eng__node_get(n, "check")) && want(ld, v, ENG__N_SCALAR, "check"))
+  if ((v = eng__node_get(n, "check")) && want(ld, v, ENG__N_SCALAR, "check") &&
+      !code_cut(ld, v, where, "check")) {
+    check_has_code(ld, v, where);
     s->check_node = v;
+  }
   if ((v = eng__node_get(n, "outputs")) &&
       want(ld, v, ENG__N_MAP, "outputs"))
     s->outputs = v;
@@ -303,20 +354,55 @@ static const char *const *step_ids(eng__runbook *rb) {
   return ids;
 }
 
-static void add_dep(eng__step *s, size_t d) {
-  for (size_t i = 0; i < s->n_deps; i++)
-    if (s->deps[i] == d) return;
-  s->deps = eng__xrealloc(s->deps, (s->n_deps + 1) * sizeof *s->deps);
-  s->deps[s->n_deps++] = d;
+/* Step id -> index of its first step (json), for lookups in linear time. */
+static json_t *index_ids(const eng__runbook *rb) {
+  json_t *ids = json_object();
+  for (size_t i = 0; i < rb->n_steps; i++)
+    if (rb->steps[i].id && !json_object_get(ids, rb->steps[i].id))
+      json_object_set_new(ids, rb->steps[i].id, json_integer((json_int_t)i));
+  return ids;
+}
+
+/* The index of step id, or -1. */
+static long step_index(json_t *ids, const char *id) {
+  json_t *v = json_object_get(ids, id);
+  return v ? (long)json_integer_value(v) : -1;
+}
+
+/* One unknown step named in needs: said with the nearest id (when shown). */
+static void unknown_need(loader *ld, const eng__step *s, const eng__node *e,
+                         bool fin) {
+  eng__runbook *rb = ld->rb;
+  if (fin) {
+    ERR(ld, e, "step '%s': needs '%s', a 'finally' step", s->id, e->str);
+    return;
+  }
+  const char *hint = NULL;
+  const char *const *ids = NULL;
+  if (!eng__diags_hidden(ld->d)) {
+    ids = step_ids(rb);
+    hint = eng__suggest(e->str, ids, rb->n_main);
+  }
+  if (hint)
+    ERR(ld, e, "step '%s': needs unknown step '%s' (did you mean '%s'?)",
+        s->id, e->str, hint);
+  else
+    ERR(ld, e, "step '%s': needs unknown step '%s'", s->id, e->str);
+  free((void *)ids);
 }
 
 static void resolve_needs(loader *ld) {
   eng__runbook *rb = ld->rb;
-  const char *const *ids = step_ids(rb);
+  json_t *ids = index_ids(rb);
+  /* added[j] == i + 1: step i depends on j already (needs may repeat) */
+  size_t *added = eng__xcalloc(rb->n_main + 1, sizeof *added);
   for (size_t i = 0; i < rb->n_main; i++) {
     eng__step *s = &rb->steps[i];
     if (!s->has_needs) {
-      if (i > 0) add_dep(s, i - 1);
+      if (i > 0) {
+        s->deps = eng__xmalloc(sizeof *s->deps);
+        s->deps[s->n_deps++] = i - 1;
+      }
       continue;
     }
     eng__node *nn = s->needs_node;
@@ -327,31 +413,23 @@ static void resolve_needs(loader *ld) {
         ERR(ld, e, "step '%s': 'needs' entries are step ids", s->id);
         continue;
       }
-      size_t j;
-      for (j = 0; j < rb->n_main; j++)
-        if (strcmp(rb->steps[j].id, e->str) == 0) break;
-      if (j == rb->n_main) {
-        bool fin = false;
-        for (size_t f = rb->n_main; f < rb->n_steps; f++)
-          if (strcmp(rb->steps[f].id, e->str) == 0) fin = true;
-        const char *hint = eng__suggest(e->str, ids, rb->n_main);
-        if (fin)
-          ERR(ld, e, "step '%s': needs '%s', a 'finally' step", s->id, e->str);
-        else if (hint)
-          ERR(ld, e, "step '%s': needs unknown step '%s' (did you mean '%s'?)",
-              s->id, e->str, hint);
-        else
-          ERR(ld, e, "step '%s': needs unknown step '%s'", s->id, e->str);
+      long j = step_index(ids, e->str);
+      if (j < 0 || (size_t)j >= rb->n_main) {
+        unknown_need(ld, s, e, j >= 0);
         continue;
       }
-      if (j == i) {
+      if ((size_t)j == i) {
         ERR(ld, e, "step '%s' needs itself", s->id);
         continue;
       }
-      add_dep(s, j);
+      if (added[j] == i + 1) continue;
+      added[j] = i + 1;
+      s->deps = eng__xrealloc(s->deps, (s->n_deps + 1) * sizeof *s->deps);
+      s->deps[s->n_deps++] = (size_t)j;
     }
   }
-  free((void *)ids);
+  free(added);
+  json_decref(ids);
 }
 
 /* Cycle detection: iterative DFS with colours; reports one cycle. */
@@ -442,6 +520,7 @@ static void load_steps(loader *ld, eng__node *steps, eng__node *fin) {
 static void load_guards(loader *ld, eng__node *g) {
   if (!want(ld, g, ENG__N_MAP, "'guards'")) return;
   check_keys(ld, g, guard_keys, "guards: ");
+  json_t *ids = index_ids(ld->rb);
   for (size_t i = 0; i < g->n; i++) {
     const char *k = g->keys[i]->str;
     eng__node *v = g->vals[i];
@@ -463,13 +542,15 @@ static void load_guards(loader *ld, eng__node *g) {
             continue;
           }
           if (want(ld, x, ENG__N_SCALAR, rk[q]) &&
-              !eng__runbook_step(ld->rb, x->str)) {
-            const char *const *ids = step_ids(ld->rb);
-            const char *hint = eng__suggest(x->str, ids, ld->rb->n_steps);
+              step_index(ids, x->str) < 0) {
+            const char *const *cands =
+                eng__diags_hidden(ld->d) ? NULL : step_ids(ld->rb);
+            const char *hint =
+                eng__suggest(x->str, cands, cands ? ld->rb->n_steps : 0);
             ERR(ld, x, "guards.require: unknown step '%s'%s%s%s", x->str,
                 hint ? " (did you mean '" : "", hint ? hint : "",
                 hint ? "'?)" : "");
-            free((void *)ids);
+            free((void *)cands);
           }
         }
       }
@@ -488,10 +569,12 @@ static void load_guards(loader *ld, eng__node *g) {
         check_keys(ld, e, ck, "guards.checks: ");
         eng__node *t = eng__node_get(e, "that");
         if (!t) ERR(ld, e, "guards.checks: missing 'that' (a Lua expression)");
-        else want(ld, t, ENG__N_SCALAR, "that");
+        else if (want(ld, t, ENG__N_SCALAR, "that"))
+          code_cut(ld, t, "guards.checks: ", "that");
       }
     }
   }
+  json_decref(ids);
   ld->rb->guards = g;
 }
 
@@ -679,6 +762,31 @@ void eng__runbook_free(eng__runbook *rb) {
   free(rb->name);
   free(rb->description);
   free(rb);
+}
+
+bool eng__runbook_depends(const eng__runbook *rb, size_t from, size_t target) {
+  if (from >= rb->n_steps || target >= rb->n_steps) return false;
+  /* iterative, each step visited once: a DAG of diamonds has more paths
+   * than atoms in the universe, but few steps */
+  unsigned char *seen = eng__xcalloc(rb->n_steps, 1);
+  size_t *todo = eng__xmalloc(rb->n_steps * sizeof *todo), n = 0;
+  bool found = false;
+  todo[n++] = from;
+  seen[from] = 1;
+  while (n && !found) {
+    const eng__step *s = &rb->steps[todo[--n]];
+    for (size_t k = 0; k < s->n_deps && !found; k++) {
+      size_t d = s->deps[k];
+      found = d == target;
+      if (!seen[d]) {
+        seen[d] = 1;
+        todo[n++] = d;
+      }
+    }
+  }
+  free(todo);
+  free(seen);
+  return found;
 }
 
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id) {

@@ -100,13 +100,8 @@ int eng__guards_before_step(eng__run *r, size_t i) {
 }
 
 /* Is `need` an ancestor of step i (so `require` can hold)? */
-static bool ancestor(eng__runbook *rb, size_t i, size_t need, int depth) {
-  if (depth > 10000) return false;
-  for (size_t k = 0; k < rb->steps[i].n_deps; k++) {
-    size_t d = rb->steps[i].deps[k];
-    if (d == need || ancestor(rb, d, need, depth + 1)) return true;
-  }
-  return false;
+static bool ancestor(eng__runbook *rb, size_t i, size_t need) {
+  return eng__runbook_depends(rb, i, need);
 }
 
 /* Plan-time: `require` rules the DAG cannot guarantee. */
@@ -119,7 +114,7 @@ int eng__guards_static(eng__run *r, size_t i, FILE *out) {
     if (!before || !need || strcmp(before->str, s->id)) continue;
     eng__step *ns = eng__runbook_step(r->rb, need->str);
     if (!ns || ns->is_finally || s->is_finally ||
-        !ancestor(r->rb, i, ns->idx, 0)) {
+        !ancestor(r->rb, i, ns->idx)) {
       if (out)
         fprintf(out, "      guard require: '%s' must end ok before '%s', but "
                      "'%s' does not depend on it  [REFUSED]\n",

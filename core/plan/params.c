@@ -53,7 +53,7 @@ static json_t *raw_value(eng__run *r, const eng__param_def *p,
                          const json_t *given, const char **source,
                          eng__diags *d) {
   json_t *v = json_incref(json_object_get(given, p->name));
-  *source = "--set";
+  *source = json_object_get(r->opts->sets, p->name) ? "--set" : "--params-file";
   if (!v && p->env && getenv(p->env)) {
     v = json_string(getenv(p->env));
     *source = p->env;
@@ -79,10 +79,27 @@ static json_t *raw_value(eng__run *r, const eng__param_def *p,
   return v;
 }
 
-/* v converted to parameter p's type and choices; NULL with err. */
-static json_t *param_value(const eng__param_def *p, json_t *v, char *err,
-                           size_t errlen) {
+/* A boolean written as teams write it in the environment and on the
+ * command line (ALLOW_EMPTY_PROD_VOLUME=1): 1/0 and yes/no as well as
+ * true/false, in any case. A runbook's own YAML stays strict (true or
+ * false): there a typo is a mistake to point at, not a convention. */
+static json_t *text_bool(const char *s) {
+  static const char *const yes[] = {"1", "yes", "true"}, *const no[] = {"0", "no", "false"};
+  for (size_t i = 0; i < 3; i++) {
+    if (!strcasecmp(s, yes[i])) return json_true();
+    if (!strcasecmp(s, no[i])) return json_false();
+  }
+  return NULL;
+}
+
+/* v converted to parameter p's type and choices; NULL with err. `text`:
+ * v is text from the environment or --set. */
+static json_t *param_value(const eng__param_def *p, json_t *v, bool text,
+                           char *err, size_t errlen) {
   if (json_is_null(v)) return json_incref(v);
+  json_t *b = text && p->type == ENG_T_BOOL && json_is_string(v)
+                  ? text_bool(json_string_value(v)) : NULL;
+  if (b) return b;
   char choices[512] = "";
   if (p->choices) {
     size_t idx;
@@ -124,16 +141,22 @@ int eng__run_params(eng__run *r, eng__diags *d) {
       continue;
     }
     char err[512];
-    json_t *c = param_value(p, v, err, sizeof err);
+    bool text = strcmp(source, "default") && strcmp(source, "--params-file");
+    json_t *c = param_value(p, v, text, err, sizeof err);
     json_decref(v);
     if (!c) {
       eng__diag_error(d, rb->file, p->node->line, p->node->col,
-                      "parameter '%s' (from %s): %s", p->name, source, err);
+                      "parameter '%s' (from %s): %s%s", p->name, source, err,
+                      text && p->type == ENG_T_BOOL
+                          ? "; from the environment and --set a boolean is "
+                            "true/false, 1/0 or yes/no"
+                          : "");
       bad++;
       continue;
     }
     if (p->secret && json_is_string(c)) {
-      char *ref = !strcmp(source, "--set") || !strcmp(source, "default")
+      char *ref = !strcmp(source, "--set") || !strcmp(source, "default") ||
+                          !strcmp(source, "--params-file")
                       ? eng__asprintf("${params.%s}", p->name)
                       : eng__asprintf("${env.%s}", source);
       eng__run_secret(r, json_string_value(c), ref);

@@ -20,6 +20,29 @@ typedef struct plan_ctx {
 
 /* ---- validation against the registry and Lua --------------------------- */
 
+/* Compile code for validation (the reference in *ref when given); false
+ * (said at node n, what naming it) when it does not compile. Once the code
+ * no longer fits the Lua memory cap nothing more is compiled: that is said
+ * once, not for every expression left. */
+static bool compile_ref(plan_ctx *ld, eng__lua *L, const eng__node *n,
+                        const char *code, int kind, int line, const char *what,
+                        int *ref) {
+  if (eng__lua_exhausted(L)) return false;
+  char err[1024];
+  int r, rc = eng__lua_compile(L, code, kind, ld->file, line, ref ? ref : &r,
+                               err, sizeof err);
+  if (rc == ENG_ERR_NOMEM)
+    eng__tpl_say_nomem(L, ld->d, ld->file, n, what);
+  else if (rc != ENG_OK)
+    ERR(ld, n, "%s: Lua error: %s", what, err);
+  return rc == ENG_OK;
+}
+
+static bool compile(plan_ctx *ld, eng__lua *L, const eng__node *n,
+                    const char *code, int kind, int line, const char *what) {
+  return compile_ref(ld, L, n, code, kind, line, what, NULL);
+}
+
 /* Built-in parameters that hold Lua code rather than values. */
 static int lua_param_kind(const eng__action_ref *a, const char *param) {
   if (!a->builtin) return -1;
@@ -29,6 +52,32 @@ static int lua_param_kind(const eng__action_ref *a, const char *param) {
     return ENG__LUA_EXPR;
   if (!strcmp(n, "lua") && !strcmp(param, "script")) return ENG__LUA_CHUNK;
   return -1;
+}
+
+/* A list parameter whose value is one ${...} with only blanks around it
+ * (the newline a '|' block adds): the text around it makes the value a
+ * string, so the list the expression returns never arrives as a list. */
+static void list_not_text(plan_ctx *ld, const eng__step *s, const eng_param *p,
+                          const eng__node *v) {
+  size_t exprs = 0;
+  bool newline = false;
+  for (size_t i = 0; i < v->tpl->n; i++) {
+    const char *t = v->tpl->parts[i].text;
+    if (v->tpl->parts[i].expr) {
+      exprs++;
+      continue;
+    }
+    if (t[strspn(t, " \t\r\n")]) return; /* text: one string is meant */
+    newline |= strchr(t, '\n') != NULL;
+  }
+  if (exprs != 1 || v->tpl->whole) return;
+  ERR(ld, v, "step '%s': parameter '%s' of %s takes a list, but its value is "
+             "a ${...} with %s, which make it one string: the list the "
+             "expression returns would arrive as its text; %s",
+      s->id, p->name, s->action->full,
+      newline ? "the newline a '|' block adds after it" : "blanks around it",
+      newline ? "write '|-' (no newline), or the ${...} on the key's line"
+              : "remove the blanks");
 }
 
 static void validate_with(plan_ctx *ld, eng__step *s, eng__lua *L) {
@@ -58,18 +107,20 @@ static void validate_with(plan_ctx *ld, eng__step *s, eng__lua *L) {
     }
     eng__node *v = w->vals[i];
     int lk = lua_param_kind(a, k);
-    if (lk >= 0 && v->kind == ENG__N_SCALAR && !eng__tpl_has_expr(v->str)) {
-      int ref;
-      char err[1024];
-      if (eng__lua_compile(L, v->str, lk, ld->file, v->line, &ref, err,
-                           sizeof err) != ENG_OK)
-        ERR(ld, v, "step '%s': %s: Lua error: %s", s->id, k, err);
-      continue;
-    }
     char what[200];
     snprintf(what, sizeof what, "step '%s': parameter '%s'", s->id, k);
+    if (lk >= 0 && v->kind == ENG__N_SCALAR && !eng__tpl_has_expr(v->str)) {
+      char where[160];
+      snprintf(where, sizeof where, "step '%s': parameter ", s->id);
+      if (!eng__code_cut(ld->d, ld->file, v, where, k))
+        compile(ld, L, v, v->str, lk, v->line, what);
+      continue;
+    }
     if (eng__tpl_compile_tree(L, v, ld->file, ld->d, what)) continue;
-    if (v->kind == ENG__N_SCALAR && v->tpl) continue; /* known at run time */
+    if (v->kind == ENG__N_SCALAR && v->tpl) { /* known at run time */
+      if (p->type == ENG_T_LIST) list_not_text(ld, s, p, v);
+      continue;
+    }
     if (v->kind != ENG__N_SCALAR && !eng__tpl_static(v)) continue;
     if (v->kind == ENG__N_SCALAR || !v->tpl) {
       bool has_tpl = false;
@@ -128,22 +179,21 @@ static void validate_step(plan_ctx *ld, eng__step *s, eng__lua *L) {
     return;
   }
   validate_with(ld, s, L);
-  char err[1024];
+  char what[200];
   if (s->if_node) {
     char *code = eng__cond_code(s->if_node->str);
-    if (eng__lua_compile(L, code, ENG__LUA_EXPR, ld->file, s->if_node->line,
-                         &s->if_ref, err, sizeof err) != ENG_OK)
-      ERR(ld, s->if_node, "step '%s': 'if': Lua error: %s", s->id, err);
+    snprintf(what, sizeof what, "step '%s': 'if'", s->id);
+    compile_ref(ld, L, s->if_node, code, ENG__LUA_EXPR, s->if_node->line, what,
+                &s->if_ref);
     free(code);
   }
-  if (s->check_node &&
-      eng__lua_compile(L, s->check_node->str, ENG__LUA_CHUNK, ld->file,
-                       s->check_node->line +
-                           (s->check_node->plain ? 0 : 1),
-                       &s->check_ref, err, sizeof err) != ENG_OK)
-    ERR(ld, s->check_node, "step '%s': 'check': Lua error: %s", s->id, err);
+  if (s->check_node) {
+    snprintf(what, sizeof what, "step '%s': 'check'", s->id);
+    compile_ref(ld, L, s->check_node, s->check_node->str, ENG__LUA_CHUNK,
+                s->check_node->line + (s->check_node->plain ? 0 : 1), what,
+                &s->check_ref);
+  }
   if (s->outputs) {
-    char what[200];
     snprintf(what, sizeof what, "step '%s': outputs", s->id);
     eng__tpl_compile_tree(L, s->outputs, ld->file, ld->d, what);
   }
@@ -175,13 +225,9 @@ int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
     for (size_t i = 0; checks && checks->kind == ENG__N_SEQ && i < checks->n;
          i++) {
       eng__node *t = eng__node_get(checks->vals[i], "that");
-      if (!t || t->kind != ENG__N_SCALAR) continue;
-      int ref;
-      char err[1024];
+      if (!t || t->kind != ENG__N_SCALAR || t->comment_after) continue;
       char *code = eng__cond_code(t->str);
-      if (eng__lua_compile(L, code, ENG__LUA_EXPR, rb->file, t->line, &ref,
-                           err, sizeof err) != ENG_OK)
-        ERR(&ld, t, "guards.checks: Lua error: %s", err);
+      compile(&ld, L, t, code, ENG__LUA_EXPR, t->line, "guards.checks");
       free(code);
     }
   }
@@ -321,7 +367,9 @@ int eng__plan_print(eng__run *r) {
       eng__node *vn = eng__node_get(s->with, p->name);
       if (!v && !vn) continue;
       char *shown;
+      char *argv = json_is_array(v) ? eng__command_line(v) : NULL;
       if (json_is_string(v)) shown = eng__redact(r->redact, json_string_value(v));
+      else if (argv) shown = eng__redact(r->redact, argv); /* a known argv */
       else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
                                                                 : "(at run time)");
       const char *decision = p->target == ENG_TARGET_FILE && v ? "file" : "resolved at run time";
@@ -350,6 +398,7 @@ int eng__plan_print(eng__run *r) {
         }
         r->static_check = false;
       }
+      free(argv);
       char *sh2 = eng__redact(r->redact, shown);
       printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
       if (line) print_command(r, line, env_text);

@@ -1207,7 +1207,8 @@ static const eng_output volume_check_outputs[] = {
     {"pg_wal", ENG_T_BOOL, "pg_wal/ is there"}};
 static const eng_param exec_params[] = {
     P_CONTAINER,
-    {.name = "command", .type = ENG_T_ANY, .flags = ENG_P_REQUIRED, .target = ENG_TARGET_COMMAND,
+    {.name = "command", .type = ENG_T_ANY, .items = ENG_ITEMS_STRING, .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_COMMAND,
      .doc = "a string (run by sh -c) or an argv list; guarded like a shell step"},
     {.name = "user", .type = ENG_T_STRING, .doc = "user inside the container"},
     {.name = "env", .type = ENG_T_MAP, .doc = "extra environment"},
@@ -1228,9 +1229,9 @@ static const eng_output lifecycle_outputs[] = {
     {"state", ENG_T_STRING, "state afterwards"}, {"health", ENG_T_STRING, "health afterwards"}};
 static const eng_param run_params[] = {
     {.name = "image", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED, .doc = "image (present locally)"},
-    {.name = "command", .type = ENG_T_ANY, .target = ENG_TARGET_COMMAND,
+    {.name = "command", .type = ENG_T_ANY, .items = ENG_ITEMS_STRING, .target = ENG_TARGET_COMMAND,
      .doc = "a string (sh -c) or argv; default the image's; guarded like a shell step"},
-    {.name = "volumes", .type = ENG_T_LIST,
+    {.name = "volumes", .type = ENG_T_LIST, .items = ENG_ITEMS_STRING,
      .doc = "NAME:/path (read-only) or NAME:/path:rw; rw of a protected volume is refused"},
     {.name = "env", .type = ENG_T_MAP, .doc = "environment"},
     {.name = "network", .type = ENG_T_STRING, .doc = "network mode (default bridge)"},

@@ -85,6 +85,7 @@ static const eng_param deploy_params[] = {
          "working directory"},
     {.name = "cli",
      .type = ENG_T_LIST,
+     .items = ENG_ITEMS_STRING,
      .def = "[\"npx\", \"--no\", \"prisma\"]",
      .target = ENG_TARGET_COMMAND,
      .doc = "(cli) the Prisma command; `migrate deploy` is appended. npx --no "

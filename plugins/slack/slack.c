@@ -424,7 +424,7 @@ static const eng_param post_params[] = {
     {.name = "text", .type = ENG_T_STRING,
      .doc = "message text (mrkdwn); with blocks or summary it is the "
             "notification's fallback text"},
-    {.name = "blocks", .type = ENG_T_LIST,
+    {.name = "blocks", .type = ENG_T_LIST, .items = ENG_ITEMS_MAP,
      .doc = "Block Kit blocks (YAML or JSON); at most 50 are sent, longer "
             "content is truncated with a marker"},
     {.name = "summary", .type = ENG_T_BOOL, .def = "false",

@@ -857,5 +857,169 @@ steps:
     h.check('lag=16.8' in r.stdout and '16.800000000000001' not in r.stdout, r.stdout)
 
 
+def test_plugins(h):
+    """A directory holding the test plugin testgood (lists of typed items)."""
+    build = pathlib.Path(os.environ.get('ENGINE_BIN', ROOT / 'build/core/engine')).parent.parent
+    g = h.tmp / 'good'
+    g.mkdir(exist_ok=True)
+    if not (g / 'test_good.so').exists():
+        (g / 'test_good.so').symlink_to(build / 'tests' / 'plugins' / 'test_good.so')
+    return g
+
+
+@suite.test
+def test_yaml_traps_are_caught_before_anything_runs(h):
+    """Valid YAML that means something else than what was written: a ' #'
+    comment inside one-line Lua, a check that cannot pass, shell ${...:-}
+    in a command. Each is an error with file:line:col; nothing runs."""
+    f = h.write('traps.yaml', 'version: 1\nname: traps\nsteps:\n'
+                '  - id: count\n    uses: lua\n    with: {script: "return {items = {1, 2, 3}}"}\n'
+                '    check: return #outputs.items == 3, "three items"\n'
+                '  - id: later\n    uses: shell\n    with: {command: "true"}\n'
+                '    if: steps.count.status == "ok" # only then\n'
+                '    check:\n'
+                '  - id: back\n    uses: shell\n'
+                '    with: {command: "tar -C ${BACKUP_DIR:-/tmp} -cf x.tar ."}\n'
+                '    check: return\n')
+    r = h.engine('validate', f)
+    h.check(r.returncode == 2 and 'traps.yaml: 5 errors' in r.stdout, r.stdout + r.stderr)
+    for want in ("traps.yaml:7:12: error: step 'count': 'check': the ' #' after 'return' on "
+                 "this line starts a YAML comment, so the code ends there",
+                 "traps.yaml:11:9: error: step 'later': 'if': the ' #' after "
+                 "'steps.count.status == \"ok\"'",
+                 "traps.yaml:12:11: error: step 'later': 'check' is empty",
+                 "traps.yaml:15:21: error: step 'back': parameter 'command': "
+                 "'${BACKUP_DIR:-/tmp}' is shell syntax, not an engine expression (<name> "
+                 "expected near '-')",
+                 "a literal '${' is written '$${' ($${BACKUP_DIR:-/tmp} reaches the shell as "
+                 "${BACKUP_DIR:-/tmp})",
+                 "traps.yaml:16:12: error: step 'back': 'check' is a bare 'return'"):
+        h.check(want in r.stderr, f'expected {want!r} in {r.stderr}')
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state')
+    h.check(r.returncode == 2 and not (h.tmp / 'state').exists(), r.stdout + r.stderr)
+    # written as the message says, the same runbook runs
+    fixed = (f.read_text()
+             .replace('check: return #outputs.items == 3, "three items"',
+                      'check: \'return #outputs.items == 3, "three items"\'')
+             .replace(' # only then', '').replace('    check:\n', '')
+             .replace('${BACKUP_DIR:-/tmp}', '$${BACKUP_DIR:-/tmp}')
+             .replace('    check: return\n', '    check: return outputs.exit_code == 0\n')
+             .replace('-cf x.tar .', '-cf /dev/null .'))
+    f = h.write('fixed.yaml', fixed)
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                 env={'BACKUP_DIR': str(h.tmp)})
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(all(s['status'] == 'ok' for s in h.report(h.tmp / 'r.json')['steps'].values()),
+            h.report(h.tmp / 'r.json'))
+
+
+@suite.test
+def test_list_elements_typed_and_list_text_refused(h):
+    """A list's elements are converted to the type its action declares; a
+    list parameter given text that is a list written as text is refused:
+    at validate time when the value is literal, when the step starts when
+    it comes from a template."""
+    g = test_plugins(h)
+    f = h.write('typed.yaml', 'version: 1\nname: typed\nparams:\n'
+                '  port: {type: int, default: 5432}\n  https: "443"\nsteps:\n'
+                '  - id: c\n    uses: testgood.checked\n    with:\n'
+                '      ports: ["80", "${params.https}"]\n'
+                '      argv: [psql, -p, "${params.port}", true, 1.5]\n')
+    r = h.engine('run', f, '--plugin-path', g, '--state-dir', h.tmp / 'state',
+                 '--report', h.tmp / 'r.json')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    v = h.report(h.tmp / 'r.json')['steps']['c']['outputs']['value']
+    h.check(v['ports'] == [80, 443] and v['argv'] == ['psql', '-p', '5432', 'true', '1.5'], v)
+    r = h.engine('plugins', 'testgood.checked', '--plugin-path', g)
+    h.check('list of int' in r.stdout and 'any or list of string' in r.stdout, r.stdout)
+    # literal: validate says it
+    f = h.write('lit.yaml', 'version: 1\nname: lit\nsteps:\n'
+                '  - id: c\n    uses: testgood.checked\n    with:\n'
+                '      ports: |\n        [80, 443]\n')
+    r = h.engine('validate', f, '--plugin-path', g)
+    h.check(r.returncode == 2 and "lit.yaml:7:14: error: step 'c': parameter 'ports' of "
+            "testgood.checked: expected a list, got the text '[80, 443]\\n', which looks "
+            "like a list but is one string" in r.stderr, r.stderr)
+    # from a step's output: the step fails when it starts, before acting
+    f = h.write('late.yaml', 'version: 1\nname: late\nsteps:\n'
+                '  - id: a\n    uses: lua\n    with: {script: "return {text = \'[80, 443]\'}"}\n'
+                '  - id: c\n    uses: testgood.checked\n    with:\n'
+                '      ports: ${steps.a.outputs.text}\n')
+    r = h.engine('run', f, '--plugin-path', g, '--state-dir', h.tmp / 'state',
+                 '--report', h.tmp / 'late.json')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    c = h.report(h.tmp / 'late.json')['steps']['c']
+    h.check(c['status'] == 'failed' and "parameter 'ports' of testgood.checked: expected a "
+            "list, got the text '[80, 443]', which looks like a list but is one string"
+            in c['error'] and not c.get('outputs'), c)
+
+
+@suite.test
+def test_booleans_from_the_environment_and_set(h):
+    """ALLOW_EMPTY_PROD_VOLUME=1: 1/0 and yes/no from the environment and
+    --set; the runbook's own YAML and a params file stay true/false."""
+    f = h.write('b.yaml', 'version: 1\nname: b\nparams:\n'
+                '  allow: {type: bool, env: ALLOW_EMPTY_PROD_VOLUME, default: false}\n'
+                'steps:\n  - id: s\n    uses: lua\n    with: {script: "return {allow = params.allow}"}\n')
+
+    def allow(*args, env=None):
+        r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                     *args, env=env)
+        if r.returncode != 0:
+            return r
+        return h.report(h.tmp / 'r.json')['steps']['s']['outputs']['allow']
+
+    for text, want in (('1', True), ('0', False), ('yes', True), ('No', False),
+                       ('TRUE', True), ('false', False)):
+        h.check(allow(env={'ALLOW_EMPTY_PROD_VOLUME': text}) is want, text)
+        h.check(allow('--set', f'allow={text}') is want, text)
+    for text in ('on', 'y', '2', ''):
+        r = allow('--set', f'allow={text}')
+        h.check(r.returncode == 2 and "parameter 'allow' (from --set): expected true or false"
+                in r.stderr and 'true/false, 1/0 or yes/no' in r.stderr, r.stderr)
+    r = allow(env={'ALLOW_EMPTY_PROD_VOLUME': 'off'})
+    h.check(r.returncode == 2 and "(from ALLOW_EMPTY_PROD_VOLUME)" in r.stderr, r.stderr)
+    pf = h.write('p.yaml', 'allow: "yes"\n')
+    r = allow('--params-file', pf)
+    h.check(r.returncode == 2 and "(from --params-file): expected true or false, got 'yes'"
+            in r.stderr, r.stderr)
+    lit = h.write('lit.yaml', f.read_text().replace('default: false', 'default: 1'))
+    r = h.engine('validate', lit)
+    h.check(r.returncode == 2 and "default: expected true or false, got 1 (write true)"
+            in r.stderr, r.stderr)
+
+
+@suite.test
+def test_errors_stop_and_large_runbooks_stay_cheap(h):
+    """Like a compiler: 20 errors shown, the rest counted; running out of
+    Lua memory said once; 2 MB runbooks cost CPU time within a bound
+    relative to a small runbook (tests/bench/large_inputs.py has every
+    shape and prints the figures)."""
+    import sys
+    sys.path.insert(0, str(ROOT / 'tests' / 'bench'))
+    import large_inputs
+    large_inputs.ENGINE = engine_bin()
+    shapes = large_inputs.shapes()
+    for name in ('guard_exprs', 'param_refs', 'unknown_needs'):
+        what, text, _ = shapes[name]
+        t, base, r = large_inputs.measure(name, text, 'validate', h.tmp, timeout=300)
+        print(f'{name}: {t:.2f} s CPU, {t / base:.1f}x a small runbook ({base:.3f} s)')
+        h.check(r, f'{name} ({what}): still running after 300 s')
+        h.check(r.returncode == 2, f'{name}: {r.returncode} {r.stderr[:500]}')
+        h.check(t <= large_inputs.RATIO * base,
+                f'{name} ({what}): {t:.2f} s CPU, more than {large_inputs.RATIO}x '
+                f'the small runbook ({base:.3f} s)')
+        lines = r.stderr.splitlines()
+        h.check(len(lines) <= 21, f'{name}: {len(lines)} lines: {lines[:3]} ... {lines[-3:]}')
+        if name == 'guard_exprs':
+            h.check(len(lines) == 1 and 'need more memory than the Lua sandbox allows'
+                    in lines[0] and 'not enough memory' not in r.stderr, lines)
+        else:
+            errors = int(r.stdout.split(': ')[1].split()[0])
+            h.check(lines[-1].endswith(f'{name}.yaml: note: {errors - 20} more errors not '
+                                       'shown (only the first 20 of each are): fix those '
+                                       'and check again'), lines[-1])
+
+
 if __name__ == '__main__':
     suite.main()

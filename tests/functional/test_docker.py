@@ -149,6 +149,64 @@ steps:
 
 
 @suite.test
+def test_exec_and_run_argv_elements_reach_docker_as_strings(h):
+    """An argv element written "${params.port}" (an int parameter), a
+    boolean and a number: the Docker API takes only strings there (an
+    int answered HTTP 500, "cannot unmarshal number into Go struct field
+    ExecCreateConfig.Cmd of type string"). They are converted to the
+    declared items of `command` and `volumes`, as the shell built-in's."""
+    name, vol, _ = fixture()
+    r, rep = run(h, f'''version: 1
+name: dkargv
+params:
+  port: {{type: int, default: 5432}}
+  mount: {{type: string, default: "{vol}:/v"}}
+steps:
+  - id: ex
+    uses: docker.exec
+    with:
+      container: {name}
+      command: [sh, -c, 'echo "$0|$1|$2"', "${{params.port}}", true, 1.5]
+  - id: sh
+    uses: shell
+    with:
+      command: [sh, -c, 'echo "$0|$1|$2"', "${{params.port}}", true, 1.5]
+  - id: once
+    uses: docker.run
+    with:
+      image: "{PM.image}"
+      command: [sh, -c, 'echo $0; ls /v', "${{params.port}}"]
+      volumes: ["${{params.mount}}"]
+''')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    s = rep['steps']
+    h.check(s['ex']['outputs']['stdout'] == '5432|true|1.5\n', s['ex'])
+    h.check(s['ex']['outputs']['stdout'] == s['sh']['outputs']['stdout'], (s['ex'], s['sh']))
+    h.check(s['once']['outputs']['stdout'].startswith('5432\n') and
+            'PG_VERSION' in s['once']['outputs']['stdout'], s['once'])
+    # volumes from a '|' block: its newline made the list one string of
+    # JSON text (Podman answered 500); now it is said before anything runs
+    r, rep = run(h, f'''version: 1
+name: dkvol
+steps:
+  - id: once
+    uses: docker.run
+    with:
+      image: "{PM.image}"
+      command: "ls /v"
+      volumes: |
+        ${{(function() return {{"{vol}:/v"}} end)()}}
+''', name='vol.yaml')
+    h.check(r.returncode == 2 and "parameter 'volumes' of docker.run takes a list, but its "
+            "value is a ${...} with the newline a '|' block adds after it" in r.stderr,
+            r.stdout + r.stderr)
+    r, rep = run(h, (h.tmp / 'vol.yaml').read_text().replace('volumes: |', 'volumes: |-'),
+                 name='vol2.yaml')
+    h.check(r.returncode == 0 and 'PG_VERSION' in rep['steps']['once']['outputs']['stdout'],
+            r.stdout + r.stderr)
+
+
+@suite.test
 def test_stop_start_restart(h):
     name, _, _ = fixture()
     r, rep = run(h, f'''version: 1

@@ -344,6 +344,68 @@ def test_every_bad_inventory_exits_2_with_position_and_fix(h):
 
 
 @suite.test
+def test_every_mistake_is_reported_in_one_pass(h):
+    """Not in rounds (state and keys first, names once those are fixed,
+    schedules after that): one render says everything wrong, each at its
+    position, and the same inventory fixed renders."""
+    text = ('databases:\n'
+            '  - name: Ledger_DB\n'                 # 2: name
+            '    url_secret: ledger-db\n'
+            '    schedule: "0 3 30 2 *"\n'          # 4: never fires
+            '    runbook: restore-drill.yaml\n'
+            '    colour: red\n'                     # 6: unknown key
+            '  - name: orders\n'                    # 7: url_secret missing
+            '    schedule: "0 3 * 13 *"\n'          # 8: month 13
+            '    runbook: restore-dril.yaml\n'      # 9: no such runbook
+            '    params: { source_url: "postgresql://u:pw@db/x" }\n'  # 10
+            '  - url_secret: x\n'                   # 11: name missing
+            '    schedule: "0 3 * * *"\n'
+            '    runbook: restore-drill.yaml\n'
+            '  - name: orders\n'                    # 14: used twice
+            '    url_secret: orders-db\n'
+            '    schedule: "0 4 * * *"\n'
+            '    runbook: restore-drill.yaml\n'
+            'defaults:\n'
+            '  time_zone: "Europe/Berlin "\n'       # 19: zone; state missing
+            '  grace: 10m\n'
+            '  active_deadline: 5m\n')              # 21: shorter than grace
+    f = h.write('inv.yaml', text)
+    r = render(h, f)
+    h.check(r.returncode == 2 and r.stdout == '', r.stdout + r.stderr)
+    errs = re.findall(r'inv\.yaml:(\d+):\d+: error: (.*)', r.stderr)
+    want = [(2, r"database name 'Ledger_DB' must be lower-case"),
+            (4, r"database 'Ledger_DB': schedule '0 3 30 2 \*' never fires"),
+            (6, r"unknown key 'colour' in a database"),
+            (7, r"database 'orders': 'url_secret' is missing"),
+            (8, r"database 'orders': schedule .*month field '13'"),
+            (9, r"runbook 'restore-dril.yaml' is neither a file.*did you mean 'restore-drill.yaml'"),
+            (10, r'URL with a password: never put credentials'),
+            (11, r"database '#3': 'name' is missing"),
+            (14, r"database name 'orders' is used twice \(first at line 7\)"),
+            (19, r"'state' is missing"),
+            (19, r"'time_zone' must be a tz database name"),
+            (21, r"'active_deadline' must be longer than 'grace'")]
+    for line, pattern in want:
+        h.check(any(int(ln) == line and re.search(pattern, msg) for ln, msg in errs),
+                f'expected line {line} /{pattern}/ in one pass, got {r.stderr}')
+    h.check(len(errs) == len(want), f'{len(errs)} errors: {r.stderr}')
+    h.check(f'inv.yaml is invalid ({len(want)} errors)' in r.stderr, r.stderr)
+    fixed = (text.replace('Ledger_DB', 'ledger').replace('0 3 30 2 *', '0 3 28 2 *')
+             .replace('    colour: red\n', '').replace('  - name: orders\n    schedule',
+                                                         '  - name: orders\n    url_secret: o\n    schedule')
+             .replace('* 13 *', '* 12 *').replace('restore-dril.yaml', 'restore-drill.yaml')
+             .replace('    params: { source_url: "postgresql://u:pw@db/x" }\n', '')
+             .replace('  - url_secret: x\n', '  - name: third\n    url_secret: x\n')
+             .replace('  - name: orders\n    url_secret: orders-db', '  - name: fourth\n    url_secret: orders-db')
+             .replace('defaults:\n', 'defaults:\n  state: s3://engine-state/fleet\n')
+             .replace('"Europe/Berlin "', 'Europe/Berlin').replace('active_deadline: 5m', 'active_deadline: 1h'))
+    r = render(h, h.write('inv.yaml', fixed))
+    h.check(r.returncode == 0, r.stderr)
+    h.check(sorted(cronjobs(load_docs(r.stdout))) ==
+            ['engine-fourth', 'engine-ledger', 'engine-orders', 'engine-third'], r.stdout[:300])
+
+
+@suite.test
 def test_schedules_that_never_fire_are_refused(h):
     """A day of month that no month named has: Kubernetes would accept the
     CronJob and the drill would never run."""

@@ -124,8 +124,9 @@ def test_conditions_decide_when_a_command_is_refused(h):
     r = h.engine('run', rb, '--state-dir', h.tmp / 's2', '--set', 'wipe=true', env=pg_env(h))
     h.check(r.returncode == 3, r.stdout + r.stderr)
     h.check(db in h.pg.databases() and rows(h, db) == ROWS, 'the database was touched')
-    # a boolean written as 1 is refused with the spelling meant
-    r = h.engine('run', rb, '--state-dir', h.tmp / 's3', '--set', 'wipe=1', env=pg_env(h))
+    # a boolean written as on is refused with the spelling meant (1/0 and
+    # yes/no are booleans on the command line)
+    r = h.engine('run', rb, '--state-dir', h.tmp / 's3', '--set', 'wipe=on', env=pg_env(h))
     h.check(r.returncode == 2 and '(write true)' in r.stdout + r.stderr, r.stdout + r.stderr)
 
 

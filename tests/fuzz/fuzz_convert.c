@@ -25,6 +25,21 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
                      .choices = t == ENG_T_STRING ? "custom|plain" : NULL};
       json_decref(eng__convert_param(in[k], &p, err, sizeof err));
       json_decref(eng__convert(in[k], (eng_type)t, NULL, err, sizeof err));
+      /* a list (or a string or a list) of every item type */
+      for (int it = ENG_ITEMS_STRING; it <= ENG_ITEMS_TIMESTAMP; it++) {
+        eng_param l = {.name = "l", .type = t % 2 ? ENG_T_LIST : ENG_T_ANY,
+                       .items = (eng_items)it, .flags = ENG_P_MIN | ENG_P_MAX,
+                       .min = 1, .max = 1e6,
+                       .choices = it == ENG_ITEMS_STRING ? "custom|plain" : NULL};
+        json_t *c = eng__convert_param(in[k], &l, err, sizeof err);
+        size_t i;
+        json_t *e;
+        if (json_is_array(c) && it != ENG_ITEMS_ANY) /* each item converted */
+          json_array_foreach(c, i, e) {
+            if (json_typeof(e) == JSON_NULL) abort();
+          }
+        json_decref(c);
+      }
     }
     char sum[160];
     if (json_is_object(in[k])) eng__outputs_summary(in[k], NULL, sum, sizeof sum);

@@ -16,7 +16,7 @@ static int init(const eng_host *h) {
   return 0;
 }
 
-static const eng_param params[] = {
+static const param11 params[] = {
     {.name = "n", .type = ENG_T_INT, .def = "7", .doc = "a number"}};
 static const eng_output outputs[] = {{"n", ENG_T_INT, "the number"}};
 static const action11 actions[] = {

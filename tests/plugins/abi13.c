@@ -23,7 +23,7 @@ static void describe(const json_t *params, char *buf, size_t n) {
   snprintf(buf, n, "makes a thing");
 }
 
-static const eng_param params[] = {
+static const param11 params[] = {
     {.name = "n", .type = ENG_T_INT, .def = "5", .doc = "a number"}};
 static const action13 actions[] = {
     {"one", "the first", ENG_SIDE_CREATES, 0, params, NULL, start, NULL, 1, 0,

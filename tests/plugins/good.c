@@ -163,7 +163,15 @@ static const eng_param checked_params[] = {
     {.name = "port", .type = ENG_T_INT, .flags = ENG_P_MIN | ENG_P_MAX,
      .min = 1, .max = 65535, .doc = "a TCP port"},
     {.name = "wait", .type = ENG_T_DURATION, .flags = ENG_P_MAX,
-     .max = 60000, .doc = "at most a minute"}};
+     .max = 60000, .doc = "at most a minute"},
+    /* 1.5: lists whose elements are typed */
+    {.name = "ports", .type = ENG_T_LIST, .items = ENG_ITEMS_INT,
+     .flags = ENG_P_MIN | ENG_P_MAX, .min = 1, .max = 65535,
+     .doc = "TCP ports"},
+    {.name = "modes", .type = ENG_T_LIST, .items = ENG_ITEMS_STRING,
+     .values = modes, .doc = "fast or safe, each"},
+    {.name = "argv", .type = ENG_T_ANY, .items = ENG_ITEMS_STRING,
+     .doc = "a string, or a list of strings"}};
 static const eng_output checked_outputs[] = {
     {"value", ENG_T_MAP, "the parameters as the action saw them"}};
 static const eng_action actions[] = {{.name = "echo",

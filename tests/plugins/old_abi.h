@@ -1,7 +1,8 @@
 /* The declarations of older SDKs, as plugins built with them laid them
- * out: 1.0's eng_param and eng_action, 1.1's eng_action (1.0's fields and
- * the counts), 1.3's (and describe) and the plugin descriptor 1.0-1.2
- * shared. */
+ * out: 1.0's eng_param and eng_action, 1.1's eng_param (range, values and
+ * check, until 1.5 appended items), 1.1's eng_action (1.0's fields and the
+ * counts), 1.3's (and describe), 1.4's (and creates) and the plugin
+ * descriptor 1.0-1.2 shared. */
 #ifndef TEST_OLD_ABI_H
 #define TEST_OLD_ABI_H
 #include <engine/plugin.h>
@@ -15,6 +16,20 @@ typedef struct param10 {
   const char *choices;
   const char *doc;
 } param10;
+
+/* 1.1 to 1.4 */
+typedef struct param11 {
+  const char *name;
+  eng_type type;
+  unsigned flags;
+  const char *def;
+  eng_target target;
+  const char *choices;
+  const char *doc;
+  double min, max;
+  const char *const *values;
+  eng_param_check_fn check;
+} param11;
 
 #define ACTION10_FIELDS(PARAM)                                               \
   const char *name;                                                          \
@@ -31,18 +46,27 @@ typedef struct action10 {
 } action10;
 
 typedef struct action11 {
-  ACTION10_FIELDS(eng_param)
+  ACTION10_FIELDS(param11)
   size_t n_params;
   size_t n_outputs;
 } action11;
 
 /* 1.2 and 1.3: 1.1's fields, then describe (1.4 appended `creates`). */
 typedef struct action13 {
-  ACTION10_FIELDS(eng_param)
+  ACTION10_FIELDS(param11)
   size_t n_params;
   size_t n_outputs;
   void (*describe)(const json_t *params, char *buf, size_t n);
 } action13;
+
+/* 1.4: 1.3's fields, then creates. */
+typedef struct action14 {
+  ACTION10_FIELDS(param11)
+  size_t n_params;
+  size_t n_outputs;
+  void (*describe)(const json_t *params, char *buf, size_t n);
+  eng_disposition creates;
+} action14;
 
 typedef struct plugin_old {
   uint32_t size;

@@ -22,14 +22,16 @@ static char *write_tmp(const char *text) {
   return path;
 }
 
-/* Load + validate; returns the diagnostics text (caller frees). */
-static char *diagnose(const char *text, size_t *errors) {
+/* Load + validate (the Lua state capped at mem_limit bytes, 0: the
+ * default); returns the diagnostics text (caller frees). */
+static char *diagnose_in(const char *text, size_t mem_limit, size_t *errors) {
   char *path = write_tmp(text);
   eng__diags d = {0};
   d.quiet = true;
   eng__runbook *rb = eng__runbook_load(path, &d);
   if (rb) {
     eng__lua_opts o = {0};
+    o.mem_limit = mem_limit;
     eng__lua *L = NULL;
     char err[256];
     assert_int_equal(eng__lua_create(&o, &L, err, sizeof err), ENG_OK);
@@ -38,6 +40,7 @@ static char *diagnose(const char *text, size_t *errors) {
     eng__lua_destroy(L);
   }
   *errors = d.errors;
+  eng__diags_end(&d); /* the note on what was not shown */
   /* strip the temp path so expectations read "F:line:col" */
   eng__buf out = {0};
   const char *s = d.text.data ? d.text.data : "";
@@ -55,6 +58,10 @@ static char *diagnose(const char *text, size_t *errors) {
   unlink(path);
   free(path);
   return eng__buf_steal(&out);
+}
+
+static char *diagnose(const char *text, size_t *errors) {
+  return diagnose_in(text, 0, errors);
 }
 
 static void expect(const char *text, const char *needle) {
@@ -418,6 +425,194 @@ static void test_declared_checks(void **state) {
   free(got);
 }
 
+/* Valid YAML that means something else than what was written: said at
+ * validate time with file:line:col (docs/runbook-format.md, "YAML
+ * traps"). */
+static void test_yaml_traps(void **state) {
+  (void)state;
+  /* " #" after one-line Lua is a YAML comment: the check is `return` */
+  expect(HDR "steps:\n  - id: a\n    uses: lua\n    with: {script: \"return {items = {1}}\"}\n"
+             "    check: return #outputs.items == 3, \"three\"\n",
+         "F:7:12: error: step 'a': 'check': the ' #' after 'return' on this line "
+         "starts a YAML comment, so the code ends there ('#' is also Lua's "
+         "length operator): put the whole value in quotes, or write it as a "
+         "block ('check: |'");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
+             "    if: run.status == \"ok\" # and then\n",
+         "F:7:9: error: step 'a': 'if': the ' #' after 'run.status == \"ok\"'");
+  expect(HDR "guards:\n  checks:\n    - that: params ~= nil #ok\n"
+             "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n",
+         "F:5:13: error: guards.checks: 'that': the ' #' after 'params ~= nil'");
+  expect(HDR "steps:\n  - id: a\n    uses: assert\n    with:\n"
+             "      that: #{1, 2} == 2\n",
+         "F:7:12: error: step 'a': parameter 'that': the value is empty: YAML "
+         "reads the ' #...' after the key as a comment ('#' is also Lua's length "
+         "operator)");
+  /* a plain value inside quotes that YAML does not see as quotes; text of
+   * several bytes per character before it on the line */
+  expect(HDR "description: \"caf\xc3\xa9 \xe2\x82\xac\"\nsteps:\n  - id: a\n"
+             "    uses: lua\n    with: {script: \"return {}\"}\n"
+             "    check: return \"\xc3\xa9\xe2\x82\xac\" ~= \"a #b\"\n",
+         "F:8:12: error: step 'a': 'check': the ' #' after 'return \"\xc3\xa9\xe2\x82\xac\" ~= \"a'");
+  expect("\xef\xbb\xbf" HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
+                        "    if: true #x\n",
+         "F:7:9: error: step 'a': 'if': the ' #' after 'true'");
+  /* a ${...} cut by such a comment: the message says why */
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n      command: echo ${1 + #x}\n",
+         "F:7:16: error: step 'a': parameter 'command': unterminated '${' in "
+         "\"echo ${1 +\": close it with '}' (the ' #' after it on this line "
+         "starts a YAML comment");
+  /* a check that cannot pass */
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n    check:\n",
+         "F:7:11: error: step 'a': 'check' is empty");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n    check: return\n",
+         "F:7:12: error: step 'a': 'check' is a bare 'return': it returns nothing");
+  expect(HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
+             "    check: |\n      return;\n",
+         "'check' is a bare 'return'");
+  /* what is right stays right: quoted, a block, '#' without a blank before
+   * it, and a comment after a quoted value or a ${...} */
+  size_t n;
+  char *got = diagnose(
+      HDR "steps:\n  - id: a\n    uses: lua\n    with: {script: \"return {items = {1, 2}}\"}\n"
+          "    check: 'return #outputs.items == 2, \"two\"'\n"
+          "  - id: b\n    uses: lua\n    with: {script: \"return {items = {1}}\"}\n"
+          "    check: |\n      return #outputs.items == 1 -- a Lua comment\n"
+          "  - id: c\n    uses: sleep\n    with: {for: 1ms}\n"
+          "    if: \"#{1} == 1\" # a comment after a quoted value\n"
+          "    check: return \"a#b\" ~= \"\"\n"
+          "  - id: d\n    uses: shell\n    with:\n      command: echo ${1} # said: one\n",
+      &n);
+  if (n) print_error("%s\n", got);
+  assert_int_equal(n, 0);
+  free(got);
+}
+
+/* A list given one string that is a list written as text, or that ends in
+ * the newline of a '|' block; list elements converted to their declared
+ * type, each checked (testgood.checked: ports, list of int 1-65535; modes,
+ * list of fast|safe; argv, a string or a list of strings). */
+static void test_list_values(void **state) {
+  (void)state;
+  const char *h = HDR "steps:\n  - id: a\n    uses: testgood.checked\n    with:\n";
+  char text[1024];
+  snprintf(text, sizeof text, "%s      ports: |\n        [80, 443]\n", h);
+  expect(text, "F:7:14: error: step 'a': parameter 'ports' of testgood.checked: "
+               "expected a list, got the text '[80, 443]\\n', which looks like a "
+               "list but is one string (ending in the newline a '|' block adds)");
+  snprintf(text, sizeof text, "%s      ports: |\n        8080\n", h);
+  expect(text, "expected a list, got the text '8080\\n', which ends in the newline "
+               "a '|' block adds");
+  snprintf(text, sizeof text, "%s      modes: |-\n        - fast\n        - safe\n", h);
+  expect(text, "got the text '- fast\\n- safe', which looks like a list");
+  snprintf(text, sizeof text, "%s      argv: '[\"echo\", \"x\"]'\n", h);
+  expect(text, "parameter 'argv' of testgood.checked: expected a list, got the text "
+               "'[\"echo\", \"x\"]', which looks like a list but is one string");
+  /* a ${...} with the newline of a '|' block: text, never the list */
+  snprintf(text, sizeof text, "%s      ports: |\n        ${ {80, 443} }\n", h);
+  expect(text, "F:7:14: error: step 'a': parameter 'ports' of testgood.checked takes "
+               "a list, but its value is a ${...} with the newline a '|' block "
+               "adds after it");
+  snprintf(text, sizeof text, "%s      ports: [80, \"x\"]\n", h);
+  expect(text, "parameter 'ports' of testgood.checked: item 2 of 2: expected an "
+               "integer, got a string 'x'");
+  snprintf(text, sizeof text, "%s      ports: [80, 70000]\n", h);
+  expect(text, "item 2 of 2: 70000 is out of range: it must be from 1 to 65535");
+  snprintf(text, sizeof text, "%s      modes: [fast, sage]\n", h);
+  expect(text, "item 2 of 2: 'sage' is not one of fast|safe (did you mean 'safe'?)");
+  size_t n;
+  snprintf(text, sizeof text,
+           "%s      ports: [\"80\", 443.0]\n      modes: fast\n"
+           "      argv: [echo, 5432, true, 1.5]\n"
+           "  - id: b\n    uses: testgood.checked\n    with:\n"
+           "      ports: |-\n        ${ {80, 443} }\n      argv: |\n        [ -f /x ] && echo\n",
+           h);
+  char *got = diagnose(text, &n);
+  if (n) print_error("%s\n", got);
+  assert_int_equal(n, 0);
+  free(got);
+  /* the conversion itself: elements typed, single values a list of one */
+  const eng__action_ref *a = eng__registry_find("testgood.checked");
+  assert_non_null(a);
+  const eng_param *ports = NULL, *argv = NULL;
+  for (const eng_param *p = a->action->params; p->name; p++) {
+    if (!strcmp(p->name, "ports")) ports = p;
+    if (!strcmp(p->name, "argv")) argv = p;
+  }
+  char err[512];
+  json_t *in = json_pack("[s, f, i]", "80", 443.0, 8080);
+  json_t *out = eng__convert_param(in, ports, err, sizeof err);
+  json_t *want = json_pack("[i, i, i]", 80, 443, 8080);
+  assert_true(json_equal(out, want));
+  json_decref(in), json_decref(out), json_decref(want);
+  in = json_pack("[s, i, b, f, f]", "echo", 5432, 1, 1.5, 0.1);
+  out = eng__convert_param(in, argv, err, sizeof err);
+  want = json_pack("[s, s, s, s, s]", "echo", "5432", "true", "1.5", "0.1");
+  assert_true(json_equal(out, want));
+  json_decref(in), json_decref(out), json_decref(want);
+  in = json_string("pg_dump -Fc\n");
+  out = eng__convert_param(in, argv, err, sizeof err); /* a script: as is */
+  assert_true(json_equal(out, in));
+  json_decref(in), json_decref(out);
+}
+
+/* ${NAME:-default} in a command is shell syntax: the error says how to
+ * write a literal ${ and how the engine reads a variable. */
+static void test_shell_expansion(void **state) {
+  (void)state;
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n"
+             "      command: \"tar -C ${BACKUP_DIR:-/tmp} -cf x.tar .\"\n",
+         "F:7:16: error: step 'a': parameter 'command': '${BACKUP_DIR:-/tmp}' is "
+         "shell syntax, not an engine expression (<name> expected near '-'): a literal '${' is written '$${' "
+         "($${BACKUP_DIR:-/tmp} reaches the shell as ${BACKUP_DIR:-/tmp}); the "
+         "engine's own reading of a variable is ${env.BACKUP_DIR}");
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n"
+             "      command: echo ${FILE%%.*}\n",
+         "'${FILE%%.*}' is shell syntax");
+  expect(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n"
+             "      command: echo ${!REF}\n",
+         "'${!REF}' is shell syntax");
+  size_t n;
+  char *got = diagnose(HDR "steps:\n  - id: a\n    uses: shell\n    with:\n"
+                           "      command: \"tar -C $${BACKUP_DIR:-/tmp} -cf x.tar .\"\n",
+                       &n);
+  assert_int_equal(n, 0);
+  free(got);
+}
+
+/* Like a compiler: the first 20 errors shown, the rest counted in one
+ * note; running out of Lua memory said once. */
+static void test_errors_stop(void **state) {
+  (void)state;
+  eng__buf b = {0};
+  eng__buf_adds(&b, HDR "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n");
+  for (int i = 0; i < 35; i++) eng__buf_addf(&b, "    nokey%d: 1\n", i);
+  size_t n;
+  char *got = diagnose(b.data, &n);
+  assert_int_equal(n, 35);
+  size_t shown = 0;
+  for (const char *p = got; (p = strstr(p, ": error: ")); p++) shown++;
+  assert_int_equal(shown, 20);
+  assert_non_null(strstr(got, "nokey19"));
+  assert_null(strstr(got, "nokey20"));
+  assert_non_null(strstr(got, "F: note: 15 more errors not shown (only the first "
+                              "20 of each are): fix those and check again"));
+  free(got);
+  eng__buf_free(&b);
+  /* 20,000 expressions in a 4 MiB sandbox: one error, not thousands */
+  eng__buf_adds(&b, HDR "guards:\n  protected_databases:\n");
+  for (int i = 0; i < 20000; i++) eng__buf_addf(&b, "    - ${%d}\n", i);
+  eng__buf_adds(&b, "steps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n");
+  got = diagnose_in(b.data, 4u << 20, &n);
+  if (n != 1) print_error("%s\n", got);
+  assert_int_equal(n, 1);
+  assert_non_null(strstr(got, "error: guards: the runbook's expressions need "
+                              "more memory than the Lua sandbox allows (4 MiB; "
+                              "ENGINE_LUA_MEMORY_MB sets it)"));
+  free(got);
+  eng__buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid),
@@ -431,6 +626,10 @@ int main(void) {
       cmocka_unit_test(test_nul_and_huge_values),
       cmocka_unit_test(test_input_limits),
       cmocka_unit_test(test_declared_checks),
+      cmocka_unit_test(test_yaml_traps),
+      cmocka_unit_test(test_list_values),
+      cmocka_unit_test(test_shell_expansion),
+      cmocka_unit_test(test_errors_stop),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -114,6 +114,21 @@ typedef enum eng_type {
                          action receives RFC 3339 UTC with milliseconds */
 } eng_type;
 
+/* The type of a list's elements (eng_param.items, 1.5): ENG_T_x + 1, so
+ * that zero, which every older plugin has there, means "not declared". */
+typedef enum eng_items {
+  ENG_ITEMS_UNDECLARED = 0, /* the elements reach the action as written */
+  ENG_ITEMS_STRING = ENG_T_STRING + 1,
+  ENG_ITEMS_INT = ENG_T_INT + 1,
+  ENG_ITEMS_NUMBER = ENG_T_NUMBER + 1,
+  ENG_ITEMS_BOOL = ENG_T_BOOL + 1,
+  ENG_ITEMS_DURATION = ENG_T_DURATION + 1,
+  ENG_ITEMS_LIST = ENG_T_LIST + 1,
+  ENG_ITEMS_MAP = ENG_T_MAP + 1,
+  ENG_ITEMS_ANY = ENG_T_ANY + 1, /* declared: any value, as written */
+  ENG_ITEMS_TIMESTAMP = ENG_T_TIMESTAMP + 1
+} eng_items;
+
 /* What a parameter names, for guards. */
 typedef enum eng_target {
   ENG_TARGET_NONE = 0,
@@ -192,6 +207,16 @@ typedef struct eng_param {
   /* Accepted forms a list cannot say; called by `engine validate` on a
    * literal value, and before start() on the rendered one. */
   eng_param_check_fn check;
+  /* ABI 1.5: zero in older plugins ------------------------------------------ */
+  /* The type of the elements of a list value: an ENG_T_LIST parameter's,
+   * and an ENG_T_ANY one's when it is given a list (a command: a string or
+   * an argv list). The host converts every element to it as it converts a
+   * parameter of that type (5432 and true become "5432" and "true" for
+   * ENG_ITEMS_STRING; "8" becomes 8 for ENG_ITEMS_INT) before the action
+   * starts, or refuses the value naming the element; the `choices` of a
+   * list apply to each element. Every list parameter declares it;
+   * ENG_ITEMS_UNDECLARED (zero) passes the elements as written. */
+  eng_items items;
 } eng_param;
 
 typedef struct eng_output {
