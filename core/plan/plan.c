@@ -401,6 +401,7 @@ int eng__plan_print(eng__run *r) {
       free(argv);
       char *sh2 = eng__redact(r->redact, shown);
       printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
+      eng__con_refusals(r, s->id); /* why, under the decision */
       if (line) print_command(r, line, env_text);
       free(line);
       free(env_text);

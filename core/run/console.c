@@ -86,6 +86,13 @@ static void flush_held(const char *step, const char *error) {
   json_object_del(held, step);
 }
 
+void eng__con_refusals(eng__run *r, const char *step) {
+  if (con.json || !held) return;
+  (void)r;
+  flush_held(step, NULL);
+  fflush(stdout);
+}
+
 void eng__con_run_start(eng__run *r) {
   if (con.json) {
     json_event("run.start", json_pack("{s:s, s:s, s:s, s:s}", "run", r->id,

@@ -198,6 +198,9 @@ void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
 void eng__con_progress(eng__run *r, const char *step, int64_t done,
                        int64_t total);
 void eng__con_summary(eng__run *r);
+/* Print the refusals held for a step that will not end (engine plan):
+ * a run prints them once, with the step's end. */
+void eng__con_refusals(eng__run *r, const char *step);
 void eng__con_note(eng__run *r, const char *fmt, ...) ENG_PRINTF(2, 3);
 
 /* ---- report.c ---------------------------------------------------------- */
