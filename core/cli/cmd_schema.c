@@ -110,16 +110,11 @@ static json_t *action_doc(const eng__action_ref *r, bool markdown) {
   return s;
 }
 
-int cmd_schema(cli *c) {
-  if (c->help) {
-    return cli_print_help("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
-          "runbook files, generated from the loaded plugins.\n", stdout, 0);
-  }
-  cli_load_plugins_quietly(c);
+/* One `if uses = ACTION then with = its parameters` variant per action
+ * (into variants), and the enum of `uses` with each action's help. */
+static void action_variants(json_t *variants, json_t *uses_enum) {
   const eng__action_ref **acts;
   size_t na = eng__registry_actions(&acts);
-  json_t *variants = json_array();
-  json_t *uses_enum = json_array();
   for (size_t i = 0; i < na; i++) {
     const eng_action *a = acts[i]->action;
     json_t *props = json_object();
@@ -145,6 +140,17 @@ int cmd_schema(cli *c) {
                                     "markdownDescription",
                                     action_doc(acts[i], true)));
   }
+}
+
+int cmd_schema(cli *c) {
+  if (c->help) {
+    return cli_print_help("usage: engine schema\n\nPrints a JSON Schema (draft 2020-12) for "
+          "runbook files, generated from the loaded plugins.\n", stdout, 0);
+  }
+  cli_load_plugins_quietly(c);
+  json_t *variants = json_array();
+  json_t *uses_enum = json_array();
+  action_variants(variants, uses_enum);
   json_t *dur = json_pack("{s:[s,s], s:s}", "type", "string", "number",
                           "pattern", "^([0-9.]+(ms|s|m|h|d))+$|^[0-9.]+$");
   json_t *retry = json_pack(

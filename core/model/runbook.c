@@ -769,22 +769,22 @@ bool eng__runbook_depends(const eng__runbook *rb, size_t from, size_t target) {
   /* iterative, each step visited once: a DAG of diamonds has more paths
    * than atoms in the universe, but few steps */
   unsigned char *seen = eng__xcalloc(rb->n_steps, 1);
-  size_t *todo = eng__xmalloc(rb->n_steps * sizeof *todo), n = 0;
+  size_t *stack = eng__xmalloc(rb->n_steps * sizeof *stack), n = 0;
   bool found = false;
-  todo[n++] = from;
+  stack[n++] = from;
   seen[from] = 1;
   while (n && !found) {
-    const eng__step *s = &rb->steps[todo[--n]];
+    const eng__step *s = &rb->steps[stack[--n]];
     for (size_t k = 0; k < s->n_deps && !found; k++) {
       size_t d = s->deps[k];
       found = d == target;
       if (!seen[d]) {
         seen[d] = 1;
-        todo[n++] = d;
+        stack[n++] = d;
       }
     }
   }
-  free(todo);
+  free(stack);
   free(seen);
   return found;
 }

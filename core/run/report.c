@@ -528,9 +528,120 @@ static void md_cell(eng__buf *b, const char *text) {
   }
 }
 
+/* Evidence: the backup the run restored, and where it came from. */
+static void evidence_backup(eng__run *r, eng__buf *b) {
+  char d1[32];
+  backup_info bk;
+  eng__buf_adds(b, "## Backup chosen\n\n");
+  if (find_backup(r, &bk)) {
+    char picked[160] = "";
+    if (bk.picked_by)
+      snprintf(picked, sizeof picked, "picked by step `%s`; ", bk.picked_by);
+    if (bk.external && bk.copy)
+      eng__buf_addf(b, "- name: `%s` (external: not made by this run; %sdownloaded by step `%s`)\n",
+                    bk.name ? bk.name : "?", picked, bk.copy_step);
+    else if (bk.external)
+      eng__buf_addf(b, "- name: `%s` (external: not made by this run; %srestored by step `%s`)\n",
+                    bk.name ? bk.name : "?", picked, bk.step);
+    else
+      eng__buf_addf(b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
+    if (bk.copy)
+      eng__buf_addf(b, "  - local copy: `%s` (step `%s`)\n", bk.copy, bk.copy_step);
+    if (bk.bytes > 0 || bk.sha256)
+      eng__buf_addf(b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
+    eng__buf_addf(b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
+    if (r->rpo_ms >= 0) eng__buf_addf(b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
+  } else {
+    eng__buf_adds(b, "- no step produced a backup with a checksum\n");
+  }
+}
+
+/* Evidence: the restored targets. */
+static void evidence_restore(eng__run *r, eng__buf *b) {
+  eng__runbook *rb = r->rb;
+  eng__buf_adds(b, "\n## Restore target\n\n");
+  bool any = false;
+  for (size_t i = 0; i < rb->n_main; i++)
+    if (is_restore(&rb->steps[i])) {
+      const json_t *o = r->st[i].outputs;
+      const char *db = json_string_value(json_object_get(o, "database"));
+      const char *inst = json_string_value(json_object_get(o, "instance"));
+      eng__buf_addf(b, "- step `%s`: %s `%s` (%s)\n", rb->steps[i].id,
+                    db ? "database" : inst ? "instance" : "target",
+                    db ? db : inst ? inst : "-", eng__status_name(r->st[i].status));
+      any = true;
+    }
+  if (!any) eng__buf_adds(b, "- none\n");
+}
+
+/* Evidence: detection to verification, RTO and RPO against the targets. */
+static void evidence_metrics(eng__run *r, eng__buf *b) {
+  eng__runbook *rb = r->rb;
+  char d1[32], d2[32];
+  eng__buf_adds(b, "\n## Metrics\n\n| metric | value | target | result |\n|---|---|---|---|\n");
+  /* a drill is started on purpose: nothing to detect or decide; an
+   * incident's detection and decision happen before the run, unseen */
+  eng__buf_addf(b, "| detection time | %s | - | - |\n",
+                r->drill ? "0 (scheduled drill)" : "not measured (before the run)");
+  eng__buf_addf(b, "| decision time | %s | - | - |\n",
+                r->drill ? "0 (runbook)" : "not measured (before the run)");
+  bool phases = r->slo_measured && r->restore_ms >= 0;
+  eng__buf_addf(b, "| preparation time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->prep_ms, d1, sizeof d1) : "-");
+  eng__buf_addf(b, "| restore time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->restore_ms, d1, sizeof d1) : "-");
+  eng__buf_addf(b, "| total RTO | %s | %s | %s |\n",
+                r->rto_ms >= 0 ? eng__fmt_duration(r->rto_ms, d1, sizeof d1) : "not measured",
+                rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, d2, sizeof d2) : "-",
+                rb->slo_rto_ms < 0 ? "-" : r->rto_ms < 0 ? "not met" : r->rto_met ? "met" : "MISSED");
+  eng__buf_addf(b, "| verification time | %s | - | - |\n",
+                phases ? eng__fmt_duration(r->verify_ms, d1, sizeof d1) : "-");
+  eng__buf_addf(b, "| data loss (RPO) | %s | %s | %s |\n",
+                r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d1, sizeof d1) : "unknown",
+                rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, d2, sizeof d2) : "-",
+                rb->slo_rpo_ms < 0 ? "-" : r->rpo_ms < 0 ? "not met" : r->rpo_met ? "met" : "MISSED");
+  bool marked = false;
+  for (size_t i = 0; i < rb->n_main; i++) marked |= rb->steps[i].recovered;
+  if (r->rto_ms < 0 && r->rto_why && (rb->slo_rto_ms >= 0 || marked))
+    eng__buf_addf(b, "\nRTO not measured because %s\n", r->rto_why);
+  if (r->rpo_ms < 0 && r->rpo_why) eng__buf_addf(b, "\nRPO unknown because %s\n", r->rpo_why);
+  eng__buf_adds(b,
+                "\nTotal RTO runs from the start of the run to the end of the "
+                "step marked `recovered` (preparation + restore time). "
+                "Verification runs from the end of that step to the end of "
+                "the last step after it, and is not part of the RTO. Without "
+                "a recovered step that ended ok nothing was recovered: the "
+                "RTO is not measured, and a target set for it is not met.\n");
+}
+
+/* Evidence: the steps that warned, and those that failed. */
+static void evidence_outcomes(eng__run *r, eng__buf *b) {
+  eng__runbook *rb = r->rb;
+  bool any = false;
+  eng__buf_adds(b, "\n## Warnings\n\n");
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    if (st->status != ENG__S_WARN) continue;
+    eng__buf_addf(b, "- `%s` warn: %s\n", rb->steps[i].id, st->warning ? st->warning : "");
+    any = true;
+  }
+  if (!any) eng__buf_adds(b, "- none\n");
+  eng__buf_adds(b, "\n## Failures\n\n");
+  any = false;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    eng__step_state *st = &r->st[i];
+    if (eng__status_succeeded(st->status) || st->status == ENG__S_SKIPPED ||
+        st->status == ENG__S_PENDING)
+      continue;
+    eng__buf_addf(b, "- `%s` %s: %s\n", rb->steps[i].id, status_text(r, i), st->error ? st->error : "");
+    any = true;
+  }
+  if (!any) eng__buf_adds(b, "- none\n");
+}
+
 static char *evidence_md(eng__run *r) {
   eng__runbook *rb = r->rb;
-  char t[40], d1[32], d2[32];
+  char t[40];
   eng__buf b = {0};
   eng__buf_addf(&b, "# Drill evidence: %s\n\n", rb->name);
   eng__buf_addf(&b, "| | |\n|---|---|\n| Date | %s |\n", eng__fmt_time(r->started_ms, t, sizeof t));
@@ -543,42 +654,8 @@ static char *evidence_md(eng__run *r) {
                 r->exit_code == 0 ? "succeeded" : r->exit_code == 4 ? "SLO missed" :
                 r->exit_code == 3 ? "refused by a guard" : r->exit_code == 5 ? "interrupted" : "FAILED",
                 r->exit_code);
-  backup_info bk;
-  eng__buf_adds(&b, "## Backup chosen\n\n");
-  if (find_backup(r, &bk)) {
-    char picked[160] = "";
-    if (bk.picked_by)
-      snprintf(picked, sizeof picked, "picked by step `%s`; ", bk.picked_by);
-    if (bk.external && bk.copy)
-      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; %sdownloaded by step `%s`)\n",
-                    bk.name ? bk.name : "?", picked, bk.copy_step);
-    else if (bk.external)
-      eng__buf_addf(&b, "- name: `%s` (external: not made by this run; %srestored by step `%s`)\n",
-                    bk.name ? bk.name : "?", picked, bk.step);
-    else
-      eng__buf_addf(&b, "- name: `%s` (step `%s`)\n", bk.name ? bk.name : "?", bk.step);
-    if (bk.copy)
-      eng__buf_addf(&b, "  - local copy: `%s` (step `%s`)\n", bk.copy, bk.copy_step);
-    if (bk.bytes > 0 || bk.sha256)
-      eng__buf_addf(&b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
-    eng__buf_addf(&b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
-    if (r->rpo_ms >= 0) eng__buf_addf(&b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
-  } else {
-    eng__buf_adds(&b, "- no step produced a backup with a checksum\n");
-  }
-  eng__buf_adds(&b, "\n## Restore target\n\n");
-  bool any = false;
-  for (size_t i = 0; i < rb->n_main; i++)
-    if (is_restore(&rb->steps[i])) {
-      const json_t *o = r->st[i].outputs;
-      const char *db = json_string_value(json_object_get(o, "database"));
-      const char *inst = json_string_value(json_object_get(o, "instance"));
-      eng__buf_addf(&b, "- step `%s`: %s `%s` (%s)\n", rb->steps[i].id,
-                    db ? "database" : inst ? "instance" : "target",
-                    db ? db : inst ? inst : "-", eng__status_name(r->st[i].status));
-      any = true;
-    }
-  if (!any) eng__buf_adds(&b, "- none\n");
+  evidence_backup(r, &b);
+  evidence_restore(r, &b);
   eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check | result |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
@@ -589,60 +666,8 @@ static char *evidence_md(eng__run *r) {
     md_cell(&b, st->summary ? st->summary : "-");
     eng__buf_adds(&b, " |\n");
   }
-  eng__buf_adds(&b, "\n## Metrics\n\n| metric | value | target | result |\n|---|---|---|---|\n");
-  /* a drill is started on purpose: nothing to detect or decide; an
-   * incident's detection and decision happen before the run, unseen */
-  eng__buf_addf(&b, "| detection time | %s | - | - |\n",
-                r->drill ? "0 (scheduled drill)" : "not measured (before the run)");
-  eng__buf_addf(&b, "| decision time | %s | - | - |\n",
-                r->drill ? "0 (runbook)" : "not measured (before the run)");
-  bool phases = r->slo_measured && r->restore_ms >= 0;
-  eng__buf_addf(&b, "| preparation time | %s | - | - |\n",
-                phases ? eng__fmt_duration(r->prep_ms, d1, sizeof d1) : "-");
-  eng__buf_addf(&b, "| restore time | %s | - | - |\n",
-                phases ? eng__fmt_duration(r->restore_ms, d1, sizeof d1) : "-");
-  eng__buf_addf(&b, "| total RTO | %s | %s | %s |\n",
-                r->rto_ms >= 0 ? eng__fmt_duration(r->rto_ms, d1, sizeof d1) : "not measured",
-                rb->slo_rto_ms >= 0 ? eng__fmt_duration(rb->slo_rto_ms, d2, sizeof d2) : "-",
-                rb->slo_rto_ms < 0 ? "-" : r->rto_ms < 0 ? "not met" : r->rto_met ? "met" : "MISSED");
-  eng__buf_addf(&b, "| verification time | %s | - | - |\n",
-                phases ? eng__fmt_duration(r->verify_ms, d1, sizeof d1) : "-");
-  eng__buf_addf(&b, "| data loss (RPO) | %s | %s | %s |\n",
-                r->rpo_ms >= 0 ? eng__fmt_duration(r->rpo_ms, d1, sizeof d1) : "unknown",
-                rb->slo_rpo_ms >= 0 ? eng__fmt_duration(rb->slo_rpo_ms, d2, sizeof d2) : "-",
-                rb->slo_rpo_ms < 0 ? "-" : r->rpo_ms < 0 ? "not met" : r->rpo_met ? "met" : "MISSED");
-  bool marked = false;
-  for (size_t i = 0; i < rb->n_main; i++) marked |= rb->steps[i].recovered;
-  if (r->rto_ms < 0 && r->rto_why && (rb->slo_rto_ms >= 0 || marked))
-    eng__buf_addf(&b, "\nRTO not measured because %s\n", r->rto_why);
-  if (r->rpo_ms < 0 && r->rpo_why) eng__buf_addf(&b, "\nRPO unknown because %s\n", r->rpo_why);
-  eng__buf_adds(&b,
-                "\nTotal RTO runs from the start of the run to the end of the "
-                "step marked `recovered` (preparation + restore time). "
-                "Verification runs from the end of that step to the end of "
-                "the last step after it, and is not part of the RTO. Without "
-                "a recovered step that ended ok nothing was recovered: the "
-                "RTO is not measured, and a target set for it is not met.\n");
-  eng__buf_adds(&b, "\n## Warnings\n\n");
-  any = false;
-  for (size_t i = 0; i < rb->n_steps; i++) {
-    eng__step_state *st = &r->st[i];
-    if (st->status != ENG__S_WARN) continue;
-    eng__buf_addf(&b, "- `%s` warn: %s\n", rb->steps[i].id, st->warning ? st->warning : "");
-    any = true;
-  }
-  if (!any) eng__buf_adds(&b, "- none\n");
-  eng__buf_adds(&b, "\n## Failures\n\n");
-  any = false;
-  for (size_t i = 0; i < rb->n_steps; i++) {
-    eng__step_state *st = &r->st[i];
-    if (eng__status_succeeded(st->status) || st->status == ENG__S_SKIPPED ||
-        st->status == ENG__S_PENDING)
-      continue;
-    eng__buf_addf(&b, "- `%s` %s: %s\n", rb->steps[i].id, status_text(r, i), st->error ? st->error : "");
-    any = true;
-  }
-  if (!any) eng__buf_adds(&b, "- none\n");
+  evidence_metrics(r, &b);
+  evidence_outcomes(r, &b);
   eng__buf_addf(&b, "\n## Audit\n\nAudit log `%s/audit.jsonl`, chain head `%s` (check with `engine audit verify`).\n",
                 r->dir, r->audit ? eng__audit_head(r->audit) : "-");
   char *md = eng__buf_steal(&b);

@@ -492,11 +492,14 @@ static void statement_node(cx *c, const json_t *node) {
   }
 }
 
-static void statement(cx *c, const char *type, const json_t *body) {
-  stmt_acc *s = c->s;
-  const json_t *node = NULL; /* what to walk; NULL: the statement itself */
-  bool walk_it = true;
 #define IS(t) (!strcmp(type, t))
+
+/* One family of statements each: 1 handled (walk its tree), 0 handled (do
+ * not), -1 not of this family. */
+/* Reading, writing rows, transactions, sessions. */
+static int stmt_session(cx *c, const char *type, const json_t *body) {
+  stmt_acc *s = c->s;
+  bool walk_it = true;
   if (IS("SelectStmt")) {
     set_verb(s, ENG__SQL_READ, "SELECT");
     if (json_object_get(body, "intoClause")) {
@@ -537,7 +540,16 @@ static void statement(cx *c, const char *type, const json_t *body) {
     /* EXPLAIN ANALYZE runs its statement */
     if (option_on(json_object_get(body, "options"), "analyze"))
       statement_node(c, json_object_get(body, "query"));
-  } else if (IS("VacuumStmt")) {
+  } else {
+    return -1;
+  }
+  return walk_it;
+}
+
+/* Maintenance and the statements that lock or rewrite. */
+static int stmt_upkeep(cx *c, const char *type, const json_t *body) {
+  stmt_acc *s = c->s;
+  if (IS("VacuumStmt")) {
     bool vacuum = json_is_true(json_object_get(body, "is_vacuumcmd"));
     const json_t *opts = json_object_get(body, "options");
     if (vacuum && option_on(opts, "full")) {
@@ -585,7 +597,18 @@ static void statement(cx *c, const char *type, const json_t *body) {
     set_verb(s, ENG__SQL_DISRUPTIVE, "ALTER SYSTEM");
     s->writes = true;
     s->no_txn = true;
-  } else if (IS("DoStmt")) {
+  } else {
+    return -1;
+  }
+  return 1;
+}
+
+/* Code the guards do not read, notifications, COPY. */
+static int stmt_code(cx *c, const char *type, const json_t *body) {
+  stmt_acc *s = c->s;
+  bool walk_it = true;
+  const json_t *node = NULL;
+  if (IS("DoStmt")) {
     set_verb(s, ENG__SQL_READ, "DO");
     unverified(c, "%sa DO block runs code the guards do not read", NULL);
     set_unknown(c, "DO");
@@ -624,7 +647,16 @@ static void statement(cx *c, const char *type, const json_t *body) {
     } else {
       set_verb(s, ENG__SQL_READ, "COPY TO STDOUT");
     }
-  } else if (IS("CreatedbStmt")) {
+  } else {
+    return -1;
+  }
+  return walk_it;
+}
+
+/* Databases, owners, privileges. */
+static int stmt_databases(cx *c, const char *type, const json_t *body) {
+  stmt_acc *s = c->s;
+  if (IS("CreatedbStmt")) {
     const char *name = get_s(body, "dbname");
     set_verb(s, ENG__SQL_CREATES, "CREATE DATABASE");
     s->writes = s->no_txn = true;
@@ -685,7 +717,17 @@ static void statement(cx *c, const char *type, const json_t *body) {
       json_array_foreach(json_object_get(body, "objects"), i, o)
           named_db(c, str_of(o), ENG__SQL_WRITE, s->verb_what);
     }
-  } else if (IS("TruncateStmt") || IS("DropStmt") || IS("DropRoleStmt") ||
+  } else {
+    return -1;
+  }
+  return 1;
+}
+
+/* Dropping and altering objects; every other statement. */
+static int stmt_objects(cx *c, const char *type, const json_t *body) {
+  stmt_acc *s = c->s;
+  bool walk_it = true;
+  if (IS("TruncateStmt") || IS("DropStmt") || IS("DropRoleStmt") ||
              IS("DropOwnedStmt") || IS("DropTableSpaceStmt") ||
              IS("DropSubscriptionStmt") || IS("DropUserMappingStmt")) {
     set_verb(s, ENG__SQL_DESTRUCTIVE, IS("TruncateStmt") ? "TRUNCATE"
@@ -718,8 +760,18 @@ static void statement(cx *c, const char *type, const json_t *body) {
     s->writes = true;
     if (stored_not_run(type)) walk_it = false;
   }
+  return walk_it;
+}
+
 #undef IS
-  if (walk_it) {
+
+static void statement(cx *c, const char *type, const json_t *body) {
+  static int (*const family[])(cx *, const char *, const json_t *) = {
+      stmt_session, stmt_upkeep, stmt_code, stmt_databases, stmt_objects};
+  int walk_it = -1;
+  for (size_t k = 0; k < sizeof family / sizeof *family && walk_it < 0; k++)
+    walk_it = family[k](c, type, body);
+  if (walk_it > 0) {
     json_t *wrap = json_object();
     json_object_set(wrap, type, (json_t *)body);
     walk(c, wrap, 0);
