@@ -149,6 +149,9 @@ struct eng__run {
   eng__step_state *st;
   int64_t started_ms, ended_ms;
   bool stopping, refused, interrupted, finished;
+  /* the steps refused at run start by what was known then (array of ids),
+   * NULL when none was: no main step runs then */
+  json_t *refused_before_start;
   int exit_code;
   int64_t rto_ms, rpo_ms;
   char *rpo_why; /* why the RPO is unknown, when slo.backup_time is set */
@@ -172,6 +175,9 @@ struct eng__run {
 /* ---- console.c: what a person sees ----------------------------------- */
 
 void eng__console_setup(bool json, int verbosity, bool color);
+/* While muted, the run's log lines are not shown (engine validate holds a
+ * runbook to the guards without running it). */
+void eng__console_mute(bool mute);
 void eng__con_run_start(eng__run *r);
 void eng__con_step_start(eng__run *r, size_t i);
 void eng__con_step_end(eng__run *r, size_t i);
