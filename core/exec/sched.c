@@ -601,6 +601,8 @@ static void schedule_finally(eng__run *r) {
       finish_step(r, i, ENG__S_CANCELLED);
       return;
     }
+    if (eng__status_terminal(r->st[i].status))
+      continue; /* refused before the first step (eng__guards_run_start) */
     eng__run_set_status(r, eng__sched_main_status(r));
     if (!decide(r, i)) return; /* finish_step re-entered schedule() */
     start_step(r, i);

@@ -295,33 +295,33 @@ static void print_command(eng__run *r, const char *line, const char *env_text) {
   eng__cmd_analysis_free(&a);
 }
 
-/* The parameters of a step that are known before it runs (literal or
- * from params/env), converted; the others are left out. */
-static json_t *known_params(eng__run *r, const eng__step *s) {
-  json_t *out = json_object();
-  for (const eng_param *p = s->action->action->params; p && p->name; p++) {
-    eng__node *vn = eng__node_get(s->with, p->name);
-    if (!vn || !eng__tpl_static(vn)) continue;
-    char err[512];
-    json_t *raw = eng__tpl_render(r->L, vn, err, sizeof err);
-    json_t *c = raw ? eng__convert_param(raw, p, err, sizeof err) : NULL;
-    if (c) json_object_set_new(out, p->name, c);
-    json_decref(raw);
-  }
-  return out;
-}
+static const char *const decision_text[] = {
+    [ENG__G_PASS] = "pass",
+    [ENG__G_REFUSED] = "REFUSED",
+    [ENG__G_IF_RUNS] = "REFUSED if it runs",
+    [ENG__G_LATER] = "resolved at run time",
+    [ENG__G_CONNECTION] = "pass; the database it acts on is checked with the "
+                          "server's identity when it runs",
+    [ENG__G_NOT_RUN] = "not run",
+    [ENG__G_NOT_SELECTED] = "not selected",
+    [ENG__G_FILE] = "file"};
 
-/* How plan shows a refusal: a step that will not run is not refused; one
- * whose condition is known only when reached is refused then, if it runs
- * (exit 3 at that point), so plan itself does not fail on it. */
-static const char *refused_as(eng__cond_now cond, const char *now, int *code,
-                              bool *later) {
-  if (cond == ENG__COND_LATER) {
-    *later = true;
-    return "REFUSED if it runs";
+/* One target as the guards decided it (eng__guards_decide: the run's start
+ * decides with the same function). */
+static void print_target(eng__run *r, const eng__gtarget *t) {
+  char *v = eng__redact(r->redact, t->value ? t->value : t->raw ? t->raw : "(at run time)");
+  char *detail = t->detail ? eng__redact(r->redact, t->detail) : NULL;
+  printf("      target %-10s %s%s%s%s  [%s]\n", t->param, v, detail ? " (" : "",
+         detail ? detail : "", detail ? ")" : "", decision_text[t->d]);
+  if (t->kind == ENG_TARGET_COMMAND && t->value)
+    print_command(r, t->value, t->evidence);
+  if (t->why) {
+    char *why = eng__redact(r->redact, t->why);
+    printf("        %s\n", why);
+    free(why);
   }
-  *code = ENG_EXIT_REFUSED;
-  return now;
+  free(detail);
+  free(v);
 }
 
 int eng__plan_print(eng__run *r) {
@@ -333,85 +333,35 @@ int eng__plan_print(eng__run *r) {
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     if (i == rb->n_main) printf("finally:\n");
-    char err[1024];
-    json_t *params = NULL;
-    bool is_static = !s->with || eng__tpl_static(s->with);
-    if (is_static) params = eng__step_params(r, i, err, sizeof err);
-    eng_side_effect side = eng__step_side(s, params);
+    eng__gstep g;
+    eng__console_mute(true); /* each refusal is shown under its target */
+    eng__guards_decide(r, i, true, &g);
+    eng__console_mute(false);
     eng__buf deps = {0};
     for (size_t k = 0; k < s->n_deps; k++)
       eng__buf_addf(&deps, "%s%s", k ? "," : "", rb->steps[s->deps[k]].id);
-    eng__cond_now cond = eng__guards_cond_now(r, i);
     printf("  %-24s %-24s %-11s%s%s%s%s\n", s->id, s->action->full,
-           eng__side_names[side], deps.len ? " needs " : "",
+           eng__side_names[g.side], deps.len ? " needs " : "",
            deps.len ? deps.data : "", r->st[i].selected ? "" : " (not selected)",
-           cond == ENG__COND_FALSE   ? " (its condition is false: not run)"
-           : cond == ENG__COND_LATER ? " (runs if its condition holds then)"
-                                     : "");
+           !r->st[i].selected               ? ""
+           : g.cond == ENG__COND_FALSE ? " (its condition is false: not run)"
+           : g.cond == ENG__COND_LATER ? " (runs if its condition holds then)"
+                                       : "");
     eng__buf_free(&deps);
-    /* the step's values known now: all of them when its parameters are
-     * static, else those that are */
-    json_t *known = params ? json_incref(params) : known_params(r, s);
-    if (s->action->action->describe && cond != ENG__COND_FALSE) {
+    if (s->action->action->describe && g.cond != ENG__COND_FALSE) {
       char what[512] = "";
-      s->action->action->describe(known, what, sizeof what);
+      s->action->action->describe(g.known, what, sizeof what);
       if (what[0]) {
         char *shown = eng__redact(r->redact, what);
         printf("      will %s\n", shown);
         free(shown);
       }
     }
-    for (const eng_param *p = s->action->action->params; p && p->name; p++) {
-      if (p->target == ENG_TARGET_NONE) continue;
-      json_t *v = json_object_get(known, p->name);
-      eng__node *vn = eng__node_get(s->with, p->name);
-      if (!v && !vn) continue;
-      char *shown;
-      char *argv = json_is_array(v) ? eng__command_line(v) : NULL;
-      if (json_is_string(v)) shown = eng__redact(r->redact, json_string_value(v));
-      else if (argv) shown = eng__redact(r->redact, argv); /* a known argv */
-      else shown = eng__xstrdup(vn && vn->kind == ENG__N_SCALAR ? vn->str
-                                                                : "(at run time)");
-      const char *decision = p->target == ENG_TARGET_FILE && v ? "file" : "resolved at run time";
-      if (cond == ENG__COND_FALSE) {
-        decision = "not run";
-      } else if (json_is_string(v) && p->target != ENG_TARGET_FILE &&
-                 p->target != ENG_TARGET_COMMAND) {
-        r->static_check = true;
-        int g = eng__policy_check(r, s->id, p->target, json_string_value(v),
-                                  NULL, side);
-        r->static_check = false;
-        if (g != ENG_OK) {
-          decision = refused_as(cond, "REFUSED: protected", &code, &later_refusals);
-        } else {
-          decision = "pass";
-        }
-      }
-      char *line = p->target == ENG_TARGET_COMMAND ? eng__command_line(v) : NULL;
-      char *env_text = line ? eng__command_env(params) : NULL;
-      if (line && cond != ENG__COND_FALSE) {
-        r->static_check = true; /* ownership is decided when it runs */
-        if (eng__policy_check(r, s->id, p->target, line, env_text, side) != ENG_OK) {
-          decision = refused_as(cond, "REFUSED", &code, &later_refusals);
-        } else {
-          decision = "pass";
-        }
-        r->static_check = false;
-      }
-      free(argv);
-      char *sh2 = eng__redact(r->redact, shown);
-      printf("      target %-10s %s  [%s]\n", p->name, sh2, decision);
-      eng__con_refusals(r, s->id); /* why, under the decision */
-      if (line) print_command(r, line, env_text);
-      free(line);
-      free(env_text);
-      free(sh2);
-      free(shown);
-    }
-    json_decref(known);
-    json_decref(params);
-    if (cond != ENG__COND_FALSE && eng__guards_static(r, i, stdout) != ENG_OK)
-      code = ENG_EXIT_REFUSED;
+    for (size_t k = 0; k < g.n; k++) print_target(r, &g.t[k]);
+    if (g.require_refused) eng__guards_static(r, i, stdout);
+    if (g.refused) code = ENG_EXIT_REFUSED;
+    if (g.refused_if_runs) later_refusals = true;
+    eng__gstep_free(&g);
   }
   if (rb->slo_rto_ms >= 0 || rb->slo_rpo_ms >= 0) {
     char a[32], b[32];

@@ -45,9 +45,9 @@ int eng__guards_before_step(eng__run *r, size_t i);
 /* `require` rules the DAG cannot guarantee for step i (printed to out when
  * not NULL). */
 int eng__guards_static(eng__run *r, size_t i, FILE *out);
-/* At run start: the first selected step refused by a static rule or by a
- * target known now is marked refused, and the run stops before any side
- * effect. */
+/* At run start: every selected step refused by what is known now
+ * (eng__guards_decide) is marked refused, and the run stops before any
+ * main step ran (`finally` runs, as after any refusal). */
 void eng__guards_run_start(eng__run *r);
 /* Whether step i's `if:` is decided before anything runs: it runs (no
  * condition, or one that reads only params, env and the run's fixed
@@ -59,6 +59,68 @@ typedef enum { ENG__COND_RUNS, ENG__COND_FALSE, ENG__COND_LATER } eng__cond_now;
  * its step is reached. */
 #define ENG__COND_BUDGET_MS 2000
 eng__cond_now eng__guards_cond_now(eng__run *r, size_t i);
+
+/* What the guards decide about one target of a step before the run. */
+typedef enum eng__gdecision {
+  ENG__G_PASS,         /* held to the whole policy now: allowed */
+  ENG__G_REFUSED,      /* refused now: the run refuses before its first step */
+  ENG__G_IF_RUNS,      /* refused, if the step runs (its `if:` is known then) */
+  ENG__G_LATER,        /* its value or the step's class is known only when
+                          the step is reached: decided then */
+  ENG__G_CONNECTION,   /* a connection: the action checks the database it
+                          acts on with the server's identity when it runs */
+  ENG__G_NOT_RUN,      /* the step's `if:` is false now: not held to them */
+  ENG__G_NOT_SELECTED, /* --only / --from leave the step out */
+  ENG__G_FILE          /* an output path: not held to the protected lists */
+} eng__gdecision;
+
+/* One target of a step: a declared parameter's value, each item of a list
+ * of them, or a mount of a volume list (NAME:/path[:ro|rw]). */
+typedef struct eng__gtarget {
+  const char *param;    /* the declared parameter (borrowed) */
+  eng_target kind;      /* a mount's source may be a path (FILE) */
+  char *value;          /* known now; NULL when not */
+  char *raw;            /* as written, when not known now */
+  char *detail;         /* how it is used ("read-only mount at /data"), or NULL */
+  char *evidence;       /* given to the policy with it (a command: its env) */
+  bool mount;           /* an item of a volume list */
+  eng_side_effect side; /* of this use: a read-only mount reads */
+  bool side_known;
+  eng__gdecision d;
+  char *why;            /* the refusal, when refused */
+} eng__gtarget;
+
+/* What the guards decide about step i before the run. */
+typedef struct eng__gstep {
+  eng__cond_now cond;
+  eng_side_effect side; /* the step's class (declared, when not known now) */
+  bool side_known;      /* classified with every parameter known now */
+  json_t *known;        /* the parameters known now, converted */
+  eng__gtarget *t;
+  size_t n;
+  bool require_refused; /* a guards.require the DAG cannot guarantee */
+  bool refused;         /* refused now */
+  bool refused_if_runs; /* refused if it runs (`if:` known only then) */
+  char *why;            /* the first refusal's message */
+} eng__gstep;
+
+/* The one decision, made the same way for `engine plan` and at run start:
+ * step i's `if:` as decided now, every parameter that renders without
+ * step results (literals, params, env, run's fixed fields), and each of
+ * its targets held to the whole policy (eng__policy_check, commands
+ * included; ownership is decided when the step runs), and the static
+ * `require`. A step whose `if:` is known only later is held to it when
+ * `conditional` (plan: "REFUSED if it runs"), else left to when it is
+ * reached. Decisions are recorded (guard log, audit log). Free g with
+ * eng__gstep_free. */
+void eng__guards_decide(eng__run *r, size_t i, bool conditional, eng__gstep *g);
+void eng__gstep_free(eng__gstep *g);
+/* `engine validate`: the guard violations decidable without parameters
+ * or environment (forbidden commands in literal command lines, literal
+ * protected targets used destructively, `require` the DAG cannot
+ * guarantee) as diagnostics at their file:line:col: errors, or warnings
+ * for a step behind an `if:`. Returns the number of errors. */
+size_t eng__guards_validate(eng__runbook *rb, eng__lua *L, eng__diags *d);
 
 /* ---- plan.c -------------------------------------------------------------- */
 

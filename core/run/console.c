@@ -15,6 +15,7 @@ typedef struct eng__console {
 } eng__console;
 
 static eng__console con = {false, false, false, 0};
+static bool muted;
 static int64_t last_progress_ms;
 static uint64_t rate_t0_ns;  /* for the transfer rate (uv_hrtime()) */
 static int64_t rate_bytes0;
@@ -84,13 +85,6 @@ static void flush_held(const char *step, const char *error) {
     printf("%s   %s: %s%s\n", RED, step, json_string_value(m), RESET);
   }
   json_object_del(held, step);
-}
-
-void eng__con_refusals(eng__run *r, const char *step) {
-  if (con.json || !held) return;
-  (void)r;
-  flush_held(step, NULL);
-  fflush(stdout);
 }
 
 void eng__con_run_start(eng__run *r) {
@@ -182,8 +176,11 @@ void eng__con_step_retry(eng__run *r, size_t i, int64_t delay_ms,
   fflush(stdout);
 }
 
+void eng__console_mute(bool mute) { muted = mute; }
+
 void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
                   const char *msg) {
+  if (muted) return;
   if (con.json) {
     static const char *const lv[] = {"debug", "info", "warn", "error"};
     json_event("step.log", json_pack("{s:s, s:s?, s:s, s:s}", "run", r->id,
@@ -281,6 +278,8 @@ void eng__con_summary(eng__run *r) {
   char d[32], e[32];
   const char *verdict = r->exit_code == ENG_EXIT_OK          ? "succeeded"
                         : r->exit_code == ENG_EXIT_FAILED      ? "FAILED"
+                        : r->exit_code == ENG_EXIT_REFUSED && r->refused_before_start
+                            ? "REFUSED by a guard before the first step"
                         : r->exit_code == ENG_EXIT_REFUSED     ? "REFUSED by a guard"
                         : r->exit_code == ENG_EXIT_SLO         ? "succeeded, SLO MISSED"
                         : r->exit_code == ENG_EXIT_INTERRUPTED ? "INTERRUPTED"

@@ -152,6 +152,8 @@ json_t *eng__report_json(eng__run *r) {
   eng__redact_json(r->redact, guards);
   json_object_set_new(rep, "guards", guards);
   json_object_set_new(rep, "resources", resources(r));
+  if (r->refused_before_start) /* by what was known then: no main step ran */
+    json_object_set_new(rep, "refused_before_start", json_deep_copy(r->refused_before_start));
   return rep;
 }
 

@@ -69,6 +69,7 @@ void eng__run_free(eng__run *r) {
   json_decref(r->guard_log);
   json_decref(r->prev_steps);
   json_decref(r->unfinished);
+  json_decref(r->refused_before_start);
   eng__policy_free(&r->policy);
   free(r->last_refusal);
   free(r->rto_why);

@@ -161,6 +161,9 @@ struct eng__run {
   eng__step_state *st;
   int64_t started_ms, ended_ms;
   bool stopping, refused, interrupted, finished;
+  /* the steps refused at run start by what was known then (array of ids),
+   * NULL when none was: no main step runs then */
+  json_t *refused_before_start;
   int exit_code;
   int64_t rto_ms, rpo_ms; /* -1: not measured */
   char *rto_why; /* why the RTO was not measured (nothing was recovered) */
@@ -188,6 +191,9 @@ struct eng__run {
 /* ---- console.c: what a person sees ----------------------------------- */
 
 void eng__console_setup(bool json, int verbosity, bool color);
+/* While muted, the run's log lines are not shown (engine validate holds a
+ * runbook to the guards without running it). */
+void eng__console_mute(bool mute);
 void eng__con_run_start(eng__run *r);
 void eng__con_step_start(eng__run *r, size_t i);
 void eng__con_step_end(eng__run *r, size_t i);
@@ -198,9 +204,6 @@ void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
 void eng__con_progress(eng__run *r, const char *step, int64_t done,
                        int64_t total);
 void eng__con_summary(eng__run *r);
-/* Print the refusals held for a step that will not end (engine plan):
- * a run prints them once, with the step's end. */
-void eng__con_refusals(eng__run *r, const char *step);
 void eng__con_note(eng__run *r, const char *fmt, ...) ENG_PRINTF(2, 3);
 
 /* ---- report.c ---------------------------------------------------------- */

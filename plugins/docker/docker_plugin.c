@@ -1076,13 +1076,16 @@ static int run_start(eng_call *call, const json_t *p) {
   json_array_foreach(json_object_get(p, "volumes"), i, v) {
     const char *spec = json_string_value(v);
     if (!spec) continue;
-    /* NAME:/path[:ro|rw]: read-only unless asked */
+    /* NAME:/path[:ro|rw]: read-only unless asked; a source that is a path
+     * is a bind mount, held to protected_paths (the engine reads the
+     * declared volume list the same way for `engine plan` and the run's
+     * start) */
     const char *c1 = strchr(spec, ':');
     const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     bool rw = c2 && !strcmp(c2 + 1, "rw");
     char *name = eng_xstrndup(spec, c1 ? (size_t)(c1 - spec) : strlen(spec));
-    if (rw && name[0] != '/' &&
-        H->guard_target(call, ENG_TARGET_VOLUME, name, "mounted read-write by docker.run") != ENG_OK) {
+    if (rw && H->guard_target(call, name[0] == '/' ? ENG_TARGET_FILE : ENG_TARGET_VOLUME, name,
+                              "mounted read-write by docker.run") != ENG_OK) {
       free(name);
       json_decref(binds);
       return ENG_ERR_REFUSED;
@@ -1231,8 +1234,9 @@ static const eng_param run_params[] = {
     {.name = "image", .type = ENG_T_STRING, .flags = ENG_P_REQUIRED, .doc = "image (present locally)"},
     {.name = "command", .type = ENG_T_ANY, .items = ENG_ITEMS_STRING, .target = ENG_TARGET_COMMAND,
      .doc = "a string (sh -c) or argv; default the image's; guarded like a shell step"},
-    {.name = "volumes", .type = ENG_T_LIST, .items = ENG_ITEMS_STRING,
-     .doc = "NAME:/path (read-only) or NAME:/path:rw; rw of a protected volume is refused"},
+    {.name = "volumes", .type = ENG_T_LIST, .items = ENG_ITEMS_STRING, .target = ENG_TARGET_VOLUME,
+     .doc = "NAME:/path (read-only) or NAME:/path:rw; a /host/path source is a bind mount; "
+            "rw of a protected volume (or protected_paths path) is refused"},
     {.name = "env", .type = ENG_T_MAP, .doc = "environment"},
     {.name = "network", .type = ENG_T_STRING, .doc = "network mode (default bridge)"},
     {.name = "remove", .type = ENG_T_BOOL, .def = "true", .doc = "remove the container when it ended"}};

@@ -161,7 +161,8 @@ def test_recovered_database_survives_next_holder_and_plain_cleanup(h):
         h.check(r.returncode == 0, r.stdout + r.stderr)
         h.check('leftover' not in r.stdout, r.stdout)
         h.check(h.db_exists(db), 'the next lock holder dropped the recovered database')
-        drop(h, f'recovered_{run_ids(st)[1]}')
+        # the second run's id (ids of one second sort by their random tail)
+        drop(h, f'recovered_{next(x for x in run_ids(st) if x != first)}')
         # a plain cleanup
         r = h.engine('cleanup', first, '--state-dir', st, env=env)
         h.check(r.returncode == 0 and 'nothing to clean up' in r.stdout, r.stdout + r.stderr)

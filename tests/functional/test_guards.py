@@ -1,11 +1,12 @@
 """Guards that need no database (forbidden commands, require, Lua checks),
 the audit log's tamper evidence, and the JUnit/evidence reports."""
 import glob
+import json
 import os
 import pathlib
 import xml.etree.ElementTree as ET
 
-from harness import Suite
+from harness import ROOT, Suite
 
 suite = Suite(__file__)
 
@@ -48,7 +49,8 @@ def test_forbidden_commands_refused(h):
         h.check(not (rd / 'before').exists() and not (rd / 'after').exists(), cmd)
         h.check((rd / 'finally').exists(), f'{cmd}: finally did not run')
         audit = (rd / 'audit.jsonl').read_text()
-        h.check('"guard.refuse"' in audit and 'forbidden_commands' in audit, cmd)
+        h.check('"guard.refuse"' in audit and '"run.refused"' in audit, cmd)
+        h.check('forbidden_commands' in audit or 'protected_' in audit, cmd)
     # a harmless command with similar words runs
     r = h.engine('run', h.fixture('guards/forbidden.yaml'), '--state-dir',
                  h.tmp / 'ok', '--set', 'cmd=echo prisma migrate status; dropdb --help >/dev/null || true')
@@ -240,6 +242,187 @@ steps:
     h.check(cases['flaky check'].find('skipped') is not None, ET.tostring(cases['flaky check']))
     h.check(root.find('testsuite').get('failures') == '2',
             root.find('testsuite').attrib)
+
+CLOSED_AWS = {'AWS_ENDPOINT_URL': 'http://127.0.0.1:9', 'AWS_ACCESS_KEY_ID': 'AKIDGUARDS',
+              'AWS_SECRET_ACCESS_KEY': 'guards-secret', 'AWS_REGION': 'us-east-1'}
+
+
+def targets(plan_out, step):
+    """The target lines plan printed under one step."""
+    lines, on = [], False
+    for line in plan_out.splitlines():
+        if line.startswith('  ') and not line.startswith('   '):
+            on = line.split()[0] == step
+        elif on and line.startswith('      target '):
+            lines.append(line.strip())
+    return lines
+
+
+@suite.test
+def test_every_refusal_known_before_the_run(h):
+    """A restore onto the protected instance (its value known, the snapshot
+    only once a step ran) and the deletion of the copy in `finally`: plan
+    shows both refused, and the run refuses both before anything ran (the
+    read-only step that comes first included), names them, and says so in
+    the audit log and the report. `finally` runs as after any refusal (its
+    refused step stays refused, the notification's condition is false)."""
+    rb = ROOT / 'runbooks' / 'managed-restore-test.yaml'
+    sets = ['--set', 'source_instance=ledger-prod', '--set', 'restore_instance=ledger-prod']
+    p = h.engine('plan', rb, *sets, env=CLOSED_AWS)
+    h.check(p.returncode == 3, p.stdout + p.stderr)
+    h.check(targets(p.stdout, 'restore') == ['target instance   ledger-prod  [REFUSED]'],
+            p.stdout)
+    h.check(targets(p.stdout, 'delete-copy') == ['target instance   ledger-prod  [REFUSED]'],
+            p.stdout)
+    r = h.engine('run', rb, *sets, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json',
+                 env=CLOSED_AWS)
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    h.check("refused before the first step ('restore', 'delete-copy'): no main step ran"
+            in r.stderr, r.stderr)
+    h.check('REFUSED by a guard before the first step in' in r.stdout, r.stdout)
+    rep = h.report(h.tmp / 'r.json')
+    h.check(rep['refused_before_start'] == ['restore', 'delete-copy'],
+            rep.get('refused_before_start'))
+    status = {k: v['status'] for k, v in rep['steps'].items()}
+    h.check(status.pop('restore') == 'refused' and status.pop('delete-copy') == 'refused', status)
+    h.check(set(status.values()) == {'skipped'}, f'something ran: {status}')
+    h.check("instance 'ledger-prod' is protected" in rep['steps']['restore']['error'],
+            rep['steps']['restore'])
+    audit = [json.loads(l) for l in (run_dir(h) / 'audit.jsonl').read_text().splitlines()]
+    types = [a['type'] for a in audit]
+    h.check('run.refused' in types and 'step.start' not in types, types)
+    refused = [a for a in audit if a['type'] == 'run.refused'][0]
+    h.check(refused['steps'] == ['restore', 'delete-copy'] and
+            'no main step ran' in refused['message'], refused)
+    # the copy under another name: nothing is refused before the run
+    p = h.engine('plan', rb, '--set', 'source_instance=ledger-prod', env=CLOSED_AWS)
+    h.check(p.returncode == 0 and '[REFUSED' not in p.stdout, p.stdout)
+
+
+MOUNTS = '''version: 1
+name: mounts
+guards:
+  protected_volumes: [shop_pgdata]
+  protected_paths: ["/srv/shop/*"]
+steps:
+  - id: first
+    uses: shell
+    with: {command: "touch $ENGINE_RUN_DIR/first"}
+  - id: look
+    needs: [first]
+    uses: docker.run
+    with: {image: busybox, command: "ls /v", volumes: ["shop_pgdata:/v", "/srv/shop/conf:/c:ro"]}
+  - id: wipe
+    needs: [look]
+    uses: docker.run
+    with:
+      image: busybox
+      command: "rm -rf /v/base"
+      volumes: ["shop_pgdata:/v:rw", "/srv/shop/data:/d:rw", "scratch:/s:rw", "/tmp/x:/x:rw"]
+'''
+
+
+@suite.test
+def test_plan_lists_what_docker_run_mounts(h):
+    """docker.run's volumes among its targets: a read-only mount is a read,
+    a read-write one of a protected volume or path is refused, and the run
+    refuses it before its first step (no container engine is asked)."""
+    rb = h.write('mounts.yaml', MOUNTS)
+    env = {'DOCKER_HOST': f'unix://{h.tmp}/no-docker.sock'}
+    p = h.engine('plan', rb, env=env)
+    h.check(p.returncode == 3, p.stdout + p.stderr)
+    h.check(targets(p.stdout, 'look') == [
+        'target command    ls /v  [pass]',
+        'target volumes    shop_pgdata (volume, mounted read-only at /v)  [pass]',
+        'target volumes    /srv/shop/conf (path, mounted read-only at /c)  [pass]'], p.stdout)
+    h.check(targets(p.stdout, 'wipe')[1:] == [
+        'target volumes    shop_pgdata (volume, mounted read-write at /v)  [REFUSED]',
+        'target volumes    /srv/shop/data (path, mounted read-write at /d)  [REFUSED]',
+        'target volumes    scratch (volume, mounted read-write at /s)  [pass]',
+        'target volumes    /tmp/x (path, mounted read-write at /x)  [pass]'], p.stdout)
+    h.check("volume 'shop_pgdata' is protected by guards.protected_volumes" in p.stdout, p.stdout)
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'r.json', env=env)
+    h.check(r.returncode == 3, r.stdout + r.stderr)
+    h.check(not (run_dir(h) / 'first').exists(), 'the first step ran')
+    rep = h.report(h.tmp / 'r.json')
+    h.check(rep['refused_before_start'] == ['wipe'], rep.get('refused_before_start'))
+    # validate: the literal mounts every run would refuse, at their place
+    v = h.engine('validate', rb)
+    h.check(v.returncode == 3, v.stdout + v.stderr)
+    h.check(v.stderr.count("mounts.yaml:20:16: error: step 'wipe'") == 2, v.stderr)
+
+
+DOWN = '''version: 1
+name: down
+steps:
+  - id: down
+    uses: shell
+    with:
+      command: docker compose down -v
+'''
+
+OWN = '''version: 1
+name: own
+params:
+  db: {default: shop}
+guards:
+  protected_databases: [shop, "${params.db}_eu"]
+  forbidden_commands: ["make reset-db"]
+steps:
+  - id: a
+    uses: shell
+    with: {command: "cd app && make reset-db"}
+  - id: b
+    uses: postgres.drop_database
+    with: {url: "postgresql://127.0.0.1:9/postgres", database: shop}
+  - id: c
+    uses: shell
+    with: {command: "dropdb -h db shop"}
+  - id: later
+    if: params.db == "x"
+    uses: shell
+    with: {command: "dropdb shop"}
+  - id: params
+    uses: shell
+    with: {command: "dropdb ${params.db}_eu; dropdb $DB; pg_dump -d shop -f x.sql"}
+'''
+
+
+@suite.test
+def test_validate_reports_static_guard_violations(h):
+    """Decidable without parameters or environment: built-in and the
+    runbook's own forbidden commands in literal command lines, literal
+    protected targets used destructively, a `require` the order cannot
+    guarantee; each at FILE:LINE:COL, exit 3. What depends on parameters or
+    the environment is left to plan and run."""
+    v = h.engine('validate', h.write('down.yaml', DOWN))
+    h.check(v.returncode == 3, v.stdout + v.stderr)
+    h.check("down.yaml:7:16: error: step 'down' is refused by the guards in every run: "
+            "the command contains forbidden 'docker compose down -v' (built-in rule)" in v.stderr,
+            v.stderr)
+    h.check('down.yaml: refused by the guards (1 violation): every run would exit 3' in v.stdout,
+            v.stdout)
+    rb = h.write('own.yaml', OWN)
+    v = h.engine('validate', rb, env={'DB': 'shop', 'PGDATABASE': 'shop'})
+    h.check(v.returncode == 3, v.stdout + v.stderr)
+    for pos, what in (('11:21', "forbidden 'make reset-db' (guards.forbidden_commands)"),
+                      ('14:64', "database 'shop' is protected"),
+                      ('17:21', "database 'shop' is protected")):
+        h.check(f'own.yaml:{pos}: error: step' in v.stderr and what in v.stderr, pos + v.stderr)
+    h.check("own.yaml:21:21: warning: step 'later' is refused by the guards whenever its "
+            "condition lets it run" in v.stderr, v.stderr)
+    h.check("step 'params'" not in v.stderr, v.stderr)
+    h.check('3 violations' in v.stdout, v.stdout)
+    # a `require` the order of the steps cannot guarantee
+    v = h.engine('validate', h.fixture('guards/require-static.yaml'))
+    h.check(v.returncode == 3 and 'guards.require' in v.stderr, v.stderr)
+    # an invalid file outweighs a refused one; the shipped runbooks are fine
+    bad = h.write('bad.yaml', 'version: 1\nname: bad\nsteps:\n  - {id: x, uses: nope}\n')
+    v = h.engine('validate', rb, bad)
+    h.check(v.returncode == 2, v.stdout + v.stderr)
+    v = h.engine('validate', *sorted((ROOT / 'runbooks').glob('*.yaml')))
+    h.check(v.returncode == 0, v.stdout + v.stderr)
+
 
 if __name__ == '__main__':
     suite.main()

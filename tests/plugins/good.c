@@ -114,6 +114,19 @@ static int checked_start(eng_call *call, const json_t *params) {
   return ENG_OK;
 }
 
+/* targets: a database and a list of mounts, destroyed (touch) or, with
+ * a class that depends on `destroy`, read (touchif); nothing is done */
+static int touch_start(eng_call *call, const json_t *params) {
+  (void)params;
+  host->done(call, ENG_OK);
+  return ENG_OK;
+}
+
+static eng_side_effect touch_classify(const json_t *params) {
+  return json_is_true(json_object_get(params, "destroy")) ? ENG_SIDE_DESTRUCTIVE
+                                                           : ENG_SIDE_READ_ONLY;
+}
+
 static int init(const eng_host *h) {
   host = h;
   return 0;
@@ -174,6 +187,13 @@ static const eng_param checked_params[] = {
      .doc = "a string, or a list of strings"}};
 static const eng_output checked_outputs[] = {
     {"value", ENG_T_MAP, "the parameters as the action saw them"}};
+static const eng_param touch_params[] = {
+    {.name = "database", .type = ENG_T_STRING, .target = ENG_TARGET_DATABASE,
+     .doc = "a database"},
+    {.name = "mounts", .type = ENG_T_LIST, .target = ENG_TARGET_VOLUME,
+     .doc = "NAME:/path[:rw] mounts"},
+    {.name = "note", .type = ENG_T_STRING, .doc = "anything"},
+    {.name = "destroy", .type = ENG_T_BOOL, .def = "false", .doc = "touchif: destructive when true"}};
 static const eng_action actions[] = {{.name = "echo",
                                       .doc = "echo a value",
                                       .side_effect = ENG_SIDE_READ_ONLY,
@@ -195,10 +215,23 @@ static const eng_action actions[] = {{.name = "echo",
      .n_params = ENG_COUNT(checked_params),
      .outputs = checked_outputs,
      .n_outputs = ENG_COUNT(checked_outputs),
-     .start = checked_start}};
+     .start = checked_start},
+    {.name = "touch",
+     .doc = "destroys its targets (known before the run or not)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .params = touch_params,
+     .n_params = ENG_COUNT(touch_params),
+     .start = touch_start},
+    {.name = "touchif",
+     .doc = "reads its targets, destroys them with destroy: true",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .params = touch_params,
+     .n_params = ENG_COUNT(touch_params),
+     .start = touch_start,
+     .classify = touch_classify}};
 
 static const eng_plugin desc = {ENG_PLUGIN_HEADER, .name = "testgood",
                                 .version = "1", .doc = "test plugin",
-                                .actions = actions, .n_actions = 3,
+                                .actions = actions, .n_actions = ENG_COUNT(actions),
                                 .init = init};
 ENG_PLUGIN_DEFINE(desc)

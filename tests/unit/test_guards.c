@@ -2,9 +2,11 @@
  * protected lists compiled with ${params...} entries (an entry that cannot
  * be resolved makes its list refuse), `require` (a step refused until
  * another ended ok, and statically when the DAG cannot guarantee it), Lua
- * `checks`, what a step's `if:` lets the guards decide before the run, and
- * the run-start check: the first selected step refused by a static rule
- * or a target already known marks the run refused before anything ran. */
+ * `checks`, what a step's `if:` lets the guards decide before the run,
+ * eng__guards_decide (each target's decision, the one `engine plan` shows
+ * and the run's start makes), the run-start check (every selected step
+ * refused by what is known then is marked refused before anything ran),
+ * and `engine validate`'s static violations with their positions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +85,19 @@ static const char *list_entry(fx *f, const char *list, size_t i) {
 static const char *last_rule(fx *f) {
   json_t *d = json_array_get(f->r.guard_log, json_array_size(f->r.guard_log) - 1);
   return json_string_value(json_object_get(d, "rule"));
+}
+
+/* A refusal of step `step` by rule `rule` is in the guard log. */
+static bool refused_by(fx *f, const char *step, const char *rule) {
+  size_t i;
+  json_t *d;
+  json_array_foreach(f->r.guard_log, i, d) {
+    if (!strcmp(json_string_value(json_object_get(d, "decision")), "refuse") &&
+        !strcmp(json_string_value(json_object_get(d, "step")), step) &&
+        !strcmp(json_string_value(json_object_get(d, "rule")), rule))
+      return true;
+  }
+  return false;
 }
 
 static void contains(const char *s, const char *part) {
@@ -346,8 +361,8 @@ static void assert_untouched(fx *f, const char *id) {
   }
 }
 
-/* A target known before the run that a guard refuses: that step is
- * refused, the run is stopping, nothing before or after it was touched. */
+/* Targets known before the run that a guard refuses: every such step is
+ * refused, the run is stopping, nothing else was touched. */
 static void test_run_start_refuses_known_target(void **state) {
   (void)state;
   fx *f = prepare(HDR "params:\n  db: {default: prod}\n"
@@ -355,6 +370,7 @@ static void test_run_start_refuses_known_target(void **state) {
                       "steps:\n" SHELL("first", "echo start")
                       "  - {id: wipe, uses: shell, with: {command: 'dropdb ${params.db}'}}\n"
                       "  - {id: wipe2, uses: shell, with: {command: 'dropdb prod'}}\n"
+                      "  - {id: down, uses: shell, with: {command: 'docker compose down -v'}}\n"
                       "finally:\n" SHELL("fin", "true"),
                   NULL, NULL);
   eng__guards_run_start(&f->r);
@@ -364,10 +380,16 @@ static void test_run_start_refuses_known_target(void **state) {
   assert_int_equal(st->status, ENG__S_REFUSED);
   contains(st->error, "refused: database 'prod' is protected by guards.protected_databases "
                       "pattern 'prod' (dropdb: dropdb)");
-  assert_string_equal(st->error, f->r.last_refusal);
-  /* only the first: the others were not decided, nothing ran */
+  /* every one refused now, each with its own reason */
+  assert_int_equal(f->r.st[idx(f, "wipe2")].status, ENG__S_REFUSED);
+  assert_int_equal(f->r.st[idx(f, "down")].status, ENG__S_REFUSED);
+  contains(f->r.st[idx(f, "down")].error, "forbidden 'docker compose down -v'");
+  json_t *ids = f->r.refused_before_start;
+  assert_int_equal(json_array_size(ids), 3);
+  assert_string_equal(json_string_value(json_array_get(ids, 0)), "wipe");
+  assert_string_equal(json_string_value(json_array_get(ids, 2)), "down");
+  /* nothing else was touched */
   assert_untouched(f, "first");
-  assert_untouched(f, "wipe2");
   assert_untouched(f, "fin");
   /* Lua sees it refused */
   json_t *res = NULL;
@@ -411,12 +433,13 @@ static void test_run_start_lets_through(void **state) {
   assert_int_equal(f->r.st[idx(f, "other")].status, ENG__S_REFUSED);
   const char *quiet[] = {"first", "own", "reset", "onfail", "later"};
   for (size_t i = 0; i < 5; i++) assert_untouched(f, quiet[i]);
-  /* the same runbook with reset true: `reset` is the first refused */
+  /* the same runbook with reset true: `reset` is refused too */
   finish(f);
   f = prepare(rb, "{\"reset\": \"true\"}", NULL);
   eng__guards_run_start(&f->r);
   assert_int_equal(f->r.st[idx(f, "reset")].status, ENG__S_REFUSED);
-  assert_untouched(f, "other");
+  assert_int_equal(f->r.st[idx(f, "other")].status, ENG__S_REFUSED);
+  assert_untouched(f, "onfail");
   finish(f);
 }
 
@@ -436,13 +459,224 @@ static void test_run_start_static_require(void **state) {
                       "refused: a guards.require rule names 'restore', but 'restore' does "
                       "not depend on the required step: add it to 'needs'");
   assert_string_equal(f->r.st[idx(f, "restore")].error, f->r.last_refusal);
-  assert_string_equal(last_rule(f), "require");
+  assert_true(refused_by(f, "restore", "require"));
   finish(f);
   /* with the dependency the run starts */
   f = prepare(REQUIRE_RB, NULL, NULL);
   eng__guards_run_start(&f->r);
   assert_false(f->r.refused);
   finish(f);
+}
+
+/* ---- what is decided before the run ------------------------------------------ */
+
+static const eng__gtarget *target(const eng__gstep *g, const char *param, size_t nth) {
+  for (size_t k = 0; k < g->n; k++)
+    if (!strcmp(g->t[k].param, param) && nth-- == 0) return &g->t[k];
+  print_error("no target %s\n", param);
+  fail();
+  return NULL;
+}
+
+/* A value known now is decided now even when another parameter of the
+ * step is known only later (the RDS restore whose snapshot comes from a
+ * step: its protected instance is refused before anything ran). */
+static void test_decide_partly_known(void **state) {
+  (void)state;
+  fx *f = prepare(HDR "params:\n  db: {default: prod}\n"
+                      "guards:\n  protected_databases: [prod]\n  protected_volumes: [pgdata]\n"
+                      "steps:\n" SHELL("first", "echo start")
+                      /* a declared class: known whatever the values */
+                      "  - {id: wipe, needs: [first], uses: testgood.touch,\n"
+                      "     with: {database: '${params.db}',\n"
+                      "            note: '${steps.first.outputs.stdout}'}}\n"
+                      /* a class from the values: known only with all of them */
+                      "  - {id: unsure, needs: [first], uses: testgood.touchif,\n"
+                      "     with: {database: prod, destroy: true,\n"
+                      "            note: '${steps.first.outputs.stdout}'}}\n"
+                      "  - {id: later, needs: [first], uses: testgood.touch,\n"
+                      "     with: {database: '${steps.first.outputs.stdout}', destroy: true}}\n"
+                      "  - {id: mounts, uses: testgood.touch, with: {destroy: true,\n"
+                      "     mounts: ['pgdata:/d', 'pgdata:/d:rw', '/srv/x:/x:ro', 'other:/o:rw']}}\n"
+                      "  - {id: conn, uses: testgood.touch,\n"
+                      "     with: {database: 'postgresql://h/prod', destroy: true}}\n",
+                  NULL, NULL);
+  eng__gstep g;
+  /* `note` is known only later, `database` and `destroy` now */
+  eng__guards_decide(&f->r, idx(f, "wipe"), false, &g);
+  assert_true(g.side_known);
+  assert_int_equal(g.side, ENG_SIDE_DESTRUCTIVE);
+  assert_true(g.refused);
+  contains(g.why, "database 'prod' is protected");
+  eng__gstep_free(&g);
+  /* touchif has a classify: with a value unknown, so is its class */
+  eng__guards_decide(&f->r, idx(f, "unsure"), false, &g);
+  assert_false(g.side_known);
+  assert_false(g.refused);
+  assert_int_equal(target(&g, "database", 0)->d, ENG__G_LATER);
+  eng__gstep_free(&g);
+  eng__guards_decide(&f->r, idx(f, "later"), false, &g);
+  assert_false(g.refused);
+  assert_null(target(&g, "database", 0)->value);
+  assert_int_equal(target(&g, "database", 0)->d, ENG__G_LATER);
+  eng__gstep_free(&g);
+  /* each mount: read-only ones are reads, a /path source is a path */
+  eng__guards_decide(&f->r, idx(f, "mounts"), false, &g);
+  assert_int_equal(g.n, 4);
+  const eng__gtarget *t = target(&g, "mounts", 0);
+  assert_int_equal(t->kind, ENG_TARGET_VOLUME);
+  assert_string_equal(t->value, "pgdata");
+  assert_int_equal(t->side, ENG_SIDE_READ_ONLY);
+  assert_int_equal(t->d, ENG__G_PASS);
+  contains(t->detail, "volume, mounted read-only at /d");
+  t = target(&g, "mounts", 1);
+  assert_int_equal(t->d, ENG__G_REFUSED);
+  contains(t->why, "volume 'pgdata' is protected by guards.protected_volumes");
+  t = target(&g, "mounts", 2);
+  assert_int_equal(t->kind, ENG_TARGET_FILE);
+  assert_string_equal(t->value, "/srv/x");
+  assert_int_equal(t->d, ENG__G_PASS);
+  assert_int_equal(target(&g, "mounts", 3)->d, ENG__G_PASS);
+  assert_true(g.refused);
+  eng__gstep_free(&g);
+  /* a connection: decided with the server's identity when it runs */
+  eng__guards_decide(&f->r, idx(f, "conn"), false, &g);
+  assert_false(g.refused);
+  assert_int_equal(target(&g, "database", 0)->d, ENG__G_CONNECTION);
+  eng__gstep_free(&g);
+  /* the run's start refuses exactly the steps decided as refused */
+  eng__guards_run_start(&f->r);
+  assert_int_equal(json_array_size(f->r.refused_before_start), 2);
+  assert_int_equal(f->r.st[idx(f, "wipe")].status, ENG__S_REFUSED);
+  assert_int_equal(f->r.st[idx(f, "mounts")].status, ENG__S_REFUSED);
+  const char *quiet[] = {"first", "unsure", "later", "conn"};
+  for (size_t i = 0; i < 4; i++) assert_untouched(f, quiet[i]);
+  finish(f);
+}
+
+/* Conditions: false now: not held to the guards; known only later: held
+ * to them for the plan ("REFUSED if it runs"), not at the run's start.
+ * Steps --only leaves out are not decided at all. */
+static void test_decide_conditions_and_selection(void **state) {
+  (void)state;
+  static const char rb[] =
+      HDR "params:\n  reset: {type: bool, default: false}\n"
+      "guards:\n  protected_databases: [prod]\n"
+      "steps:\n" SHELL("first", "true")
+      "  - {id: reset, if: params.reset, uses: shell, with: {command: 'dropdb prod'}}\n"
+      "  - {id: onfail, if: failure(), uses: shell, with: {command: 'dropdb prod'}}\n";
+  fx *f = prepare(rb, NULL, NULL);
+  eng__gstep g;
+  eng__guards_decide(&f->r, idx(f, "reset"), true, &g);
+  assert_int_equal(g.cond, ENG__COND_FALSE);
+  assert_int_equal(target(&g, "command", 0)->d, ENG__G_NOT_RUN);
+  assert_false(g.refused);
+  eng__gstep_free(&g);
+  eng__guards_decide(&f->r, idx(f, "onfail"), true, &g);
+  assert_int_equal(target(&g, "command", 0)->d, ENG__G_IF_RUNS);
+  assert_false(g.refused);
+  assert_true(g.refused_if_runs);
+  eng__gstep_free(&g);
+  size_t logged = json_array_size(f->r.guard_log);
+  eng__guards_decide(&f->r, idx(f, "onfail"), false, &g);
+  assert_int_equal(target(&g, "command", 0)->d, ENG__G_LATER);
+  assert_false(g.refused_if_runs);
+  assert_int_equal(json_array_size(f->r.guard_log), logged); /* nothing recorded */
+  eng__gstep_free(&g);
+  finish(f);
+  f = prepare(rb, "{\"reset\": \"true\"}", "first");
+  eng__guards_decide(&f->r, idx(f, "reset"), true, &g);
+  assert_int_equal(target(&g, "command", 0)->d, ENG__G_NOT_SELECTED);
+  assert_false(g.refused);
+  eng__gstep_free(&g);
+  finish(f);
+}
+
+/* ---- engine validate ------------------------------------------------------------ */
+
+static size_t validate(const char *text, eng__diags *d) {
+  eng__runbook *rb = eng__runbook_parse("v.yaml", text, strlen(text), d);
+  assert_non_null(rb);
+  eng__lua_opts lo = {0};
+  eng__lua *L;
+  char err[256];
+  assert_int_equal(eng__lua_create(&lo, &L, err, sizeof err), ENG_OK);
+  assert_int_equal(eng__plan_validate(rb, L, d), ENG_OK);
+  size_t n = eng__guards_validate(rb, L, d);
+  eng__lua_destroy(L);
+  eng__runbook_free(rb);
+  return n;
+}
+
+static void test_validate_static_violations(void **state) {
+  (void)state;
+  eng__diags d = {0};
+  d.quiet = true;
+  size_t n = validate(HDR "params:\n  db: {default: prod}\n"
+                          "guards:\n  protected_databases: [prod, '${params.db}']\n"
+                          "  protected_volumes: [pgdata]\n"
+                          "  forbidden_commands: ['make wipe']\n"
+                          "steps:\n"
+                          "  - id: down\n"
+                          "    uses: shell\n"
+                          "    with:\n"
+                          "      command: docker compose down -v\n"
+                          "  - id: own\n"
+                          "    uses: shell\n"
+                          "    with: {command: 'cd app && make wipe'}\n"
+                          "  - id: drop\n"
+                          "    uses: shell\n"
+                          "    with: {command: 'dropdb -h db prod'}\n"
+                          "  - id: touch\n"
+                          "    uses: testgood.touch\n"
+                          "    with: {database: prod, mounts: ['pgdata:/d:rw']}\n"
+                          "  - id: maybe\n"
+                          "    if: params.db == 'x'\n"
+                          "    uses: shell\n"
+                          "    with: {command: 'dropdb prod'}\n"
+                          /* not decidable without parameters or environment */
+                          "  - {id: p, uses: shell, with: {command: 'dropdb ${params.db}'}}\n"
+                          "  - {id: e, uses: shell, with: {command: 'dropdb $DB'}}\n"
+                          "  - {id: nodb, uses: shell, with: {command: 'psql -c \"DROP TABLE t\"'}}\n"
+                          "  - {id: read, uses: shell, with: {command: 'pg_dump -d prod'}}\n"
+                          "  - {id: ro, uses: testgood.touchif, with: {database: prod, mounts: ['pgdata:/d']}}\n",
+                      &d);
+  const char *text = d.text.data ? d.text.data : "";
+  /* each reason of each step, at the value that holds it */
+  assert_int_equal(n, 5);
+  contains(text, "v.yaml:13:16: error: step 'down' is refused by the guards in every run: "
+                 "the command contains forbidden 'docker compose down -v' (built-in rule)");
+  contains(text, "v.yaml:16:21: error: step 'own'");
+  contains(text, "forbidden 'make wipe' (guards.forbidden_commands)");
+  contains(text, "v.yaml:19:21: error: step 'drop' is refused by the guards in every run: "
+                 "database 'prod' is protected");
+  contains(text, "v.yaml:22:22: error: step 'touch' is refused by the guards in every run: "
+                 "database 'prod' is protected");
+  contains(text, "v.yaml:22:36: error: step 'touch' is refused by the guards in every run: "
+                 "volume 'pgdata' is protected");
+  contains(text, "v.yaml:26:21: warning: step 'maybe' is refused by the guards whenever its "
+                 "condition lets it run");
+  assert_null(strstr(text, "step 'p'"));
+  assert_null(strstr(text, "step 'e'"));
+  assert_null(strstr(text, "step 'nodb'"));
+  assert_null(strstr(text, "step 'read'"));
+  assert_null(strstr(text, "step 'ro'"));
+  eng__diags_free(&d);
+  /* a `require` the order of the steps cannot guarantee */
+  eng__diags d2 = {0};
+  d2.quiet = true;
+  n = validate(HDR "guards:\n  require:\n    - {step: backup, before: restore}\n"
+                   "steps:\n" SHELL("backup", "true")
+                   "  - {id: restore, needs: [], uses: shell, with: {command: 'true'}}\n",
+               &d2);
+  assert_int_equal(n, 1);
+  contains(d2.text.data, "v.yaml:5:30: error: guards.require: step 'backup' must end ok "
+                         "before 'restore' starts");
+  eng__diags_free(&d2);
+  eng__diags d3 = {0};
+  d3.quiet = true;
+  assert_int_equal(validate(REQUIRE_RB, &d3), 0);
+  eng__diags_free(&d3);
 }
 
 static int setup(void **state) {
@@ -468,6 +702,9 @@ int main(void) {
       cmocka_unit_test(test_run_start_refuses_known_target),
       cmocka_unit_test(test_run_start_lets_through),
       cmocka_unit_test(test_run_start_static_require),
+      cmocka_unit_test(test_decide_partly_known),
+      cmocka_unit_test(test_decide_conditions_and_selection),
+      cmocka_unit_test(test_validate_static_violations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -133,7 +133,9 @@ typedef enum eng_items {
 typedef enum eng_target {
   ENG_TARGET_NONE = 0,
   ENG_TARGET_DATABASE = 1, /* a connection URL or a database name */
-  ENG_TARGET_VOLUME = 2,
+  ENG_TARGET_VOLUME = 2,    /* a list of them: each NAME:/path[:ro|rw], a
+                               mount (read-only unless :rw; a /path source
+                               is a bind mount, a FILE target) */
   ENG_TARGET_CONTAINER = 3,
   ENG_TARGET_BUCKET = 4, /* s3://bucket/key */
   ENG_TARGET_INSTANCE = 5,
