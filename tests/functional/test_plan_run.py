@@ -43,9 +43,9 @@ Loader.yaml_implicit_resolvers = {
 Loader.add_implicit_resolver('tag:yaml.org,2002:bool',
                              re.compile(r'^(?:true|True|TRUE|false|False|FALSE)$'), list('tTfF'))
 
-STUBS = ('psql', 'dropdb', 'createdb', 'pg_dump', 'pg_dumpall', 'pg_restore', 'pg_ctl',
-         'initdb', 'postgres', 'vacuumdb', 'reindexdb', 'docker', 'docker-compose', 'podman',
-         'npx', 'prisma', 'kubectl', 'aws', 'curl')
+STAND_INS = ('psql', 'dropdb', 'createdb', 'pg_dump', 'pg_dumpall', 'pg_restore', 'pg_ctl',
+             'initdb', 'postgres', 'vacuumdb', 'reindexdb', 'docker', 'docker-compose', 'podman',
+             'npx', 'prisma', 'kubectl', 'aws', 'curl')
 LISTS = {'database': 'protected_databases', 'volume': 'protected_volumes',
          'container': 'protected_volumes', 'bucket': 'protected_buckets',
          'instance': 'protected_instances', 'snapshot': 'protected_instances',
@@ -55,15 +55,15 @@ RUN_TIME_RULES = {'ownership', 'checks', 'require'}
 CLOSED = '127.0.0.1:9'
 
 
-def stub_env(base):
+def recorder_env(base):
     """The environment of every plan and run: no server answers, the tools a
     command could reach are stand-ins that record being called."""
     bin_dir = base / 'bin'
     if not bin_dir.exists():
         bin_dir.mkdir(parents=True)
-        for t in STUBS:
+        for t in STAND_INS:
             p = bin_dir / t
-            p.write_text('#!/bin/sh\necho "${ENGINE_STEP:-?} $(basename "$0") $*" >> "$STUB_LOG"\n'
+            p.write_text('#!/bin/sh\necho "${ENGINE_STEP:-?} $(basename "$0") $*" >> "$CALL_LOG"\n'
                          'exit 1\n')
             p.chmod(0o755)
         (bin_dir / 'sleep').write_text('#!/bin/sh\nexit 0\n')  # no fixture waits here
@@ -361,7 +361,7 @@ def check_variation(name, doc, where, sets, env, n):
     d.mkdir()
     rb = where / f'planrun-{n}.yaml'
     rb.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 20, allow_unicode=True))
-    e = dict(env, STUB_LOG=str(d / 'stub.log'))
+    e = dict(env, CALL_LOG=str(d / 'calls.log'))
     args = [a for k, v in sets for a in ('--set', f'{k}={v}')]
     p = engine(['plan', rb, *args, '--state-dir', d / 'plan-state'], e, where)
     if p.returncode not in (0, 3):
@@ -382,8 +382,8 @@ def check_variation(name, doc, where, sets, env, n):
     refused = {sid for sid, s in steps.items() if s['status'] == 'refused'}
     main = {sid for sid, s in steps.items() if not s.get('finally')}
     ran = {sid for sid in main if steps[sid]['status'] not in ('refused', 'skipped', 'pending')}
-    log = (d / 'stub.log').read_text() if (d / 'stub.log').exists() else ''
-    stubbed = [line for line in log.splitlines() if line.split(' ', 1)[0] in main]
+    log = (d / 'calls.log').read_text() if (d / 'calls.log').exists() else ''
+    recorded = [line for line in log.splitlines() if line.split(' ', 1)[0] in main]
     if planned:
         if r.returncode != 3:
             problems.append(f'plan refused {sorted(planned)}, the run exited {r.returncode}')
@@ -392,8 +392,8 @@ def check_variation(name, doc, where, sets, env, n):
                             f'refused {sorted(refused)}')
         if ran:
             problems.append(f'plan refused {sorted(planned)}, yet the run ran {sorted(ran)}')
-        if stubbed:
-            problems.append(f'plan refused {sorted(planned)}, yet the run called {stubbed!r}')
+        if recorded:
+            problems.append(f'plan refused {sorted(planned)}, yet the run called {recorded!r}')
     for sid in sorted(refused - planned):
         st = plan.get(sid)
         if not st or not st['known_pass']:
@@ -505,7 +505,7 @@ steps:
 @suite.test
 def test_plan_refusals_equal_run_refusals(h):
     base = h.tmp
-    env = stub_env(base / 'env')
+    env = recorder_env(base / 'env')
     seeds = base / 'seeds'
     seeds.mkdir()
     cases = corpus()
