@@ -340,10 +340,10 @@ void eng__call_logf(eng_call *c, eng_log_level lvl, const char *fmt, ...) {
 
 int eng__call_warn(eng_call *c, const char *msg) {
   while (c && !c->step && c->parent) c = c->parent;
-  eng__step *s = c && c->run && c->step ? eng__runbook_step(c->run->rb, c->step)
-                                        : NULL;
-  if (!s) return ENG_ERR_INVALID;
-  eng__step_warn(c->run, s->idx, msg);
+  eng__step_state *st = c && c->run && c->step
+                            ? eng__run_find_state(c->run, c->step) : NULL;
+  if (!st) return ENG_ERR_INVALID;
+  eng__step_warn(c->run, st, msg);
   return ENG_OK;
 }
 

@@ -17,6 +17,7 @@
 /* The scheduler's own state of a run. */
 struct eng__sched {
   size_t running;      /* attempts under way (and retry delays) */
+  size_t items;        /* for_each items so far (ENG__MAX_ITEMS) */
   size_t next_finally; /* index into rb->steps */
   bool in_finally, in_schedule, schedule_again, hook_running;
   size_t end_hook_next;
@@ -31,18 +32,43 @@ struct eng__sched {
 };
 
 static void schedule(eng__run *r);
-static void start_step(eng__run *r, size_t i);
+static void start_step(eng__run *r, size_t i, long k);
 static void poll_signals(eng__run *r);
+static void item_ended(eng__run *r, size_t i, size_t k);
 /* Signals received, counted in signal context (chain_signal); the
  * scheduler handles each once. */
 static volatile sig_atomic_t signals_seen, last_signal;
 
 /* ---- step execution -------------------------------------------------------- */
 
+/* Step i itself (k < 0), or item k of a for_each step i. */
 typedef struct attempt {
   eng__run *r;
   size_t i;
+  long k;
 } attempt;
+
+static eng__step_state *state(eng__run *r, size_t i, long k) {
+  return k < 0 ? &r->st[i] : &r->st[i].fan->items[k].st;
+}
+
+/* How logs, the journal and the guards name it: "ID" or "ID[LABEL]". */
+static const char *name_of(eng__run *r, size_t i, long k) {
+  return k < 0 ? r->rb->steps[i].id : r->st[i].fan->items[k].id;
+}
+
+static attempt *new_attempt(eng__run *r, size_t i, long k) {
+  attempt *a = eng__xmalloc(sizeof *a);
+  a->r = r;
+  a->i = i;
+  a->k = k;
+  return a;
+}
+
+/* An item's expressions see it as `each` (and nothing else does). */
+static void set_each(eng__run *r, size_t i, long k) {
+  eng__lua_set_global(r->L, "each", k < 0 ? NULL : r->st[i].fan->items[k].each);
+}
 
 static void timer_close_cb(uv_handle_t *h) {
   free(h->data); /* the attempt, unless a callback took it */
@@ -68,9 +94,10 @@ static void set_error(eng__run *r, eng__step_state *st, const char *msg) {
   st->error = msg ? eng__redact(r->redact, msg) : NULL;
 }
 
-static void finish_step(eng__run *r, size_t i, eng__status status) {
-  eng__step_state *st = &r->st[i];
+static void finish(eng__run *r, size_t i, long k, eng__status status) {
+  eng__step_state *st = state(r, i, k);
   eng__step *s = &r->rb->steps[i];
+  const char *id = name_of(r, i, k);
   /* a step ends once, with a final status */
   assert(!eng__status_terminal(st->status));
   assert(eng__status_terminal(status));
@@ -78,7 +105,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
   st->status = status;
   st->ended_ms = eng__now_ms();
   if (!st->outputs) st->outputs = json_object();
-  eng__lua_set_step(r->L, s->id, eng__status_name(status), st->outputs);
+  if (k < 0) eng__lua_set_step(r->L, s->id, eng__status_name(status), st->outputs);
   free(st->summary);
   st->summary = NULL;
   if (eng__status_succeeded(status)) {
@@ -87,17 +114,19 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
     json_t *shown = json_deep_copy(st->outputs);
     eng__redact_json(r->redact, shown);
     char sum[160];
-    eng__outputs_summary(shown, s->action ? s->action->action->outputs : NULL,
+    eng__outputs_summary(shown, s->action && !(k < 0 && st->fan)
+                                    ? s->action->action->outputs : NULL,
                          sum, sizeof sum);
     json_decref(shown);
     if (sum[0]) st->summary = eng__xstrdup(sum);
   }
-  if (st->started_ms) eng__con_step_end(r, i);
-  if (!st->resumed) {
-    eng__journal_step(&r->journal, "step.end", s->id, st->inputs[0] ? st->inputs : NULL,
+  if (st->started_ms && k < 0) eng__con_step_end(r, i);
+  else if (st->started_ms) eng__con_item_end(r, i, (size_t)k);
+  if (!st->resumed && (st->started_ms || k < 0)) {
+    eng__journal_step(&r->journal, "step.end", id, st->inputs[0] ? st->inputs : NULL,
                       eng__status_name(status), st->outputs);
     eng__run_check_journal(r);
-    json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "step", s->id, "status",
+    json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "step", id, "status",
                           eng__status_name(status), "attempts", st->attempts,
                           "duration_ms",
                           (json_int_t)(st->started_ms ? st->ended_ms - st->started_ms : 0));
@@ -105,6 +134,7 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
     if (status == ENG__S_WARN && st->warning)
       json_object_set_new(a, "warning", json_string(st->warning));
     if (st->summary) json_object_set_new(a, "summary", json_string(st->summary));
+    if (k >= 0) json_object_set_new(a, "item", json_string(r->st[i].fan->items[k].label));
     eng__run_audit(r, "step.end", a);
     eng__run_boundary(r);
   }
@@ -112,33 +142,41 @@ static void finish_step(eng__run *r, size_t i, eng__status status) {
     r->refused = true;
     r->stopping = true;
   }
-  schedule(r);
+  if (k >= 0) item_ended(r, i, (size_t)k);
+  else schedule(r);
 }
 
-static void after_attempt(eng__run *r, size_t i, int rc, const char *error);
+static void finish_step(eng__run *r, size_t i, eng__status status) {
+  finish(r, i, -1, status);
+}
+
+static void after_attempt(eng__run *r, size_t i, long k, int rc,
+                          const char *error);
 
 static void retry_timer_cb(uv_timer_t *t) {
   attempt *a = t->data;
   eng__run *r = a->r;
   size_t i = a->i;
+  long k = a->k;
   free(a);
   t->data = NULL;
-  r->st[i].timer = NULL;
+  state(r, i, k)->timer = NULL;
   uv_close((uv_handle_t *)t, timer_close_cb);
   if ((r->stopping && !r->rb->steps[i].is_finally) || r->sched->grace_over) {
     attempt_ended(r);
-    finish_step(r, i, r->interrupted ? ENG__S_CANCELLED : ENG__S_FAILED);
+    finish(r, i, k, r->interrupted ? ENG__S_CANCELLED : ENG__S_FAILED);
     return;
   }
   attempt_ended(r);
-  start_step(r, i);
+  start_step(r, i, k);
 }
 
 static void timeout_cb(uv_timer_t *t) {
   attempt *a = t->data;
   eng__run *r = a->r;
   size_t i = a->i;
-  eng__step_state *st = &r->st[i];
+  long k = a->k;
+  eng__step_state *st = state(r, i, k);
   free(a);
   t->data = NULL;
   st->timer = NULL;
@@ -147,23 +185,19 @@ static void timeout_cb(uv_timer_t *t) {
   if (!c) return;
   char d[32];
   eng__con_note(r, "step '%s': attempt %d timed out after %s; cancelling",
-                r->rb->steps[i].id, st->attempts,
+                name_of(r, i, k), st->attempts,
                 eng__fmt_duration(r->rb->steps[i].timeout_ms, d, sizeof d));
   st->timer_is_retry = true; /* marks "this attempt timed out" */
   eng__call_cancel(c, ENG_CANCEL_TIMEOUT);
 }
 
-typedef struct check_ctx {
-  eng__run *r;
-  size_t i;
-} check_ctx;
-
 static void check_done(void *ud, int rc, json_t *results, const char *err) {
-  check_ctx *c = ud;
+  attempt *c = ud;
   eng__run *r = c->r;
   size_t i = c->i;
+  long k = c->k;
   free(c);
-  eng__step_state *st = &r->st[i];
+  eng__step_state *st = state(r, i, k);
   st->check_ran = true;
   if (st->check_call) eng__call_release(st->check_call);
   st->check_call = NULL;
@@ -173,7 +207,7 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
     st->check_ok = false;
     stop_timer(st);
     json_decref(results);
-    after_attempt(r, i, ENG_ERR_TIMEOUT, NULL);
+    after_attempt(r, i, k, ENG_ERR_TIMEOUT, NULL);
     return;
   }
   if (rc != ENG_OK) {
@@ -181,7 +215,7 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
     char *m = eng__asprintf("check failed: %s", err ? err : "error");
     free(st->check_error);
     st->check_error = eng__redact(r->redact, m);
-    after_attempt(r, i, ENG_ERR_FAILED, m);
+    after_attempt(r, i, k, ENG_ERR_FAILED, m);
     free(m);
     json_decref(results);
     return;
@@ -190,11 +224,11 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
   if (json_is_string(ok) && !strcmp(json_string_value(ok), "warn")) {
     /* `return "warn", msg`: it worked, and a threshold was crossed */
     json_t *msg = json_array_get(results, 1);
-    eng__step_warn(r, i, json_is_string(msg) ? json_string_value(msg)
-                                             : "the check returned \"warn\"");
+    eng__step_warn(r, st, json_is_string(msg) ? json_string_value(msg)
+                                              : "the check returned \"warn\"");
     st->check_ok = true;
     st->check_warned = true;
-    after_attempt(r, i, ENG_OK, NULL);
+    after_attempt(r, i, k, ENG_OK, NULL);
   } else if (!ok || json_is_false(ok) || json_is_null(ok)) {
     json_t *msg = json_array_get(results, 1);
     char *m = eng__asprintf(
@@ -203,47 +237,45 @@ static void check_done(void *ud, int rc, json_t *results, const char *err) {
     st->check_ok = false;
     free(st->check_error);
     st->check_error = eng__redact(r->redact, m);
-    after_attempt(r, i, ENG_ERR_FAILED, m);
+    after_attempt(r, i, k, ENG_ERR_FAILED, m);
     free(m);
   } else {
     st->check_ok = true;
-    after_attempt(r, i, ENG_OK, NULL);
+    after_attempt(r, i, k, ENG_OK, NULL);
   }
   json_decref(results);
 }
 
 /* The action finished OK: extra outputs, then the check hook. */
-static void action_ok(eng__run *r, size_t i) {
+static void action_ok(eng__run *r, size_t i, long k) {
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
-  json_t *locals = json_pack("{s:O}", "outputs", st->outputs);
-  for (size_t k = 0; s->outputs && k < s->outputs->n; k++) {
+  eng__step_state *st = state(r, i, k);
+  set_each(r, i, k);
+  for (size_t o = 0; s->outputs && o < s->outputs->n; o++) {
     char err[1024];
     eng__lua_set_global(r->L, "outputs", st->outputs);
-    json_t *v = eng__tpl_render(r->L, s->outputs->vals[k], err, sizeof err);
+    json_t *v = eng__tpl_render(r->L, s->outputs->vals[o], err, sizeof err);
     if (!v) {
-      char *m = eng__asprintf("outputs.%s: %s", s->outputs->keys[k]->str, err);
-      json_decref(locals);
-      after_attempt(r, i, ENG_ERR_FAILED, m);
+      char *m = eng__asprintf("outputs.%s: %s", s->outputs->keys[o]->str, err);
+      after_attempt(r, i, k, ENG_ERR_FAILED, m);
       free(m);
       return;
     }
-    json_object_set_new(st->outputs, s->outputs->keys[k]->str, v);
+    json_object_set_new(st->outputs, s->outputs->keys[o]->str, v);
   }
-  json_decref(locals);
   if (s->check_ref < 0) {
-    after_attempt(r, i, ENG_OK, NULL);
+    after_attempt(r, i, k, ENG_OK, NULL);
     return;
   }
-  /* The check sees this step's outputs as `outputs` and as steps.ID. */
-  eng__lua_set_step(r->L, s->id, "running", st->outputs);
-  check_ctx *c = eng__xmalloc(sizeof *c);
-  c->r = r;
-  c->i = i;
-  locals = json_pack("{s:O}", "outputs", st->outputs);
+  /* The check sees this step's outputs as `outputs` and as steps.ID (an
+   * item's: as `outputs`, and itself as `each`). */
+  if (k < 0) eng__lua_set_step(r->L, s->id, "running", st->outputs);
+  attempt *c = new_attempt(r, i, k);
+  json_t *locals = json_pack("{s:O}", "outputs", st->outputs);
+  if (k >= 0) json_object_set(locals, "each", r->st[i].fan->items[k].each);
   /* a context for what the hook calls (pg.query...): logs, guards, and
    * cancellation by the step's timeout or an interrupt */
-  st->check_call = eng__call_new(r, s->id, NULL, NULL, NULL);
+  st->check_call = eng__call_new(r, name_of(r, i, k), NULL, NULL, NULL);
   if (st->timer && !st->timer_is_retry)
     eng__call_set_deadline(st->check_call, st->deadline_ns);
   int rc = eng__lua_run(r->L, s->check_ref, locals, st->check_call, check_done, c);
@@ -252,7 +284,7 @@ static void action_ok(eng__run *r, size_t i) {
     free(c);
     if (st->check_call) eng__call_release(st->check_call);
     st->check_call = NULL;
-    after_attempt(r, i, ENG_ERR_FAILED, "check could not start");
+    after_attempt(r, i, k, ENG_ERR_FAILED, "check could not start");
   }
 }
 
@@ -260,8 +292,9 @@ static void call_done(void *ud, int rc, json_t *outputs, const char *error) {
   attempt *a = ud;
   eng__run *r = a->r;
   size_t i = a->i;
+  long k = a->k;
   free(a);
-  eng__step_state *st = &r->st[i];
+  eng__step_state *st = state(r, i, k);
   bool timed_out = st->timer_is_retry;
   st->timer_is_retry = false;
   /* the timeout keeps running through the check hook, if any */
@@ -272,22 +305,23 @@ static void call_done(void *ud, int rc, json_t *outputs, const char *error) {
   st->outputs = outputs ? outputs : json_object();
   if (timed_out && rc != ENG_OK) rc = ENG_ERR_TIMEOUT;
   if (rc == ENG_OK) {
-    action_ok(r, i);
+    action_ok(r, i, k);
     return;
   }
-  after_attempt(r, i, rc, error);
+  after_attempt(r, i, k, rc, error);
 }
 
-static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
+static void after_attempt(eng__run *r, size_t i, long k, int rc,
+                          const char *error) {
   /* a signal not handled yet (it stopped this step's hook): the step was
    * interrupted; schedule() handles the signal right after */
   bool signalled = r->sched->signals < signals_seen - r->sched->signals_before;
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
+  eng__step_state *st = state(r, i, k);
   if (rc == ENG_OK) {
     set_error(r, st, NULL);
     attempt_ended(r);
-    finish_step(r, i, st->warning ? ENG__S_WARN : ENG__S_OK);
+    finish(r, i, k, st->warning ? ENG__S_WARN : ENG__S_OK);
     return;
   }
   if (rc == ENG_ERR_TIMEOUT && (!error || !*error)) {
@@ -313,7 +347,7 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
   }
   if (rc == ENG_ERR_REFUSED) {
     attempt_ended(r);
-    finish_step(r, i, ENG__S_REFUSED);
+    finish(r, i, k, ENG__S_REFUSED);
     return;
   }
   bool cancelled = rc == ENG_ERR_CANCELLED ||
@@ -325,27 +359,24 @@ static void after_attempt(eng__run *r, size_t i, int rc, const char *error) {
     if (s->retry.max_delay_ms > 0 && delay > (double)s->retry.max_delay_ms)
       delay = (double)s->retry.max_delay_ms;
     if (delay > (double)ENG__DAY_MS) delay = (double)ENG__DAY_MS;
-    eng__con_step_retry(r, i, (int64_t)delay, st->error);
+    eng__con_step_retry(r, i, k, (int64_t)delay, st->error);
     stop_timer(st); /* the attempt's timeout, if still armed */
-    attempt *a = eng__xmalloc(sizeof *a);
-    a->r = r;
-    a->i = i;
     st->timer = eng__xmalloc(sizeof *st->timer);
     uv_timer_init(r->loop, st->timer);
-    st->timer->data = a;
+    st->timer->data = new_attempt(r, i, k);
     uv_update_time(r->loop);
     uv_timer_start(st->timer, retry_timer_cb, (uint64_t)delay, 0);
     return; /* still counted as running */
   }
   attempt_ended(r);
-  finish_step(r, i,
+  finish(r, i, k,
               cancelled                     ? ENG__S_CANCELLED
               : rc == ENG_ERR_TIMEOUT       ? ENG__S_TIMED_OUT
                                             : ENG__S_FAILED);
 }
 
 /* Run-time guard of declared targets, with resolved values. */
-static int guard_params(eng__run *r, size_t i, const json_t *params) {
+static int guard_params(eng__run *r, size_t i, long k, const json_t *params) {
   eng__step *s = &r->rb->steps[i];
   eng_side_effect side = eng__step_side(s, params);
   for (const eng_param *p = s->action->action->params; p && p->name; p++) {
@@ -358,8 +389,8 @@ static int guard_params(eng__run *r, size_t i, const json_t *params) {
      * to act (a drop 'if_exists' of a database that is not there is no
      * destructive act at all) */
     r->static_check = true;
-    int g = eng__policy_check(r, s->id, p->target, json_string_value(v),
-                              NULL, side);
+    int g = eng__policy_check(r, name_of(r, i, k), p->target,
+                              json_string_value(v), NULL, side);
     r->static_check = false;
     if (g != ENG_OK) return ENG_ERR_REFUSED;
   }
@@ -368,8 +399,8 @@ static int guard_params(eng__run *r, size_t i, const json_t *params) {
 
 /* The attempt's parameters as the report shows them (secrets masked) and
  * the hash of the action and its resolved parameters (resume compares it). */
-static void record_inputs(eng__run *r, size_t i, const json_t *params) {
-  eng__step_state *st = &r->st[i];
+static void record_inputs(eng__run *r, size_t i, long k, const json_t *params) {
+  eng__step_state *st = state(r, i, k);
   json_decref(st->params);
   st->params = json_deep_copy(params);
   eng__redact_json(r->redact, st->params);
@@ -384,10 +415,11 @@ static void record_inputs(eng__run *r, size_t i, const json_t *params) {
  * same inputs (it ends ok now, with its recorded outputs), or it started
  * there and never finished and may not be repeated (refused). True when
  * the step was ended here. */
-static bool resumed(eng__run *r, size_t i) {
+static bool resumed(eng__run *r, size_t i, long k) {
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
-  json_t *prev = json_object_get(r->prev_steps, s->id);
+  eng__step_state *st = state(r, i, k);
+  const char *id = name_of(r, i, k);
+  json_t *prev = json_object_get(r->prev_steps, id);
   const char *pin = json_string_value(json_object_get(prev, "inputs"));
   const char *pst = json_string_value(json_object_get(prev, "status"));
   bool warned = pst && !strcmp(pst, "warn");
@@ -395,22 +427,22 @@ static bool resumed(eng__run *r, size_t i) {
     json_decref(st->outputs);
     st->outputs = eng__tpl_deref(r->L, json_object_get(prev, "outputs"));
     st->resumed = true;
-    eng__run_log(r, s->id, ENG_LOG_INFO,
+    eng__run_log(r, id, ENG_LOG_INFO,
                  warned ? "ended warn in the resumed run with the same inputs: "
                           "not run again"
                         : "ended ok in the resumed run with the same inputs: "
                           "not run again");
     if (warned) st->warning = eng__xstrdup("warned in the resumed run");
     attempt_ended(r);
-    finish_step(r, i, warned ? ENG__S_WARN : ENG__S_OK);
+    finish(r, i, k, warned ? ENG__S_WARN : ENG__S_OK);
     return true;
   }
-  if (!json_object_get(r->unfinished, s->id) ||
+  if (!json_object_get(r->unfinished, id) ||
       (s->action->action->flags & ENG_A_REPEAT_SAFE) || r->opts->allow_destructive)
     return false;
   for (size_t k = 0; k < r->opts->n_approve; k++)
     if (!strcmp(r->opts->approve[k], s->id)) return false;
-  after_attempt(r, i, ENG_ERR_REFUSED,
+  after_attempt(r, i, k, ENG_ERR_REFUSED,
                 "refused: this step started in the resumed run and did "
                 "not finish, and its action is not safe to repeat; "
                 "check its target, then pass --allow-destructive or "
@@ -420,32 +452,35 @@ static bool resumed(eng__run *r, size_t i) {
 
 /* The step's first attempt starts: journal, audit log, a state boundary,
  * then `require` and `checks`. False when they refused it (ended here). */
-static bool record_start(eng__run *r, size_t i) {
+static bool record_start(eng__run *r, size_t i, long k) {
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
-  eng__journal_step(&r->journal, "step.start", s->id, st->inputs, NULL, NULL);
+  eng__step_state *st = state(r, i, k);
+  eng__journal_step(&r->journal, "step.start", name_of(r, i, k), st->inputs,
+                    NULL, NULL);
   eng__run_check_journal(r);
-  json_t *a = json_pack("{s:s, s:s, s:s, s:O}", "step", s->id, "uses",
-                        s->action->full, "inputs", st->inputs, "params",
-                        st->params);
+  json_t *a = json_pack("{s:s, s:s, s:s, s:O}", "step", name_of(r, i, k),
+                        "uses", s->action->full, "inputs", st->inputs,
+                        "params", st->params);
+  if (k >= 0) {
+    json_object_set_new(a, "item", json_string(r->st[i].fan->items[k].label));
+    json_object_set(a, "each", r->st[i].fan->items[k].each);
+  }
   eng__run_audit(r, "step.start", a);
   eng__run_boundary(r);
-  if (eng__guards_before_step(r, i) == ENG_OK) return true;
-  after_attempt(r, i, ENG_ERR_REFUSED, r->last_refusal);
+  /* require and checks: before the step, not again before each item */
+  if (k >= 0 || eng__guards_before_step(r, i) == ENG_OK) return true;
+  after_attempt(r, i, k, ENG_ERR_REFUSED, r->last_refusal);
   return false;
 }
 
 /* The attempt's timeout, armed on the loop and given to the call (Lua on
  * the loop thread cannot see the timer fire: it checks the deadline). */
-static void arm_timeout(eng__run *r, size_t i, eng_call *c) {
-  eng__step_state *st = &r->st[i];
+static void arm_timeout(eng__run *r, size_t i, long k, eng_call *c) {
+  eng__step_state *st = state(r, i, k);
   int64_t ms = r->rb->steps[i].timeout_ms;
-  attempt *ta = eng__xmalloc(sizeof *ta);
-  ta->r = r;
-  ta->i = i;
   st->timer = eng__xmalloc(sizeof *st->timer);
   uv_timer_init(r->loop, st->timer);
-  st->timer->data = ta;
+  st->timer->data = new_attempt(r, i, k);
   st->timer_is_retry = false;
   /* the loop's clock stops while Lua holds the thread: read it again, or
    * the timeout would count from before an earlier busy hook */
@@ -455,9 +490,15 @@ static void arm_timeout(eng__run *r, size_t i, eng_call *c) {
   eng__call_set_deadline(c, st->deadline_ns);
 }
 
-static void start_step(eng__run *r, size_t i) {
+static void fan_start(eng__run *r, size_t i);
+
+static void start_step(eng__run *r, size_t i, long k) {
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
+  eng__step_state *st = state(r, i, k);
+  if (k < 0 && s->for_each) {
+    fan_start(r, i);
+    return;
+  }
   r->sched->running++;
   st->attempts++;
   st->check_ran = st->check_ok = st->check_warned = false; /* this attempt's */
@@ -466,33 +507,33 @@ static void start_step(eng__run *r, size_t i) {
   if (st->attempts == 1) {
     st->status = ENG__S_RUNNING;
     st->started_ms = eng__now_ms();
-    eng__con_step_start(r, i);
+    if (k < 0) eng__con_step_start(r, i);
+    else eng__con_item_start(r, i, (size_t)k);
   }
   char err[1024];
+  set_each(r, i, k);
   json_t *params = eng__step_params(r, i, err, sizeof err);
   if (!params) {
-    after_attempt(r, i, ENG_ERR_INVALID, err);
+    after_attempt(r, i, k, ENG_ERR_INVALID, err);
     return;
   }
-  record_inputs(r, i, params);
-  if ((st->attempts == 1 && r->prev_steps && resumed(r, i)) ||
-      (st->attempts == 1 && !record_start(r, i))) {
+  record_inputs(r, i, k, params);
+  if ((st->attempts == 1 && r->prev_steps && resumed(r, i, k)) ||
+      (st->attempts == 1 && !record_start(r, i, k))) {
     json_decref(params);
     return;
   }
-  eng__run_audit(r, "step.attempt", json_pack("{s:s, s:i}", "step", s->id,
+  eng__run_audit(r, "step.attempt", json_pack("{s:s, s:i}", "step", name_of(r, i, k),
                                               "attempt", st->attempts));
-  if (guard_params(r, i, params) != ENG_OK) {
+  if (guard_params(r, i, k, params) != ENG_OK) {
     json_decref(params);
-    after_attempt(r, i, ENG_ERR_REFUSED, r->last_refusal);
+    after_attempt(r, i, k, ENG_ERR_REFUSED, r->last_refusal);
     return;
   }
-  attempt *a = eng__xmalloc(sizeof *a);
-  a->r = r;
-  a->i = i;
-  eng_call *c = eng__call_new(r, s->id, s->action->action, call_done, a);
+  attempt *a = new_attempt(r, i, k);
+  eng_call *c = eng__call_new(r, name_of(r, i, k), s->action->action, call_done, a);
   st->call = c;
-  if (s->timeout_ms > 0) arm_timeout(r, i, c);
+  if (s->timeout_ms > 0) arm_timeout(r, i, k, c);
   char *start_err = NULL;
   int rc = eng__call_start_err(c, s->action->action->start, params, &start_err);
   json_decref(params);
@@ -501,7 +542,7 @@ static void start_step(eng__run *r, size_t i) {
     st->call = NULL;
     free(a);
     stop_timer(st);
-    after_attempt(r, i, rc, start_err);
+    after_attempt(r, i, k, rc, start_err);
     free(start_err);
   }
 }
@@ -516,47 +557,69 @@ static const char *dep_status(eng__run *r, size_t d) {
   return eng__status_name(st->status);
 }
 
+/* success()/failure() see the statuses of step i's dependencies (a
+ * finally step's: every main step); true when one did not succeed. */
+static bool set_deps(eng__run *r, size_t i) {
+  eng__step *s = &r->rb->steps[i];
+  bool upstream_bad = false;
+  size_t nd = s->is_finally ? r->rb->n_main : s->n_deps;
+  const char **sts = eng__xcalloc(nd + 1, sizeof *sts);
+  for (size_t k = 0; k < nd; k++) {
+    sts[k] = dep_status(r, s->is_finally ? k : s->deps[k]);
+    if (!strcmp(sts[k], "failed") || !strcmp(sts[k], "timed_out") ||
+        !strcmp(sts[k], "refused") || !strcmp(sts[k], "cancelled"))
+      upstream_bad = true;
+  }
+  eng__lua_set_deps(r->L, sts, nd);
+  free(sts);
+  return upstream_bad;
+}
+
+/* Step i's (or item k's) `if:`: 1 runs, 0 does not, -1 failed (said in
+ * the state's error). */
+static int eval_if(eng__run *r, size_t i, long k) {
+  eng__step *s = &r->rb->steps[i];
+  json_t *res = NULL;
+  char err[1024];
+  set_each(r, i, k);
+  int rc = eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err);
+  set_each(r, i, -1);
+  if (rc != ENG_OK) {
+    char *m = eng__asprintf("'if' condition failed: %s", err);
+    set_error(r, state(r, i, k), m);
+    free(m);
+    return -1;
+  }
+  json_t *v = json_array_get(res, 0);
+  int run = v && !json_is_false(v) && !json_is_null(v);
+  json_decref(res);
+  return run;
+}
+
 /* Decide whether step i runs: true to start, false when it ended here. */
 static bool decide(eng__run *r, size_t i) {
   eng__step *s = &r->rb->steps[i];
   eng__step_state *st = &r->st[i];
   bool upstream_bad = false;
-  /* A finally step's success()/failure() look at every main step. */
-  size_t nd = s->is_finally ? r->rb->n_main : s->n_deps;
-  const char **sts = eng__xcalloc(nd + 1, sizeof *sts);
-  size_t n = 0;
-  for (size_t k = 0; k < nd; k++) {
-    sts[n] = dep_status(r, s->is_finally ? k : s->deps[k]);
-    if (!strcmp(sts[n], "failed") || !strcmp(sts[n], "timed_out") ||
-        !strcmp(sts[n], "refused") || !strcmp(sts[n], "cancelled"))
-      upstream_bad = true;
-    n++;
-  }
-  st->upstream_failed = upstream_bad;
   if (!st->selected) {
-    free(sts);
+    st->upstream_failed = set_deps(r, i);
     finish_step(r, i, ENG__S_SKIPPED);
     return false;
   }
-  eng__lua_set_deps(r->L, sts, n);
-  free(sts);
+  upstream_bad = st->upstream_failed = set_deps(r, i);
   bool run;
-  if (s->if_ref >= 0) {
-    json_t *res = NULL;
-    char err[1024];
+  if (s->if_ref >= 0 && s->if_each) {
+    run = true; /* its `if:` reads `each`: decided for each item */
+  } else if (s->if_ref >= 0) {
     if (!s->is_finally) eng__run_set_status(r, upstream_bad ? "failed" : "running");
-    if (eng__lua_eval(r->L, s->if_ref, NULL, &res, err, sizeof err) != ENG_OK) {
+    int v = eval_if(r, i, -1);
+    if (v < 0) {
       st->started_ms = eng__now_ms();
       eng__con_step_start(r, i);
-      char *m = eng__asprintf("'if' condition failed: %s", err);
-      set_error(r, st, m);
-      free(m);
       finish_step(r, i, ENG__S_FAILED);
       return false;
     }
-    json_t *v = json_array_get(res, 0);
-    run = v && !json_is_false(v) && !json_is_null(v);
-    json_decref(res);
+    run = v == 1;
   } else if (s->is_finally) {
     run = true; /* finally steps default to always() */
   } else {
@@ -569,6 +632,267 @@ static bool decide(eng__run *r, size_t i) {
   return true;
 }
 
+/* ---- for_each: the items of a step ----------------------------------------- */
+
+/* An item's label: the map key, else its string value when every value is
+ * a distinct short plain string, else its index. */
+static bool plain_label(const char *v) {
+  size_t n = strlen(v);
+  if (!n || n > 64) return false;
+  for (const char *p = v; *p; p++)
+    if ((unsigned char)*p < 0x21 || *p == '[' || *p == ']' || *p == 0x7f)
+      return false;
+  return true;
+}
+
+static bool labels_from_values(const json_t *list) {
+  json_t *seen = json_object();
+  bool ok = true;
+  size_t k;
+  json_t *v;
+  json_array_foreach(list, k, v) {
+    if (!json_is_string(v) || !plain_label(json_string_value(v)) ||
+        json_object_get(seen, json_string_value(v))) {
+      ok = false;
+      break;
+    }
+    json_object_set_new(seen, json_string_value(v), json_true());
+  }
+  json_decref(seen);
+  return ok;
+}
+
+/* The items of `list` (an array or an object) for step s. */
+static eng__fan *fan_new(const eng__step *s, const json_t *list) {
+  eng__fan *f = eng__xcalloc(1, sizeof *f);
+  f->n = json_is_array(list) ? json_array_size(list) : json_object_size(list);
+  f->items = eng__xcalloc(f->n + 1, sizeof *f->items);
+  bool by_value = json_is_array(list) && labels_from_values(list);
+  size_t k = 0;
+  if (json_is_array(list)) {
+    json_t *v;
+    json_array_foreach(list, k, v) {
+      eng__item *it = &f->items[k];
+      it->label = by_value ? eng__xstrdup(json_string_value(v))
+                           : eng__asprintf("%zu", k);
+      it->each = json_pack("{s:O, s:I}", "value", v, "index", (json_int_t)k);
+    }
+  } else {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)list, key, v) {
+      eng__item *it = &f->items[k];
+      it->label = plain_label(key) ? eng__xstrdup(key) : eng__asprintf("%zu", k);
+      it->each = json_pack("{s:O, s:I, s:s}", "value", v, "index",
+                           (json_int_t)k, "key", key);
+      k++;
+    }
+  }
+  for (k = 0; k < f->n; k++)
+    f->items[k].id = eng__asprintf("%s[%s]", s->id, f->items[k].label);
+  return f;
+}
+
+static void fan_pump(eng__run *r, size_t i);
+
+/* The step's list, rendered now; NULL with the step failed (said). */
+static json_t *fan_list(eng__run *r, size_t i) {
+  eng__step *s = &r->rb->steps[i];
+  char err[1024];
+  json_t *list = eng__tpl_render(r->L, s->for_each, err, sizeof err);
+  char *m = NULL;
+  if (!list) {
+    m = eng__asprintf("for_each: %s", err);
+  } else if (!json_is_array(list) && !json_is_object(list)) {
+    m = eng__asprintf("for_each gave %s, not a list or a map (line %d): "
+                      "give a list, a map, or a template yielding one",
+                      json_is_null(list) ? "nothing (nil)" : "a single value",
+                      s->for_each->line);
+  } else {
+    size_t n = json_is_array(list) ? json_array_size(list) : json_object_size(list);
+    if (r->sched->items + n > ENG__MAX_ITEMS)
+      m = eng__asprintf("for_each gave %zu items; a run runs at most %d items "
+                        "in all (%zu so far): split the list across runs",
+                        n, ENG__MAX_ITEMS, r->sched->items);
+    else
+      r->sched->items += n;
+  }
+  if (!m) return list;
+  json_decref(list);
+  set_error(r, &r->st[i], m);
+  free(m);
+  finish_step(r, i, ENG__S_FAILED);
+  return NULL;
+}
+
+/* A for_each step starts: its list rendered into items, recorded like a
+ * step (journal, audit log, require and checks), then its items start
+ * under max_parallel and --jobs. */
+static void fan_start(eng__run *r, size_t i) {
+  eng__step *s = &r->rb->steps[i];
+  eng__step_state *st = &r->st[i];
+  st->status = ENG__S_RUNNING;
+  st->started_ms = eng__now_ms();
+  st->attempts = 1;
+  eng__con_step_start(r, i);
+  json_t *list = fan_list(r, i);
+  if (!list) return;
+  st->fan = fan_new(s, list);
+  record_inputs(r, i, -1, list);
+  json_decref(list);
+  r->sched->running++; /* record_start may end the step: counted as one */
+  if (!record_start(r, i, -1)) return;
+  attempt_ended(r);
+  char *m = eng__asprintf("%zu item%s, at most %d at once%s", st->fan->n,
+                          st->fan->n == 1 ? "" : "s",
+                          s->max_parallel < r->opts->jobs ? s->max_parallel
+                                                          : r->opts->jobs,
+                          s->fail_fast ? "" : "; fail_fast: false");
+  eng__run_log(r, s->id, ENG_LOG_INFO, m);
+  free(m);
+  fan_pump(r, i);
+}
+
+/* Item k: its `if:` (when it reads each), then its first attempt. */
+static void item_begin(eng__run *r, size_t i, size_t k) {
+  eng__step *s = &r->rb->steps[i];
+  eng__step_state *it = state(r, i, (long)k);
+  if (s->if_ref >= 0 && s->if_each) {
+    set_deps(r, i);
+    int v = eval_if(r, i, (long)k);
+    if (v < 0) {
+      it->started_ms = eng__now_ms();
+      eng__con_item_start(r, i, k);
+      finish(r, i, (long)k, ENG__S_FAILED);
+      return;
+    }
+    if (v == 0) {
+      finish(r, i, (long)k, ENG__S_SKIPPED);
+      return;
+    }
+  }
+  start_step(r, i, (long)k);
+}
+
+/* Start items while max_parallel, --jobs and fail_fast allow; once every
+ * item ended, the step ends. Not re-entrant: an item that ends at once
+ * asks for another pass. */
+static void fan_finish(eng__run *r, size_t i);
+
+static void fan_pump(eng__run *r, size_t i) {
+  eng__step *s = &r->rb->steps[i];
+  eng__fan *f = r->st[i].fan;
+  if (f->pumping) {
+    f->pump_again = true;
+    return;
+  }
+  f->pumping = true;
+  do {
+    f->pump_again = false;
+    while (f->next < f->n && !f->halted && !r->stopping &&
+           f->active < (size_t)s->max_parallel &&
+           (int)r->sched->running < r->opts->jobs) {
+      size_t k = f->next++;
+      f->active++;
+      item_begin(r, i, k);
+    }
+  } while (f->pump_again);
+  f->pumping = false;
+  if (f->active == 0 && (f->next == f->n || f->halted || r->stopping))
+    fan_finish(r, i);
+}
+
+/* Items that never started: skipped after fail_fast, cancelled when the
+ * run stops. */
+static void fan_close_unstarted(eng__run *r, size_t i) {
+  eng__fan *f = r->st[i].fan;
+  while (f->next < f->n) {
+    size_t k = f->next++;
+    eng__step_state *it = &f->items[k].st;
+    it->status = r->interrupted ? ENG__S_CANCELLED : ENG__S_SKIPPED;
+    it->error = eng__xstrdup(f->halted ? "not started: an item failed and "
+                                         "fail_fast is on"
+                                       : "not started: the run is stopping");
+    it->upstream_failed = true;
+    f->ended++;
+  }
+}
+
+/* The step's outputs: each item (value, index, key, status, outputs, error)
+ * in item order, and the counts. */
+static json_t *fan_outputs(eng__run *r, size_t i, size_t cnt[]) {
+  eng__fan *f = r->st[i].fan;
+  json_t *items = json_array();
+  for (size_t k = 0; k < f->n; k++) {
+    eng__step_state *it = &f->items[k].st;
+    json_t *o = json_deep_copy(f->items[k].each);
+    json_object_set_new(o, "status", json_string(eng__status_name(it->status)));
+    json_object_set_new(o, "outputs", it->outputs ? json_incref(it->outputs)
+                                                  : json_object());
+    if (it->error) json_object_set_new(o, "error", json_string(it->error));
+    json_array_append_new(items, o);
+  }
+  return json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "items", items, "count",
+                   (json_int_t)f->n, "ok", (json_int_t)cnt[ENG__S_OK], "warn",
+                   (json_int_t)cnt[ENG__S_WARN], "failed",
+                   (json_int_t)(f->n - cnt[ENG__S_OK] - cnt[ENG__S_WARN] -
+                                cnt[ENG__S_SKIPPED]),
+                   "skipped", (json_int_t)cnt[ENG__S_SKIPPED]);
+}
+
+/* Every item ended: the step ends with their aggregate (ok when each is ok
+ * or skipped; failed, refused or cancelled naming the items that were). */
+static void fan_finish(eng__run *r, size_t i) {
+  eng__step_state *st = &r->st[i];
+  eng__fan *f = st->fan;
+  if (eng__status_terminal(st->status)) return;
+  fan_close_unstarted(r, i);
+  size_t cnt[ENG__S_CANCELLED + 1] = {0};
+  eng__buf bad = {0}, warned = {0};
+  for (size_t k = 0; k < f->n; k++) {
+    eng__step_state *it = &f->items[k].st;
+    cnt[it->status]++;
+    if (!eng__status_succeeded(it->status) && it->status != ENG__S_SKIPPED &&
+        bad.len < 400)
+      eng__buf_addf(&bad, "%s%s %s%s%s", bad.len ? "; " : "", f->items[k].id,
+                    eng__status_name(it->status), it->error ? ": " : "",
+                    it->error ? it->error : "");
+    if (it->status == ENG__S_WARN && warned.len < 400)
+      eng__buf_addf(&warned, "%s%s: %s", warned.len ? "; " : "",
+                    f->items[k].id, it->warning ? it->warning : "warned");
+  }
+  json_decref(st->outputs);
+  st->outputs = fan_outputs(r, i, cnt);
+  size_t nbad = f->n - cnt[ENG__S_OK] - cnt[ENG__S_WARN] - cnt[ENG__S_SKIPPED];
+  eng__status agg = cnt[ENG__S_REFUSED]                      ? ENG__S_REFUSED
+                    : cnt[ENG__S_CANCELLED] && r->interrupted ? ENG__S_CANCELLED
+                    : nbad                                    ? ENG__S_FAILED
+                    : cnt[ENG__S_WARN]                        ? ENG__S_WARN
+                    : f->n && cnt[ENG__S_SKIPPED] == f->n     ? ENG__S_SKIPPED
+                                                              : ENG__S_OK;
+  if (nbad) {
+    char *m = eng__asprintf("%zu of %zu items did not succeed: %s", nbad, f->n,
+                            bad.data);
+    set_error(r, st, m);
+    free(m);
+  }
+  if (agg == ENG__S_WARN) eng__step_warn(r, st, warned.data);
+  eng__buf_free(&bad);
+  eng__buf_free(&warned);
+  finish_step(r, i, agg);
+}
+
+static void item_ended(eng__run *r, size_t i, size_t k) {
+  eng__fan *f = r->st[i].fan;
+  eng__status st = f->items[k].st.status;
+  f->active--;
+  f->ended++;
+  if (!eng__status_succeeded(st) && st != ENG__S_SKIPPED &&
+      r->rb->steps[i].fail_fast)
+    f->halted = true;
+  fan_pump(r, i);
+  if (!f->pumping) schedule(r); /* a slot under --jobs is free */
+}
 static bool deps_done(eng__run *r, size_t i) {
   eng__step *s = &r->rb->steps[i];
   for (size_t k = 0; k < s->n_deps; k++)
@@ -605,7 +929,7 @@ static void schedule_finally(eng__run *r) {
       continue; /* refused before the first step (eng__guards_run_start) */
     eng__run_set_status(r, eng__sched_main_status(r));
     if (!decide(r, i)) return; /* finish_step re-entered schedule() */
-    start_step(r, i);
+    start_step(r, i, -1);
     return;
   }
   run_end_hooks(r);
@@ -650,11 +974,17 @@ static void schedule_once(eng__run *r) {
       if (!deps_done(r, i)) continue;
       if ((int)r->sched->running >= r->opts->jobs) break;
       if (!decide(r, i)) return;
-      start_step(r, i);
+      start_step(r, i, -1);
       progress = true;
       if (r->finished) return;
     }
   }
+  /* for_each steps under way: more items may start now */
+  for (size_t i = 0; i < rb->n_main && !r->finished; i++)
+    if (r->st[i].status == ENG__S_RUNNING && r->st[i].fan &&
+        (int)r->sched->running < r->opts->jobs)
+      fan_pump(r, i);
+  if (r->finished) return;
   if (r->sched->running) return;
   for (size_t i = 0; i < rb->n_main; i++)
     if (!eng__status_terminal(r->st[i].status)) return;
@@ -748,6 +1078,26 @@ static void chain_signals(bool on) {
 static void handle_signal(eng__run *r, int signum);
 static void stop_steps(eng__run *r);
 
+/* Cancel the calls of steps [from, to) and of their items; an attempt
+ * waiting to retry ends cancelled (no more attempts). */
+static void cancel_steps(eng__run *r, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++) {
+    eng__fan *f = r->st[i].fan;
+    size_t n = f ? f->n : 0;
+    for (long k = -1; k < (long)n; k++) {
+      eng__step_state *st = state(r, i, k);
+      eng_call *c = st->call ? st->call : st->check_call;
+      if (c && !eng__status_terminal(st->status)) {
+        eng__call_cancel(c, ENG_CANCEL_INTERRUPT);
+      } else if (st->timer && st->status == ENG__S_RUNNING) {
+        stop_timer(st);
+        attempt_ended(r);
+        finish(r, i, k, ENG__S_CANCELLED);
+      }
+    }
+  }
+}
+
 static void grace_closed(uv_handle_t *h) { free(h); }
 
 static void stop_grace(eng__run *r) {
@@ -772,18 +1122,7 @@ static void grace_fire(uv_timer_t *t) {
                 eng__fmt_duration(r->opts->grace_ms, g, sizeof g), r->id);
   eng__host_limit_cancel_grace(2000);
   eng__dispose_cancel(r);
-  for (size_t i = 0; i < r->rb->n_steps; i++) {
-    eng__step_state *st = &r->st[i];
-    eng_call *c = st->call ? st->call : st->check_call;
-    if (c && !eng__status_terminal(st->status)) {
-      eng__call_cancel(c, ENG_CANCEL_INTERRUPT);
-    } else if (st->timer && st->status == ENG__S_RUNNING) {
-      /* no call but a timer: waiting to retry; no more attempts */
-      stop_timer(st);
-      attempt_ended(r);
-      finish_step(r, i, ENG__S_CANCELLED);
-    }
-  }
+  cancel_steps(r, 0, r->rb->n_steps);
   if (!r->sched->hook_running) schedule(r);
 }
 
@@ -851,18 +1190,7 @@ static void handle_signal(eng__run *r, int signum) {
 static void stop_steps(eng__run *r) {
   r->interrupted = true;
   r->stopping = true;
-  for (size_t i = 0; i < r->rb->n_main; i++) {
-    eng__step_state *st = &r->st[i];
-    if (st->call || st->check_call) {
-      eng__call_cancel(st->call ? st->call : st->check_call,
-                      ENG_CANCEL_INTERRUPT);
-    } else if (st->timer && st->status == ENG__S_RUNNING) {
-      /* waiting for a retry: give up now */
-      stop_timer(st);
-      attempt_ended(r);
-      finish_step(r, i, ENG__S_CANCELLED);
-    }
-  }
+  cancel_steps(r, 0, r->rb->n_main);
   if (!r->sched->hook_running) schedule(r);
 }
 
@@ -926,15 +1254,18 @@ int eng__sched_abandon(eng__run *r) {
    * their plugin may take, and the run then ends as usual. */
   bool cancelled = false;
   for (size_t i = 0; i < r->rb->n_steps; i++) {
-    eng__step_state *st = &r->st[i];
-    eng_call *c = st->call ? st->call : st->check_call;
-    if (!c || eng__status_terminal(st->status) || st->shut_down) continue;
-    st->shut_down = true;
-    if (!cancelled)
-      eng__con_note(r, "steps are waiting on actions that can no longer "
-                       "complete: cancelling them");
-    cancelled = true;
-    eng__call_cancel(c, ENG_CANCEL_SHUTDOWN);
+    eng__fan *f = r->st[i].fan;
+    for (long k = -1; k < (f ? (long)f->n : 0); k++) {
+      eng__step_state *st = state(r, i, k);
+      eng_call *c = st->call ? st->call : st->check_call;
+      if (!c || eng__status_terminal(st->status) || st->shut_down) continue;
+      st->shut_down = true;
+      if (!cancelled)
+        eng__con_note(r, "steps are waiting on actions that can no longer "
+                         "complete: cancelling them");
+      cancelled = true;
+      eng__call_cancel(c, ENG_CANCEL_SHUTDOWN);
+    }
   }
   if (cancelled) return 1;
   eng__con_note(r, "internal: the event loop stopped with steps pending");

@@ -100,6 +100,8 @@ json_t *eng__tpl_deref(eng__lua *L, const json_t *v);
 
 /* ---- refs.c: references in expressions ------------------------------------ */
 
+/* Does Lua code read the global `name` (outside strings and comments)? */
+bool eng__code_reads(const char *code, const char *name);
 /* Errors for every params/steps/outputs reference that names nothing. */
 void eng__refs_check(eng__runbook *rb, eng__diags *d);
 

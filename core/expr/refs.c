@@ -24,6 +24,7 @@ typedef struct refctx {
   const char *what;      /* "if", "check", "parameter 'x'"... */
   const eng__step *user; /* the step the code belongs to, or NULL */
   bool in_if;            /* the code is that step's condition */
+  bool in_list;          /* the code is that step's for_each (no `each`) */
   /* names looked up by every reference, hashed once (a large runbook has
    * thousands of references to thousands of names): param name -> 1;
    * step id -> index; an id with '-' spelled '_' -> the first such index */
@@ -253,6 +254,65 @@ static void unknown_step(refctx *c, const char *id, const char *q) {
   free(dashed);
 }
 
+/* The outputs of a for_each step: its items and their counts. */
+static const char *const fan_outputs[] = {"items", "count", "ok", "warn",
+                                          "failed", "skipped"};
+
+/* steps.ID.outputs.NAME of a for_each step (q just past NAME): one of
+ * fan_outputs, and in items[...].outputs.X, X an output of its action. */
+static void check_fan_output(refctx *c, const eng__step *st, const char *id,
+                             const char *out, const char **q) {
+  size_t n = sizeof fan_outputs / sizeof *fan_outputs;
+  bool known = false;
+  for (size_t k = 0; k < n; k++)
+    if (!strcmp(out, fan_outputs[k])) known = true;
+  if (!known) {
+    char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
+    err(c, "%s: step '%s' runs for_each: its outputs are items (each with "
+           "value, index, key, status, outputs, error), count, ok, warn, "
+           "failed and skipped", shown, st->id, eng__suggest(out, fan_outputs, n));
+    free(shown);
+    return;
+  }
+  const char *p = *q;
+  if (strcmp(out, "items") || *p != '[') return;
+  int depth = 0; /* past [...] (any index) */
+  do {
+    if (*p == '[') depth++;
+    else if (*p == ']') depth--;
+    p++;
+  } while (*p && depth > 0);
+  char *f = next_name(&p);
+  char *name = f && !strcmp(f, "outputs") ? next_name(&p) : NULL;
+  if (name) {
+    char *shown = eng__asprintf("steps.%s.outputs.items[...].outputs.%s", id, name);
+    check_output(c, st, name, shown);
+    free(shown);
+  }
+  free(name);
+  free(f);
+  *q = p;
+}
+
+/* each.value / each.index / each.key at *q: only in a for_each step. */
+static void check_each_ref(refctx *c, const char **q) {
+  const char *p = *q;
+  char *field = next_name(&p);
+  static const char *const fields[] = {"value", "index", "key"};
+  if (!c->user || !c->user->for_each || c->in_list) {
+    err(c, "each%s%s: 'each' is set only in the items of a step with "
+           "'for_each' (add for_each: to this step, or read the items "
+           "through steps.ID.outputs.items)",
+        field ? "." : "", field ? field : "", NULL);
+  } else if (field && strcmp(field, "value") && strcmp(field, "index") &&
+             strcmp(field, "key")) {
+    err(c, "each.%s: an item has value, index and key (a map's)%s", field,
+        "", eng__suggest(field, fields, 3));
+  }
+  free(field);
+  *q = p;
+}
+
 /* steps.ID[.status | .outputs.NAME] at *q. */
 static void check_step_ref(refctx *c, const char **q) {
   char *id = next_name(q);
@@ -270,7 +330,12 @@ static void check_step_ref(refctx *c, const char **q) {
         eng__suggest(field, fields, 2));
   } else if (field && !strcmp(field, "outputs")) {
     char *out = next_name(q);
-    if (out) {
+    if (out && st->for_each) {
+      check_fan_output(c, st, id, out, q);
+      char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
+      check_ran(c, st, shown);
+      free(shown);
+    } else if (out) {
       char *shown = eng__asprintf("steps.%s.outputs.%s", id, out);
       check_output(c, st, out, shown);
       check_ran(c, st, shown);
@@ -295,8 +360,8 @@ static void check_own_output_ref(refctx *c, const char **q) {
 static void check_code(refctx *c, const char *code) {
   if (!code) return;
   /* a local named like a root: the code means its own */
-  static const char *const roots[] = {"params", "steps", "outputs"};
-  for (size_t r = 0; r < 3; r++) {
+  static const char *const roots[] = {"params", "steps", "outputs", "each"};
+  for (size_t r = 0; r < 4; r++) {
     char pat[32];
     snprintf(pat, sizeof pat, "local %s", roots[r]);
     if (strstr(code, pat)) return;
@@ -314,8 +379,24 @@ static void check_code(refctx *c, const char *code) {
     if (n == 6 && !strncmp(s, "params", 6)) check_param_ref(c, &q);
     else if (n == 5 && !strncmp(s, "steps", 5)) check_step_ref(c, &q);
     else if (n == 7 && !strncmp(s, "outputs", 7) && c->self) check_own_output_ref(c, &q);
+    else if (n == 4 && !strncmp(s, "each", 4)) check_each_ref(c, &q);
     p = q;
   }
+}
+
+bool eng__code_reads(const char *code, const char *name) {
+  size_t len = strlen(name);
+  for (const char *p = code; p && *p;) {
+    if (skip_non_code(&p)) continue;
+    if (!ident_char(*p) || (p > code && (ident_char(p[-1]) || p[-1] == '.' || p[-1] == ':'))) {
+      p++;
+      continue;
+    }
+    const char *s = p;
+    while (ident_char(*p)) p++;
+    if ((size_t)(p - s) == len && !strncmp(s, name, len)) return true;
+  }
+  return false;
 }
 
 /* Every ${...} of a node tree (the code inside), or the node's text when
@@ -347,7 +428,7 @@ static bool is_code_param(const eng__step *s, const char *k) {
 }
 
 void eng__refs_check(eng__runbook *rb, eng__diags *d) {
-  refctx c = {rb, d, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL};
+  refctx c = {rb, d, NULL, NULL, NULL, NULL, false, false, NULL, NULL, NULL};
   index_names(&c);
   for (size_t i = 0; i < rb->n_params; i++) {
     c.what = "parameter default";
@@ -365,6 +446,13 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
       bool code = is_code_param(s, key) && s->with->vals[k]->kind == ENG__N_SCALAR &&
                   !eng__tpl_has_expr(s->with->vals[k]->str);
       check_tree(&c, s->with->vals[k], code);
+    }
+    if (s->for_each) {
+      snprintf(what, sizeof what, "step '%s': for_each", s->id);
+      c.what = what;
+      c.in_list = true; /* the list is known before its items: no `each` */
+      check_tree(&c, s->for_each, false);
+      c.in_list = false;
     }
     snprintf(what, sizeof what, "step '%s': 'if'", s->id);
     c.what = what;

@@ -60,6 +60,12 @@ typedef struct eng__step {
   /* keep: / temporary: given: what the resources it creates are */
   bool has_disposition;
   eng_disposition disposition;
+  /* for_each: a list, a map, or a ${...} template yielding one; its items
+   * run as the step's items (each.value, each.index, each.key) */
+  eng__node *for_each;
+  int max_parallel; /* items at once (default 1), bounded by --jobs */
+  bool fail_fast;   /* a failed item stops starting others (default) */
+  bool if_each;     /* its `if:` reads `each`: decided per item */
 } eng__step;
 
 typedef struct eng__runbook {
@@ -91,6 +97,7 @@ void eng__runbook_free(eng__runbook *rb);
 /* A valid run lock name: [A-Za-z0-9._-], 1-128 characters, not starting
  * with a dot. */
 bool eng__lock_name_ok(const char *name);
+/* The step named id, or the step of an item named "ID[LABEL]". */
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id);
 /* Lua code written as a plain scalar that " #..." follows on its line:
  * YAML took the rest of the line for a comment, so `check: return

@@ -30,7 +30,7 @@ static const char *const step_keys[] = {
     "id",    "name",    "uses",  "with",  "needs",    "if",
     "timeout", "retry", "continue_on_error", "check", "outputs",
     "recovered", "description", "keep", "temporary", "allow_disruptive",
-    NULL};
+    "for_each", "max_parallel", "fail_fast", NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff",
                                          "max_delay", NULL};
 static const char *const slo_keys[] = {"rto", "rpo", "backup_time", NULL};
@@ -282,6 +282,49 @@ static void check_has_code(loader *ld, const eng__node *n, const char *where) {
         where);
 }
 
+/* for_each: / max_parallel: / fail_fast: (docs/runbook-format.md,
+ * "Fan-out"). */
+static void parse_fan_out(loader *ld, eng__node *n, eng__step *s,
+                          const char *where) {
+  s->max_parallel = 1;
+  s->fail_fast = true;
+  eng__node *f = eng__node_get(n, "for_each");
+  eng__node *mp = eng__node_get(n, "max_parallel");
+  eng__node *ff = eng__node_get(n, "fail_fast");
+  if (!f && (mp || ff)) {
+    ERR(ld, mp ? mp : ff, "%s'%s' applies to the items of a 'for_each' "
+                          "step; this step has no 'for_each'",
+        where, mp ? "max_parallel" : "fail_fast");
+    return;
+  }
+  if (!f) return;
+  if (f->kind == ENG__N_SCALAR && !strstr(f->str, "${")) {
+    ERR(ld, f, "%s'for_each' takes a list ([a, b]), a mapping, or a "
+               "${...} template yielding one (e.g. "
+               "${steps.find.outputs.volumes}), not '%s'",
+        where, f->str);
+    return;
+  }
+  if (s->is_finally) {
+    ERR(ld, f, "%s'for_each' is for main steps; a 'finally' step runs once",
+        where);
+    return;
+  }
+  s->for_each = f;
+  if (mp) {
+    json_t *j = eng__node_to_json(mp);
+    if (!json_is_integer(j) || json_integer_value(j) < 1 ||
+        json_integer_value(j) > 1000)
+      ERR(ld, mp, "%smax_parallel must be an integer from 1 to 1000 (items "
+                  "at once; --jobs bounds it too)",
+          where);
+    else
+      s->max_parallel = (int)json_integer_value(j);
+    json_decref(j);
+  }
+  if (ff) parse_bool(ld, ff, "fail_fast", &s->fail_fast);
+}
+
 static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   s->if_ref = s->check_ref = -1;
   s->timeout_ms = ld->rb->default_timeout_ms;
@@ -338,6 +381,7 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   if ((v = eng__node_get(n, "allow_disruptive")))
     parse_bool(ld, v, "allow_disruptive", &s->allow_disruptive);
   parse_disposition(ld, n, s, where);
+  parse_fan_out(ld, n, s, where);
   if ((v = eng__node_get(n, "check")) && want(ld, v, ENG__N_SCALAR, "check") &&
       !code_cut(ld, v, where, "check")) {
     check_has_code(ld, v, where);
@@ -790,8 +834,12 @@ bool eng__runbook_depends(const eng__runbook *rb, size_t from, size_t target) {
 }
 
 eng__step *eng__runbook_step(eng__runbook *rb, const char *id) {
+  /* an item "ID[LABEL]": '[' is never part of a step id */
+  const char *br = strchr(id, '[');
+  size_t n = br ? (size_t)(br - id) : strlen(id);
   for (size_t i = 0; i < rb->n_steps; i++)
-    if (rb->steps[i].id && strcmp(rb->steps[i].id, id) == 0)
+    if (rb->steps[i].id && strlen(rb->steps[i].id) == n &&
+        !strncmp(rb->steps[i].id, id, n))
       return &rb->steps[i];
   return NULL;
 }

@@ -180,8 +180,13 @@ static void validate_step(plan_ctx *ld, eng__step *s, eng__lua *L) {
   }
   validate_with(ld, s, L);
   char what[200];
+  if (s->for_each) {
+    snprintf(what, sizeof what, "step '%s': for_each", s->id);
+    eng__tpl_compile_tree(L, s->for_each, ld->file, ld->d, what);
+  }
   if (s->if_node) {
     char *code = eng__cond_code(s->if_node->str);
+    s->if_each = s->for_each && eng__code_reads(code, "each");
     snprintf(what, sizeof what, "step '%s': 'if'", s->id);
     compile_ref(ld, L, s->if_node, code, ENG__LUA_EXPR, s->if_node->line, what,
                 &s->if_ref);

@@ -101,55 +101,74 @@ void eng__con_run_start(eng__run *r) {
   fflush(stdout);
 }
 
-void eng__con_step_start(eng__run *r, size_t i) {
+/* Step i itself (k < 0) or item k of a for_each step: its state and name. */
+static const eng__step_state *state_of(const eng__run *r, size_t i, long k) {
+  return k < 0 ? &r->st[i] : &r->st[i].fan->items[k].st;
+}
+
+static const char *id_of(const eng__run *r, size_t i, long k) {
+  return k < 0 ? r->rb->steps[i].id : r->st[i].fan->items[k].id;
+}
+
+static void line_start(eng__run *r, size_t i, long k) {
   eng__step *s = &r->rb->steps[i];
+  const char *id = id_of(r, i, k);
   if (con.json) {
-    json_event("step.start", json_pack("{s:s, s:s, s:s}", "run", r->id,
-                                       "step", s->id, "uses",
-                                       s->action ? s->action->full : s->uses));
+    json_t *f = json_pack("{s:s, s:s, s:s}", "run", r->id, "step", id, "uses",
+                          s->action ? s->action->full : s->uses);
+    if (k >= 0) json_object_set_new(f, "item", json_string(r->st[i].fan->items[k].label));
+    json_event("step.start", f);
     return;
   }
   if (con.verbosity < 0) return;
-  printf("%s>%s %-22s %s%s%s%s%s\n", BOLD, RESET, s->id, DIM,
+  printf("%s>%s %-22s %s%s%s%s%s\n", BOLD, RESET, id, DIM,
          s->action ? s->action->full : s->uses, s->name ? "  " : "",
          s->name ? s->name : "", RESET);
   fflush(stdout);
 }
 
+void eng__con_step_start(eng__run *r, size_t i) { line_start(r, i, -1); }
+
+void eng__con_item_start(eng__run *r, size_t i, size_t k) {
+  line_start(r, i, (long)k);
+}
+
 /* A short figure from the outputs: bytes or row counts. */
-void eng__con_step_end(eng__run *r, size_t i) {
-  eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
+static void line_end(eng__run *r, size_t i, long k) {
+  const char *id = id_of(r, i, k);
+  const eng__step_state *st = state_of(r, i, k);
+  bool cont = k < 0 && continued(r, i);
   int64_t dur = st->ended_ms - st->started_ms;
   if (con.json) {
     json_t *f = json_pack("{s:s, s:s, s:s, s:I, s:i}", "run", r->id, "step",
-                          s->id, "status", eng__status_name(st->status),
+                          id, "status", eng__status_name(st->status),
                           "duration_ms", (json_int_t)dur, "attempts",
                           st->attempts);
+    if (k >= 0) json_object_set_new(f, "item", json_string(r->st[i].fan->items[k].label));
     if (st->error) json_object_set_new(f, "error", json_string(st->error));
     if (st->status == ENG__S_WARN && st->warning)
       json_object_set_new(f, "warning", json_string(st->warning));
-    if (continued(r, i)) json_object_set_new(f, "continued", json_true());
+    if (cont) json_object_set_new(f, "continued", json_true());
     if (st->summary) json_object_set_new(f, "summary", json_string(st->summary));
     json_event("step.end", f);
     return;
   }
   if (con.verbosity < 0 && st->status == ENG__S_OK) {
-    flush_held(s->id, st->error);
+    flush_held(id, st->error);
     return;
   }
   char d[32];
   const char *hint = st->summary ? st->summary : "";
-  const char *col = step_color(r, i);
+  const char *col = cont ? YELLOW : status_color(st->status);
   const char *mark = eng__status_succeeded(st->status) ? "ok"
                      : st->status == ENG__S_SKIPPED    ? "--"
-                     : continued(r, i)                 ? "~~"
+                     : cont                            ? "~~"
                                                        : "!!";
-  printf("%s%s%s %-22s %s%-9s%s %7s%s%s\n", col, mark, RESET, s->id, col,
-         step_status(r, i), RESET,
+  printf("%s%s%s %-22s %s%-9s%s %7s%s%s\n", col, mark, RESET, id, col,
+         k < 0 ? step_status(r, i) : eng__status_name(st->status), RESET,
          st->status == ENG__S_SKIPPED ? "" : eng__fmt_duration(dur, d, sizeof d),
          hint[0] ? "  " : "", hint);
-  flush_held(s->id, st->error);
+  flush_held(id, st->error);
   if (st->status == ENG__S_WARN && st->warning)
     printf("   %swarning: %s%s\n", YELLOW, st->warning, RESET);
   if (st->error && !eng__status_succeeded(st->status) && st->status != ENG__S_SKIPPED)
@@ -157,21 +176,28 @@ void eng__con_step_end(eng__run *r, size_t i) {
   fflush(stdout);
 }
 
-void eng__con_step_retry(eng__run *r, size_t i, int64_t delay_ms,
+void eng__con_step_end(eng__run *r, size_t i) { line_end(r, i, -1); }
+
+void eng__con_item_end(eng__run *r, size_t i, size_t k) {
+  line_end(r, i, (long)k);
+}
+
+void eng__con_step_retry(eng__run *r, size_t i, long k, int64_t delay_ms,
                          const char *why) {
   eng__step *s = &r->rb->steps[i];
-  eng__step_state *st = &r->st[i];
+  const eng__step_state *st = state_of(r, i, k);
+  const char *id = id_of(r, i, k);
   char d[32];
   if (con.json) {
     json_event("step.retry",
                json_pack("{s:s, s:s, s:i, s:I, s:s}", "run", r->id, "step",
-                         s->id, "attempt", st->attempts, "delay_ms",
+                         id, "attempt", st->attempts, "delay_ms",
                          (json_int_t)delay_ms, "error", why ? why : ""));
     return;
   }
   if (con.verbosity < 0) return;
   printf("%s~  %-22s attempt %d/%d failed: %s; retrying in %s%s\n", YELLOW,
-         s->id, st->attempts, s->retry.attempts, why ? why : "",
+         id, st->attempts, s->retry.attempts, why ? why : "",
          eng__fmt_duration(delay_ms, d, sizeof d), RESET);
   fflush(stdout);
 }

@@ -54,15 +54,37 @@ void eng__policy_free(eng__policy *p) {
   p->lists = p->broken = NULL;
 }
 
-void eng__run_free(eng__run *r) {
-  for (size_t i = 0; i < r->rb->n_steps; i++) {
-    json_decref(r->st[i].outputs);
-    json_decref(r->st[i].params);
-    free(r->st[i].error);
-    free(r->st[i].check_error);
-    free(r->st[i].summary);
-    free(r->st[i].warning);
+void eng__step_state_free(eng__step_state *st) {
+  json_decref(st->outputs);
+  json_decref(st->params);
+  free(st->error);
+  free(st->check_error);
+  free(st->summary);
+  free(st->warning);
+  eng__fan *f = st->fan;
+  for (size_t k = 0; f && k < f->n; k++) {
+    free(f->items[k].id);
+    free(f->items[k].label);
+    json_decref(f->items[k].each);
+    eng__step_state_free(&f->items[k].st);
   }
+  if (f) free(f->items);
+  free(f);
+  memset(st, 0, sizeof *st);
+}
+
+eng__step_state *eng__run_find_state(eng__run *r, const char *id) {
+  eng__step *s = eng__runbook_step(r->rb, id);
+  if (!s) return NULL;
+  eng__step_state *st = &r->st[s->idx];
+  if (!strchr(id, '[')) return st;
+  for (size_t k = 0; st->fan && k < st->fan->n; k++)
+    if (!strcmp(st->fan->items[k].id, id)) return &st->fan->items[k].st;
+  return NULL;
+}
+
+void eng__run_free(eng__run *r) {
+  for (size_t i = 0; i < r->rb->n_steps; i++) eng__step_state_free(&r->st[i]);
   free(r->st);
   free(r->end_hooks);
   json_decref(r->params);
@@ -164,8 +186,7 @@ void eng__run_log(eng__run *r, const char *step, eng_log_level lvl,
 /* A warning longer than this is cut: it is one line on the console. */
 #define ENG__WARNING_MAX 2000
 
-void eng__step_warn(eng__run *r, size_t i, const char *msg) {
-  eng__step_state *st = &r->st[i];
+void eng__step_warn(eng__run *r, eng__step_state *st, const char *msg) {
   char *red = eng__redact(r->redact, msg && *msg ? msg : "warning");
   char *w = st->warning ? eng__asprintf("%s; %s", st->warning, red) : red;
   if (w != red) free(red);

@@ -89,6 +89,8 @@ typedef struct eng__run_opts {
 
 /* The result of one step so far. The scheduler (sched.c) writes it; the
  * console, guards, SLO and reports read it. */
+struct eng__fan;
+
 typedef struct eng__step_state {
   eng__status status;
   int attempts;
@@ -112,7 +114,31 @@ typedef struct eng__step_state {
   uint64_t deadline_ns; /* uv_hrtime() when the attempt's timeout ends */
   bool timer_is_retry;
   bool shut_down;       /* cancelled because nothing could complete it */
+  struct eng__fan *fan; /* a for_each step's items once its list is known */
 } eng__step_state;
+
+/* One item of a for_each step: run like a step of its own (attempts,
+ * timeout, retry, check, guards, journal) under the id "ID[LABEL]". */
+typedef struct eng__item {
+  char *id;     /* "ID[LABEL]": how logs, journal and reports name it */
+  char *label;  /* the map key, the string value, or the index */
+  json_t *each; /* {value, index[, key]} as the item's expressions see it */
+  eng__step_state st;
+} eng__item;
+
+/* The items of a for_each step (sched.c fills them when it starts). */
+typedef struct eng__fan {
+  eng__item *items;
+  size_t n;
+  size_t next;   /* the next item to start */
+  size_t active; /* started and not ended */
+  size_t ended;
+  bool halted;   /* fail_fast: an item failed; no other starts */
+  bool pumping, pump_again;
+} eng__fan;
+
+/* At most this many items across all the for_each steps of a run. */
+#define ENG__MAX_ITEMS 10000
 
 /* ---- the guard policy (policy.c applies it) -------------------------- */
 
@@ -197,7 +223,11 @@ void eng__console_mute(bool mute);
 void eng__con_run_start(eng__run *r);
 void eng__con_step_start(eng__run *r, size_t i);
 void eng__con_step_end(eng__run *r, size_t i);
-void eng__con_step_retry(eng__run *r, size_t i, int64_t delay_ms,
+/* The same for item k of for_each step i. */
+void eng__con_item_start(eng__run *r, size_t i, size_t k);
+void eng__con_item_end(eng__run *r, size_t i, size_t k);
+/* Step i (k < 0) or its item k will be tried again. */
+void eng__con_step_retry(eng__run *r, size_t i, long k, int64_t delay_ms,
                          const char *why);
 void eng__con_log(eng__run *r, const char *step, eng_log_level lvl,
                   const char *msg);
@@ -231,7 +261,11 @@ void eng__run_new_id(char out[40], int64_t now_ms);
 /* A warning of step i's attempt (its check returned "warn", or its Lua
  * called engine.warn): logged, and the step ends `warn` if it succeeds.
  * Several are joined with "; ". */
-void eng__step_warn(eng__run *r, size_t i, const char *msg);
+void eng__step_warn(eng__run *r, eng__step_state *st, const char *msg);
+/* The state of step or item `id` ("ID" or "ID[LABEL]"), or NULL. */
+eng__step_state *eng__run_find_state(eng__run *r, const char *id);
+/* Free what a step's (or an item's) state holds. */
+void eng__step_state_free(eng__step_state *st);
 /* A step boundary: the audit log synced, then opts->on_boundary. */
 void eng__run_boundary(eng__run *r);
 /* Create the run directory and open its journal; -1 with a diagnostic. */
