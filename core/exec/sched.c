@@ -634,65 +634,6 @@ static bool decide(eng__run *r, size_t i) {
 
 /* ---- for_each: the items of a step ----------------------------------------- */
 
-/* An item's label: the map key, else its string value when every value is
- * a distinct short plain string, else its index. */
-static bool plain_label(const char *v) {
-  size_t n = strlen(v);
-  if (!n || n > 64) return false;
-  for (const char *p = v; *p; p++)
-    if ((unsigned char)*p < 0x21 || *p == '[' || *p == ']' || *p == 0x7f)
-      return false;
-  return true;
-}
-
-static bool labels_from_values(const json_t *list) {
-  json_t *seen = json_object();
-  bool ok = true;
-  size_t k;
-  json_t *v;
-  json_array_foreach(list, k, v) {
-    if (!json_is_string(v) || !plain_label(json_string_value(v)) ||
-        json_object_get(seen, json_string_value(v))) {
-      ok = false;
-      break;
-    }
-    json_object_set_new(seen, json_string_value(v), json_true());
-  }
-  json_decref(seen);
-  return ok;
-}
-
-/* The items of `list` (an array or an object) for step s. */
-static eng__fan *fan_new(const eng__step *s, const json_t *list) {
-  eng__fan *f = eng__xcalloc(1, sizeof *f);
-  f->n = json_is_array(list) ? json_array_size(list) : json_object_size(list);
-  f->items = eng__xcalloc(f->n + 1, sizeof *f->items);
-  bool by_value = json_is_array(list) && labels_from_values(list);
-  size_t k = 0;
-  if (json_is_array(list)) {
-    json_t *v;
-    json_array_foreach(list, k, v) {
-      eng__item *it = &f->items[k];
-      it->label = by_value ? eng__xstrdup(json_string_value(v))
-                           : eng__asprintf("%zu", k);
-      it->each = json_pack("{s:O, s:I}", "value", v, "index", (json_int_t)k);
-    }
-  } else {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)list, key, v) {
-      eng__item *it = &f->items[k];
-      it->label = plain_label(key) ? eng__xstrdup(key) : eng__asprintf("%zu", k);
-      it->each = json_pack("{s:O, s:I, s:s}", "value", v, "index",
-                           (json_int_t)k, "key", key);
-      k++;
-    }
-  }
-  for (k = 0; k < f->n; k++)
-    f->items[k].id = eng__asprintf("%s[%s]", s->id, f->items[k].label);
-  return f;
-}
-
 static void fan_pump(eng__run *r, size_t i);
 
 /* The step's list, rendered now; NULL with the step failed (said). */
@@ -737,7 +678,7 @@ static void fan_start(eng__run *r, size_t i) {
   eng__con_step_start(r, i);
   json_t *list = fan_list(r, i);
   if (!list) return;
-  st->fan = fan_new(s, list);
+  st->fan = eng__fan_new(s, list);
   record_inputs(r, i, -1, list);
   json_decref(list);
   r->sched->running++; /* record_start may end the step: counted as one */

@@ -308,7 +308,64 @@ static bool connection(const eng__gtarget *t) {
 static void refused_now(eng__run *r, eng__gstep *g, eng__gtarget *t) {
   const char *msg = r->last_refusal ? r->last_refusal : "refused";
   if (t) t->why = eng__xstrdup(msg);
-  if (!g->why) g->why = eng__xstrdup(msg);
+  if (!g->why)
+    g->why = t && t->item ? eng__asprintf("item %s: %s", t->item, msg)
+                          : eng__xstrdup(msg);
+}
+
+/* The targets of step i with what is known now: its parameters' values
+ * and the class they give (the class may depend on the values: known
+ * when they all are). */
+static void step_targets(eng__run *r, size_t i, eng__gstep *g) {
+  eng__step *s = &r->rb->steps[i];
+  bool all = false;
+  json_decref(g->known);
+  g->known = known_params(r, i, &all);
+  g->side_known = all || !s->action->action->classify;
+  g->side = eng__step_side(s, all ? g->known : NULL);
+  list_targets(r, i, all, g);
+}
+
+/* A for_each list known now: rendered without step results. */
+static json_t *list_now(eng__run *r, const eng__step *s) {
+  if (!eng__tpl_static(s->for_each)) return NULL;
+  char err[512];
+  json_t *l = eng__tpl_render(r->L, s->for_each, err, sizeof err);
+  if (json_is_array(l) || json_is_object(l)) return l;
+  json_decref(l); /* the step says what is wrong when it starts */
+  return NULL;
+}
+
+/* The targets of each item of a for_each step whose list is known now,
+ * each named by its item; a list known later: the step's own, the values
+ * that read `each` left to when each item starts. */
+static void items_targets(eng__run *r, size_t i, eng__gstep *g) {
+  eng__step *s = &r->rb->steps[i];
+  g->list = list_now(r, s);
+  if (!g->list) {
+    step_targets(r, i, g);
+    return;
+  }
+  eng__fan *f = eng__fan_new(s, g->list);
+  bool side_known = true;
+  eng_side_effect side = ENG_SIDE_READ_ONLY;
+  for (size_t k = 0; k < f->n; k++) {
+    eng__lua_set_global(r->L, "each", f->items[k].each);
+    size_t first = g->n;
+    step_targets(r, i, g);
+    for (size_t t = first; t < g->n; t++) g->t[t].item = eng__xstrdup(f->items[k].id);
+    side_known &= g->side_known;
+    if (k == 0) side = g->side; /* shown; each target has its item's */
+  }
+  eng__lua_set_global(r->L, "each", NULL);
+  if (f->n) {
+    g->side = side;
+    g->side_known = side_known;
+  } else {
+    step_targets(r, i, g);
+  }
+  eng__step_state tmp = {.fan = f};
+  eng__step_state_free(&tmp);
 }
 
 void eng__guards_decide(eng__run *r, size_t i, bool conditional, eng__gstep *g) {
@@ -316,12 +373,8 @@ void eng__guards_decide(eng__run *r, size_t i, bool conditional, eng__gstep *g) 
   memset(g, 0, sizeof *g);
   bool selected = r->st[i].selected;
   g->cond = selected ? eng__guards_cond_now(r, i) : ENG__COND_RUNS;
-  bool all = false;
-  g->known = known_params(r, i, &all);
-  /* the class may depend on the values: known when they all are */
-  g->side_known = all || !s->action->action->classify;
-  g->side = eng__step_side(s, all ? g->known : NULL);
-  list_targets(r, i, all, g);
+  if (s->for_each) items_targets(r, i, g);
+  else step_targets(r, i, g);
   if (!selected || g->cond == ENG__COND_FALSE) {
     for (size_t k = 0; k < g->n; k++)
       g->t[k].d = selected ? ENG__G_NOT_RUN : ENG__G_NOT_SELECTED;
@@ -346,7 +399,8 @@ void eng__guards_decide(eng__run *r, size_t i, bool conditional, eng__gstep *g) 
       continue;
     }
     r->static_check = true; /* ownership is decided when the step runs */
-    int rc = eng__policy_check(r, s->id, t->kind, t->value, t->evidence, t->side);
+    int rc = eng__policy_check(r, t->item ? t->item : s->id, t->kind, t->value,
+                               t->evidence, t->side);
     r->static_check = false;
     if (rc == ENG_OK) {
       t->d = connection(t) && t->side != ENG_SIDE_READ_ONLY &&
@@ -372,10 +426,12 @@ void eng__gstep_free(eng__gstep *g) {
     free(g->t[k].detail);
     free(g->t[k].evidence);
     free(g->t[k].why);
+    free(g->t[k].item);
   }
   free(g->t);
   free(g->why);
   json_decref(g->known);
+  json_decref(g->list);
   memset(g, 0, sizeof *g);
 }
 

@@ -316,8 +316,9 @@ static const char *const decision_text[] = {
 static void print_target(eng__run *r, const eng__gtarget *t) {
   char *v = eng__redact(r->redact, t->value ? t->value : t->raw ? t->raw : "(at run time)");
   char *detail = t->detail ? eng__redact(r->redact, t->detail) : NULL;
-  printf("      target %-10s %s%s%s%s  [%s]\n", t->param, v, detail ? " (" : "",
-         detail ? detail : "", detail ? ")" : "", decision_text[t->d]);
+  printf("      target %-10s %s%s%s%s%s%s  [%s]\n", t->param, v,
+         detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+         t->item ? "  item " : "", t->item ? t->item : "", decision_text[t->d]);
   if (t->kind == ENG_TARGET_COMMAND && t->value)
     print_command(r, t->value, t->evidence);
   if (t->why) {
@@ -327,6 +328,33 @@ static void print_target(eng__run *r, const eng__gtarget *t) {
   }
   free(detail);
   free(v);
+}
+
+/* A for_each step: its items when the list is known now, else where the
+ * list comes from. */
+static void print_fan_out(eng__run *r, const eng__step *s, const json_t *list) {
+  int par = s->max_parallel < r->opts->jobs ? s->max_parallel : r->opts->jobs;
+  if (!list) {
+    char *raw = eng__redact(r->redact, s->for_each->kind == ENG__N_SCALAR
+                                           ? s->for_each->str : "(a list)");
+    printf("      for each of %s (known at run time: each item is held to "
+           "the guards when it starts), at most %d at once\n", raw, par);
+    free(raw);
+    return;
+  }
+  eng__buf b = {0};
+  size_t n = json_is_array(list) ? json_array_size(list) : json_object_size(list);
+  eng__fan *f = eng__fan_new(s, list);
+  for (size_t k = 0; k < f->n && k < 20; k++)
+    eng__buf_addf(&b, "%s%s", k ? ", " : "", f->items[k].label);
+  char *shown = eng__redact(r->redact, b.data ? b.data : "");
+  printf("      for each of %zu item%s: %s%s, at most %d at once%s\n", n,
+         n == 1 ? "" : "s", shown, n > 20 ? ", ..." : "", par,
+         s->fail_fast ? "" : " (fail_fast: false)");
+  free(shown);
+  eng__buf_free(&b);
+  eng__step_state tmp = {.fan = f};
+  eng__step_state_free(&tmp);
 }
 
 int eng__plan_print(eng__run *r) {
@@ -353,7 +381,8 @@ int eng__plan_print(eng__run *r) {
            : g.cond == ENG__COND_LATER ? " (runs if its condition holds then)"
                                        : "");
     eng__buf_free(&deps);
-    if (s->action->action->describe && g.cond != ENG__COND_FALSE) {
+    if (s->for_each) print_fan_out(r, s, g.list);
+    if (s->action->action->describe && g.cond != ENG__COND_FALSE && !g.list) {
       char what[512] = "";
       s->action->action->describe(g.known, what, sizeof what);
       if (what[0]) {

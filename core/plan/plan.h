@@ -88,6 +88,7 @@ typedef struct eng__gtarget {
   bool side_known;
   eng__gdecision d;
   char *why;            /* the refusal, when refused */
+  char *item;           /* a for_each item's id ("ID[LABEL]"), or NULL */
 } eng__gtarget;
 
 /* What the guards decide about step i before the run. */
@@ -102,6 +103,9 @@ typedef struct eng__gstep {
   bool refused;         /* refused now */
   bool refused_if_runs; /* refused if it runs (`if:` known only then) */
   char *why;            /* the first refusal's message */
+  /* for_each: its list as known now (NULL: known only when the step
+   * starts; each item is then held to the guards when it starts) */
+  json_t *list;
 } eng__gstep;
 
 /* The one decision, made the same way for `engine plan` and at run start:

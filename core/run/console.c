@@ -299,6 +299,31 @@ static json_t *counts(const eng__run *r) {
   return n;
 }
 
+/* The items of a for_each step under its row: all of them up to 50,
+ * else those that did not succeed (report.json has every one). */
+#define ENG__SUMMARY_ITEMS 50
+
+static void summary_items(const eng__fan *f, int w) {
+  size_t hidden = 0;
+  char d[32];
+  for (size_t k = 0; k < f->n; k++) {
+    const eng__step_state *it = &f->items[k].st;
+    if (f->n > ENG__SUMMARY_ITEMS && eng__status_succeeded(it->status)) {
+      hidden++;
+      continue;
+    }
+    printf("  %-22s %s%-*s%s %8s %8d\n", f->items[k].id,
+           status_color(it->status), w, eng__status_name(it->status), RESET,
+           it->started_ms ? eng__fmt_duration(it->ended_ms - it->started_ms, d,
+                                              sizeof d)
+                          : "-",
+           it->attempts);
+  }
+  if (hidden)
+    printf("%s  ... and %zu items that succeeded (report.json lists every "
+           "item)%s\n", DIM, hidden, RESET);
+}
+
 void eng__con_summary(eng__run *r) {
   eng__runbook *rb = r->rb;
   char d[32], e[32];
@@ -340,6 +365,7 @@ void eng__con_summary(eng__run *r) {
                                                 d, sizeof d)
                             : "-",
              st->attempts);
+      if (st->fan) summary_items(st->fan, w);
     }
     /* steps by how they ended: "4 ok, 1 warn, 1 failed (continued)" */
     json_t *n = counts(r);

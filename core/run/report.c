@@ -85,6 +85,47 @@ static json_t *resources(eng__run *r) {
   return out;
 }
 
+/* One step's (or item's) result as report.json shows it. */
+static json_t *state_json(const eng__run *r, const eng__step *s,
+                          const eng__step_state *st, bool cont) {
+  char t1[40], t2[40];
+  json_t *o = json_pack(
+      "{s:s, s:s, s:i, s:b, s:o, s:O?}", "status",
+      eng__status_name(st->status), "uses",
+      s->action ? s->action->full : (s->uses ? s->uses : ""), "attempts",
+      st->attempts, "finally", s->is_finally, "outputs",
+      st->outputs ? json_incref(st->outputs) : json_object(), "params", st->params);
+  if (st->started_ms) {
+    json_object_set_new(o, "started_at", json_string(eng__fmt_time(st->started_ms, t1, sizeof t1)));
+    json_object_set_new(o, "ended_at", json_string(eng__fmt_time(st->ended_ms, t2, sizeof t2)));
+    json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
+  }
+  if (st->error) json_object_set_new(o, "error", json_string(st->error));
+  if (st->status == ENG__S_WARN && st->warning)
+    json_object_set_new(o, "warning", json_string(st->warning));
+  if (cont) json_object_set_new(o, "continued", json_true());
+  if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
+  if (s->check_ref >= 0 && st->check_ran)
+    json_object_set_new(o, "check", json_string(check_text(st)));
+  (void)r;
+  return o;
+}
+
+/* A for_each step's items, in order: id, label, each, and their results. */
+static json_t *items_json(const eng__run *r, const eng__step *s,
+                          const eng__fan *f) {
+  json_t *items = json_array();
+  for (size_t k = 0; k < f->n; k++) {
+    json_t *o = state_json(r, s, &f->items[k].st, false);
+    json_object_del(o, "finally");
+    json_object_set_new(o, "id", json_string(f->items[k].id));
+    json_object_set_new(o, "item", json_string(f->items[k].label));
+    json_object_set(o, "each", f->items[k].each);
+    json_array_append_new(items, o);
+  }
+  return items;
+}
+
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t1[40], t2[40];
@@ -94,24 +135,8 @@ json_t *eng__report_json(eng__run *r) {
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
-    json_t *o = json_pack(
-        "{s:s, s:s, s:i, s:b, s:o, s:O?}", "status",
-        eng__status_name(st->status), "uses",
-        s->action ? s->action->full : (s->uses ? s->uses : ""), "attempts",
-        st->attempts, "finally", s->is_finally, "outputs",
-        st->outputs ? json_incref(st->outputs) : json_object(), "params", st->params);
-    if (st->started_ms) {
-      json_object_set_new(o, "started_at", json_string(eng__fmt_time(st->started_ms, t1, sizeof t1)));
-      json_object_set_new(o, "ended_at", json_string(eng__fmt_time(st->ended_ms, t2, sizeof t2)));
-      json_object_set_new(o, "duration_ms", json_integer(st->ended_ms - st->started_ms));
-    }
-    if (st->error) json_object_set_new(o, "error", json_string(st->error));
-    if (st->status == ENG__S_WARN && st->warning)
-      json_object_set_new(o, "warning", json_string(st->warning));
-    if (continued(r, i)) json_object_set_new(o, "continued", json_true());
-    if (st->summary) json_object_set_new(o, "summary", json_string(st->summary));
-    if (s->check_ref >= 0 && st->check_ran)
-      json_object_set_new(o, "check", json_string(check_text(st)));
+    json_t *o = state_json(r, s, st, continued(r, i));
+    if (st->fan) json_object_set_new(o, "items", items_json(r, s, st->fan));
     json_object_set_new(steps, s->id, o);
     json_array_append_new(order, json_string(s->id));
     json_object_set_new(counts, eng__status_name(st->status),
@@ -234,59 +259,84 @@ static void junit_slo(eng__run *r, eng__buf *cases, int *tests, int *failures) {
   }
 }
 
+typedef struct junit_counts {
+  int tests, failures, skipped;
+} junit_counts;
+
+/* The testcase of a step, or of one item of a for_each step (id names
+ * it), and the testcase of its check. */
+static void junit_case(eng__buf *cases, const eng__run *r, const eng__step *s,
+                       const eng__step_state *st, const char *id, bool cont,
+                       const char *shown, junit_counts *n) {
+  double secs = st->started_ms ? (double)(st->ended_ms - st->started_ms) / 1000.0 : 0;
+  n->tests++;
+  junit_open(cases, r->rb->name, s->is_finally ? ".finally" : ".steps", id, secs);
+  if (st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) {
+    n->skipped++;
+    eng__buf_adds(cases, "<skipped/>");
+  } else if (st->status == ENG__S_WARN) {
+    /* it worked: a passing testcase that says what crossed a threshold */
+    junit_out(cases, "warning: ", st->warning ? st->warning : "");
+  } else if (cont) {
+    /* continue_on_error: not a failure of the run */
+    char *m = eng__asprintf("%s: %s", shown, st->error ? st->error : "");
+    junit_out(cases, "", m);
+    free(m);
+  } else if (st->status != ENG__S_OK &&
+             /* a failed check is counted once, in its testcase below */
+             !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
+    n->failures++;
+    eng__buf_addf(cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
+    xml_esc(cases, st->error ? st->error : eng__status_name(st->status));
+    eng__buf_adds(cases, "\">");
+    xml_esc(cases, st->error ? st->error : "");
+    eng__buf_adds(cases, "</failure>");
+  }
+  eng__buf_adds(cases, "</testcase>\n");
+  if (s->check_ref < 0) return;
+  n->tests++;
+  char *name = eng__asprintf("%s check", id);
+  junit_open(cases, r->rb->name, ".checks", name, 0);
+  free(name);
+  if (!st->check_ran) {
+    n->skipped++;
+    eng__buf_adds(cases, "<skipped/>");
+  } else if (!st->check_ok && !cont) {
+    n->failures++;
+    eng__buf_adds(cases, "<failure type=\"check\" message=\"");
+    xml_esc(cases, st->check_error ? st->check_error : "check failed");
+    eng__buf_adds(cases, "\"/>");
+  } else if (!st->check_ok) {
+    junit_out(cases, "failed (continued): ", st->check_error ? st->check_error : "");
+  } else if (st->check_warned) {
+    junit_out(cases, "warning: ", st->warning ? st->warning : "");
+  }
+  eng__buf_adds(cases, "</testcase>\n");
+}
+
+/* A for_each step that ran is one testcase per item; one that did not
+ * (skipped, refused before its list was known) is one testcase. */
 static char *junit_xml(eng__run *r) {
   eng__runbook *rb = r->rb;
   eng__buf cases = {0};
-  int tests = 0, failures = 0, skipped = 0;
+  junit_counts n = {0, 0, 0};
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];
     eng__step_state *st = &r->st[i];
-    double secs = st->started_ms ? (double)(st->ended_ms - st->started_ms) / 1000.0 : 0;
-    tests++;
-    junit_open(&cases, rb->name, s->is_finally ? ".finally" : ".steps", s->id, secs);
-    if (st->status == ENG__S_SKIPPED || st->status == ENG__S_PENDING) {
-      skipped++;
-      eng__buf_adds(&cases, "<skipped/>");
-    } else if (st->status == ENG__S_WARN) {
-      /* it worked: a passing testcase that says what crossed a threshold */
-      junit_out(&cases, "warning: ", st->warning ? st->warning : "");
-    } else if (continued(r, i)) {
-      /* continue_on_error: not a failure of the run */
-      char *m = eng__asprintf("%s: %s", status_text(r, i), st->error ? st->error : "");
-      junit_out(&cases, "", m);
-      free(m);
-    } else if (st->status != ENG__S_OK &&
-               /* a failed check is counted once, in its testcase below */
-               !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
-      failures++;
-      eng__buf_addf(&cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
-      xml_esc(&cases, st->error ? st->error : eng__status_name(st->status));
-      eng__buf_adds(&cases, "\">");
-      xml_esc(&cases, st->error ? st->error : "");
-      eng__buf_adds(&cases, "</failure>");
+    bool cont = continued(r, i);
+    if (!st->fan || !st->fan->n) {
+      junit_case(&cases, r, s, st, s->id, cont, status_text(r, i), &n);
+      continue;
     }
-    eng__buf_adds(&cases, "</testcase>\n");
-    if (s->check_ref >= 0) {
-      tests++;
-      char *name = eng__asprintf("%s check", s->id);
-      junit_open(&cases, rb->name, ".checks", name, 0);
-      free(name);
-      if (!st->check_ran) {
-        skipped++;
-        eng__buf_adds(&cases, "<skipped/>");
-      } else if (!st->check_ok && !continued(r, i)) {
-        failures++;
-        eng__buf_adds(&cases, "<failure type=\"check\" message=\"");
-        xml_esc(&cases, st->check_error ? st->check_error : "check failed");
-        eng__buf_adds(&cases, "\"/>");
-      } else if (!st->check_ok) {
-        junit_out(&cases, "failed (continued): ", st->check_error ? st->check_error : "");
-      } else if (st->check_warned) {
-        junit_out(&cases, "warning: ", st->warning ? st->warning : "");
-      }
-      eng__buf_adds(&cases, "</testcase>\n");
+    for (size_t k = 0; k < st->fan->n; k++) {
+      const eng__step_state *it = &st->fan->items[k].st;
+      bool icont = s->continue_on_error &&
+                   (it->status == ENG__S_FAILED || it->status == ENG__S_TIMED_OUT);
+      junit_case(&cases, r, s, it, st->fan->items[k].id, icont,
+                 icont ? "failed (continued)" : eng__status_name(it->status), &n);
     }
   }
+  int tests = n.tests, failures = n.failures, skipped = n.skipped;
   junit_slo(r, &cases, &tests, &failures);
   char t[40];
   eng__buf b = {0};
@@ -624,6 +674,7 @@ static void evidence_outcomes(eng__run *r, eng__buf *b) {
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step_state *st = &r->st[i];
     if (st->status != ENG__S_WARN) continue;
+    /* a for_each step's warning lists its items' */
     eng__buf_addf(b, "- `%s` warn: %s\n", rb->steps[i].id, st->warning ? st->warning : "");
     any = true;
   }
@@ -667,6 +718,15 @@ static char *evidence_md(eng__run *r) {
                   status_text(r, i), !strcmp(check, "failed") ? "FAILED" : check);
     md_cell(&b, st->summary ? st->summary : "-");
     eng__buf_adds(&b, " |\n");
+    for (size_t k = 0; st->fan && k < st->fan->n; k++) {
+      const eng__step_state *it = &st->fan->items[k].st;
+      const char *ic = s->check_ref < 0 ? "-" : check_text(it);
+      eng__buf_addf(&b, "| %s | %s | %s | %s | ", st->fan->items[k].id,
+                    s->action ? s->action->full : "", eng__status_name(it->status),
+                    !strcmp(ic, "failed") ? "FAILED" : ic);
+      md_cell(&b, it->summary ? it->summary : it->error ? it->error : "-");
+      eng__buf_adds(&b, " |\n");
+    }
   }
   evidence_metrics(r, &b);
   evidence_outcomes(r, &b);

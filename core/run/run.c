@@ -73,6 +73,64 @@ void eng__step_state_free(eng__step_state *st) {
   memset(st, 0, sizeof *st);
 }
 
+/* An item's label: the map key, else its string value when every value is
+ * a distinct short plain string, else its index. */
+static bool plain_label(const char *v) {
+  size_t n = strlen(v);
+  if (!n || n > 64) return false;
+  for (const char *p = v; *p; p++)
+    if ((unsigned char)*p < 0x21 || *p == '[' || *p == ']' || *p == 0x7f)
+      return false;
+  return true;
+}
+
+static bool labels_from_values(const json_t *list) {
+  json_t *seen = json_object();
+  bool ok = true;
+  size_t k;
+  json_t *v;
+  json_array_foreach(list, k, v) {
+    if (!json_is_string(v) || !plain_label(json_string_value(v)) ||
+        json_object_get(seen, json_string_value(v))) {
+      ok = false;
+      break;
+    }
+    json_object_set_new(seen, json_string_value(v), json_true());
+  }
+  json_decref(seen);
+  return ok;
+}
+
+eng__fan *eng__fan_new(const eng__step *s, const json_t *list) {
+  eng__fan *f = eng__xcalloc(1, sizeof *f);
+  f->n = json_is_array(list) ? json_array_size(list) : json_object_size(list);
+  f->items = eng__xcalloc(f->n + 1, sizeof *f->items);
+  bool by_value = json_is_array(list) && labels_from_values(list);
+  size_t k = 0;
+  if (json_is_array(list)) {
+    json_t *v;
+    json_array_foreach(list, k, v) {
+      eng__item *it = &f->items[k];
+      it->label = by_value ? eng__xstrdup(json_string_value(v))
+                           : eng__asprintf("%zu", k);
+      it->each = json_pack("{s:O, s:I}", "value", v, "index", (json_int_t)k);
+    }
+  } else {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)list, key, v) {
+      eng__item *it = &f->items[k];
+      it->label = plain_label(key) ? eng__xstrdup(key) : eng__asprintf("%zu", k);
+      it->each = json_pack("{s:O, s:I, s:s}", "value", v, "index",
+                           (json_int_t)k, "key", key);
+      k++;
+    }
+  }
+  for (k = 0; k < f->n; k++)
+    f->items[k].id = eng__asprintf("%s[%s]", s->id, f->items[k].label);
+  return f;
+}
+
 eng__step_state *eng__run_find_state(eng__run *r, const char *id) {
   eng__step *s = eng__runbook_step(r->rb, id);
   if (!s) return NULL;

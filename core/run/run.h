@@ -137,6 +137,11 @@ typedef struct eng__fan {
   bool pumping, pump_again;
 } eng__fan;
 
+/* The items of `list` (an array: labels are its values when they are
+ * distinct short plain strings, else indexes; an object: its keys) for
+ * step s, each with its `each` ({value, index[, key]}) and id. */
+eng__fan *eng__fan_new(const eng__step *s, const json_t *list);
+
 /* At most this many items across all the for_each steps of a run. */
 #define ENG__MAX_ITEMS 10000
 
