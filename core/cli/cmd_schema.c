@@ -174,6 +174,14 @@ int cmd_schema(cli *c) {
   /* allow_disruptive: disruptive use of a protected target, this step only */
   json_object_set_new(json_object_get(step, "properties"), "allow_disruptive",
                       json_pack("{s:s}", "type", "boolean"));
+  /* for_each: a list, a map or a template; its items under max_parallel */
+  json_object_set_new(json_object_get(step, "properties"), "for_each",
+                      json_pack("{s:[s,s,s]}", "type", "array", "object", "string"));
+  json_object_set_new(json_object_get(step, "properties"), "max_parallel",
+                      json_pack("{s:s, s:i, s:i}", "type", "integer", "minimum", 1,
+                                "maximum", 1000));
+  json_object_set_new(json_object_get(step, "properties"), "fail_fast",
+                      json_pack("{s:s}", "type", "boolean"));
   json_t *param = json_pack(
       "{s:[s,s,s,s,s,s], s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{}, s:{s:s, s:[s,s,s,s,s,s,s,s,s]}, "
       "s:{s:s}, s:{s:s}, s:{s:s}}}",

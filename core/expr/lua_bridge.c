@@ -178,6 +178,12 @@ static int lh_run_setup_body(lua_State *L) {
       lua_pop(L, 1);
     }
   }
+  /* a for_each item's `each` as it is now: the hook keeps its own item
+   * while others start (and set the global) before it resumes */
+  if (s->locals == NULL || !json_object_get(s->locals, "each")) {
+    lua_getglobal(L, "each");
+    lua_setfield(L, 2, "each");
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &k_job_mt);
   lua_setmetatable(L, 2);
 

@@ -164,6 +164,31 @@ steps:
 
 
 @suite.test
+def test_lua_items_keep_their_own_each_while_they_wait(h):
+    url = h.pg.url('postgres')
+    r, rep = run(h, f'''version: 1
+name: lua-each
+steps:
+  - id: per
+    uses: lua
+    for_each: [a, b, c, d]
+    max_parallel: 4
+    with:
+      script: |
+        local v = each.value
+        pg.query("{url}", "SELECT pg_sleep(0.3)")
+        assert(each.value == v, "each changed: " .. v .. " -> " .. tostring(each.value))
+        return {{v = each.value, i = each.index}}
+    check: return outputs.v == each.value, "check saw another item"
+''', '--jobs', '4')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    items = rep['steps']['per']['items']
+    h.check([(it['outputs']['v'], it['outputs']['i']) for it in items] ==
+            [('a', 0), ('b', 1), ('c', 2), ('d', 3)], items)
+    h.check(max(it['started_at'] for it in items) < min(it['ended_at'] for it in items), items)
+
+
+@suite.test
 def test_protected_item_refused_before_the_run_and_when_reached(h):
     P = pm()
     ok, prot = f'fan_ok_{PID}', f'fan_prod_{PID}'
