@@ -92,6 +92,22 @@ static json_t *text_bool(const char *s) {
   return NULL;
 }
 
+/* A list or map written on the command line or in the environment:
+ * YAML flow text ([a, b], {k: v}; JSON is YAML too), read as the YAML of
+ * a runbook is; NULL when the text is not one. */
+static json_t *text_collection(const char *s, eng_type want) {
+  while (*s == ' ') s++;
+  if (*s != (want == ENG_T_LIST ? '[' : '{')) return NULL;
+  eng__diags d = {0};
+  d.quiet = true;
+  eng__node *n = eng__yaml_parse("--set", s, strlen(s), &d);
+  json_t *v = n && n->kind == (want == ENG_T_LIST ? ENG__N_SEQ : ENG__N_MAP)
+                  ? eng__node_to_json(n) : NULL;
+  eng__node_free(n);
+  eng__diags_free(&d);
+  return v;
+}
+
 /* v converted to parameter p's type and choices; NULL with err. `text`:
  * v is text from the environment or --set. */
 static json_t *param_value(const eng__param_def *p, json_t *v, bool text,
@@ -100,6 +116,22 @@ static json_t *param_value(const eng__param_def *p, json_t *v, bool text,
   json_t *b = text && p->type == ENG_T_BOOL && json_is_string(v)
                   ? text_bool(json_string_value(v)) : NULL;
   if (b) return b;
+  json_t *coll = text && (p->type == ENG_T_LIST || p->type == ENG_T_MAP) &&
+                         json_is_string(v)
+                     ? text_collection(json_string_value(v), p->type) : NULL;
+  if (coll) {
+    json_t *c = param_value(p, coll, false, err, errlen);
+    json_decref(coll);
+    return c;
+  }
+  const char *t = json_is_string(v) ? json_string_value(v) : "";
+  while (*t == ' ') t++;
+  if (text && ((p->type == ENG_T_LIST && *t == '[') || (p->type == ENG_T_MAP && *t == '{'))) {
+    snprintf(err, errlen, "cannot read '%s' as a %s: write it as YAML flow text, "
+             "%s (JSON too)", json_string_value(v), p->type == ENG_T_LIST ? "list" : "map",
+             p->type == ENG_T_LIST ? "[a, b]" : "{key: value}");
+    return NULL;
+  }
   char choices[512] = "";
   if (p->choices) {
     size_t idx;

@@ -356,6 +356,13 @@ def test_recover_from_volume_runbook(h):
         PM.run('exec', name, 'psql', '-U', 'postgres', '-d', db, '-c',
                'CREATE TABLE "User" (id int primary key, email text); '
                'INSERT INTO "User" SELECT g, \'u\' || g FROM generate_series(1, 321) g')
+        # two more candidates: an old cluster's files, and an empty volume
+        old, empty = f'skyrec_old_{PID}', f'skyrec_empty_{PID}'
+        for v in (old, empty):
+            PM.run('volume', 'rm', '-f', v, check=False)
+            PM.run('volume', 'create', v)
+        PM.run('run', '--rm', '--network', 'none', '-v', f'{old}:/d', PM.image, 'sh', '-c',
+               'echo 14 > /d/PG_VERSION && mkdir /d/base /d/global')
         rec = f'{db}_recovery'
         h.pg.psql(f'DROP DATABASE IF EXISTS "{rec}" WITH (FORCE)')
         r = h.engine('run', ROOT / 'runbooks' / 'recover-from-volume.yaml',
@@ -367,14 +374,21 @@ def test_recover_from_volume_runbook(h):
         h.check(r.returncode == 0, r.stdout + r.stderr)
         rep = json.loads((h.tmp / 'r.json').read_text())
         h.check(rep['steps']['live-volume']['outputs']['pg_version'] == '15', rep['steps']['live-volume'])
-        h.check([v['name'] for v in rep['steps']['candidates']['outputs']['volumes']] == [vol],
-                rep['steps']['candidates'])
+        h.check(sorted(v['name'] for v in rep['steps']['candidates']['outputs']['volumes']) ==
+                sorted([vol, old, empty]), rep['steps']['candidates'])
+        # each candidate checked by its own item; the two clusters found
+        h.check(len(rep['steps']['check-candidates']['items']) == 3,
+                rep['steps']['check-candidates'])
+        hold = rep['steps']['holding']['outputs']
+        h.check(sorted(hold['volumes']) == sorted([vol, old]) and
+                hold['pg_versions'] == {vol: '15', old: '14'}, hold)
         h.check(rep['steps']['counts']['outputs']['total'] == 321, rep['steps']['counts'])
         h.check(h.pg.psql('SELECT count(*) FROM "User"', db=rec).strip() == '321', 'restored rows')
         h.pg.psql(f'DROP DATABASE IF EXISTS "{rec}" WITH (FORCE)')
     finally:
         PM.run('rm', '-f', '-t', '0', name, check=False)
-        PM.run('volume', 'rm', '-f', vol, check=False)
+        for v in (vol, f'skyrec_old_{PID}', f'skyrec_empty_{PID}'):
+            PM.run('volume', 'rm', '-f', v, check=False)
 
 
 class CuttingProxy:

@@ -271,6 +271,32 @@ steps:
 
 
 @suite.test
+def test_list_parameter_from_set_and_environment(h):
+    text = '''version: 1
+name: lists
+params:
+  tables: {type: list, env: TABLES, default: [a]}
+steps:
+  - id: per
+    uses: lua
+    for_each: ${params.tables}
+    with: {script: "return {t = each.value}"}
+'''
+    r, rep = run(h, text, '--set', 'tables=[public.User, "public.Order"]')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check([it['item'] for it in rep['steps']['per']['items']] == ['public.User', 'public.Order'],
+            rep['steps']['per'])
+    f = h.tmp / 'rb.yaml'
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--report', h.tmp / 'e.json',
+                 env={'TABLES': '["x", "y", "z"]'})
+    h.check(r.returncode == 0 and h.report(h.tmp / 'e.json')['steps']['per']['outputs']['count']
+            == 3, r.stdout + r.stderr)
+    # text that is not a list stays an error naming the parameter
+    r = h.engine('run', f, '--state-dir', h.tmp / 'state', '--set', 'tables=[a, b')
+    h.check(r.returncode == 2 and "parameter 'tables' (from --set)" in r.stderr, r.stderr)
+
+
+@suite.test
 def test_validate_names_fan_out_mistakes(h):
     f = h.write('bad.yaml', '''version: 1
 name: bad

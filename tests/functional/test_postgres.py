@@ -938,10 +938,14 @@ def test_restore_drill_runbook_on_server(h):
     before = h.pg.databases()
     try:
         r, rep = run(h, ROOT / 'runbooks' / 'restore-drill.yaml',
-                     '--set', 'key_table=public.Order', env={'DATABASE_URL': url},
-                     timeout=300)
+                     '--set', 'key_table=public.Order',
+                     '--set', 'critical_tables=["public.User", "public.Order"]',
+                     env={'DATABASE_URL': url}, timeout=300)
         h.check(r.returncode == 0, out(r))
         h.check(step(rep, 'sandbox')['status'] == 'skipped', rep)
+        crit = {it['item']: it['outputs'] for it in step(rep, 'critical-rows')['items']}
+        h.check(crit == {t: {'table': t, 'source': DEMO_COUNTS[t], 'restored': DEMO_COUNTS[t]}
+                         for t in ('public.User', 'public.Order')}, crit)
         restored = step(rep, 'restore')['outputs']['database']
         h.check(restored.startswith('drill_'), restored)
         h.check(h.pg.databases() == before, 'the drill left a database behind')
