@@ -380,10 +380,23 @@ static int guard_params(eng__run *r, size_t i, long k, const json_t *params) {
   eng__step *s = &r->rb->steps[i];
   eng_side_effect side = eng__step_side(s, params);
   for (const eng_param *p = s->action->action->params; p && p->name; p++) {
-    if (p->target == ENG_TARGET_NONE || p->target == ENG_TARGET_FILE ||
-        p->target == ENG_TARGET_COMMAND)
-      continue; /* commands: checked by the action with the whole line */
+    if (p->target == ENG_TARGET_NONE || p->target == ENG_TARGET_FILE)
+      continue;
     json_t *v = json_object_get(params, p->name);
+    if (p->target == ENG_TARGET_COMMAND) {
+      /* built-ins check their whole line themselves; a plugin's command
+       * (prisma's cli, maybe from a step's outputs) is held to the
+       * forbidden commands here, before the action starts */
+      if (s->action->builtin) continue;
+      char *line = eng__command_line(v);
+      if (!line) continue;
+      char *env = eng__command_env(params);
+      int g = eng__policy_check(r, name_of(r, i, k), p->target, line, env, side);
+      free(env);
+      free(line);
+      if (g != ENG_OK) return ENG_ERR_REFUSED;
+      continue;
+    }
     if (!json_is_string(v)) continue;
     /* patterns only: ownership is decided by the action when it is about
      * to act (a drop 'if_exists' of a database that is not there is no

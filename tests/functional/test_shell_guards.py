@@ -322,5 +322,36 @@ def test_a_comment_is_not_a_command(h):
     h.check(not ran.exists(), 'the refused script ran')
 
 
+@suite.test
+def test_plugin_command_from_step_outputs_is_guarded_before_it_starts(h):
+    """prisma.deploy's `cli` built from a step's outputs is known only when
+    the step starts: it is held to the forbidden commands then, before the
+    action connects or spawns anything."""
+    ran = h.tmp / 'cli-ran'
+    rb = h.write('cli.yaml', f'''version: 1
+name: cli
+guards:
+  forbidden_commands: ["prisma migrate reset"]
+steps:
+  - id: pick
+    uses: lua
+    with:
+      script: 'return {{argv = {{"sh", "-c", "touch {ran}; prisma migrate reset --force"}}}}'
+  - id: deploy
+    uses: prisma.deploy
+    with:
+      url: {h.pg.url('postgres')}
+      mode: cli
+      cli: ${{steps.pick.outputs.argv}}
+''')
+    rep = h.tmp / 'cli.json'
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'st', '--report', rep)
+    out = r.stdout + r.stderr
+    h.check(r.returncode == 3 and 'prisma migrate reset' in out, out)
+    d = h.report(rep)['steps']['deploy']
+    h.check(d['status'] == 'refused' and 'forbidden' in d['error'], d)
+    h.check(not ran.exists(), 'the refused command ran')
+
+
 if __name__ == '__main__':
     suite.main()
