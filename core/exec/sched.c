@@ -707,10 +707,19 @@ static void fan_start(eng__run *r, size_t i) {
   fan_pump(r, i);
 }
 
-/* Item k: its `if:` (when it reads each), then its first attempt. */
+/* Item k: its title, its `if:` (when it reads each), then its first
+ * attempt. */
 static void item_begin(eng__run *r, size_t i, size_t k) {
   eng__step *s = &r->rb->steps[i];
   eng__step_state *it = state(r, i, (long)k);
+  if (s->name_node && s->name_node->tpl) {
+    char err[256];
+    set_each(r, i, (long)k);
+    json_t *t = eng__tpl_render(r->L, s->name_node, err, sizeof err);
+    if (json_is_string(t))
+      r->st[i].fan->items[k].title = eng__redact(r->redact, json_string_value(t));
+    json_decref(t);
+  }
   if (s->if_ref >= 0 && s->if_each) {
     set_deps(r, i);
     int v = eval_if(r, i, (long)k);

@@ -453,6 +453,8 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
       c.in_list = true; /* the list is known before its items: no `each` */
       check_tree(&c, s->for_each, false);
       c.in_list = false;
+      snprintf(what, sizeof what, "step '%s': name", s->id);
+      check_tree(&c, s->name_node, false);
     }
     snprintf(what, sizeof what, "step '%s': 'if'", s->id);
     c.what = what;

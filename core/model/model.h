@@ -63,6 +63,7 @@ typedef struct eng__step {
   /* for_each: a list, a map, or a ${...} template yielding one; its items
    * run as the step's items (each.value, each.index, each.key) */
   eng__node *for_each;
+  eng__node *name_node; /* `name:`; an item's may read `each` */
   int max_parallel; /* items at once (default 1), bounded by --jobs */
   bool fail_fast;   /* a failed item stops starting others (default) */
   bool if_each;     /* its `if:` reads `each`: decided per item */

@@ -346,8 +346,10 @@ static void load_step(loader *ld, eng__node *n, eng__step *s, bool fin) {
   snprintf(where, sizeof where, "step '%s': ", s->id);
   check_keys(ld, n, step_keys, where);
   eng__node *v;
-  if ((v = eng__node_get(n, "name")) && want(ld, v, ENG__N_SCALAR, "name"))
+  if ((v = eng__node_get(n, "name")) && want(ld, v, ENG__N_SCALAR, "name")) {
     s->name = eng__xstrdup(v->str);
+    s->name_node = v;
+  }
   if ((v = eng__node_get(n, "description")) && v->kind == ENG__N_SCALAR)
     s->description = eng__xstrdup(v->str);
   v = eng__node_get(n, "uses");

@@ -183,6 +183,9 @@ static void validate_step(plan_ctx *ld, eng__step *s, eng__lua *L) {
   if (s->for_each) {
     snprintf(what, sizeof what, "step '%s': for_each", s->id);
     eng__tpl_compile_tree(L, s->for_each, ld->file, ld->d, what);
+    /* an item's title may read `each` (shown when the item starts) */
+    snprintf(what, sizeof what, "step '%s': name", s->id);
+    if (s->name_node) eng__tpl_compile_tree(L, s->name_node, ld->file, ld->d, what);
   }
   if (s->if_node) {
     char *code = eng__cond_code(s->if_node->str);

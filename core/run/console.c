@@ -121,9 +121,14 @@ static void line_start(eng__run *r, size_t i, long k) {
     return;
   }
   if (con.verbosity < 0) return;
+  /* a for_each step's name that reads `each` is its items' */
+  const char *title = k >= 0 && r->st[i].fan->items[k].title
+                          ? r->st[i].fan->items[k].title
+                      : s->for_each && s->name_node && s->name_node->tpl ? NULL
+                                                                          : s->name;
   printf("%s>%s %-22s %s%s%s%s%s\n", BOLD, RESET, id, DIM,
-         s->action ? s->action->full : s->uses, s->name ? "  " : "",
-         s->name ? s->name : "", RESET);
+         s->action ? s->action->full : s->uses, title ? "  " : "",
+         title ? title : "", RESET);
   fflush(stdout);
 }
 

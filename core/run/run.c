@@ -65,6 +65,7 @@ void eng__step_state_free(eng__step_state *st) {
   for (size_t k = 0; f && k < f->n; k++) {
     free(f->items[k].id);
     free(f->items[k].label);
+    free(f->items[k].title);
     json_decref(f->items[k].each);
     eng__step_state_free(&f->items[k].st);
   }

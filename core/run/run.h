@@ -123,6 +123,7 @@ typedef struct eng__item {
   char *id;     /* "ID[LABEL]": how logs, journal and reports name it */
   char *label;  /* the map key, the string value, or the index */
   json_t *each; /* {value, index[, key]} as the item's expressions see it */
+  char *title;  /* the step's `name:` rendered for the item, or NULL */
   eng__step_state st;
 } eng__item;
 
