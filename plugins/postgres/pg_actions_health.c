@@ -239,6 +239,7 @@ static int pg_h_dead(pg_sess *s, void *ud, PGresult *res) {
   const char *worst_t = "";
   for (int r = 0; r < PQntuples(res); r++) {
     double pct = pg_num(res, r, 3);
+    if (isnan(pct)) continue; /* no tuples at all (min_rows: 0) */
     if (pct > worst || !*worst_t) {
       worst = pct;
       worst_t = PQgetvalue(res, r, 0);
@@ -306,8 +307,11 @@ static int pg_h_cache(pg_sess *s, void *ud, PGresult *res) {
              hit + rd, min);
     return ENG_OK;
   }
-  pg_h_set(h, H_CACHE, pg_thr_level(&h->thr[H_CACHE], pct, 1),
-           isnan(pct) ? NULL : json_real(pct), NULL, "%.2f%%", pct);
+  if (isnan(pct))
+    pg_h_set(h, H_CACHE, PG_L_OK, NULL, NULL, "no blocks read yet");
+  else
+    pg_h_set(h, H_CACHE, pg_thr_level(&h->thr[H_CACHE], pct, 1),
+             json_real(pct), NULL, "%.2f%%", pct);
   return ENG_OK;
 }
 
