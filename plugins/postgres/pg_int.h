@@ -19,6 +19,9 @@
  *   pg_actions_sql.c     ping, query, row_counts, compare, verify,
  *                        connections, create_database, drop_database, pg.query
  *   pg_actions_dump.c    dump, dump_globals
+ *   pg_actions_health.c  health (checks on the statistics views)
+ *   pg_health_thr.c      health's thresholds: parsing, levels (pure)
+ *   pg_actions_maint.c   maintenance (VACUUM, ANALYZE, REINDEX)
  *   pg_actions_restore.c restore
  *   pg_sandbox.c         sandbox (throwaway cluster)
  *
