@@ -52,6 +52,7 @@ static const eng_host host_table = {
     .run_state = eng__call_run_state,
     .sql_classify = eng__sql_classify_json,
     .guard_sql = eng__call_guard_sql,
+    .warn = eng__call_warn,
 };
 
 

@@ -684,9 +684,6 @@ static void pg_dump_ident_end(pg_sess *s, void *ud, int rc) {
 }
 
 static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
-  const char *url = pg_url_param(params, "url");
-  int rc = pg_ci_check(call, url, "url");
-  if (rc != ENG_OK) return rc;
   const char *file =
       pg_file_param(call, params, "give the path to write the dump to");
   if (!file) return ENG_ERR_INVALID;
@@ -708,10 +705,13 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
                   jobs);
     return ENG_ERR_INVALID;
   }
+  int rc;
+  char *url = pg_url_conn(call, params, "url", "database", &rc);
+  if (!url) return rc;
   pg_dump_op *d = eng_xcalloc(1, sizeof *d);
   pg_op_init(&d->op, call, pg_dump_destroy);
   d->globals = globals;
-  d->url = eng_xstrdup(url);
+  d->url = url;
   d->file = eng_xstrdup(file);
   for (size_t n = strlen(d->file); fmt == 'd' && !remote && n > 1 && d->file[n - 1] == '/';)
     d->file[--n] = '\0'; /* "NAME/" asked for a directory: NAME */

@@ -214,12 +214,12 @@ static void pg_ping_attempt(pg_op *op) {
 }
 
 int pg_act_ping(eng_call *call, const json_t *params) {
-  const char *url = pg_url_param(params, "url");
-  int rc = pg_ci_check(call, url, "url");
-  if (rc != ENG_OK) return rc;
+  int rc;
+  char *url = pg_url_conn(call, params, "url", "database", &rc);
+  if (!url) return rc;
   pg_ping *p = eng_xcalloc(1, sizeof *p);
   pg_op_init(&p->op, call, pg_ping_destroy);
-  p->url = eng_xstrdup(url);
+  p->url = url;
   p->wait_ms = pg_pint(params, "wait", 0);
   p->t0 = pg_now_ms();
   pg_ping_attempt(&p->op);
@@ -535,9 +535,13 @@ int pg_act_query(eng_call *call, const json_t *params) {
   }
   long long max_rows = pg_pint(params, "max_rows", 10000);
   if (max_rows < 0) max_rows = 0;
-  return pg_query_start(call, pg_url_param(params, "url"), sql,
-                        json_object_get(params, "args"), 0,
-                        pg_pbool(params, "write", 0), 0, (size_t)max_rows);
+  int rc;
+  char *url = pg_url_conn(call, params, "url", "database", &rc);
+  if (!url) return rc;
+  rc = pg_query_start(call, url, sql, json_object_get(params, "args"), 0,
+                      pg_pbool(params, "write", 0), 0, (size_t)max_rows);
+  free(url);
+  return rc;
 }
 
 int pg_lua_query(eng_call *call, const json_t *args) {
@@ -772,13 +776,14 @@ static void pg_rowcount_done(pg_counter *c, int rc) {
 }
 
 int pg_act_row_counts(eng_call *call, const json_t *params) {
-  const char *url = pg_url_param(params, "url");
-  int rc = pg_ci_check(call, url, "url");
-  if (rc != ENG_OK) return rc;
+  int rc;
+  char *url = pg_url_conn(call, params, "url", "database", &rc);
+  if (!url) return rc;
   pg_rowcount_op *r = eng_xcalloc(1, sizeof *r);
   pg_op_init(&r->op, call, pg_rowcount_destroy);
   pg_counter_start(&r->c, &r->op, url, pg_pbool(params, "exact", 1), 0,
                    json_object_get(params, "schemas"), pg_rowcount_done, r);
+  free(url);
   return ENG_OK;
 }
 
@@ -884,22 +889,25 @@ static void pg_compare_side_done(pg_counter *k, int rc) {
 }
 
 int pg_act_compare(eng_call *call, const json_t *params) {
-  const char *src = pg_pstr(params, "source");
-  const char *dst = pg_pstr(params, "target");
-  if (!src) src = pg_url_param(params, "source");
-  if (!dst || !*dst) {
+  const char *target = pg_pstr(params, "target");
+  if (!target || !*target) {
     pg_host->fail(call, "parameter 'target' is empty; give the URL of the "
                         "restored database");
     return ENG_ERR_INVALID;
   }
-  int rc = pg_ci_check(call, src, "source");
-  if (rc == ENG_OK) rc = pg_ci_check(call, dst, "target");
-  if (rc != ENG_OK) return rc;
   double tol = pg_pnum(params, "tolerance", 0.0);
   if (tol < 0) {
     pg_host->fail(call, "tolerance must be >= 0 (a relative difference, "
                         "0.01 = 1%%)");
     return ENG_ERR_INVALID;
+  }
+  int rc;
+  char *src = pg_url_conn(call, params, "source", "source_database", &rc);
+  char *dst = src ? pg_url_conn(call, params, "target", "target_database", &rc)
+                  : NULL;
+  if (!dst) {
+    free(src);
+    return rc;
   }
   pg_compare_op *c = eng_xcalloc(1, sizeof *c);
   pg_op_init(&c->op, call, pg_compare_destroy);
@@ -914,6 +922,8 @@ int pg_act_compare(eng_call *call, const json_t *params) {
   if (!c->op.e.finished)
     pg_counter_start(&c->dst, &c->op, dst, exact, c->checksums, schemas,
                      pg_compare_side_done, c);
+  free(src);
+  free(dst);
   return ENG_OK;
 }
 
@@ -1158,12 +1168,12 @@ static void pg_verify_ident_end(pg_sess *s, void *ud, int rc) {
 }
 
 int pg_act_verify(eng_call *call, const json_t *params) {
-  const char *url = pg_url_param(params, "url");
-  int rc = pg_ci_check(call, url, "url");
-  if (rc != ENG_OK) return rc;
+  int rc;
+  char *url = pg_url_conn(call, params, "url", "database", &rc);
+  if (!url) return rc;
   pg_verify_op *v = eng_xcalloc(1, sizeof *v);
   pg_op_init(&v->op, call, pg_verify_destroy);
-  v->url = eng_xstrdup(url);
+  v->url = url;
   v->issues = json_array();
   v->fail_on_issues = pg_pbool(params, "fail_on_issues", 1);
   v->s = pg_sess_open(&v->op, v->url);

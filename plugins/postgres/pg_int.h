@@ -19,6 +19,9 @@
  *   pg_actions_sql.c     ping, query, row_counts, compare, verify,
  *                        connections, create_database, drop_database, pg.query
  *   pg_actions_dump.c    dump, dump_globals
+ *   pg_actions_health.c  health (checks on the statistics views)
+ *   pg_health_thr.c      health's thresholds: parsing, levels (pure)
+ *   pg_actions_maint.c   maintenance (VACUUM, ANALYZE, REINDEX)
  *   pg_actions_restore.c restore
  *   pg_sandbox.c         sandbox (throwaway cluster)
  *
@@ -240,6 +243,12 @@ int pg_sqlstate_rc(const char *sqlstate);
 
 /* The url parameter, or $DATABASE_URL, or "" (libpq environment). */
 const char *pg_url_param(const json_t *params, const char *name);
+/* The connection an action uses: the url_name parameter (or its default,
+ * pg_url_param), checked with pg_ci_check, with its database replaced by
+ * the db_name parameter when that is given (NULL: no such parameter).
+ * malloc'd; NULL with *rc after host->fail() when it is not valid. */
+char *pg_url_conn(eng_call *call, const json_t *params, const char *url_name,
+                  const char *db_name, int *rc);
 /* Parse with PQconninfoParse; NULL and *err (malloc'd, no secrets) on a
  * malformed string. Free with PQconninfoFree. */
 PQconninfoOption *pg_ci_parse(const char *conninfo, char **err);
@@ -385,6 +394,47 @@ void pg_add_terminate(pg_sess *s, const char *db);
 /* Queue "does this database exist" into *exists. */
 void pg_add_exists(pg_sess *s, const char *db, int *exists);
 
+/* ---- health thresholds (pg_health_thr.c) -------------------------------- */
+typedef enum pg_level { PG_L_OK = 0, PG_L_WARN, PG_L_FAIL } pg_level;
+extern const char *const pg_level_names[]; /* "ok", "warn", "fail" */
+/* One check's thresholds: NAN when a level is not set. */
+typedef struct pg_thr {
+  int off;   /* the check is turned off (false) */
+  int deflt; /* true: the check's defaults */
+  double warn, fail;
+  double min; /* the check's extra key (min_rows ...), NAN when absent */
+} pg_thr;
+/* Parse a threshold parameter: false, true or {warn, fail[, EXTRA]};
+ * dur: warn and fail may be durations ("30s", "5m"), in seconds. 0, or -1
+ * with the accepted forms in err. Pure. */
+int pg_thr_parse(const json_t *v, const char *extra, int dur, pg_thr *t,
+                 char *err, size_t n);
+/* The level of v (NAN: none); lower_is_worse for ratios such as the cache
+ * hit ratio. */
+pg_level pg_thr_level(const pg_thr *t, double v, int lower_is_worse);
+json_t *pg_thr_json(const pg_thr *t);
+/* The checks' default thresholds (JSON): the parameters' defaults, and
+ * what `true` stands for. */
+#define PG_H_DEF_CONN "{\"warn\": 80, \"fail\": 95}"
+#define PG_H_DEF_LONGQ "{\"warn\": \"5m\", \"fail\": \"30m\"}"
+#define PG_H_DEF_LONGX "{\"warn\": \"15m\", \"fail\": \"1h\"}"
+#define PG_H_DEF_IDLE "{\"warn\": \"1m\", \"fail\": \"10m\"}"
+#define PG_H_DEF_BLOCKED "{\"warn\": \"30s\", \"fail\": \"5m\"}"
+#define PG_H_DEF_SIZE "{}"
+#define PG_H_DEF_DEAD "{\"warn\": 10, \"fail\": 30, \"min_rows\": 1000}"
+#define PG_H_DEF_UNUSED "{\"warn\": 1, \"min_bytes\": 0}"
+#define PG_H_DEF_INVALID "{\"fail\": 1}"
+#define PG_H_DEF_WRAP "{\"warn\": 1000000000, \"fail\": 1500000000}"
+#define PG_H_DEF_CACHE "{\"warn\": 99, \"fail\": 90, \"min_blocks\": 10000}"
+#define PG_H_DEF_ARCH "{\"warn\": \"6h\"}"
+#define PG_H_DEF_REPL "{\"warn\": \"1m\", \"fail\": \"10m\"}"
+/* The health parameters' checks (eng_param_check_fn), by kind. */
+int pg_check_thr_dur(const json_t *v, char *err, size_t n);
+int pg_check_thr_num(const json_t *v, char *err, size_t n);
+int pg_check_thr_rows(const json_t *v, char *err, size_t n);
+int pg_check_thr_blocks(const json_t *v, char *err, size_t n);
+int pg_check_thr_bytes(const json_t *v, char *err, size_t n);
+
 /* ---- actions ------------------------------------------------------------ */
 int pg_act_sandbox(eng_call *call, const json_t *params);
 int pg_act_sandbox_stop(eng_call *call, const json_t *params);
@@ -399,6 +449,10 @@ int pg_act_row_counts(eng_call *call, const json_t *params);
 int pg_act_compare(eng_call *call, const json_t *params);
 int pg_act_verify(eng_call *call, const json_t *params);
 int pg_act_connections(eng_call *call, const json_t *params);
+int pg_act_health(eng_call *call, const json_t *params);
+int pg_act_maintenance(eng_call *call, const json_t *params);
+eng_side_effect pg_maint_classify(const json_t *params);
+void pg_describe_maint(const json_t *params, char *buf, size_t n);
 int pg_lua_query(eng_call *call, const json_t *args);
 /* postgres.query's class, what plan shows of it, and the check of its sql
  * (statements that cannot run in a transaction block mixed with others),

@@ -42,6 +42,12 @@ static int pg_init(const eng_host *host) {
         "concurrency, storage_class); credentials come from AWS_* or the "     \
         "profile, never from here"                                             \
   }
+#define P_DATABASE                                                             \
+  {                                                                            \
+    .name = "database", .type = ENG_T_STRING, .target = ENG_TARGET_DATABASE,   \
+    .doc = "database to connect to instead of the URL's, on the same server "  \
+           "with the same user and options"                                    \
+  }
 #define P_END {0}
 #define O_END                                                                  \
   { NULL, 0, NULL }
@@ -90,6 +96,7 @@ static const eng_output sandbox_outputs[] = {
 
 static const eng_param ping_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "wait",
      .type = ENG_T_DURATION,
      .def = "0",
@@ -115,6 +122,7 @@ static const eng_output ping_outputs[] = {
 
 static const eng_param dump_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "file",
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
@@ -210,6 +218,7 @@ static const eng_output dump_outputs[] = {
 
 static const eng_param dump_globals_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "file",
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
@@ -404,6 +413,7 @@ static const eng_output drop_outputs[] = {
 
 static const eng_param query_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "sql",
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
@@ -447,6 +457,7 @@ static const eng_output query_outputs[] = {
 
 static const eng_param counts_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "exact",
      .type = ENG_T_BOOL,
      .def = "true",
@@ -476,6 +487,14 @@ static const eng_param compare_params[] = {
      .flags = ENG_P_REQUIRED,
      .target = ENG_TARGET_DATABASE,
      .doc = "URL of the restored database"},
+    {.name = "source_database",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "database to read on the source's server instead of its URL's"},
+    {.name = "target_database",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .doc = "database to read on the target's server instead of its URL's"},
     {.name = "exact",
      .type = ENG_T_BOOL,
      .def = "true",
@@ -517,6 +536,7 @@ static const eng_output compare_outputs[] = {
 
 static const eng_param verify_params[] = {
     P_URL,
+    P_DATABASE,
     {.name = "fail_on_issues",
      .type = ENG_T_BOOL,
      .def = "true",
@@ -550,6 +570,161 @@ static const eng_output conns_outputs[] = {
      "query_start, query[, terminated]}"},
     {"count", ENG_T_INT, "connections found"},
     {"terminated", ENG_T_INT, "connections terminated"},
+    O_END};
+
+/* ---- health, maintenance ------------------------------------------------ */
+
+#define P_THR(NAME, DEF, CHECK, DOC)                                           \
+  {                                                                            \
+    .name = NAME, .type = ENG_T_ANY, .def = DEF, .target = ENG_TARGET_NONE,    \
+    .check = CHECK,                                                            \
+    .doc = DOC "; false turns the check off, true keeps the defaults, a map "  \
+               "replaces them (a level left out is not checked)"               \
+  }
+
+static const eng_param health_params[] = {
+    P_URL,
+    P_DATABASE,
+    P_THR("connections", PG_H_DEF_CONN, pg_check_thr_num,
+          "client connections as a percentage of max_connections"),
+    P_THR("long_queries", PG_H_DEF_LONGQ, pg_check_thr_dur,
+          "active queries running longer than (a duration: 30s, 5m, 1h)"),
+    P_THR("long_transactions", PG_H_DEF_LONGX, pg_check_thr_dur,
+          "transactions open longer than"),
+    P_THR("idle_in_transaction", PG_H_DEF_IDLE, pg_check_thr_dur,
+          "sessions idle in transaction for longer than"),
+    P_THR("blocked", PG_H_DEF_BLOCKED, pg_check_thr_dur,
+          "sessions waiting for a lock (pg_blocking_pids) for longer than"),
+    P_THR("database_size", PG_H_DEF_SIZE, pg_check_thr_num,
+          "the database's size in bytes (no levels by default: reported)"),
+    P_THR("dead_tuples", PG_H_DEF_DEAD, pg_check_thr_rows,
+          "dead tuples as a percentage of a table's tuples, for tables of at "
+          "least min_rows tuples"),
+    P_THR("unused_indexes", PG_H_DEF_UNUSED, pg_check_thr_bytes,
+          "how many indexes were never scanned (not unique, not a "
+          "constraint's, at least min_bytes)"),
+    P_THR("invalid_indexes", PG_H_DEF_INVALID, pg_check_thr_num,
+          "how many indexes are invalid (a failed CREATE INDEX "
+          "CONCURRENTLY)"),
+    P_THR("wraparound", PG_H_DEF_WRAP, pg_check_thr_num,
+          "transaction ID age of the oldest database (age(datfrozenxid))"),
+    P_THR("cache_hit", PG_H_DEF_CACHE, pg_check_thr_blocks,
+          "buffer cache hit percentage of the database (lower is worse), "
+          "judged once min_blocks were read"),
+    P_THR("archiver", PG_H_DEF_ARCH, pg_check_thr_dur,
+          "age of the last archived WAL segment when archiving is on; "
+          "failing archiving (the last attempt failed) is fail"),
+    P_THR("replication_lag", PG_H_DEF_REPL, pg_check_thr_dur,
+          "replay lag of each replica (pg_stat_replication), or of this "
+          "server when it is a standby"),
+    {.name = "top",
+     .type = ENG_T_INT,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 1,
+     .max = 1000,
+     .def = "10",
+     .target = ENG_TARGET_NONE,
+     .doc = "how many of the largest tables to list"},
+    {.name = "fail_on_issues",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "a fail level fails the step (false: it ends warn, like a warn "
+            "level)"},
+    P_END};
+static const eng_output health_outputs[] = {
+    {"level", ENG_T_STRING, "ok, warn or fail: the worst level of any check"},
+    {"summary", ENG_T_STRING,
+     "one line: the database, its size, each finding, how many checks "
+     "passed and could not run"},
+    {"checks", ENG_T_MAP,
+     "check name -> {level: ok|warn|fail|not_run, value, warn, fail, items, "
+     "message}; items are what crossed a threshold (sessions with pid, "
+     "seconds, query; blocked sessions with blocked_by and the lock; tables "
+     "with live, dead, percent; indexes with table and bytes)"},
+    {"findings", ENG_T_LIST, "{check, level, message} of every check not ok"},
+    {"not_run", ENG_T_LIST,
+     "{check, reason}: checks the role could not run (without pg_monitor)"},
+    {"flagged_tables", ENG_T_LIST,
+     "tables over the dead_tuples threshold, as SQL names (for "
+     "postgres.maintenance's tables)"},
+    {"database", ENG_T_STRING, "current_database()"},
+    {"database_size", ENG_T_INT, "pg_database_size(), bytes"},
+    {"largest_tables", ENG_T_LIST, "{table, bytes, rows} largest first"},
+    {"connections", ENG_T_INT, "client connections to the server"},
+    {"max_connections", ENG_T_INT, "the server's max_connections"},
+    O_END};
+
+static const eng_param maint_params[] = {
+    P_URL,
+    P_DATABASE,
+    {.name = "operation",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .choices = "vacuum|analyze|reindex",
+     .doc = "vacuum (VACUUM, with ANALYZE unless analyze: false), analyze or "
+            "reindex (REINDEX ... CONCURRENTLY unless concurrently: false)"},
+    {.name = "tables",
+     .type = ENG_T_LIST,
+     .items = ENG_ITEMS_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "only these tables (schema.table; quote mixed case: '\"User\"'); "
+            "a health step's flagged_tables fits; an empty list does "
+            "nothing; default: every table of the schema or the database"},
+    {.name = "schema",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "only the tables of this schema"},
+    {.name = "indexes",
+     .type = ENG_T_LIST,
+     .items = ENG_ITEMS_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "reindex only these indexes (schema.index)"},
+    {.name = "analyze",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "vacuum: also ANALYZE"},
+    {.name = "full",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "vacuum: VACUUM FULL, which rewrites each table under an "
+            "exclusive lock (disruptive: on a protected database only with "
+            "the step's allow_disruptive: true)"},
+    {.name = "concurrently",
+     .type = ENG_T_BOOL,
+     .def = "true",
+     .target = ENG_TARGET_NONE,
+     .doc = "reindex: REINDEX ... CONCURRENTLY (false locks the tables while "
+            "it rebuilds: disruptive)"},
+    {.name = "lock_timeout",
+     .type = ENG_T_DURATION,
+     .def = "\"10s\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "give up on a statement whose lock is not granted within this "
+            "long, instead of queueing the application behind it"},
+    {.name = "statement_timeout",
+     .type = ENG_T_DURATION,
+     .def = "0",
+     .target = ENG_TARGET_NONE,
+     .doc = "cancel a statement running longer (0: the step's timeout only)"},
+    P_END};
+static const eng_output maint_outputs[] = {
+    {"statements", ENG_T_LIST, "the SQL run, one statement each"},
+    {"tables", ENG_T_LIST,
+     "{table, live_before, dead_before, dead_pct_before, bytes_before, "
+     "live_after, dead_after, dead_pct_after, bytes_after}"},
+    {"dead_tuples_before", ENG_T_INT, "dead tuples of the tables before"},
+    {"dead_tuples_after", ENG_T_INT, "and after"},
+    {"bytes_before", ENG_T_INT, "total size of the tables (with indexes and "
+                                "TOAST) before"},
+    {"bytes_after", ENG_T_INT, "and after"},
+    {"duration_ms", ENG_T_INT, "time the statements took"},
+    {"summary", ENG_T_STRING,
+     "\"1 statement(s) in 0.4 s on shop: dead tuples 6000 -> 0, 1.2 MB -> "
+     "1.1 MB in 1 table(s)\""},
     O_END};
 
 /* ---- classification ----------------------------------------------------- */
@@ -668,6 +843,29 @@ static const eng_action pg_actions[] = {
      .outputs = conns_outputs,
      .start = pg_act_connections,
      .classify = pg_conns_classify},
+    {.name = "health",
+     .doc = "check a server and database against thresholds (connections, "
+            "long queries and transactions, idle in transaction, blocked "
+            "sessions, sizes, dead tuples, unused and invalid indexes, "
+            "wraparound, cache hit ratio, WAL archiving, replication lag); "
+            "a warn level ends the step warn, a fail level fails it",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = health_params,
+     .outputs = health_outputs,
+     .start = pg_act_health},
+    {.name = "maintenance",
+     .doc = "VACUUM (ANALYZE), ANALYZE or REINDEX CONCURRENTLY a database, a "
+            "schema, tables or indexes, with dead tuples and sizes before "
+            "and after and the server's progress; VACUUM FULL and plain "
+            "REINDEX only when asked (disruptive)",
+     .side_effect = ENG_SIDE_MAINTENANCE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = maint_params,
+     .outputs = maint_outputs,
+     .start = pg_act_maintenance,
+     .classify = pg_maint_classify,
+     .describe = pg_describe_maint},
 };
 
 static const eng_lua_func pg_lua[] = {

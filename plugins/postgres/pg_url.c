@@ -80,6 +80,22 @@ int pg_ci_check(eng_call *call, const char *conninfo, const char *param) {
   return ENG_OK;
 }
 
+char *pg_url_conn(eng_call *call, const json_t *params, const char *url_name,
+                  const char *db_name, int *rc) {
+  const char *url = pg_url_param(params, url_name);
+  *rc = pg_ci_check(call, url, url_name);
+  if (*rc != ENG_OK) return NULL;
+  const char *db = db_name ? pg_pstr(params, db_name) : NULL;
+  if (!db || !*db) return eng_xstrdup(url);
+  char *u = pg_url_with_db(url, db);
+  if (!u) {
+    pg_host->fail(call, "parameter '%s': cannot connect to database %s with "
+                        "parameter '%s'", url_name, db, db_name);
+    *rc = ENG_ERR_INVALID;
+  }
+  return u;
+}
+
 /* ---- URL building ------------------------------------------------------- */
 
 static void pg_pct(eng_strbuf *b, const char *s) {

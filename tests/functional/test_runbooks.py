@@ -134,6 +134,8 @@ ELSEWHERE = {
     'recover-from-volume.yaml': 'test_docker.py',
     'migrate-deploy.yaml': 'test_prisma.py',
     'managed-restore-test.yaml': 'test_provider.py',
+    'health-check.yaml': 'test_dbops.py',
+    'maintenance.yaml': 'test_dbops.py',
 }
 
 

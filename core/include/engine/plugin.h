@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 5
+#define ENG_ABI_MINOR 6
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -682,6 +682,14 @@ struct eng_host {
    * ENG_OK or ENG_ERR_REFUSED as guard_target does. */
   int (*guard_sql)(eng_call *call, const char *database, const char *evidence,
                    const char *sql, unsigned flags);
+
+  /* ABI 1.6 ----------------------------------------------------------------
+   * Check host->size (offsetof) before using these on an older host. */
+  /* The action worked and a threshold was crossed: the step ends `warn`
+   * with msg unless it fails (several warnings are joined with "; ", as
+   * engine.warn() does in a check). ENG_OK, or ENG_ERR_INVALID when the
+   * call belongs to no step. */
+  int (*warn)(eng_call *call, const char *msg);
 };
 
 /* host->guard_sql() flags (1.5) */
