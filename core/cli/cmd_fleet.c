@@ -6,6 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef ENG_SOURCE_RUNBOOK_DIR
+#define ENG_SOURCE_RUNBOOK_DIR ""
+#endif
+#ifndef ENG_INSTALL_RUNBOOK_DIR
+#define ENG_INSTALL_RUNBOOK_DIR "/usr/local/share/engine/runbooks"
+#endif
+
 static const char fleet_help[] =
     "usage: engine fleet render INVENTORY [--out DIR]\n"
     "\n"
@@ -13,8 +20,10 @@ static const char fleet_help[] =
     "database a CronJob that runs its runbook, and a ConfigMap holding the\n"
     "runbook when it is a file next to the inventory. Prints them as\n"
     "multi-document YAML, or with --out DIR writes DIR/NAME.yaml per\n"
-    "database. Secrets are referenced by name, never read. Exit 0 when\n"
-    "written, 2 when the inventory is invalid (nothing is written).\n"
+    "database. Secrets are referenced by name, never read. Every database's\n"
+    "runbook is checked to start in its pod as rendered (parameters given,\n"
+    "approvals given in advance). Exit 0 when written, 2 when the inventory\n"
+    "is invalid (nothing is written).\n"
     "\n"
     "      --out DIR            one file per database in DIR\n"
     "      --no-color           no colours in diagnostics (env NO_COLOR too)\n"
@@ -51,7 +60,11 @@ int cmd_fleet(int argc, char **argv) {
   }
   eng__diags d = {0};
   d.color = color && isatty(2);
-  int code = eng__fleet_render(pos[1], out_dir, stdout, &d);
+  /* the image's runbooks are this engine's own: the ones it installs, or
+   * the source tree's when it runs from its build directory */
+  const char *image_dir = cli_running_from_build() ? ENG_SOURCE_RUNBOOK_DIR
+                                                   : ENG_INSTALL_RUNBOOK_DIR;
+  int code = eng__fleet_render(pos[1], image_dir, out_dir, stdout, &d);
   eng__diags_end(&d);
   if (code == ENG_EXIT_USAGE && d.errors)
     fprintf(stderr, "engine: %s is invalid (%zu error%s); nothing was written\n",

@@ -3,6 +3,7 @@
  * ConfigMap). docs/fleet.md describes the inventory and every setting. */
 #include "fleet/fleet.h"
 #include "fleet/cron.h"
+#include "fleet/runnable.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +25,15 @@
 #define CONTAINER "engine"
 #define NAME_MAX_LEN 40 /* "engine-" + name stays within a CronJob's 52 */
 #define CONFIGMAP_MAX (1000u * 1000u) /* a ConfigMap holds at most 1 MiB */
+/* A finished Job and its pod (their logs) are kept this long. */
+#define JOB_TTL_DEFAULT_MS (7 * ENG__DAY_MS)
+/* The pod's default requests and memory limit, measured (docs/fleet.md):
+ * the engine with pg_dump and pg_restore -j 4 of a restore drill. */
+#define REQ_CPU_DEFAULT "500m"
+#define REQ_MEM_DEFAULT "128Mi"
+#define LIM_MEM_DEFAULT "512Mi"
+/* The scratch emptyDir (/tmp: dumps, downloads) may hold this much. */
+#define SCRATCH_DEFAULT "20Gi"
 
 const char *const eng__fleet_image_runbooks[] = {
     "backup-verify.yaml",      "backup-with-checksum.yaml",
@@ -32,11 +42,28 @@ const char *const eng__fleet_image_runbooks[] = {
     "restore-drill.yaml",      "restore-from-s3.yaml",
     NULL};
 
+/* The pod's requests and limits, Kubernetes quantities (NULL: none). */
+enum { RES_REQ_CPU, RES_REQ_MEM, RES_LIM_CPU, RES_LIM_MEM, N_RES };
+
+/* What a database may set for its pod and run, or defaults for all. */
+typedef struct fleet_pod {
+  int64_t grace_ms;
+  long jobs;          /* --jobs; 0: the engine's default */
+  eng__pod_env *env;  /* `env` (owned array, names and nodes borrowed) */
+  size_t n_env;
+  const char *res[N_RES];
+  const char *scratch; /* the scratch emptyDir's sizeLimit */
+} fleet_pod;
+
 typedef struct fleet_db {
   const eng__node *node;
-  const char *name, *url_secret, *runbook;
+  const char *name, *url_secret, *runbook, *lock;
+  fleet_pod pod;
+  const eng__node *approve; /* step ids approved in advance, or NULL */
+  bool allow_destructive;
   bool name_ok;       /* a valid name (else messages say it as written) */
   char *label;        /* "#N", the name of an entry without one */
+  char *where;        /* "database 'NAME'", for messages */
   const eng__node *schedule_node, *params;
   char *schedule;     /* after spreading */
   char *runbook_path; /* a local file (ConfigMap), or NULL: from the image */
@@ -44,10 +71,11 @@ typedef struct fleet_db {
 } fleet_db;
 
 typedef struct fleet_defaults {
-  const char *image, *state, *time_zone, *namespace;
+  const char *image, *pull_policy, *state, *time_zone, *namespace;
   const char *aws_secret, *slack_secret, *audit_secret;
-  int64_t grace_ms, active_deadline_ms, starting_deadline_ms;
+  int64_t active_deadline_ms, starting_deadline_ms, job_ttl_ms;
   long backoff_limit, spread;
+  fleet_pod pod;
 } fleet_defaults;
 
 struct eng__fleet {
@@ -139,11 +167,40 @@ static bool is_time_zone(const char *s) {
   return true;
 }
 
+/* A ConfigMap's or Secret's key (a runbook's file name): [-._a-zA-Z0-9]+. */
+static bool is_configmap_key(const char *s) {
+  if (!*s || strlen(s) > 253 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || strchr("-._", *s)))
+      return false;
+  return true;
+}
+
+
+static const char *base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+
+static bool has_url_password(const char *s) {
+  const char *p = strstr(s, "://");
+  if (!p) return false;
+  p += 3;
+  const char *at = strchr(p, '@'), *colon = strchr(p, ':'),
+             *slash = strchr(p, '/');
+  return at && colon && colon < at && (!slash || at < slash);
+}
+
+
 /* ---- reading the inventory ------------------------------------------------ */
 
 typedef struct reader {
   const char *file;
   eng__diags *d;
+  const fleet_defaults *def; /* read before the databases */
+  const char *image_dir;     /* the image's runbooks here, or NULL */
 } reader;
 
 static void unknown_key(reader *r, const eng__node *k, const char *where,
@@ -191,16 +248,17 @@ static const char *scalar(reader *r, const eng__node *v, const char *key,
 }
 
 static bool duration_key(reader *r, const eng__node *v, const char *key,
-                         int64_t min_ms, int64_t max_ms, int64_t *out) {
-  const char *s = scalar(r, v, key, "defaults");
+                         const char *where, int64_t min_ms, int64_t max_ms,
+                         int64_t *out) {
+  const char *s = scalar(r, v, key, where);
   if (!s) return false;
   int64_t ms;
   if (eng__parse_duration(s, &ms) != 0 || ms < min_ms || ms > max_ms) {
     char a[32], b[32];
     eng__diag_error(r->d, r->file, v->line, v->col,
-                    "defaults: '%s' needs a duration from %s to %s such as "
+                    "%s: '%s' needs a duration from %s to %s such as "
                     "30s, 10m or 2h, got '%s'",
-                    key, eng__fmt_duration(min_ms, a, sizeof a),
+                    where, key, eng__fmt_duration(min_ms, a, sizeof a),
                     eng__fmt_duration(max_ms, b, sizeof b), s);
     return false;
   }
@@ -209,17 +267,17 @@ static bool duration_key(reader *r, const eng__node *v, const char *key,
 }
 
 static bool number_key(reader *r, const eng__node *v, const char *key,
-                       long lo, long hi, long *out) {
-  const char *s = scalar(r, v, key, "defaults");
+                       const char *where, long lo, long hi, long *out) {
+  const char *s = scalar(r, v, key, where);
   if (!s) return false;
   char *end;
   errno = 0;
   long x = strtol(s, &end, 10);
   if (!*s || *end || errno || x < lo || x > hi) {
     eng__diag_error(r->d, r->file, v->line, v->col,
-                    "defaults: '%s' needs a whole number from %ld to %ld, "
+                    "%s: '%s' needs a whole number from %ld to %ld, "
                     "got '%s'",
-                    key, lo, hi, s);
+                    where, key, lo, hi, s);
     return false;
   }
   *out = x;
@@ -246,10 +304,240 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
   return true;
 }
 
+/* ---- what a pod gets: shared by defaults and databases ------------------- */
+
+/* Variables render sets itself: the inventory may not set them. */
+static const char *const render_env[] = {"DATABASE_URL", "ENGINE_STATE_DIR",
+                                         "ENGINE_LOG_FORMAT", "HOME", "TMPDIR"};
+#define N_RENDER_ENV (sizeof render_env / sizeof *render_env)
+
+static bool is_env_name(const char *s) {
+  if (!*s || (*s >= '0' && *s <= '9')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || *s == '_'))
+      return false;
+  return true;
+}
+
+/* One variable of `env`: a value written here, or { secret: NAME, key: KEY }
+ * (key: the variable's name when left out). */
+static bool env_value(reader *r, const char *where, const eng__node *k,
+                      const eng__node *v) {
+  if (v->kind == ENG__N_SCALAR) {
+    if (!has_url_password(v->str)) return true;
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s holds a URL with a password: never put "
+                    "credentials in the inventory; write %s: { secret: "
+                    "NAME, key: KEY }",
+                    where, k->str, k->str);
+    return false;
+  }
+  static const char *const keys[] = {"secret", "key"};
+  const eng__node *sec = v->kind == ENG__N_MAP ? eng__node_get(v, "secret") : NULL;
+  if (!sec) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s must be a value or { secret: NAME, key: KEY } "
+                    "(a key of a Kubernetes Secret)",
+                    where, k->str);
+    return false;
+  }
+  bool ok = known_keys(r, v, "an env value", keys, 2);
+  const char *name;
+  ok &= secret_name_key(r, sec, "secret", where, false, &name);
+  const eng__node *key = eng__node_get(v, "key");
+  const char *ks = key ? scalar(r, key, "key", where) : NULL;
+  if (key && (!ks || !is_configmap_key(ks))) {
+    if (ks)
+      eng__diag_error(r->d, r->file, key->line, key->col,
+                      "%s: '%s' is not a Secret's key (letters, digits, "
+                      "'-', '_' and '.')",
+                      where, ks);
+    ok = false;
+  }
+  return ok;
+}
+
+/* `env`: a mapping of variable names to values or Secret keys. */
+static bool env_key(reader *r, const eng__node *m, const char *where,
+                    fleet_pod *pod) {
+  if (m->kind != ENG__N_MAP) {
+    eng__diag_error(r->d, r->file, m->line, m->col,
+                    "%s: 'env' must be a mapping of variable names to values "
+                    "or { secret: NAME, key: KEY }, not %s",
+                    where, eng__node_kind_name(m));
+    return false;
+  }
+  bool ok = true;
+  pod->env = eng__xcalloc(m->n + 1, sizeof *pod->env);
+  for (size_t i = 0; i < m->n; i++) {
+    const eng__node *k = m->keys[i], *v = m->vals[i];
+    bool reserved = false;
+    for (size_t j = 0; j < N_RENDER_ENV; j++) reserved |= !strcmp(k->str, render_env[j]);
+    if (!is_env_name(k->str) || reserved) {
+      eng__diag_error(r->d, r->file, k->line, k->col,
+                      "%s: '%s' %s", where, k->str,
+                      !reserved ? "is not an environment variable name "
+                                  "(letters, digits and '_', not first a digit)"
+                      : !strcmp(k->str, "DATABASE_URL")
+                          ? "comes from the database's url_secret: set that"
+                          : "is set by render for every pod: leave it out");
+      ok = false;
+      continue;
+    }
+    if (!env_value(r, where, k, v)) {
+      ok = false;
+      continue;
+    }
+    pod->env[pod->n_env++] = (eng__pod_env){k->str, v, v->kind == ENG__N_SCALAR};
+  }
+  return ok;
+}
+
+/* A Kubernetes quantity as this render writes them: a number with an
+ * optional suffix (cpu: m; memory: k M G T, Ki Mi Gi Ti); its value in
+ * cores or bytes. */
+static bool quantity(const char *s, bool cpu, double *out) {
+  char *end;
+  if (!(*s >= '0' && *s <= '9')) return false;
+  double x = strtod(s, &end);
+  static const char *const mem[] = {"", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"};
+  static const double mul[] = {1, 1e3, 1e6, 1e9, 1e12, 1024.0, 1048576.0,
+                               1073741824.0, 1099511627776.0};
+  if (cpu) {
+    if (*end && strcmp(end, "m")) return false;
+    *out = *end ? x / 1000 : x;
+    return x > 0;
+  }
+  for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
+    if (!strcmp(end, mem[i])) {
+      *out = x * mul[i];
+      return x > 0;
+    }
+  return false;
+}
+
+static bool quantity_key(reader *r, const eng__node *v, const char *key,
+                         const char *where, bool cpu, const char **out) {
+  const char *s = scalar(r, v, key, where);
+  double x;
+  if (!s) return false;
+  if (!quantity(s, cpu, &x)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: '%s' needs a Kubernetes quantity such as %s, got '%s'",
+                    where, key, cpu ? "500m or 2 (cores)" : "512Mi or 2Gi", s);
+    return false;
+  }
+  *out = s;
+  return true;
+}
+
+/* `resources: { requests: { cpu, memory }, limits: { cpu, memory } }`:
+ * each value given replaces the default's. */
+static bool resources_key(reader *r, const eng__node *m, const char *where,
+                          fleet_pod *pod) {
+  static const char *const top[] = {"requests", "limits"}, *const kinds[] = {"cpu", "memory"};
+  if (m->kind != ENG__N_MAP) {
+    eng__diag_error(r->d, r->file, m->line, m->col,
+                    "%s: 'resources' must be a mapping: { requests: { cpu: "
+                    "500m, memory: 512Mi }, limits: { memory: 2Gi } }",
+                    where);
+    return false;
+  }
+  bool ok = known_keys(r, m, "resources", top, 2);
+  for (size_t t = 0; t < 2; t++) {
+    const eng__node *x = eng__node_get(m, top[t]);
+    if (!x) continue;
+    if (x->kind != ENG__N_MAP) {
+      eng__diag_error(r->d, r->file, x->line, x->col,
+                      "%s: 'resources.%s' must be a mapping (cpu, memory)",
+                      where, top[t]);
+      ok = false;
+      continue;
+    }
+    ok &= known_keys(r, x, top[t], kinds, 2);
+    for (size_t k = 0; k < 2; k++) {
+      const eng__node *v = eng__node_get(x, kinds[k]);
+      if (v) ok &= quantity_key(r, v, kinds[k], where, k == 0, &pod->res[t * 2 + k]);
+    }
+  }
+  return ok;
+}
+
+/* A limit below its request: Kubernetes refuses the pod. */
+static bool resources_fit(reader *r, const fleet_pod *pod, const char *where,
+                          const eng__node *at) {
+  bool ok = true;
+  for (size_t k = 0; k < 2; k++) {
+    double req, lim;
+    const char *q = pod->res[k], *l = pod->res[2 + k];
+    if (!q || !l || !quantity(q, k == 0, &req) || !quantity(l, k == 0, &lim) ||
+        lim >= req)
+      continue;
+    eng__diag_error(r->d, r->file, at->line, at->col,
+                    "%s: the %s limit %s is below its request %s: Kubernetes "
+                    "refuses such a pod; raise resources.limits.%s",
+                    where, k ? "memory" : "cpu", l, q, k ? "memory" : "cpu");
+    ok = false;
+  }
+  return ok;
+}
+
+static const char *const pod_keys[] = {"grace", "jobs", "env", "resources",
+                                       "scratch_size"};
+
+static bool is_pod_key(const char *k) {
+  for (size_t i = 0; i < sizeof pod_keys / sizeof *pod_keys; i++)
+    if (!strcmp(k, pod_keys[i])) return true;
+  return false;
+}
+
+/* One of pod_keys, in defaults or a database. */
+static bool pod_key(reader *r, const char *k, const eng__node *v,
+                    const char *where, fleet_pod *pod) {
+  if (!strcmp(k, "grace"))
+    return duration_key(r, v, k, where, 1000, 3600000, &pod->grace_ms);
+  if (!strcmp(k, "jobs")) return number_key(r, v, k, where, 1, 64, &pod->jobs);
+  if (!strcmp(k, "env")) return env_key(r, v, where, pod);
+  if (!strcmp(k, "resources")) return resources_key(r, v, where, pod);
+  return quantity_key(r, v, k, where, false, &pod->scratch);
+}
+
+static bool image_key(reader *r, const eng__node *v, fleet_defaults *def) {
+  const char *s = scalar(r, v, "image", "defaults");
+  if (!s) return false;
+  if (!*s || strpbrk(s, " \t\n")) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "defaults: 'image' must be an image reference such as "
+                    "registry.example.com/engine:%s",
+                    ENG_VERSION);
+    return false;
+  }
+  def->image = s;
+  return true;
+}
+
+static bool pull_policy_key(reader *r, const eng__node *v,
+                            fleet_defaults *def) {
+  const char *s = scalar(r, v, "image_pull_policy", "defaults");
+  if (!s) return false;
+  if (strcmp(s, "IfNotPresent") && strcmp(s, "Always") && strcmp(s, "Never")) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "defaults: 'image_pull_policy' is IfNotPresent, Always "
+                    "or Never, got '%s'",
+                    s);
+    return false;
+  }
+  def->pull_policy = s;
+  return true;
+}
+
 static const char *const default_keys[] = {
-    "image",         "state",         "time_zone",      "namespace",
-    "aws_secret",    "slack_secret",  "audit_secret",   "grace",
-    "active_deadline", "starting_deadline", "backoff_limit", "spread"};
+    "image",           "image_pull_policy", "state",         "time_zone",
+    "namespace",       "aws_secret",        "slack_secret",  "audit_secret",
+    "grace",           "active_deadline",   "starting_deadline",
+    "job_ttl",         "backoff_limit",     "spread",        "env",
+    "jobs",            "resources",         "scratch_size"};
 #define N_DEFAULT_KEYS (sizeof default_keys / sizeof *default_keys)
 
 static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
@@ -275,14 +563,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     const eng__node *v = m->vals[i];
     const char *s, *why;
     if (!strcmp(k, "image")) {
-      if (!(s = scalar(r, v, k, "defaults"))) ok = false;
-      else if (!*s || strpbrk(s, " \t\n")) {
-        eng__diag_error(r->d, r->file, v->line, v->col,
-                        "defaults: 'image' must be an image reference such "
-                        "as localhost/engine:%s",
-                        ENG_VERSION);
-        ok = false;
-      } else def->image = s;
+      ok &= image_key(r, v, def);
     } else if (!strcmp(k, "state")) {
       if (!(s = scalar(r, v, k, "defaults"))) ok = false;
       else if (!is_state_url(s, &why)) {
@@ -318,16 +599,24 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     } else if (!strcmp(k, "audit_secret")) {
       ok &= secret_name_key(r, v, k, "defaults", true, &def->audit_secret);
     } else if (!strcmp(k, "grace")) {
-      times_ok &= duration_key(r, v, k, 1000, 3600000, &def->grace_ms);
+      times_ok &= pod_key(r, k, v, "defaults", &def->pod);
     } else if (!strcmp(k, "active_deadline")) {
-      times_ok &= duration_key(r, v, k, 60000, 7 * ENG__DAY_MS,
+      times_ok &= duration_key(r, v, k, "defaults", 60000, 7 * ENG__DAY_MS,
                                &def->active_deadline_ms);
     } else if (!strcmp(k, "starting_deadline")) {
-      ok &= duration_key(r, v, k, 10000, ENG__DAY_MS, &def->starting_deadline_ms);
+      ok &= duration_key(r, v, k, "defaults", 10000, ENG__DAY_MS,
+                         &def->starting_deadline_ms);
+    } else if (!strcmp(k, "job_ttl")) {
+      ok &= duration_key(r, v, k, "defaults", 3600000, 30 * ENG__DAY_MS,
+                         &def->job_ttl_ms);
     } else if (!strcmp(k, "backoff_limit")) {
-      ok &= number_key(r, v, k, 0, 10, &def->backoff_limit);
+      ok &= number_key(r, v, k, "defaults", 0, 10, &def->backoff_limit);
     } else if (!strcmp(k, "spread")) {
-      ok &= number_key(r, v, k, 0, 59, &def->spread);
+      ok &= number_key(r, v, k, "defaults", 0, 59, &def->spread);
+    } else if (!strcmp(k, "image_pull_policy")) {
+      ok &= pull_policy_key(r, v, def);
+    } else if (is_pod_key(k)) {
+      ok &= pod_key(r, k, v, "defaults", &def->pod);
     }
   }
   ok &= times_ok;
@@ -338,7 +627,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                     "journal, audit log and lock");
     ok = false;
   }
-  if (times_ok && def->active_deadline_ms <= def->grace_ms) {
+  if (times_ok && def->active_deadline_ms <= def->pod.grace_ms) {
     const eng__node *v = eng__node_get(m, "active_deadline");
     eng__diag_error(r->d, r->file, v ? v->line : m->line, v ? v->col : m->col,
                     "defaults: 'active_deadline' must be longer than "
@@ -354,83 +643,73 @@ static bool is_image_runbook(const char *name) {
   return false;
 }
 
-/* A ConfigMap key (the runbook's file name): [-._a-zA-Z0-9]+. */
-static bool is_configmap_key(const char *s) {
-  if (!*s || strlen(s) > 253 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-          (*s >= '0' && *s <= '9') || strchr("-._", *s)))
-      return false;
-  return true;
-}
-
-static const char *base_name(const char *path) {
-  const char *s = strrchr(path, '/');
-  return s ? s + 1 : path;
-}
-
-static bool has_url_password(const char *s) {
-  const char *p = strstr(s, "://");
-  if (!p) return false;
-  p += 3;
-  const char *at = strchr(p, '@'), *colon = strchr(p, ':'),
-             *slash = strchr(p, '/');
-  return at && colon && colon < at && (!slash || at < slash);
-}
-
-/* The runbook a database names: a file next to the inventory (checked
- * as a runbook, its parameters against `params`), or one the image ships. */
-/* The database's params against the runbook's: each one declared and not
- * secret, each required one without a default or variable given. */
-static bool params_fit(reader *r, fleet_db *db, const eng__runbook *rb) {
-  const char *name = db->runbook;
-  bool ok = true;
-  for (size_t i = 0; db->params && i < db->params->n; i++) {
-    const eng__node *k = db->params->keys[i];
-    const eng__param_def *p = NULL;
-    for (size_t j = 0; j < rb->n_params && !p; j++)
-      if (!strcmp(rb->params[j].name, k->str)) p = &rb->params[j];
-    if (!p) {
-      const char **names = eng__xcalloc(rb->n_params + 1, sizeof *names);
-      for (size_t j = 0; j < rb->n_params; j++) names[j] = rb->params[j].name;
-      const char *hint = eng__suggest(k->str, names, rb->n_params);
-      eng__diag_error(r->d, r->file, k->line, k->col,
-                      "database '%s': runbook %s has no parameter '%s'%s%s%s",
-                      db->name, name, k->str, hint ? " (did you mean '" : "",
-                      hint ? hint : "", hint ? "'?)" : "");
-      free(names);
-      return false;
-    }
-    if (p->secret) {
-      eng__diag_error(r->d, r->file, k->line, k->col,
-                      "database '%s': parameter '%s' is secret: never put "
-                      "it in the inventory; the runbook reads it from %s%s, "
-                      "give it through a Secret",
-                      db->name, k->str, p->env ? "the environment variable "
-                                               : "the environment",
-                      p->env ? p->env : "");
-      return false;
-    }
+/* Every variable db's pod gets for certain (the optional Secrets' may be
+ * missing), as a new array of *n. */
+static eng__pod_env *pod_env_all(const fleet_defaults *def, const fleet_db *db,
+                                 size_t *n) {
+  size_t cap = N_RENDER_ENV + def->pod.n_env + db->pod.n_env;
+  eng__pod_env *all = eng__xcalloc(cap, sizeof *all);
+  *n = 0;
+  for (size_t i = 0; i < N_RENDER_ENV; i++)
+    all[(*n)++] = (eng__pod_env){render_env[i], NULL, i > 0};
+  for (size_t i = 0; i < def->pod.n_env; i++) {
+    bool mine = false; /* the database's own replaces a default */
+    for (size_t j = 0; j < db->pod.n_env && !mine; j++)
+      mine = !strcmp(db->pod.env[j].name, def->pod.env[i].name);
+    if (!mine) all[(*n)++] = def->pod.env[i];
   }
-  for (size_t j = 0; ok && j < rb->n_params; j++) {
-    const eng__param_def *p = &rb->params[j];
-    if (!p->required || p->def || p->env) continue;
-    if (db->params && eng__node_get(db->params, p->name)) continue;
-    eng__diag_error(r->d, r->file, db->node->line, db->node->col,
-                    "database '%s': runbook %s needs parameter '%s': add "
-                    "params: { %s: VALUE }",
-                    db->name, name, p->name, p->name);
-    ok = false;
-  }
-  return ok;
+  for (size_t j = 0; j < db->pod.n_env; j++) all[(*n)++] = db->pod.env[j];
+  return all;
 }
 
-/* A runbook the image ships (no file next to the inventory): true; else
- * said with the nearest name. */
+/* Runbook text (label names it in messages, path in the runbook's own
+ * positions) checked as a runbook and against what db's pod gives it. */
+static bool runbook_runs(reader *r, fleet_db *db, const char *path,
+                         const char *text, size_t len, const eng__node *v,
+                         bool inputs_ok) {
+  size_t errors = r->d->errors;
+  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
+  bool ok = rb && r->d->errors == errors;
+  if (!ok)
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': runbook %s is invalid (see above); fix "
+                    "it, 'engine validate %s' checks it",
+                    db->name, path, path);
+  if (ok && inputs_ok) {
+    eng__pod_gives g = {r->file, db->name, db->node, db->params, db->approve,
+                        NULL, 0};
+    eng__pod_env *env = pod_env_all(r->def, db, &g.n_env);
+    g.env = env;
+    ok = eng__fleet_runnable(rb, db->runbook, &g, r->d);
+    free(env);
+  }
+  eng__runbook_free(rb);
+  return ok && inputs_ok;
+}
+
+/* A runbook the image ships (no file next to the inventory), checked
+ * against the pod when this engine's copy of the image's runbooks is at
+ * hand; else said with the nearest name. */
 static bool image_runbook(reader *r, fleet_db *db, const char *dir,
-                          const eng__node *v) {
+                          const eng__node *v, bool inputs_ok) {
   const char *name = db->runbook;
-  if (is_image_runbook(name)) return true;
+  if (is_image_runbook(name)) {
+    if (!r->image_dir) return inputs_ok;
+    char *path = eng__asprintf("%s/%s", r->image_dir, name);
+    size_t len = 0;
+    char *text = eng__read_file(path, ENG__YAML_MAX_BYTES, &len);
+    bool ok = false;
+    if (!text)
+      eng__diag_error(r->d, r->file, v->line, v->col,
+                      "database '%s': cannot read %s, the image's runbook "
+                      "this engine checks the database against: %s (the "
+                      "engine's installation is incomplete)",
+                      db->name, path, strerror(errno));
+    else ok = runbook_runs(r, db, path, text, len, v, inputs_ok);
+    free(text);
+    free(path);
+    return ok;
+  }
   const char *hint = eng__suggest(name, eng__fleet_image_runbooks,
                                   sizeof eng__fleet_image_runbooks /
                                           sizeof *eng__fleet_image_runbooks -
@@ -473,8 +752,10 @@ static char *runbook_text(reader *r, fleet_db *db, const char *path,
   return text;
 }
 
+/* The runbook a database names: a file next to the inventory (checked
+ * as a runbook, then against the pod), or one the image ships. */
 static bool read_runbook(reader *r, fleet_db *db, const char *dir,
-                         const eng__node *v, bool params_ok) {
+                         const eng__node *v, bool inputs_ok) {
   const char *name = db->runbook;
   char *path = !dir ? NULL
                : name[0] == '/' ? eng__xstrdup(name)
@@ -483,7 +764,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
   bool local = dir && (strchr(name, '/') || stat(path, &st) == 0);
   if (!local) {
     free(path);
-    return image_runbook(r, db, dir, v);
+    return image_runbook(r, db, dir, v, inputs_ok);
   }
   size_t len = 0;
   char *text = runbook_text(r, db, path, v, &len);
@@ -491,18 +772,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
     free(path);
     return false;
   }
-  size_t errors = r->d->errors;
-  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
-  bool ok = rb && r->d->errors == errors;
-  if (!ok) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': runbook %s is invalid (see above); fix "
-                    "it, 'engine validate %s' checks it",
-                    db->name, path, path);
-  }
-  ok = ok && params_ok && params_fit(r, db, rb);
-  eng__runbook_free(rb);
-  if (!ok) {
+  if (!runbook_runs(r, db, path, text, len, v, inputs_ok)) {
     free(text);
     free(path);
     return false;
@@ -572,9 +842,81 @@ static bool read_schedule(reader *r, fleet_db *db, const eng__node *v) {
   return true;
 }
 
-static const char *const db_keys[] = {"name", "url_secret", "schedule",
-                                      "runbook", "params"};
+static const char *const db_keys[] = {
+    "name", "url_secret", "schedule",          "runbook", "params", "env",
+    "approve", "allow_destructive", "lock", "grace",  "jobs",   "resources",
+    "scratch_size"};
 #define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
+
+/* `approve`: a list of step ids (checked against the runbook later). */
+static bool read_approve(reader *r, fleet_db *db, const eng__node *v) {
+  bool ok = v->kind == ENG__N_SEQ;
+  for (size_t i = 0; ok && i < v->n; i++) ok = v->vals[i]->kind == ENG__N_SCALAR;
+  if (!ok) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': 'approve' must be a list of the "
+                    "runbook's approve steps, e.g. [go-ahead]",
+                    db->name);
+    return false;
+  }
+  db->approve = v;
+  return true;
+}
+
+/* The run's options and the pod's settings of a database (the defaults'
+ * unless it gives its own). */
+static bool read_db_options(reader *r, const eng__node *m, fleet_db *db) {
+  bool ok = true;
+  db->pod = r->def->pod;
+  db->pod.env = NULL;
+  db->pod.n_env = 0;
+  db->where = eng__asprintf("database '%s'", db->name);
+  db->lock = db->name;
+  for (size_t i = 0; i < m->n; i++) {
+    const char *k = m->keys[i]->str;
+    const eng__node *v = m->vals[i];
+    if (is_pod_key(k)) {
+      ok &= pod_key(r, k, v, db->where, &db->pod);
+    } else if (!strcmp(k, "approve")) {
+      ok &= read_approve(r, db, v);
+    } else if (!strcmp(k, "allow_destructive")) {
+      const char *s = scalar(r, v, k, db->where);
+      if (s && (!strcmp(s, "true") || !strcmp(s, "false"))) {
+        db->allow_destructive = !strcmp(s, "true");
+        continue;
+      }
+      if (s)
+        eng__diag_error(r->d, r->file, v->line, v->col,
+                        "%s: 'allow_destructive' is true or false, got '%s'",
+                        db->where, s);
+      ok = false;
+    } else if (!strcmp(k, "lock")) {
+      const char *s = scalar(r, v, k, db->where);
+      if (s && eng__lock_name_ok(s)) {
+        db->lock = s;
+        continue;
+      }
+      if (s)
+        eng__diag_error(r->d, r->file, v->line, v->col,
+                        "%s: 'lock' must be a lock name (letters, digits, "
+                        "'.', '_' and '-', 1 to 128, not first a '.'), "
+                        "got '%s'",
+                        db->where, s);
+      ok = false;
+    }
+  }
+  const eng__node *res = eng__node_get(m, "resources");
+  if (ok && res) ok = resources_fit(r, &db->pod, db->where, res);
+  const eng__node *g = eng__node_get(m, "grace");
+  if (ok && g && r->def->active_deadline_ms <= db->pod.grace_ms) {
+    eng__diag_error(r->d, r->file, g->line, g->col,
+                    "%s: 'grace' must be shorter than defaults' "
+                    "'active_deadline': a run needs time before it is stopped",
+                    db->where);
+    ok = false;
+  }
+  return ok;
+}
 
 /* Database entry i: every key present is checked, also when others are
  * missing or wrong, so that one pass says everything. db->name is what the
@@ -585,7 +927,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
   if (m->kind != ENG__N_MAP) {
     eng__diag_error(r->d, r->file, m->line, m->col,
                     "each database must be a mapping (name, url_secret, "
-                    "schedule, runbook, params), not %s",
+                    "schedule, runbook, ...), not %s",
                     eng__node_kind_name(m));
     return false;
   }
@@ -618,9 +960,9 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
     ok &= secret_name_key(r, v, "url_secret", "database", false,
                           &db->url_secret);
   if ((v = eng__node_get(m, "schedule"))) ok &= read_schedule(r, db, v);
-  bool params_ok = true;
-  if ((v = eng__node_get(m, "params"))) params_ok = read_params(r, db, v);
-  ok &= params_ok;
+  bool inputs_ok = read_db_options(r, m, db);
+  if ((v = eng__node_get(m, "params"))) inputs_ok &= read_params(r, db, v);
+  ok &= inputs_ok;
   if ((v = eng__node_get(m, "runbook"))) {
     if (!(db->runbook = scalar(r, v, "runbook", "database"))) {
       ok = false;
@@ -630,7 +972,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
                       db->name);
       ok = false;
     } else {
-      ok &= read_runbook(r, db, dir, v, params_ok);
+      ok &= read_runbook(r, db, dir, v, inputs_ok);
     }
   }
   return ok;
@@ -713,9 +1055,51 @@ static bool schedules_fire(reader *r, const eng__fleet *f) {
   return ok;
 }
 
+/* The image the pods run: a warning when a cluster cannot pull it or
+ * cannot tell its versions apart. */
+static void warn_image(reader *r, const eng__fleet *f) {
+  const char *img = f->def.image, *slash = strrchr(img, '/');
+  const char *colon = strchr(slash ? slash : img, ':');
+  bool local = !strncmp(img, "localhost/", 10);
+  bool latest = !strchr(img, '@') && (!colon || !strcmp(colon, ":latest"));
+  if (!local && !latest) return;
+  const eng__node *def = eng__node_get(f->root, "defaults");
+  const eng__node *v = def && def->kind == ENG__N_MAP ? eng__node_get(def, "image") : NULL;
+  if (!v) v = def ? def : f->root;
+  eng__diag_warn(r->d, r->file, v->line, v->col,
+                 "defaults: image '%s' %s: push the image to a registry the "
+                 "cluster pulls from and set defaults.image to it, with a "
+                 "version tag",
+                 img, local ? "is a local name that no node of a real cluster "
+                              "can pull (only one that has it already)"
+                            : "has no version: nodes may run different builds "
+                              "under one name");
+}
+
+static void defaults_init(eng__fleet *f) {
+  fleet_defaults *def = &f->def;
+  def->image = f->image;
+  def->pull_policy = "IfNotPresent";
+  def->time_zone = "UTC";
+  def->aws_secret = "engine-aws";
+  def->slack_secret = "engine-slack";
+  def->audit_secret = "engine-audit";
+  def->active_deadline_ms = 3 * 3600000;
+  def->starting_deadline_ms = 3600000;
+  def->job_ttl_ms = JOB_TTL_DEFAULT_MS;
+  def->backoff_limit = 1;
+  def->spread = 10;
+  def->pod.grace_ms = ENG__GRACE_DEFAULT_MS;
+  def->pod.res[RES_REQ_CPU] = REQ_CPU_DEFAULT;
+  def->pod.res[RES_REQ_MEM] = REQ_MEM_DEFAULT;
+  def->pod.res[RES_LIM_MEM] = LIM_MEM_DEFAULT;
+  def->pod.scratch = SCRATCH_DEFAULT;
+}
+
 eng__fleet *eng__fleet_parse(const char *file, const char *dir,
-                             const char *text, size_t len, eng__diags *d) {
-  reader r = {file, d};
+                             const char *image_dir, const char *text,
+                             size_t len, eng__diags *d) {
+  reader r = {file, d, NULL, image_dir};
   size_t errors = d->errors;
   eng__node *root = eng__yaml_parse(file, text, len, d);
   if (!root) return NULL;
@@ -725,16 +1109,8 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   f->dir = eng__xstrdup(dir);
   f->image = eng__xstrdup("localhost/engine:" ENG_VERSION);
   fleet_defaults *def = &f->def;
-  def->image = f->image;
-  def->time_zone = "UTC";
-  def->aws_secret = "engine-aws";
-  def->slack_secret = "engine-slack";
-  def->audit_secret = "engine-audit";
-  def->grace_ms = ENG__GRACE_DEFAULT_MS;
-  def->active_deadline_ms = 3 * 3600000;
-  def->starting_deadline_ms = 3600000;
-  def->backoff_limit = 1;
-  def->spread = 10;
+  defaults_init(f);
+  r.def = def;
   if (root->kind != ENG__N_MAP) {
     eng__diag_error(d, file, root->line, root->col,
                     "an inventory is a mapping with 'databases' (a list) "
@@ -745,6 +1121,7 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   static const char *const top[] = {"databases", "defaults"};
   bool ok = known_keys(&r, root, "the inventory", top, 2);
   ok &= read_defaults(&r, eng__node_get(root, "defaults"), def, root);
+  warn_image(&r, f);
   const eng__node *list = eng__node_get(root, "databases");
   if (!list || list->kind != ENG__N_SEQ || list->n == 0) {
     const eng__node *at = list ? list : root;
@@ -786,11 +1163,14 @@ void eng__fleet_free(eng__fleet *f) {
   if (!f) return;
   for (size_t i = 0; i < f->n; i++) {
     free(f->dbs[i].label);
+    free(f->dbs[i].where);
+    free(f->dbs[i].pod.env);
     free(f->dbs[i].schedule);
     free(f->dbs[i].runbook_path);
     free(f->dbs[i].runbook_text);
   }
   free(f->dbs);
+  free(f->def.pod.env);
   eng__node_free(f->root);
   free(f->file);
   free(f->dir);
@@ -836,8 +1216,9 @@ static json_t *configmap(const eng__fleet *f, const fleet_db *db) {
   return cm;
 }
 
-static json_t *secret_env(const char *var, const char *secret, bool optional) {
-  json_t *ref = json_pack("{s:s, s:s}", "name", secret, "key", var);
+static json_t *secret_env(const char *var, const char *secret, const char *key,
+                          bool optional) {
+  json_t *ref = json_pack("{s:s, s:s}", "name", secret, "key", key);
   if (optional) json_object_set_new(ref, "optional", json_true());
   return json_pack("{s:s, s:{s:o}}", "name", var, "valueFrom", "secretKeyRef",
                    ref);
@@ -847,42 +1228,102 @@ static json_t *value_env(const char *var, const char *value) {
   return json_pack("{s:s, s:s}", "name", var, "value", value);
 }
 
-static json_t *container(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  char grace[32];
+static void add_arg(json_t *args, const char *flag, const char *value) {
+  json_array_append_new(args, json_string(flag));
+  if (value) json_array_append_new(args, json_string(value));
+}
+
+/* `engine run`'s arguments: the runbook, the state, the lock, the grace,
+ * the database's run options, approvals and parameters. */
+static json_t *run_args(const eng__fleet *f, const fleet_db *db) {
+  char grace[32], jobs[32];
   snprintf(grace, sizeof grace, "%llds",
-           (long long)((def->grace_ms + 999) / 1000));
+           (long long)((db->pod.grace_ms + 999) / 1000));
   char *path = db->runbook_path
                    ? eng__asprintf(CONFIGMAP_DIR "/%s", base_name(db->runbook_path))
                    : eng__asprintf(IMAGE_RUNBOOK_DIR "/%s", db->runbook);
   json_t *args = json_pack("[s, s, s, s, s, s, s, s]", "run", path,
-                           "--state-dir", def->state, "--lock", db->name,
+                           "--state-dir", f->def.state, "--lock", db->lock,
                            "--grace", grace);
   free(path);
+  if (db->pod.jobs) {
+    snprintf(jobs, sizeof jobs, "%ld", db->pod.jobs);
+    add_arg(args, "--jobs", jobs);
+  }
+  if (db->allow_destructive) add_arg(args, "--allow-destructive", NULL);
+  for (size_t i = 0; db->approve && i < db->approve->n; i++)
+    add_arg(args, "--approve", db->approve->vals[i]->str);
   for (size_t i = 0; db->params && i < db->params->n; i++) {
     char *kv = eng__asprintf("%s=%s", db->params->keys[i]->str,
                              db->params->vals[i]->str);
-    json_array_append_new(args, json_string("-p"));
-    json_array_append_new(args, json_string(kv));
+    add_arg(args, "-p", kv);
     free(kv);
   }
+  return args;
+}
+
+/* One variable the inventory gives: its value, or its Secret's key. */
+static json_t *inventory_env(const eng__pod_env *e) {
+  if (e->literal) return value_env(e->name, e->node->str);
+  const eng__node *key = eng__node_get(e->node, "key");
+  return secret_env(e->name, eng__node_get(e->node, "secret")->str,
+                    key ? key->str : e->name, false);
+}
+
+static json_t *container_env(const eng__fleet *f, const fleet_db *db) {
+  const fleet_defaults *def = &f->def;
+  size_t n = 0;
+  eng__pod_env *all = pod_env_all(def, db, &n);
+  bool own_slack = false, own_audit = false;
+  for (size_t i = N_RENDER_ENV; i < n; i++) {
+    own_slack |= !strcmp(all[i].name, "SLACK_WEBHOOK_URL");
+    own_audit |= !strcmp(all[i].name, "ENGINE_AUDIT_KEY");
+  }
   json_t *env = json_array();
-  json_array_append_new(env, secret_env("DATABASE_URL", db->url_secret, false));
-  if (*def->slack_secret)
-    json_array_append_new(env, secret_env("SLACK_WEBHOOK_URL", def->slack_secret, true));
-  if (*def->audit_secret)
-    json_array_append_new(env, secret_env("ENGINE_AUDIT_KEY", def->audit_secret, true));
+  json_array_append_new(env, secret_env("DATABASE_URL", db->url_secret,
+                                        "DATABASE_URL", false));
+  if (*def->slack_secret && !own_slack)
+    json_array_append_new(env, secret_env("SLACK_WEBHOOK_URL", def->slack_secret,
+                                          "SLACK_WEBHOOK_URL", true));
+  if (*def->audit_secret && !own_audit)
+    json_array_append_new(env, secret_env("ENGINE_AUDIT_KEY", def->audit_secret,
+                                          "ENGINE_AUDIT_KEY", true));
+  for (size_t i = N_RENDER_ENV; i < n; i++)
+    json_array_append_new(env, inventory_env(&all[i]));
+  free(all);
   json_array_append_new(env, value_env("ENGINE_STATE_DIR", def->state));
   json_array_append_new(env, value_env("ENGINE_LOG_FORMAT", "json"));
   json_array_append_new(env, value_env("HOME", "/tmp"));
   json_array_append_new(env, value_env("TMPDIR", "/tmp"));
+  return env;
+}
+
+/* requests and limits, each only with what is set. */
+static json_t *resources(const fleet_pod *pod) {
+  static const char *const part[] = {"requests", "limits"}, *const kind[] = {"cpu", "memory"};
+  json_t *res = json_object();
+  for (size_t t = 0; t < 2; t++) {
+    json_t *x = json_object();
+    for (size_t k = 0; k < 2; k++)
+      if (pod->res[t * 2 + k])
+        json_object_set_new(x, kind[k], json_string(pod->res[t * 2 + k]));
+    if (json_object_size(x)) json_object_set_new(res, part[t], x);
+    else json_decref(x);
+  }
+  return res;
+}
+
+static json_t *container(const eng__fleet *f, const fleet_db *db) {
+  const fleet_defaults *def = &f->def;
   json_t *c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", CONTAINER,
-                        "image", def->image, "imagePullPolicy", "IfNotPresent",
-                        "args", args, "env", env);
+                        "image", def->image, "imagePullPolicy",
+                        def->pull_policy, "args", run_args(f, db), "env",
+                        container_env(f, db));
   if (*def->aws_secret)
     json_object_set_new(c, "envFrom",
                         json_pack("[{s:{s:s}}]", "secretRef", "name",
                                   def->aws_secret));
+  json_object_set_new(c, "resources", resources(&db->pod));
   json_object_set_new(c, "workingDir", json_string("/tmp"));
   json_t *mounts = json_pack("[{s:s, s:s}]", "name", "scratch", "mountPath", "/tmp");
   if (db->runbook_path)
@@ -899,7 +1340,8 @@ static json_t *container(const eng__fleet *f, const fleet_db *db) {
 }
 
 static json_t *pod_spec(const eng__fleet *f, const fleet_db *db) {
-  json_t *volumes = json_pack("[{s:s, s:{}}]", "name", "scratch", "emptyDir");
+  json_t *volumes = json_pack("[{s:s, s:{s:s}}]", "name", "scratch",
+                              "emptyDir", "sizeLimit", db->pod.scratch);
   if (db->runbook_path) {
     char *cm = configmap_name(db);
     json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name",
@@ -908,7 +1350,7 @@ static json_t *pod_spec(const eng__fleet *f, const fleet_db *db) {
   }
   /* the engine's grace for `finally`, then time for it to write its
    * records and exit before the kubelet's SIGKILL */
-  long long term = (f->def.grace_ms + 999) / 1000 + 15;
+  long long term = (db->pod.grace_ms + 999) / 1000 + 15;
   return json_pack(
       "{s:s, s:I, s:b, s:b, s:{s:b, s:i, s:i, s:i, s:{s:s}}, s:[o], s:o}",
       "restartPolicy", "Never", "terminationGracePeriodSeconds",
@@ -932,9 +1374,10 @@ static json_t *cronjob(const eng__fleet *f, const fleet_db *db) {
       ENG_EXIT_REFUSED, ENG_EXIT_SLO, ENG_EXIT_LOCKED, "action", "Ignore",
       "onPodConditions", "type", "DisruptionTarget", "status", "True");
   json_t *job = json_pack(
-      "{s:I, s:I, s:o, s:{s:{s:o}, s:o}}", "backoffLimit",
+      "{s:I, s:I, s:I, s:o, s:{s:{s:o}, s:o}}", "backoffLimit",
       (json_int_t)def->backoff_limit, "activeDeadlineSeconds",
-      (json_int_t)(def->active_deadline_ms / 1000), "podFailurePolicy", pfp,
+      (json_int_t)(def->active_deadline_ms / 1000), "ttlSecondsAfterFinished",
+      (json_int_t)(def->job_ttl_ms / 1000), "podFailurePolicy", pfp,
       "template", "metadata", "labels", labels(db), "spec", pod_spec(f, db));
   json_t *cj = json_pack(
       "{s:s, s:s, s:o, s:{s:s, s:s, s:s, s:I, s:i, s:i, s:{s:{s:o}, s:o}}}",
@@ -1026,8 +1469,8 @@ static void print_next_runs(const eng__fleet *f) {
   eng__zone_leave(&z);
 }
 
-int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
-                      eng__diags *d) {
+int eng__fleet_render(const char *inventory, const char *image_dir,
+                      const char *out_dir, FILE *out, eng__diags *d) {
   size_t len = 0;
   char *text = eng__read_file(inventory, ENG__YAML_MAX_BYTES, &len);
   if (!text) {
@@ -1039,7 +1482,7 @@ int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
   char *dir = slash ? eng__xstrndup(inventory, (size_t)(slash - inventory + 1))
                     : eng__xstrdup(".");
   if (slash && strlen(dir) > 1) dir[strlen(dir) - 1] = '\0';
-  eng__fleet *f = eng__fleet_parse(inventory, dir, text, len, d);
+  eng__fleet *f = eng__fleet_parse(inventory, dir, image_dir, text, len, d);
   free(text);
   free(dir);
   if (!f) return ENG_EXIT_USAGE;

@@ -16,10 +16,13 @@ typedef struct eng__fleet eng__fleet;
 extern const char *const eng__fleet_image_runbooks[];
 /* Check an inventory's text (file names it in diagnostics; a runbook named
  * by a relative path is looked up in dir; with dir NULL no file is read and
- * only the image's runbooks are known). NULL with errors in d when it is
- * invalid; otherwise the databases, schedules spread. */
+ * only the image's runbooks are known), and that every database's runbook
+ * starts in its pod as rendered (the image's runbooks read from image_dir;
+ * NULL: those are not checked). NULL with errors in d when it is invalid;
+ * otherwise the databases, schedules spread. */
 eng__fleet *eng__fleet_parse(const char *file, const char *dir,
-                             const char *text, size_t len, eng__diags *d);
+                             const char *image_dir, const char *text,
+                             size_t len, eng__diags *d);
 void eng__fleet_free(eng__fleet *f);
 size_t eng__fleet_count(const eng__fleet *f);
 const char *eng__fleet_name(const eng__fleet *f, size_t i);
@@ -28,9 +31,10 @@ const char *eng__fleet_name(const eng__fleet *f, size_t i);
 json_t *eng__fleet_docs(const eng__fleet *f, size_t i);
 /* `engine fleet render`: read the inventory and write every database's
  * objects as multi-document YAML to out, or with out_dir one file per
- * database (OUT_DIR/NAME.yaml). ENG_EXIT_USAGE for an invalid inventory
+ * database (OUT_DIR/NAME.yaml); image_dir as for eng__fleet_parse.
+ * ENG_EXIT_USAGE for an invalid inventory
  * (nothing written), ENG_EXIT_FAILED when a file cannot be written. */
-int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
-                      eng__diags *d);
+int eng__fleet_render(const char *inventory, const char *image_dir,
+                      const char *out_dir, FILE *out, eng__diags *d);
 
 #endif /* ENGINE_FLEET_H */
