@@ -29,12 +29,18 @@ const char *eng__fleet_name(const eng__fleet *f, size_t i);
 /* Database i's Kubernetes objects (a ConfigMap when its runbook is a local
  * file, then its CronJob) as a new JSON array. */
 json_t *eng__fleet_docs(const eng__fleet *f, size_t i);
-/* `engine fleet render`: read the inventory and write every database's
- * objects as multi-document YAML to out, or with out_dir one file per
- * database (OUT_DIR/NAME.yaml); image_dir as for eng__fleet_parse.
- * ENG_EXIT_USAGE for an invalid inventory
- * (nothing written), ENG_EXIT_FAILED when a file cannot be written. */
-int eng__fleet_render(const char *inventory, const char *image_dir,
-                      const char *out_dir, FILE *out, eng__diags *d);
+/* Read and check the inventory file (eng__fleet_parse, runbooks relative
+ * to its folder); NULL with errors in d. Free with eng__fleet_free. */
+eng__fleet *eng__fleet_load(const char *inventory, const char *image_dir,
+                            eng__diags *d);
+/* Database i's runbook file next to the inventory, or NULL for one the
+ * image ships. Valid as long as f. */
+const char *eng__fleet_runbook_file(const eng__fleet *f, size_t i);
+/* `engine fleet render`: write every database's objects of f (read from
+ * inventory) as multi-document YAML to out, or with out_dir one file per
+ * database (OUT_DIR/NAME.yaml), then the next runs on standard error
+ * unless d is quiet. ENG_EXIT_FAILED when a file cannot be written. */
+int eng__fleet_render(const eng__fleet *f, const char *inventory,
+                      const char *out_dir, FILE *out, const eng__diags *d);
 
 #endif /* ENGINE_FLEET_H */

@@ -691,6 +691,38 @@ def test_one_database_found_by_its_label_and_image_warnings(h):
         h.check((got.group(1) if got else None) == warned, (image, r.stderr))
 
 
+@suite.test
+def test_check_plans_every_run_as_rendered(h):
+    """--check runs `engine plan` of each database's run with its rendered
+    arguments and environment: what the plan refuses fails the render,
+    before anything is written."""
+    r = render(h, EXAMPLE, '--check')
+    h.check(r.returncode == 0, r.stderr)
+    h.check(r.stdout == RENDERED.read_text(), 'the checked render differs from rendered.yaml')
+    for name in ('ledger', 'orders', 'billing'):
+        h.check(f"check: database '{name}': engine plan" in r.stderr, r.stderr)
+    h.check(r.stderr.count('plan: nothing was run') == 3, r.stderr)
+    # the secrets the pod would get are placeholders, never read
+    h.check('fleet-check.invalid' in r.stderr, r.stderr)
+    h.write('drop.yaml', 'version: 1\nname: drop-scratch\nparams:\n  db: { required: true }\n'
+            'guards:\n  protected_databases: ["prod*"]\nsteps:\n  - id: drop\n'
+            '    uses: postgres.drop_database\n    with: { database: "${params.db}", if_exists: true }\n')
+    drop = DB.replace('restore-drill.yaml', 'drop.yaml') + '    allow_destructive: true\n'
+    for dbs, code, why in [
+            (drop + '    params: { db: prod_main }\n', 3,
+             r"database 'prod_main' is protected by guards.protected_databases"),
+            (DB + '    params: { jobs: many }\n', 2, r"parameter 'jobs' \(from --set\): expected an integer")]:
+        f = h.write('inv.yaml', inventory(dbs))
+        r = render(h, f)
+        h.check(r.returncode == 0, f'{why}: the static check alone passes: {r.stderr}')
+        r = render(h, f, '--check', '--out', h.tmp / 'out')
+        h.check(r.returncode == 2 and r.stdout == '', (why, r.returncode, r.stderr))
+        h.check(re.search(why, r.stderr), (why, r.stderr))
+        h.check(f"database 'ledger': 'engine plan' of its run as rendered exits {code}" in r.stderr,
+                r.stderr)
+        h.check(not (h.tmp / 'out').exists(), 'written although the check failed')
+
+
 if __name__ == '__main__':
     os.environ.setdefault('NO_COLOR', '1')
     suite.main()
