@@ -1,9 +1,9 @@
-/* fleet.c - `engine fleet render`: an inventory of databases into
- * Kubernetes manifests (a CronJob per database, its runbook in a
- * ConfigMap). docs/fleet.md describes the inventory and every setting. */
-#include "fleet/fleet.h"
+/* fleet.c - `engine fleet render`: an inventory of databases read and
+ * checked (its keys, names, schedules, runbooks and what each database's
+ * pod gives its run); manifest.c writes its Kubernetes objects.
+ * docs/fleet.md describes the inventory and every setting. */
+#include "fleet/fleet_int.h"
 #include "fleet/cron.h"
-#include "fleet/runnable.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,11 +18,6 @@
 #define ENG_VERSION "0.0.0"
 #endif
 
-/* Where the image keeps the runbooks it ships, and where a ConfigMap's
- * runbook is mounted. */
-#define IMAGE_RUNBOOK_DIR "/usr/share/engine/runbooks"
-#define CONFIGMAP_DIR "/runbooks"
-#define CONTAINER "engine"
 #define NAME_MAX_LEN 40 /* "engine-" + name stays within a CronJob's 52 */
 #define CONFIGMAP_MAX (1000u * 1000u) /* a ConfigMap holds at most 1 MiB */
 /* A finished Job and its pod (their logs) are kept this long. */
@@ -35,57 +30,13 @@
 /* The scratch emptyDir (/tmp: dumps, downloads) may hold this much. */
 #define SCRATCH_DEFAULT "20Gi"
 
+
 const char *const eng__fleet_image_runbooks[] = {
     "backup-verify.yaml",      "backup-with-checksum.yaml",
     "check-prod-volume.yaml",  "managed-restore-test.yaml",
     "migrate-deploy.yaml",     "recover-from-volume.yaml",
     "restore-drill.yaml",      "restore-from-s3.yaml",
     NULL};
-
-/* The pod's requests and limits, Kubernetes quantities (NULL: none). */
-enum { RES_REQ_CPU, RES_REQ_MEM, RES_LIM_CPU, RES_LIM_MEM, N_RES };
-
-/* What a database may set for its pod and run, or defaults for all. */
-typedef struct fleet_pod {
-  int64_t grace_ms;
-  long jobs;          /* --jobs; 0: the engine's default */
-  eng__pod_env *env;  /* `env` (owned array, names and nodes borrowed) */
-  size_t n_env;
-  const char *res[N_RES];
-  const char *scratch; /* the scratch emptyDir's sizeLimit */
-} fleet_pod;
-
-typedef struct fleet_db {
-  const eng__node *node;
-  const char *name, *url_secret, *runbook, *lock;
-  fleet_pod pod;
-  const eng__node *approve; /* step ids approved in advance, or NULL */
-  bool allow_destructive;
-  bool name_ok;       /* a valid name (else messages say it as written) */
-  char *label;        /* "#N", the name of an entry without one */
-  char *where;        /* "database 'NAME'", for messages */
-  const eng__node *schedule_node, *params;
-  char *schedule;     /* after spreading */
-  char *runbook_path; /* a local file (ConfigMap), or NULL: from the image */
-  char *runbook_text;
-} fleet_db;
-
-typedef struct fleet_defaults {
-  const char *image, *pull_policy, *state, *time_zone, *namespace;
-  const char *aws_secret, *slack_secret, *audit_secret;
-  int64_t active_deadline_ms, starting_deadline_ms, job_ttl_ms;
-  long backoff_limit, spread;
-  fleet_pod pod;
-} fleet_defaults;
-
-struct eng__fleet {
-  char *file, *dir;
-  eng__node *root;
-  fleet_db *dbs;
-  size_t n;
-  fleet_defaults def;
-  char *image; /* default image */
-};
 
 /* ---- checks of single values ------------------------------------------- */
 
@@ -178,7 +129,7 @@ static bool is_configmap_key(const char *s) {
 }
 
 
-static const char *base_name(const char *path) {
+const char *eng__fleet_base_name(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
 }
@@ -307,9 +258,8 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
 /* ---- what a pod gets: shared by defaults and databases ------------------- */
 
 /* Variables render sets itself: the inventory may not set them. */
-static const char *const render_env[] = {"DATABASE_URL", "ENGINE_STATE_DIR",
-                                         "ENGINE_LOG_FORMAT", "HOME", "TMPDIR"};
-#define N_RENDER_ENV (sizeof render_env / sizeof *render_env)
+static const char *const render_env[N_RENDER_ENV] = {
+    "DATABASE_URL", "ENGINE_STATE_DIR", "ENGINE_LOG_FORMAT", "HOME", "TMPDIR"};
 
 static bool is_env_name(const char *s) {
   if (!*s || (*s >= '0' && *s <= '9')) return false;
@@ -322,8 +272,24 @@ static bool is_env_name(const char *s) {
 
 /* One variable of `env`: a value written here, or { secret: NAME, key: KEY }
  * (key: the variable's name when left out). */
+/* A variable whose name says it holds a credential. */
+static bool is_secret_name(const char *name) {
+  static const char *const words[] = {"PASSWORD", "SECRET", "TOKEN", "_KEY",
+                                      "WEBHOOK", "CREDENTIAL"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strstr(name, words[i])) return true;
+  return false;
+}
+
 static bool env_value(reader *r, const char *where, const eng__node *k,
                       const eng__node *v) {
+  if (v->kind == ENG__N_SCALAR && is_secret_name(k->str)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s names a credential: never write its value in "
+                    "the inventory; write %s: { secret: NAME, key: KEY }",
+                    where, k->str, k->str);
+    return false;
+  }
   if (v->kind == ENG__N_SCALAR) {
     if (!has_url_password(v->str)) return true;
     eng__diag_error(r->d, r->file, v->line, v->col,
@@ -643,9 +609,7 @@ static bool is_image_runbook(const char *name) {
   return false;
 }
 
-/* Every variable db's pod gets for certain (the optional Secrets' may be
- * missing), as a new array of *n. */
-static eng__pod_env *pod_env_all(const fleet_defaults *def, const fleet_db *db,
+eng__pod_env *eng__fleet_pod_env(const fleet_defaults *def, const fleet_db *db,
                                  size_t *n) {
   size_t cap = N_RENDER_ENV + def->pod.n_env + db->pod.n_env;
   eng__pod_env *all = eng__xcalloc(cap, sizeof *all);
@@ -678,7 +642,7 @@ static bool runbook_runs(reader *r, fleet_db *db, const char *path,
   if (ok && inputs_ok) {
     eng__pod_gives g = {r->file, db->name, db->node, db->params, db->approve,
                         NULL, 0};
-    eng__pod_env *env = pod_env_all(r->def, db, &g.n_env);
+    eng__pod_env *env = eng__fleet_pod_env(r->def, db, &g.n_env);
     g.env = env;
     ok = eng__fleet_runnable(rb, db->runbook, &g, r->d);
     free(env);
@@ -740,12 +704,12 @@ static char *runbook_text(reader *r, fleet_db *db, const char *path,
                                     : "");
     return NULL;
   }
-  if (!is_configmap_key(base_name(path))) {
+  if (!is_configmap_key(eng__fleet_base_name(path))) {
     eng__diag_error(r->d, r->file, v->line, v->col,
                     "database '%s': the runbook's file name '%s' may hold "
                     "only letters, digits, '-', '_' and '.' (it becomes a "
                     "ConfigMap key): rename the file",
-                    db->name, base_name(path));
+                    db->name, eng__fleet_base_name(path));
     free(text);
     return NULL;
   }
@@ -1183,292 +1147,6 @@ const char *eng__fleet_name(const eng__fleet *f, size_t i) {
   return f->dbs[i].name;
 }
 
-/* ---- the manifests --------------------------------------------------------- */
-
-static json_t *labels(const fleet_db *db) {
-  return json_pack("{s:s, s:s, s:s, s:s}", "app.kubernetes.io/name", "engine",
-                   "app.kubernetes.io/instance", db->name,
-                   "app.kubernetes.io/component", "runbook",
-                   "app.kubernetes.io/managed-by", "engine-fleet");
-}
-
-static json_t *metadata(const eng__fleet *f, const fleet_db *db,
-                        const char *name) {
-  json_t *m = json_pack("{s:s}", "name", name);
-  if (f->def.namespace) json_object_set_new(m, "namespace", json_string(f->def.namespace));
-  json_object_set_new(m, "labels", labels(db));
-  return m;
-}
-
-static char *configmap_name(const fleet_db *db) {
-  return eng__asprintf("engine-%s-runbook", db->name);
-}
-
-static json_t *configmap(const eng__fleet *f, const fleet_db *db) {
-  char *name = configmap_name(db);
-  json_t *data = json_object();
-  json_object_set_new(data, base_name(db->runbook_path),
-                      json_string(db->runbook_text));
-  json_t *cm = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind",
-                         "ConfigMap", "metadata", metadata(f, db, name),
-                         "data", data);
-  free(name);
-  return cm;
-}
-
-static json_t *secret_env(const char *var, const char *secret, const char *key,
-                          bool optional) {
-  json_t *ref = json_pack("{s:s, s:s}", "name", secret, "key", key);
-  if (optional) json_object_set_new(ref, "optional", json_true());
-  return json_pack("{s:s, s:{s:o}}", "name", var, "valueFrom", "secretKeyRef",
-                   ref);
-}
-
-static json_t *value_env(const char *var, const char *value) {
-  return json_pack("{s:s, s:s}", "name", var, "value", value);
-}
-
-static void add_arg(json_t *args, const char *flag, const char *value) {
-  json_array_append_new(args, json_string(flag));
-  if (value) json_array_append_new(args, json_string(value));
-}
-
-/* `engine run`'s arguments: the runbook, the state, the lock, the grace,
- * the database's run options, approvals and parameters. */
-static json_t *run_args(const eng__fleet *f, const fleet_db *db) {
-  char grace[32], jobs[32];
-  snprintf(grace, sizeof grace, "%llds",
-           (long long)((db->pod.grace_ms + 999) / 1000));
-  char *path = db->runbook_path
-                   ? eng__asprintf(CONFIGMAP_DIR "/%s", base_name(db->runbook_path))
-                   : eng__asprintf(IMAGE_RUNBOOK_DIR "/%s", db->runbook);
-  json_t *args = json_pack("[s, s, s, s, s, s, s, s]", "run", path,
-                           "--state-dir", f->def.state, "--lock", db->lock,
-                           "--grace", grace);
-  free(path);
-  if (db->pod.jobs) {
-    snprintf(jobs, sizeof jobs, "%ld", db->pod.jobs);
-    add_arg(args, "--jobs", jobs);
-  }
-  if (db->allow_destructive) add_arg(args, "--allow-destructive", NULL);
-  for (size_t i = 0; db->approve && i < db->approve->n; i++)
-    add_arg(args, "--approve", db->approve->vals[i]->str);
-  for (size_t i = 0; db->params && i < db->params->n; i++) {
-    char *kv = eng__asprintf("%s=%s", db->params->keys[i]->str,
-                             db->params->vals[i]->str);
-    add_arg(args, "-p", kv);
-    free(kv);
-  }
-  return args;
-}
-
-/* One variable the inventory gives: its value, or its Secret's key. */
-static json_t *inventory_env(const eng__pod_env *e) {
-  if (e->literal) return value_env(e->name, e->node->str);
-  const eng__node *key = eng__node_get(e->node, "key");
-  return secret_env(e->name, eng__node_get(e->node, "secret")->str,
-                    key ? key->str : e->name, false);
-}
-
-static json_t *container_env(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  size_t n = 0;
-  eng__pod_env *all = pod_env_all(def, db, &n);
-  bool own_slack = false, own_audit = false;
-  for (size_t i = N_RENDER_ENV; i < n; i++) {
-    own_slack |= !strcmp(all[i].name, "SLACK_WEBHOOK_URL");
-    own_audit |= !strcmp(all[i].name, "ENGINE_AUDIT_KEY");
-  }
-  json_t *env = json_array();
-  json_array_append_new(env, secret_env("DATABASE_URL", db->url_secret,
-                                        "DATABASE_URL", false));
-  if (*def->slack_secret && !own_slack)
-    json_array_append_new(env, secret_env("SLACK_WEBHOOK_URL", def->slack_secret,
-                                          "SLACK_WEBHOOK_URL", true));
-  if (*def->audit_secret && !own_audit)
-    json_array_append_new(env, secret_env("ENGINE_AUDIT_KEY", def->audit_secret,
-                                          "ENGINE_AUDIT_KEY", true));
-  for (size_t i = N_RENDER_ENV; i < n; i++)
-    json_array_append_new(env, inventory_env(&all[i]));
-  free(all);
-  json_array_append_new(env, value_env("ENGINE_STATE_DIR", def->state));
-  json_array_append_new(env, value_env("ENGINE_LOG_FORMAT", "json"));
-  json_array_append_new(env, value_env("HOME", "/tmp"));
-  json_array_append_new(env, value_env("TMPDIR", "/tmp"));
-  return env;
-}
-
-/* requests and limits, each only with what is set. */
-static json_t *resources(const fleet_pod *pod) {
-  static const char *const part[] = {"requests", "limits"}, *const kind[] = {"cpu", "memory"};
-  json_t *res = json_object();
-  for (size_t t = 0; t < 2; t++) {
-    json_t *x = json_object();
-    for (size_t k = 0; k < 2; k++)
-      if (pod->res[t * 2 + k])
-        json_object_set_new(x, kind[k], json_string(pod->res[t * 2 + k]));
-    if (json_object_size(x)) json_object_set_new(res, part[t], x);
-    else json_decref(x);
-  }
-  return res;
-}
-
-static json_t *container(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  json_t *c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", CONTAINER,
-                        "image", def->image, "imagePullPolicy",
-                        def->pull_policy, "args", run_args(f, db), "env",
-                        container_env(f, db));
-  if (*def->aws_secret)
-    json_object_set_new(c, "envFrom",
-                        json_pack("[{s:{s:s}}]", "secretRef", "name",
-                                  def->aws_secret));
-  json_object_set_new(c, "resources", resources(&db->pod));
-  json_object_set_new(c, "workingDir", json_string("/tmp"));
-  json_t *mounts = json_pack("[{s:s, s:s}]", "name", "scratch", "mountPath", "/tmp");
-  if (db->runbook_path)
-    json_array_append_new(mounts,
-                          json_pack("{s:s, s:s, s:b}", "name", "runbook",
-                                    "mountPath", CONFIGMAP_DIR, "readOnly", 1));
-  json_object_set_new(c, "volumeMounts", mounts);
-  json_object_set_new(
-      c, "securityContext",
-      json_pack("{s:b, s:b, s:b, s:{s:[s]}}", "allowPrivilegeEscalation", 0,
-                "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "capabilities",
-                "drop", "ALL"));
-  return c;
-}
-
-static json_t *pod_spec(const eng__fleet *f, const fleet_db *db) {
-  json_t *volumes = json_pack("[{s:s, s:{s:s}}]", "name", "scratch",
-                              "emptyDir", "sizeLimit", db->pod.scratch);
-  if (db->runbook_path) {
-    char *cm = configmap_name(db);
-    json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name",
-                                             "runbook", "configMap", "name", cm));
-    free(cm);
-  }
-  /* the engine's grace for `finally`, then time for it to write its
-   * records and exit before the kubelet's SIGKILL */
-  long long term = (db->pod.grace_ms + 999) / 1000 + 15;
-  return json_pack(
-      "{s:s, s:I, s:b, s:b, s:{s:b, s:i, s:i, s:i, s:{s:s}}, s:[o], s:o}",
-      "restartPolicy", "Never", "terminationGracePeriodSeconds",
-      (json_int_t)term, "automountServiceAccountToken", 0,
-      "enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1,
-      "runAsUser", 10001, "runAsGroup", 10001, "fsGroup", 10001,
-      "seccompProfile", "type", "RuntimeDefault", "containers",
-      container(f, db), "volumes", volumes);
-}
-
-static json_t *cronjob(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  char *name = eng__asprintf("engine-%s", db->name);
-  /* exit codes that a retry cannot change: failed (1), invalid (2),
-   * refused by a guard (3), SLO missed (4), lock held (6); 5
-   * (interrupted) and pod failures outside the engine are retried */
-  json_t *pfp = json_pack(
-      "{s:[{s:s, s:{s:s, s:s, s:[i,i,i,i,i]}}, {s:s, s:[{s:s, s:s}]}]}",
-      "rules", "action", "FailJob", "onExitCodes", "containerName", CONTAINER,
-      "operator", "In", "values", ENG_EXIT_FAILED, ENG_EXIT_USAGE,
-      ENG_EXIT_REFUSED, ENG_EXIT_SLO, ENG_EXIT_LOCKED, "action", "Ignore",
-      "onPodConditions", "type", "DisruptionTarget", "status", "True");
-  json_t *job = json_pack(
-      "{s:I, s:I, s:I, s:o, s:{s:{s:o}, s:o}}", "backoffLimit",
-      (json_int_t)def->backoff_limit, "activeDeadlineSeconds",
-      (json_int_t)(def->active_deadline_ms / 1000), "ttlSecondsAfterFinished",
-      (json_int_t)(def->job_ttl_ms / 1000), "podFailurePolicy", pfp,
-      "template", "metadata", "labels", labels(db), "spec", pod_spec(f, db));
-  json_t *cj = json_pack(
-      "{s:s, s:s, s:o, s:{s:s, s:s, s:s, s:I, s:i, s:i, s:{s:{s:o}, s:o}}}",
-      "apiVersion", "batch/v1", "kind", "CronJob", "metadata",
-      metadata(f, db, name), "spec", "schedule", db->schedule, "timeZone",
-      def->time_zone, "concurrencyPolicy", "Forbid",
-      "startingDeadlineSeconds",
-      (json_int_t)(def->starting_deadline_ms / 1000),
-      "successfulJobsHistoryLimit", 3, "failedJobsHistoryLimit", 3,
-      "jobTemplate", "metadata", "labels", labels(db), "spec", job);
-  free(name);
-  return cj;
-}
-
-json_t *eng__fleet_docs(const eng__fleet *f, size_t i) {
-  const fleet_db *db = &f->dbs[i];
-  json_t *docs = json_array();
-  if (db->runbook_path) json_array_append_new(docs, configmap(f, db));
-  json_array_append_new(docs, cronjob(f, db));
-  return docs;
-}
-
-/* Database i's documents, each after "---". */
-static void db_yaml(const eng__fleet *f, size_t i, eng__buf *b) {
-  json_t *docs = eng__fleet_docs(f, i);
-  size_t k;
-  json_t *doc;
-  json_array_foreach(docs, k, doc) {
-    eng__buf_adds(b, "---\n");
-    eng__yaml_emit(b, doc);
-  }
-  json_decref(docs);
-}
-
-static int write_file(const char *path, const eng__buf *b) {
-  char *tmp = eng__asprintf("%s.tmp", path);
-  FILE *fp = fopen(tmp, "w");
-  int rc = 0;
-  if (!fp || fwrite(b->data, 1, b->len, fp) != b->len) rc = -1;
-  if (fp && fclose(fp) != 0) rc = -1;
-  if (rc == 0 && rename(tmp, path) != 0) rc = -1;
-  if (rc != 0) {
-    fprintf(stderr, "engine: cannot write %s: %s\n", path, strerror(errno));
-    unlink(tmp);
-  }
-  free(tmp);
-  return rc;
-}
-
-/* One firing time, in UTC and, with local, in the process's time zone. */
-static void add_time(eng__buf *b, time_t t, bool local) {
-  struct tm tm;
-  char s[64];
-  if (!gmtime_r(&t, &tm) || !strftime(s, sizeof s, "%Y-%m-%d %H:%M UTC", &tm))
-    return;
-  eng__buf_adds(b, s);
-  if (local && localtime_r(&t, &tm) &&
-      strftime(s, sizeof s, "%Y-%m-%d %H:%M %Z", &tm))
-    eng__buf_addf(b, " (%s)", s);
-}
-
-/* The summary: every CronJob's next NEXT_RUNS times on standard error, in
- * UTC and in its time zone when that is not UTC. */
-static void print_next_runs(const eng__fleet *f) {
-  const char *zone = f->def.time_zone;
-  zone_scope z;
-  bool known = eng__zone_enter(zone, &z), local = strcmp(zone, "UTC") != 0;
-  time_t now = (time_t)(eng__now_ms() / 1000);
-  for (size_t i = 0; i < f->n; i++) {
-    const fleet_db *db = &f->dbs[i];
-    eng__buf b = {0};
-    eng__buf_addf(&b, "engine-%s: '%s' (%s) ", db->name, db->schedule, zone);
-    char why[320];
-    cron_spec c;
-    if (!known) {
-      eng__buf_adds(&b, "next runs not known: the time zone is not in this "
-                        "machine's tz database");
-    } else if (eng__cron_parse(db->schedule, &c, why, sizeof why)) {
-      eng__buf_adds(&b, "next runs");
-      time_t t = now;
-      for (int k = 0; k < NEXT_RUNS && eng__cron_next(&c, t, &t); k++) {
-        eng__buf_adds(&b, k ? ", " : " ");
-        add_time(&b, t, local);
-      }
-    }
-    fprintf(stderr, "%s\n", b.data);
-    eng__buf_free(&b);
-  }
-  eng__zone_leave(&z);
-}
-
 eng__fleet *eng__fleet_load(const char *inventory, const char *image_dir,
                             eng__diags *d) {
   size_t len = 0;
@@ -1490,39 +1168,4 @@ eng__fleet *eng__fleet_load(const char *inventory, const char *image_dir,
 
 const char *eng__fleet_runbook_file(const eng__fleet *f, size_t i) {
   return f->dbs[i].runbook_path;
-}
-
-int eng__fleet_render(const eng__fleet *f, const char *inventory,
-                      const char *out_dir, FILE *out, const eng__diags *d) {
-  const char *head = "# Generated by 'engine fleet render %s': edit the "
-                     "inventory and render again.\n";
-  int code = ENG_EXIT_OK;
-  if (out_dir && eng__mkdir_p(out_dir, 0755) != 0) {
-    fprintf(stderr, "engine: cannot create %s: %s\n", out_dir, strerror(errno));
-    code = ENG_EXIT_FAILED;
-  }
-  eng__buf all = {0};
-  eng__buf_addf(&all, head, base_name(inventory));
-  for (size_t i = 0; code == ENG_EXIT_OK && i < f->n; i++) {
-    if (!out_dir) {
-      db_yaml(f, i, &all);
-      continue;
-    }
-    eng__buf b = {0};
-    eng__buf_addf(&b, head, base_name(inventory));
-    db_yaml(f, i, &b);
-    char *path = eng__asprintf("%s/%s.yaml", out_dir, f->dbs[i].name);
-    if (write_file(path, &b) != 0) code = ENG_EXIT_FAILED;
-    else fprintf(stderr, "wrote %s\n", path);
-    free(path);
-    eng__buf_free(&b);
-  }
-  if (!out_dir && code == ENG_EXIT_OK &&
-      (fwrite(all.data, 1, all.len, out) != all.len || fflush(out) != 0)) {
-    fprintf(stderr, "engine: cannot write the manifests: %s\n", strerror(errno));
-    code = ENG_EXIT_FAILED;
-  }
-  if (code == ENG_EXIT_OK && !d->quiet) print_next_runs(f);
-  eng__buf_free(&all);
-  return code;
 }

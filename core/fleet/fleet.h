@@ -1,8 +1,9 @@
 /*
- * fleet/fleet.h - `engine fleet render` (fleet.c): an inventory of
+ * fleet/fleet.h - `engine fleet render` (fleet.c reads, manifest.c
+ * writes; runnable.c, cron.c): an inventory of
  * databases into Kubernetes manifests (a CronJob per database, a ConfigMap
  * for a runbook next to the inventory). Above model/: it reads runbooks'
- * parameters, never runs anything.
+ * parameters and steps to check them, never runs anything.
  */
 #ifndef ENGINE_FLEET_H
 #define ENGINE_FLEET_H
