@@ -40,6 +40,9 @@ typedef struct cli {
 /* A command's help, then the global options. */
 int cli_print_help(const char *text, FILE *out, int code);
 int cli_usage_error(const char *fmt, const char *arg);
+/* Whether this executable runs from its build directory (then it uses the
+ * source tree's Lua library and runbooks, not the installed ones). */
+bool cli_running_from_build(void);
 void cli_load_plugins(cli *c, eng__diags *d);
 /* Plugins for a command that only needs them (refusals are not shown). */
 void cli_load_plugins_quietly(cli *c);

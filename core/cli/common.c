@@ -4,9 +4,24 @@
  * of side effects, targets and dispositions in help and docs. */
 #include "cli/cli.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef ENG_BUILD_ROOT
+#define ENG_BUILD_ROOT ""
+#endif
+
+bool cli_running_from_build(void) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  static const char build_root[] = ENG_BUILD_ROOT;
+  if (n <= 0 || build_root[0] == '\0') return false;
+  exe[n] = '\0';
+  size_t bl = strlen(build_root);
+  return strncmp(exe, build_root, bl) == 0 && exe[bl] == '/';
+}
 
 /* Options every command takes, before or after the command name. */
 static const char global_help[] =

@@ -14,9 +14,6 @@
 #ifndef ENG_VERSION
 #define ENG_VERSION "0.0.0"
 #endif
-#ifndef ENG_BUILD_ROOT
-#define ENG_BUILD_ROOT ""
-#endif
 #ifndef ENG_SOURCE_LUA_DIR
 #define ENG_SOURCE_LUA_DIR ""
 #endif
@@ -105,16 +102,6 @@ static const struct option long_opts[] = {
     {"head", required_argument, NULL, OPT_HEAD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
-
-static bool running_from_build(void) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  static const char build_root[] = ENG_BUILD_ROOT;
-  if (n <= 0 || build_root[0] == '\0') return false;
-  exe[n] = '\0';
-  size_t bl = strlen(build_root);
-  return strncmp(exe, build_root, bl) == 0 && exe[bl] == '/';
-}
 
 static int set_cancel_grace(const char *text) {
   int64_t ms;
@@ -277,7 +264,7 @@ static int parse_args(cli *c, int argc, char **argv) {
   c->state_spec = c->o.state_dir;
   c->o.approve = c->approve;
   c->o.n_approve = c->n_approve;
-  c->o.lua_lib_dir = running_from_build() ? ENG_SOURCE_LUA_DIR : ENG_INSTALL_LUA_DIR;
+  c->o.lua_lib_dir = cli_running_from_build() ? ENG_SOURCE_LUA_DIR : ENG_INSTALL_LUA_DIR;
   return 0;
 }
 

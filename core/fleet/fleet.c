@@ -1,7 +1,8 @@
-/* fleet.c - `engine fleet render`: an inventory of databases into
- * Kubernetes manifests (a CronJob per database, its runbook in a
- * ConfigMap). docs/fleet.md describes the inventory and every setting. */
-#include "fleet/fleet.h"
+/* fleet.c - `engine fleet render`: an inventory of databases read and
+ * checked (its keys, names, schedules, runbooks and what each database's
+ * pod gives its run); manifest.c writes its Kubernetes objects.
+ * docs/fleet.md describes the inventory and every setting. */
+#include "fleet/fleet_int.h"
 #include "fleet/cron.h"
 
 #include <errno.h>
@@ -17,13 +18,18 @@
 #define ENG_VERSION "0.0.0"
 #endif
 
-/* Where the image keeps the runbooks it ships, and where a ConfigMap's
- * runbook is mounted. */
-#define IMAGE_RUNBOOK_DIR "/usr/share/engine/runbooks"
-#define CONFIGMAP_DIR "/runbooks"
-#define CONTAINER "engine"
 #define NAME_MAX_LEN 40 /* "engine-" + name stays within a CronJob's 52 */
 #define CONFIGMAP_MAX (1000u * 1000u) /* a ConfigMap holds at most 1 MiB */
+/* A finished Job and its pod (their logs) are kept this long. */
+#define JOB_TTL_DEFAULT_MS (7 * ENG__DAY_MS)
+/* The pod's default requests and memory limit, measured (docs/fleet.md):
+ * the engine with pg_dump and pg_restore -j 4 of a restore drill. */
+#define REQ_CPU_DEFAULT "500m"
+#define REQ_MEM_DEFAULT "128Mi"
+#define LIM_MEM_DEFAULT "512Mi"
+/* The scratch emptyDir (/tmp: dumps, downloads) may hold this much. */
+#define SCRATCH_DEFAULT "20Gi"
+
 
 const char *const eng__fleet_image_runbooks[] = {
     "backup-verify.yaml",      "backup-with-checksum.yaml",
@@ -31,33 +37,6 @@ const char *const eng__fleet_image_runbooks[] = {
     "migrate-deploy.yaml",     "recover-from-volume.yaml",
     "restore-drill.yaml",      "restore-from-s3.yaml",
     NULL};
-
-typedef struct fleet_db {
-  const eng__node *node;
-  const char *name, *url_secret, *runbook;
-  bool name_ok;       /* a valid name (else messages say it as written) */
-  char *label;        /* "#N", the name of an entry without one */
-  const eng__node *schedule_node, *params;
-  char *schedule;     /* after spreading */
-  char *runbook_path; /* a local file (ConfigMap), or NULL: from the image */
-  char *runbook_text;
-} fleet_db;
-
-typedef struct fleet_defaults {
-  const char *image, *state, *time_zone, *namespace;
-  const char *aws_secret, *slack_secret, *audit_secret;
-  int64_t grace_ms, active_deadline_ms, starting_deadline_ms;
-  long backoff_limit, spread;
-} fleet_defaults;
-
-struct eng__fleet {
-  char *file, *dir;
-  eng__node *root;
-  fleet_db *dbs;
-  size_t n;
-  fleet_defaults def;
-  char *image; /* default image */
-};
 
 /* ---- checks of single values ------------------------------------------- */
 
@@ -139,11 +118,40 @@ static bool is_time_zone(const char *s) {
   return true;
 }
 
+/* A ConfigMap's or Secret's key (a runbook's file name): [-._a-zA-Z0-9]+. */
+static bool is_configmap_key(const char *s) {
+  if (!*s || strlen(s) > 253 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || strchr("-._", *s)))
+      return false;
+  return true;
+}
+
+
+const char *eng__fleet_base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+
+static bool has_url_password(const char *s) {
+  const char *p = strstr(s, "://");
+  if (!p) return false;
+  p += 3;
+  const char *at = strchr(p, '@'), *colon = strchr(p, ':'),
+             *slash = strchr(p, '/');
+  return at && colon && colon < at && (!slash || at < slash);
+}
+
+
 /* ---- reading the inventory ------------------------------------------------ */
 
 typedef struct reader {
   const char *file;
   eng__diags *d;
+  const fleet_defaults *def; /* read before the databases */
+  const char *image_dir;     /* the image's runbooks here, or NULL */
 } reader;
 
 static void unknown_key(reader *r, const eng__node *k, const char *where,
@@ -191,16 +199,17 @@ static const char *scalar(reader *r, const eng__node *v, const char *key,
 }
 
 static bool duration_key(reader *r, const eng__node *v, const char *key,
-                         int64_t min_ms, int64_t max_ms, int64_t *out) {
-  const char *s = scalar(r, v, key, "defaults");
+                         const char *where, int64_t min_ms, int64_t max_ms,
+                         int64_t *out) {
+  const char *s = scalar(r, v, key, where);
   if (!s) return false;
   int64_t ms;
   if (eng__parse_duration(s, &ms) != 0 || ms < min_ms || ms > max_ms) {
     char a[32], b[32];
     eng__diag_error(r->d, r->file, v->line, v->col,
-                    "defaults: '%s' needs a duration from %s to %s such as "
+                    "%s: '%s' needs a duration from %s to %s such as "
                     "30s, 10m or 2h, got '%s'",
-                    key, eng__fmt_duration(min_ms, a, sizeof a),
+                    where, key, eng__fmt_duration(min_ms, a, sizeof a),
                     eng__fmt_duration(max_ms, b, sizeof b), s);
     return false;
   }
@@ -209,17 +218,17 @@ static bool duration_key(reader *r, const eng__node *v, const char *key,
 }
 
 static bool number_key(reader *r, const eng__node *v, const char *key,
-                       long lo, long hi, long *out) {
-  const char *s = scalar(r, v, key, "defaults");
+                       const char *where, long lo, long hi, long *out) {
+  const char *s = scalar(r, v, key, where);
   if (!s) return false;
   char *end;
   errno = 0;
   long x = strtol(s, &end, 10);
   if (!*s || *end || errno || x < lo || x > hi) {
     eng__diag_error(r->d, r->file, v->line, v->col,
-                    "defaults: '%s' needs a whole number from %ld to %ld, "
+                    "%s: '%s' needs a whole number from %ld to %ld, "
                     "got '%s'",
-                    key, lo, hi, s);
+                    where, key, lo, hi, s);
     return false;
   }
   *out = x;
@@ -246,10 +255,255 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
   return true;
 }
 
+/* ---- what a pod gets: shared by defaults and databases ------------------- */
+
+/* Variables render sets itself: the inventory may not set them. */
+static const char *const render_env[N_RENDER_ENV] = {
+    "DATABASE_URL", "ENGINE_STATE_DIR", "ENGINE_LOG_FORMAT", "HOME", "TMPDIR"};
+
+static bool is_env_name(const char *s) {
+  if (!*s || (*s >= '0' && *s <= '9')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || *s == '_'))
+      return false;
+  return true;
+}
+
+/* One variable of `env`: a value written here, or { secret: NAME, key: KEY }
+ * (key: the variable's name when left out). */
+/* A variable whose name says it holds a credential. */
+static bool is_secret_name(const char *name) {
+  static const char *const words[] = {"PASSWORD", "SECRET", "TOKEN", "_KEY",
+                                      "WEBHOOK", "CREDENTIAL"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strstr(name, words[i])) return true;
+  return false;
+}
+
+static bool env_value(reader *r, const char *where, const eng__node *k,
+                      const eng__node *v) {
+  if (v->kind == ENG__N_SCALAR && is_secret_name(k->str)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s names a credential: never write its value in "
+                    "the inventory; write %s: { secret: NAME, key: KEY }",
+                    where, k->str, k->str);
+    return false;
+  }
+  if (v->kind == ENG__N_SCALAR) {
+    if (!has_url_password(v->str)) return true;
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s holds a URL with a password: never put "
+                    "credentials in the inventory; write %s: { secret: "
+                    "NAME, key: KEY }",
+                    where, k->str, k->str);
+    return false;
+  }
+  static const char *const keys[] = {"secret", "key"};
+  const eng__node *sec = v->kind == ENG__N_MAP ? eng__node_get(v, "secret") : NULL;
+  if (!sec) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: %s must be a value or { secret: NAME, key: KEY } "
+                    "(a key of a Kubernetes Secret)",
+                    where, k->str);
+    return false;
+  }
+  bool ok = known_keys(r, v, "an env value", keys, 2);
+  const char *name;
+  ok &= secret_name_key(r, sec, "secret", where, false, &name);
+  const eng__node *key = eng__node_get(v, "key");
+  const char *ks = key ? scalar(r, key, "key", where) : NULL;
+  if (key && (!ks || !is_configmap_key(ks))) {
+    if (ks)
+      eng__diag_error(r->d, r->file, key->line, key->col,
+                      "%s: '%s' is not a Secret's key (letters, digits, "
+                      "'-', '_' and '.')",
+                      where, ks);
+    ok = false;
+  }
+  return ok;
+}
+
+/* `env`: a mapping of variable names to values or Secret keys. */
+static bool env_key(reader *r, const eng__node *m, const char *where,
+                    fleet_pod *pod) {
+  if (m->kind != ENG__N_MAP) {
+    eng__diag_error(r->d, r->file, m->line, m->col,
+                    "%s: 'env' must be a mapping of variable names to values "
+                    "or { secret: NAME, key: KEY }, not %s",
+                    where, eng__node_kind_name(m));
+    return false;
+  }
+  bool ok = true;
+  pod->env = eng__xcalloc(m->n + 1, sizeof *pod->env);
+  for (size_t i = 0; i < m->n; i++) {
+    const eng__node *k = m->keys[i], *v = m->vals[i];
+    bool reserved = false;
+    for (size_t j = 0; j < N_RENDER_ENV; j++) reserved |= !strcmp(k->str, render_env[j]);
+    if (!is_env_name(k->str) || reserved) {
+      eng__diag_error(r->d, r->file, k->line, k->col,
+                      "%s: '%s' %s", where, k->str,
+                      !reserved ? "is not an environment variable name "
+                                  "(letters, digits and '_', not first a digit)"
+                      : !strcmp(k->str, "DATABASE_URL")
+                          ? "comes from the database's url_secret: set that"
+                          : "is set by render for every pod: leave it out");
+      ok = false;
+      continue;
+    }
+    if (!env_value(r, where, k, v)) {
+      ok = false;
+      continue;
+    }
+    pod->env[pod->n_env++] = (eng__pod_env){k->str, v, v->kind == ENG__N_SCALAR};
+  }
+  return ok;
+}
+
+/* A Kubernetes quantity as this render writes them: a number with an
+ * optional suffix (cpu: m; memory: k M G T, Ki Mi Gi Ti); its value in
+ * cores or bytes. */
+static bool quantity(const char *s, bool cpu, double *out) {
+  char *end;
+  if (!(*s >= '0' && *s <= '9')) return false;
+  double x = strtod(s, &end);
+  static const char *const mem[] = {"", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"};
+  static const double mul[] = {1, 1e3, 1e6, 1e9, 1e12, 1024.0, 1048576.0,
+                               1073741824.0, 1099511627776.0};
+  if (cpu) {
+    if (*end && strcmp(end, "m")) return false;
+    *out = *end ? x / 1000 : x;
+    return x > 0;
+  }
+  for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
+    if (!strcmp(end, mem[i])) {
+      *out = x * mul[i];
+      return x > 0;
+    }
+  return false;
+}
+
+static bool quantity_key(reader *r, const eng__node *v, const char *key,
+                         const char *where, bool cpu, const char **out) {
+  const char *s = scalar(r, v, key, where);
+  double x;
+  if (!s) return false;
+  if (!quantity(s, cpu, &x)) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "%s: '%s' needs a Kubernetes quantity such as %s, got '%s'",
+                    where, key, cpu ? "500m or 2 (cores)" : "512Mi or 2Gi", s);
+    return false;
+  }
+  *out = s;
+  return true;
+}
+
+/* `resources: { requests: { cpu, memory }, limits: { cpu, memory } }`:
+ * each value given replaces the default's. */
+static bool resources_key(reader *r, const eng__node *m, const char *where,
+                          fleet_pod *pod) {
+  static const char *const top[] = {"requests", "limits"}, *const kinds[] = {"cpu", "memory"};
+  if (m->kind != ENG__N_MAP) {
+    eng__diag_error(r->d, r->file, m->line, m->col,
+                    "%s: 'resources' must be a mapping: { requests: { cpu: "
+                    "500m, memory: 512Mi }, limits: { memory: 2Gi } }",
+                    where);
+    return false;
+  }
+  bool ok = known_keys(r, m, "resources", top, 2);
+  for (size_t t = 0; t < 2; t++) {
+    const eng__node *x = eng__node_get(m, top[t]);
+    if (!x) continue;
+    if (x->kind != ENG__N_MAP) {
+      eng__diag_error(r->d, r->file, x->line, x->col,
+                      "%s: 'resources.%s' must be a mapping (cpu, memory)",
+                      where, top[t]);
+      ok = false;
+      continue;
+    }
+    ok &= known_keys(r, x, top[t], kinds, 2);
+    for (size_t k = 0; k < 2; k++) {
+      const eng__node *v = eng__node_get(x, kinds[k]);
+      if (v) ok &= quantity_key(r, v, kinds[k], where, k == 0, &pod->res[t * 2 + k]);
+    }
+  }
+  return ok;
+}
+
+/* A limit below its request: Kubernetes refuses the pod. */
+static bool resources_fit(reader *r, const fleet_pod *pod, const char *where,
+                          const eng__node *at) {
+  bool ok = true;
+  for (size_t k = 0; k < 2; k++) {
+    double req, lim;
+    const char *q = pod->res[k], *l = pod->res[2 + k];
+    if (!q || !l || !quantity(q, k == 0, &req) || !quantity(l, k == 0, &lim) ||
+        lim >= req)
+      continue;
+    eng__diag_error(r->d, r->file, at->line, at->col,
+                    "%s: the %s limit %s is below its request %s: Kubernetes "
+                    "refuses such a pod; raise resources.limits.%s",
+                    where, k ? "memory" : "cpu", l, q, k ? "memory" : "cpu");
+    ok = false;
+  }
+  return ok;
+}
+
+static const char *const pod_keys[] = {"grace", "jobs", "env", "resources",
+                                       "scratch_size"};
+
+static bool is_pod_key(const char *k) {
+  for (size_t i = 0; i < sizeof pod_keys / sizeof *pod_keys; i++)
+    if (!strcmp(k, pod_keys[i])) return true;
+  return false;
+}
+
+/* One of pod_keys, in defaults or a database. */
+static bool pod_key(reader *r, const char *k, const eng__node *v,
+                    const char *where, fleet_pod *pod) {
+  if (!strcmp(k, "grace"))
+    return duration_key(r, v, k, where, 1000, 3600000, &pod->grace_ms);
+  if (!strcmp(k, "jobs")) return number_key(r, v, k, where, 1, 64, &pod->jobs);
+  if (!strcmp(k, "env")) return env_key(r, v, where, pod);
+  if (!strcmp(k, "resources")) return resources_key(r, v, where, pod);
+  return quantity_key(r, v, k, where, false, &pod->scratch);
+}
+
+static bool image_key(reader *r, const eng__node *v, fleet_defaults *def) {
+  const char *s = scalar(r, v, "image", "defaults");
+  if (!s) return false;
+  if (!*s || strpbrk(s, " \t\n")) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "defaults: 'image' must be an image reference such as "
+                    "registry.example.com/engine:%s",
+                    ENG_VERSION);
+    return false;
+  }
+  def->image = s;
+  return true;
+}
+
+static bool pull_policy_key(reader *r, const eng__node *v,
+                            fleet_defaults *def) {
+  const char *s = scalar(r, v, "image_pull_policy", "defaults");
+  if (!s) return false;
+  if (strcmp(s, "IfNotPresent") && strcmp(s, "Always") && strcmp(s, "Never")) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "defaults: 'image_pull_policy' is IfNotPresent, Always "
+                    "or Never, got '%s'",
+                    s);
+    return false;
+  }
+  def->pull_policy = s;
+  return true;
+}
+
 static const char *const default_keys[] = {
-    "image",         "state",         "time_zone",      "namespace",
-    "aws_secret",    "slack_secret",  "audit_secret",   "grace",
-    "active_deadline", "starting_deadline", "backoff_limit", "spread"};
+    "image",           "image_pull_policy", "state",         "time_zone",
+    "namespace",       "aws_secret",        "slack_secret",  "audit_secret",
+    "grace",           "active_deadline",   "starting_deadline",
+    "job_ttl",         "backoff_limit",     "spread",        "env",
+    "jobs",            "resources",         "scratch_size"};
 #define N_DEFAULT_KEYS (sizeof default_keys / sizeof *default_keys)
 
 static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
@@ -275,14 +529,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     const eng__node *v = m->vals[i];
     const char *s, *why;
     if (!strcmp(k, "image")) {
-      if (!(s = scalar(r, v, k, "defaults"))) ok = false;
-      else if (!*s || strpbrk(s, " \t\n")) {
-        eng__diag_error(r->d, r->file, v->line, v->col,
-                        "defaults: 'image' must be an image reference such "
-                        "as localhost/engine:%s",
-                        ENG_VERSION);
-        ok = false;
-      } else def->image = s;
+      ok &= image_key(r, v, def);
     } else if (!strcmp(k, "state")) {
       if (!(s = scalar(r, v, k, "defaults"))) ok = false;
       else if (!is_state_url(s, &why)) {
@@ -318,16 +565,24 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
     } else if (!strcmp(k, "audit_secret")) {
       ok &= secret_name_key(r, v, k, "defaults", true, &def->audit_secret);
     } else if (!strcmp(k, "grace")) {
-      times_ok &= duration_key(r, v, k, 1000, 3600000, &def->grace_ms);
+      times_ok &= pod_key(r, k, v, "defaults", &def->pod);
     } else if (!strcmp(k, "active_deadline")) {
-      times_ok &= duration_key(r, v, k, 60000, 7 * ENG__DAY_MS,
+      times_ok &= duration_key(r, v, k, "defaults", 60000, 7 * ENG__DAY_MS,
                                &def->active_deadline_ms);
     } else if (!strcmp(k, "starting_deadline")) {
-      ok &= duration_key(r, v, k, 10000, ENG__DAY_MS, &def->starting_deadline_ms);
+      ok &= duration_key(r, v, k, "defaults", 10000, ENG__DAY_MS,
+                         &def->starting_deadline_ms);
+    } else if (!strcmp(k, "job_ttl")) {
+      ok &= duration_key(r, v, k, "defaults", 3600000, 30 * ENG__DAY_MS,
+                         &def->job_ttl_ms);
     } else if (!strcmp(k, "backoff_limit")) {
-      ok &= number_key(r, v, k, 0, 10, &def->backoff_limit);
+      ok &= number_key(r, v, k, "defaults", 0, 10, &def->backoff_limit);
     } else if (!strcmp(k, "spread")) {
-      ok &= number_key(r, v, k, 0, 59, &def->spread);
+      ok &= number_key(r, v, k, "defaults", 0, 59, &def->spread);
+    } else if (!strcmp(k, "image_pull_policy")) {
+      ok &= pull_policy_key(r, v, def);
+    } else if (is_pod_key(k)) {
+      ok &= pod_key(r, k, v, "defaults", &def->pod);
     }
   }
   ok &= times_ok;
@@ -338,7 +593,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                     "journal, audit log and lock");
     ok = false;
   }
-  if (times_ok && def->active_deadline_ms <= def->grace_ms) {
+  if (times_ok && def->active_deadline_ms <= def->pod.grace_ms) {
     const eng__node *v = eng__node_get(m, "active_deadline");
     eng__diag_error(r->d, r->file, v ? v->line : m->line, v ? v->col : m->col,
                     "defaults: 'active_deadline' must be longer than "
@@ -354,83 +609,71 @@ static bool is_image_runbook(const char *name) {
   return false;
 }
 
-/* A ConfigMap key (the runbook's file name): [-._a-zA-Z0-9]+. */
-static bool is_configmap_key(const char *s) {
-  if (!*s || strlen(s) > 253 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-          (*s >= '0' && *s <= '9') || strchr("-._", *s)))
-      return false;
-  return true;
-}
-
-static const char *base_name(const char *path) {
-  const char *s = strrchr(path, '/');
-  return s ? s + 1 : path;
-}
-
-static bool has_url_password(const char *s) {
-  const char *p = strstr(s, "://");
-  if (!p) return false;
-  p += 3;
-  const char *at = strchr(p, '@'), *colon = strchr(p, ':'),
-             *slash = strchr(p, '/');
-  return at && colon && colon < at && (!slash || at < slash);
-}
-
-/* The runbook a database names: a file next to the inventory (checked
- * as a runbook, its parameters against `params`), or one the image ships. */
-/* The database's params against the runbook's: each one declared and not
- * secret, each required one without a default or variable given. */
-static bool params_fit(reader *r, fleet_db *db, const eng__runbook *rb) {
-  const char *name = db->runbook;
-  bool ok = true;
-  for (size_t i = 0; db->params && i < db->params->n; i++) {
-    const eng__node *k = db->params->keys[i];
-    const eng__param_def *p = NULL;
-    for (size_t j = 0; j < rb->n_params && !p; j++)
-      if (!strcmp(rb->params[j].name, k->str)) p = &rb->params[j];
-    if (!p) {
-      const char **names = eng__xcalloc(rb->n_params + 1, sizeof *names);
-      for (size_t j = 0; j < rb->n_params; j++) names[j] = rb->params[j].name;
-      const char *hint = eng__suggest(k->str, names, rb->n_params);
-      eng__diag_error(r->d, r->file, k->line, k->col,
-                      "database '%s': runbook %s has no parameter '%s'%s%s%s",
-                      db->name, name, k->str, hint ? " (did you mean '" : "",
-                      hint ? hint : "", hint ? "'?)" : "");
-      free(names);
-      return false;
-    }
-    if (p->secret) {
-      eng__diag_error(r->d, r->file, k->line, k->col,
-                      "database '%s': parameter '%s' is secret: never put "
-                      "it in the inventory; the runbook reads it from %s%s, "
-                      "give it through a Secret",
-                      db->name, k->str, p->env ? "the environment variable "
-                                               : "the environment",
-                      p->env ? p->env : "");
-      return false;
-    }
+eng__pod_env *eng__fleet_pod_env(const fleet_defaults *def, const fleet_db *db,
+                                 size_t *n) {
+  size_t cap = N_RENDER_ENV + def->pod.n_env + db->pod.n_env;
+  eng__pod_env *all = eng__xcalloc(cap, sizeof *all);
+  *n = 0;
+  for (size_t i = 0; i < N_RENDER_ENV; i++)
+    all[(*n)++] = (eng__pod_env){render_env[i], NULL, i > 0};
+  for (size_t i = 0; i < def->pod.n_env; i++) {
+    bool mine = false; /* the database's own replaces a default */
+    for (size_t j = 0; j < db->pod.n_env && !mine; j++)
+      mine = !strcmp(db->pod.env[j].name, def->pod.env[i].name);
+    if (!mine) all[(*n)++] = def->pod.env[i];
   }
-  for (size_t j = 0; ok && j < rb->n_params; j++) {
-    const eng__param_def *p = &rb->params[j];
-    if (!p->required || p->def || p->env) continue;
-    if (db->params && eng__node_get(db->params, p->name)) continue;
-    eng__diag_error(r->d, r->file, db->node->line, db->node->col,
-                    "database '%s': runbook %s needs parameter '%s': add "
-                    "params: { %s: VALUE }",
-                    db->name, name, p->name, p->name);
-    ok = false;
-  }
-  return ok;
+  for (size_t j = 0; j < db->pod.n_env; j++) all[(*n)++] = db->pod.env[j];
+  return all;
 }
 
-/* A runbook the image ships (no file next to the inventory): true; else
- * said with the nearest name. */
+/* Runbook text (label names it in messages, path in the runbook's own
+ * positions) checked as a runbook and against what db's pod gives it. */
+static bool runbook_runs(reader *r, fleet_db *db, const char *path,
+                         const char *text, size_t len, const eng__node *v,
+                         bool inputs_ok) {
+  size_t errors = r->d->errors;
+  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
+  bool ok = rb && r->d->errors == errors;
+  if (!ok)
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': runbook %s is invalid (see above); fix "
+                    "it, 'engine validate %s' checks it",
+                    db->name, path, path);
+  if (ok && inputs_ok) {
+    eng__pod_gives g = {r->file, db->name, db->node, db->params, db->approve,
+                        NULL, 0};
+    eng__pod_env *env = eng__fleet_pod_env(r->def, db, &g.n_env);
+    g.env = env;
+    ok = eng__fleet_runnable(rb, db->runbook, &g, r->d);
+    free(env);
+  }
+  eng__runbook_free(rb);
+  return ok && inputs_ok;
+}
+
+/* A runbook the image ships (no file next to the inventory), checked
+ * against the pod when this engine's copy of the image's runbooks is at
+ * hand; else said with the nearest name. */
 static bool image_runbook(reader *r, fleet_db *db, const char *dir,
-                          const eng__node *v) {
+                          const eng__node *v, bool inputs_ok) {
   const char *name = db->runbook;
-  if (is_image_runbook(name)) return true;
+  if (is_image_runbook(name)) {
+    if (!r->image_dir) return inputs_ok;
+    char *path = eng__asprintf("%s/%s", r->image_dir, name);
+    size_t len = 0;
+    char *text = eng__read_file(path, ENG__YAML_MAX_BYTES, &len);
+    bool ok = false;
+    if (!text)
+      eng__diag_error(r->d, r->file, v->line, v->col,
+                      "database '%s': cannot read %s, the image's runbook "
+                      "this engine checks the database against: %s (the "
+                      "engine's installation is incomplete)",
+                      db->name, path, strerror(errno));
+    else ok = runbook_runs(r, db, path, text, len, v, inputs_ok);
+    free(text);
+    free(path);
+    return ok;
+  }
   const char *hint = eng__suggest(name, eng__fleet_image_runbooks,
                                   sizeof eng__fleet_image_runbooks /
                                           sizeof *eng__fleet_image_runbooks -
@@ -461,20 +704,22 @@ static char *runbook_text(reader *r, fleet_db *db, const char *path,
                                     : "");
     return NULL;
   }
-  if (!is_configmap_key(base_name(path))) {
+  if (!is_configmap_key(eng__fleet_base_name(path))) {
     eng__diag_error(r->d, r->file, v->line, v->col,
                     "database '%s': the runbook's file name '%s' may hold "
                     "only letters, digits, '-', '_' and '.' (it becomes a "
                     "ConfigMap key): rename the file",
-                    db->name, base_name(path));
+                    db->name, eng__fleet_base_name(path));
     free(text);
     return NULL;
   }
   return text;
 }
 
+/* The runbook a database names: a file next to the inventory (checked
+ * as a runbook, then against the pod), or one the image ships. */
 static bool read_runbook(reader *r, fleet_db *db, const char *dir,
-                         const eng__node *v, bool params_ok) {
+                         const eng__node *v, bool inputs_ok) {
   const char *name = db->runbook;
   char *path = !dir ? NULL
                : name[0] == '/' ? eng__xstrdup(name)
@@ -483,7 +728,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
   bool local = dir && (strchr(name, '/') || stat(path, &st) == 0);
   if (!local) {
     free(path);
-    return image_runbook(r, db, dir, v);
+    return image_runbook(r, db, dir, v, inputs_ok);
   }
   size_t len = 0;
   char *text = runbook_text(r, db, path, v, &len);
@@ -491,18 +736,7 @@ static bool read_runbook(reader *r, fleet_db *db, const char *dir,
     free(path);
     return false;
   }
-  size_t errors = r->d->errors;
-  eng__runbook *rb = eng__runbook_parse(path, text, len, r->d);
-  bool ok = rb && r->d->errors == errors;
-  if (!ok) {
-    eng__diag_error(r->d, r->file, v->line, v->col,
-                    "database '%s': runbook %s is invalid (see above); fix "
-                    "it, 'engine validate %s' checks it",
-                    db->name, path, path);
-  }
-  ok = ok && params_ok && params_fit(r, db, rb);
-  eng__runbook_free(rb);
-  if (!ok) {
+  if (!runbook_runs(r, db, path, text, len, v, inputs_ok)) {
     free(text);
     free(path);
     return false;
@@ -572,9 +806,81 @@ static bool read_schedule(reader *r, fleet_db *db, const eng__node *v) {
   return true;
 }
 
-static const char *const db_keys[] = {"name", "url_secret", "schedule",
-                                      "runbook", "params"};
+static const char *const db_keys[] = {
+    "name", "url_secret", "schedule",          "runbook", "params", "env",
+    "approve", "allow_destructive", "lock", "grace",  "jobs",   "resources",
+    "scratch_size"};
 #define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
+
+/* `approve`: a list of step ids (checked against the runbook later). */
+static bool read_approve(reader *r, fleet_db *db, const eng__node *v) {
+  bool ok = v->kind == ENG__N_SEQ;
+  for (size_t i = 0; ok && i < v->n; i++) ok = v->vals[i]->kind == ENG__N_SCALAR;
+  if (!ok) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "database '%s': 'approve' must be a list of the "
+                    "runbook's approve steps, e.g. [go-ahead]",
+                    db->name);
+    return false;
+  }
+  db->approve = v;
+  return true;
+}
+
+/* The run's options and the pod's settings of a database (the defaults'
+ * unless it gives its own). */
+static bool read_db_options(reader *r, const eng__node *m, fleet_db *db) {
+  bool ok = true;
+  db->pod = r->def->pod;
+  db->pod.env = NULL;
+  db->pod.n_env = 0;
+  db->where = eng__asprintf("database '%s'", db->name);
+  db->lock = db->name;
+  for (size_t i = 0; i < m->n; i++) {
+    const char *k = m->keys[i]->str;
+    const eng__node *v = m->vals[i];
+    if (is_pod_key(k)) {
+      ok &= pod_key(r, k, v, db->where, &db->pod);
+    } else if (!strcmp(k, "approve")) {
+      ok &= read_approve(r, db, v);
+    } else if (!strcmp(k, "allow_destructive")) {
+      const char *s = scalar(r, v, k, db->where);
+      if (s && (!strcmp(s, "true") || !strcmp(s, "false"))) {
+        db->allow_destructive = !strcmp(s, "true");
+        continue;
+      }
+      if (s)
+        eng__diag_error(r->d, r->file, v->line, v->col,
+                        "%s: 'allow_destructive' is true or false, got '%s'",
+                        db->where, s);
+      ok = false;
+    } else if (!strcmp(k, "lock")) {
+      const char *s = scalar(r, v, k, db->where);
+      if (s && eng__lock_name_ok(s)) {
+        db->lock = s;
+        continue;
+      }
+      if (s)
+        eng__diag_error(r->d, r->file, v->line, v->col,
+                        "%s: 'lock' must be a lock name (letters, digits, "
+                        "'.', '_' and '-', 1 to 128, not first a '.'), "
+                        "got '%s'",
+                        db->where, s);
+      ok = false;
+    }
+  }
+  const eng__node *res = eng__node_get(m, "resources");
+  if (ok && res) ok = resources_fit(r, &db->pod, db->where, res);
+  const eng__node *g = eng__node_get(m, "grace");
+  if (ok && g && r->def->active_deadline_ms <= db->pod.grace_ms) {
+    eng__diag_error(r->d, r->file, g->line, g->col,
+                    "%s: 'grace' must be shorter than defaults' "
+                    "'active_deadline': a run needs time before it is stopped",
+                    db->where);
+    ok = false;
+  }
+  return ok;
+}
 
 /* Database entry i: every key present is checked, also when others are
  * missing or wrong, so that one pass says everything. db->name is what the
@@ -585,7 +891,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
   if (m->kind != ENG__N_MAP) {
     eng__diag_error(r->d, r->file, m->line, m->col,
                     "each database must be a mapping (name, url_secret, "
-                    "schedule, runbook, params), not %s",
+                    "schedule, runbook, ...), not %s",
                     eng__node_kind_name(m));
     return false;
   }
@@ -618,9 +924,9 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
     ok &= secret_name_key(r, v, "url_secret", "database", false,
                           &db->url_secret);
   if ((v = eng__node_get(m, "schedule"))) ok &= read_schedule(r, db, v);
-  bool params_ok = true;
-  if ((v = eng__node_get(m, "params"))) params_ok = read_params(r, db, v);
-  ok &= params_ok;
+  bool inputs_ok = read_db_options(r, m, db);
+  if ((v = eng__node_get(m, "params"))) inputs_ok &= read_params(r, db, v);
+  ok &= inputs_ok;
   if ((v = eng__node_get(m, "runbook"))) {
     if (!(db->runbook = scalar(r, v, "runbook", "database"))) {
       ok = false;
@@ -630,7 +936,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
                       db->name);
       ok = false;
     } else {
-      ok &= read_runbook(r, db, dir, v, params_ok);
+      ok &= read_runbook(r, db, dir, v, inputs_ok);
     }
   }
   return ok;
@@ -713,9 +1019,51 @@ static bool schedules_fire(reader *r, const eng__fleet *f) {
   return ok;
 }
 
+/* The image the pods run: a warning when a cluster cannot pull it or
+ * cannot tell its versions apart. */
+static void warn_image(reader *r, const eng__fleet *f) {
+  const char *img = f->def.image, *slash = strrchr(img, '/');
+  const char *colon = strchr(slash ? slash : img, ':');
+  bool local = !strncmp(img, "localhost/", 10);
+  bool latest = !strchr(img, '@') && (!colon || !strcmp(colon, ":latest"));
+  if (!local && !latest) return;
+  const eng__node *def = eng__node_get(f->root, "defaults");
+  const eng__node *v = def && def->kind == ENG__N_MAP ? eng__node_get(def, "image") : NULL;
+  if (!v) v = def ? def : f->root;
+  eng__diag_warn(r->d, r->file, v->line, v->col,
+                 "defaults: image '%s' %s: push the image to a registry the "
+                 "cluster pulls from and set defaults.image to it, with a "
+                 "version tag",
+                 img, local ? "is a local name that no node of a real cluster "
+                              "can pull (only one that has it already)"
+                            : "has no version: nodes may run different builds "
+                              "under one name");
+}
+
+static void defaults_init(eng__fleet *f) {
+  fleet_defaults *def = &f->def;
+  def->image = f->image;
+  def->pull_policy = "IfNotPresent";
+  def->time_zone = "UTC";
+  def->aws_secret = "engine-aws";
+  def->slack_secret = "engine-slack";
+  def->audit_secret = "engine-audit";
+  def->active_deadline_ms = 3 * 3600000;
+  def->starting_deadline_ms = 3600000;
+  def->job_ttl_ms = JOB_TTL_DEFAULT_MS;
+  def->backoff_limit = 1;
+  def->spread = 10;
+  def->pod.grace_ms = ENG__GRACE_DEFAULT_MS;
+  def->pod.res[RES_REQ_CPU] = REQ_CPU_DEFAULT;
+  def->pod.res[RES_REQ_MEM] = REQ_MEM_DEFAULT;
+  def->pod.res[RES_LIM_MEM] = LIM_MEM_DEFAULT;
+  def->pod.scratch = SCRATCH_DEFAULT;
+}
+
 eng__fleet *eng__fleet_parse(const char *file, const char *dir,
-                             const char *text, size_t len, eng__diags *d) {
-  reader r = {file, d};
+                             const char *image_dir, const char *text,
+                             size_t len, eng__diags *d) {
+  reader r = {file, d, NULL, image_dir};
   size_t errors = d->errors;
   eng__node *root = eng__yaml_parse(file, text, len, d);
   if (!root) return NULL;
@@ -725,16 +1073,8 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   f->dir = eng__xstrdup(dir);
   f->image = eng__xstrdup("localhost/engine:" ENG_VERSION);
   fleet_defaults *def = &f->def;
-  def->image = f->image;
-  def->time_zone = "UTC";
-  def->aws_secret = "engine-aws";
-  def->slack_secret = "engine-slack";
-  def->audit_secret = "engine-audit";
-  def->grace_ms = ENG__GRACE_DEFAULT_MS;
-  def->active_deadline_ms = 3 * 3600000;
-  def->starting_deadline_ms = 3600000;
-  def->backoff_limit = 1;
-  def->spread = 10;
+  defaults_init(f);
+  r.def = def;
   if (root->kind != ENG__N_MAP) {
     eng__diag_error(d, file, root->line, root->col,
                     "an inventory is a mapping with 'databases' (a list) "
@@ -745,6 +1085,7 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
   static const char *const top[] = {"databases", "defaults"};
   bool ok = known_keys(&r, root, "the inventory", top, 2);
   ok &= read_defaults(&r, eng__node_get(root, "defaults"), def, root);
+  warn_image(&r, f);
   const eng__node *list = eng__node_get(root, "databases");
   if (!list || list->kind != ENG__N_SEQ || list->n == 0) {
     const eng__node *at = list ? list : root;
@@ -786,11 +1127,14 @@ void eng__fleet_free(eng__fleet *f) {
   if (!f) return;
   for (size_t i = 0; i < f->n; i++) {
     free(f->dbs[i].label);
+    free(f->dbs[i].where);
+    free(f->dbs[i].pod.env);
     free(f->dbs[i].schedule);
     free(f->dbs[i].runbook_path);
     free(f->dbs[i].runbook_text);
   }
   free(f->dbs);
+  free(f->def.pod.env);
   eng__node_free(f->root);
   free(f->file);
   free(f->dir);
@@ -803,276 +1147,25 @@ const char *eng__fleet_name(const eng__fleet *f, size_t i) {
   return f->dbs[i].name;
 }
 
-/* ---- the manifests --------------------------------------------------------- */
-
-static json_t *labels(const fleet_db *db) {
-  return json_pack("{s:s, s:s, s:s, s:s}", "app.kubernetes.io/name", "engine",
-                   "app.kubernetes.io/instance", db->name,
-                   "app.kubernetes.io/component", "runbook",
-                   "app.kubernetes.io/managed-by", "engine-fleet");
-}
-
-static json_t *metadata(const eng__fleet *f, const fleet_db *db,
-                        const char *name) {
-  json_t *m = json_pack("{s:s}", "name", name);
-  if (f->def.namespace) json_object_set_new(m, "namespace", json_string(f->def.namespace));
-  json_object_set_new(m, "labels", labels(db));
-  return m;
-}
-
-static char *configmap_name(const fleet_db *db) {
-  return eng__asprintf("engine-%s-runbook", db->name);
-}
-
-static json_t *configmap(const eng__fleet *f, const fleet_db *db) {
-  char *name = configmap_name(db);
-  json_t *data = json_object();
-  json_object_set_new(data, base_name(db->runbook_path),
-                      json_string(db->runbook_text));
-  json_t *cm = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind",
-                         "ConfigMap", "metadata", metadata(f, db, name),
-                         "data", data);
-  free(name);
-  return cm;
-}
-
-static json_t *secret_env(const char *var, const char *secret, bool optional) {
-  json_t *ref = json_pack("{s:s, s:s}", "name", secret, "key", var);
-  if (optional) json_object_set_new(ref, "optional", json_true());
-  return json_pack("{s:s, s:{s:o}}", "name", var, "valueFrom", "secretKeyRef",
-                   ref);
-}
-
-static json_t *value_env(const char *var, const char *value) {
-  return json_pack("{s:s, s:s}", "name", var, "value", value);
-}
-
-static json_t *container(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  char grace[32];
-  snprintf(grace, sizeof grace, "%llds",
-           (long long)((def->grace_ms + 999) / 1000));
-  char *path = db->runbook_path
-                   ? eng__asprintf(CONFIGMAP_DIR "/%s", base_name(db->runbook_path))
-                   : eng__asprintf(IMAGE_RUNBOOK_DIR "/%s", db->runbook);
-  json_t *args = json_pack("[s, s, s, s, s, s, s, s]", "run", path,
-                           "--state-dir", def->state, "--lock", db->name,
-                           "--grace", grace);
-  free(path);
-  for (size_t i = 0; db->params && i < db->params->n; i++) {
-    char *kv = eng__asprintf("%s=%s", db->params->keys[i]->str,
-                             db->params->vals[i]->str);
-    json_array_append_new(args, json_string("-p"));
-    json_array_append_new(args, json_string(kv));
-    free(kv);
-  }
-  json_t *env = json_array();
-  json_array_append_new(env, secret_env("DATABASE_URL", db->url_secret, false));
-  if (*def->slack_secret)
-    json_array_append_new(env, secret_env("SLACK_WEBHOOK_URL", def->slack_secret, true));
-  if (*def->audit_secret)
-    json_array_append_new(env, secret_env("ENGINE_AUDIT_KEY", def->audit_secret, true));
-  json_array_append_new(env, value_env("ENGINE_STATE_DIR", def->state));
-  json_array_append_new(env, value_env("ENGINE_LOG_FORMAT", "json"));
-  json_array_append_new(env, value_env("HOME", "/tmp"));
-  json_array_append_new(env, value_env("TMPDIR", "/tmp"));
-  json_t *c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", CONTAINER,
-                        "image", def->image, "imagePullPolicy", "IfNotPresent",
-                        "args", args, "env", env);
-  if (*def->aws_secret)
-    json_object_set_new(c, "envFrom",
-                        json_pack("[{s:{s:s}}]", "secretRef", "name",
-                                  def->aws_secret));
-  json_object_set_new(c, "workingDir", json_string("/tmp"));
-  json_t *mounts = json_pack("[{s:s, s:s}]", "name", "scratch", "mountPath", "/tmp");
-  if (db->runbook_path)
-    json_array_append_new(mounts,
-                          json_pack("{s:s, s:s, s:b}", "name", "runbook",
-                                    "mountPath", CONFIGMAP_DIR, "readOnly", 1));
-  json_object_set_new(c, "volumeMounts", mounts);
-  json_object_set_new(
-      c, "securityContext",
-      json_pack("{s:b, s:b, s:b, s:{s:[s]}}", "allowPrivilegeEscalation", 0,
-                "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "capabilities",
-                "drop", "ALL"));
-  return c;
-}
-
-static json_t *pod_spec(const eng__fleet *f, const fleet_db *db) {
-  json_t *volumes = json_pack("[{s:s, s:{}}]", "name", "scratch", "emptyDir");
-  if (db->runbook_path) {
-    char *cm = configmap_name(db);
-    json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name",
-                                             "runbook", "configMap", "name", cm));
-    free(cm);
-  }
-  /* the engine's grace for `finally`, then time for it to write its
-   * records and exit before the kubelet's SIGKILL */
-  long long term = (f->def.grace_ms + 999) / 1000 + 15;
-  return json_pack(
-      "{s:s, s:I, s:b, s:b, s:{s:b, s:i, s:i, s:i, s:{s:s}}, s:[o], s:o}",
-      "restartPolicy", "Never", "terminationGracePeriodSeconds",
-      (json_int_t)term, "automountServiceAccountToken", 0,
-      "enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1,
-      "runAsUser", 10001, "runAsGroup", 10001, "fsGroup", 10001,
-      "seccompProfile", "type", "RuntimeDefault", "containers",
-      container(f, db), "volumes", volumes);
-}
-
-static json_t *cronjob(const eng__fleet *f, const fleet_db *db) {
-  const fleet_defaults *def = &f->def;
-  char *name = eng__asprintf("engine-%s", db->name);
-  /* exit codes that a retry cannot change: failed (1), invalid (2),
-   * refused by a guard (3), SLO missed (4), lock held (6); 5
-   * (interrupted) and pod failures outside the engine are retried */
-  json_t *pfp = json_pack(
-      "{s:[{s:s, s:{s:s, s:s, s:[i,i,i,i,i]}}, {s:s, s:[{s:s, s:s}]}]}",
-      "rules", "action", "FailJob", "onExitCodes", "containerName", CONTAINER,
-      "operator", "In", "values", ENG_EXIT_FAILED, ENG_EXIT_USAGE,
-      ENG_EXIT_REFUSED, ENG_EXIT_SLO, ENG_EXIT_LOCKED, "action", "Ignore",
-      "onPodConditions", "type", "DisruptionTarget", "status", "True");
-  json_t *job = json_pack(
-      "{s:I, s:I, s:o, s:{s:{s:o}, s:o}}", "backoffLimit",
-      (json_int_t)def->backoff_limit, "activeDeadlineSeconds",
-      (json_int_t)(def->active_deadline_ms / 1000), "podFailurePolicy", pfp,
-      "template", "metadata", "labels", labels(db), "spec", pod_spec(f, db));
-  json_t *cj = json_pack(
-      "{s:s, s:s, s:o, s:{s:s, s:s, s:s, s:I, s:i, s:i, s:{s:{s:o}, s:o}}}",
-      "apiVersion", "batch/v1", "kind", "CronJob", "metadata",
-      metadata(f, db, name), "spec", "schedule", db->schedule, "timeZone",
-      def->time_zone, "concurrencyPolicy", "Forbid",
-      "startingDeadlineSeconds",
-      (json_int_t)(def->starting_deadline_ms / 1000),
-      "successfulJobsHistoryLimit", 3, "failedJobsHistoryLimit", 3,
-      "jobTemplate", "metadata", "labels", labels(db), "spec", job);
-  free(name);
-  return cj;
-}
-
-json_t *eng__fleet_docs(const eng__fleet *f, size_t i) {
-  const fleet_db *db = &f->dbs[i];
-  json_t *docs = json_array();
-  if (db->runbook_path) json_array_append_new(docs, configmap(f, db));
-  json_array_append_new(docs, cronjob(f, db));
-  return docs;
-}
-
-/* Database i's documents, each after "---". */
-static void db_yaml(const eng__fleet *f, size_t i, eng__buf *b) {
-  json_t *docs = eng__fleet_docs(f, i);
-  size_t k;
-  json_t *doc;
-  json_array_foreach(docs, k, doc) {
-    eng__buf_adds(b, "---\n");
-    eng__yaml_emit(b, doc);
-  }
-  json_decref(docs);
-}
-
-static int write_file(const char *path, const eng__buf *b) {
-  char *tmp = eng__asprintf("%s.tmp", path);
-  FILE *fp = fopen(tmp, "w");
-  int rc = 0;
-  if (!fp || fwrite(b->data, 1, b->len, fp) != b->len) rc = -1;
-  if (fp && fclose(fp) != 0) rc = -1;
-  if (rc == 0 && rename(tmp, path) != 0) rc = -1;
-  if (rc != 0) {
-    fprintf(stderr, "engine: cannot write %s: %s\n", path, strerror(errno));
-    unlink(tmp);
-  }
-  free(tmp);
-  return rc;
-}
-
-/* One firing time, in UTC and, with local, in the process's time zone. */
-static void add_time(eng__buf *b, time_t t, bool local) {
-  struct tm tm;
-  char s[64];
-  if (!gmtime_r(&t, &tm) || !strftime(s, sizeof s, "%Y-%m-%d %H:%M UTC", &tm))
-    return;
-  eng__buf_adds(b, s);
-  if (local && localtime_r(&t, &tm) &&
-      strftime(s, sizeof s, "%Y-%m-%d %H:%M %Z", &tm))
-    eng__buf_addf(b, " (%s)", s);
-}
-
-/* The summary: every CronJob's next NEXT_RUNS times on standard error, in
- * UTC and in its time zone when that is not UTC. */
-static void print_next_runs(const eng__fleet *f) {
-  const char *zone = f->def.time_zone;
-  zone_scope z;
-  bool known = eng__zone_enter(zone, &z), local = strcmp(zone, "UTC") != 0;
-  time_t now = (time_t)(eng__now_ms() / 1000);
-  for (size_t i = 0; i < f->n; i++) {
-    const fleet_db *db = &f->dbs[i];
-    eng__buf b = {0};
-    eng__buf_addf(&b, "engine-%s: '%s' (%s) ", db->name, db->schedule, zone);
-    char why[320];
-    cron_spec c;
-    if (!known) {
-      eng__buf_adds(&b, "next runs not known: the time zone is not in this "
-                        "machine's tz database");
-    } else if (eng__cron_parse(db->schedule, &c, why, sizeof why)) {
-      eng__buf_adds(&b, "next runs");
-      time_t t = now;
-      for (int k = 0; k < NEXT_RUNS && eng__cron_next(&c, t, &t); k++) {
-        eng__buf_adds(&b, k ? ", " : " ");
-        add_time(&b, t, local);
-      }
-    }
-    fprintf(stderr, "%s\n", b.data);
-    eng__buf_free(&b);
-  }
-  eng__zone_leave(&z);
-}
-
-int eng__fleet_render(const char *inventory, const char *out_dir, FILE *out,
-                      eng__diags *d) {
+eng__fleet *eng__fleet_load(const char *inventory, const char *image_dir,
+                            eng__diags *d) {
   size_t len = 0;
   char *text = eng__read_file(inventory, ENG__YAML_MAX_BYTES, &len);
   if (!text) {
     eng__diag_error(d, inventory, 0, 0, "cannot read the inventory: %s",
                     errno == EFBIG ? "larger than 8 MB" : strerror(errno));
-    return ENG_EXIT_USAGE;
+    return NULL;
   }
   const char *slash = strrchr(inventory, '/');
   char *dir = slash ? eng__xstrndup(inventory, (size_t)(slash - inventory + 1))
                     : eng__xstrdup(".");
   if (slash && strlen(dir) > 1) dir[strlen(dir) - 1] = '\0';
-  eng__fleet *f = eng__fleet_parse(inventory, dir, text, len, d);
+  eng__fleet *f = eng__fleet_parse(inventory, dir, image_dir, text, len, d);
   free(text);
   free(dir);
-  if (!f) return ENG_EXIT_USAGE;
-  const char *head = "# Generated by 'engine fleet render %s': edit the "
-                     "inventory and render again.\n";
-  int code = ENG_EXIT_OK;
-  if (out_dir && eng__mkdir_p(out_dir, 0755) != 0) {
-    fprintf(stderr, "engine: cannot create %s: %s\n", out_dir, strerror(errno));
-    code = ENG_EXIT_FAILED;
-  }
-  eng__buf all = {0};
-  eng__buf_addf(&all, head, base_name(inventory));
-  for (size_t i = 0; code == ENG_EXIT_OK && i < f->n; i++) {
-    if (!out_dir) {
-      db_yaml(f, i, &all);
-      continue;
-    }
-    eng__buf b = {0};
-    eng__buf_addf(&b, head, base_name(inventory));
-    db_yaml(f, i, &b);
-    char *path = eng__asprintf("%s/%s.yaml", out_dir, f->dbs[i].name);
-    if (write_file(path, &b) != 0) code = ENG_EXIT_FAILED;
-    else fprintf(stderr, "wrote %s\n", path);
-    free(path);
-    eng__buf_free(&b);
-  }
-  if (!out_dir && code == ENG_EXIT_OK &&
-      (fwrite(all.data, 1, all.len, out) != all.len || fflush(out) != 0)) {
-    fprintf(stderr, "engine: cannot write the manifests: %s\n", strerror(errno));
-    code = ENG_EXIT_FAILED;
-  }
-  if (code == ENG_EXIT_OK && !d->quiet) print_next_runs(f);
-  eng__buf_free(&all);
-  eng__fleet_free(f);
-  return code;
+  return f;
+}
+
+const char *eng__fleet_runbook_file(const eng__fleet *f, size_t i) {
+  return f->dbs[i].runbook_path;
 }

@@ -78,7 +78,8 @@ def test_example_renders_and_every_document_validates(h):
     h.check(r.returncode == 0, r.stderr)
     docs = load_docs(r.stdout)
     kinds = sorted((d['kind'], d['metadata']['name']) for d in docs)
-    h.check(kinds == [('ConfigMap', 'engine-billing-runbook'), ('CronJob', 'engine-billing'),
+    h.check(kinds == [('ConfigMap', 'engine-billing-runbook'), ('ConfigMap', 'engine-orders-runbook'),
+                      ('CronJob', 'engine-billing'),
                       ('CronJob', 'engine-ledger'), ('CronJob', 'engine-orders')], kinds)
     for d in docs:
         h.check(errors(d) == [], f'{d["kind"]} {d["metadata"]["name"]}: {errors(d)}')
@@ -91,7 +92,7 @@ def test_example_renders_and_every_document_validates(h):
         h.check(errors(job) == [], f'{name} as a Job: {errors(job)}')
     # the ConfigMap holds the runbook file byte for byte, mounted where the
     # container's `run` argument looks for it
-    cm = next(d for d in docs if d['kind'] == 'ConfigMap')
+    cm = next(d for d in docs if d['metadata']['name'] == 'engine-billing-runbook')
     text = (ROOT / 'runbooks' / 'restore-from-s3.yaml').read_text()
     h.check(cm['data'] == {'restore-from-s3.yaml': text}, list(cm['data']))
     billing = cronjobs(docs)['engine-billing']
@@ -110,7 +111,7 @@ def test_schemas_reject_unknown_fields_and_wrong_types(h):
     every check above and be dropped (or refused) by the API server."""
     docs = load_docs(render(h, EXAMPLE).stdout)
     cj = cronjobs(docs)['engine-ledger']
-    cm = next(d for d in docs if d['kind'] == 'ConfigMap')
+    cm = next(d for d in docs if d['metadata']['name'] == 'engine-billing-runbook')
     cases = []
     bad = json.loads(json.dumps(cj))
     bad['spec']['concurrencyPolicyy'] = 'Forbid'
@@ -211,10 +212,13 @@ def test_failure_policy_grace_and_security(h):
             {'type': 'DisruptionTarget', 'status': 'True'}]} in rules, rules)
         pod = pod_spec(cj)
         h.check(pod['restartPolicy'] == 'Never', pod)
-        grace = arg(c, '--grace')
-        h.check(grace == '25s' and pod['terminationGracePeriodSeconds'] >= 25 + 10, pod)
+        grace = arg(c, '--grace')  # billing's own, the others' the default
+        want = 40 if name == 'engine-billing' else 25
+        h.check(grace == f'{want}s' and pod['terminationGracePeriodSeconds'] == want + 15, pod)
         h.check(job['activeDeadlineSeconds'] > 25, job)
-        h.check(arg(c, '--lock') == name[len('engine-'):], c['args'])
+        # each database's own lock, unless it names one (billing)
+        lock = 'billing-restore' if name == 'engine-billing' else name[len('engine-'):]
+        h.check(arg(c, '--lock') == lock, c['args'])
         h.check(arg(c, '--state-dir') == 's3://engine-state/fleet', c['args'])
         env = {e['name']: e for e in c['env']}
         h.check(env['DATABASE_URL']['valueFrom']['secretKeyRef'] == {
@@ -229,7 +233,10 @@ def test_failure_policy_grace_and_security(h):
         scratch = next(v['name'] for v in pod['volumes'] if 'emptyDir' in v)
         h.check({'name': scratch, 'mountPath': '/tmp'} in c['volumeMounts'], c['volumeMounts'])
     c = container(cronjobs(docs)['engine-orders'])
-    h.check(c['args'][-4:] == ['-p', 'restore_db=orders_drill', '-p', 'jobs=4'], c['args'])
+    h.check(c['args'][-3:] == ['--allow-destructive', '-p', 'older_than_days=30'], c['args'])
+    env = {e['name']: e for e in c['env']}
+    h.check(env['ORDERS_MAINT_URL']['valueFrom'] == {'secretKeyRef': {'name': 'orders-maint', 'key': 'url'}},
+            env['ORDERS_MAINT_URL'])
     # a longer grace moves the pod's termination grace with it
     f = h.write('inv.yaml', inventory(DB, '  state: s3://engine-state/x\n  grace: 90s\n'
                                           '  backoff_limit: 0\n  active_deadline: 1h\n'))
@@ -547,6 +554,176 @@ def test_image_runbooks_are_the_shipped_ones(h):
     r = h.engine('fleet', 'render', h.tmp / 'none.yaml')
     h.check(r.returncode == 2 and re.search(r'none\.yaml: error: cannot read the inventory', r.stderr),
             r.stderr)
+
+
+PORTAL = ('version: 1\nname: portal-check\n'
+          'params:\n'
+          '  url:\n'
+          '    env: PORTAL_URL\n'
+          '    secret: true\n'
+          '    required: true\n'
+          'steps:\n'
+          '  - id: ping\n'
+          '    uses: postgres.ping\n'
+          '    with: { url: "${params.url}" }\n')
+S3DB = ('  - name: billing\n'
+        '    url_secret: billing-db\n'
+        '    schedule: "30 4 * * 0"\n'
+        '    runbook: restore-from-s3.yaml\n'
+        '    params: { backups: s3://b/billing/ }\n')
+PORTAL_DB = ('  - name: portal\n'
+             '    url_secret: portal-db\n'
+             '    schedule: "0 5 * * *"\n'
+             '    runbook: portal-check.yaml\n')
+
+
+@suite.test
+def test_what_a_pod_cannot_run_is_an_error_with_the_key_to_add(h):
+    """A pod has no terminal and only the environment render gives it:
+    each missing piece is refused at its line with the inventory key that
+    gives it, all in one pass; the inventory with them renders."""
+    files = {'portal-check.yaml': PORTAL}
+    err = expect_error(h, inventory(S3DB + PORTAL_DB), 2,
+                       r"database 'billing': runbook restore-from-s3.yaml "
+                       r"\(.*restore-from-s3.yaml:\d+:\d+\) has step 'go-ahead' that waits for an "
+                       r"approval.*add approve: \[go-ahead\]", files=files)
+    h.check(re.search(r"inv\.yaml:7:5: error: database 'portal': runbook portal-check.yaml "
+                      r"\(.*portal-check\.yaml:4:3\) needs secret parameter 'url' from the "
+                      r"environment variable PORTAL_URL.*add env: \{ PORTAL_URL: \{ secret: NAME, "
+                      r"key: KEY \} \}", err), err)
+    cases = [
+        (S3DB + '    approve: [go-ahed]\n', 7, r"'approve' names 'go-ahed'.*did you mean 'go-ahead'"),
+        (S3DB + '    approve: go-ahead\n', 7, r"'approve' must be a list"),
+        (DB + '    approve: [go-ahead]\n', 6, r"not an approve step of runbook restore-drill.yaml: it has none"),
+        (PORTAL_DB + '    env: { PORTAL_URL: "postgresql://u:pw@db/portal" }\n', 6,
+         r'PORTAL_URL holds a URL with a password: never put credentials'),
+        (PORTAL_DB + '    env: { PORTAL_URL: "host=db dbname=portal" }\n', 6,
+         r"PORTAL_URL is written in the inventory, and parameter 'url'.*is secret: take it from a Secret"),
+        (PORTAL_DB + '    env: { SLACK_WEBHOOK_URL: "https://hooks.example.com/T0/B0/x" }\n', 6,
+         r'SLACK_WEBHOOK_URL names a credential: never write its value'),
+        (PORTAL_DB + '    env: { API_TOKEN: abc }\n', 6, r'API_TOKEN names a credential'),
+        (PORTAL_DB + '    env: { PORTAL_URL: { secret: portal-db, kye: url } }\n', 6,
+         r"unknown key 'kye'.*did you mean 'key'"),
+        (PORTAL_DB + '    env: { PORTAL_URL: { key: url } }\n', 6, r'must be a value or \{ secret: NAME'),
+        (PORTAL_DB + '    env: { DATABASE_URL: x }\n', 6, r"'DATABASE_URL' comes from the database's url_secret"),
+        (PORTAL_DB + '    env: { 9LIVES: x }\n', 6, r"'9LIVES' is not an environment variable name"),
+        (DB + '    allow_destructive: maybe\n', 6, r"'allow_destructive' is true or false"),
+        (DB + '    lock: ".hidden"\n', 6, r"'lock' must be a lock name"),
+        (DB + '    jobs: 0\n', 6, r"database 'ledger': 'jobs' needs a whole number from 1 to 64"),
+        (DB + '    grace: 4h\n', 6, r"database 'ledger': 'grace' needs a duration from 1.0s to 1h00m"),
+        (DB + '    resources: { limits: { memory: 64Mi } }\n', 6,
+         r'memory limit 64Mi is below its request 128Mi.*raise resources.limits.memory'),
+        (DB + '    resources: { requests: { cpu: 2 cores } }\n', 6, r"'cpu' needs a Kubernetes quantity"),
+        (DB + '    resources: { request: {} }\n', 6, r"unknown key 'request'.*did you mean 'requests'"),
+        (DB + '    scratch_size: lots\n', 6, r"'scratch_size' needs a Kubernetes quantity such as 512Mi"),
+    ]
+    for dbs, line, pattern in cases:
+        expect_error(h, inventory(dbs), line, pattern, files=files)
+    S = '  state: s3://engine-state/fleet\n'
+    for extra, pattern in [('  image_pull_policy: Sometimes\n', r"'image_pull_policy' is IfNotPresent"),
+                           ('  job_ttl: 5m\n', r"'job_ttl' needs a duration from 1h"),
+                           ('  env: [A]\n', r"'env' must be a mapping"),
+                           ('  jobs: 100\n', r"defaults: 'jobs' needs a whole number")]:
+        expect_error(h, inventory(DB, S + extra), 8, pattern)
+    # a required parameter without a default given neither way
+    needs = PORTAL.replace('    secret: true\n', '')
+    expect_error(h, inventory(PORTAL_DB), 2, r"needs parameter 'url': add params: \{ url: VALUE \}, "
+                 r'or env: \{ PORTAL_URL', files={'portal-check.yaml': needs})
+    # the inventory with every piece given renders and validates
+    good = inventory(S3DB + '    approve: [go-ahead]\n    allow_destructive: true\n    jobs: 2\n'
+                     '    lock: billing-restore\n    grace: 40s\n'
+                     '    resources: { requests: { memory: 512Mi }, limits: { memory: 2Gi } }\n'
+                     '    scratch_size: 50Gi\n'
+                     + PORTAL_DB + '    env: { PORTAL_URL: { secret: portal-db, key: url }, MODE: fast }\n',
+                     S + '  env: { PGCONNECT_TIMEOUT: "10", MODE: slow }\n  job_ttl: 2d\n'
+                     '  image: registry.example.com/engine:0.1.0\n  image_pull_policy: Always\n')
+    h.write('portal-check.yaml', PORTAL)
+    r = render(h, h.write('inv.yaml', good))
+    h.check(r.returncode == 0, r.stderr)
+    h.check('warning' not in r.stderr, r.stderr)
+    docs = load_docs(r.stdout)
+    for d in docs:
+        h.check(errors(d) == [], f'{d["metadata"]["name"]}: {errors(d)}')
+    cj = cronjobs(docs)
+    b = container(cj['engine-billing'])
+    h.check(b['args'][2:] == ['--state-dir', 's3://engine-state/fleet', '--lock', 'billing-restore',
+                              '--grace', '40s', '--jobs', '2', '--allow-destructive',
+                              '--approve', 'go-ahead', '-p', 'backups=s3://b/billing/'], b['args'])
+    h.check(b['resources'] == {'requests': {'cpu': '500m', 'memory': '512Mi'},
+                               'limits': {'memory': '2Gi'}}, b['resources'])
+    h.check(b['imagePullPolicy'] == 'Always', b)
+    h.check(pod_spec(cj['engine-billing'])['terminationGracePeriodSeconds'] == 55)
+    scratch = next(v for v in pod_spec(cj['engine-billing'])['volumes'] if v['name'] == 'scratch')
+    h.check(scratch == {'name': 'scratch', 'emptyDir': {'sizeLimit': '50Gi'}}, scratch)
+    p = container(cj['engine-portal'])
+    env = {e['name']: e for e in p['env']}
+    h.check(env['PORTAL_URL'] == {'name': 'PORTAL_URL', 'valueFrom': {'secretKeyRef': {
+        'name': 'portal-db', 'key': 'url'}}}, env['PORTAL_URL'])
+    h.check(env['MODE']['value'] == 'fast' and env['PGCONNECT_TIMEOUT']['value'] == '10', env)
+    h.check([e['name'] for e in p['env']].count('MODE') == 1, p['env'])
+    h.check('--approve' not in p['args'] and '--allow-destructive' not in p['args'], p['args'])
+    for name, c in cj.items():
+        h.check(c['spec']['jobTemplate']['spec']['ttlSecondsAfterFinished'] == 2 * 86400, name)
+
+
+@suite.test
+def test_one_database_found_by_its_label_and_image_warnings(h):
+    """`kubectl get ... -l app.kubernetes.io/instance=NAME` finds exactly
+    one database's objects; an image no cluster can pull is warned about."""
+    docs = load_docs(render(h, EXAMPLE).stdout)
+    for name in ('ledger', 'orders', 'billing'):
+        found = sorted(d['metadata']['name'] for d in docs
+                       if d['metadata']['labels'].get('app.kubernetes.io/instance') == name)
+        want = sorted(n for n in (f'engine-{name}', f'engine-{name}-runbook')
+                      if any(d['metadata']['name'] == n for d in docs))
+        h.check(found == want, (name, found))
+        cj = cronjobs(docs)[f'engine-{name}']
+        pod_labels = cj['spec']['jobTemplate']['spec']['template']['metadata']['labels']
+        h.check(pod_labels['app.kubernetes.io/instance'] == name, pod_labels)
+    # the defaults: measured requests and limit, a bounded scratch space
+    c = container(cronjobs(docs)['engine-ledger'])
+    h.check(c['resources'] == {'requests': {'cpu': '500m', 'memory': '128Mi'},
+                               'limits': {'memory': '512Mi'}}, c['resources'])
+    for image, warned in [('localhost/engine:0.1.0', 'a local name'), ('registry.example.com/engine', 'no version'),
+                          ('registry.example.com/engine:latest', 'no version'),
+                          ('registry.example.com:5000/engine:0.1.0', None)]:
+        f = h.write('inv.yaml', inventory(DB, f'  state: s3://engine-state/fleet\n  image: {image}\n'))
+        r = render(h, f)
+        h.check(r.returncode == 0, r.stderr)
+        got = re.search(r'inv\.yaml:8:10: warning: defaults: image .*(a local name|no version)', r.stderr)
+        h.check((got.group(1) if got else None) == warned, (image, r.stderr))
+
+
+@suite.test
+def test_check_plans_every_run_as_rendered(h):
+    """--check runs `engine plan` of each database's run with its rendered
+    arguments and environment: what the plan refuses fails the render,
+    before anything is written."""
+    r = render(h, EXAMPLE, '--check')
+    h.check(r.returncode == 0, r.stderr)
+    h.check(r.stdout == RENDERED.read_text(), 'the checked render differs from rendered.yaml')
+    for name in ('ledger', 'orders', 'billing'):
+        h.check(f"check: database '{name}': engine plan" in r.stderr, r.stderr)
+    h.check(r.stderr.count('plan: nothing was run') == 3, r.stderr)
+    # the secrets the pod would get are placeholders, never read
+    h.check('fleet-check.invalid' in r.stderr, r.stderr)
+    h.write('drop.yaml', 'version: 1\nname: drop-scratch\nparams:\n  db: { required: true }\n'
+            'guards:\n  protected_databases: ["prod*"]\nsteps:\n  - id: drop\n'
+            '    uses: postgres.drop_database\n    with: { database: "${params.db}", if_exists: true }\n')
+    drop = DB.replace('restore-drill.yaml', 'drop.yaml') + '    allow_destructive: true\n'
+    for dbs, code, why in [
+            (drop + '    params: { db: prod_main }\n', 3,
+             r"database 'prod_main' is protected by guards.protected_databases"),
+            (DB + '    params: { jobs: many }\n', 2, r"parameter 'jobs' \(from --set\): expected an integer")]:
+        f = h.write('inv.yaml', inventory(dbs))
+        r = render(h, f)
+        h.check(r.returncode == 0, f'{why}: the static check alone passes: {r.stderr}')
+        r = render(h, f, '--check', '--out', h.tmp / 'out')
+        h.check(r.returncode == 2 and r.stdout == '', (why, r.returncode, r.stderr))
+        h.check(re.search(why, r.stderr), (why, r.stderr))
+        h.check(f"database 'ledger': 'engine plan' of its run as rendered exits {code}" in r.stderr,
+                r.stderr)
+        h.check(not (h.tmp / 'out').exists(), 'written although the check failed')
 
 
 if __name__ == '__main__':

@@ -327,5 +327,107 @@ def test_podman_kill_then_next_container_removes_leftover(h):
             podman('rm', '-f', '-t', '0', n)
 
 
+# ---- the example fleet: every rendered CronJob run as its pod would -------
+
+FLEET_DIR = ROOT / 'deploy' / 'kubernetes'
+
+
+def pod_command(cj, secrets, configmaps, tmp):
+    """`podman run` of a CronJob's container as its pod runs it: the image,
+    args and environment exactly as rendered (Secret keys from `secrets`,
+    a missing optional one left out), its user, read-only root, /tmp as
+    scratch and a ConfigMap volume as a read-only directory."""
+    spec = cj['spec']['jobTemplate']['spec']['template']['spec']
+    c = spec['containers'][0]
+    sc = spec['securityContext']
+    cmd = ['run', '--rm', '--network', 'host', '--user', f'{sc["runAsUser"]}:{sc["runAsGroup"]}',
+           '--read-only', '--tmpfs', '/tmp:rw,mode=1777', '-w', c['workingDir']]
+    for src in c.get('envFrom', []):
+        for k, v in secrets[src['secretRef']['name']].items():
+            cmd += ['-e', f'{k}={v}']
+    for e in c['env']:
+        if 'value' in e:
+            cmd += ['-e', f'{e["name"]}={e["value"]}']
+            continue
+        ref = e['valueFrom']['secretKeyRef']
+        value = secrets.get(ref['name'], {}).get(ref['key'])
+        if value is None:
+            assert ref.get('optional'), f'{e["name"]}: Secret {ref["name"]} is missing'
+            continue
+        cmd += ['-e', f'{e["name"]}={value}']
+    vols = {v['name']: v for v in spec['volumes']}
+    for m in c['volumeMounts']:
+        cm = vols[m['name']].get('configMap')
+        if cm:
+            d = tmp / cm['name']
+            d.mkdir(exist_ok=True)
+            for name, text in configmaps[cm['name']]['data'].items():
+                (d / name).write_text(text)
+            cmd += ['-v', f'{d}:{m["mountPath"]}:ro']
+    return cmd + [c['image'], *c['args']]
+
+
+def fleet_databases(h):
+    """The example's three databases on the suite's server, the backup its
+    restore-from-s3 drill restores in moto, and the Secrets of its pods."""
+    urls = {}
+    for name in ('ledger', 'orders', 'billing'):
+        urls[name] = h.source_db(f'fleet_{name}_{PID}')
+    h.pg.psql('CREATE TABLE entries(id int primary key, amount int); '
+              'INSERT INTO entries SELECT g, g FROM generate_series(1, 500) g', db=f'fleet_ledger_{PID}')
+    h.pg.psql('CREATE TABLE orders(id int primary key, archived bool, placed timestamptz); '
+              "INSERT INTO orders SELECT g, g % 2 = 0, now() - make_interval(days => g) "
+              'FROM generate_series(1, 100) g', db=f'fleet_orders_{PID}')
+    dump = h.tmp / 'billing.dump'
+    subprocess.run([str(pathlib.Path(h.pg.bindir) / 'pg_dump'), '-Fc', '-f', str(dump),
+                    '-d', urls['billing']], check=True)
+    store = shared('engine-state', 'prod-backups')
+    store.client().upload_file(str(dump), 'prod-backups', 'billing/2026-12-07.dump')
+    secrets = {'engine-aws': store.env(),
+               'ledger-db': {'DATABASE_URL': urls['ledger']},
+               'orders-db': {'DATABASE_URL': urls['orders']},
+               'orders-maint': {'url': urls['orders']},
+               'billing-db': {'DATABASE_URL': urls['billing']}}
+    return secrets
+
+
+@suite.test
+def test_every_rendered_cronjob_of_the_example_runs(h):
+    """deploy/kubernetes/inventory.yaml (the one docs/fleet.md shows):
+    each CronJob's container, its args and environment as rendered, in
+    this image against PostgreSQL and S3 (moto); every run exits 0."""
+    docs_md = (ROOT / 'docs' / 'fleet.md').read_text()
+    inv = (FLEET_DIR / 'inventory.yaml').read_text()
+    body = inv[inv.index('databases:'):]
+    h.check(body in docs_md, 'docs/fleet.md does not show deploy/kubernetes/inventory.yaml')
+    r = h.engine('fleet', 'render', FLEET_DIR / 'inventory.yaml')
+    h.check(r.returncode == 0, r.stderr)
+    import yaml
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    cms = {d['metadata']['name']: d for d in docs if d['kind'] == 'ConfigMap'}
+    cjs = [d for d in docs if d['kind'] == 'CronJob']
+    h.check(len(cjs) == 3, [d['metadata']['name'] for d in cjs])
+    secrets = fleet_databases(h)
+    try:
+        for cj in cjs:
+            t0 = time.time()
+            r = podman(*pod_command(cj, secrets, cms, h.tmp), timeout=300)
+            name = cj['metadata']['name']
+            print(f'  {name}: exit {r.returncode} in {time.time() - t0:.1f} s')
+            h.check(r.returncode == 0, f'{name}: exit {r.returncode}\n{r.stdout[-3000:]}{r.stderr[-1500:]}')
+        # what the runs did: the archived old orders are gone, the other rows kept
+        left = h.pg.psql("SELECT count(*) FILTER (WHERE archived AND placed < now() - interval '30 days'), "
+                         'count(*) FILTER (WHERE NOT archived), count(*) FROM orders',
+                         db=f'fleet_orders_{PID}').strip()
+        h.check(left.split('|')[:2] == ['0', '50'] and int(left.split('|')[2]) > 50, left)
+        h.check(not [d for d in h.pg.databases() if d.startswith(('ledger_drill', 'restored_'))],
+                h.pg.databases())
+        runs = {k.split('/')[2] for k in shared().keys('engine-state', 'fleet/runs/')}
+        h.check(len(runs) == 3, runs)
+    finally:
+        for name in ('ledger', 'orders', 'billing'):
+            h.pg.psql(f'DROP DATABASE IF EXISTS "fleet_{name}_{PID}"')
+
+
 if __name__ == '__main__':
     suite.main()

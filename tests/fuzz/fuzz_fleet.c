@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   eng__diags d = {0};
   d.quiet = true;
   /* no directory: no file is read, only the image's runbooks exist */
-  eng__fleet *f = eng__fleet_parse("fuzz.yaml", NULL, (const char *)data,
+  eng__fleet *f = eng__fleet_parse("fuzz.yaml", NULL, NULL, (const char *)data,
                                    size, &d);
   for (size_t i = 0; f && i < eng__fleet_count(f); i++) {
     json_t *docs = eng__fleet_docs(f, i);
