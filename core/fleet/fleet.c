@@ -165,7 +165,9 @@ static void unknown_key(reader *r, const eng__node *k, const char *where,
 
 /* Every key of map one of keys; false (with errors) otherwise. */
 static bool known_keys(reader *r, const eng__node *map, const char *where,
-                       const char *const *keys, size_t n) {
+                       const char *const *keys) {
+  size_t n = 0;
+  while (keys[n]) n++;
   bool ok = true;
   for (size_t i = 0; i < map->n; i++) {
     bool found = false;
@@ -246,11 +248,21 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
   return true;
 }
 
+static const char *const top_keys[] = {"databases", "defaults", NULL};
 static const char *const default_keys[] = {
     "image",         "state",         "time_zone",      "namespace",
     "aws_secret",    "slack_secret",  "audit_secret",   "grace",
-    "active_deadline", "starting_deadline", "backoff_limit", "spread"};
-#define N_DEFAULT_KEYS (sizeof default_keys / sizeof *default_keys)
+    "active_deadline", "starting_deadline", "backoff_limit", "spread", NULL};
+static const char *const db_keys[] = {"name", "url_secret", "schedule",
+                                      "runbook", "params", NULL};
+
+/* Every mapping of an inventory with fixed keys, by its place (as
+ * eng__runbook_keysets): what the reader accepts and `engine schema
+ * --inventory` describes. */
+const eng__keyset eng__fleet_keysets[] = {{"", top_keys},
+                                          {"defaults", default_keys},
+                                          {"databases[]", db_keys},
+                                          {NULL, NULL}};
 
 static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                           const eng__node *root) {
@@ -268,7 +280,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                     eng__node_kind_name(m));
     return false;
   }
-  bool ok = known_keys(r, m, "defaults", default_keys, N_DEFAULT_KEYS);
+  bool ok = known_keys(r, m, "defaults", default_keys);
   bool times_ok = true; /* grace and active_deadline, to compare them */
   for (size_t i = 0; i < m->n; i++) {
     const char *k = m->keys[i]->str;
@@ -572,9 +584,6 @@ static bool read_schedule(reader *r, fleet_db *db, const eng__node *v) {
   return true;
 }
 
-static const char *const db_keys[] = {"name", "url_secret", "schedule",
-                                      "runbook", "params"};
-#define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
 
 /* Database entry i: every key present is checked, also when others are
  * missing or wrong, so that one pass says everything. db->name is what the
@@ -589,7 +598,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
                     eng__node_kind_name(m));
     return false;
   }
-  bool ok = known_keys(r, m, "a database", db_keys, N_DB_KEYS);
+  bool ok = known_keys(r, m, "a database", db_keys);
   const eng__node *v = eng__node_get(m, "name");
   db->name = v && v->kind == ENG__N_SCALAR ? v->str : NULL;
   if (!db->name) {
@@ -742,8 +751,7 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
                     eng__node_kind_name(root));
     goto fail;
   }
-  static const char *const top[] = {"databases", "defaults"};
-  bool ok = known_keys(&r, root, "the inventory", top, 2);
+  bool ok = known_keys(&r, root, "the inventory", top_keys);
   ok &= read_defaults(&r, eng__node_get(root, "defaults"), def, root);
   const eng__node *list = eng__node_get(root, "databases");
   if (!list || list->kind != ENG__N_SEQ || list->n == 0) {

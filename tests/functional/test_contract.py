@@ -15,7 +15,8 @@ def actions(h):
     r = h.engine('schema')
     h.check(r.returncode == 0, r.stderr)
     schema = json.loads(r.stdout)
-    step = schema['properties']['steps']['items']
+    step = schema['$defs']['step']
+    h.check(schema['properties']['steps']['items'] == {'$ref': '#/$defs/step'}, 'steps')
     out = {}
     for v in step['allOf']:
         name = v['if']['properties']['uses']['const']
