@@ -87,6 +87,18 @@ static json_t *choice_schema(const char *choices) {
   return s;
 }
 
+/* A value of a parameter with declared forms (ABI 1.6): a string of one of
+ * them, a number in its range, or a template; its help says the forms. */
+static json_t *forms_schema(const eng_param *p) {
+  char *pattern = eng__asprintf("^(?:%s)$|" TEMPLATE, p->forms);
+  json_t *s = json_pack("{s:s, s:s}", "pattern", pattern, "errorMessage",
+                        p->doc ? p->doc : "not one of the forms this parameter takes");
+  free(pattern);
+  if (p->flags & ENG_P_MIN) json_object_set_new(s, "minimum", json_real(p->min));
+  if (p->flags & ENG_P_MAX) json_object_set_new(s, "maximum", json_real(p->max));
+  return s;
+}
+
 /* A value of type t (of a parameter p declares): its literal forms as the
  * engine converts them (eng__convert), or a template. */
 json_t *schema_of_type(eng_type t, const char *choices, const eng_param *p) {
@@ -112,6 +124,8 @@ json_t *schema_of_type(eng_type t, const char *choices, const eng_param *p) {
   case ENG_T_MAP:
     return json_pack("{s:[s,s,s], s:s, s:s}", "type", "object", "null", "string",
                      "pattern", TEMPLATE, "errorMessage", "a mapping" OR_TEMPLATE);
+  case ENG_T_ANY:
+    return p && p->forms ? forms_schema(p) : json_object();
   case ENG_T_TIMESTAMP:
     return json_pack("{s:[s,s], s:s}", "type", "string", "number", "format",
                      "timestamp");

@@ -211,8 +211,11 @@ CLEAN = {
     'guards': runbook(DUMP, 'guards:\n  protected_paths: [/srv/data]\n'
                       '  unverified_commands: refuse\n  protected_databases: [prod]\n'),
     'templates': runbook(DUMP + '      jobs: ${params.jobs}\n      format: ${"directory"}\n'
-                         '      no_owner: ${params.drill}\n', PARAMS + 'drill: ${params.drill}\n'),
+                         '      no_owner: ${params.drill}\n      compress: ${"zstd"}\n', PARAMS + 'drill: ${params.drill}\n'),
     'literals': runbook(DUMP + '      jobs: "3"\n      format: directory\n      no_owner: True\n'
+                        '      compress: zstd:19\n'
+                        '  - id: e\n    uses: postgres.dump\n'
+                        '    with: { file: /tmp/y.dump, compress: 5 }\n'
                         '  - id: s\n    uses: sleep\n    with: { for: 1.5s }\n'
                         '    retry: { attempts: 2, delay: 1s, backoff: 2 }\n    timeout: 90\n'
                         '    continue_on_error: false\n',
@@ -221,50 +224,52 @@ CLEAN = {
 
 # Mistakes: (name, text, what the editor says). The engine refuses each.
 MISTAKES = [
-    ('step key', runbook('  - id: s\n    uses: sleep\n    wiht: { for: 1s }\n'), 'wiht'),
+    ('step key', runbook('  - id: s\n    uses: sleep\n    wiht: { for: 1s }\n'), 'Property wiht is not allowed'),
     ('plugin action', runbook('  - id: d\n    uses: postgres.dumb\n'), 'not an action of postgres'),
     ('plugin name', runbook('  - id: d\n    uses: pg.dump\n'), 'names a loaded plugin'),
     ('built-in action', runbook('  - id: d\n    uses: shel\n'), 'the built-in ones are'),
-    ('parameter', runbook(DUMP + '      databse: app\n'), 'databse'),
+    ('parameter', runbook(DUMP + '      databse: app\n'), 'Property databse is not allowed'),
     ('step timeout', runbook(DUMP + '    timeout: 5 minutes\n'), 'a duration'),
     ('retry attempts', runbook(DUMP + '    retry: { attempts: three }\n'), 'an integer'),
     ('int parameter', runbook(DUMP + '      jobs: many\n'), 'an integer'),
     ('bool parameter', runbook(DUMP + '      no_owner: perhaps\n'), 'true or false'),
     ('duration parameter', runbook('  - id: s\n    uses: sleep\n    with: { for: 5 minutes }\n'),
      'a duration'),
-    ('missing with', runbook('  - id: r\n    uses: postgres.restore\n'), 'with'),
-    ('missing parameter', runbook('  - id: s\n    uses: sleep\n    with: {}\n'), 'for'),
+    ('missing with', runbook('  - id: r\n    uses: postgres.restore\n'), 'Missing property "with"'),
+    ('missing parameter', runbook('  - id: s\n    uses: sleep\n    with: {}\n'), 'Missing property "for"'),
     ('choice', runbook(DUMP + '      format: zip\n'), 'custom'),
     ('params key', runbook(DUMP, 'params:\n  db: { defualt: app }\n'), 'defualt'),
-    ('param type', runbook(DUMP, 'params:\n  db: { type: integer }\n'), 'int'),
+    ('param type', runbook(DUMP, 'params:\n  db: { type: integer }\n'), 'Valid values: "string", "int"'),
     ('param name', runbook(DUMP, 'params:\n  Db-Name: x\n'), 'parameter name'),
     ('defaults key', runbook(DUMP, 'defaults: { timout: 5s }\n'), 'timout'),
     ('slo key', runbook(DUMP, 'slo: { rtoo: 5m }\n'), 'rtoo'),
     ('slo duration', runbook(DUMP, 'slo: { rpo: soon, backup_time: x }\n'), 'a duration'),
     ('guards key', runbook(DUMP, 'guards: { protected_database: [app] }\n'), 'protected_database'),
     ('guards enum', runbook(DUMP, 'guards: { unverified_commands: deny }\n'), 'allow or refuse'),
-    ('guards require', runbook(DUMP, 'guards:\n  require: [{ step: d }]\n'), 'before'),
-    ('top key', runbook(DUMP, 'param: {}\n'), 'param'),
+    ('guards require', runbook(DUMP, 'guards:\n  require: [{ step: d }]\n'), 'Missing property "before"'),
+    ('top key', runbook(DUMP, 'param: {}\n'), 'Property param is not allowed'),
     ('bool key', runbook(DUMP + '    continue_on_error: yes\n'), 'true or false'),
     ('drill', runbook(DUMP, 'drill: perhaps\n'), 'true or false'),
     ('version', runbook(DUMP).replace('version: 1', 'version: 2'), 'version: 1'),
     ('step id', runbook(DUMP.replace('id: d', 'id: Dump It')), 'a step id'),
-    ('no id', runbook(DUMP.replace('- id: d\n    uses', '- uses')), 'id'),
+    ('no id', runbook(DUMP.replace('- id: d\n    uses', '- uses')), 'Missing property "id"'),
     ('runbook name', runbook(DUMP).replace('name: editor-case', 'name: My Runbook'), 'lower-case'),
     ('lock name', runbook(DUMP, 'lock: "../x"\n'), 'a lock name'),
-    ('backoff', runbook(DUMP + '    retry: { attempts: 2, backoff: 0.5 }\n'), '1'),
+    ('compress level', runbook(DUMP + '      compress: 12\n'), 'maximum of 9'),
+    ('compress form', runbook(DUMP + '      compress: zstd:25\n'), 'gzip'),
+    ('backoff', runbook(DUMP + '    retry: { attempts: 2, backoff: 0.5 }\n'), 'minimum of 1'),
 ]
 
 INVENTORY = ('databases:\n  - name: ledger\n    url_secret: ledger-db\n'
              '    schedule: "0 3 * * *"\n    runbook: restore-drill.yaml\n'
              'defaults:\n  state: s3://bucket/fleet\n')
 INVENTORY_MISTAKES = [
-    ('database key', INVENTORY.replace('schedule:', 'schedul:'), 'schedul'),
-    ('defaults key', INVENTORY.replace('  state:', '  stat:'), 'stat'),
-    ('no state', INVENTORY.replace('  state: s3://bucket/fleet\n', '  time_zone: UTC\n'), 'state'),
-    ('spread', INVENTORY + '  spread: 99\n', '59'),
+    ('database key', INVENTORY.replace('schedule:', 'schedul:'), 'Property schedul is not allowed'),
+    ('defaults key', INVENTORY.replace('  state:', '  stat:'), 'Property stat is not allowed'),
+    ('no state', INVENTORY.replace('  state: s3://bucket/fleet\n', '  time_zone: UTC\n'), 'Missing property "state"'),
+    ('spread', INVENTORY + '  spread: 99\n', 'maximum of 59'),
     ('grace', INVENTORY + '  grace: a while\n', 'a duration'),
-    ('top key', INVENTORY + 'database: []\n', 'database'),
+    ('top key', INVENTORY + 'database: []\n', 'Property database is not allowed'),
 ]
 
 
