@@ -129,9 +129,21 @@ _Static_assert(offsetof(param_v11, check) == offsetof(eng_param, check),
 _Static_assert(sizeof(param_v11) <= offsetof(eng_param, items),
                "eng_param 1.5 appends items after 1.1's fields");
 
+/* eng_param of ABI 1.5: 1.1's fields and items (1.6 appended `forms`). */
+typedef struct param_v15 {
+  param_v11 v11;
+  eng_items items;
+} param_v15;
+
+_Static_assert(offsetof(param_v15, items) == offsetof(eng_param, items),
+               "eng_param 1.5 is a prefix of eng_param");
+_Static_assert(sizeof(param_v15) <= offsetof(eng_param, forms),
+               "eng_param 1.6 appends forms after 1.5's fields");
+
 static size_t param_size(unsigned minor) {
   return minor == 0   ? sizeof(param_v10)
          : minor <= 4 ? sizeof(param_v11)
+         : minor == 5 ? sizeof(param_v15)
                       : sizeof(eng_param);
 }
 

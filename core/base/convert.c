@@ -500,10 +500,7 @@ json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
     if (!typed) return NULL;
     c = typed;
   }
-  if (out_of_range(c, p, p->type, err, errlen)) {
-    json_decref(c);
-    return NULL;
-  }
+  /* the parameter's own check first: it says every form, the range too */
   if (p->check && !json_is_null(c)) {
     char why[512] = "";
     if (p->check(c, why, sizeof why) != 0) {
@@ -511,6 +508,10 @@ json_t *eng__convert_param(const json_t *v, const eng_param *p, char *err,
       json_decref(c);
       return NULL;
     }
+  }
+  if (out_of_range(c, p, p->type, err, errlen)) {
+    json_decref(c);
+    return NULL;
   }
   return c;
 }

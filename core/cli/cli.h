@@ -33,6 +33,9 @@ typedef struct cli {
   bool yes;               /* cleanup --yes */
   bool accept_damaged;    /* cleanup --accept-damaged */
   const char *head;       /* audit verify --head HASH */
+  const char *out;        /* schema --out FILE */
+  bool inventory;         /* schema --inventory */
+  bool keys;              /* schema --keys */
 } cli;
 
 /* ---- common.c ---------------------------------------------------------------- */
@@ -57,6 +60,31 @@ extern const char *const cli_target_names[];
 const char *cli_target_name(eng_target t);
 /* What an action's created resources are, for actions that create. */
 const char *cli_creates_name(const eng_action *a);
+
+/* ---- schema_values.c: the parts of `engine schema` ---------------------------- */
+
+/* s with text as its description and markdownDescription. */
+json_t *schema_doc(json_t *s, const char *text);
+/* JSON types t1 (and t2), strings held to pattern, msg shown for any
+ * mistake (t2, pattern, msg may be NULL). */
+json_t *schema_typed(const char *t1, const char *t2, const char *pattern,
+                     const char *msg);
+json_t *schema_duration(bool template);
+json_t *schema_bool(bool template);
+json_t *schema_int(double min, double max, bool template);
+json_t *schema_scalar(void);
+json_t *schema_scalar_list(void);
+/* A value of an engine type (choices "a|b", p for the range, or NULL). */
+json_t *schema_of_type(eng_type t, const char *choices, const eng_param *p);
+/* Set when a part of the schema could not be built (said on stderr). */
+extern bool schema_failed;
+json_t *schema_keyed(const eng__keyset *sets, const char *path, json_t *described);
+/* {type: object, properties: schema_keyed(...), additionalProperties: false} */
+json_t *schema_mapping(const eng__keyset *sets, const char *path,
+                       json_t *described);
+json_t *schema_key_lists(const eng__keyset *sets);
+/* schema_inventory.c: the schema of a fleet inventory. */
+json_t *schema_inventory(void);
 
 /* ---- runs.c ------------------------------------------------------------------ */
 

@@ -30,7 +30,8 @@ static const char usage_text[] =
     "  validate RUNBOOK...        check syntax, schema, plugin params, "
     "references\n"
     "  plugins [PLUGIN[.ACTION]]  list plugins, actions, params and outputs\n"
-    "  schema                     print a JSON Schema for runbook files\n"
+    "  schema [--inventory]       print a JSON Schema for runbook (inventory) "
+    "files\n"
     "  docs                       print the action reference (Markdown)\n"
     "  audit verify FILE|URL|ID   verify an audit log's hash chain (and HMAC)\n"
     "  audit show FILE|URL|ID     print an audit log as a readable timeline\n"
@@ -68,7 +69,10 @@ enum {
   OPT_INCLUDE_KEPT,
   OPT_YES,
   OPT_ACCEPT_DAMAGED,
-  OPT_HEAD
+  OPT_HEAD,
+  OPT_OUT,
+  OPT_INVENTORY,
+  OPT_KEYS
 };
 
 static const struct option long_opts[] = {
@@ -100,6 +104,9 @@ static const struct option long_opts[] = {
     {"yes", no_argument, NULL, OPT_YES},
     {"accept-damaged", no_argument, NULL, OPT_ACCEPT_DAMAGED},
     {"head", required_argument, NULL, OPT_HEAD},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"inventory", no_argument, NULL, OPT_INVENTORY},
+    {"keys", no_argument, NULL, OPT_KEYS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -243,6 +250,9 @@ static int apply_option(cli *c, int ch, char **argv) {
                              "got '%s'", optarg);
     c->head = optarg;
     break;
+  case OPT_OUT: c->out = optarg; break;
+  case OPT_INVENTORY: c->inventory = true; break;
+  case OPT_KEYS: c->keys = true; break;
   case 'h': c->help = true; break;
   case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
   default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);

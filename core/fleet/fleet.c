@@ -173,7 +173,9 @@ static void unknown_key(reader *r, const eng__node *k, const char *where,
 
 /* Every key of map one of keys; false (with errors) otherwise. */
 static bool known_keys(reader *r, const eng__node *map, const char *where,
-                       const char *const *keys, size_t n) {
+                       const char *const *keys) {
+  size_t n = 0;
+  while (keys[n]) n++;
   bool ok = true;
   for (size_t i = 0; i < map->n; i++) {
     bool found = false;
@@ -255,6 +257,32 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
   return true;
 }
 
+static const char *const top_keys[] = {"databases", "defaults", NULL};
+static const char *const default_keys[] = {
+    "image",           "image_pull_policy", "state",         "time_zone",
+    "namespace",       "aws_secret",        "slack_secret",  "audit_secret",
+    "grace",           "active_deadline",   "starting_deadline",
+    "job_ttl",         "backoff_limit",     "spread",        "env",
+    "jobs",            "resources",         "scratch_size",  NULL};
+static const char *const db_keys[] = {
+    "name", "url_secret", "schedule",          "runbook", "params", "env",
+    "approve", "allow_destructive", "lock", "grace",  "jobs",   "resources",
+    "scratch_size", NULL};
+static const char *const env_value_keys[] = {"secret", "key", NULL};
+static const char *const resources_keys[] = {"requests", "limits", NULL};
+static const char *const quantity_keys[] = {"cpu", "memory", NULL};
+
+/* Every mapping of an inventory with fixed keys, by its place (as
+ * eng__runbook_keysets): what the reader accepts and `engine schema
+ * --inventory` describes. */
+const eng__keyset eng__fleet_keysets[] = {{"", top_keys},
+                                          {"defaults", default_keys},
+                                          {"databases[]", db_keys},
+                                          {"env.*", env_value_keys},
+                                          {"resources", resources_keys},
+                                          {"resources.*", quantity_keys},
+                                          {NULL, NULL}};
+
 /* ---- what a pod gets: shared by defaults and databases ------------------- */
 
 /* Variables render sets itself: the inventory may not set them. */
@@ -299,7 +327,6 @@ static bool env_value(reader *r, const char *where, const eng__node *k,
                     where, k->str, k->str);
     return false;
   }
-  static const char *const keys[] = {"secret", "key"};
   const eng__node *sec = v->kind == ENG__N_MAP ? eng__node_get(v, "secret") : NULL;
   if (!sec) {
     eng__diag_error(r->d, r->file, v->line, v->col,
@@ -308,7 +335,7 @@ static bool env_value(reader *r, const char *where, const eng__node *k,
                     where, k->str);
     return false;
   }
-  bool ok = known_keys(r, v, "an env value", keys, 2);
+  bool ok = known_keys(r, v, "an env value", env_value_keys);
   const char *name;
   ok &= secret_name_key(r, sec, "secret", where, false, &name);
   const eng__node *key = eng__node_get(v, "key");
@@ -402,7 +429,7 @@ static bool quantity_key(reader *r, const eng__node *v, const char *key,
  * each value given replaces the default's. */
 static bool resources_key(reader *r, const eng__node *m, const char *where,
                           fleet_pod *pod) {
-  static const char *const top[] = {"requests", "limits"}, *const kinds[] = {"cpu", "memory"};
+  static const char *const *const top = resources_keys, *const *const kinds = quantity_keys;
   if (m->kind != ENG__N_MAP) {
     eng__diag_error(r->d, r->file, m->line, m->col,
                     "%s: 'resources' must be a mapping: { requests: { cpu: "
@@ -410,7 +437,7 @@ static bool resources_key(reader *r, const eng__node *m, const char *where,
                     where);
     return false;
   }
-  bool ok = known_keys(r, m, "resources", top, 2);
+  bool ok = known_keys(r, m, "resources", resources_keys);
   for (size_t t = 0; t < 2; t++) {
     const eng__node *x = eng__node_get(m, top[t]);
     if (!x) continue;
@@ -421,7 +448,7 @@ static bool resources_key(reader *r, const eng__node *m, const char *where,
       ok = false;
       continue;
     }
-    ok &= known_keys(r, x, top[t], kinds, 2);
+    ok &= known_keys(r, x, top[t], quantity_keys);
     for (size_t k = 0; k < 2; k++) {
       const eng__node *v = eng__node_get(x, kinds[k]);
       if (v) ok &= quantity_key(r, v, kinds[k], where, k == 0, &pod->res[t * 2 + k]);
@@ -450,10 +477,10 @@ static bool resources_fit(reader *r, const fleet_pod *pod, const char *where,
 }
 
 static const char *const pod_keys[] = {"grace", "jobs", "env", "resources",
-                                       "scratch_size"};
+                                       "scratch_size", NULL};
 
 static bool is_pod_key(const char *k) {
-  for (size_t i = 0; i < sizeof pod_keys / sizeof *pod_keys; i++)
+  for (size_t i = 0; pod_keys[i]; i++)
     if (!strcmp(k, pod_keys[i])) return true;
   return false;
 }
@@ -498,13 +525,6 @@ static bool pull_policy_key(reader *r, const eng__node *v,
   return true;
 }
 
-static const char *const default_keys[] = {
-    "image",           "image_pull_policy", "state",         "time_zone",
-    "namespace",       "aws_secret",        "slack_secret",  "audit_secret",
-    "grace",           "active_deadline",   "starting_deadline",
-    "job_ttl",         "backoff_limit",     "spread",        "env",
-    "jobs",            "resources",         "scratch_size"};
-#define N_DEFAULT_KEYS (sizeof default_keys / sizeof *default_keys)
 
 static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                           const eng__node *root) {
@@ -522,7 +542,7 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
                     eng__node_kind_name(m));
     return false;
   }
-  bool ok = known_keys(r, m, "defaults", default_keys, N_DEFAULT_KEYS);
+  bool ok = known_keys(r, m, "defaults", default_keys);
   bool times_ok = true; /* grace and active_deadline, to compare them */
   for (size_t i = 0; i < m->n; i++) {
     const char *k = m->keys[i]->str;
@@ -806,11 +826,6 @@ static bool read_schedule(reader *r, fleet_db *db, const eng__node *v) {
   return true;
 }
 
-static const char *const db_keys[] = {
-    "name", "url_secret", "schedule",          "runbook", "params", "env",
-    "approve", "allow_destructive", "lock", "grace",  "jobs",   "resources",
-    "scratch_size"};
-#define N_DB_KEYS (sizeof db_keys / sizeof *db_keys)
 
 /* `approve`: a list of step ids (checked against the runbook later). */
 static bool read_approve(reader *r, fleet_db *db, const eng__node *v) {
@@ -895,7 +910,7 @@ static bool read_db(reader *r, const eng__node *m, size_t i, fleet_db *db,
                     eng__node_kind_name(m));
     return false;
   }
-  bool ok = known_keys(r, m, "a database", db_keys, N_DB_KEYS);
+  bool ok = known_keys(r, m, "a database", db_keys);
   const eng__node *v = eng__node_get(m, "name");
   db->name = v && v->kind == ENG__N_SCALAR ? v->str : NULL;
   if (!db->name) {
@@ -1082,8 +1097,7 @@ eng__fleet *eng__fleet_parse(const char *file, const char *dir,
                     eng__node_kind_name(root));
     goto fail;
   }
-  static const char *const top[] = {"databases", "defaults"};
-  bool ok = known_keys(&r, root, "the inventory", top, 2);
+  bool ok = known_keys(&r, root, "the inventory", top_keys);
   ok &= read_defaults(&r, eng__node_get(root, "defaults"), def, root);
   warn_image(&r, f);
   const eng__node *list = eng__node_get(root, "databases");

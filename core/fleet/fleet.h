@@ -13,6 +13,9 @@
 
 typedef struct eng__fleet eng__fleet;
 
+/* The keys each mapping of an inventory accepts, by place: "" the top,
+ * "defaults", "databases[]" (see eng__keys). */
+extern const eng__keyset eng__fleet_keysets[];
 /* The runbooks the container image ships (file names), NULL-terminated. */
 extern const char *const eng__fleet_image_runbooks[];
 /* Check an inventory's text (file names it in diagnostics; a runbook named

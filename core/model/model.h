@@ -95,6 +95,19 @@ eng__runbook *eng__runbook_load(const char *file, eng__diags *d);
 eng__runbook *eng__runbook_parse(const char *file, const char *text,
                                  size_t len, eng__diags *d);
 void eng__runbook_free(eng__runbook *rb);
+/* The keys a mapping accepts (NULL-terminated), by the mapping's place in
+ * the file: "" the top, "steps[]" a step (of `finally` too), "params.*" a
+ * parameter, "steps[].retry" a retry (of `defaults` too). The one list the
+ * parser checks keys against and `engine schema` describes: a key added
+ * here is accepted by the engine, and the schema test asks for its
+ * description. */
+typedef struct eng__keyset {
+  const char *path;
+  const char *const *keys;
+} eng__keyset;
+extern const eng__keyset eng__runbook_keysets[]; /* ends with {NULL, NULL} */
+/* The keys at path in sets, or NULL. */
+const char *const *eng__keys(const eng__keyset *sets, const char *path);
 /* A valid run lock name: [A-Za-z0-9._-], 1-128 characters, not starting
  * with a dot. */
 bool eng__lock_name_ok(const char *name);

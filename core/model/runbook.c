@@ -39,6 +39,28 @@ static const char *const guard_keys[] = {
     "protected_databases", "protected_volumes", "protected_buckets",
     "protected_instances", "protected_paths", "forbidden_commands",
     "unverified_commands", "require", "checks", NULL};
+static const char *const require_keys[] = {"step", "before", NULL};
+static const char *const checks_keys[] = {"that", "message", NULL};
+
+/* Every mapping of a runbook with fixed keys, by its place: the parser
+ * checks keys against these lists and `engine schema` describes them. */
+const eng__keyset eng__runbook_keysets[] = {
+    {"", top_keys},
+    {"params.*", param_keys},
+    {"steps[]", step_keys},
+    {"steps[].retry", retry_keys},
+    {"slo", slo_keys},
+    {"defaults", defaults_keys},
+    {"guards", guard_keys},
+    {"guards.require[]", require_keys},
+    {"guards.checks[]", checks_keys},
+    {NULL, NULL}};
+
+const char *const *eng__keys(const eng__keyset *sets, const char *path) {
+  for (; sets->path; sets++)
+    if (!strcmp(sets->path, path)) return sets->keys;
+  return NULL;
+}
 
 static size_t count(const char *const *v) {
   size_t n = 0;
@@ -576,7 +598,7 @@ static void load_guards(loader *ld, eng__node *g) {
         want(ld, v->vals[j], ENG__N_SCALAR, k);
     } else if (!strcmp(k, "require")) {
       if (!want(ld, v, ENG__N_SEQ, "guards.require")) continue;
-      static const char *const rk[] = {"step", "before", NULL};
+      const char *const *rk = require_keys;
       for (size_t j = 0; j < v->n; j++) {
         eng__node *e = v->vals[j];
         if (!want(ld, e, ENG__N_MAP, "a guards.require entry")) continue;
@@ -608,11 +630,10 @@ static void load_guards(loader *ld, eng__node *g) {
                    "'refuse', not '%s'", v->str);
     } else if (!strcmp(k, "checks")) {
       if (!want(ld, v, ENG__N_SEQ, "guards.checks")) continue;
-      static const char *const ck[] = {"that", "message", NULL};
       for (size_t j = 0; j < v->n; j++) {
         eng__node *e = v->vals[j];
         if (!want(ld, e, ENG__N_MAP, "a guards.checks entry")) continue;
-        check_keys(ld, e, ck, "guards.checks: ");
+        check_keys(ld, e, checks_keys, "guards.checks: ");
         eng__node *t = eng__node_get(e, "that");
         if (!t) ERR(ld, e, "guards.checks: missing 'that' (a Lua expression)");
         else if (want(ld, t, ENG__N_SCALAR, "that"))

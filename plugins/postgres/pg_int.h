@@ -91,6 +91,10 @@ int pg_default_jobs(void);
 char pg_format_by_name(const char *file, char *comp, size_t n);
 /* `compress`'s check (eng_param_check_fn) */
 int pg_check_compress(const json_t *v, char *err, size_t errlen);
+/* The text forms pg_check_compress accepts (eng_param.forms): none, 0-9,
+ * gzip[:1-9], zstd[:1-19], or empty (none given). */
+#define PG_COMPRESS_FORMS \
+  "none|0*[0-9]|gzip(?::0*[1-9])?|zstd(?::0*(?:[1-9]|1[0-9]))?|"
 
 /* RFC 3339 UTC with milliseconds: "2025-11-21T19:42:00.123Z". */
 void pg_now_rfc3339(char buf[32]);

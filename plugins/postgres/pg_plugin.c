@@ -149,8 +149,12 @@ static const eng_param dump_params[] = {
      .doc = "parallel jobs (format: directory only)"},
     {.name = "compress",
      .type = ENG_T_ANY,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 0,
+     .max = 9,
      .target = ENG_TARGET_NONE,
      .check = pg_check_compress,
+     .forms = PG_COMPRESS_FORMS,
      .doc =
          "0-9: pg_dump --compress (default 1 for custom and directory, "
          "none for plain and tar unless the name ends .gz or .zst); none; "
@@ -228,8 +232,12 @@ static const eng_param dump_globals_params[] = {
          "stream URL (s3://bucket/key)"},
     {.name = "compress",
      .type = ENG_T_ANY,
+     .flags = ENG_P_MIN | ENG_P_MAX,
+     .min = 0,
+     .max = 9,
      .target = ENG_TARGET_NONE,
      .check = pg_check_compress,
+     .forms = PG_COMPRESS_FORMS,
      .doc = "gzip[:1-9] or zstd[:1-19]: the engine compresses the SQL "
             "(default from the name: .gz, .zst)"},
     {.name = "no_role_passwords",

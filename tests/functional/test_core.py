@@ -632,8 +632,8 @@ def test_plan_schema_version(h):
     r = h.engine('schema')
     h.check(r.returncode == 0, r.stderr)
     schema = json.loads(r.stdout)
-    uses = schema['properties']['steps']['items']['properties']['uses']['anyOf']
-    shell = [u for u in uses if u['const'] == 'shell']
+    uses = schema['$defs']['step']['properties']['uses']['defaultSnippets']
+    shell = [u for u in uses if u['label'] == 'shell']
     h.check(shell and shell[0]['description'] and 'markdownDescription' in shell[0], uses[:2])
     r = h.engine('version')
     h.check(r.returncode == 0 and r.stdout.startswith('engine '), r.stdout)

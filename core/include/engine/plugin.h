@@ -219,6 +219,13 @@ typedef struct eng_param {
    * list apply to each element. Every list parameter declares it;
    * ENG_ITEMS_UNDECLARED (zero) passes the elements as written. */
   eng_items items;
+  /* ABI 1.6: zero in older plugins ------------------------------------------ */
+  /* The text forms `check` accepts, as a regular expression the whole of a
+   * string value must match (the common subset of ECMAScript and Python
+   * `re`: no backreferences, no lookbehind), for editors: `engine schema`
+   * holds a literal string to it (numbers to min/max), a template being
+   * decided at run time. The check stays the authority; NULL: any text. */
+  const char *forms;
 } eng_param;
 
 typedef struct eng_output {
