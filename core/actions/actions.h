@@ -1,6 +1,7 @@
 /*
  * actions/actions.h - what a step can use: the built-in actions
- * (builtins.c: shell, http, lua, assert, approve, sleep) and the registry
+ * (builtins.c: shell, http, lua, assert, approve, sleep; files.c: files)
+ * and the registry
  * of plugins (registry.c: dlopen, ABI checks, declarations of every ABI
  * minor normalized, actions, stream schemes and state stores). Above
  * expr/ (the lua action runs hooks) and call/.
@@ -39,6 +40,16 @@ int eng__plugin_check(const eng_plugin *p, char *err, size_t errlen);
 
 /* builtins.c */
 const eng_plugin *eng__builtins(void);
+
+/* files.c: the `files` action's start and declarations. */
+int eng__files_start(eng_call *call, const json_t *params);
+extern const eng_param eng__files_params[];
+extern const eng_output eng__files_outputs[];
+/* The SHA-256 of a sidecar's text (its first line: `sha256sum` output,
+ * GNU or BSD form, or the bare hex), lowercase into out; false when the
+ * text is not one. Pure; exposed for the fuzz harness. */
+bool eng__sha256_sidecar(const char *text, size_t len,
+                         char out[ENG__SHA256_HEX]);
 
 /* The plugin search path (docs/plugins.md) (malloc'd strings; free with free()). */
 size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,

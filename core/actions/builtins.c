@@ -1,5 +1,6 @@
 /* builtins.c - the built-in actions (shell, http, lua, assert, approve,
- * sleep), declared through the same descriptor as plugin actions. */
+ * sleep, and files from files.c), declared through the same descriptor as
+ * plugin actions. */
 #include "actions/actions.h"
 
 #include <curl/curl.h>
@@ -704,6 +705,14 @@ static const eng_action builtin_actions[] = {
      .params = sleep_params,
      .outputs = no_outputs,
      .start = sleep_start},
+    {.name = "files",
+     .doc = "list local files by glob and pick one (latest, oldest), with "
+            "size, age and SHA-256 sidecar",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = eng__files_params,
+     .outputs = eng__files_outputs,
+     .start = eng__files_start},
 };
 
 static const eng_plugin builtin_plugin = {

@@ -20,36 +20,6 @@
 #define PRISMA_LOCK_POLL_MS 200
 #define PRISMA_CLI_MAX_OUT (1024 * 1024)
 
-typedef struct prisma_deploy_op {
-  pg_op op;
-  char *url;      /* for libpq */
-  char *orig_url; /* as given: the CLI gets it in DATABASE_URL */
-  char *schema;
-  int cli;
-  int64_t lock_timeout_ms;
-  int64_t t0;
-  int locked;
-  int lock_logged;
-  prisma_dir dir;
-  prisma_load ld;
-  prisma_state st;
-  int have_st;
-  pg_sess *s;
-  pg_ident id;
-  size_t next;           /* index into st.pending */
-  const prisma_mig *cur; /* migration being applied */
-  char cur_id[37];
-  char *script_err;
-  json_t *applied_now;
-  /* cli */
-  char *cwd;
-  pg_argv argv;
-  pg_argv env;
-  pg_child child;
-  eng_strbuf out;
-  size_t out_logged; /* bytes of out already logged as lines */
-} prisma_deploy_op;
-
 static void prisma_deploy_destroy(pg_op *op) {
   prisma_deploy_op *d = (prisma_deploy_op *)op;
   free(d->url);
@@ -60,6 +30,9 @@ static void prisma_deploy_destroy(pg_op *op) {
   if (d->have_st) prisma_state_free(&d->st);
   free(d->script_err);
   json_decref(d->applied_now);
+  free(d->name);
+  free(d->up_to);
+  json_decref(d->rolled_back_now);
   free(d->cwd);
   pg_argv_free(&d->argv);
   pg_argv_free(&d->env);
@@ -81,6 +54,13 @@ static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
                  "could not release the migration lock (%s); it is released "
                  "when the connection closes",
                  pg_sess_errmsg(s));
+  if (d->task != PRISMA_DEPLOY) {
+    pg_host->output(d->op.e.call, "applied_now", json_incref(d->applied_now));
+    pg_host->output(d->op.e.call, "rolled_back_now",
+                    json_incref(d->rolled_back_now));
+    pg_op_finish(&d->op, ENG_OK);
+    return;
+  }
   int up = json_array_size(d->st.failed) == 0 &&
            json_array_size(d->st.modified) == 0 &&
            d->next >= json_array_size(d->st.pending);
@@ -97,7 +77,7 @@ static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
   pg_op_finish(&d->op, ENG_OK);
 }
 
-static void prisma_deploy_unlock(prisma_deploy_op *d) {
+void prisma_deploy_unlock(prisma_deploy_op *d) {
   pg_sess_add(d->s, "release the migration lock",
               "SELECT pg_advisory_unlock(" PRISMA_LOCK_KEY ")", 0, NULL, NULL,
               NULL);
@@ -117,9 +97,9 @@ static void prisma_logged_end(pg_sess *s, void *ud, int rc) {
   pg_op_fail(&d->op, ENG_ERR_FAILED,
              "migration `%s` failed to apply (Prisma's P3018): %s; it is "
              "recorded as failed in %s and blocks further deploys: fix the "
-             "database, then run `prisma migrate resolve --rolled-back "
-             "\"%s\"` (changes undone) or `--applied \"%s\"` (completed by "
-             "hand) and deploy again",
+             "database, then mark it with prisma.resolve (or `prisma migrate "
+             "resolve --rolled-back \"%s\"`: changes undone; `--applied "
+             "\"%s\"`: completed by hand) and deploy again",
              d->cur->name, d->script_err, PRISMA_TABLE, d->cur->name,
              d->cur->name);
 }
@@ -191,7 +171,7 @@ static void prisma_started_end(pg_sess *s, void *ud, int rc) {
   pg_sess_run(s, prisma_script_end, d);
 }
 
-static const prisma_mig *prisma_find(const prisma_dir *dir, const char *n) {
+const prisma_mig *prisma_find(const prisma_dir *dir, const char *n) {
   for (size_t i = 0; i < dir->n; i++)
     if (!strcmp(dir->migs[i].name, n)) return &dir->migs[i];
   return NULL;
@@ -219,6 +199,10 @@ static void prisma_apply_next(prisma_deploy_op *d) {
 /* ---- the table ----------------------------------------------------------- */
 
 static void prisma_deploy_check(prisma_deploy_op *d) {
+  if (d->task_run) {
+    d->task_run(d);
+    return;
+  }
   prisma_state_build(&d->st, &d->dir, &d->ld.rows);
   d->have_st = 1;
   if (json_array_size(d->st.failed)) {
@@ -261,14 +245,25 @@ static void prisma_loaded_end(pg_sess *s, void *ud, int rc) {
     prisma_deploy_check(d);
     return;
   }
-  if (d->ld.objects > 0) {
+  if (d->task == PRISMA_MARK_ROLLED_BACK) {
+    pg_op_fail(&d->op, ENG_ERR_FAILED,
+               "migration `%s` cannot be rolled back because it was never "
+               "applied to %s (Prisma's P3011): schema \"%s\" has no %s "
+               "table; nothing was changed",
+               d->name, pg_sess_display(s), d->schema, PRISMA_TABLE);
+    return;
+  }
+  /* resolve marks what an existing database already has: its objects are
+   * expected there */
+  if (d->ld.objects > 0 && d->task == PRISMA_DEPLOY) {
     pg_op_fail(&d->op, ENG_ERR_FAILED,
                "the schema \"%s\" of %s is not empty (%lld objects) but has "
                "no %s table (Prisma's P3005): applying every migration from "
                "the start would collide with what is there. Baseline the "
-               "database first (`prisma migrate resolve --applied NAME` for "
-               "the migrations it already has; "
-               "https://pris.ly/d/migrate-baseline)",
+               "database first: prisma.resolve with `baseline: true` (and "
+               "`up_to: NAME`, the last migration it already has), like "
+               "`prisma migrate resolve --applied NAME` "
+               "(https://pris.ly/d/migrate-baseline)",
                d->schema, pg_sess_display(s), d->ld.objects, PRISMA_TABLE);
     return;
   }
@@ -509,31 +504,50 @@ static void prisma_deploy_dir(void *ud) {
   prisma_deploy_connect(d);
 }
 
-int prisma_act_deploy(eng_call *call, const json_t *params) {
+prisma_deploy_op *prisma_deploy_new(eng_call *call, const json_t *params,
+                                    prisma_task task, int *rc) {
   const char *orig = pg_url_param(params, "url");
   char *url = NULL, *schema = NULL;
-  int rc = prisma_url_prepare(call, orig, &url, &schema);
-  if (rc != ENG_OK) return rc;
+  *rc = prisma_url_prepare(call, orig, &url, &schema);
+  if (*rc != ENG_OK) return NULL;
+  prisma_deploy_op *d = eng_xcalloc(1, sizeof *d);
+  pg_op_init(&d->op, call, prisma_deploy_destroy);
+  d->task = task;
+  d->url = url;
+  d->schema = schema;
+  d->orig_url = eng_xstrdup(orig);
+  d->lock_timeout_ms = pg_pint(params, "lock_timeout", 10000);
+  d->applied_now = json_array();
+  d->rolled_back_now = json_array();
+  const char *dir = pg_pstr(params, "migrations");
+  d->dir.path = eng_xstrdup(dir && *dir ? dir : "prisma/migrations");
+  return d;
+}
+
+void prisma_deploy_begin(prisma_deploy_op *d) {
+  /* rolling back a failed row needs no folder, as with Prisma */
+  if (d->cli || d->task == PRISMA_MARK_ROLLED_BACK) {
+    prisma_deploy_connect(d);
+    return;
+  }
+  int rc = pg_op_work(&d->op, prisma_deploy_read, prisma_deploy_dir, d);
+  if (rc != ENG_OK)
+    pg_op_fail(&d->op, rc, "cannot start reading %s", d->dir.path);
+}
+
+int prisma_act_deploy(eng_call *call, const json_t *params) {
   const char *mode = pg_pstr(params, "mode");
   int cli = mode && !strcmp(mode, "cli");
   const json_t *argv = json_object_get(params, "cli");
   if (cli && (!json_is_array(argv) || json_array_size(argv) == 0)) {
-    free(url);
-    free(schema);
     pg_host->fail(call, "parameter 'cli' must be a non-empty list such as "
                         "[npx, --no, prisma]");
     return ENG_ERR_INVALID;
   }
-  prisma_deploy_op *d = eng_xcalloc(1, sizeof *d);
-  pg_op_init(&d->op, call, prisma_deploy_destroy);
-  d->url = url;
-  d->schema = schema;
-  d->orig_url = eng_xstrdup(orig);
+  int rc;
+  prisma_deploy_op *d = prisma_deploy_new(call, params, PRISMA_DEPLOY, &rc);
+  if (!d) return rc;
   d->cli = cli;
-  d->lock_timeout_ms = pg_pint(params, "lock_timeout", 10000);
-  d->applied_now = json_array();
-  const char *dir = pg_pstr(params, "migrations");
-  d->dir.path = eng_xstrdup(dir && *dir ? dir : "prisma/migrations");
   if (cli) {
     const char *cwd = pg_pstr(params, "cwd");
     d->cwd = cwd && *cwd ? eng_xstrdup(cwd) : NULL;
@@ -545,11 +559,7 @@ int prisma_act_deploy(eng_call *call, const json_t *params) {
       else
         pg_argv_add(&d->argv, "");
     }
-    prisma_deploy_connect(d);
-    return ENG_OK;
   }
-  rc = pg_op_work(&d->op, prisma_deploy_read, prisma_deploy_dir, d);
-  if (rc != ENG_OK)
-    pg_op_fail(&d->op, rc, "cannot start reading %s", d->dir.path);
+  prisma_deploy_begin(d);
   return ENG_OK;
 }

@@ -8,7 +8,10 @@
  *                    migration_lock.toml), Prisma-style URLs, UUIDs, the
  *                    comparison of folder and _prisma_migrations rows
  *   prisma_status.c  status
- *   prisma_deploy.c  deploy (native and cli)
+ *   prisma_deploy.c  deploy (native and cli), and the session resolve
+ *                    shares with it (lock, table, unlock)
+ *   prisma_resolve.c resolve: rows written as `prisma migrate resolve`
+ *                    writes them (applied, rolled back, baseline)
  *
  * The libpq session, the action life cycle (pg_op) and the connection
  * string helpers come from the postgres plugin's sources (pg_int.h),
@@ -135,8 +138,67 @@ void prisma_load_free(prisma_load *ld);
 /* Fail the op after a session error, naming what was being done. */
 void prisma_fail_sess(pg_op *op, pg_sess *s, int rc, const char *what);
 
+/* ---- one session on the table: deploy and resolve (prisma_deploy.c) ------ */
+
+/* What a deploy op does once it holds the lock and the table is read. */
+typedef enum prisma_task {
+  PRISMA_DEPLOY = 0,       /* apply the pending migrations */
+  PRISMA_MARK_APPLIED,     /* resolve: one migration applied */
+  PRISMA_MARK_ROLLED_BACK, /* resolve: one failed migration rolled back */
+  PRISMA_BASELINE          /* resolve: the folder applied, on no history */
+} prisma_task;
+
+typedef struct prisma_deploy_op {
+  pg_op op;
+  prisma_task task;
+  /* the work of a task other than PRISMA_DEPLOY, once the lock is held
+   * and the table exists (its rows in ld.rows); set by its file */
+  void (*task_run)(struct prisma_deploy_op *d);
+  char *url;      /* for libpq */
+  char *orig_url; /* as given: the CLI gets it in DATABASE_URL */
+  char *schema;
+  int cli;
+  int64_t lock_timeout_ms;
+  int64_t t0;
+  int locked;
+  int lock_logged;
+  prisma_dir dir;
+  prisma_load ld;
+  prisma_state st;
+  int have_st;
+  pg_sess *s;
+  pg_ident id;
+  size_t next;           /* index into st.pending */
+  const prisma_mig *cur; /* migration being applied */
+  char cur_id[37];
+  char *script_err;
+  json_t *applied_now; /* deploy: applied; resolve: marked applied */
+  /* resolve */
+  char *name;              /* the migration (applied, rolled_back) */
+  char *up_to;             /* baseline: last one to mark, or NULL */
+  json_t *rolled_back_now; /* marked rolled back */
+  /* cli */
+  char *cwd;
+  pg_argv argv;
+  pg_argv env;
+  pg_child child;
+  eng_strbuf out;
+  size_t out_logged; /* bytes of out already logged as lines */
+} prisma_deploy_op;
+
+/* A native op for task on the URL of params (NULL after host->fail()). */
+prisma_deploy_op *prisma_deploy_new(eng_call *call, const json_t *params,
+                                    prisma_task task, int *rc);
+/* Read the folder (unless the task does not need it), connect, check the
+ * guard, take the lock, read the table, then run the task. */
+void prisma_deploy_begin(prisma_deploy_op *d);
+/* Release the lock and finish with the task's outputs. */
+void prisma_deploy_unlock(prisma_deploy_op *d);
+const prisma_mig *prisma_find(const prisma_dir *dir, const char *name);
+
 /* ---- actions ------------------------------------------------------------- */
 int prisma_act_status(eng_call *call, const json_t *params);
 int prisma_act_deploy(eng_call *call, const json_t *params);
+int prisma_act_resolve(eng_call *call, const json_t *params);
 
 #endif /* PRISMA_INT_H */

@@ -1,6 +1,7 @@
 /*
  * prisma_plugin.c - the prisma plugin's descriptor: Prisma Migrate's
- * status and deploy, native (libpq, no Node) or through the Prisma CLI.
+ * status, deploy and resolve, native (libpq, no Node) or (deploy) through
+ * the Prisma CLI.
  */
 #include "prisma_int.h"
 
@@ -100,6 +101,49 @@ static const eng_output deploy_outputs[] = {
      "(native) applied migrations whose migration.sql changed since"},
     O_END};
 
+static const eng_param resolve_params[] = {
+    P_URL,
+    P_MIGRATIONS,
+    {.name = "applied",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "record this migration (its folder name) as applied without "
+            "running it: its changes are already in the database (`prisma "
+            "migrate resolve --applied`); a failed attempt of it is marked "
+            "rolled back"},
+    {.name = "rolled_back",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "record this failed migration as rolled back (`prisma migrate "
+            "resolve --rolled-back`): you undid what it did, and the next "
+            "deploy runs it again"},
+    {.name = "baseline",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "record every migration of the folder (up to `up_to`) as applied, "
+            "on a database that has no migration history yet: an existing "
+            "database adopting Prisma (Prisma's P3005); refused when "
+            "_prisma_migrations has rows"},
+    {.name = "up_to",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "(baseline) the last migration the database already has; the "
+            "later ones stay pending for prisma.deploy"},
+    {.name = "lock_timeout",
+     .type = ENG_T_DURATION,
+     .def = "\"10s\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "how long to wait for the migration advisory lock that a deploy "
+            "holds"},
+    P_END};
+
+static const eng_output resolve_outputs[] = {
+    {"applied_now", ENG_T_LIST, "migrations recorded as applied, in order"},
+    {"rolled_back_now", ENG_T_LIST,
+     "migrations whose failed attempt was recorded as rolled back"},
+    O_END};
+
 static const eng_action prisma_actions[] = {
     {.name = "status",
      .doc =
@@ -119,14 +163,24 @@ static const eng_action prisma_actions[] = {
      .params = deploy_params,
      .outputs = deploy_outputs,
      .start = prisma_act_deploy},
+    {.name = "resolve",
+     .doc = "Record migrations as applied or rolled back without running them "
+            "(prisma migrate resolve), or baseline a database that predates "
+            "its migration history; writes only _prisma_migrations",
+     .side_effect = ENG_SIDE_CREATES,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = resolve_params,
+     .outputs = resolve_outputs,
+     .start = prisma_act_resolve},
 };
 
 static const eng_plugin prisma_plugin = {
     ENG_PLUGIN_HEADER,
     .name = "prisma",
     .version = "1.0.0",
-    .doc = "Prisma Migrate: status and deploy of prisma/migrations, natively "
-           "over libpq (no Node needed) and compatible with the Prisma CLI",
+    .doc = "Prisma Migrate: status, deploy and resolve of prisma/migrations, "
+           "natively over libpq (no Node needed) and compatible with the "
+           "Prisma CLI",
     .actions = prisma_actions,
     .n_actions = sizeof prisma_actions / sizeof prisma_actions[0],
     .lua_funcs = NULL,

@@ -24,4 +24,13 @@ for f in node_modules/@prisma/adapter-pg/dist/index.js \
   grep -q 'case 19: /\* name \*/' "$f" ||
     sed -i 's|^\( *\)case ScalarColumnType.TEXT:|\1case 19: /* name */\n&|' "$f"
 done
+# `migrate resolve --rolled-back` checks the connection with the binary
+# schema engine even with a driver adapter (`--applied` skips that check
+# when an adapter is configured): skip it the same way, so both forms run
+# offline through the adapter. What they write is the JS engine's, unchanged.
+f=node_modules/prisma/build/index.js
+grep -q 'u||await Zw(a.primaryDatasource);let c=await wn.setup({schemaEngineConfig:n,migrationsDirPath:o,schemaContext:a,extensions:n.extensions});try{await c.markMigrationRolledBack' "$f" ||
+  sed -i 's|;await Zw(a.primaryDatasource);\(let c=await wn.setup({schemaEngineConfig:n,migrationsDirPath:o,schemaContext:a,extensions:n.extensions});try{await c.markMigrationRolledBack\)|;u\|\|await Zw(a.primaryDatasource);\1|' "$f"
+grep -q 'u||await Zw(a.primaryDatasource);let c=await wn.setup({schemaEngineConfig:n,migrationsDirPath:o,schemaContext:a,extensions:n.extensions});try{await c.markMigrationRolledBack' "$f" ||
+  { echo "prisma oracle: cannot patch migrate resolve --rolled-back" >&2; exit 1; }
 echo "prisma oracle: ready in $DIR"

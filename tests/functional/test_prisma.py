@@ -71,6 +71,10 @@ def deploy(h, proj, url, *args, env=None):
     return run(h, FIX / 'deploy.yaml', proj, '-p', f'url={url}', *args, env=env)
 
 
+def resolve(h, proj, url, *args):
+    return run(h, FIX / 'resolve.yaml', proj, '-p', f'url={url}', *args)
+
+
 def outputs(report, step):
     return report.get('steps', {}).get(step, {}).get('outputs', {})
 
@@ -284,10 +288,10 @@ def test_deploy_failure_records_logs_and_blocks(h):
     r, _ = status(h, proj, url, '-p', 'require=true')
     h.check(r.returncode == 1 and 'failed' in r.stdout + r.stderr and
             '20240104000000_bad' in r.stdout + r.stderr, out(r))
-    # resolved as rolled back (what `prisma migrate resolve --rolled-back`
-    # writes) and fixed: deploy applies it again, then the next one
-    h.pg.psql("UPDATE _prisma_migrations SET rolled_back_at = now() "
-              "WHERE migration_name = '20240104000000_bad'", db=db)
+    # resolved as rolled back and fixed: deploy applies it again, then the
+    # next one
+    r, rep = resolve(h, proj, url, '-p', 'rolled_back=20240104000000_bad')
+    h.check(r.returncode == 0, out(r))
     h.pg.psql('DROP TABLE IF EXISTS "Half"', db=db)
     add_migration(proj, '20240104000000_bad', 'CREATE TABLE "Half" (id int);\n')
     r, rep = deploy(h, proj, url)
@@ -542,6 +546,58 @@ def test_runbook_migrate_deploy(h):
     drop(h, db)
 
 
+@suite.test
+def test_resolve_baseline_then_deploy_applies_only_the_new(h):
+    db = fresh_db(h)
+    proj = project(h)
+    url = h.pg.url(db)
+    # an existing database: the first migrations' tables, made by hand
+    for m in MIGS:
+        h.pg.psql((FIX / 'migrations' / m / 'migration.sql').read_text(), db=db)
+    add_migration(proj, '20240104000000_tag', 'CREATE TABLE "Tag" (id int);\n')
+    r, _ = deploy(h, proj, url)
+    h.check(r.returncode == 1 and 'P3005' in r.stdout and 'prisma.resolve' in
+            r.stdout, out(r))
+    # the guard holds a protected database as it does for deploy
+    r, _ = resolve(h, proj, url, '-p', 'baseline=true', '-p', f'protect={db}')
+    h.check(r.returncode == 3, out(r))
+    h.check(rows(h, db) is None, rows(h, db))
+    r, rep = resolve(h, proj, url, '-p', 'baseline=true', '-p', f'up_to={MIGS[-1]}')
+    h.check(r.returncode == 0, out(r))
+    h.check(outputs(rep, 'resolve').get('applied_now') == MIGS, rep)
+    rs = rows(h, db)
+    h.check([x['name'] for x in rs] == MIGS, rs)
+    for x in rs:
+        m = proj / 'prisma' / 'migrations' / x['name'] / 'migration.sql'
+        h.check(x['checksum'] == sha256_hex(m) and UUID4.match(x['id']), x)
+        h.check(x['finished'] and not x['rolled_back'] and x['logs'] == ''
+                and x['steps'] == 0, x)
+    # a second baseline, or an applied one again, changes nothing
+    r, _ = resolve(h, proj, url, '-p', 'baseline=true')
+    h.check(r.returncode == 1 and 'migration history' in r.stdout, out(r))
+    r, _ = resolve(h, proj, url, '-p', f'applied={MIGS[0]}')
+    h.check(r.returncode == 1 and 'P3008' in r.stdout, out(r))
+    r, _ = resolve(h, proj, url, '-p', f'rolled_back={MIGS[0]}')
+    h.check(r.returncode == 1 and 'P3012' in r.stdout, out(r))
+    r, _ = resolve(h, proj, url, '-p', 'applied=2024_nope')
+    h.check(r.returncode == 1 and 'P3017' in r.stdout, out(r))
+    r, _ = resolve(h, proj, url, '-p', 'rolled_back=2024_nope')
+    h.check(r.returncode == 1 and 'P3011' in r.stdout, out(r))
+    h.check(len(rows(h, db)) == 3, rows(h, db))
+    r, rep = deploy(h, proj, url)
+    h.check(r.returncode == 0, out(r))
+    h.check(outputs(rep, 'deploy').get('applied_now') == ['20240104000000_tag'], rep)
+    h.check(h.pg.psql('SELECT count(*) FROM "User"', db=db).strip() == '1')
+    nm = oracle(h)
+    if nm is not None:
+        oproj = oracle_project(h, nm, 'oproj')
+        add_migration(oproj, '20240104000000_tag', 'CREATE TABLE "Tag" (id int);\n')
+        p = prisma(h, oproj, url, 'migrate', 'status')
+        h.check(p.returncode == 0 and '4 migrations found' in p.stdout and
+                'Database schema is up to date' in p.stdout, pout(p))
+    drop(h, db)
+
+
 # ---- against the real Prisma CLI ------------------------------------------------------------
 
 @suite.test
@@ -581,13 +637,21 @@ PK_SQL = ("SELECT json_agg(json_build_array(c.contype, pg_get_constraintdef(c.oi
           "FROM pg_constraint c WHERE c.conrelid = '_prisma_migrations'::regclass")
 
 
-@suite.test
-def test_oracle_our_deploy_prisma_status_and_same_format(h):
+def oracle_pair(h):
+    """An oracle project and two fresh databases, ours and theirs; None
+    when the oracle is unavailable."""
     nm = oracle(h)
     if nm is None:
+        return None
+    return oracle_project(h, nm), fresh_db(h, 'ours'), fresh_db(h, 'theirs')
+
+
+@suite.test
+def test_oracle_our_deploy_prisma_status_and_same_format(h):
+    pair = oracle_pair(h)
+    if pair is None:
         return
-    ours, theirs = fresh_db(h, 'ours'), fresh_db(h, 'theirs')
-    proj = oracle_project(h, nm)
+    proj, ours, theirs = pair
     r, _ = deploy(h, proj, h.pg.url(ours))
     h.check(r.returncode == 0, out(r))
     p = prisma(h, proj, h.pg.url(ours), 'migrate', 'status')
@@ -633,10 +697,8 @@ def test_oracle_our_failure_blocks_prisma_p3009(h):
     h.check('20240104000000_bad' in p.stdout + p.stderr and
             'failed' in p.stdout + p.stderr, pout(p))
     h.check(len(rows(h, db)) == 4, rows(h, db))
-    # resolved as `prisma migrate resolve --rolled-back` does it (resolve
-    # needs the binary schema engine, not available offline here)
-    h.pg.psql("UPDATE _prisma_migrations SET rolled_back_at = now() "
-              "WHERE migration_name = '20240104000000_bad'", db=db)
+    r, _ = resolve(h, proj, h.pg.url(db), '-p', 'rolled_back=20240104000000_bad')
+    h.check(r.returncode == 0, out(r))
     add_migration(proj, '20240104000000_bad', 'CREATE TABLE "Fixed" (id int);\n')
     r, rep = deploy(h, proj, h.pg.url(db))
     h.check(r.returncode == 0, out(r))
@@ -644,6 +706,45 @@ def test_oracle_our_failure_blocks_prisma_p3009(h):
     p = prisma(h, proj, h.pg.url(db), 'migrate', 'status')
     h.check(p.returncode == 0 and 'Database schema is up to date' in p.stdout, pout(p))
     drop(h, db)
+
+
+RESOLVED_SQL = ("SELECT json_agg(json_build_object('name', migration_name, "
+                "'checksum', checksum, 'finished', finished_at IS NOT NULL, "
+                "'same_instant', finished_at = started_at, "
+                "'rolled_back', rolled_back_at IS NOT NULL, "
+                "'after_start', rolled_back_at >= started_at, "
+                "'logs', logs, 'steps', applied_steps_count) "
+                "ORDER BY started_at) FROM _prisma_migrations")
+
+
+@suite.test
+def test_oracle_resolve_rows_as_prisma_writes_them(h):
+    pair = oracle_pair(h)
+    if pair is None:
+        return
+    proj, ours, theirs = pair
+    bad = '20240104000000_bad'
+    add_migration(proj, bad, 'SELECT * FROM no_such_table;\n')
+    # the same failed deploy on both, resolved by us and by Prisma: rolled
+    # back, then (failed again) applied by hand
+    for n, param, flag in ((4, 'rolled_back', '--rolled-back'),
+                           (5, 'applied', '--applied')):
+        for db in (ours, theirs):
+            r, _ = deploy(h, proj, h.pg.url(db))
+            h.check(r.returncode == 1 and len(rows(h, db)) == n, out(r))
+        r, rep = resolve(h, proj, h.pg.url(ours), '-p', f'{param}={bad}')
+        h.check(r.returncode == 0, out(r))
+        h.check(outputs(rep, 'resolve').get(f'{param}_now') == [bad], rep)
+        p = prisma(h, proj, h.pg.url(theirs), 'migrate', 'resolve', flag, bad)
+        h.check(p.returncode == 0, pout(p))
+        a, b = (h.pg.psql(RESOLVED_SQL, db=d) for d in (ours, theirs))
+        h.check(a == b, f'ours {a}\ntheirs {b}')
+        h.check(json.loads(a)[3]['rolled_back'] and json.loads(a)[3]['after_start'], a)
+    last = json.loads(a)[-1]
+    h.check(last['name'] == bad and last['finished'] and last['same_instant']
+            and last['steps'] == 0 and last['logs'] == '', last)
+    for db in (ours, theirs):
+        drop(h, db)
 
 
 @suite.test

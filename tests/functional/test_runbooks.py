@@ -165,9 +165,13 @@ def test_shipped_runbooks_run_with_their_defaults(h):
                          capture_output=True, text=True)
     h.check(chk.returncode == 0, chk.stdout + chk.stderr)
     before = h.pg.databases()
+    # the newest backup of the folder, its sidecar checked by the restore
     r = h.engine('run', RUNBOOKS / 'backup-verify.yaml', '--state-dir', h.tmp / 's2',
-                 '--set', f'backup_file={dumps[0]}', env=env, cwd=app)
+                 '--set', 'backups=backups/*.dump', '--report', h.tmp / 'v.json',
+                 env=env, cwd=app)
     h.check(r.returncode == 0, r.stdout + r.stderr)
+    picked = h.report(h.tmp / 'v.json')['steps']['pick']['outputs']['picked']
+    h.check(picked['path'] == str(dumps[0]) and len(picked['sha256']) == 64, picked)
     h.check(h.pg.databases() == before, 'the verify database was left')
     # the main job: a drill against an embedded throwaway PostgreSQL
     r = h.engine('run', RUNBOOKS / 'restore-drill.yaml', '--state-dir', h.tmp / 's3',

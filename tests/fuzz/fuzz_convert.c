@@ -1,12 +1,17 @@
 /* libFuzzer: values into declared types (every type, with choices, a
- * range), durations, timestamps, summaries and suggestions. */
+ * range), durations, timestamps, summaries and suggestions, and SHA-256
+ * sidecars (the `files` action reads them beside any file). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "actions/actions.h"
 #include "expr/expr.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
+  char sha[ENG__SHA256_HEX];
+  if (eng__sha256_sidecar((const char *)data, size, sha) && strlen(sha) != 64)
+    abort();
   char *s = eng__xstrndup((const char *)data, size);
   int64_t ms;
   eng__parse_duration(s, &ms);
