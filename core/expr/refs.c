@@ -357,6 +357,24 @@ static void check_own_output_ref(refctx *c, const char **q) {
   free(out);
 }
 
+/* The next name in Lua code from *p that is not a field (after '.' or
+ * ':'), outside strings and comments: its start, its length in *n, *p
+ * after it; NULL at the end. */
+static const char *next_code_name(const char *code, const char **p, size_t *n) {
+  while (**p) {
+    if (skip_non_code(p)) continue;
+    const char *c = *p;
+    if (!ident_char(*c) || (c > code && (ident_char(c[-1]) || c[-1] == '.' || c[-1] == ':'))) {
+      (*p)++;
+      continue;
+    }
+    while (ident_char(**p)) (*p)++;
+    *n = (size_t)(*p - c);
+    return c;
+  }
+  return NULL;
+}
+
 static void check_code(refctx *c, const char *code) {
   if (!code) return;
   /* a local named like a root: the code means its own */
@@ -366,15 +384,8 @@ static void check_code(refctx *c, const char *code) {
     snprintf(pat, sizeof pat, "local %s", roots[r]);
     if (strstr(code, pat)) return;
   }
-  for (const char *p = code; *p;) {
-    if (skip_non_code(&p)) continue;
-    if (!ident_char(*p) || (p > code && (ident_char(p[-1]) || p[-1] == '.' || p[-1] == ':'))) {
-      p++;
-      continue;
-    }
-    const char *s = p;
-    while (ident_char(*p)) p++;
-    size_t n = (size_t)(p - s);
+  size_t n;
+  for (const char *p = code, *s; (s = next_code_name(code, &p, &n));) {
     const char *q = p;
     if (n == 6 && !strncmp(s, "params", 6)) check_param_ref(c, &q);
     else if (n == 5 && !strncmp(s, "steps", 5)) check_step_ref(c, &q);
@@ -385,17 +396,10 @@ static void check_code(refctx *c, const char *code) {
 }
 
 bool eng__code_reads(const char *code, const char *name) {
-  size_t len = strlen(name);
-  for (const char *p = code; p && *p;) {
-    if (skip_non_code(&p)) continue;
-    if (!ident_char(*p) || (p > code && (ident_char(p[-1]) || p[-1] == '.' || p[-1] == ':'))) {
-      p++;
-      continue;
-    }
-    const char *s = p;
-    while (ident_char(*p)) p++;
-    if ((size_t)(p - s) == len && !strncmp(s, name, len)) return true;
-  }
+  size_t len = strlen(name), n;
+  if (!code) return false;
+  for (const char *p = code, *s; (s = next_code_name(code, &p, &n));)
+    if (n == len && !strncmp(s, name, len)) return true;
   return false;
 }
 
