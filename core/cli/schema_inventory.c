@@ -10,39 +10,45 @@ static void add(json_t *o, const char *key, json_t *s, const char *text) {
 }
 
 /* env: NAME: VALUE or NAME: { secret: NAME, key: KEY }. */
-static json_t *env_schema(void) {
+static json_t *env_schema(const char *at) {
+  char path[64];
+  snprintf(path, sizeof path, "%s.env.*", at);
   json_t *ref = json_object();
   add(ref, "secret", schema_typed("string", NULL, SECRET_NAME, "the name of a Kubernetes Secret"),
       "The Secret the variable is read from.");
   add(ref, "key", schema_typed("string", NULL, "^[-._a-zA-Z0-9]+$", "a Secret's key"),
       "Its key (the variable's name when left out).");
-  json_t *m = schema_mapping(eng__fleet_keysets, "env.*", ref);
+  json_t *m = schema_mapping(eng__fleet_keysets, path, ref);
   if (m) json_object_set_new(m, "required", json_pack("[s]", "secret"));
   return json_pack("{s:s, s:{s:s}, s:{s:[o,o]}}", "type", "object", "propertyNames",
                    "pattern", "^[A-Za-z_][A-Za-z0-9_]*$", "additionalProperties", "anyOf",
                    schema_scalar(), m ? m : json_object());
 }
 
-static json_t *quantities(void) {
+static json_t *quantities(const char *at, const char *which) {
+  char path[64];
+  snprintf(path, sizeof path, "%s.resources.%s", at, which);
   json_t *q = json_object();
   add(q, "cpu", schema_typed("string", "number", "^[0-9.]+m?$", "cores, such as 500m or 2"),
       "CPU cores.");
   add(q, "memory",
       schema_typed("string", "number", "^[0-9.]+([kMGT]|[KMGT]i)?$", "bytes, such as 512Mi or 2Gi"),
       "Memory.");
-  return schema_mapping(eng__fleet_keysets, "resources.*", q);
+  return schema_mapping(eng__fleet_keysets, path, q);
 }
 
-/* The pod's settings, in defaults or a database (the database's win). */
-static void pod_keys(json_t *d) {
+/* The pod's settings, in defaults or a database (at; the database's win). */
+static void pod_keys(json_t *d, const char *at) {
+  char path[64];
+  snprintf(path, sizeof path, "%s.resources", at);
   add(d, "grace", schema_duration(false),
       "How long the engine has to cancel and run finally when the pod stops.");
   add(d, "jobs", schema_int(1, 64, false), "The run's --jobs.");
-  add(d, "env", env_schema(), "More environment variables of the pod.");
+  add(d, "env", env_schema(at), "More environment variables of the pod.");
   json_t *r = json_object();
-  add(r, "requests", quantities(), "What the pod is scheduled with.");
-  add(r, "limits", quantities(), "What the pod may use at most.");
-  add(d, "resources", schema_mapping(eng__fleet_keysets, "resources", r),
+  add(r, "requests", quantities(at, "requests"), "What the pod is scheduled with.");
+  add(r, "limits", quantities(at, "limits"), "What the pod may use at most.");
+  add(d, "resources", schema_mapping(eng__fleet_keysets, path, r),
       "The pod's requests and limits (cpu, memory).");
   add(d, "scratch_size",
       schema_typed("string", NULL, "^[0-9.]+([kMGT]|[KMGT]i)?$", "bytes, such as 20Gi"),
@@ -74,7 +80,7 @@ static json_t *database(void) {
   add(d, "lock",
       schema_typed("string", NULL, "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", "a lock name"),
       "The run lock's name (the database's name by default).");
-  pod_keys(d);
+  pod_keys(d, "databases[]");
   json_t *m = schema_mapping(eng__fleet_keysets, "databases[]", d);
   if (m)
     json_object_set_new(m, "required",
@@ -93,7 +99,7 @@ static json_t *defaults(void) {
       "When the cluster pulls the image.");
   add(d, "job_ttl", schema_duration(false),
       "How long a finished Job and its pod's logs are kept.");
-  pod_keys(d);
+  pod_keys(d, "defaults");
   add(d, "time_zone", schema_typed("string", NULL, NULL, NULL),
       "The CronJob's time zone: a tz database name such as Europe/Berlin.");
   add(d, "namespace",

@@ -33,7 +33,8 @@
 
 const char *const eng__fleet_image_runbooks[] = {
     "backup-verify.yaml",      "backup-with-checksum.yaml",
-    "check-prod-volume.yaml",  "managed-restore-test.yaml",
+    "check-prod-volume.yaml",  "health-check.yaml",
+    "maintenance.yaml",        "managed-restore-test.yaml",
     "migrate-deploy.yaml",     "recover-from-volume.yaml",
     "restore-drill.yaml",      "restore-from-s3.yaml",
     NULL};
@@ -278,9 +279,14 @@ static const char *const quantity_keys[] = {"cpu", "memory", NULL};
 const eng__keyset eng__fleet_keysets[] = {{"", top_keys},
                                           {"defaults", default_keys},
                                           {"databases[]", db_keys},
-                                          {"env.*", env_value_keys},
-                                          {"resources", resources_keys},
-                                          {"resources.*", quantity_keys},
+                                          {"defaults.env.*", env_value_keys},
+                                          {"defaults.resources", resources_keys},
+                                          {"defaults.resources.requests", quantity_keys},
+                                          {"defaults.resources.limits", quantity_keys},
+                                          {"databases[].env.*", env_value_keys},
+                                          {"databases[].resources", resources_keys},
+                                          {"databases[].resources.requests", quantity_keys},
+                                          {"databases[].resources.limits", quantity_keys},
                                           {NULL, NULL}};
 
 /* ---- what a pod gets: shared by defaults and databases ------------------- */

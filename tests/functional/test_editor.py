@@ -162,6 +162,8 @@ def at(schema, path):
                 node = schema['$defs'][node['$ref'].split('/')[-1]]
         elif part == '*':
             node = node['additionalProperties']
+            # a value or a mapping (an env variable): the mapping's keys
+            node = next((a for a in node.get('anyOf', []) if 'properties' in a), node)
         else:
             node = node['properties'][part]
     h_keys = node['properties']
