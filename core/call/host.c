@@ -3,6 +3,7 @@
  * streams (stream.c) and the SQL classifier (sql/), gathered in one place
  * above them all. */
 #include "call/call.h"
+#include "sql/lint.h"
 #include "sql/sql.h"
 
 static const eng_host host_table = {
@@ -53,6 +54,7 @@ static const eng_host host_table = {
     .sql_classify = eng__sql_classify_json,
     .guard_sql = eng__call_guard_sql,
     .warn = eng__call_warn,
+    .migrations_lint = eng__lint_dir,
 };
 
 

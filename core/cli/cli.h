@@ -128,5 +128,7 @@ int cmd_runs(cli *c);
 int cmd_cleanup(cli *c);
 /* `engine fleet render`: its own few options, parsed here. */
 int cmd_fleet(int argc, char **argv);
+/* `engine lint-migrations DIR`: the migration lint, no database. */
+int cmd_lint(int argc, char **argv);
 
 #endif /* ENGINE_CLI_H */

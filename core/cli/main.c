@@ -39,6 +39,7 @@ static const char usage_text[] =
     "  runs                       list recorded runs with status\n"
     "  version                    print the version\n"
     "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
+    "  lint-migrations DIR        lint migrations (locks, rewrites) for CI\n"
     "\n"
     "'engine COMMAND --help' explains a command. Exit codes: 0 ok, 1 a step\n"
     "failed, 2 usage error or invalid runbook, 3 refused by a guard, 4 SLO\n"
@@ -353,8 +354,9 @@ int main(int argc, char **argv) {
            ENG_ABI_MINOR);
     return 0;
   }
-  if (!strcmp(cmd, "fleet")) {
-    int code = cmd_fleet(argc - 1, args);
+  if (!strcmp(cmd, "fleet") || !strcmp(cmd, "lint-migrations")) {
+    int code = !strcmp(cmd, "fleet") ? cmd_fleet(argc - 1, args)
+                                     : cmd_lint(argc - 1, args);
     free(args);
     return code;
   }
@@ -378,7 +380,8 @@ int main(int argc, char **argv) {
     else {
       static const char *const cmds[] = {"run", "plan", "validate", "plugins",
                                          "schema", "version", "audit", "runs",
-                                         "cleanup", "docs", "fleet"};
+                                         "cleanup", "docs", "fleet",
+                                         "lint-migrations"};
       const char *hint = eng__suggest(cmd, cmds, sizeof cmds / sizeof *cmds);
       fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",
               cmd, hint ? " (did you mean '" : "", hint ? hint : "",

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define ENG_ABI_MAJOR 1
-#define ENG_ABI_MINOR 6
+#define ENG_ABI_MINOR 7
 
 #if defined(__GNUC__)
 #define ENG_EXPORT __attribute__((visibility("default")))
@@ -697,6 +697,26 @@ struct eng_host {
    * engine.warn() does in a check). ENG_OK, or ENG_ERR_INVALID when the
    * call belongs to no step. */
   int (*warn)(eng_call *call, const char *msg);
+
+  /* ABI 1.7 ----------------------------------------------------------------
+   * Check host->size (offsetof) before using these on an older host. */
+  /* Read the migrations folder `dir` (Prisma's NAME/migration.sql, or plain
+   * NNN_name.sql files), in name order, and lint each with PostgreSQL's
+   * parser: the statements that take locks blocking reads or writes, the
+   * lock, what it blocks and the safe recipe (docs/migrations.md lists the
+   * rules). opts (borrowed, may be NULL): "pg_major" (10-17, default 15),
+   * "transaction" ("auto": several statements run as one transaction, as
+   * Prisma runs them; "always"; "never"), "only" (names of the migrations
+   * whose findings are reported). Returns a new object: "layout" ("prisma"
+   * or "sql"), "migrations" [{name, file, sha256}], "findings" [{file,
+   * migration, line, col, level ("error" or "warning"), rule, message,
+   * lock, blocks, fix, suppressed (the reason of a `-- lint: allow`
+   * comment, or absent), text ("FILE:LINE:COL: warning: [rule] ...")}],
+   * "errors", "warnings", "suppressed" (counts), "digest" (SHA-256 over
+   * every migration's name and bytes: the same set, the same digest),
+   * "pg_major"; or {"error": message} when the folder cannot be read.
+   * Reads files: call it from a worker thread (host->work). */
+  json_t *(*migrations_lint)(const char *dir, const json_t *opts);
 };
 
 /* host->guard_sql() flags (1.5) */
