@@ -148,8 +148,7 @@ typedef struct cx {
   size_t len;
   int pg;
   bool in_txn;
-  const json_t *stmts;
-  const char *created[NAMES_MAX]; /* borrowed from the tree */
+  char *created[NAMES_MAX]; /* tables created so far (malloc'd) */
   size_t n_created;
   bool lock_timeout, stmt_timeout; /* SET so far */
   bool lt_warned, st_warned;
@@ -629,29 +628,15 @@ static void needs_stmt_timeout(cx *c, size_t from) {
   l->v[from] = f;
 }
 
-/* Tables the text creates (CREATE TABLE, CREATE TABLE AS). */
-static void collect_created(cx *c) {
-  size_t i;
-  const json_t *raw;
-  json_array_foreach(c->stmts, i, raw) {
-    const json_t *stmt = json_object_get(raw, "stmt");
-    const json_t *rv = json_object_get(nd(stmt, "CreateStmt"), "relation");
-    if (!rv) rv = json_object_get(json_object_get(nd(stmt, "CreateTableAsStmt"), "into"), "rel");
-    if (rv && c->n_created < NAMES_MAX) c->created[c->n_created++] = relname(rv);
-  }
-}
-
-/* Whether the text runs inside one transaction block. */
-static bool runs_in_txn(const json_t *stmts, eng__lint_txn txn) {
-  if (txn != ENG__LINT_TXN_AUTO) return txn == ENG__LINT_TXN_ALWAYS;
-  if (json_array_size(stmts) > 1) return true; /* one implicit transaction */
-  size_t i;
-  const json_t *raw;
-  json_array_foreach(stmts, i, raw) {
-    const json_t *t = nd(json_object_get(raw, "stmt"), "TransactionStmt");
-    if (t && !strcmp(str(t, "kind"), "TRANS_STMT_BEGIN")) return true;
-  }
-  return false;
+/* A table the statement creates (CREATE TABLE, CREATE TABLE AS): exempt
+ * from here on. */
+static void note_created(cx *c, const json_t *stmt) {
+  const json_t *rv = json_object_get(nd(stmt, "CreateStmt"), "relation");
+  if (!rv)
+    rv = json_object_get(json_object_get(nd(stmt, "CreateTableAsStmt"), "into"),
+                         "rel");
+  if (rv && c->n_created < NAMES_MAX)
+    c->created[c->n_created++] = eng__xstrdup(relname(rv));
 }
 
 static void parse_error(eng__lint *l, const char *file, const char *mig,
@@ -668,49 +653,76 @@ static void parse_error(eng__lint *l, const char *file, const char *mig,
   push(l, R_PARSE, file, mig, line, col, m, NULL);
 }
 
+/* Offsets of line starts of c->sql. */
+static void index_lines(cx *c) {
+  c->bol = eng__xmalloc(sizeof *c->bol);
+  c->bol[c->n_bol++] = 0;
+  for (size_t k = 0; k < c->len; k++)
+    if (c->sql[k] == '\n') {
+      if ((c->n_bol & (c->n_bol - 1)) == 0) /* a power of two: full */
+        c->bol = eng__xrealloc(c->bol, 2 * c->n_bol * sizeof *c->bol);
+      c->bol[c->n_bol++] = k + 1;
+    }
+}
+
+/* One statement of the tree ({"stmt": ..., "stmt_location", "stmt_len"}). */
+static void lint_stmt(cx *c, const json_t *raw) {
+  json_int_t loc = json_integer_value(json_object_get(raw, "stmt_location"));
+  json_int_t n = json_integer_value(json_object_get(raw, "stmt_len"));
+  if (loc < 0 || (size_t)loc > c->len) loc = 0;
+  size_t end = n > 0 && (size_t)(loc + n) <= c->len ? (size_t)(loc + n) : c->len;
+  c->start = lead(c, (size_t)loc, end);
+  size_t from = c->l->n;
+  const json_t *stmt = json_object_get(raw, "stmt");
+  statement(c, stmt);
+  needs_stmt_timeout(c, from);
+  clear_allows(c);
+  note_created(c, stmt);
+}
+
+/* The statements of libpg_query's JSON output, {"version":N,"stmts":[...]},
+ * loaded one at a time (jansson delimits each): the tree of a large text
+ * is never whole in memory. Returns NULL, or jansson's message. */
+static const char *walk_tree(cx *c, const char *tree, eng__lint_txn txn,
+                             json_error_t *jerr) {
+  const char *p = strstr(tree, "\"stmts\":[");
+  if (!p) return NULL; /* no statements */
+  p += strlen("\"stmts\":[");
+  const char *end = p + strlen(p);
+  c->in_txn = txn == ENG__LINT_TXN_ALWAYS;
+  for (size_t i = 0; p < end && *p != ']'; i++) {
+    json_t *raw = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK, jerr);
+    if (!raw) return jerr->text;
+    p += jerr->position;
+    /* as Prisma: a text of several statements is one transaction */
+    if (i == 0 && txn == ENG__LINT_TXN_AUTO) c->in_txn = *p == ',';
+    lint_stmt(c, raw);
+    json_decref(raw);
+    if (p < end && *p == ',') p++;
+  }
+  return NULL;
+}
+
 void eng__lint_text(eng__lint *l, const char *file, const char *mig,
                     const char *sql, const eng__lint_opts *o) {
   PgQueryParseResult pr = pg_query_parse(sql);
-  json_t *tree = NULL;
-  json_error_t jerr;
-  if (!pr.error) tree = json_loads(pr.parse_tree, 0, &jerr);
-  if (pr.error || !tree) {
+  if (pr.error) {
     parse_error(l, file, mig, sql,
-                pr.error ? (pr.error->message ? pr.error->message : "error")
-                         : jerr.text,
-                pr.error ? pr.error->cursorpos : 0);
+                pr.error->message ? pr.error->message : "error",
+                pr.error->cursorpos);
     pg_query_free_parse_result(pr);
     return;
   }
-  pg_query_free_parse_result(pr);
   cx c = {.l = l, .file = file, .mig = mig, .sql = sql, .len = strlen(sql)};
   c.pg = o && o->pg_major ? o->pg_major : LINT_PG_DEFAULT;
-  c.stmts = json_object_get(tree, "stmts");
-  c.in_txn = runs_in_txn(c.stmts, o ? o->txn : ENG__LINT_TXN_AUTO);
-  collect_created(&c);
-  c.bol = eng__xmalloc(sizeof *c.bol);
-  c.bol[c.n_bol++] = 0;
-  for (size_t k = 0; k < c.len; k++)
-    if (sql[k] == '\n') {
-      if ((c.n_bol & (c.n_bol - 1)) == 0) /* a power of two: full */
-        c.bol = eng__xrealloc(c.bol, 2 * c.n_bol * sizeof *c.bol);
-      c.bol[c.n_bol++] = k + 1;
-    }
-  size_t i;
-  const json_t *raw;
-  json_array_foreach(c.stmts, i, raw) {
-    json_int_t loc = json_integer_value(json_object_get(raw, "stmt_location"));
-    json_int_t n = json_integer_value(json_object_get(raw, "stmt_len"));
-    if (loc < 0 || (size_t)loc > c.len) loc = 0;
-    size_t end = n > 0 && (size_t)(loc + n) <= c.len ? (size_t)(loc + n) : c.len;
-    c.start = lead(&c, (size_t)loc, end);
-    size_t from = l->n;
-    statement(&c, json_object_get(raw, "stmt"));
-    needs_stmt_timeout(&c, from);
-    clear_allows(&c);
-  }
+  index_lines(&c);
+  json_error_t jerr;
+  /* jansson refuses a tree nested too deeply or names that are not UTF-8 */
+  const char *bad = walk_tree(&c, pr.parse_tree, o ? o->txn : ENG__LINT_TXN_AUTO, &jerr);
+  if (bad) parse_error(l, file, mig, sql, bad, 0);
+  pg_query_free_parse_result(pr);
+  for (size_t i = 0; i < c.n_created; i++) free(c.created[i]);
   free(c.bol);
-  json_decref(tree);
 }
 
 void eng__lint_free(eng__lint *l) {

@@ -1,0 +1,3 @@
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+ALTER TABLE orders ADD COLUMN seq bigserial;
