@@ -37,6 +37,7 @@ static void prisma_deploy_destroy(pg_op *op) {
   pg_argv_free(&d->argv);
   pg_argv_free(&d->env);
   eng_strbuf_free(&d->out);
+  if (d->ext_free) d->ext_free(d->ext);
   free(d);
 }
 
@@ -54,7 +55,7 @@ static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
                  "could not release the migration lock (%s); it is released "
                  "when the connection closes",
                  pg_sess_errmsg(s));
-  if (d->task != PRISMA_DEPLOY) {
+  if (d->task != PRISMA_DEPLOY && d->task != PRISMA_REHEARSE) {
     pg_host->output(d->op.e.call, "applied_now", json_incref(d->applied_now));
     pg_host->output(d->op.e.call, "rolled_back_now",
                     json_incref(d->rolled_back_now));
@@ -66,6 +67,10 @@ static void prisma_unlock_end(pg_sess *s, void *ud, int rc) {
            d->next >= json_array_size(d->st.pending);
   prisma_deploy_outputs(d, up);
   pg_host->output(d->op.e.call, "modified", json_incref(d->st.modified));
+  if (d->task_end) {
+    d->task_end(d);
+    return;
+  }
   size_t n = json_array_size(d->applied_now);
   if (n == 0)
     pg_host->log(d->op.e.call, ENG_LOG_INFO, "no pending migrations to apply");
@@ -116,7 +121,7 @@ static void prisma_finished_end(pg_sess *s, void *ud, int rc) {
   prisma_apply_next(d);
 }
 
-static void prisma_script_end(pg_sess *s, void *ud, int rc) {
+void prisma_script_end(pg_sess *s, void *ud, int rc) {
   prisma_deploy_op *d = ud;
   if (rc == ENG_OK) {
     const char *p[1] = {d->cur_id};
@@ -163,6 +168,10 @@ static void prisma_started_end(pg_sess *s, void *ud, int rc) {
   prisma_deploy_op *d = ud;
   if (rc != ENG_OK) {
     prisma_fail_sess(&d->op, s, rc, "recording the migration's start");
+    return;
+  }
+  if (d->run_script) {
+    d->run_script(d);
     return;
   }
   char *label = eng_asprintf("migration %s", d->cur->name);
@@ -255,7 +264,8 @@ static void prisma_loaded_end(pg_sess *s, void *ud, int rc) {
   }
   /* resolve marks what an existing database already has: its objects are
    * expected there */
-  if (d->ld.objects > 0 && d->task == PRISMA_DEPLOY) {
+  if (d->ld.objects > 0 &&
+      (d->task == PRISMA_DEPLOY || d->task == PRISMA_REHEARSE)) {
     pg_op_fail(&d->op, ENG_ERR_FAILED,
                "the schema \"%s\" of %s is not empty (%lld objects) but has "
                "no %s table (Prisma's P3005): applying every migration from "
@@ -473,6 +483,7 @@ static void prisma_ident_end(pg_sess *s, void *ud, int rc) {
     pg_op_finish(&d->op, ENG_ERR_REFUSED);
     return;
   }
+  if (d->task == PRISMA_REHEARSE && prisma_rehearse_admit(d) != ENG_OK) return;
   if (d->cli) {
     pg_sess_close(s);
     d->s = NULL;

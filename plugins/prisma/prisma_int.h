@@ -12,6 +12,10 @@
  *                    shares with it (lock, table, unlock)
  *   prisma_resolve.c resolve: rows written as `prisma migrate resolve`
  *                    writes them (applied, rolled back, baseline)
+ *   prisma_lint.c    lint (the host's migration lint) and check_rehearsal
+ *                    (a rehearsal's record against the folder)
+ *   prisma_rehearse.c rehearse: deploy's sequence on a copy, statement by
+ *                    statement, each observed (locks, rewrites, scans)
  *
  * The libpq session, the action life cycle (pg_op) and the connection
  * string helpers come from the postgres plugin's sources (pg_int.h),
@@ -145,7 +149,9 @@ typedef enum prisma_task {
   PRISMA_DEPLOY = 0,       /* apply the pending migrations */
   PRISMA_MARK_APPLIED,     /* resolve: one migration applied */
   PRISMA_MARK_ROLLED_BACK, /* resolve: one failed migration rolled back */
-  PRISMA_BASELINE          /* resolve: the folder applied, on no history */
+  PRISMA_BASELINE,         /* resolve: the folder applied, on no history */
+  PRISMA_REHEARSE          /* rehearse: apply the pending migrations
+                              statement by statement, observed */
 } prisma_task;
 
 typedef struct prisma_deploy_op {
@@ -177,6 +183,13 @@ typedef struct prisma_deploy_op {
   char *name;              /* the migration (applied, rolled_back) */
   char *up_to;             /* baseline: last one to mark, or NULL */
   json_t *rolled_back_now; /* marked rolled back */
+  /* rehearse: runs the current migration's script instead of sending it
+   * whole, then calls prisma_script_end(d->s, d, rc); ends the op after
+   * the lock is released; its state, freed by ext_free */
+  void (*run_script)(struct prisma_deploy_op *d);
+  void (*task_end)(struct prisma_deploy_op *d);
+  void *ext;
+  void (*ext_free)(void *ext);
   /* cli */
   char *cwd;
   pg_argv argv;
@@ -195,10 +208,22 @@ void prisma_deploy_begin(prisma_deploy_op *d);
 /* Release the lock and finish with the task's outputs. */
 void prisma_deploy_unlock(prisma_deploy_op *d);
 const prisma_mig *prisma_find(const prisma_dir *dir, const char *name);
+/* The end of a migration's script (pg_end_fn): record it finished and go
+ * on, or record the failure and fail the op. */
+void prisma_script_end(pg_sess *s, void *ud, int rc);
+/* rehearse: refuse a database this run did not create (prisma_rehearse.c);
+ * ENG_OK, or the op was finished */
+int prisma_rehearse_admit(prisma_deploy_op *d);
 
 /* ---- actions ------------------------------------------------------------- */
 int prisma_act_status(eng_call *call, const json_t *params);
 int prisma_act_deploy(eng_call *call, const json_t *params);
 int prisma_act_resolve(eng_call *call, const json_t *params);
+/* Non-zero when the host lints migrations (ABI 1.7); otherwise fails the
+ * call with why. */
+int prisma_has_lint(eng_call *call);
+int prisma_act_lint(eng_call *call, const json_t *params);
+int prisma_act_rehearse(eng_call *call, const json_t *params);
+int prisma_act_check_rehearsal(eng_call *call, const json_t *params);
 
 #endif /* PRISMA_INT_H */

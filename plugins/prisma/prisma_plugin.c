@@ -144,6 +144,135 @@ static const eng_output resolve_outputs[] = {
      "migrations whose failed attempt was recorded as rolled back"},
     O_END};
 
+#define P_LINT_COMMON                                                          \
+  {.name = "pg_major",                                                         \
+   .type = ENG_T_INT,                                                          \
+   .flags = ENG_P_MIN | ENG_P_MAX,                                             \
+   .min = 10,                                                                  \
+   .max = 17,                                                                  \
+   .target = ENG_TARGET_NONE,                                                  \
+   .doc = "the production server's major version: what rewrites differs "     \
+          "(before 11 any default added with a column rewrites the table); "   \
+          "default 15"},                                                       \
+  {                                                                            \
+    .name = "transaction", .type = ENG_T_STRING, .def = "\"auto\"",            \
+    .target = ENG_TARGET_NONE, .choices = "auto|always|never",                 \
+    .doc = "how a migration runs: auto as Prisma (a migration of several "     \
+           "statements is one transaction, a single statement runs alone), "   \
+           "always, never"                                                     \
+  }
+
+static const eng_param lint_params[] = {
+    P_MIGRATIONS,
+    P_LINT_COMMON,
+    {.name = "fail_on",
+     .type = ENG_T_STRING,
+     .def = "\"error\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "error|warning|never",
+     .doc = "fail the step on findings of this level or above; findings "
+            "below it end the step `warn`"},
+    {.name = "only",
+     .type = ENG_T_LIST,
+     .items = ENG_ITEMS_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "report only these migrations (e.g. prisma.status's `pending`); "
+            "the others are still read, in order"},
+    P_END};
+
+static const eng_output lint_outputs[] = {
+    {"findings", ENG_T_LIST,
+     "[{file, migration, line, col, level, rule, message, lock, blocks, fix, "
+     "suppressed, text}]"},
+    {"errors", ENG_T_INT, "findings of level error (not allowed by a comment)"},
+    {"warnings", ENG_T_INT, "findings of level warning (not allowed)"},
+    {"suppressed", ENG_T_INT, "findings allowed by `-- lint: allow RULE REASON`"},
+    {"digest", ENG_T_STRING,
+     "SHA-256 over every migration's name and bytes: the same set, the same "
+     "digest"},
+    {"migrations", ENG_T_LIST, "[{name, file, sha256}] in order"},
+    O_END};
+
+static const eng_param rehearse_params[] = {
+    {.name = "url",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_DATABASE,
+     .flags = ENG_P_REQUIRED,
+     .doc = "the temporary copy to rehearse on: a database this run created "
+            "(postgres.restore of a backup, postgres.create_database from a "
+            "template); any other is refused before anything is changed"},
+    P_MIGRATIONS,
+    {.name = "max_write_block",
+     .type = ENG_T_DURATION,
+     .target = ENG_TARGET_NONE,
+     .doc = "longest a statement may hold a lock that blocks writes (SHARE "
+            "and stronger), until its transaction commits; unset: no limit"},
+    {.name = "max_read_block",
+     .type = ENG_T_DURATION,
+     .target = ENG_TARGET_NONE,
+     .doc = "longest a statement may hold ACCESS EXCLUSIVE (blocks reads and "
+            "writes), until its transaction commits; unset: no limit"},
+    {.name = "max_statement",
+     .type = ENG_T_DURATION,
+     .target = ENG_TARGET_NONE,
+     .doc = "longest a statement may run; unset: no limit"},
+    {.name = "on_exceed",
+     .type = ENG_T_STRING,
+     .def = "\"fail\"",
+     .target = ENG_TARGET_NONE,
+     .choices = "fail|warn",
+     .doc = "a threshold crossed fails the step, or ends it `warn`"},
+    {.name = "record",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "write the verdict and the migrations' digest to this JSON file, "
+            "for prisma.check_rehearsal before a deploy"},
+    {.name = "production_rows",
+     .type = ENG_T_INT,
+     .flags = ENG_P_MIN,
+     .min = 0,
+     .target = ENG_TARGET_NONE,
+     .doc = "rows of the largest table in production, when the copy holds "
+            "fewer: the scale of the figures is stated with it"},
+    {.name = "lock_timeout",
+     .type = ENG_T_DURATION,
+     .def = "\"10s\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "how long to wait for the migration advisory lock"},
+    P_END};
+
+static const eng_output rehearse_outputs[] = {
+    {"statements", ENG_T_LIST,
+     "per statement: {migration, statement, sql, started_at_ms, duration_ms, "
+     "transaction, lock, blocks, blocked_ms, locks [{relation, mode, "
+     "blocks}], rewrites, full_scans, rows_written, phases}"},
+    {"verdict", ENG_T_STRING, "pass, warn or fail"},
+    {"exceeded", ENG_T_LIST, "the thresholds crossed, one line each"},
+    {"scale", ENG_T_STRING,
+     "what the figures are worth: the copy's rows (and production's)"},
+    {"digest", ENG_T_STRING, "the migrations folder's digest (prisma.lint)"},
+    {"applied_now", ENG_T_LIST, "migrations applied to the copy, in order"},
+    O_END};
+
+static const eng_param check_params[] = {
+    {.name = "record",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "the file prisma.rehearse wrote (its `record`)"},
+    P_MIGRATIONS,
+    {.name = "max_age",
+     .type = ENG_T_DURATION,
+     .def = "\"24h\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "how recent the rehearsal must be"},
+    P_END};
+
+static const eng_output check_outputs[] = {
+    {"digest", ENG_T_STRING, "the migrations folder's digest now"},
+    {"rehearsal", ENG_T_MAP, "the record read"},
+    O_END};
+
 static const eng_action prisma_actions[] = {
     {.name = "status",
      .doc =
@@ -172,6 +301,33 @@ static const eng_action prisma_actions[] = {
      .params = resolve_params,
      .outputs = resolve_outputs,
      .start = prisma_act_resolve},
+    {.name = "lint",
+     .doc = "Lint the migrations with PostgreSQL's parser, no database: each "
+            "statement that takes a lock blocking reads or writes, rewrites "
+            "a table or breaks running code, with the lock, what it blocks "
+            "and the safe recipe (docs/migrations.md)",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = lint_params,
+     .outputs = lint_outputs,
+     .start = prisma_act_lint},
+    {.name = "rehearse",
+     .doc = "Apply the pending migrations to a temporary copy this run "
+            "created, as deploy does, observing every statement: duration, "
+            "the strongest lock per table and what it blocks, rewrites, full "
+            "scans; thresholds give a verdict",
+     .side_effect = ENG_SIDE_CREATES,
+     .params = rehearse_params,
+     .outputs = rehearse_outputs,
+     .start = prisma_act_rehearse},
+    {.name = "check_rehearsal",
+     .doc = "Require a passing rehearsal (prisma.rehearse `record`) of exactly "
+            "these migrations (same digest), recent enough, before a deploy",
+     .side_effect = ENG_SIDE_READ_ONLY,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = check_params,
+     .outputs = check_outputs,
+     .start = prisma_act_check_rehearsal},
 };
 
 static const eng_plugin prisma_plugin = {
@@ -180,7 +336,7 @@ static const eng_plugin prisma_plugin = {
     .version = "1.0.0",
     .doc = "Prisma Migrate: status, deploy and resolve of prisma/migrations, "
            "natively over libpq (no Node needed) and compatible with the "
-           "Prisma CLI",
+           "Prisma CLI; migration lint and rehearsal on a copy",
     .actions = prisma_actions,
     .n_actions = sizeof prisma_actions / sizeof prisma_actions[0],
     .lua_funcs = NULL,

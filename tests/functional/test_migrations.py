@@ -8,8 +8,11 @@ codes; the rehearsal asserts the measured locks, rewrites and verdicts and
 that the production database is untouched.
 """
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import threading
 import time
 
 from harness import Suite
@@ -133,6 +136,211 @@ def test_lint_prisma_layout_pg_major_and_digest(h):
             bad.stderr)
     h.check(h.engine('lint-migrations', str(d), '--pg-major', '9').returncode == 2,
             'pg-major range')
+
+
+# ---- rehearsal -------------------------------------------------------------------
+
+ROWS = 1_000_000
+PROD = f'mig_prod_{os.getpid()}'
+INIT = ('CREATE TABLE t (id int PRIMARY KEY, qty int NOT NULL, ref int);\n'
+        f'INSERT INTO t SELECT g, g % 100, g FROM generate_series(1, {ROWS}) g;\n')
+PENDING = [
+    ('0002_type', 'ALTER TABLE t ALTER COLUMN ref TYPE bigint;\n'),
+    ('0003_default', 'ALTER TABLE t ADD COLUMN flag int DEFAULT 0;\n'),
+    ('0004_index', 'CREATE INDEX t_qty_idx ON t (qty);\n'),
+    ('0005_concurrently', 'CREATE INDEX CONCURRENTLY t_ref_idx ON t (ref);\n'),
+    ('0006_not_valid', 'ALTER TABLE t ADD CONSTRAINT t_qty_pos CHECK (qty >= 0) NOT VALID;\n'),
+    ('0007_validate', 'ALTER TABLE t VALIDATE CONSTRAINT t_qty_pos;\n'),
+]
+DEPLOY = """version: 1
+name: deploy
+params:
+  url: { required: true, secret: true }
+  migrations: { required: true }
+steps:
+  - id: deploy
+    uses: prisma.deploy
+    with: { url: "${params.url}", migrations: "${params.migrations}" }
+"""
+REHEARSE = """version: 1
+name: rehearse
+params:
+  server: { required: true, secret: true }
+  prod: { required: true }
+  copy: { required: true }
+  migrations: { required: true }
+  on_exceed: { default: warn }
+  max_write_block: { default: 1h }
+  record: { default: "" }
+steps:
+  - id: copy
+    uses: postgres.create_database
+    temporary: true
+    with: { url: "${params.server}", database: "${params.copy}", template: "${params.prod}" }
+  - id: rehearse
+    uses: prisma.rehearse
+    with:
+      url: ${steps.copy.outputs.url}
+      migrations: ${params.migrations}
+      max_write_block: ${params.max_write_block}
+      on_exceed: ${params.on_exceed}
+      record: ${params.record}
+      production_rows: 4000000
+"""
+_prod = {}
+
+
+def folder(h, name, migs):
+    d = h.tmp / name
+    for n, sql in [('0001_init', INIT)] + migs:
+        (d / n).mkdir(parents=True)
+        (d / n / 'migration.sql').write_text(sql)
+    return d
+
+
+def prod(h):
+    """The production database, once per file: 0001_init deployed (a
+    million rows, in one statement), analyzed."""
+    if not _prod:
+        h.pg.psql(f'DROP DATABASE IF EXISTS {PROD}')
+        h.pg.psql(f'CREATE DATABASE {PROD}')
+        d = folder(h, 'init', [])
+        rb = h.write('deploy.yaml', DEPLOY)
+        r = h.engine('run', rb, '--state-dir', h.tmp / 'st', '-p', f'url={h.pg.url(PROD)}',
+                     '-p', f'migrations={d}', timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        h.pg.psql('ANALYZE t', db=PROD)
+        _prod['state'] = prod_state(h)
+    return PROD
+
+
+def prod_state(h):
+    return h.pg.psql("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                     "WHERE attrelid = 't'::regclass AND attname = 'ref';"
+                     "SELECT count(*) FROM pg_indexes WHERE tablename = 't';"
+                     "SELECT count(*) FROM _prisma_migrations;"
+                     "SELECT pg_relation_filenode('t')", db=PROD)
+
+
+class Probe(threading.Thread):
+    """A writer on the copy every few ms: UPDATE under lock_timeout 200ms;
+    each attempt (start, end, ok) in epoch ms."""
+    def __init__(self, h, db):
+        super().__init__(daemon=True)
+        self.h, self.db, self.stop, self.tries = h, db, False, []
+
+    def run(self):
+        while not self.stop:
+            t0 = time.time() * 1000
+            r = subprocess.run(
+                [f'{self.h.pg.bindir}/psql', '-X', '-At', '-h', '127.0.0.1', '-p',
+                 str(self.h.pg.port), '-U', 'postgres', '-d', self.db, '-c',
+                 "SET lock_timeout = '200ms'; UPDATE t SET qty = qty WHERE id = 1"],
+                capture_output=True, text=True)
+            t1 = time.time() * 1000
+            if 'does not exist' in r.stderr or 'is being accessed' in r.stderr:
+                time.sleep(0.02)
+                continue
+            self.tries.append((t0, t1, r.returncode == 0, r.stderr))
+
+
+def rehearse(h, migs, copy, *args, probe=False):
+    d = folder(h, 'migs-' + copy, migs)
+    rb = h.write('rehearse.yaml', REHEARSE)
+    rep = h.tmp / f'rep-{copy}.json'
+    p = Probe(h, copy) if probe else None
+    if p:
+        p.start()
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'st', '--report', rep,
+                 '-p', f'server={h.pg.url("postgres")}', '-p', f'prod={prod(h)}',
+                 '-p', f'copy={copy}', '-p', f'migrations={d}', *args, timeout=300)
+    if p:
+        p.stop = True
+        p.join()
+    report = json.loads(rep.read_text()) if rep.exists() else {}
+    return r, report, d, p
+
+
+def blocked_during(probe, ev):
+    """Writer attempts that overlapped the statement: (blocked, ok)."""
+    s = ev['started_at_ms']
+    e = s + ev['duration_ms']
+    over = [t for t in probe.tries if t[0] < e and t[1] > s]
+    return ([t for t in over if not t[2] and 'lock timeout' in t[3]],
+            [t for t in over if t[2]])
+
+
+@suite.test
+def test_rehearse_measures_locks_rewrites_and_writer_probe(h):
+    prod(h)
+    copy = f'mig_copy_{os.getpid()}'
+    t0 = time.time()
+    r, rep, d, probe = rehearse(h, PENDING, copy, '-p', 'max_write_block=300ms',
+                                probe=True)
+    print(f'     rehearsal of 6 migrations on {ROWS} rows: {time.time() - t0:.1f}s')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    out = rep['steps']['rehearse']['outputs']
+    ev = {e['migration']: e for e in out['statements']}
+    h.check(len(out['statements']) == 6 and out['applied_now'] == [m for m, _ in PENDING],
+            out['applied_now'])
+    for m, e in ev.items():
+        print(f"     {m}: {e['duration_ms']} ms, {e['lock'] or 'no lock'} "
+              f"({e['blocks']}), blocked {e['blocked_ms']} ms, rewrites {e['rewrites']}")
+    ty = ev['0002_type']
+    h.check(ty['lock'] == 'ACCESS EXCLUSIVE' and ty['blocks'] == 'reads and writes'
+            and ty['rewrites'] == ['public.t'] and ty['duration_ms'] > 0, ty)
+    df = ev['0003_default']
+    h.check(df['rewrites'] == [] and df['full_scans'] == [], df)
+    ix = ev['0004_index']
+    h.check(ix['lock'] == 'SHARE' and ix['blocks'] == 'writes' and ix['transaction'], ix)
+    cc = ev['0005_concurrently']
+    h.check(cc['lock'] == 'SHARE UPDATE EXCLUSIVE' and cc['blocks'] == 'nothing'
+            and not cc['transaction'] and cc['phases'], cc)
+    nv, va = ev['0006_not_valid'], ev['0007_validate']
+    h.check(nv['full_scans'] == [] and nv['rewrites'] == [], nv)
+    h.check(va['lock'] == 'SHARE UPDATE EXCLUSIVE' and va['blocks'] == 'nothing'
+            and va['full_scans'] == ['public.t'], va)
+    # the writer probe: blocked during CREATE INDEX, never during CONCURRENTLY
+    blocked, _ = blocked_during(probe, ix)
+    h.check(blocked, f'no writer was blocked by CREATE INDEX ({ix}, {len(probe.tries)} tries)')
+    blocked, ok = blocked_during(probe, cc)
+    h.check(not blocked and ok, f'CONCURRENTLY: blocked {blocked}, ok {len(ok)}')
+    # thresholds: max_write_block 300ms at warn level
+    h.check(out['verdict'] == 'warn' and rep['steps']['rehearse']['status'] == 'warn',
+            out['verdict'])
+    h.check(any(x.startswith('0002_type #1') and 'max_write_block' in x
+                for x in out['exceeded']), out['exceeded'])
+    h.check(not any(x.startswith('0005_') or x.startswith('0007_') for x in out['exceeded']),
+            out['exceeded'])
+    h.check(f'public.t has {ROWS} rows' in out['scale'] and 'production has 4000000' in out['scale'],
+            out['scale'])
+    # production untouched; the copy dropped at the run's end
+    h.check(prod_state(h) == _prod['state'], prod_state(h))
+    h.check(not h.db_exists(copy), 'the temporary copy was dropped')
+
+
+@suite.test
+def test_rehearse_threshold_fails_and_refuses_production(h):
+    copy = f'mig_copy2_{os.getpid()}'
+    r, rep, d, _ = rehearse(h, [PENDING[2]], copy, '-p', 'max_write_block=1ms',
+                            '-p', 'on_exceed=fail')
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    err = rep['steps']['rehearse'].get('error', '')
+    h.check('crossed its thresholds' in err and '0004_index #1' in err, err)
+    # pointed at production (not created by this run): refused, untouched
+    rb = h.write('direct.yaml', """version: 1
+name: direct
+params: { url: { required: true, secret: true }, migrations: { required: true } }
+steps:
+  - id: rehearse
+    uses: prisma.rehearse
+    with: { url: "${params.url}", migrations: "${params.migrations}" }
+""")
+    r = h.engine('run', rb, '--state-dir', h.tmp / 'st2', '-p', f'url={h.pg.url(PROD)}',
+                 '-p', f'migrations={d}')
+    h.check(r.returncode != 0 and 'only to a temporary copy this run created' in r.stdout + r.stderr,
+            r.stdout + r.stderr)
+    h.check(prod_state(h) == _prod['state'], prod_state(h))
 
 
 if __name__ == '__main__':
