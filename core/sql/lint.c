@@ -168,6 +168,22 @@ static void pos_of(const char *s, size_t off, int *line, int *col) {
   *col = (int)(off - bol) + 1;
 }
 
+/* A copy of s that JSON can hold: s itself when it is UTF-8, otherwise
+ * with every byte outside ASCII's printable range as '?' (a comment or a
+ * file name in another encoding). */
+static char *utf8_copy(const char *s) {
+  if (!s) return NULL;
+  json_t *probe = json_string(s);
+  char *out = eng__xstrdup(s);
+  if (probe) {
+    json_decref(probe);
+    return out;
+  }
+  for (char *x = out; *x; x++)
+    if ((unsigned char)*x >= 0x80 || (unsigned char)*x < 0x20) *x = '?';
+  return out;
+}
+
 static void push(eng__lint *l, int rule, const char *file, const char *mig,
                  int line, int col, char *msg, const char *reason) {
   if (l->n == l->cap) {
@@ -177,12 +193,12 @@ static void push(eng__lint *l, int rule, const char *file, const char *mig,
   eng__lint_finding *f = &l->v[l->n++];
   memset(f, 0, sizeof *f);
   f->rule = &rules[rule];
-  f->file = eng__xstrdup(file);
-  f->migration = eng__xstrdup(mig);
+  f->file = utf8_copy(file);
+  f->migration = utf8_copy(mig);
   f->line = line;
   f->col = col;
   f->message = msg;
-  f->suppressed = eng__xstrdup(reason);
+  f->suppressed = utf8_copy(reason);
   if (reason) l->suppressed++;
   else if (rules[rule].level == ENG__LINT_ERROR) l->errors++;
   else l->warnings++;

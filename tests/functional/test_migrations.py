@@ -343,5 +343,55 @@ steps:
     h.check(prod_state(h) == _prod['state'], prod_state(h))
 
 
+@suite.test
+def test_runbooks_rehearsal_then_deploy_requires_it(h):
+    prod(h)
+    root = HERE.parent.parent / 'runbooks'
+    bk = h.tmp / 'backups'
+    bk.mkdir()
+    subprocess.run([f'{h.pg.bindir}/pg_dump', '-Fc', '-Z1', '-h', '127.0.0.1', '-p',
+                    str(h.pg.port), '-U', 'postgres', '-d', PROD, '-f',
+                    str(bk / 'prod.dump')], check=True)
+    d = folder(h, 'migs', [PENDING[1]])
+    record = h.tmp / 'rehearsal.json'
+    env = {'DATABASE_URL': h.pg.url(PROD)}
+    rep_path = h.tmp / 'rehearsal-report.json'
+    r = h.engine('run', root / 'migration-rehearsal.yaml', '--state-dir', h.tmp / 'st',
+                 '--report', rep_path, '-p', f'backups={bk}/*.dump', '-p', f'migrations={d}',
+                 '-p', f'record={record}', env=env, timeout=300)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    rep = json.loads(rep_path.read_text())
+    st = rep['steps']
+    # the lint reads the pending migration only: no lock_timeout there
+    h.check(st['lint']['status'] == 'warn' and st['rehearse']['status'] == 'ok', st)
+    h.check([(f['migration'], f['rule']) for f in st['lint']['outputs']['findings']] ==
+            [('0003_default', 'missing-lock-timeout')], st['lint'])
+    h.check(st['status']['outputs']['pending'] == ['0003_default'], st['status'])
+    table = st['report']['outputs']['table']
+    h.check('| 0003_default | 1 |' in table and 'ACCESS EXCLUSIVE' in table, table)
+    h.check(json.loads(record.read_text())['verdict'] == 'pass', record.read_text())
+    h.check(not [x for x in h.pg.databases() if x.startswith('rehearsal_')], 'copy dropped')
+    h.check(prod_state(h) == _prod['state'], 'production untouched')
+    deploy = root / 'migrate-deploy.yaml'
+    dargs = ['--state-dir', h.tmp / 'st', '-p', f'migrations={d}', '-p',
+             f'rehearsal_record={record}', '-p', f'backup_file={h.tmp}/pre.dump']
+    # another set of migrations than the one rehearsed: refused, nothing done
+    (d / '0004_index').mkdir()
+    (d / '0004_index' / 'migration.sql').write_text(PENDING[2][1])
+    r = h.engine('run', deploy, *dargs, env=env, timeout=300)
+    h.check(r.returncode == 1 and 'covered another set of migrations' in r.stdout + r.stderr,
+            r.stdout + r.stderr)
+    h.check(prod_state(h) == _prod['state'] and not (h.tmp / 'pre.dump').exists(),
+            'nothing ran before the check')
+    # the rehearsed set: deployed
+    shutil.rmtree(d / '0004_index')
+    r = h.engine('run', deploy, *dargs, env=env, timeout=300)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    h.check(h.pg.psql("SELECT count(*) FROM information_schema.columns WHERE "
+                      "table_name = 't' AND column_name = 'flag'", db=PROD).strip() == '1',
+            'deployed')
+    _prod.clear()  # production changed: the next test (if any) starts again
+
+
 if __name__ == '__main__':
     suite.main()

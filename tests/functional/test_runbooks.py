@@ -133,6 +133,7 @@ ELSEWHERE = {
     'check-prod-volume.yaml': 'test_docker.py',
     'recover-from-volume.yaml': 'test_docker.py',
     'migrate-deploy.yaml': 'test_prisma.py',
+    'migration-rehearsal.yaml': 'test_migrations.py',
     'managed-restore-test.yaml': 'test_provider.py',
     'health-check.yaml': 'test_dbops.py',
     'maintenance.yaml': 'test_dbops.py',
