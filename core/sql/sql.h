@@ -11,8 +11,11 @@
  *               transaction block; the functions called anywhere in the
  *               tree are held to tables of known side effects
  *
+ *   lint.c, lint_dir.c  the migration lint (sql/lint.h)
+ *
  * Used by the shell analyser (psql -c), the guard policy (run/policy.c)
- * and, through the host table, by plugins (postgres.query). Pure: no I/O.
+ * and, through the host table, by plugins (postgres.query). Pure: no I/O
+ * (but lint_dir.c, which reads a migrations folder).
  * Above base/, below shell/ (docs/architecture.md).
  */
 #ifndef ENGINE_SQL_H

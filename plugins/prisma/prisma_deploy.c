@@ -483,7 +483,7 @@ static void prisma_ident_end(pg_sess *s, void *ud, int rc) {
     pg_op_finish(&d->op, ENG_ERR_REFUSED);
     return;
   }
-  if (d->task == PRISMA_REHEARSE && prisma_rehearse_admit(d) != ENG_OK) return;
+  if (d->admit && d->admit(d) != ENG_OK) return;
   if (d->cli) {
     pg_sess_close(s);
     d->s = NULL;

@@ -188,6 +188,9 @@ typedef struct prisma_deploy_op {
    * the lock is released; its state, freed by ext_free */
   void (*run_script)(struct prisma_deploy_op *d);
   void (*task_end)(struct prisma_deploy_op *d);
+  /* after the guard, before anything else: ENG_OK, or the op is finished
+   * (rehearse refuses a database this run did not create) */
+  int (*admit)(struct prisma_deploy_op *d);
   void *ext;
   void (*ext_free)(void *ext);
   /* cli */
@@ -211,9 +214,7 @@ const prisma_mig *prisma_find(const prisma_dir *dir, const char *name);
 /* The end of a migration's script (pg_end_fn): record it finished and go
  * on, or record the failure and fail the op. */
 void prisma_script_end(pg_sess *s, void *ud, int rc);
-/* rehearse: refuse a database this run did not create (prisma_rehearse.c);
- * ENG_OK, or the op was finished */
-int prisma_rehearse_admit(prisma_deploy_op *d);
+
 
 /* ---- actions ------------------------------------------------------------- */
 int prisma_act_status(eng_call *call, const json_t *params);

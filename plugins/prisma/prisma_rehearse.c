@@ -132,7 +132,7 @@ static int64_t rh_epoch_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int prisma_rehearse_admit(prisma_deploy_op *d) {
+static int rh_admit(prisma_deploy_op *d) {
   char *target = pg_ident_target(&d->id, d->id.database);
   int owned = pg_host->journal_owned(d->op.e.call, "database", target);
   free(target);
@@ -597,6 +597,7 @@ int prisma_act_rehearse(eng_call *call, const json_t *params) {
   d->ext_free = rh_free;
   d->run_script = rh_script;
   d->task_end = rh_end;
+  d->admit = rh_admit;
   rc = pg_op_work(&d->op, rh_lint_work, rh_lint_done, d);
   if (rc != ENG_OK) pg_op_fail(&d->op, rc, "cannot start reading %s", d->dir.path);
   return ENG_OK;
