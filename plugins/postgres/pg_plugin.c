@@ -422,6 +422,9 @@ static const eng_output recover_outputs[] = {
      "data loss: target_time (or the time the target was reached) minus the "
      "last replayed commit"},
     {"reached_at", ENG_T_TIMESTAMP, "when the copy was at its target"},
+    {"target_time", ENG_T_TIMESTAMP,
+     "the reference of rpo_ms: target_time, or reached_at when none was "
+     "given (slo.recovery_target)"},
     {"recovery_stop", ENG_T_STRING,
      "the server log's \"recovery stopping ...\" line, or null"},
     {"last_transaction_log", ENG_T_STRING,

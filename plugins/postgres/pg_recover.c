@@ -146,11 +146,11 @@ static void pg_rec_finish(pg_recover_op *r) {
 static void pg_rec_poll(pg_op *op);
 
 /* One row: in_recovery, pause state, replay timestamp (RFC 3339 UTC),
- * replay LSN, rpo_ms, now (RFC 3339). */
+ * replay LSN, rpo_ms, now and the reference of rpo_ms (RFC 3339). */
 static int pg_rec_state(pg_sess *s, void *ud, PGresult *res) {
   pg_recover_op *r = ud;
   (void)s;
-  if (PQntuples(res) != 1 || PQnfields(res) != 6) {
+  if (PQntuples(res) != 1 || PQnfields(res) != 7) {
     pg_sess_seterr(s, "unexpected answer to the replay state query");
     return ENG_ERR_PROTOCOL;
   }
@@ -173,6 +173,7 @@ static int pg_rec_state(pg_sess *s, void *ud, PGresult *res) {
                             ? json_null()
                             : json_integer(llround(atof(PQgetvalue(res, 0, 4)))));
     json_object_set_new(r->point, "reached_at", json_string(PQgetvalue(res, 0, 5)));
+    json_object_set_new(r->point, "target_time", json_string(PQgetvalue(res, 0, 6)));
   }
   r->phase = r->phase == PG_REC_REPLAY && r->promote && in_rec ? PG_REC_PROMOTE
                                                               : PG_REC_DONE;
@@ -237,7 +238,9 @@ static void pg_rec_poll(pg_op *op) {
               "extract(epoch FROM coalesce(nullif($1, '')::timestamptz, "
               "clock_timestamp()) - pg_catalog.pg_last_xact_replay_timestamp()) "
               "* 1000, to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-              "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+              "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+              "to_char(coalesce(nullif($1, '')::timestamptz, clock_timestamp()) "
+              "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
               1, params, pg_rec_state, r);
   pg_sess_run(r->s, pg_rec_polled, r);
 }
