@@ -247,6 +247,36 @@ def test_shipped_runbook_drills_to_the_latest_point(h):
     h.check(gone(rep['steps']['restore']['outputs']['data_dir']), 'the copy is still there')
 
 
+HEALTH = """version: 1
+name: pitr-health
+params:
+  url: { required: true }
+steps:
+  - id: health
+    uses: postgres.health
+    with: { url: "${params.url}", archiver: { warn: 1h } }
+"""
+
+
+@suite.test
+def test_health_exposes_archiving_of_the_live_server(h):
+    p = primary(h)
+    p.switch_and_archive()
+    p.sql("INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(5000, 6000) g")
+    written = int(p.sql("SELECT (pg_walfile_name_offset(pg_current_wal_lsn())).file_offset"))
+    r = h.engine('run', h.write('health.yaml', HEALTH), '--state-dir', h.tmp / 'st',
+                 '--report', h.tmp / 'r.json', '--set', f'url={p.srv.url()}')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    arch = h.report(h.tmp / 'r.json')['steps']['health']['outputs']['checks']['archiver']
+    v = arch['value']
+    h.check(arch['level'] == 'ok' and v['failed_count'] == 0, arch)
+    h.check(v['last_archived_age_s'] < 60, arch)
+    # the WAL written since the last switch, not yet archived
+    h.check(abs(v['unarchived_bytes'] - written) < 65536, (v, written))
+    h.check('bytes not yet archived' in arch['message'], arch)
+    p.switch_and_archive()
+
+
 REFUSE = """version: 1
 name: pitr-refuse
 params:
