@@ -96,6 +96,7 @@ static void restore_destroy(eng_op *op) {
 void pgbr_describe_restore(const json_t *params, char *buf, size_t n) {
   const char *type = pgbr_pstr(params, "type");
   const char *target = pgbr_pstr(params, "target");
+  if (target && !*target) target = NULL;
   snprintf(buf, n, "restore stanza %s into new directory %s, recovery %s%s%s, "
                    "archive-mode off",
            pgbr_pstr(params, "stanza") ? pgbr_pstr(params, "stanza") : "?",

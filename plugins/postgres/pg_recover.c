@@ -12,9 +12,9 @@
  * With promote: true it then promotes the copy.
  *
  * The copy of production data is reachable only through a Unix socket in
- * a private directory (/tmp/engine-recover-XXXXXX, 0700, the server
- * user's): no TCP port is opened, and pg_hba.conf of the copy is replaced
- * by `local all all trust`. Settings appended to postgresql.auto.conf
+ * a private directory (/tmp/engine-recover- and six random characters,
+ * 0700, the server user's): no TCP port is opened, and pg_hba.conf of the
+ * copy is replaced by `local all all trust`. Settings appended to postgresql.auto.conf
  * (the last setting wins) make the copy safe to start beside production:
  * archive_mode off (it never pushes WAL into the production repository),
  * listen_addresses '', its own socket directory, ssl off, logging to the

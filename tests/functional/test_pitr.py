@@ -271,6 +271,7 @@ def drill_to_a_time(h, p, first, repo=1):
     h.check(rep['slo']['rto_ms'] > 0 and rep['slo']['rpo_met'], rep['slo'])
     ev = (h.tmp / 'e.md').read_text()
     h.check('| data loss (RPO) |' in ev and '| met |' in ev, ev)
+    h.check(f"recovery point (last replayed commit) `{copy['replay_timestamp']}`" in ev, ev)
     # the promoted copy wrote and switched WAL: nothing reached a repository
     time.sleep(0.5)
     h.check((p.archive_files(), p.s3.keys(BUCKET)) == before,
