@@ -22,8 +22,9 @@
  *
  * The server is recorded in the journal (kind "server", id DATA_DIR,
  * temporary) with {"undo": {"action": "postgres.recover_stop"}} before it
- * starts: the run's end stops it, before the restored directory (older) is
- * removed, and `engine cleanup` does the same after a SIGKILL.
+ * starts, and host->at_run_end stops it when the run ends, however the
+ * step ended, before the restored directory is removed; `engine cleanup`
+ * runs the undo after a SIGKILL.
  */
 #include "pg_int.h"
 #include "pg_recovery_log.h"
@@ -337,6 +338,8 @@ static void pg_rec_prepare(void *ud) {
   free(hba);
 }
 
+static void pg_rec_stop_at_end(pg_recover_op *r, const char *pg_ctl);
+
 static void pg_rec_prepared(void *ud) {
   pg_recover_op *r = ud;
   if (r->bin.rc != ENG_OK || r->werrmsg[0]) {
@@ -363,6 +366,7 @@ static void pg_rec_prepared(void *ud) {
     pg_op_finish(&r->op, ENG_ERR_IO);
     return;
   }
+  pg_rec_stop_at_end(r, pg_ctl);
   char *q = pg_ci_quote(r->sockdir);
   char *u = pg_ci_quote(r->user);
   r->url = eng_asprintf("host=%s port=%d user=%s dbname=postgres", q,
@@ -487,22 +491,10 @@ static void pg_rec_stopped(pg_child *c) {
     pg_op_finish(&t->op, ENG_ERR_NOMEM);
 }
 
-int pg_act_recover_stop(eng_call *call, const json_t *params) {
-  const char *data = pg_pstr(params, "data_dir");
-  const char *sock = pg_pstr(params, "socket_dir");
-  const char *pg_ctl = pg_pstr(params, "pg_ctl");
-  const char *run_as = pg_pstr(params, "run_as");
-  if (!data || data[0] != '/' ||
-      (sock && strncmp(sock, PG_RECOVER_SOCK_PREFIX, strlen(PG_RECOVER_SOCK_PREFIX)))) {
-    pg_host->fail(call, "data_dir and socket_dir must be the paths the "
-                        "recover step's journal entry records");
-    return ENG_ERR_INVALID;
-  }
-  if (!pg_host->journal_owned(call, "server", data)) {
-    pg_host->fail(call, "refused: no server this run (or the run being cleaned "
-                        "up) started runs on %s; nothing was stopped", data);
-    return ENG_ERR_REFUSED;
-  }
+/* Stop the copy on data (when it runs) and remove its socket directory,
+ * completing call; pg_ctl and run_as may be NULL. */
+static void pg_rec_stop_run(eng_call *call, const char *data, const char *sock,
+                            const char *pg_ctl, const char *run_as) {
   pg_rec_stop *t = eng_xcalloc(1, sizeof *t);
   pg_op_init(&t->op, call, pg_rec_stop_destroy);
   t->data = eng_xstrdup(data);
@@ -523,5 +515,62 @@ int pg_act_recover_stop(eng_call *call, const json_t *params) {
     t->child.status = 1;
     pg_rec_stopped(&t->child);
   }
+}
+
+int pg_act_recover_stop(eng_call *call, const json_t *params) {
+  const char *data = pg_pstr(params, "data_dir");
+  const char *sock = pg_pstr(params, "socket_dir");
+  if (!data || data[0] != '/' ||
+      (sock && strncmp(sock, PG_RECOVER_SOCK_PREFIX, strlen(PG_RECOVER_SOCK_PREFIX)))) {
+    pg_host->fail(call, "data_dir and socket_dir must be the paths the "
+                        "recover step's journal entry records");
+    return ENG_ERR_INVALID;
+  }
+  if (!pg_host->journal_owned(call, "server", data)) {
+    pg_host->fail(call, "refused: no server this run (or the run being cleaned "
+                        "up) started runs on %s; nothing was stopped", data);
+    return ENG_ERR_REFUSED;
+  }
+  pg_rec_stop_run(call, data, sock, pg_pstr(params, "pg_ctl"),
+                  pg_pstr(params, "run_as"));
   return ENG_OK;
+}
+
+/* ---- the run's end: the copy never outlives the run ---------------------------- */
+
+/* What the run-end hook needs; outlives the step (freed by the hook). */
+typedef struct pg_rec_end {
+  char *data, *sock, *pg_ctl, *run_as;
+} pg_rec_end;
+
+static int pg_rec_at_end(eng_call *end_call, void *ud) {
+  pg_rec_end *e = ud;
+  pg_rec_stop_run(end_call, e->data, e->sock, e->pg_ctl, e->run_as);
+  free(e->data);
+  free(e->sock);
+  free(e->pg_ctl);
+  free(e->run_as);
+  free(e);
+  return ENG_OK;
+}
+
+/* Stop the copy when the run ends, also when the step failed after the
+ * server started (a temporary resource of a failed step would otherwise
+ * wait for `engine cleanup`). */
+static void pg_rec_stop_at_end(pg_recover_op *r, const char *pg_ctl) {
+  pg_rec_end *e = eng_xcalloc(1, sizeof *e);
+  e->data = eng_xstrdup(r->data);
+  e->sock = eng_xstrdup(r->sockdir);
+  e->pg_ctl = eng_xstrdup(pg_ctl);
+  e->run_as = r->run_as ? eng_xstrdup(r->run_as) : NULL;
+  if (pg_host->at_run_end(r->op.e.call, pg_rec_at_end, e) != ENG_OK) {
+    pg_host->log(r->op.e.call, ENG_LOG_WARN,
+                 "cannot register the copy's stop at run end; stop it with "
+                 "pg_ctl stop -D %s", r->data);
+    free(e->data);
+    free(e->sock);
+    free(e->pg_ctl);
+    free(e->run_as);
+    free(e);
+  }
 }

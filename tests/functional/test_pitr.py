@@ -407,6 +407,34 @@ def test_refusals_happen_before_pgbackrest_runs(h):
     h.check(after == labels, after)
 
 
+FAILED_COPY = """version: 1
+name: pitr-failed-copy
+params:
+  conf: { required: true }
+steps:
+  - id: restore
+    uses: pgbackrest.restore
+    with: { stanza: drill, config: "${params.conf}", dir: "/tmp/pitr-ft-${run.id}" }
+  - id: copy
+    uses: postgres.recover
+    with: { data_dir: "${steps.restore.outputs.data_dir}" }
+    check: return false, "the copy is not what the drill expects"
+"""
+
+
+@suite.test
+def test_a_failed_copy_is_stopped_and_removed_when_the_run_ends(h):
+    p = primary(h)
+    r = h.engine('run', h.write('failed.yaml', FAILED_COPY), '--state-dir', h.tmp / 'st',
+                 '--report', h.tmp / 'r.json', '--set', f'conf={p.conf}', timeout=180)
+    h.check(r.returncode == 1 and 'the copy is not what the drill expects' in r.stdout,
+            r.stdout + r.stderr)
+    out = h.report(h.tmp / 'r.json')['steps']['copy']['outputs']
+    data, sock = out['data_dir'], out['socket_dir']
+    h.check(not server_on(data), f'the failed copy still runs on {data}')
+    h.check(gone(data) and gone(sock), f'{data} or {sock} is still there')
+
+
 KILLED = """version: 1
 name: pitr-killed
 params:
