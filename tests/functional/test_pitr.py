@@ -37,6 +37,14 @@ class Primary:
     repo1 taken through the engine."""
 
     def __init__(self):
+        self.srv = self.s3 = self.tls = None
+        try:
+            self._setup()
+        except BaseException:
+            self.stop()  # nothing of a failed setup stays running
+            raise
+
+    def _setup(self):
         self.base = tempfile.mkdtemp(prefix='engine-pitr-')
         os.chmod(self.base, 0o755)
         if os.geteuid() == 0:
@@ -116,9 +124,9 @@ pg1-socket-path={self.srv.base}
         assert ok, f'segment {seg} was not archived'
 
     def stop(self):
-        self.srv.stop()
-        self.tls.stop()
-        self.s3.stop()
+        for part in (self.srv, self.tls, self.s3):
+            if part is not None:
+                part.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -407,26 +415,29 @@ def test_refusals_happen_before_pgbackrest_runs(h):
     h.check(after == labels, after)
 
 
-FAILED_COPY = """version: 1
-name: pitr-failed-copy
+COPY = """version: 1
+name: pitr-copy
 params:
   conf: { required: true }
+  dir: { default: "/tmp/pitr-ft-${run.id}" }
+  fail: { type: bool, default: false }
 steps:
   - id: restore
     uses: pgbackrest.restore
-    with: { stanza: drill, config: "${params.conf}", dir: "/tmp/pitr-ft-${run.id}" }
+    with: { stanza: drill, config: "${params.conf}", dir: "${params.dir}" }
   - id: copy
     uses: postgres.recover
     with: { data_dir: "${steps.restore.outputs.data_dir}" }
-    check: return false, "the copy is not what the drill expects"
+    check: return not params.fail, "the copy is not what the drill expects"
 """
 
 
 @suite.test
 def test_a_failed_copy_is_stopped_and_removed_when_the_run_ends(h):
     p = primary(h)
-    r = h.engine('run', h.write('failed.yaml', FAILED_COPY), '--state-dir', h.tmp / 'st',
-                 '--report', h.tmp / 'r.json', '--set', f'conf={p.conf}', timeout=180)
+    r = h.engine('run', h.write('failed.yaml', COPY), '--state-dir', h.tmp / 'st',
+                 '--report', h.tmp / 'r.json', '--set', f'conf={p.conf}', '--set', 'fail=true',
+                 timeout=180)
     h.check(r.returncode == 1 and 'the copy is not what the drill expects' in r.stdout,
             r.stdout + r.stderr)
     out = h.report(h.tmp / 'r.json')['steps']['copy']['outputs']
@@ -435,27 +446,12 @@ def test_a_failed_copy_is_stopped_and_removed_when_the_run_ends(h):
     h.check(gone(data) and gone(sock), f'{data} or {sock} is still there')
 
 
-KILLED = """version: 1
-name: pitr-killed
-params:
-  conf: { required: true }
-  dir: { required: true }
-steps:
-  - id: restore
-    uses: pgbackrest.restore
-    with: { stanza: drill, config: "${params.conf}", dir: "${params.dir}" }
-  - id: copy
-    uses: postgres.recover
-    with: { data_dir: "${steps.restore.outputs.data_dir}" }
-"""
-
-
 @suite.test
 def test_sigkill_during_restore_then_cleanup_leaves_nothing(h):
     p = primary(h)
     st = h.tmp / 'st'
     target = f'/tmp/pitr-ft-killed-{os.getpid()}'
-    proc = h.popen('run', h.write('killed.yaml', KILLED), '--state-dir', st,
+    proc = h.popen('run', h.write('killed.yaml', COPY), '--state-dir', st,
                    '--set', f'conf={p.conf}', '--set', f'dir={target}')
     writing = wait_for(lambda: os.path.isdir(target) and len(os.listdir(target)) > 0
                        or proc.poll() is not None, timeout=60, every=0.02)
