@@ -286,6 +286,14 @@ static json_t *runbook_schema(void) {
   add(slo, "rpo", schema_duration(false), "Recovery point objective.");
   add(slo, "backup_time", json_pack("{s:[s,s]}", "type", "string", "number"),
       "When the restored backup was taken (a timestamp or a template).");
+  add(slo, "recovery_point", json_pack("{s:[s,s]}", "type", "string", "number"),
+      "A point-in-time recovery: the last commit the copy replayed (a timestamp or a "
+      "template, ${steps.copy.outputs.replay_timestamp}); instead of backup_time.");
+  add(slo, "recovery_target", json_pack("{s:[s,s]}", "type", "string", "number"),
+      "What recovery_point is measured against: the recovery target time (default: "
+      "the end of the recovered step).");
+  add(slo, "rto_from", json_pack("{s:s}", "type", "string"),
+      "The step whose start starts the RTO clock (default: the run's start).");
   add(d, "slo", schema_mapping(eng__runbook_keysets, "slo", slo), "Recovery targets.");
   add(d, "guards", guards_schema(), "What the run may never touch.");
   json_t *def = json_object();

@@ -481,6 +481,10 @@ void eng__refs_check(eng__runbook *rb, eng__diags *d) {
   c.user = NULL;
   c.what = "slo.backup_time";
   check_tree(&c, rb->slo_backup_time, false);
+  c.what = "slo.recovery_point";
+  check_tree(&c, rb->slo_recovery_point, false);
+  c.what = "slo.recovery_target";
+  check_tree(&c, rb->slo_recovery_target, false);
   c.what = "drill";
   check_tree(&c, rb->drill, false);
   eng__node *checks = eng__node_get(rb->guards, "checks");

@@ -79,6 +79,11 @@ typedef struct eng__runbook {
   size_t n_steps, n_main;
   int64_t slo_rto_ms, slo_rpo_ms; /* -1: none */
   eng__node *slo_backup_time;
+  /* a point-in-time recovery: the achieved recovery point (the last
+   * replayed commit) and the time it is measured against (default: when
+   * the recovered step ended); the step whose start starts the RTO clock
+   * (default: the run's start). NULL when not given. */
+  eng__node *slo_recovery_point, *slo_recovery_target, *slo_rto_from;
   eng__node *lock; /* `lock:` (a template), or NULL */
   eng__node *drill; /* `drill:` (true/false or a template), or NULL */
   eng__node *guards;

@@ -33,7 +33,9 @@ static const char *const step_keys[] = {
     "for_each", "max_parallel", "fail_fast", NULL};
 static const char *const retry_keys[] = {"attempts", "delay", "backoff",
                                          "max_delay", NULL};
-static const char *const slo_keys[] = {"rto", "rpo", "backup_time", NULL};
+static const char *const slo_keys[] = {"rto", "rpo", "backup_time",
+                                       "recovery_point", "recovery_target",
+                                       "rto_from", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
 static const char *const guard_keys[] = {
     "protected_databases", "protected_volumes", "protected_buckets",
@@ -679,11 +681,30 @@ static void check_slo(loader *ld, const eng__node *slo) {
         "never be measured; mark the step after which service is back "
         "(the restore)");
   x = eng__node_get(slo, "rpo");
-  if (x && rb->slo_rpo_ms >= 0 && !rb->slo_backup_time)
+  if (x && rb->slo_rpo_ms >= 0 && !rb->slo_backup_time && !rb->slo_recovery_point)
     ERR(ld, x,
-        "slo.rpo: slo.backup_time is not set, so the RPO could never be "
-        "measured; give the time the restored backup was taken, e.g. "
-        "backup_time: ${steps.backup.outputs.finished_at}");
+        "slo.rpo: neither slo.backup_time nor slo.recovery_point is set, so "
+        "the RPO could never be measured; give the time the restored backup "
+        "was taken (backup_time: ${steps.backup.outputs.finished_at}) or the "
+        "recovery point a point-in-time recovery reached (recovery_point: "
+        "${steps.copy.outputs.replay_timestamp})");
+  if (rb->slo_backup_time && rb->slo_recovery_point)
+    ERR(ld, rb->slo_recovery_point,
+        "slo.recovery_point and slo.backup_time both measure the RPO; keep "
+        "one (recovery_point for a point-in-time recovery)");
+  if (rb->slo_recovery_target && !rb->slo_recovery_point)
+    ERR(ld, rb->slo_recovery_target,
+        "slo.recovery_target needs slo.recovery_point (the data loss is the "
+        "target minus the recovery point)");
+  const eng__node *from = rb->slo_rto_from;
+  bool known = false;
+  for (size_t i = 0; from && i < rb->n_main; i++)
+    known |= !strcmp(rb->steps[i].id, from->str);
+  if (from && !known)
+    ERR(ld, from,
+        "slo.rto_from: '%s' is not a step of this runbook (outside finally); "
+        "name the step whose start starts the RTO clock (the restore)",
+        from->str);
 }
 
 bool eng__lock_name_ok(const char *name) {
@@ -761,6 +782,18 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
             ENG__TIMESTAMP_FORMS,
             x->str, why);
     }
+  }
+  if ((v = eng__node_get(root, "slo")) && v->kind == ENG__N_MAP) {
+    eng__node *x;
+    if ((x = eng__node_get(v, "recovery_point")) &&
+        want(&ld, x, ENG__N_SCALAR, "slo.recovery_point"))
+      rb->slo_recovery_point = x;
+    if ((x = eng__node_get(v, "recovery_target")) &&
+        want(&ld, x, ENG__N_SCALAR, "slo.recovery_target"))
+      rb->slo_recovery_target = x;
+    if ((x = eng__node_get(v, "rto_from")) &&
+        want(&ld, x, ENG__N_SCALAR, "slo.rto_from"))
+      rb->slo_rto_from = x;
   }
   if ((v = eng__node_get(root, "lock")) && want(&ld, v, ENG__N_SCALAR, "'lock'")) {
     rb->lock = v;

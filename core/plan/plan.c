@@ -218,6 +218,12 @@ int eng__plan_validate(eng__runbook *rb, eng__lua *L, eng__diags *d) {
   if (rb->slo_backup_time)
     eng__tpl_compile_tree(L, rb->slo_backup_time, rb->file, d,
                           "slo.backup_time");
+  if (rb->slo_recovery_point)
+    eng__tpl_compile_tree(L, rb->slo_recovery_point, rb->file, d,
+                          "slo.recovery_point");
+  if (rb->slo_recovery_target)
+    eng__tpl_compile_tree(L, rb->slo_recovery_target, rb->file, d,
+                          "slo.recovery_target");
   if (rb->drill)
     eng__tpl_compile_tree(L, rb->drill, rb->file, d, "drill");
   if (rb->lock) {

@@ -401,7 +401,7 @@ void eng__con_summary(eng__run *r) {
       printf("RPO unknown (target %s): %snot met%s, because %s\n",
              eng__fmt_duration(rb->slo_rpo_ms, e, sizeof e), RED, RESET,
              r->rpo_why ? r->rpo_why : "it could not be measured");
-    else if (r->rpo_why && rb->slo_backup_time)
+    else if (r->rpo_why && (rb->slo_backup_time || rb->slo_recovery_point))
       printf("RPO unknown because %s\n", r->rpo_why);
   }
   for (size_t i = 0; i < rb->n_steps; i++) /* refusals of steps that never ended */

@@ -618,9 +618,18 @@ static void evidence_restore(eng__run *r, eng__buf *b) {
       const json_t *o = r->st[i].outputs;
       const char *db = json_string_value(json_object_get(o, "database"));
       const char *inst = json_string_value(json_object_get(o, "instance"));
+      const char *dir = json_string_value(json_object_get(o, "data_dir"));
       eng__buf_addf(b, "- step `%s`: %s `%s` (%s)\n", rb->steps[i].id,
-                    db ? "database" : inst ? "instance" : "target",
-                    db ? db : inst ? inst : "-", eng__status_name(r->st[i].status));
+                    db ? "database" : inst ? "instance" : dir ? "data directory" : "target",
+                    db ? db : inst ? inst : dir ? dir : "-", eng__status_name(r->st[i].status));
+      /* a point-in-time recovery: where the copy's replay stopped */
+      const char *point = json_string_value(json_object_get(o, "replay_timestamp"));
+      const char *lsn = json_string_value(json_object_get(o, "replay_lsn"));
+      const char *stop = json_string_value(json_object_get(o, "recovery_stop"));
+      if (point)
+        eng__buf_addf(b, "  - recovery point (last replayed commit) `%s`, LSN `%s`%s%s\n",
+                      point, lsn ? lsn : "-", stop ? ", recovery stopping " : "",
+                      stop ? stop : "");
       any = true;
     }
   if (!any) eng__buf_adds(b, "- none\n");

@@ -316,7 +316,7 @@ static int pg_h_cache(pg_sess *s, void *ud, PGresult *res) {
 }
 
 /* Row: archived_count, failed_count, last_archived_wal, age of the last
- * archived segment (s), last_failed_wal, failing. */
+ * archived segment (s), last_failed_wal, failing, unarchived_bytes. */
 static int pg_h_arch(pg_sess *s, void *ud, PGresult *res) {
   pg_health *h = ud;
   (void)s;
@@ -330,11 +330,13 @@ static int pg_h_arch(pg_sess *s, void *ud, PGresult *res) {
   int failing = PQgetvalue(res, 0, 5)[0] == 't';
   double age = pg_num(res, 0, 3);
   pg_level lv = failing ? PG_L_FAIL : pg_thr_level(&h->thr[H_ARCH], age, 0);
+  const char *unarchived = PQgetisnull(res, 0, 6) ? "?" : PQgetvalue(res, 0, 6);
   pg_h_set(h, H_ARCH, lv, v, NULL,
-           "%s failed, last archived %s%s%.0fs ago%s",
+           "%s failed, last archived %s%s%.0fs ago, %s bytes not yet "
+           "archived%s",
            PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
            *PQgetvalue(res, 0, 2) ? " " : "(none) ", isnan(age) ? 0 : age,
-           failing ? "; archiving is failing now" : "");
+           unarchived, failing ? "; archiving is failing now" : "");
   return ENG_OK;
 }
 
@@ -431,7 +433,16 @@ static const char pg_h_sql_arch[] =
     "last_archived_wal, extract(epoch FROM now() - last_archived_time)::float8 "
     "AS last_archived_age_s, coalesce(last_failed_wal, '') AS last_failed_wal, "
     "(last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR "
-    "last_failed_time > last_archived_time)) AS failing "
+    "last_failed_time > last_archived_time)) AS failing, "
+    /* WAL written since the end of the last archived segment (its name is
+     * timeline, log and segment in hex); none on a standby */
+    "CASE WHEN pg_catalog.pg_is_in_recovery() OR last_archived_wal !~ "
+    "'^[0-9A-F]{24}$' THEN NULL ELSE greatest(0, "
+    "pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0') - "
+    "(('x' || substr(last_archived_wal, 9, 8))::bit(32)::bigint * 4294967296 + "
+    "(('x' || substr(last_archived_wal, 17, 8))::bit(32)::bigint + 1) * "
+    "(SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = "
+    "'wal_segment_size')))::bigint END AS unarchived_bytes "
     "FROM pg_catalog.pg_stat_archiver";
 static const char pg_h_sql_repl_primary[] =
     "SELECT application_name AS name, client_addr::text AS client_addr, state, "

@@ -24,6 +24,10 @@
  *   pg_actions_maint.c   maintenance (VACUUM, ANALYZE, REINDEX)
  *   pg_actions_restore.c restore
  *   pg_sandbox.c         sandbox (throwaway cluster)
+ *   pg_recover.c         recover (a throwaway server on a restored data
+ *                        directory, its recovery point) and recover_stop
+ *   pg_recovery_log.c    a server log's lines about the end of a recovery
+ *                        (pure)
  *
  * Allocation goes through <engine/mem.h> (eng_xmalloc, eng_xstrdup,
  * eng_asprintf, eng_strbuf ...: they abort when memory is exhausted, so no
@@ -442,6 +446,8 @@ int pg_check_thr_bytes(const json_t *v, char *err, size_t n);
 /* ---- actions ------------------------------------------------------------ */
 int pg_act_sandbox(eng_call *call, const json_t *params);
 int pg_act_sandbox_stop(eng_call *call, const json_t *params);
+int pg_act_recover(eng_call *call, const json_t *params);
+int pg_act_recover_stop(eng_call *call, const json_t *params);
 int pg_act_ping(eng_call *call, const json_t *params);
 int pg_act_dump(eng_call *call, const json_t *params);
 int pg_act_dump_globals(eng_call *call, const json_t *params);

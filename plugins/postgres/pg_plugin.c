@@ -374,6 +374,90 @@ static const eng_output sandbox_stop_outputs[] = {
     {"removed", ENG_T_BOOL, "the directory was removed"},
     O_END};
 
+/* ---- recover, recover_stop ---------------------------------------------- */
+static const eng_param recover_params[] = {
+    {.name = "data_dir",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_FILE,
+     .doc = "a restored data directory with its recovery settings "
+            "(pgbackrest.restore's data_dir); no server may run on it"},
+    {.name = "promote",
+     .type = ENG_T_BOOL,
+     .def = "false",
+     .target = ENG_TARGET_NONE,
+     .doc = "promote the copy once it reached its target (it never archives: "
+            "archive_mode is off)"},
+    {.name = "target_time",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "the recovery target time, the reference of rpo_ms; default: the "
+            "time the target was reached (a restore to the latest WAL)"},
+    {.name = "user",
+     .type = ENG_T_STRING,
+     .def = "\"postgres\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "a role of the restored cluster to connect as (over the copy's "
+            "private socket, trusted)"},
+    {.name = "wait",
+     .type = ENG_T_DURATION,
+     .def = "\"1h\"",
+     .target = ENG_TARGET_NONE,
+     .doc = "how long replay may take to reach the target"},
+    P_BIN_DIR,
+    P_END};
+static const eng_output recover_outputs[] = {
+    {"url", ENG_T_STRING,
+     "connection string of the copy (its private Unix socket)"},
+    {"data_dir", ENG_T_STRING, "the data directory"},
+    {"socket_dir", ENG_T_STRING, "the copy's private socket directory"},
+    {"state", ENG_T_STRING,
+     "paused (at the target), recovered (left recovery by itself) or "
+     "promoted"},
+    {"replay_timestamp", ENG_T_TIMESTAMP,
+     "pg_last_xact_replay_timestamp(): the last replayed commit (the "
+     "achieved recovery point)"},
+    {"replay_lsn", ENG_T_STRING, "pg_last_wal_replay_lsn()"},
+    {"rpo_ms", ENG_T_INT,
+     "data loss: target_time (or the time the target was reached) minus the "
+     "last replayed commit"},
+    {"reached_at", ENG_T_TIMESTAMP, "when the copy was at its target"},
+    {"target_time", ENG_T_TIMESTAMP,
+     "the reference of rpo_ms: target_time, or reached_at when none was "
+     "given (slo.recovery_target)"},
+    {"recovery_stop", ENG_T_STRING,
+     "the server log's \"recovery stopping ...\" line, or null"},
+    {"last_transaction_log", ENG_T_STRING,
+     "the server log's \"last completed transaction was at log time ...\""},
+    {"log_lines", ENG_T_LIST, "the server log's lines about recovery"},
+    {"promoted", ENG_T_BOOL, "the copy was promoted"},
+    {"consistent_ms", ENG_T_INT, "start to the copy being at its target"},
+    {"duration_ms", ENG_T_INT, "how long the step took"},
+    O_END};
+static const eng_param recover_stop_params[] = {
+    {.name = "data_dir",
+     .type = ENG_T_STRING,
+     .flags = ENG_P_REQUIRED,
+     .target = ENG_TARGET_NONE,
+     .doc = "the copy's data directory (as the recover journal entry records "
+            "it)"},
+    {.name = "socket_dir",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "its private socket directory (removed)"},
+    {.name = "pg_ctl",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "pg_ctl to stop it with"},
+    {.name = "run_as",
+     .type = ENG_T_STRING,
+     .target = ENG_TARGET_NONE,
+     .doc = "user the server runs as (when the engine is root)"},
+    P_END};
+static const eng_output recover_stop_outputs[] = {
+    {"stopped", ENG_T_BOOL, "a running copy was stopped"},
+    O_END};
+
 /* ---- databases ---------------------------------------------------------- */
 
 static const eng_param create_params[] = {
@@ -764,6 +848,24 @@ static const eng_action pg_actions[] = {
      .params = sandbox_stop_params,
      .outputs = sandbox_stop_outputs,
      .start = pg_act_sandbox_stop},
+    {.name = "recover",
+     .doc = "start a throwaway server on a restored data directory (private "
+            "socket, archive_mode off), wait until recovery reaches its "
+            "target and report the achieved recovery point; optionally "
+            "promote; stopped when the run ends",
+     .side_effect = ENG_SIDE_CREATES,
+     .params = recover_params,
+     .outputs = recover_outputs,
+     .start = pg_act_recover,
+     .creates = ENG_TEMPORARY},
+    {.name = "recover_stop",
+     .doc = "stop a copy recover started in this run (or the run being "
+            "cleaned up); the undo of recover",
+     .side_effect = ENG_SIDE_DISRUPTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = recover_stop_params,
+     .outputs = recover_stop_outputs,
+     .start = pg_act_recover_stop},
     {.name = "ping",
      .doc = "connect and report the server's version and identity",
      .side_effect = ENG_SIDE_READ_ONLY,

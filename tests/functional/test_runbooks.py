@@ -137,6 +137,7 @@ ELSEWHERE = {
     'managed-restore-test.yaml': 'test_provider.py',
     'health-check.yaml': 'test_dbops.py',
     'maintenance.yaml': 'test_dbops.py',
+    'pitr-drill.yaml': 'test_pitr.py',
 }
 
 

@@ -266,12 +266,29 @@ static void test_drill_and_slo(void **state) {
          "F:3:12: error: slo.rto: no step is marked `recovered: true`");
   expect(HDR "slo: {rpo: 1h}\nsteps:\n  - id: a\n    uses: sleep\n    with: {for: 1ms}\n"
              "    recovered: true\n",
-         "F:3:12: error: slo.rpo: slo.backup_time is not set");
+         "F:3:12: error: slo.rpo: neither slo.backup_time nor slo.recovery_point is set");
   snprintf(text, sizeof text, HDR "slo: {rto: 1h, rpo: 1h, backup_time: 2026-01-01T00:00:00Z}\n%s",
            step);
   char *got = diagnose(text, &n);
   if (n) fail_msg("%s", got);
   free(got);
+  /* a point-in-time recovery: the recovery point instead of a backup time,
+   * the RTO clock from a step of the runbook */
+  snprintf(text, sizeof text,
+           HDR "slo: {rto: 1h, rpo: 1h, rto_from: a, recovery_point: "
+               "2026-01-01T00:00:00Z, recovery_target: 2026-01-01T00:00:05Z}\n%s",
+           step);
+  got = diagnose(text, &n);
+  if (n) fail_msg("%s", got);
+  free(got);
+  snprintf(text, sizeof text, HDR "slo: {rto: 1h, rto_from: nope}\n%s", step);
+  expect(text, "F:3:26: error: slo.rto_from: 'nope' is not a step of this runbook");
+  snprintf(text, sizeof text, HDR "slo: {recovery_target: 2026-01-01T00:00:05Z}\n%s", step);
+  expect(text, "F:3:24: error: slo.recovery_target needs slo.recovery_point");
+  snprintf(text, sizeof text,
+           HDR "slo: {backup_time: 2026-01-01T00:00:00Z, recovery_point: "
+               "2026-01-01T00:00:00Z}\n%s", step);
+  expect(text, "F:3:58: error: slo.recovery_point and slo.backup_time both measure the RPO");
 }
 
 static void test_template_typing(void **state) {
