@@ -37,6 +37,7 @@ static const char usage_text[] =
     "  audit show FILE|URL|ID     print an audit log as a readable timeline\n"
     "  cleanup RUN_ID             remove a run's leftovers (--dry-run lists)\n"
     "  runs                       list recorded runs with status\n"
+    "  history                    drills over time, with changes and freshness\n"
     "  version                    print the version\n"
     "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
     "\n"
@@ -72,7 +73,11 @@ enum {
   OPT_HEAD,
   OPT_OUT,
   OPT_INVENTORY,
-  OPT_KEYS
+  OPT_KEYS,
+  OPT_RUNBOOK,
+  OPT_SINCE,
+  OPT_FORMAT,
+  OPT_STALE
 };
 
 static const struct option long_opts[] = {
@@ -107,6 +112,10 @@ static const struct option long_opts[] = {
     {"out", required_argument, NULL, OPT_OUT},
     {"inventory", no_argument, NULL, OPT_INVENTORY},
     {"keys", no_argument, NULL, OPT_KEYS},
+    {"runbook", required_argument, NULL, OPT_RUNBOOK},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"stale", required_argument, NULL, OPT_STALE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -253,6 +262,18 @@ static int apply_option(cli *c, int ch, char **argv) {
   case OPT_OUT: c->out = optarg; break;
   case OPT_INVENTORY: c->inventory = true; break;
   case OPT_KEYS: c->keys = true; break;
+  case OPT_RUNBOOK: c->runbook = optarg; break;
+  case OPT_SINCE: return cli_history_since(c, optarg);
+  case OPT_FORMAT:
+    if (strcmp(optarg, "table") && strcmp(optarg, "json") && strcmp(optarg, "csv"))
+      return cli_usage_error("--format is table, json or csv, not '%s'", optarg);
+    c->format = optarg;
+    break;
+  case OPT_STALE:
+    if (eng__parse_duration(optarg, &c->stale_ms) != 0 || c->stale_ms <= 0)
+      return cli_usage_error("--stale needs a duration such as 35d or 12h, "
+                             "got '%s'", optarg);
+    break;
   case 'h': c->help = true; break;
   case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
   default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
@@ -374,10 +395,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "docs")) code = cmd_docs(&c);
     else if (!strcmp(cmd, "audit")) code = cmd_audit(&c);
     else if (!strcmp(cmd, "runs")) code = cmd_runs(&c);
+    else if (!strcmp(cmd, "history")) code = cmd_history(&c);
     else if (!strcmp(cmd, "cleanup")) code = cmd_cleanup(&c);
     else {
       static const char *const cmds[] = {"run", "plan", "validate", "plugins",
-                                         "schema", "version", "audit", "runs",
+                                         "schema", "version", "audit", "runs", "history",
                                          "cleanup", "docs", "fleet"};
       const char *hint = eng__suggest(cmd, cmds, sizeof cmds / sizeof *cmds);
       fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",

@@ -79,6 +79,10 @@ typedef struct eng__runbook {
   size_t n_steps, n_main;
   int64_t slo_rto_ms, slo_rpo_ms; /* -1: none */
   eng__node *slo_backup_time;
+  /* regressions against the previous successful run of the same runbook
+   * and lock (-1: none): restored rows and backup size may drop by at most
+   * these percentages, the RTO grow by at most this factor */
+  double slo_rows_drop_pct, slo_backup_drop_pct, slo_rto_growth;
   eng__node *lock; /* `lock:` (a template), or NULL */
   eng__node *drill; /* `drill:` (true/false or a template), or NULL */
   eng__node *guards;

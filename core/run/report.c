@@ -126,6 +126,8 @@ static json_t *items_json(const eng__run *r, const eng__step *s,
   return items;
 }
 
+static json_t *figures(eng__run *r);
+
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t1[40], t2[40];
@@ -177,6 +179,7 @@ json_t *eng__report_json(eng__run *r) {
   eng__redact_json(r->redact, guards);
   json_object_set_new(rep, "guards", guards);
   json_object_set_new(rep, "resources", resources(r));
+  json_object_set_new(rep, "figures", figures(r));
   if (r->refused_before_start) /* by what was known then: no main step ran */
     json_object_set_new(rep, "refused_before_start", json_deep_copy(r->refused_before_start));
   return rep;
@@ -463,6 +466,34 @@ static bool find_backup(eng__run *r, backup_info *b) {
     return true;
   }
   return false;
+}
+
+/* The figures a drill is trended by (the run index): the backup it
+ * restored and its size, and the rows and tables it found restored - the
+ * first step whose outputs count rows (postgres.counts: total,
+ * table_count), else the restore's table count. */
+static json_t *figures(eng__run *r) {
+  json_t *fig = json_object();
+  backup_info bk;
+  if (find_backup(r, &bk)) {
+    if (bk.name) json_object_set_new(fig, "backup", json_string(bk.name));
+    if (bk.bytes > 0) json_object_set_new(fig, "backup_bytes", json_integer(bk.bytes));
+  }
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    const json_t *o = r->st[i].outputs;
+    const json_t *total = json_object_get(o, "total"), *tc = json_object_get(o, "table_count");
+    if (!json_is_integer(total) || !json_is_integer(tc)) continue;
+    json_object_set_new(fig, "rows", json_integer(json_integer_value(total)));
+    json_object_set_new(fig, "tables", json_integer(json_integer_value(tc)));
+    break;
+  }
+  for (size_t i = 0; i < r->rb->n_main && !json_object_get(fig, "tables"); i++) {
+    const json_t *t = json_object_get(r->st[i].outputs, "tables");
+    if (is_restore(&r->rb->steps[i]) && json_is_integer(t))
+      json_object_set_new(fig, "tables", json_integer(json_integer_value(t)));
+  }
+  eng__redact_json(r->redact, fig);
+  return fig;
 }
 
 /* ---- the run so far (host->run_state) ------------------------------------- */
