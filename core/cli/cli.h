@@ -40,6 +40,9 @@ typedef struct cli {
   int64_t since_ms;       /* history --since (ms since the epoch; 0: all) */
   const char *format;     /* history --format table|json|csv */
   int64_t stale_ms;       /* history --stale DURATION (0: not asked) */
+  const char *metrics_file; /* run --metrics-file PATH */
+  const char *pushgateway;  /* run --pushgateway URL */
+  const char *html;         /* report --html OUT.html */
 } cli;
 
 /* ---- common.c ---------------------------------------------------------------- */
@@ -136,6 +139,13 @@ int cli_history_since(cli *c, const char *text);
  * are indexed on the first reading), NULL when said on stderr. */
 json_t *cli_index_records(cli *c, eng__state *st);
 
+/* ---- metrics.c: Prometheus metrics after a run ------------------------- */
+
+/* --metrics-file and --pushgateway: the metrics of rb's runs under lock
+ * (NULL: none) from the run index; a failure is said on stderr. */
+void cli_metrics_publish(cli *c, eng__state *st, const eng__runbook *rb,
+                         const char *lock);
+
 /* ---- the commands: cmd_NAME.c, each returns the exit code ------------------- */
 
 int cmd_run(cli *c, bool plan);
@@ -148,6 +158,9 @@ int cmd_docs(cli *c);
 int cmd_audit(cli *c);
 int cmd_runs(cli *c);
 int cmd_history(cli *c);
+/* Whether rec is one of the runs --runbook, --lock and --since select. */
+bool cli_history_wanted(const cli *c, const json_t *rec);
+int cmd_report(cli *c);
 int cmd_cleanup(cli *c);
 /* `engine fleet render`: its own few options, parsed here. */
 int cmd_fleet(int argc, char **argv);

@@ -18,7 +18,7 @@ static const char history_help[] =
     "whose last successful run started longer ago than that, or that never\n"
     "succeeded, and exits 4 when there is one (0 when all are fresh).\n";
 
-static bool wanted(const cli *c, const json_t *rec) {
+bool cli_history_wanted(const cli *c, const json_t *rec) {
   const char *rb = json_string_value(json_object_get(rec, "runbook"));
   const char *lock = json_string_value(json_object_get(rec, "lock"));
   if (c->runbook && (!rb || strcmp(rb, c->runbook))) return false;
@@ -59,7 +59,7 @@ static json_t *history_lines(const cli *c, const json_t *sorted) {
     json_t *rec = json_array_get(sorted, i);
     char *group = group_of(rec);
     const json_t *prev = json_object_get(last_ok, group);
-    if (wanted(c, rec)) {
+    if (cli_history_wanted(c, rec)) {
       json_t *line = json_copy(rec);
       json_object_set_new(line, "previous_ok",
                           prev ? json_incref(json_object_get(prev, "run_id")) : json_null());
@@ -165,7 +165,7 @@ static int print_stale(const cli *c, const json_t *sorted, FILE *out) {
   size_t i;
   json_t *rec;
   json_array_foreach(sorted, i, rec) {
-    if (!wanted(c, rec)) continue;
+    if (!cli_history_wanted(c, rec)) continue;
     char *group = eng__asprintf("%s %s", str(rec, "runbook"), str(rec, "lock"));
     bool ok = eng__index_ok(rec);
     json_t *have = json_object_get(seen, group);

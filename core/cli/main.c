@@ -38,6 +38,7 @@ static const char usage_text[] =
     "  cleanup RUN_ID             remove a run's leftovers (--dry-run lists)\n"
     "  runs                       list recorded runs with status\n"
     "  history                    drills over time, with changes and freshness\n"
+    "  report --html OUT.html     the drills over time as one HTML page\n"
     "  version                    print the version\n"
     "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
     "\n"
@@ -77,7 +78,10 @@ enum {
   OPT_RUNBOOK,
   OPT_SINCE,
   OPT_FORMAT,
-  OPT_STALE
+  OPT_STALE,
+  OPT_METRICS_FILE,
+  OPT_PUSHGATEWAY,
+  OPT_HTML
 };
 
 static const struct option long_opts[] = {
@@ -116,6 +120,9 @@ static const struct option long_opts[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"stale", required_argument, NULL, OPT_STALE},
+    {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+    {"pushgateway", required_argument, NULL, OPT_PUSHGATEWAY},
+    {"html", required_argument, NULL, OPT_HTML},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -269,6 +276,15 @@ static int apply_option(cli *c, int ch, char **argv) {
       return cli_usage_error("--format is table, json or csv, not '%s'", optarg);
     c->format = optarg;
     break;
+  case OPT_METRICS_FILE: c->metrics_file = optarg; break;
+  case OPT_HTML: c->html = optarg; break;
+  case OPT_PUSHGATEWAY:
+    if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8))
+      return cli_usage_error("--pushgateway needs the Pushgateway's http:// or "
+                             "https:// URL, e.g. http://pushgateway:9091, got "
+                             "'%s'", optarg);
+    c->pushgateway = optarg;
+    break;
   case OPT_STALE:
     if (eng__parse_duration(optarg, &c->stale_ms) != 0 || c->stale_ms <= 0)
       return cli_usage_error("--stale needs a duration such as 35d or 12h, "
@@ -396,10 +412,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "audit")) code = cmd_audit(&c);
     else if (!strcmp(cmd, "runs")) code = cmd_runs(&c);
     else if (!strcmp(cmd, "history")) code = cmd_history(&c);
+    else if (!strcmp(cmd, "report")) code = cmd_report(&c);
     else if (!strcmp(cmd, "cleanup")) code = cmd_cleanup(&c);
     else {
       static const char *const cmds[] = {"run", "plan", "validate", "plugins",
-                                         "schema", "version", "audit", "runs", "history",
+                                         "schema", "version", "audit", "runs", "history", "report",
                                          "cleanup", "docs", "fleet"};
       const char *hint = eng__suggest(cmd, cmds, sizeof cmds / sizeof *cmds);
       fprintf(stderr, "engine: unknown command '%s'%s%s%s\n(see 'engine --help')\n",

@@ -371,6 +371,7 @@ static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
   code = eng__run_main(rb, L, &c->o);
   c->o = saved;
   code = cli_index_end(c, st, rb, id, name, code);
+  cli_metrics_publish(c, st, rb, name);
   int synced = eng__state_sync_stop(sync, err, sizeof err);
   if (synced != 0) {
     fprintf(stderr, "engine: the run's state could not be written to %s: "

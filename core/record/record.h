@@ -146,4 +146,21 @@ typedef struct eng__index_limits {
 json_t *eng__index_regressions(const json_t *rec, const json_t *prev,
                                const eng__index_limits *lim);
 
+/* ---- metrics.c: the index as Prometheus metrics (docs/monitoring.md) ---- */
+
+/* The text exposition of the runs of runbook under lock (NULL or "": none)
+ * among sorted (newest first): last success, last run, its figures, runs
+ * by result, step durations. group_labels: runbook and lock as labels
+ * (a push names them in its URL instead). Caller frees. */
+char *eng__metrics_text(const json_t *sorted, const char *runbook,
+                        const char *lock, bool group_labels);
+
+/* ---- html.c: `engine report --html` ------------------------------------ */
+
+/* One self-contained HTML page (no script, no external asset): groups
+ * maps "RUNBOOK\nLOCK" to its runs oldest first; evidence maps the same
+ * keys to the latest run's evidence.md (may be absent). Caller frees. */
+char *eng__report_html(const json_t *groups, const json_t *evidence,
+                       const char *generated_at);
+
 #endif /* ENGINE_RECORD_H */

@@ -196,34 +196,20 @@ static int write_json(const char *path, json_t *v) {
 
 /* ---- JUnit XML ------------------------------------------------------------ */
 
-static void xml_esc(eng__buf *b, const char *s) {
-  for (; s && *s; s++) {
-    switch (*s) {
-    case '<': eng__buf_adds(b, "&lt;"); break;
-    case '>': eng__buf_adds(b, "&gt;"); break;
-    case '&': eng__buf_adds(b, "&amp;"); break;
-    case '"': eng__buf_adds(b, "&quot;"); break;
-    default:
-      if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') eng__buf_adds(b, "?");
-      else eng__buf_add(b, s, 1);
-    }
-  }
-}
-
 static void junit_open(eng__buf *b, const char *suite, const char *cls,
                        const char *name, double secs) {
   eng__buf_adds(b, "    <testcase classname=\"");
-  xml_esc(b, suite);
+  eng__buf_add_xml(b, suite);
   eng__buf_adds(b, cls);
   eng__buf_adds(b, "\" name=\"");
-  xml_esc(b, name);
+  eng__buf_add_xml(b, name);
   eng__buf_addf(b, "\" time=\"%.3f\">", secs);
 }
 
 static void junit_out(eng__buf *b, const char *prefix, const char *text) {
   eng__buf_adds(b, "<system-out>");
-  xml_esc(b, prefix);
-  xml_esc(b, text);
+  eng__buf_add_xml(b, prefix);
+  eng__buf_add_xml(b, text);
   eng__buf_adds(b, "</system-out>");
 }
 
@@ -254,7 +240,7 @@ static void junit_slo(eng__run *r, eng__buf *cases, int *tests, int *failures) {
     } else {
       (*failures)++;
       eng__buf_adds(cases, "<failure type=\"slo\" message=\"");
-      xml_esc(cases, line);
+      eng__buf_add_xml(cases, line);
       eng__buf_adds(cases, "\"/>");
     }
     free(line);
@@ -290,9 +276,9 @@ static void junit_case(eng__buf *cases, const eng__run *r, const eng__step *s,
              !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
     n->failures++;
     eng__buf_addf(cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
-    xml_esc(cases, st->error ? st->error : eng__status_name(st->status));
+    eng__buf_add_xml(cases, st->error ? st->error : eng__status_name(st->status));
     eng__buf_adds(cases, "\">");
-    xml_esc(cases, st->error ? st->error : "");
+    eng__buf_add_xml(cases, st->error ? st->error : "");
     eng__buf_adds(cases, "</failure>");
   }
   eng__buf_adds(cases, "</testcase>\n");
@@ -307,7 +293,7 @@ static void junit_case(eng__buf *cases, const eng__run *r, const eng__step *s,
   } else if (!st->check_ok && !cont) {
     n->failures++;
     eng__buf_adds(cases, "<failure type=\"check\" message=\"");
-    xml_esc(cases, st->check_error ? st->check_error : "check failed");
+    eng__buf_add_xml(cases, st->check_error ? st->check_error : "check failed");
     eng__buf_adds(cases, "\"/>");
   } else if (!st->check_ok) {
     junit_out(cases, "failed (continued): ", st->check_error ? st->check_error : "");
@@ -344,7 +330,7 @@ static char *junit_xml(eng__run *r) {
   char t[40];
   eng__buf b = {0};
   eng__buf_adds(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"");
-  xml_esc(&b, rb->name);
+  eng__buf_add_xml(&b, rb->name);
   eng__buf_addf(&b, "\" id=\"%s\" tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" "
                     "time=\"%.3f\" timestamp=\"%s\">\n",
                 r->id, tests, failures, skipped,

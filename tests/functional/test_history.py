@@ -1,16 +1,30 @@
 """Drill history: the run index (local and in S3 via moto, with the requests
 counted in moto's access log), `engine history` and its deltas, `--stale`,
 the regression SLOs against a real restore drill."""
+import atexit
 import csv
 import io
 import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
+import urllib.parse
+import urllib.request
+import html.parser
+import pathlib
 
 from harness import Suite, engine_bin
-from s3server import shared
+from s3server import free_port, shared
 
 suite = Suite(__file__)
 BUCKET = 'engine-history'
+# kept after the run: the report's screenshot and page
+ARTIFACTS = pathlib.Path(os.environ.get('ENGINE_TEST_ARTIFACTS',
+                                        pathlib.Path(tempfile.gettempdir()) / 'engine-test-artifacts')) / 'history'
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 NOOP = '''version: 1
 name: noop-drill
@@ -289,10 +303,245 @@ def test_rows_dropping_40_percent_exits_4_naming_the_previous_run(h):
             last['regressions'][0]['previous_run'] == first['run_id'], last)
     rep = h.report(st / 'runs' / last['run_id'] / 'report.json')
     h.check(rep['status'] == 'slo_missed' and rep['exit_code'] == 4 and rep['regressions'], rep.get('status'))
+    # the HTML report of these runs and fifty generated ones, in Chromium
+    lines, _ = gen_records(50, int(time.time()) - 60 * 86400, runbooks=('ledger-drill',))
+    lines = [l.replace('"lock": "ledger-drill-db"', '"lock": "drill-history_drill"') for l in lines]
+    with open(st / 'index' / '00000001.jsonl', 'a') as f:
+        f.write('\n'.join(lines) + '\n')
+    check_html_report(h, st, last['run_id'])
     bad = h.write('bad.yaml', DRILL.replace('rows_drop: 30%', 'rows_drop: lots'))
     r = h.engine('validate', bad)
     h.check(r.returncode == 2 and 'bad.yaml:5:14' in r.stderr and "slo.rows_drop: 'lots' is not a percentage" in r.stderr,
             r.stderr)
+
+
+@suite.test
+def test_fleet_sets_the_pushgateway_of_every_cronjob(h):
+    import yaml
+    inv = ('databases:\n  - name: ledger\n    url_secret: ledger-db\n'
+           '    schedule: "0 3 * * *"\n    runbook: restore-drill.yaml\n'
+           'defaults:\n  state: s3://engine-state/fleet\n'
+           '  pushgateway: http://pushgateway.monitoring:9091\n')
+    r = h.engine('fleet', 'render', h.write('inv.yaml', inv))
+    h.check(r.returncode == 0, r.stderr)
+    cj = [d for d in yaml.safe_load_all(r.stdout) if d and d['kind'] == 'CronJob'][0]
+    args = cj['spec']['jobTemplate']['spec']['template']['spec']['containers'][0]['args']
+    h.check(args[args.index('--pushgateway') + 1] == 'http://pushgateway.monitoring:9091', args)
+    bad = inv.replace('http://pushgateway', 'http://u:pw@pushgateway')
+    r = h.engine('fleet', 'render', h.write('bad.yaml', bad))
+    h.check(r.returncode == 2 and 'bad.yaml:8:16' in r.stderr and
+            "'pushgateway' must be the Pushgateway's http:// or https:// URL without credentials"
+            in r.stderr and 'pw@' not in r.stderr, r.stderr)
+
+
+# ---- the HTML report in headless Chromium -------------------------------------
+
+class Dom(html.parser.HTMLParser):
+    """The charts' points and every attribute that could load something."""
+
+    def __init__(self):
+        super().__init__()
+        self.chart = None
+        self.points = {}      # metric -> [classes of each point]
+        self.external = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'svg' and 'chart' in a.get('class', ''):
+            self.chart = a['data-metric']
+            self.points[self.chart] = []
+        if tag == 'circle' and self.chart:
+            self.points[self.chart].append(a.get('class', '').split())
+        for k in ('src', 'href', 'data', 'action'):
+            if a.get(k):
+                self.external.append((tag, k, a[k]))
+        if tag in ('script', 'link', 'iframe', 'object', 'embed', 'img'):
+            self.external.append((tag, '', ''))
+
+    def handle_endtag(self, tag):
+        if tag == 'svg':
+            self.chart = None
+
+
+def index_runs(st):
+    """The index's runs merged by run id, ended ones only (read here)."""
+    runs = {}
+    for seg in sorted((st / 'index').glob('*.jsonl')):
+        for line in seg.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            runs.setdefault(r['run_id'], {}).update(r)
+    return [r for r in runs.values() if r.get('outcome') != 'running']
+
+
+def check_html_report(h, st, regressed_run):
+    out = h.tmp / 'drills.html'
+    r = h.engine('report', '--html', out, '--state-dir', st)
+    h.check(r.returncode == 0 and out.exists(), r.stdout + r.stderr)
+    chrome = shutil.which('chromium')
+    h.check(chrome, 'chromium is not installed (scripts/setup.sh installs it)')
+    base = [chrome, '--headless', '--no-sandbox', '--disable-gpu', '--enable-logging=stderr',
+            '--v=0', f'--user-data-dir={h.tmp}/chromium']
+    p = subprocess.run(base + ['--dump-dom', out.as_uri()], capture_output=True, text=True,
+                       timeout=60)
+    console = [l for l in p.stderr.splitlines() if 'CONSOLE' in l]
+    h.check(p.returncode == 0 and not console, console or p.stderr[-800:])
+    dom = Dom()
+    dom.feed(p.stdout)
+    h.check(not dom.external, f'the page loads something: {dom.external[:5]}')
+    runs = index_runs(st)
+    for metric in ('rto_ms', 'backup_bytes', 'rows', 'duration_ms'):
+        want = sum(1 for x in runs if isinstance(x.get(metric), int))
+        got = dom.points.get(metric, [])
+        h.check(len(got) == want, f'{metric}: {len(got)} points, {want} runs measured it')
+    failed = sum(1 for x in runs if x.get('outcome') != 'ok' and isinstance(x.get('rows'), int))
+    h.check(sum('failed' in c for c in dom.points['rows']) == failed, dom.points['rows'])
+    h.check(sum('regression' in c for c in dom.points['rows']) == 1 and
+            not any('regression' in c for c in dom.points['duration_ms']), dom.points)
+    h.check(f'{regressed_run}' in p.stdout and 'Latest evidence' in p.stdout, 'no evidence')
+    shot = ARTIFACTS / 'drills.png'
+    p = subprocess.run(base + [f'--screenshot={shot}', '--window-size=1200,1600', out.as_uri()],
+                       capture_output=True, text=True, timeout=60)
+    h.check(p.returncode == 0 and shot.stat().st_size > 20000, p.stderr[-500:])
+    shutil.copy(out, ARTIFACTS / 'drills.html')
+    print(f'     screenshot: {shot}')
+
+
+# ---- Prometheus: a Pushgateway scraped by a Prometheus, started once -----------
+
+class Monitoring:
+    """prometheus-pushgateway and prometheus (Debian) as plain processes on
+    free ports, their data in a temporary directory; stopped at exit."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='engine-prom-')
+        self.push_port, self.prom_port = free_port(), free_port()
+        self.procs = []
+        atexit.register(self.stop)
+        self.start('prometheus-pushgateway', f'--web.listen-address=127.0.0.1:{self.push_port}')
+        cfg = os.path.join(self.dir, 'prometheus.yml')
+        with open(cfg, 'w') as f:
+            f.write('global: {scrape_interval: 1s}\nscrape_configs:\n'
+                    '  - job_name: pushgateway\n    honor_labels: true\n'
+                    f"    static_configs: [{{targets: ['127.0.0.1:{self.push_port}']}}]\n")
+        self.start('prometheus', f'--config.file={cfg}',
+                   f'--web.listen-address=127.0.0.1:{self.prom_port}',
+                   f'--storage.tsdb.path={self.dir}/tsdb')
+        for port in (self.push_port, self.prom_port):
+            deadline = time.time() + 20
+            while True:
+                try:
+                    socket.create_connection(('127.0.0.1', port), 0.2).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise RuntimeError(f'nothing listens on {port}: ' + self.log())
+                    time.sleep(0.05)
+
+    def start(self, *argv):
+        log = open(os.path.join(self.dir, argv[0] + '.log'), 'w')
+        self.procs.append(subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True, cwd=self.dir))
+
+    def log(self):
+        out = ''
+        for n in ('prometheus-pushgateway.log', 'prometheus.log'):
+            with open(os.path.join(self.dir, n)) as f:
+                out += f.read()[-1500:]
+        return out
+
+    @property
+    def pushgateway(self):
+        return f'http://127.0.0.1:{self.push_port}'
+
+    def query(self, q):
+        url = (f'http://127.0.0.1:{self.prom_port}/api/v1/query?'
+               + urllib.parse.urlencode({'query': q}))
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())['data']['result']
+
+    def wait_query(self, q, pred, timeout=20):
+        """Poll the query API until pred(result) (Prometheus scrapes every
+        second); the last result."""
+        deadline = time.time() + timeout
+        while True:
+            res = self.query(q)
+            if pred(res) or time.time() > deadline:
+                return res
+            time.sleep(0.2)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        self.procs = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def value_of(res, **labels):
+    for r in res:
+        if all(r['metric'].get(k) == v for k, v in labels.items()):
+            return float(r['value'][1])
+    return None
+
+
+@suite.test
+def test_metrics_file_and_pushgateway_scraped_by_prometheus(h):
+    mon = Monitoring()
+    st = h.tmp / 'st'
+    rb = h.write('noop.yaml', NOOP)
+    prom = h.tmp / 'textfile' / 'noop.prom'
+    prom.parent.mkdir()
+    t0 = time.time()
+    for rows in (100, 250):
+        r = h.engine('run', rb, '--state-dir', st, '--lock', 'ledger-db', '--set', f'rows={rows}',
+                     '--metrics-file', prom, '--pushgateway', mon.pushgateway)
+        h.check(r.returncode == 0 and 'metrics' not in r.stderr, r.stdout + r.stderr)
+    text = prom.read_text()
+    h.check('engine_restored_rows{runbook="noop-drill",lock="ledger-db"} 250' in text, text)
+    h.check('engine_runs_total{runbook="noop-drill",lock="ledger-db",result="ok"} 2' in text, text)
+    h.check(not list(prom.parent.glob('*.tmp*')), 'a temporary file was left')
+    chk = subprocess.run(['promtool', 'check', 'metrics'], input=text, text=True,
+                         capture_output=True)
+    h.check(chk.returncode == 0, chk.stdout + chk.stderr)
+    # read back through Prometheus: the Pushgateway's group, scraped
+    res = mon.wait_query('engine_restored_rows', lambda res: value_of(res, runbook='noop-drill') == 250)
+    h.check(value_of(res, runbook='noop-drill', lock='ledger-db', job='engine') == 250, res)
+    last = value_of(mon.query('engine_last_success_timestamp_seconds'), runbook='noop-drill')
+    h.check(last is not None and t0 - 1 < last < time.time() + 1, f'{last} vs {t0}')
+    res = mon.query('engine_runs_total{result="ok"}')
+    h.check(value_of(res, runbook='noop-drill') == 2, res)
+    h.check(value_of(mon.query('engine_step_duration_seconds'), step='count') is not None,
+            mon.query('engine_step_duration_seconds'))
+    # the alert expression of docs/monitoring.md holds nothing while fresh
+    h.check(mon.query('time() - engine_last_success_timestamp_seconds > 35 * 86400') == [],
+            'a fresh drill is alerted on')
+    # a failed run replaces the group: last_run_success falls to 0
+    bad = h.write('bad.yaml', NOOP.replace('return {', 'error("broken") return {'))
+    r = h.engine('run', bad, '--state-dir', st, '--lock', 'ledger-db', '--pushgateway', mon.pushgateway)
+    h.check(r.returncode == 1, r.stdout + r.stderr)
+    res = mon.wait_query('engine_last_run_success', lambda res: value_of(res, runbook='noop-drill') == 0)
+    h.check(value_of(res, runbook='noop-drill') == 0, res)
+    # without a lock: the group's lock is empty (the Pushgateway's base64 form)
+    r = h.engine('run', rb, '--state-dir', st, '--set', 'rows=7', '--pushgateway', mon.pushgateway)
+    h.check(r.returncode == 0 and 'metrics' not in r.stderr, r.stderr)
+    res = mon.wait_query('engine_restored_rows', lambda res: value_of(res, lock=None) == 7)
+    h.check(value_of(res, runbook='noop-drill', lock=None) == 7, res)
+    # a wrong Pushgateway is said, its password never
+    port = free_port()
+    r = h.engine('run', rb, '--state-dir', st, '--pushgateway',
+                 f'http://user:hunter22@127.0.0.1:{port}')
+    h.check(r.returncode == 0 and 'cannot push the metrics' in r.stderr
+            and f'http://user:***@127.0.0.1:{port}/metrics/job/engine/runbook/noop-drill'
+            in r.stderr and 'hunter22' not in r.stderr, r.stderr)
+    mon.stop()
 
 
 if __name__ == '__main__':
