@@ -201,8 +201,8 @@ static int print_stale(const cli *c, const json_t *sorted, FILE *out) {
 
 int cmd_history(cli *c) {
   if (c->help) return cli_print_help(history_help, stdout, 0);
-  if (c->n_positional > 1)
-    return cli_usage_error("history takes no arguments, got '%s'", c->positional[1]);
+  if (c->n_positional > 0)
+    return cli_usage_error("history takes no arguments, got '%s'", c->positional[0]);
   if (strstr(c->state_spec, "://")) cli_load_plugins_quietly(c);
   eng__state *st = cli_open_state(c);
   if (!st) return ENG_EXIT_USAGE;

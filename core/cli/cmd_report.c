@@ -54,6 +54,8 @@ static json_t *grouped(const cli *c, const json_t *sorted) {
 int cmd_report(cli *c) {
   if (c->help) return cli_print_help(report_help, stdout, 0);
   if (!c->html) return cli_usage_error("report needs --html OUT.html%s", "");
+  if (c->n_positional > 0)
+    return cli_usage_error("report takes no arguments, got '%s'", c->positional[0]);
   if (strstr(c->state_spec, "://")) cli_load_plugins_quietly(c);
   eng__state *st = cli_open_state(c);
   if (!st) return ENG_EXIT_USAGE;

@@ -174,16 +174,17 @@ static int backfill_from(eng__state *st, const char *dir, json_t *runs) {
   char *rd = eng__asprintf("%s/runs", dir);
   DIR *d = opendir(rd);
   free(rd);
+  if (!d) return 0; /* no run recorded yet: nothing to index, nothing written */
   json_t *add = json_array();
   struct dirent *e;
-  while (d && (e = readdir(d)) != NULL) {
+  while ((e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.' || json_object_get(runs, e->d_name)) continue;
     json_t *rec = old_record(dir, e->d_name);
     if (!rec) continue;
     json_object_set(runs, e->d_name, rec);
     json_array_append_new(add, rec);
   }
-  if (d) closedir(d);
+  closedir(d);
   char err[1024] = "";
   int rc = eng__index_append(st, add, err, sizeof err);
   if (rc == 0) rc = eng__index_mark_backfilled(st, err, sizeof err);

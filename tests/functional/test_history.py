@@ -175,6 +175,12 @@ def test_stale_exit_codes(h):
     h.check(r.returncode == 0 and 'fresh billing b' in r.stdout, r.stdout + r.stderr)
     r = h.engine('history', '--state-dir', st, '--stale', '45d', '--runbook', 'ledger')
     h.check(r.returncode == 0, r.stdout + r.stderr)
+    # reading writes nothing where no run was recorded
+    r = h.engine('history', '--state-dir', h.tmp / 'empty', '--stale', '1d')
+    h.check(r.returncode == 4 and 'no run recorded' in r.stdout and not (h.tmp / 'empty').exists(),
+            r.stdout + r.stderr)
+    r = h.engine('history', '--state-dir', st, 'extra')
+    h.check(r.returncode == 2 and "history takes no arguments, got 'extra'" in r.stderr, r.stderr)
     r = h.engine('history', '--state-dir', st, '--stale', 'soon')
     h.check(r.returncode == 2 and '--stale needs a duration' in r.stderr, r.stderr)
 
