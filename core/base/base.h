@@ -45,6 +45,9 @@ void eng__buf_add(eng__buf *b, const void *p, size_t n);
 void eng__buf_adds(eng__buf *b, const char *s);
 void eng__buf_addf(eng__buf *b, const char *fmt, ...) ENG_PRINTF(2, 3);
 void eng__buf_vaddf(eng__buf *b, const char *fmt, va_list ap);
+/* Text escaped for XML and HTML (<, >, &, "; other control characters
+ * than newline and tab as '?'). s may be NULL. */
+void eng__buf_add_xml(eng__buf *b, const char *s);
 char *eng__buf_steal(eng__buf *b); /* returns "" (malloc'd) when empty */
 void eng__buf_free(eng__buf *b);
 

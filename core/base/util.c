@@ -93,6 +93,20 @@ void eng__buf_addf(eng__buf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+void eng__buf_add_xml(eng__buf *b, const char *s) {
+  for (; s && *s; s++) {
+    switch (*s) {
+    case '<': eng__buf_adds(b, "&lt;"); break;
+    case '>': eng__buf_adds(b, "&gt;"); break;
+    case '&': eng__buf_adds(b, "&amp;"); break;
+    case '"': eng__buf_adds(b, "&quot;"); break;
+    default:
+      if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') eng__buf_adds(b, "?");
+      else eng__buf_add(b, s, 1);
+    }
+  }
+}
+
 char *eng__buf_steal(eng__buf *b) {
   char *s = b->data ? b->data : eng__xstrdup("");
   b->data = NULL;

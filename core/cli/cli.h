@@ -36,6 +36,13 @@ typedef struct cli {
   const char *out;        /* schema --out FILE */
   bool inventory;         /* schema --inventory */
   bool keys;              /* schema --keys */
+  const char *runbook;    /* history --runbook NAME */
+  int64_t since_ms;       /* history --since (ms since the epoch; 0: all) */
+  const char *format;     /* history --format table|json|csv */
+  int64_t stale_ms;       /* history --stale DURATION (0: not asked) */
+  const char *metrics_file; /* run --metrics-file PATH */
+  const char *pushgateway;  /* run --pushgateway URL */
+  const char *html;         /* report --html OUT.html */
 } cli;
 
 /* ---- common.c ---------------------------------------------------------------- */
@@ -114,6 +121,31 @@ char *cli_run_lock_of(eng__state *st, const char *id);
 int cli_take_lock(cli *c, eng__state *st, const char *name, const char *id,
                      eng__lock **lock);
 
+/* ---- history.c: the run index at the end of a run ----------------------- */
+
+/* A run starting (id, runbook rb, lock name or NULL): its first record. */
+void cli_index_start(cli *c, eng__state *st, const eng__runbook *rb,
+                     const char *id, const char *lock);
+/* A run that ended with exit `code`: its record from its report.json,
+ * checked against the previous successful run of the same runbook and
+ * lock (the regression SLOs: a violation makes the exit 4, said on stderr
+ * and in report.json); a cleanup's record updates its run's counts.
+ * Returns the exit code. */
+int cli_index_end(cli *c, eng__state *st, const eng__runbook *rb,
+                  const char *id, const char *lock, int code);
+/* --since: a duration back from now (30d) or a timestamp. */
+int cli_history_since(cli *c, const char *text);
+/* Every record of the state directory's index (runs recorded before it
+ * are indexed on the first reading), NULL when said on stderr. */
+json_t *cli_index_records(cli *c, eng__state *st);
+
+/* ---- metrics.c: Prometheus metrics after a run ------------------------- */
+
+/* --metrics-file and --pushgateway: the metrics of rb's runs under lock
+ * (NULL: none) from the run index; a failure is said on stderr. */
+void cli_metrics_publish(cli *c, eng__state *st, const eng__runbook *rb,
+                         const char *lock);
+
 /* ---- the commands: cmd_NAME.c, each returns the exit code ------------------- */
 
 int cmd_run(cli *c, bool plan);
@@ -125,6 +157,10 @@ int cmd_schema(cli *c);
 int cmd_docs(cli *c);
 int cmd_audit(cli *c);
 int cmd_runs(cli *c);
+int cmd_history(cli *c);
+/* Whether rec is one of the runs --runbook, --lock and --since select. */
+bool cli_history_wanted(const cli *c, const json_t *rec);
+int cmd_report(cli *c);
 int cmd_cleanup(cli *c);
 /* `engine fleet render`: its own few options, parsed here. */
 int cmd_fleet(int argc, char **argv);

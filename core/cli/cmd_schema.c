@@ -284,6 +284,15 @@ static json_t *runbook_schema(void) {
   json_t *slo = json_object();
   add(slo, "rto", schema_duration(false), "Recovery time objective.");
   add(slo, "rpo", schema_duration(false), "Recovery point objective.");
+  add(slo, "rows_drop", json_pack("{s:[s,s], s:s}", "type", "string", "number", "pattern",
+                                   "^[0-9]+(\\.[0-9]+)?%?$"),
+      "Restored rows may drop by at most this percentage since the previous successful run.");
+  add(slo, "backup_size_drop", json_pack("{s:[s,s], s:s}", "type", "string", "number", "pattern",
+                                          "^[0-9]+(\\.[0-9]+)?%?$"),
+      "The backup may shrink by at most this percentage since the previous successful run.");
+  add(slo, "rto_growth", json_pack("{s:[s,s], s:s}", "type", "string", "number", "pattern",
+                                    "^[0-9]+(\\.[0-9]+)?x?$"),
+      "The RTO may grow to at most this factor of the previous successful run's.");
   add(slo, "backup_time", json_pack("{s:[s,s]}", "type", "string", "number"),
       "When the restored backup was taken (a timestamp or a template).");
   add(slo, "recovery_point", json_pack("{s:[s,s]}", "type", "string", "number"),

@@ -37,6 +37,8 @@ static const char usage_text[] =
     "  audit show FILE|URL|ID     print an audit log as a readable timeline\n"
     "  cleanup RUN_ID             remove a run's leftovers (--dry-run lists)\n"
     "  runs                       list recorded runs with status\n"
+    "  history                    drills over time, with changes and freshness\n"
+    "  report --html OUT.html     the drills over time as one HTML page\n"
     "  version                    print the version\n"
     "  fleet render INVENTORY     Kubernetes manifests for many databases\n"
     "  lint-migrations DIR        lint migrations (locks, rewrites) for CI\n"
@@ -73,7 +75,14 @@ enum {
   OPT_HEAD,
   OPT_OUT,
   OPT_INVENTORY,
-  OPT_KEYS
+  OPT_KEYS,
+  OPT_RUNBOOK,
+  OPT_SINCE,
+  OPT_FORMAT,
+  OPT_STALE,
+  OPT_METRICS_FILE,
+  OPT_PUSHGATEWAY,
+  OPT_HTML
 };
 
 static const struct option long_opts[] = {
@@ -108,6 +117,13 @@ static const struct option long_opts[] = {
     {"out", required_argument, NULL, OPT_OUT},
     {"inventory", no_argument, NULL, OPT_INVENTORY},
     {"keys", no_argument, NULL, OPT_KEYS},
+    {"runbook", required_argument, NULL, OPT_RUNBOOK},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"stale", required_argument, NULL, OPT_STALE},
+    {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+    {"pushgateway", required_argument, NULL, OPT_PUSHGATEWAY},
+    {"html", required_argument, NULL, OPT_HTML},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -254,6 +270,27 @@ static int apply_option(cli *c, int ch, char **argv) {
   case OPT_OUT: c->out = optarg; break;
   case OPT_INVENTORY: c->inventory = true; break;
   case OPT_KEYS: c->keys = true; break;
+  case OPT_RUNBOOK: c->runbook = optarg; break;
+  case OPT_SINCE: return cli_history_since(c, optarg);
+  case OPT_FORMAT:
+    if (strcmp(optarg, "table") && strcmp(optarg, "json") && strcmp(optarg, "csv"))
+      return cli_usage_error("--format is table, json or csv, not '%s'", optarg);
+    c->format = optarg;
+    break;
+  case OPT_METRICS_FILE: c->metrics_file = optarg; break;
+  case OPT_HTML: c->html = optarg; break;
+  case OPT_PUSHGATEWAY:
+    if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8))
+      return cli_usage_error("--pushgateway needs the Pushgateway's http:// or "
+                             "https:// URL, e.g. http://pushgateway:9091, got "
+                             "'%s'", optarg);
+    c->pushgateway = optarg;
+    break;
+  case OPT_STALE:
+    if (eng__parse_duration(optarg, &c->stale_ms) != 0 || c->stale_ms <= 0)
+      return cli_usage_error("--stale needs a duration such as 35d or 12h, "
+                             "got '%s'", optarg);
+    break;
   case 'h': c->help = true; break;
   case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
   default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
@@ -376,10 +413,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "docs")) code = cmd_docs(&c);
     else if (!strcmp(cmd, "audit")) code = cmd_audit(&c);
     else if (!strcmp(cmd, "runs")) code = cmd_runs(&c);
+    else if (!strcmp(cmd, "history")) code = cmd_history(&c);
+    else if (!strcmp(cmd, "report")) code = cmd_report(&c);
     else if (!strcmp(cmd, "cleanup")) code = cmd_cleanup(&c);
     else {
       static const char *const cmds[] = {"run", "plan", "validate", "plugins",
-                                         "schema", "version", "audit", "runs",
+                                         "schema", "version", "audit", "runs", "history", "report",
                                          "cleanup", "docs", "fleet",
                                          "lint-migrations"};
       const char *hint = eng__suggest(cmd, cmds, sizeof cmds / sizeof *cmds);

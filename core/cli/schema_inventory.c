@@ -100,6 +100,9 @@ static json_t *defaults(void) {
   add(d, "job_ttl", schema_duration(false),
       "How long a finished Job and its pod's logs are kept.");
   pod_keys(d, "defaults");
+  add(d, "pushgateway", schema_typed("string", NULL, "^https?://[^@/]+(/.*)?$",
+                                     "an http:// or https:// URL without credentials"),
+      "The Pushgateway every run pushes its metrics to (--pushgateway).");
   add(d, "time_zone", schema_typed("string", NULL, NULL, NULL),
       "The CronJob's time zone: a tz database name such as Europe/Berlin.");
   add(d, "namespace",

@@ -32,11 +32,12 @@
 
 
 const char *const eng__fleet_image_runbooks[] = {
-    "backup-verify.yaml",      "backup-with-checksum.yaml",
+    "backup-verify.yaml",  "backup-with-checksum.yaml",
     "check-prod-volume.yaml",  "health-check.yaml",
-    "maintenance.yaml",        "managed-restore-test.yaml",
-    "migrate-deploy.yaml",     "recover-from-volume.yaml",
-    "restore-drill.yaml",      "restore-from-s3.yaml",
+    "maintenance.yaml",  "managed-restore-test.yaml",
+    "migrate-deploy.yaml",  "migration-rehearsal.yaml",
+    "pitr-drill.yaml",  "recover-from-volume.yaml",
+    "restore-drill.yaml",  "restore-from-s3.yaml",
     NULL};
 
 /* ---- checks of single values ------------------------------------------- */
@@ -258,13 +259,35 @@ static bool secret_name_key(reader *r, const eng__node *v, const char *key,
   return true;
 }
 
+/* defaults.pushgateway: an http(s) URL without a password (it is written
+ * into the CronJob's arguments, which are no secret). */
+static bool pushgateway_key(reader *r, const eng__node *v,
+                            fleet_defaults *def) {
+  const char *s = scalar(r, v, "pushgateway", "defaults");
+  if (!s) return false;
+  const char *host = !strncmp(s, "http://", 7) ? s + 7
+                     : !strncmp(s, "https://", 8) ? s + 8 : NULL;
+  const char *at = host ? strchr(host, '@') : NULL;
+  if (!host || !host[0] || host[0] == '/' || (at && !memchr(host, '/', (size_t)(at - host)))) {
+    eng__diag_error(r->d, r->file, v->line, v->col,
+                    "defaults: 'pushgateway' must be the Pushgateway's "
+                    "http:// or https:// URL without credentials (they "
+                    "would be in the CronJob's arguments), e.g. "
+                    "http://pushgateway.monitoring:9091");
+    return false;
+  }
+  def->pushgateway = s;
+  return true;
+}
+
 static const char *const top_keys[] = {"databases", "defaults", NULL};
 static const char *const default_keys[] = {
     "image",           "image_pull_policy", "state",         "time_zone",
     "namespace",       "aws_secret",        "slack_secret",  "audit_secret",
     "grace",           "active_deadline",   "starting_deadline",
     "job_ttl",         "backoff_limit",     "spread",        "env",
-    "jobs",            "resources",         "scratch_size",  NULL};
+    "jobs",            "resources",         "scratch_size",  "pushgateway",
+    NULL};
 static const char *const db_keys[] = {
     "name", "url_secret", "schedule",          "runbook", "params", "env",
     "approve", "allow_destructive", "lock", "grace",  "jobs",   "resources",
@@ -607,6 +630,8 @@ static bool read_defaults(reader *r, const eng__node *m, fleet_defaults *def,
       ok &= number_key(r, v, k, "defaults", 0, 59, &def->spread);
     } else if (!strcmp(k, "image_pull_policy")) {
       ok &= pull_policy_key(r, v, def);
+    } else if (!strcmp(k, "pushgateway")) {
+      ok &= pushgateway_key(r, v, def);
     } else if (is_pod_key(k)) {
       ok &= pod_key(r, k, v, "defaults", &def->pod);
     }

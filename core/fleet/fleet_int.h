@@ -49,6 +49,7 @@ typedef struct fleet_db {
 typedef struct fleet_defaults {
   const char *image, *pull_policy, *state, *time_zone, *namespace;
   const char *aws_secret, *slack_secret, *audit_secret;
+  const char *pushgateway; /* --pushgateway of every run, or NULL */
   int64_t active_deadline_ms, starting_deadline_ms, job_ttl_ms;
   long backoff_limit, spread;
   fleet_pod pod;

@@ -80,6 +80,7 @@ static json_t *run_args(const eng__fleet *f, const fleet_db *db) {
     add_arg(args, "--jobs", jobs);
   }
   if (db->allow_destructive) add_arg(args, "--allow-destructive", NULL);
+  if (f->def.pushgateway) add_arg(args, "--pushgateway", f->def.pushgateway);
   for (size_t i = 0; db->approve && i < db->approve->n; i++)
     add_arg(args, "--approve", db->approve->vals[i]->str);
   for (size_t i = 0; db->params && i < db->params->n; i++) {

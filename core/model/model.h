@@ -84,6 +84,10 @@ typedef struct eng__runbook {
    * the recovered step ended); the step whose start starts the RTO clock
    * (default: the run's start). NULL when not given. */
   eng__node *slo_recovery_point, *slo_recovery_target, *slo_rto_from;
+  /* regressions against the previous successful run of the same runbook
+   * and lock (-1: none): restored rows and backup size may drop by at most
+   * these percentages, the RTO grow by at most this factor */
+  double slo_rows_drop_pct, slo_backup_drop_pct, slo_rto_growth;
   eng__node *lock; /* `lock:` (a template), or NULL */
   eng__node *drill; /* `drill:` (true/false or a template), or NULL */
   eng__node *guards;

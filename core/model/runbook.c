@@ -35,7 +35,8 @@ static const char *const retry_keys[] = {"attempts", "delay", "backoff",
                                          "max_delay", NULL};
 static const char *const slo_keys[] = {"rto", "rpo", "backup_time",
                                        "recovery_point", "recovery_target",
-                                       "rto_from", NULL};
+                                       "rto_from", "rows_drop",
+                                       "backup_size_drop", "rto_growth", NULL};
 static const char *const defaults_keys[] = {"timeout", "retry", NULL};
 static const char *const guard_keys[] = {
     "protected_databases", "protected_volumes", "protected_buckets",
@@ -145,6 +146,23 @@ static int parse_duration(loader *ld, const eng__node *n, const char *what,
     return -1;
   }
   return 0;
+}
+
+/* A number from min to max, optionally followed by `unit` ("10%",
+ * "1.5x"); else an error that shows `example` as the fix. */
+static void parse_number(loader *ld, const eng__node *n, const char *what,
+                         char unit, double min, double max,
+                         const char *example, double *out) {
+  if (!want(ld, n, ENG__N_SCALAR, what)) return;
+  char *end;
+  double v = strtod(n->str, &end);
+  if (*end == unit) end++;
+  if (end == n->str || *end || !(v >= min && v <= max)) {
+    ERR(ld, n, "%s: '%s' is not a %s: write a number from %g to %g, e.g. %s",
+        what, n->str, unit == '%' ? "percentage" : "factor", min, max, example);
+    return;
+  }
+  *out = v;
 }
 
 static int parse_retry(loader *ld, const eng__node *n, eng__retry *r,
@@ -731,6 +749,7 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
                   : eng__xstrdup(".");
   rb->root = root;
   rb->slo_rto_ms = rb->slo_rpo_ms = -1;
+  rb->slo_rows_drop_pct = rb->slo_backup_drop_pct = rb->slo_rto_growth = -1;
   rb->default_timeout_ms = 0;
   rb->default_retry = (eng__retry){1, 0, 1.0, 0};
   loader ld = {rb, d, file};
@@ -770,6 +789,15 @@ eng__runbook *eng__runbook_parse(const char *file, const char *text,
       parse_duration(&ld, x, "slo.rto", &rb->slo_rto_ms);
     if ((x = eng__node_get(v, "rpo")))
       parse_duration(&ld, x, "slo.rpo", &rb->slo_rpo_ms);
+    if ((x = eng__node_get(v, "rows_drop")))
+      parse_number(&ld, x, "slo.rows_drop", '%', 0, 100, "10%", &rb->slo_rows_drop_pct);
+    if ((x = eng__node_get(v, "backup_size_drop")))
+      parse_number(&ld, x, "slo.backup_size_drop", '%', 0, 100, "20%",
+                   &rb->slo_backup_drop_pct);
+    if ((x = eng__node_get(v, "rto_growth")))
+      parse_number(&ld, x, "slo.rto_growth", 'x', 1, 1000,
+                   "1.5 (the RTO may grow to 1.5 times the previous one)",
+                   &rb->slo_rto_growth);
     if ((x = eng__node_get(v, "backup_time")) &&
         want(&ld, x, ENG__N_SCALAR, "slo.backup_time")) {
       rb->slo_backup_time = x;

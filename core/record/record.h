@@ -112,4 +112,55 @@ typedef enum eng__clean_what {
 char *eng__cleanup_runbook(const char *run_dir, eng__clean_what what,
                            size_t *count);
 
+/* ---- index.c: the run index's records (state/index.c stores them) ----- */
+
+/* The longest run id a record may name. */
+#define ENG__INDEX_ID_MAX 64
+bool eng__index_id_ok(const char *id);
+/* A run's record from its report.json (new; NULL without a run id): run
+ * id, runbook name and file, start and end, outcome and exit code,
+ * duration, RTO, RPO, restore time and targets, backup and its size, rows
+ * and tables restored, failed and warned checks, each step's duration and
+ * the regressions found. The caller adds lock, host, kept, leftovers. */
+json_t *eng__index_record(const json_t *report);
+/* The records of one segment (JSON lines) merged into runs (run id ->
+ * record; a later record of a run updates its fields). A line that is not
+ * a record is skipped, said on warn (when not NULL) with name and line.
+ * Returns the lines skipped. */
+size_t eng__index_parse(const char *data, size_t len, const char *name,
+                        json_t *runs, FILE *warn);
+/* The records of runs, newest first (a new array of the same objects). */
+json_t *eng__index_sorted(const json_t *runs);
+/* Same runbook and same lock (none counts as one). */
+bool eng__index_same_group(const json_t *a, const json_t *b);
+bool eng__index_ok(const json_t *rec);
+/* The latest successful run of rec's runbook and lock started before rec,
+ * in sorted (newest first), or NULL. */
+const json_t *eng__index_previous_ok(const json_t *sorted, const json_t *rec);
+/* Limits of the regression SLOs; < 0: none. */
+typedef struct eng__index_limits {
+  double rows_drop_pct, backup_drop_pct, rto_growth;
+} eng__index_limits;
+/* rec against prev: [{figure, previous_run, previous, current, limit}]
+ * for each limit exceeded (a new array, empty when none). */
+json_t *eng__index_regressions(const json_t *rec, const json_t *prev,
+                               const eng__index_limits *lim);
+
+/* ---- metrics.c: the index as Prometheus metrics (docs/monitoring.md) ---- */
+
+/* The text exposition of the runs of runbook under lock (NULL or "": none)
+ * among sorted (newest first): last success, last run, its figures, runs
+ * by result, step durations. group_labels: runbook and lock as labels
+ * (a push names them in its URL instead). Caller frees. */
+char *eng__metrics_text(const json_t *sorted, const char *runbook,
+                        const char *lock, bool group_labels);
+
+/* ---- html.c: `engine report --html` ------------------------------------ */
+
+/* One self-contained HTML page (no script, no external asset): groups
+ * maps "RUNBOOK\nLOCK" to its runs oldest first; evidence maps the same
+ * keys to the latest run's evidence.md (may be absent). Caller frees. */
+char *eng__report_html(const json_t *groups, const json_t *evidence,
+                       const char *generated_at);
+
 #endif /* ENGINE_RECORD_H */

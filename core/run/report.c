@@ -126,6 +126,8 @@ static json_t *items_json(const eng__run *r, const eng__step *s,
   return items;
 }
 
+static json_t *figures(eng__run *r);
+
 json_t *eng__report_json(eng__run *r) {
   eng__runbook *rb = r->rb;
   char t1[40], t2[40];
@@ -177,6 +179,7 @@ json_t *eng__report_json(eng__run *r) {
   eng__redact_json(r->redact, guards);
   json_object_set_new(rep, "guards", guards);
   json_object_set_new(rep, "resources", resources(r));
+  json_object_set_new(rep, "figures", figures(r));
   if (r->refused_before_start) /* by what was known then: no main step ran */
     json_object_set_new(rep, "refused_before_start", json_deep_copy(r->refused_before_start));
   return rep;
@@ -193,34 +196,20 @@ static int write_json(const char *path, json_t *v) {
 
 /* ---- JUnit XML ------------------------------------------------------------ */
 
-static void xml_esc(eng__buf *b, const char *s) {
-  for (; s && *s; s++) {
-    switch (*s) {
-    case '<': eng__buf_adds(b, "&lt;"); break;
-    case '>': eng__buf_adds(b, "&gt;"); break;
-    case '&': eng__buf_adds(b, "&amp;"); break;
-    case '"': eng__buf_adds(b, "&quot;"); break;
-    default:
-      if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') eng__buf_adds(b, "?");
-      else eng__buf_add(b, s, 1);
-    }
-  }
-}
-
 static void junit_open(eng__buf *b, const char *suite, const char *cls,
                        const char *name, double secs) {
   eng__buf_adds(b, "    <testcase classname=\"");
-  xml_esc(b, suite);
+  eng__buf_add_xml(b, suite);
   eng__buf_adds(b, cls);
   eng__buf_adds(b, "\" name=\"");
-  xml_esc(b, name);
+  eng__buf_add_xml(b, name);
   eng__buf_addf(b, "\" time=\"%.3f\">", secs);
 }
 
 static void junit_out(eng__buf *b, const char *prefix, const char *text) {
   eng__buf_adds(b, "<system-out>");
-  xml_esc(b, prefix);
-  xml_esc(b, text);
+  eng__buf_add_xml(b, prefix);
+  eng__buf_add_xml(b, text);
   eng__buf_adds(b, "</system-out>");
 }
 
@@ -251,7 +240,7 @@ static void junit_slo(eng__run *r, eng__buf *cases, int *tests, int *failures) {
     } else {
       (*failures)++;
       eng__buf_adds(cases, "<failure type=\"slo\" message=\"");
-      xml_esc(cases, line);
+      eng__buf_add_xml(cases, line);
       eng__buf_adds(cases, "\"/>");
     }
     free(line);
@@ -287,9 +276,9 @@ static void junit_case(eng__buf *cases, const eng__run *r, const eng__step *s,
              !(st->status == ENG__S_FAILED && st->check_ran && !st->check_ok)) {
     n->failures++;
     eng__buf_addf(cases, "<failure type=\"%s\" message=\"", eng__status_name(st->status));
-    xml_esc(cases, st->error ? st->error : eng__status_name(st->status));
+    eng__buf_add_xml(cases, st->error ? st->error : eng__status_name(st->status));
     eng__buf_adds(cases, "\">");
-    xml_esc(cases, st->error ? st->error : "");
+    eng__buf_add_xml(cases, st->error ? st->error : "");
     eng__buf_adds(cases, "</failure>");
   }
   eng__buf_adds(cases, "</testcase>\n");
@@ -304,7 +293,7 @@ static void junit_case(eng__buf *cases, const eng__run *r, const eng__step *s,
   } else if (!st->check_ok && !cont) {
     n->failures++;
     eng__buf_adds(cases, "<failure type=\"check\" message=\"");
-    xml_esc(cases, st->check_error ? st->check_error : "check failed");
+    eng__buf_add_xml(cases, st->check_error ? st->check_error : "check failed");
     eng__buf_adds(cases, "\"/>");
   } else if (!st->check_ok) {
     junit_out(cases, "failed (continued): ", st->check_error ? st->check_error : "");
@@ -341,7 +330,7 @@ static char *junit_xml(eng__run *r) {
   char t[40];
   eng__buf b = {0};
   eng__buf_adds(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"");
-  xml_esc(&b, rb->name);
+  eng__buf_add_xml(&b, rb->name);
   eng__buf_addf(&b, "\" id=\"%s\" tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" "
                     "time=\"%.3f\" timestamp=\"%s\">\n",
                 r->id, tests, failures, skipped,
@@ -463,6 +452,34 @@ static bool find_backup(eng__run *r, backup_info *b) {
     return true;
   }
   return false;
+}
+
+/* The figures a drill is trended by (the run index): the backup it
+ * restored and its size, and the rows and tables it found restored - the
+ * first step whose outputs count rows (postgres.counts: total,
+ * table_count), else the restore's table count. */
+static json_t *figures(eng__run *r) {
+  json_t *fig = json_object();
+  backup_info bk;
+  if (find_backup(r, &bk)) {
+    if (bk.name) json_object_set_new(fig, "backup", json_string(bk.name));
+    if (bk.bytes > 0) json_object_set_new(fig, "backup_bytes", json_integer(bk.bytes));
+  }
+  for (size_t i = 0; i < r->rb->n_main; i++) {
+    const json_t *o = r->st[i].outputs;
+    const json_t *total = json_object_get(o, "total"), *tc = json_object_get(o, "table_count");
+    if (!json_is_integer(total) || !json_is_integer(tc)) continue;
+    json_object_set_new(fig, "rows", json_integer(json_integer_value(total)));
+    json_object_set_new(fig, "tables", json_integer(json_integer_value(tc)));
+    break;
+  }
+  for (size_t i = 0; i < r->rb->n_main && !json_object_get(fig, "tables"); i++) {
+    const json_t *t = json_object_get(r->st[i].outputs, "tables");
+    if (is_restore(&r->rb->steps[i]) && json_is_integer(t))
+      json_object_set_new(fig, "tables", json_integer(json_integer_value(t)));
+  }
+  eng__redact_json(r->redact, fig);
+  return fig;
 }
 
 /* ---- the run so far (host->run_state) ------------------------------------- */

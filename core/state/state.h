@@ -114,4 +114,18 @@ void eng__lock_release(eng__lock *l);
 const char *eng__lock_name(const eng__lock *l);
 int64_t eng__lock_ttl(const eng__lock *l);
 
+/* ---- index.c: the run index (docs/state.md) ----------------------------- */
+
+/* Append records (a JSON array, one per line) to the index: three
+ * requests to a store. 0 or -1 with err. */
+int eng__index_append(eng__state *st, const json_t *recs, char *err,
+                      size_t errlen);
+/* Every record of the index, merged by run id (run id -> record; see
+ * eng__index_parse; damaged lines said on warn). *backfilled: the runs
+ * from before the index were indexed. NULL with err. */
+json_t *eng__index_read(eng__state *st, bool *backfilled, FILE *warn,
+                        char *err, size_t errlen);
+/* Record that the runs from before the index are in it. 0 or -1. */
+int eng__index_mark_backfilled(eng__state *st, char *err, size_t errlen);
+
 #endif /* ENGINE_STATE_H */

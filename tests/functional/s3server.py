@@ -189,6 +189,12 @@ class S3Server:
         except OSError:
             return ''
 
+    def log_text_all(self):
+        """moto's whole access log: one line per request (counted by tests)."""
+        self.log.flush()
+        with open(os.path.join(self.dir, 'moto.log')) as f:
+            return f.read()
+
     def stop(self):
         if self.proc is not None:
             if self.proc.poll() is None:
