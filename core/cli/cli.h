@@ -126,13 +126,15 @@ int cli_take_lock(cli *c, eng__state *st, const char *name, const char *id,
 /* A run starting (id, runbook rb, lock name or NULL): its first record. */
 void cli_index_start(cli *c, eng__state *st, const eng__runbook *rb,
                      const char *id, const char *lock);
-/* A run that ended with exit `code`: its record from its report.json,
- * checked against the previous successful run of the same runbook and
- * lock (the regression SLOs: a violation makes the exit 4, said on stderr
- * and in report.json); a cleanup's record updates its run's counts.
- * Returns the exit code. */
-int cli_index_end(cli *c, eng__state *st, const eng__runbook *rb,
-                  const char *id, const char *lock, int code);
+/* The index record of the previous successful run of rb under lock, when
+ * rb has regression SLOs (the run checks its figures against it before
+ * its reports are written: a violation is exit 4), else NULL. */
+json_t *cli_index_previous_ok(cli *c, eng__state *st, const eng__runbook *rb,
+                              const char *id, const char *lock);
+/* A run that ended with exit `code`: its record from its report.json; a
+ * cleanup's record updates its run's counts. Returns the exit code. */
+int cli_index_end(cli *c, eng__state *st, const char *id, const char *lock,
+                  int code);
 /* --since: a duration back from now (30d) or a timestamp. */
 int cli_history_since(cli *c, const char *text);
 /* Every record of the state directory's index (runs recorded before it

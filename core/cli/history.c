@@ -64,53 +64,25 @@ static bool has_limits(const eng__runbook *rb) {
          rb->slo_rto_growth >= 0;
 }
 
-/* The regressions of rec against the previous successful run of its
- * runbook and lock (a new array; empty when none or no limits). */
-static json_t *regressions_of(cli *c, eng__state *st, const eng__runbook *rb,
-                              const json_t *rec) {
-  if (!has_limits(rb) || !eng__index_ok(rec)) return json_array();
+json_t *cli_index_previous_ok(cli *c, eng__state *st, const eng__runbook *rb,
+                              const char *id, const char *lock) {
+  if (!has_limits(rb) || c->o.plan_only || c->o.cleanup_run) return NULL;
   json_t *runs = cli_index_records(c, st);
-  if (!runs) return json_array();
+  if (!runs) return NULL;
   json_t *sorted = eng__index_sorted(runs);
-  const json_t *prev = eng__index_previous_ok(sorted, rec);
-  eng__index_limits lim = {rb->slo_rows_drop_pct, rb->slo_backup_drop_pct,
-                           rb->slo_rto_growth};
-  json_t *out = prev ? eng__index_regressions(rec, prev, &lim) : json_array();
+  char t[40];
+  json_t *rec = json_pack("{s:s, s:s, s:s}", "run_id", id, "runbook", rb->name ? rb->name : "",
+                          "started_at", eng__fmt_time(eng__now_ms(), t, sizeof t));
+  if (lock) json_object_set_new(rec, "lock", json_string(lock));
+  json_t *prev = json_incref((json_t *)eng__index_previous_ok(sorted, rec));
+  json_decref(rec);
   json_decref(sorted);
   json_decref(runs);
-  return out;
+  return prev;
 }
 
-static const char *figure_name(const char *f) {
-  return !strcmp(f, "rows") ? "restored rows"
-         : !strcmp(f, "backup_bytes") ? "backup size (bytes)"
-                                      : "RTO (ms)";
-}
-
-/* A regression: said, and written into the report files. */
-static void mark_regressed(cli *c, const char *report_path, json_t *report,
-                           const json_t *regs) {
-  size_t i;
-  json_t *g;
-  json_array_foreach(regs, i, g)
-    fprintf(stderr, "engine: SLO missed: %s fell from %lld in run %s to %lld "
-                    "(the SLO allows %s)\n",
-            figure_name(json_string_value(json_object_get(g, "figure"))),
-            (long long)json_integer_value(json_object_get(g, "previous")),
-            json_string_value(json_object_get(g, "previous_run")),
-            (long long)json_integer_value(json_object_get(g, "current")),
-            json_string_value(json_object_get(g, "limit")));
-  json_object_set_new(report, "status", json_string("slo_missed"));
-  json_object_set_new(report, "exit_code", json_integer(ENG_EXIT_SLO));
-  json_object_set(report, "regressions", (json_t *)regs);
-  int flags = JSON_INDENT(2) | JSON_SORT_KEYS;
-  if (json_dump_file(report, report_path, flags) != 0 ||
-      (c->o.report && json_dump_file(report, c->o.report, flags) != 0))
-    fprintf(stderr, "engine: cannot write the report with its regressions\n");
-}
-
-int cli_index_end(cli *c, eng__state *st, const eng__runbook *rb,
-                  const char *id, const char *lock, int code) {
+int cli_index_end(cli *c, eng__state *st, const char *id, const char *lock,
+                  int code) {
   if (c->o.plan_only) return code;
   if (c->o.cleanup_run) {
     json_t *rec = json_pack("{s:s}", "run_id", id);
@@ -125,15 +97,6 @@ int cli_index_end(cli *c, eng__state *st, const eng__runbook *rb,
     if (lock) json_object_set_new(rec, "lock", json_string(lock));
     set_host(rec);
     set_counts(rec, c->o.state_dir, id);
-    json_t *regs = regressions_of(c, st, rb, rec);
-    if (json_array_size(regs)) {
-      mark_regressed(c, path, report, regs);
-      json_object_set_new(rec, "outcome", json_string("slo_missed"));
-      json_object_set_new(rec, "exit_code", json_integer(ENG_EXIT_SLO));
-      json_object_set(rec, "regressions", regs);
-      if (code == ENG_EXIT_OK) code = ENG_EXIT_SLO;
-    }
-    json_decref(regs);
     append(st, rec);
   }
   json_decref(report);

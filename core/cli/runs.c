@@ -368,9 +368,12 @@ static int run_in_state(cli *c, eng__state *st, eng__runbook *rb,
   c->o.on_boundary = eng__state_sync_kick;
   c->o.boundary_ud = sync;
   if (!reuse) cli_index_start(c, st, rb, id, name);
+  json_t *prev = cli_index_previous_ok(c, st, rb, id, name);
+  c->o.previous_ok = prev;
   code = eng__run_main(rb, L, &c->o);
   c->o = saved;
-  code = cli_index_end(c, st, rb, id, name, code);
+  json_decref(prev);
+  code = cli_index_end(c, st, id, name, code);
   cli_metrics_publish(c, st, rb, name);
   int synced = eng__state_sync_stop(sync, err, sizeof err);
   if (synced != 0) {

@@ -65,6 +65,36 @@ static int open_audit(eng__run *r, eng__diags *d) {
   return 0;
 }
 
+/* The regression SLOs: this run's figures (as its index record will hold
+ * them) against the previous successful run's; each one missed is said. */
+static void check_regressions(eng__run *r) {
+  const eng__runbook *rb = r->rb;
+  const json_t *prev = r->opts->previous_ok;
+  if (!prev || (rb->slo_rows_drop_pct < 0 && rb->slo_backup_drop_pct < 0 &&
+                rb->slo_rto_growth < 0))
+    return;
+  json_t *rep = eng__report_json(r);
+  json_t *rec = eng__index_record(rep);
+  json_decref(rep);
+  if (!rec) return;
+  eng__index_limits lim = {rb->slo_rows_drop_pct, rb->slo_backup_drop_pct,
+                           rb->slo_rto_growth};
+  json_t *regs = eng__index_regressions(rec, prev, &lim);
+  json_decref(rec);
+  if (!json_array_size(regs)) {
+    json_decref(regs);
+    return;
+  }
+  size_t i;
+  json_t *g;
+  json_array_foreach(regs, i, g) {
+    char *line = eng__index_regression_text(g);
+    fprintf(stderr, "engine: SLO missed: %s\n", line);
+    free(line);
+  }
+  r->regressions = regs;
+}
+
 /* The DAG is done: the outcome, recorded and shown. */
 static void on_end(eng__run *r) {
   eng__runbook *rb = r->rb;
@@ -78,11 +108,12 @@ static void on_end(eng__run *r) {
       failed = true;
   }
   eng__slo_measure(r, r->ended_ms);
+  check_regressions(r);
   if (r->interrupted) r->exit_code = ENG_EXIT_INTERRUPTED;
   else if (r->refused) r->exit_code = ENG_EXIT_REFUSED;
   else if (failed || r->audit_broken || r->journal_broken || r->temporary_left)
     r->exit_code = ENG_EXIT_FAILED;
-  else if (!r->rto_met || !r->rpo_met) r->exit_code = ENG_EXIT_SLO;
+  else if (!r->rto_met || !r->rpo_met || r->regressions) r->exit_code = ENG_EXIT_SLO;
   else r->exit_code = ENG_EXIT_OK;
   eng__run_set_status(r, r->exit_code == 0 ? "ok" : "failed");
   json_t *end = json_pack("{s:i, s:s, s:I}", "exit_code", r->exit_code,
@@ -92,6 +123,7 @@ static void on_end(eng__run *r) {
   if (rb->slo_rto_ms >= 0)
     json_object_set_new(end, "rto_ms", r->rto_ms >= 0 ? json_integer(r->rto_ms) : json_null());
   if (r->rpo_ms >= 0) json_object_set_new(end, "rpo_ms", json_integer(r->rpo_ms));
+  if (r->regressions) json_object_set(end, "regressions", r->regressions);
   if (r->audit) {
     /* the head covers every record before run.end */
     json_object_set_new(end, "head", json_string(eng__audit_head(r->audit)));

@@ -248,6 +248,18 @@ static bool both(const json_t *rec, const json_t *prev, const char *key,
   return *was > 0;
 }
 
+char *eng__index_regression_text(const json_t *g) {
+  const char *f = json_string_value(json_object_get(g, "figure"));
+  const char *name = !f ? "?" : !strcmp(f, "rows") ? "restored rows"
+                     : !strcmp(f, "backup_bytes") ? "backup size (bytes)"
+                                                  : "RTO (ms)";
+  return eng__asprintf("%s fell from %lld in run %s to %lld (the SLO allows %s)", name,
+                       (long long)json_integer_value(json_object_get(g, "previous")),
+                       json_string_value(json_object_get(g, "previous_run")),
+                       (long long)json_integer_value(json_object_get(g, "current")),
+                       json_string_value(json_object_get(g, "limit")));
+}
+
 json_t *eng__index_regressions(const json_t *rec, const json_t *prev,
                                const eng__index_limits *lim) {
   json_t *out = json_array();

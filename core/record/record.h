@@ -145,6 +145,9 @@ typedef struct eng__index_limits {
  * for each limit exceeded (a new array, empty when none). */
 json_t *eng__index_regressions(const json_t *rec, const json_t *prev,
                                const eng__index_limits *lim);
+/* One of those in words: "restored rows fell from 1000 in run ID to 600
+ * (the SLO allows a drop of at most 30%)" (malloc'd). */
+char *eng__index_regression_text(const json_t *regression);
 
 /* ---- metrics.c: the index as Prometheus metrics (docs/monitoring.md) ---- */
 

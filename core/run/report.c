@@ -180,6 +180,7 @@ json_t *eng__report_json(eng__run *r) {
   json_object_set_new(rep, "guards", guards);
   json_object_set_new(rep, "resources", resources(r));
   json_object_set_new(rep, "figures", figures(r));
+  if (r->regressions) json_object_set(rep, "regressions", r->regressions);
   if (r->refused_before_start) /* by what was known then: no main step ran */
     json_object_set_new(rep, "refused_before_start", json_deep_copy(r->refused_before_start));
   return rep;
@@ -245,6 +246,19 @@ static void junit_slo(eng__run *r, eng__buf *cases, int *tests, int *failures) {
     }
     free(line);
     eng__buf_adds(cases, "</testcase>\n");
+  }
+  size_t i;
+  json_t *g;
+  json_array_foreach(r->regressions, i, g) {
+    (*tests)++;
+    (*failures)++;
+    const char *figure = json_string_value(json_object_get(g, "figure"));
+    junit_open(cases, rb->name, ".slo", figure, 0);
+    char *line = eng__index_regression_text(g);
+    eng__buf_adds(cases, "<failure type=\"slo\" message=\"");
+    eng__buf_add_xml(cases, line);
+    eng__buf_adds(cases, "\"/></testcase>\n");
+    free(line);
   }
 }
 
@@ -505,7 +519,7 @@ static const char *outcome(eng__run *r) {
   if (r->refused) return "refused";
   if (failed || r->audit_broken || r->journal_broken) return "failed";
   if (running) return "running";
-  if (r->slo_measured && (!r->rto_met || !r->rpo_met)) return "slo_missed";
+  if (r->slo_measured && (!r->rto_met || !r->rpo_met || r->regressions)) return "slo_missed";
   return "ok";
 }
 
@@ -683,6 +697,15 @@ static void evidence_metrics(eng__run *r, eng__buf *b) {
   if (r->rto_ms < 0 && r->rto_why && (rb->slo_rto_ms >= 0 || marked))
     eng__buf_addf(b, "\nRTO not measured because %s\n", r->rto_why);
   if (r->rpo_ms < 0 && r->rpo_why) eng__buf_addf(b, "\nRPO unknown because %s\n", r->rpo_why);
+  size_t i;
+  json_t *g;
+  if (json_array_size(r->regressions))
+    eng__buf_adds(b, "\nRegressions since the previous successful run (SLO MISSED):\n\n");
+  json_array_foreach(r->regressions, i, g) {
+    char *line = eng__index_regression_text(g);
+    eng__buf_addf(b, "* %s\n", line);
+    free(line);
+  }
   eng__buf_adds(b,
                 "\nTotal RTO runs from the start of the run to the end of the "
                 "step marked `recovered` (preparation + restore time). "

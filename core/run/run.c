@@ -154,6 +154,7 @@ void eng__run_free(eng__run *r) {
   eng__policy_free(&r->policy);
   free(r->last_refusal);
   free(r->rto_why);
+  json_decref(r->regressions);
   free(r->rpo_why);
   eng__audit_close(r->audit);
   eng__journal_close(&r->journal);

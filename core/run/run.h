@@ -85,6 +85,9 @@ typedef struct eng__run_opts {
   /* called at every step boundary, once the audit log was written */
   void (*on_boundary)(void *ud);
   void *boundary_ud;
+  /* the index record of the previous successful run of this runbook and
+   * lock, for the regression SLOs (slo.rows_drop, ...), or NULL */
+  const json_t *previous_ok;
 } eng__run_opts;
 
 /* The result of one step so far. The scheduler (sched.c) writes it; the
@@ -208,6 +211,9 @@ struct eng__run {
   bool rto_met, rpo_met; /* false when a target is set and the figure is
                             not measured */
   bool slo_measured; /* rto/rpo hold a measurement (from `finally` on) */
+  /* the regression SLOs missed against opts->previous_ok:
+   * [{figure, previous_run, previous, current, limit}], or NULL */
+  json_t *regressions;
   bool drill;        /* the runbook's `drill:` (measured with the SLO) */
   bool drill_said;   /* `drill:` could not be rendered, and it was said */
   /* cleanup registered by actions (at_run_end), run after `finally` */

@@ -309,6 +309,16 @@ def test_rows_dropping_40_percent_exits_4_naming_the_previous_run(h):
             last['regressions'][0]['previous_run'] == first['run_id'], last)
     rep = h.report(st / 'runs' / last['run_id'] / 'report.json')
     h.check(rep['status'] == 'slo_missed' and rep['exit_code'] == 4 and rep['regressions'], rep.get('status'))
+    # every record of the run says it, not only report.json
+    run_dir = st / 'runs' / last['run_id']
+    evidence = (run_dir / 'evidence.md').read_text()
+    h.check('SLO MISSED' in evidence and f"to 600 (the SLO allows" in evidence, evidence)
+    junit = (run_dir / 'junit.xml').read_text()
+    h.check('<failure type="slo"' in junit and 'restored rows fell from 1000' in junit, junit)
+    ends = [json.loads(l) for l in (run_dir / 'audit.jsonl').read_text().splitlines()
+            if '"run.end"' in l]
+    h.check(ends and ends[-1].get('exit_code') == 4 and
+            ends[-1]['regressions'][0]['previous_run'] == first['run_id'], ends[-1:])
     # the HTML report of these runs and fifty generated ones, in Chromium
     lines, _ = gen_records(50, int(time.time()) - 60 * 86400, runbooks=('ledger-drill',))
     lines = [l.replace('"lock": "ledger-drill-db"', '"lock": "drill-history_drill"') for l in lines]
