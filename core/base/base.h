@@ -8,6 +8,7 @@
  *   yaml.c     YAML text into nodes with line and column; JSON out as YAML
  *   convert.c  values into declared types (a parameter's type, values,
  *              range and check)
+ *   retention.c which backups a retention policy keeps
  *
  * Nothing here is part of the plugin SDK (eng__ prefix); plugins include
  * only <engine/plugin.h>.
@@ -101,6 +102,18 @@ char *eng__tmp_path(const char *name, bool unique);
 bool eng__glob(const char *pattern, const char *s);
 /* SHA-256 hex (65 bytes incl. NUL) of a buffer. */
 void eng__sha256_hex(const void *p, size_t n, char out[ENG__SHA256_HEX]);
+
+/* ---- retention.c: which backups a retention policy keeps ------------------ */
+
+/* The time the first date in a file or key name gives (YYYY-MM-DD or
+ * YYYYMMDD, then optionally [T_-]HH[:]MM[[:]SS], UTC), in ms; -1 when the
+ * name holds none. */
+int64_t eng__retention_name_time(const char *name);
+/* host->retention_plan (plugin.h, ABI 1.7): {policy, backups: the
+ * decision on each, in the input's order} or {error}; NULL when the input
+ * is not an array of {name}. */
+json_t *eng__retention_plan(const json_t *backups, const json_t *policy,
+                            int64_t now_ms);
 
 /* ---- diag.c: compiler-style diagnostics ---------------------------------- */
 

@@ -53,6 +53,7 @@ static const eng_host host_table = {
     .sql_classify = eng__sql_classify_json,
     .guard_sql = eng__call_guard_sql,
     .warn = eng__call_warn,
+    .retention_plan = eng__retention_plan,
 };
 
 

@@ -626,6 +626,35 @@ static void evidence_restore(eng__run *r, eng__buf *b) {
   if (!any) eng__buf_adds(b, "- none\n");
 }
 
+/* Evidence: what retention steps pruned (their outputs: policy, pruned
+ * [{url or path, rule}], locked), so a deletion is on the record. */
+static void evidence_pruned(eng__run *r, eng__buf *b) {
+  eng__runbook *rb = r->rb;
+  bool any = false;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    const json_t *o = r->st[i].outputs;
+    const char *policy = json_string_value(json_object_get(o, "policy"));
+    const json_t *pruned = json_object_get(o, "pruned");
+    if (!policy || !json_is_array(pruned)) continue;
+    if (!any) eng__buf_adds(b, "\n## Backups pruned\n\n");
+    any = true;
+    bool dry = json_is_true(json_object_get(o, "dry_run"));
+    eng__buf_addf(b, "- step `%s` (%s%s): %zu pruned, %zu kept, %zu locked\n",
+                  rb->steps[i].id, policy, dry ? ", dry run: nothing deleted" : "",
+                  json_array_size(pruned), json_array_size(json_object_get(o, "kept")),
+                  json_array_size(json_object_get(o, "locked")));
+    size_t k;
+    const json_t *d;
+    json_array_foreach(pruned, k, d) {
+      const char *where = json_string_value(json_object_get(d, "url"));
+      if (!where) where = json_string_value(json_object_get(d, "path"));
+      eng__buf_addf(b, "  - `%s` (%s)\n", where ? where : "?",
+                    json_string_value(json_object_get(d, "time")) ?
+                    json_string_value(json_object_get(d, "time")) : "?");
+    }
+  }
+}
+
 /* Evidence: detection to verification, RTO and RPO against the targets. */
 static void evidence_metrics(eng__run *r, eng__buf *b) {
   eng__runbook *rb = r->rb;
@@ -709,6 +738,7 @@ static char *evidence_md(eng__run *r) {
                 r->exit_code);
   evidence_backup(r, &b);
   evidence_restore(r, &b);
+  evidence_pruned(r, &b);
   eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check | result |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];

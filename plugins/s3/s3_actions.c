@@ -1231,22 +1231,6 @@ const eng_stream_scheme s3_scheme = {
 /* declarations                                                              */
 /* ======================================================================== */
 
-#define P_ENDPOINT                                                             \
-  {                                                                            \
-    .name = "endpoint", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
-    .doc = "S3 endpoint URL for S3-compatible stores (path-style); default "   \
-           "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's "           \
-           "endpoint_url, "                                                    \
-           "else AWS (virtual-host style)"                                     \
-  }
-#define P_REGION                                                               \
-  {                                                                            \
-    .name = "region", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,         \
-    .doc = "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "    \
-           "profile's region, else us-east-1"                                  \
-  }
-#define P_END {0}
-#define O_END {NULL, 0, NULL}
 
 static const eng_param put_params[] = {
     {.name = "file",
@@ -1463,4 +1447,15 @@ const eng_action s3_actions[S3_N_ACTIONS] = {
      .params = abort_params,
      .outputs = abort_outputs,
      .start = ab_start},
+    {.name = "prune",
+     .doc = "retention for an S3 prefix of backups: keep_last, keep_daily, "
+            "keep_weekly, keep_monthly and min_age; never the newest, the "
+            "newest drill-verified or a locked object (docs/retention.md)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = s3_prune_params,
+     .outputs = s3_prune_outputs,
+     .start = s3_prune_start,
+     .classify = s3_prune_classify,
+     .describe = s3_prune_describe},
 };

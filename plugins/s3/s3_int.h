@@ -18,6 +18,7 @@
  *               also used by s3.put);
  *   s3_read.c   the reader (the scheme's read side, also used by s3.get);
  *   s3_actions.c put, get, list, head, delete, abort_upload;
+ *   s3_prune.c  prune: retention of a prefix of backups;
  *   s3_plugin.c the descriptor.
  *
  * Checksum storage: the object's SHA-256 (lowercase hex) lives
@@ -141,6 +142,8 @@ struct s3_req {
   eng_strbuf body;    /* response body (capped) unless a sink took it */
   char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
   char *meta_md5, *checksum_sha256; /* x-amz-meta-md5, x-amz-checksum-sha256 */
+  char *lock_mode, *lock_until; /* x-amz-object-lock-mode, -retain-until-date */
+  char *sse, *sse_kms_key; /* x-amz-server-side-encryption, -aws-kms-key-id */
   int64_t content_length; /* -1 when not given */
   uint64_t delivered;     /* bytes given to the sink */
   int tries;
@@ -252,7 +255,33 @@ extern const eng_stream_scheme s3_scheme;
 extern const eng_store_scheme s3_store_scheme;
 /* Non-zero when libcurl signs SigV4 itself (CURLOPT_AWS_SIGV4, 7.75). */
 int s3_curl_ok(void);
-#define S3_N_ACTIONS 6
+#define S3_N_ACTIONS 7
 extern const eng_action s3_actions[S3_N_ACTIONS];
+
+/* Parameters every action that reaches S3 takes. */
+#define P_ENDPOINT                                                             \
+  {                                                                            \
+    .name = "endpoint", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
+    .doc = "S3 endpoint URL for S3-compatible stores (path-style); default "   \
+           "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's "           \
+           "endpoint_url, "                                                    \
+           "else AWS (virtual-host style)"                                     \
+  }
+#define P_REGION                                                               \
+  {                                                                            \
+    .name = "region", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,         \
+    .doc = "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "    \
+           "profile's region, else us-east-1"                                  \
+  }
+#define P_END {0}
+#define O_END {NULL, 0, NULL}
+
+/* ---- retention (s3_prune.c) ---------------------------------------------- */
+
+int s3_prune_start(eng_call *call, const json_t *params);
+eng_side_effect s3_prune_classify(const json_t *params);
+void s3_prune_describe(const json_t *params, char *buf, size_t n);
+extern const eng_param s3_prune_params[];
+extern const eng_output s3_prune_outputs[];
 
 #endif /* S3_INT_H */
