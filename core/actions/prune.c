@@ -289,14 +289,16 @@ static void prune_listed(void *ud, int status) {
 int eng__prune_start(eng_call *call, const json_t *p) {
   const char *pattern = json_string_value(json_object_get(p, "glob"));
   if (eng__prune_refuse_policy(call, p)) return ENG_ERR_INVALID;
-  if (!pattern || pattern[0] != '/') {
-    H->fail(call, "'glob' must be an absolute path such as /backups/app-*.dump, "
-                  "got '%s'", pattern ? pattern : "");
+  char cwd[4096];
+  if (!pattern || !*pattern || (pattern[0] != '/' && !getcwd(cwd, sizeof cwd))) {
+    H->fail(call, "'glob' must name the backups, such as /backups/app-*.dump%s",
+            pattern && *pattern ? " (the working directory cannot be read)" : "");
     return ENG_ERR_INVALID;
   }
   prune_job *j = eng__xcalloc(1, sizeof *j);
   j->call = call;
-  j->glob = eng__xstrdup(pattern);
+  /* absolute in the outputs, so that the guards and the audit read one path */
+  j->glob = pattern[0] == '/' ? eng__xstrdup(pattern) : eng__asprintf("%s/%s", cwd, pattern);
   j->policy = json_deep_copy(p);
   j->dry_run = json_is_true(json_object_get(p, "dry_run"));
   int rc = H->work(call, prune_list, prune_listed, j);
@@ -418,8 +420,9 @@ const eng_param eng__prune_params[] = {
      .type = ENG_T_STRING,
      .flags = ENG_P_REQUIRED,
      .target = ENG_TARGET_FILE,
-     .doc = "the backups: an absolute path with *, ? and [...] such as "
-            "/backups/app-*.dump (files, or directories of directory-format "
+     .doc = "the backups: a path with *, ? and [...] such as "
+            "/backups/app-*.dump, relative to the working directory (files, "
+            "or directories of directory-format "
             "dumps); BACKUP.sha256, BACKUP.verified and BACKUP.manifest.json "
             "go with their backup"},
     ENG_RETENTION_PARAMS,

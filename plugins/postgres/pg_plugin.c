@@ -39,8 +39,10 @@ static int pg_init(const eng_host *host) {
     .name = "stream_opts", .type = ENG_T_MAP, .target = ENG_TARGET_NONE,       \
     .doc =                                                                     \
         "options for a stream URL file (s3://: endpoint, region, part_size, "  \
-        "concurrency, storage_class); credentials come from AWS_* or the "     \
-        "profile, never from here"                                             \
+        "concurrency, storage_class; sse AES256 or aws:kms and "               \
+        "sse_kms_key_id, stored with on a dump and required on a restore; "    \
+        "lock_mode GOVERNANCE or COMPLIANCE with lock_days for Object Lock); " \
+        "credentials come from AWS_* or the profile, never from here"          \
   }
 #define P_DATABASE                                                             \
   {                                                                            \

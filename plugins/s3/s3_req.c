@@ -84,10 +84,9 @@ static void clear_headers(s3_req *r) {
   free(r->lock_mode);
   free(r->lock_until);
   free(r->sse);
-  free(r->sse_kms_key);
   r->etag = r->version_id = r->meta_sha256 = r->last_modified = NULL;
   r->content_type = r->meta_md5 = r->checksum_sha256 = NULL;
-  r->lock_mode = r->lock_until = r->sse = r->sse_kms_key = NULL;
+  r->lock_mode = r->lock_until = r->sse = NULL;
   r->content_length = -1;
 }
 
@@ -162,8 +161,6 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     s3_header_dup(&r->lock_until, v, vlen);
   else if (IS("x-amz-server-side-encryption"))
     s3_header_dup(&r->sse, v, vlen);
-  else if (IS("x-amz-server-side-encryption-aws-kms-key-id"))
-    s3_header_dup(&r->sse_kms_key, v, vlen);
   else if (IS("last-modified"))
     s3_header_dup(&r->last_modified, v, vlen);
   else if (IS("content-type"))

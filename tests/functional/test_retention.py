@@ -10,6 +10,7 @@ A backup's time comes from the date in its name, so the thirty daily
 backups are small files and objects named for 2025-12-13 .. 2026-01-11."""
 import datetime
 import json
+import os
 import pathlib
 
 from harness import Suite
@@ -217,6 +218,114 @@ steps:
     r = run(h, rb, '--allow-destructive')
     h.check(r.returncode == 3 and 'protected' in r.stdout + r.stderr, r.stdout + r.stderr)
     h.check(srv().keys(PROD_BUCKET, 'db/') == before, 'a protected bucket lost objects')
+
+
+SSE_RUNBOOK = """version: 1
+name: at-rest
+params:
+  src: {required: true, secret: true}
+  url: {required: true}
+  db: {required: true}
+  dump_opts: {type: map, default: {}}
+  restore_opts: {type: map, default: {}}
+steps:
+  - id: dump
+    uses: postgres.dump
+    with:
+      url: ${params.src}
+      file: ${params.url}
+      format: custom
+      stream_opts: ${params.dump_opts}
+  - id: head
+    name: The drill checks its backup is encrypted and locked
+    uses: s3.head
+    with:
+      url: ${params.url}
+    check: |
+      if not outputs.locked then return false, "the backup is not under Object Lock" end
+      return outputs.sse == "aws:kms", "encrypted with " .. outputs.sse
+  - id: restore
+    uses: postgres.restore
+    with:
+      url: ${params.src}
+      file: ${params.url}
+      database: ${params.db}
+      stream_opts: ${params.restore_opts}
+"""
+@suite.test
+def test_s3_dump_encrypted_and_locked_restore_checks_encryption(h):
+    src = h.source_db('atrest_src', rows=500)
+    url = f's3://{LOCKED_BUCKET}/enc/app-2026-01-30.dump'
+    rb = h.write('sse.yaml', SSE_RUNBOOK)
+    opts = json.dumps({'sse': 'aws:kms', 'lock_mode': 'GOVERNANCE', 'lock_days': 30})
+    h.pg.psql('DROP DATABASE IF EXISTS atrest_ok')
+    r = run(h, rb, '--set', f'src={src}', '--set', f'url={url}', '--set', 'db=atrest_ok',
+            '--set', f'dump_opts={opts}', '--set', 'restore_opts={"sse": "aws:kms"}')
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    head = srv().client().head_object(Bucket=LOCKED_BUCKET, Key='enc/app-2026-01-30.dump')
+    h.check(head['ServerSideEncryption'] == 'aws:kms', head)
+    h.check(head['ObjectLockMode'] == 'GOVERNANCE', head)
+    days = (head['ObjectLockRetainUntilDate'] - datetime.datetime.now(datetime.timezone.utc)).days
+    h.check(29 <= days <= 30, head['ObjectLockRetainUntilDate'])
+    h.check(h.pg.psql('SELECT count(*) FROM t', db='atrest_ok').strip() == '500', 'rows')
+    # a restore that requires SSE-S3 refuses the KMS-encrypted object
+    # before any database is created
+    steps = h.write('restore.yaml', SSE_RUNBOOK.split('  - id: restore')[0].split('steps:')[0] +
+                    'steps:\n  - id: restore' + SSE_RUNBOOK.split('  - id: restore')[1])
+    h.pg.psql('DROP DATABASE IF EXISTS atrest_bad')
+    r = run(h, steps, '--set', f'src={src}', '--set', f'url={url}', '--set', 'db=atrest_bad',
+            '--set', 'restore_opts={"sse": "AES256"}')
+    h.check(r.returncode == 1 and "server-side encryption 'aws:kms', not the expected 'AES256'"
+            in r.stdout + r.stderr, r.stdout + r.stderr)
+    h.check(not h.db_exists('atrest_bad'), 'a database was created from a refused object')
+    # the locked dump is skipped by retention, and says so
+    prune = prune_runbook(h, 's3.prune', f's3://{LOCKED_BUCKET}/enc/', {'keep_last': 0})
+    srv().client().put_object(Bucket=LOCKED_BUCKET, Key='enc/app-2026-02-01.dump', Body=b'x')
+    r = run(h, prune, '--allow-destructive')
+    h.check(r.returncode == 0 and [x['name'] for x in outputs(h)['locked']] ==
+            ['enc/app-2026-01-30.dump'], r.stdout + r.stderr)
+    h.check(srv().exists(LOCKED_BUCKET, 'enc/app-2026-01-30.dump'), 'the locked dump is gone')
+
+
+@suite.test
+def test_s3_put_multipart_locked_and_encrypted(h):
+    big = h.tmp / 'big.bin'
+    big.write_bytes(os.urandom(6 * 1024 * 1024))
+    rb = h.write('put.yaml', f'''version: 1
+name: put-locked
+steps:
+  - id: put
+    uses: s3.put
+    with: {{file: {big}, url: "s3://{LOCKED_BUCKET}/mp/big.bin", part_size: 5242880,
+           sse: AES256, lock_mode: COMPLIANCE, lock_days: 2}}
+''')
+    r = run(h, rb)
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    head = srv().client().head_object(Bucket=LOCKED_BUCKET, Key='mp/big.bin')
+    h.check(head['ServerSideEncryption'] == 'AES256' and head['ObjectLockMode'] == 'COMPLIANCE', head)
+    body = srv().client().get_object(Bucket=LOCKED_BUCKET, Key='mp/big.bin')['Body'].read()
+    h.check(body == big.read_bytes(), 'the bytes differ')
+
+
+@suite.test
+def test_shipped_backup_runbook_prunes_by_its_policy(h):
+    src = h.source_db('atrest_nightly', rows=100)
+    d = h.tmp / 'nightly'
+    d.mkdir()
+    old = [f'db-backup-2026010{i}-020000-abcd.dump' for i in range(1, 5)]
+    for n in old:
+        (d / n).write_text('old')
+        (d / (n + '.sha256')).write_text(SIDECAR)
+    root = pathlib.Path(__file__).resolve().parents[2]
+    r = run(h, root / 'runbooks' / 'backup-with-checksum.yaml', '--set', f'source_url={src}',
+            '--set', f'backup_dir={d}',
+            '--set', 'keep_last=2', '--allow-destructive', )
+    h.check(r.returncode == 0, r.stdout + r.stderr)
+    left = sorted(p.name for p in d.iterdir())
+    fresh = [n for n in left if n not in old and n.endswith('.dump')]
+    # the fresh backup and the newest old one (keep_last 2); the rest pruned
+    h.check(len(fresh) == 1 and left == sorted(fresh + [fresh[0] + '.sha256', old[3],
+                                                        old[3] + '.sha256']), left)
 
 
 if __name__ == '__main__':
