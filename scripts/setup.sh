@@ -8,7 +8,8 @@ PKGS=(meson ninja-build pkg-config gcc python3 libpq-dev liblua5.4-dev
       libyaml-dev libssl-dev libuv1-dev libcurl4-openssl-dev libcmocka-dev
       libjansson-dev libzstd-dev zlib1g-dev libexpat1-dev libpg-query-dev postgresql postgresql-client
       postgresql-contrib python3-jsonschema python3-yaml pandoc
-      podman runc busybox-static mmdebstrap clang-14 libclang-rt-14-dev)
+      podman runc busybox-static mmdebstrap clang-14 libclang-rt-14-dev
+      age)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -367,6 +367,7 @@ static char *junit_xml(eng__run *r) {
  * origin (s3.list) is named too. */
 typedef struct backup_info {
   const char *step, *name, *sha256;
+  const char *plain_sha256; /* an encrypted backup's decrypted bytes */
   const char *copy, *copy_step; /* the local copy the restore read, or NULL */
   const char *picked_by;        /* the step that chose it, or NULL */
   json_int_t bytes;
@@ -430,6 +431,7 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->step = r->rb->steps[i].id;
     b->name = in;
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->plain_sha256 = json_string_value(json_object_get(o, "plaintext_sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
     b->external = true;
     ssize_t k = producer(r, in, snap, i);
@@ -438,6 +440,8 @@ static bool find_backup(eng__run *r, backup_info *b) {
       b->step = r->rb->steps[k].id;
       b->external = false;
       if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
+      if (!b->plain_sha256)
+        b->plain_sha256 = json_string_value(json_object_get(p, "plaintext_sha256"));
       if (!b->bytes) b->bytes = json_integer_value(json_object_get(p, "bytes"));
       const char *origin = json_string_value(json_object_get(p, "url"));
       if (!snap && origin && strcmp(origin, in)) {
@@ -459,6 +463,7 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->step = r->rb->steps[i].id;
     b->name = backup_name(o);
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->plain_sha256 = json_string_value(json_object_get(o, "plaintext_sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
     return true;
   }
@@ -602,6 +607,9 @@ static void evidence_backup(eng__run *r, eng__buf *b) {
     if (bk.bytes > 0 || bk.sha256)
       eng__buf_addf(b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
     eng__buf_addf(b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
+    if (bk.plain_sha256)
+      eng__buf_addf(b, "- encrypted with age; checksum of the decrypted bytes (SHA-256): `%s`\n",
+                    bk.plain_sha256);
     if (r->rpo_ms >= 0) eng__buf_addf(b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
   } else {
     eng__buf_adds(b, "- no step produced a backup with a checksum\n");

@@ -603,11 +603,17 @@ struct eng_host {
    *           compresses; gzip writes one gzip member);
    *   reads:  "decompress": true to undo zstd or gzip when the bytes start
    *           with their magic; "expect_sha256": hex the stored bytes must
-   *           hash to; "verify": false to skip the store's own checksum.
+   *           hash to; "verify": false to skip the store's own checksum;
+   *   both:   "age_key": an age identity (reads and writes) or recipient
+   *           (writes): the bytes are stored encrypted with age (after
+   *           compression) and decrypted on reads (before decompression);
+   *           the info adds "encryption", "plaintext_sha256" and
+   *           "plaintext_bytes" (the bytes age -d gives).
    * A reader's on_end gets ENG_ERR_CHECKSUM when the bytes do not match
    * expect_sha256, the store's recorded SHA-256 or its recorded md5 (info
-   * "md5" and "expected_md5" from the scheme), or when compressed data is
-   * corrupt or cut short. */
+   * "md5" and "expected_md5" from the scheme), when compressed data is
+   * corrupt or cut short, or when age data does not decrypt (info "error"
+   * says why). */
   int (*stream_open_write)(eng_call *call, const char *url,
                            const json_t *opts, eng_stream **out);
   int (*stream_write)(eng_stream *s, const void *buf, size_t len,
