@@ -233,5 +233,29 @@ steps:
         key_nowhere(h, k, text, {keyfile, h.tmp / 'wrong.key'})
 
 
+
+@suite.test
+def test_shipped_backup_runbook_encrypts_to_a_recipient(h):
+    src = h.source_db('crypt_nightly', rows=200)
+    keyfile, _ = keygen(h, 'nightly.key')
+    recipient = subprocess.run(['age-keygen', '-y', str(keyfile)], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    d = h.tmp / 'nightly'
+    root = pathlib.Path(__file__).resolve().parents[2]
+    # the backup host holds only the recipient: it writes what it cannot read
+    rc, text = run_watched(h, root / 'runbooks' / 'backup-with-checksum.yaml', recipient,
+                           '--set', f'source_url={src}', '--set', f'backup_dir={d}')
+    h.check(rc == 0, text)
+    dumps = sorted(p.name for p in d.iterdir())
+    h.check(len(dumps) == 2 and dumps[0].endswith('.dump.age') and
+            dumps[1] == dumps[0] + '.sha256', dumps)
+    steps = h.report(h.tmp / 'report.json')['steps']
+    h.check(steps['recheck']['status'] == 'ok', steps['recheck'])
+    dec = subprocess.run(['age', '-d', '-i', str(keyfile), str(d / dumps[0])],
+                         capture_output=True, check=True).stdout
+    h.check(dec.startswith(b'PGDMP') and
+            steps['backup']['outputs']['plaintext_sha256'] == sha(dec), 'not the dump')
+
+
 if __name__ == '__main__':
     suite.main()
