@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(runbook expr lua_pattern audit convert cmdline fleet journal index sql lint aws_xml s3_answer demux docker_answer pgurl pgbr recovery_log)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(runbook expr lua_pattern audit convert cmdline fleet journal index sql lint retention age aws_xml s3_answer demux docker_answer pgurl pgbr recovery_log)
 BUILD=build-fuzz
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang meson setup "$BUILD" -Dfuzz=true -Dtests=disabled \

@@ -9,7 +9,7 @@ PKGS=(meson ninja-build pkg-config gcc python3 libpq-dev liblua5.4-dev
       libjansson-dev libzstd-dev zlib1g-dev libexpat1-dev libpg-query-dev postgresql postgresql-client
       postgresql-contrib python3-jsonschema python3-yaml pandoc
       pgbackrest openssl podman runc busybox-static mmdebstrap clang-14 libclang-rt-14-dev
-      prometheus prometheus-pushgateway chromium)
+      prometheus prometheus-pushgateway chromium age)
 
 missing=()
 for p in "${PKGS[@]}"; do

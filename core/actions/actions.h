@@ -1,6 +1,7 @@
 /*
  * actions/actions.h - what a step can use: the built-in actions
- * (builtins.c: shell, http, lua, assert, approve, sleep; files.c: files)
+ * (builtins.c: shell, http, lua, assert, approve, sleep; files.c: files;
+ * prune.c: prune, mark_verified)
  * and the registry
  * of plugins (registry.c: dlopen, ABI checks, declarations of every ABI
  * minor normalized, actions, stream schemes and state stores). Above
@@ -50,6 +51,19 @@ extern const eng_output eng__files_outputs[];
  * text is not one. Pure; exposed for the fuzz harness. */
 bool eng__sha256_sidecar(const char *text, size_t len,
                          char out[ENG__SHA256_HEX]);
+
+/* prune.c: the `prune` action (retention of a local folder) and
+ * `mark_verified` (the marker a drill writes beside its backup). */
+int eng__prune_start(eng_call *call, const json_t *params);
+eng_side_effect eng__prune_classify(const json_t *params);
+void eng__prune_describe(const json_t *params, char *buf, size_t n);
+/* True (after host->fail) when the parameters give no policy. */
+bool eng__prune_refuse_policy(eng_call *call, const json_t *params);
+extern const eng_param eng__prune_params[];
+extern const eng_output eng__prune_outputs[];
+int eng__mark_verified_start(eng_call *call, const json_t *params);
+extern const eng_param eng__mark_verified_params[];
+extern const eng_output eng__mark_verified_outputs[];
 
 /* The plugin search path (docs/plugins.md) (malloc'd strings; free with free()). */
 size_t eng__plugin_search_path(const char *const *extra, size_t n_extra,

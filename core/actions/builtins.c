@@ -713,6 +713,26 @@ static const eng_action builtin_actions[] = {
      .params = eng__files_params,
      .outputs = eng__files_outputs,
      .start = eng__files_start},
+    {.name = "prune",
+     .doc = "retention for a local folder of backups: keep_last, "
+            "keep_daily, keep_weekly, keep_monthly and min_age; never the "
+            "newest or the newest drill-verified backup (docs/retention.md)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = eng__prune_params,
+     .outputs = eng__prune_outputs,
+     .start = eng__prune_start,
+     .classify = eng__prune_classify,
+     .describe = eng__prune_describe},
+    {.name = "mark_verified",
+     .doc = "write BACKUP.verified, the marker a drill leaves beside the "
+            "backup it restored and checked (retention never prunes the "
+            "newest verified backup)",
+     .side_effect = ENG_SIDE_CREATES,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = eng__mark_verified_params,
+     .outputs = eng__mark_verified_outputs,
+     .start = eng__mark_verified_start},
 };
 
 static const eng_plugin builtin_plugin = {

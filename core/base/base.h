@@ -8,6 +8,8 @@
  *   yaml.c     YAML text into nodes with line and column; JSON out as YAML
  *   convert.c  values into declared types (a parameter's type, values,
  *              range and check)
+ *   retention.c which backups a retention policy keeps
+ *   age.c       the age encryption format (streams of backups)
  *
  * Nothing here is part of the plugin SDK (eng__ prefix); plugins include
  * only <engine/plugin.h>.
@@ -104,6 +106,51 @@ char *eng__tmp_path(const char *name, bool unique);
 bool eng__glob(const char *pattern, const char *s);
 /* SHA-256 hex (65 bytes incl. NUL) of a buffer. */
 void eng__sha256_hex(const void *p, size_t n, char out[ENG__SHA256_HEX]);
+
+/* ---- retention.c: which backups a retention policy keeps ------------------ */
+
+/* The time the first date in a file or key name gives (YYYY-MM-DD or
+ * YYYYMMDD, then optionally [T_-]HH[:]MM[[:]SS], UTC), in ms; -1 when the
+ * name holds none. */
+int64_t eng__retention_name_time(const char *name);
+/* host->retention_plan (plugin.h, ABI 1.7): {policy, backups: the
+ * decision on each, in the input's order} or {error}; NULL when the input
+ * is not an array of {name}. */
+json_t *eng__retention_plan(const json_t *backups, const json_t *policy,
+                            int64_t now_ms);
+
+/* ---- age.c: the age encryption format v1 ----------------------------------- */
+
+/* The first key line of text (a key file's content: '#' lines skipped): an
+ * identity AGE-SECRET-KEY-1... (priv and its pub, *has_priv true) or a
+ * recipient age1... (pub). 0, or -1 when it is neither. */
+int eng__age_key_parse(const char *text, unsigned char pub[32],
+                       unsigned char priv[32], bool *has_priv);
+
+#define ENG__AGE_MAX_STANZAS 16
+typedef struct eng__age_header {
+  int stanzas;                 /* stanzas of any type */
+  int x25519;                  /* X25519 stanzas read (at most the max) */
+  unsigned char share[ENG__AGE_MAX_STANZAS][32]; /* their ephemeral shares */
+  unsigned char body[ENG__AGE_MAX_STANZAS][32];  /* their wrapped file keys */
+  unsigned char mac[32];
+  size_t mac_len;              /* bytes the MAC covers (up to "---") */
+} eng__age_header;
+/* Parse the header at the start of buf: its length (to the payload
+ * nonce), 0 when buf does not hold all of it yet, or -1 (why in err). */
+long eng__age_header_parse(const char *buf, size_t len, eng__age_header *h,
+                           char *err, size_t errlen);
+
+/* A streaming encryptor to pub (priv NULL), or a decryptor with the
+ * identity priv (pub its public key). Free with eng__age_free. */
+typedef struct eng__age eng__age;
+eng__age *eng__age_new(const unsigned char pub[32], const unsigned char *priv);
+/* Feed bytes (end: the last of them); what comes out is appended to out.
+ * Keeps at most about one 64 KiB chunk. 0, or -1 with why in err (never a
+ * key); after a failure every call fails. */
+int eng__age_update(eng__age *a, const void *buf, size_t len, bool end,
+                    eng__buf *out, char *err, size_t errlen);
+void eng__age_free(eng__age *a);
 
 /* ---- diag.c: compiler-style diagnostics ---------------------------------- */
 

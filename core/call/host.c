@@ -55,6 +55,7 @@ static const eng_host host_table = {
     .guard_sql = eng__call_guard_sql,
     .warn = eng__call_warn,
     .migrations_lint = eng__lint_dir,
+    .retention_plan = eng__retention_plan,
 };
 
 

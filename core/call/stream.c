@@ -4,7 +4,10 @@
  * stored bytes with SHA-256, compresses with zstd or gzip (zlib) when
  * asked (or decompresses either on reads), and hands the bytes to a local file (async
  * uv_fs, written as PATH.partial and renamed on finish) or to the plugin
- * that serves the URL's scheme (s3://). Memory stays bounded: one write is
+ * that serves the URL's scheme (s3://). With an age key (opts "age_key")
+ * the bytes are encrypted after compression on writes and decrypted before
+ * decompression on reads (base/age.c), the SHA-256 of the age plaintext
+ * kept beside the stored bytes' one. Memory stays bounded: one write is
  * outstanding at a time and compression output goes out in one buffer. */
 #include "call/call.h"
 
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -43,6 +47,13 @@ struct eng_stream {
   bool zd_mid;      /* inside a zstd frame (not wholly decoded yet) */
   bool decompress, sniffed;
   eng__buf out; /* compressed / decompressed bytes in flight */
+  eng__age *age;    /* encryption or decryption (age_key) */
+  eng__buf ebuf;    /* encrypted / decrypted bytes of one step */
+  EVP_MD_CTX *pmd;  /* SHA-256 of the age plaintext */
+  int64_t pbytes;   /* bytes of the age plaintext */
+  char psha[ENG__SHA256_HEX];
+  bool age_ended;
+  char *age_err;    /* why decrypting failed (info "error" of the end) */
   int64_t bytes;  /* stored bytes */
   int64_t plain;  /* bytes before compression / after decompression */
   char sha[ENG__SHA256_HEX];
@@ -127,6 +138,10 @@ static void release_cb(void *obj) {
 static void stream_free(eng_stream *s) {
   if (s->call) eng__call_disown(s->call, s);
   if (s->md) EVP_MD_CTX_free(s->md);
+  if (s->pmd) EVP_MD_CTX_free(s->pmd);
+  eng__age_free(s->age);
+  free(s->age_err);
+  eng__buf_free(&s->ebuf);
   if (s->zc) ZSTD_freeCStream(s->zc);
   if (s->zd) ZSTD_freeDStream(s->zd);
   if (s->gz) {
@@ -146,9 +161,65 @@ static void stream_free(eng_stream *s) {
 }
 
 static json_t *info_of(eng_stream *s) {
-  return json_pack("{s:s, s:I, s:s, s:I}", "url", s->url, "bytes",
-                   (json_int_t)s->bytes, "sha256", s->sha, "plain_bytes",
-                   (json_int_t)s->plain);
+  json_t *info = json_pack("{s:s, s:I, s:s, s:I}", "url", s->url, "bytes",
+                           (json_int_t)s->bytes, "sha256", s->sha,
+                           "plain_bytes", (json_int_t)s->plain);
+  if (s->age) {
+    json_object_set_new(info, "encryption", json_string("age"));
+    json_object_set_new(info, "plaintext_sha256", json_string(s->psha));
+    json_object_set_new(info, "plaintext_bytes", json_integer(s->pbytes));
+  }
+  return info;
+}
+
+/* opts "age_key": the text of an age identity or recipient (a key file's
+ * content). 0 without one; -1 (the call failed) when it is no key, or a
+ * recipient where decrypting needs the identity. */
+static int age_setup(eng_stream *s, eng_call *call, const json_t *opts) {
+  const char *key = json_string_value(json_object_get(opts, "age_key"));
+  if (!key) return 0;
+  unsigned char pub[32], priv[32];
+  bool has_priv = false;
+  if (eng__age_key_parse(key, pub, priv, &has_priv) != 0) {
+    eng__call_fail(call, "the encryption key is neither an age identity "
+                         "(AGE-SECRET-KEY-1...) nor an age recipient (age1...)");
+    return -1;
+  }
+  if (!s->writing && !has_priv) {
+    eng__call_fail(call, "decrypting needs the age identity "
+                         "(AGE-SECRET-KEY-1...), not a recipient (age1...)");
+    return -1;
+  }
+  s->age = eng__age_new(pub, s->writing ? NULL : priv);
+  OPENSSL_cleanse(priv, sizeof priv);
+  s->pmd = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(s->pmd, EVP_sha256(), NULL);
+  return 0;
+}
+
+/* opts for the scheme: without the key, which stays here. */
+static json_t *scheme_opts(const json_t *opts) {
+  json_t *o = json_is_object(opts) ? json_copy((json_t *)opts) : json_object();
+  json_object_del(o, "age_key");
+  return o;
+}
+
+/* Writes: the age plaintext in s->out becomes its ciphertext (end: the
+ * last of it). */
+static int age_seal(eng_stream *s, bool end) {
+  EVP_DigestUpdate(s->pmd, s->out.data, s->out.len);
+  s->pbytes += (int64_t)s->out.len;
+  char err[160];
+  s->ebuf.len = 0;
+  if (eng__age_update(s->age, s->out.data, s->out.len, end, &s->ebuf, err,
+                      sizeof err) != 0) {
+    eng__call_fail(s->call, "cannot encrypt %s: %s", s->url, err);
+    return ENG_ERR_IO;
+  }
+  eng__buf t = s->out;
+  s->out = s->ebuf;
+  s->ebuf = t;
+  return ENG_OK;
 }
 
 static eng_stream *stream_new(eng_call *call, const char *url) {
@@ -329,6 +400,10 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
   }
   eng_stream *s = stream_new(call, url);
   s->writing = true;
+  if (age_setup(s, call, opts) != 0) {
+    stream_free(s);
+    return ENG_ERR_INVALID;
+  }
   if (comp == 1) {
     s->zc = ZSTD_createCStream();
     ZSTD_CCtx_setParameter(s->zc, ZSTD_c_compressionLevel, level);
@@ -354,7 +429,9 @@ static int h_open_write(eng_call *call, const char *url, const json_t *opts,
       return ENG_ERR_UNSUPPORTED;
     }
     s->kind = ST_SCHEME;
-    int rc = s->ops->open_write(call, url, opts, &s->impl);
+    json_t *so = scheme_opts(opts);
+    int rc = s->ops->open_write(call, url, so, &s->impl);
+    json_decref(so);
     if (rc != ENG_OK) {
       stream_free(s);
       return rc;
@@ -396,6 +473,10 @@ static int h_write(eng_stream *s, const void *buf, size_t len,
   } else {
     eng__buf_add(&s->out, buf, len);
   }
+  if (s->age && age_seal(s, false) != ENG_OK) {
+    s->wcb = NULL;
+    return ENG_ERR_IO;
+  }
   int rc = sink_out(s);
   if (rc != ENG_OK) s->wcb = NULL;
   return rc;
@@ -433,6 +514,7 @@ static void scheme_finish_cb(void *ud, int rc, json_t *info) {
 
 static void commit(eng_stream *s) {
   hex(s->md, s->sha);
+  if (s->pmd) hex(s->pmd, s->psha);
   if (s->kind == ST_SCHEME) {
     int rc = s->ops->finish(s->impl, s->sha, scheme_finish_cb, s);
     if (rc != ENG_OK) {
@@ -508,7 +590,8 @@ static int h_finish(eng_stream *s, eng_stream_done_cb cb, void *ud) {
   s->dud = ud;
   s->finishing = true;
   s->out.len = 0;
-  if ((s->zc || s->gz) && compress_into(s, NULL, 0, ZSTD_e_end) != ENG_OK) {
+  if (((s->zc || s->gz) && compress_into(s, NULL, 0, ZSTD_e_end) != ENG_OK) ||
+      (s->age && age_seal(s, true) != ENG_OK)) {
     s->dcb = NULL;
     return ENG_ERR_IO;
   }
@@ -641,10 +724,9 @@ static bool drained(const eng_stream *s) {
   return s->pend.len == 0 && !s->out_full;
 }
 
-/* Hash stored bytes; decompress when asked; pass plain bytes on. */
-static int consume(eng_stream *s, const char *buf, size_t len) {
-  EVP_DigestUpdate(s->md, buf, len);
-  s->bytes += (int64_t)len;
+/* Decompress when asked; pass plain bytes on. */
+static int consume_plain(eng_stream *s, const char *buf, size_t len) {
+  if (!len) return ENG_OK;
   if (!s->sniffed) {
     s->sniffed = true;
     if (s->decompress && len >= 4 && !memcmp(buf, zstd_magic, 4)) {
@@ -666,10 +748,35 @@ static int consume(eng_stream *s, const char *buf, size_t len) {
   return pump(s);
 }
 
+/* Decrypt what the age stream lets out so far (end: the stored bytes
+ * ended), then on to consume_plain. */
+static int age_open(eng_stream *s, const char *buf, size_t len, bool end) {
+  char err[200];
+  s->ebuf.len = 0;
+  if (eng__age_update(s->age, buf, len, end, &s->ebuf, err, sizeof err) != 0) {
+    eng__call_fail(s->call, "cannot decrypt %s: %s", s->url, err);
+    if (!s->age_err) s->age_err = eng__xstrdup(err);
+    return ENG_ERR_CHECKSUM;
+  }
+  if (end) s->age_ended = true;
+  EVP_DigestUpdate(s->pmd, s->ebuf.data, s->ebuf.len);
+  s->pbytes += (int64_t)s->ebuf.len;
+  return consume_plain(s, s->ebuf.data, s->ebuf.len);
+}
+
+/* Hash stored bytes; decrypt and decompress when asked. */
+static int consume(eng_stream *s, const char *buf, size_t len) {
+  EVP_DigestUpdate(s->md, buf, len);
+  s->bytes += (int64_t)len;
+  if (s->age) return age_open(s, buf, len, false);
+  return consume_plain(s, buf, len);
+}
+
 static void finish_read(eng_stream *s, int rc, json_t *info);
 
 /* The source ended: deliver what is pending first. */
 static void read_end(eng_stream *s, int rc, json_t *info) {
+  if (rc == ENG_OK && s->age && !s->age_ended) rc = age_open(s, NULL, 0, true);
   if (rc == ENG_OK && (s->zd || s->gz) && !drained(s)) {
     s->end_pending = true;
     s->end_rc = rc;
@@ -686,10 +793,12 @@ static void finish_read(eng_stream *s, int rc, json_t *info) {
   }
   s->eof = true;
   hex(s->md, s->sha);
+  if (s->pmd) hex(s->pmd, s->psha);
   if (!info) info = json_object();
   json_t *mine = info_of(s);
   json_object_update(info, mine);
   json_decref(mine);
+  if (s->age_err) json_object_set_new(info, "error", json_string(s->age_err));
   if (rc == ENG_OK && ((s->gz && s->gz_mid) || (s->zd && s->zd_mid))) {
     eng__call_fail(s->call, "%s: the %s data ends in the middle (the file "
                             "is truncated)", s->url, s->gz ? "gzip" : "zstd");
@@ -801,6 +910,10 @@ static int h_open_read(eng_call *call, const char *url, const json_t *opts,
   const char *exp = json_string_value(json_object_get(opts, "expect_sha256"));
   if (exp && *exp) s->expect = eng__xstrdup(exp);
   s->verify = !json_is_false(json_object_get(opts, "verify"));
+  if (age_setup(s, call, opts) != 0) {
+    stream_free(s);
+    return ENG_ERR_INVALID;
+  }
   if (eng__stream_is_remote(url)) {
     s->ops = find_scheme(url);
     if (!s->ops) {
@@ -811,8 +924,10 @@ static int h_open_read(eng_call *call, const char *url, const json_t *opts,
     }
     s->kind = ST_SCHEME;
     *out = s;
-    int rc = s->ops->open_read(call, url, opts, scheme_data, scheme_end, s,
+    json_t *so = scheme_opts(opts);
+    int rc = s->ops->open_read(call, url, so, scheme_data, scheme_end, s,
                                &s->impl);
+    json_decref(so);
     if (rc != ENG_OK) {
       *out = NULL;
       stream_free(s);

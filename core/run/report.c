@@ -370,6 +370,7 @@ static char *junit_xml(eng__run *r) {
  * origin (s3.list) is named too. */
 typedef struct backup_info {
   const char *step, *name, *sha256;
+  const char *plain_sha256; /* an encrypted backup's decrypted bytes */
   const char *copy, *copy_step; /* the local copy the restore read, or NULL */
   const char *picked_by;        /* the step that chose it, or NULL */
   json_int_t bytes;
@@ -433,6 +434,7 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->step = r->rb->steps[i].id;
     b->name = in;
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->plain_sha256 = json_string_value(json_object_get(o, "plaintext_sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
     b->external = true;
     ssize_t k = producer(r, in, snap, i);
@@ -441,6 +443,8 @@ static bool find_backup(eng__run *r, backup_info *b) {
       b->step = r->rb->steps[k].id;
       b->external = false;
       if (!b->sha256) b->sha256 = json_string_value(json_object_get(p, "sha256"));
+      if (!b->plain_sha256)
+        b->plain_sha256 = json_string_value(json_object_get(p, "plaintext_sha256"));
       if (!b->bytes) b->bytes = json_integer_value(json_object_get(p, "bytes"));
       const char *origin = json_string_value(json_object_get(p, "url"));
       if (!snap && origin && strcmp(origin, in)) {
@@ -462,6 +466,7 @@ static bool find_backup(eng__run *r, backup_info *b) {
     b->step = r->rb->steps[i].id;
     b->name = backup_name(o);
     b->sha256 = json_string_value(json_object_get(o, "sha256"));
+    b->plain_sha256 = json_string_value(json_object_get(o, "plaintext_sha256"));
     b->bytes = json_integer_value(json_object_get(o, "bytes"));
     return true;
   }
@@ -633,6 +638,9 @@ static void evidence_backup(eng__run *r, eng__buf *b) {
     if (bk.bytes > 0 || bk.sha256)
       eng__buf_addf(b, "- size: %s\n", eng__fmt_bytes(bk.bytes, d1, sizeof d1));
     eng__buf_addf(b, "- checksum (SHA-256): `%s`\n", bk.sha256 ? bk.sha256 : "not checked");
+    if (bk.plain_sha256)
+      eng__buf_addf(b, "- encrypted with age; checksum of the decrypted bytes (SHA-256): `%s`\n",
+                    bk.plain_sha256);
     if (r->rpo_ms >= 0) eng__buf_addf(b, "- age at restore: %s\n", eng__fmt_duration(r->rpo_ms, d1, sizeof d1));
   } else {
     eng__buf_adds(b, "- no step produced a backup with a checksum\n");
@@ -664,6 +672,35 @@ static void evidence_restore(eng__run *r, eng__buf *b) {
       any = true;
     }
   if (!any) eng__buf_adds(b, "- none\n");
+}
+
+/* Evidence: what retention steps pruned (their outputs: policy, pruned
+ * [{url or path, rule}], locked), so a deletion is on the record. */
+static void evidence_pruned(eng__run *r, eng__buf *b) {
+  eng__runbook *rb = r->rb;
+  bool any = false;
+  for (size_t i = 0; i < rb->n_steps; i++) {
+    const json_t *o = r->st[i].outputs;
+    const char *policy = json_string_value(json_object_get(o, "policy"));
+    const json_t *pruned = json_object_get(o, "pruned");
+    if (!policy || !json_is_array(pruned)) continue;
+    if (!any) eng__buf_adds(b, "\n## Backups pruned\n\n");
+    any = true;
+    bool dry = json_is_true(json_object_get(o, "dry_run"));
+    eng__buf_addf(b, "- step `%s` (%s%s): %zu pruned, %zu kept, %zu locked\n",
+                  rb->steps[i].id, policy, dry ? ", dry run: nothing deleted" : "",
+                  json_array_size(pruned), json_array_size(json_object_get(o, "kept")),
+                  json_array_size(json_object_get(o, "locked")));
+    size_t k;
+    const json_t *d;
+    json_array_foreach(pruned, k, d) {
+      const char *where = json_string_value(json_object_get(d, "url"));
+      if (!where) where = json_string_value(json_object_get(d, "path"));
+      eng__buf_addf(b, "  - `%s` (%s)\n", where ? where : "?",
+                    json_string_value(json_object_get(d, "time")) ?
+                    json_string_value(json_object_get(d, "time")) : "?");
+    }
+  }
 }
 
 /* Evidence: detection to verification, RTO and RPO against the targets. */
@@ -758,6 +795,7 @@ static char *evidence_md(eng__run *r) {
                 r->exit_code);
   evidence_backup(r, &b);
   evidence_restore(r, &b);
+  evidence_pruned(r, &b);
   eng__buf_adds(&b, "\n## Validation results\n\n| step | action | status | check | result |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < rb->n_steps; i++) {
     eng__step *s = &rb->steps[i];

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ typedef struct pg_dump_op {
   char ecomp[16];   /* the engine's codec ("zstd:3", "gzip:6") or "" */
   int remote;   /* file is a stream URL (s3://...) */
   json_t *sopts; /* stream_opts */
+  char *age_key; /* encryption: an age identity or recipient, or NULL */
+  char psha[65]; /* SHA-256 of the age plaintext (encrypted dumps) */
   int schema_only, no_owner, no_acl, no_role_passwords, checksum_file;
   json_t *tables, *exclude;
   char *bin_dir;
@@ -80,6 +83,8 @@ static void pg_dump_destroy(pg_op *op) {
   if (d->ino_watch) pg_host->watch_stop(d->ino_watch);
   if (d->ino > 0) close(d->ino);
   json_decref(d->sopts);
+  if (d->age_key) OPENSSL_cleanse(d->age_key, strlen(d->age_key));
+  free(d->age_key);
   json_decref(d->tables);
   json_decref(d->exclude);
   free(d->url);
@@ -152,13 +157,23 @@ static void pg_dump_sidecar_then(pg_dump_op *d, int rc) {
   pg_dump_end_ok(d);
 }
 
+/* FILE.sha256 in sha256sum's form: the stored bytes; for an encrypted
+ * dump also the bytes `age -d` gives, named as the file without .age (or
+ * with .decrypted when it has no .age). */
+static char *pg_dump_sidecar_text(const pg_dump_op *d) {
+  const char *base = strrchr(d->file, '/');
+  base = base ? base + 1 : d->file;
+  if (!d->psha[0]) return eng_asprintf("%s  %s\n", d->sha, base);
+  size_t n = strlen(base);
+  int age = n > 4 && !strcmp(base + n - 4, ".age");
+  return eng_asprintf("%s  %s\n%s  %.*s%s\n", d->sha, base, d->psha,
+                      (int)(age ? n - 4 : n), base, age ? "" : ".decrypted");
+}
+
 /* The sidecar object KEY.sha256 beside a streamed dump (checksum_file). */
 static void pg_dump_sidecar(pg_dump_op *d) {
   char *url = eng_asprintf("%s.sha256", d->file);
-  const char *base = strrchr(d->file, '/');
-  pg_dump_put(d, url,
-              eng_asprintf("%s  %s\n", d->sha, base ? base + 1 : d->file),
-              pg_dump_sidecar_then);
+  pg_dump_put(d, url, pg_dump_sidecar_text(d), pg_dump_sidecar_then);
   free(url);
 }
 
@@ -185,6 +200,14 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
   } else {
     pg_host->output(call, "compression", json_string("none"));
   }
+  const char *psha = json_string_value(json_object_get(info, "plaintext_sha256"));
+  if (psha) {
+    snprintf(d->psha, sizeof d->psha, "%s", psha);
+    pg_host->output(call, "encryption", json_string("age"));
+    pg_host->output(call, "plaintext_sha256", json_string(psha));
+    pg_host->output(call, "plaintext_bytes",
+                    json_incref(json_object_get(info, "plaintext_bytes")));
+  }
   pg_host->output(call, "file", json_string(d->file));
   pg_host->output(call, "bytes", json_integer(d->bytes));
   pg_host->output(call, "sha256", json_string(d->sha));
@@ -206,10 +229,10 @@ static void pg_dump_outputs(pg_dump_op *d, const char *sha, int64_t bytes,
     return;
   } else if (d->checksum_file) {
     char *path = eng_asprintf("%s.sha256", d->file);
-    const char *base = strrchr(d->file, '/');
-    base = base ? base + 1 : d->file;
+    char *text = pg_dump_sidecar_text(d);
     FILE *f = fopen(path, "w");
-    int ok = f && fprintf(f, "%s  %s\n", sha, base) > 0;
+    int ok = f && fputs(text, f) >= 0;
+    free(text);
     if (f && fclose(f) != 0) ok = 0;
     if (!ok) {
       pg_op_fail(&d->op, ENG_ERR_IO,
@@ -588,6 +611,7 @@ static void pg_dump_spawn(pg_dump_op *d) {
                                             : json_object();
     if (d->ecomp[0])
       json_object_set_new(opts, "compress", json_string(d->ecomp));
+    if (d->age_key) json_object_set_new(opts, "age_key", json_string(d->age_key));
     int orc = ENG_OK;
     d->out = pg_out_open(&d->op, d->file, opts, &orc);
     json_decref(opts);
@@ -706,9 +730,21 @@ static int pg_dump_start(eng_call *call, const json_t *params, int globals) {
     return ENG_ERR_INVALID;
   }
   int rc;
+  char *key = globals ? NULL : pg_age_key(call, params, &rc);
+  if (!key && !globals && rc != ENG_OK) return rc;
+  if (key && fmt == 'd') {
+    free(key);
+    pg_host->fail(call, "encryption needs a dump in one file (format custom, "
+                        "plain or tar), not format: directory");
+    return ENG_ERR_INVALID;
+  }
   char *url = pg_url_conn(call, params, "url", "database", &rc);
-  if (!url) return rc;
+  if (!url) {
+    free(key);
+    return rc;
+  }
   pg_dump_op *d = eng_xcalloc(1, sizeof *d);
+  d->age_key = key;
   pg_op_init(&d->op, call, pg_dump_destroy);
   d->globals = globals;
   d->url = url;

@@ -81,6 +81,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -254,6 +255,8 @@ typedef struct pg_restore_op {
   int64_t src_bytes;
   char src_sha[65];
   int verified; /* output: the bytes matched a recorded checksum */
+  char *age_key;  /* decryption: the age identity, or NULL */
+  char psha[65];  /* SHA-256 of the decrypted bytes */
 } pg_restore_op;
 
 /* ---- the machines -------------------------------------------------------- */
@@ -321,6 +324,8 @@ static void pg_restore_destroy(pg_op *op) {
   free(r->admin);
   free(r->db);
   free(r->expect_sha);
+  if (r->age_key) OPENSSL_cleanse(r->age_key, strlen(r->age_key));
+  free(r->age_key);
   free(r->bin_dir);
   free(r->target);
   free(r->drop_sql);
@@ -419,11 +424,14 @@ static char *pg_restore_rs_error(pg_restore_op *r, int rc, json_t *info) {
                         "says %s: the backup is corrupt or was changed after "
                         "it was written; restore another backup",
                         r->file, got, whose, want);
+  const char *err = json_string_value(json_object_get(info, "error"));
+  if (rc == ENG_ERR_CHECKSUM && r->age_key && err)
+    return eng_asprintf("cannot decrypt %s: %s; restore another backup or "
+                        "check the key", r->file, err);
   if (rc == ENG_ERR_CHECKSUM)
     return eng_asprintf("%s is corrupt (its zstd data does not decode); "
                         "restore another backup",
                         r->file);
-  const char *err = json_string_value(json_object_get(info, "error"));
   return eng_asprintf("reading %s failed: %s", r->file,
                       err && *err ? err : eng_strerror(rc));
 }
@@ -436,6 +444,8 @@ static void pg_restore_rs_info(pg_restore_op *r, int rc, json_t *info) {
   r->src_bytes = (int64_t)json_integer_value(json_object_get(info, "bytes"));
   const char *sha = json_string_value(json_object_get(info, "sha256"));
   if (sha) snprintf(r->src_sha, sizeof r->src_sha, "%s", sha);
+  const char *psha = json_string_value(json_object_get(info, "plaintext_sha256"));
+  if (psha && rc == ENG_OK) snprintf(r->psha, sizeof r->psha, "%s", psha);
   const char *from = json_string_value(json_object_get(info, "expected_from"));
   int md5 = json_is_string(json_object_get(info, "expected_md5"));
   r->verified = rc == ENG_OK &&
@@ -463,6 +473,7 @@ static json_t *pg_restore_rs_opts(pg_restore_op *r) {
   json_t *o = json_is_object(r->sopts) ? json_deep_copy(r->sopts)
                                        : json_object();
   json_object_set_new(o, "decompress", json_true());
+  if (r->age_key) json_object_set_new(o, "age_key", json_string(r->age_key));
   if (r->expect_sha && !r->insp.want_sha)
     json_object_set_new(o, "expect_sha256", json_string(r->expect_sha));
   return o;
@@ -587,6 +598,10 @@ static void pg_restore_counted(pg_sess *s, void *ud, int rc) {
                   json_boolean(r->verified || r->insp.sha256[0]));
   if (r->verified_by[0])
     pg_host->output(call, "verified_by", json_string(r->verified_by));
+  if (r->psha[0]) {
+    pg_host->output(call, "encryption", json_string("age"));
+    pg_host->output(call, "plaintext_sha256", json_string(r->psha));
+  }
   pg_host->log(call, ENG_LOG_INFO,
                "restored %s (%s, %lld bytes) into database %s on %s:%s: %lld "
                "tables",
@@ -1175,8 +1190,11 @@ static void pg_restore_stream_head(pg_restore_op *r) {
   if (r->inner == PG_FMT_GZIP || r->inner == PG_FMT_UNKNOWN) {
     r->rs_rc = ENG_ERR_INVALID;
     free(r->rs_msg);
+    int age = r->headlen >= strlen(PG_AGE_HEAD) &&
+              !memcmp(r->head, PG_AGE_HEAD, strlen(PG_AGE_HEAD));
     r->rs_msg = eng_asprintf(
-        r->inner == PG_FMT_GZIP
+        age ? "%s " PG_AGE_HINT
+        : r->inner == PG_FMT_GZIP
             ? "%s is gzip-compressed: streamed restores undo zstd only "
               "(dump with compress: zstd); set jobs: 2 to download it first"
             : "%s is neither a pg_dump archive (custom, tar) nor SQL text "
@@ -1283,6 +1301,7 @@ static void pg_restore_stream_open(pg_restore_op *r, const char *url) {
 
 static void pg_restore_inspect(void *ud);
 static void pg_restore_inspected(void *ud);
+static void pg_restore_sidecar(pg_restore_op *r);
 
 static void pg_restore_dl_pause(void *ud, int paused) {
   pg_restore_op *r = ud;
@@ -1378,10 +1397,16 @@ static void pg_restore_download(pg_restore_op *r) {
     pg_restore_end(r, rc, NULL); /* the host recorded why */
     return;
   }
-  pg_host->log(r->op.e.call, ENG_LOG_INFO,
-               "jobs: %d needs a seekable file: downloading %s into the run "
-               "directory first",
-               r->jobs, r->file);
+  if (r->age_key)
+    pg_host->log(r->op.e.call, ENG_LOG_INFO,
+                 "decrypting %s into the run directory first: all of it is "
+                 "authenticated before anything is created",
+                 r->file);
+  else
+    pg_host->log(r->op.e.call, ENG_LOG_INFO,
+                 "jobs: %d needs a seekable file: downloading %s into the "
+                 "run directory first",
+                 r->jobs, r->file);
 }
 
 /* ---- a directory backup under a URL prefix ------------------------------
@@ -1547,7 +1572,7 @@ static void pg_restore_sidecar(pg_restore_op *r) {
 
 static void pg_restore_inspect(void *ud) {
   pg_restore_op *r = ud;
-  if (!r->expect_sha) pg_restore_sidecar(r);
+  if (!r->expect_sha && !r->dl_path) pg_restore_sidecar(r);
   pg_inspect_run(&r->insp);
 }
 
@@ -1607,8 +1632,11 @@ int pg_act_restore(eng_call *call, const json_t *params) {
                   strlen(sha));
     return ENG_ERR_INVALID;
   }
+  char *key = pg_age_key(call, params, &rc);
+  if (!key && rc != ENG_OK) return rc;
   char *urldb = pg_url_dbname(url);
   if ((!db || !*db) && !urldb) {
+    free(key);
     free(urldb);
     pg_host->fail(call, "no target database: set 'database' (a new name, "
                         "e.g. drill_restore) or put it in the URL");
@@ -1641,6 +1669,19 @@ int pg_act_restore(eng_call *call, const json_t *params) {
   r->insp.path = eng_xstrdup(file);
   r->insp.want_sha = r->expect_sha != NULL;
   r->sopts = json_incref(json_object_get(params, "stream_opts"));
+  r->age_key = key;
+  if (key && remote && file[strlen(file) - 1] == '/') {
+    pg_restore_end(r, ENG_ERR_INVALID,
+                   "%s is a directory backup: those are not encrypted "
+                   "(encryption_key is for a dump in one file)", file);
+    return ENG_OK;
+  }
+  if (key) { /* decrypted (and authenticated) whole before anything else */
+    if (!remote && !r->expect_sha) pg_restore_sidecar(r); /* the ciphertext's */
+    r->insp.want_sha = 0;
+    pg_restore_download(r);
+    return ENG_OK;
+  }
   if (remote && file[strlen(file) - 1] == '/') { /* a directory backup */
     r->insp.want_sha = 0;
     if (!r->jobs_given) r->jobs = pg_default_jobs();

@@ -320,6 +320,12 @@ const char *pg_tool_hint(const char *stderr_tail, int restoring);
 /* "15" or "9.6" of a version number. */
 void pg_version_major(int num, char *buf, size_t n);
 
+/* The start of an age-encrypted file, and what to say when no key came. */
+#define PG_AGE_HEAD "age-encryption.org/v1\n"
+#define PG_AGE_HINT                                                            \
+  "is encrypted with age: give its identity (AGE-SECRET-KEY-1...) as "        \
+  "encryption_key, encryption_key_file or encryption_key_env"
+
 /* ---- streams and files (pg_stream.c) ------------------------------------ */
 
 typedef struct pg_out pg_out;
@@ -375,6 +381,12 @@ int pg_sha256_dir(const char *dir, char hex[65], int64_t *bytes, char *err,
 int pg_sha256_file(const char *path, char hex[65], int64_t *bytes);
 /* The 'file' parameter without a leading file://. When it is empty, fails
  * call with "parameter 'file' is empty; HINT" and returns NULL. */
+/* The age key (identity or recipient) of the encryption_key,
+ * encryption_key_file or encryption_key_env parameter, at most one given:
+ * its text (the caller frees; every key line is registered as a secret);
+ * NULL without one, or NULL with *rc set and the call failed when the file
+ * or variable cannot be read. */
+char *pg_age_key(eng_call *call, const json_t *params, int *rc);
 const char *pg_file_param(eng_call *call, const json_t *params,
                           const char *hint);
 /* mkdir -p of the parent directory of path. */

@@ -39,8 +39,27 @@ static int pg_init(const eng_host *host) {
     .name = "stream_opts", .type = ENG_T_MAP, .target = ENG_TARGET_NONE,       \
     .doc =                                                                     \
         "options for a stream URL file (s3://: endpoint, region, part_size, "  \
-        "concurrency, storage_class); credentials come from AWS_* or the "     \
-        "profile, never from here"                                             \
+        "concurrency, storage_class; sse AES256 or aws:kms and "               \
+        "sse_kms_key_id, stored with on a dump and required on a restore; "    \
+        "lock_mode GOVERNANCE or COMPLIANCE with lock_days for Object Lock); " \
+        "credentials come from AWS_* or the profile, never from here"          \
+  }
+/* encryption_key, encryption_key_file, encryption_key_env (at most one) */
+#define P_AGE_KEYS(key_doc)                                                    \
+  {.name = "encryption_key",                                                   \
+   .type = ENG_T_STRING,                                                       \
+   .flags = ENG_P_SECRET,                                                      \
+   .target = ENG_TARGET_NONE,                                                  \
+   .doc = key_doc},                                                            \
+      {.name = "encryption_key_file",                                          \
+       .type = ENG_T_STRING,                                                   \
+       .target = ENG_TARGET_NONE,                                              \
+       .doc = "file holding the age key instead (age-keygen's output: '#' "    \
+              "lines skipped)"},                                               \
+  {                                                                            \
+    .name = "encryption_key_env", .type = ENG_T_STRING,                        \
+    .target = ENG_TARGET_NONE,                                                 \
+    .doc = "name of the environment variable holding the age key instead"     \
   }
 #define P_DATABASE                                                             \
   {                                                                            \
@@ -192,7 +211,12 @@ static const eng_param dump_params[] = {
      .target = ENG_TARGET_NONE,
      .doc = "also write FILE.sha256 (sha256sum -c format, the bare file "
             "name inside) beside the file, or a KEY.sha256 object beside a "
-            "streamed one"},
+            "streamed one; encrypted, a second line has the decrypted "
+            "bytes' SHA-256"},
+    P_AGE_KEYS("encrypt the dump with age (`age -d -i KEYFILE` decrypts it; "
+               "docs/retention.md): an age recipient age1... or an identity "
+               "AGE-SECRET-KEY-1... (its recipient is used), usually from a "
+               "secret parameter; \"\" for none. Not with format: directory"),
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -212,6 +236,11 @@ static const eng_output dump_outputs[] = {
     {"compression", ENG_T_STRING,
      "what compressed it: pg_dump:LEVEL, gzip:LEVEL, zstd:LEVEL or none"},
     {"plain_bytes", ENG_T_INT, "bytes before the engine's compression"},
+    {"encryption", ENG_T_STRING, "age when the dump was encrypted"},
+    {"plaintext_sha256", ENG_T_STRING,
+     "encrypted: SHA-256 of the bytes `age -d` gives (sha256 is of the "
+     "stored ciphertext)"},
+    {"plaintext_bytes", ENG_T_INT, "encrypted: bytes `age -d` gives"},
     {"etag", ENG_T_STRING, "the stored object's ETag (s3://)"},
     {"checksum_file", ENG_T_STRING,
      "FILE.sha256 (or s3://.../KEY.sha256) when checksum_file: true"},
@@ -325,6 +354,11 @@ static const eng_param restore_params[] = {
          "expected SHA-256 of the backup (of the stored bytes); checked before "
          "anything is created (local files, jobs > 1) or before the restore "
          "commits (streamed)"},
+    P_AGE_KEYS("decrypt an age-encrypted backup with this age identity "
+               "AGE-SECRET-KEY-1... (docs/retention.md), usually from a "
+               "secret parameter; \"\" for none. The whole backup is "
+               "decrypted and authenticated into the run directory before "
+               "anything is created"),
     P_STREAM_OPTS,
     P_BIN_DIR,
     P_END};
@@ -341,6 +375,9 @@ static const eng_output restore_outputs[] = {
      "what they were compared with: sha256 parameter, FILE.sha256 (a "
      "sidecar), x-amz-meta-sha256, x-amz-checksum-sha256 or x-amz-meta-md5"},
     {"jobs", ENG_T_INT, "pg_restore jobs used"},
+    {"encryption", ENG_T_STRING, "age when the backup was decrypted"},
+    {"plaintext_sha256", ENG_T_STRING,
+     "decrypted: SHA-256 of the decrypted bytes"},
     O_END};
 /* ---- sandbox_stop ------------------------------------------------------- */
 static const eng_param sandbox_stop_params[] = {

@@ -389,7 +389,11 @@ void pg_inspect_run(void *ud) {
     close(fd);
     return;
   }
-  if (h >= 5 && !memcmp(head, "PGDMP", 5))
+  if (h >= strlen(PG_AGE_HEAD) && !memcmp(head, PG_AGE_HEAD, strlen(PG_AGE_HEAD))) {
+    in->fmt = PG_FMT_UNKNOWN;
+    in->err = EINVAL;
+    snprintf(in->errmsg, sizeof in->errmsg, "%s " PG_AGE_HINT, in->path);
+  } else if (h >= 5 && !memcmp(head, "PGDMP", 5))
     in->fmt = PG_FMT_CUSTOM;
   else if (h >= 262 && !memcmp(head + 257, "ustar", 5))
     in->fmt = PG_FMT_TAR;

@@ -292,3 +292,71 @@ int pg_parse_compress(eng_call *call, const json_t *v, int *level,
   return ENG_ERR_INVALID;
 }
 
+
+/* ---- the age key of a dump or a restore --------------------------------- */
+
+/* A key file's text (at most 16 KiB: an age key file is a few lines). */
+static char *pg_read_key_file(const char *path, int *err) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    *err = errno;
+    return NULL;
+  }
+  char *buf = eng_xmalloc(16385);
+  size_t n = fread(buf, 1, 16384, f);
+  *err = ferror(f) ? EIO : 0;
+  fclose(f);
+  buf[n] = '\0';
+  if (*err) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+char *pg_age_key(eng_call *call, const json_t *params, int *rc) {
+  const char *val = pg_pstr(params, "encryption_key");
+  const char *file = pg_pstr(params, "encryption_key_file");
+  const char *env = pg_pstr(params, "encryption_key_env");
+  *rc = ENG_OK;
+  if (val && !*val) val = NULL; /* a runbook's empty parameter: no key */
+  if (file && !*file) file = NULL;
+  if (env && !*env) env = NULL;
+  if (!val && !file && !env) return NULL;
+  *rc = ENG_ERR_INVALID;
+  if ((val != NULL) + (file != NULL) + (env != NULL) > 1) {
+    pg_host->fail(call, "give one of encryption_key, encryption_key_file "
+                        "and encryption_key_env");
+    return NULL;
+  }
+  char *key = NULL;
+  if (val) {
+    key = eng_xstrdup(val);
+  } else if (file) {
+    int err = 0;
+    key = pg_read_key_file(file, &err);
+    if (!key) {
+      pg_host->fail(call, "cannot read the encryption key file %s: %s", file,
+                    strerror(err));
+      return NULL;
+    }
+  } else {
+    const char *v = getenv(env);
+    if (!v || !*v) {
+      pg_host->fail(call, "the environment variable %s (encryption_key_env) "
+                          "is not set or empty", env);
+      return NULL;
+    }
+    key = eng_xstrdup(v);
+  }
+  /* every line that may be the key is masked wherever text goes */
+  char *copy = eng_xstrdup(key), *save = NULL;
+  for (char *line = strtok_r(copy, "\r\n", &save); line;
+       line = strtok_r(NULL, "\r\n", &save)) {
+    while (*line == ' ' || *line == '\t') line++;
+    if (*line && *line != '#') pg_host->secret(call, pg_chomp(line));
+  }
+  free(copy);
+  *rc = ENG_OK;
+  return key;
+}

@@ -78,6 +78,7 @@ typedef struct put_job {
   size_t part_size;
   int concurrency;
   char *storage_class;
+  s3_at_rest at_rest;
   s3_writer *w;
   char sha[65];
   EVP_MD_CTX *check;
@@ -96,6 +97,7 @@ static void put_free(put_job *j) {
   free(j->url);
   free(j->file);
   free(j->storage_class);
+  s3_at_rest_free(&j->at_rest);
   free(j->rbuf);
   free(j);
 }
@@ -250,7 +252,7 @@ static void put_hash_after(void *ud) {
   put_job *j = ud;
   if (put_work_ended(j)) return;
   s3_write_opts o = {j->part_size, j->concurrency, j->storage_class,
-                     j->stream_mode ? NULL : j->sha};
+                     j->stream_mode ? NULL : j->sha, &j->at_rest};
   char err[512];
   int rc = s3_writer_open(j->op.call, &j->cfg, j->url, &o, &j->w, err,
                           sizeof err);
@@ -293,6 +295,7 @@ static int put_start(eng_call *call, const json_t *p) {
       rc = ENG_ERR_INVALID;
     }
   }
+  if (rc == ENG_OK) rc = s3_at_rest_parse(p, now_s(), &j->at_rest, err, sizeof err);
   if (rc == ENG_OK) rc = aws_cfg_load(s3_host, call, p, "s3", &j->cfg, err, sizeof err);
   if (rc == ENG_OK) {
     j->fd = open(j->file, O_RDONLY | O_CLOEXEC);
@@ -550,9 +553,14 @@ static int get_start(eng_call *call, const json_t *p) {
       rc = ENG_ERR_IO;
     }
   }
-  if (rc == ENG_OK)
+  s3_at_rest want;
+  if (rc == ENG_OK) rc = s3_at_rest_parse(p, 0, &want, err, sizeof err);
+  if (rc == ENG_OK) {
     rc = s3_reader_open(call, &j->cfg, j->url, j->verify, get_on_data,
                         get_on_end, j, &j->r, err, sizeof err);
+    if (rc == ENG_OK) s3_reader_expect(j->r, &want);
+    s3_at_rest_free(&want);
+  }
   if (rc != ENG_OK) {
     if (j->fd >= 0) unlink(j->partial);
     H->fail(call, "%s", err);
@@ -652,6 +660,13 @@ static void head_done(void *ud, s3_req *r) {
   free(e);
   H->output(j->call, "version_id", jstr_or_empty(r->version_id));
   H->output(j->call, "content_type", jstr_or_empty(r->content_type));
+  H->output(j->call, "sse", jstr_or_empty(r->sse));
+  int64_t until = r->lock_until ? aws_parse_time(r->lock_until) : -1;
+  char until_iso[32] = "";
+  if (until >= 0) aws_format_time(until, until_iso);
+  H->output(j->call, "lock_mode", jstr_or_empty(r->lock_mode));
+  H->output(j->call, "lock_until", json_string(until_iso));
+  H->output(j->call, "locked", json_boolean(r->lock_mode && until > now_s()));
   if (r->meta_sha256 && aws_is_sha256(r->meta_sha256)) {
     H->output(j->call, "sha256", json_string(r->meta_sha256));
     H->output(j->call, "sha256_source", json_string("metadata"));
@@ -1165,8 +1180,14 @@ static int sch_open_write(eng_call *call, const char *url, const json_t *opts,
                                                             "storage_class"))
                         : NULL;
   o.storage_class = sc;
+  s3_at_rest at_rest;
+  rc = s3_at_rest_parse(opts, now_s(), &at_rest, err, sizeof err);
+  o.at_rest = &at_rest;
   s3_writer *w;
-  rc = s3_writer_open(call, &cfg, url, &o, &w, err, sizeof err);
+  if (rc == ENG_OK) {
+    rc = s3_writer_open(call, &cfg, url, &o, &w, err, sizeof err);
+    s3_at_rest_free(&at_rest);
+  }
   aws_cfg_free(&cfg);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
@@ -1201,9 +1222,15 @@ static int sch_open_read(eng_call *call, const char *url, const json_t *opts,
   }
   json_t *v = opts ? json_object_get(opts, "verify") : NULL;
   int want = !(v && json_is_false(v));
-  s3_reader *r;
-  rc = s3_reader_open(call, &cfg, url, want, on_data, on_end, ud, &r, err,
-                      sizeof err);
+  s3_at_rest at_rest;
+  rc = s3_at_rest_parse(opts, 0, &at_rest, err, sizeof err);
+  s3_reader *r = NULL;
+  if (rc == ENG_OK) {
+    rc = s3_reader_open(call, &cfg, url, want, on_data, on_end, ud, &r, err,
+                        sizeof err);
+    if (rc == ENG_OK) s3_reader_expect(r, &at_rest);
+    s3_at_rest_free(&at_rest);
+  }
   aws_cfg_free(&cfg);
   if (rc != ENG_OK) {
     H->fail(call, "%s", err);
@@ -1231,22 +1258,6 @@ const eng_stream_scheme s3_scheme = {
 /* declarations                                                              */
 /* ======================================================================== */
 
-#define P_ENDPOINT                                                             \
-  {                                                                            \
-    .name = "endpoint", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
-    .doc = "S3 endpoint URL for S3-compatible stores (path-style); default "   \
-           "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's "           \
-           "endpoint_url, "                                                    \
-           "else AWS (virtual-host style)"                                     \
-  }
-#define P_REGION                                                               \
-  {                                                                            \
-    .name = "region", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,         \
-    .doc = "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "    \
-           "profile's region, else us-east-1"                                  \
-  }
-#define P_END {0}
-#define O_END {NULL, 0, NULL}
 
 static const eng_param put_params[] = {
     {.name = "file",
@@ -1261,6 +1272,8 @@ static const eng_param put_params[] = {
      .doc = "destination s3://BUCKET/KEY (an existing object is replaced)"},
     P_ENDPOINT,
     P_REGION,
+    P_SSE,
+    P_LOCK,
     {.name = "storage_class",
      .type = ENG_T_STRING,
      .target = ENG_TARGET_NONE,
@@ -1320,6 +1333,7 @@ static const eng_param get_params[] = {
          "leaves no file"},
     P_ENDPOINT,
     P_REGION,
+    P_SSE,
     P_END};
 static const eng_output get_outputs[] = {
     {"file", ENG_T_STRING, "the local file"},
@@ -1383,6 +1397,14 @@ static const eng_output head_outputs[] = {
     {"content_type", ENG_T_STRING, "Content-Type, or \"\""},
     {"sha256_source", ENG_T_STRING,
      "where sha256 came from: metadata, sidecar or none"},
+    {"sse", ENG_T_STRING,
+     "server-side encryption: AES256 (SSE-S3), aws:kms (SSE-KMS) or \"\""},
+    {"lock_mode", ENG_T_STRING,
+     "Object Lock retention mode (GOVERNANCE, COMPLIANCE) or \"\""},
+    {"lock_until", ENG_T_STRING, "Object Lock retain-until date (RFC 3339) or \"\""},
+    {"locked", ENG_T_BOOL,
+     "true while an Object Lock retention holds: nobody can delete this "
+     "version (a drill checks its backup with it)"},
     O_END};
 
 static const eng_param delete_params[] = {
@@ -1463,4 +1485,15 @@ const eng_action s3_actions[S3_N_ACTIONS] = {
      .params = abort_params,
      .outputs = abort_outputs,
      .start = ab_start},
+    {.name = "prune",
+     .doc = "retention for an S3 prefix of backups: keep_last, keep_daily, "
+            "keep_weekly, keep_monthly and min_age; never the newest, the "
+            "newest drill-verified or a locked object (docs/retention.md)",
+     .side_effect = ENG_SIDE_DESTRUCTIVE,
+     .flags = ENG_A_REPEAT_SAFE,
+     .params = s3_prune_params,
+     .outputs = s3_prune_outputs,
+     .start = s3_prune_start,
+     .classify = s3_prune_classify,
+     .describe = s3_prune_describe},
 };

@@ -18,6 +18,7 @@
  *               also used by s3.put);
  *   s3_read.c   the reader (the scheme's read side, also used by s3.get);
  *   s3_actions.c put, get, list, head, delete, abort_upload;
+ *   s3_prune.c  prune: retention of a prefix of backups;
  *   s3_plugin.c the descriptor.
  *
  * Checksum storage: the object's SHA-256 (lowercase hex) lives
@@ -141,6 +142,8 @@ struct s3_req {
   eng_strbuf body;    /* response body (capped) unless a sink took it */
   char *etag, *version_id, *meta_sha256, *last_modified, *content_type;
   char *meta_md5, *checksum_sha256; /* x-amz-meta-md5, x-amz-checksum-sha256 */
+  char *lock_mode, *lock_until; /* x-amz-object-lock-mode, -retain-until-date */
+  char *sse; /* x-amz-server-side-encryption */
   int64_t content_length; /* -1 when not given */
   uint64_t delivered;     /* bytes given to the sink */
   int tries;
@@ -191,6 +194,32 @@ int s3_req_check(s3_req *r, char *msg, size_t msglen);
 /* The S3 error code of the answer ("NoSuchKey"), or "" */
 const char *s3_req_error_code(s3_req *r);
 
+/* ---- at rest: encryption and Object Lock (s3_atrest.c) ---------------- */
+
+/* The longest Object Lock retention lock_days may ask for (100 years). */
+#define S3_LOCK_DAYS_MAX 36500
+
+typedef struct s3_at_rest {
+  char *sse;        /* "AES256", "aws:kms", or NULL: the bucket's default */
+  char *lock_mode;  /* "GOVERNANCE", "COMPLIANCE", or NULL: no lock */
+  char lock_until[32]; /* RFC 3339, with lock_mode */
+} s3_at_rest;
+
+/* sse, lock_mode and lock_days of an options or
+ * parameters object (NULL: none); retain-until is now_s + lock_days.
+ * Message in err. */
+int s3_at_rest_parse(const json_t *opts, int64_t now_s, s3_at_rest *out,
+                     char *err, size_t errlen);
+void s3_at_rest_copy(s3_at_rest *dst, const s3_at_rest *src);
+void s3_at_rest_free(s3_at_rest *a);
+/* The headers that store an object so; sha_hex: the SHA-256 of the bytes
+ * of a PutObject (a locked one carries it as its checksum), or NULL. */
+void s3_at_rest_headers(const s3_at_rest *a, s3_req *r, const char *sha_hex);
+/* ENG_OK when the answer's encryption is the one wanted (a NULL sse in
+ * want: any); else ENG_ERR_PROTOCOL with the message in err. */
+int s3_at_rest_check(const s3_at_rest *want, const s3_req *got,
+                     const char *url, char *err, size_t errlen);
+
 /* ---- writer (s3_write.c) ----------------------------------------------- */
 
 typedef struct s3_writer s3_writer;
@@ -200,6 +229,7 @@ typedef struct s3_write_opts {
   int concurrency;           /* 0: default */
   const char *storage_class; /* NULL: the bucket's default */
   const char *sha256;        /* known up front: stored with the object */
+  const s3_at_rest *at_rest; /* encryption and lock (copied), or NULL */
 } s3_write_opts;
 
 int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
@@ -231,6 +261,10 @@ int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
                    int want_expected, eng_stream_data_cb on_data,
                    eng_stream_done_cb on_end, void *ud, s3_reader **out,
                    char *err, size_t errlen);
+/* Refuse the object unless it is stored with this encryption (copied;
+ * call right after open): checked on the answer's headers, before any
+ * byte reaches on_data. */
+void s3_reader_expect(s3_reader *r, const s3_at_rest *want);
 void s3_reader_pause(s3_reader *r, int paused);
 void s3_reader_cancel(s3_reader *r);
 /* The message of the failure given to on_end (valid inside on_end). */
@@ -252,7 +286,55 @@ extern const eng_stream_scheme s3_scheme;
 extern const eng_store_scheme s3_store_scheme;
 /* Non-zero when libcurl signs SigV4 itself (CURLOPT_AWS_SIGV4, 7.75). */
 int s3_curl_ok(void);
-#define S3_N_ACTIONS 6
+#define S3_N_ACTIONS 7
 extern const eng_action s3_actions[S3_N_ACTIONS];
+
+/* Parameters every action that reaches S3 takes. */
+#define P_ENDPOINT                                                             \
+  {                                                                            \
+    .name = "endpoint", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
+    .doc = "S3 endpoint URL for S3-compatible stores (path-style); default "   \
+           "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's "           \
+           "endpoint_url, "                                                    \
+           "else AWS (virtual-host style)"                                     \
+  }
+#define P_REGION                                                               \
+  {                                                                            \
+    .name = "region", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,         \
+    .doc = "signing region; default $AWS_REGION, $AWS_DEFAULT_REGION, the "    \
+           "profile's region, else us-east-1"                                  \
+  }
+/* Server-side encryption: on uploads, what to store with; on reads, what
+ * the object must have. */
+#define P_SSE                                                                  \
+  {.name = "sse", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,             \
+   .values = s3_sse_values,                                                    \
+   .doc = "server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS); "     \
+          "default: the bucket's. On reads: the encryption the object must "   \
+          "have, or nothing is read. aws:kms uses the bucket's default KMS "   \
+          "key"}
+/* Object Lock retention on uploads (the bucket must have Object Lock). */
+#define P_LOCK                                                                 \
+  {.name = "lock_mode", .type = ENG_T_STRING, .target = ENG_TARGET_NONE,       \
+   .values = s3_lock_values,                                                   \
+   .doc = "Object Lock retention: GOVERNANCE or COMPLIANCE (with "             \
+          "lock_days); the bucket must have Object Lock enabled"},             \
+  {.name = "lock_days", .type = ENG_T_INT, .flags = ENG_P_MIN | ENG_P_MAX,     \
+   .min = 1, .max = S3_LOCK_DAYS_MAX, .target = ENG_TARGET_NONE,               \
+   .doc = "days the object cannot be deleted or overwritten (retain-until "    \
+          "= upload time + lock_days); match the retention policy's longest " \
+          "keep"}
+extern const char *const s3_sse_values[];
+extern const char *const s3_lock_values[];
+#define P_END {0}
+#define O_END {NULL, 0, NULL}
+
+/* ---- retention (s3_prune.c) ---------------------------------------------- */
+
+int s3_prune_start(eng_call *call, const json_t *params);
+eng_side_effect s3_prune_classify(const json_t *params);
+void s3_prune_describe(const json_t *params, char *buf, size_t n);
+extern const eng_param s3_prune_params[];
+extern const eng_output s3_prune_outputs[];
 
 #endif /* S3_INT_H */

@@ -41,6 +41,8 @@ struct s3_reader {
   int64_t length;
   int paused, cancelled;
   char *expected, *etag, *version, *last_modified;
+  s3_at_rest want;  /* the encryption the object must have */
+  int at_rest_bad;  /* it has another: nothing reached on_data */
   char err[1024];
 };
 
@@ -126,6 +128,7 @@ static void reader_free(s3_reader *r) {
   free(r->etag);
   free(r->version);
   free(r->last_modified);
+  s3_at_rest_free(&r->want);
   free(r);
 }
 
@@ -167,6 +170,11 @@ static void end(s3_reader *r, int rc) {
 static size_t sink(void *ud, const char *buf, size_t len) {
   s3_reader *r = ud;
   if (r->cancelled) return len;
+  if (r->bytes == 0 && r->req &&
+      s3_at_rest_check(&r->want, r->req, r->url, r->err, sizeof r->err) != ENG_OK) {
+    r->at_rest_bad = 1;
+    return 0; /* curl stops the transfer */
+  }
   if (r->bytes == 0 && !r->md5 && r->req && r->req->meta_md5) {
     /* the headers are in before the body: an md5 to check */
     const char *m = r->req->meta_md5;
@@ -201,7 +209,12 @@ static void on_sidecar(void *ud, s3_req *q) {
 
 static void on_get(void *ud, s3_req *q) {
   s3_reader *r = ud;
-  int rc = s3_req_check(q, r->err, sizeof r->err);
+  char why[1024];
+  int rc = r->at_rest_bad ? ENG_ERR_PROTOCOL : s3_req_check(q, r->err, sizeof r->err);
+  if (rc == ENG_OK && s3_at_rest_check(&r->want, q, r->url, why, sizeof why) != ENG_OK) {
+    snprintf(r->err, sizeof r->err, "%s", why); /* an empty object */
+    rc = ENG_ERR_PROTOCOL;
+  }
   if (r->cancelled) rc = ENG_ERR_CANCELLED;
   if (rc == ENG_OK) {
     if (q->etag) {
@@ -280,6 +293,11 @@ int s3_reader_open(eng_call *call, const aws_cfg *cfg, const char *url,
   }
   *out = r;
   return ENG_OK;
+}
+
+void s3_reader_expect(s3_reader *r, const s3_at_rest *want) {
+  s3_at_rest_free(&r->want);
+  s3_at_rest_copy(&r->want, want);
 }
 
 void s3_reader_pause(s3_reader *r, int paused) {

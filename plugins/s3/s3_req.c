@@ -81,8 +81,12 @@ static void clear_headers(s3_req *r) {
   free(r->content_type);
   free(r->meta_md5);
   free(r->checksum_sha256);
+  free(r->lock_mode);
+  free(r->lock_until);
+  free(r->sse);
   r->etag = r->version_id = r->meta_sha256 = r->last_modified = NULL;
   r->content_type = r->meta_md5 = r->checksum_sha256 = NULL;
+  r->lock_mode = r->lock_until = r->sse = NULL;
   r->content_length = -1;
 }
 
@@ -151,6 +155,12 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     s3_header_dup(&r->meta_md5, v, vlen);
   else if (IS("x-amz-checksum-sha256"))
     s3_header_dup(&r->checksum_sha256, v, vlen);
+  else if (IS("x-amz-object-lock-mode"))
+    s3_header_dup(&r->lock_mode, v, vlen);
+  else if (IS("x-amz-object-lock-retain-until-date"))
+    s3_header_dup(&r->lock_until, v, vlen);
+  else if (IS("x-amz-server-side-encryption"))
+    s3_header_dup(&r->sse, v, vlen);
   else if (IS("last-modified"))
     s3_header_dup(&r->last_modified, v, vlen);
   else if (IS("content-type"))

@@ -75,6 +75,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 typedef struct wpart {
   struct s3_writer *w;
   int num;
@@ -139,6 +141,7 @@ struct s3_writer {
   void *gone_ud;
   aws_cfg cfg;
   char *url, *bucket, *key, *storage_class, *meta_sha;
+  s3_at_rest at_rest; /* encryption and Object Lock of what it stores */
   size_t part_size;
   int concurrency;
   int64_t size_hint;
@@ -254,6 +257,7 @@ static void writer_free(s3_writer *w) {
   free(w->bucket);
   free(w->key);
   free(w->storage_class);
+  s3_at_rest_free(&w->at_rest);
   free(w->meta_sha);
   free(w->upload_id);
   free(w->final_etag);
@@ -625,6 +629,7 @@ static void add_common_headers(s3_writer *w, s3_req *r, const char *sha) {
   if (sha) s3_req_header(r, "x-amz-meta-sha256: %s", sha);
   if (w->storage_class) s3_req_header(r, "x-amz-storage-class: %s",
                                       w->storage_class);
+  s3_at_rest_headers(&w->at_rest, r, NULL);
 }
 
 /* Starts w->ctl; when that fails, frees it (w->ctl is NULL) and returns
@@ -807,7 +812,10 @@ static void write_sidecar(s3_writer *w) {
   }
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, skey, NULL);
   s3_req_header(w->ctl, "Content-Type: text/plain");
-  s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, NULL);
+  char side_sha[65];
+  aws_sha256_hex(w->ctl_body.data, w->ctl_body.len, side_sha);
+  s3_at_rest_headers(&w->at_rest, w->ctl, side_sha);
+  s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, side_sha);
   free(skey);
   int rc = start_ctl(w, on_sidecar);
   if (rc != ENG_OK) {
@@ -865,7 +873,9 @@ static void store_checksum(s3_writer *w) {
   uint64_t limit = S3_STREAM_COPY_LIMIT < S3_MAX_COPY ? S3_STREAM_COPY_LIMIT : S3_MAX_COPY;
   const char *tl = getenv("ENGINE_S3_TEST_COPY_LIMIT"); /* tests: sidecar */
   if (tl && *tl) limit = strtoull(tl, NULL, 10);
-  if (w->bytes > limit) {
+  /* A locked object is not copied onto itself either: the copy would be
+   * a second version, locked as long, of the same bytes. */
+  if (w->bytes > limit || w->at_rest.lock_mode) {
     write_sidecar(w);
     return;
   }
@@ -881,6 +891,46 @@ static void store_checksum(s3_writer *w) {
   s3_req_body(w->ctl, "", 0, S3_EMPTY_SHA);
   free(src);
   if (start_ctl(w, on_copied) != ENG_OK) write_sidecar(w);
+}
+
+static void on_retained(void *ud, s3_req *r) {
+  s3_writer *w = ud;
+  char msg[1024], m2[1200];
+  hold(w);
+  w->ctl = NULL;
+  int rc = s3_req_check(r, msg, sizeof msg);
+  s3_req_free(r);
+  if (w->phase == W_ABORTING) {
+    start_abort(w);
+  } else if (rc != ENG_OK) {
+    snprintf(m2, sizeof m2, "setting the Object Lock retention: %s", msg);
+    fail(w, rc, m2);
+  } else {
+    store_checksum(w);
+  }
+  release(w);
+}
+
+/* A multipart upload's lock, set on the completed object
+ * (PutObjectRetention): CreateMultipartUpload carries it too, but not
+ * every S3-compatible store keeps it from there. */
+static void put_retention(s3_writer *w) {
+  eng_strbuf_free(&w->ctl_body);
+  eng_strbuf_addf(&w->ctl_body,
+                  "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                  "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+                  w->at_rest.lock_mode, w->at_rest.lock_until);
+  unsigned char md5[16];
+  unsigned int n = 0;
+  EVP_Digest(w->ctl_body.data, w->ctl_body.len, md5, &n, EVP_md5(), NULL);
+  unsigned char b64[32];
+  EVP_EncodeBlock(b64, md5, (int)n);
+  w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, "retention=");
+  s3_req_header(w->ctl, "Content-Type: application/xml");
+  s3_req_header(w->ctl, "Content-MD5: %s", (const char *)b64);
+  s3_req_body(w->ctl, w->ctl_body.data, w->ctl_body.len, NULL);
+  if (start_ctl(w, on_retained) != ENG_OK)
+    fail(w, ENG_ERR_IO, "cannot start PutObjectRetention");
 }
 
 static void on_completed(void *ud, s3_req *r) {
@@ -906,7 +956,8 @@ static void on_completed(void *ud, s3_req *r) {
     fail(w, rc, m2);
   } else {
     writer_phase(w, W_STORING);
-    store_checksum(w);
+    if (w->at_rest.lock_mode) put_retention(w);
+    else store_checksum(w);
   }
   release(w);
 }
@@ -996,6 +1047,12 @@ static void put_single(s3_writer *w) {
   writer_phase(w, W_COMPLETING);
   w->ctl = s3_req_new(w->call, &w->cfg, "PUT", w->bucket, w->key, NULL);
   add_common_headers(w, w->ctl, w->meta_sha ? w->meta_sha : w->sha);
+  if (w->at_rest.lock_mode) {
+    s3_req_header(w->ctl, "x-amz-sdk-checksum-algorithm: SHA256");
+    char b64[45];
+    aws_hex_to_b64(w->sha, b64);
+    s3_req_header(w->ctl, "x-amz-checksum-sha256: %s", b64);
+  }
   /* The SHA-256 of the stored bytes is the payload hash: S3 checks it. */
   s3_req_body(w->ctl, w->cur ? w->cur : "", w->cur_len, w->sha);
   int rc = start_ctl(w, on_put);
@@ -1100,6 +1157,7 @@ int s3_writer_open(eng_call *call, const aws_cfg *cfg, const char *url,
     w->storage_class = eng_xstrdup(o->storage_class);
   if (o && o->sha256 && aws_is_sha256(o->sha256))
     w->meta_sha = eng_xstrdup(o->sha256);
+  s3_at_rest_copy(&w->at_rest, o ? o->at_rest : NULL);
   w->upload_token = w->obj_token = w->side_token = -1;
   *out = w;
   return ENG_OK;

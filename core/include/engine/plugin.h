@@ -603,11 +603,17 @@ struct eng_host {
    *           compresses; gzip writes one gzip member);
    *   reads:  "decompress": true to undo zstd or gzip when the bytes start
    *           with their magic; "expect_sha256": hex the stored bytes must
-   *           hash to; "verify": false to skip the store's own checksum.
+   *           hash to; "verify": false to skip the store's own checksum;
+   *   both:   "age_key": an age identity (reads and writes) or recipient
+   *           (writes): the bytes are stored encrypted with age (after
+   *           compression) and decrypted on reads (before decompression);
+   *           the info adds "encryption", "plaintext_sha256" and
+   *           "plaintext_bytes" (the bytes age -d gives).
    * A reader's on_end gets ENG_ERR_CHECKSUM when the bytes do not match
    * expect_sha256, the store's recorded SHA-256 or its recorded md5 (info
-   * "md5" and "expected_md5" from the scheme), or when compressed data is
-   * corrupt or cut short. */
+   * "md5" and "expected_md5" from the scheme), when compressed data is
+   * corrupt or cut short, or when age data does not decrypt (info "error"
+   * says why). */
   int (*stream_open_write)(eng_call *call, const char *url,
                            const json_t *opts, eng_stream **out);
   int (*stream_write)(eng_stream *s, const void *buf, size_t len,
@@ -717,7 +723,62 @@ struct eng_host {
    * "pg_major"; or {"error": message} when the folder cannot be read.
    * Reads files: call it from a worker thread (host->work). */
   json_t *(*migrations_lint)(const char *dir, const json_t *opts);
+  /* Which backups a retention policy keeps (docs/retention.md), so every
+   * store prunes by one rule. Pure: no I/O, any thread. backups (borrowed):
+   * [{name, mtime_ms, verified (a drill's marker is there),
+   * locked_until_ms (object lock; 0 or absent: none)}]; policy (borrowed):
+   * the step's parameters of ENG_RETENTION_PARAMS as the host converted
+   * them (keep_last, keep_daily, keep_weekly, keep_monthly, min_age in ms).
+   * A backup's time is the first date in its name, else mtime_ms. Returns
+   * a new object (the caller owns it): {"error": why} when no keep_* is
+   * given, else {"policy": the policy in words, "backups": [...]} in the
+   * input's order, each {name, time (RFC 3339), time_ms, time_from
+   * ("name" or "modified"), verified, keep, reasons [why it is kept], rule
+   * (why it goes; absent when kept), locked (true when only its object
+   * lock keeps it)}; NULL when backups is not an array of objects with a
+   * name. Never given up: the newest backup, the newest verified one, one
+   * younger than min_age, one whose lock holds. An empty array checks the
+   * policy and words it (for describe()). */
+  json_t *(*retention_plan)(const json_t *backups, const json_t *policy,
+                            int64_t now_ms);
 };
+
+/* The parameters and outputs of a retention policy (1.7), as every action
+ * that prunes backups takes them (the `prune` built-in, s3.prune), so they
+ * read alike: ENG_RETENTION_PARAMS in a parameter array, and
+ * ENG_RETENTION_OUTPUTS in an output array. */
+#define ENG_RETENTION_PARAMS                                                  \
+  {.name = "keep_last", .type = ENG_T_INT, .flags = ENG_P_MIN, .min = 0,      \
+   .doc = "keep the N newest backups (at least one keep_* must be given; "   \
+          "keep_last: 0 keeps only what is never pruned)"},                  \
+  {.name = "keep_daily", .type = ENG_T_INT, .flags = ENG_P_MIN, .min = 0,     \
+   .doc = "keep the newest backup of each of the N latest days that have "   \
+          "backups (UTC)"},                                                  \
+  {.name = "keep_weekly", .type = ENG_T_INT, .flags = ENG_P_MIN, .min = 0,    \
+   .doc = "keep the newest backup of each of the N latest ISO weeks that "   \
+          "have backups"},                                                   \
+  {.name = "keep_monthly", .type = ENG_T_INT, .flags = ENG_P_MIN, .min = 0,   \
+   .doc = "keep the newest backup of each of the N latest months that have " \
+          "backups"},                                                        \
+  {.name = "min_age", .type = ENG_T_DURATION,                                 \
+   .doc = "never prune a backup younger than this (e.g. 7d)"},               \
+  {.name = "dry_run", .type = ENG_T_BOOL, .def = "false",                     \
+   .doc = "list what would be pruned and why each kept backup is kept; "     \
+          "deletes nothing (read-only for the guards)"}
+#define ENG_RETENTION_OUTPUTS                                                 \
+  {"pruned", ENG_T_LIST,                                                      \
+   "[{name, path or url, time, time_from, rule, files}]: the backups given " \
+   "up, the rule that chose each, and what was deleted (empty on a dry "     \
+   "run)"},                                                                   \
+  {"kept", ENG_T_LIST,                                                        \
+   "[{name, path or url, time, time_from, verified, reasons}]: why each "    \
+   "kept backup is kept"},                                                    \
+  {"locked", ENG_T_LIST,                                                      \
+   "the backups the policy gives up that an object lock keeps (skipped)"},   \
+  {"count_pruned", ENG_T_INT, "backups pruned (dry run: that would be)"},     \
+  {"count_kept", ENG_T_INT, "backups kept"},                                  \
+  {"dry_run", ENG_T_BOOL, "true when nothing was deleted on purpose"},        \
+  {"policy", ENG_T_STRING, "the policy applied, in words"}
 
 /* host->guard_sql() flags (1.5) */
 #define ENG_SQL_READ_ONLY 0x1u
